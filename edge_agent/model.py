@@ -1,0 +1,98 @@
+"""Samples as they travel the data path: driver -> batch -> processors -> buffer -> sinks.
+
+A poll produces one :class:`SampleBatch`: the values of all tags of one poll group
+of one device, read together. Batches are plain slotted dataclasses holding
+parallel lists; there is no object per sample, because the hot path handles tens
+of thousands of values a second on a small gateway.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+#: A decoded value. ``None`` only ever accompanies a bad (or uncertain) quality.
+Value = bool | int | float | str | None
+
+
+class Quality(enum.IntEnum):
+    """OPC-style quality of one value; ordered so that ``max()`` gives the worst."""
+
+    GOOD = 0
+    UNCERTAIN = 1
+    BAD = 2
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+#: Reason strings used on bad samples, shared by every driver.
+REASON_TIMEOUT = "timeout"
+REASON_DISCONNECTED = "disconnected"
+REASON_SENTINEL = "sentinel"
+REASON_DECODE = "decode error"
+
+
+def exception_reason(code: int) -> str:
+    """Reason for a sample whose read was answered with Modbus exception ``code``."""
+    return f"exception code {code}"
+
+
+@dataclass(slots=True)
+class SampleBatch:
+    """The values of one poll group of one device, read at one moment.
+
+    ``names``, ``values``, ``qualities`` and ``reasons`` are parallel. ``names`` is
+    normally the same tuple object for every batch of a group, so a batch costs a
+    few list allocations, not one object per value. ``reasons[i]`` is ``""`` for a
+    good sample. ``timestamps_ns`` is set only by drivers that stamp each value
+    separately (OPC UA source timestamps); otherwise every value carries
+    ``timestamp_ns``.
+    """
+
+    device: str
+    group: str
+    timestamp_ns: int
+    names: Sequence[str]
+    values: list[Value]
+    qualities: list[Quality]
+    reasons: list[str]
+    timestamps_ns: list[int] | None = None
+    #: Set for data replayed from a backlog rather than collected just now.
+    historical: bool = False
+    #: Free-form per-batch labels (e.g. metric window start/end); small and rare.
+    attributes: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[tuple[str, Value, Quality, str]]:
+        return zip(self.names, self.values, self.qualities, self.reasons, strict=True)
+
+    def sample_time_ns(self, index: int) -> int:
+        """Timestamp of sample ``index`` (per-value stamp where the driver gave one)."""
+        if self.timestamps_ns is not None:
+            return self.timestamps_ns[index]
+        return self.timestamp_ns
+
+    @classmethod
+    def all_bad(
+        cls, device: str, group: str, timestamp_ns: int, names: Sequence[str], reason: str
+    ) -> SampleBatch:
+        """A batch in which every tag is bad for one reason (device unreachable, timeout...)."""
+        n = len(names)
+        return cls(
+            device=device,
+            group=group,
+            timestamp_ns=timestamp_ns,
+            names=names,
+            values=[None] * n,
+            qualities=[Quality.BAD] * n,
+            reasons=[reason] * n,
+        )
+
+    @property
+    def good_count(self) -> int:
+        return sum(1 for q in self.qualities if q is Quality.GOOD)

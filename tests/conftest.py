@@ -1,0 +1,61 @@
+"""Shared fixtures: leak checks, and real servers (mosquitto) on free loopback ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import Mosquitto, children_of, free_port
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads_or_processes() -> Iterator[None]:
+    """Fail any test that leaves a thread or a child process behind."""
+    threads_before = set(threading.enumerate())
+    children_before = set(children_of(os.getpid()))
+    yield
+    deadline = time.monotonic() + 2.0
+    while True:
+        extra_threads = [
+            t for t in threading.enumerate() if t not in threads_before and t.is_alive()
+        ]
+        extra_children = [p for p in children_of(os.getpid()) if p not in children_before]
+        if not (extra_threads or extra_children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not extra_threads, f"test leaked threads: {extra_threads}"
+    assert not extra_children, f"test leaked child processes: {extra_children}"
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail any async test that leaves a task running on the loop."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    for _ in range(20):
+        leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+        if not leaked:
+            return
+        await asyncio.sleep(0.05)
+    names = ", ".join(t.get_name() for t in leaked)
+    for task in leaked:
+        task.cancel()
+    pytest.fail(f"test leaked asyncio tasks: {names}")
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A real mosquitto broker on a free 127.0.0.1 port, stopped after the test."""
+    broker = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
