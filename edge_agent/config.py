@@ -29,8 +29,16 @@ MIN_INTERVAL_S = 0.01
 #: Longest poll interval accepted (one day).
 MAX_INTERVAL_S = 86_400.0
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
-_UNIT_SECONDS = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_SECONDS = {
+    None: 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 
 
 def parse_duration(value: Any) -> Any:
@@ -154,6 +162,16 @@ class PollGroup(Strict):
     name: Name = "default"
     interval: Duration = Field(description="Seconds between reads, aligned to the wall clock.")
     tags: list[ModbusTag] = Field(min_length=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _possible_interval(cls, value: float) -> float:
+        if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
+            raise ValueError(
+                f"interval {value:g}s is impossible: it must be between "
+                f"{MIN_INTERVAL_S * 1000:g}ms and {MAX_INTERVAL_S / 3600:g}h"
+            )
+        return value
 
 
 class ModbusTcp(Strict):

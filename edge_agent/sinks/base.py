@@ -22,7 +22,7 @@ class Sink(Protocol):
     def connected(self) -> bool: ...
 
     async def start(self) -> None:
-        """Begin connecting. Must not raise when the far end is unreachable: it reconnects by itself."""
+        """Begin connecting; never raises when the far end is unreachable (it reconnects)."""
         ...
 
     async def send(self, batches: Sequence[SampleBatch]) -> None:

@@ -33,7 +33,10 @@ class SinkCounters:
 
 
 class SinkRunner:
-    """Drains ``buffer`` into ``sink`` in order; one runner per sink, so one slow sink never blocks another."""
+    """Drains ``buffer`` into ``sink`` in order.
+
+    One runner per sink, so one slow or dead sink never holds back another.
+    """
 
     def __init__(
         self,
@@ -68,9 +71,9 @@ class SinkRunner:
             self.buffer.ack(pending[-1].seq)
             self._on_success(pending[-1].batch, len(pending), sum(len(p.batch) for p in pending))
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the buffer to empty (graceful stop). True if it did."""
-        deadline = time.monotonic() + timeout
+    async def drain(self, within: float) -> bool:
+        """Wait up to ``within`` seconds for the buffer to empty (graceful stop). True if it did."""
+        deadline = time.monotonic() + within
         while len(self.buffer) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         return not len(self.buffer)
@@ -96,6 +99,4 @@ class SinkRunner:
         if self._failing:
             self._failing = False
             self.counters.down_since_monotonic = None
-            log.info(
-                "sink delivering again", sink=self.sink.name, buffered=len(self.buffer)
-            )
+            log.info("sink delivering again", sink=self.sink.name, buffered=len(self.buffer))

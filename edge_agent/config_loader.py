@@ -1,0 +1,252 @@
+"""Load a plant YAML into a :class:`PlantConfig`, reporting every problem with file and line.
+
+Why not ``yaml.safe_load``: it forgets where each value came from, silently keeps the
+last of two duplicate keys, and cannot tell which scalar held a ``${VAR}``. We compose
+the YAML node tree instead, build plain data from it while recording the line of
+every key and list item, expand environment references on the way, and then map each
+pydantic error location back to a line. All findings are reported at once, as
+``plant.yaml:42: devices[3].poll_groups[0].tags[7].type: 'flaot32' is not one of ...``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from edge_agent import config as config_models
+from edge_agent.config import PlantConfig
+from edge_agent.config_checks import check_partial, check_plant, format_path
+from edge_agent.errors import ConfigError
+
+#: A location inside the YAML document: mapping keys and list indices.
+Path_ = tuple[str | int, ...]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class SourceMap:
+    """Line (1-based) of every key and list item of a loaded document."""
+
+    file: str
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, path: Path_) -> int:
+        """Line of ``path``, or of its nearest ancestor present in the file."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+
+class _Builder:
+    """Turns a composed YAML node tree into plain data plus a :class:`SourceMap`."""
+
+    def __init__(self, source: SourceMap, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+        self.problems: list[tuple[int, str]] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, child in enumerate(node.value):
+                self.source.lines[(*path, index)] = child.start_mark.line + 1
+                items.append(self.build(child, (*path, index)))
+            return items
+        assert isinstance(node, yaml.ScalarNode)
+        value = self._constructor.construct_object(node, deep=True)
+        if isinstance(value, str) and "${" in value:
+            return self._expand(value, node.start_mark.line + 1, path)
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        seen_at: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                merged.update(self._merge_source(value_node, path))
+                continue
+            key = self._constructor.construct_object(key_node, deep=True)
+            if key in seen_at:
+                where = format_path((*path, key)) if isinstance(key, str | int) else str(key)
+                self.problems.append(
+                    (line, f"{where}: duplicate key {key!r} (first at line {seen_at[key]})")
+                )
+                continue
+            seen_at[key] = line
+            child_path = (*path, key) if isinstance(key, str | int) else path
+            self.source.lines[child_path] = line
+            result[key] = self.build(value_node, child_path)
+        # YAML merge keys (<<: *defaults): explicit keys win over merged ones.
+        return {**merged, **result}
+
+    def _merge_source(self, node: yaml.Node, path: Path_) -> dict[Any, Any]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[Any, Any] = {}
+        for source in reversed(sources):
+            built = self.build(source, path)
+            if not isinstance(built, dict):
+                self.problems.append(
+                    (node.start_mark.line + 1, f"{format_path(path)}: '<<' needs a mapping")
+                )
+                continue
+            merged.update(built)
+        return merged
+
+    def _expand(self, text: str, line: int, path: Path_) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = self.env.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                self.problems.append(
+                    (
+                        line,
+                        f"{format_path(path)}: environment variable {name} is not set "
+                        f"(write ${{{name}:-default}} to give a default)",
+                    )
+                )
+                return ""
+            return value
+
+        return _ENV_REF.sub(substitute, text)
+
+
+def _all_field_names() -> list[str]:
+    names: set[str] = set()
+    for obj in vars(config_models).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
+            names.update(obj.model_fields)
+    return sorted(names)
+
+
+_FIELD_NAMES = _all_field_names()
+
+
+def _document_path(loc: Sequence[str | int], data: Any) -> Path_:
+    """Drop the discriminator tags pydantic inserts into ``loc`` (e.g. ``'modbus'``)."""
+    path: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if part == "[key]":
+            continue
+        if isinstance(current, list) and isinstance(part, int):
+            path.append(part)
+            current = current[part] if 0 <= part < len(current) else None
+        elif isinstance(current, dict) and part in current:
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, dict) and isinstance(part, int) and str(part) in current:
+            path.append(part)
+            current = current[str(part)]
+        elif last or not isinstance(current, dict):
+            path.append(part)
+            current = None
+        # else: a discriminator tag; the data has no such key, skip it.
+    return tuple(path)
+
+
+def _allowed(expected: str) -> str:
+    """``"'bool', 'int16' or 'string'"`` -> ``"bool, int16, string"``."""
+    return ", ".join(p.strip().strip("'") for p in re.split(r",| or ", expected) if p.strip())
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    value = error.get("input")
+    if kind == "literal_error":
+        return f"{value!r} is not one of {_allowed(str(ctx.get('expected', '')))}"
+    if kind == "union_tag_invalid":
+        return f"{ctx.get('tag')!r} is not one of {_allowed(str(ctx.get('expected_tags', '')))}"
+    if kind == "union_tag_not_found":
+        return f"required field '{ctx.get('discriminator', '').strip(chr(39))}' is missing"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        close = difflib.get_close_matches(key, _FIELD_NAMES, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown key {key!r}{hint}"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    message = message[:1].lower() + message[1:]
+    if kind not in ("value_error", "string_pattern_mismatch") and not isinstance(
+        value, dict | list
+    ):
+        message += f" (got {value!r})"
+    if kind == "string_pattern_mismatch":
+        message = (
+            f"{value!r} is not a valid name (letters, digits, '_', '-', '.'; no spaces or slashes)"
+        )
+    return message
+
+
+def parse_config(
+    text: str, file: str = "plant.yaml", env: Mapping[str, str] | None = None
+) -> PlantConfig:
+    """Validate YAML ``text``; raise :class:`ConfigError` listing every problem found."""
+    source = SourceMap(file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError([f"{file}:{line}: YAML syntax: {problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{file}:1: YAML syntax: {exc}"]) from None
+    if node is None:
+        raise ConfigError([f"{file}:1: the file is empty"])
+    builder = _Builder(source, os.environ if env is None else env)
+    data = builder.build(node, ())
+    problems = list(builder.problems)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
+    try:
+        plant = PlantConfig.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            path = _document_path(error["loc"], data)
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
+            problems.append((source.line_of(path), f"{format_path(path)}: {_message(error)}"))
+        for path, message in check_partial(data):
+            problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
+    else:
+        for path, message in check_plant(plant):
+            problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
+        if not problems:
+            return plant
+    problems.sort(key=lambda p: p[0])
+    raise ConfigError([f"{file}:{line}: {message}" for line, message in problems])
+
+
+def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> PlantConfig:
+    """Read and validate the plant file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read the file: {exc}"]) from None
+    return parse_config(text, str(path), env)

@@ -1,0 +1,48 @@
+"""Config errors as golden cases: tests/golden/config/<case>/plant.yaml in, expected.err out.
+
+Regenerate after an intended change of wording with
+``UPDATE_GOLDEN=1 pytest tests/unit/test_config_golden.py``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config_loader import load_config
+from edge_agent.errors import ConfigError
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "config"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
+
+
+def _render(case: Path) -> str:
+    try:
+        load_config(case / "plant.yaml", env={})
+    except ConfigError as exc:
+        return "\n".join(exc.problems).replace(str(case / "plant.yaml"), "plant.yaml") + "\n"
+    return "VALID\n"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_error_golden(case: str) -> None:
+    folder = GOLDEN / case
+    actual = _render(folder)
+    expected_file = folder / "expected.err"
+    if os.environ.get("UPDATE_GOLDEN"):
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()
+
+
+def test_every_error_names_file_and_line() -> None:
+    for case in CASES:
+        for line in _render(GOLDEN / case).splitlines():
+            if line == "VALID":
+                continue
+            file, number, rest = line.split(":", 2)
+            assert file == "plant.yaml"
+            assert int(number) >= 1
+            assert rest.startswith(" ")
