@@ -1,0 +1,140 @@
+"""``edge-agent`` command line: run, check, schema, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.config import PlantConfig
+from edge_agent.config_loader import load_config
+from edge_agent.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _load_or_report(path: str) -> PlantConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(
+            f"{path}: {count} problem{'s' if count != 1 else ''}; nothing started", file=sys.stderr
+        )
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.logs import configure_logging  # lazy: keep `schema`/`check` light
+    from edge_agent.service import Agent, run_agent
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    configure_logging(args.log_level or config.logging.level)
+
+    async def main() -> None:
+        await run_agent(Agent(config), duration=args.duration)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from edge_agent.summary import render_summary
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    print(render_summary(config, args.config))
+    return EXIT_OK
+
+
+def plant_schema() -> dict[str, object]:
+    """The JSON Schema of the plant file (committed as configs/schema.json)."""
+    schema = PlantConfig.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "edge-agent plant configuration"
+    return schema
+
+
+def render_schema() -> str:
+    return json.dumps(plant_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_schema(_args: argparse.Namespace) -> int:
+    sys.stdout.write(render_schema())
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.cli import run_simulate
+
+    return run_simulate(Path(args.config), duration=args.duration)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import run_demo
+
+    return run_demo(
+        config_path=Path(args.config) if args.config else None,
+        mqtt=args.mqtt,
+        duration=args.duration,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Industrial edge data collection: Modbus in, MQTT out, nothing lost.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the agent for one plant file")
+    run.add_argument("-c", "--config", required=True, help="plant YAML file")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.set_defaults(handler=cmd_run)
+
+    check = commands.add_parser("check", help="validate a plant file and print its read plan")
+    check.add_argument("-c", "--config", required=True, help="plant YAML file")
+    check.set_defaults(handler=cmd_check)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of the plant file")
+    schema.set_defaults(handler=cmd_schema)
+
+    simulate = commands.add_parser("simulate", help="serve simulated equipment on loopback")
+    simulate.add_argument("-c", "--config", required=True, help="simulator profile YAML")
+    simulate.add_argument("--duration", type=float, help="stop after this many seconds")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    demo = commands.add_parser(
+        "demo", help="start the bundled simulators and the agent, and show live values"
+    )
+    demo.add_argument("--mqtt", metavar="HOST:PORT", help="also publish to this MQTT broker")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("-c", "--config", help="plant file (default: configs/demo-plant.yaml)")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

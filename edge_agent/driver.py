@@ -1,0 +1,56 @@
+"""The contract between the scheduler and a protocol driver (Modbus now, OPC UA later).
+
+A driver only talks to its device: connect, read one poll group into a
+:class:`~edge_agent.model.SampleBatch`, close. Intervals, alignment, timeouts,
+backoff, device state and logging belong to :class:`~edge_agent.scheduler.SourceRunner`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge_agent.model import SampleBatch
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """What the scheduler needs to know about one poll group."""
+
+    name: str
+    interval: float
+    #: Tag names in batch order; the same tuple object is reused by every batch.
+    names: tuple[str, ...]
+
+
+class Driver(Protocol):
+    @property
+    def device(self) -> str:
+        """The device name, as batches carry it."""
+        ...
+
+    @property
+    def groups(self) -> Sequence[GroupSpec]: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def connect(self) -> None:
+        """Open (or join) the connection; raise DriverConnectError on failure."""
+        ...
+
+    async def read(self, group: str) -> SampleBatch:
+        """Read one poll group.
+
+        Tags the device refused (exception codes, holes) come back bad inside the
+        batch; a failure of the whole read (timeout, connection lost) raises
+        :class:`~edge_agent.errors.DriverError` with the reason bad samples carry.
+        """
+        ...
+
+    def read_budget(self, group: str) -> float:
+        """Upper bound in seconds for one ``read(group)``; the scheduler's guard timeout."""
+        ...
+
+    async def close(self) -> None: ...

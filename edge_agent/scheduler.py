@@ -1,0 +1,205 @@
+"""SourceRunner: polls one device's groups on wall-clock-aligned ticks.
+
+What the runner guarantees, so that drivers do not have to:
+
+* each poll group reads at multiples of its interval since the epoch (1 s -> .000 of
+  every second); a read that overruns skips the ticks it missed and counts them,
+  never piles them up;
+* every read is bounded by a guard timeout; a failed, timed-out or refused read
+  produces a batch whose samples are bad with a reason; a stale value is never re-sent
+  as good;
+* after ``offline_after`` consecutive failures the device is offline and is retried
+  with jittered, capped exponential backoff; ticks in between produce bad batches
+  without touching the wire, so a dead unit on a shared gateway does not cost the
+  other units a timeout every tick;
+* errors are logged once per change of state, not on every poll.
+
+One runner per device, each with its own tasks: one dead or slow device never
+delays the devices on other connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from edge_agent.backoff import Backoff
+from edge_agent.driver import Driver, GroupSpec
+from edge_agent.errors import DriverConnectError, DriverError
+from edge_agent.model import REASON_DISCONNECTED, REASON_TIMEOUT, Quality, SampleBatch
+
+log = structlog.get_logger("edge_agent.scheduler")
+
+#: Where batches go next (the pipeline). Must not block.
+Emit = Callable[[SampleBatch], None]
+#: Wall clock in seconds; injectable for tests.
+Clock = Callable[[], float]
+
+
+class DeviceState(enum.Enum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    DEGRADED = "degraded"
+    OFFLINE = "offline"
+
+
+@dataclass(slots=True)
+class DeviceCounters:
+    polls: int = 0
+    good_polls: int = 0
+    failed_polls: int = 0
+    skipped_ticks: int = 0
+    failures_by_reason: Counter[str] = field(default_factory=Counter)
+    last_read_seconds: float = 0.0
+    state_since: float = field(default_factory=time.time)
+
+
+def next_tick(now: float, interval: float) -> float:
+    """The first multiple of ``interval`` (seconds since the epoch) strictly after ``now``."""
+    return (math.floor(now / interval) + 1) * interval
+
+
+class SourceRunner:
+    def __init__(
+        self,
+        driver: Driver,
+        emit: Emit,
+        *,
+        offline_after: int = 3,
+        backoff: Backoff | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.driver = driver
+        self.emit = emit
+        self.offline_after = offline_after
+        self.counters = DeviceCounters()
+        self.state = DeviceState.CONNECTING
+        self.state_reason = ""
+        self._backoff = backoff or Backoff(initial=1.0, cap=60.0, minimum=0.5)
+        self._clock = clock
+        self._consecutive_failures = 0
+        self._retry_at = 0.0
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def device(self) -> str:
+        return self.driver.device
+
+    async def run(self) -> None:
+        """Poll every group until cancelled; closes the driver on the way out."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for group in self.driver.groups:
+                    tasks.create_task(
+                        self._poll_loop(group), name=f"poll:{self.device}:{group.name}"
+                    )
+        finally:
+            await self.driver.close()
+
+    async def _poll_loop(self, group: GroupSpec) -> None:
+        tick = next_tick(self._clock(), group.interval)
+        while True:
+            delay = tick - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.poll_once(group)
+            now = self._clock()
+            following = tick + group.interval
+            if now >= following:
+                # Overrun: skip the ticks we missed instead of running them back to back.
+                upcoming = next_tick(now, group.interval)
+                self.counters.skipped_ticks += round((upcoming - following) / group.interval)
+                following = upcoming
+            tick = following
+
+    async def poll_once(self, group: GroupSpec) -> SampleBatch:
+        """One scheduled read of ``group``: always emits exactly one batch, and returns it."""
+        started = self._clock()
+        started_ns = int(started * 1e9)
+        self.counters.polls += 1
+        if started < self._retry_at:
+            batch = SampleBatch.all_bad(
+                self.device,
+                group.name,
+                started_ns,
+                group.names,
+                self.state_reason or REASON_DISCONNECTED,
+            )
+            self.counters.failed_polls += 1
+            self.emit(batch)
+            return batch
+        try:
+            async with asyncio.timeout(self.driver.read_budget(group.name)):
+                if not self.driver.connected:
+                    await self._connect()
+                batch = await self.driver.read(group.name)
+        except TimeoutError:
+            batch = self._failed(
+                group, started_ns, DriverError(REASON_TIMEOUT, "read guard expired")
+            )
+        except DriverError as exc:
+            batch = self._failed(group, started_ns, exc)
+        else:
+            self._succeeded(batch)
+        self.counters.last_read_seconds = self._clock() - started
+        self.emit(batch)
+        return batch
+
+    async def _connect(self) -> None:
+        async with self._connect_lock:
+            if not self.driver.connected:
+                await self.driver.connect()
+
+    def _failed(self, group: GroupSpec, started_ns: int, exc: DriverError) -> SampleBatch:
+        self.counters.failed_polls += 1
+        self.counters.failures_by_reason[exc.reason] += 1
+        self._consecutive_failures += 1
+        if isinstance(exc, DriverConnectError) or self._consecutive_failures >= self.offline_after:
+            delay = self._backoff.next_delay()
+            self._retry_at = self._clock() + delay
+            self._set_state(
+                DeviceState.OFFLINE, exc.reason, detail=exc.detail, retry_in=round(delay, 2)
+            )
+        elif self.state is not DeviceState.CONNECTING:
+            self._set_state(DeviceState.DEGRADED, exc.reason, detail=exc.detail)
+        else:
+            self.state_reason = exc.reason
+        return SampleBatch.all_bad(self.device, group.name, started_ns, group.names, exc.reason)
+
+    def _succeeded(self, batch: SampleBatch) -> None:
+        self._consecutive_failures = 0
+        self._retry_at = 0.0
+        self._backoff.reset()
+        bad = [
+            r for q, r in zip(batch.qualities, batch.reasons, strict=True) if q is not Quality.GOOD
+        ]
+        if bad:
+            self.counters.failures_by_reason.update(bad)
+            self._set_state(DeviceState.DEGRADED, bad[0], bad_tags=len(bad))
+        else:
+            self.counters.good_polls += 1
+            self._set_state(DeviceState.ONLINE, "")
+
+    def _set_state(self, state: DeviceState, reason: str, **details: object) -> None:
+        if state is self.state and reason == self.state_reason:
+            return
+        previous = self.state
+        self.state = state
+        self.state_reason = reason
+        self.counters.state_since = self._clock()
+        event = f"device {state.value}"
+        if state is DeviceState.ONLINE:
+            log.info(event, device=self.device, previous=previous.value)
+        elif state is DeviceState.OFFLINE or previous is DeviceState.ONLINE:
+            log.warning(
+                event, device=self.device, reason=reason, previous=previous.value, **details
+            )
+        else:
+            log.info(event, device=self.device, reason=reason, previous=previous.value, **details)

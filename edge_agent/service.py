@@ -1,0 +1,127 @@
+"""Wiring: config -> drivers, pollers, pipeline, sink runners; start, run, stop.
+
+Start order follows Telegraf: sinks first, pollers last; stop in reverse, so that
+what was collected drains into the sinks before they close. Everything runs as named
+tasks in one event loop; cancellation is never swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from edge_agent.buffer import MemoryBuffer
+from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.driver import Driver
+from edge_agent.pipeline import Pipeline
+from edge_agent.scheduler import DeviceState, SourceRunner
+from edge_agent.sinks.base import Sink
+from edge_agent.sinks.runner import SinkRunner
+
+log = structlog.get_logger("edge_agent.service")
+
+#: Seconds the sinks get to deliver what is buffered when the agent stops.
+DEFAULT_DRAIN_SECONDS = 5.0
+
+
+def build_sink(config: MqttSinkConfig, plant: PlantConfig) -> Sink:
+    from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
+
+    return MqttSink(config, plant.plant)
+
+
+def build_drivers(plant: PlantConfig) -> list[Driver]:
+    from drivers.modbus import build_modbus_drivers  # lazy: protocol code stays out of core
+
+    return list(build_modbus_drivers(plant.devices))
+
+
+@dataclass
+class Agent:
+    """One plant's agent: owns its pollers and sinks for the life of one config."""
+
+    config: PlantConfig
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    pipeline: Pipeline = field(default_factory=Pipeline)
+    sources: list[SourceRunner] = field(default_factory=list)
+    sinks: list[SinkRunner] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        for sink_config in self.config.sinks:
+            runner = SinkRunner(
+                build_sink(sink_config, self.config),
+                MemoryBuffer(sink_config.buffer.max_batches),
+            )
+            self.sinks.append(runner)
+            self.pipeline.add_consumer(runner.submit)
+        for driver in build_drivers(self.config):
+            self.sources.append(SourceRunner(driver, self.pipeline.emit))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop` (or SIGTERM/SIGINT via :func:`run_agent`)."""
+        log.info(
+            "agent starting",
+            plant=self.config.plant.name,
+            devices=len(self.sources),
+            sinks=[s.sink.name for s in self.sinks] or "none",
+        )
+        async with asyncio.TaskGroup() as outer:
+            sink_tasks = [
+                outer.create_task(runner.run(), name=f"sink:{runner.sink.name}")
+                for runner in self.sinks
+            ]
+            source_tasks = [
+                outer.create_task(runner.run(), name=f"source:{runner.device}")
+                for runner in self.sources
+            ]
+            await self._stop.wait()
+            log.info("agent stopping: polling stops, sinks drain")
+            await _cancel_all(source_tasks)
+            drained = await asyncio.gather(*(r.drain(self.drain_seconds) for r in self.sinks))
+            for runner, ok in zip(self.sinks, drained, strict=True):
+                if not ok:
+                    log.warning(
+                        "sink did not drain before stop; buffered batches are lost",
+                        sink=runner.sink.name,
+                        buffered=len(runner.buffer),
+                    )
+            await _cancel_all(sink_tasks)
+            for runner in self.sinks:
+                await runner.sink.stop()
+        log.info("agent stopped")
+
+    def device_states(self) -> dict[str, DeviceState]:
+        return {s.device: s.state for s in self.sources}
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait for them; a cancellation of the caller still propagates."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+
+
+async def run_agent(agent: Agent, duration: float | None = None) -> None:
+    """Run ``agent`` with SIGTERM/SIGINT wired to a graceful stop, optionally for ``duration`` s."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, agent.request_stop)
+    timer = loop.call_later(duration, agent.request_stop) if duration else None
+    try:
+        await agent.run()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,162 @@
+"""SourceRunner behaviour against a scripted driver (our own Driver protocol, no library mocked)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from edge_agent.backoff import Backoff
+from edge_agent.driver import GroupSpec
+from edge_agent.errors import DriverConnectError, DriverError
+from edge_agent.model import Quality, SampleBatch
+from edge_agent.scheduler import DeviceState, SourceRunner, next_tick
+
+NAMES = ("a", "b")
+
+
+@dataclass
+class ScriptedDriver:
+    """Answers each read with the next scripted outcome: a list of values, or an error."""
+
+    script: deque[list[float] | DriverError] = field(default_factory=deque)
+    read_seconds: float = 0.0
+    connected: bool = True
+    connect_fails: bool = False
+    reads: int = 0
+    connects: int = 0
+    device: str = "dev"
+    groups: Sequence[GroupSpec] = (GroupSpec("g", 0.05, NAMES),)
+
+    async def connect(self) -> None:
+        self.connects += 1
+        if self.connect_fails:
+            raise DriverConnectError("disconnected", "refused")
+        self.connected = True
+
+    async def read(self, group: str) -> SampleBatch:
+        self.reads += 1
+        if self.read_seconds:
+            await asyncio.sleep(self.read_seconds)
+        outcome = self.script.popleft() if self.script else [1.0, 2.0]
+        if isinstance(outcome, DriverError):
+            raise outcome
+        qualities = [Quality.BAD if v != v else Quality.GOOD for v in outcome]
+        reasons = ["sentinel" if q is Quality.BAD else "" for q in qualities]
+        values: list[object] = [None if v != v else v for v in outcome]
+        return SampleBatch("dev", group, 0, NAMES, values, qualities, reasons)  # type: ignore[arg-type]
+
+    def read_budget(self, group: str) -> float:
+        return 1.0
+
+    async def close(self) -> None:
+        self.connected = False
+
+
+def _runner(driver: ScriptedDriver, sink: list[SampleBatch], **kw: object) -> SourceRunner:
+    return SourceRunner(
+        driver,
+        sink.append,
+        backoff=Backoff(initial=10.0, cap=10.0, minimum=10.0),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_next_tick_is_aligned_to_the_interval() -> None:
+    assert next_tick(1000.2, 1.0) == 1001.0
+    assert next_tick(1000.0, 1.0) == 1001.0
+    assert next_tick(1000.26, 0.1) == pytest.approx(1000.3)
+    assert next_tick(899.0, 900.0) == 900.0
+
+
+async def test_failures_mark_samples_bad_with_reason_and_never_resend_stale_values() -> None:
+    driver = ScriptedDriver(deque([[5.0, 6.0], DriverError("timeout"), [7.0, 8.0]]))
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    group = driver.groups[0]
+    await runner.poll_once(group)
+    assert runner.state is DeviceState.ONLINE
+    await runner.poll_once(group)
+    assert out[1].values == [None, None]
+    assert out[1].qualities == [Quality.BAD, Quality.BAD]
+    assert out[1].reasons == ["timeout", "timeout"]
+    assert runner.state is DeviceState.DEGRADED
+    await runner.poll_once(group)
+    assert out[2].values == [7.0, 8.0]
+    assert runner.state is DeviceState.ONLINE
+    assert runner.counters.failures_by_reason["timeout"] == 1
+
+
+async def test_partial_bad_batch_makes_device_degraded() -> None:
+    driver = ScriptedDriver(deque([[1.0, float("nan")]]))
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    await runner.poll_once(driver.groups[0])
+    assert runner.state is DeviceState.DEGRADED
+    assert runner.state_reason == "sentinel"
+
+
+async def test_consecutive_failures_take_device_offline_and_back_off_without_wire_traffic() -> None:
+    driver = ScriptedDriver(deque([DriverError("timeout")] * 3))
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out, offline_after=3)
+    for _ in range(3):
+        await runner.poll_once(driver.groups[0])
+    assert runner.state is DeviceState.OFFLINE
+    assert driver.reads == 3
+    # During the backoff window polls are answered locally: bad, no read attempted.
+    batch = await runner.poll_once(driver.groups[0])
+    assert driver.reads == 3
+    assert batch.qualities == [Quality.BAD, Quality.BAD]
+    assert batch.reasons == ["timeout", "timeout"]
+
+
+async def test_connect_failure_goes_offline_immediately() -> None:
+    driver = ScriptedDriver(connected=False, connect_fails=True)
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    batch = await runner.poll_once(driver.groups[0])
+    assert runner.state is DeviceState.OFFLINE
+    assert batch.reasons == ["disconnected", "disconnected"]
+    await runner.poll_once(driver.groups[0])
+    assert driver.connects == 1  # second poll fell inside the backoff window
+
+
+async def test_read_guard_timeout_marks_samples_bad() -> None:
+    driver = ScriptedDriver(read_seconds=5.0)
+    driver.read_budget = lambda group: 0.05  # type: ignore[method-assign]
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    batch = await runner.poll_once(driver.groups[0])
+    assert batch.reasons == ["timeout", "timeout"]
+
+
+async def test_overrun_skips_ticks_instead_of_piling_them_up() -> None:
+    driver = ScriptedDriver(read_seconds=0.12)  # interval 0.05 s
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.6)
+    task.cancel()
+    await asyncio.wait([task])
+    # ~0.6 s / 0.15 s per read+wait: a handful of reads, never 12 back to back.
+    assert 2 <= driver.reads <= 6
+    assert runner.counters.skipped_ticks >= driver.reads - 1
+    assert not driver.connected  # the runner closes its driver on the way out
+
+
+async def test_reads_start_on_interval_boundaries() -> None:
+    driver = ScriptedDriver(groups=(GroupSpec("g", 0.1, NAMES),))
+    starts: list[float] = []
+    runner = SourceRunner(driver, lambda b: starts.append(b.timestamp_ns / 1e9))
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(0.55)
+    task.cancel()
+    await asyncio.wait([task])
+    assert len(starts) >= 4
+    offsets = [(s % 0.1) for s in starts]
+    # Reads start just after the boundary, never mid-interval (bound generous for a loaded CI box).
+    assert all(o < 0.05 for o in offsets), offsets
