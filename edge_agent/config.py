@@ -114,7 +114,7 @@ REGISTER_COUNT: dict[str, int] = {
 
 
 class ModbusTag(Strict):
-    """One value on a Modbus device. ``value = raw * scale + offset`` (then ``enum`` if given)."""
+    """One value on a Modbus device: ``value = raw * scale + offset``, or ``enum[raw]``."""
 
     name: Name
     table: ModbusTable = "holding"
@@ -134,7 +134,7 @@ class ModbusTag(Strict):
     enum: dict[int, str] | None = Field(
         default=None, description="Raw integer value -> label, e.g. {0: off, 1: idle, 2: run}."
     )
-    sentinel: float | None = Field(
+    sentinel: int | float | None = Field(
         default=None,
         description="Raw value the device reports for 'no data' (e.g. 65535): the sample is bad.",
     )

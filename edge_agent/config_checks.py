@@ -122,6 +122,14 @@ def _check_modbus_device(index: int, device: ModbusDeviceConfig) -> list[Finding
     found += _duplicates([((*path, "name"), tag.name) for path, tag in tags], "tag")
     for path, tag in tags:
         found += [((*path, key), message) for key, message in _tag_rules(tag)]
+        if tag.table not in _BIT_TABLES and tag.register_count > device.max_registers_per_read:
+            found.append(
+                (
+                    (*path, "length" if tag.type == "string" else "type"),
+                    f"{tag.register_count} registers do not fit in one read "
+                    f"(max_registers_per_read is {device.max_registers_per_read})",
+                )
+            )
     found += _overlaps(tags)
     return found
 

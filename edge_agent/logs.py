@@ -1,4 +1,4 @@
-"""structlog setup: JSON lines when not on a terminal (journald keeps them), colour on a terminal."""
+"""structlog setup: JSON lines off a terminal (journald keeps them), colour on a terminal."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from edge_agent.model import SampleBatch
+from edge_agent.model import SampleBatch, Value
 
 #: A processor sees each batch and returns the batches to pass on (usually ``[batch]``).
 Processor = Callable[[SampleBatch], Iterable[SampleBatch]]
@@ -22,7 +22,7 @@ Consumer = Callable[[SampleBatch], None]
 class LatestValue:
     """Last seen value of one tag, built on demand for the live display."""
 
-    value: object
+    value: Value
     quality: str
     reason: str
     timestamp_ns: int

@@ -1,0 +1,5 @@
+"""Modbus TCP and RTU driver: channel (connection), planner (requests), codec (decoding)."""
+
+from drivers.modbus.driver import ModbusDriver, build_modbus_drivers
+
+__all__ = ["ModbusDriver", "build_modbus_drivers"]

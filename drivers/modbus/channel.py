@@ -74,6 +74,8 @@ class ModbusChannel:
         self._last_frame_end = 0.0
         self._unanswered = 0
         self.requests = 0
+        #: Drivers using this channel; the last one to close it closes the connection.
+        self.users = 0
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         conn = self._connection

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; results go to docs/BENCHMARKS.md."""

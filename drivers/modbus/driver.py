@@ -1,0 +1,151 @@
+"""ModbusDriver: one Modbus device (unit) read through a shared :class:`ModbusChannel`.
+
+Per poll group: an :class:`~drivers.modbus.planner.AdaptivePlan` decides the reads
+(coalesced, learning the device's holes), a :class:`~drivers.modbus.codec.DecoderCache`
+decodes each response block straight into the batch's lists.
+
+Failure policy, per request:
+
+* exception code 2 (ILLEGAL DATA ADDRESS): the plan splits the request and learns the
+  hole; tags that are really invalid come out bad with ``exception code 2``;
+* other exception codes (busy, device failure...): that request's tags are bad with
+  the code as reason, the rest of the group is still read;
+* timeout, lost connection, gateway path/target failures (codes 10, 11): the whole
+  read fails (:class:`DriverReadError`); a unit that misses one request will miss the
+  next, and each miss would cost a full timeout on a connection others share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, connection_key
+from drivers.modbus.codec import DecoderCache, fill_bad
+from drivers.modbus.planner import AdaptivePlan
+from edge_agent.config import ModbusDeviceConfig, PollGroup
+from edge_agent.driver import GroupSpec
+from edge_agent.errors import DriverReadError
+from edge_agent.model import Quality, SampleBatch, Value, exception_reason
+
+ILLEGAL_DATA_ADDRESS = 2
+#: Gateway path unavailable / gateway target failed to respond: the unit is unreachable.
+UNREACHABLE_CODES = frozenset({10, 11})
+#: Seconds added to every read budget for scheduling slack.
+BUDGET_SLACK = 1.0
+
+
+@dataclass(slots=True)
+class _Group:
+    spec: GroupSpec
+    plan: AdaptivePlan
+    decoders: DecoderCache
+
+
+class ModbusDriver:
+    def __init__(self, config: ModbusDeviceConfig, channel: ModbusChannel) -> None:
+        self.config = config
+        self.channel = channel
+        channel.users += 1
+        self._groups = {g.name: _compile_group(g, config) for g in config.poll_groups}
+        self._closed = False
+
+    @property
+    def device(self) -> str:
+        return self.config.name
+
+    @property
+    def groups(self) -> Sequence[GroupSpec]:
+        return [g.spec for g in self._groups.values()]
+
+    @property
+    def connected(self) -> bool:
+        return self.channel.connected
+
+    def plan(self, group: str) -> AdaptivePlan:
+        return self._groups[group].plan
+
+    async def connect(self) -> None:
+        await self.channel.connect()
+
+    async def read(self, group: str) -> SampleBatch:
+        compiled = self._groups[group]
+        names = compiled.spec.names
+        count = len(names)
+        timestamp_ns = time.time_ns()
+        values: list[Value] = [None] * count
+        qualities = [Quality.BAD] * count
+        reasons = ["not read"] * count
+        poll = compiled.plan.poll()
+        unit = self.config.unit_id
+        for request in poll:
+            try:
+                data = await self.channel.read(request.table, request.start, request.count, unit)
+            except ModbusExceptionResponse as exc:
+                if exc.code == ILLEGAL_DATA_ADDRESS:
+                    poll.refused(request)
+                    continue
+                if exc.code in UNREACHABLE_CODES:
+                    raise
+                fill_bad(request.positions, exc.reason, values, qualities, reasons)
+                continue
+            poll.accepted(request)
+            try:
+                compiled.decoders[request].decode(data, values, qualities, reasons)
+            except DriverReadError as exc:
+                fill_bad(request.positions, exc.reason, values, qualities, reasons)
+        fill_bad(
+            poll.refused_positions,
+            exception_reason(ILLEGAL_DATA_ADDRESS),
+            values,
+            qualities,
+            reasons,
+        )
+        return SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons)
+
+    def read_budget(self, group: str) -> float:
+        """Worst case: learning splits every request (2k-1 reads), and the shared
+        channel may first serve one read of each other device on it."""
+        plan = self._groups[group].plan
+        requests = 2 * len(plan.requests) + len(plan.invalid_positions) + self.channel.users
+        per_request = self.channel.timeout + self.channel.inter_frame_delay
+        return requests * per_request + BUDGET_SLACK
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.channel.users -= 1
+        if self.channel.users == 0:
+            await self.channel.close()
+
+
+def _compile_group(group: PollGroup, config: ModbusDeviceConfig) -> _Group:
+    spec = GroupSpec(group.name, group.interval, tuple(t.name for t in group.tags))
+    return _Group(
+        spec=spec,
+        plan=AdaptivePlan.for_device(group.tags, config),
+        decoders=DecoderCache(group.tags, config.byte_order),
+    )
+
+
+def build_modbus_drivers(devices: Iterable[ModbusDeviceConfig]) -> list[ModbusDriver]:
+    """One driver per device; devices on the same gateway or serial bus share a channel.
+
+    A shared channel uses the longest timeout and inter-frame delay of its devices
+    (see :mod:`drivers.modbus.channel` for why requests are never cut short).
+    """
+    devices = list(devices)
+    by_key: dict[str, list[ModbusDeviceConfig]] = {}
+    for device in devices:
+        by_key.setdefault(connection_key(device.connection), []).append(device)
+    channels = {
+        key: ModbusChannel(
+            group[0].connection,
+            timeout=max(d.timeout for d in group),
+            inter_frame_delay=max(d.inter_frame_delay for d in group),
+        )
+        for key, group in by_key.items()
+    }
+    return [ModbusDriver(d, channels[connection_key(d.connection)]) for d in devices]

@@ -1,0 +1,160 @@
+"""``edge-agent demo``: the bundled simulators plus the agent, with live values in the terminal.
+
+Works with nothing else installed: without ``--mqtt`` there is no sink and one line
+says so; with ``--mqtt HOST:PORT`` the same values are published there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config_loader import load_config
+from edge_agent.errors import ConfigError
+from edge_agent.logs import configure_logging
+from edge_agent.model import Value
+from edge_agent.service import Agent, run_agent
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = ROOT / "configs" / "demo-plant.yaml"
+#: How many values per device the live table shows.
+VALUES_SHOWN = 8
+
+
+def _demo_config(config_path: Path | None, mqtt: str | None, state_dir: Path) -> PlantConfig:
+    path = config_path or DEMO_CONFIG
+    config = load_config(path, env={"EDGE_AGENT_STATE": str(state_dir)})
+    if mqtt is None:
+        return config
+    host, _, port = mqtt.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError([f"--mqtt {mqtt!r}: expected HOST:PORT, e.g. 127.0.0.1:1883"])
+    sink = MqttSinkConfig(name="demo-mqtt", type="mqtt", host=host, port=int(port))
+    return config.model_copy(update={"sinks": [*config.sinks, sink]})
+
+
+def _format(value: Value, unit: str) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".strip()
+
+
+def _units(config: PlantConfig) -> dict[str, dict[str, str]]:
+    return {d.name: {t.name: t.unit for g in d.poll_groups for t in g.tags} for d in config.devices}
+
+
+def snapshot_lines(agent: Agent, units: dict[str, dict[str, str]]) -> list[str]:
+    """Plain-text view of every device: state and latest values (for logs and non-terminals)."""
+    lines = []
+    for source in agent.sources:
+        latest = agent.pipeline.latest(source.device)
+        shown = ", ".join(
+            f"{name}={_format(v.value, units[source.device].get(name, ''))}"
+            + ("" if v.quality == "good" else f" ({v.quality}: {v.reason})")
+            for name, v in list(latest.items())[:VALUES_SHOWN]
+        )
+        lines.append(f"{source.device:<14} {source.state.value:<10} {shown}")
+    for runner in agent.sinks:
+        lines.append(
+            f"sink {runner.sink.name}: {'connected' if runner.sink.connected else 'DOWN'}, "
+            f"{runner.counters.batches_sent} batches sent, {len(runner.buffer)} buffered"
+        )
+    return lines
+
+
+async def _show_plain(agent: Agent, units: dict[str, dict[str, str]], every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        print(time.strftime("%H:%M:%S"), flush=True)
+        for line in snapshot_lines(agent, units):
+            print("  " + line, flush=True)
+
+
+async def _show_live(agent: Agent, units: dict[str, dict[str, str]]) -> None:
+    from rich.live import Live  # lazy: only on a terminal
+    from rich.table import Table
+
+    def render() -> Table:
+        table = Table(title=f"edge-agent demo: plant {agent.config.plant.name}", expand=True)
+        table.add_column("device", no_wrap=True)
+        table.add_column("state", no_wrap=True)
+        table.add_column("polls", justify="right")
+        table.add_column(f"latest values (first {VALUES_SHOWN})")
+        colours = {"online": "green", "degraded": "yellow", "offline": "red"}
+        for source in agent.sources:
+            latest = agent.pipeline.latest(source.device)
+            values = "\n".join(
+                f"{name} = {_format(v.value, units[source.device].get(name, ''))}"
+                + ("" if v.quality == "good" else f"  [{v.quality}: {v.reason}]")
+                for name, v in list(latest.items())[:VALUES_SHOWN]
+            )
+            state = source.state.value
+            table.add_row(
+                source.device,
+                f"[{colours.get(state, 'white')}]{state}[/]",
+                str(source.counters.polls),
+                values,
+            )
+        for runner in agent.sinks:
+            table.add_row(
+                f"sink {runner.sink.name}",
+                "[green]connected[/]" if runner.sink.connected else "[red]down[/]",
+                str(runner.counters.batches_sent),
+                f"{len(runner.buffer)} batches buffered",
+            )
+        return table
+
+    with Live(render(), refresh_per_second=4, transient=False) as live:
+        while True:
+            await asyncio.sleep(0.5)
+            live.update(render())
+
+
+async def _demo(config: PlantConfig, duration: float | None) -> None:
+    from simulators.profile import load_profile
+    from simulators.serve import serve_profile  # lazy: simulators are optional
+
+    profile = load_profile(ROOT / "simulators" / "profiles" / "demo-plant.yaml")
+    async with serve_profile(profile):
+        agent = Agent(config)
+        units = _units(config)
+        display = (
+            _show_live(agent, units) if sys.stdout.isatty() else _show_plain(agent, units, 5.0)
+        )
+        shower = asyncio.create_task(display, name="demo-display")
+        try:
+            await run_agent(agent, duration=duration)
+        finally:
+            shower.cancel()
+            await asyncio.wait([shower])
+        print("final values:")
+        for line in snapshot_lines(agent, units):
+            print("  " + line)
+
+
+def run_demo(config_path: Path | None, mqtt: str | None, duration: float | None) -> int:
+    with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as state_dir:
+        try:
+            config = _demo_config(config_path, mqtt, Path(state_dir))
+        except ConfigError as exc:
+            print("\n".join(exc.problems), file=sys.stderr)
+            return 2
+        # Only warnings go to stderr: the live table owns the terminal.
+        configure_logging("warning")
+        if mqtt is None:
+            print(
+                "MQTT publishing is off (start with --mqtt HOST:PORT to publish); "
+                "values are shown here only."
+            )
+        else:
+            print(f"publishing to MQTT broker {mqtt} on edge/{config.plant.name}/<device>/data")
+        print("simulated plant on 127.0.0.1:15020 and :15021; Ctrl-C to stop")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_demo(config, duration))
+    return 0

@@ -1,0 +1,68 @@
+"""``edge-agent simulate -c PROFILE``: serve a profile until Ctrl-C, SIGTERM or a duration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from simulators.modbus_server import ServeError
+from simulators.profile import PROFILES_DIR, Profile, ProfileError, load_profile
+from simulators.serve import serve_profile
+
+
+def resolve_profile(name_or_path: str | Path) -> Path:
+    """A path as given, or the name of a profile shipped with the package (``demo-plant``)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    shipped = PROFILES_DIR / f"{path.name}.yaml"
+    return shipped if shipped.exists() else path
+
+
+def run_simulate(
+    profile_path: str | Path,
+    duration: float | None = None,
+    *,
+    out: TextIO | None = None,
+) -> int:
+    """Serve the profile, printing one line per server, until Ctrl-C, SIGTERM or ``duration``.
+
+    Returns the exit code: 0 ok, 1 a server cannot start, 2 the profile is invalid.
+    """
+    stdout = out or sys.stdout
+    try:
+        profile = load_profile(resolve_profile(profile_path))
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(profile, duration, stdout))
+    except ServeError as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        print(f"error: {exc}{cause}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is the normal way to stop; servers were closed on the way out
+    return 0
+
+
+async def _serve(profile: Profile, duration: float | None, out: TextIO) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # not on the main thread
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        async with serve_profile(profile) as plant:
+            print(f"simulating {profile.name!r} (Ctrl-C to stop)", file=out)
+            for line in plant.describe():
+                print(f"  {line}", file=out)
+            out.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)

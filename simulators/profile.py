@@ -1,0 +1,299 @@
+"""Simulation profiles: servers, units, models and register maps declared in YAML.
+
+A profile is validated once and frozen. Unknown keys, duplicate keys,
+overlapping points, unknown quantities and dangling meter loads are all errors
+(raised as :class:`ProfileError` with one line per finding). Addresses not
+covered by a point answer ILLEGAL DATA ADDRESS on the wire, as real devices do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from simulators.equipment import (
+    MACHINE_QUANTITIES,
+    METER_QUANTITIES,
+    Machine,
+    Model,
+    PowerMeter,
+    Simulation,
+)
+from simulators.machine import CncParams, CompressorParams, PressParams
+from simulators.meter import MeterParams
+from simulators.registers import (
+    BIT_TABLES,
+    ByteOrder,
+    RegisterType,
+    Table,
+    register_count,
+)
+from simulators.schema import Name, Quantity, Strict
+
+ModelParams = Annotated[
+    CncParams | PressParams | CompressorParams | MeterParams, Field(discriminator="kind")
+]
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be loaded; the message lists every finding."""
+
+
+class Point(Strict):
+    """One value in a unit's register map.
+
+    ``physical = raw * scale + offset`` (the agent's convention), so the agent's
+    tag for this point uses the same ``scale`` and ``offset``.
+    """
+
+    name: Name
+    table: Table = "holding"
+    address: int = Field(ge=0, le=65535, description="Protocol address, 0-based.")
+    type: RegisterType = "uint16"
+    length: int | None = Field(default=None, ge=1, le=125, description="string: registers")
+    byte_order: ByteOrder = "ABCD"
+    scale: float = 1.0
+    offset: float = 0.0
+    quantity: str | None = Field(default=None, description="Model quantity; default: name.")
+    unit: str = Field(default="", description="Unit of measure, documentation only.")
+    description: str = ""
+
+    @field_validator("scale")
+    @classmethod
+    def _usable_scale(cls, value: float) -> float:
+        if value == 0 or value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("scale must be a finite, non-zero number")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Point:
+        in_bits = self.table in BIT_TABLES
+        if in_bits != (self.type == "bool"):
+            raise ValueError("coil / discrete_input points are type bool, and only those")
+        if (self.type == "string") != (self.length is not None):
+            raise ValueError("length is required for type string and only for it")
+        if self.type == "string" and self.byte_order not in ("ABCD", "BADC"):
+            raise ValueError("a string's byte_order is ABCD or BADC")
+        if self.address + self.size > 65536:
+            raise ValueError("the point runs past address 65535")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The model quantity this point serves."""
+        return self.quantity or self.name
+
+    @property
+    def size(self) -> int:
+        """Registers (or bits) the point occupies."""
+        return register_count(self.type, self.length)
+
+    def addresses(self) -> range:
+        return range(self.address, self.address + self.size)
+
+
+class Unit(Strict):
+    """One Modbus unit (slave) id on a server, backed by one equipment model."""
+
+    unit_id: int = Field(ge=1, le=247)
+    name: Name = Field(description="Model name; meters refer to machines by it.")
+    seed: int | None = Field(default=None, description="Default: derived from profile seed.")
+    model: ModelParams
+    points: tuple[Point, ...] = Field(min_length=1)
+
+    @property
+    def quantities(self) -> dict[str, Quantity]:
+        return dict(METER_QUANTITIES if isinstance(self.model, MeterParams) else MACHINE_QUANTITIES)
+
+    @model_validator(mode="after")
+    def _valid_map(self) -> Unit:
+        errors = list(self._map_findings())
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def _map_findings(self) -> Iterator[str]:
+        quantities = self.quantities
+        names: set[str] = set()
+        used: dict[tuple[str, int], str] = {}
+        for point in self.points:
+            if point.name in names:
+                yield f"point name {point.name!r} used twice"
+            names.add(point.name)
+            quantity = quantities.get(point.source)
+            if quantity is None:
+                yield (
+                    f"point {point.name!r}: {self.model.kind} has no quantity "
+                    f"{point.source!r} (has: {', '.join(sorted(quantities))})"
+                )
+            elif (point.type == "string") != (quantity.kind == "str"):
+                yield f"point {point.name!r}: {point.source!r} is {quantity.kind}, not {point.type}"
+            for address in point.addresses():
+                other = used.setdefault((point.table, address), point.name)
+                if other != point.name:
+                    yield f"points {other!r} and {point.name!r} overlap at {point.table} {address}"
+                    break
+
+
+class TcpServer(Strict):
+    name: Name
+    transport: Literal["tcp"]
+    port: int = Field(default=0, ge=0, le=65535, description="0: pick a free port.")
+    units: tuple[Unit, ...] = Field(min_length=1)
+
+
+class RtuServer(Strict):
+    name: Name
+    transport: Literal["rtu"]
+    device: str = Field(min_length=1, description="Serial device path, e.g. one end of a pty.")
+    baudrate: int = Field(default=19200, ge=300, le=4_000_000)
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    units: tuple[Unit, ...] = Field(min_length=1)
+
+
+Server = Annotated[TcpServer | RtuServer, Field(discriminator="transport")]
+
+
+class Profile(Strict):
+    """A simulated plant: models on one step grid, served by one or more servers."""
+
+    name: Name
+    description: str = ""
+    timezone: str = Field(default="UTC", description="IANA zone of the shift times.")
+    seed: int = 0
+    step_s: float = Field(default=1.0, ge=0.01, le=60, description="Model step in seconds.")
+    servers: tuple[Server, ...] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Profile:
+        errors = list(self._findings())
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def _findings(self) -> Iterator[str]:
+        server_names = [s.name for s in self.servers]
+        for name in sorted({n for n in server_names if server_names.count(n) > 1}):
+            yield f"server name {name!r} used twice"
+        ports = [s.port for s in self.servers if isinstance(s, TcpServer) and s.port]
+        for port in sorted({p for p in ports if ports.count(p) > 1}):
+            yield f"port {port} used by two servers"
+        units = [u for s in self.servers for u in s.units]
+        unit_names = [u.name for u in units]
+        for name in sorted({n for n in unit_names if unit_names.count(n) > 1}):
+            yield f"unit name {name!r} used twice"
+        for server in self.servers:
+            ids = [u.unit_id for u in server.units]
+            for uid in sorted({i for i in ids if ids.count(i) > 1}):
+                yield f"server {server.name!r}: unit id {uid} used twice"
+        machines = {u.name for u in units if not isinstance(u.model, MeterParams)}
+        for unit in units:
+            if isinstance(unit.model, MeterParams):
+                for load in unit.model.loads:
+                    if load not in machines:
+                        yield f"meter {unit.name!r}: load {load!r} is not a machine unit"
+
+    def units(self) -> Iterator[tuple[TcpServer | RtuServer, Unit]]:
+        for server in self.servers:
+            for unit in server.units:
+                yield server, unit
+
+    def unit_seed(self, unit: Unit) -> int:
+        """The unit's seed, or one derived from the profile seed and the unit name."""
+        if unit.seed is not None:
+            return unit.seed
+        digest = hashlib.sha256(f"{self.seed}/{unit.name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big")
+
+
+def build_simulation(profile: Profile, start: float) -> Simulation:
+    """The profile's models, all starting at ``start`` (seconds of the injected clock)."""
+    models: dict[str, Model] = {}
+    meters: list[tuple[Unit, MeterParams]] = []
+    for _, unit in profile.units():
+        if isinstance(unit.model, MeterParams):
+            meters.append((unit, unit.model))
+            continue
+        models[unit.name] = Machine(
+            unit.model,
+            seed=profile.unit_seed(unit),
+            start=start,
+            step_s=profile.step_s,
+            timezone=profile.timezone,
+        )
+    for unit, params in meters:
+        loads = [models[name] for name in params.loads]
+        models[unit.name] = PowerMeter(
+            params,
+            seed=profile.unit_seed(unit),
+            start=start,
+            step_s=profile.step_s,
+            loads=[m for m in loads if isinstance(m, Machine)],
+        )
+    return Simulation(models)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a profile must not."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in keys:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        keys.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_profile(text: str, source: str = "<profile>") -> Profile:
+    """Validate profile YAML text; raise :class:`ProfileError` listing every finding."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: not valid YAML: {exc}") from exc
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(str(p) for p in err['loc']) or '<top>'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ProfileError(f"{source}: invalid profile:\n" + "\n".join(lines)) from exc
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read and validate a profile file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return parse_profile(text, str(path))
+
+
+PROFILES_DIR = Path(__file__).parent / "profiles"
+"""Profiles shipped with the package (``demo-plant``)."""
