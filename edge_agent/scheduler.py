@@ -82,10 +82,13 @@ class SourceRunner:
         self.counters = DeviceCounters()
         self.state = DeviceState.CONNECTING
         self.state_reason = ""
-        self._backoff = backoff or Backoff(initial=1.0, cap=60.0, minimum=0.5)
+        # An offline unit behind a shared gateway costs every neighbour a timeout per
+        # probe, so the first retry waits at least a second and retries spread out.
+        self._backoff = backoff or Backoff(initial=2.0, cap=60.0, minimum=1.0)
         self._clock = clock
         self._consecutive_failures = 0
         self._retry_at = 0.0
+        self._probing = False
         self._connect_lock = asyncio.Lock()
 
     @property
@@ -124,7 +127,9 @@ class SourceRunner:
         started = self._clock()
         started_ns = int(started * 1e9)
         self.counters.polls += 1
-        if started < self._retry_at:
+        if started < self._retry_at or self._probing:
+            # Offline and not yet due, or another group is already probing the device:
+            # answer locally, without wire traffic.
             batch = SampleBatch.all_bad(
                 self.device,
                 group.name,
