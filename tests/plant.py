@@ -1,4 +1,4 @@
-"""The demo plant for tests: simulator profile on free ports, matching agent config, expected values.
+"""The demo plant for tests: simulator profile on free ports, agent config, expected values.
 
 The expected value of an agent tag is computed from the simulator's own model
 quantities (its ground truth at the simulator clock), located by table and address
@@ -80,7 +80,7 @@ def _width(point: Point) -> int:
 
 def close_enough(tag: ModbusTag, got: object, want: object) -> bool:
     """Equality up to what the wire format can carry (float32 precision, scaled integers)."""
-    if isinstance(want, bool) or isinstance(want, str) or tag.enum is not None:
+    if isinstance(want, bool | str) or tag.enum is not None:
         return got == want
     if isinstance(want, int | float) and isinstance(got, int | float):
         if tag.type == "float32":
