@@ -53,6 +53,8 @@ class Mosquitto:
 
     port: int
     workdir: Path
+    #: Appended to the config (later lines win): TLS files of the listener, persistence...
+    extra_config: str = ""
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -66,13 +68,20 @@ class Mosquitto:
             "log_dest stderr\n"
             "log_type error\n"
             "log_type warning\n"
+            f"{self.extra_config}\n"
         )
-        self.process = subprocess.Popen(
-            [binary, "-c", str(conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.workdir / "mosquitto.log").open("ab"),
-        )
-        wait_for_port(self.port)
+        # The child keeps its own copy of the log fd; ours is closed at once (an
+        # unclosed file is a ResourceWarning, an error under filterwarnings=error).
+        with (self.workdir / "mosquitto.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log
+            )
+        try:
+            wait_for_port(self.port)
+        except TimeoutError:
+            self.stop()  # reap it: a failed start must not leak the child
+            tail = (self.workdir / "mosquitto.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{tail}") from None
 
     def stop(self) -> None:
         if self.process is None:

@@ -155,9 +155,7 @@ async def test_a_killed_device_goes_bad_then_recovers_while_others_keep_flowing(
             assert all(b.good_count == len(b) for b in line)
             await plant.start_server("utility")
             await _until(lambda: states["compressor-1"].state is DeviceState.ONLINE, 90)
-            assert any(
-                b.device == "compressor-1" and b.good_count == len(b) for b in seen[-30:]
-            )
+            assert any(b.device == "compressor-1" and b.good_count == len(b) for b in seen[-30:])
         finally:
             agent.request_stop()
             await asyncio.wait_for(task, 10)

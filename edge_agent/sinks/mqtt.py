@@ -1,0 +1,261 @@
+"""MQTT sink: one JSON message per batch (device and poll), a retained online/offline status.
+
+Delivery is at least once: :meth:`MqttSink.send` returns only when every message
+is confirmed (PUBACK at QoS 1; written to the socket at QoS 0) and raises
+:class:`~edge_agent.errors.SinkError` otherwise, after which the
+:class:`~edge_agent.sinks.runner.SinkRunner` sends the same batches again. A
+retry after a lost PUBACK therefore duplicates messages; consumers de-duplicate
+on ``(device, group, ts_ns)`` if they care.
+
+The sink keeps its connection up by itself (a supervisor task reconnecting with
+jittered backoff) and says so once per change of state in the log. Buffering,
+retry of batches and their backoff stay in the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+from collections.abc import Sequence
+from typing import Final
+
+import structlog
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
+from edge_agent.errors import ConfigError, SinkError
+from edge_agent.model import SampleBatch
+from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
+from edge_agent.sinks.payload import encode_batch
+
+log = structlog.get_logger("edge_agent.sink.mqtt")
+
+STATUS_ONLINE: Final = b"online"
+STATUS_OFFLINE: Final = b"offline"
+
+TOPIC_PLACEHOLDERS: Final = ("plant", "site", "device", "group")
+STATUS_PLACEHOLDERS: Final = ("plant", "site")
+
+#: A connection that lived this long resets the reconnect backoff.
+STABLE_CONNECTION_S: Final = 10.0
+
+#: Bound on the graceful part of stop(): offline status, then DISCONNECT.
+STOP_TIMEOUT_S: Final = 2.0
+
+
+class MqttSink:
+    """Publishes sample batches to one MQTT broker (see docs/MQTT.md).
+
+    ``ack_timeout``: seconds without any confirmation after which ``send`` gives up
+    and the connection is dropped and re-made (a broker that stopped answering
+    on a socket that still looks open). ``connect_timeout`` bounds one connection
+    attempt (TCP, TLS and CONNACK). ``backoff`` paces reconnection attempts.
+    """
+
+    def __init__(
+        self,
+        config: MqttSinkConfig,
+        plant: PlantIdentity,
+        *,
+        ack_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self._plant = plant.name
+        self._site = plant.site
+        self._qos = config.qos
+        self._ack_timeout = ack_timeout
+        self._backoff = backoff or Backoff(initial=0.5, cap=30.0)
+        self._topic_template = config.topic
+        self._topics: dict[tuple[str, str], str] = {}
+        problems = _check_template(config, "topic", TOPIC_PLACEHOLDERS, plant)
+        problems += _check_template(config, "status_topic", STATUS_PLACEHOLDERS, plant)
+        if config.password and not config.username:
+            # MQTT 3.1.1 cannot send a password without a user name; paho would drop it.
+            problems.append(f"sinks.{config.name}.password: needs a username")
+        if problems:
+            raise ConfigError(problems)
+        self.status_topic = config.status_topic.format(plant=plant.name, site=plant.site)
+        self.client_id = config.client_id or f"edge-agent-{plant.name}-{secrets.token_hex(4)}"
+        self._connection = MqttConnection(
+            host=config.host,
+            port=config.port,
+            client_id=self.client_id,
+            keepalive=config.keepalive,
+            username=config.username,
+            password=config.password,
+            ssl_context=_tls_context(config) if config.tls is not None else None,
+            will=Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
+            max_inflight=config.max_inflight,
+            connect_timeout=connect_timeout,
+        )
+        self._supervisor: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
+
+    # ------------------------------------------------------------------ Sink protocol
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def connected(self) -> bool:
+        return self._connection.connected
+
+    async def start(self) -> None:
+        """Start connecting in the background; never raises because the broker is away."""
+        if self._stopped:
+            raise RuntimeError(f"mqtt sink {self.name} was stopped; make a new one")
+        if self._supervisor is None:
+            self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-sink-{self.name}")
+            self._supervisor.add_done_callback(self._supervisor_ended)
+
+    async def send(self, batches: Sequence[SampleBatch]) -> None:
+        """Publish one message per batch, in order; return once all are confirmed."""
+        if not batches:
+            return
+        if not self._connection.connected:
+            raise SinkError(f"mqtt sink {self.name}: not connected to the broker")
+        plant, site = self._plant, self._site
+        messages = [(self._topic(b), encode_batch(b, plant, site)) for b in batches]
+        try:
+            await self._connection.publish(messages, qos=self._qos, idle_timeout=self._ack_timeout)
+        except MqttError:
+            if self._connection.connected:
+                # Not a loss but a stall: the broker stopped confirming. Re-making the
+                # connection also clears paho's copies, so the runner's retry does not
+                # queue the same messages twice.
+                self._connection.abort("the broker stopped confirming messages")
+            raise
+
+    async def stop(self) -> None:
+        """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        task, self._supervisor = self._supervisor, None
+        if task is not None:
+            task.cancel()
+            # asyncio.wait, not "await task": our own cancellation must still propagate.
+            await asyncio.wait({task})
+        if self._connection.connected:
+            try:
+                await self._connection.publish(
+                    [(self.status_topic, STATUS_OFFLINE)],
+                    qos=1,
+                    retain=True,
+                    idle_timeout=STOP_TIMEOUT_S,
+                )
+            except MqttError as exc:
+                # The will says "offline" anyway if the broker sees us vanish.
+                self._log.warning("mqtt offline status not confirmed", error=str(exc))
+            await self._connection.disconnect(STOP_TIMEOUT_S)
+            self._log.info("mqtt disconnected")
+        await self._connection.aclose()
+
+    # ------------------------------------------------------------------ internals
+
+    def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
+        # It only ends by cancellation; anything else is a bug that would otherwise
+        # leave the sink silently disconnected for good, so say it loudly.
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._log.error("mqtt connection supervisor died", exc_info=exc)
+
+    def _topic(self, batch: SampleBatch) -> str:
+        key = (batch.device, batch.group)
+        topic = self._topics.get(key)
+        if topic is None:
+            topic = self._topic_template.format(
+                plant=self._plant, site=self._site, device=batch.device, group=batch.group
+            )
+            self._topics[key] = topic
+        return topic
+
+    async def _supervise(self) -> None:
+        """Connect, announce ``online``, wait for the loss, back off, repeat until cancelled."""
+        failing = False
+        while True:
+            try:
+                await self._connection.connect()
+            except MqttError as exc:
+                if not failing:
+                    failing = True
+                    self._log.warning(
+                        "mqtt broker unreachable; retrying in the background", error=str(exc)
+                    )
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            failing = False
+            connected_at = asyncio.get_running_loop().time()
+            self._log.info("mqtt connected", client_id=self.client_id)
+            try:
+                await self._connection.publish(
+                    [(self.status_topic, STATUS_ONLINE)],
+                    qos=1,
+                    retain=True,
+                    idle_timeout=self._ack_timeout,
+                )
+            except MqttError as exc:
+                self._log.warning("mqtt online status not confirmed", error=str(exc))
+                self._connection.abort("online status not confirmed")
+            reason = await self._connection.wait_closed()
+            self._log.warning("mqtt connection lost; reconnecting", reason=reason)
+            # Only a connection that lasted resets the backoff: a broker that accepts
+            # and then drops us at once must not be hammered in a tight loop.
+            if asyncio.get_running_loop().time() - connected_at >= STABLE_CONNECTION_S:
+                self._backoff.reset()
+            await asyncio.sleep(self._backoff.next_delay())
+
+
+def _check_template(
+    config: MqttSinkConfig, field: str, allowed: tuple[str, ...], plant: PlantIdentity
+) -> list[str]:
+    """Problems with a topic template: unknown placeholders, or MQTT wildcards after rendering.
+
+    Rendered here with the real plant name and site (the site is free text and
+    could hold a ``+`` or ``#``) and a sample device and group (names cannot).
+    """
+    template: str = getattr(config, field)
+    values = {"plant": plant.name, "site": plant.site, "device": "device", "group": "group"}
+    where = f"sinks.{config.name}.{field}"
+    try:
+        topic = template.format_map({k: values[k] for k in allowed})
+    except KeyError as exc:
+        names = ", ".join("{" + a + "}" for a in allowed)
+        return [f"{where}: unknown placeholder {{{exc.args[0]}}} (allowed: {names})"]
+    except (ValueError, IndexError) as exc:
+        return [f"{where}: not a valid template ({exc})"]
+    if not topic or "+" in topic or "#" in topic or "\0" in topic:
+        return [f"{where}: {topic!r} is not a valid MQTT topic to publish to"]
+    return []
+
+
+def _tls_context(config: MqttSinkConfig) -> ssl.SSLContext:
+    """TLS client context: verification of the broker's certificate and host name by default."""
+    tls: MqttTls | None = config.tls
+    assert tls is not None
+    where = f"sinks.{config.name}.tls"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if tls.ca_file is not None:
+            context.load_verify_locations(cafile=tls.ca_file)
+        else:
+            context.load_default_certs()
+        if tls.cert_file is not None:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        elif tls.key_file is not None:
+            raise ConfigError([f"{where}: key_file needs cert_file"])
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"{where}: cannot load certificates: {exc}"]) from exc
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        log.warning(
+            "mqtt TLS certificate verification is off: the broker is not authenticated",
+            sink=config.name,
+        )
+    return context
