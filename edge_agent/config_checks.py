@@ -7,6 +7,7 @@ is checked here, after validation, so that every finding names its own line.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from edge_agent.config import (
     ModbusRtu,
     ModbusTag,
     ModbusTcp,
+    MqttSinkConfig,
     PlantConfig,
 )
 
@@ -39,7 +41,37 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
     for index, device in enumerate(plant.devices):
         findings += _check_modbus_device(index, device)
     findings += _shared_connections(plant)
+    for index, sink in enumerate(plant.sinks):
+        findings += [(("sinks", index, key), message) for key, message in _mqtt_rules(sink)]
     return findings
+
+
+_TOPIC_FIELDS = {"topic": {"plant", "site", "device", "group"}, "status_topic": {"plant", "site"}}
+
+
+def _mqtt_rules(sink: MqttSinkConfig) -> Iterator[tuple[str, str]]:
+    for key, allowed in _TOPIC_FIELDS.items():
+        template: str = getattr(sink, key)
+        try:
+            names = {
+                name for _, name, _, _ in string.Formatter().parse(template) if name is not None
+            }
+        except ValueError as exc:
+            yield key, f"{template!r} is not a valid topic template: {exc}"
+            continue
+        unknown = sorted(names - allowed)
+        if unknown:
+            yield (
+                key,
+                (
+                    f"unknown placeholder {{{unknown[0]}}} in {template!r} "
+                    f"(allowed: {', '.join('{' + a + '}' for a in sorted(allowed))})"
+                ),
+            )
+        if any(c in template for c in "+#\0"):
+            yield key, f"{template!r}: MQTT topics to publish on may not contain + or #"
+    if sink.password and not sink.username:
+        yield "password", "a password needs a username"
 
 
 def check_partial(data: dict[str, Any]) -> list[Finding]:

@@ -6,11 +6,15 @@ import asyncio
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edge_agent.config import PlantIdentity
+from tests.mqtt_support import Subscriber
 from tests.servers import Mosquitto, children_of, free_port
 
 
@@ -54,6 +58,44 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A real mosquitto broker on a free 127.0.0.1 port, stopped after the test."""
     broker = Mosquitto(port=free_port(), workdir=tmp_path / "mosquitto")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def plant() -> PlantIdentity:
+    return PlantIdentity(name=f"p{uuid.uuid4().hex[:10]}", site="Hall 3")
+
+
+@pytest.fixture
+async def subscriber_factory() -> Any:
+    made: list[Subscriber] = []
+
+    async def factory(port: int, topic_filter: str, *, persistent: bool = False) -> Subscriber:
+        sub = Subscriber(port, topic_filter, persistent=persistent)
+        await sub.connect()
+        made.append(sub)
+        return sub
+
+    yield factory
+    for sub in made:
+        sub.close()
+
+
+@pytest.fixture
+def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that keeps sessions across a restart, so a subscriber misses nothing."""
+    workdir = tmp_path / "mosquitto"
+    broker = Mosquitto(
+        port=free_port(),
+        workdir=workdir,
+        # user root: as root, mosquitto would switch to the "mosquitto" user, which
+        # cannot write to pytest's private tmp dir (no effect when not run as root).
+        extra_config=f"persistence true\npersistence_location {workdir}/\nuser root\n",
+    )
     broker.start()
     try:
         yield broker

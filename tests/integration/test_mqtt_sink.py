@@ -10,202 +10,37 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from structlog.testing import capture_logs
 
-from edge_agent.backoff import Backoff
 from edge_agent.buffer import MemoryBuffer
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.errors import ConfigError, SinkError
-from edge_agent.model import Quality, SampleBatch
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.mqtt_bridge import MqttConnection
 from edge_agent.sinks.runner import SinkRunner
+from tests.mqtt_support import (
+    T0_NS,
+    Received,
+    batch,
+    fast_backoff,
+    make_sink,
+    wait_connected,
+)
 from tests.servers import LOOPBACK, Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 
-T0_NS = 1_795_000_000_000_000_000
-TAGS = ("seq", "power_kw", "state")
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-@dataclass(frozen=True, slots=True)
-class Received:
-    topic: str
-    payload: bytes
-    retain: bool
-
-
-class Subscriber:
-    """A paho client without a network thread: the test pumps it while it waits."""
-
-    def __init__(self, port: int, topic_filter: str, *, persistent: bool = False) -> None:
-        self.port = port
-        self.topic_filter = topic_filter
-        self.messages: list[Received] = []
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"test-sub-{uuid.uuid4().hex[:10]}",
-            clean_session=not persistent,
-        )
-        self._client.on_message = self._on_message
-        self._suback = False
-        self._client.on_subscribe = self._on_subscribe
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.messages.append(Received(message.topic, bytes(message.payload), message.retain))
-
-    def _on_subscribe(self, *args: Any) -> None:
-        self._suback = True
-
-    async def connect(self) -> None:
-        self._suback = False
-        self._client.connect(LOOPBACK, self.port, keepalive=60)  # loopback: instant
-        self._client.subscribe(self.topic_filter, qos=1)
-        await self.wait_until(lambda: self._suback, "SUBACK")
-
-    async def reconnect(self, within: float = 5.0) -> None:
-        """Reconnect after a broker restart (a persistent session keeps what was queued)."""
-        deadline = time.monotonic() + within
-        while True:
-            try:
-                self._client.reconnect()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.05)
-        await self.wait_until(self._client.is_connected, "CONNACK")
-
-    def pump(self) -> None:
-        """Process everything that has arrived (paho's loop() reads one packet per call)."""
-        for _ in range(1000):
-            sock = self._client.socket()
-            if sock is None:  # lost (broker stopped): reconnect() is the test's call
-                return
-            readable, _, _ = select.select([sock], [], [], 0.0)
-            if not readable and not self._client.want_write():
-                self._client.loop_misc()
-                return
-            self._client.loop(0.0)
-
-    async def wait_until(
-        self, condition: Callable[[], bool], what: str, within: float = 5.0
-    ) -> None:
-        deadline = time.monotonic() + within
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; got {self.messages!r:.2000}")
-            self.pump()
-            await asyncio.sleep(0.005)
-
-    async def wait_count(self, count: int, within: float = 5.0) -> list[Received]:
-        await self.wait_until(lambda: len(self.messages) >= count, f"{count} messages", within)
-        return self.messages
-
-    def close(self) -> None:
-        self._client.disconnect()  # no thread and no write callback: written right away
-        self._client.loop(0.0)
-
-
-@pytest.fixture
-def plant() -> PlantIdentity:
-    return PlantIdentity(name=f"p{uuid.uuid4().hex[:10]}", site="Hall 3")
-
-
-def sink_config(broker: Mosquitto, **overrides: Any) -> MqttSinkConfig:
-    values: dict[str, Any] = {
-        "name": "mqtt",
-        "type": "mqtt",
-        "host": LOOPBACK,
-        "port": broker.port,
-        "keepalive": 5,
-    }
-    values.update(overrides)
-    return MqttSinkConfig(**values)
-
-
-def fast_backoff() -> Backoff:
-    return Backoff(initial=0.05, cap=0.2, minimum=0.02)
-
-
-def make_sink(
-    broker: Mosquitto, plant: PlantIdentity, *, ack_timeout: float = 5.0, **overrides: Any
-) -> MqttSink:
-    return MqttSink(
-        sink_config(broker, **overrides),
-        plant,
-        ack_timeout=ack_timeout,
-        connect_timeout=2.0,
-        backoff=fast_backoff(),
-    )
-
-
-def batch(device: str, seq: int, group: str = "fast") -> SampleBatch:
-    return SampleBatch(
-        device=device,
-        group=group,
-        timestamp_ns=T0_NS + seq * 1_000_000_000,
-        names=TAGS,
-        values=[seq, 12.5 + seq, None],
-        qualities=[Quality.GOOD, Quality.GOOD, Quality.BAD],
-        reasons=["", "", "timeout"],
-    )
-
-
-async def wait_connected(sink: MqttSink, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not sink.connected:
-        assert time.monotonic() < deadline, "sink did not connect"
-        await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def subscriber_factory() -> Any:
-    made: list[Subscriber] = []
-
-    async def factory(port: int, topic_filter: str, *, persistent: bool = False) -> Subscriber:
-        sub = Subscriber(port, topic_filter, persistent=persistent)
-        await sub.connect()
-        made.append(sub)
-        return sub
-
-    yield factory
-    for sub in made:
-        sub.close()
-
-
-@pytest.fixture
-def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker that keeps sessions across a restart, so a subscriber misses nothing."""
-    workdir = tmp_path / "mosquitto"
-    broker = Mosquitto(
-        port=free_port(),
-        workdir=workdir,
-        # user root: as root, mosquitto would switch to the "mosquitto" user, which
-        # cannot write to pytest's private tmp dir (no effect when not run as root).
-        extra_config=f"persistence true\npersistence_location {workdir}/\nuser root\n",
-    )
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def signal_broker(broker: Mosquitto, sig: signal.Signals) -> None:
@@ -573,136 +408,3 @@ def test_password_not_in_repr(plant: PlantIdentity) -> None:
     sink = MqttSink(config, plant)
     assert "s3cret" not in repr(sink.config)
     assert sink.client_id.startswith(f"edge-agent-{plant.name}-")
-
-
-# --------------------------------------------------------------------------- TLS
-
-
-@dataclass(frozen=True, slots=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    other_ca: Path
-
-
-def _openssl(*args: str | Path, cwd: Path) -> None:
-    subprocess.run(["openssl", *map(str, args)], cwd=cwd, check=True, capture_output=True)
-
-
-def _new_ca(directory: Path, name: str) -> tuple[Path, Path]:
-    key, cert = directory / f"{name}.key", directory / f"{name}.crt"
-    _openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", key, "-out", cert, "-subj", f"/CN={name}", "-days", "2",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=directory,
-    )  # fmt: skip
-    return cert, key
-
-
-def _issue(directory: Path, ca: tuple[Path, Path], name: str, extensions: str) -> tuple[Path, Path]:
-    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.crt"
-    ext = directory / f"{name}.ext"
-    ext.write_text(extensions)
-    _openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", key, "-out", csr, "-subj", f"/CN={name}",
-        cwd=directory,
-    )  # fmt: skip
-    _openssl(
-        "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-        "-out", cert, "-days", "2", "-extfile", ext,
-        cwd=directory,
-    )  # fmt: skip
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    directory = tmp_path_factory.mktemp("pki")
-    ca = _new_ca(directory, "test-ca")
-    server = _issue(
-        directory, ca, "broker", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
-    )
-    client = _issue(directory, ca, "agent", "extendedKeyUsage=clientAuth\n")
-    other = _new_ca(directory, "other-ca")
-    return Pki(ca[0], server[0], server[1], client[0], client[1], other[0])
-
-
-@pytest.fixture
-def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[tuple[Mosquitto, int]]:
-    """A broker with a TLS listener requiring a client certificate, plus a plain one."""
-    plain_port = free_port()
-    broker = Mosquitto(
-        port=free_port(),
-        workdir=tmp_path / "mosquitto",
-        extra_config=(
-            # listener options apply to the last "listener" line above: the TLS one.
-            f"cafile {pki.ca}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n"
-            "require_certificate true\n"
-            # As root, mosquitto reads the files after switching to the "mosquitto"
-            # user, who cannot enter pytest's private tmp dir; stay root.
-            "user root\n"
-            f"listener {plain_port} {LOOPBACK}\n"
-        ),
-    )
-    broker.start()
-    try:
-        yield broker, plain_port
-    finally:
-        broker.stop()
-
-
-async def test_tls_with_verification_and_client_certificate(
-    tls_mosquitto: tuple[Mosquitto, int], pki: Pki, plant: PlantIdentity, subscriber_factory: Any
-) -> None:
-    broker, plain_port = tls_mosquitto
-    sub = await subscriber_factory(plain_port, f"edge/{plant.name}/+/data")
-    tls = MqttTls(ca_file=pki.ca, cert_file=pki.client_cert, key_file=pki.client_key)
-    sink = make_sink(broker, plant, tls=tls)
-    await sink.start()
-    try:
-        await wait_connected(sink)
-        await sink.send([batch("press-1", seq) for seq in range(20)])
-        got = await sub.wait_count(20)
-    finally:
-        await sink.stop()
-    assert json.loads(got[-1].payload)["values"]["seq"]["v"] == 19
-
-
-async def test_tls_rejects_a_broker_signed_by_an_unknown_ca(
-    tls_mosquitto: tuple[Mosquitto, int], pki: Pki, plant: PlantIdentity
-) -> None:
-    broker, _ = tls_mosquitto
-    tls = MqttTls(ca_file=pki.other_ca, cert_file=pki.client_cert, key_file=pki.client_key)
-    sink = make_sink(broker, plant, tls=tls)
-    with capture_logs() as logs:
-        await sink.start()
-        await asyncio.sleep(0.5)
-        connected = sink.connected
-        await sink.stop()
-    assert not connected
-    failures = [e for e in logs if e["event"].startswith("mqtt broker unreachable")]
-    assert "certificate verify failed" in failures[0]["error"]
-
-
-async def test_tls_without_verification_connects_and_warns(
-    tls_mosquitto: tuple[Mosquitto, int], pki: Pki, plant: PlantIdentity
-) -> None:
-    broker, _ = tls_mosquitto
-    tls = MqttTls(
-        ca_file=pki.other_ca, cert_file=pki.client_cert, key_file=pki.client_key, verify=False
-    )
-    with capture_logs() as logs:
-        sink = make_sink(broker, plant, tls=tls)
-    assert any("verification is off" in e["event"] for e in logs)
-    await sink.start()
-    try:
-        await wait_connected(sink)
-        await sink.send([batch("press-1", 0)])
-    finally:
-        await sink.stop()
