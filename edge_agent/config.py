@@ -176,7 +176,7 @@ class PollGroup(Strict):
 
 class ModbusTcp(Strict):
     transport: Literal["tcp"]
-    host: str
+    host: str = Field(min_length=1)
     port: int = Field(default=502, ge=1, le=65535)
 
 
@@ -242,7 +242,7 @@ class BufferConfig(Strict):
 class MqttSinkConfig(Strict):
     name: Name
     type: Literal["mqtt"]
-    host: str
+    host: str = Field(min_length=1)
     port: int = Field(default=1883, ge=1, le=65535)
     client_id: str = ""
     topic: str = Field(

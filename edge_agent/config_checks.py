@@ -182,6 +182,10 @@ def _tag_rules(tag: ModbusTag) -> Iterator[tuple[str, str]]:
         yield "length", f"length applies only to type string, not {tag.type}"
     if tag.enum is not None and tag.type not in _INTEGER_TYPES:
         yield "enum", f"enum maps integer values; it does not apply to {tag.type}"
+    if tag.sentinel is not None:
+        problem = _sentinel_problem(tag.type, tag.sentinel)
+        if problem:
+            yield "sentinel", problem
     if tag.type in ("bool", "string") and (tag.scale != 1.0 or tag.offset != 0.0):
         yield "scale", f"scale and offset do not apply to {tag.type}"
     if tag.enum is not None and (tag.scale != 1.0 or tag.offset != 0.0):
@@ -195,6 +199,29 @@ def _tag_rules(tag: ModbusTag) -> Iterator[tuple[str, str]]:
                 f"and runs past the last address 65535"
             ),
         )
+
+
+_INTEGER_RANGES = {
+    "int16": (-(2**15), 2**15 - 1),
+    "uint16": (0, 2**16 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint32": (0, 2**32 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+    "uint64": (0, 2**64 - 1),
+}
+
+
+def _sentinel_problem(kind: str, sentinel: float) -> str:
+    """Why ``sentinel`` could never match a raw value of type ``kind`` ("" if it can)."""
+    if kind in ("bool", "string"):
+        return f"a sentinel does not apply to {kind}"
+    if kind in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[kind]
+        if sentinel != int(sentinel):
+            return f"{sentinel:g} is not an integer, so no {kind} value can equal it"
+        if not low <= sentinel <= high:
+            return f"{sentinel:g} is outside the range of {kind} ({low} to {high})"
+    return ""
 
 
 def _overlaps(tags: list[tuple[tuple[str | int, ...], ModbusTag]]) -> list[Finding]:
@@ -256,6 +283,13 @@ def _shared_connections(plant: PlantConfig) -> list[Finding]:
                     )
                 )
             serial_settings.setdefault(conn.serial_port, (index, conn, device.name))
+        if isinstance(conn, ModbusRtu) and device.unit_id == 0:
+            found.append(
+                (
+                    ("devices", index, "unit_id"),
+                    "unit_id 0 is the RTU broadcast address: no device answers it (use 1-247)",
+                )
+            )
         unit_key = (*key, str(device.unit_id))
         if unit_key in units:
             other = units[unit_key][1]

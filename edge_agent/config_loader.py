@@ -57,6 +57,8 @@ class _Builder:
         self.source = source
         self.env = env
         self.problems: list[tuple[int, str]] = []
+        #: Values left empty by an unset variable: their own errors would only repeat it.
+        self.unset_paths: set[Path_] = set()
         self._constructor = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
@@ -71,7 +73,12 @@ class _Builder:
         assert isinstance(node, yaml.ScalarNode)
         value = self._constructor.construct_object(node, deep=True)
         if isinstance(value, str) and "${" in value:
-            return self._expand(value, node.start_mark.line + 1, path)
+            expanded = self._expand(value, node.start_mark.line + 1, path)
+            if node.style is None and _ENV_REF.fullmatch(value):
+                # A plain `qos: ${QOS:-1}` means what `qos: 1` would: resolve the type
+                # the way YAML resolves a plain scalar. Quote it to keep a string.
+                return _plain_scalar(expanded)
+            return expanded
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
@@ -98,6 +105,14 @@ class _Builder:
         return {**merged, **result}
 
     def _merge_source(self, node: yaml.Node, path: Path_) -> dict[Any, Any]:
+        # Keys given explicitly keep their own line, even when the anchor is built later.
+        known = dict(self.source.lines)
+        try:
+            return self._build_merge(node, path)
+        finally:
+            self.source.lines.update(known)
+
+    def _build_merge(self, node: yaml.Node, path: Path_) -> dict[Any, Any]:
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         merged: dict[Any, Any] = {}
         for source in reversed(sources):
@@ -117,6 +132,7 @@ class _Builder:
             if value is None or (value == "" and default is not None):
                 if default is not None:
                     return default
+                self.unset_paths.add(path)
                 self.problems.append(
                     (
                         line,
@@ -128,6 +144,17 @@ class _Builder:
             return value
 
         return _ENV_REF.sub(substitute, text)
+
+
+def _plain_scalar(text: str) -> Any:
+    """``"1"`` -> 1, ``"true"`` -> True, ``"1.5"`` -> 1.5; anything else stays the string."""
+    if not text:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, bool | int | float) else text
 
 
 def _all_field_names() -> list[str]:
@@ -228,6 +255,8 @@ def parse_config(
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             path = _document_path(error["loc"], data)
+            if path in builder.unset_paths:
+                continue
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
             problems.append((source.line_of(path), f"{format_path(path)}: {_message(error)}"))

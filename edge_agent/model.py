@@ -33,6 +33,10 @@ REASON_TIMEOUT = "timeout"
 REASON_DISCONNECTED = "disconnected"
 REASON_SENTINEL = "sentinel"
 REASON_DECODE = "decode error"
+#: The device answered with a frame that does not fit the request.
+REASON_INVALID_RESPONSE = "invalid response"
+#: A driver failed in a way it did not anticipate (a bug): see the log for the traceback.
+REASON_INTERNAL = "internal error"
 
 
 def exception_reason(code: int) -> str:

@@ -33,7 +33,13 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.driver import Driver, GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
-from edge_agent.model import REASON_DISCONNECTED, REASON_TIMEOUT, Quality, SampleBatch
+from edge_agent.model import (
+    REASON_DISCONNECTED,
+    REASON_INTERNAL,
+    REASON_TIMEOUT,
+    Quality,
+    SampleBatch,
+)
 
 log = structlog.get_logger("edge_agent.scheduler")
 
@@ -58,7 +64,7 @@ class DeviceCounters:
     skipped_ticks: int = 0
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     last_read_seconds: float = 0.0
-    state_since: float = field(default_factory=time.time)
+    state_since: float = 0.0
 
 
 def next_tick(now: float, interval: float) -> float:
@@ -89,6 +95,8 @@ class SourceRunner:
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._probing = False
+        #: Per poll group: "" when its last read was all good, else the first bad reason.
+        self._group_health: dict[str, str] = {}
         self._connect_lock = asyncio.Lock()
 
     @property
@@ -110,6 +118,11 @@ class SourceRunner:
         tick = next_tick(self._clock(), group.interval)
         while True:
             delay = tick - self._clock()
+            if delay > group.interval:
+                # The wall clock stepped back (NTP, a gateway booting without RTC):
+                # realign instead of sleeping through the step.
+                tick = next_tick(self._clock(), group.interval)
+                delay = tick - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.poll_once(group)
@@ -130,16 +143,14 @@ class SourceRunner:
         if started < self._retry_at or self._probing:
             # Offline and not yet due, or another group is already probing the device:
             # answer locally, without wire traffic.
-            batch = SampleBatch.all_bad(
-                self.device,
-                group.name,
-                started_ns,
-                group.names,
-                self.state_reason or REASON_DISCONNECTED,
-            )
+            reason = self.state_reason or REASON_DISCONNECTED
+            batch = SampleBatch.all_bad(self.device, group.name, started_ns, group.names, reason)
             self.counters.failed_polls += 1
+            self.counters.failures_by_reason[reason] += 1
             self.emit(batch)
             return batch
+        # While offline, one group at a time probes the device; the others answer locally.
+        self._probing = self.state is DeviceState.OFFLINE
         try:
             async with asyncio.timeout(self.driver.read_budget(group.name)):
                 if not self.driver.connected:
@@ -151,8 +162,19 @@ class SourceRunner:
             )
         except DriverError as exc:
             batch = self._failed(group, started_ns, exc)
+        except Exception as exc:
+            # A bug in a driver (or a library error it does not map) must cost this
+            # device its samples, never the whole agent: every other device keeps
+            # flowing. The traceback is logged once, not on every poll.
+            if self.state_reason != REASON_INTERNAL:
+                log.exception("unexpected driver error", device=self.device, group=group.name)
+            batch = self._failed(
+                group, started_ns, DriverError(REASON_INTERNAL, f"{type(exc).__name__}: {exc}")
+            )
         else:
-            self._succeeded(batch)
+            self._succeeded(group.name, batch)
+        finally:
+            self._probing = False
         self.counters.last_read_seconds = self._clock() - started
         self.emit(batch)
         return batch
@@ -166,6 +188,7 @@ class SourceRunner:
         self.counters.failed_polls += 1
         self.counters.failures_by_reason[exc.reason] += 1
         self._consecutive_failures += 1
+        self._group_health[group.name] = exc.reason
         if isinstance(exc, DriverConnectError) or self._consecutive_failures >= self.offline_after:
             delay = self._backoff.next_delay()
             self._retry_at = self._clock() + delay
@@ -178,7 +201,7 @@ class SourceRunner:
             self.state_reason = exc.reason
         return SampleBatch.all_bad(self.device, group.name, started_ns, group.names, exc.reason)
 
-    def _succeeded(self, batch: SampleBatch) -> None:
+    def _succeeded(self, group: str, batch: SampleBatch) -> None:
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._backoff.reset()
@@ -187,9 +210,15 @@ class SourceRunner:
         ]
         if bad:
             self.counters.failures_by_reason.update(bad)
-            self._set_state(DeviceState.DEGRADED, bad[0], bad_tags=len(bad))
         else:
             self.counters.good_polls += 1
+        self._group_health[group] = bad[0] if bad else ""
+        # The device is as healthy as its least healthy group: deciding from whichever
+        # group finished last would flip the state (and the log) every tick.
+        worst = next((reason for reason in self._group_health.values() if reason), "")
+        if worst:
+            self._set_state(DeviceState.DEGRADED, worst)
+        else:
             self._set_state(DeviceState.ONLINE, "")
 
     def _set_state(self, state: DeviceState, reason: str, **details: object) -> None:

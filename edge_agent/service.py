@@ -84,21 +84,29 @@ class Agent:
                 outer.create_task(runner.run(), name=f"source:{runner.device}")
                 for runner in self.sources
             ]
-            await self._stop.wait()
-            log.info("agent stopping: polling stops, sinks drain")
-            await _cancel_all(source_tasks)
-            drained = await asyncio.gather(*(r.drain(self.drain_seconds) for r in self.sinks))
-            for runner, ok in zip(self.sinks, drained, strict=True):
-                if not ok:
-                    log.warning(
-                        "sink did not drain before stop; buffered batches are lost",
-                        sink=runner.sink.name,
-                        buffered=len(runner.buffer),
-                    )
-            await _cancel_all(sink_tasks)
-            for runner in self.sinks:
-                await runner.sink.stop()
+            try:
+                await self._stop.wait()
+                log.info("agent stopping: polling stops, sinks drain")
+            finally:
+                # Also when a task failed or we were cancelled: stop in order, close sinks.
+                await self._shutdown(source_tasks, sink_tasks)
         log.info("agent stopped")
+
+    async def _shutdown(
+        self, source_tasks: list[asyncio.Task[None]], sink_tasks: list[asyncio.Task[None]]
+    ) -> None:
+        await _cancel_all(source_tasks)
+        drained = await asyncio.gather(*(r.drain(self.drain_seconds) for r in self.sinks))
+        for runner, ok in zip(self.sinks, drained, strict=True):
+            if not ok:
+                log.warning(
+                    "sink did not drain before stop; buffered batches are lost",
+                    sink=runner.sink.name,
+                    buffered=len(runner.buffer),
+                )
+        await _cancel_all(sink_tasks)
+        for runner in self.sinks:
+            await runner.sink.stop()
 
     def device_states(self) -> dict[str, DeviceState]:
         return {s.device: s.state for s in self.sources}

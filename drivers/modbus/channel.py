@@ -10,16 +10,21 @@ requests in a row. Behind a gateway, one dead unit would then cut off its health
 neighbours. The channel closes the connection only when *no* unit on it has answered
 for ``dead_after`` requests in a row.
 
-Why no ``asyncio.timeout`` around a request: cancelling a request leaves its late
-answer on the wire, and RTU frames carry no transaction id to tell it apart from the
-next answer. The client's own timeout ends the request cleanly; a shared channel uses
-the longest timeout of its devices.
+Late answers: a request that timed out may still be answered. Over TCP the
+transaction id tells that answer apart; RTU frames carry none, so a late answer would
+complete the *next* request and its registers would be taken for another block's. After
+a timeout on a serial line the channel therefore keeps the bus quiet for one more
+timeout (holding the lock): a late frame then arrives while no request waits and is
+discarded. A request cancelled from outside drops the connection for the same reason.
+Every response is also checked against its request (count of registers or bits).
+A shared channel uses the longest timeout of its devices.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Sequence
 
@@ -30,7 +35,12 @@ from pymodbus.pdu import ModbusPDU
 
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.errors import DriverConnectError, DriverReadError
-from edge_agent.model import REASON_DISCONNECTED, REASON_TIMEOUT, exception_reason
+from edge_agent.model import (
+    REASON_DISCONNECTED,
+    REASON_INVALID_RESPONSE,
+    REASON_TIMEOUT,
+    exception_reason,
+)
 
 # pymodbus logs every timeout and reconnect at ERROR/WARNING; the scheduler already
 # logs each change of device state once, so keep pymodbus to what it cannot tell us.
@@ -38,6 +48,11 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 #: Requests with no answer from any unit, in a row, before the connection is dropped.
 DEAD_AFTER = 5
+
+
+def _still_connected(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> bool:
+    """Re-read the connection state after an await (a plain attribute check narrows for mypy)."""
+    return client.connected
 
 
 class ModbusExceptionResponse(DriverReadError):
@@ -51,8 +66,9 @@ class ModbusExceptionResponse(DriverReadError):
 def connection_key(connection: ModbusTcp | ModbusRtu) -> str:
     """Devices whose connections have the same key share one channel."""
     if isinstance(connection, ModbusTcp):
-        return f"tcp://{connection.host}:{connection.port}"
-    return f"rtu://{connection.serial_port}"
+        return f"tcp://{connection.host.lower()}:{connection.port}"
+    # /dev/serial/by-id/... and /dev/ttyUSB0 are one bus: compare the real device.
+    return f"rtu://{os.path.realpath(connection.serial_port)}"
 
 
 class ModbusChannel:
@@ -69,6 +85,7 @@ class ModbusChannel:
         self.inter_frame_delay = inter_frame_delay
         self.dead_after = dead_after
         self._connection = connection
+        self.serial = isinstance(connection, ModbusRtu)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._lock = asyncio.Lock()
         self._last_frame_end = 0.0
@@ -76,6 +93,8 @@ class ModbusChannel:
         self.requests = 0
         #: Drivers using this channel; the last one to close it closes the connection.
         self.users = 0
+        #: Poll groups of all those drivers: how many reads may queue for the lock at once.
+        self.pollers = 0
 
     def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         conn = self._connection
@@ -117,6 +136,9 @@ class ModbusChannel:
             except (OSError, ModbusException) as exc:
                 client.close()
                 raise DriverConnectError(REASON_DISCONNECTED, f"{self.key}: {exc}") from exc
+            except BaseException:
+                client.close()  # cancelled while connecting: leave no socket behind
+                raise
             if not ok or not client.connected:
                 client.close()
                 raise DriverConnectError(REASON_DISCONNECTED, f"{self.key}: connection refused")
@@ -135,12 +157,24 @@ class ModbusChannel:
             self.requests += 1
             try:
                 response = await self._request(client, table, address, count, unit_id)
-            except ModbusIOException as exc:
-                self._note_unanswered()
-                raise DriverReadError(REASON_TIMEOUT, str(exc)) from exc
             except (ConnectionException, OSError) as exc:
                 self._drop_client()
                 raise DriverReadError(REASON_DISCONNECTED, str(exc)) from exc
+            except ModbusIOException as exc:
+                if not _still_connected(client):  # the peer closed while we waited
+                    self._drop_client()
+                    raise DriverReadError(REASON_DISCONNECTED, str(exc)) from exc
+                self._note_unanswered()
+                await self._let_late_answers_pass()
+                raise DriverReadError(REASON_TIMEOUT, str(exc)) from exc
+            except ModbusException as exc:
+                # A frame that does not belong to this request (another unit's, a stray).
+                await self._let_late_answers_pass()
+                raise DriverReadError(REASON_INVALID_RESPONSE, str(exc)) from exc
+            except asyncio.CancelledError:
+                # Cut off mid-request: its answer may still come; never reuse the line.
+                self._drop_client()
+                raise
             finally:
                 self._last_frame_end = time.monotonic()
             self._unanswered = 0
@@ -148,8 +182,23 @@ class ModbusChannel:
                 code = int(getattr(response, "exception_code", 0))
                 raise ModbusExceptionResponse(code, f"{table} {address}+{count} unit {unit_id}")
             if table in ("coil", "discrete_input"):
-                return response.bits
-            return response.registers
+                bits: Sequence[bool] = response.bits
+                if not count <= len(bits) < count + 8:
+                    raise DriverReadError(
+                        REASON_INVALID_RESPONSE, f"{len(bits)} bits for a read of {count}"
+                    )
+                return bits
+            registers: Sequence[int] = response.registers
+            if len(registers) != count:
+                raise DriverReadError(
+                    REASON_INVALID_RESPONSE, f"{len(registers)} registers for a read of {count}"
+                )
+            return registers
+
+    async def _let_late_answers_pass(self) -> None:
+        """On a serial line, wait (holding the lock) for a late answer to arrive and be dropped."""
+        if self.serial:
+            await asyncio.sleep(self.timeout)
 
     @staticmethod
     async def _request(

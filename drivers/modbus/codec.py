@@ -329,9 +329,8 @@ class BlockDecoder:
                 raise self._short(len(data))
             return data
         if len(data) != self._count:
-            if len(data) < self._count:
-                raise self._short(len(data))
-            data = data[: self._count]
+            # Longer is as wrong as shorter: it is not the block that was asked for.
+            raise self._short(len(data))
         try:
             buffers = (
                 self._pack_wire(*data),
@@ -351,7 +350,7 @@ class BlockDecoder:
     def _short(self, got: int) -> DriverReadError:
         unit = "bits" if self._bits else "registers"
         return DriverReadError(
-            REASON_DECODE, f"{self.request.describe()}: the response holds only {got} {unit}"
+            REASON_DECODE, f"{self.request.describe()}: the response holds {got} {unit}"
         )
 
 

@@ -48,6 +48,7 @@ class ModbusDriver:
         self.config = config
         self.channel = channel
         channel.users += 1
+        channel.pollers += len(config.poll_groups)
         self._groups = {g.name: _compile_group(g, config) for g in config.poll_groups}
         self._closed = False
 
@@ -105,18 +106,21 @@ class ModbusDriver:
         return SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons)
 
     def read_budget(self, group: str) -> float:
-        """Worst case: learning splits every request (2k-1 reads), and the shared
-        channel may first serve one read of each other device on it."""
+        """Worst case: learning splits every request (2k-1 reads), and before each of
+        them every other poll group on the shared channel may take its turn with one
+        request that times out (and, on a serial line, a quiet period after it)."""
         plan = self._groups[group].plan
-        requests = 2 * len(plan.requests) + len(plan.invalid_positions) + self.channel.users
-        per_request = self.channel.timeout + self.channel.inter_frame_delay
-        return requests * per_request + BUDGET_SLACK
+        own = 2 * len(plan.requests) + len(plan.invalid_positions)
+        per_request = self.channel.timeout * (2 if self.channel.serial else 1)
+        per_request += self.channel.inter_frame_delay
+        return (own + self.channel.pollers) * per_request + BUDGET_SLACK
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self.channel.users -= 1
+        self.channel.pollers -= len(self.config.poll_groups)
         if self.channel.users == 0:
             await self.channel.close()
 

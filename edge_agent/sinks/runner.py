@@ -8,6 +8,7 @@ only has to deliver or raise :class:`~edge_agent.errors.SinkError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ class SinkRunner:
         self.counters = SinkCounters()
         self._backoff = backoff or Backoff(initial=0.2, cap=15.0)
         self._failing = False
+        self._wake = asyncio.Event()
 
     def submit(self, batch: SampleBatch) -> None:
         """Queue a batch for this sink (never blocks; overflow policy is the buffer's)."""
@@ -66,13 +68,30 @@ class SinkRunner:
                 await self.sink.send([p.batch for p in pending])
             except SinkError as exc:
                 self._on_failure(exc)
-                await asyncio.sleep(self._backoff.next_delay())
+                await self._pause(self._backoff.next_delay())
+                continue
+            except Exception as exc:
+                # A bug in a sink must not end delivery (nor the agent): keep the batches,
+                # log the traceback once, and retry like any other failure.
+                if not self._failing:
+                    log.exception("unexpected sink error", sink=self.sink.name)
+                self._on_failure(SinkError(f"{type(exc).__name__}: {exc}"))
+                await self._pause(self._backoff.next_delay())
                 continue
             self.buffer.ack(pending[-1].seq)
             self._on_success(pending[-1].batch, len(pending), sum(len(p.batch) for p in pending))
 
+    async def _pause(self, seconds: float) -> None:
+        """Back off, unless :meth:`drain` wakes us: a stop should not wait out a backoff."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
     async def drain(self, within: float) -> bool:
         """Wait up to ``within`` seconds for the buffer to empty (graceful stop). True if it did."""
+        self._backoff.reset()
+        self._wake.set()
         deadline = time.monotonic() + within
         while len(self.buffer) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

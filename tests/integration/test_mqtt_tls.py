@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.config import MqttTls, PlantIdentity
 from tests.mqtt_support import batch, make_sink, wait_connected
-from tests.servers import LOOPBACK, Mosquitto, free_port
+from tests.servers import LOOPBACK, Mosquitto, free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,8 @@ def tls_mosquitto(tmp_path: Path, pki: Pki) -> Iterator[tuple[Mosquitto, int]]:
             f"listener {plain_port} {LOOPBACK}\n"
         ),
     )
-    broker.start()
+    broker.start()  # waits for the TLS listener only
+    wait_for_port(plain_port)
     try:
         yield broker, plain_port
     finally:

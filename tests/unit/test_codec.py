@@ -358,12 +358,12 @@ def test_decoder_cache_compiles_once() -> None:
 def test_short_response_is_a_read_error() -> None:
     tags = [ModbusTag(name="a", address=0, type="float32")]
     decoder = compile_decoder(ReadRequest("holding", 0, 2, (0,)), tags)
-    with pytest.raises(DriverReadError, match="only 1 registers") as caught:
+    with pytest.raises(DriverReadError, match="holds 1 registers") as caught:
         decoder.decode([0x4000], [None], [BAD], [""])
     assert caught.value.reason == REASON_DECODE
     coils = [ModbusTag(name="c", table="coil", address=0, type="bool")]
     coil_decoder = compile_decoder(ReadRequest("coil", 0, 9, (0,)), coils)
-    with pytest.raises(DriverReadError, match="only 8 bits"):
+    with pytest.raises(DriverReadError, match="holds 8 bits"):
         coil_decoder.decode([True] * 8, [None], [BAD], [""])
 
 
@@ -374,12 +374,13 @@ def test_register_out_of_range_is_a_read_error() -> None:
         decoder.decode([70000], [None], [BAD], [""])
 
 
-def test_longer_response_uses_the_requested_registers() -> None:
+def test_longer_response_is_rejected_not_truncated() -> None:
+    """A block of the wrong size is not the block asked for (e.g. a late RTU answer)."""
     tags = [ModbusTag(name="a", address=0)]
     decoder = compile_decoder(ReadRequest("holding", 0, 1, (0,)), tags)
     values: list[Value] = [None]
-    decoder.decode([5, 6], values, [BAD], [""])
-    assert values == [5]
+    with pytest.raises(DriverReadError, match="2 registers"):
+        decoder.decode([5, 6], values, [BAD], [""])
 
 
 @pytest.mark.parametrize(

@@ -46,3 +46,21 @@ def test_every_error_names_file_and_line() -> None:
             assert file == "plant.yaml"
             assert int(number) >= 1
             assert rest.startswith(" ")
+
+
+def test_a_plain_env_reference_takes_the_type_yaml_would_give_it() -> None:
+    from edge_agent.config_loader import parse_config
+
+    text = (GOLDEN / "typo_in_type" / "plant.yaml").read_text().replace("flaot32", "float32")
+    text += (
+        "sinks:\n"
+        "  - name: broker\n"
+        "    type: mqtt\n"
+        "    host: ${MQTT_HOST:-127.0.0.1}\n"
+        "    qos: ${MQTT_QOS:-1}\n"
+        "    client_id: '${CLIENT_ID:-007}'\n"
+    )
+    sink = parse_config(text, env={"MQTT_QOS": "0"}).sinks[0]
+    assert sink.qos == 0
+    assert sink.host == "127.0.0.1"
+    assert sink.client_id == "007", "a quoted reference stays a string"

@@ -160,3 +160,69 @@ async def test_reads_start_on_interval_boundaries() -> None:
     offsets = [(s % 0.1) for s in starts]
     # Reads start just after the boundary, never mid-interval (bound generous for a loaded CI box).
     assert all(o < 0.05 for o in offsets), offsets
+
+
+async def test_offline_device_is_probed_by_one_group_at_a_time() -> None:
+    groups = tuple(GroupSpec(f"g{i}", 0.05, NAMES) for i in range(3))
+    driver = ScriptedDriver(
+        deque([DriverError("timeout")] * 1000), read_seconds=0.03, groups=groups
+    )
+    out: list[SampleBatch] = []
+    runner = SourceRunner(
+        driver, out.append, offline_after=1, backoff=Backoff(initial=0.0, cap=0.0, minimum=0.0)
+    )
+    runner.state = DeviceState.OFFLINE
+    await asyncio.gather(*(runner.poll_once(g) for g in groups))
+    assert driver.reads == 1, "one probe; the other groups answered locally"
+    assert len(out) == 3
+    assert all(b.qualities == [Quality.BAD, Quality.BAD] for b in out)
+
+
+async def test_a_permanently_bad_tag_in_one_group_does_not_flap_the_device_state() -> None:
+    groups = (GroupSpec("good", 0.05, NAMES), GroupSpec("holey", 0.05, NAMES))
+    driver = ScriptedDriver(groups=groups)
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    transitions: list[DeviceState] = []
+    for _ in range(5):
+        driver.script.extend([[1.0, 2.0], [1.0, float("nan")]])
+        for group in groups:
+            await runner.poll_once(group)
+            if not transitions or transitions[-1] is not runner.state:
+                transitions.append(runner.state)
+    assert transitions == [DeviceState.ONLINE, DeviceState.DEGRADED]
+
+
+async def test_a_driver_bug_costs_only_this_device_its_samples() -> None:
+    class Buggy(ScriptedDriver):
+        async def read(self, group: str) -> SampleBatch:
+            raise KeyError("oops")
+
+    driver = Buggy()
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)
+    batch = await runner.poll_once(driver.groups[0])
+    assert batch.reasons == ["internal error", "internal error"]
+    assert runner.counters.failures_by_reason["internal error"] == 1
+
+
+async def test_wall_clock_stepping_back_does_not_stall_polling() -> None:
+    now = [1_000_000.0]
+    driver = ScriptedDriver(groups=(GroupSpec("g", 0.05, NAMES),))
+    out: list[SampleBatch] = []
+    runner = SourceRunner(driver, out.append, clock=lambda: now[0])
+
+    async def clock_runs_then_steps_back() -> None:
+        for step in range(40):
+            await asyncio.sleep(0.01)
+            now[0] += 0.01
+            if step == 10:
+                now[0] -= 3600.0  # NTP steps the clock back an hour
+
+    task = asyncio.create_task(runner.run())
+    await clock_runs_then_steps_back()
+    before = len(out)
+    await clock_runs_then_steps_back()
+    task.cancel()
+    await asyncio.wait([task])
+    assert len(out) > before + 3, "polling continued after the clock stepped back"
