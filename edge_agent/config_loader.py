@@ -277,5 +277,6 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Plant
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read the file: {exc}"]) from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{path}: cannot read the file: {reason}"]) from None
     return parse_config(text, str(path), env)

@@ -23,7 +23,7 @@ from edge_agent.service import Agent, run_agent
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "configs" / "demo-plant.yaml"
 #: How many values per device the live table shows.
-VALUES_SHOWN = 8
+VALUES_SHOWN = 20
 
 
 def _demo_config(config_path: Path | None, mqtt: str | None, state_dir: Path) -> PlantConfig:
@@ -41,7 +41,7 @@ def _demo_config(config_path: Path | None, mqtt: str | None, state_dir: Path) ->
 def _format(value: Value, unit: str) -> str:
     if value is None:
         return "—"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = f"{value:.10g}" if isinstance(value, float) else str(value)
     return f"{text} {unit}".strip()
 
 
@@ -49,8 +49,13 @@ def _units(config: PlantConfig) -> dict[str, dict[str, str]]:
     return {d.name: {t.name: t.unit for g in d.poll_groups for t in g.tags} for d in config.devices}
 
 
-def snapshot_lines(agent: Agent, units: dict[str, dict[str, str]]) -> list[str]:
-    """Plain-text view of every device: state and latest values (for logs and non-terminals)."""
+def snapshot_lines(
+    agent: Agent, units: dict[str, dict[str, str]], *, stopped: bool = False
+) -> list[str]:
+    """Plain-text view of every device: state and latest values (for logs and non-terminals).
+
+    ``stopped``: the agent has stopped, so a sink is disconnected on purpose, not down.
+    """
     lines = []
     for source in agent.sources:
         latest = agent.pipeline.latest(source.device)
@@ -59,10 +64,11 @@ def snapshot_lines(agent: Agent, units: dict[str, dict[str, str]]) -> list[str]:
             + ("" if v.quality == "good" else f" ({v.quality}: {v.reason})")
             for name, v in list(latest.items())[:VALUES_SHOWN]
         )
-        lines.append(f"{source.device:<14} {source.state.value:<10} {shown}")
+        lines.append(f"{source.device:<17} {source.state.value:<10} {shown}")
     for runner in agent.sinks:
         lines.append(
-            f"sink {runner.sink.name}: {'connected' if runner.sink.connected else 'DOWN'}, "
+            f"sink {runner.sink.name}: "
+            f"{'stopped' if stopped else 'connected' if runner.sink.connected else 'DOWN'}, "
             f"{runner.counters.batches_sent} batches sent, {len(runner.buffer)} buffered"
         )
     return lines
@@ -134,7 +140,7 @@ async def _demo(config: PlantConfig, duration: float | None) -> None:
             shower.cancel()
             await asyncio.wait([shower])
         print("final values:")
-        for line in snapshot_lines(agent, units):
+        for line in snapshot_lines(agent, units, stopped=True):
             print("  " + line)
 
 
@@ -155,6 +161,17 @@ def run_demo(config_path: Path | None, mqtt: str | None, duration: float | None)
         else:
             print(f"publishing to MQTT broker {mqtt} on edge/{config.plant.name}/<device>/data")
         print("simulated plant on 127.0.0.1:15020 and :15021; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_demo(config, duration))
+        from simulators.modbus_server import ServeError
+
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_demo(config, duration))
+        except ServeError as exc:
+            # Typically a second demo, or `edge-agent simulate`, holding the fixed ports.
+            print(
+                f"error: {exc} (the demo needs 127.0.0.1:15020 and :15021; "
+                "is another `edge-agent demo` or `edge-agent simulate` running?)",
+                file=sys.stderr,
+            )
+            return 1
     return 0

@@ -2,9 +2,9 @@
 
 What the runner guarantees, so that drivers do not have to:
 
-* each poll group reads at multiples of its interval since the epoch (1 s -> .000 of
-  every second); a read that overruns skips the ticks it missed and counts them,
-  never piles them up;
+* each poll group reads once at start, then at multiples of its interval since the
+  epoch (1 s -> .000 of every second); a read that overruns skips the ticks it missed
+  and counts them, never piles them up;
 * every read is bounded by a guard timeout; a failed, timed-out or refused read
   produces a batch whose samples are bad with a reason; a stale value is never re-sent
   as good;
@@ -115,6 +115,9 @@ class SourceRunner:
             await self.driver.close()
 
     async def _poll_loop(self, group: GroupSpec) -> None:
+        # Read once right away: a 1 h group must not wait up to an hour for its first
+        # value after a (re)start. Then read on the aligned ticks.
+        await self.poll_once(group)
         tick = next_tick(self._clock(), group.interval)
         while True:
             delay = tick - self._clock()
