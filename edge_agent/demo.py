@@ -49,6 +49,15 @@ def _units(config: PlantConfig) -> dict[str, dict[str, str]]:
     return {d.name: {t.name: t.unit for g in d.poll_groups for t in g.tags} for d in config.devices}
 
 
+def _value_texts(agent: Agent, device: str, units: dict[str, dict[str, str]]) -> list[str]:
+    """``name=value unit``, with quality and reason when not good, for the first values."""
+    texts = []
+    for name, v in list(agent.pipeline.latest(device).items())[:VALUES_SHOWN]:
+        text = f"{name}={_format(v.value, units[device].get(name, ''))}"
+        texts.append(text if v.quality == "good" else f"{text} ({v.quality}: {v.reason})")
+    return texts
+
+
 def snapshot_lines(
     agent: Agent, units: dict[str, dict[str, str]], *, stopped: bool = False
 ) -> list[str]:
@@ -58,12 +67,7 @@ def snapshot_lines(
     """
     lines = []
     for source in agent.sources:
-        latest = agent.pipeline.latest(source.device)
-        shown = ", ".join(
-            f"{name}={_format(v.value, units[source.device].get(name, ''))}"
-            + ("" if v.quality == "good" else f" ({v.quality}: {v.reason})")
-            for name, v in list(latest.items())[:VALUES_SHOWN]
-        )
+        shown = ", ".join(_value_texts(agent, source.device, units))
         lines.append(f"{source.device:<17} {source.state.value:<10} {shown}")
     for runner in agent.sinks:
         lines.append(
@@ -94,12 +98,7 @@ async def _show_live(agent: Agent, units: dict[str, dict[str, str]]) -> None:
         table.add_column(f"latest values (first {VALUES_SHOWN})")
         colours = {"online": "green", "degraded": "yellow", "offline": "red"}
         for source in agent.sources:
-            latest = agent.pipeline.latest(source.device)
-            values = "\n".join(
-                f"{name} = {_format(v.value, units[source.device].get(name, ''))}"
-                + ("" if v.quality == "good" else f"  [{v.quality}: {v.reason}]")
-                for name, v in list(latest.items())[:VALUES_SHOWN]
-            )
+            values = "\n".join(_value_texts(agent, source.device, units))
             state = source.state.value
             table.add_row(
                 source.device,
