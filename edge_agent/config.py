@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Names end up in MQTT topics and InfluxDB tags: no spaces, slashes, wildcards."""
@@ -58,6 +58,18 @@ def parse_duration(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+    return value
+
+
+#: An IANA time zone name (``Asia/Shanghai``), checked against the tz database.
+TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+
+
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, instances are immutable."""
 
@@ -70,16 +82,7 @@ class Strict(BaseModel):
 class PlantIdentity(Strict):
     name: Name
     site: str = ""
-    timezone: str = "UTC"
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
-        return value
+    timezone: TimeZoneName = "UTC"
 
 
 # --------------------------------------------------------------------------- modbus

@@ -7,7 +7,6 @@ is checked here, after validation, so that every finding names its own line.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from edge_agent.config import (
     ModbusTcp,
     MqttSinkConfig,
     PlantConfig,
+    PlantIdentity,
 )
 
 Finding = tuple[tuple[str | int, ...], str]
@@ -42,36 +42,47 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
         findings += _check_modbus_device(index, device)
     findings += _shared_connections(plant)
     for index, sink in enumerate(plant.sinks):
-        findings += [(("sinks", index, key), message) for key, message in _mqtt_rules(sink)]
+        findings += [
+            (("sinks", index, field), message)
+            for field, message in mqtt_sink_problems(sink, plant.plant)
+        ]
     return findings
 
 
-_TOPIC_FIELDS = {"topic": {"plant", "site", "device", "group"}, "status_topic": {"plant", "site"}}
+_TOPIC_FIELDS = {"topic": ("plant", "site", "device", "group"), "status_topic": ("plant", "site")}
 
 
-def _mqtt_rules(sink: MqttSinkConfig) -> Iterator[tuple[str, str]]:
-    for key, allowed in _TOPIC_FIELDS.items():
-        template: str = getattr(sink, key)
+def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple[str, str]]:
+    """(field, message) for every problem with a sink's topics and credentials.
+
+    The one place these rules live: ``check`` reports them with their line, and the
+    sink raises them when built from code. Templates are rendered with the real plant
+    name and site (the site is free text and may hold ``+`` or ``#``) and a sample
+    device and group (names cannot).
+    """
+    problems: list[tuple[str, str]] = []
+    values = {"plant": plant.name, "site": plant.site, "device": "device", "group": "group"}
+    for field, allowed in _TOPIC_FIELDS.items():
+        template: str = getattr(sink, field)
         try:
-            names = {
-                name for _, name, _, _ in string.Formatter().parse(template) if name is not None
-            }
-        except ValueError as exc:
-            yield key, f"{template!r} is not a valid topic template: {exc}"
-            continue
-        unknown = sorted(names - allowed)
-        if unknown:
-            yield (
-                key,
-                (
-                    f"unknown placeholder {{{unknown[0]}}} in {template!r} "
-                    f"(allowed: {', '.join('{' + a + '}' for a in sorted(allowed))})"
-                ),
+            topic = template.format_map({name: values[name] for name in allowed})
+        except KeyError as exc:
+            names = ", ".join("{" + a + "}" for a in allowed)
+            problems.append(
+                (field, f"unknown placeholder {{{exc.args[0]}}} in {template!r} (allowed: {names})")
             )
-        if any(c in template for c in "+#\0"):
-            yield key, f"{template!r}: MQTT topics to publish on may not contain + or #"
+            continue
+        except (ValueError, IndexError) as exc:
+            problems.append((field, f"{template!r} is not a valid topic template: {exc}"))
+            continue
+        if not topic or any(c in topic for c in "+#\0"):
+            problems.append(
+                (field, f"{topic!r} is not a valid MQTT topic to publish to (no +, # or NUL)")
+            )
     if sink.password and not sink.username:
-        yield "password", "a password needs a username"
+        # MQTT 3.1.1 cannot send a password without a user name; paho would drop it.
+        problems.append(("password", "a password needs a username"))
+    return problems
 
 
 def check_partial(data: dict[str, Any]) -> list[Finding]:

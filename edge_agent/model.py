@@ -99,4 +99,4 @@ class SampleBatch:
 
     @property
     def good_count(self) -> int:
-        return sum(1 for q in self.qualities if q is Quality.GOOD)
+        return self.qualities.count(Quality.GOOD)

@@ -9,7 +9,6 @@ config, since the simulator encodes with its own struct-based encoder.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,13 +42,6 @@ def demo_config(
     return parse_config(
         text + extra_yaml, str(CONFIG_FILE), env={"EDGE_AGENT_STATE": str(state_dir)}
     )
-
-
-def server_of(profile: Profile, unit: str) -> str:
-    for server in profile.servers:
-        if any(u.name == unit for u in server.units):
-            return server.name
-    raise KeyError(unit)
 
 
 def expected_value(
@@ -90,7 +82,3 @@ def close_enough(tag: ModbusTag, got: object, want: object) -> bool:
         # An integer register scaled by `scale` carries `want` to within half a step.
         return abs(got - want) <= abs(tag.scale) / 2 + 1e-9
     return got == want
-
-
-def topic_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", name)

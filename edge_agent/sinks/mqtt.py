@@ -24,6 +24,7 @@ import structlog
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
+from edge_agent.config_checks import mqtt_sink_problems
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
@@ -34,8 +35,6 @@ log = structlog.get_logger("edge_agent.sink.mqtt")
 STATUS_ONLINE: Final = b"online"
 STATUS_OFFLINE: Final = b"offline"
 
-TOPIC_PLACEHOLDERS: Final = ("plant", "site", "device", "group")
-STATUS_PLACEHOLDERS: Final = ("plant", "site")
 
 #: A connection that lived this long resets the reconnect backoff.
 STABLE_CONNECTION_S: Final = 10.0
@@ -70,11 +69,10 @@ class MqttSink:
         self._backoff = backoff or Backoff(initial=0.5, cap=30.0)
         self._topic_template = config.topic
         self._topics: dict[tuple[str, str], str] = {}
-        problems = _check_template(config, "topic", TOPIC_PLACEHOLDERS, plant)
-        problems += _check_template(config, "status_topic", STATUS_PLACEHOLDERS, plant)
-        if config.password and not config.username:
-            # MQTT 3.1.1 cannot send a password without a user name; paho would drop it.
-            problems.append(f"sinks.{config.name}.password: needs a username")
+        problems = [
+            f"sinks.{config.name}.{field}: {message}"
+            for field, message in mqtt_sink_problems(config, plant)
+        ]
         if problems:
             raise ConfigError(problems)
         self.status_topic = config.status_topic.format(plant=plant.name, site=plant.site)
@@ -208,29 +206,6 @@ class MqttSink:
             if asyncio.get_running_loop().time() - connected_at >= STABLE_CONNECTION_S:
                 self._backoff.reset()
             await asyncio.sleep(self._backoff.next_delay())
-
-
-def _check_template(
-    config: MqttSinkConfig, field: str, allowed: tuple[str, ...], plant: PlantIdentity
-) -> list[str]:
-    """Problems with a topic template: unknown placeholders, or MQTT wildcards after rendering.
-
-    Rendered here with the real plant name and site (the site is free text and
-    could hold a ``+`` or ``#``) and a sample device and group (names cannot).
-    """
-    template: str = getattr(config, field)
-    values = {"plant": plant.name, "site": plant.site, "device": "device", "group": "group"}
-    where = f"sinks.{config.name}.{field}"
-    try:
-        topic = template.format_map({k: values[k] for k in allowed})
-    except KeyError as exc:
-        names = ", ".join("{" + a + "}" for a in allowed)
-        return [f"{where}: unknown placeholder {{{exc.args[0]}}} (allowed: {names})"]
-    except (ValueError, IndexError) as exc:
-        return [f"{where}: not a valid template ({exc})"]
-    if not topic or "+" in topic or "#" in topic or "\0" in topic:
-        return [f"{where}: {topic!r} is not a valid MQTT topic to publish to"]
-    return []
 
 
 def _tls_context(config: MqttSinkConfig) -> ssl.SSLContext:
