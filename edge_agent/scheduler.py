@@ -72,6 +72,19 @@ def next_tick(now: float, interval: float) -> float:
     return (math.floor(now / interval) + 1) * interval
 
 
+def _raise_if_cancel_was_swallowed() -> None:
+    """Honour a cancellation that a library swallowed.
+
+    On Python 3.11 ``asyncio.wait_for`` (used by pymodbus for every request) returns
+    the result instead of raising when the cancellation and the response arrive
+    together (gh-86296). The task's pending cancel count still shows the request,
+    so the poll loop stops anyway instead of polling on after the agent stopped.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class SourceRunner:
     def __init__(
         self,
@@ -118,6 +131,7 @@ class SourceRunner:
         # Read once right away: a 1 h group must not wait up to an hour for its first
         # value after a (re)start. Then read on the aligned ticks.
         await self.poll_once(group)
+        _raise_if_cancel_was_swallowed()
         tick = next_tick(self._clock(), group.interval)
         while True:
             delay = tick - self._clock()
@@ -129,6 +143,7 @@ class SourceRunner:
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.poll_once(group)
+            _raise_if_cancel_was_swallowed()
             now = self._clock()
             following = tick + group.interval
             if now >= following:

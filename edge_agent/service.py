@@ -113,11 +113,16 @@ class Agent:
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait for them; a cancellation of the caller still propagates."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.wait(tasks)
+    """Cancel ``tasks`` and wait for them; a cancellation of the caller still propagates.
+
+    A task still running a moment after its cancel had the cancellation swallowed by
+    a library (see scheduler._raise_if_cancel_was_swallowed): cancel it again.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 async def run_agent(agent: Agent, duration: float | None = None) -> None:

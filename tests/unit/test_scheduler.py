@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -228,3 +229,24 @@ async def test_wall_clock_stepping_back_does_not_stall_polling() -> None:
     task.cancel()
     await asyncio.wait([task])
     assert len(out) > before + 3, "polling continued after the clock stepped back"
+
+
+async def test_a_cancellation_swallowed_by_a_library_still_stops_polling() -> None:
+    inside_read = asyncio.Event()
+
+    class Swallowing(ScriptedDriver):
+        """Like asyncio.wait_for on 3.11 when cancel and response coincide (gh-86296)."""
+
+        async def read(self, group: str) -> SampleBatch:
+            inside_read.set()
+            with contextlib.suppress(asyncio.CancelledError):  # returns instead of raising
+                await asyncio.sleep(0.2)
+            return await super().read(group)
+
+    driver = Swallowing(groups=(GroupSpec("g", 0.01, NAMES),))
+    runner = SourceRunner(driver, lambda b: None)
+    task = asyncio.create_task(runner.run())
+    await inside_read.wait()
+    task.cancel()  # lands inside the read, which swallows it
+    await asyncio.wait([task], timeout=2.0)
+    assert task.done(), "the poll loop kept running after its cancellation was swallowed"
