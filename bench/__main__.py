@@ -33,6 +33,7 @@ from bench import plot, profiling
 from bench.procs import BenchError, NotMerged, Unavailable, git_revision, machine_info
 from bench.report import render_run
 from bench.scale import ScaleOptions, run_floor_only, run_scale
+from bench.stages import check_requested
 from edge_agent.config import parse_duration
 
 EXIT_FAILED = 1
@@ -202,6 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.devices < 1 or args.tags < 1:
         parser.error("--devices and --tags must be positive")
+    pipeline = None if args.pipeline == "all" else [s for s in args.pipeline.split(",") if s]
+    try:
+        check_requested(pipeline)
+    except ValueError as exc:
+        parser.error(str(exc))
+    except Unavailable as exc:
+        print(f"bench {args.scenario}: not merged yet: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     try:
         if args.profile:
             profiling.check_available(args.profile)
@@ -229,7 +238,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise NotMerged("the outbox scenario needs the durable outbox (issue 5)")
     if scenario == "smoke":
         # Small and short, at 1 s: an overloaded CI machine must not turn a late read
-        # into a "lost" value (a read half an interval late is counted as missed).
+        # into a "lost" value (a read a whole interval late is counted as missed).
         options = _options(
             args,
             devices=2,

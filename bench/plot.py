@@ -32,21 +32,42 @@ def plot_runs(runs: Sequence[Mapping[str, Any]], path: Path, title: str) -> str:
     fig.suptitle(title)
 
     labels = [_label(r) for r in runs]
-    sizes = [r["params"]["total_tags"] for r in runs]
-    agent = [r.get("agent", {}).get("cpu_us_per_value") for r in runs]
-    floor = [r.get("floor", {}).get("cpu_us_per_value") for r in runs]
-    if len(set(sizes)) == len(sizes) and len(sizes) > 1:
-        cost.plot(sizes, agent, marker="o", label="agent")
-        if any(f is not None for f in floor):
-            cost.plot(sizes, floor, marker="s", linestyle="--", label="floor (bare pymodbus)")
+    by_interval: dict[float, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        by_interval.setdefault(run["params"]["interval_s"], []).append(run)
+    sizes = sorted({r["params"]["total_tags"] for r in runs})
+    curves = len(sizes) > 1 and all(
+        len({r["params"]["total_tags"] for r in group}) == len(group)
+        for group in by_interval.values()
+    )
+    if curves:
+        # One line per interval: the growth curve the issue asks to be flat.
+        for interval, group in sorted(by_interval.items(), reverse=True):
+            group = sorted(group, key=lambda r: r["params"]["total_tags"])
+            xs = [r["params"]["total_tags"] for r in group]
+            agent = [r.get("agent", {}).get("cpu_us_per_value") for r in group]
+            floor = [r.get("floor", {}).get("cpu_us_per_value") for r in group]
+            line = cost.plot(xs, agent, marker="o", label=f"agent @ {interval:g} s")[0]
+            if any(f is not None for f in floor):
+                cost.plot(
+                    xs,
+                    floor,
+                    marker="s",
+                    linestyle="--",
+                    color=line.get_color(),
+                    label=f"floor (bare pymodbus) @ {interval:g} s",
+                )
         cost.set_xlabel("tags")
         cost.set_xscale("log")
         cost.set_xticks(sizes, [f"{s:,}" for s in sizes])
+        cost.minorticks_off()
     else:
-        xs = range(len(runs))
+        agent = [r.get("agent", {}).get("cpu_us_per_value") for r in runs]
+        floor = [r.get("floor", {}).get("cpu_us_per_value") for r in runs]
+        xs = list(range(len(runs)))
         cost.bar([x - 0.2 for x in xs], [a or 0 for a in agent], width=0.4, label="agent")
         cost.bar([x + 0.2 for x in xs], [f or 0 for f in floor], width=0.4, label="floor")
-        cost.set_xticks(list(xs), labels)
+        cost.set_xticks(xs, labels)
     cost.axhline(15.0, color="grey", linewidth=0.8, linestyle=":", label="target 15 µs")
     cost.set_ylabel("CPU µs per value")
     cost.set_ylim(bottom=0)
