@@ -266,6 +266,12 @@ def render_run(run: Mapping[str, Any]) -> str:
                 _pair(f.get("values_missed"), f.get("read_errors")),
             ),
         ]
+        if not d:
+            jitter, polls = f.get("jitter_ms", {}), f.get("poll_duration_ms", {})
+            rows += [
+                ("floor poll jitter p50 / p99", _pair(jitter.get("p50"), jitter.get("p99"), " ms")),
+                ("floor poll duration p50 / p99", _pair(polls.get("p50"), polls.get("p99"), " ms")),
+            ]
     if d and f:
         rows.append(("agent / floor CPU per value", _fmt(run.get("agent_floor_ratio"), " x")))
     width = max((len(r[0]) for r in rows), default=0)
@@ -279,8 +285,14 @@ def render_run(run: Mapping[str, Any]) -> str:
             f"subscriber {_fmt(subscriber)}; other load on the machine "
             f"{_fmt(helpers.get('foreign_cores'))} cores"
         )
+    if f and not helpers:
+        sims = ", ".join(f"{s:.0f}%" for s in f.get("simulators_pct", []))
+        lines.append(
+            f"  simulators (% of one core): {sims}; other load on the machine "
+            f"{_fmt(f.get('foreign_cores'))} cores"
+        )
     targets = run.get("targets", {})
-    if targets:
+    if any(v is not None for v in targets.values()):
         marks = {True: "met", False: "MISSED", None: "n/a"}
         lines.append("  targets: " + "; ".join(f"{k}: {marks[v]}" for k, v in targets.items()))
     lines += [f"  WARNING: {warning}" for warning in run.get("warnings", [])]

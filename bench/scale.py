@@ -22,35 +22,33 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import profiling
-from bench.plant import PlantSpec, agent_document, dump, profile_document
-from bench.procs import (
-    BenchError,
-    Child,
-    CpuSample,
-    machine_busy_seconds,
-    memory_kib,
-    python,
+from bench.measure import (
+    Sample,
+    add_warnings,
+    cpu_of,
+    helper_shares,
+    histogram,
+    mid_tick_after,
+    sample,
+    share,
+    sleep_until,
 )
-from bench.report import Window, analyse_deliveries, analyse_floor, check_targets, cpu_figures
+from bench.plant import PlantSpec, agent_document, dump, profile_document
+from bench.procs import BenchError, Child, memory_kib, python
+from bench.report import Window, analyse_deliveries, analyse_floor, check_targets
 from bench.stages import SUBSCRIBE_FILTER, StageContext, build_pipeline
 from tests.servers import Mosquitto, free_port
-
-#: A simulator process above this share of one core may be what limits the run.
-SIM_BUSY_PCT = 85.0
-#: Other processes on the machine above this many cores make the figures suspect.
-FOREIGN_CORES = 0.25
 
 _SERVER_LINE = re.compile(r"^\s+(\S+): modbus-tcp 127\.0\.0\.1:(\d+) ")
 
@@ -74,66 +72,6 @@ class ScaleOptions:
     keep: bool = False
     label: str = ""
     artifacts: Path = field(default_factory=lambda: Path("bench/results"))
-
-
-def _sleep_until(deadline: float, watch: Sequence[Child] = ()) -> None:
-    """Sleep until ``deadline`` (wall clock), failing early if a watched child dies."""
-    while True:
-        remaining = deadline - time.time()
-        if remaining <= 0:
-            return
-        time.sleep(min(remaining, 0.5))
-        for child in watch:
-            if not child.alive():
-                raise BenchError(
-                    f"{child.name} exited early with code {child.process.returncode}{child.tail()}"
-                )
-
-
-def _mid_tick_after(t: float, interval: float) -> float:
-    """The first time at least ``t`` that lies halfway between two ticks."""
-    return (math.ceil(t / interval - 0.5) + 0.5) * interval
-
-
-@dataclass
-class _Sample:
-    at: float
-    cpu: dict[int, CpuSample]
-    busy: float
-
-    def used(self, before: _Sample, pid: int) -> float:
-        """CPU seconds ``pid`` used since ``before`` (0 if it was not sampled both times)."""
-        if pid not in self.cpu or pid not in before.cpu:
-            return 0.0
-        return self.cpu[pid].seconds_since(before.cpu[pid])
-
-    def used_ticks(self, before: _Sample, pid: int) -> float:
-        if pid not in self.cpu or pid not in before.cpu:
-            return 0.0
-        return self.cpu[pid].ticks_since(before.cpu[pid])
-
-    def total(self, before: _Sample) -> float:
-        return sum(self.used(before, pid) for pid in self.cpu)
-
-
-def _sample(pids: Sequence[int]) -> _Sample:
-    cpu = {}
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            cpu[pid] = CpuSample.of(pid)
-    return _Sample(time.time(), cpu, machine_busy_seconds()[0])
-
-
-def _share(before: _Sample, after: _Sample, pid: int) -> float:
-    """Share of one core (%) that ``pid`` used between two samples."""
-    return 100 * after.used(before, pid) / (after.at - before.at)
-
-
-def _cpu(before: _Sample, after: _Sample, pid: int, values: int, seconds: float) -> dict[str, Any]:
-    """CPU figures of one process over the window, with the tick-based cross-check."""
-    figures: dict[str, Any] = cpu_figures(after.used(before, pid), values, seconds)
-    figures["cpu_s_proc_stat"] = round(after.used_ticks(before, pid), 2)
-    return figures
 
 
 @contextlib.contextmanager
@@ -165,6 +103,35 @@ def simulators(
     finally:
         for child in children:
             child.stop()
+
+
+def _start_subscriber(port: int, work: Path) -> tuple[Child, Path]:
+    """The subscriber process, subscribed; returns it and where it will write its records."""
+    out = work / "subscriber.json"
+    argv = ["--port", str(port), "--topic", SUBSCRIBE_FILTER, "--out", str(out)]
+    subscriber = Child("subscriber", python("-m", "bench.subscriber", *argv), work).start()
+    try:
+        subscriber.wait_line("ready", timeout=30)
+    except BaseException:
+        subscriber.stop()
+        raise
+    return subscriber, out
+
+
+def _wait_until_delivering(subscriber: Child, agent: Child, spec: PlantSpec) -> float:
+    """Wait for every device's first batch at the subscriber; returns the seconds it took.
+
+    The warm-up counts from here, not from the agent's start: loading a 20,000-tag plant
+    file takes seconds, and a window must never begin before the agent polls.
+    """
+    started = time.time()
+    seen: set[str] = set()
+    while len(seen) < spec.devices:
+        line = subscriber.wait_line("first ", timeout=max(60.0, spec.total_tags / 500))
+        seen.add(line.split()[1])
+        if not agent.alive():
+            raise BenchError(f"the agent exited early{agent.tail()}")
+    return round(time.time() - started, 2)
 
 
 def _agent_argv(config: Path, profiler: str | None, artifacts: Path, stem: str) -> list[str]:
@@ -200,7 +167,7 @@ def _start_record(
 
 
 def _finish_record(record: dict[str, Any], options: ScaleOptions, stem: str) -> dict[str, Any]:
-    _warn(record, options)
+    add_warnings(record, options.profiler)
     record["targets"] = check_targets(record)
     path = options.artifacts / f"{stem}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -260,43 +227,21 @@ def run_scale(
             )
             config = work / "plant.yaml"
             config.write_text(dump(doc))
-            sub_out = work / "subscriber.json"
-            subscriber = Child(
-                "subscriber",
-                python(
-                    "-m",
-                    "bench.subscriber",
-                    "--port",
-                    str(broker.port),
-                    "--topic",
-                    SUBSCRIBE_FILTER,
-                    "--out",
-                    str(sub_out),
-                ),
-                work,
-            ).start()
+            subscriber, sub_out = _start_subscriber(broker.port, work)
             stack.callback(subscriber.stop)
-            subscriber.wait_line("ready", timeout=30)
             agent = Child(
                 "agent", _agent_argv(config, options.profiler, options.artifacts, stem), work
             )
             agent.start()
             stack.callback(agent.stop)
-            started = time.time()
-            seen: set[str] = set()
-            while len(seen) < spec.devices:
-                line = subscriber.wait_line("first ", timeout=max(60.0, spec.total_tags / 500))
-                seen.add(line.split()[1])
-                if not agent.alive():
-                    raise BenchError(f"the agent exited early{agent.tail()}")
-            record["startup_s"] = round(time.time() - started, 2)
+            record["startup_s"] = _wait_until_delivering(subscriber, agent, spec)
             log(f"  agent delivering after {record['startup_s']} s; warm-up {options.warmup_s:g} s")
 
             helpers = [c.pid for c in sims] + [broker.process.pid, subscriber.pid]
             window, before, after, memory, spy = _measure(
                 agent, helpers, options, stem, watch=[agent, subscriber, *sims], log=log
             )
-            _sleep_until(time.time() + max(2.0, 3 * options.interval_s), watch=[agent])
+            sleep_until(time.time() + max(2.0, 3 * options.interval_s), watch=[agent])
             code = agent.stop(timeout=30)
             if code != 0:
                 record["warnings"].append(f"the agent exited with code {code}{agent.tail(1500)}")
@@ -314,18 +259,19 @@ def run_scale(
             record["window_s"] = window.seconds
             record["delivery"] = delivery
             record["agent"] = {
-                **_cpu(before, after, agent.pid, delivery["values_delivered"], window.seconds),
+                **cpu_of(before, after, agent.pid, delivery["values_delivered"], window.seconds),
                 "peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
                 "rss_end_mb": round(memory.get("VmRSS", 0) / 1024, 1),
             }
-            record["helpers"] = _helpers(
+            record["helpers"] = helper_shares(
                 before, after, sims, broker.process.pid, subscriber.pid, agent.pid
             )
-            record["latency_histogram_ms"] = _histogram(latency_samples)
+            record["latency_histogram_ms"] = histogram(latency_samples)
             if spy is not None:
                 record["profile"] = spy
             elif options.profiler == "pyinstrument":
-                record["profile"] = str(options.artifacts / f"{stem}-pyinstrument.html")
+                html = options.artifacts / f"{stem}-pyinstrument.html"
+                record["profile"] = str(html) if html.exists() else "pyinstrument wrote nothing"
             if options.floor:
                 log("  floor: bare pymodbus client, same reads, same ticks")
                 record["floor"] = _run_floor(spec, config, work, options, sims, log)
@@ -349,51 +295,26 @@ def _measure(
     *,
     watch: Sequence[Child],
     log: Callable[[str], None],
-) -> tuple[Window, _Sample, _Sample, dict[str, int], str | None]:
+) -> tuple[Window, Sample, Sample, dict[str, int], str | None]:
     """Warm up, then measure one window of whole ticks; returns what was sampled."""
     interval = options.interval_s
-    start = _mid_tick_after(time.time() + options.warmup_s, interval)
+    start = mid_tick_after(time.time() + options.warmup_s, interval)
     ticks = max(1, round(options.duration_s / interval))
     window = Window(round(start * 1e9), round(interval * 1e9), ticks)
-    _sleep_until(start, watch)
+    sleep_until(start, watch)
     pids = [agent.pid, *helpers, os.getpid()]
-    before = _sample(pids)
+    before = sample(pids)
     spy = None
     if options.profiler == "py-spy":
         spy = profiling.start_py_spy(agent.pid, window.seconds, options.artifacts / stem)
     log(f"  measuring {ticks} ticks ({window.seconds:g} s)")
-    _sleep_until(window.end_ns / 1e9, watch)
-    after = _sample(pids)
-    memory = memory_kib(agent.pid)
-    profile = None
-    if spy is not None:
-        profile = profiling.finish_py_spy(spy)
+    try:
+        sleep_until(window.end_ns / 1e9, watch)
+        after = sample(pids)
+        memory = memory_kib(agent.pid)
+    finally:
+        profile = profiling.finish_py_spy(spy) if spy is not None else None
     return window, before, after, memory, profile
-
-
-def _helpers(
-    before: _Sample, after: _Sample, sims: Sequence[Child], broker: int, subscriber: int, agent: int
-) -> dict[str, Any]:
-    seconds = after.at - before.at
-    ours = after.total(before)
-    busy = after.busy - before.busy
-    return {
-        "simulators_pct": [round(_share(before, after, c.pid), 1) for c in sims],
-        "broker_pct": round(_share(before, after, broker), 1),
-        "subscriber_pct": round(_share(before, after, subscriber), 1),
-        "machine_busy_cores": round(busy / seconds, 2),
-        "foreign_cores": round(max(0.0, busy - ours) / seconds, 2),
-    }
-
-
-def _histogram(samples: Sequence[float]) -> dict[str, list[float]]:
-    """Latency histogram (log-spaced 1 ms .. 10 s buckets), small enough for the JSON record."""
-    edges = [round(10 ** (k / 20), 3) for k in range(81)]  # 1 ms .. 10,000 ms, 20 per decade
-    counts = [0] * (len(edges) + 1)
-    for value in samples:
-        index = next((i for i, edge in enumerate(edges) if value < edge), len(edges))
-        counts[index] += 1
-    return {"edges_ms": edges, "counts": [float(c) for c in counts]}
 
 
 def _run_floor(
@@ -415,15 +336,15 @@ def _run_floor(
     try:
         floor.wait_line("ready", timeout=60)
         warmup = options.floor_warmup_s if options.floor_warmup_s is not None else options.warmup_s
-        start = _mid_tick_after(time.time() + warmup, options.interval_s)
+        start = mid_tick_after(time.time() + warmup, options.interval_s)
         ticks = max(1, round(options.duration_s / options.interval_s))
         window = Window(round(start * 1e9), round(options.interval_s * 1e9), ticks)
-        _sleep_until(start, [floor, *sims])
+        sleep_until(start, [floor, *sims])
         pids = [floor.pid, *(c.pid for c in sims), os.getpid()]
-        before = _sample(pids)
-        _sleep_until(window.end_ns / 1e9, [floor, *sims])
-        after = _sample(pids)
-        _sleep_until(time.time() + max(1.0, options.interval_s), [floor])
+        before = sample(pids)
+        sleep_until(window.end_ns / 1e9, [floor, *sims])
+        after = sample(pids)
+        sleep_until(time.time() + max(1.0, options.interval_s), [floor])
     finally:
         floor.stop()
     records = json.loads(out.read_text())["records"]
@@ -431,8 +352,8 @@ def _run_floor(
         (spec.device_name(i), g): len(r) for i in range(spec.devices) for g, r in spec.groups()
     }
     result = analyse_floor(records, window, groups)
-    result.update(_cpu(before, after, floor.pid, result["values_read"], window.seconds))
-    result["simulators_pct"] = [round(_share(before, after, c.pid), 1) for c in sims]
+    result.update(cpu_of(before, after, floor.pid, result["values_read"], window.seconds))
+    result["simulators_pct"] = [round(share(before, after, c.pid), 1) for c in sims]
     busy = after.busy - before.busy
     ours = after.total(before)
     result["foreign_cores"] = round(max(0.0, busy - ours) / window.seconds, 2)
@@ -475,59 +396,3 @@ def read_plan(config: Path) -> dict[str, Any]:
             }
         )
     return {"interval": interval, "devices": devices}
-
-
-def _warn(record: dict[str, Any], options: ScaleOptions) -> None:
-    """Say plainly when a figure measures something other than the agent."""
-    warnings: list[str] = record["warnings"]
-    helpers = record.get("helpers", {})
-    for k, pct in enumerate(helpers.get("simulators_pct", [])):
-        if pct >= SIM_BUSY_PCT:
-            warnings.append(
-                f"simulator process {k} used {pct:.0f}% of a core during the agent's window: "
-                "the simulators may be the bottleneck (use more --sim-procs, or fewer tags)"
-            )
-    floor = record.get("floor", {})
-    for k, pct in enumerate(floor.get("simulators_pct", [])):
-        if pct >= SIM_BUSY_PCT:
-            warnings.append(
-                f"simulator process {k} used {pct:.0f}% of a core during the floor's window"
-            )
-    delivery = record.get("delivery", {})
-    if delivery.get("values_bad"):
-        reasons = ", ".join(f"{r}: {n}" for r, n in delivery.get("bad_reasons", {}).items())
-        warnings.append(
-            f"{delivery['values_bad']} values arrived bad ({reasons or 'see the agent log'}); "
-            "timeouts mean the simulators or the machine could not keep up"
-        )
-    for name, figures in (("agent", record.get("agent", {})), ("floor", floor)):
-        precise, ticks = figures.get("cpu_s"), figures.get("cpu_s_proc_stat")
-        if precise is not None and ticks is not None and abs(precise - ticks) > 0.05 + 0.05 * ticks:
-            warnings.append(
-                f"{name}: scheduler CPU time ({precise} s) and /proc/PID/stat ({ticks} s) "
-                "disagree; a thread may have ended inside the window"
-            )
-    if floor.get("read_errors"):
-        warnings.append(f"the floor client had {floor['read_errors']} failed reads")
-    foreign = max(helpers.get("foreign_cores", 0.0), floor.get("foreign_cores", 0.0))
-    if foreign >= FOREIGN_CORES:
-        warnings.append(
-            f"other processes used up to {foreign:.2f} cores during the windows: the machine "
-            "was not quiet and the figures are contaminated"
-        )
-    cpus = os.cpu_count() or 1
-    if helpers.get("machine_busy_cores", 0.0) >= 0.9 * cpus:
-        warnings.append(
-            f"the machine was saturated ({helpers['machine_busy_cores']:.2f} of {cpus} cores "
-            "busy): the figures measure contention as much as the agent"
-        )
-    if options.profiler:
-        warnings.append(
-            f"profiled with {options.profiler}: CPU and latency include the profiler's overhead"
-        )
-
-
-def options_dict(options: ScaleOptions) -> dict[str, Any]:
-    out = asdict(options)
-    out["artifacts"] = str(options.artifacts)
-    return out
