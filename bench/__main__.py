@@ -72,7 +72,7 @@ def _counts(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=(__doc__ or "").replace("``", ""),
         epilog="Figures and the commands that produced them: docs/BENCHMARKS.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
