@@ -31,7 +31,7 @@ log = structlog.get_logger("edge_agent.health")
 
 #: Request line plus headers; a scraper sends a few hundred bytes.
 MAX_REQUEST_BYTES = 8192
-#: A client that has not sent its request by then is cut off.
+#: A client that has not sent its request and read the answer by then is cut off.
 REQUEST_TIMEOUT_S = 5.0
 JSON = "application/json"
 
@@ -88,18 +88,24 @@ class HealthServer:
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
+        answered = False
         try:
+            # One bound for the whole exchange: a client that sends slowly, or never
+            # reads the answer, does not hold a task forever.
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
                 head = await reader.readuntil(b"\r\n\r\n")
-            response, head_only = self._respond(head)
-            writer.write(_encode(response, head_only))
-            await writer.drain()
+                response, head_only = self._respond(head)
+                writer.write(_encode(response, head_only))
+                await writer.drain()
+            answered = True
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # slow, truncated or oversized request: just hang up
+            pass  # slow, truncated or oversized request, or a client that does not read
         except ConnectionError:
             pass  # the client went away
         finally:
             self._clients.discard(task)
+            if not answered:
+                writer.transport.abort()  # drop unsent data: closing would wait for it
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

@@ -8,6 +8,7 @@ not from the agent's own notion of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -209,6 +210,9 @@ async def test_only_get_and_head_on_known_paths(tmp_path: Path) -> None:
             assert head.body == b""
             status = await http_get(port, "/status")
             assert json.loads(status.body)["devices_total"] == 1
+            assert await _raw(port, b"NONSENSE\r\n\r\n") == b"HTTP/1.1 400 Bad Request"
+            oversized = b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"x" * 10_000 + b"\r\n\r\n"
+            assert await _raw(port, oversized) == b""  # hung up on, no answer
             openmetrics = await http_get(
                 port, "/metrics", accept="application/openmetrics-text; version=1.0.0"
             )
@@ -217,3 +221,19 @@ async def test_only_get_and_head_on_known_paths(tmp_path: Path) -> None:
         finally:
             supervisor.request_stop()
             await asyncio.wait_for(task, 20)
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Send ``request`` as is; return the status line of the answer (b"" if none)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    except ConnectionResetError:
+        answer = b""
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return answer.split(b"\r\n", 1)[0]
