@@ -162,3 +162,40 @@ async def test_reload_restarts_only_what_changed_and_loses_nothing(
 def _key(payload: bytes) -> tuple[str, str, int]:
     doc = json.loads(payload)
     return (doc["device"], doc["group"], doc["ts_ns"])
+
+
+async def test_a_removed_sink_delivers_what_it_holds_before_it_stops(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_AGENT_STATE", str(tmp_path / "state"))
+    async with serve_profile(demo_profile()) as plant:
+        ports = {name: plant.port(name) for name in plant.servers}
+        path = _plant_file(tmp_path / "plant.yaml", ports, mosquitto, KEEP)
+        second = f"  - {{name: spare, type: mqtt, host: 127.0.0.1, port: {mosquitto.port}}}\n"
+        with_spare = path.read_text().replace("service:", second + "service:")
+        path.write_text(with_spare)
+        agent = Agent(load_config(path))
+        supervisor = Supervisor(agent, config_path=path)
+        task = asyncio.create_task(supervisor.run(), name="supervisor")
+        try:
+            await wait_for(
+                lambda: all(s.counters.batches_sent >= 2 for s in agent.sinks), 15, "deliveries"
+            )
+            spare = next(s for s in agent.sinks if s.sink.name == "spare")
+            broker = next(s for s in agent.sinks if s.sink.name == "broker")
+            path.write_text(with_spare.replace(second, ""))
+            result = await supervisor.reload()
+            assert result is not None
+            assert result.applied, result.problems
+            assert result.plan is not None
+            assert result.plan.sinks_removed == ("spare",)
+            assert result.plan.sinks_changed == ()
+            assert agent.sinks == [broker]  # untouched: the same runner
+            assert len(spare.buffer) == 0, "drained before it stopped"
+            assert not spare.sink.connected
+            sent = spare.counters.batches_sent
+            await wait_for(lambda: broker.counters.batches_sent >= sent + 2, 10, "more batches")
+            assert spare.counters.batches_sent == sent, "no batches for a removed sink"
+        finally:
+            supervisor.request_stop()
+            await asyncio.wait_for(task, 30)
