@@ -33,16 +33,24 @@ def _load_or_report(path: str) -> PlantConfig | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge_agent.logs import configure_logging  # lazy: keep `schema`/`check` light
-    from edge_agent.service import Agent, run_agent
+    from edge_agent.logs import configure_from_config  # lazy: keep `schema`/`check` light
+    from edge_agent.service import Agent
+    from edge_agent.supervisor import serve
 
     config = _load_or_report(args.config)
     if config is None:
         return EXIT_CONFIG
-    configure_logging(args.log_level or config.logging.level)
+
+    def on_config(plant: PlantConfig) -> None:
+        configure_from_config(plant, args.log_level)
+
+    on_config(config)
 
     async def main() -> None:
-        await run_agent(Agent(config), duration=args.duration)
+        # SIGTERM/SIGINT stop, SIGHUP reloads args.config; systemd notification if asked.
+        await serve(
+            Agent(config), config_path=args.config, duration=args.duration, on_config=on_config
+        )
 
     asyncio.run(main())
     return EXIT_OK

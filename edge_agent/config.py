@@ -268,8 +268,25 @@ SinkConfig = Annotated[MqttSinkConfig, Field(discriminator="type")]
 # --------------------------------------------------------------------------- plant file
 
 
+# The service models build on Strict and Duration above, hence the late import; HealthConfig
+# is imported so that the loader's "did you mean" knows its field names.
+from edge_agent.config_service import HealthConfig, LoggerName, ServiceConfig  # noqa: E402, F401
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
 class LoggingConfig(Strict):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: LogLevel = "info"
+    components: dict[LoggerName, LogLevel] = Field(
+        default_factory=dict,
+        description=(
+            "Level per logger, by the name in each line's 'logger' field, e.g. "
+            "{edge_agent.scheduler: debug, edge_agent.sink.mqtt: warning, pymodbus: error}."
+        ),
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: colour on a terminal, JSON lines otherwise."
+    )
 
 
 class PlantConfig(Strict):
@@ -278,3 +295,4 @@ class PlantConfig(Strict):
     devices: list[DeviceConfig] = Field(min_length=1)
     sinks: list[SinkConfig] = Field(default_factory=list)
     logging: LoggingConfig = LoggingConfig()
+    service: ServiceConfig = ServiceConfig()

@@ -26,6 +26,7 @@ from edge_agent import config as config_models
 from edge_agent.config import PlantConfig
 from edge_agent.config_checks import check_partial, check_plant, format_path
 from edge_agent.errors import ConfigError
+from edge_agent.redaction import is_secret_location
 
 #: A location inside the YAML document: mapping keys and list indices.
 Path_ = tuple[str | int, ...]
@@ -223,8 +224,10 @@ def _message(error: ErrorDetails) -> str:
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     message = message[:1].lower() + message[1:]
-    if kind not in ("value_error", "string_pattern_mismatch") and not isinstance(
-        value, dict | list
+    if (
+        kind not in ("value_error", "string_pattern_mismatch")
+        and not isinstance(value, dict | list)
+        and not is_secret_location(error["loc"])  # never echo a password
     ):
         message += f" (got {value!r})"
     if kind == "string_pattern_mismatch":

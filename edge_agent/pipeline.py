@@ -43,6 +43,10 @@ class Pipeline:
     def add_consumer(self, consumer: Consumer) -> None:
         self._consumers.append(consumer)
 
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Stop handing batches to ``consumer`` (a sink removed or replaced by a reload)."""
+        self._consumers.remove(consumer)
+
     def emit(self, batch: SampleBatch) -> None:
         """Entry point for pollers; never blocks (sink buffers absorb outages)."""
         self.batches_in += 1

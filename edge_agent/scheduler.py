@@ -33,6 +33,7 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.driver import Driver, GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
+from edge_agent.histogram import Histogram
 from edge_agent.model import (
     REASON_DISCONNECTED,
     REASON_INTERNAL,
@@ -65,6 +66,13 @@ class DeviceCounters:
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     last_read_seconds: float = 0.0
     state_since: float = 0.0
+    #: Duration of the reads that went to the device (not those answered locally).
+    read_seconds: Histogram = field(default_factory=Histogram)
+    #: time.monotonic() of the last finished poll (or of the start): the watchdog's
+    #: evidence that this poller is not stuck, whatever the device's health.
+    last_progress_monotonic: float = 0.0
+    #: time.monotonic() of the last change of state: how long a device has been offline.
+    state_since_monotonic: float = field(default_factory=time.monotonic)
 
 
 def next_tick(now: float, interval: float) -> float:
@@ -118,6 +126,7 @@ class SourceRunner:
 
     async def run(self) -> None:
         """Poll every group until cancelled; closes the driver on the way out."""
+        self.counters.last_progress_monotonic = time.monotonic()
         try:
             async with asyncio.TaskGroup() as tasks:
                 for group in self.driver.groups:
@@ -165,6 +174,7 @@ class SourceRunner:
             batch = SampleBatch.all_bad(self.device, group.name, started_ns, group.names, reason)
             self.counters.failed_polls += 1
             self.counters.failures_by_reason[reason] += 1
+            self.counters.last_progress_monotonic = time.monotonic()
             self.emit(batch)
             return batch
         # While offline, one group at a time probes the device; the others answer locally.
@@ -194,6 +204,8 @@ class SourceRunner:
         finally:
             self._probing = False
         self.counters.last_read_seconds = self._clock() - started
+        self.counters.read_seconds.observe(max(0.0, self.counters.last_read_seconds))
+        self.counters.last_progress_monotonic = time.monotonic()
         self.emit(batch)
         return batch
 
@@ -252,6 +264,7 @@ class SourceRunner:
         self.state = state
         self.state_reason = reason
         self.counters.state_since = self._clock()
+        self.counters.state_since_monotonic = time.monotonic()
         event = f"device {state.value}"
         if state is DeviceState.ONLINE:
             log.info(event, device=self.device, previous=previous.value)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from edge_agent.buffer import MemoryBuffer
+from edge_agent.buffer import BatchBuffer, MemoryBuffer
 from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.driver import Driver
 from edge_agent.pipeline import Pipeline
@@ -24,9 +24,6 @@ from edge_agent.sinks.base import Sink
 from edge_agent.sinks.runner import SinkRunner
 
 log = structlog.get_logger("edge_agent.service")
-
-#: Seconds the sinks get to deliver what is buffered when the agent stops.
-DEFAULT_DRAIN_SECONDS = 5.0
 
 
 def build_sink(config: MqttSinkConfig, plant: PlantConfig) -> Sink:
@@ -46,23 +43,73 @@ class Agent:
     """One plant's agent: owns its pollers and sinks for the life of one config."""
 
     config: PlantConfig
-    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    #: Seconds the sinks get to deliver what is buffered on stop; None: the plant
+    #: file's ``service.drain_timeout``.
+    drain_seconds: float | None = None
     pipeline: Pipeline = field(default_factory=Pipeline)
     sources: list[SourceRunner] = field(default_factory=list)
     sinks: list[SinkRunner] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    #: Set once every sink and poller has been started (sd_notify READY=1 waits for it).
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Held while the set of runners changes (reload), so a stop never races a reload.
+    reconfiguring: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: asyncio.TaskGroup | None = None
+    _running: dict[SourceRunner | SinkRunner, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for sink_config in self.config.sinks:
-            runner = SinkRunner(
-                build_sink(sink_config, self.config),
-                MemoryBuffer(sink_config.buffer.max_batches),
-            )
-            self.sinks.append(runner)
-            self.pipeline.add_consumer(runner.submit)
+            self.attach_sink(self.make_sink_runner(sink_config, self.config))
         for driver in build_drivers(self.config):
-            self.sources.append(SourceRunner(driver, self.pipeline.emit))
+            self.attach_source(SourceRunner(driver, self.pipeline.emit))
+
+    def make_sink_runner(self, sink_config: MqttSinkConfig, plant: PlantConfig) -> SinkRunner:
+        return SinkRunner(build_sink(sink_config, plant), self.make_buffer(sink_config))
+
+    def make_buffer(self, sink_config: MqttSinkConfig) -> BatchBuffer:
+        """The buffer in front of one sink (the one place that decides what kind)."""
+        return MemoryBuffer(sink_config.buffer.max_batches)
+
+    # -- runners can come and go while the agent runs (edge_agent.reload)
+
+    def attach_sink(self, runner: SinkRunner) -> None:
+        """Route batches to ``runner`` and start it if the agent is running."""
+        self.sinks.append(runner)
+        self.pipeline.add_consumer(runner.submit)
+        self._spawn(runner, f"sink:{runner.sink.name}")
+
+    def attach_source(self, runner: SourceRunner) -> None:
+        self.sources.append(runner)
+        self._spawn(runner, f"source:{runner.device}")
+
+    async def detach_source(self, runner: SourceRunner) -> None:
+        """Stop polling ``runner``'s device (its driver closes) and forget it."""
+        self.sources.remove(runner)
+        task = self._running.pop(runner, None)
+        if task is not None:
+            await _cancel_all([task])
+
+    async def halt_sink(self, runner: SinkRunner) -> None:
+        """Stop ``runner`` delivering; batches still reach its buffer until :meth:`replace_sink`."""
+        task = self._running.pop(runner, None)
+        if task is not None:
+            await _cancel_all([task])
+
+    def replace_sink(self, old: SinkRunner, new: SinkRunner | None) -> None:
+        """Swap ``old`` for ``new`` (or remove it) in the sink list and the pipeline, at once."""
+        self.pipeline.remove_consumer(old.submit)
+        self.sinks.remove(old)
+        if new is not None:
+            self.attach_sink(new)
+
+    def _spawn(self, runner: SourceRunner | SinkRunner, name: str) -> None:
+        if self._tasks is not None:
+            self._running[runner] = self._tasks.create_task(runner.run(), name=name)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -76,27 +123,34 @@ class Agent:
             sinks=[s.sink.name for s in self.sinks] or "none",
         )
         async with asyncio.TaskGroup() as outer:
-            sink_tasks = [
-                outer.create_task(runner.run(), name=f"sink:{runner.sink.name}")
-                for runner in self.sinks
-            ]
-            source_tasks = [
-                outer.create_task(runner.run(), name=f"source:{runner.device}")
-                for runner in self.sources
-            ]
+            self._tasks = outer
+            for sink in self.sinks:
+                self._spawn(sink, f"sink:{sink.sink.name}")
+            for source in self.sources:
+                self._spawn(source, f"source:{source.device}")
             try:
+                await asyncio.sleep(0)  # every runner takes its first step (sinks start)
+                self.started.set()
                 await self._stop.wait()
                 log.info("agent stopping: polling stops, sinks drain")
             finally:
                 # Also when a task failed or we were cancelled: stop in order, close sinks.
-                await self._shutdown(source_tasks, sink_tasks)
+                async with self.reconfiguring:
+                    self._tasks = None
+                    await self._shutdown(
+                        [self._running.pop(s) for s in self.sources if s in self._running],
+                        [self._running.pop(s) for s in self.sinks if s in self._running],
+                    )
         log.info("agent stopped")
 
     async def _shutdown(
         self, source_tasks: list[asyncio.Task[None]], sink_tasks: list[asyncio.Task[None]]
     ) -> None:
         await _cancel_all(source_tasks)
-        drained = await asyncio.gather(*(r.drain(self.drain_seconds) for r in self.sinks))
+        within = (
+            self.config.service.drain_timeout if self.drain_seconds is None else self.drain_seconds
+        )
+        drained = await asyncio.gather(*(r.drain(within) for r in self.sinks))
         for runner, ok in zip(self.sinks, drained, strict=True):
             if not ok:
                 log.warning(

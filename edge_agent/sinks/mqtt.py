@@ -91,6 +91,9 @@ class MqttSink:
         )
         self._supervisor: asyncio.Task[None] | None = None
         self._stopped = False
+        #: The retained "online" of the current connection is out: a status document
+        #: published before it would be overwritten by it.
+        self._announced = False
         self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
 
     # ------------------------------------------------------------------ Sink protocol
@@ -128,6 +131,20 @@ class MqttSink:
                 # queue the same messages twice.
                 self._connection.abort("the broker stopped confirming messages")
             raise
+
+    async def publish_status(self, payload: bytes) -> bool:
+        """Replace the retained status with ``payload`` (the agent's status document).
+
+        False, without trying, while not connected or once stopping: the will and the
+        ``offline`` of :meth:`stop` must stay the last word. Raises MqttError if the
+        broker does not confirm.
+        """
+        if self._stopped or not self._announced or not self._connection.connected:
+            return False
+        await self._connection.publish(
+            [(self.status_topic, payload)], qos=1, retain=True, idle_timeout=self._ack_timeout
+        )
+        return True
 
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
@@ -199,7 +216,9 @@ class MqttSink:
             except MqttError as exc:
                 self._log.warning("mqtt online status not confirmed", error=str(exc))
                 self._connection.abort("online status not confirmed")
+            self._announced = True
             reason = await self._connection.wait_closed()
+            self._announced = False
             self._log.warning("mqtt connection lost; reconnecting", reason=reason)
             # Only a connection that lasted resets the backoff: a broker that accepts
             # and then drops us at once must not be hammered in a tight loop.
