@@ -1,0 +1,848 @@
+"""Per-device metric units: meters, machines and plant totals, and the batches they publish.
+
+A unit owns the calculators of one metric device (counter and power trackers,
+state tracker, parts counters), its open windows of every kind, and turns a
+closed window into metric batches (the SampleBatch contract of docs/METRICS.md:
+``device`` = unit name, ``group`` = ``metrics:<window>``, ``timestamp_ns`` = window
+start, attributes ``kind``, ``family``, ``window``, ``window_start``, ``window_end``).
+
+Pure: units are fed ``(t_ns, value)`` of good samples by the processor, and are
+told which windows closed; they never read a clock or touch a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from edge_agent.metrics.conversions import Conversions
+from edge_agent.metrics.demand import PeakTracker, mean_kw
+from edge_agent.metrics.energy import (
+    NS_PER_S,
+    CounterStep,
+    CounterTracker,
+    PowerIntegrator,
+    PowerStep,
+    deviation_pct,
+)
+from edge_agent.metrics.tracks import OpenWindow, WindowTrack
+from edge_agent.metrics.utilization import (
+    IDLE,
+    RUN,
+    STATE_NAMES,
+    Kpis,
+    PowerStateDeriver,
+    StateStep,
+    StateTracker,
+    compute_kpis,
+    kwh_per_part,
+)
+from edge_agent.metrics.windows import DAY, WindowKind
+from edge_agent.model import Quality, SampleBatch, Value
+
+#: A handler gets the time and value of one good sample of the tag it was registered for.
+Handler = Callable[[int, Value], None]
+#: Handlers with a lower priority run first within a batch: energy and parts are
+#: attributed to the machine state that held *before* this batch's state sample.
+PRIORITY_AMOUNT: Final = 0
+PRIORITY_STATE: Final = 1
+
+DEMAND_WINDOW: Final = "15m"
+
+ENERGY_NAMES: Final = ("energy_kwh", "mean_kw", "kgce", "kgco2e", "coverage", "late_kwh")
+CROSS_CHECK_NAMES: Final = (
+    "energy_integrated_kwh",
+    "integrated_coverage",
+    "integration_deviation_pct",
+)
+MACHINE_ENERGY_NAMES: Final = ("idle_energy_kwh", "kwh_per_good_part")
+DEMAND_BLOCK_NAMES: Final = ("demand_kw", "peak_demand_kw")
+DEMAND_DAY_NAMES: Final = ("peak_demand_kw", "peak_demand_at_s")
+UTILIZATION_NAMES: Final = (
+    "off_s",
+    "idle_s",
+    "run_s",
+    "fault_s",
+    "unknown_s",
+    "planned_s",
+    "utilization",
+    "availability",
+    "effectiveness",
+    "quality_ratio",
+    "oee",
+    "parts_produced",
+    "parts_good",
+    "parts_scrap",
+    "coverage",
+)
+
+#: Reason carried by a ``None`` value (UNCERTAIN quality), by metric name.
+NONE_REASONS: Final = {
+    "energy_kwh": "no data",
+    "energy_integrated_kwh": "no data",
+    "integration_deviation_pct": "not comparable (low coverage or no counter energy)",
+    "utilization": "state unknown",
+    "availability": "no planned time with known state",
+    "effectiveness": "no production time, or no parts or ideal cycle time configured",
+    "quality_ratio": "no parts produced, or no parts counters configured",
+    "oee": "a component is undefined",
+    "kwh_per_good_part": "no good parts",
+    "demand_kw": "no data",
+    "peak_demand_kw": "no block of this day had data",
+    "peak_demand_at_s": "no block of this day had data",
+}
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True, slots=True)
+class CounterSpec:
+    """An energy counter tag: ``kwh = ticks x resolution x to_kwh``."""
+
+    tag: str
+    to_kwh: float
+    resolution: float
+    modulus_ticks: int | None
+    max_gap_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PowerSpec:
+    tag: str
+    to_kw: float
+    max_gap_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnergySpec:
+    counter: CounterSpec | None
+    power: PowerSpec | None
+    max_kw: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PowerStateSpec:
+    tag: str
+    to_kw: float
+    off_below: float
+    run_above: float
+    hysteresis: float
+    min_dwell_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartsSpec:
+    """Parts counters (tag name or ``None``) for total, good and scrap, with their moduli."""
+
+    tags: tuple[str | None, str | None, str | None]
+    moduli: tuple[int | None, int | None, int | None]
+    max_gap_ns: tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    name: str
+    device: str
+    state_tag: str | None
+    state_labels: dict[str, int]
+    power_state: PowerStateSpec | None
+    max_gap_ns: int
+    ideal_cycle_s: float | None
+    parts: PartsSpec | None
+    energy: EnergySpec | None
+    energy_device: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """What closing a window needs besides the window: factors, thresholds, calendar."""
+
+    conversions: Conversions
+    min_coverage: float
+    emitted: frozenset[str]
+    day: WindowKind
+    planned: Callable[[int, int], int] = field(default=lambda a, b: b - a)
+
+
+# --------------------------------------------------------------------------- accumulators
+
+
+class EnergyAcc:
+    """Energy of one window: primary source (counter, else power), and power as cross-check."""
+
+    __slots__ = (
+        "alt_covered_ns",
+        "alt_kwh",
+        "covered_ns",
+        "idle_kwh",
+        "kwh",
+        "late_kwh",
+        "touched",
+    )
+
+    def __init__(self) -> None:
+        self.kwh = 0.0
+        self.covered_ns = 0
+        self.touched = False
+        self.late_kwh = 0.0
+        self.alt_kwh = 0.0
+        self.alt_covered_ns = 0
+        self.idle_kwh = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> EnergyAcc:
+        acc = cls()
+        for name in cls.__slots__:
+            if name in state:
+                setattr(acc, name, state[name])
+        return acc
+
+
+class MachineAcc:
+    """Time per state (all, and planned), parts (all, and made in planned known time), energy."""
+
+    __slots__ = ("energy", "parts", "parts_planned", "parts_touched", "planned_ns", "state_ns")
+
+    def __init__(self) -> None:
+        self.state_ns = [0, 0, 0, 0]
+        self.planned_ns = [0, 0, 0, 0]
+        self.parts = [0.0, 0.0, 0.0]
+        self.parts_planned = [0.0, 0.0, 0.0]
+        self.parts_touched = [False, False, False]
+        self.energy = EnergyAcc()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "state_ns": self.state_ns,
+            "planned_ns": self.planned_ns,
+            "parts": self.parts,
+            "parts_planned": self.parts_planned,
+            "parts_touched": self.parts_touched,
+            "energy": self.energy.state(),
+        }
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> MachineAcc:
+        acc = cls()
+        acc.state_ns = [int(v) for v in state["state_ns"]]
+        acc.planned_ns = [int(v) for v in state["planned_ns"]]
+        acc.parts = [float(v) for v in state["parts"]]
+        acc.parts_planned = [float(v) for v in state["parts_planned"]]
+        acc.parts_touched = [bool(v) for v in state["parts_touched"]]
+        acc.energy = EnergyAcc.load(state["energy"])
+        return acc
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _number(value: Value) -> float | None:
+    """A usable numeric sample value (bools and strings are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)
+
+
+def metric_batch(
+    device: str,
+    kind: str,
+    window: OpenWindow[Any],
+    family: str,
+    names: tuple[str, ...],
+    values: Sequence[float | None],
+    coverage: float,
+    min_coverage: float,
+) -> SampleBatch:
+    """One metric batch (see the module docstring for the contract)."""
+    low = coverage < min_coverage
+    base_quality = Quality.UNCERTAIN if low else Quality.GOOD
+    base_reason = f"coverage {coverage:.1%} below {min_coverage:.0%}" if low else ""
+    out_values: list[Value] = []
+    qualities: list[Quality] = []
+    reasons: list[str] = []
+    for name, value in zip(names, values, strict=True):
+        out_values.append(value)
+        if value is None:
+            qualities.append(Quality.UNCERTAIN)
+            reasons.append(NONE_REASONS.get(name, "no data"))
+        else:
+            qualities.append(base_quality)
+            reasons.append(base_reason)
+    attributes = {
+        "kind": "metrics",
+        "family": family,
+        "window": kind,
+        "window_start": str(window.start_ns),
+        "window_end": str(window.end_ns),
+    }
+    if window.label:
+        attributes["shift"] = window.label
+    return SampleBatch(
+        device=device,
+        group=f"metrics:{kind}",
+        timestamp_ns=window.start_ns,
+        names=names,
+        values=out_values,
+        qualities=qualities,
+        reasons=reasons,
+        attributes=attributes,
+    )
+
+
+def _energy_values(
+    acc: EnergyAcc, length_ns: int, conv: Conversions
+) -> tuple[float | None, list[float | None]]:
+    kwh = acc.kwh if acc.touched else None
+    coverage = acc.covered_ns / length_ns
+    values: list[float | None] = [
+        kwh,
+        None if kwh is None else mean_kw(kwh, length_ns),
+        None if kwh is None else conv.kgce(kwh),
+        None if kwh is None else conv.kgco2e(kwh),
+        coverage,
+        acc.late_kwh,
+    ]
+    return kwh, values
+
+
+def _cross_check_values(acc: EnergyAcc, length_ns: int, min_coverage: float) -> list[float | None]:
+    coverage = acc.covered_ns / length_ns
+    alt_coverage = acc.alt_covered_ns / length_ns
+    integrated = acc.alt_kwh if acc.alt_covered_ns else None
+    deviation = None
+    if integrated is not None and coverage >= min_coverage and alt_coverage >= min_coverage:
+        deviation = deviation_pct(integrated, acc.kwh)
+    return [integrated, alt_coverage, deviation]
+
+
+# --------------------------------------------------------------------------- energy feed
+
+
+class EnergyFeed:
+    """Counter and/or power of one energy source, spread into a unit's window tracks."""
+
+    def __init__(
+        self,
+        spec: EnergySpec,
+        tracks: Sequence[WindowTrack[Any]],
+        energy_of: Callable[[Any], EnergyAcc],
+        is_idle: Callable[[], bool] = lambda: False,
+        events: list[tuple[str, dict[str, Any]]] | None = None,
+        unit: str = "",
+    ) -> None:
+        self.spec = spec
+        self._tracks = tracks
+        self._energy_of = energy_of
+        self._is_idle = is_idle
+        self._events = events if events is not None else []
+        self._unit = unit
+        self.counter: CounterTracker | None = None
+        self.power: PowerIntegrator | None = None
+        if spec.counter is not None:
+            c = spec.counter
+            kwh_per_tick = c.resolution * c.to_kwh
+            max_rate = None if spec.max_kw is None else spec.max_kw / 3600.0 / kwh_per_tick
+            self.counter = CounterTracker(c.resolution, c.modulus_ticks, max_rate, c.max_gap_ns)
+            self._kwh_per_tick = kwh_per_tick
+        if spec.power is not None:
+            self.power = PowerIntegrator(spec.power.max_gap_ns)
+
+    @property
+    def primary_is_counter(self) -> bool:
+        return self.counter is not None
+
+    def on_counter(self, t_ns: int, value: Value) -> None:
+        number = _number(value)
+        if number is None or self.counter is None:
+            return
+        step = self.counter.update(t_ns, number)
+        if step is None:
+            return
+        if step.event:
+            self._report(step)
+        if step.ticks == 0 and not step.covered:
+            return  # discarded: nothing known about this interval
+        self._spread(step.t1_ns, step.t2_ns, step.ticks * self._kwh_per_tick, step.covered, True)
+
+    def on_power(self, t_ns: int, value: Value) -> None:
+        number = _number(value)
+        if number is None or self.power is None or self.spec.power is None:
+            return
+        step: PowerStep | None = self.power.update(t_ns, number * self.spec.power.to_kw)
+        if step is None or not step.covered:
+            return  # a gap is not bridged: it only lowers coverage
+        self._spread(step.t1_ns, step.t2_ns, step.kwh, True, self.counter is None)
+
+    def _report(self, step: CounterStep) -> None:
+        assert self.counter is not None
+        self._events.append(
+            (
+                f"energy counter {step.event}",
+                {
+                    "unit": self._unit,
+                    "tag": self.spec.counter.tag if self.spec.counter else "",
+                    "counted_kwh": step.ticks * self._kwh_per_tick,
+                    "at_ns": step.t2_ns,
+                },
+            )
+        )
+
+    def _spread(self, t1: int, t2: int, kwh: float, covered: bool, primary: bool) -> None:
+        span = t2 - t1
+        idle = covered and primary and self._is_idle()
+        energy_of = self._energy_of
+
+        def add(acc: Any, a: int, b: int, late: bool) -> None:
+            energy = energy_of(acc)
+            share = kwh * (b - a) / span
+            if primary:
+                energy.kwh += share
+                energy.touched = True
+                if late:
+                    energy.late_kwh += share
+                    return
+                if covered:
+                    energy.covered_ns += b - a
+                if idle:
+                    energy.idle_kwh += share
+            else:
+                energy.alt_kwh += share
+                if not late:
+                    energy.alt_covered_ns += b - a
+
+        for track in self._tracks:
+            track.spread(t1, t2, add)
+
+    def handlers(self, device: str) -> list[tuple[str, str, int, Handler]]:
+        out: list[tuple[str, str, int, Handler]] = []
+        if self.spec.counter is not None:
+            out.append((device, self.spec.counter.tag, PRIORITY_AMOUNT, self.on_counter))
+        if self.spec.power is not None:
+            out.append((device, self.spec.power.tag, PRIORITY_AMOUNT, self.on_power))
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "counter": None if self.counter is None else self.counter.state(),
+            "power": None if self.power is None else self.power.state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if self.counter is not None and state.get("counter") is not None:
+            self.counter.restore(state["counter"])
+        if self.power is not None and state.get("power") is not None:
+            self.power.restore(state["power"])
+
+
+# --------------------------------------------------------------------------- units
+
+
+class MeterUnit:
+    """An energy meter: energy, demand and its daily peak, coal and CO2 equivalents."""
+
+    def __init__(
+        self,
+        name: str,
+        device: str,
+        spec: EnergySpec,
+        kinds: Sequence[WindowKind],
+        events: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        self.name = name
+        self.device = device
+        self.tracks: dict[str, WindowTrack[EnergyAcc]] = {
+            k.name: WindowTrack(k, EnergyAcc) for k in kinds
+        }
+        self.feed = EnergyFeed(
+            spec, list(self.tracks.values()), lambda acc: acc, events=events, unit=name
+        )
+        self.peaks = PeakTracker()
+        self._names = ENERGY_NAMES + (CROSS_CHECK_NAMES if spec.counter and spec.power else ())
+        #: Closed energy per (window kind, start): what plant totals add up.
+        self.last_closed: dict[str, tuple[int, EnergyAcc]] = {}
+
+    def handlers(self) -> list[tuple[str, str, int, Handler]]:
+        return self.feed.handlers(self.device)
+
+    def close(self, kind: str, window: OpenWindow[EnergyAcc], ctx: Context) -> list[SampleBatch]:
+        acc, length = window.acc, window.end_ns - window.start_ns
+        self.last_closed[kind] = (window.start_ns, acc)
+        kwh, values = _energy_values(acc, length, ctx.conversions)
+        coverage = acc.covered_ns / length
+        if self.feed.spec.counter and self.feed.spec.power:
+            values += _cross_check_values(acc, length, ctx.min_coverage)
+        return energy_and_demand_batches(
+            self.name, kind, window, self._names, values, kwh, coverage, self.peaks, ctx
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "feed": self.feed.state(),
+            "tracks": {name: track.state() for name, track in self.tracks.items()},
+            "peak": self.peaks.state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.feed.restore(state.get("feed", {}))
+        for name, windows in state.get("tracks", {}).items():
+            if name in self.tracks:
+                self.tracks[name].restore(windows, EnergyAcc.load)
+        self.peaks.restore(state.get("peak"))
+
+
+def energy_and_demand_batches(
+    name: str,
+    kind: str,
+    window: OpenWindow[Any],
+    names: tuple[str, ...],
+    values: list[float | None],
+    kwh: float | None,
+    coverage: float,
+    peaks: PeakTracker,
+    ctx: Context,
+) -> list[SampleBatch]:
+    """The energy batch of a window, plus demand for 15-minute blocks and days."""
+    out: list[SampleBatch] = []
+    emitted = kind in ctx.emitted
+    if emitted:
+        out.append(
+            metric_batch(name, kind, window, "energy", names, values, coverage, ctx.min_coverage)
+        )
+    if kind == DEMAND_WINDOW:
+        demand = None if kwh is None else mean_kw(kwh, window.end_ns - window.start_ns)
+        day_start = ctx.day.window_at(window.start_ns)
+        peak = None
+        if demand is not None and day_start is not None:
+            peak = peaks.add_block(day_start.start_ns, window.start_ns, demand)
+        elif day_start is not None:
+            peak = peaks.peak_of(day_start.start_ns)
+        if emitted:
+            values_block = [demand, None if peak is None else peak.peak_kw]
+            out.append(
+                metric_batch(
+                    name,
+                    kind,
+                    window,
+                    "demand",
+                    DEMAND_BLOCK_NAMES,
+                    values_block,
+                    coverage,
+                    ctx.min_coverage,
+                )
+            )
+    elif kind == DAY and emitted:
+        peak = peaks.peak_of(window.start_ns)
+        values_day = [
+            None if peak is None else peak.peak_kw,
+            None if peak is None else peak.block_start_ns / NS_PER_S,
+        ]
+        out.append(
+            metric_batch(
+                name,
+                kind,
+                window,
+                "demand",
+                DEMAND_DAY_NAMES,
+                values_day,
+                coverage,
+                ctx.min_coverage,
+            )
+        )
+    return out
+
+
+class MachineUnit:
+    """A machine: state timeline, parts, ISO 22400-2 KPIs, and its energy when configured."""
+
+    def __init__(
+        self,
+        spec: MachineSpec,
+        kinds: Sequence[WindowKind],
+        events: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.tracks: dict[str, WindowTrack[MachineAcc]] = {
+            k.name: WindowTrack(k, MachineAcc) for k in kinds
+        }
+        self._track_list = list(self.tracks.values())
+        self.states = StateTracker(spec.max_gap_ns)
+        self.deriver: PowerStateDeriver | None = None
+        if spec.power_state is not None:
+            p = spec.power_state
+            self.deriver = PowerStateDeriver(p.off_below, p.run_above, p.hysteresis, p.min_dwell_ns)
+        self.parts: list[CounterTracker | None] = [None, None, None]
+        if spec.parts is not None:
+            rate = None if spec.ideal_cycle_s is None else 10.0 / spec.ideal_cycle_s
+            for k, tag in enumerate(spec.parts.tags):
+                if tag is not None:
+                    self.parts[k] = CounterTracker(
+                        1.0, spec.parts.moduli[k], rate, spec.parts.max_gap_ns[k]
+                    )
+        self.feed: EnergyFeed | None = None
+        if spec.energy is not None:
+            self.feed = EnergyFeed(
+                spec.energy,
+                self._track_list,
+                lambda acc: acc.energy,
+                is_idle=lambda: self.states.state == IDLE,
+                events=events,
+                unit=spec.name,
+            )
+        self._events = events
+        self._energy_names: tuple[str, ...] = ENERGY_NAMES + MACHINE_ENERGY_NAMES
+        if spec.energy is not None and spec.energy.counter and spec.energy.power:
+            self._energy_names += CROSS_CHECK_NAMES
+        self.planned: Callable[[int, int], int] = lambda a, b: b - a
+
+    # ------------------------------------------------------------------ feeding
+
+    def handlers(self) -> list[tuple[str, str, int, Handler]]:
+        spec = self.spec
+        out: list[tuple[str, str, int, Handler]] = []
+        if spec.state_tag is not None:
+            out.append((spec.device, spec.state_tag, PRIORITY_STATE, self.on_state_label))
+        if spec.power_state is not None:
+            out.append((spec.device, spec.power_state.tag, PRIORITY_STATE, self.on_power_state))
+        if spec.parts is not None:
+            for k, tag in enumerate(spec.parts.tags):
+                if tag is not None:
+                    out.append((spec.device, tag, PRIORITY_AMOUNT, self._parts_handler(k)))
+        if self.feed is not None:
+            out.extend(self.feed.handlers(spec.energy_device))
+        return out
+
+    def on_state_label(self, t_ns: int, value: Value) -> None:
+        state = self.spec.state_labels.get(value) if isinstance(value, str) else None
+        if state is not None:
+            self._state_point(t_ns, state)
+
+    def on_power_state(self, t_ns: int, value: Value) -> None:
+        number = _number(value)
+        if number is None or self.deriver is None or self.spec.power_state is None:
+            return
+        for t, state in self.deriver.update(t_ns, number * self.spec.power_state.to_kw):
+            self._state_point(t, state)
+
+    def _state_point(self, t_ns: int, state: int) -> None:
+        step = self.states.update(t_ns, state)
+        if step is None or not step.covered:
+            return  # unknown time: neither a state nor coverage
+        self._spread_state(step)
+
+    def _spread_state(self, step: StateStep) -> None:
+        state, planned = step.state, self.planned
+
+        def add(acc: MachineAcc, a: int, b: int, late: bool) -> None:
+            if late:
+                return
+            acc.state_ns[state] += b - a
+            acc.planned_ns[state] += planned(a, b)
+
+        for track in self._track_list:
+            track.spread(step.t1_ns, step.t2_ns, add)
+
+    def _parts_handler(self, k: int) -> Handler:
+        def on_parts(t_ns: int, value: Value) -> None:
+            tracker = self.parts[k]
+            number = _number(value)
+            if tracker is None or number is None:
+                return
+            step = tracker.update(t_ns, number)
+            if step is None:
+                return
+            if step.event:
+                self._events.append(
+                    (
+                        f"parts counter {step.event}",
+                        {"unit": self.name, "counter": ("total", "good", "scrap")[k]},
+                    )
+                )
+            if step.ticks or step.covered:
+                # Zero deltas too: they show the counter was read in the window.
+                self._spread_parts(k, step)
+
+        return on_parts
+
+    def _spread_parts(self, k: int, step: CounterStep) -> None:
+        span = step.t2_ns - step.t1_ns
+        count, covered, planned = float(step.ticks), step.covered, self.planned
+
+        def add(acc: MachineAcc, a: int, b: int, late: bool) -> None:
+            share = count * (b - a) / span
+            acc.parts[k] += share
+            acc.parts_touched[k] = True
+            if covered and not late:
+                acc.parts_planned[k] += share * planned(a, b) / (b - a)
+
+        for track in self._track_list:
+            track.spread(step.t1_ns, step.t2_ns, add)
+
+    # ------------------------------------------------------------------ closing
+
+    def parts_of(
+        self, sums: list[float], touched: list[bool]
+    ) -> tuple[float | None, float | None, float | None]:
+        """(produced, good, scrap) from whichever counters are configured.
+
+        ``None`` where no counter defines it, or a counter it needs had no data in
+        the window (its poll group was down): a missing count is not a zero.
+        """
+        if self.spec.parts is None:
+            return None, None, None
+        tags = self.spec.parts.tags
+        if any(tag is not None and not seen for tag, seen in zip(tags, touched, strict=True)):
+            return None, None, None
+        total, good, scrap = (sums[k] if tags[k] is not None else None for k in range(3))
+        if total is None and good is not None and scrap is not None:
+            total = good + scrap
+        if good is None and total is not None and scrap is not None:
+            good = total - scrap
+        if scrap is None and total is not None and good is not None:
+            scrap = total - good
+        return total, good, scrap
+
+    def kpis(self, acc: MachineAcc) -> Kpis:
+        """ISO 22400-2 KPIs of a window: planned time with known state, parts made in it."""
+        planned_busy = sum(acc.planned_ns) / NS_PER_S
+        production = acc.planned_ns[RUN] / NS_PER_S
+        produced, good, _ = self.parts_of(acc.parts_planned, acc.parts_touched)
+        return compute_kpis(planned_busy, production, produced, good, self.spec.ideal_cycle_s)
+
+    def kpi_values(self, acc: MachineAcc, length_ns: int, start_ns: int) -> list[float | None]:
+        """The utilization batch's values, in :data:`UTILIZATION_NAMES` order."""
+        known = sum(acc.state_ns)
+        kpis = self.kpis(acc)
+        produced, good, scrap = self.parts_of(acc.parts, acc.parts_touched)
+        return [
+            acc.state_ns[0] / NS_PER_S,
+            acc.state_ns[1] / NS_PER_S,
+            acc.state_ns[2] / NS_PER_S,
+            acc.state_ns[3] / NS_PER_S,
+            (length_ns - known) / NS_PER_S,
+            self.planned(start_ns, start_ns + length_ns) / NS_PER_S,
+            acc.state_ns[RUN] / known if known else None,
+            kpis.availability,
+            kpis.effectiveness,
+            kpis.quality_ratio,
+            kpis.oee,
+            produced,
+            good,
+            scrap,
+            known / length_ns,
+        ]
+
+    def close(self, kind: str, window: OpenWindow[MachineAcc], ctx: Context) -> list[SampleBatch]:
+        if kind not in ctx.emitted:
+            return []
+        acc, length = window.acc, window.end_ns - window.start_ns
+        values = self.kpi_values(acc, length, window.start_ns)
+        coverage = sum(acc.state_ns) / length
+        out = [
+            metric_batch(
+                self.name,
+                kind,
+                window,
+                "utilization",
+                UTILIZATION_NAMES,
+                values,
+                coverage,
+                ctx.min_coverage,
+            )
+        ]
+        if self.feed is not None:
+            energy = acc.energy
+            kwh, energy_values = _energy_values(energy, length, ctx.conversions)
+            good = values[UTILIZATION_NAMES.index("parts_good")]
+            energy_values += [
+                energy.idle_kwh if kwh is not None else None,
+                kwh_per_part(kwh, good),
+            ]
+            assert self.spec.energy is not None
+            if self.spec.energy.counter and self.spec.energy.power:
+                energy_values += _cross_check_values(energy, length, ctx.min_coverage)
+            out.append(
+                metric_batch(
+                    self.name,
+                    kind,
+                    window,
+                    "energy",
+                    self._energy_names,
+                    energy_values,
+                    energy.covered_ns / length,
+                    ctx.min_coverage,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state_name(self) -> str | None:
+        state = self.states.state
+        return None if state is None else STATE_NAMES[state]
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "states": self.states.state_dict(),
+            "deriver": None if self.deriver is None else self.deriver.state_dict(),
+            "parts": [None if p is None else p.state() for p in self.parts],
+            "feed": None if self.feed is None else self.feed.state(),
+            "tracks": {name: track.state() for name, track in self.tracks.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.states.restore(state.get("states", {}))
+        if self.deriver is not None and state.get("deriver") is not None:
+            self.deriver.restore(state["deriver"])
+        for tracker, saved in zip(self.parts, state.get("parts", [None] * 3), strict=False):
+            if tracker is not None and saved is not None:
+                tracker.restore(saved)
+        if self.feed is not None and state.get("feed") is not None:
+            self.feed.restore(state["feed"])
+        for name, windows in state.get("tracks", {}).items():
+            if name in self.tracks:
+                self.tracks[name].restore(windows, MachineAcc.load)
+
+
+class PlantTotal:
+    """Energy and demand of the whole plant: the sum of the member meters, window by window."""
+
+    def __init__(self, name: str, members: Sequence[MeterUnit]) -> None:
+        self.name = name
+        self.members = tuple(members)
+        self.peaks = PeakTracker()
+
+    def close(self, kind: str, window: OpenWindow[Any], ctx: Context) -> list[SampleBatch]:
+        total = EnergyAcc()
+        length = window.end_ns - window.start_ns
+        coverage = 1.0
+        for member in self.members:
+            closed = member.last_closed.get(kind)
+            if closed is None or closed[0] != window.start_ns:
+                coverage = 0.0
+                continue
+            acc = closed[1]
+            if acc.touched:
+                total.touched = True
+                total.kwh += acc.kwh
+                total.late_kwh += acc.late_kwh
+            coverage = min(coverage, acc.covered_ns / length)
+        total.covered_ns = round(coverage * length)
+        kwh, values = _energy_values(total, length, ctx.conversions)
+        return energy_and_demand_batches(
+            self.name, kind, window, ENERGY_NAMES, values, kwh, coverage, self.peaks, ctx
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {"peak": self.peaks.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.peaks.restore(state.get("peak"))
