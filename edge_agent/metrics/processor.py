@@ -359,6 +359,8 @@ class MetricsProcessor:
         now_ns = self._now_ns() if now is None else round(now * NS_PER_S)
         grace, not_before = self._grace_ns, self.started_ns + self._grace_ns
         out: list[SampleBatch] = []
+        for unit in self.units:
+            unit.stager.flush(invalidate=True)
         for kind in self.kinds:
             name = kind.name
             closed: dict[tuple[int, int, str], OpenWindow[Any]] = {}
@@ -374,10 +376,10 @@ class MetricsProcessor:
                 for window in closed.values():
                     out += self.total.close(name, window, self.context)
         deadlines = [
-            due
+            when
             for unit in self.units
             for track in unit.tracks.values()
-            if (due := track.deadline_ns(grace, not_before)) is not None
+            if (when := track.deadline_ns(grace, not_before)) is not None
         ]
         deadline = min(deadlines, default=None)
         self._next_deadline_ns = deadline if deadline is not None else now_ns + NS_PER_S
@@ -396,6 +398,8 @@ class MetricsProcessor:
     # ------------------------------------------------------------------ persistence
 
     def snapshot(self) -> dict[str, Any]:
+        for unit in self.units:
+            unit.stager.flush(invalidate=True)
         return {
             "version": STATE_VERSION,
             "plant": self.plant,
@@ -443,6 +447,8 @@ class MetricsProcessor:
         """Today's energy, current demand, state, utilization and OEE per unit (for displays)."""
         now_ns = self._now_ns()
         rows = []
+        for unit in self.units:
+            unit.stager.flush()
         for meter in self.meters:
             day = _open_at(meter.tracks[DAY].open, now_ns)
             block = _open_at(meter.tracks[DEMAND_WINDOW].open, now_ns)

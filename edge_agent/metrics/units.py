@@ -26,7 +26,7 @@ from edge_agent.metrics.energy import (
     PowerStep,
     deviation_pct,
 )
-from edge_agent.metrics.tracks import OpenWindow, WindowTrack
+from edge_agent.metrics.tracks import OpenWindow, Stager, WindowTrack
 from edge_agent.metrics.utilization import (
     IDLE,
     RUN,
@@ -194,6 +194,15 @@ class EnergyAcc:
     def state(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
+    def merge(self, other: EnergyAcc) -> None:
+        self.kwh += other.kwh
+        self.covered_ns += other.covered_ns
+        self.touched = self.touched or other.touched
+        self.late_kwh += other.late_kwh
+        self.alt_kwh += other.alt_kwh
+        self.alt_covered_ns += other.alt_covered_ns
+        self.idle_kwh += other.idle_kwh
+
     @classmethod
     def load(cls, state: dict[str, Any]) -> EnergyAcc:
         acc = cls()
@@ -226,6 +235,16 @@ class MachineAcc:
             "energy": self.energy.state(),
         }
 
+    def merge(self, other: MachineAcc) -> None:
+        for k in range(4):
+            self.state_ns[k] += other.state_ns[k]
+            self.planned_ns[k] += other.planned_ns[k]
+        for k in range(3):
+            self.parts[k] += other.parts[k]
+            self.parts_planned[k] += other.parts_planned[k]
+            self.parts_touched[k] = self.parts_touched[k] or other.parts_touched[k]
+        self.energy.merge(other.energy)
+
     @classmethod
     def load(cls, state: dict[str, Any]) -> MachineAcc:
         acc = cls()
@@ -242,12 +261,15 @@ class MachineAcc:
 
 
 def _number(value: Value) -> float | None:
-    """A usable numeric sample value (bools and strings are not)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if value != value or value in (float("inf"), float("-inf")):
-        return None
-    return float(value)
+    """A usable numeric sample value: finite int or float (bools and strings are not)."""
+    kind = type(value)
+    if kind is float:
+        assert isinstance(value, float)
+        return value if value - value == 0.0 else None  # NaN and infinities fail this
+    if kind is int:
+        assert isinstance(value, int)
+        return float(value)
+    return None
 
 
 def metric_batch(
@@ -331,14 +353,14 @@ class EnergyFeed:
     def __init__(
         self,
         spec: EnergySpec,
-        tracks: Sequence[WindowTrack[Any]],
+        spread: Callable[[int, int, Any], None],
         energy_of: Callable[[Any], EnergyAcc],
         is_idle: Callable[[], bool] = lambda: False,
         events: list[tuple[str, dict[str, Any]]] | None = None,
         unit: str = "",
     ) -> None:
         self.spec = spec
-        self._tracks = tracks
+        self._spread_into = spread
         self._energy_of = energy_of
         self._is_idle = is_idle
         self._events = events if events is not None else []
@@ -417,8 +439,7 @@ class EnergyFeed:
                 if not late:
                     energy.alt_covered_ns += b - a
 
-        for track in self._tracks:
-            track.spread(t1, t2, add)
+        self._spread_into(t1, t2, add)
 
     def handlers(self, device: str) -> list[tuple[str, str, int, Handler]]:
         out: list[tuple[str, str, int, Handler]] = []
@@ -460,9 +481,8 @@ class MeterUnit:
         self.tracks: dict[str, WindowTrack[EnergyAcc]] = {
             k.name: WindowTrack(k, EnergyAcc) for k in kinds
         }
-        self.feed = EnergyFeed(
-            spec, list(self.tracks.values()), lambda acc: acc, events=events, unit=name
-        )
+        self.stager = Stager(list(self.tracks.values()), EnergyAcc, EnergyAcc.merge)
+        self.feed = EnergyFeed(spec, self.stager.spread, lambda acc: acc, events=events, unit=name)
         self.peaks = PeakTracker()
         self._names = ENERGY_NAMES + (CROSS_CHECK_NAMES if spec.counter and spec.power else ())
         #: Closed energy per (window kind, start): what plant totals add up.
@@ -572,7 +592,7 @@ class MachineUnit:
         self.tracks: dict[str, WindowTrack[MachineAcc]] = {
             k.name: WindowTrack(k, MachineAcc) for k in kinds
         }
-        self._track_list = list(self.tracks.values())
+        self.stager = Stager(list(self.tracks.values()), MachineAcc, MachineAcc.merge)
         self.states = StateTracker(spec.max_gap_ns)
         self.deriver: PowerStateDeriver | None = None
         if spec.power_state is not None:
@@ -590,7 +610,7 @@ class MachineUnit:
         if spec.energy is not None:
             self.feed = EnergyFeed(
                 spec.energy,
-                self._track_list,
+                self.stager.spread,
                 lambda acc: acc.energy,
                 is_idle=lambda: self.states.state == IDLE,
                 events=events,
@@ -646,8 +666,7 @@ class MachineUnit:
             acc.state_ns[state] += b - a
             acc.planned_ns[state] += planned(a, b)
 
-        for track in self._track_list:
-            track.spread(step.t1_ns, step.t2_ns, add)
+        self.stager.spread(step.t1_ns, step.t2_ns, add)
 
     def _parts_handler(self, k: int) -> Handler:
         def on_parts(t_ns: int, value: Value) -> None:
@@ -682,8 +701,7 @@ class MachineUnit:
             if covered and not late:
                 acc.parts_planned[k] += share * planned(a, b) / (b - a)
 
-        for track in self._track_list:
-            track.spread(step.t1_ns, step.t2_ns, add)
+        self.stager.spread(step.t1_ns, step.t2_ns, add)
 
     # ------------------------------------------------------------------ closing
 

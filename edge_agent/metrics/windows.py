@@ -324,6 +324,8 @@ class ShiftCalendar:
         self._local = local
         self._by_day: dict[dt.date, list[ShiftInstance]] = {}
         self._range = (0, -1)
+        #: The last constant stretch seen: (start, end, planned).
+        self._segment = (0, -1, False)
         self._starts: list[int] = []
         self._spans: list[tuple[int, int]] = []
 
@@ -372,6 +374,9 @@ class ShiftCalendar:
         """Planned time (inside shifts, outside breaks) within ``[a_ns, b_ns)``."""
         if b_ns <= a_ns:
             return 0
+        seg_lo, seg_hi, seg_planned = self._segment
+        if seg_lo <= a_ns and b_ns <= seg_hi:
+            return b_ns - a_ns if seg_planned else 0
         lo, hi = self._range
         if not (lo <= a_ns and b_ns <= hi):
             if b_ns - a_ns > 2 * 24 * NS_PER_HOUR:
@@ -381,13 +386,22 @@ class ShiftCalendar:
                     for s, e in shift.planned()
                 )
             self._load(a_ns)
-        spans, index = self._spans, max(0, bisect.bisect_right(self._starts, a_ns) - 1)
+        spans = self._spans
+        first = bisect.bisect_right(self._starts, a_ns) - 1
+        index = max(0, first)
         total = 0
         while index < len(spans) and spans[index][0] < b_ns:
             start, end = spans[index]
             if end > a_ns:
                 total += min(end, b_ns) - max(start, a_ns)
             index += 1
+        # Remember the constant stretch around a_ns: most queries are one-second intervals.
+        if first >= 0 and a_ns < spans[first][1]:
+            self._segment = (spans[first][0], spans[first][1], True)
+        else:
+            gap_lo = spans[first][1] if first >= 0 else self._range[0]
+            gap_hi = spans[first + 1][0] if first + 1 < len(spans) else self._range[1]
+            self._segment = (gap_lo, gap_hi, False)
         return total
 
     def _load(self, a_ns: int) -> None:
