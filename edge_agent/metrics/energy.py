@@ -32,7 +32,7 @@ EVENT_RESET: Final = "reset"
 EVENT_JUMP: Final = "jump"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CounterStep:
     """The change of a counter between two good readings at ``t1_ns`` and ``t2_ns``.
 
@@ -122,9 +122,6 @@ class CounterTracker:
         self.resets = 0
         self.jumps = 0
 
-    def ticks(self, value: float) -> int:
-        return round(value / self.resolution)
-
     def update(self, t_ns: int, value: float) -> CounterStep | None:
         """Account for one good reading; the step since the previous one, if any."""
         ticks = round(value / self.resolution)
@@ -137,18 +134,24 @@ class CounterTracker:
         if t_ns <= self.last_ns:
             return None  # a repeated or out-of-order reading: already accounted for
         elapsed = t_ns - self.last_ns
-        allowance = (
-            None
-            if self.max_ticks_per_s is None
-            else self.max_ticks_per_s * elapsed / NS_PER_S + 1.0
-        )
-        delta, event = counter_delta(last, ticks, self.modulus, allowance)
+        rate = self.max_ticks_per_s
+        allowance = None if rate is None else rate * elapsed / NS_PER_S + 1.0
+        delta = ticks - last
+        counted: int | None = delta
+        event = ""
+        # The common case inline (an ordinary increase); counter_delta decides the rest.
+        if delta < 0 or (
+            delta > allowance
+            if allowance is not None
+            else self.modulus is not None and delta >= self.modulus // 2
+        ):
+            counted, event = counter_delta(last, ticks, self.modulus, allowance)
         step = CounterStep(
             self.last_ns,
             t_ns,
-            0 if delta is None else delta,
-            covered=elapsed <= self.max_gap_ns and delta is not None,
-            event=event,
+            0 if counted is None else counted,
+            elapsed <= self.max_gap_ns and counted is not None,
+            event,
         )
         if event == EVENT_ROLLOVER:
             self.rollovers += 1
@@ -177,7 +180,7 @@ class CounterTracker:
         self.jumps = int(state.get("jumps", 0))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PowerStep:
     """Energy (kWh) between two good power samples; ``covered`` false for an unbridged gap."""
 

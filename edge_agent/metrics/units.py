@@ -695,9 +695,11 @@ class MachineUnit:
         count, covered, planned = float(step.ticks), step.covered, self.planned
 
         def add(acc: MachineAcc, a: int, b: int, late: bool) -> None:
+            acc.parts_touched[k] = True
+            if not count:
+                return
             share = count * (b - a) / span
             acc.parts[k] += share
-            acc.parts_touched[k] = True
             if covered and not late:
                 acc.parts_planned[k] += share * planned(a, b) / (b - a)
 

@@ -32,7 +32,7 @@ FAULT: Final = 3
 STATE_NAMES: Final = ("off", "idle", "run", "fault")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateStep:
     """The machine was in ``state`` from ``t1_ns`` to ``t2_ns`` (unknown if not ``covered``)."""
 
