@@ -331,3 +331,29 @@ class MetricsConfig(_Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+
+
+def summary_lines(metrics: MetricsConfig) -> list[str]:
+    """What ``edge-agent check`` prints about the metrics section."""
+    lines = [f"metrics: windows {', '.join(metrics.windows)}; grace {metrics.grace:g}s"]
+    for meter in metrics.meters:
+        sources = [s for s, given in (("counter", meter.counter), ("power", meter.power)) if given]
+        lines.append(f"  meter {meter.metric_name}: {' + '.join(sources)} of {meter.device}")
+    for machine in metrics.machines:
+        how = "state tag" if machine.state is not None else "state from power"
+        extras = [x for x, given in (("parts", machine.parts), ("energy", machine.energy)) if given]
+        lines.append(
+            f"  machine {machine.metric_name}: {how}"
+            + (f", {', '.join(extras)}" if extras else "")
+            + (f", ideal cycle {machine.ideal_cycle_time:g}s" if machine.ideal_cycle_time else "")
+        )
+    if metrics.shifts:
+        shifts = ", ".join(f"{s.name} {s.start}-{s.end}" for s in metrics.shifts)
+        lines.append(f"  shifts: {shifts}")
+    if metrics.plant_total:
+        lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
+    lines.append(
+        f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh, "
+        f"{metrics.grid_emission_factor:g} kgCO2e/kWh"
+    )
+    return lines

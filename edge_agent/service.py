@@ -18,6 +18,8 @@ import structlog
 from edge_agent.buffer import MemoryBuffer
 from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.driver import Driver
+from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.timer import run_metrics_timer
 from edge_agent.pipeline import Pipeline
 from edge_agent.scheduler import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink
@@ -33,6 +35,15 @@ def build_sink(config: MqttSinkConfig, plant: PlantConfig) -> Sink:
     from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
 
     return MqttSink(config, plant.plant)
+
+
+def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
+    """The metrics processor of the plant's ``metrics:`` section, restored from state_dir."""
+    if plant.metrics is None:
+        return None
+    from edge_agent.metrics.store import STATE_FILE, StateStore
+
+    return MetricsProcessor(plant, store=StateStore(plant.state_dir / STATE_FILE))
 
 
 def build_drivers(plant: PlantConfig) -> list[Driver]:
@@ -51,9 +62,13 @@ class Agent:
     sources: list[SourceRunner] = field(default_factory=list)
     sinks: list[SinkRunner] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    metrics: MetricsProcessor | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        self.metrics = build_metrics(self.config)
+        if self.metrics is not None:
+            self.pipeline.add_processor(self.metrics)
         for sink_config in self.config.sinks:
             runner = SinkRunner(
                 build_sink(sink_config, self.config),
@@ -80,6 +95,7 @@ class Agent:
                 outer.create_task(runner.run(), name=f"sink:{runner.sink.name}")
                 for runner in self.sinks
             ]
+            metrics_tasks = self._start_metrics(outer)
             source_tasks = [
                 outer.create_task(runner.run(), name=f"source:{runner.device}")
                 for runner in self.sources
@@ -89,13 +105,28 @@ class Agent:
                 log.info("agent stopping: polling stops, sinks drain")
             finally:
                 # Also when a task failed or we were cancelled: stop in order, close sinks.
-                await self._shutdown(source_tasks, sink_tasks)
+                await self._shutdown(source_tasks, sink_tasks, metrics_tasks)
         log.info("agent stopped")
 
+    def _start_metrics(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The task that closes metric windows on time (none without a metrics section)."""
+        if self.metrics is None or self.config.metrics is None:
+            return []
+        timer = run_metrics_timer(
+            self.metrics, self.pipeline.emit, save_interval=self.config.metrics.save_interval
+        )
+        return [group.create_task(timer, name="metrics")]
+
     async def _shutdown(
-        self, source_tasks: list[asyncio.Task[None]], sink_tasks: list[asyncio.Task[None]]
+        self,
+        source_tasks: list[asyncio.Task[None]],
+        sink_tasks: list[asyncio.Task[None]],
+        metrics_tasks: Sequence[asyncio.Task[None]] = (),
     ) -> None:
         await _cancel_all(source_tasks)
+        # After the pollers (their last samples are in), before the sinks drain: the
+        # timer saves open windows, which continue after a restart.
+        await _cancel_all(metrics_tasks)
         drained = await asyncio.gather(*(r.drain(self.drain_seconds) for r in self.sinks))
         for runner, ok in zip(self.sinks, drained, strict=True):
             if not ok:
