@@ -71,7 +71,7 @@ def _kpi_cells(row: LiveKpis) -> list[str]:
     return [
         number(row.energy_today_kwh, "kWh", 2),
         number(row.demand_kw, "kW"),
-        row.state or ("—" if row.kind == "machine" else ""),
+        row.state or ("—" if row.kind == "machine" else row.kind if row.kind == "plant" else ""),
         share(row.utilization) if row.kind == "machine" else "",
         share(row.oee) if row.kind == "machine" else "",
     ]
@@ -86,8 +86,8 @@ def kpi_lines(agent: Agent) -> list[str]:
         return []
     lines = []
     for row in agent.metrics.live():
-        cells = _kpi_cells(row)
-        text = ", ".join(f"{name} {cell}" for name, cell in zip(_KPI_COLUMNS, cells, strict=True) if cell)
+        cells = zip(_KPI_COLUMNS, _kpi_cells(row), strict=True)
+        text = ", ".join(f"{name} {cell}" for name, cell in cells if cell)
         lines.append(f"kpi {row.name}: {text}")
     return lines
 

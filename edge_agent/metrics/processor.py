@@ -481,6 +481,21 @@ class MetricsProcessor:
                     machine.name, "machine", energy, demand, machine.state_name, utilization, oee
                 )
             )
+        if self.total is not None:
+            members = [r for r in rows[: len(self.meters)] if r.name in self.config.plant_total]
+            energies = [r.energy_today_kwh for r in members]
+            demands = [r.demand_kw for r in members]
+            rows.append(
+                LiveKpis(
+                    self.total.name,
+                    "plant",
+                    None if None in energies else sum(e for e in energies if e is not None),
+                    None if None in demands else sum(d for d in demands if d is not None),
+                    None,
+                    None,
+                    None,
+                )
+            )
         return rows
 
 
