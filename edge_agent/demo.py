@@ -71,7 +71,7 @@ def _kpi_cells(row: LiveKpis) -> list[str]:
     return [
         number(row.energy_today_kwh, "kWh", 2),
         number(row.demand_kw, "kW"),
-        row.state or ("—" if row.kind == "machine" else row.kind if row.kind == "plant" else ""),
+        row.state or ("—" if row.kind == "machine" else ""),
         share(row.utilization) if row.kind == "machine" else "",
         share(row.oee) if row.kind == "machine" else "",
     ]
