@@ -293,13 +293,11 @@ class MetricsProcessor:
         if route is _MISSING or (route is not None and route[0] is not batch.names):
             route = self._route(batch)
         now_ns = self._now_ns()
+        closed = self.close_due(now_ns / NS_PER_S) if now_ns >= self._next_deadline_ns else None
+        # Close first: a sample arriving after its window's grace is late, not in time.
         if route is not None:
             self._feed(batch, route[1], now_ns)
-        if now_ns >= self._next_deadline_ns:
-            closed = self.close_due(now_ns / NS_PER_S)
-            if closed:
-                return [batch, *closed]
-        return (batch,)
+        return [batch, *closed] if closed else (batch,)
 
     def _feed(self, batch: SampleBatch, handlers: list[tuple[int, Handler]], now_ns: int) -> None:
         if batch.timestamp_ns > now_ns + MAX_FUTURE_S * NS_PER_S:

@@ -35,8 +35,9 @@ ZONES = [
 instants = st.integers(1_577_836_800, 1_893_456_000).map(lambda s: s * NS_PER_S)
 
 
-def ns(zone: str, *fields: int) -> int:
-    return int(dt.datetime(*fields, tzinfo=ZoneInfo(zone)).timestamp()) * NS_PER_S
+def ns(zone: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    when = dt.datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(zone))
+    return int(when.timestamp()) * NS_PER_S
 
 
 def local_seconds(zone: str, t_ns: int) -> int:
