@@ -140,7 +140,17 @@ def check_metrics(plant: PlantConfig) -> list[Finding]:
     names += [
         ((*base, "machines", i, "device"), m.metric_name) for i, m in enumerate(metrics.machines)
     ]
-    found += _duplicates(names, "metric device name (set name: to tell them apart)")
+    first_use: dict[str, Path] = {}
+    for path, name in names:
+        if name in first_use:
+            found.append(
+                (
+                    path,
+                    f"metric device name {name!r} is also used at {_fmt(first_use[name])} "
+                    "(set name: to tell them apart)",
+                )
+            )
+        first_use.setdefault(name, path)
     for path, name in names:
         if metrics.plant_total and name == plant.plant.name:
             found.append((path, f"{name!r} is the plant's name, used by the plant total"))
