@@ -205,6 +205,14 @@ def machine_spec(machine: MachineConfig, tags: _TagInfo) -> MachineSpec:
     )
 
 
+def _skipped(unit: str, exc: KeyError) -> None:
+    """A unit whose device or tag is not in the config (a plant file is checked for this at
+    load; a config assembled in code may leave devices out): its metrics are skipped."""
+    log.warning(
+        "metrics unit skipped: its device or tag is not configured", unit=unit, error=str(exc)
+    )
+
+
 def _fingerprint(*parts: Any) -> str:
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -251,17 +259,21 @@ class MetricsProcessor:
         self.machines: list[MachineUnit] = []
         self._fingerprints: dict[str, str] = {}
         for meter in metrics.meters:
-            meter_unit = MeterUnit(
-                meter.metric_name,
-                meter.device,
-                energy_spec(meter, meter.device, tags),
-                self.kinds,
-                self.events,
-            )
+            try:
+                spec = energy_spec(meter, meter.device, tags)
+            except KeyError as exc:
+                _skipped(meter.metric_name, exc)
+                continue
+            meter_unit = MeterUnit(meter.metric_name, meter.device, spec, self.kinds, self.events)
             self.meters.append(meter_unit)
             self._fingerprints[meter_unit.name] = _fingerprint("meter", meter.model_dump(), names)
         for machine in metrics.machines:
-            machine_unit = MachineUnit(machine_spec(machine, tags), self.kinds, self.events)
+            try:
+                machine_spec_ = machine_spec(machine, tags)
+            except KeyError as exc:
+                _skipped(machine.metric_name, exc)
+                continue
+            machine_unit = MachineUnit(machine_spec_, self.kinds, self.events)
             planned = machine.planned or ("shifts" if self.calendar is not None else "always")
             if planned == "shifts" and self.calendar is not None:
                 machine_unit.planned = self.calendar.planned_ns

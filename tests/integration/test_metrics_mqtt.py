@@ -92,10 +92,10 @@ async def test_metric_windows_arrive_over_mqtt_and_survive_an_agent_restart(
     async with serve_profile(demo_profile()) as plant:
         ports = {name: plant.port(name) for name in plant.servers}
         config = plant_config(ports, tmp_path / "state", mosquitto)
-        await run_agent(config, 5.3)  # stops in the middle of a 2 s window (or near it)
+        await run_agent(config, 4.3)  # stops in the middle of a 2 s window (or near it)
         assert (tmp_path / "state" / "metrics-state.json").exists()
-        await asyncio.sleep(1.5)  # the plant runs on while no agent reads it
-        await run_agent(config, 5.0)
+        await asyncio.sleep(1.2)  # the plant runs on while no agent reads it
+        await run_agent(config, 4.0)
 
         def complete() -> bool:
             metrics = docs(sub, "metrics")

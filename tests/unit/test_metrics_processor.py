@@ -301,3 +301,13 @@ async def test_the_timer_closes_windows_on_time_and_saves_on_stop(tmp_path: Path
     await asyncio.wait([task])
     saved = json.loads((tmp_path / STATE_FILE).read_text())
     assert saved["units"]["metered"]["state"]["feed"]["counter"]["last_ns"] == (T0 + 29) * S
+
+
+def test_a_unit_whose_device_is_left_out_in_code_is_skipped_with_a_warning() -> None:
+    # A plant file is checked at load; a config edited in code may drop a device.
+    plant = config()
+    other = plant.devices[0].model_copy(update={"name": "other"})
+    with capture_logs() as logs:
+        processor = MetricsProcessor(plant.model_copy(update={"devices": [other]}), clock=Clock())
+    assert processor.units == []
+    assert {e["unit"] for e in logs if "skipped" in e["event"]} == {"integrated", "metered", "m"}

@@ -46,7 +46,7 @@ def local_seconds(zone: str, t_ns: int) -> int:
     return when.hour * 3600 + when.minute * 60 + when.second
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(ZONES), st.sampled_from([1, 5, 60, 900, 3600]), instants)
 def test_fixed_windows_partition_time_aligned_to_the_local_clock(
     zone: str, seconds: int, t_ns: int
@@ -65,7 +65,7 @@ def test_fixed_windows_partition_time_aligned_to_the_local_clock(
         assert local_seconds(zone, window.start_ns) % seconds == 0
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.sampled_from(ZONES), instants)
 def test_day_windows_run_from_local_midnight_to_local_midnight(zone: str, t_ns: int) -> None:
     day = DayWindows(LocalTime(zone)).window_at(t_ns)
@@ -153,7 +153,7 @@ def test_a_night_shift_crosses_midnight_and_follows_daylight_saving(
     assert cal.planned_ns(two, two + NS_PER_S) == 0, "inside the break"
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(instants, st.integers(0, 3 * 24 * 3600), st.integers(0, 3 * 24 * 3600))
 def test_planned_time_adds_up_over_any_split(a_ns: int, first_s: int, second_s: int) -> None:
     cal = calendar("Europe/Berlin", NIGHT, EARLY)
