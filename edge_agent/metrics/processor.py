@@ -36,22 +36,19 @@ from edge_agent.config_metrics import (
 from edge_agent.config_metrics_checks import shift_specs
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import mean_kw
-from edge_agent.metrics.store import StateStore
-from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
-from edge_agent.metrics.units import (
-    DEMAND_WINDOW,
+from edge_agent.metrics.output import DEMAND_WINDOW
+from edge_agent.metrics.specs import (
     Context,
     CounterSpec,
     EnergySpec,
-    Handler,
     MachineSpec,
-    MachineUnit,
-    MeterUnit,
     PartsSpec,
-    PlantTotal,
     PowerSpec,
     PowerStateSpec,
 )
+from edge_agent.metrics.store import StateStore
+from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
+from edge_agent.metrics.units import Handler, MachineUnit, MeterUnit, PlantTotal
 from edge_agent.metrics.utilization import RUN, STATE_NAMES
 from edge_agent.metrics.windows import (
     DAY,

@@ -1,10 +1,8 @@
-"""Per-device metric units: meters, machines and plant totals, and the batches they publish.
+"""Per-device metric units: meters, machines and plant totals.
 
 A unit owns the calculators of one metric device (counter and power trackers,
 state tracker, parts counters), its open windows of every kind, and turns a
-closed window into metric batches (the SampleBatch contract of docs/METRICS.md:
-``device`` = unit name, ``group`` = ``metrics:<window>``, ``timestamp_ns`` = window
-start, attributes ``kind``, ``family``, ``window``, ``window_start``, ``window_end``).
+closed window into metric batches (:mod:`~edge_agent.metrics.output`).
 
 Pure: units are fed ``(t_ns, value)`` of good samples by the processor, and are
 told which windows closed; they never read a clock or touch a file.
@@ -13,19 +11,28 @@ told which windows closed; they never read a clock or touch a file.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-from edge_agent.metrics.conversions import Conversions
-from edge_agent.metrics.demand import PeakTracker, mean_kw
+from edge_agent.metrics.accumulators import EnergyAcc, MachineAcc
+from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.energy import (
     NS_PER_S,
     CounterStep,
     CounterTracker,
     PowerIntegrator,
     PowerStep,
-    deviation_pct,
 )
+from edge_agent.metrics.output import (
+    CROSS_CHECK_NAMES,
+    ENERGY_NAMES,
+    MACHINE_ENERGY_NAMES,
+    UTILIZATION_NAMES,
+    cross_check_values,
+    energy_and_demand_batches,
+    energy_values,
+    metric_batch,
+)
+from edge_agent.metrics.specs import Context, EnergySpec, MachineSpec
 from edge_agent.metrics.tracks import OpenWindow, Stager, WindowTrack
 from edge_agent.metrics.utilization import (
     IDLE,
@@ -38,8 +45,8 @@ from edge_agent.metrics.utilization import (
     compute_kpis,
     kwh_per_part,
 )
-from edge_agent.metrics.windows import DAY, WindowKind
-from edge_agent.model import Quality, SampleBatch, Value
+from edge_agent.metrics.windows import WindowKind
+from edge_agent.model import SampleBatch, Value
 
 #: A handler gets the time and value of one good sample of the tag it was registered for.
 Handler = Callable[[int, Value], None]
@@ -47,217 +54,6 @@ Handler = Callable[[int, Value], None]
 #: attributed to the machine state that held *before* this batch's state sample.
 PRIORITY_AMOUNT: Final = 0
 PRIORITY_STATE: Final = 1
-
-DEMAND_WINDOW: Final = "15m"
-
-ENERGY_NAMES: Final = ("energy_kwh", "mean_kw", "kgce", "kgco2e", "coverage", "late_kwh")
-CROSS_CHECK_NAMES: Final = (
-    "energy_integrated_kwh",
-    "integrated_coverage",
-    "integration_deviation_pct",
-)
-MACHINE_ENERGY_NAMES: Final = ("idle_energy_kwh", "kwh_per_good_part")
-DEMAND_BLOCK_NAMES: Final = ("demand_kw", "peak_demand_kw")
-DEMAND_DAY_NAMES: Final = ("peak_demand_kw", "peak_demand_at_s")
-UTILIZATION_NAMES: Final = (
-    "off_s",
-    "idle_s",
-    "run_s",
-    "fault_s",
-    "unknown_s",
-    "planned_s",
-    "utilization",
-    "availability",
-    "effectiveness",
-    "quality_ratio",
-    "oee",
-    "parts_produced",
-    "parts_good",
-    "parts_scrap",
-    "coverage",
-)
-
-#: Reason carried by a ``None`` value (UNCERTAIN quality), by metric name.
-NONE_REASONS: Final = {
-    "energy_kwh": "no data",
-    "energy_integrated_kwh": "no data",
-    "integration_deviation_pct": "not comparable (low coverage or no counter energy)",
-    "utilization": "state unknown",
-    "availability": "no planned time with known state",
-    "effectiveness": "no production time, or no parts or ideal cycle time configured",
-    "quality_ratio": "no parts produced, or no parts counters configured",
-    "oee": "a component is undefined",
-    "kwh_per_good_part": "no good parts",
-    "demand_kw": "no data",
-    "peak_demand_kw": "no block of this day had data",
-    "peak_demand_at_s": "no block of this day had data",
-}
-
-
-# --------------------------------------------------------------------------- specs
-
-
-@dataclass(frozen=True, slots=True)
-class CounterSpec:
-    """An energy counter tag: ``kwh = ticks x resolution x to_kwh``."""
-
-    tag: str
-    to_kwh: float
-    resolution: float
-    modulus_ticks: int | None
-    max_gap_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class PowerSpec:
-    tag: str
-    to_kw: float
-    max_gap_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class EnergySpec:
-    counter: CounterSpec | None
-    power: PowerSpec | None
-    max_kw: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PowerStateSpec:
-    tag: str
-    to_kw: float
-    off_below: float
-    run_above: float
-    hysteresis: float
-    min_dwell_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class PartsSpec:
-    """Parts counters (tag name or ``None``) for total, good and scrap, with their moduli."""
-
-    tags: tuple[str | None, str | None, str | None]
-    moduli: tuple[int | None, int | None, int | None]
-    max_gap_ns: tuple[int, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class MachineSpec:
-    name: str
-    device: str
-    state_tag: str | None
-    state_labels: dict[str, int]
-    power_state: PowerStateSpec | None
-    max_gap_ns: int
-    ideal_cycle_s: float | None
-    parts: PartsSpec | None
-    energy: EnergySpec | None
-    energy_device: str
-
-
-@dataclass(frozen=True)
-class Context:
-    """What closing a window needs besides the window: factors, thresholds, calendar."""
-
-    conversions: Conversions
-    min_coverage: float
-    emitted: frozenset[str]
-    day: WindowKind
-    planned: Callable[[int, int], int] = field(default=lambda a, b: b - a)
-
-
-# --------------------------------------------------------------------------- accumulators
-
-
-class EnergyAcc:
-    """Energy of one window: primary source (counter, else power), and power as cross-check."""
-
-    __slots__ = (
-        "alt_covered_ns",
-        "alt_kwh",
-        "covered_ns",
-        "idle_kwh",
-        "kwh",
-        "late_kwh",
-        "touched",
-    )
-
-    def __init__(self) -> None:
-        self.kwh = 0.0
-        self.covered_ns = 0
-        self.touched = False
-        self.late_kwh = 0.0
-        self.alt_kwh = 0.0
-        self.alt_covered_ns = 0
-        self.idle_kwh = 0.0
-
-    def state(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def merge(self, other: EnergyAcc) -> None:
-        self.kwh += other.kwh
-        self.covered_ns += other.covered_ns
-        self.touched = self.touched or other.touched
-        self.late_kwh += other.late_kwh
-        self.alt_kwh += other.alt_kwh
-        self.alt_covered_ns += other.alt_covered_ns
-        self.idle_kwh += other.idle_kwh
-
-    @classmethod
-    def load(cls, state: dict[str, Any]) -> EnergyAcc:
-        acc = cls()
-        for name in cls.__slots__:
-            if name in state:
-                setattr(acc, name, state[name])
-        return acc
-
-
-class MachineAcc:
-    """Time per state (all, and planned), parts (all, and made in planned known time), energy."""
-
-    __slots__ = ("energy", "parts", "parts_planned", "parts_touched", "planned_ns", "state_ns")
-
-    def __init__(self) -> None:
-        self.state_ns = [0, 0, 0, 0]
-        self.planned_ns = [0, 0, 0, 0]
-        self.parts = [0.0, 0.0, 0.0]
-        self.parts_planned = [0.0, 0.0, 0.0]
-        self.parts_touched = [False, False, False]
-        self.energy = EnergyAcc()
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "state_ns": self.state_ns,
-            "planned_ns": self.planned_ns,
-            "parts": self.parts,
-            "parts_planned": self.parts_planned,
-            "parts_touched": self.parts_touched,
-            "energy": self.energy.state(),
-        }
-
-    def merge(self, other: MachineAcc) -> None:
-        for k in range(4):
-            self.state_ns[k] += other.state_ns[k]
-            self.planned_ns[k] += other.planned_ns[k]
-        for k in range(3):
-            self.parts[k] += other.parts[k]
-            self.parts_planned[k] += other.parts_planned[k]
-            self.parts_touched[k] = self.parts_touched[k] or other.parts_touched[k]
-        self.energy.merge(other.energy)
-
-    @classmethod
-    def load(cls, state: dict[str, Any]) -> MachineAcc:
-        acc = cls()
-        acc.state_ns = [int(v) for v in state["state_ns"]]
-        acc.planned_ns = [int(v) for v in state["planned_ns"]]
-        acc.parts = [float(v) for v in state["parts"]]
-        acc.parts_planned = [float(v) for v in state["parts_planned"]]
-        acc.parts_touched = [bool(v) for v in state["parts_touched"]]
-        acc.energy = EnergyAcc.load(state["energy"])
-        return acc
-
-
-# --------------------------------------------------------------------------- helpers
 
 
 def _number(value: Value) -> float | None:
@@ -270,78 +66,6 @@ def _number(value: Value) -> float | None:
         assert isinstance(value, int)
         return float(value)
     return None
-
-
-def metric_batch(
-    device: str,
-    kind: str,
-    window: OpenWindow[Any],
-    family: str,
-    names: tuple[str, ...],
-    values: Sequence[float | None],
-    coverage: float,
-    min_coverage: float,
-) -> SampleBatch:
-    """One metric batch (see the module docstring for the contract)."""
-    low = coverage < min_coverage
-    base_quality = Quality.UNCERTAIN if low else Quality.GOOD
-    base_reason = f"coverage {coverage:.1%} below {min_coverage:.0%}" if low else ""
-    out_values: list[Value] = []
-    qualities: list[Quality] = []
-    reasons: list[str] = []
-    for name, value in zip(names, values, strict=True):
-        out_values.append(value)
-        if value is None:
-            qualities.append(Quality.UNCERTAIN)
-            reasons.append(NONE_REASONS.get(name, "no data"))
-        else:
-            qualities.append(base_quality)
-            reasons.append(base_reason)
-    attributes = {
-        "kind": "metrics",
-        "family": family,
-        "window": kind,
-        "window_start": str(window.start_ns),
-        "window_end": str(window.end_ns),
-    }
-    if window.label:
-        attributes["shift"] = window.label
-    return SampleBatch(
-        device=device,
-        group=f"metrics:{kind}",
-        timestamp_ns=window.start_ns,
-        names=names,
-        values=out_values,
-        qualities=qualities,
-        reasons=reasons,
-        attributes=attributes,
-    )
-
-
-def _energy_values(
-    acc: EnergyAcc, length_ns: int, conv: Conversions
-) -> tuple[float | None, list[float | None]]:
-    kwh = acc.kwh if acc.touched else None
-    coverage = acc.covered_ns / length_ns
-    values: list[float | None] = [
-        kwh,
-        None if kwh is None else mean_kw(kwh, length_ns),
-        None if kwh is None else conv.kgce(kwh),
-        None if kwh is None else conv.kgco2e(kwh),
-        coverage,
-        acc.late_kwh,
-    ]
-    return kwh, values
-
-
-def _cross_check_values(acc: EnergyAcc, length_ns: int, min_coverage: float) -> list[float | None]:
-    coverage = acc.covered_ns / length_ns
-    alt_coverage = acc.alt_covered_ns / length_ns
-    integrated = acc.alt_kwh if acc.alt_covered_ns else None
-    deviation = None
-    if integrated is not None and coverage >= min_coverage and alt_coverage >= min_coverage:
-        deviation = deviation_pct(integrated, acc.kwh)
-    return [integrated, alt_coverage, deviation]
 
 
 # --------------------------------------------------------------------------- energy feed
@@ -494,10 +218,10 @@ class MeterUnit:
     def close(self, kind: str, window: OpenWindow[EnergyAcc], ctx: Context) -> list[SampleBatch]:
         acc, length = window.acc, window.end_ns - window.start_ns
         self.last_closed[kind] = (window.start_ns, acc)
-        kwh, values = _energy_values(acc, length, ctx.conversions)
+        kwh, values = energy_values(acc, length, ctx.conversions)
         coverage = acc.covered_ns / length
         if self.feed.spec.counter and self.feed.spec.power:
-            values += _cross_check_values(acc, length, ctx.min_coverage)
+            values += cross_check_values(acc, length, ctx.min_coverage)
         return energy_and_demand_batches(
             self.name, kind, window, self._names, values, kwh, coverage, self.peaks, ctx
         )
@@ -515,67 +239,6 @@ class MeterUnit:
             if name in self.tracks:
                 self.tracks[name].restore(windows, EnergyAcc.load)
         self.peaks.restore(state.get("peak"))
-
-
-def energy_and_demand_batches(
-    name: str,
-    kind: str,
-    window: OpenWindow[Any],
-    names: tuple[str, ...],
-    values: list[float | None],
-    kwh: float | None,
-    coverage: float,
-    peaks: PeakTracker,
-    ctx: Context,
-) -> list[SampleBatch]:
-    """The energy batch of a window, plus demand for 15-minute blocks and days."""
-    out: list[SampleBatch] = []
-    emitted = kind in ctx.emitted
-    if emitted:
-        out.append(
-            metric_batch(name, kind, window, "energy", names, values, coverage, ctx.min_coverage)
-        )
-    if kind == DEMAND_WINDOW:
-        demand = None if kwh is None else mean_kw(kwh, window.end_ns - window.start_ns)
-        day_start = ctx.day.window_at(window.start_ns)
-        peak = None
-        if demand is not None and day_start is not None:
-            peak = peaks.add_block(day_start.start_ns, window.start_ns, demand)
-        elif day_start is not None:
-            peak = peaks.peak_of(day_start.start_ns)
-        if emitted:
-            values_block = [demand, None if peak is None else peak.peak_kw]
-            out.append(
-                metric_batch(
-                    name,
-                    kind,
-                    window,
-                    "demand",
-                    DEMAND_BLOCK_NAMES,
-                    values_block,
-                    coverage,
-                    ctx.min_coverage,
-                )
-            )
-    elif kind == DAY and emitted:
-        peak = peaks.peak_of(window.start_ns)
-        values_day = [
-            None if peak is None else peak.peak_kw,
-            None if peak is None else peak.block_start_ns / NS_PER_S,
-        ]
-        out.append(
-            metric_batch(
-                name,
-                kind,
-                window,
-                "demand",
-                DEMAND_DAY_NAMES,
-                values_day,
-                coverage,
-                ctx.min_coverage,
-            )
-        )
-    return out
 
 
 class MachineUnit:
@@ -779,15 +442,15 @@ class MachineUnit:
         ]
         if self.feed is not None:
             energy = acc.energy
-            kwh, energy_values = _energy_values(energy, length, ctx.conversions)
+            kwh, energy_row = energy_values(energy, length, ctx.conversions)
             good = values[UTILIZATION_NAMES.index("parts_good")]
-            energy_values += [
+            energy_row += [
                 energy.idle_kwh if kwh is not None else None,
                 kwh_per_part(kwh, good),
             ]
             assert self.spec.energy is not None
             if self.spec.energy.counter and self.spec.energy.power:
-                energy_values += _cross_check_values(energy, length, ctx.min_coverage)
+                energy_row += cross_check_values(energy, length, ctx.min_coverage)
             out.append(
                 metric_batch(
                     self.name,
@@ -795,7 +458,7 @@ class MachineUnit:
                     window,
                     "energy",
                     self._energy_names,
-                    energy_values,
+                    energy_row,
                     energy.covered_ns / length,
                     ctx.min_coverage,
                 )
@@ -856,7 +519,7 @@ class PlantTotal:
                 total.late_kwh += acc.late_kwh
             coverage = min(coverage, acc.covered_ns / length)
         total.covered_ns = round(coverage * length)
-        kwh, values = _energy_values(total, length, ctx.conversions)
+        kwh, values = energy_values(total, length, ctx.conversions)
         return energy_and_demand_batches(
             self.name, kind, window, ENERGY_NAMES, values, kwh, coverage, self.peaks, ctx
         )
