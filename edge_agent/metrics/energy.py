@@ -36,9 +36,10 @@ EVENT_JUMP: Final = "jump"
 class CounterStep:
     """The change of a counter between two good readings at ``t1_ns`` and ``t2_ns``.
 
-    ``ticks`` is what is counted (never negative). ``covered`` is false when the
-    readings are further apart than ``max_gap`` or the change had to be discarded:
-    the interval's energy is then bridged (a gap) or unknown (a discarded jump).
+    ``ticks`` is what is counted (never negative). ``known`` is false when the change
+    had to be discarded (a jump, a reset without a plausible count): the interval's
+    energy is unknown. ``covered`` is false then, and also when the readings are
+    further apart than ``max_gap`` (a gap the counter bridges).
     """
 
     t1_ns: int
@@ -46,6 +47,7 @@ class CounterStep:
     ticks: int
     covered: bool
     event: str = ""
+    known: bool = True
 
 
 def counter_delta(
@@ -152,6 +154,7 @@ class CounterTracker:
             0 if counted is None else counted,
             elapsed <= self.max_gap_ns and counted is not None,
             event,
+            counted is not None,
         )
         if event == EVENT_ROLLOVER:
             self.rollovers += 1

@@ -293,7 +293,7 @@ class MetricsProcessor:
         if store is not None:
             self._restore(store.load())
         self._next_deadline_ns = 0
-        self.close_due()
+        self._close_due(self.started_ns)
 
     # ------------------------------------------------------------------ hot path
 
@@ -302,7 +302,7 @@ class MetricsProcessor:
         if route is _MISSING or (route is not None and route[0] is not batch.names):
             route = self._route(batch)
         now_ns = self._now_ns()
-        closed = self.close_due(now_ns / NS_PER_S) if now_ns >= self._next_deadline_ns else None
+        closed = self._close_due(now_ns) if now_ns >= self._next_deadline_ns else None
         # Close first: a sample arriving after its window's grace is late, not in time.
         if route is not None:
             self._feed(batch, route[1], now_ns)
@@ -363,7 +363,9 @@ class MetricsProcessor:
 
     def close_due(self, now: float | None = None) -> list[SampleBatch]:
         """Close every window whose end + grace has passed; return their metric batches."""
-        now_ns = self._now_ns() if now is None else round(now * NS_PER_S)
+        return self._close_due(self._now_ns() if now is None else round(now * NS_PER_S))
+
+    def _close_due(self, now_ns: int) -> list[SampleBatch]:
         grace, not_before = self._grace_ns, self.started_ns + self._grace_ns
         out: list[SampleBatch] = []
         for unit in self.units:

@@ -113,8 +113,8 @@ class EnergyFeed:
             return
         if step.event:
             self._report(step)
-        if step.ticks == 0 and not step.covered:
-            return  # discarded: nothing known about this interval
+        if not step.known:
+            return  # discarded: nothing is known about this interval
         self._spread(step.t1_ns, step.t2_ns, step.ticks * self._kwh_per_tick, step.covered, True)
 
     def on_power(self, t_ns: int, value: Value) -> None:
@@ -347,7 +347,7 @@ class MachineUnit:
                         {"unit": self.name, "counter": ("total", "good", "scrap")[k]},
                     )
                 )
-            if step.ticks or step.covered:
+            if step.known:
                 # Zero deltas too: they show the counter was read in the window.
                 self._spread_parts(k, step)
 

@@ -311,3 +311,15 @@ def test_a_unit_whose_device_is_left_out_in_code_is_skipped_with_a_warning() -> 
         processor = MetricsProcessor(plant.model_copy(update={"devices": [other]}), clock=Clock())
     assert processor.units == []
     assert {e["unit"] for e in logs if "skipped" in e["event"]} == {"integrated", "metered", "m"}
+
+
+def test_a_counter_that_did_not_move_across_a_gap_says_zero_not_unknown() -> None:
+    clock = Clock()
+    processor = MetricsProcessor(config(), clock=clock)
+    out = run(processor, clock, range(61), kw=0.0)
+    out += run(processor, clock, range(61, 120), kw=None)
+    out += run(processor, clock, range(120, 190), kw=0.0)
+    (window,) = find(out, "metered", "1m", "energy", start=T0 + 60)
+    assert (window["energy_kwh"], window["coverage"]) == (0.0, 0.0)
+    (integrated,) = find(out, "integrated", "1m", "energy", start=T0 + 60)
+    assert integrated["energy_kwh"] is None
