@@ -158,7 +158,9 @@ def energy_and_demand_batches(
             metric_batch(name, kind, window, "energy", names, values, coverage, ctx.min_coverage)
         )
     if kind == DEMAND_WINDOW:
-        demand = None if kwh is None else mean_kw(kwh, window.end_ns - window.start_ns)
+        # Late energy belongs to earlier blocks: counting it here would fake a peak.
+        late = values[ENERGY_NAMES.index("late_kwh")] or 0.0
+        demand = None if kwh is None else mean_kw(kwh - late, window.end_ns - window.start_ns)
         day_start = ctx.day.window_at(window.start_ns)
         peak = None
         if demand is not None and day_start is not None:

@@ -323,3 +323,17 @@ def test_a_counter_that_did_not_move_across_a_gap_says_zero_not_unknown() -> Non
     assert (window["energy_kwh"], window["coverage"]) == (0.0, 0.0)
     (integrated,) = find(out, "integrated", "1m", "energy", start=T0 + 60)
     assert integrated["energy_kwh"] is None
+
+
+def test_late_energy_does_not_fake_a_demand_peak() -> None:
+    clock = Clock()
+    processor = MetricsProcessor(config(), clock=clock)
+    out = run(processor, clock, range(600))
+    out += run(processor, clock, range(600, 1200), kw=None)  # the meter is silent for 10 min
+    out += processor.close_due(T0 + 910)
+    out += run(processor, clock, range(1200, 1806))
+    (block,) = find(out, "metered", "15m", "demand", start=T0 + 900)
+    (energy,) = find(out, "metered", "15m", "energy", start=T0 + 900)
+    assert energy["late_kwh"] == pytest.approx(5.0, abs=0.02), "the silent 5 min of the first block"
+    assert block["demand_kw"] == pytest.approx(60.0, abs=0.1)
+    assert block["peak_demand_kw"] == pytest.approx(60.0, abs=0.1)
