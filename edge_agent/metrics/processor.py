@@ -384,6 +384,8 @@ class MetricsProcessor:
             if self.total is not None:
                 for window in closed.values():
                     out += self.total.close(name, window, self.context)
+        for meter in self.meters:
+            meter.just_closed.clear()
         deadlines = [
             when
             for unit in self.units

@@ -209,15 +209,16 @@ class MeterUnit:
         self.feed = EnergyFeed(spec, self.stager.spread, lambda acc: acc, events=events, unit=name)
         self.peaks = PeakTracker()
         self._names = ENERGY_NAMES + (CROSS_CHECK_NAMES if spec.counter and spec.power else ())
-        #: Closed energy per (window kind, start): what plant totals add up.
-        self.last_closed: dict[str, tuple[int, EnergyAcc]] = {}
+        #: Energy of the windows closed in the current close pass, by (kind, start): what
+        #: plant totals add up (several windows of a kind close at once after a stall).
+        self.just_closed: dict[tuple[str, int], EnergyAcc] = {}
 
     def handlers(self) -> list[tuple[str, str, int, Handler]]:
         return self.feed.handlers(self.device)
 
     def close(self, kind: str, window: OpenWindow[EnergyAcc], ctx: Context) -> list[SampleBatch]:
         acc, length = window.acc, window.end_ns - window.start_ns
-        self.last_closed[kind] = (window.start_ns, acc)
+        self.just_closed[(kind, window.start_ns)] = acc
         kwh, values = energy_values(acc, length, ctx.conversions)
         coverage = acc.covered_ns / length
         if self.feed.spec.counter and self.feed.spec.power:
@@ -508,11 +509,10 @@ class PlantTotal:
         length = window.end_ns - window.start_ns
         coverage = 1.0
         for member in self.members:
-            closed = member.last_closed.get(kind)
-            if closed is None or closed[0] != window.start_ns:
+            acc = member.just_closed.get((kind, window.start_ns))
+            if acc is None:
                 coverage = 0.0
                 continue
-            acc = closed[1]
             if acc.touched:
                 total.touched = True
                 total.kwh += acc.kwh

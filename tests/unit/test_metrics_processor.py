@@ -337,3 +337,18 @@ def test_late_energy_does_not_fake_a_demand_peak() -> None:
     assert energy["late_kwh"] == pytest.approx(5.0, abs=0.02), "the silent 5 min of the first block"
     assert block["demand_kw"] == pytest.approx(60.0, abs=0.1)
     assert block["peak_demand_kw"] == pytest.approx(60.0, abs=0.1)
+
+
+def test_plant_totals_add_up_when_several_windows_close_at_once() -> None:
+    clock = Clock()
+    processor = MetricsProcessor(
+        config(extra="  plant_total: [integrated, metered]\n"), clock=clock
+    )
+    for second in range(181):  # the timer does not get to run: nothing closes meanwhile
+        list(processor(batch(T0 + second, 60.0, round(1000 + second / 60, 2))))
+    out = processor.close_due(T0 + 245)  # then four 1-minute windows close at once
+    totals = find(out, "p1", "1m", "energy")
+    assert [t["_batch"].timestamp_ns for t in totals] == [(T0 + 60 * k) * S for k in range(4)]
+    for total in totals[:3]:
+        assert total["energy_kwh"] == pytest.approx(2.0, abs=0.011)
+        assert total["coverage"] == 1.0
