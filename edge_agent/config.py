@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from edge_agent.config_metrics import MetricsConfig
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Names end up in MQTT topics and InfluxDB tags: no spaces, slashes, wildcards."""
 
@@ -253,6 +255,11 @@ class MqttSinkConfig(Strict):
         description="Placeholders: {plant}, {site}, {device}, {group}.",
     )
     status_topic: str = "edge/{plant}/status"
+    metrics_topic: str = Field(
+        default="edge/{plant}/{device}/metrics",
+        description="Topic of metric batches. Placeholders: {plant}, {site}, {device}, "
+        "{window}, {family}.",
+    )
     qos: Literal[0, 1] = 1
     keepalive: int = Field(default=30, ge=5, le=3600)
     username: str = ""
@@ -296,3 +303,4 @@ class PlantConfig(Strict):
     sinks: list[SinkConfig] = Field(default_factory=list)
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
+    metrics: MetricsConfig | None = None

@@ -22,6 +22,7 @@ from edge_agent.config import (
     PlantConfig,
     PlantIdentity,
 )
+from edge_agent.config_metrics_checks import check_metrics
 
 Finding = tuple[tuple[str | int, ...], str]
 
@@ -46,10 +47,15 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
             (("sinks", index, field), message)
             for field, message in mqtt_sink_problems(sink, plant.plant)
         ]
+    findings += check_metrics(plant)
     return findings
 
 
-_TOPIC_FIELDS = {"topic": ("plant", "site", "device", "group"), "status_topic": ("plant", "site")}
+_TOPIC_FIELDS = {
+    "topic": ("plant", "site", "device", "group"),
+    "status_topic": ("plant", "site"),
+    "metrics_topic": ("plant", "site", "device", "window", "family"),
+}
 
 
 def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple[str, str]]:
@@ -61,7 +67,14 @@ def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple
     device and group (names cannot).
     """
     problems: list[tuple[str, str]] = []
-    values = {"plant": plant.name, "site": plant.site, "device": "device", "group": "group"}
+    values = {
+        "plant": plant.name,
+        "site": plant.site,
+        "device": "device",
+        "group": "group",
+        "window": "15m",
+        "family": "energy",
+    }
     for field, allowed in _TOPIC_FIELDS.items():
         template: str = getattr(sink, field)
         try:

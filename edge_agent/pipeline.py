@@ -66,9 +66,9 @@ class Pipeline:
     def latest(self, device: str) -> dict[str, LatestValue]:
         """Latest value of every tag of ``device`` (for displays; not on the hot path)."""
         values: dict[str, LatestValue] = {}
-        for (name, _group), batch in sorted(self.latest_batches.items()):
-            if name != device:
-                continue
+        for (name, group), batch in sorted(self.latest_batches.items()):
+            if name != device or group.startswith("metrics:"):
+                continue  # metric windows are not tags (the live view shows them apart)
             for index, (tag, value, quality, reason) in enumerate(batch):
                 values[tag] = LatestValue(value, quality.label, reason, batch.sample_time_ns(index))
         return values

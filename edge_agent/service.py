@@ -18,6 +18,8 @@ import structlog
 from edge_agent.buffer import BatchBuffer, MemoryBuffer
 from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.driver import Driver
+from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.timer import run_metrics_timer
 from edge_agent.pipeline import Pipeline
 from edge_agent.scheduler import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink
@@ -30,6 +32,15 @@ def build_sink(config: MqttSinkConfig, plant: PlantConfig) -> Sink:
     from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
 
     return MqttSink(config, plant.plant)
+
+
+def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
+    """The metrics processor of the plant's ``metrics:`` section, restored from state_dir."""
+    if plant.metrics is None:
+        return None
+    from edge_agent.metrics.store import STATE_FILE, StateStore
+
+    return MetricsProcessor(plant, store=StateStore(plant.state_dir / STATE_FILE))
 
 
 def build_drivers(plant: PlantConfig) -> list[Driver]:
@@ -54,11 +65,15 @@ class Agent:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     #: Held while the set of runners changes (reload), so a stop never races a reload.
     reconfiguring: asyncio.Lock = field(default_factory=asyncio.Lock)
+    metrics: MetricsProcessor | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: asyncio.TaskGroup | None = None
     _running: dict[SourceRunner | SinkRunner, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.metrics = build_metrics(self.config)
+        if self.metrics is not None:
+            self.pipeline.add_processor(self.metrics)
         for sink_config in self.config.sinks:
             self.attach_sink(self.make_sink_runner(sink_config, self.config))
         for driver in build_drivers(self.config):
@@ -126,6 +141,7 @@ class Agent:
             self._tasks = outer
             for sink in self.sinks:
                 self._spawn(sink, f"sink:{sink.sink.name}")
+            metrics_tasks = self._start_metrics(outer)
             for source in self.sources:
                 self._spawn(source, f"source:{source.device}")
             try:
@@ -140,13 +156,29 @@ class Agent:
                     await self._shutdown(
                         [self._running.pop(s) for s in self.sources if s in self._running],
                         [self._running.pop(s) for s in self.sinks if s in self._running],
+                        metrics_tasks,
                     )
         log.info("agent stopped")
 
+    def _start_metrics(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        """The task that closes metric windows on time (none without a metrics section)."""
+        if self.metrics is None or self.config.metrics is None:
+            return []
+        timer = run_metrics_timer(
+            self.metrics, self.pipeline.emit, save_interval=self.config.metrics.save_interval
+        )
+        return [group.create_task(timer, name="metrics")]
+
     async def _shutdown(
-        self, source_tasks: list[asyncio.Task[None]], sink_tasks: list[asyncio.Task[None]]
+        self,
+        source_tasks: list[asyncio.Task[None]],
+        sink_tasks: list[asyncio.Task[None]],
+        metrics_tasks: Sequence[asyncio.Task[None]] = (),
     ) -> None:
         await _cancel_all(source_tasks)
+        # After the pollers (their last samples are in), before the sinks drain: the
+        # timer saves open windows, which continue after a restart.
+        await _cancel_all(metrics_tasks)
         within = (
             self.config.service.drain_timeout if self.drain_seconds is None else self.drain_seconds
         )

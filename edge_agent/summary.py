@@ -53,6 +53,10 @@ def render_summary(config: PlantConfig, path: str) -> str:
             )
     else:
         lines.append("no sinks: values are collected but published nowhere")
+    if config.metrics is not None:
+        from edge_agent.config_metrics import summary_lines
+
+        lines.extend(summary_lines(config.metrics))
     lines.append(
         f"total: {len(config.devices)} devices, {total_tags} tags, "
         f"{total_reads_per_s:.3g} reads/s after coalescing"

@@ -69,6 +69,7 @@ class MqttSink:
         self._backoff = backoff or Backoff(initial=0.5, cap=30.0)
         self._topic_template = config.topic
         self._topics: dict[tuple[str, str], str] = {}
+        self._metric_topics: dict[tuple[str, str, str], str] = {}
         problems = [
             f"sinks.{config.name}.{field}: {message}"
             for field, message in mqtt_sink_problems(config, plant)
@@ -183,10 +184,28 @@ class MqttSink:
         key = (batch.device, batch.group)
         topic = self._topics.get(key)
         if topic is None:
+            if batch.attributes.get("kind") == "metrics":
+                return self._metrics_topic(batch)
             topic = self._topic_template.format(
                 plant=self._plant, site=self._site, device=batch.device, group=batch.group
             )
             self._topics[key] = topic
+        return topic
+
+    def _metrics_topic(self, batch: SampleBatch) -> str:
+        """Topic of a metric batch (docs/METRICS.md): ``metrics_topic`` with its window."""
+        family = batch.attributes.get("family", "")
+        key = (batch.device, batch.group, family)
+        topic = self._metric_topics.get(key)
+        if topic is None:
+            topic = self.config.metrics_topic.format(
+                plant=self._plant,
+                site=self._site,
+                device=batch.device,
+                window=batch.attributes.get("window", ""),
+                family=family,
+            )
+            self._metric_topics[key] = topic
         return topic
 
     async def _supervise(self) -> None:

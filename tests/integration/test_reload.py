@@ -52,6 +52,7 @@ def _plant_file(
     text = CONFIG_FILE.read_text()
     for server, port in DEMO_PORTS.items():
         text = text.replace(f"port: {port}}}", f"port: {ports[server]}}}")
+    text = text.partition("\nmetrics:\n")[0] + "\n"  # metrics refer to devices dropped here
     head, _, rest = text.partition("devices:\n")
     blocks = rest.split("\n  - name: ")
     kept = [b for b in blocks[1:] if b.split("\n", 1)[0] in devices]
