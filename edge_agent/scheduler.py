@@ -154,7 +154,13 @@ class SourceRunner:
             tick = following
 
     async def poll_once(self, group: GroupSpec) -> SampleBatch:
-        """One scheduled read of ``group``: always emits exactly one batch, and returns it."""
+        """One scheduled read of ``group``: emits its batch, and returns it.
+
+        A driver may answer a read with a list of batches (a subscription hands over
+        every change since the last read, a tag at most once per batch): each is
+        emitted, the last is returned, and an empty list (nothing changed) emits
+        nothing and returns an empty batch.
+        """
         started = self._clock()
         started_ns = int(started * 1e9)
         self.counters.polls += 1
@@ -173,7 +179,7 @@ class SourceRunner:
             async with asyncio.timeout(self.driver.read_budget(group.name)):
                 if not self.driver.connected:
                     await self._connect()
-                batch = await self.driver.read(group.name)
+                result = await self.driver.read(group.name)
         except TimeoutError:
             batch = self._failed(
                 group, started_ns, DriverError(REASON_TIMEOUT, "read guard expired")
@@ -190,12 +196,26 @@ class SourceRunner:
                 group, started_ns, DriverError(REASON_INTERNAL, f"{type(exc).__name__}: {exc}")
             )
         else:
-            self._succeeded(group.name, batch)
+            batches = [result] if isinstance(result, SampleBatch) else result
+            self._succeeded(group.name, batches)
+            if len(batches) != 1:
+                return self._emit_all(group, started, batches)
+            batch = batches[0]
         finally:
             self._probing = False
         self.counters.last_read_seconds = self._clock() - started
         self.emit(batch)
         return batch
+
+    def _emit_all(
+        self, group: GroupSpec, started: float, batches: list[SampleBatch]
+    ) -> SampleBatch:
+        self.counters.last_read_seconds = self._clock() - started
+        for batch in batches:
+            self.emit(batch)
+        if batches:
+            return batches[-1]
+        return SampleBatch(self.device, group.name, int(started * 1e9), (), [], [], [])
 
     async def _connect(self) -> None:
         async with self._connect_lock:
@@ -219,19 +239,20 @@ class SourceRunner:
             self.state_reason = exc.reason
         return SampleBatch.all_bad(self.device, group.name, started_ns, group.names, exc.reason)
 
-    def _succeeded(self, group: str, batch: SampleBatch) -> None:
+    def _succeeded(self, group: str, batches: list[SampleBatch]) -> None:
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._backoff.reset()
         # Every poll of every device passes here: count at C speed, and only walk the
         # samples when some are not good.
         bad: list[str] = []
-        if batch.good_count != len(batch):
-            bad = [
-                r
-                for q, r in zip(batch.qualities, batch.reasons, strict=True)
-                if q is not Quality.GOOD
-            ]
+        for batch in batches:
+            if batch.good_count != len(batch):
+                bad += [
+                    r
+                    for q, r in zip(batch.qualities, batch.reasons, strict=True)
+                    if q is not Quality.GOOD
+                ]
         if bad:
             self.counters.failures_by_reason.update(bad)
         else:
