@@ -108,12 +108,25 @@ MACHINE_STATES = tuple(state.name.title() for state in MachineState)
 
 @dataclass(frozen=True)
 class OperationLimits:
-    """Limits the simulator announces and enforces (0: none)."""
+    """Limits the simulator enforces (0: none), and whether it announces them."""
 
     max_nodes_per_read: int = 0
     max_monitored_items_per_call: int = 0
     max_nodes_per_browse: int = 0
     max_nodes_per_translate: int = 0
+    #: False: enforce without announcing, like servers whose OperationLimits are empty.
+    announced: bool = True
+
+
+@dataclass
+class RequestStats:
+    """What clients asked of the server (sizes of the largest requests, refusals)."""
+
+    reads: int = 0
+    largest_read: int = 0
+    item_calls: int = 0
+    largest_item_call: int = 0
+    refused: int = 0
 
 
 @dataclass
@@ -142,6 +155,7 @@ class ServerOptions:
 
 _TEMPLATE: dict[ua.NodeId, NodeData] | None = None
 _ANONYMOUS = User(role=UserRole.Anonymous)
+_NOT_READABLE = ua.StatusCode(ua.StatusCodes.BadNotReadable)
 
 
 def _clone(nodes: Mapping[ua.NodeId, NodeData]) -> dict[ua.NodeId, NodeData]:
@@ -167,20 +181,45 @@ class _LimitedSession(InternalSession):
     """A client session that refuses requests above the announced operation limits."""
 
     limits = OperationLimits()
+    stats = RequestStats()
+    unreadable: frozenset[ua.NodeId] = frozenset()
 
     def _check(self, count: int, limit: int) -> None:
         if limit and count > limit:
+            self.stats.refused += 1
             raise ServiceError(ua.StatusCodes.BadTooManyOperations)
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
-        self._check(len(params.NodesToRead), self.limits.max_nodes_per_read)
-        return await super().read(params)
+        count = len(params.NodesToRead)
+        self._check(count, self.limits.max_nodes_per_read)
+        self.stats.reads += 1
+        self.stats.largest_read = max(self.stats.largest_read, count)
+        results = await super().read(params)
+        if self.unreadable:
+            # asyncua serves every value regardless of AccessLevel; real servers do not.
+            for i, item in enumerate(params.NodesToRead):
+                if item.NodeId in self.unreadable and item.AttributeId == ua.AttributeIds.Value:
+                    results[i] = ua.DataValue(StatusCode=_NOT_READABLE)
+        return results
 
     async def create_monitored_items(
         self, params: ua.CreateMonitoredItemsParameters
     ) -> list[ua.MonitoredItemCreateResult]:
-        self._check(len(params.ItemsToCreate), self.limits.max_monitored_items_per_call)
-        return await super().create_monitored_items(params)
+        count = len(params.ItemsToCreate)
+        self._check(count, self.limits.max_monitored_items_per_call)
+        self.stats.item_calls += 1
+        self.stats.largest_item_call = max(self.stats.largest_item_call, count)
+        refused = [i.ItemToMonitor.NodeId in self.unreadable for i in params.ItemsToCreate]
+        if not any(refused):
+            return await super().create_monitored_items(params)
+        params.ItemsToCreate = [
+            item for item, no in zip(params.ItemsToCreate, refused, strict=True) if not no
+        ]
+        created = iter(await super().create_monitored_items(params))
+        return [
+            ua.MonitoredItemCreateResult(StatusCode=_NOT_READABLE) if no else next(created)
+            for no in refused
+        ]
 
     async def browse(self, params: ua.BrowseParameters) -> list[ua.BrowseResult]:
         self._check(len(params.NodesToBrowse), self.limits.max_nodes_per_browse)
@@ -196,9 +235,12 @@ class _LimitedSession(InternalSession):
 class _SimInternalServer(InternalServer):
     """Copies the standard address space instead of rebuilding it, limits sessions."""
 
-    def __init__(self, limits: OperationLimits) -> None:
+    def __init__(self, limits: OperationLimits, stats: RequestStats) -> None:
         super().__init__()
         self._limits = limits
+        self._stats = stats
+        #: Nodes whose value is not readable (AccessLevel without CurrentRead).
+        self.unreadable: frozenset[ua.NodeId] = frozenset()
 
     async def load_standard_address_space(self, shelf_file: Path | None = None) -> None:
         global _TEMPLATE
@@ -219,6 +261,8 @@ class _SimInternalServer(InternalServer):
             self, self.aspace, self.subscription_service, name, user=user, external=external
         )
         session.limits = self._limits
+        session.stats = self._stats
+        session.unreadable = self.unreadable
         return session
 
 
@@ -319,6 +363,7 @@ class OpcUaSimulator:
         self._now_point: _Point | None = None
         self._refresh_lock = asyncio.Lock()
         self.refreshed_at = 0.0
+        self.stats = RequestStats()
 
     @property
     def endpoint(self) -> str:
@@ -352,7 +397,7 @@ class OpcUaSimulator:
         if self._server is not None:
             return
         options = self.options
-        server = Server(iserver=_SimInternalServer(options.limits))
+        server = Server(iserver=_SimInternalServer(options.limits, self.stats))
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("edge-agent equipment simulator")
@@ -421,6 +466,8 @@ class OpcUaSimulator:
 
     async def _write_limits(self, server: Server) -> None:
         limits = self.options.limits
+        if not limits.announced:
+            limits = OperationLimits()
         ids = ua.ObjectIds
         for node, value in (
             (
@@ -520,13 +567,13 @@ class OpcUaSimulator:
             datatype = state_type if name.startswith("Enum") else None
             node = await self._variable(folder, f"TypeCheck.{name}", name, value, variant, datatype)
             if name == "NotReadable":
-                await server.get_node(node).write_attribute(
-                    ua.AttributeIds.AccessLevel, ua.DataValue(ua.Variant(0, ua.VariantType.Byte))
-                )
-                await server.get_node(node).write_attribute(
-                    ua.AttributeIds.UserAccessLevel,
-                    ua.DataValue(ua.Variant(0, ua.VariantType.Byte)),
-                )
+                for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+                    await server.get_node(node).write_attribute(
+                        attribute, ua.DataValue(ua.Variant(0, ua.VariantType.Byte))
+                    )
+                iserver = server.iserver
+                assert isinstance(iserver, _SimInternalServer)
+                iserver.unreadable = frozenset({node})
         await server.write_attribute_value(
             ua.NodeId("TypeCheck.Uncertain", ns),
             ua.DataValue(
