@@ -14,7 +14,7 @@ from edge_agent.config import PlantConfig
 from edge_agent.errors import DriverConnectError
 from edge_agent.model import Quality, SampleBatch
 from simulators.equipment import MACHINE_QUANTITIES, METER_QUANTITIES
-from simulators.opcua_server import OperationLimits, OpcUaSimulator, bulk_name
+from simulators.opcua_server import OpcUaSimulator, OperationLimits, bulk_name
 from tests.opcua_support import (
     FrozenClock,
     close_enough,
@@ -54,11 +54,11 @@ def _by_name(batch: SampleBatch) -> dict[str, tuple[object, Quality, str]]:
 
 
 async def _changes(
-    driver: OpcUaDriver, group: str, want: set[str], timeout: float = 10.0
+    driver: OpcUaDriver, group: str, want: set[str], within: float = 10.0
 ) -> dict[str, list[tuple[object, Quality, str, int]]]:
     """Read a subscribe group until every name in ``want`` arrived at least once."""
     seen: dict[str, list[tuple[object, Quality, str, int]]] = {}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while not want <= seen.keys():
         assert time.monotonic() < deadline, f"missing changes: {sorted(want - seen.keys())}"
         await asyncio.sleep(0.05)
@@ -75,7 +75,7 @@ async def test_read_mode_values_equal_the_simulators_ground_truth(
     frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
 ) -> None:
     sim, clock = frozen
-    machine = [q for q in MACHINE_QUANTITIES]
+    machine = list(MACHINE_QUANTITIES)
     meter = [*METER_QUANTITIES, "voltages_v"]
     groups = (
         "- name: machine\n  interval: 1s\n  tags:\n"
@@ -264,7 +264,8 @@ async def test_bad_nodes_fail_only_their_tags_in_both_modes(
     assert polled["locked"] == (None, Quality.BAD, "BadNotReadable")
     # A monitored item on an unreadable node: the server refuses the item or reports
     # the status with the first notification; bad either way, with a Bad* reason.
-    assert watched["locked"][1] is Quality.BAD and watched["locked"][2].startswith("Bad")
+    assert watched["locked"][1] is Quality.BAD
+    assert watched["locked"][2].startswith("Bad")
 
 
 async def test_namespace_uris_survive_a_renumbering_restart(
