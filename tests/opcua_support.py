@@ -12,7 +12,7 @@ import math
 import shutil
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +60,14 @@ class Keys:
     user_key: Path
 
 
-@pytest.fixture(scope="session")
-def opcua_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    """Import into a test module to use: certificates for the whole test session."""
-    return make_keys(tmp_path_factory.mktemp("opcua-keys"))
+_SESSION_KEYS: list[Keys] = []
+
+
+def session_keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """The test session's keys, made by the first module that asks (one RSA run)."""
+    if not _SESSION_KEYS:
+        _SESSION_KEYS.append(make_keys(tmp_path_factory.mktemp("opcua-keys")))
+    return _SESSION_KEYS[0]
 
 
 def make_keys(root: Path) -> Keys:
@@ -107,11 +111,13 @@ def trust_server(keys: Keys, state_dir: Path, cert: Path | None = None) -> None:
     shutil.copy2(cert or keys.server_cert, trusted / "simulator.der")
 
 
-def simulation(clock: FrozenClock) -> Simulation:
-    return build_simulation(demo_profile(), clock.now - 3600)
+def simulation(clock: Callable[[], float]) -> Simulation:
+    return build_simulation(demo_profile(), clock() - 600)
 
 
-def simulator(clock: FrozenClock, keys: Keys | None = None, **options: object) -> OpcUaSimulator:
+def simulator(
+    clock: Callable[[], float], keys: Keys | None = None, **options: object
+) -> OpcUaSimulator:
     """A simulator over the demo plant's models; ``options`` go to ServerOptions."""
     if keys is not None:
         options.setdefault("certificate_file", keys.server_cert)

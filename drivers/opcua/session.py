@@ -141,6 +141,12 @@ class Session:
             log.debug("closing the OPC UA session failed", error=repr(exc))
         finally:
             self.client.disconnect_socket()
+            # asyncua cancels its publish loop only when the socket is still up; after a
+            # lost connection the loop would linger in its 1 s retry sleep.
+            publish = self.client.uaclient.session._publish_task
+            if publish is not None and not publish.done():
+                publish.cancel()
+                await asyncio.wait([publish])
 
     # ------------------------------------------------------------------- services
 
@@ -180,14 +186,14 @@ class Session:
         out: list[ua.BrowsePathResult] = []
         for chunk in chunks(paths, self.limits.max_nodes_per_translate):
             out.extend(
-                await self._call(self.client.uaclient.translate_browsepaths_to_nodeids, list(chunk))
+                await self.call(self.client.uaclient.translate_browsepaths_to_nodeids, list(chunk))
             )
         return out
 
     async def create_subscription(
         self, params: ua.CreateSubscriptionParameters, callback: PublishCallback
     ) -> ua.CreateSubscriptionResult:
-        return await self._call(self.client.uaclient.create_subscription, params, callback)
+        return await self.call(self.client.uaclient.create_subscription, params, callback)
 
     async def create_monitored_items(
         self, subscription_id: int, items: Sequence[ua.MonitoredItemCreateRequest]
@@ -217,7 +223,8 @@ class Session:
             pending = pending[len(chunk) :]
         return out
 
-    async def _call(self, method: Callable[..., Awaitable[R]], *args: object) -> R:
+    async def call(self, method: Callable[..., Awaitable[R]], *args: object) -> R:
+        """Any other service of ``client.uaclient``, with failures mapped to DriverError."""
         try:
             return await method(*args)
         except (UaError, OSError, TimeoutError, ConnectionError) as exc:
