@@ -26,30 +26,14 @@ Path_ = tuple[str | int, ...]
 
 def check_opcua_device(index: int, device: OpcUaDeviceConfig) -> list[Finding]:
     base: Path_ = ("devices", index)
-    found: list[Finding] = []
-    found += [((*base, "security", key), msg) for key, msg in _security_rules(device.security)]
-    found += _duplicates(
-        [
-            ((*base, "poll_groups", g, "name"), group.name)
-            for g, group in enumerate(device.poll_groups)
-        ],
-        "poll group",
-    )
-    found += _duplicates(
-        [
-            ((*base, "poll_groups", g, "tags", t, "name"), tag.name)
-            for g, group in enumerate(device.poll_groups)
-            for t, tag in enumerate(group.tags)
-        ],
-        "tag",
-    )
-    for g, group in enumerate(device.poll_groups):
-        found += _group_findings((*base, "poll_groups", g), group)
-    return found
+    found = [((*base, "security", key), msg) for key, msg in _security_rules(device.security)]
+    groups = [(g, group, list(enumerate(group.tags))) for g, group in enumerate(device.poll_groups)]
+    return found + _groups_findings(base, groups)
 
 
 def check_opcua_partial(index: int, item: dict[str, Any]) -> list[Finding]:
-    """Rules for the valid parts of an OPC UA device that pydantic rejected."""
+    """Rules for the valid parts of an OPC UA device that pydantic rejected: each group
+    whose own fields are valid, with those of its tags that are valid on their own."""
     base: Path_ = ("devices", index)
     found: list[Finding] = []
     security = item.get("security")
@@ -60,13 +44,44 @@ def check_opcua_partial(index: int, item: dict[str, Any]) -> list[Finding]:
             pass
         else:
             found += [((*base, "security", key), msg) for key, msg in _security_rules(parsed)]
-    groups = item.get("poll_groups")
-    for g, raw in enumerate(groups if isinstance(groups, list) else []):
+    raw_groups = item.get("poll_groups")
+    groups: list[tuple[int, OpcUaPollGroup, list[tuple[int, OpcUaTag]]]] = []
+    for g, raw in enumerate(raw_groups if isinstance(raw_groups, list) else []):
+        if not isinstance(raw, dict):
+            continue
         try:
-            group = OpcUaPollGroup.model_validate(raw)
+            # The group's own fields, checked with a stand-in tag list.
+            group = OpcUaPollGroup.model_validate({**raw, "tags": [{"name": "t", "node": "i=1"}]})
         except ValidationError:
             continue
-        found += _group_findings((*base, "poll_groups", g), group)
+        tags: list[tuple[int, OpcUaTag]] = []
+        raw_tags = raw.get("tags")
+        for t, raw_tag in enumerate(raw_tags if isinstance(raw_tags, list) else []):
+            try:
+                tags.append((t, OpcUaTag.model_validate(raw_tag)))
+            except ValidationError:
+                continue
+        groups.append((g, group, tags))
+    return found + _groups_findings(base, groups)
+
+
+def _groups_findings(
+    base: Path_, groups: list[tuple[int, OpcUaPollGroup, list[tuple[int, OpcUaTag]]]]
+) -> list[Finding]:
+    found = _duplicates(
+        [((*base, "poll_groups", g, "name"), group.name) for g, group, _ in groups],
+        "poll group",
+    )
+    found += _duplicates(
+        [
+            ((*base, "poll_groups", g, "tags", t, "name"), tag.name)
+            for g, _, tags in groups
+            for t, tag in tags
+        ],
+        "tag",
+    )
+    for g, group, tags in groups:
+        found += _group_findings((*base, "poll_groups", g), group, tags)
     return found
 
 
@@ -80,7 +95,9 @@ def _security_rules(security: OpcUaSecurity) -> Iterator[tuple[str, str]]:
         yield key, "certificate_file and private_key_file go together"
 
 
-def _group_findings(path: Path_, group: OpcUaPollGroup) -> list[Finding]:
+def _group_findings(
+    path: Path_, group: OpcUaPollGroup, tags: list[tuple[int, OpcUaTag]]
+) -> list[Finding]:
     found: list[Finding] = []
     subscribe = group.mode == "subscribe"
     if not subscribe:
@@ -89,11 +106,11 @@ def _group_findings(path: Path_, group: OpcUaPollGroup) -> list[Finding]:
                 found.append(((*path, key), f"{key} applies only to mode: subscribe"))
     if group.deadband is not None:
         found += [
-            ((*path, "deadband", "value"), m)
-            for m in _deadband_rules(group.deadband.type, group.deadband.value)
+            ((*path, "deadband", "value"), message)
+            for message in _deadband_rules(group.deadband.type, group.deadband.value)
         ]
     nodes: dict[str, str] = {}
-    for t, tag in enumerate(group.tags):
+    for t, tag in tags:
         tag_path = (*path, "tags", t)
         found += [((*tag_path, key), message) for key, message in _tag_rules(tag, subscribe)]
         key = parse_node_address(tag.node).text()
