@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulators.equipment import Machine, MachineState, PowerMeter, Simulation
+from simulators.profile import OpcUaServer
 from simulators.schema import Value
 
 LOOPBACK = "127.0.0.1"
@@ -365,9 +366,45 @@ class OpcUaSimulator:
         self.refreshed_at = 0.0
         self.stats = RequestStats()
 
+    @classmethod
+    def from_spec(
+        cls, spec: OpcUaServer, simulation: Simulation, clock: Callable[[], float] = time.time
+    ) -> OpcUaSimulator:
+        """The simulator a profile's ``transport: opcua`` server describes."""
+        limits = spec.limits
+        options = ServerOptions(
+            port=spec.port,
+            endpoints=tuple(
+                ("None", "None") if e == "None" else tuple(e.split("/", 1))  # type: ignore[misc]
+                for e in spec.endpoints
+            ),
+            users=dict(spec.users),
+            allow_anonymous=spec.allow_anonymous,
+            certificate_dir=Path(spec.certificate_dir).expanduser()
+            if spec.certificate_dir
+            else None,
+            limits=OperationLimits(
+                max_nodes_per_read=limits.max_nodes_per_read,
+                max_monitored_items_per_call=limits.max_monitored_items_per_call,
+                max_nodes_per_browse=limits.max_nodes_per_browse,
+                max_nodes_per_translate=limits.max_nodes_per_translate,
+                announced=limits.announced,
+            ),
+            bulk_nodes=spec.bulk_nodes,
+            update_interval=spec.update_interval,
+        )
+        return cls(
+            simulation, options, units=[u.name for u in spec.units], clock=clock, name=spec.name
+        )
+
     @property
     def endpoint(self) -> str:
         return f"opc.tcp://{LOOPBACK}:{self.port}"
+
+    @property
+    def endpoints(self) -> Mapping[int, object]:
+        """Modbus unit endpoints (for fault injection); an OPC UA server has none."""
+        return {}
 
     @property
     def address(self) -> str:

@@ -122,6 +122,9 @@ def simulator(
     if keys is not None:
         options.setdefault("certificate_file", keys.server_cert)
         options.setdefault("private_key_file", keys.server_key)
+    else:
+        # Without keys, no secured endpoint: it would make a certificate in $HOME.
+        options.setdefault("endpoints", [("None", "None")])
     options.setdefault("update_interval", 0)
     return OpcUaSimulator(simulation(clock), ServerOptions(**options), clock=clock)  # type: ignore[arg-type]
 

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import PlantConfig
+from edge_agent.config_loader import parse_config
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.scheduler import DeviceState
 from edge_agent.service import Agent
 from simulators.opcua_server import OpcUaSimulator, bulk_name
+from simulators.profile import PROFILES_DIR, parse_profile
+from simulators.serve import serve_profile
 from tests.opcua_support import (
     Keys,
     device_yaml,
@@ -27,6 +30,7 @@ from tests.opcua_support import (
 pytestmark = pytest.mark.integration
 
 PASSWORD = "line-3-reader"
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +151,45 @@ async def test_data_resumes_by_itself_after_a_server_restart_over_sign_and_encry
     for batch in (polled, watched):
         assert batch.timestamps_ns is not None
         assert min(batch.timestamps_ns) >= int(restarted * 1e9) - 200_000_000
+
+
+async def test_the_example_plant_reads_the_example_cell(opcua_keys: Keys, tmp_path: Path) -> None:
+    """configs/opcua-example.yaml against simulators/profiles/opcua-cell.yaml, as shipped
+    but for the port (a free one) and the certificates (the test session's)."""
+    profile_text = (PROFILES_DIR / "opcua-cell.yaml").read_text()
+    assert "port: 4841" in profile_text
+    profile = parse_profile(
+        profile_text.replace("port: 4841", "port: 0").replace(
+            "    update_interval: 0.5",
+            f"    update_interval: 0.5\n    certificate_dir: {opcua_keys.server_cert.parent}",
+        )
+    )
+    async with serve_profile(profile) as cell:
+        port = cell.port("cell-server")
+        state = tmp_path / "state"
+        install_own_certificate(opcua_keys, state)
+        trust_server(opcua_keys, state)
+        config = parse_config(
+            (ROOT / "configs" / "opcua-example.yaml").read_text().replace("4841", str(port)),
+            "opcua-example.yaml",
+            env={"EDGE_AGENT_STATE": str(state), "OPCUA_PASSWORD": "demo-password"},
+        )
+        agent, recorder, task = await _run(config)
+        try:
+            for group in ("production", "live", "electrical"):
+                batch = await recorder.wait_for(f"{group} and good", _good(group))
+                if group == "electrical":
+                    assert list(batch.names) == [
+                        "power",
+                        "energy",
+                        "voltages[0]",
+                        "voltages[1]",
+                        "voltages[2]",
+                    ]
+                if group == "live":
+                    assert "state" in batch.names
+        finally:
+            await _stop(agent, task)
 
 
 async def test_a_silently_stalled_subscription_is_detected_and_recovered(tmp_path: Path) -> None:
