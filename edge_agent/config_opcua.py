@@ -335,7 +335,10 @@ class OpcUaDeviceConfig(Strict):
         description="Which of the value's timestamps becomes the sample time.",
     )
     keepalive_interval: Duration = Field(
-        default=5.0, ge=0.1, le=3600, description="How often an idle session is probed."
+        default=5.0,
+        ge=1.0,
+        le=3600,
+        description="How often the session is probed; a probe must be answered within it.",
     )
     watchdog_intervals: int = Field(
         default=3,

@@ -122,8 +122,8 @@ def simulator(
     if keys is not None:
         options.setdefault("certificate_file", keys.server_cert)
         options.setdefault("private_key_file", keys.server_key)
-    else:
-        # Without keys, no secured endpoint: it would make a certificate in $HOME.
+    elif "certificate_file" not in options:
+        # No certificate, no secured endpoint: it would make a certificate in $HOME.
         options.setdefault("endpoints", [("None", "None")])
     options.setdefault("update_interval", 0)
     return OpcUaSimulator(simulation(clock), ServerOptions(**options), clock=clock)  # type: ignore[arg-type]
@@ -148,7 +148,7 @@ def device_yaml(
         "    driver: opcua",
         f"    endpoint: {endpoint}",
         "    timeout: 2s",
-        "    keepalive_interval: 1s",
+        "    keepalive_interval: 2s",
     ]
     lines += [f"    {line}" for line in extra.strip().splitlines()] if extra.strip() else []
     lines.append("    poll_groups:")

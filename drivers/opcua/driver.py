@@ -60,6 +60,9 @@ BUDGET_SLACK = 1.0
 #: Shortest watchdog, so that a busy gateway's scheduling hiccup is not a lost session.
 MIN_WATCHDOG_SECONDS = 2.0
 REASON_WATCHDOG = "subscription watchdog"
+#: Most changes a subscribe group buffers between two reads; beyond, the oldest go
+#: (a read is due every publishing interval, so this only caps a stuck agent's memory).
+MAX_PENDING_CHANGES = 200_000
 REASON_NOT_MONITORED = "not monitored"
 
 
@@ -124,7 +127,7 @@ class _ReadGroup:
 class _Subscription:
     """One subscription on one session; its callback only ever fills its own buffer."""
 
-    __slots__ = ("changes", "deadline", "last_seen", "lost", "subscription_id")
+    __slots__ = ("changes", "deadline", "dropped", "last_seen", "lost", "subscription_id")
 
     def __init__(self, deadline: float) -> None:
         self.changes: list[tuple[int, ua.DataValue]] = []
@@ -132,6 +135,7 @@ class _Subscription:
         self.deadline = deadline
         self.lost = ""
         self.subscription_id = 0
+        self.dropped = 0
 
     def on_publish(self, result: ua.PublishResult) -> None:
         """asyncua's publish loop calls this for every response, keepalives included."""
@@ -144,6 +148,10 @@ class _Subscription:
                 self.changes.extend(
                     (item.ClientHandle, item.Value) for item in notification.MonitoredItems
                 )
+                excess = len(self.changes) - MAX_PENDING_CHANGES
+                if excess > 0:
+                    del self.changes[:excess]
+                    self.dropped += excess
             elif isinstance(notification, ua.StatusChangeNotification):
                 # BadTimeout (the server dropped the subscription), BadShutdown (asyncua
                 # saw the connection go): either way this subscription is over.
@@ -248,6 +256,13 @@ class _SubscribeGroup:
             raise error
         changes, subscription.changes = subscription.changes, []
         refused, self._refused = self._refused, []
+        if subscription.dropped:
+            log.warning(
+                "OPC UA changes dropped: not handed on in time",
+                group=self.spec.name,
+                dropped=subscription.dropped,
+            )
+            subscription.dropped = 0
         if not changes and not refused:
             return []
         return self.assembler.change_batches(time.time_ns(), changes, refused)
@@ -259,6 +274,9 @@ class _SubscribeGroup:
         ready: list[int] = []
         for k, i in enumerate(positions):
             if resolution.node_ids[k] is None:
+                # Still not there: say so again (subscribe groups only report changes).
+                self.tags.missing[i] = resolution.reasons[k]
+                self._refused.append((i, resolution.reasons[k]))
                 continue
             self.tags.node_ids[i] = resolution.node_ids[k]
             self.assembler.enums[i] = resolution.enums[k]

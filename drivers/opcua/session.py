@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -44,6 +45,13 @@ from edge_agent.errors import DriverConnectError, DriverError, DriverReadError
 from edge_agent.model import REASON_DISCONNECTED, REASON_TIMEOUT
 
 log = structlog.get_logger("edge_agent.opcua")
+
+# asyncua logs each lost connection, failed publish and revised parameter at WARNING or
+# ERROR, with tracebacks, on every reconnect attempt; the scheduler reports a device's
+# state once per change instead. Set a level on the "asyncua" logger to see them.
+_ASYNCUA_LOG = logging.getLogger("asyncua")
+if _ASYNCUA_LOG.level == logging.NOTSET:
+    _ASYNCUA_LOG.setLevel(logging.CRITICAL)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -154,6 +162,8 @@ class Session:
         self, nodes: Sequence[ua.ReadValueId], *, limit: int | None = None
     ) -> list[ua.DataValue]:
         """Read ``nodes`` in chunks that fit MaxNodesPerRead (learned downwards)."""
+        if not nodes:
+            return []  # an empty Read is BadNothingToDo, not "nothing to report"
         size = self.limits.max_nodes_per_read if limit is None else limit
         results: list[ua.DataValue] = []
         for chunk in chunks(nodes, size):
