@@ -26,7 +26,8 @@ from drivers.opcua.security import Pki, application_uri
 from edge_agent.config import PlantConfig
 from edge_agent.config_loader import parse_config
 from simulators.equipment import Simulation
-from simulators.opcua_server import OpcUaSimulator, ServerOptions, server_certificate
+from simulators.opcua_internals import server_certificate
+from simulators.opcua_server import OpcUaSimulator, ServerOptions
 from simulators.profile import build_simulation
 from tests.plant import demo_profile
 

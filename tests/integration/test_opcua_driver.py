@@ -14,7 +14,8 @@ from edge_agent.config import PlantConfig
 from edge_agent.errors import DriverConnectError
 from edge_agent.model import Quality, SampleBatch
 from simulators.equipment import MACHINE_QUANTITIES, METER_QUANTITIES
-from simulators.opcua_server import OpcUaSimulator, OperationLimits, bulk_name
+from simulators.opcua_internals import OperationLimits
+from simulators.opcua_server import OpcUaSimulator, bulk_name
 from tests.opcua_support import (
     FrozenClock,
     close_enough,
