@@ -490,6 +490,14 @@ class OpcUaSimulator:
             await asyncio.sleep(interval - (time.monotonic() % interval))
             await self.refresh()
 
+    async def add_variable(self, unit: str, name: str, value: float) -> str:
+        """A Double that appears while running (a PLC program download); its NodeId."""
+        server = self._require()
+        ns = self.namespace_index
+        folder = server.get_node(ua.NodeId(unit, ns))
+        node = await self._variable(folder, f"{unit}.{name}", name, value, ua.VariantType.Double)
+        return node.to_string()
+
     def values(self, unit: str) -> dict[str, Value]:
         """Ground truth: what the server serves for ``unit`` since the last refresh."""
         values = self.simulation.model(unit).read()

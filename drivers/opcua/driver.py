@@ -343,13 +343,19 @@ class OpcUaDriver:
             await old.close()
         session = await Session.open(self.config, self.pki, self._own)
         try:
-            for group in self._groups.values():
-                tags = group.tags
-                resolution = await resolve(
-                    session, tags.addresses, [t.enum for t in tags.config.tags]
-                )
-                await group.attach(session, resolution)
-                tags.next_retry = time.monotonic() + RETRY_SECONDS
+            # One resolution for every group: a few requests per connect, not per group.
+            groups = list(self._groups.values())
+            resolution = await resolve(
+                session,
+                [a for g in groups for a in g.tags.addresses],
+                [t.enum for g in groups for t in g.tags.config.tags],
+            )
+            start = 0
+            for group in groups:
+                end = start + len(group.tags.addresses)
+                await group.attach(session, resolution.part(start, end))
+                group.tags.next_retry = time.monotonic() + RETRY_SECONDS
+                start = end
         except BaseException as exc:
             await session.close()
             if isinstance(exc, DriverError) and not isinstance(exc, DriverConnectError):

@@ -37,6 +37,10 @@ class Resolution:
     reasons: list[str]
     enums: list[Mapping[int, str] | None]
 
+    def part(self, start: int, end: int) -> Resolution:
+        """The resolution of addresses ``start:end`` (one poll group of several)."""
+        return Resolution(self.node_ids[start:end], self.reasons[start:end], self.enums[start:end])
+
 
 def namespace_reason(uri: str) -> str:
     return f"namespace not on server: {uri}"

@@ -108,7 +108,7 @@ class Session:
             await client.connect(auto_reconnect=False)
         except BaseException as exc:
             client.disconnect_socket()
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(exc, DriverError):
                 raise map_error(exc, connecting=True) from exc
             raise
         session = cls(client, config)

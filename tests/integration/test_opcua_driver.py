@@ -371,3 +371,35 @@ async def test_an_unreachable_server_is_a_connect_error(tmp_path: Path) -> None:
     assert failure.value.reason == "disconnected"
     assert not driver.connected
     await driver.close()
+
+
+async def test_a_node_that_appears_later_is_monitored_without_a_reconnect(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import drivers.opcua.driver as opcua_driver
+
+    monkeypatch.setattr(opcua_driver, "RETRY_SECONDS", 0.2)
+    sim, _ = frozen
+    ns = sim.namespace_index
+    tags = (
+        f"  - {{name: power, node: '{sim.node_id('cnc-1', 'power_kw')}'}}\n"
+        f"  - {{name: coolant, node: 'ns={ns};s=cnc-1.coolant_bar'}}\n"
+    )
+    groups = f"- name: watched\n  mode: subscribe\n  interval: 100ms\n  tags:\n{tags}"
+    driver = _driver(plant_config(tmp_path, device_yaml("cnc", sim.endpoint, groups)))
+    await driver.connect()
+    try:
+        first = await _changes(driver, "watched", {"power", "coolant"})
+        assert first["coolant"][-1][1:3] == (Quality.BAD, "BadNodeIdUnknown")
+        session = driver.session
+        # The new PLC program brings the node; the next retry monitors it.
+        await sim.add_variable("cnc-1", "coolant_bar", 4.5)
+        deadline = time.monotonic() + 10
+        latest: tuple[object, Quality, str, int] = first["coolant"][-1]
+        while latest[1] is not Quality.GOOD:
+            assert time.monotonic() < deadline, f"coolant still {latest}"
+            latest = (await _changes(driver, "watched", {"coolant"}))["coolant"][-1]
+        assert latest[:3] == (4.5, Quality.GOOD, "")
+        assert driver.session is session  # same session: no reconnect was needed
+    finally:
+        await driver.close()
