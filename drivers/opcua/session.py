@@ -130,8 +130,10 @@ class Session:
 
     @property
     def lost_reason(self) -> DriverError | None:
+        """Why the session is gone (a fresh error each time: one raised object would
+        collect a traceback per raise), or None while it is alive."""
         if self._lost is not None:
-            return self._lost
+            return DriverReadError(self._lost.reason, self._lost.detail)
         if self.client.uaclient.state is not UaClientState.CONNECTED:
             return DriverReadError(REASON_DISCONNECTED, "session lost")
         return None
