@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -48,6 +49,13 @@ from simulators.opcua_internals import (
 )
 from simulators.profile import OpcUaServer
 from simulators.schema import Value
+
+# asyncua's server logs every refused request, dropped client and failed start at
+# WARNING or ERROR; a simulator that is refused and restarted on purpose would drown
+# its own output in them. Set a level on "asyncua.server" to see them.
+_SERVER_LOG = logging.getLogger("asyncua.server")
+if _SERVER_LOG.level == logging.NOTSET:
+    _SERVER_LOG.setLevel(logging.CRITICAL)
 
 LOOPBACK = "127.0.0.1"
 NAMESPACE_URI = "urn:edge-agent:simulator:equipment"
@@ -256,7 +264,12 @@ class OpcUaSimulator:
         self.namespace_index = await server.register_namespace(NAMESPACE_URI)
         await self._write_limits(server)
         await self._build(server)
-        await server.start()
+        try:
+            await server.start()
+        except OSError as exc:
+            from simulators.modbus_server import ServeError  # the error `simulate` reports
+
+            raise ServeError(f"{self.name}: cannot listen on {self.endpoint}") from exc
         self._server = server
         await self.refresh()
         if options.update_interval > 0:
