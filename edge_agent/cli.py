@@ -99,6 +99,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from drivers.opcua.cli import run_certs  # lazy: asyncua only for OPC UA commands
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    return run_certs(config, args.action, getattr(args, "name", None))
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    from drivers.opcua.cli import run_browse
+
+    config = None
+    if args.config:
+        config = _load_or_report(args.config)
+        if config is None:
+            return EXIT_CONFIG
+    return run_browse(
+        args.url,
+        config=config,
+        depth=args.depth,
+        security=args.security,
+        user=args.user,
+        password_env=args.password_env,
+        as_yaml=args.yaml,
+        match=args.match,
+        start=args.start,
+        include_server=args.all,
+    )
+
+
+def _add_opcua_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    browse = commands.add_parser("browse", help="print an OPC UA server's address space")
+    browse.add_argument("url", help="opc.tcp://HOST:PORT")
+    browse.add_argument("--depth", type=int, default=3, help="levels below the start (3)")
+    browse.add_argument(
+        "--security",
+        default="None",
+        metavar="POLICY/MODE",
+        help="None (default), or e.g. Basic256Sha256/SignAndEncrypt (needs -c)",
+    )
+    browse.add_argument("--user", default="", help="user name; password from --password-env")
+    browse.add_argument("--password-env", default="OPCUA_PASSWORD", metavar="VAR")
+    browse.add_argument("--yaml", action="store_true", help="print the variables as a tag list")
+    browse.add_argument(
+        "--match", default="", metavar="GLOB", help="keep variables whose path matches"
+    )
+    browse.add_argument("--start", default="", metavar="NODE", help="start node (default Objects)")
+    browse.add_argument("--all", action="store_true", help="include the Server object")
+    browse.add_argument("-c", "--config", help="plant file: its certificates and trust list")
+    browse.set_defaults(handler=cmd_browse)
+
+    certs = commands.add_parser("certs", help="OPC UA server certificates: list, trust")
+    actions = certs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="trusted and rejected server certificates")
+    listing.add_argument("-c", "--config", required=True, help="plant YAML file")
+    trust = actions.add_parser("trust", help="move a rejected certificate to trusted")
+    trust.add_argument("name", help="NAME from `certs list` (or a thumbprint prefix)")
+    trust.add_argument("-c", "--config", required=True, help="plant YAML file")
+    certs.set_defaults(handler=cmd_certs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
@@ -132,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("-c", "--config", help="plant file (default: configs/demo-plant.yaml)")
     demo.set_defaults(handler=cmd_demo)
+    _add_opcua_commands(commands)
     return parser
 
 

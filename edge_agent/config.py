@@ -225,7 +225,10 @@ class ModbusDeviceConfig(Strict):
     poll_groups: list[PollGroup] = Field(min_length=1)
 
 
-DeviceConfig = Annotated[ModbusDeviceConfig, Field(discriminator="driver")]
+# Imported here, not at the top: config_opcua builds on Strict, Name and Duration above.
+from edge_agent.config_opcua import OpcUaDeviceConfig  # noqa: E402
+
+DeviceConfig = Annotated[ModbusDeviceConfig | OpcUaDeviceConfig, Field(discriminator="driver")]
 
 
 # --------------------------------------------------------------------------- sinks

@@ -23,15 +23,19 @@ from edge_agent.config import (
     PlantIdentity,
 )
 from edge_agent.config_metrics_checks import check_metrics
+from edge_agent.config_opcua import OpcUaDeviceConfig
 
 Finding = tuple[tuple[str | int, ...], str]
 
 _BIT_TABLES = ("coil", "discrete_input")
-_DEVICE_ADAPTER: TypeAdapter[ModbusDeviceConfig] = TypeAdapter(DeviceConfig)
+_DEVICE_ADAPTER: TypeAdapter[ModbusDeviceConfig | OpcUaDeviceConfig] = TypeAdapter(DeviceConfig)
 _INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
 
 
 def check_plant(plant: PlantConfig) -> list[Finding]:
+    # Lazy: config_checks_opcua builds on the helpers of this module.
+    from edge_agent.config_checks_opcua import check_opcua_device
+
     findings: list[Finding] = []
     findings += _duplicates(
         [(("devices", i, "name"), d.name) for i, d in enumerate(plant.devices)], "device"
@@ -40,7 +44,10 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
         [(("sinks", i, "name"), s.name) for i, s in enumerate(plant.sinks)], "sink"
     )
     for index, device in enumerate(plant.devices):
-        findings += _check_modbus_device(index, device)
+        if isinstance(device, OpcUaDeviceConfig):
+            findings += check_opcua_device(index, device)
+        else:
+            findings += _check_modbus_device(index, device)
     findings += _shared_connections(plant)
     for index, sink in enumerate(plant.sinks):
         findings += [
@@ -105,6 +112,8 @@ def check_partial(data: dict[str, Any]) -> list[Finding]:
     plant; running them per device, and per tag inside a broken device, still
     reports every problem in one pass instead of one layer per edit.
     """
+    from edge_agent.config_checks_opcua import check_opcua_device, check_opcua_partial
+
     findings: list[Finding] = []
     devices = data.get("devices")
     if not isinstance(devices, list):
@@ -113,9 +122,15 @@ def check_partial(data: dict[str, Any]) -> list[Finding]:
         try:
             device = _DEVICE_ADAPTER.validate_python(item)
         except ValidationError:
-            findings += _partial_tags(index, item)
+            if isinstance(item, dict) and item.get("driver") == "opcua":
+                findings += check_opcua_partial(index, item)
+            else:
+                findings += _partial_tags(index, item)
         else:
-            findings += _check_modbus_device(index, device)
+            if isinstance(device, OpcUaDeviceConfig):
+                findings += check_opcua_device(index, device)
+            else:
+                findings += _check_modbus_device(index, device)
     return findings
 
 
@@ -292,6 +307,8 @@ def _shared_connections(plant: PlantConfig) -> list[Finding]:
     units: dict[tuple[str, ...], tuple[int, str]] = {}
     serial_settings: dict[str, tuple[int, ModbusRtu, str]] = {}
     for index, device in enumerate(plant.devices):
+        if not isinstance(device, ModbusDeviceConfig):
+            continue
         conn = device.connection
         if isinstance(conn, ModbusTcp):
             key: tuple[str, ...] = ("tcp", conn.host, str(conn.port))

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge_agent import config as config_models
+from edge_agent import config_opcua
 from edge_agent.config import PlantConfig
 from edge_agent.config_checks import check_partial, check_plant, format_path
 from edge_agent.errors import ConfigError
@@ -165,7 +166,7 @@ def _plain_scalar(text: str) -> Any:
 
 def _all_field_names() -> list[str]:
     names: set[str] = set()
-    for obj in vars(config_models).values():
+    for obj in [*vars(config_models).values(), *vars(config_opcua).values()]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
             names.update(obj.model_fields)
     return sorted(names)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from edge_agent.buffer import BatchBuffer, MemoryBuffer
-from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config import ModbusDeviceConfig, MqttSinkConfig, PlantConfig
 from edge_agent.driver import Driver
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.timer import run_metrics_timer
@@ -46,7 +46,13 @@ def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
 def build_drivers(plant: PlantConfig) -> list[Driver]:
     from drivers.modbus import build_modbus_drivers  # lazy: protocol code stays out of core
 
-    return list(build_modbus_drivers(plant.devices))
+    modbus = [d for d in plant.devices if isinstance(d, ModbusDeviceConfig)]
+    built: dict[str, Driver] = {d.device: d for d in build_modbus_drivers(modbus)}
+    if len(modbus) < len(plant.devices):
+        from drivers.opcua import build_opcua_drivers  # lazy: asyncua only when used
+
+        built.update((d.device, d) for d in build_opcua_drivers(plant))
+    return [built[device.name] for device in plant.devices]
 
 
 @dataclass
