@@ -13,6 +13,10 @@ Whether a delta is plausible is decided by the meter's ``max_power`` when it is
 configured (the most energy that can flow in the elapsed time), else by half the
 modulus.
 
+A reading that cannot be a counter value (infinite, NaN, beyond the register's range
+or beyond 2**63 ticks: a decode or device fault) is left out as if it were a bad
+sample; the tracker reports the first of a run once.
+
 Power is integrated with the trapezoidal rule; an interval longer than ``max_gap``
 is not bridged: its energy is unknown and it counts as missing coverage.
 """
@@ -30,6 +34,10 @@ NS_PER_S: Final = 1_000_000_000
 EVENT_ROLLOVER: Final = "rollover"
 EVENT_RESET: Final = "reset"
 EVENT_JUMP: Final = "jump"
+#: A reading left out because it cannot be a counter value (reported once per run).
+EVENT_OUT_OF_RANGE: Final = "out of range"
+#: Largest counter reading in ticks without a modulus (int64, as the widest register).
+MAX_TICKS: Final = float(2**63)
 
 
 @dataclass(slots=True)
@@ -94,12 +102,16 @@ class CounterTracker:
     """
 
     __slots__ = (
+        "_limit",
+        "_rejecting",
         "jumps",
         "last_ns",
+        "last_rejected",
         "last_ticks",
         "max_gap_ns",
         "max_ticks_per_s",
         "modulus",
+        "rejected",
         "resets",
         "resolution",
         "rollovers",
@@ -123,10 +135,23 @@ class CounterTracker:
         self.rollovers = 0
         self.resets = 0
         self.jumps = 0
+        #: Readings left out as out of range, and the last of them (for the log).
+        self.rejected = 0
+        self.last_rejected = 0.0
+        self._rejecting = False
+        self._limit = float(modulus_ticks) if modulus_ticks is not None else MAX_TICKS
 
     def update(self, t_ns: int, value: float) -> CounterStep | None:
-        """Account for one good reading; the step since the previous one, if any."""
-        ticks = round(value / self.resolution)
+        """Account for one good reading; the step since the previous one, if any.
+
+        An out-of-range reading returns an ``out of range`` step (nothing known, nothing
+        covered) the first time in a run, ``None`` after that, and changes nothing.
+        """
+        scaled = value / self.resolution
+        if not -self._limit <= scaled <= self._limit:  # false for NaN and infinities too
+            return self._reject(t_ns, value)
+        self._rejecting = False
+        ticks = round(scaled)
         if self.modulus is not None:
             ticks %= self.modulus
         last = self.last_ticks
@@ -164,6 +189,14 @@ class CounterTracker:
             self.jumps += 1
         self.last_ticks, self.last_ns = ticks, t_ns
         return step
+
+    def _reject(self, t_ns: int, value: float) -> CounterStep | None:
+        self.rejected += 1
+        self.last_rejected = value
+        if self._rejecting:
+            return None
+        self._rejecting = True
+        return CounterStep(t_ns, t_ns, 0, False, EVENT_OUT_OF_RANGE, False)
 
     def state(self) -> dict[str, Any]:
         return {

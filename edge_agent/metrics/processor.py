@@ -36,6 +36,7 @@ from edge_agent.config_metrics import (
 from edge_agent.config_metrics_checks import shift_specs
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import mean_kw
+from edge_agent.metrics.energy import EVENT_OUT_OF_RANGE
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import (
     Context,
@@ -350,7 +351,11 @@ class MetricsProcessor:
 
     def _log_events(self) -> None:
         for event, fields in self.events:
-            if "reset" in event or "jump" in event:
+            if event.endswith(EVENT_OUT_OF_RANGE):
+                log.warning(
+                    event + ": reading left out of metrics, quiet until a good one", **fields
+                )
+            elif "reset" in event or "jump" in event:
                 log.warning(event + ": new segment, change not counted as energy", **fields)
             else:
                 log.info(event, **fields)

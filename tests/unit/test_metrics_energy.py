@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from edge_agent.metrics.energy import (
     EVENT_JUMP,
+    EVENT_OUT_OF_RANGE,
     EVENT_RESET,
     EVENT_ROLLOVER,
     NS_PER_HOUR,
@@ -100,6 +101,39 @@ def test_scaled_register_values_round_trip_to_exact_ticks(raw: int, scale: float
     tracker = CounterTracker(scale, None, None, NS_PER_S)
     tracker.update(0, raw * scale)
     assert tracker.last_ticks == raw
+
+
+@pytest.mark.parametrize(
+    ("resolution", "modulus", "absurd"),
+    [
+        (1e-6, None, 1e303),  # a float64 register holding garbage: 1e309 ticks overflow
+        (1e-6, None, float("inf")),
+        (1e-6, None, float("nan")),
+        (0.01, None, -1e300),
+        (0.01, MOD32, 42_949_673.0),  # beyond what a uint32 register with scale 0.01 holds
+    ],
+)
+def test_a_reading_that_cannot_be_a_counter_value_is_left_out_and_reported_once(
+    resolution: float, modulus: int | None, absurd: float
+) -> None:
+    tracker = CounterTracker(resolution, modulus, None, max_gap_ns=10 * NS_PER_S)
+    assert tracker.update(0, 100.0) is None
+    first = tracker.update(NS_PER_S, absurd)
+    assert first is not None
+    assert (first.event, first.known, first.covered, first.ticks) == (
+        EVENT_OUT_OF_RANGE,
+        False,
+        False,
+        0,
+    )
+    assert tracker.update(2 * NS_PER_S, absurd) is None, "reported once per run"
+    step = tracker.update(3 * NS_PER_S, 100.5)
+    assert step is not None, "the counter goes on from its last good reading"
+    assert (step.t1_ns, step.ticks * resolution, step.event) == (0, pytest.approx(0.5), "")
+    assert tracker.rejected == 2
+    again = tracker.update(4 * NS_PER_S, absurd)
+    assert again is not None, "a new run is news"
+    assert again.event == EVENT_OUT_OF_RANGE
 
 
 def test_readings_out_of_order_or_repeated_are_ignored() -> None:

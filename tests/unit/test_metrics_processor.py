@@ -303,6 +303,41 @@ async def test_the_timer_closes_windows_on_time_and_saves_on_stop(tmp_path: Path
     assert saved["units"]["metered"]["state"]["feed"]["counter"]["last_ns"] == (T0 + 29) * S
 
 
+async def test_the_timer_survives_a_window_that_cannot_be_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    processor = MetricsProcessor(config(tmp_path), clock=clock, store=StateStore(tmp_path))
+    run(processor, clock, range(30))
+    real_close_due = processor.close_due
+    failures = [ZeroDivisionError("a calculator bug"), ZeroDivisionError("still")]
+
+    def flaky_close_due(now: float | None = None) -> list[SampleBatch]:
+        if failures:
+            raise failures.pop(0)
+        return real_close_due(now)
+
+    monkeypatch.setattr(processor, "close_due", flaky_close_due)
+    emitted: list[SampleBatch] = []
+    clock.now = T0 + 66
+    with capture_logs() as logs:
+        task = asyncio.create_task(
+            run_metrics_timer(processor, emitted.append, save_interval=3600, clock=clock)
+        )
+        for _ in range(80):
+            await asyncio.sleep(0.05)
+            if emitted or task.done():
+                break
+        assert not task.done(), "the timer task must keep running"
+        task.cancel()
+        await asyncio.wait([task])
+    assert not failures, "the timer retried"
+    assert {b.device for b in emitted} == {"integrated", "metered", "m"}
+    events = [e["event"] for e in logs]
+    assert events.count("metric windows could not be closed; retrying quietly") == 1
+    assert "metric windows close again" in events
+
+
 def test_a_unit_whose_device_is_left_out_in_code_is_skipped_with_a_warning() -> None:
     # A plant file is checked at load; a config edited in code may drop a device.
     plant = config()
