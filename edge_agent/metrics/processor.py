@@ -36,7 +36,7 @@ from edge_agent.config_metrics import (
 from edge_agent.config_metrics_checks import shift_specs
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import mean_kw
-from edge_agent.metrics.energy import EVENT_OUT_OF_RANGE
+from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import (
     Context,
@@ -354,6 +354,11 @@ class MetricsProcessor:
             if event.endswith(EVENT_OUT_OF_RANGE):
                 log.warning(
                     event + ": reading left out of metrics, quiet until a good one", **fields
+                )
+            elif event.endswith(EVENT_GLITCH):
+                log.warning(
+                    event + ": readings came back to the old segment; the odd ones are not counted",
+                    **fields,
                 )
             elif "reset" in event or "jump" in event:
                 log.warning(event + ": new segment, change not counted as energy", **fields)

@@ -137,6 +137,21 @@ def test_a_metric_batch_follows_the_contract() -> None:
     assert "peak_demand_kw" not in first, "demand is its own family, on 15-minute blocks"
 
 
+def test_a_counter_reading_zero_once_is_a_logged_glitch_not_10000_kwh() -> None:
+    clock = Clock()
+    processor = MetricsProcessor(config(), clock=clock)
+    with capture_logs() as logs:
+        out = run(processor, clock, range(30), base=(10000.0, 0))
+        clock.now = T0 + 30
+        list(processor(batch(clock.now, 60.0, 0.0)))  # a gateway answering zeros, once
+        out += run(processor, clock, range(31, 66), base=(10000.0, 0))
+    (metered,) = find(out, "metered", "1m", "energy")
+    assert metered["energy_kwh"] == pytest.approx(1.0), "60 kW for a minute, exactly"
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert any(w.startswith("energy counter reset") for w in warnings)
+    assert any(w.startswith("energy counter glitch") for w in warnings)
+
+
 def test_bad_samples_are_left_out_never_counted_as_zero() -> None:
     clock = Clock()
     processor = MetricsProcessor(config(), clock=clock)
