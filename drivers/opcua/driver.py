@@ -10,7 +10,10 @@ The scheduler's pull contract holds for both modes:
   what changed (see :mod:`drivers.opcua.batches`). A watchdog makes a silent
   subscription an error: when neither a data change nor a keepalive arrived for
   ``watchdog_intervals`` publishing intervals, the read fails, the session is
-  dropped and the scheduler reconnects with its backoff.
+  dropped and the scheduler reconnects with its backoff. Changes that arrived
+  before a loss are never thrown away: the read that notices the loss hands them
+  over (the loss is raised on the read after), and a reconnect carries what is
+  still buffered over to the first read on the new session.
 
 After every connect, namespace URIs and browse paths are resolved again and
 monitored items are created again, each with its own result: an unknown node makes
@@ -168,10 +171,14 @@ class _SubscribeGroup:
         self.assembler = GroupAssembler(device, config.name, names, use_source=use_source)
         self.watchdog_intervals = watchdog_intervals
         self._subscription: _Subscription | None = None
+        #: Changes of an earlier subscription not yet handed on (the session was lost).
+        self._carried: list[tuple[int, ua.DataValue]] = []
+        self._carried_dropped = 0
         #: Tags to report bad once (unresolved, or their monitored item was refused).
         self._refused: list[tuple[int, str]] = []
 
     async def attach(self, session: Session, resolution: Resolution) -> None:
+        self._carry_over()
         self.tags.node_ids = resolution.node_ids
         self.tags.missing = list(resolution.reasons)
         self.assembler.enums = resolution.enums
@@ -241,31 +248,64 @@ class _SubscribeGroup:
         subscription = self._subscription
         if subscription is None:
             raise DriverReadError(REASON_NOT_MONITORED, "no subscription")
+        error: DriverReadError | None = None
         if subscription.lost:
             error = DriverReadError(subscription.lost, "the subscription ended")
+        else:
+            silent = time.monotonic() - subscription.last_seen
+            if silent > subscription.deadline:
+                error = DriverReadError(
+                    REASON_WATCHDOG,
+                    f"no data change or keepalive for {silent:.1f}s "
+                    f"(limit {subscription.deadline:.1f}s); reconnecting",
+                )
+        if error is not None:
+            pending = self.pending()
+            if pending:
+                return pending  # what arrived before the loss; the loss on the next read
             session.mark_lost(error)
             raise error
-        silent = time.monotonic() - subscription.last_seen
-        if silent > subscription.deadline:
-            error = DriverReadError(
-                REASON_WATCHDOG,
-                f"no data change or keepalive for {silent:.1f}s "
-                f"(limit {subscription.deadline:.1f}s); reconnecting",
-            )
-            session.mark_lost(error)
-            raise error
-        changes, subscription.changes = subscription.changes, []
+        changes = self._take_changes()
         refused, self._refused = self._refused, []
-        if subscription.dropped:
-            log.warning(
-                "OPC UA changes dropped: not handed on in time",
-                group=self.spec.name,
-                dropped=subscription.dropped,
-            )
-            subscription.dropped = 0
         if not changes and not refused:
             return []
         return self.assembler.change_batches(time.time_ns(), changes, refused)
+
+    def pending(self) -> list[SampleBatch]:
+        """The changes received but not yet handed on, as batches (read on a lost session)."""
+        changes = self._take_changes()
+        return self.assembler.change_batches(time.time_ns(), changes) if changes else []
+
+    def _take_changes(self) -> list[tuple[int, ua.DataValue]]:
+        """Carried-over changes first (they are older), then the subscription's own."""
+        changes, self._carried = self._carried, []
+        dropped, self._carried_dropped = self._carried_dropped, 0
+        subscription = self._subscription
+        if subscription is not None:
+            changes += subscription.changes
+            subscription.changes = []
+            dropped += subscription.dropped
+            subscription.dropped = 0
+        if dropped:
+            log.warning(
+                "OPC UA changes dropped: not handed on in time",
+                group=self.spec.name,
+                dropped=dropped,
+            )
+        return changes
+
+    def _carry_over(self) -> None:
+        """Keep what the old subscription received for the first read on the new one."""
+        old = self._subscription
+        if old is None or not (old.changes or old.dropped):
+            return
+        self._carried += old.changes
+        self._carried_dropped += old.dropped
+        old.changes, old.dropped = [], 0
+        excess = len(self._carried) - MAX_PENDING_CHANGES
+        if excess > 0:
+            del self._carried[:excess]
+            self._carried_dropped += excess
 
     def unresolved(self) -> list[int]:
         return [i for i, reason in enumerate(self.tags.missing) if reason]
@@ -380,10 +420,14 @@ class OpcUaDriver:
         session = self._session
         if session is None:
             raise DriverReadError("disconnected", "no session")
+        compiled = self._groups[group]
         lost = session.lost_reason
         if lost is not None:
+            # Changes that arrived before the loss go on first; the loss on the next read.
+            pending = compiled.pending() if isinstance(compiled, _SubscribeGroup) else []
+            if pending:
+                return pending
             raise lost
-        compiled = self._groups[group]
         if compiled.unresolved() and time.monotonic() >= compiled.tags.next_retry:
             await self._retry(session, compiled)
         return await compiled.read(session)

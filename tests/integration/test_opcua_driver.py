@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
+from drivers.opcua.driver import _SubscribeGroup
 from edge_agent.config import PlantConfig
-from edge_agent.errors import DriverConnectError
+from edge_agent.errors import DriverConnectError, DriverReadError
 from edge_agent.model import Quality, SampleBatch
 from simulators.equipment import MACHINE_QUANTITIES, METER_QUANTITIES
 from simulators.opcua_internals import OperationLimits
@@ -401,5 +402,62 @@ async def test_a_node_that_appears_later_is_monitored_without_a_reconnect(
             latest = (await _changes(driver, "watched", {"coolant"}))["coolant"][-1]
         assert latest[:3] == (4.5, Quality.GOOD, "")
         assert driver.session is session  # same session: no reconnect was needed
+    finally:
+        await driver.close()
+
+
+@pytest.mark.parametrize("first", ["read", "reconnect"])
+async def test_changes_received_before_a_lost_session_are_handed_over(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path, first: str
+) -> None:
+    """Changes that arrived but were not yet handed on survive the loss of the session:
+    the next read hands them over (the loss is raised on the read after), or, when the
+    scheduler reconnects first, the first read on the new session does."""
+    sim, clock = frozen
+    groups = "- name: live\n  mode: subscribe\n  interval: 100ms\n  tags:\n" + "\n".join(
+        "  " + line for line in tags_yaml(sim, "cnc-1", ["energy_kwh"]).splitlines()
+    )
+    driver = _driver(plant_config(tmp_path, device_yaml("cell", sim.endpoint, groups)))
+    name = "cnc-1.energy_kwh"
+    await driver.connect()
+    try:
+        await _changes(driver, "live", {name})
+        clock.now += 3600
+        await sim.refresh()
+        pending = expected(sim, "cnc-1", "energy_kwh")
+        group = driver._groups["live"]
+        assert isinstance(group, _SubscribeGroup)
+        subscription = group._subscription
+        assert subscription is not None
+        deadline = time.monotonic() + 10
+        while not subscription.changes:  # delivered to the client, not yet handed on
+            assert time.monotonic() < deadline, "the change never arrived"
+            await asyncio.sleep(0.05)
+        await sim.stop()
+        while driver.connected:
+            assert time.monotonic() < deadline + 10, "the loss was never noticed"
+            await asyncio.sleep(0.05)
+        if first == "read":
+            result = await driver.read("live")
+            assert isinstance(result, list)
+            got = [v for b in result for n, v, q, _ in b if n == name and q is Quality.GOOD]
+            assert got == [pending], "handed over before the loss is reported"
+            with pytest.raises(DriverReadError):
+                await driver.read("live")
+        # The device comes back having counted on: the new session starts from there.
+        clock.now += 3600
+        await sim.start()
+        await driver.connect()
+        later = expected(sim, "cnc-1", "energy_kwh")
+        seen = await _changes(driver, "live", {name})
+        while seen[name][-1][0] != later:
+            for each, more in (await _changes(driver, "live", {name})).items():
+                seen[each] += more
+        values = [v for v, q, _, _ in seen[name] if q is Quality.GOOD]
+        if first == "reconnect":
+            assert values[0] == pending, "the change of the lost session comes first"
+            values = values[1:]
+        assert pending not in values, "handed over once"
+        assert values[-1] == later
     finally:
         await driver.close()
