@@ -4,6 +4,10 @@ Processors are plain callables over a batch (the structlog idea): they may retur
 batch, a replacement, or extra batches (metrics). Fan-out hands the same batch object
 to every sink's buffer: batches are never mutated after emission.
 
+A batch without samples reaches the processors only: it has nothing to publish. A
+subscription's proof of life is such a batch (``SampleBatch.alive``): the metrics hold
+the subscription's last values up to its time, without one repeated value on the wire.
+
 A processor is derived data: one that raises (a bug, or a value it did not expect)
 costs its own output for that batch, never the collection. The batch it was given
 flows on unchanged to the consumers, the failure is logged once with its traceback
@@ -62,12 +66,15 @@ class Pipeline:
 
     def emit(self, batch: SampleBatch) -> None:
         """Entry point for pollers; never blocks (sink buffers absorb outages)."""
-        self.batches_in += 1
-        self.samples_in += len(batch)
+        if batch.names:
+            self.batches_in += 1
+            self.samples_in += len(batch)
         batches: Sequence[SampleBatch] = (batch,)
         for processor in self._processors:
             batches = [out for b in batches for out in self._process(processor, b)]
         for out in batches:
+            if not out.names:
+                continue  # a proof of life, or nothing: for processors only
             self._remember(out)
             for consume in self._consumers:
                 consume(out)

@@ -7,7 +7,11 @@ The scheduler's pull contract holds for both modes:
 * ``subscribe`` groups: a subscription whose publishing interval is the group's
   interval; notifications (value, status, source and server timestamps) are buffered
   as they arrive and handed over on each read as one or more batches holding only
-  what changed (see :mod:`drivers.opcua.batches`). A watchdog makes a silent
+  what changed (see :mod:`drivers.opcua.batches`), followed by a batch without
+  samples, ``SampleBatch.alive``, stamped with the server's time of the latest
+  publish (change or keepalive): the proof that every value last reported still
+  held then, which the metrics use to hold steady values (nothing repeated goes to
+  the sinks). A watchdog makes a silent
   subscription an error: when neither a data change nor a keepalive arrived for
   ``watchdog_intervals`` publishing intervals, the read fails, the session is
   dropped and the scheduler reconnects with its backoff. Changes that arrived
@@ -33,6 +37,7 @@ import structlog
 from asyncua import ua
 
 from drivers.opcua.batches import GroupAssembler
+from drivers.opcua.convert import datetime_ns
 from drivers.opcua.limits import chunks
 from drivers.opcua.nodes import Resolution, resolve
 from drivers.opcua.quality import classify
@@ -130,11 +135,22 @@ class _ReadGroup:
 class _Subscription:
     """One subscription on one session; its callback only ever fills its own buffer."""
 
-    __slots__ = ("changes", "deadline", "dropped", "last_seen", "lost", "subscription_id")
+    __slots__ = (
+        "changes",
+        "deadline",
+        "dropped",
+        "last_seen",
+        "lost",
+        "published_ns",
+        "subscription_id",
+    )
 
     def __init__(self, deadline: float) -> None:
         self.changes: list[tuple[int, ua.DataValue]] = []
         self.last_seen = time.monotonic()
+        #: Server time of the latest publish (0: none yet): every change sampled
+        #: before it has been delivered.
+        self.published_ns = 0
         self.deadline = deadline
         self.lost = ""
         self.subscription_id = 0
@@ -143,7 +159,10 @@ class _Subscription:
     def on_publish(self, result: ua.PublishResult) -> None:
         """asyncua's publish loop calls this for every response, keepalives included."""
         self.last_seen = time.monotonic()
-        data = result.NotificationMessage.NotificationData
+        message = result.NotificationMessage
+        if message.PublishTime is not None:
+            self.published_ns = datetime_ns(message.PublishTime)
+        data = message.NotificationData
         if not data:
             return
         for notification in data:
@@ -267,9 +286,17 @@ class _SubscribeGroup:
             raise error
         changes = self._take_changes()
         refused, self._refused = self._refused, []
-        if not changes and not refused:
-            return []
-        return self.assembler.change_batches(time.time_ns(), changes, refused)
+        batches = (
+            self.assembler.change_batches(time.time_ns(), changes, refused)
+            if changes or refused
+            else []
+        )
+        if subscription.published_ns:
+            # Changes first: they happened before this publish.
+            batches.append(
+                SampleBatch.alive(self.assembler.device, self.spec.name, subscription.published_ns)
+            )
+        return batches
 
     def pending(self) -> list[SampleBatch]:
         """The changes received but not yet handed on, as batches (read on a lost session)."""

@@ -13,7 +13,7 @@ from drivers.opcua import OpcUaDriver, build_opcua_drivers
 from drivers.opcua.driver import _SubscribeGroup
 from edge_agent.config import PlantConfig
 from edge_agent.errors import DriverConnectError, DriverReadError
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import KIND_ALIVE, Quality, SampleBatch
 from simulators.equipment import MACHINE_QUANTITIES, METER_QUANTITIES
 from simulators.opcua_internals import OperationLimits
 from simulators.opcua_server import OpcUaSimulator, bulk_name
@@ -165,10 +165,13 @@ async def test_subscribe_mode_hands_over_changes_matching_ground_truth(
         value, quality, _, stamp = later["cnc-1.energy_kwh"][-1]
         assert value == expected(sim, "cnc-1", "energy_kwh")
         assert stamp == int(clock.now) * 1_000_000_000
-        # Nothing changed since: the next hand-over is empty, not a repeat.
+        # Nothing changed since: the next hand-over repeats nothing; it only proves the
+        # subscription alive (a batch without samples, for the metrics, never published).
         await asyncio.sleep(0.3)
         await driver.read("live")
-        assert await driver.read("live") == []
+        (quiet,) = await driver.read("live")
+        assert len(quiet) == 0
+        assert quiet.attributes == {"kind": KIND_ALIVE}
     finally:
         await driver.close()
 
@@ -459,5 +462,40 @@ async def test_changes_received_before_a_lost_session_are_handed_over(
             values = values[1:]
         assert pending not in values, "handed over once"
         assert values[-1] == later
+    finally:
+        await driver.close()
+
+
+async def test_a_quiet_subscription_proves_itself_alive_until_the_server_goes(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
+) -> None:
+    """Each read of a quiet subscription ends with a proof of life stamped with the
+    server's latest publish (keepalives included); a dead server proves nothing."""
+    sim, _ = frozen
+    groups = "- name: live\n  mode: subscribe\n  interval: 100ms\n  tags:\n" + "\n".join(
+        "  " + line for line in tags_yaml(sim, "cnc-1", ["power_kw"]).splitlines()
+    )
+    driver = _driver(plant_config(tmp_path, device_yaml("cell", sim.endpoint, groups)))
+    await driver.connect()
+    try:
+        await _changes(driver, "live", {"cnc-1.power_kw"})
+        proofs: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(set(proofs)) < 4:  # the frozen simulator changes nothing: keepalives only
+            assert time.monotonic() < deadline, f"publish times did not advance: {proofs}"
+            await asyncio.sleep(0.1)
+            result = await driver.read("live")
+            assert isinstance(result, list)
+            assert all(len(b) == 0 for b in result), "no value is repeated"
+            assert [b.attributes for b in result] == [{"kind": KIND_ALIVE}]
+            proofs.append(result[0].timestamp_ns)
+        assert proofs == sorted(proofs)
+        assert abs(proofs[-1] - time.time_ns()) < 60 * 1_000_000_000, "the server's clock"
+        await sim.stop()
+        while driver.connected:
+            assert time.monotonic() < deadline + 10, "the loss was never noticed"
+            await asyncio.sleep(0.05)
+        with pytest.raises(DriverReadError):
+            await driver.read("live")
     finally:
         await driver.close()
