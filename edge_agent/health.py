@@ -79,11 +79,12 @@ class HealthServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._client, self.host, self.port, limit=MAX_REQUEST_BYTES
+            self._accept, self.host, self.port, limit=MAX_REQUEST_BYTES
         )
         log.info("health endpoint listening", url=f"http://{_host(self.host)}:{self.bound_port}")
 
     async def stop(self) -> None:
+        """Stop listening, cut every open exchange, and wait for their tasks to end."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -95,16 +96,29 @@ class HealthServer:
             await asyncio.wait(clients)
         await server.wait_closed()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: served by a task of ours, or closed at once when full.
+
+        A plain function, not a coroutine: asyncio would run a coroutine in a task of
+        its own whose done-callback reports a cancelled task as an error, once per
+        client cut at stop. Our tasks are cancelled and awaited quietly.
+        """
+        if self._server is None:
+            writer.transport.abort()  # stopping: accepted in the last moment
+            return
         if len(self._clients) >= MAX_CLIENTS:
             self._refuse(writer)
             return
         if self._refusing:
             self._refusing = False
             log.info("health endpoint accepts connections again", refused=self.refused_connections)
-        task = asyncio.current_task()
-        assert task is not None
+        task = asyncio.get_running_loop().create_task(
+            self._client(reader, writer), name="health:client"
+        )
         self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         answered = False
         try:
             # One bound for the whole exchange: a client that sends slowly, or never
@@ -120,7 +134,6 @@ class HealthServer:
         except ConnectionError:
             pass  # the client went away
         finally:
-            self._clients.discard(task)
             if not answered:
                 writer.transport.abort()  # drop unsent data: closing would wait for it
             writer.close()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,3 +95,28 @@ async def test_idle_clients_beyond_the_limit_are_closed_at_once_and_counted(
     metrics = parse_metrics(response.body.decode())
     assert value(metrics, "edge_agent_health_connections_refused_total") == 5
     assert value(metrics, "edge_agent_health_connections_max") == 8
+
+
+async def test_stop_with_open_clients_is_quiet_and_leaves_no_task(tmp_path: Path) -> None:
+    agent = Agent(parse_config(PLANT + f"state_dir: {tmp_path}\n", env={}))
+    endpoint = HealthServer(agent, ServiceStats(monitor=LoopMonitor()), "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        await endpoint.start()
+        clients = await _idle(endpoint.bound_port, 5)
+        for _ in range(100):
+            if len(endpoint._clients) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert len(endpoint._clients) == 5
+        await endpoint.stop()
+        assert all(await asyncio.gather(*(_closed_by_server(c) for c in clients)))
+        await _close(clients)
+        await asyncio.sleep(0.1)  # let done callbacks run
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == [], [c.get("message") for c in reported]
+    assert not endpoint._clients
