@@ -1,8 +1,9 @@
 """A tiny HTTP/1.1 endpoint on the event loop: ``/healthz``, ``/metrics``, ``/status``.
 
 Deliberately small: GET and HEAD only, one request per connection, bounded request
-size and read time, no threads. It serves monitoring on loopback (or a management
-address); it is not a web server. Answers:
+size and read time, at most :data:`MAX_CLIENTS` connections at once (more are closed
+as soon as they are accepted, and counted), no threads. It serves monitoring on
+loopback (or a management address); it is not a web server. Answers:
 
 * ``/healthz``: 200 while the agent runs well, 503 with the reasons (a sink down or a
   device offline for longer than the configured thresholds, a stalled poller, a
@@ -16,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 
 import structlog
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from edge_agent.service import Agent
 from edge_agent.status import ServiceStats, status_document
@@ -33,6 +36,10 @@ log = structlog.get_logger("edge_agent.health")
 MAX_REQUEST_BYTES = 8192
 #: A client that has not sent its request and read the answer by then is cut off.
 REQUEST_TIMEOUT_S = 5.0
+#: Connections served at once. Monitoring needs one or two; idle or slow clients beyond
+#: this (a scanner, a stuck scraper) would otherwise each hold a file descriptor that
+#: the agent needs for its devices and sinks, for up to REQUEST_TIMEOUT_S.
+MAX_CLIENTS = 32
 JSON = "application/json"
 
 
@@ -54,6 +61,10 @@ class HealthServer:
         self.registry: CollectorRegistry = build_registry(agent, stats)
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        #: Connections closed at once because MAX_CLIENTS were being served.
+        self.refused_connections = 0
+        self._refusing = False
+        self.registry.register(_EndpointCollector(self))
         self._routes: dict[str, Callable[[str], Response]] = {
             "/healthz": self._healthz,
             "/metrics": self._metrics,
@@ -68,11 +79,12 @@ class HealthServer:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._client, self.host, self.port, limit=MAX_REQUEST_BYTES
+            self._accept, self.host, self.port, limit=MAX_REQUEST_BYTES
         )
         log.info("health endpoint listening", url=f"http://{_host(self.host)}:{self.bound_port}")
 
     async def stop(self) -> None:
+        """Stop listening, cut every open exchange, and wait for their tasks to end."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -84,10 +96,29 @@ class HealthServer:
             await asyncio.wait(clients)
         await server.wait_closed()
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A new connection: served by a task of ours, or closed at once when full.
+
+        A plain function, not a coroutine: asyncio would run a coroutine in a task of
+        its own whose done-callback reports a cancelled task as an error, once per
+        client cut at stop. Our tasks are cancelled and awaited quietly.
+        """
+        if self._server is None:
+            writer.transport.abort()  # stopping: accepted in the last moment
+            return
+        if len(self._clients) >= MAX_CLIENTS:
+            self._refuse(writer)
+            return
+        if self._refusing:
+            self._refusing = False
+            log.info("health endpoint accepts connections again", refused=self.refused_connections)
+        task = asyncio.get_running_loop().create_task(
+            self._client(reader, writer), name="health:client"
+        )
         self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         answered = False
         try:
             # One bound for the whole exchange: a client that sends slowly, or never
@@ -103,12 +134,23 @@ class HealthServer:
         except ConnectionError:
             pass  # the client went away
         finally:
-            self._clients.discard(task)
             if not answered:
                 writer.transport.abort()  # drop unsent data: closing would wait for it
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        """Full: close the new connection at once (it holds no descriptor for long)."""
+        self.refused_connections += 1
+        if not self._refusing:
+            self._refusing = True
+            log.warning(
+                "health endpoint full: closing new connections",
+                limit=MAX_CLIENTS,
+                peer=str(writer.get_extra_info("peername")),
+            )
+        writer.transport.abort()
 
     def _respond(self, head: bytes) -> tuple[Response, bool]:
         lines = head.decode("latin-1").split("\r\n")
@@ -145,6 +187,30 @@ class HealthServer:
     def _metrics(self, accept: str) -> Response:
         body, content_type = render_metrics(self.registry, accept)
         return Response(HTTPStatus.OK, body, content_type)
+
+
+class _EndpointCollector(Collector):
+    """The endpoint's own figures, in the agent's registry."""
+
+    def __init__(self, server: HealthServer) -> None:
+        self.server = server
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "edge_agent_health_connections",
+            "Connections the health endpoint is serving now.",
+            value=len(self.server._clients),
+        )
+        yield GaugeMetricFamily(
+            "edge_agent_health_connections_max",
+            "Connections the health endpoint serves at once; more are closed at once.",
+            value=MAX_CLIENTS,
+        )
+        yield CounterMetricFamily(
+            "edge_agent_health_connections_refused",
+            "Connections closed at once because the endpoint was serving its maximum.",
+            value=self.server.refused_connections,
+        )
 
 
 def _json(document: object) -> bytes:

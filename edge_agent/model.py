@@ -39,6 +39,12 @@ REASON_INVALID_RESPONSE = "invalid response"
 REASON_INTERNAL = "internal error"
 
 
+#: ``attributes["kind"]`` of a batch without samples that proves a change-based group
+#: (an OPC UA subscription) alive and complete up to its ``timestamp_ns``: every value
+#: it last reported still holds then. Processors see it; sinks never do.
+KIND_ALIVE = "alive"
+
+
 def exception_reason(code: int) -> str:
     """Reason for a sample whose read was answered with Modbus exception ``code``."""
     return f"exception code {code}"
@@ -96,6 +102,11 @@ class SampleBatch:
             qualities=[Quality.BAD] * n,
             reasons=[reason] * n,
         )
+
+    @classmethod
+    def alive(cls, device: str, group: str, until_ns: int) -> SampleBatch:
+        """A proof of life of a change-based group (see :data:`KIND_ALIVE`)."""
+        return cls(device, group, until_ns, (), [], [], [], attributes={"kind": KIND_ALIVE})
 
     @property
     def good_count(self) -> int:

@@ -1,16 +1,29 @@
 """The pipeline: every batch a poller emits passes through processors, then fans out to sinks.
 
 Processors are plain callables over a batch (the structlog idea): they may return the
-batch, a replacement, or extra batches (metrics, in a later issue). Fan-out hands the
-same batch object to every sink's buffer: batches are never mutated after emission.
+batch, a replacement, or extra batches (metrics). Fan-out hands the same batch object
+to every sink's buffer: batches are never mutated after emission.
+
+A batch without samples reaches the processors only: it has nothing to publish. A
+subscription's proof of life is such a batch (``SampleBatch.alive``): the metrics hold
+the subscription's last values up to its time, without one repeated value on the wire.
+
+A processor is derived data: one that raises (a bug, or a value it did not expect)
+costs its own output for that batch, never the collection. The batch it was given
+flows on unchanged to the consumers, the failure is logged once with its traceback
+and then quietly (counted in ``processor_errors``) until the processor works again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from edge_agent.model import SampleBatch, Value
+
+log = structlog.get_logger("edge_agent.pipeline")
 
 #: A processor sees each batch and returns the batches to pass on (usually ``[batch]``).
 Processor = Callable[[SampleBatch], Iterable[SampleBatch]]
@@ -36,6 +49,10 @@ class Pipeline:
         self.latest_batches: dict[tuple[str, str], SampleBatch] = {}
         self.batches_in = 0
         self.samples_in = 0
+        #: Batches a processor raised on (they went on unprocessed).
+        self.processor_errors = 0
+        #: Processors whose last call raised: logged once, quiet until they work again.
+        self._failing: set[int] = set()
 
     def add_processor(self, processor: Processor) -> None:
         self._processors.append(processor)
@@ -49,15 +66,42 @@ class Pipeline:
 
     def emit(self, batch: SampleBatch) -> None:
         """Entry point for pollers; never blocks (sink buffers absorb outages)."""
-        self.batches_in += 1
-        self.samples_in += len(batch)
-        batches = [batch]
+        if batch.names:
+            self.batches_in += 1
+            self.samples_in += len(batch)
+        batches: Sequence[SampleBatch] = (batch,)
         for processor in self._processors:
-            batches = [out for b in batches for out in processor(b)]
+            batches = [out for b in batches for out in self._process(processor, b)]
         for out in batches:
+            if not out.names:
+                continue  # a proof of life, or nothing: for processors only
             self._remember(out)
             for consume in self._consumers:
                 consume(out)
+
+    def _process(self, processor: Processor, batch: SampleBatch) -> Sequence[SampleBatch]:
+        """``processor(batch)``, or ``batch`` alone when the processor raises."""
+        try:
+            out = processor(batch)
+            # A generator would raise only when iterated: materialise it in here.
+            result = out if isinstance(out, list | tuple) else list(out)
+        except Exception:
+            self.processor_errors += 1
+            key = id(processor)
+            if key not in self._failing:
+                self._failing.add(key)
+                log.exception(
+                    "pipeline processor failed",
+                    processor=_name(processor),
+                    device=batch.device,
+                    group=batch.group,
+                    note="the batch goes on unprocessed; quiet until the processor works again",
+                )
+            return (batch,)
+        if self._failing and id(processor) in self._failing:
+            self._failing.discard(id(processor))
+            log.info("pipeline processor works again", processor=_name(processor))
+        return result
 
     def _remember(self, batch: SampleBatch) -> None:
         if not batch.historical:
@@ -72,3 +116,7 @@ class Pipeline:
             for index, (tag, value, quality, reason) in enumerate(batch):
                 values[tag] = LatestValue(value, quality.label, reason, batch.sample_time_ns(index))
         return values
+
+
+def _name(processor: Processor) -> str:
+    return getattr(processor, "__qualname__", type(processor).__qualname__)

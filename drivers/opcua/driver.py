@@ -7,10 +7,17 @@ The scheduler's pull contract holds for both modes:
 * ``subscribe`` groups: a subscription whose publishing interval is the group's
   interval; notifications (value, status, source and server timestamps) are buffered
   as they arrive and handed over on each read as one or more batches holding only
-  what changed (see :mod:`drivers.opcua.batches`). A watchdog makes a silent
+  what changed (see :mod:`drivers.opcua.batches`), followed by a batch without
+  samples, ``SampleBatch.alive``, stamped with the server's time of the latest
+  publish (change or keepalive): the proof that every value last reported still
+  held then, which the metrics use to hold steady values (nothing repeated goes to
+  the sinks). A watchdog makes a silent
   subscription an error: when neither a data change nor a keepalive arrived for
   ``watchdog_intervals`` publishing intervals, the read fails, the session is
-  dropped and the scheduler reconnects with its backoff.
+  dropped and the scheduler reconnects with its backoff. Changes that arrived
+  before a loss are never thrown away: the read that notices the loss hands them
+  over (the loss is raised on the read after), and a reconnect carries what is
+  still buffered over to the first read on the new session.
 
 After every connect, namespace URIs and browse paths are resolved again and
 monitored items are created again, each with its own result: an unknown node makes
@@ -30,6 +37,7 @@ import structlog
 from asyncua import ua
 
 from drivers.opcua.batches import GroupAssembler
+from drivers.opcua.convert import datetime_ns
 from drivers.opcua.limits import chunks
 from drivers.opcua.nodes import Resolution, resolve
 from drivers.opcua.quality import classify
@@ -127,11 +135,22 @@ class _ReadGroup:
 class _Subscription:
     """One subscription on one session; its callback only ever fills its own buffer."""
 
-    __slots__ = ("changes", "deadline", "dropped", "last_seen", "lost", "subscription_id")
+    __slots__ = (
+        "changes",
+        "deadline",
+        "dropped",
+        "last_seen",
+        "lost",
+        "published_ns",
+        "subscription_id",
+    )
 
     def __init__(self, deadline: float) -> None:
         self.changes: list[tuple[int, ua.DataValue]] = []
         self.last_seen = time.monotonic()
+        #: Server time of the latest publish (0: none yet): every change sampled
+        #: before it has been delivered.
+        self.published_ns = 0
         self.deadline = deadline
         self.lost = ""
         self.subscription_id = 0
@@ -140,7 +159,10 @@ class _Subscription:
     def on_publish(self, result: ua.PublishResult) -> None:
         """asyncua's publish loop calls this for every response, keepalives included."""
         self.last_seen = time.monotonic()
-        data = result.NotificationMessage.NotificationData
+        message = result.NotificationMessage
+        if message.PublishTime is not None:
+            self.published_ns = datetime_ns(message.PublishTime)
+        data = message.NotificationData
         if not data:
             return
         for notification in data:
@@ -168,10 +190,14 @@ class _SubscribeGroup:
         self.assembler = GroupAssembler(device, config.name, names, use_source=use_source)
         self.watchdog_intervals = watchdog_intervals
         self._subscription: _Subscription | None = None
+        #: Changes of an earlier subscription not yet handed on (the session was lost).
+        self._carried: list[tuple[int, ua.DataValue]] = []
+        self._carried_dropped = 0
         #: Tags to report bad once (unresolved, or their monitored item was refused).
         self._refused: list[tuple[int, str]] = []
 
     async def attach(self, session: Session, resolution: Resolution) -> None:
+        self._carry_over()
         self.tags.node_ids = resolution.node_ids
         self.tags.missing = list(resolution.reasons)
         self.assembler.enums = resolution.enums
@@ -241,31 +267,72 @@ class _SubscribeGroup:
         subscription = self._subscription
         if subscription is None:
             raise DriverReadError(REASON_NOT_MONITORED, "no subscription")
+        error: DriverReadError | None = None
         if subscription.lost:
             error = DriverReadError(subscription.lost, "the subscription ended")
+        else:
+            silent = time.monotonic() - subscription.last_seen
+            if silent > subscription.deadline:
+                error = DriverReadError(
+                    REASON_WATCHDOG,
+                    f"no data change or keepalive for {silent:.1f}s "
+                    f"(limit {subscription.deadline:.1f}s); reconnecting",
+                )
+        if error is not None:
+            pending = self.pending()
+            if pending:
+                return pending  # what arrived before the loss; the loss on the next read
             session.mark_lost(error)
             raise error
-        silent = time.monotonic() - subscription.last_seen
-        if silent > subscription.deadline:
-            error = DriverReadError(
-                REASON_WATCHDOG,
-                f"no data change or keepalive for {silent:.1f}s "
-                f"(limit {subscription.deadline:.1f}s); reconnecting",
-            )
-            session.mark_lost(error)
-            raise error
-        changes, subscription.changes = subscription.changes, []
+        changes = self._take_changes()
         refused, self._refused = self._refused, []
-        if subscription.dropped:
+        batches = (
+            self.assembler.change_batches(time.time_ns(), changes, refused)
+            if changes or refused
+            else []
+        )
+        if subscription.published_ns:
+            # Changes first: they happened before this publish.
+            batches.append(
+                SampleBatch.alive(self.assembler.device, self.spec.name, subscription.published_ns)
+            )
+        return batches
+
+    def pending(self) -> list[SampleBatch]:
+        """The changes received but not yet handed on, as batches (read on a lost session)."""
+        changes = self._take_changes()
+        return self.assembler.change_batches(time.time_ns(), changes) if changes else []
+
+    def _take_changes(self) -> list[tuple[int, ua.DataValue]]:
+        """Carried-over changes first (they are older), then the subscription's own."""
+        changes, self._carried = self._carried, []
+        dropped, self._carried_dropped = self._carried_dropped, 0
+        subscription = self._subscription
+        if subscription is not None:
+            changes += subscription.changes
+            subscription.changes = []
+            dropped += subscription.dropped
+            subscription.dropped = 0
+        if dropped:
             log.warning(
                 "OPC UA changes dropped: not handed on in time",
                 group=self.spec.name,
-                dropped=subscription.dropped,
+                dropped=dropped,
             )
-            subscription.dropped = 0
-        if not changes and not refused:
-            return []
-        return self.assembler.change_batches(time.time_ns(), changes, refused)
+        return changes
+
+    def _carry_over(self) -> None:
+        """Keep what the old subscription received for the first read on the new one."""
+        old = self._subscription
+        if old is None or not (old.changes or old.dropped):
+            return
+        self._carried += old.changes
+        self._carried_dropped += old.dropped
+        old.changes, old.dropped = [], 0
+        excess = len(self._carried) - MAX_PENDING_CHANGES
+        if excess > 0:
+            del self._carried[:excess]
+            self._carried_dropped += excess
 
     def unresolved(self) -> list[int]:
         return [i for i, reason in enumerate(self.tags.missing) if reason]
@@ -380,10 +447,14 @@ class OpcUaDriver:
         session = self._session
         if session is None:
             raise DriverReadError("disconnected", "no session")
+        compiled = self._groups[group]
         lost = session.lost_reason
         if lost is not None:
+            # Changes that arrived before the loss go on first; the loss on the next read.
+            pending = compiled.pending() if isinstance(compiled, _SubscribeGroup) else []
+            if pending:
+                return pending
             raise lost
-        compiled = self._groups[group]
         if compiled.unresolved() and time.monotonic() >= compiled.tags.next_retry:
             await self._retry(session, compiled)
         return await compiled.read(session)

@@ -36,6 +36,8 @@ from edge_agent.config_metrics import (
 from edge_agent.config_metrics_checks import shift_specs
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import mean_kw
+from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
+from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import (
     Context,
@@ -59,7 +61,7 @@ from edge_agent.metrics.windows import (
     WindowKind,
     build_kind,
 )
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import KIND_ALIVE, Quality, SampleBatch
 
 log = structlog.get_logger("edge_agent.metrics")
 
@@ -98,8 +100,12 @@ class _TagInfo:
 
     def __init__(self, plant: PlantConfig) -> None:
         self._tags: dict[tuple[str, str], tuple[Any, float]] = {}
+        #: (device, group) of the groups that report changes only (OPC UA subscribe).
+        self.change_groups: set[tuple[str, str]] = set()
         for device in plant.devices:
             for group in getattr(device, "poll_groups", []):
+                if getattr(group, "mode", "read") == "subscribe":
+                    self.change_groups.add((device.name, group.name))
                 for tag in getattr(group, "tags", []):
                     self._tags.setdefault((device.name, tag.name), (tag, float(group.interval)))
 
@@ -288,6 +294,7 @@ class MetricsProcessor:
             for device, tag, priority, handler in unit.handlers():
                 self._needs.setdefault(device, {}).setdefault(tag, []).append((priority, handler))
         self._routes: dict[tuple[str, str], Any] = {}
+        self._holds = Holds(tags.change_groups)
         self.started_ns = self._now_ns()
         self.ignored_future = 0
         if store is not None:
@@ -298,45 +305,71 @@ class MetricsProcessor:
     # ------------------------------------------------------------------ hot path
 
     def __call__(self, batch: SampleBatch) -> Iterable[SampleBatch]:
-        route = self._routes.get((batch.device, batch.group), _MISSING)
-        if route is _MISSING or (route is not None and route[0] is not batch.names):
-            route = self._route(batch)
         now_ns = self._now_ns()
         closed = self._close_due(now_ns) if now_ns >= self._next_deadline_ns else None
         # Close first: a sample arriving after its window's grace is late, not in time.
-        if route is not None:
-            self._feed(batch, route[1], now_ns)
+        if batch.names:
+            route = self._routes.get((batch.device, batch.group), _MISSING)
+            if route is _MISSING or (route is not None and route[0] is not batch.names):
+                route = self._route(batch)
+            if route is not None and route[1]:
+                self._feed(batch, route, now_ns)
+        else:
+            self._alive(batch, now_ns)
         return [batch, *closed] if closed else (batch,)
 
-    def _feed(self, batch: SampleBatch, handlers: list[tuple[int, Handler]], now_ns: int) -> None:
-        if batch.timestamp_ns > now_ns + MAX_FUTURE_S * NS_PER_S:
-            if not self.ignored_future:
-                log.warning(
-                    "samples stamped in the future are left out of metrics (device clock?)",
-                    device=batch.device,
-                    group=batch.group,
-                )
-            self.ignored_future += 1
+    def _alive(self, batch: SampleBatch, now_ns: int) -> None:
+        """A batch without samples: a change-based group's proof of life, or nothing."""
+        if batch.attributes.get("kind") != KIND_ALIVE or self._in_future(batch, now_ns):
             return
-        qualities, values, stamps = batch.qualities, batch.values, batch.timestamps_ns
-        good = Quality.GOOD
-        if stamps is None:
-            t = batch.timestamp_ns
-            for index, handler in handlers:
-                if qualities[index] is good:
-                    handler(t, values[index])
+        self._holds.alive(batch, self._needs.get(batch.device, {}))
+        if self.events:
+            self._log_events()
+
+    def _in_future(self, batch: SampleBatch, now_ns: int) -> bool:
+        if batch.timestamp_ns <= now_ns + MAX_FUTURE_S * NS_PER_S:
+            return False
+        if not self.ignored_future:
+            log.warning(
+                "samples stamped in the future are left out of metrics (device clock?)",
+                device=batch.device,
+                group=batch.group,
+            )
+        self.ignored_future += 1
+        return True
+
+    def _feed(self, batch: SampleBatch, route: Any, now_ns: int) -> None:
+        if self._in_future(batch, now_ns):
+            return
+        handlers: list[tuple[int, Handler]] = route[1]
+        if route[2]:
+            self._holds.feed(batch, handlers)  # a change-based group: its values hold
         else:
-            for index, handler in handlers:
-                if qualities[index] is good:
-                    handler(stamps[index], values[index])
+            qualities, values, stamps = batch.qualities, batch.values, batch.timestamps_ns
+            good = Quality.GOOD
+            if stamps is None:
+                t = batch.timestamp_ns
+                for index, handler in handlers:
+                    if qualities[index] is good:
+                        handler(t, values[index])
+            else:
+                for index, handler in handlers:
+                    if qualities[index] is good:
+                        handler(stamps[index], values[index])
         if self.events:
             self._log_events()
 
     def _route(self, batch: SampleBatch) -> Any:
-        """Which samples of this (device, group) the units need, in priority order."""
+        """Which samples of this (device, group) the units need, in priority order.
+
+        ``(names, [(index, handler)], change_based)``, kept while the names tuple is the
+        same; ``None`` for a device the metrics do not use. A change-based group names
+        other tags in each batch: its route is worked out again for every batch.
+        """
+        key = (batch.device, batch.group)
         needs = self._needs.get(batch.device)
         if needs is None or batch.group.startswith("metrics:"):
-            self._routes[(batch.device, batch.group)] = None
+            self._routes[key] = None
             return None
         found = [
             (priority, index, handler)
@@ -344,13 +377,23 @@ class MetricsProcessor:
             for priority, handler in needs.get(name, ())
         ]
         found.sort(key=lambda item: item[0])
-        route = (batch.names, [(index, handler) for _, index, handler in found]) if found else None
-        self._routes[(batch.device, batch.group)] = route
+        handlers = [(index, handler) for _, index, handler in found]
+        route = (batch.names, handlers, key in self._holds.groups)
+        self._routes[key] = route
         return route
 
     def _log_events(self) -> None:
         for event, fields in self.events:
-            if "reset" in event or "jump" in event:
+            if event.endswith(EVENT_OUT_OF_RANGE):
+                log.warning(
+                    event + ": reading left out of metrics, quiet until a good one", **fields
+                )
+            elif event.endswith(EVENT_GLITCH):
+                log.warning(
+                    event + ": readings came back to the old segment; the odd ones are not counted",
+                    **fields,
+                )
+            elif "reset" in event or "jump" in event:
                 log.warning(event + ": new segment, change not counted as energy", **fields)
             else:
                 log.info(event, **fields)

@@ -7,6 +7,10 @@ window is due (at most a second, so that a step of the wall clock is noticed
 soon), closes what is due, and hands the metric batches to ``emit`` (the
 pipeline). It saves the accumulators every ``save_interval`` seconds and once more
 when it is cancelled at stop.
+
+Like a processor in the pipeline, the timer must never stop the agent: a window that
+cannot be closed (a bug in a calculator) is logged once with its traceback, then
+quietly, and the task keeps trying every second while collection goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import structlog
+
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import SampleBatch
+
+log = structlog.get_logger("edge_agent.metrics")
 
 #: Longest sleep between two looks at the clock.
 MAX_SLEEP_S = 1.0
@@ -31,6 +39,7 @@ async def run_metrics_timer(
 ) -> None:
     """Close windows as they fall due until cancelled; save on the way out."""
     next_save = clock() + save_interval
+    failing = False
     try:
         while True:
             now = clock()
@@ -38,7 +47,18 @@ async def run_metrics_timer(
             await asyncio.sleep(min(max(wait, 0.0), MAX_SLEEP_S))
             now = clock()
             if now >= processor.next_deadline():
-                for batch in processor.close_due(now):
+                try:
+                    closed = processor.close_due(now)
+                except Exception:
+                    if not failing:
+                        log.exception("metric windows could not be closed; retrying quietly")
+                    failing = True
+                    closed = []
+                else:
+                    if failing:
+                        log.info("metric windows close again")
+                    failing = False
+                for batch in closed:
                     emit(batch)
             if now >= next_save:
                 processor.save()

@@ -16,6 +16,7 @@ from typing import Any, Final
 from edge_agent.metrics.accumulators import EnergyAcc, MachineAcc
 from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.energy import (
+    EVENT_OUT_OF_RANGE,
     NS_PER_S,
     CounterStep,
     CounterTracker,
@@ -128,17 +129,15 @@ class EnergyFeed:
 
     def _report(self, step: CounterStep) -> None:
         assert self.counter is not None
-        self._events.append(
-            (
-                f"energy counter {step.event}",
-                {
-                    "unit": self._unit,
-                    "tag": self.spec.counter.tag if self.spec.counter else "",
-                    "counted_kwh": step.ticks * self._kwh_per_tick,
-                    "at_ns": step.t2_ns,
-                },
-            )
-        )
+        fields: dict[str, Any] = {
+            "unit": self._unit,
+            "tag": self.spec.counter.tag if self.spec.counter else "",
+            "counted_kwh": step.ticks * self._kwh_per_tick,
+            "at_ns": step.t2_ns,
+        }
+        if step.event == EVENT_OUT_OF_RANGE:
+            fields["value"] = self.counter.last_rejected
+        self._events.append((f"energy counter {step.event}", fields))
 
     def _spread(self, t1: int, t2: int, kwh: float, covered: bool, primary: bool) -> None:
         span = t2 - t1

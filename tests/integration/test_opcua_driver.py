@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
+from drivers.opcua.driver import _SubscribeGroup
 from edge_agent.config import PlantConfig
-from edge_agent.errors import DriverConnectError
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.errors import DriverConnectError, DriverReadError
+from edge_agent.model import KIND_ALIVE, Quality, SampleBatch
 from simulators.equipment import MACHINE_QUANTITIES, METER_QUANTITIES
 from simulators.opcua_internals import OperationLimits
 from simulators.opcua_server import OpcUaSimulator, bulk_name
@@ -164,10 +165,13 @@ async def test_subscribe_mode_hands_over_changes_matching_ground_truth(
         value, quality, _, stamp = later["cnc-1.energy_kwh"][-1]
         assert value == expected(sim, "cnc-1", "energy_kwh")
         assert stamp == int(clock.now) * 1_000_000_000
-        # Nothing changed since: the next hand-over is empty, not a repeat.
+        # Nothing changed since: the next hand-over repeats nothing; it only proves the
+        # subscription alive (a batch without samples, for the metrics, never published).
         await asyncio.sleep(0.3)
         await driver.read("live")
-        assert await driver.read("live") == []
+        (quiet,) = await driver.read("live")
+        assert len(quiet) == 0
+        assert quiet.attributes == {"kind": KIND_ALIVE}
     finally:
         await driver.close()
 
@@ -401,5 +405,97 @@ async def test_a_node_that_appears_later_is_monitored_without_a_reconnect(
             latest = (await _changes(driver, "watched", {"coolant"}))["coolant"][-1]
         assert latest[:3] == (4.5, Quality.GOOD, "")
         assert driver.session is session  # same session: no reconnect was needed
+    finally:
+        await driver.close()
+
+
+@pytest.mark.parametrize("first", ["read", "reconnect"])
+async def test_changes_received_before_a_lost_session_are_handed_over(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path, first: str
+) -> None:
+    """Changes that arrived but were not yet handed on survive the loss of the session:
+    the next read hands them over (the loss is raised on the read after), or, when the
+    scheduler reconnects first, the first read on the new session does."""
+    sim, clock = frozen
+    groups = "- name: live\n  mode: subscribe\n  interval: 100ms\n  tags:\n" + "\n".join(
+        "  " + line for line in tags_yaml(sim, "cnc-1", ["energy_kwh"]).splitlines()
+    )
+    driver = _driver(plant_config(tmp_path, device_yaml("cell", sim.endpoint, groups)))
+    name = "cnc-1.energy_kwh"
+    await driver.connect()
+    try:
+        await _changes(driver, "live", {name})
+        clock.now += 3600
+        await sim.refresh()
+        pending = expected(sim, "cnc-1", "energy_kwh")
+        group = driver._groups["live"]
+        assert isinstance(group, _SubscribeGroup)
+        subscription = group._subscription
+        assert subscription is not None
+        deadline = time.monotonic() + 10
+        while not subscription.changes:  # delivered to the client, not yet handed on
+            assert time.monotonic() < deadline, "the change never arrived"
+            await asyncio.sleep(0.05)
+        await sim.stop()
+        while driver.connected:
+            assert time.monotonic() < deadline + 10, "the loss was never noticed"
+            await asyncio.sleep(0.05)
+        if first == "read":
+            result = await driver.read("live")
+            assert isinstance(result, list)
+            got = [v for b in result for n, v, q, _ in b if n == name and q is Quality.GOOD]
+            assert got == [pending], "handed over before the loss is reported"
+            with pytest.raises(DriverReadError):
+                await driver.read("live")
+        # The device comes back having counted on: the new session starts from there.
+        clock.now += 3600
+        await sim.start()
+        await driver.connect()
+        later = expected(sim, "cnc-1", "energy_kwh")
+        seen = await _changes(driver, "live", {name})
+        while seen[name][-1][0] != later:
+            for each, more in (await _changes(driver, "live", {name})).items():
+                seen[each] += more
+        values = [v for v, q, _, _ in seen[name] if q is Quality.GOOD]
+        if first == "reconnect":
+            assert values[0] == pending, "the change of the lost session comes first"
+            values = values[1:]
+        assert pending not in values, "handed over once"
+        assert values[-1] == later
+    finally:
+        await driver.close()
+
+
+async def test_a_quiet_subscription_proves_itself_alive_until_the_server_goes(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
+) -> None:
+    """Each read of a quiet subscription ends with a proof of life stamped with the
+    server's latest publish (keepalives included); a dead server proves nothing."""
+    sim, _ = frozen
+    groups = "- name: live\n  mode: subscribe\n  interval: 100ms\n  tags:\n" + "\n".join(
+        "  " + line for line in tags_yaml(sim, "cnc-1", ["power_kw"]).splitlines()
+    )
+    driver = _driver(plant_config(tmp_path, device_yaml("cell", sim.endpoint, groups)))
+    await driver.connect()
+    try:
+        await _changes(driver, "live", {"cnc-1.power_kw"})
+        proofs: list[int] = []
+        deadline = time.monotonic() + 10
+        while len(set(proofs)) < 4:  # the frozen simulator changes nothing: keepalives only
+            assert time.monotonic() < deadline, f"publish times did not advance: {proofs}"
+            await asyncio.sleep(0.1)
+            result = await driver.read("live")
+            assert isinstance(result, list)
+            assert all(len(b) == 0 for b in result), "no value is repeated"
+            assert [b.attributes for b in result] == [{"kind": KIND_ALIVE}]
+            proofs.append(result[0].timestamp_ns)
+        assert proofs == sorted(proofs)
+        assert abs(proofs[-1] - time.time_ns()) < 60 * 1_000_000_000, "the server's clock"
+        await sim.stop()
+        while driver.connected:
+            assert time.monotonic() < deadline + 10, "the loss was never noticed"
+            await asyncio.sleep(0.05)
+        with pytest.raises(DriverReadError):
+            await driver.read("live")
     finally:
         await driver.close()

@@ -77,6 +77,8 @@ def test_the_unit_declares_the_service_contract() -> None:
     assert _directives("EnvironmentFile") == ["-/etc/edge-agent/edge-agent.env"]
     # Stop: the default drain (5 s) plus each sink's bounded goodbye fit well inside.
     assert int(_directives("TimeoutStopSec")[0].rstrip("s")) >= 20
+    # Descriptors: room for a large plant above the usual soft limit of 1024.
+    assert int(_directives("LimitNOFILE")[0]) >= 4096
 
 
 def test_verify_is_clean(tmp_path: Path) -> None:

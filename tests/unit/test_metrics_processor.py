@@ -137,6 +137,21 @@ def test_a_metric_batch_follows_the_contract() -> None:
     assert "peak_demand_kw" not in first, "demand is its own family, on 15-minute blocks"
 
 
+def test_a_counter_reading_zero_once_is_a_logged_glitch_not_10000_kwh() -> None:
+    clock = Clock()
+    processor = MetricsProcessor(config(), clock=clock)
+    with capture_logs() as logs:
+        out = run(processor, clock, range(30), base=(10000.0, 0))
+        clock.now = T0 + 30
+        list(processor(batch(clock.now, 60.0, 0.0)))  # a gateway answering zeros, once
+        out += run(processor, clock, range(31, 66), base=(10000.0, 0))
+    (metered,) = find(out, "metered", "1m", "energy")
+    assert metered["energy_kwh"] == pytest.approx(1.0), "60 kW for a minute, exactly"
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert any(w.startswith("energy counter reset") for w in warnings)
+    assert any(w.startswith("energy counter glitch") for w in warnings)
+
+
 def test_bad_samples_are_left_out_never_counted_as_zero() -> None:
     clock = Clock()
     processor = MetricsProcessor(config(), clock=clock)
@@ -301,6 +316,41 @@ async def test_the_timer_closes_windows_on_time_and_saves_on_stop(tmp_path: Path
     await asyncio.wait([task])
     saved = json.loads((tmp_path / STATE_FILE).read_text())
     assert saved["units"]["metered"]["state"]["feed"]["counter"]["last_ns"] == (T0 + 29) * S
+
+
+async def test_the_timer_survives_a_window_that_cannot_be_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    processor = MetricsProcessor(config(tmp_path), clock=clock, store=StateStore(tmp_path))
+    run(processor, clock, range(30))
+    real_close_due = processor.close_due
+    failures = [ZeroDivisionError("a calculator bug"), ZeroDivisionError("still")]
+
+    def flaky_close_due(now: float | None = None) -> list[SampleBatch]:
+        if failures:
+            raise failures.pop(0)
+        return real_close_due(now)
+
+    monkeypatch.setattr(processor, "close_due", flaky_close_due)
+    emitted: list[SampleBatch] = []
+    clock.now = T0 + 66
+    with capture_logs() as logs:
+        task = asyncio.create_task(
+            run_metrics_timer(processor, emitted.append, save_interval=3600, clock=clock)
+        )
+        for _ in range(80):
+            await asyncio.sleep(0.05)
+            if emitted or task.done():
+                break
+        assert not task.done(), "the timer task must keep running"
+        task.cancel()
+        await asyncio.wait([task])
+    assert not failures, "the timer retried"
+    assert {b.device for b in emitted} == {"integrated", "metered", "m"}
+    events = [e["event"] for e in logs]
+    assert events.count("metric windows could not be closed; retrying quietly") == 1
+    assert "metric windows close again" in events
 
 
 def test_a_unit_whose_device_is_left_out_in_code_is_skipped_with_a_warning() -> None:

@@ -1,0 +1,122 @@
+"""The health endpoint holds a bounded number of clients and stops without noise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent import health
+from edge_agent.config_loader import parse_config
+from edge_agent.health import HealthServer
+from edge_agent.liveness import LoopMonitor
+from edge_agent.service import Agent
+from edge_agent.status import ServiceStats
+from tests.service_support import http_get, parse_metrics, value
+
+pytestmark = pytest.mark.integration
+
+PLANT = """
+plant: {name: p1, timezone: UTC}
+devices:
+  - name: m
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 1502}
+    poll_groups:
+      - name: fast
+        interval: 1s
+        tags:
+          - {name: power, address: 0, type: float32, unit: kW}
+"""
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[HealthServer]:
+    agent = Agent(parse_config(PLANT + f"state_dir: {tmp_path}\n", env={}))
+    endpoint = HealthServer(agent, ServiceStats(monitor=LoopMonitor()), "127.0.0.1", 0)
+    await endpoint.start()
+    try:
+        yield endpoint
+    finally:
+        await endpoint.stop()
+
+
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _idle(port: int, count: int) -> list[Connection]:
+    """``count`` clients that connect and send nothing (as a port scanner or a bug does)."""
+    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(count)]
+
+
+async def _closed_by_server(connection: Connection) -> bool:
+    reader, _ = connection
+    try:
+        return await asyncio.wait_for(reader.read(), 10) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def _close(connections: list[Connection]) -> None:
+    for _, writer in connections:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_idle_clients_beyond_the_limit_are_closed_at_once_and_counted(
+    server: HealthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "MAX_CLIENTS", 8)
+    # Far beyond the wait below: a client closed in time was refused, not timed out.
+    monkeypatch.setattr(health, "REQUEST_TIMEOUT_S", 60.0)
+    port = server.bound_port
+    held = await _idle(port, 8)
+    try:
+        extra = await _idle(port, 5)
+        # Closed without waiting for the request time bound: nothing is held for them.
+        assert all(await asyncio.gather(*(_closed_by_server(c) for c in extra)))
+        await _close(extra)
+        assert server.refused_connections == 5
+        assert len(server._clients) == 8
+    finally:
+        await _close(held)
+    # Room again: monitoring gets its answer, and /metrics shows what was refused.
+    for _ in range(100):
+        if not server._clients:
+            break
+        await asyncio.sleep(0.02)
+    response = await http_get(port, "/metrics")
+    assert response.status == 200
+    metrics = parse_metrics(response.body.decode())
+    assert value(metrics, "edge_agent_health_connections_refused_total") == 5
+    assert value(metrics, "edge_agent_health_connections_max") == 8
+
+
+async def test_stop_with_open_clients_is_quiet_and_leaves_no_task(tmp_path: Path) -> None:
+    agent = Agent(parse_config(PLANT + f"state_dir: {tmp_path}\n", env={}))
+    endpoint = HealthServer(agent, ServiceStats(monitor=LoopMonitor()), "127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        await endpoint.start()
+        clients = await _idle(endpoint.bound_port, 5)
+        for _ in range(100):
+            if len(endpoint._clients) == 5:
+                break
+            await asyncio.sleep(0.02)
+        assert len(endpoint._clients) == 5
+        await endpoint.stop()
+        assert all(await asyncio.gather(*(_closed_by_server(c) for c in clients)))
+        await _close(clients)
+        await asyncio.sleep(0.1)  # let done callbacks run
+    finally:
+        loop.set_exception_handler(previous)
+    assert reported == [], [c.get("message") for c in reported]
+    assert not endpoint._clients
