@@ -12,12 +12,13 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
-from edge_agent.buffer import MemoryBuffer
-from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config import MqttSinkConfig, PlantConfig, SinkConfig
 from edge_agent.driver import Driver
+from edge_agent.outbox import Outbox
 from edge_agent.pipeline import Pipeline
 from edge_agent.scheduler import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink
@@ -29,10 +30,18 @@ log = structlog.get_logger("edge_agent.service")
 DEFAULT_DRAIN_SECONDS = 5.0
 
 
-def build_sink(config: MqttSinkConfig, plant: PlantConfig) -> Sink:
-    from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
+def build_sink(config: SinkConfig, plant: PlantConfig, outbox: Outbox | None = None) -> Sink:
+    if isinstance(config, MqttSinkConfig):
+        from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
 
-    return MqttSink(config, plant.plant)
+        return MqttSink(config, plant.plant)
+    from edge_agent.sinks.influxdb import InfluxSink  # lazy: influxdb-client likewise
+
+    return InfluxSink(config, plant, dead_letters=outbox)
+
+
+def outbox_path(config: PlantConfig) -> Path:
+    return config.outbox.path or config.state_dir / "outbox.sqlite3"
 
 
 def build_drivers(plant: PlantConfig) -> list[Driver]:
@@ -50,17 +59,24 @@ class Agent:
     pipeline: Pipeline = field(default_factory=Pipeline)
     sources: list[SourceRunner] = field(default_factory=list)
     sinks: list[SinkRunner] = field(default_factory=list)
+    #: The durable log every batch goes to once, read by each sink through its own view.
+    outbox: Outbox | None = None
     started_at: float = field(default_factory=time.time)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        if self.config.sinks:
+            self.outbox = Outbox(
+                self.config.outbox, outbox_path(self.config), [s.name for s in self.config.sinks]
+            )
+            self.pipeline.add_consumer(self.outbox.append)
         for sink_config in self.config.sinks:
+            assert self.outbox is not None
             runner = SinkRunner(
-                build_sink(sink_config, self.config),
-                MemoryBuffer(sink_config.buffer.max_batches),
+                build_sink(sink_config, self.config, self.outbox),
+                self.outbox.view(sink_config.name),
             )
             self.sinks.append(runner)
-            self.pipeline.add_consumer(runner.submit)
         for driver in build_drivers(self.config):
             self.sources.append(SourceRunner(driver, self.pipeline.emit))
 
@@ -75,6 +91,17 @@ class Agent:
             devices=len(self.sources),
             sinks=[s.sink.name for s in self.sinks] or "none",
         )
+        try:
+            if self.outbox is not None:
+                await self.outbox.start()
+            await self._run_tasks()
+        finally:
+            # After the sinks stopped: what they did not deliver stays in the file.
+            if self.outbox is not None:
+                await self.outbox.close()
+        log.info("agent stopped")
+
+    async def _run_tasks(self) -> None:
         async with asyncio.TaskGroup() as outer:
             sink_tasks = [
                 outer.create_task(runner.run(), name=f"sink:{runner.sink.name}")
@@ -90,7 +117,6 @@ class Agent:
             finally:
                 # Also when a task failed or we were cancelled: stop in order, close sinks.
                 await self._shutdown(source_tasks, sink_tasks)
-        log.info("agent stopped")
 
     async def _shutdown(
         self, source_tasks: list[asyncio.Task[None]], sink_tasks: list[asyncio.Task[None]]
@@ -100,7 +126,7 @@ class Agent:
         for runner, ok in zip(self.sinks, drained, strict=True):
             if not ok:
                 log.warning(
-                    "sink did not drain before stop; buffered batches are lost",
+                    "sink did not drain before stop; its batches stay in the outbox",
                     sink=runner.sink.name,
                     buffered=len(runner.buffer),
                 )
