@@ -101,6 +101,15 @@ def influx_sink_problems(sink: InfluxSinkConfig, devices: list[Any]) -> list[tup
                             "InfluxDB field; rename it",
                         )
                     )
+        device_type = getattr(device, "device_type", "") or ""
+        if sink.measurement == "device_type" and device_type.startswith("#"):
+            problems.append(
+                (
+                    "measurement",
+                    f"device {device.name}: device_type {device_type!r} would start a line "
+                    "protocol comment; it cannot be a measurement",
+                )
+            )
         if not sink.labels_as_tags:
             continue
         for key in getattr(device, "labels", {}) or {}:

@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.config import PlantIdentity
 from tests.mqtt_support import Subscriber
-from tests.servers import Mosquitto, children_of, free_port
+from tests.servers import Mosquitto, VictoriaMetrics, children_of, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +101,14 @@ def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    """A real VictoriaMetrics (InfluxDB v2 write API) on a free 127.0.0.1 port."""
+    server = VictoriaMetrics(port=free_port(), workdir=tmp_path / "victoria-metrics")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -68,7 +68,7 @@ class SinkRunner:
                 await self.sink.send([p.batch for p in pending])
             except SinkError as exc:
                 self._on_failure(exc)
-                await self._pause(self._backoff.next_delay())
+                await self._pause(max(self._backoff.next_delay(), exc.retry_after or 0.0))
                 continue
             except Exception as exc:
                 # A bug in a sink must not end delivery (nor the agent): keep the batches,
