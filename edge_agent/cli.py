@@ -91,6 +91,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_outbox_status(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from edge_agent.outbox.status import read_status, render_status, status_json
+    from edge_agent.service import outbox_path
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    path = outbox_path(config)
+    if not path.exists():
+        print(f"no outbox at {path} yet: the agent has not run with sinks")
+        return EXIT_OK
+    try:
+        status = read_status(path)
+    except sqlite3.Error as exc:
+        print(f"{path}: not readable as an outbox: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(status_json(status) if args.json else render_status(status))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
@@ -124,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("-c", "--config", help="plant file (default: configs/demo-plant.yaml)")
     demo.set_defaults(handler=cmd_demo)
+
+    outbox = commands.add_parser("outbox", help="inspect the durable outbox of a plant")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    outbox_status = outbox_commands.add_parser(
+        "status", help="backlog per sink: batches, bytes, oldest timestamp"
+    )
+    outbox_status.add_argument("-c", "--config", required=True, help="plant YAML file")
+    outbox_status.add_argument("--json", action="store_true", help="machine-readable output")
+    outbox_status.set_defaults(handler=cmd_outbox_status)
     return parser
 
 

@@ -46,7 +46,7 @@ def parse_byte_size(value: Any) -> Any:
 ByteSize = Annotated[int, BeforeValidator(parse_byte_size)]
 
 #: Smallest disk budget accepted: below this the outbox would drop data all the time.
-MIN_OUTBOX_BYTES = 1024 * 1024
+MIN_OUTBOX_BYTES = 64 * 1024
 
 
 class OutboxConfig(Strict):

@@ -336,6 +336,12 @@ class Outbox:
         if self._write_failing and len(self._pending) > MAX_UNWRITTEN:
             self._give_up_unwritten(len(self._pending) // 10)
 
+    async def flush(self) -> None:
+        """Commit everything queued now (the writer does this on its own; for callers that
+        need a batch on disk before they go on, such as tests and benchmarks)."""
+        await self._flush()
+        await self._enforce_budget()
+
     def dead_letter(self, sink: str, status: int, error: str, lines: bytes) -> None:
         """Keep points a server refused for good (written with the next commit)."""
         self._letters.append((self._clock_ns(), sink, status, error, lines))
