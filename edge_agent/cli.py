@@ -44,7 +44,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         await run_agent(Agent(config), duration=args.duration)
 
-    asyncio.run(main())
+    from edge_agent.outbox import OutboxError
+
+    try:
+        asyncio.run(main())
+    except OutboxError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

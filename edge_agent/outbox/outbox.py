@@ -44,6 +44,7 @@ import structlog
 
 from edge_agent.buffer import Pending
 from edge_agent.config import OutboxConfig
+from edge_agent.errors import EdgeAgentError
 from edge_agent.model import SampleBatch
 from edge_agent.outbox.ranges import Delivered
 from edge_agent.outbox.store import (
@@ -68,6 +69,10 @@ LOW_WATER: Final = 0.9
 MAX_UNWRITTEN: Final = 200_000
 #: Seconds between attempts to write after a failed write.
 WRITE_RETRY_S: Final = 1.0
+
+
+class OutboxError(EdgeAgentError):
+    """The outbox file cannot be opened or created (permissions, a full disk...)."""
 
 
 class SinkView:
@@ -253,8 +258,14 @@ class Outbox:
         await self._started.wait()
 
     async def start(self) -> None:
-        """Open the file (checking and, if damaged, recovering it) and start writing."""
-        state = await self._worker.call(self._store.open, list(self._views))
+        """Open the file (checking and, if damaged, recovering it) and start writing.
+
+        Raises :class:`OutboxError` when the file cannot be opened or made at all.
+        """
+        try:
+            state = await self._worker.call(self._store.open, list(self._views))
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
         self._apply_open(state)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         self._started.set()
@@ -383,15 +394,18 @@ class Outbox:
                     await self._worker.call(self._store.sync)
                     self._unsynced = False
                     self._last_sync = time.monotonic()
-            except (sqlite3.Error, OSError) as exc:
+            except Exception as exc:
+                # Disk full, I/O error, or a bug: the writer must not die, or nothing
+                # would be written again. Batches wait in memory (bounded) meanwhile.
                 self.write_failures += 1
                 if not self._write_failing:
                     self._write_failing = True
                     log.error(
                         "outbox cannot write; batches wait in memory and writing is retried",
                         path=str(self.path),
-                        error=str(exc),
+                        error=f"{type(exc).__name__}: {exc}",
                         queued=len(self._pending),
+                        exc_info=not isinstance(exc, sqlite3.Error | OSError),
                     )
                 await asyncio.sleep(WRITE_RETRY_S)
                 self._work.set()

@@ -397,3 +397,16 @@ def test_nan_survives_the_file(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "n.sqlite3")
     assert db.execute("SELECT value FROM meta WHERE key = 'codec'").fetchone() == ("marshal-4/v1",)
     db.close()
+
+
+async def test_an_outbox_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    from edge_agent.outbox import OutboxError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    outbox = Outbox(OutboxConfig(), blocker / "state" / "outbox.sqlite3", ["a"])
+    try:
+        with pytest.raises(OutboxError, match="cannot open the outbox"):
+            await outbox.start()
+    finally:
+        await outbox.close()
