@@ -39,7 +39,7 @@ class InfluxSinkConfig(Strict):
 
     name: Name
     type: Literal["influxdb"]
-    url: str = Field(pattern=r"^https?://[^\s/]+", description="e.g. http://127.0.0.1:8086")
+    url: str = Field(description="e.g. http://127.0.0.1:8086 or https://influx.example:8086")
     org: str = Field(
         min_length=1, description="Organization name or ID (ignored by InfluxDB 3 and VM)."
     )
@@ -77,6 +77,16 @@ class InfluxSinkConfig(Strict):
     verify_tls: bool = Field(default=True, description="Check the server's certificate.")
     ca_file: Path | None = Field(default=None, description="CA bundle for https URLs.")
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        scheme, sep, rest = url.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or rest[0] in "/:":
+            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+        if any(ch.isspace() for ch in url):
+            raise ValueError(f"{url!r} contains a space")
+        return url
+
     @field_validator("tags")
     @classmethod
     def _valid_tag_keys(cls, tags: dict[str, str]) -> dict[str, str]:
@@ -96,7 +106,7 @@ def influx_sink_problems(sink: InfluxSinkConfig, devices: list[Any]) -> list[tup
                 if tag.name in RESERVED_KEYS:
                     problems.append(
                         (
-                            "type",
+                            "name",
                             f"device {device.name}: a tag named {tag.name!r} cannot be an "
                             "InfluxDB field; rename it",
                         )
