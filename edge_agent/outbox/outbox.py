@@ -319,10 +319,10 @@ class Outbox:
             if self._started.is_set():
                 try:
                     await self._flush()
-                except sqlite3.Error as exc:
+                except Exception as exc:
                     log.error(
                         "outbox: last write failed; unwritten batches are lost",
-                        error=str(exc),
+                        error=f"{type(exc).__name__}: {exc}",
                         batches=len(self._pending),
                     )
                 await self._worker.call(self._store.close)
@@ -427,6 +427,10 @@ class Outbox:
                 result = await self._worker.call(
                     self._store.flush, rows, cursors, prune_to, letters
                 )
+            except asyncio.CancelledError:
+                # The worker runs the call to its end anyway (close() waits for it):
+                # queueing these rows again would write them twice.
+                raise
             except BaseException:
                 # Nothing of it was written (one transaction): keep it for the next try.
                 self._pending[:0] = rows
