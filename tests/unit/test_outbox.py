@@ -410,3 +410,23 @@ async def test_an_outbox_that_cannot_be_made_is_a_clear_error(tmp_path: Path) ->
             await outbox.start()
     finally:
         await outbox.close()
+
+
+async def test_close_during_a_commit_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    outbox = Outbox(OutboxConfig(fsync="always"), path, ["a"])
+    await outbox.start()
+    for i in range(20_000):
+        outbox.append(batch(i))
+    while outbox._pending:  # the writer has taken them and is committing
+        await asyncio.sleep(0)
+    for i in range(20_000, 30_000):
+        outbox.append(batch(i))
+    await outbox.close()  # cancels the writer in the middle of its commit
+    outbox = Outbox(OutboxConfig(), path, ["a"])
+    await outbox.start()
+    try:
+        assert len(outbox.view("a")) == 30_000
+        assert outbox.rows == 30_000
+    finally:
+        await outbox.close()
