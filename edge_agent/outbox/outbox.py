@@ -93,6 +93,8 @@ class SinkView:
         self._inflight_first: int | None = None
         self._inflight_backlog = False
         self._dirty = False
+        #: Set by :meth:`freeze`: ids from here on are not for this sink.
+        self._end: int | None = None
         #: Batches (samples) of this sink the disk budget dropped before delivery.
         self.dropped_batches = 0
         self.dropped_samples = 0
@@ -113,7 +115,7 @@ class SinkView:
                 items = list(itertools.islice(self._live, max_batches))
                 self._hand_out(items, items[0].seq, backlog=False)
                 return items
-            gap = self.done.first_gap(self._outbox.next_id)
+            gap = self.done.first_gap(self._stop_at())
             if gap is not None:
                 wait = self._replay_ready_at - time.monotonic()
                 if wait > 0:
@@ -154,7 +156,14 @@ class SinkView:
 
     def __len__(self) -> int:
         """Batches this sink has not had confirmed yet (memory and disk)."""
-        return self.done.pending(self._outbox.next_id)
+        return self.done.pending(self._stop_at())
+
+    def freeze(self) -> None:
+        """Batches appended from now on are not for this sink (it is being removed): what it
+        has can be drained without chasing new data."""
+        if self._end is None:
+            self._end = self._outbox.next_id
+            self._wake.set()
 
     # ------------------------------------------------------------------ outbox side
 
@@ -162,6 +171,9 @@ class SinkView:
     def live(self) -> int:
         """Batches waiting in the live lane (memory)."""
         return len(self._live)
+
+    def _stop_at(self) -> int:
+        return self._outbox.next_id if self._end is None else self._end
 
     def _hand_out(self, items: list[Pending], first: int, *, backlog: bool) -> None:
         self._inflight = items
@@ -175,6 +187,8 @@ class SinkView:
                 await self._wake.wait()
 
     def _push(self, pending: Pending) -> None:
+        if self._end is not None:
+            return
         self._live.append(pending)
         if len(self._live) > self._live_limit:
             # Still on disk, still pending: it moves to the backlog lane.
@@ -219,6 +233,7 @@ class Outbox:
         self.next_id = 1
         self._pending: list[NewRow] = []
         self._letters: list[DeadLetter] = []
+        self._forget: list[str] = []
         self._work = asyncio.Event()
         self._started = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -249,6 +264,36 @@ class Outbox:
 
     def view(self, sink: str) -> SinkView:
         return self._views[sink]
+
+    def add_sink(self, sink: str) -> SinkView:
+        """The view of ``sink``, made if it is new. A sink added while the agent runs (a
+        reload) starts at the end of the log, like a sink first seen at start; a changed
+        sink keeps its view, and with it its cursor and backlog."""
+        view = self._views.get(sink)
+        if view is None:
+            view = SinkView(self, sink, self.config.live_batches, self.config.replay_rate)
+            self._views[sink] = view
+            if self._started.is_set():
+                view.done = Delivered(self.next_id - 1)
+                self.cursor_moved(view)
+        return view
+
+    def remove_sink(self, sink: str) -> None:
+        """Forget ``sink`` (removed from the config; call once its runner has stopped): its
+        cursor goes, so it no longer holds rows in the file. What it had not confirmed is
+        logged."""
+        view = self._views.pop(sink, None)
+        if view is None:
+            return
+        view.freeze()
+        if len(view):
+            log.warning(
+                "sink removed: its undelivered batches are forgotten",
+                sink=sink,
+                batches=len(view),
+            )
+        self._forget.append(sink)
+        self._work.set()
 
     @property
     def views(self) -> list[SinkView]:
@@ -418,14 +463,17 @@ class Outbox:
         async with self._flush_lock:
             rows, self._pending = self._pending, []
             letters, self._letters = self._letters, []
+            forget, self._forget = self._forget, []
             moved = [view for view in self._views.values() if view._dirty]
             cursors: list[CursorRow] = [(view.name, view.done.copy()) for view in moved]
             for view in moved:
                 view._dirty = False
-            prune_to = min((view.done.floor for view in self._views.values()), default=0)
+            prune_to = min(
+                (view.done.floor for view in self._views.values()), default=self.next_id - 1
+            )
             try:
                 result = await self._worker.call(
-                    self._store.flush, rows, cursors, prune_to, letters
+                    self._store.flush, rows, cursors, prune_to, letters, forget
                 )
             except asyncio.CancelledError:
                 # The worker runs the call to its end anyway (close() waits for it):
@@ -435,6 +483,7 @@ class Outbox:
                 # Nothing of it was written (one transaction): keep it for the next try.
                 self._pending[:0] = rows
                 self._letters[:0] = letters
+                self._forget[:0] = forget
                 for view in moved:
                     view._dirty = True
                 raise

@@ -345,8 +345,10 @@ class OutboxStore:
         cursors: Sequence[CursorRow],
         prune_to: int,
         letters: Sequence[DeadLetter],
+        forget: Sequence[str] = (),
     ) -> FlushResult:
-        """One transaction: new rows, moved cursors, dead letters, delivered rows deleted."""
+        """One transaction: new rows, moved cursors, dead letters, cursors of removed sinks
+        forgotten, delivered rows deleted."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -365,6 +367,7 @@ class OutboxStore:
                 )
             db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", encoded)
             self._persist_cursors(cursors)
+            db.executemany("DELETE FROM cursors WHERE sink = ?", [(name,) for name in forget])
             if letters:
                 db.executemany(
                     "INSERT INTO dead_letters (at_ns, sink, status, error, lines) "

@@ -430,3 +430,35 @@ async def test_close_during_a_commit_loses_and_doubles_nothing(tmp_path: Path) -
         assert outbox.rows == 30_000
     finally:
         await outbox.close()
+
+
+async def test_sinks_come_and_go_while_running(make: Callable[..., Any], tmp_path: Path) -> None:
+    """What a reload does: add a sink (it starts at the end), freeze one that is being
+    removed (it drains what it has while new batches keep coming), then forget it."""
+    outbox = await make(("a", "b"))
+    for i in range(3):
+        outbox.append(batch(i))
+    c = outbox.add_sink("c")
+    assert outbox.add_sink("a") is outbox.view("a")  # a changed sink keeps its view
+    assert len(c) == 0
+    b = outbox.view("b")
+    b.freeze()
+    outbox.append(batch(3))
+    assert ids(await c.peek(10)) == [3]
+    assert len(b) == 3  # not the new one
+    got = await b.peek(10)
+    assert ids(got) == [0, 1, 2]
+    b.ack(got[-1].seq)
+    assert len(b) == 0
+    outbox.remove_sink("b")
+    a = outbox.view("a")
+    a.ack((await a.peek(10))[-1].seq)
+    c.ack((await c.peek(10))[-1].seq)
+    await outbox.flush()
+    assert outbox.rows == 0  # nobody holds a row: b's cursor is gone
+    db = sqlite3.connect(tmp_path / "outbox.sqlite3")
+    try:
+        sinks = [row[0] for row in db.execute("SELECT sink FROM cursors ORDER BY sink")]
+    finally:
+        db.close()
+    assert sinks == ["a", "c"]
