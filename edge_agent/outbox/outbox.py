@@ -380,6 +380,8 @@ class Outbox:
         """Queue ``batch`` for every sink; it is committed by the next group commit."""
         if self._closed:
             raise RuntimeError("the outbox is closed")
+        if not self._views:
+            return  # every sink was removed (a reload): nobody to keep it for
         seq = self.next_id
         self.next_id += 1
         self._pending.append((seq, self._clock_ns(), batch))
