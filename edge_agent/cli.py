@@ -1,4 +1,4 @@
-"""``edge-agent`` command line: run, check, schema, simulate, demo."""
+"""``edge-agent`` command line: run, check, schema, simulate, demo, outbox, browse, certs."""
 
 from __future__ import annotations
 
@@ -33,25 +33,47 @@ def _load_or_report(path: str) -> PlantConfig | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge_agent.logs import configure_logging  # lazy: keep `schema`/`check` light
-    from edge_agent.service import Agent, run_agent
+    from edge_agent.logs import configure_from_config  # lazy: keep `schema`/`check` light
+    from edge_agent.service import Agent
+    from edge_agent.supervisor import serve
 
     config = _load_or_report(args.config)
     if config is None:
         return EXIT_CONFIG
-    configure_logging(args.log_level or config.logging.level)
+
+    def on_config(plant: PlantConfig) -> None:
+        configure_from_config(plant, args.log_level)
+
+    on_config(config)
 
     async def main() -> None:
-        await run_agent(Agent(config), duration=args.duration)
+        # SIGTERM/SIGINT stop, SIGHUP reloads args.config; systemd notification if asked.
+        await serve(
+            Agent(config), config_path=args.config, duration=args.duration, on_config=on_config
+        )
 
     from edge_agent.outbox import OutboxError
 
     try:
         asyncio.run(main())
-    except OutboxError as exc:
-        print(f"edge-agent: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK
+    except* OutboxError as group:
+        # The outbox cannot be opened (permissions, a full disk): nothing was collected.
+        # It arrives inside the supervisor's task group, hence except*.
+        for exc in _leaves(group):
+            print(f"edge-agent: {exc}", file=sys.stderr)
+        failed = True
+    else:
+        failed = False
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups."""
+    return [
+        leaf
+        for exc in group.exceptions
+        for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    ]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -119,10 +141,75 @@ def cmd_outbox_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from drivers.opcua.cli import run_certs  # lazy: asyncua only for OPC UA commands
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    return run_certs(config, args.action, getattr(args, "name", None))
+
+
+def cmd_browse(args: argparse.Namespace) -> int:
+    from drivers.opcua.cli import run_browse
+
+    config = None
+    if args.config:
+        config = _load_or_report(args.config)
+        if config is None:
+            return EXIT_CONFIG
+    return run_browse(
+        args.url,
+        config=config,
+        depth=args.depth,
+        security=args.security,
+        user=args.user,
+        password_env=args.password_env,
+        as_yaml=args.yaml,
+        match=args.match,
+        start=args.start,
+        include_server=args.all,
+    )
+
+
+def _add_opcua_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    browse = commands.add_parser("browse", help="print an OPC UA server's address space")
+    browse.add_argument("url", help="opc.tcp://HOST:PORT")
+    browse.add_argument("--depth", type=int, default=3, help="levels below the start (3)")
+    browse.add_argument(
+        "--security",
+        default="None",
+        metavar="POLICY/MODE",
+        help="None (default), or e.g. Basic256Sha256/SignAndEncrypt (needs -c)",
+    )
+    browse.add_argument("--user", default="", help="user name; password from --password-env")
+    browse.add_argument("--password-env", default="OPCUA_PASSWORD", metavar="VAR")
+    browse.add_argument("--yaml", action="store_true", help="print the variables as a tag list")
+    browse.add_argument(
+        "--match", default="", metavar="GLOB", help="keep variables whose path matches"
+    )
+    browse.add_argument("--start", default="", metavar="NODE", help="start node (default Objects)")
+    browse.add_argument("--all", action="store_true", help="include the Server object")
+    browse.add_argument("-c", "--config", help="plant file: its certificates and trust list")
+    browse.set_defaults(handler=cmd_browse)
+
+    certs = commands.add_parser("certs", help="OPC UA server certificates: list, trust")
+    actions = certs.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="trusted and rejected server certificates")
+    listing.add_argument("-c", "--config", required=True, help="plant YAML file")
+    trust = actions.add_parser("trust", help="move a rejected certificate to trusted")
+    trust.add_argument("name", help="NAME from `certs list` (or a thumbprint prefix)")
+    trust.add_argument("-c", "--config", required=True, help="plant YAML file")
+    certs.set_defaults(handler=cmd_certs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
-        description="Industrial edge data collection: Modbus in, MQTT out, nothing lost.",
+        description=(
+            "Industrial edge data collection: Modbus and OPC UA in, MQTT and InfluxDB out, "
+            "nothing lost."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -161,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_status.add_argument("-c", "--config", required=True, help="plant YAML file")
     outbox_status.add_argument("--json", action="store_true", help="machine-readable output")
     outbox_status.set_defaults(handler=cmd_outbox_status)
+    _add_opcua_commands(commands)
     return parser
 
 

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from edge_agent.config_metrics import MetricsConfig
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Names end up in MQTT topics and InfluxDB tags: no spaces, slashes, wildcards."""
 
@@ -223,7 +225,10 @@ class ModbusDeviceConfig(Strict):
     poll_groups: list[PollGroup] = Field(min_length=1)
 
 
-DeviceConfig = Annotated[ModbusDeviceConfig, Field(discriminator="driver")]
+# Imported here, not at the top: config_opcua builds on Strict, Name and Duration above.
+from edge_agent.config_opcua import OpcUaDeviceConfig  # noqa: E402
+
+DeviceConfig = Annotated[ModbusDeviceConfig | OpcUaDeviceConfig, Field(discriminator="driver")]
 
 
 # --------------------------------------------------------------------------- sinks
@@ -247,6 +252,11 @@ class MqttSinkConfig(Strict):
         description="Placeholders: {plant}, {site}, {device}, {group}.",
     )
     status_topic: str = "edge/{plant}/status"
+    metrics_topic: str = Field(
+        default="edge/{plant}/{device}/metrics",
+        description="Topic of metric batches. Placeholders: {plant}, {site}, {device}, "
+        "{window}, {family}.",
+    )
     qos: Literal[0, 1] = 1
     keepalive: int = Field(default=30, ge=5, le=3600)
     username: str = ""
@@ -265,8 +275,25 @@ SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig, Field(discriminator="t
 # --------------------------------------------------------------------------- plant file
 
 
+# The service models build on Strict and Duration above, hence the late import; HealthConfig
+# is imported so that the loader's "did you mean" knows its field names.
+from edge_agent.config_service import HealthConfig, LoggerName, ServiceConfig  # noqa: E402, F401
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
 class LoggingConfig(Strict):
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: LogLevel = "info"
+    components: dict[LoggerName, LogLevel] = Field(
+        default_factory=dict,
+        description=(
+            "Level per logger, by the name in each line's 'logger' field, e.g. "
+            "{edge_agent.scheduler: debug, edge_agent.sink.mqtt: warning, pymodbus: error}."
+        ),
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: colour on a terminal, JSON lines otherwise."
+    )
 
 
 class PlantConfig(Strict):
@@ -276,3 +303,5 @@ class PlantConfig(Strict):
     sinks: list[SinkConfig] = Field(default_factory=list)
     outbox: OutboxConfig = OutboxConfig()
     logging: LoggingConfig = LoggingConfig()
+    service: ServiceConfig = ServiceConfig()
+    metrics: MetricsConfig | None = None

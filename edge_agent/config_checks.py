@@ -23,15 +23,20 @@ from edge_agent.config import (
     PlantIdentity,
 )
 from edge_agent.config_influx import influx_sink_problems
+from edge_agent.config_metrics_checks import check_metrics
+from edge_agent.config_opcua import OpcUaDeviceConfig
 
 Finding = tuple[tuple[str | int, ...], str]
 
 _BIT_TABLES = ("coil", "discrete_input")
-_DEVICE_ADAPTER: TypeAdapter[ModbusDeviceConfig] = TypeAdapter(DeviceConfig)
+_DEVICE_ADAPTER: TypeAdapter[ModbusDeviceConfig | OpcUaDeviceConfig] = TypeAdapter(DeviceConfig)
 _INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
 
 
 def check_plant(plant: PlantConfig) -> list[Finding]:
+    # Lazy: config_checks_opcua builds on the helpers of this module.
+    from edge_agent.config_checks_opcua import check_opcua_device
+
     findings: list[Finding] = []
     findings += _duplicates(
         [(("devices", i, "name"), d.name) for i, d in enumerate(plant.devices)], "device"
@@ -40,7 +45,10 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
         [(("sinks", i, "name"), s.name) for i, s in enumerate(plant.sinks)], "sink"
     )
     for index, device in enumerate(plant.devices):
-        findings += _check_modbus_device(index, device)
+        if isinstance(device, OpcUaDeviceConfig):
+            findings += check_opcua_device(index, device)
+        else:
+            findings += _check_modbus_device(index, device)
     findings += _shared_connections(plant)
     for index, sink in enumerate(plant.sinks):
         problems = (
@@ -49,10 +57,15 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
             else influx_sink_problems(sink, plant.devices)
         )
         findings += [(("sinks", index, field), message) for field, message in problems]
+    findings += check_metrics(plant)
     return findings
 
 
-_TOPIC_FIELDS = {"topic": ("plant", "site", "device", "group"), "status_topic": ("plant", "site")}
+_TOPIC_FIELDS = {
+    "topic": ("plant", "site", "device", "group"),
+    "status_topic": ("plant", "site"),
+    "metrics_topic": ("plant", "site", "device", "window", "family"),
+}
 
 
 def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple[str, str]]:
@@ -64,7 +77,14 @@ def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple
     device and group (names cannot).
     """
     problems: list[tuple[str, str]] = []
-    values = {"plant": plant.name, "site": plant.site, "device": "device", "group": "group"}
+    values = {
+        "plant": plant.name,
+        "site": plant.site,
+        "device": "device",
+        "group": "group",
+        "window": "15m",
+        "family": "energy",
+    }
     for field, allowed in _TOPIC_FIELDS.items():
         template: str = getattr(sink, field)
         try:
@@ -95,6 +115,8 @@ def check_partial(data: dict[str, Any]) -> list[Finding]:
     plant; running them per device, and per tag inside a broken device, still
     reports every problem in one pass instead of one layer per edit.
     """
+    from edge_agent.config_checks_opcua import check_opcua_device, check_opcua_partial
+
     findings: list[Finding] = []
     devices = data.get("devices")
     if not isinstance(devices, list):
@@ -103,9 +125,15 @@ def check_partial(data: dict[str, Any]) -> list[Finding]:
         try:
             device = _DEVICE_ADAPTER.validate_python(item)
         except ValidationError:
-            findings += _partial_tags(index, item)
+            if isinstance(item, dict) and item.get("driver") == "opcua":
+                findings += check_opcua_partial(index, item)
+            else:
+                findings += _partial_tags(index, item)
         else:
-            findings += _check_modbus_device(index, device)
+            if isinstance(device, OpcUaDeviceConfig):
+                findings += check_opcua_device(index, device)
+            else:
+                findings += _check_modbus_device(index, device)
     return findings
 
 
@@ -282,6 +310,8 @@ def _shared_connections(plant: PlantConfig) -> list[Finding]:
     units: dict[tuple[str, ...], tuple[int, str]] = {}
     serial_settings: dict[str, tuple[int, ModbusRtu, str]] = {}
     for index, device in enumerate(plant.devices):
+        if not isinstance(device, ModbusDeviceConfig):
+            continue
         conn = device.connection
         if isinstance(conn, ModbusTcp):
             key: tuple[str, ...] = ("tcp", conn.host, str(conn.port))

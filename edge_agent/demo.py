@@ -17,6 +17,7 @@ from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.config_loader import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
+from edge_agent.metrics.processor import LiveKpis
 from edge_agent.model import Value
 from edge_agent.service import Agent, run_agent
 
@@ -58,6 +59,39 @@ def _value_texts(agent: Agent, device: str, units: dict[str, dict[str, str]]) ->
     return texts
 
 
+def _kpi_cells(row: LiveKpis) -> list[str]:
+    """energy today, demand, state, utilization, OEE as display strings."""
+
+    def number(value: float | None, unit: str, digits: int = 1) -> str:
+        return "—" if value is None else f"{value:,.{digits}f} {unit}"
+
+    def share(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    return [
+        number(row.energy_today_kwh, "kWh", 2),
+        number(row.demand_kw, "kW"),
+        row.state or ("—" if row.kind == "machine" else ""),
+        share(row.utilization) if row.kind == "machine" else "",
+        share(row.oee) if row.kind == "machine" else "",
+    ]
+
+
+_KPI_COLUMNS = ("energy today", "demand", "state", "utilization", "OEE")
+
+
+def kpi_lines(agent: Agent) -> list[str]:
+    """One line per meter and machine with today's KPIs (empty without a metrics section)."""
+    if agent.metrics is None:
+        return []
+    lines = []
+    for row in agent.metrics.live():
+        cells = zip(_KPI_COLUMNS, _kpi_cells(row), strict=True)
+        text = ", ".join(f"{name} {cell}" for name, cell in cells if cell)
+        lines.append(f"kpi {row.name}: {text}")
+    return lines
+
+
 def snapshot_lines(
     agent: Agent, units: dict[str, dict[str, str]], *, stopped: bool = False
 ) -> list[str]:
@@ -69,6 +103,7 @@ def snapshot_lines(
     for source in agent.sources:
         shown = ", ".join(_value_texts(agent, source.device, units))
         lines.append(f"{source.device:<17} {source.state.value:<10} {shown}")
+    lines.extend(kpi_lines(agent))
     for runner in agent.sinks:
         lines.append(
             f"sink {runner.sink.name}: "
@@ -87,6 +122,7 @@ async def _show_plain(agent: Agent, units: dict[str, dict[str, str]], every: flo
 
 
 async def _show_live(agent: Agent, units: dict[str, dict[str, str]]) -> None:
+    from rich.console import Group
     from rich.live import Live  # lazy: only on a terminal
     from rich.table import Table
 
@@ -115,10 +151,25 @@ async def _show_live(agent: Agent, units: dict[str, dict[str, str]]) -> None:
             )
         return table
 
-    with Live(render(), refresh_per_second=4, transient=False) as live:
+    def render_kpis() -> Table:
+        table = Table(title="metrics (today, plant time zone)", expand=True)
+        table.add_column("meter / machine", no_wrap=True)
+        for column in _KPI_COLUMNS:
+            table.add_column(column, justify="right")
+        assert agent.metrics is not None
+        for row in agent.metrics.live():
+            table.add_row(row.name, *_kpi_cells(row))
+        return table
+
+    def render_all() -> Group | Table:
+        if agent.metrics is None:
+            return render()
+        return Group(render(), render_kpis())
+
+    with Live(render_all(), refresh_per_second=4, transient=False) as live:
         while True:
             await asyncio.sleep(0.5)
-            live.update(render())
+            live.update(render_all())
 
 
 async def _demo(config: PlantConfig, duration: float | None) -> None:

@@ -1,4 +1,4 @@
-"""The contract between the scheduler and a protocol driver (Modbus now, OPC UA later).
+"""The contract between the scheduler and a protocol driver (Modbus, OPC UA).
 
 A driver only talks to its device: connect, read one poll group into a
 :class:`~edge_agent.model.SampleBatch`, close. Intervals, alignment, timeouts,
@@ -40,12 +40,14 @@ class Driver(Protocol):
         """Open (or join) the connection; raise DriverConnectError on failure."""
         ...
 
-    async def read(self, group: str) -> SampleBatch:
+    async def read(self, group: str) -> SampleBatch | list[SampleBatch]:
         """Read one poll group.
 
         Tags the device refused (exception codes, holes) come back bad inside the
         batch; a failure of the whole read (timeout, connection lost) raises
         :class:`~edge_agent.errors.DriverError` with the reason bad samples carry.
+        A driver that hands over changes rather than snapshots (OPC UA
+        subscriptions) may return several batches, or none when nothing changed.
         """
         ...
 

@@ -43,6 +43,10 @@ class Pipeline:
     def add_consumer(self, consumer: Consumer) -> None:
         self._consumers.append(consumer)
 
+    def remove_consumer(self, consumer: Consumer) -> None:
+        """Stop handing batches to ``consumer`` (a sink removed or replaced by a reload)."""
+        self._consumers.remove(consumer)
+
     def emit(self, batch: SampleBatch) -> None:
         """Entry point for pollers; never blocks (sink buffers absorb outages)."""
         self.batches_in += 1
@@ -62,9 +66,9 @@ class Pipeline:
     def latest(self, device: str) -> dict[str, LatestValue]:
         """Latest value of every tag of ``device`` (for displays; not on the hot path)."""
         values: dict[str, LatestValue] = {}
-        for (name, _group), batch in sorted(self.latest_batches.items()):
-            if name != device:
-                continue
+        for (name, group), batch in sorted(self.latest_batches.items()):
+            if name != device or group.startswith("metrics:"):
+                continue  # metric windows are not tags (the live view shows them apart)
             for index, (tag, value, quality, reason) in enumerate(batch):
                 values[tag] = LatestValue(value, quality.label, reason, batch.sample_time_ns(index))
         return values

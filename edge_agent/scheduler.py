@@ -33,6 +33,7 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.driver import Driver, GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
+from edge_agent.histogram import Histogram
 from edge_agent.model import (
     REASON_DISCONNECTED,
     REASON_INTERNAL,
@@ -65,6 +66,13 @@ class DeviceCounters:
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     last_read_seconds: float = 0.0
     state_since: float = 0.0
+    #: Duration of the reads that went to the device (not those answered locally).
+    read_seconds: Histogram = field(default_factory=Histogram)
+    #: time.monotonic() of the last finished poll (or of the start): the watchdog's
+    #: evidence that this poller is not stuck, whatever the device's health.
+    last_progress_monotonic: float = 0.0
+    #: time.monotonic() of the last change of state: how long a device has been offline.
+    state_since_monotonic: float = field(default_factory=time.monotonic)
 
 
 def next_tick(now: float, interval: float) -> float:
@@ -118,6 +126,7 @@ class SourceRunner:
 
     async def run(self) -> None:
         """Poll every group until cancelled; closes the driver on the way out."""
+        self.counters.last_progress_monotonic = time.monotonic()
         try:
             async with asyncio.TaskGroup() as tasks:
                 for group in self.driver.groups:
@@ -154,7 +163,13 @@ class SourceRunner:
             tick = following
 
     async def poll_once(self, group: GroupSpec) -> SampleBatch:
-        """One scheduled read of ``group``: always emits exactly one batch, and returns it."""
+        """One scheduled read of ``group``: emits its batch, and returns it.
+
+        A driver may answer a read with a list of batches (a subscription hands over
+        every change since the last read, a tag at most once per batch): each is
+        emitted, the last is returned, and an empty list (nothing changed) emits
+        nothing and returns an empty batch.
+        """
         started = self._clock()
         started_ns = int(started * 1e9)
         self.counters.polls += 1
@@ -165,37 +180,52 @@ class SourceRunner:
             batch = SampleBatch.all_bad(self.device, group.name, started_ns, group.names, reason)
             self.counters.failed_polls += 1
             self.counters.failures_by_reason[reason] += 1
+            self.counters.last_progress_monotonic = time.monotonic()
             self.emit(batch)
             return batch
         # While offline, one group at a time probes the device; the others answer locally.
         self._probing = self.state is DeviceState.OFFLINE
+        failed: SampleBatch | None = None  # set on failure; else the driver's ``batches``
+        batches: list[SampleBatch] = []
         try:
             async with asyncio.timeout(self.driver.read_budget(group.name)):
                 if not self.driver.connected:
                     await self._connect()
-                batch = await self.driver.read(group.name)
+                result = await self.driver.read(group.name)
         except TimeoutError:
-            batch = self._failed(
+            failed = self._failed(
                 group, started_ns, DriverError(REASON_TIMEOUT, "read guard expired")
             )
         except DriverError as exc:
-            batch = self._failed(group, started_ns, exc)
+            failed = self._failed(group, started_ns, exc)
         except Exception as exc:
             # A bug in a driver (or a library error it does not map) must cost this
             # device its samples, never the whole agent: every other device keeps
             # flowing. The traceback is logged once, not on every poll.
             if self.state_reason != REASON_INTERNAL:
                 log.exception("unexpected driver error", device=self.device, group=group.name)
-            batch = self._failed(
+            failed = self._failed(
                 group, started_ns, DriverError(REASON_INTERNAL, f"{type(exc).__name__}: {exc}")
             )
         else:
-            self._succeeded(group.name, batch)
+            batches = [result] if isinstance(result, SampleBatch) else result
+            self._succeeded(group.name, batches)
         finally:
             self._probing = False
         self.counters.last_read_seconds = self._clock() - started
-        self.emit(batch)
-        return batch
+        self.counters.read_seconds.observe(max(0.0, self.counters.last_read_seconds))
+        self.counters.last_progress_monotonic = time.monotonic()
+        if failed is None:
+            for each in batches:
+                self.emit(each)
+            # Nothing changed since the last read of a subscription: an empty batch.
+            return (
+                batches[-1]
+                if batches
+                else SampleBatch(self.device, group.name, started_ns, (), [], [], [])
+            )
+        self.emit(failed)
+        return failed
 
     async def _connect(self) -> None:
         async with self._connect_lock:
@@ -219,19 +249,20 @@ class SourceRunner:
             self.state_reason = exc.reason
         return SampleBatch.all_bad(self.device, group.name, started_ns, group.names, exc.reason)
 
-    def _succeeded(self, group: str, batch: SampleBatch) -> None:
+    def _succeeded(self, group: str, batches: list[SampleBatch]) -> None:
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._backoff.reset()
         # Every poll of every device passes here: count at C speed, and only walk the
         # samples when some are not good.
         bad: list[str] = []
-        if batch.good_count != len(batch):
-            bad = [
-                r
-                for q, r in zip(batch.qualities, batch.reasons, strict=True)
-                if q is not Quality.GOOD
-            ]
+        for batch in batches:
+            if batch.good_count != len(batch):
+                bad += [
+                    r
+                    for q, r in zip(batch.qualities, batch.reasons, strict=True)
+                    if q is not Quality.GOOD
+                ]
         if bad:
             self.counters.failures_by_reason.update(bad)
         else:
@@ -252,6 +283,7 @@ class SourceRunner:
         self.state = state
         self.state_reason = reason
         self.counters.state_since = self._clock()
+        self.counters.state_since_monotonic = time.monotonic()
         event = f"device {state.value}"
         if state is DeviceState.ONLINE:
             log.info(event, device=self.device, previous=previous.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge_agent.config import InfluxSinkConfig, ModbusRtu, ModbusTcp, PlantConfig
+from edge_agent.config_opcua import OpcUaDeviceConfig
 
 
 def _connection(conn: ModbusTcp | ModbusRtu) -> str:
@@ -30,6 +31,10 @@ def render_summary(config: PlantConfig, path: str) -> str:
     for device in config.devices:
         tags = sum(len(g.tags) for g in device.poll_groups)
         total_tags += tags
+        if isinstance(device, OpcUaDeviceConfig):
+            lines.extend(_opcua_lines(device, tags))
+            total_reads_per_s += sum(1 / g.interval for g in device.poll_groups if g.mode == "read")
+            continue
         lines.append(
             f"device {device.name}: modbus {_connection(device.connection)} unit {device.unit_id}, "
             f"{tags} tags, timeout {device.timeout:g}s"
@@ -65,8 +70,34 @@ def render_summary(config: PlantConfig, path: str) -> str:
         )
     else:
         lines.append("no sinks: values are collected but published nowhere")
+    if config.metrics is not None:
+        from edge_agent.config_metrics import summary_lines
+
+        lines.extend(summary_lines(config.metrics))
     lines.append(
         f"total: {len(config.devices)} devices, {total_tags} tags, "
         f"{total_reads_per_s:.3g} reads/s after coalescing"
     )
     return "\n".join(lines)
+
+
+def _opcua_lines(device: OpcUaDeviceConfig, tags: int) -> list[str]:
+    security = device.security
+    secured = f"{security.policy}/{security.mode}" if security.policy != "None" else "no security"
+    lines = [
+        f"device {device.name}: opcua {device.endpoint} ({secured}, {device.identity.type}), "
+        f"{tags} tags, timeout {device.timeout:g}s, {device.timestamp} timestamps"
+    ]
+    for group in device.poll_groups:
+        if group.mode == "read":
+            how = f"bulk read every {group.interval:g}s"
+        else:
+            sampling = (
+                group.sampling_interval if group.sampling_interval is not None else group.interval
+            )
+            how = (
+                f"subscription, publishing every {group.interval:g}s, "
+                f"sampling {sampling:g}s, queue {group.queue_size}"
+            )
+        lines.append(f"  group {group.name}: {how}, {_plural(len(group.tags), 'tag')}")
+    return lines

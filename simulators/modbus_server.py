@@ -7,7 +7,7 @@ deprecated ``ModbusServerContext``, so nothing logs deprecation warnings:
   inputs, holding, input registers); each register point is its own ``SimData``
   block, so pymodbus itself answers ILLEGAL DATA ADDRESS in the gaps;
 * the device's ``action`` hook runs on every access: it advances the simulation
-  to the clock's "now" and rewrites the table's registers in place from the
+  to the clock's "now" and rewrites the requested registers in place from the
   model, so every read sees live values;
 * a ``trace_pdu`` guard checks each incoming request against the register map
   before pymodbus does. It is needed because pymodbus fills gaps between bits
@@ -21,6 +21,7 @@ deprecated ``ModbusServerContext``, so nothing logs deprecation warnings:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import enum
 import termios
 from collections.abc import Callable, Mapping
@@ -102,6 +103,10 @@ class UnitEndpoint:
             table: frozenset(a for p in points for a in p.addresses())
             for table, points in self._points.items()
         }
+        #: First address of each point, per table (sorted): finds a request's points.
+        self._starts: dict[Table, list[int]] = {
+            table: [p.address for p in points] for table, points in self._points.items()
+        }
 
     def check(self, function_code: int, address: int, count: int) -> Verdict:
         """How the unit answers a request: normally (None), an exception, or silence."""
@@ -156,14 +161,22 @@ class UnitEndpoint:
         packs 16 bits per register (bit 0 = lowest address) and ``start_address``
         counts registers, i.e. the first bit address // 16.
         """
-        del address, count  # the whole table is refreshed: a few dozen points at most
         table = _READ_TABLES.get(function_code)
         if table is None or set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION  # unreachable past the guard; kept as a backstop
         self.reads_served += 1
         self._simulation.advance_to(self._clock())
         values = self.model.read()
-        for point in self._points[table]:
+        points = self._points[table]
+        if table not in BIT_TABLES:
+            # Only the points the request touches: a unit with hundreds of points (a
+            # PLC, a benchmark plant) then costs per read what the read covers. The
+            # point before ``address`` may reach into the request; bits are few, and
+            # their addresses are not ``address``'s unit, so a bit table is refreshed whole.
+            starts = self._starts[table]
+            first = max(bisect.bisect_right(starts, address) - 1, 0)
+            points = points[first : bisect.bisect_left(starts, address + count)]
+        for point in points:
             value = values[point.source]
             if table in BIT_TABLES:
                 word, bit = divmod(point.address, 16)

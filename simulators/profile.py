@@ -159,7 +159,57 @@ class RtuServer(Strict):
     units: tuple[Unit, ...] = Field(min_length=1)
 
 
-Server = Annotated[TcpServer | RtuServer, Field(discriminator="transport")]
+class OpcUaUnit(Strict):
+    """One equipment model served as an object of an OPC UA server (no register map:
+    every quantity becomes a variable, see :mod:`simulators.opcua_server`)."""
+
+    name: Name = Field(description="Model name; meters refer to machines by it.")
+    seed: int | None = Field(default=None, description="Default: derived from profile seed.")
+    model: ModelParams
+
+
+OpcUaEndpoint = Literal[
+    "None",
+    "Basic256Sha256/Sign",
+    "Basic256Sha256/SignAndEncrypt",
+    "Aes128_Sha256_RsaOaep/Sign",
+    "Aes128_Sha256_RsaOaep/SignAndEncrypt",
+    "Aes256_Sha256_RsaPss/Sign",
+    "Aes256_Sha256_RsaPss/SignAndEncrypt",
+]
+
+
+class OpcUaLimits(Strict):
+    """Operation limits the server enforces (0: none), as small PLCs do."""
+
+    max_nodes_per_read: int = Field(default=0, ge=0)
+    max_monitored_items_per_call: int = Field(default=0, ge=0)
+    max_nodes_per_browse: int = Field(default=0, ge=0)
+    max_nodes_per_translate: int = Field(default=0, ge=0)
+    announced: bool = Field(default=True, description="False: enforce without announcing.")
+
+
+class OpcUaServer(Strict):
+    """An OPC UA server (asyncua) on 127.0.0.1 serving units as objects."""
+
+    name: Name
+    transport: Literal["opcua"]
+    port: int = Field(default=0, ge=0, le=65535, description="0: pick a free port.")
+    endpoints: tuple[OpcUaEndpoint, ...] = Field(
+        default=("None", "Basic256Sha256/SignAndEncrypt"), min_length=1
+    )
+    users: dict[str, str] = Field(default_factory=dict, description="user name -> password")
+    allow_anonymous: bool = True
+    certificate_dir: str = Field(
+        default="", description="Where the server keeps its certificate (created once)."
+    )
+    limits: OpcUaLimits = OpcUaLimits()
+    bulk_nodes: int = Field(default=0, ge=0, le=100_000, description="Extra changing Doubles.")
+    update_interval: float = Field(default=0.5, gt=0, le=60, description="Seconds.")
+    units: tuple[OpcUaUnit, ...] = ()
+
+
+Server = Annotated[TcpServer | RtuServer | OpcUaServer, Field(discriminator="transport")]
 
 
 class Profile(Strict):
@@ -183,7 +233,7 @@ class Profile(Strict):
         server_names = [s.name for s in self.servers]
         for name in sorted({n for n in server_names if server_names.count(n) > 1}):
             yield f"server name {name!r} used twice"
-        ports = [s.port for s in self.servers if isinstance(s, TcpServer) and s.port]
+        ports = [s.port for s in self.servers if isinstance(s, TcpServer | OpcUaServer) and s.port]
         for port in sorted({p for p in ports if ports.count(p) > 1}):
             yield f"port {port} used by two servers"
         units = [u for s in self.servers for u in s.units]
@@ -191,6 +241,8 @@ class Profile(Strict):
         for name in sorted({n for n in unit_names if unit_names.count(n) > 1}):
             yield f"unit name {name!r} used twice"
         for server in self.servers:
+            if isinstance(server, OpcUaServer):
+                continue
             ids = [u.unit_id for u in server.units]
             for uid in sorted({i for i in ids if ids.count(i) > 1}):
                 yield f"server {server.name!r}: unit id {uid} used twice"
@@ -201,12 +253,12 @@ class Profile(Strict):
                     if load not in machines:
                         yield f"meter {unit.name!r}: load {load!r} is not a machine unit"
 
-    def units(self) -> Iterator[tuple[TcpServer | RtuServer, Unit]]:
+    def units(self) -> Iterator[tuple[TcpServer | RtuServer | OpcUaServer, Unit | OpcUaUnit]]:
         for server in self.servers:
             for unit in server.units:
                 yield server, unit
 
-    def unit_seed(self, unit: Unit) -> int:
+    def unit_seed(self, unit: Unit | OpcUaUnit) -> int:
         """The unit's seed, or one derived from the profile seed and the unit name."""
         if unit.seed is not None:
             return unit.seed
@@ -217,7 +269,7 @@ class Profile(Strict):
 def build_simulation(profile: Profile, start: float) -> Simulation:
     """The profile's models, all starting at ``start`` (seconds of the injected clock)."""
     models: dict[str, Model] = {}
-    meters: list[tuple[Unit, MeterParams]] = []
+    meters: list[tuple[Unit | OpcUaUnit, MeterParams]] = []
     for _, unit in profile.units():
         if isinstance(unit.model, MeterParams):
             meters.append((unit, unit.model))

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
+from typing import Any
 
 from simulators.equipment import (
     Machine,
@@ -17,7 +18,7 @@ from simulators.equipment import (
     Truth,
 )
 from simulators.modbus_server import ServerRunner, UnitEndpoint, UnitFault
-from simulators.profile import Profile, build_simulation
+from simulators.profile import OpcUaServer, Profile, build_simulation
 from simulators.schema import Value
 
 
@@ -134,13 +135,16 @@ async def serve_profile(
     ``start`` is the models' start time, by default the clock's now.
     """
     simulation = build_simulation(profile, clock() if start is None else start)
-    runners = {
-        server.name: ServerRunner(
-            server,
-            {u.unit_id: UnitEndpoint(u, simulation, clock) for u in server.units},
+    runners: dict[str, Any] = {}
+    for server in profile.servers:
+        if isinstance(server, OpcUaServer):
+            from simulators.opcua_server import OpcUaSimulator  # lazy: asyncua only if used
+
+            runners[server.name] = OpcUaSimulator.from_spec(server, simulation, clock)
+            continue
+        runners[server.name] = ServerRunner(
+            server, {u.unit_id: UnitEndpoint(u, simulation, clock) for u in server.units}
         )
-        for server in profile.servers
-    }
     plant = Plant(profile, simulation, runners, clock)
     try:
         for runner in runners.values():

@@ -37,6 +37,21 @@ def _no_leaked_threads_or_processes() -> Iterator[None]:
     assert not extra_children, f"test leaked child processes: {extra_children}"
 
 
+#: The default ``state_dir`` of a plant file: a real system path that no test may write.
+SYSTEM_STATE_DIR = Path("/var/lib/edge-agent")
+
+
+@pytest.fixture(autouse=True)
+def _no_writes_to_the_system_state_dir() -> Iterator[None]:
+    """Fail a test whose plant left ``state_dir`` out and so wrote the outbox (or metric
+    state, certificates) to the gateway's real state directory."""
+    existed = SYSTEM_STATE_DIR.exists()
+    yield
+    assert existed or not SYSTEM_STATE_DIR.exists(), (
+        f"the test wrote to {SYSTEM_STATE_DIR}: give its plant a state_dir under tmp_path"
+    )
+
+
 @pytest.fixture(autouse=True)
 async def _no_leaked_tasks() -> AsyncIterator[None]:
     """Fail any async test that leaves a task running on the loop."""

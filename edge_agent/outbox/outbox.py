@@ -302,6 +302,11 @@ class Outbox:
     async def started(self) -> None:
         await self._started.wait()
 
+    @property
+    def opened(self) -> bool:
+        """True once :meth:`start` has opened the file (until :meth:`close`)."""
+        return self._started.is_set() and not self._closed
+
     async def start(self) -> None:
         """Open the file (checking and, if damaged, recovering it) and start writing.
 

@@ -69,6 +69,7 @@ class MqttSink:
         self._backoff = backoff or Backoff(initial=0.5, cap=30.0)
         self._topic_template = config.topic
         self._topics: dict[tuple[str, str], str] = {}
+        self._metric_topics: dict[tuple[str, str, str], str] = {}
         problems = [
             f"sinks.{config.name}.{field}: {message}"
             for field, message in mqtt_sink_problems(config, plant)
@@ -91,6 +92,9 @@ class MqttSink:
         )
         self._supervisor: asyncio.Task[None] | None = None
         self._stopped = False
+        #: The retained "online" of the current connection is out: a status document
+        #: published before it would be overwritten by it.
+        self._announced = False
         self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
 
     # ------------------------------------------------------------------ Sink protocol
@@ -129,6 +133,20 @@ class MqttSink:
                 self._connection.abort("the broker stopped confirming messages")
             raise
 
+    async def publish_status(self, payload: bytes) -> bool:
+        """Replace the retained status with ``payload`` (the agent's status document).
+
+        False, without trying, while not connected or once stopping: the will and the
+        ``offline`` of :meth:`stop` must stay the last word. Raises MqttError if the
+        broker does not confirm.
+        """
+        if self._stopped or not self._announced or not self._connection.connected:
+            return False
+        await self._connection.publish(
+            [(self.status_topic, payload)], qos=1, retain=True, idle_timeout=self._ack_timeout
+        )
+        return True
+
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
         if self._stopped:
@@ -166,10 +184,28 @@ class MqttSink:
         key = (batch.device, batch.group)
         topic = self._topics.get(key)
         if topic is None:
+            if batch.attributes.get("kind") == "metrics":
+                return self._metrics_topic(batch)
             topic = self._topic_template.format(
                 plant=self._plant, site=self._site, device=batch.device, group=batch.group
             )
             self._topics[key] = topic
+        return topic
+
+    def _metrics_topic(self, batch: SampleBatch) -> str:
+        """Topic of a metric batch (docs/METRICS.md): ``metrics_topic`` with its window."""
+        family = batch.attributes.get("family", "")
+        key = (batch.device, batch.group, family)
+        topic = self._metric_topics.get(key)
+        if topic is None:
+            topic = self.config.metrics_topic.format(
+                plant=self._plant,
+                site=self._site,
+                device=batch.device,
+                window=batch.attributes.get("window", ""),
+                family=family,
+            )
+            self._metric_topics[key] = topic
         return topic
 
     async def _supervise(self) -> None:
@@ -199,7 +235,9 @@ class MqttSink:
             except MqttError as exc:
                 self._log.warning("mqtt online status not confirmed", error=str(exc))
                 self._connection.abort("online status not confirmed")
+            self._announced = True
             reason = await self._connection.wait_closed()
+            self._announced = False
             self._log.warning("mqtt connection lost; reconnecting", reason=reason)
             # Only a connection that lasted resets the backoff: a broker that accepts
             # and then drops us at once must not be hammered in a tight loop.

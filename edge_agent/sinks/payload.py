@@ -57,6 +57,10 @@ def encode_batch(batch: SampleBatch, plant: str, site: str) -> bytes:
         document["historical"] = True
     if batch.attributes:
         document["attributes"] = batch.attributes
+        if batch.attributes.get("kind") == "metrics":
+            window = _window(batch.attributes)
+            if window is not None:
+                document["window"] = window
     document["values"] = _values(batch)
     try:
         return _ENCODER.encode(document).encode("ascii")
@@ -65,6 +69,24 @@ def encode_batch(batch: SampleBatch, plant: str, site: str) -> bytes:
         # document holds nothing but str, int, float, bool and None.
         document["values"] = _values_checked(batch)
         return _ENCODER.encode(document).encode("ascii")
+
+
+def _window(attributes: dict[str, str]) -> dict[str, Any] | None:
+    """The window of a metric batch, readable and exact (docs/MQTT.md, metric messages)."""
+    try:
+        start_ns, end_ns = int(attributes["window_start"]), int(attributes["window_end"])
+    except (KeyError, ValueError):
+        return None  # not the metrics contract: the attributes still go out as they are
+    window: dict[str, Any] = {
+        "name": attributes.get("window", ""),
+        "start": iso_utc_ms(start_ns),
+        "end": iso_utc_ms(end_ns),
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+    }
+    if "shift" in attributes:
+        window["shift"] = attributes["shift"]
+    return window
 
 
 def _values(batch: SampleBatch) -> dict[str, dict[str, Any]]:

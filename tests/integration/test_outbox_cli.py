@@ -73,3 +73,24 @@ async def test_status_shows_the_backlog_per_sink(tmp_path: Path) -> None:
     as_json = json.loads(_status(config, "--json").stdout)
     assert {s["sink"]: s["rows"] for s in as_json["sinks"]} == {"broker": 0, "tsdb": 3}
     assert as_json["sinks"][1]["oldest_ts_ns"] == 1_795_000_000_000_000_000
+
+
+def test_run_with_an_outbox_that_cannot_be_made_says_why_and_exits_1(tmp_path: Path) -> None:
+    """A state directory that cannot hold the outbox (here a file where a directory should
+    be; on a gateway a read-only or full disk): one clear line, exit 1, nothing started."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    config = tmp_path / "plant.yaml"
+    config.write_text(PLANT.format(state=blocker / "state"))
+    result = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "run", "-c", str(config), "--duration", "30"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"edge-agent: cannot open the outbox {blocker / 'state'}"), last
+    assert "Traceback" not in result.stderr

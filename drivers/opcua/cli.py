@@ -1,0 +1,220 @@
+"""``edge-agent browse`` and ``edge-agent certs``: the commissioning side of OPC UA.
+
+``browse URL`` prints a server's address space as a tree (NodeId, BrowseName,
+DataType, access level), or with ``--yaml`` the variables as a tag list to paste
+into a poll group. ``certs list`` / ``certs trust NAME`` review the server
+certificates the agent refused and move one to the trust list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from drivers.opcua.browse import BrowseNode, browse_tree, render_tree, tag_list_yaml, walk
+from drivers.opcua.security import (
+    MODES,
+    POLICIES,
+    CertificateInfo,
+    OwnCertificateSource,
+    Pki,
+    application_uri,
+)
+from drivers.opcua.session import Session
+from drivers.opcua.uatypes import node_id
+from edge_agent.config import PlantConfig
+from edge_agent.config_opcua import (
+    AnonymousIdentity,
+    OpcUaDeviceConfig,
+    OpcUaIdentity,
+    OpcUaPollGroup,
+    OpcUaSecurity,
+    OpcUaTag,
+    UsernameIdentity,
+    parse_node_address,
+)
+from edge_agent.errors import DriverError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+# --------------------------------------------------------------------------- certs
+
+
+def run_certs(config: PlantConfig, action: str, name: str | None, out: TextIO = sys.stdout) -> int:
+    pki = Pki.for_state_dir(config.state_dir)
+    if action == "trust":
+        assert name is not None
+        try:
+            info = pki.trust(name)
+        except LookupError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            _print_certificates(pki.certificates(), sys.stderr)
+            return EXIT_FAILURE
+        print(
+            f"trusted {info.name} ({info.subject}, {info.application_uri or 'no URI'}, "
+            f"thumbprint {info.thumbprint}): moved to {pki.trusted_dir}",
+            file=out,
+        )
+        print("the agent uses it at its next connect attempt; no restart needed", file=out)
+        return EXIT_OK
+    uri = application_uri(config.plant.name)
+    own = pki.own_dir / "cert.der"
+    if own.exists():
+        print(f"own certificate: {own} (ApplicationUri {uri})", file=out)
+        print("  give this file to the servers' administrators to trust the agent", file=out)
+    else:
+        print(f"own certificate: not created yet (first secured connect; {uri})", file=out)
+    certificates = pki.certificates()
+    if not certificates:
+        print(
+            f"no server certificates under {pki.root} (trusted/ and rejected/ are empty)", file=out
+        )
+        return EXIT_OK
+    _print_certificates(certificates, out)
+    if any(c.state == "rejected" for c in certificates):
+        print("trust one with: edge-agent certs trust NAME -c PLANT.yaml", file=out)
+    return EXIT_OK
+
+
+def _print_certificates(certificates: list[CertificateInfo], out: TextIO) -> None:
+    rows = [("STATE", "NAME", "SUBJECT", "APPLICATION URI", "EXPIRES", "THUMBPRINT")]
+    rows += [
+        (
+            c.state,
+            c.name,
+            c.subject,
+            c.application_uri or "-",
+            c.not_after.date().isoformat(),
+            c.thumbprint,
+        )
+        for c in certificates
+    ]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+
+
+# -------------------------------------------------------------------------- browse
+
+
+def run_browse(
+    url: str,
+    *,
+    config: PlantConfig | None,
+    depth: int,
+    security: str,
+    user: str,
+    password_env: str,
+    as_yaml: bool,
+    match: str,
+    start: str,
+    include_server: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    policy, _, mode = security.partition("/")
+    if policy != "None" and (policy not in POLICIES or mode not in MODES or mode == "None"):
+        print(
+            f"error: --security {security!r}: use None or POLICY/MODE with POLICY one of "
+            f"{', '.join(POLICIES)} and MODE Sign or SignAndEncrypt",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if policy != "None" and config is None:
+        print(
+            "error: secured browsing needs -c PLANT.yaml: its state directory holds the "
+            "agent's certificate and the trust list",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    identity: OpcUaIdentity = AnonymousIdentity(type="anonymous")
+    if user:
+        password = os.environ.get(password_env)
+        if password is None:
+            print(f"error: --user needs the password in ${password_env}", file=sys.stderr)
+            return EXIT_USAGE
+        identity = UsernameIdentity(type="username", username=user, password=password)
+    try:
+        device = OpcUaDeviceConfig(
+            name="browse",
+            driver="opcua",
+            endpoint=url,
+            security=OpcUaSecurity(policy=policy, mode=mode or "None"),  # type: ignore[arg-type]
+            identity=identity,
+            poll_groups=[
+                OpcUaPollGroup(interval=1.0, tags=[OpcUaTag(name="state", node="i=2259")])
+            ],
+        )
+        start_node = parse_node_address(start) if start else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        lines = asyncio.run(
+            _browse(device, config, depth, as_yaml, match, start_node, include_server)
+        )
+    except DriverError as exc:
+        print(
+            f"error: {url}: {exc.reason}" + (f" ({exc.detail})" if exc.detail else ""),
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    for line in lines:
+        print(line, file=out)
+    return EXIT_OK
+
+
+async def _browse(
+    device: OpcUaDeviceConfig,
+    config: PlantConfig | None,
+    depth: int,
+    as_yaml: bool,
+    match: str,
+    start: object,
+    include_server: bool,
+) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="edge-agent-browse-") as scratch:
+        state_dir = config.state_dir if config is not None else Path(scratch)
+        plant = config.plant.name if config is not None else "browse"
+        pki = Pki.for_state_dir(state_dir)
+        session = await Session.open(device, pki, OwnCertificateSource(pki, application_uri(plant)))
+        try:
+            start_id = None
+            if start is not None:
+                from drivers.opcua.nodes import resolve
+
+                resolution = await resolve(session, [start], [None])  # type: ignore[list-item]
+                start_id = resolution.node_ids[0]
+                if start_id is None:
+                    raise DriverError(resolution.reasons[0], "the --start node")
+            root = await browse_tree(
+                session, start_id or node_id(85), depth, include_server=include_server
+            )
+            if match:
+                _keep_matching(root, match)
+            if as_yaml:
+                header = [f"# edge-agent browse {device.endpoint}"]
+                return header + await tag_list_yaml(session, root)
+            lines = render_tree(root)
+            variables = sum(1 for n in walk(root) if n.is_variable)
+            lines.append(f"{variables} variables; --yaml prints them as a tag list")
+            return lines
+        finally:
+            await session.close()
+
+
+def _keep_matching(node: BrowseNode, pattern: str) -> bool:
+    """Prune variables whose dotted browse path does not match ``pattern`` (glob)."""
+    node.children = [c for c in node.children if _keep_matching(c, pattern)]
+    if node.is_variable:
+        return fnmatch.fnmatchcase(".".join(node.path), pattern)
+    return bool(node.children) or node.depth == 0

@@ -1,0 +1,285 @@
+"""Cross-field rules of the ``metrics:`` section, each finding tied to its own path (line).
+
+Called by :func:`edge_agent.config_checks.check_plant`. Checks what pydantic cannot
+see alone: referenced devices and tags exist, counters and power are numbers, a
+state tag has an enum map whose every label maps to a state, shifts do not
+overlap and breaks lie inside their shift, names are unique.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
+from edge_agent.config import PlantConfig
+from edge_agent.config_metrics import (
+    EnergyConfig,
+    MachineConfig,
+    MetricsConfig,
+    PowerTag,
+)
+from edge_agent.metrics.windows import (
+    SHIFT,
+    WEEKDAYS,
+    ShiftSpec,
+    overlapping_shifts,
+    parse_clock,
+    shift_spec_problems,
+)
+
+Path = tuple[str | int, ...]
+Finding = tuple[Path, str]
+
+_NOT_NUMERIC = ("bool", "string", "str", "boolean", "bytes", "datetime")
+STATE_NAMES = ("off", "idle", "run", "fault")
+
+
+def _duplicates(named: Iterable[tuple[Path, str]], what: str) -> list[Finding]:
+    first: dict[str, Path] = {}
+    found: list[Finding] = []
+    for path, name in named:
+        if name in first:
+            found.append((path, f"duplicate {what} {name!r} (also at {_fmt(first[name])})"))
+        else:
+            first[name] = path
+    return found
+
+
+def _fmt(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def shift_specs(metrics: MetricsConfig) -> list[ShiftSpec]:
+    """The configured shifts, as :class:`~edge_agent.metrics.windows.ShiftCalendar` takes them."""
+    return [
+        ShiftSpec(
+            name=shift.name,
+            start_min=parse_clock(shift.start),
+            end_min=parse_clock(shift.end, allow_24=True),
+            days=frozenset(WEEKDAYS.index(d) for d in shift.days),
+            breaks=tuple(
+                (parse_clock(b.start, allow_24=True), parse_clock(b.end, allow_24=True))
+                for b in shift.breaks
+            ),
+        )
+        for shift in metrics.shifts
+    ]
+
+
+class _Tags:
+    """Tags of every device by name, with their poll interval (any driver with poll_groups)."""
+
+    def __init__(self, plant: PlantConfig) -> None:
+        self.devices: dict[str, dict[str, tuple[Any, float]]] = {}
+        for device in plant.devices:
+            tags: dict[str, tuple[Any, float]] = {}
+            for group in getattr(device, "poll_groups", []):
+                for tag in getattr(group, "tags", []):
+                    tags.setdefault(tag.name, (tag, float(group.interval)))
+            self.devices[device.name] = tags
+
+    def device(self, path: Path, name: str) -> list[Finding]:
+        if name in self.devices:
+            return []
+        close = difflib.get_close_matches(name, list(self.devices), n=1, cutoff=0.7)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [(path, f"no device named {name!r} in devices{hint}")]
+
+    def tag(self, path: Path, device: str, name: str, need: str) -> list[Finding]:
+        """Problems with tag ``name`` of ``device`` used as ``need``: numeric | enum."""
+        tags = self.devices.get(device)
+        if tags is None:
+            return []  # the device finding says it already
+        found = tags.get(name)
+        if found is None:
+            close = difflib.get_close_matches(name, list(tags), n=1, cutoff=0.7)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return [(path, f"device {device!r} has no tag {name!r}{hint}")]
+        tag = found[0]
+        kind = getattr(tag, "type", None)
+        enum = getattr(tag, "enum", None)
+        if need == "enum":
+            if enum is None:
+                return [
+                    (
+                        path,
+                        f"tag {name!r} has no enum map; a state tag needs one "
+                        '(e.g. enum: {0: "off", 1: idle, 2: run, 3: fault})',
+                    )
+                ]
+            return []
+        if kind in _NOT_NUMERIC or enum is not None:
+            what = "an enum" if enum is not None else f"a {kind}"
+            return [(path, f"tag {name!r} is {what}; {need} needs a number")]
+        return []
+
+    def interval(self, device: str, name: str) -> float | None:
+        found = self.devices.get(device, {}).get(name)
+        return None if found is None else found[1]
+
+
+def check_metrics(plant: PlantConfig) -> list[Finding]:
+    metrics = plant.metrics
+    if metrics is None:
+        return []
+    base: Path = ("metrics",)
+    tags = _Tags(plant)
+    found: list[Finding] = []
+    found += _duplicates(
+        [((*base, "windows", i), w) for i, w in enumerate(metrics.windows)], "window"
+    )
+    if SHIFT in metrics.windows and not metrics.shifts:
+        index = metrics.windows.index(SHIFT)
+        found.append(((*base, "windows", index), "shift windows need metrics.shifts"))
+    found += _check_shifts(metrics, base)
+    names = [((*base, "meters", i, "device"), m.metric_name) for i, m in enumerate(metrics.meters)]
+    names += [
+        ((*base, "machines", i, "device"), m.metric_name) for i, m in enumerate(metrics.machines)
+    ]
+    first_use: dict[str, Path] = {}
+    for path, name in names:
+        if name in first_use:
+            found.append(
+                (
+                    path,
+                    f"metric device name {name!r} is also used at {_fmt(first_use[name])} "
+                    "(set name: to tell them apart)",
+                )
+            )
+        first_use.setdefault(name, path)
+    for path, name in names:
+        if metrics.plant_total and name == plant.plant.name:
+            found.append((path, f"{name!r} is the plant's name, used by the plant total"))
+    for index, meter in enumerate(metrics.meters):
+        meter_path: Path = (*base, "meters", index)
+        found += tags.device((*meter_path, "device"), meter.device)
+        found += _check_energy(tags, meter_path, meter.device, meter)
+    for index, machine in enumerate(metrics.machines):
+        found += _check_machine(tags, metrics, (*base, "machines", index), machine)
+    meter_names = {m.metric_name for m in metrics.meters}
+    found += _duplicates(
+        [((*base, "plant_total", i), n) for i, n in enumerate(metrics.plant_total)],
+        "plant_total meter",
+    )
+    for i, name in enumerate(metrics.plant_total):
+        if name not in meter_names:
+            found.append(((*base, "plant_total", i), f"{name!r} is not one of metrics.meters"))
+    return found
+
+
+def _check_shifts(metrics: MetricsConfig, base: Path) -> list[Finding]:
+    found = _duplicates(
+        [((*base, "shifts", i, "name"), s.name) for i, s in enumerate(metrics.shifts)], "shift"
+    )
+    specs = shift_specs(metrics)
+    for index, spec in enumerate(specs):
+        found += [((*base, "shifts", index, "breaks"), p) for p in shift_spec_problems(spec)]
+    for later, earlier in overlapping_shifts(specs):
+        found.append(
+            (
+                (*base, "shifts", later, "start"),
+                f"shift {specs[later].name!r} overlaps shift {specs[earlier].name!r}",
+            )
+        )
+    return found
+
+
+def _check_energy(tags: _Tags, path: Path, device: str, energy: EnergyConfig) -> list[Finding]:
+    found: list[Finding] = []
+    if energy.counter is not None:
+        found += tags.tag(
+            (*path, "counter", "tag"), device, energy.counter.tag, "an energy counter"
+        )
+    if energy.power is not None:
+        found += tags.tag((*path, "power", "tag"), device, energy.power.tag, "power")
+        found += _gap_problem(tags, (*path, "power", "max_gap"), device, energy.power)
+    return found
+
+
+def _gap_problem(tags: _Tags, path: Path, device: str, power: PowerTag) -> list[Finding]:
+    interval = tags.interval(device, power.tag)
+    if power.max_gap is not None and interval is not None and power.max_gap <= interval:
+        return [
+            (
+                path,
+                f"max_gap {power.max_gap:g}s is not longer than the poll interval "
+                f"{interval:g}s: every interval would be a gap",
+            )
+        ]
+    return []
+
+
+def _check_machine(
+    tags: _Tags, metrics: MetricsConfig, path: Path, machine: MachineConfig
+) -> list[Finding]:
+    device = machine.device
+    found = tags.device((*path, "device"), device)
+    state_tag = None
+    if machine.state is not None:
+        state_tag = machine.state.tag
+        problems = tags.tag((*path, "state", "tag"), device, state_tag, "enum")
+        found += problems
+        if not problems and device in tags.devices:
+            found += _check_state_map(tags, path, machine)
+    if machine.state_from_power is not None:
+        power = machine.state_from_power
+        state_tag = power.tag
+        found += tags.tag((*path, "state_from_power", "tag"), device, power.tag, "power")
+        if power.min_dwell > metrics.grace:
+            found.append(
+                (
+                    (*path, "state_from_power", "min_dwell"),
+                    f"min_dwell {power.min_dwell:g}s is longer than metrics.grace "
+                    f"{metrics.grace:g}s: a state change would reach its window after it closed",
+                )
+            )
+    interval = tags.interval(device, state_tag) if state_tag else None
+    if machine.max_gap is not None and interval is not None and machine.max_gap <= interval:
+        found.append(
+            (
+                (*path, "max_gap"),
+                f"max_gap {machine.max_gap:g}s is not longer than the poll interval "
+                f"{interval:g}s of the state tag: every interval would be a gap",
+            )
+        )
+    if machine.parts is not None:
+        for key in ("total", "good", "scrap"):
+            tag = getattr(machine.parts, key)
+            if tag is not None:
+                found += tags.tag((*path, "parts", key), device, tag, "a parts counter")
+    if machine.energy is not None:
+        found += _check_energy(tags, (*path, "energy"), device, machine.energy)
+    if machine.planned == "shifts" and not metrics.shifts:
+        found.append(((*path, "planned"), "planned: shifts needs metrics.shifts"))
+    return found
+
+
+def _check_state_map(tags: _Tags, path: Path, machine: MachineConfig) -> list[Finding]:
+    assert machine.state is not None
+    tag = tags.devices[machine.device][machine.state.tag][0]
+    labels = [str(label) for label in (getattr(tag, "enum", None) or {}).values()]
+    found: list[Finding] = []
+    for label in machine.state.map:
+        if label not in labels:
+            found.append(
+                (
+                    (*path, "state", "map", label),
+                    f"{label!r} is not a label of tag {machine.state.tag!r} "
+                    f"(labels: {', '.join(labels)})",
+                )
+            )
+    unmapped = [x for x in labels if x not in machine.state.map and x not in STATE_NAMES]
+    if unmapped:
+        found.append(
+            (
+                (*path, "state", "tag"),
+                f"enum labels {', '.join(repr(x) for x in unmapped)} of tag "
+                f"{machine.state.tag!r} map to no state: add them to map "
+                "(off, idle, run or fault)",
+            )
+        )
+    return found

@@ -1,0 +1,97 @@
+"""Per-window accumulators: what a meter's or a machine's window has added up so far.
+
+Plain slotted classes, merged once per staging segment (see
+:class:`~edge_agent.metrics.tracks.Stager`) and saved as JSON for restarts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EnergyAcc:
+    """Energy of one window: primary source (counter, else power), and power as cross-check."""
+
+    __slots__ = (
+        "alt_covered_ns",
+        "alt_kwh",
+        "covered_ns",
+        "idle_kwh",
+        "kwh",
+        "late_kwh",
+        "touched",
+    )
+
+    def __init__(self) -> None:
+        self.kwh = 0.0
+        self.covered_ns = 0
+        self.touched = False
+        self.late_kwh = 0.0
+        self.alt_kwh = 0.0
+        self.alt_covered_ns = 0
+        self.idle_kwh = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def merge(self, other: EnergyAcc) -> None:
+        self.kwh += other.kwh
+        self.covered_ns += other.covered_ns
+        self.touched = self.touched or other.touched
+        self.late_kwh += other.late_kwh
+        self.alt_kwh += other.alt_kwh
+        self.alt_covered_ns += other.alt_covered_ns
+        self.idle_kwh += other.idle_kwh
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> EnergyAcc:
+        acc = cls()
+        for name in cls.__slots__:
+            if name in state:
+                setattr(acc, name, state[name])
+        return acc
+
+
+class MachineAcc:
+    """Time per state (all, and planned), parts (all, and made in planned known time), energy."""
+
+    __slots__ = ("energy", "parts", "parts_planned", "parts_touched", "planned_ns", "state_ns")
+
+    def __init__(self) -> None:
+        self.state_ns = [0, 0, 0, 0]
+        self.planned_ns = [0, 0, 0, 0]
+        self.parts = [0.0, 0.0, 0.0]
+        self.parts_planned = [0.0, 0.0, 0.0]
+        self.parts_touched = [False, False, False]
+        self.energy = EnergyAcc()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "state_ns": self.state_ns,
+            "planned_ns": self.planned_ns,
+            "parts": self.parts,
+            "parts_planned": self.parts_planned,
+            "parts_touched": self.parts_touched,
+            "energy": self.energy.state(),
+        }
+
+    def merge(self, other: MachineAcc) -> None:
+        for k in range(4):
+            self.state_ns[k] += other.state_ns[k]
+            self.planned_ns[k] += other.planned_ns[k]
+        for k in range(3):
+            self.parts[k] += other.parts[k]
+            self.parts_planned[k] += other.parts_planned[k]
+            self.parts_touched[k] = self.parts_touched[k] or other.parts_touched[k]
+        self.energy.merge(other.energy)
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> MachineAcc:
+        acc = cls()
+        acc.state_ns = [int(v) for v in state["state_ns"]]
+        acc.planned_ns = [int(v) for v in state["planned_ns"]]
+        acc.parts = [float(v) for v in state["parts"]]
+        acc.parts_planned = [float(v) for v in state["parts_planned"]]
+        acc.parts_touched = [bool(v) for v in state["parts_touched"]]
+        acc.energy = EnergyAcc.load(state["energy"])
+        return acc

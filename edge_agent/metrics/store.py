@@ -1,0 +1,92 @@
+"""Atomic persistence of the metric accumulators in the state directory.
+
+The file is small JSON (last counter readings, open windows, machine states). It is
+written to a temporary file in the same directory, flushed to disk, and renamed over
+the old one, then the directory entry is synced: after a power cut the file is the
+old version or the new one, never a torn mix. A file that cannot be read is moved
+aside (``.corrupt``) and the agent starts fresh rather than refusing to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("edge_agent.metrics")
+
+STATE_FILE = "metrics-state.json"
+
+
+class StateStore:
+    """Reads and atomically replaces one JSON state file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._failing = False
+
+    def load(self) -> dict[str, Any] | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning(
+                "cannot read metrics state; starting fresh", path=str(self.path), error=str(exc)
+            )
+            return None
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            aside = self.path.with_suffix(".corrupt")
+            with contextlib.suppress(OSError):
+                self.path.replace(aside)
+            log.warning(
+                "metrics state is corrupt; moved aside, starting fresh",
+                path=str(self.path),
+                moved_to=str(aside),
+                error=str(exc),
+            )
+            return None
+        return data
+
+    def save(self, data: dict[str, Any]) -> bool:
+        """Replace the file with ``data``; False (logged once per outage) on failure."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+            with open(tmp, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            _sync_directory(self.path.parent)
+        except (OSError, ValueError) as exc:
+            if not self._failing:
+                self._failing = True
+                log.error(
+                    "cannot save metrics state; a restart would lose open windows",
+                    path=str(self.path),
+                    error=str(exc),
+                )
+            return False
+        if self._failing:
+            self._failing = False
+            log.info("metrics state saved again", path=str(self.path))
+        return True
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX: fsync the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,161 @@
+"""What the agent says about itself: health verdict, status document, one-line status.
+
+One source for three audiences: ``/healthz`` (monitoring), the retained status
+document on MQTT (dashboards, other systems), and the ``STATUS=`` line that
+``systemctl status`` shows (a person at the gateway). All of them read the live
+runners' counters; nothing here touches the data path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from edge_agent import __version__
+from edge_agent.config_service import HealthConfig
+from edge_agent.liveness import LoopMonitor, stalled_pollers
+from edge_agent.scheduler import DeviceState
+from edge_agent.service import Agent
+
+#: States in which a device delivers nothing good.
+DOWN_STATES = (DeviceState.OFFLINE, DeviceState.CONNECTING)
+#: How far back /healthz looks for event-loop stalls.
+LAG_WINDOW_S = 60.0
+
+
+@dataclass(slots=True)
+class ServiceStats:
+    """Facts about the service itself (not the plant), kept by the supervisor."""
+
+    monitor: LoopMonitor = field(default_factory=LoopMonitor)
+    started_monotonic: float = field(default_factory=time.monotonic)
+    reloads_applied: int = 0
+    reloads_refused: int = 0
+    last_reload_problems: list[str] = field(default_factory=list)
+    last_reload_wall: float = 0.0
+    watchdog_pings: int = 0
+    watchdog_withheld: int = 0
+    max_loop_lag: float = 5.0
+
+
+@runtime_checkable
+class StatusPublisher(Protocol):
+    """A sink that can carry the agent's status document (the MQTT sink)."""
+
+    async def publish_status(self, payload: bytes) -> bool: ...
+
+
+def health_problems(agent: Agent, stats: ServiceStats, now: float | None = None) -> list[str]:
+    """Why the agent is unhealthy; empty when it is healthy (``/healthz`` answers 200)."""
+    now = time.monotonic() if now is None else now
+    limits = agent.config.service.health or HealthConfig()
+    problems: list[str] = []
+    if agent.stopping:
+        problems.append("agent is stopping")
+    elif not agent.started.is_set():
+        problems.append("agent is starting")
+    for sink in agent.sinks:
+        down_since = sink.counters.down_since_monotonic
+        if down_since is not None and now - down_since > limits.sink_down_after:
+            problems.append(
+                f"sink {sink.sink.name}: not delivering for {now - down_since:.0f} s "
+                f"({len(sink.buffer)} batches waiting): {sink.counters.last_error}"
+            )
+    for source in agent.sources:
+        since = source.counters.state_since_monotonic
+        if source.state in DOWN_STATES and now - since > limits.device_offline_after:
+            reason = f" ({source.state_reason})" if source.state_reason else ""
+            problems.append(
+                f"device {source.device}: {source.state.value} for {now - since:.0f} s{reason}"
+            )
+    lag = stats.monitor.worst_since(now - LAG_WINDOW_S)
+    if lag > stats.max_loop_lag:
+        problems.append(
+            f"event loop was blocked for {lag:.1f} s in the last {LAG_WINDOW_S:.0f} s "
+            f"(allowed {stats.max_loop_lag:g} s)"
+        )
+    problems += stalled_pollers(agent.sources, now)
+    return problems
+
+
+def _iso(wall: float) -> str:
+    return (
+        datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
+    """The retained MQTT status and the body of ``/healthz`` (see docs/SERVICE.md)."""
+    now = time.monotonic()
+    counts = Counter(source.state.value for source in agent.sources)
+    problems = health_problems(agent, stats, now)
+    return {
+        "schema": 1,
+        "state": "stopping" if agent.stopping else "online",
+        "healthy": not problems,
+        "reasons": problems,
+        "plant": agent.config.plant.name,
+        "site": agent.config.plant.site,
+        "version": __version__,
+        "ts": _iso(time.time()),
+        "started": _iso(agent.started_at),
+        "uptime_s": round(now - stats.started_monotonic, 1),
+        "devices": {state.value: counts.get(state.value, 0) for state in DeviceState},
+        "devices_total": len(agent.sources),
+        "devices_not_online": {
+            source.device: source.state_reason or source.state.value
+            for source in agent.sources
+            if source.state is not DeviceState.ONLINE
+        },
+        "backlog_batches": sum(len(sink.buffer) for sink in agent.sinks),
+        "sinks": {
+            sink.sink.name: {
+                "connected": sink.sink.connected,
+                "backlog_batches": len(sink.buffer),
+                "dropped_batches": sink.buffer.dropped_batches,
+                "batches_sent": sink.counters.batches_sent,
+            }
+            for sink in agent.sinks
+        },
+        "reloads": {
+            "applied": stats.reloads_applied,
+            "refused": stats.reloads_refused,
+            **({"last": _iso(stats.last_reload_wall)} if stats.last_reload_wall else {}),
+            **({"last_problems": stats.last_reload_problems} if stats.last_reload_problems else {}),
+        },
+    }
+
+
+def encode_status(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def status_line(agent: Agent, stats: ServiceStats) -> str:
+    """What ``systemctl status`` shows: devices, backlog, and what needs attention."""
+    if agent.stopping:
+        return "stopping: polling stops, sinks deliver what is buffered"
+    total = len(agent.sources)
+    online = sum(1 for s in agent.sources if s.state is DeviceState.ONLINE)
+    parts = [f"{online}/{total} devices online"]
+    for state in (DeviceState.CONNECTING, DeviceState.DEGRADED, DeviceState.OFFLINE):
+        names = [s.device for s in agent.sources if s.state is state]
+        if names:
+            parts.append(f"{state.value}: {_names(names)}")
+    backlog = sum(len(sink.buffer) for sink in agent.sinks)
+    parts.append(f"backlog {backlog} batches")
+    sinks_down = [sink.sink.name for sink in agent.sinks if not sink.sink.connected]
+    if sinks_down:
+        parts.append(f"sink down: {_names(sinks_down)}")
+    if stats.last_reload_problems:
+        count = len(stats.last_reload_problems)
+        parts.append(f"last reload refused ({count} problem{'s' if count != 1 else ''})")
+    return "; ".join(parts)
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    extra = len(names) - shown
+    return ", ".join(names[:shown]) + (f" +{extra} more" if extra > 0 else "")

@@ -1,0 +1,291 @@
+"""Run an :class:`~edge_agent.service.Agent` as a service: signals, systemd, health, status.
+
+What ``edge-agent run`` does around the agent, all as tasks on its one event loop:
+
+* SIGTERM / SIGINT: polling stops, sinks get ``service.drain_timeout`` to deliver,
+  the process exits 0 (``STOPPING=1`` first, so ``systemctl status`` says so);
+* SIGHUP (``systemctl reload``): :mod:`edge_agent.reload`, between ``RELOADING=1``
+  and ``READY=1``;
+* ``READY=1`` once the sinks and pollers are started, ``STATUS=`` whenever the
+  one-line status changes, ``WATCHDOG=1`` only while the agent makes progress
+  (:mod:`edge_agent.liveness`);
+* the health and metrics endpoint (:mod:`edge_agent.health`), if configured;
+* the retained status document on every MQTT sink every ``service.status_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from edge_agent.config import PlantConfig
+from edge_agent.config_service import ServiceConfig
+from edge_agent.errors import SinkError
+from edge_agent.health import HealthServer
+from edge_agent.liveness import LoopMonitor, liveness_problems
+from edge_agent.reload import ReloadResult, reload_from_file
+from edge_agent.sdnotify import Notifier
+from edge_agent.service import Agent
+from edge_agent.status import (
+    ServiceStats,
+    StatusPublisher,
+    encode_status,
+    status_document,
+    status_line,
+)
+
+log = structlog.get_logger("edge_agent.service")
+
+#: The first status document goes out this soon (or after one interval, if shorter):
+#: late enough for the first polls to have finished, early enough to be useful.
+FIRST_STATUS_DELAY_S = 5.0
+#: How often the STATUS= line is recomputed (sent only when it changed).
+STATUS_LINE_EVERY_S = 2.0
+#: Pings per WatchdogSec: a transient stall then costs one ping, not the service.
+PINGS_PER_WATCHDOG = 4
+
+
+def monitor_period(max_loop_lag: float) -> float:
+    """Lag samples often enough to notice a stall of ``max_loop_lag``, at most 1/s."""
+    return min(1.0, max_loop_lag / 5)
+
+
+class Supervisor:
+    """Everything around one agent that makes it a well-behaved systemd service."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        config_path: Path | str | None = None,
+        notifier: Notifier | None = None,
+        on_config: Callable[[PlantConfig], None] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.notifier = Notifier.from_environment() if notifier is None else notifier
+        self.on_config = on_config
+        max_lag = agent.config.service.max_loop_lag
+        self.stats = ServiceStats(
+            monitor=LoopMonitor(monitor_period(max_lag)), max_loop_lag=max_lag
+        )
+        self.health: HealthServer | None = None
+        self._reload_requested = asyncio.Event()
+        self._status_sent = ""
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        if not self.agent.stopping:
+            self._status_sent = "stopping: polling stops, sinks deliver what is buffered"
+            self.notifier.stopping(self._status_sent)
+        self.agent.request_stop()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    async def run(self, duration: float | None = None) -> None:
+        """Run until stopped (signal, :meth:`request_stop`, or ``duration`` seconds)."""
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+            signal.SIGHUP: self.request_reload,
+        }
+        for signum, handler in handlers.items():
+            loop.add_signal_handler(signum, handler)
+        timer = loop.call_later(duration, self.request_stop) if duration else None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                agent_task = tasks.create_task(self.agent.run(), name="agent")
+                helpers = [tasks.create_task(self.stats.monitor.run(), name="loop-monitor")]
+                started = tasks.create_task(self.agent.started.wait(), name="agent-started")
+                await asyncio.wait({agent_task, started}, return_when=asyncio.FIRST_COMPLETED)
+                if started.done() and not self.agent.stopping:
+                    await self._start_health()
+                    self.notifier.ready(status_line(self.agent, self.stats))
+                    helpers += [
+                        tasks.create_task(self._status_lines(), name="status-line"),
+                        tasks.create_task(self._status_documents(), name="status-mqtt"),
+                        tasks.create_task(self._reloads(), name="reload"),
+                    ]
+                    if self.notifier.watchdog_seconds:
+                        helpers.append(tasks.create_task(self._watchdog(), name="watchdog"))
+                started.cancel()
+                await asyncio.wait({agent_task})
+                for helper in helpers:
+                    helper.cancel()
+        finally:
+            if timer is not None:
+                timer.cancel()
+            for signum in handlers:
+                loop.remove_signal_handler(signum)
+            await self._stop_health()
+            self.notifier.close()
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> ReloadResult | None:
+        """Reload the config file now (what SIGHUP does); None if there is no file."""
+        if self.config_path is None:
+            log.warning("reload ignored: the agent was not started from a config file")
+            return None
+        self.notifier.reloading()
+        log.info("config reload requested", file=str(self.config_path))
+        old_service = self.agent.config.service
+        try:
+            result = await reload_from_file(self.agent, self.config_path, on_config=self.on_config)
+        except Exception as exc:
+            # A bug part-way through must not end data collection: say so loudly.
+            log.exception("config reload failed part-way; check the running state")
+            result = ReloadResult(False, [f"{type(exc).__name__}: {exc}"])
+        self.stats.last_reload_wall = time.time()
+        if result.applied:
+            self.stats.reloads_applied += 1
+            self.stats.last_reload_problems = []
+            await self._apply_service(old_service, self.agent.config.service)
+        else:
+            self.stats.reloads_refused += 1
+            self.stats.last_reload_problems = result.problems
+        line = status_line(self.agent, self.stats)
+        self._status_sent = line
+        self.notifier.ready(line)  # ends systemd's "reloading" state
+        return result
+
+    async def _reloads(self) -> None:
+        while True:
+            await self._reload_requested.wait()
+            self._reload_requested.clear()
+            if self.agent.stopping:
+                return
+            await self.reload()
+
+    async def _apply_service(self, old: ServiceConfig, new: ServiceConfig) -> None:
+        self.stats.max_loop_lag = new.max_loop_lag
+        self.stats.monitor.period = monitor_period(new.max_loop_lag)
+        moved = (old.health is None) != (new.health is None) or (
+            old.health is not None
+            and new.health is not None
+            and (old.health.listen, old.health.port) != (new.health.listen, new.health.port)
+        )
+        if moved:
+            await self._stop_health()
+            await self._start_health()
+
+    # ------------------------------------------------------------------ health endpoint
+
+    async def _start_health(self) -> None:
+        settings = self.agent.config.service.health
+        if settings is None:
+            return
+        server = HealthServer(self.agent, self.stats, settings.listen, settings.port)
+        try:
+            await server.start()
+        except OSError as exc:
+            # Data collection matters more than its monitoring: keep running, say why.
+            log.error(
+                "health endpoint cannot listen; running without it",
+                address=f"{settings.listen}:{settings.port}",
+                error=str(exc),
+            )
+            return
+        self.health = server
+
+    async def _stop_health(self) -> None:
+        server, self.health = self.health, None
+        if server is not None:
+            await server.stop()
+
+    # ------------------------------------------------------------------ systemd
+
+    async def _status_lines(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_LINE_EVERY_S)
+            line = status_line(self.agent, self.stats)
+            if line != self._status_sent:
+                self._status_sent = line
+                self.notifier.status(line)
+
+    async def _watchdog(self) -> None:
+        """Ping systemd at a quarter of WatchdogSec while the agent makes progress."""
+        assert self.notifier.watchdog_seconds is not None
+        period = self.notifier.watchdog_seconds / PINGS_PER_WATCHDOG
+        loop = asyncio.get_running_loop()
+        last_check = time.monotonic()
+        withheld = False
+        while True:
+            expected = loop.time() + period
+            await asyncio.sleep(period)
+            own_lag = loop.time() - expected
+            now = time.monotonic()
+            problems = liveness_problems(
+                self.stats.monitor,
+                self.agent.sources,
+                max_lag=self.stats.max_loop_lag,
+                since=last_check,
+                own_lag=own_lag,
+                now=now,
+            )
+            last_check = now
+            if problems:
+                self.stats.watchdog_withheld += 1
+                if not withheld:
+                    withheld = True
+                    log.error(
+                        "watchdog ping withheld: the agent is not making progress; "
+                        "systemd restarts it if this lasts",
+                        problems=problems,
+                    )
+                continue
+            self.notifier.watchdog()
+            self.stats.watchdog_pings += 1
+            if withheld:
+                withheld = False
+                log.info("watchdog pings resumed")
+
+    # ------------------------------------------------------------------ MQTT status
+
+    async def _status_documents(self) -> None:
+        delay = FIRST_STATUS_DELAY_S
+        while True:
+            interval = self.agent.config.service.status_interval
+            if interval <= 0:
+                # Off; look again later, a reload may switch it on.
+                await asyncio.sleep(FIRST_STATUS_DELAY_S)
+                continue
+            await asyncio.sleep(min(delay, interval))
+            delay = interval
+            if self.agent.stopping:
+                return
+            await self.publish_status()
+
+    async def publish_status(self) -> int:
+        """Publish the status document on every sink that carries one; return how many did."""
+        payload = encode_status(status_document(self.agent, self.stats))
+        published = 0
+        for runner in list(self.agent.sinks):
+            sink = runner.sink
+            if not isinstance(sink, StatusPublisher):
+                continue
+            try:
+                published += await sink.publish_status(payload)
+            except SinkError as exc:
+                # The sink runner already reports the sink's trouble; this is a detail.
+                log.debug("status document not delivered", sink=runner.sink.name, error=str(exc))
+        return published
+
+
+async def serve(
+    agent: Agent,
+    *,
+    config_path: Path | str | None = None,
+    duration: float | None = None,
+    on_config: Callable[[PlantConfig], None] | None = None,
+) -> None:
+    """Run ``agent`` as a service until SIGTERM/SIGINT, or for ``duration`` seconds."""
+    await Supervisor(agent, config_path=config_path, on_config=on_config).run(duration)

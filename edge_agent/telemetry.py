@@ -1,0 +1,214 @@
+"""Prometheus exposition of the live counters: ``GET /metrics``.
+
+A custom collector reads the runners' own counters at scrape time instead of
+mirroring every poll into prometheus-client metric objects: nothing is added to the
+data path, and devices and sinks that come and go with a reload simply appear or
+disappear. Each agent gets its own :class:`CollectorRegistry` (no global state, so
+tests and several agents in one process do not collide).
+
+Names follow the Prometheus conventions: ``edge_agent_`` prefix, ``_total`` for
+counters, base units (seconds, bytes).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from edge_agent import __version__
+from edge_agent.scheduler import DeviceState
+from edge_agent.service import Agent
+from edge_agent.status import ServiceStats, health_problems
+
+PREFIX = "edge_agent"
+
+
+class AgentCollector(Collector):
+    """Everything the agent counts, per device and per sink, read when scraped."""
+
+    def __init__(self, agent: Agent, stats: ServiceStats) -> None:
+        self.agent = agent
+        self.stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._agent()
+        yield from self._devices()
+        yield from self._sinks()
+
+    def _agent(self) -> Iterator[Metric]:
+        agent, stats = self.agent, self.stats
+        info = InfoMetricFamily(f"{PREFIX}_build", "Version of the agent and the plant it serves.")
+        info.add_metric([], {"version": __version__, "plant": agent.config.plant.name})
+        yield info
+        yield GaugeMetricFamily(
+            f"{PREFIX}_start_time_seconds",
+            "Start of the agent, seconds since the Unix epoch.",
+            value=agent.started_at,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_healthy",
+            "1 when /healthz answers 200, 0 when it answers 503.",
+            value=0.0 if health_problems(agent, stats) else 1.0,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_pipeline_batches",
+            "Batches emitted by the pollers into the pipeline.",
+            value=agent.pipeline.batches_in,
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_pipeline_samples",
+            "Samples emitted by the pollers into the pipeline.",
+            value=agent.pipeline.samples_in,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late the event loop ran a timer at the last measurement.",
+            value=stats.monitor.last_lag,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_event_loop_lag_max_seconds",
+            "Largest event-loop lag since the start.",
+            value=stats.monitor.max_lag,
+        )
+        reloads = CounterMetricFamily(
+            f"{PREFIX}_config_reloads", "Config reloads, by result.", labels=["result"]
+        )
+        reloads.add_metric(["applied"], stats.reloads_applied)
+        reloads.add_metric(["refused"], stats.reloads_refused)
+        yield reloads
+        watchdog = CounterMetricFamily(
+            f"{PREFIX}_watchdog_checks",
+            "Watchdog checks: ping sent to systemd, or withheld because the agent was stuck.",
+            labels=["result"],
+        )
+        watchdog.add_metric(["sent"], stats.watchdog_pings)
+        watchdog.add_metric(["withheld"], stats.watchdog_withheld)
+        yield watchdog
+
+    def _devices(self) -> Iterator[Metric]:
+        sources = list(self.agent.sources)
+        polls = CounterMetricFamily(
+            f"{PREFIX}_device_polls", "Scheduled polls of a device.", labels=["device"]
+        )
+        good = CounterMetricFamily(
+            f"{PREFIX}_device_good_polls",
+            "Polls in which every sample was good.",
+            labels=["device"],
+        )
+        failed = CounterMetricFamily(
+            f"{PREFIX}_device_failed_polls",
+            "Polls that failed as a whole (timeout, disconnected, device offline).",
+            labels=["device"],
+        )
+        failures = CounterMetricFamily(
+            f"{PREFIX}_device_failures",
+            "Failed polls and bad samples of good polls, by reason.",
+            labels=["device", "reason"],
+        )
+        skipped = CounterMetricFamily(
+            f"{PREFIX}_device_skipped_ticks",
+            "Poll ticks skipped because the previous poll overran.",
+            labels=["device"],
+        )
+        state = GaugeMetricFamily(
+            f"{PREFIX}_device_state",
+            "1 for the state the device is in, 0 for the others.",
+            labels=["device", "state"],
+        )
+        state_seconds = GaugeMetricFamily(
+            f"{PREFIX}_device_state_seconds",
+            "Seconds the device has been in its current state.",
+            labels=["device"],
+        )
+        latency = HistogramMetricFamily(
+            f"{PREFIX}_device_read_duration_seconds",
+            "Duration of reads that went to the device, timeouts included.",
+            labels=["device"],
+        )
+        now = time.monotonic()
+        for source in sources:
+            c, device = source.counters, source.device
+            polls.add_metric([device], c.polls)
+            good.add_metric([device], c.good_polls)
+            failed.add_metric([device], c.failed_polls)
+            skipped.add_metric([device], c.skipped_ticks)
+            for reason, count in sorted(c.failures_by_reason.items()):
+                failures.add_metric([device, reason], count)
+            for candidate in DeviceState:
+                state.add_metric([device, candidate.value], float(source.state is candidate))
+            state_seconds.add_metric([device], now - c.state_since_monotonic)
+            buckets = [(_le(bound), float(n)) for bound, n in c.read_seconds.cumulative()]
+            latency.add_metric([device], buckets, c.read_seconds.sum)
+        yield from (polls, good, failed, failures, skipped, state, state_seconds, latency)
+
+    def _sinks(self) -> Iterator[Metric]:
+        sinks = list(self.agent.sinks)
+        sent = CounterMetricFamily(
+            f"{PREFIX}_sink_batches_sent", "Batches delivered (confirmed).", labels=["sink"]
+        )
+        samples = CounterMetricFamily(
+            f"{PREFIX}_sink_samples_sent", "Samples delivered (confirmed).", labels=["sink"]
+        )
+        failed = CounterMetricFamily(
+            f"{PREFIX}_sink_send_failures",
+            "Deliveries that failed and will be retried.",
+            labels=["sink"],
+        )
+        connected = GaugeMetricFamily(
+            f"{PREFIX}_sink_connected", "1 while the sink is connected.", labels=["sink"]
+        )
+        down = GaugeMetricFamily(
+            f"{PREFIX}_sink_down_seconds",
+            "Seconds since the sink's deliveries started failing (0 while it delivers).",
+            labels=["sink"],
+        )
+        backlog = GaugeMetricFamily(
+            f"{PREFIX}_buffer_batches", "Batches waiting in the sink's buffer.", labels=["sink"]
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_buffer_dropped_batches",
+            "Batches the buffer dropped because it was full.",
+            labels=["sink"],
+        )
+        now = time.monotonic()
+        for runner in sinks:
+            name, c = runner.sink.name, runner.counters
+            sent.add_metric([name], c.batches_sent)
+            samples.add_metric([name], c.samples_sent)
+            failed.add_metric([name], c.send_failures)
+            connected.add_metric([name], float(runner.sink.connected))
+            since = c.down_since_monotonic
+            down.add_metric([name], 0.0 if since is None else now - since)
+            backlog.add_metric([name], len(runner.buffer))
+            dropped.add_metric([name], runner.buffer.dropped_batches)
+        yield from (sent, samples, failed, connected, down, backlog, dropped)
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def build_registry(agent: Agent, stats: ServiceStats) -> CollectorRegistry:
+    """The agent's own registry: its collector plus process and Python figures."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(agent, stats))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+def render_metrics(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
+    """Body and content type for a scrape, negotiated from the ``Accept`` header."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type

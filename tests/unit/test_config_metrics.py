@@ -1,0 +1,62 @@
+"""The metrics section of the plant file: models, defaults, and what they share with config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent import config, config_metrics
+from edge_agent.config import MqttSinkConfig, PlantIdentity
+from edge_agent.config_checks import mqtt_sink_problems
+from edge_agent.config_loader import load_config
+from edge_agent.config_metrics import CoalEquivalent, MetricsConfig, summary_lines
+from edge_agent.errors import ConfigError
+
+DEMO = Path(__file__).resolve().parent.parent.parent / "configs" / "demo-plant.yaml"
+
+
+def test_the_metrics_models_follow_the_core_rules() -> None:
+    # Restated in config_metrics to avoid an import cycle: they must stay the same.
+    assert config_metrics._NAME_PATTERN == config.NAME_PATTERN
+    assert config_metrics._Strict.model_config == config.Strict.model_config
+
+
+def test_defaults_are_documented_values() -> None:
+    metrics = MetricsConfig()
+    assert metrics.windows == ["15m", "1h", "1d"]
+    assert metrics.coal_equivalent.coefficient == 0.1229  # GB/T 2589-2020, equivalent value
+    assert metrics.grid_emission_factor == 0.5703  # China, 2022 national grid average
+    assert CoalEquivalent(method="equal_value", kgce_per_kwh=0.3).coefficient == 0.3
+
+
+def test_the_demo_plant_configures_every_metric() -> None:
+    plant = load_config(DEMO, env={})
+    assert plant.metrics is not None
+    assert {m.metric_name for m in plant.metrics.meters} == {"line-meter", "compressor-meter"}
+    assert {m.metric_name for m in plant.metrics.machines} == {"cnc-1", "press-1", "compressor-1"}
+    lines = summary_lines(plant.metrics)
+    assert lines[0] == "metrics: windows 1m, 15m, 1h, 1d, shift; grace 5s"
+    assert "  plant total: line-meter + compressor-meter" in lines
+
+
+def test_metrics_topic_placeholders_are_checked() -> None:
+    plant = PlantIdentity(name="p")
+    good = MqttSinkConfig(
+        name="s", type="mqtt", host="h", metrics_topic="m/{plant}/{device}/{window}/{family}"
+    )
+    assert mqtt_sink_problems(good, plant) == []
+    bad = MqttSinkConfig(name="s", type="mqtt", host="h", metrics_topic="m/{device}/{group}")
+    ((field, message),) = mqtt_sink_problems(bad, plant)
+    assert field == "metrics_topic"
+    assert "unknown placeholder {group}" in message
+
+
+def test_a_file_without_metrics_is_still_valid(tmp_path: Path) -> None:
+    text = DEMO.read_text()
+    path = tmp_path / "plant.yaml"
+    path.write_text(text[: text.index("\nmetrics:")])
+    assert load_config(path, env={}).metrics is None
+    path.write_text(text.replace("windows: [1m, 15m, 1h, 1d, shift]", "windows: [1m, 1m]"))
+    with pytest.raises(ConfigError, match=r"duplicate window '1m'"):
+        load_config(path, env={})

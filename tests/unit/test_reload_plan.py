@@ -1,0 +1,102 @@
+"""What a reload restarts: only what changed, plus neighbours on a shared connection."""
+
+from __future__ import annotations
+
+from edge_agent.config import PlantConfig
+from edge_agent.config_loader import parse_config
+from edge_agent.reload import ReloadPlan, plan_reload
+
+BASE = """\
+plant: {name: line-1, site: Hall 3}
+devices:
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 10.0.0.10, port: 502}
+    unit_id: 1
+    poll_groups: [{name: fast, interval: 1s, tags: [{name: v, address: 0}]}]
+  - name: press
+    driver: modbus
+    connection: {transport: tcp, host: 10.0.0.10, port: 502}
+    unit_id: 2
+    poll_groups: [{name: fast, interval: 1s, tags: [{name: s, address: 0}]}]
+  - name: compressor
+    driver: modbus
+    connection: {transport: tcp, host: 10.0.0.20, port: 502}
+    unit_id: 1
+    poll_groups: [{name: fast, interval: 1s, tags: [{name: p, address: 0}]}]
+sinks:
+  - {name: broker, type: mqtt, host: 10.0.0.5, password: "${MQTT_PASSWORD}", username: agent}
+  - {name: backup, type: mqtt, host: 10.0.0.6}
+"""
+ENV = {"MQTT_PASSWORD": "s3cret-one"}
+
+
+def _config(text: str = BASE, **env: str) -> PlantConfig:
+    return parse_config(text, "plant.yaml", env={**ENV, **env})
+
+
+def test_same_file_changes_nothing() -> None:
+    plan = plan_reload(_config(), _config())
+    assert plan == ReloadPlan()
+    assert plan.unchanged
+    assert plan.describe() == {}
+
+
+def test_a_changed_device_restarts_with_its_gateway_neighbours_only() -> None:
+    new = _config(BASE.replace("{name: s, address: 0}", "{name: s, address: 1}"))
+    plan = plan_reload(_config(), new)
+    assert plan.devices_changed == ("press",)
+    # meter shares 10.0.0.10:502 with press: one connection, one request queue.
+    assert plan.devices_restarted == ("meter",)
+    assert set(plan.devices_to_stop) == set(plan.devices_to_start) == {"meter", "press"}
+    assert "compressor" not in plan.devices_to_stop
+    assert plan.sinks_changed == plan.sinks_added == plan.sinks_removed == ()
+
+
+def test_device_alone_on_its_connection_restarts_alone() -> None:
+    new = _config(BASE.replace("interval: 1s, tags: [{name: p", "interval: 5s, tags: [{name: p"))
+    plan = plan_reload(_config(), new)
+    assert plan.devices_changed == ("compressor",)
+    assert plan.devices_restarted == ()
+
+
+def test_added_and_removed_devices_touch_their_connections() -> None:
+    removed = BASE.split("  - name: compressor")[0] + "sinks:" + BASE.split("sinks:")[1]
+    plan = plan_reload(_config(), _config(removed))
+    assert plan.devices_removed == ("compressor",)
+    assert plan.devices_to_start == ()
+    added = BASE.replace(
+        "sinks:",
+        "  - name: pump\n    driver: modbus\n"
+        "    connection: {transport: tcp, host: 10.0.0.20, port: 502}\n    unit_id: 2\n"
+        "    poll_groups: [{name: fast, interval: 1s, tags: [{name: q, address: 0}]}]\nsinks:",
+    )
+    plan = plan_reload(_config(), _config(added))
+    assert plan.devices_added == ("pump",)
+    assert plan.devices_restarted == ("compressor",)
+
+
+def test_sinks_by_name_and_a_new_secret_counts_as_a_change() -> None:
+    plan = plan_reload(_config(), _config(MQTT_PASSWORD="s3cret-two"))
+    assert plan.sinks_changed == ("broker",)
+    assert plan.devices_to_stop == ()
+    # The plan names what changed, never the values.
+    assert "s3cret" not in repr(plan.describe())
+    gone = BASE.replace("  - {name: backup, type: mqtt, host: 10.0.0.6}\n", "")
+    assert plan_reload(_config(), _config(gone)).sinks_removed == ("backup",)
+    assert plan_reload(_config(gone), _config()).sinks_added == ("backup",)
+
+
+def test_new_plant_identity_restarts_every_sink() -> None:
+    plan = plan_reload(_config(), _config(BASE.replace("Hall 3", "Hall 4")))
+    assert plan.sinks_changed == ("broker", "backup")
+    assert plan.devices_to_stop == ()
+
+
+def test_logging_service_and_restart_only_settings() -> None:
+    extra = "logging: {level: debug}\nservice: {status_interval: 10s}\nstate_dir: /srv/edge\n"
+    plan = plan_reload(_config(), _config(BASE + extra))
+    assert plan.logging_changed
+    assert plan.service_changed
+    assert plan.needs_restart == ("state_dir",)
+    assert plan.devices_to_stop == ()
