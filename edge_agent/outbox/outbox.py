@@ -303,6 +303,11 @@ class Outbox:
         await self._started.wait()
 
     @property
+    def write_failing(self) -> bool:
+        """True while the file cannot be written (batches wait in memory)."""
+        return self._write_failing
+
+    @property
     def opened(self) -> bool:
         """True once :meth:`start` has opened the file (until :meth:`close`)."""
         return self._started.is_set() and not self._closed
