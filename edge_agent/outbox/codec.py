@@ -9,8 +9,12 @@ of any size, floats bit for bit (NaN, -0.0), strings including lone surrogates,
 encode, against 21 µs for JSON (float formatting) at equal exactness.
 
 Common cases cost nothing extra: all-good qualities and all-empty reasons are
-stored as ``None``. Format version 4 is readable by every Python since 3.4, and
-the database records the codec name so a future change can migrate old rows.
+stored as ``None``. A batch whose tag names are not one of its group's usual sets
+(an OPC UA subscription hands over whichever tags changed, so nearly every batch
+names a different subset) carries its names in its body, as a seventh element,
+instead of making a stream of its own: see ``OutboxStore``. Format version 4 is
+readable by every Python since 3.4, and the database records the codec name so a
+future change can migrate old rows.
 The file lives in the agent's private state directory; nothing else writes it.
 """
 
@@ -48,12 +52,14 @@ def decode_names(data: bytes) -> tuple[str, ...]:
     return names
 
 
-def encode_body(batch: SampleBatch) -> bytes:
-    """Everything of ``batch`` except device, group, names and timestamp_ns (row columns)."""
+def encode_body(batch: SampleBatch, *, inline_names: bool = False) -> bytes:
+    """Everything of ``batch`` except device, group, names and timestamp_ns (row columns);
+    with ``inline_names``, its names too (its stream then names no tags)."""
     qualities = batch.qualities
     count = len(qualities)
     packed_qualities = None if qualities.count(_GOOD) == count else bytes(qualities)
     reasons = batch.reasons if any(batch.reasons) else None
+    names = (tuple(batch.names),) if inline_names else ()
     body = (
         batch.values,
         packed_qualities,
@@ -61,6 +67,7 @@ def encode_body(batch: SampleBatch) -> bytes:
         batch.timestamps_ns,
         batch.attributes or None,
         batch.historical,
+        *names,
     )
     try:
         return marshal.dumps(body, MARSHAL_VERSION)
@@ -74,6 +81,7 @@ def encode_body(batch: SampleBatch) -> bytes:
             None if batch.timestamps_ns is None else [int(t) for t in batch.timestamps_ns],
             {str(k): str(v) for k, v in batch.attributes.items()} or None,
             bool(batch.historical),
+            *((tuple(str(n) for n in batch.names),) if inline_names else ()),
         )
         return marshal.dumps(plain, MARSHAL_VERSION)
 
@@ -101,11 +109,22 @@ def decode_body(
     *,
     historical: bool | None = None,
 ) -> SampleBatch:
-    """The batch stored in ``body``; ``historical`` overrides the stored flag when given."""
+    """The batch stored in ``body``; ``historical`` overrides the stored flag when given.
+    Names carried in the body take the place of the stream's ``names``."""
     try:
-        values, qualities, reasons, stamps, attributes, stored_historical = marshal.loads(body)
+        values, qualities, reasons, stamps, attributes, stored_historical, *inline = marshal.loads(
+            body
+        )
     except (EOFError, ValueError, TypeError) as exc:
         raise CodecError(f"batch body not readable: {exc}") from exc
+    if inline:
+        names = inline[0]
+        if (
+            len(inline) != 1
+            or not isinstance(names, tuple)
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise CodecError("batch body holds tag names that are not a tuple of strings")
     count = len(names)
     if not isinstance(values, list) or len(values) != count:
         raise CodecError(f"batch body does not hold a list of {count} values")

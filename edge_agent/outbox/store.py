@@ -6,6 +6,10 @@ Layout (one file, WAL mode):
   dense and increasing in append order; ``at_ns`` is when it was appended
   (``max_age`` applies to it), ``ts_ns`` the batch's own timestamp.
 * ``streams(id, device, grp, names)``: device, group and tag names, once per stream.
+  A group gets at most ``MAX_STREAMS_PER_GROUP`` streams; a batch naming another set
+  of tags (an OPC UA subscription hands over whichever tags changed) carries its
+  names in its body, under its group's stream without names, so neither the table
+  nor the memory that maps streams grows without bound.
 * ``cursors(sink, delivered, ranges)``: per sink, every id ``<= delivered`` is done,
   and so is every id in ``ranges`` (``"lo-hi,lo-hi"``: live data delivered while a
   backlog below it was still draining).
@@ -49,6 +53,9 @@ SCHEMA_VERSION: Final = 1
 ROW_OVERHEAD: Final = 48
 #: Oldest dead letters are deleted beyond this many rows.
 DEAD_LETTER_LIMIT: Final = 10_000
+#: Distinct tag-name sets of one device's group kept as streams (read groups have one,
+#: or one per array shape); beyond, names are stored with each batch.
+MAX_STREAMS_PER_GROUP: Final = 64
 #: The log (``-wal``) is truncated to this size after a checkpoint.
 WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
@@ -140,6 +147,8 @@ class OutboxStore:
         self._db: sqlite3.Connection | None = None
         self._streams: dict[tuple[str, str, tuple[str, ...]], int] = {}
         self._stream_of: dict[int, Stream] = {}
+        #: Streams per (device, group), to cap them at MAX_STREAMS_PER_GROUP.
+        self._group_streams: dict[tuple[str, str], int] = {}
         self._pruned_to = 0
 
     @property
@@ -169,9 +178,7 @@ class OutboxStore:
             "SELECT id, device, grp, names FROM streams"
         ):
             with contextlib.suppress(CodecError):
-                stream = (device, group, decode_names(names))
-                self._stream_of[stream_id] = stream
-                self._streams[stream] = stream_id
+                self._remember_stream(stream_id, (device, group, decode_names(names)))
         return self._load_state(sinks, recovery)
 
     def _configure(self, db: sqlite3.Connection) -> sqlite3.Connection:
@@ -355,16 +362,15 @@ class OutboxStore:
             encoded = []
             rejected: list[tuple[int, str]] = []
             for row_id, at_ns, batch in rows:
+                stream_id, inline = self._stream_id(batch)
                 try:
-                    body = encode_body(batch)
+                    body = encode_body(batch, inline_names=inline)
                 except (TypeError, ValueError) as exc:
                     # A value no sample can hold (a driver bug): this batch cannot be
                     # stored, which must not stop every other batch from being stored.
                     rejected.append((row_id, f"{batch.device}/{batch.group}: {exc}"))
                     continue
-                encoded.append(
-                    (row_id, at_ns, batch.timestamp_ns, self._stream_id(batch), len(batch), body)
-                )
+                encoded.append((row_id, at_ns, batch.timestamp_ns, stream_id, len(batch), body))
             db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", encoded)
             self._persist_cursors(cursors)
             db.executemany("DELETE FROM cursors WHERE sink = ?", [(name,) for name in forget])
@@ -399,21 +405,39 @@ class OutboxStore:
         # Streams first seen in the failed transaction are not in the file.
         known = {row[0] for row in self.db.execute("SELECT id FROM streams")}
         for stream_id in [i for i in self._stream_of if i not in known]:
-            self._streams.pop(self._stream_of.pop(stream_id), None)
+            device, group, names = self._stream_of.pop(stream_id)
+            self._streams.pop((device, group, names), None)
+            self._group_streams[device, group] -= 1
 
-    def _stream_id(self, batch: SampleBatch) -> int:
+    def _stream_id(self, batch: SampleBatch) -> tuple[int, bool]:
+        """The stream of ``batch``, and whether its names must go into its body."""
         names = batch.names if isinstance(batch.names, tuple) else tuple(batch.names)
         key = (batch.device, batch.group, names)
         stream_id = self._streams.get(key)
-        if stream_id is None:
-            cursor = self.db.execute(
-                "INSERT INTO streams (device, grp, names) VALUES (?, ?, ?)",
-                (batch.device, batch.group, encode_names(names)),
-            )
-            stream_id = int(cursor.lastrowid or 0)
-            self._streams[key] = stream_id
-            self._stream_of[stream_id] = key
+        if stream_id is not None:
+            return stream_id, False
+        if self._group_streams.get((batch.device, batch.group), 0) < MAX_STREAMS_PER_GROUP:
+            return self._new_stream(key), False
+        # One more set of names of a group that has many: the names travel in the body,
+        # under the group's stream without names (made even beyond the cap: just one).
+        bare = (batch.device, batch.group, ())
+        return self._streams.get(bare) or self._new_stream(bare), True
+
+    def _new_stream(self, stream: Stream) -> int:
+        device, group, names = stream
+        cursor = self.db.execute(
+            "INSERT INTO streams (device, grp, names) VALUES (?, ?, ?)",
+            (device, group, encode_names(names)),
+        )
+        stream_id = int(cursor.lastrowid or 0)
+        self._remember_stream(stream_id, stream)
         return stream_id
+
+    def _remember_stream(self, stream_id: int, stream: Stream) -> None:
+        self._stream_of[stream_id] = stream
+        self._streams[stream] = stream_id
+        group = (stream[0], stream[1])
+        self._group_streams[group] = self._group_streams.get(group, 0) + 1
 
     def _persist_cursors(self, cursors: Iterable[CursorRow]) -> None:
         self.db.executemany(

@@ -56,6 +56,10 @@ _PRECISION: Final = {
     "ms": WritePrecision.MS,
     "s": WritePrecision.S,
 }
+#: Layouts (measurement, tags, field keys) kept per stream. An OPC UA subscription
+#: hands over whichever tags changed, so its batches name ever new sets of tags: the
+#: cache starts over when full rather than grow without bound.
+MAX_LAYOUTS: Final = 4096
 #: Suffix of the quality field with ``quality: field``.
 QUALITY_SUFFIX: Final = "_q"
 
@@ -261,6 +265,8 @@ class InfluxSink:
         layout = self._layouts.get(key)
         if layout is None:
             layout = self._make_layout(batch, family, window)
+            if len(self._layouts) >= MAX_LAYOUTS:
+                self._layouts.clear()
             self._layouts[key] = layout
         return layout
 
