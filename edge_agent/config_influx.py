@@ -16,7 +16,7 @@ from edge_agent.config import Duration, Name, Strict
 #: Tag and field keys InfluxDB 2 reserves (``_measurement``, ``_field``...) or refuses.
 RESERVED_KEYS = frozenset({"time"})
 #: Tags the sink sets itself; a configured tag or label of the same name would clash.
-OWN_TAGS = frozenset({"plant", "device", "group", "window"})
+OWN_TAGS = frozenset({"plant", "device", "group", "window", "shift"})
 
 
 def key_problem(key: str) -> str | None:

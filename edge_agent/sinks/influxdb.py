@@ -261,16 +261,17 @@ class InfluxSink:
         is_metric = attributes.get("kind") == "metrics"
         family = attributes.get("family", "") if is_metric else ""
         window = attributes.get("window", "") if is_metric else ""
-        key = (batch.device, batch.group, family, window, tuple(batch.names))
+        shift = attributes.get("shift", "") if is_metric else ""
+        key = (batch.device, batch.group, family, window, shift, tuple(batch.names))
         layout = self._layouts.get(key)
         if layout is None:
-            layout = self._make_layout(batch, family, window)
+            layout = self._make_layout(batch, family, window, shift)
             if len(self._layouts) >= MAX_LAYOUTS:
                 self._layouts.clear()
             self._layouts[key] = layout
         return layout
 
-    def _make_layout(self, batch: SampleBatch, family: str, window: str) -> _Layout:
+    def _make_layout(self, batch: SampleBatch, family: str, window: str, shift: str) -> _Layout:
         config = self.config
         info = self._devices.get(batch.device)
         tags: dict[str, str] = dict(config.tags)
@@ -280,9 +281,12 @@ class InfluxSink:
         tags["device"] = batch.device
         if family:
             # A metric batch (contract of the metrics helper): measurement = its family,
-            # a window tag, timestamp = window start (the batch's timestamp).
+            # a window tag, timestamp = window start (the batch's timestamp); a shift
+            # window also names its shift, as the MQTT payload does.
             measurement = family
             tags["window"] = window
+            if shift:
+                tags["shift"] = shift
         else:
             measurement = batch.device
             if config.measurement == "device_type" and info is not None and info.device_type:
