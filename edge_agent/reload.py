@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import structlog
 
 from edge_agent.buffer import BatchBuffer
-from edge_agent.config import DeviceConfig, PlantConfig, SinkConfig
+from edge_agent.config import DeviceConfig, InfluxSinkConfig, PlantConfig, SinkConfig
 from edge_agent.config_loader import load_config
 from edge_agent.driver import Driver
 from edge_agent.errors import ConfigError
@@ -126,12 +126,14 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
 
     old_sinks = {s.name: s for s in old.sinks}
     new_sinks = {s.name: s for s in new.sinks}
-    # Sinks render the plant name and site into topics: a new identity restarts them all.
-    identity_changed = old.plant != new.plant
     sinks_changed = [
         n
         for n in new_sinks
-        if n in old_sinks and (identity_changed or new_sinks[n] != old_sinks[n])
+        if n in old_sinks
+        and (
+            new_sinks[n] != old_sinks[n]
+            or _sink_inputs(new_sinks[n], new) != _sink_inputs(old_sinks[n], old)
+        )
     ]
     later = [
         name
@@ -150,6 +152,15 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
         service_changed=old.service != new.service,
         needs_restart=tuple(later),
     )
+
+
+def _sink_inputs(sink: SinkConfig, plant: PlantConfig) -> object:
+    """What a sink takes from the plant beyond its own section (it is restarted when that
+    changes): the plant's identity, which MQTT renders into topics and InfluxDB into a
+    tag, and for InfluxDB each device's type and labels (measurement and tags)."""
+    if isinstance(sink, InfluxSinkConfig):
+        return plant.plant, [(d.name, d.device_type, d.labels) for d in plant.devices]
+    return plant.plant
 
 
 @dataclass(slots=True)
