@@ -273,6 +273,10 @@ class Outbox:
         if view is None:
             view = SinkView(self, sink, self.config.live_batches, self.config.replay_rate)
             self._views[sink] = view
+            if sink in self._forget:
+                # Removed and back before the next commit: its new cursor replaces the
+                # old one, which must not be deleted after the new one is written.
+                self._forget.remove(sink)
             if self._started.is_set():
                 view.done = Delivered(self.next_id - 1)
                 self.cursor_moved(view)

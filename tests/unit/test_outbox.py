@@ -462,3 +462,24 @@ async def test_sinks_come_and_go_while_running(make: Callable[..., Any], tmp_pat
     finally:
         db.close()
     assert sinks == ["a", "c"]
+
+
+async def test_a_sink_removed_and_added_again_before_a_commit_keeps_its_new_cursor(
+    make: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Two reloads in quick succession: the removal must not delete the new cursor."""
+    outbox = await make(("a", "b"))
+    for i in range(3):
+        outbox.append(batch(i))
+    await outbox.flush()
+    outbox.view("b").freeze()
+    outbox.remove_sink("b")
+    again = outbox.add_sink("b")
+    assert len(again) == 0  # back as a new sink: at the end of the log
+    await outbox.flush()
+    db = sqlite3.connect(tmp_path / "outbox.sqlite3")
+    try:
+        cursors = dict(db.execute("SELECT sink, delivered FROM cursors"))
+    finally:
+        db.close()
+    assert cursors == {"a": 0, "b": 3}
