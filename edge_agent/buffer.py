@@ -3,8 +3,9 @@
 The interface (:class:`BatchBuffer`) is what a sink runner sees: append, peek what is
 pending, acknowledge once delivery is confirmed. Acknowledgement is by sequence
 number, so batches dropped for overflow while others are in flight never make the
-runner acknowledge the wrong ones. A durable on-disk outbox implements the same
-interface later; nothing above it changes.
+runner acknowledge the wrong ones. The agent uses the durable outbox's per-sink
+view (:class:`edge_agent.outbox.SinkView`); :class:`MemoryBuffer` remains for
+embedding a sink without a state directory, and for tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``edge-agent`` command line: run, check, schema, simulate, demo."""
+"""``edge-agent`` command line: run, check, schema, simulate, demo, outbox, browse, certs."""
 
 from __future__ import annotations
 
@@ -52,8 +52,28 @@ def cmd_run(args: argparse.Namespace) -> int:
             Agent(config), config_path=args.config, duration=args.duration, on_config=on_config
         )
 
-    asyncio.run(main())
-    return EXIT_OK
+    from edge_agent.outbox import OutboxError
+
+    try:
+        asyncio.run(main())
+    except* OutboxError as group:
+        # The outbox cannot be opened (permissions, a full disk): nothing was collected.
+        # It arrives inside the supervisor's task group, hence except*.
+        for exc in _leaves(group):
+            print(f"edge-agent: {exc}", file=sys.stderr)
+        failed = True
+    else:
+        failed = False
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and its nested groups."""
+    return [
+        leaf
+        for exc in group.exceptions
+        for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    ]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -97,6 +117,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
         mqtt=args.mqtt,
         duration=args.duration,
     )
+
+
+def cmd_outbox_status(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from edge_agent.outbox.status import read_status, render_status, status_json
+    from edge_agent.service import outbox_path
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    path = outbox_path(config)
+    if not path.exists():
+        print(f"no outbox at {path} yet: the agent has not run with sinks")
+        return EXIT_OK
+    try:
+        status = read_status(path)
+    except sqlite3.Error as exc:
+        print(f"{path}: not readable as an outbox: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(status_json(status) if args.json else render_status(status))
+    return EXIT_OK
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
@@ -164,7 +206,10 @@ def _add_opcua_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
-        description="Industrial edge data collection: Modbus in, MQTT out, nothing lost.",
+        description=(
+            "Industrial edge data collection: Modbus and OPC UA in, MQTT and InfluxDB out, "
+            "nothing lost."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -194,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("-c", "--config", help="plant file (default: configs/demo-plant.yaml)")
     demo.set_defaults(handler=cmd_demo)
+
+    outbox = commands.add_parser("outbox", help="inspect the durable outbox of a plant")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    outbox_status = outbox_commands.add_parser(
+        "status", help="backlog per sink: batches, bytes, oldest timestamp"
+    )
+    outbox_status.add_argument("-c", "--config", required=True, help="plant YAML file")
+    outbox_status.add_argument("--json", action="store_true", help="machine-readable output")
+    outbox_status.set_defaults(handler=cmd_outbox_status)
     _add_opcua_commands(commands)
     return parser
 

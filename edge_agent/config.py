@@ -241,12 +241,6 @@ class MqttTls(Strict):
     verify: bool = Field(default=True, description="Check the broker's certificate and hostname.")
 
 
-class BufferConfig(Strict):
-    max_batches: int = Field(
-        default=100_000, ge=1, description="Batches kept while the sink is down."
-    )
-
-
 class MqttSinkConfig(Strict):
     name: Name
     type: Literal["mqtt"]
@@ -268,11 +262,14 @@ class MqttSinkConfig(Strict):
     username: str = ""
     password: str = Field(default="", repr=False)
     tls: MqttTls | None = None
-    buffer: BufferConfig = BufferConfig()
     max_inflight: int = Field(default=100, ge=1, le=65535)
 
 
-SinkConfig = Annotated[MqttSinkConfig, Field(discriminator="type")]
+# Sink and outbox models of their own modules; they build on Strict, Name and Duration above.
+from edge_agent.config_influx import InfluxSinkConfig as InfluxSinkConfig  # noqa: E402
+from edge_agent.config_outbox import OutboxConfig as OutboxConfig  # noqa: E402
+
+SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig, Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- plant file
@@ -304,6 +301,7 @@ class PlantConfig(Strict):
     state_dir: Path = Path("/var/lib/edge-agent")
     devices: list[DeviceConfig] = Field(min_length=1)
     sinks: list[SinkConfig] = Field(default_factory=list)
+    outbox: OutboxConfig = OutboxConfig()
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
     metrics: MetricsConfig | None = None

@@ -22,6 +22,7 @@ from edge_agent.config import (
     PlantConfig,
     PlantIdentity,
 )
+from edge_agent.config_influx import influx_sink_problems
 from edge_agent.config_metrics_checks import check_metrics
 from edge_agent.config_opcua import OpcUaDeviceConfig
 
@@ -50,10 +51,12 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
             findings += _check_modbus_device(index, device)
     findings += _shared_connections(plant)
     for index, sink in enumerate(plant.sinks):
-        findings += [
-            (("sinks", index, field), message)
-            for field, message in mqtt_sink_problems(sink, plant.plant)
-        ]
+        problems = (
+            mqtt_sink_problems(sink, plant.plant)
+            if isinstance(sink, MqttSinkConfig)
+            else influx_sink_problems(sink, plant.devices)
+        )
+        findings += [(("sinks", index, field), message) for field, message in problems]
     findings += check_metrics(plant)
     return findings
 

@@ -33,4 +33,12 @@ class DriverReadError(DriverError):
 
 
 class SinkError(EdgeAgentError):
-    """A sink could not deliver; the batches stay buffered and are retried."""
+    """A sink could not deliver; the batches stay buffered and are retried.
+
+    ``retry_after``: seconds the far end asked us to wait (HTTP Retry-After), which
+    the runner honours as the least pause before the next attempt.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

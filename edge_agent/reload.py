@@ -13,12 +13,16 @@ Rules, in the order they are applied:
    its connection. Devices that share a connection (a Modbus gateway, a serial bus)
    are restarted together when one of them changes, is added or is removed, because
    they share one connection and one request queue.
-4. Nothing buffered is thrown away. A changed sink's new runner takes over the old
-   runner's buffer (its batches go to the new destination); a removed sink first
-   gets ``service.drain_timeout`` to deliver what it holds.
+4. Nothing buffered is thrown away. A changed sink's new runner reads the old
+   runner's outbox view (same name, same cursor: its backlog goes to the new
+   destination); a removed sink stops getting new batches and first gets
+   ``service.drain_timeout`` to deliver what it holds, then its cursor is dropped.
+   A reload that gives a plant its first sink opens the outbox then, as a start
+   would (a sink the file already knows resumes its backlog); if the file cannot be
+   opened, the reload is refused and the previous config keeps running.
 
-Settings that cannot change under a running agent (``state_dir``, and sections
-this module does not know) are reported as "takes effect at the next start".
+Settings that cannot change under a running agent (``state_dir``, ``outbox``, and
+sections this module does not know) are reported as "takes effect at the next start".
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ from typing import Any, TypeVar
 import structlog
 
 from edge_agent.buffer import BatchBuffer
-from edge_agent.config import DeviceConfig, MqttSinkConfig, PlantConfig
+from edge_agent.config import DeviceConfig, InfluxSinkConfig, PlantConfig, SinkConfig
 from edge_agent.config_loader import load_config
 from edge_agent.driver import Driver
 from edge_agent.errors import ConfigError
+from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.redaction import register_secrets, secret_values
 from edge_agent.scheduler import SourceRunner
-from edge_agent.service import Agent, build_drivers, build_sink
+from edge_agent.service import Agent, build_drivers, build_sink, new_outbox
 from edge_agent.sinks.base import Sink
 from edge_agent.sinks.runner import SinkRunner
 
@@ -121,12 +126,14 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
 
     old_sinks = {s.name: s for s in old.sinks}
     new_sinks = {s.name: s for s in new.sinks}
-    # Sinks render the plant name and site into topics: a new identity restarts them all.
-    identity_changed = old.plant != new.plant
     sinks_changed = [
         n
         for n in new_sinks
-        if n in old_sinks and (identity_changed or new_sinks[n] != old_sinks[n])
+        if n in old_sinks
+        and (
+            new_sinks[n] != old_sinks[n]
+            or _sink_inputs(new_sinks[n], new) != _sink_inputs(old_sinks[n], old)
+        )
     ]
     later = [
         name
@@ -145,6 +152,15 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
         service_changed=old.service != new.service,
         needs_restart=tuple(later),
     )
+
+
+def _sink_inputs(sink: SinkConfig, plant: PlantConfig) -> object:
+    """What a sink takes from the plant beyond its own section (it is restarted when that
+    changes): the plant's identity, which MQTT renders into topics and InfluxDB into a
+    tag, and for InfluxDB each device's type and labels (measurement and tags)."""
+    if isinstance(sink, InfluxSinkConfig):
+        return plant.plant, [(d.name, d.device_type, d.labels) for d in plant.devices]
+    return plant.plant
 
 
 @dataclass(slots=True)
@@ -188,7 +204,7 @@ async def apply_config(
         register_secrets(secret_values(new))  # before anything about ``new`` is logged
         plan = plan_reload(old, new)
         try:
-            prepared = _prepare(plan, new)
+            prepared = _prepare(plan, new, agent.outbox)
         except Exception as exc:
             # Nothing has been touched yet: refuse, keep running the previous config.
             problems = exc.problems if isinstance(exc, ConfigError) else [f"{exc}"]
@@ -199,6 +215,21 @@ async def apply_config(
                 error_type=type(exc).__name__,
             )
             return ReloadResult(False, list(problems), plan)
+        if prepared.outbox is not None:
+            try:
+                await prepared.outbox.start()
+            except OutboxError as exc:
+                await prepared.outbox.close()
+                log.error(
+                    "config reload refused: the new sinks need the outbox, which cannot be "
+                    "opened; the previous config keeps running",
+                    error=str(exc),
+                )
+                return ReloadResult(False, [str(exc)], plan)
+            # Its settings are the new file's: nothing about it waits for a restart.
+            plan = replace(
+                plan, needs_restart=tuple(n for n in plan.needs_restart if n != "outbox")
+            )
         if on_config is not None:
             # First, so that what follows is logged at the new levels, new secrets redacted.
             on_config(new)
@@ -219,18 +250,22 @@ async def apply_config(
 class _Prepared:
     sinks: dict[str, Sink]
     drivers: list[Driver]
+    #: The outbox made by this reload (the plant's first sink), not yet adopted.
+    outbox: Outbox | None = None
 
 
-def _prepare(plan: ReloadPlan, new: PlantConfig) -> _Prepared:
+def _prepare(plan: ReloadPlan, new: PlantConfig, outbox: Outbox | None) -> _Prepared:
     configs = {s.name: s for s in new.sinks}
+    made = new_outbox(new) if outbox is None and plan.sinks_added else None
     sinks = {
-        name: build_sink(configs[name], new) for name in (*plan.sinks_added, *plan.sinks_changed)
+        name: build_sink(configs[name], new, outbox or made)
+        for name in (*plan.sinks_added, *plan.sinks_changed)
     }
     starting = set(plan.devices_to_start)
     devices = [d for d in new.devices if d.name in starting]
     # model_copy skips validation on purpose: the subset is part of a validated plant.
     drivers = build_drivers(new.model_copy(update={"devices": devices})) if devices else []
-    return _Prepared(sinks, drivers)
+    return _Prepared(sinks, drivers, made)
 
 
 async def _apply(
@@ -243,22 +278,21 @@ async def _apply(
         kept_counters[runner.device] = runner.counters
         await agent.detach_source(runner)
 
-    old_configs = {s.name: s for s in old.sinks}
     new_configs = {s.name: s for s in new.sinks}
     within = new.service.drain_timeout
+    if prepared.outbox is not None:
+        agent.adopt_outbox(prepared.outbox)
     for sink_runner in [r for r in agent.sinks if r.sink.name in plan.sinks_removed]:
         await _remove_sink(agent, sink_runner, within)
     for sink_runner in [r for r in agent.sinks if r.sink.name in plan.sinks_changed]:
         name = sink_runner.sink.name
         await agent.halt_sink(sink_runner)  # an unconfirmed send stays buffered: it is re-sent
         await sink_runner.sink.stop()  # before the new one connects: its "offline" comes first
-        buffer = await hand_over_buffer(
-            sink_runner.buffer, old_configs[name], new_configs[name], agent.make_buffer
-        )
+        buffer = hand_over_buffer(sink_runner.buffer, new_configs[name], agent.make_buffer)
         successor = SinkRunner(prepared.sinks[name], buffer)
         # Counters are per sink name and keep counting (Prometheus counters never go back).
         successor.counters = replace(sink_runner.counters, down_since_monotonic=None, last_error="")
-        agent.replace_sink(sink_runner, successor)  # same step as the hand-over: nothing slips by
+        agent.replace_sink(sink_runner, successor)
     for name in plan.sinks_added:
         agent.attach_sink(SinkRunner(prepared.sinks[name], agent.make_buffer(new_configs[name])))
     _order(agent.sinks, [s.name for s in new.sinks], lambda r: r.sink.name)
@@ -275,40 +309,40 @@ async def _apply(
 
 
 async def _remove_sink(agent: Agent, runner: SinkRunner, within: float) -> None:
-    agent.replace_sink(runner, None)  # no new batches for it from now on
+    name = runner.sink.name
+    agent.replace_sink(runner, None)
+    outbox = agent.outbox
+    if outbox is not None:
+        outbox.view(name).freeze()  # no new batches for it from now on
     drained = await runner.drain(within)
     await agent.halt_sink(runner)
     await runner.sink.stop()
     if not drained:
         log.warning(
             "removed sink could not deliver everything it had buffered before it was stopped",
-            sink=runner.sink.name,
+            sink=name,
             undelivered_batches=len(runner.buffer),
         )
+    if outbox is not None:
+        outbox.remove_sink(name)  # its cursor goes: it no longer holds rows in the file
 
 
-async def hand_over_buffer(
+def hand_over_buffer(
     old: BatchBuffer,
-    old_config: MqttSinkConfig,
-    new_config: MqttSinkConfig,
-    make_buffer: Callable[[MqttSinkConfig], BatchBuffer],
+    new_config: SinkConfig,
+    make_buffer: Callable[[SinkConfig], BatchBuffer],
 ) -> BatchBuffer:
-    """The buffer a changed sink's new runner starts with: the old one's content, always.
+    """The buffer a changed sink's new runner starts with: the old runner's, always.
 
-    Same buffer settings: the very same buffer. Different settings (capacity): a new
-    buffer, into which every pending batch moves in order. The caller must not await
-    between this and routing new batches to the result (see ``_apply``), so a batch
-    emitted meanwhile lands in whichever buffer is current. (A durable outbox whose
-    per-sink views share one store must return the new view without moving anything.)
+    The outbox keeps one view per sink name, so ``make_buffer`` gives back the very
+    view the old runner drained: its cursor and backlog, and a send that was not
+    confirmed (sent again), carry over to the new destination without moving a batch,
+    and batches appended meanwhile are in it too. Anything else would lose or double
+    data, so it is an error.
     """
-    if old_config.buffer == new_config.buffer:
-        return old
     new = make_buffer(new_config)
-    while len(old):
-        pending = await old.peek(len(old))
-        for item in pending:
-            new.append(item.batch)
-        old.ack(pending[-1].seq)
+    if new is not old:
+        raise RuntimeError(f"sink {new_config.name}: a reload must keep its outbox view")
     return new
 
 

@@ -12,14 +12,15 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
-from edge_agent.buffer import BatchBuffer, MemoryBuffer
-from edge_agent.config import ModbusDeviceConfig, MqttSinkConfig, PlantConfig
+from edge_agent.config import ModbusDeviceConfig, MqttSinkConfig, PlantConfig, SinkConfig
 from edge_agent.driver import Driver
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.timer import run_metrics_timer
+from edge_agent.outbox import Outbox, SinkView
 from edge_agent.pipeline import Pipeline
 from edge_agent.scheduler import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink
@@ -28,10 +29,23 @@ from edge_agent.sinks.runner import SinkRunner
 log = structlog.get_logger("edge_agent.service")
 
 
-def build_sink(config: MqttSinkConfig, plant: PlantConfig) -> Sink:
-    from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
+def build_sink(config: SinkConfig, plant: PlantConfig, outbox: Outbox | None = None) -> Sink:
+    if isinstance(config, MqttSinkConfig):
+        from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
 
-    return MqttSink(config, plant.plant)
+        return MqttSink(config, plant.plant)
+    from edge_agent.sinks.influxdb import InfluxSink  # lazy: influxdb-client likewise
+
+    return InfluxSink(config, plant, dead_letters=outbox)
+
+
+def outbox_path(config: PlantConfig) -> Path:
+    return config.outbox.path or config.state_dir / "outbox.sqlite3"
+
+
+def new_outbox(plant: PlantConfig) -> Outbox:
+    """The plant's outbox with a view per configured sink; :meth:`Outbox.start` opens it."""
+    return Outbox(plant.outbox, outbox_path(plant), [s.name for s in plant.sinks])
 
 
 def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
@@ -66,6 +80,8 @@ class Agent:
     pipeline: Pipeline = field(default_factory=Pipeline)
     sources: list[SourceRunner] = field(default_factory=list)
     sinks: list[SinkRunner] = field(default_factory=list)
+    #: The durable log every batch goes to once, read by each sink through its own view.
+    outbox: Outbox | None = None
     started_at: float = field(default_factory=time.time)
     #: Set once every sink and poller has been started (sd_notify READY=1 waits for it).
     started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -80,24 +96,42 @@ class Agent:
         self.metrics = build_metrics(self.config)
         if self.metrics is not None:
             self.pipeline.add_processor(self.metrics)
+        if self.config.sinks:
+            self.adopt_outbox(new_outbox(self.config))
         for sink_config in self.config.sinks:
             self.attach_sink(self.make_sink_runner(sink_config, self.config))
         for driver in build_drivers(self.config):
             self.attach_source(SourceRunner(driver, self.pipeline.emit))
 
-    def make_sink_runner(self, sink_config: MqttSinkConfig, plant: PlantConfig) -> SinkRunner:
-        return SinkRunner(build_sink(sink_config, plant), self.make_buffer(sink_config))
+    def make_sink_runner(self, sink_config: SinkConfig, plant: PlantConfig) -> SinkRunner:
+        return SinkRunner(
+            build_sink(sink_config, plant, self.outbox), self.make_buffer(sink_config)
+        )
 
-    def make_buffer(self, sink_config: MqttSinkConfig) -> BatchBuffer:
-        """The buffer in front of one sink (the one place that decides what kind)."""
-        return MemoryBuffer(sink_config.buffer.max_batches)
+    def make_buffer(self, sink_config: SinkConfig) -> SinkView:
+        """The buffer in front of one sink: its view of the outbox (the one place that
+        decides what kind). A sink new to the outbox starts at the end of the log; a
+        known one keeps its cursor and backlog."""
+        if self.outbox is None:
+            raise RuntimeError("the agent has no outbox: a plant with sinks makes one")
+        return self.outbox.add_sink(sink_config.name)
+
+    def adopt_outbox(self, outbox: Outbox) -> None:
+        """Make ``outbox`` the pipeline's one storage consumer: every batch is written to it
+        once, whatever the number of sinks, and each sink reads it through its view."""
+        if self.outbox is not None:
+            raise RuntimeError("the agent already has an outbox")
+        self.outbox = outbox
+        self.pipeline.add_consumer(outbox.append)
 
     # -- runners can come and go while the agent runs (edge_agent.reload)
 
     def attach_sink(self, runner: SinkRunner) -> None:
-        """Route batches to ``runner`` and start it if the agent is running."""
+        """Add ``runner`` (its buffer is its outbox view) and start it if the agent is running.
+
+        Not a pipeline consumer of its own: the outbox is, once for every sink.
+        """
         self.sinks.append(runner)
-        self.pipeline.add_consumer(runner.submit)
         self._spawn(runner, f"sink:{runner.sink.name}")
 
     def attach_source(self, runner: SourceRunner) -> None:
@@ -112,14 +146,13 @@ class Agent:
             await _cancel_all([task])
 
     async def halt_sink(self, runner: SinkRunner) -> None:
-        """Stop ``runner`` delivering; batches still reach its buffer until :meth:`replace_sink`."""
+        """Stop ``runner`` delivering; batches still reach its view until it is frozen."""
         task = self._running.pop(runner, None)
         if task is not None:
             await _cancel_all([task])
 
     def replace_sink(self, old: SinkRunner, new: SinkRunner | None) -> None:
-        """Swap ``old`` for ``new`` (or remove it) in the sink list and the pipeline, at once."""
-        self.pipeline.remove_consumer(old.submit)
+        """Swap ``old`` for ``new`` (or remove it) in the sink list, at once."""
         self.sinks.remove(old)
         if new is not None:
             self.attach_sink(new)
@@ -143,6 +176,18 @@ class Agent:
             devices=len(self.sources),
             sinks=[s.sink.name for s in self.sinks] or "none",
         )
+        try:
+            if self.outbox is not None and not self.outbox.opened:
+                await self.outbox.start()  # before the sinks: they read from it
+            await self._run_tasks()
+        finally:
+            # After the sinks stopped, also when a task failed or we were cancelled: what
+            # they did not deliver stays in the file and is sent after the next start.
+            if self.outbox is not None:
+                await self.outbox.close()
+        log.info("agent stopped")
+
+    async def _run_tasks(self) -> None:
         async with asyncio.TaskGroup() as outer:
             self._tasks = outer
             for sink in self.sinks:
@@ -164,7 +209,6 @@ class Agent:
                         [self._running.pop(s) for s in self.sinks if s in self._running],
                         metrics_tasks,
                     )
-        log.info("agent stopped")
 
     def _start_metrics(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         """The task that closes metric windows on time (none without a metrics section)."""
@@ -182,8 +226,9 @@ class Agent:
         metrics_tasks: Sequence[asyncio.Task[None]] = (),
     ) -> None:
         await _cancel_all(source_tasks)
-        # After the pollers (their last samples are in), before the sinks drain: the
-        # timer saves open windows, which continue after a restart.
+        # After the pollers (their last samples are in), before the sinks drain and the
+        # outbox closes: every window it closed is in the outbox, and it saves the open
+        # ones, which continue after a restart.
         await _cancel_all(metrics_tasks)
         within = (
             self.config.service.drain_timeout if self.drain_seconds is None else self.drain_seconds
@@ -192,7 +237,8 @@ class Agent:
         for runner, ok in zip(self.sinks, drained, strict=True):
             if not ok:
                 log.warning(
-                    "sink did not drain before stop; buffered batches are lost",
+                    "sink did not drain before stop; its batches stay in the outbox "
+                    "and are sent after the next start",
                     sink=runner.sink.name,
                     buffered=len(runner.buffer),
                 )

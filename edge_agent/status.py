@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from edge_agent import __version__
 from edge_agent.config_service import HealthConfig
 from edge_agent.liveness import LoopMonitor, stalled_pollers
+from edge_agent.outbox import SinkView
 from edge_agent.scheduler import DeviceState
 from edge_agent.service import Agent
 
@@ -72,6 +73,12 @@ def health_problems(agent: Agent, stats: ServiceStats, now: float | None = None)
             problems.append(
                 f"device {source.device}: {source.state.value} for {now - since:.0f} s{reason}"
             )
+    outbox = agent.outbox
+    if outbox is not None and outbox.write_failing:
+        problems.append(
+            f"outbox {outbox.path} cannot be written: batches wait in memory "
+            f"({outbox.write_failures} failed writes)"
+        )
     lag = stats.monitor.worst_since(now - LAG_WINDOW_S)
     if lag > stats.max_loop_lag:
         problems.append(
@@ -118,15 +125,50 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
                 "backlog_batches": len(sink.buffer),
                 "dropped_batches": sink.buffer.dropped_batches,
                 "batches_sent": sink.counters.batches_sent,
+                **_replay(sink.buffer),
             }
             for sink in agent.sinks
         },
+        **_outbox(agent),
         "reloads": {
             "applied": stats.reloads_applied,
             "refused": stats.reloads_refused,
             **({"last": _iso(stats.last_reload_wall)} if stats.last_reload_wall else {}),
             **({"last_problems": stats.last_reload_problems} if stats.last_reload_problems else {}),
         },
+    }
+
+
+def _replay(buffer: object) -> dict[str, int]:
+    """A sink's lanes in the outbox: live (memory) and replayed from disk so far."""
+    if not isinstance(buffer, SinkView):
+        return {}
+    return {
+        "live_batches": buffer.live,
+        "replayed_batches": buffer.replayed_batches,
+        "replayed_samples": buffer.replayed_samples,
+    }
+
+
+def _outbox(agent: Agent) -> dict[str, Any]:
+    """What the outbox holds and what it had to give up (docs/OUTBOX.md)."""
+    outbox = agent.outbox
+    if outbox is None:
+        return {}
+    oldest = outbox.oldest_at_ns
+    return {
+        "outbox": {
+            "rows": outbox.rows,
+            "bytes": outbox.bytes,
+            "max_bytes": outbox.config.max_bytes,
+            **({"oldest": _iso(oldest / 1e9)} if oldest is not None else {}),
+            "dropped_batches": outbox.dropped_batches,
+            "dropped_samples": outbox.dropped_samples,
+            "unwritten_batches": outbox.unwritten_batches,
+            "writing": not outbox.write_failing,
+            "dead_letters": outbox.dead_letters,
+            "recovered_batches": outbox.recovered_batches,
+        }
     }
 
 
@@ -147,6 +189,14 @@ def status_line(agent: Agent, stats: ServiceStats) -> str:
             parts.append(f"{state.value}: {_names(names)}")
     backlog = sum(len(sink.buffer) for sink in agent.sinks)
     parts.append(f"backlog {backlog} batches")
+    outbox = agent.outbox
+    if outbox is not None:
+        if outbox.write_failing:
+            parts.append("outbox cannot write")
+        if outbox.dropped_batches:
+            parts.append(f"outbox dropped {outbox.dropped_batches} batches")
+        if outbox.dead_letters:
+            parts.append(f"{outbox.dead_letters} dead letters")
     sinks_down = [sink.sink.name for sink in agent.sinks if not sink.sink.connected]
     if sinks_down:
         parts.append(f"sink down: {_names(sinks_down)}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.config import ModbusRtu, ModbusTcp, PlantConfig
+from edge_agent.config import InfluxSinkConfig, ModbusRtu, ModbusTcp, PlantConfig
 from edge_agent.config_opcua import OpcUaDeviceConfig
 
 
@@ -51,11 +51,23 @@ def render_summary(config: PlantConfig, path: str) -> str:
     lines.append("")
     if config.sinks:
         for sink in config.sinks:
+            if isinstance(sink, InfluxSinkConfig):
+                lines.append(
+                    f"sink {sink.name}: influxdb {sink.url} org {sink.org} bucket {sink.bucket}, "
+                    f"measurement per {sink.measurement}"
+                )
+                continue
             tls = ", tls" if sink.tls else ""
             lines.append(
                 f"sink {sink.name}: mqtt {sink.host}:{sink.port} qos {sink.qos}{tls}, "
                 f"topic {sink.topic}"
             )
+        outbox = config.outbox
+        lines.append(
+            f"outbox {outbox.path or config.state_dir / 'outbox.sqlite3'}: "
+            f"at most {outbox.max_bytes / 1024**2:g} MiB and {outbox.max_age / 86400:g} days, "
+            f"fsync {outbox.fsync}"
+        )
     else:
         lines.append("no sinks: values are collected but published nowhere")
     if config.metrics is not None:

@@ -48,6 +48,11 @@ FIRST_STATUS_DELAY_S = 5.0
 STATUS_LINE_EVERY_S = 2.0
 #: Pings per WatchdogSec: a transient stall then costs one ping, not the service.
 PINGS_PER_WATCHDOG = 4
+#: While the agent starts, systemd is asked this often for this much more time
+#: (EXTEND_TIMEOUT_USEC): opening the outbox reads the whole file, and salvages a
+#: damaged one, which on slow flash can outlast the unit's TimeoutStartSec.
+START_EXTEND_EVERY_S = 10.0
+START_EXTEND_S = 30.0
 
 
 def monitor_period(max_loop_lag: float) -> float:
@@ -105,7 +110,9 @@ class Supervisor:
                 agent_task = tasks.create_task(self.agent.run(), name="agent")
                 helpers = [tasks.create_task(self.stats.monitor.run(), name="loop-monitor")]
                 started = tasks.create_task(self.agent.started.wait(), name="agent-started")
+                extending = tasks.create_task(self._while_starting(), name="start-timeout")
                 await asyncio.wait({agent_task, started}, return_when=asyncio.FIRST_COMPLETED)
+                extending.cancel()
                 if started.done() and not self.agent.stopping:
                     await self._start_health()
                     self.notifier.ready(status_line(self.agent, self.stats))
@@ -202,6 +209,18 @@ class Supervisor:
             await server.stop()
 
     # ------------------------------------------------------------------ systemd
+
+    async def _while_starting(self) -> None:
+        """Ask systemd for more start time, and say why, until the agent has started."""
+        while True:
+            await asyncio.sleep(START_EXTEND_EVERY_S)
+            outbox = self.agent.outbox
+            doing = (
+                f"starting: opening the outbox {outbox.path} (checking it)"
+                if outbox is not None and not outbox.opened
+                else "starting"
+            )
+            self.notifier.notify(extend_timeout_usec=int(START_EXTEND_S * 1e6), status=doing)
 
     async def _status_lines(self) -> None:
         while True:

@@ -27,6 +27,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from edge_agent import __version__
+from edge_agent.outbox import SinkView
+from edge_agent.outbox.store import DEAD_LETTER_LIMIT
 from edge_agent.scheduler import DeviceState
 from edge_agent.service import Agent
 from edge_agent.status import ServiceStats, health_problems
@@ -45,6 +47,7 @@ class AgentCollector(Collector):
         yield from self._agent()
         yield from self._devices()
         yield from self._sinks()
+        yield from self._outbox()
 
     def _agent(self) -> Iterator[Metric]:
         agent, stats = self.agent, self.stats
@@ -174,11 +177,19 @@ class AgentCollector(Collector):
             labels=["sink"],
         )
         backlog = GaugeMetricFamily(
-            f"{PREFIX}_buffer_batches", "Batches waiting in the sink's buffer.", labels=["sink"]
+            f"{PREFIX}_buffer_batches",
+            "Batches the sink has not confirmed yet (outbox: memory and disk).",
+            labels=["sink"],
         )
         dropped = CounterMetricFamily(
             f"{PREFIX}_buffer_dropped_batches",
-            "Batches the buffer dropped because it was full.",
+            "Batches of this sink the outbox's disk budget (max_bytes, max_age) dropped "
+            "before delivery.",
+            labels=["sink"],
+        )
+        refused = CounterMetricFamily(
+            f"{PREFIX}_sink_points_refused",
+            "Points the server refused for good, moved to the dead letters (InfluxDB).",
             labels=["sink"],
         )
         now = time.monotonic()
@@ -192,7 +203,100 @@ class AgentCollector(Collector):
             down.add_metric([name], 0.0 if since is None else now - since)
             backlog.add_metric([name], len(runner.buffer))
             dropped.add_metric([name], runner.buffer.dropped_batches)
-        yield from (sent, samples, failed, connected, down, backlog, dropped)
+            lines_refused = getattr(runner.sink, "lines_refused", None)
+            if isinstance(lines_refused, int):
+                refused.add_metric([name], lines_refused)
+        yield from (sent, samples, failed, connected, down, backlog, dropped, refused)
+
+    def _outbox(self) -> Iterator[Metric]:
+        """The durable outbox (docs/OUTBOX.md): what it holds, what it lost, replay."""
+        outbox = self.agent.outbox
+        if outbox is None:
+            return
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_rows", "Batches stored in the outbox file.", value=outbox.rows
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_bytes",
+            "Bytes of the stored batches, as counted against max_bytes.",
+            value=outbox.bytes,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_max_bytes", "The outbox's disk budget.", value=outbox.config.max_bytes
+        )
+        oldest = outbox.oldest_at_ns
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_oldest_age_seconds",
+            "Seconds since the oldest stored batch was appended (0 when empty).",
+            value=0.0 if oldest is None else max(0.0, (time.time_ns() - oldest) / 1e9),
+        )
+        counters = (
+            ("appended_batches", "Batches appended since the start.", outbox.appended_batches),
+            ("appended_samples", "Samples appended since the start.", outbox.appended_samples),
+            (
+                "dropped_batches",
+                "Batches dropped (disk budget, age, unwritable file) before every sink had them.",
+                outbox.dropped_batches,
+            ),
+            ("dropped_samples", "Samples of the dropped batches.", outbox.dropped_samples),
+            (
+                "unwritten_batches",
+                "Batches that could not be written to the file (dropped or not encodable).",
+                outbox.unwritten_batches,
+            ),
+            (
+                "write_failures",
+                "Failed writes of the outbox file (retried).",
+                outbox.write_failures,
+            ),
+        )
+        for name, text, value in counters:
+            yield CounterMetricFamily(f"{PREFIX}_outbox_{name}", text, value=value)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_write_failing",
+            "1 while the outbox file cannot be written (batches wait in memory).",
+            value=float(outbox.write_failing),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_dead_letters",
+            f"Refused points kept in the dead-letter table (the newest {DEAD_LETTER_LIMIT}).",
+            value=min(outbox.dead_letters, DEAD_LETTER_LIMIT),
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_recovered_batches",
+            "Batches salvaged from a damaged outbox file at the start.",
+            value=outbox.recovered_batches,
+        )
+        live = GaugeMetricFamily(
+            f"{PREFIX}_outbox_sink_live_batches",
+            "Of the sink's unconfirmed batches, those in the live lane (memory).",
+            labels=["sink"],
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_outbox_sink_dropped_samples",
+            "Samples of this sink the disk budget dropped before delivery.",
+            labels=["sink"],
+        )
+        replayed = CounterMetricFamily(
+            f"{PREFIX}_outbox_sink_replayed_batches",
+            "Batches delivered from the backlog (read back from disk, historical).",
+            labels=["sink"],
+        )
+        replayed_samples = CounterMetricFamily(
+            f"{PREFIX}_outbox_sink_replayed_samples",
+            "Samples delivered from the backlog.",
+            labels=["sink"],
+        )
+        for runner in list(self.agent.sinks):
+            view = runner.buffer
+            if not isinstance(view, SinkView):
+                continue
+            name = runner.sink.name
+            live.add_metric([name], view.live)
+            dropped.add_metric([name], view.dropped_samples)
+            replayed.add_metric([name], view.replayed_batches)
+            replayed_samples.add_metric([name], view.replayed_samples)
+        yield from (live, dropped, replayed, replayed_samples)
 
 
 def _le(bound: float) -> str:

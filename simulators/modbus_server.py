@@ -90,6 +90,9 @@ class UnitEndpoint:
         self.unit = unit
         self.model: Model = simulation.model(unit.name)
         self.fault: UnitFault | None = None
+        #: Read requests answered with data (refused or faulted ones are not counted):
+        #: what end-to-end tests compare the delivered sample count with.
+        self.reads_served = 0
         self._simulation = simulation
         self._clock = clock
         self._points: dict[Table, tuple[Point, ...]] = {
@@ -161,6 +164,7 @@ class UnitEndpoint:
         table = _READ_TABLES.get(function_code)
         if table is None or set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION  # unreachable past the guard; kept as a backstop
+        self.reads_served += 1
         self._simulation.advance_to(self._clock())
         values = self.model.read()
         points = self._points[table]

@@ -99,6 +99,13 @@ class Plant:
         self.advance()
         return self.simulation.model(unit).read()
 
+    def reads_served(self, unit: str) -> int:
+        """Read requests of ``unit`` answered with data so far."""
+        try:
+            return self._endpoints[unit].reads_served
+        except KeyError:
+            raise KeyError(f"no unit named {unit!r}; have {sorted(self._endpoints)}") from None
+
     def set_unit_fault(self, unit: str, fault: UnitFault | None) -> None:
         """Make a unit misbehave on the wire (``None``: answer normally again)."""
         try:

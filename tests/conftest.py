@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.config import PlantIdentity
 from tests.mqtt_support import Subscriber
-from tests.servers import Mosquitto, children_of, free_port
+from tests.servers import Mosquitto, VictoriaMetrics, children_of, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,21 @@ def _no_leaked_threads_or_processes() -> Iterator[None]:
         time.sleep(0.05)
     assert not extra_threads, f"test leaked threads: {extra_threads}"
     assert not extra_children, f"test leaked child processes: {extra_children}"
+
+
+#: The default ``state_dir`` of a plant file: a real system path that no test may write.
+SYSTEM_STATE_DIR = Path("/var/lib/edge-agent")
+
+
+@pytest.fixture(autouse=True)
+def _no_writes_to_the_system_state_dir() -> Iterator[None]:
+    """Fail a test whose plant left ``state_dir`` out and so wrote the outbox (or metric
+    state, certificates) to the gateway's real state directory."""
+    existed = SYSTEM_STATE_DIR.exists()
+    yield
+    assert existed or not SYSTEM_STATE_DIR.exists(), (
+        f"the test wrote to {SYSTEM_STATE_DIR}: give its plant a state_dir under tmp_path"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +116,14 @@ def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def victoria(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    """A real VictoriaMetrics (InfluxDB v2 write API) on a free 127.0.0.1 port."""
+    server = VictoriaMetrics(port=free_port(), workdir=tmp_path / "victoria-metrics")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 
@@ -97,3 +101,67 @@ class Mosquitto:
     @property
     def address(self) -> tuple[str, int]:
         return (LOOPBACK, self.port)
+
+
+@dataclass
+class VictoriaMetrics:
+    """A VictoriaMetrics single-node server (it accepts the InfluxDB v2 write API).
+
+    Stop and start keep the data directory and the port, like a database restart.
+    A line ``m,tag=a f=1.5 TS`` is stored as series ``m_f{tag="a"}`` at millisecond
+    resolution; strings are not stored as strings; identical samples are all kept.
+    """
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            binary,
+            f"-storageDataPath={self.workdir / 'data'}",
+            f"-httpListenAddr={LOOPBACK}:{self.port}",
+            # Fixed test timestamps may be old: the default 1-month retention drops them.
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=WARN",
+        ]
+        with (self.workdir / "victoria-metrics.log").open("ab") as log:
+            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            wait_for_port(self.port, timeout=15.0)
+        except TimeoutError:
+            self.stop()
+            tail = (self.workdir / "victoria-metrics.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"victoria-metrics did not start on {self.port}:\n{tail}") from None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> bytes:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}{path}{query}", timeout=15) as response:
+            body: bytes = response.read()
+            return body
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """Every series matching ``match`` (a series selector), after flushing what was
+        written: ``[{"metric": {...labels}, "values": [...], "timestamps": [ms...]}]``."""
+        self._get("/internal/force_flush")
+        body = self._get("/api/v1/export", {"match[]": match})
+        return [json.loads(line) for line in body.splitlines() if line.strip()]

@@ -56,7 +56,12 @@ class SinkRunner:
         self._wake = asyncio.Event()
 
     def submit(self, batch: SampleBatch) -> None:
-        """Queue a batch for this sink (never blocks; overflow policy is the buffer's)."""
+        """Queue a batch for this sink (never blocks; overflow policy is the buffer's).
+
+        For a runner on its own buffer (a :class:`~edge_agent.buffer.MemoryBuffer`). In
+        the agent the buffer is an outbox view, whose ``append`` writes to the log every
+        sink reads: the agent never calls this, the outbox is the pipeline's consumer.
+        """
         self.buffer.append(batch)
 
     async def run(self) -> None:
@@ -68,7 +73,7 @@ class SinkRunner:
                 await self.sink.send([p.batch for p in pending])
             except SinkError as exc:
                 self._on_failure(exc)
-                await self._pause(self._backoff.next_delay())
+                await self._pause(max(self._backoff.next_delay(), exc.retry_after or 0.0))
                 continue
             except Exception as exc:
                 # A bug in a sink must not end delivery (nor the agent): keep the batches,

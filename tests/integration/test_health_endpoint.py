@@ -118,6 +118,15 @@ async def test_health_and_metrics_follow_a_failing_device_and_sink(
             assert value(up, "edge_agent_healthy") == 1
             assert value(up, "process_resident_memory_bytes") > 0
             assert value(up, "edge_agent_build_info", plant="demo-plant", version="0.1.0") == 1
+            # The outbox: every batch appended once, nothing lost, writing.
+            assert value(up, "edge_agent_outbox_appended_batches_total") >= value(
+                up, "edge_agent_sink_batches_sent_total", sink="broker"
+            )
+            assert value(up, "edge_agent_outbox_appended_samples_total") > 0
+            assert value(up, "edge_agent_outbox_max_bytes") == config.outbox.max_bytes
+            assert value(up, "edge_agent_outbox_write_failing") == 0
+            assert value(up, "edge_agent_outbox_dropped_batches_total") == 0
+            assert value(up, "edge_agent_outbox_dead_letters") == 0
 
             # The retained status document on MQTT, beside the will.
             sub = await subscriber_factory(mosquitto.port, status_topic)
@@ -133,6 +142,10 @@ async def test_health_and_metrics_follow_a_failing_device_and_sink(
             assert document["devices"]["online"] == len(DEVICES)
             assert document["devices_total"] == len(DEVICES)
             assert document["sinks"]["broker"]["connected"] is True
+            assert document["sinks"]["broker"]["replayed_batches"] == 0
+            assert document["outbox"]["max_bytes"] == config.outbox.max_bytes
+            assert document["outbox"]["dropped_batches"] == 0
+            assert document["outbox"]["writing"] is True
             assert isinstance(document["uptime_s"], float)
 
             # 2. A unit stops answering (its gateway says so) and the broker goes away.
@@ -163,7 +176,13 @@ async def test_health_and_metrics_follow_a_failing_device_and_sink(
             assert value(down, "edge_agent_device_state", device="line-meter", state="online") == 1
             assert value(down, "edge_agent_sink_connected", sink="broker") == 0
             assert value(down, "edge_agent_sink_send_failures_total", sink="broker") >= 1
-            assert value(down, "edge_agent_buffer_batches", sink="broker") > 0
+            backlog = value(down, "edge_agent_buffer_batches", sink="broker")
+            assert backlog > 0
+            # A short outage waits in the live lane (memory), and on disk.
+            assert value(down, "edge_agent_outbox_sink_live_batches", sink="broker") == backlog
+            assert value(down, "edge_agent_outbox_rows") >= 1
+            assert value(down, "edge_agent_outbox_bytes") > 0
+            assert value(down, "edge_agent_outbox_oldest_age_seconds") > 0
             assert value(down, "edge_agent_sink_down_seconds", sink="broker") > 1
             assert value(down, "edge_agent_healthy") == 0
 
@@ -180,6 +199,10 @@ async def test_health_and_metrics_follow_a_failing_device_and_sink(
             )
             assert value(again, "edge_agent_sink_connected", sink="broker") == 1
             assert value(again, "edge_agent_buffer_dropped_batches_total", sink="broker") == 0
+            assert value(again, "edge_agent_outbox_sink_dropped_samples_total", sink="broker") == 0
+            # Delivered from memory, in order: nothing had to be read back from disk.
+            assert value(again, "edge_agent_outbox_sink_replayed_batches_total", sink="broker") == 0
+            assert value(again, "edge_agent_outbox_dropped_batches_total") == 0
             assert value(again, "edge_agent_sink_batches_sent_total", sink="broker") > value(
                 down, "edge_agent_sink_batches_sent_total", sink="broker"
             )

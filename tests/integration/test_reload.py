@@ -1,9 +1,10 @@
 """Reload in the running agent: only what changed restarts, and nothing buffered is lost.
 
-The broker is down while the reload changes the sink (and its buffer size), changes
-one device, adds another and leaves the rest alone; when the broker comes back,
-every batch collected before, during and after the reload must arrive, in order
-per device and group. An invalid file in between changes nothing.
+The broker is down while the reload changes the sink (its keepalive), changes one
+device, adds another and leaves the rest alone; when the broker comes back, every
+batch collected before, during and after the reload must arrive, in order per device
+and group: the changed sink's new runner reads the same outbox view (cursor and
+backlog). An invalid file in between changes nothing.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ def _plant_file(
     devices: tuple[str, ...],
     *,
     keepalive: int = 5,
-    max_batches: int = 5000,
     edits: dict[str, str] | None = None,
 ) -> Path:
     """The demo plant with ``devices`` only, a sink to ``broker``, and text ``edits``."""
@@ -63,7 +63,7 @@ def _plant_file(
     text += (
         "sinks:\n"
         f"  - {{name: broker, type: mqtt, host: 127.0.0.1, port: {broker.port}, "
-        f"keepalive: {keepalive}, buffer: {{max_batches: {max_batches}}}}}\n"
+        f"keepalive: {keepalive}}}\n"
         "service: {drain_timeout: 15s}\n"
     )
     path.write_text(text)
@@ -107,14 +107,13 @@ async def test_reload_restarts_only_what_changed_and_loses_nothing(
             assert agent.sinks == [old_sink]
             assert supervisor.stats.reloads_refused == 1
 
-            # A valid one: the sink (and its buffer size) and one device change, one is added.
+            # A valid one: the sink and one device change, one is added.
             _plant_file(
                 path,
                 ports,
                 broker,
                 (*KEEP, CHANGED, ADDED),
                 keepalive=6,
-                max_batches=6000,
                 edits={
                     COMPRESSOR_FAST.format(interval="1s"): COMPRESSOR_FAST.format(interval="2s")
                 },
@@ -133,7 +132,8 @@ async def test_reload_restarts_only_what_changed_and_loses_nothing(
             assert all(agent.sources[i] is kept_runners[name] for i, name in enumerate(KEEP))
             [new_sink] = agent.sinks
             assert new_sink is not old_sink
-            assert len(new_sink.buffer) >= before, "the backlog moved to the new runner"
+            assert new_sink.buffer is old_sink.buffer, "the new runner reads the same outbox view"
+            assert len(new_sink.buffer) >= before, "the backlog is still there"
             assert agent.config.sinks[0].keepalive == 6
             assert supervisor.stats.reloads_applied == 1
             await wait_for(
@@ -197,6 +197,87 @@ async def test_a_removed_sink_delivers_what_it_holds_before_it_stops(
             sent = spare.counters.batches_sent
             await wait_for(lambda: broker.counters.batches_sent >= sent + 2, 10, "more batches")
             assert spare.counters.batches_sent == sent, "no batches for a removed sink"
+        finally:
+            supervisor.request_stop()
+            await asyncio.wait_for(task, 30)
+
+
+def _without_sinks(text: str) -> str:
+    """``text`` (from :func:`_plant_file`) with its sinks section taken out."""
+    head, _, rest = text.partition("sinks:\n")
+    return head + rest.split("\n", 1)[1]
+
+
+async def test_a_reload_that_adds_the_first_sink_opens_the_outbox(
+    mosquitto: Mosquitto,
+    subscriber_factory: SubscriberFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A plant without sinks has no outbox; the reload that gives it one opens it, as a
+    start would, and the new sink is fed from it."""
+    monkeypatch.setenv("EDGE_AGENT_STATE", str(tmp_path / "state"))
+    async with serve_profile(demo_profile()) as plant:
+        ports = {name: plant.port(name) for name in plant.servers}
+        path = _plant_file(tmp_path / "plant.yaml", ports, mosquitto, KEEP[:1])
+        with_sink = path.read_text()
+        path.write_text(_without_sinks(with_sink))
+        agent = Agent(load_config(path))
+        assert agent.outbox is None
+        assert not agent.sinks
+        supervisor = Supervisor(agent, config_path=path)
+        sub = await subscriber_factory(mosquitto.port, "edge/demo-plant/+/data")
+        task = asyncio.create_task(supervisor.run(), name="supervisor")
+        try:
+            await wait_for(lambda: agent.pipeline.batches_in >= 2, 15, "polls without a sink")
+            path.write_text(with_sink)
+            result = await supervisor.reload()
+            assert result is not None
+            assert result.applied, result.problems
+            assert result.plan is not None
+            assert result.plan.sinks_added == ("broker",)
+            outbox = agent.outbox
+            assert outbox is not None
+            assert outbox.opened
+            assert outbox.path == tmp_path / "state" / "outbox.sqlite3"
+            [runner] = agent.sinks
+            assert runner.buffer is outbox.view("broker")
+            appended = outbox.appended_batches
+            await sub.wait_until(lambda: len(sub.messages) >= 2, "the new sink's messages", 15)
+            assert outbox.appended_batches > appended, "the pipeline writes to the new outbox"
+        finally:
+            supervisor.request_stop()
+            await asyncio.wait_for(task, 30)
+        assert not outbox.opened, "closed with the agent"
+
+
+async def test_a_first_sink_whose_outbox_cannot_be_opened_is_refused(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_AGENT_STATE", str(tmp_path / "state"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    async with serve_profile(demo_profile()) as plant:
+        ports = {name: plant.port(name) for name in plant.servers}
+        path = _plant_file(tmp_path / "plant.yaml", ports, mosquitto, KEEP[:1])
+        with_sink = path.read_text() + f"outbox: {{path: {blocker / 'outbox.sqlite3'}}}\n"
+        path.write_text(_without_sinks(with_sink))
+        agent = Agent(load_config(path))
+        before = agent.config
+        supervisor = Supervisor(agent, config_path=path)
+        task = asyncio.create_task(supervisor.run(), name="supervisor")
+        try:
+            await wait_for(lambda: agent.pipeline.batches_in >= 1, 15, "polls without a sink")
+            path.write_text(with_sink)
+            result = await supervisor.reload()
+            assert result is not None
+            assert not result.applied
+            assert any("cannot open the outbox" in p for p in result.problems), result.problems
+            assert agent.config is before
+            assert agent.outbox is None
+            assert not agent.sinks
+            polled = agent.pipeline.batches_in
+            await wait_for(lambda: agent.pipeline.batches_in > polled, 15, "still polling")
         finally:
             supervisor.request_stop()
             await asyncio.wait_for(task, 30)

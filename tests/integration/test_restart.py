@@ -1,11 +1,8 @@
 """Stop with the broker down, start again with it up: nothing collected may be lost.
 
-This is the promise of issue 6 that only the durable outbox (issue 5) can keep: the
-in-memory buffer of today loses, at stop, whatever the sinks could not deliver
-within ``service.drain_timeout`` (the agent logs how much). The test is written for
-the outbox and marked as an expected failure until it lands: once the outbox is
-wired in, it passes, the strict xfail turns that into a failure, and the marker
-must go.
+The promise of issue 6 that the durable outbox (issue 5) keeps: what the sinks could
+not deliver within ``service.drain_timeout`` stays in the outbox file at stop and is
+replayed after the next start.
 """
 
 from __future__ import annotations
@@ -31,10 +28,6 @@ pytestmark = pytest.mark.integration
 SubscriberFactory = Callable[..., Awaitable[Subscriber]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the durable outbox (issue 5): the in-memory buffer is gone after a stop",
-)
 async def test_stop_with_the_broker_down_then_restart_loses_nothing(
     mosquitto: Mosquitto, subscriber_factory: SubscriberFactory, tmp_path: Path
 ) -> None:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent import supervisor as supervisor_module
 from edge_agent.model import SampleBatch
 from edge_agent.sdnotify import Notifier
 from edge_agent.service import Agent
 from edge_agent.supervisor import Supervisor
 from simulators.serve import serve_profile
-from tests.plant import demo_config, demo_profile
+from tests.plant import DEMO_PORTS, demo_config, demo_profile
+from tests.servers import free_port
 from tests.service_support import NotifyListener, wait_for
 
 pytestmark = pytest.mark.integration
@@ -110,5 +112,47 @@ async def test_ready_status_and_watchdog_only_while_the_loop_makes_progress(
         stopping = listener.seen("STOPPING")
         assert stopping, listener.messages
         assert stopping[0]["STATUS"].startswith("stopping")
+    finally:
+        listener.close()
+
+
+async def test_a_slow_outbox_open_asks_systemd_for_more_start_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening the outbox checks the whole file (and salvages a damaged one); on slow flash
+    that can outlast TimeoutStartSec, so the supervisor extends it and says why until
+    READY. The slow open is simulated by delaying the real one."""
+    monkeypatch.setattr(supervisor_module, "START_EXTEND_EVERY_S", 0.1)
+    listener = NotifyListener(tmp_path / "notify.sock")
+    try:
+        ports = {name: free_port() for name in DEMO_PORTS}  # nothing answers: irrelevant here
+        sink = f"sinks: [{{name: broker, type: mqtt, host: 127.0.0.1, port: {free_port()}}}]\n"
+        agent = Agent(demo_config(ports, tmp_path, extra_yaml=sink))
+        outbox = agent.outbox
+        assert outbox is not None
+        real_start = outbox.start
+
+        async def slow_start() -> None:
+            await asyncio.sleep(0.6)
+            await real_start()
+
+        monkeypatch.setattr(outbox, "start", slow_start)
+        supervisor = Supervisor(agent, notifier=Notifier(str(listener.path)))
+        task = asyncio.create_task(supervisor.run(), name="supervisor")
+        try:
+            await wait_for(lambda: bool(listener.seen("READY")), 10, "READY=1")
+        finally:
+            supervisor.request_stop()
+            await asyncio.wait_for(task, 20)
+        ready_at = listener.messages.index(listener.seen("READY")[0])
+        before = listener.messages[:ready_at]
+        extensions = [m for m in before if "EXTEND_TIMEOUT_USEC" in m]
+        assert len(extensions) >= 2, before
+        assert all(m["EXTEND_TIMEOUT_USEC"] == "30000000" for m in extensions)
+        assert extensions[0]["STATUS"] == (
+            f"starting: opening the outbox {outbox.path} (checking it)"
+        )
+        after = listener.messages[ready_at:]
+        assert all("EXTEND_TIMEOUT_USEC" not in m for m in after), "not once started"
     finally:
         listener.close()

@@ -3,8 +3,9 @@
 One life of the service: it starts with a broker that refuses it and a device that
 is not there, takes a valid config by SIGHUP, refuses an invalid one and keeps
 running, and stops on SIGTERM with undeliverable data within the unit's
-TimeoutStopSec, exit status 0. Meanwhile every byte it writes is checked for the
-secrets it was given (environment and plant file).
+TimeoutStopSec, exit status 0, the undelivered batches kept in the outbox for the
+next start. Meanwhile every byte it writes is checked for the secrets it was given
+(environment and plant file: MQTT passwords, the InfluxDB token).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent.outbox.status import read_status
 from tests.servers import Mosquitto, free_port
 from tests.service_support import NotifyListener
 
@@ -35,7 +37,8 @@ ENV_SECRET = "env-Secret-9921"
 FILE_SECRET = "literal-Secret-4417"
 RELOADED_SECRET = "second-Secret-5530"
 NUMERIC_SECRET = "55501234"
-SECRETS = (ENV_SECRET, FILE_SECRET, RELOADED_SECRET, NUMERIC_SECRET)
+INFLUX_SECRET = "influx-Token-7781=="
+SECRETS = (ENV_SECRET, FILE_SECRET, RELOADED_SECRET, NUMERIC_SECRET, INFLUX_SECRET)
 
 
 def _plant(
@@ -50,6 +53,7 @@ def _plant(
     typo = "    keepalivee: 5\n" if broken else ""
     return f"""\
 plant: {{name: line-7}}
+state_dir: ${{EDGE_AGENT_STATE}}
 devices:
   - name: meter
     driver: modbus
@@ -65,6 +69,8 @@ sinks:
     password: {password}
 {typo}  - {{name: backup, type: mqtt, host: 127.0.0.1, port: {device_port}, username: agent,
       password: "{backup_password}"}}
+  - {{name: tsdb, type: influxdb, url: "http://127.0.0.1:{device_port}", org: line-7,
+      bucket: edge, token: "${{INFLUX_TOKEN}}", quality: field}}
 logging: {{level: debug, format: json}}
 service:
   drain_timeout: 1s
@@ -96,6 +102,7 @@ def _agent(tmp_path: Path, config: Path, notify: Path) -> Iterator[subprocess.Po
     env = dict(os.environ)
     env.update(
         MQTT_PASSWORD=ENV_SECRET,
+        INFLUX_TOKEN=INFLUX_SECRET,
         EDGE_AGENT_STATE=str(tmp_path / "state"),
         NOTIFY_SOCKET=str(notify),
         PYTHONUNBUFFERED="1",
@@ -203,11 +210,14 @@ def test_reload_by_sighup_stop_by_sigterm_and_no_secret_in_any_output(tmp_path: 
         names = [e["event"] for e in events]
         assert names[-1] == "agent stopped"
         undelivered = [e for e in events if e["event"].startswith("sink did not drain")]
-        # With the in-memory buffer the backlog is lost here (logged with its size);
-        # the durable outbox (issue 5) keeps it for the next start.
-        assert {e["sink"] for e in undelivered} == {"broker", "backup"}
+        assert {e["sink"] for e in undelivered} == {"broker", "backup", "tsdb"}
         assert all(e["buffered"] > 0 for e in undelivered)
         assert listener.seen("STOPPING")
+        # Nothing of it is lost: the outbox file holds each sink's backlog for the next start.
+        status = read_status(tmp_path / "state" / "outbox.sqlite3")
+        assert {s.sink: s.rows for s in status.sinks} == {
+            e["sink"]: e["buffered"] for e in undelivered
+        }
     finally:
         broker.stop()
         listener.close()

@@ -100,3 +100,29 @@ def test_logging_service_and_restart_only_settings() -> None:
     assert plan.service_changed
     assert plan.needs_restart == ("state_dir",)
     assert plan.devices_to_stop == ()
+
+
+def test_an_influxdb_sink_restarts_when_a_device_type_or_label_changes() -> None:
+    """Its measurements and tags come from the devices' type and labels: a sink that kept
+    the old ones would write the next points under the old names."""
+    influx = (
+        "  - {name: tsdb, type: influxdb, url: 'http://10.0.0.7:8086', org: o, bucket: b,"
+        " measurement: device_type}\n"
+    )
+    base = BASE + influx
+    typed = base.replace("    unit_id: 2\n", "    unit_id: 2\n    device_type: press\n")
+    plan = plan_reload(_config(base), _config(typed))
+    assert plan.sinks_changed == ("tsdb",), "the MQTT sinks do not use device types"
+    assert plan.devices_changed == ("press",)
+    labelled = typed.replace(
+        "    device_type: press\n", "    device_type: press\n    labels: {line: a}\n"
+    )
+    assert plan_reload(_config(typed), _config(labelled)).sinks_changed == ("tsdb",)
+    interval = base.replace("interval: 1s, tags: [{name: p", "interval: 5s, tags: [{name: p")
+    assert plan_reload(_config(base), _config(interval)).sinks_changed == ()
+
+
+def test_outbox_settings_wait_for_a_restart() -> None:
+    plan = plan_reload(_config(), _config(BASE + "outbox: {max_bytes: 2GiB}\n"))
+    assert plan.needs_restart == ("outbox",)
+    assert plan.sinks_changed == ()

@@ -1,0 +1,5 @@
+"""Durable on-disk outbox between the pipeline and the sinks (see docs/OUTBOX.md)."""
+
+from edge_agent.outbox.outbox import Outbox, OutboxError, SinkView
+
+__all__ = ["Outbox", "OutboxError", "SinkView"]

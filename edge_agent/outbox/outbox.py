@@ -1,0 +1,571 @@
+"""The durable outbox: every batch written once, one cursor per sink, replay after outages.
+
+Loop side of the outbox (the SQLite side is :mod:`edge_agent.outbox.store`, run on
+one worker thread). The pipeline calls :meth:`Outbox.append` once per batch; each
+sink runner reads through its own :class:`SinkView`, which implements the
+:class:`~edge_agent.buffer.BatchBuffer` protocol, so :class:`~edge_agent.sinks.runner.SinkRunner`
+is unchanged.
+
+Two lanes per sink:
+
+* **live**: the newest ``live_batches`` batches are kept in memory and sent first,
+  as they are. A short outage is therefore delivered in order from memory.
+* **backlog**: anything older that the sink has not confirmed is read back from
+  the file, marked ``historical``, and paced to ``replay_rate`` samples per second,
+  so live data keeps flowing while a long backlog drains and a returning gateway
+  does not flood a shared uplink.
+
+A sink's cursor is a floor plus ranges (:class:`~edge_agent.outbox.ranges.Delivered`):
+live batches confirmed while an older backlog is pending are recorded as a range,
+so the backlog lane skips them (nothing sent twice without need) and nothing is
+skipped. Cursors move only on :meth:`SinkView.ack`, i.e. after the sink confirmed
+delivery (PUBACK, HTTP 2xx).
+
+Writes are group commits on the worker thread: each append is queued in memory and
+the writer task commits everything queued in one transaction as soon as the
+previous commit is done. Measured (docs/BENCHMARKS.md): a commit per batch costs
+21 µs on the loop with ``synchronous=NORMAL`` and a full fsync (milliseconds on SD
+cards and eMMC) with ``FULL``; grouped, a row costs about 5 µs, off the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from edge_agent.buffer import Pending
+from edge_agent.config import OutboxConfig
+from edge_agent.errors import EdgeAgentError
+from edge_agent.model import SampleBatch
+from edge_agent.outbox.ranges import Delivered
+from edge_agent.outbox.store import (
+    CursorRow,
+    DeadLetter,
+    DropResult,
+    NewRow,
+    OpenState,
+    OutboxStore,
+)
+from edge_agent.worker import BlockingWorker
+
+log = structlog.get_logger("edge_agent.outbox")
+
+#: The writer wakes at least this often (age limit, periodic fsync) even when idle.
+HOUSEKEEPING_S: Final = 5.0
+#: After the budget is exceeded, the oldest are dropped down to this share of it, so
+#: that dropping happens in chunks rather than on every append.
+LOW_WATER: Final = 0.9
+#: Batches kept in memory while the file cannot be written (disk full, I/O error);
+#: beyond it the oldest unwritten ones are dropped and counted.
+MAX_UNWRITTEN: Final = 200_000
+#: Seconds between attempts to write after a failed write.
+WRITE_RETRY_S: Final = 1.0
+
+
+class OutboxError(EdgeAgentError):
+    """The outbox file cannot be opened or created (permissions, a full disk...)."""
+
+
+class SinkView:
+    """One sink's view of the outbox: the :class:`~edge_agent.buffer.BatchBuffer` its runner
+    drains. ``append`` goes to the shared log, i.e. to every sink (one log, many cursors)."""
+
+    def __init__(self, outbox: Outbox, name: str, live_batches: int, replay_rate: int) -> None:
+        self.name = name
+        self.done = Delivered(0)
+        self._outbox = outbox
+        self._live: deque[Pending] = deque()
+        self._live_limit = live_batches
+        self._rate = replay_rate
+        self._chunk_samples = replay_rate if replay_rate > 0 else 1 << 62
+        self._wake = asyncio.Event()
+        self._replay_ready_at = 0.0
+        self._inflight: list[Pending] = []
+        self._inflight_first: int | None = None
+        self._inflight_backlog = False
+        self._dirty = False
+        #: Set by :meth:`freeze`: ids from here on are not for this sink.
+        self._end: int | None = None
+        #: Batches (samples) of this sink the disk budget dropped before delivery.
+        self.dropped_batches = 0
+        self.dropped_samples = 0
+        #: Batches (samples) delivered from the backlog (read back from disk).
+        self.replayed_batches = 0
+        self.replayed_samples = 0
+
+    # ------------------------------------------------------------------ BatchBuffer
+
+    def append(self, batch: SampleBatch) -> None:
+        self._outbox.append(batch)
+
+    async def peek(self, max_batches: int) -> list[Pending]:
+        """Live batches first; else the next backlog chunk, paced to the replay rate."""
+        await self._outbox.started()
+        while True:
+            if self._live:
+                items = list(itertools.islice(self._live, max_batches))
+                self._hand_out(items, items[0].seq, backlog=False)
+                return items
+            gap = self.done.first_gap(self._stop_at())
+            if gap is not None:
+                wait = self._replay_ready_at - time.monotonic()
+                if wait > 0:
+                    await self._sleep_unless_woken(wait)
+                    continue
+                items, examined = await self._outbox.read(gap, max_batches, self._chunk_samples)
+                items = [p for p in items if p.seq not in self.done]  # dropped meanwhile
+                if not items:
+                    # Nothing stored there (any more): nothing to deliver either.
+                    self.done.add(gap[0], examined)
+                    self._outbox.cursor_moved(self)
+                    continue
+                if self._rate > 0:
+                    samples = sum(len(p.batch) for p in items)
+                    now = time.monotonic()
+                    self._replay_ready_at = max(now, self._replay_ready_at) + samples / self._rate
+                self._hand_out(items, gap[0], backlog=True)
+                return items
+            self._wake.clear()
+            await self._wake.wait()
+
+    def ack(self, seq: int) -> None:
+        """Delivery of the batches handed out by the last peek, up to ``seq``, is confirmed."""
+        first = self._inflight_first
+        if first is None or seq < first:
+            return
+        delivered = [p for p in self._inflight if p.seq <= seq]
+        self._inflight, self._inflight_first = [], None
+        # From the first id the peek covered: a backlog read also covers ids that hold
+        # nothing (any more) below its first row.
+        self.done.add(first, seq)
+        while self._live and self._live[0].seq <= seq:
+            self._live.popleft()
+        if self._inflight_backlog:
+            self.replayed_batches += len(delivered)
+            self.replayed_samples += sum(len(p.batch) for p in delivered)
+        self._outbox.cursor_moved(self)
+
+    def __len__(self) -> int:
+        """Batches this sink has not had confirmed yet (memory and disk)."""
+        return self.done.pending(self._stop_at())
+
+    def freeze(self) -> None:
+        """Batches appended from now on are not for this sink (it is being removed): what it
+        has can be drained without chasing new data."""
+        if self._end is None:
+            self._end = self._outbox.next_id
+            self._wake.set()
+
+    # ------------------------------------------------------------------ outbox side
+
+    @property
+    def live(self) -> int:
+        """Batches waiting in the live lane (memory)."""
+        return len(self._live)
+
+    def _stop_at(self) -> int:
+        return self._outbox.next_id if self._end is None else self._end
+
+    def _hand_out(self, items: list[Pending], first: int, *, backlog: bool) -> None:
+        self._inflight = items
+        self._inflight_first = first
+        self._inflight_backlog = backlog
+
+    async def _sleep_unless_woken(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+
+    def _push(self, pending: Pending) -> None:
+        if self._end is not None:
+            return
+        self._live.append(pending)
+        if len(self._live) > self._live_limit:
+            # Still on disk, still pending: it moves to the backlog lane.
+            self._live.popleft()
+        self._wake.set()
+
+    def _dropped(self, upto: int, batches: int, samples: int) -> None:
+        self.done.raise_floor(upto)
+        while self._live and self._live[0].seq <= upto:
+            self._live.popleft()
+        self.dropped_batches += batches
+        self.dropped_samples += samples
+        self._dirty = True
+        self._wake.set()
+
+    def _skip(self, first: int, last: int) -> None:
+        """Ids that will never be stored (could not be written): nothing to replay."""
+        self.done.add(first, last)
+        self._live = deque(p for p in self._live if not first <= p.seq <= last)
+        self._dirty = True
+
+
+class Outbox:
+    """The durable log in front of every sink (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: OutboxConfig,
+        path: Path,
+        sinks: Sequence[str],
+        *,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.config = config
+        self.path = path
+        self._clock_ns = clock_ns
+        self._store = OutboxStore(path, config.fsync)
+        self._worker = BlockingWorker("outbox")
+        self._views = {
+            name: SinkView(self, name, config.live_batches, config.replay_rate) for name in sinks
+        }
+        self.next_id = 1
+        self._pending: list[NewRow] = []
+        self._letters: list[DeadLetter] = []
+        self._forget: list[str] = []
+        self._work = asyncio.Event()
+        self._started = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+        self._unsynced = False
+        self._last_sync = time.monotonic()
+        self._dropping = False
+        self._write_failing = False
+        self._max_age_ns = int(config.max_age * 1e9)
+        #: Rows and bytes (bodies plus a per-row overhead) in the file.
+        self.rows = 0
+        self.bytes = 0
+        self.oldest_at_ns: int | None = None
+        self.appended_batches = 0
+        self.appended_samples = 0
+        #: Batches (samples) deleted by the disk budget or age before every sink had them.
+        self.dropped_batches = 0
+        self.dropped_samples = 0
+        #: Batches that could not be written (file unwritable too long, or not encodable).
+        self.unwritten_batches = 0
+        self.write_failures = 0
+        self.dead_letters = 0
+        #: Batches salvaged from a damaged file at the last start.
+        self.recovered_batches = 0
+
+    # ------------------------------------------------------------------ life cycle
+
+    def view(self, sink: str) -> SinkView:
+        return self._views[sink]
+
+    def add_sink(self, sink: str) -> SinkView:
+        """The view of ``sink``, made if it is new. A sink added while the agent runs (a
+        reload) starts at the end of the log, like a sink first seen at start; a changed
+        sink keeps its view, and with it its cursor and backlog."""
+        view = self._views.get(sink)
+        if view is None:
+            view = SinkView(self, sink, self.config.live_batches, self.config.replay_rate)
+            self._views[sink] = view
+            if sink in self._forget:
+                # Removed and back before the next commit: its new cursor replaces the
+                # old one, which must not be deleted after the new one is written.
+                self._forget.remove(sink)
+            if self._started.is_set():
+                view.done = Delivered(self.next_id - 1)
+                self.cursor_moved(view)
+        return view
+
+    def remove_sink(self, sink: str) -> None:
+        """Forget ``sink`` (removed from the config; call once its runner has stopped): its
+        cursor goes, so it no longer holds rows in the file. What it had not confirmed is
+        logged."""
+        view = self._views.pop(sink, None)
+        if view is None:
+            return
+        view.freeze()
+        if len(view):
+            log.warning(
+                "sink removed: its undelivered batches are forgotten",
+                sink=sink,
+                batches=len(view),
+            )
+        self._forget.append(sink)
+        self._work.set()
+
+    @property
+    def views(self) -> list[SinkView]:
+        return list(self._views.values())
+
+    async def started(self) -> None:
+        await self._started.wait()
+
+    @property
+    def write_failing(self) -> bool:
+        """True while the file cannot be written (batches wait in memory)."""
+        return self._write_failing
+
+    @property
+    def opened(self) -> bool:
+        """True once :meth:`start` has opened the file (until :meth:`close`)."""
+        return self._started.is_set() and not self._closed
+
+    async def start(self) -> None:
+        """Open the file (checking and, if damaged, recovering it) and start writing.
+
+        Raises :class:`OutboxError` when the file cannot be opened or made at all.
+        """
+        try:
+            state = await self._worker.call(self._store.open, list(self._views))
+        except (OSError, sqlite3.Error) as exc:
+            raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+        self._apply_open(state)
+        self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
+        self._started.set()
+        for view in self._views.values():
+            view._wake.set()
+
+    def _apply_open(self, state: OpenState) -> None:
+        self.next_id = state.next_id
+        self.rows, self.bytes, self.oldest_at_ns = state.rows, state.bytes, state.oldest_at_ns
+        self.dead_letters = state.dead_letters
+        for name, done in state.cursors.items():
+            self._views[name].done = done
+        if state.recovery is not None:
+            r = state.recovery
+            self.recovered_batches = r.batches
+            log.error(
+                "outbox file was damaged: moved aside, readable batches salvaged into a new file",
+                path=str(self.path),
+                problem=r.reason,
+                moved_to=str(r.moved_to),
+                salvaged_batches=r.batches,
+                ids=f"{r.first_id}-{r.last_id}" if r.batches else "none",
+                cursors_found=r.sinks or "none (everything salvaged is sent again)",
+                undecodable=r.undecodable,
+            )
+        for sink, rows in state.forgotten.items():
+            log.warning(
+                "sink no longer configured: its undelivered batches are forgotten",
+                sink=sink,
+                batches=rows,
+            )
+        log.info(
+            "outbox open",
+            path=str(self.path),
+            rows=self.rows,
+            bytes=self.bytes,
+            backlog={name: len(view) for name, view in self._views.items()},
+            fsync=self.config.fsync,
+        )
+
+    async def close(self) -> None:
+        """Write what is queued, checkpoint, close the file and end the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        writer, self._writer = self._writer, None
+        try:
+            if writer is not None:
+                writer.cancel()
+                await asyncio.wait({writer})
+            if self._started.is_set():
+                try:
+                    await self._flush()
+                except Exception as exc:
+                    log.error(
+                        "outbox: last write failed; unwritten batches are lost",
+                        error=f"{type(exc).__name__}: {exc}",
+                        batches=len(self._pending),
+                    )
+                await self._worker.call(self._store.close)
+        finally:
+            await self._worker.close()
+
+    # ------------------------------------------------------------------ data path
+
+    def append(self, batch: SampleBatch) -> None:
+        """Queue ``batch`` for every sink; it is committed by the next group commit."""
+        if self._closed:
+            raise RuntimeError("the outbox is closed")
+        if not self._views:
+            return  # every sink was removed (a reload): nobody to keep it for
+        seq = self.next_id
+        self.next_id += 1
+        self._pending.append((seq, self._clock_ns(), batch))
+        self.appended_batches += 1
+        self.appended_samples += len(batch)
+        pending = Pending(seq, batch)
+        for view in self._views.values():
+            view._push(pending)
+        self._work.set()
+        if self._write_failing and len(self._pending) > MAX_UNWRITTEN:
+            self._give_up_unwritten(len(self._pending) // 10)
+
+    async def flush(self) -> None:
+        """Commit everything queued now (the writer does this on its own; for callers that
+        need a batch on disk before they go on, such as tests and benchmarks)."""
+        await self._flush()
+        await self._enforce_budget()
+
+    def dead_letter(self, sink: str, status: int, error: str, lines: bytes) -> None:
+        """Keep points a server refused for good (written with the next commit)."""
+        self._letters.append((self._clock_ns(), sink, status, error, lines))
+        self.dead_letters += 1
+        self._work.set()
+
+    def cursor_moved(self, view: SinkView) -> None:
+        view._dirty = True
+        self._work.set()
+
+    async def read(
+        self, gap: tuple[int, int], limit: int, max_samples: int
+    ) -> tuple[list[Pending], int]:
+        """Backlog rows in ``gap`` (flushing first whatever of it is still queued)."""
+        if self._pending and self._pending[0][0] <= gap[1]:
+            await self._flush()
+        rows, examined = await self._worker.call(
+            self._store.read, gap[0], gap[1], limit, max_samples
+        )
+        return [Pending(seq, batch) for seq, batch in rows], examined
+
+    # ------------------------------------------------------------------ writer
+
+    async def _write_loop(self) -> None:
+        while True:
+            timeout = HOUSEKEEPING_S
+            if self._unsynced:
+                timeout = max(0.0, self._last_sync + self.config.fsync_interval - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._work.wait()
+            self._work.clear()
+            try:
+                await self._flush()
+                await self._enforce_budget()
+                if self._unsynced and (
+                    time.monotonic() - self._last_sync >= self.config.fsync_interval
+                ):
+                    await self._worker.call(self._store.sync)
+                    self._unsynced = False
+                    self._last_sync = time.monotonic()
+            except Exception as exc:
+                # Disk full, I/O error, or a bug: the writer must not die, or nothing
+                # would be written again. Batches wait in memory (bounded) meanwhile.
+                self.write_failures += 1
+                if not self._write_failing:
+                    self._write_failing = True
+                    log.error(
+                        "outbox cannot write; batches wait in memory and writing is retried",
+                        path=str(self.path),
+                        error=f"{type(exc).__name__}: {exc}",
+                        queued=len(self._pending),
+                        exc_info=not isinstance(exc, sqlite3.Error | OSError),
+                    )
+                await asyncio.sleep(WRITE_RETRY_S)
+                self._work.set()
+                continue
+            if self._write_failing:
+                self._write_failing = False
+                log.info("outbox writing again", path=str(self.path))
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            rows, self._pending = self._pending, []
+            letters, self._letters = self._letters, []
+            forget, self._forget = self._forget, []
+            moved = [view for view in self._views.values() if view._dirty]
+            cursors: list[CursorRow] = [(view.name, view.done.copy()) for view in moved]
+            for view in moved:
+                view._dirty = False
+            prune_to = min(
+                (view.done.floor for view in self._views.values()), default=self.next_id - 1
+            )
+            try:
+                result = await self._worker.call(
+                    self._store.flush, rows, cursors, prune_to, letters, forget
+                )
+            except asyncio.CancelledError:
+                # The worker runs the call to its end anyway (close() waits for it):
+                # queueing these rows again would write them twice.
+                raise
+            except BaseException:
+                # Nothing of it was written (one transaction): keep it for the next try.
+                self._pending[:0] = rows
+                self._letters[:0] = letters
+                self._forget[:0] = forget
+                for view in moved:
+                    view._dirty = True
+                raise
+            self.rows += result.rows_added - result.rows_removed
+            self.bytes += result.bytes_added - result.bytes_removed
+            self.oldest_at_ns = result.oldest_at_ns
+            if result.rows_added:
+                self._unsynced = self.config.fsync == "interval"
+            for seq, error in result.rejected:
+                self.unwritten_batches += 1
+                for view in self._views.values():
+                    view._skip(seq, seq)
+                self._work.set()
+                log.error("batch cannot be stored; it is skipped", id=seq, error=error)
+
+    async def _enforce_budget(self) -> None:
+        max_bytes = self.config.max_bytes
+        cutoff = self._clock_ns() - self._max_age_ns
+        too_old = self.oldest_at_ns is not None and self.oldest_at_ns < cutoff
+        if self.bytes <= max_bytes and not too_old:
+            if self._dropping and self.bytes < max_bytes // 2:
+                self._dropping = False
+                log.info(
+                    "outbox back within its budget",
+                    bytes=self.bytes,
+                    dropped_batches=self.dropped_batches,
+                )
+            return
+        to_free = self.bytes - int(max_bytes * LOW_WATER) if self.bytes > max_bytes else 0
+        cursors = [(view.name, view.done.copy()) for view in self._views.values()]
+        result = await self._worker.call(self._store.drop_oldest, to_free, cutoff, cursors)
+        if result is not None:
+            self._apply_drop(result, "disk budget" if to_free else "age")
+
+    def _apply_drop(self, result: DropResult, reason: str) -> None:
+        self.rows -= result.rows
+        self.bytes -= result.bytes
+        self.oldest_at_ns = result.oldest_at_ns
+        self.dropped_batches += result.rows
+        self.dropped_samples += result.samples
+        for view in self._views.values():
+            lost_batches, lost_samples = result.per_sink.get(view.name, (0, 0))
+            view._dropped(result.upto, lost_batches, lost_samples)
+        self._work.set()  # persist the moved cursors
+        if not self._dropping:
+            self._dropping = True
+            log.warning(
+                "outbox full: dropping the oldest undelivered batches",
+                reason=reason,
+                policy=f"drop oldest down to {LOW_WATER:.0%} of max_bytes; "
+                "drop anything older than max_age",
+                max_bytes=self.config.max_bytes,
+                max_age_s=self.config.max_age,
+                dropped_batches=result.rows,
+                dropped_samples=result.samples,
+                per_sink={k: v[0] for k, v in result.per_sink.items()},
+            )
+
+    def _give_up_unwritten(self, count: int) -> None:
+        lost, self._pending = self._pending[:count], self._pending[count:]
+        self.unwritten_batches += len(lost)
+        self.dropped_batches += len(lost)
+        self.dropped_samples += sum(len(batch) for _, _, batch in lost)
+        for view in self._views.values():
+            view._skip(lost[0][0], lost[-1][0])  # queued ids are consecutive
+        log.error(
+            "outbox still cannot write: the oldest unwritten batches are dropped",
+            batches=len(lost),
+        )

@@ -1,0 +1,96 @@
+"""One thread for blocking calls (SQLite, a synchronous HTTP client), driven from the loop.
+
+Why not ``loop.run_in_executor(None, ...)``: the default executor's threads outlive
+the object that used them, and the order of calls is not guaranteed. A SQLite
+connection wants exactly one thread and calls in submission order (a flush must
+reach the file before the read that expects its rows). :class:`BlockingWorker`
+gives both: one named thread, a FIFO queue, and :meth:`close` that ends the thread
+without blocking the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_Job = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return  # the caller stopped waiting; the call itself has run
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class BlockingWorker:
+    """Runs submitted callables one at a time, in order, on its own thread."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def start(self) -> None:
+        if self._thread is None:
+            # daemon: a process that exits without close() (a crash path) is not held up by
+            # a thread blocked in I/O; every write it makes is a transaction anyway.
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread.start()
+
+    async def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` on the worker thread; its exception is raised here.
+
+        If the awaiting task is cancelled the call still runs to its end (a thread
+        cannot be interrupted); only its result is discarded.
+        """
+        if self._closed:
+            raise RuntimeError(f"worker {self.name} is closed")
+        self.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((lambda: function(*args), future, loop))
+        return await future
+
+    async def close(self) -> None:
+        """Let queued calls finish, then end the thread (without blocking the loop)."""
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        if thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._jobs.put((lambda: None, done, loop))
+        self._jobs.put(None)
+        # asyncio.wait, not "await done": a cancellation of the caller must propagate,
+        # and the thread ends on its own once the sentinel is reached.
+        await asyncio.wait({done})
+        while thread.is_alive():  # returns within microseconds of the last job
+            await asyncio.sleep(0.001)
+        thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            function, future, loop = job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = function()
+            except BaseException as exc:  # handed to the awaiting task, which decides
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                loop.call_soon_threadsafe(_settle, future, result, error)

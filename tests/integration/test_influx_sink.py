@@ -1,0 +1,282 @@
+"""InfluxDB sink over the wire: a real VictoriaMetrics, and a scripted endpoint for errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from edge_agent.backoff import Backoff
+from edge_agent.buffer import MemoryBuffer
+from edge_agent.errors import SinkError
+from edge_agent.model import Quality, SampleBatch
+from edge_agent.sinks.influxdb import InfluxSink
+from edge_agent.sinks.runner import SinkRunner
+from tests.influx_support import ScriptedInflux, influx_config, plant_config
+from tests.servers import VictoriaMetrics, free_port
+
+pytestmark = pytest.mark.integration
+
+T0_NS = 1_795_000_000_123_456_789
+GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
+
+
+class Letters:
+    """Collects dead letters (the outbox's role in the agent)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, int, str, bytes]] = []
+
+    def dead_letter(self, sink: str, status: int, error: str, lines: bytes) -> None:
+        self.items.append((sink, status, error, lines))
+
+
+def data_batch(seq: int = 0, device: str = "meter-1") -> SampleBatch:
+    return SampleBatch(
+        device=device,
+        group="fast",
+        timestamp_ns=T0_NS + seq * 1_000_000_000,
+        names=("power", "count", "on", "label", "missing", "broken", "odd"),
+        values=[12.5 + seq, 42 + seq, True, "run", None, 3.0, 7],
+        qualities=[GOOD, GOOD, GOOD, GOOD, BAD, BAD, UNCERTAIN],
+        reasons=["", "", "", "", "timeout", "sentinel", "unknown enum"],
+    )
+
+
+def metric_batch() -> SampleBatch:
+    start = T0_NS - T0_NS % 900_000_000_000
+    return SampleBatch(
+        device="meter-1",
+        group="metrics:15m",
+        timestamp_ns=start,
+        names=("energy_kwh", "coverage"),
+        values=[12.25, None],
+        qualities=[GOOD, GOOD],
+        reasons=["", ""],
+        attributes={
+            "kind": "metrics",
+            "family": "energy",
+            "window": "15m",
+            "window_start": str(start),
+            "window_end": str(start + 900_000_000_000),
+        },
+    )
+
+
+def stamped_batch() -> SampleBatch:
+    """Per-value timestamps (as an OPC UA driver gives): one line per distinct stamp."""
+    return SampleBatch(
+        device="opc-1",
+        group="sub",
+        timestamp_ns=T0_NS,
+        names=("a", "b", "c"),
+        values=[1.0, 2.0, 3.0],
+        qualities=[GOOD, GOOD, GOOD],
+        reasons=["", "", ""],
+        timestamps_ns=[T0_NS - 2_000_000, T0_NS, T0_NS - 2_000_000],
+    )
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedInflux]:
+    server = ScriptedInflux()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _started(url: str, letters: Letters | None = None, **overrides: Any) -> InfluxSink:
+    sink = InfluxSink(influx_config(url, **overrides), plant_config(), dead_letters=letters)
+    await sink.start()
+    return sink
+
+
+def _series(victoria: VictoriaMetrics, name: str) -> dict[str, Any]:
+    found = victoria.export(f'{{__name__="{name}"}}')
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+async def test_points_land_with_tags_fields_and_timestamps(victoria: VictoriaMetrics) -> None:
+    sink = await _started(victoria.url, measurement="device_type", tags={"region": "east"})
+    try:
+        await sink.send([data_batch(0), data_batch(1), metric_batch(), stamped_batch()])
+        assert sink.connected
+    finally:
+        await sink.stop()
+
+    power = _series(victoria, "power-meter_power")
+    assert power["metric"] == {
+        "__name__": "power-meter_power",
+        "plant": "plant-7",
+        "device": "meter-1",
+        "group": "fast",
+        "line": "line 1",  # labels become tags, escaped on the way and read back intact
+        "cost,centre": "a=b",
+        "region": "east",
+    }
+    assert power["values"] == [12.5, 13.5]
+    assert power["timestamps"] == [T0_NS // 1_000_000, T0_NS // 1_000_000 + 1000]
+    assert _series(victoria, "power-meter_count")["values"] == [42, 43]
+    assert _series(victoria, "power-meter_on")["values"] == [1, 1]
+    assert _series(victoria, "power-meter_odd")["values"] == [7, 7]  # uncertain is written
+    # Bad samples (None, or a bad quality) are left out.
+    assert victoria.export('{__name__=~"power-meter_(missing|broken)"}') == []
+
+    energy = _series(victoria, "energy_energy_kwh")
+    assert energy["metric"] == {
+        "__name__": "energy_energy_kwh",
+        "plant": "plant-7",
+        "device": "meter-1",
+        "window": "15m",
+        "line": "line 1",
+        "cost,centre": "a=b",
+        "region": "east",
+    }
+    assert energy["timestamps"] == [int(metric_batch().attributes["window_start"]) // 1_000_000]
+    assert victoria.export('{__name__="energy_coverage"}') == []
+
+    # A device the plant does not know (its device_type neither): measurement = name.
+    a = _series(victoria, "opc-1_a")
+    assert a["timestamps"] == [(T0_NS - 2_000_000) // 1_000_000]
+    assert _series(victoria, "opc-1_b")["timestamps"] == [T0_NS // 1_000_000]
+
+
+async def test_quality_as_field_and_gzip(victoria: VictoriaMetrics) -> None:
+    sink = await _started(victoria.url, quality="field", gzip=True, group_tag=False)
+    try:
+        await sink.send([data_batch(0)])
+    finally:
+        await sink.stop()
+    assert _series(victoria, "meter-1_power_q")["values"] == [0]
+    assert _series(victoria, "meter-1_broken_q")["values"] == [2]
+    assert _series(victoria, "meter-1_odd_q")["values"] == [1]
+    assert victoria.export('{__name__="meter-1_broken"}') == []
+    assert "group" not in _series(victoria, "meter-1_power")["metric"]
+
+
+async def test_lines_as_sent(scripted: ScriptedInflux) -> None:
+    sink = await _started(scripted.url, precision="ms", token="s3cret")
+    try:
+        await sink.send([data_batch(0)])
+    finally:
+        await sink.stop()
+    (request,) = scripted.requests
+    assert request.path.startswith("/api/v2/write?")
+    assert "org=plant-org" in request.path
+    assert "bucket=edge" in request.path
+    assert "precision=ms" in request.path
+    assert request.headers["authorization"] == "Token s3cret"
+    assert request.lines == [
+        "meter-1,cost\\,centre=a\\=b,device=meter-1,group=fast,line=line\\ 1,plant=plant-7 "
+        f'power=12.5,count=42i,on=true,label="run",odd=7i {T0_NS // 1_000_000}'
+    ]
+
+
+async def test_retry_after_is_honoured_by_the_runner(scripted: ScriptedInflux) -> None:
+    scripted.script = [(429, "1"), (503, "1")]
+    sink = await _started(scripted.url)
+    try:
+        with pytest.raises(SinkError) as raised:
+            await sink.send([data_batch(0)])
+    finally:
+        await sink.stop()
+    assert raised.value.retry_after == 1.0
+
+    sink = InfluxSink(influx_config(scripted.url), plant_config())
+    buffer = MemoryBuffer(10)
+    runner = SinkRunner(sink, buffer, backoff=Backoff(initial=0.01, cap=0.01, minimum=0.01))
+    buffer.append(data_batch(1))
+    times: list[float] = []
+    original = scripted._answer
+
+    def stamped(lines: list[str]) -> tuple[int, dict[str, str], bytes]:
+        times.append(time.monotonic())
+        return original(lines)
+
+    scripted._answer = stamped  # type: ignore[method-assign]
+    task = asyncio.create_task(runner.run())
+    try:
+        await _until(lambda: len(buffer) == 0, 10)
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+        await sink.stop()
+    assert [r.status for r in scripted.requests[-2:]] == [503, 204]
+    # The backoff alone would have retried after 10 ms; the server asked for 1 s.
+    assert times[-1] - times[-2] >= 0.9
+    assert runner.counters.send_failures == 1
+
+
+async def test_a_request_too_large_is_split(scripted: ScriptedInflux) -> None:
+    scripted.max_lines = 3
+    sink = await _started(scripted.url)
+    try:
+        await sink.send([data_batch(i) for i in range(10)])
+        first = len(scripted.requests)
+        await sink.send([data_batch(i) for i in range(10, 16)])
+    finally:
+        await sink.stop()
+    sent = [line.split(",", 1)[1].rsplit(" ", 1)[1] for line in scripted.accepted]
+    assert sent == [str(T0_NS + i * 1_000_000_000) for i in range(16)]
+    assert scripted.requests[0].status == 413
+    # Later requests stay small: no 413 on the second send.
+    assert all(r.status == 204 and len(r.lines) <= 3 for r in scripted.requests[first:])
+
+
+async def test_refused_points_go_to_the_dead_letters_and_the_rest_is_written(
+    scripted: ScriptedInflux,
+) -> None:
+    scripted.refuse_marker = "BAD-"
+    letters = Letters()
+    sink = await _started(scripted.url, letters)
+    batches = [data_batch(i, device="BAD-x" if i in (3, 11) else "meter-1") for i in range(16)]
+    try:
+        await sink.send(batches)  # returns: the queue is not blocked by two bad points
+    finally:
+        await sink.stop()
+    assert len(scripted.accepted) == 14
+    assert not any("BAD-" in line for line in scripted.accepted)
+    refused = [line for _, _, _, lines in letters.items for line in lines.decode().split("\n")]
+    sent_bad = {line for r in scripted.requests for line in r.lines if "BAD-" in line}
+    assert len(sent_bad) == 2
+    assert sorted(refused) == sorted(sent_bad)
+    assert all(sink_name == "tsdb" and status == 400 for sink_name, status, _, _ in letters.items)
+    assert "unable to parse" in letters.items[0][2]
+    assert sink.lines_refused == 2
+
+
+async def test_server_errors_and_no_server_are_retryable() -> None:
+    port = free_port()  # nothing listens there
+    sink = await _started(f"http://127.0.0.1:{port}", timeout=2.0)
+    try:
+        with pytest.raises(SinkError) as raised:
+            await sink.send([data_batch(0)])
+        assert raised.value.retry_after is None
+        assert not sink.connected
+    finally:
+        await sink.stop()
+
+
+async def test_unauthorized_is_retryable_not_dead_lettered(scripted: ScriptedInflux) -> None:
+    scripted.script = [(401, None)]
+    letters = Letters()
+    sink = await _started(scripted.url, letters)
+    try:
+        with pytest.raises(SinkError, match="HTTP 401"):
+            await sink.send([data_batch(0)])
+        await sink.send([data_batch(0)])
+    finally:
+        await sink.stop()
+    assert letters.items == []
+    assert len(scripted.accepted) == 1
+
+
+async def _until(condition: Any, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
