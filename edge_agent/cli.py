@@ -42,7 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     def on_config(plant: PlantConfig) -> None:
-        configure_from_config(plant, args.log_level)
+        # Logs on stdout (journald keeps it); stderr keeps the one-line fatal errors.
+        configure_from_config(plant, args.log_level, stream=sys.stdout)
 
     on_config(config)
 

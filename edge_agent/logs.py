@@ -62,7 +62,9 @@ def configure_logging(
     components: Mapping[str, str] | None = None,
     stream: TextIO | None = None,
 ) -> None:
-    """Route structlog and stdlib logging to ``stream`` (stderr), with per-logger levels.
+    """Route structlog and stdlib logging to ``stream``, with per-logger levels.
+
+    ``stream`` defaults to stderr; ``edge-agent run`` passes stdout (journald keeps it).
 
     ``json=None`` picks JSON unless the stream is a terminal. ``components`` maps
     logger names to levels; a name covers its children (``edge_agent.sink`` covers
@@ -129,7 +131,9 @@ def configure_logging(
     )
 
 
-def configure_from_config(plant: PlantConfig, level_override: str | None = None) -> None:
+def configure_from_config(
+    plant: PlantConfig, level_override: str | None = None, *, stream: TextIO | None = None
+) -> None:
     """Logging as the plant file says (``--log-level`` wins), secrets registered first."""
     too_short = register_secrets(secret_values(plant))
     settings = plant.logging
@@ -137,6 +141,7 @@ def configure_from_config(plant: PlantConfig, level_override: str | None = None)
         level_override or settings.level,
         json={"auto": None, "json": True, "console": False}[settings.format],
         components=settings.components,
+        stream=stream,
     )
     if too_short:
         structlog.get_logger("edge_agent.service").warning(

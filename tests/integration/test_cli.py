@@ -681,7 +681,7 @@ def test_run_collects_from_simulators_and_stops_on_sigterm(
             check_payload(device, payload)
         check_demo_values(sub.data())
         assert sub.statuses()[-1] == b"offline"
-        assert "agent stopped" in log_events(run.stderr), run.output()
+        assert "agent stopped" in log_events(run.stdout), run.output()
 
         # 2. SIGTERM long before the duration ends: a graceful stop within seconds.
         with Subscriber(mosquitto.port, "edge/demo-plant/+/data", "edge/demo-plant/status") as sub:
@@ -702,7 +702,7 @@ def test_run_collects_from_simulators_and_stops_on_sigterm(
         for device, payload in sub.data():
             check_payload(device, payload)
         check_demo_values(sub.data())
-        events = log_events(run.stderr)
+        events = log_events(run.stdout)
         assert "agent stopping: polling stops, sinks drain" in events, run.output()
         assert events[-1] == "agent stopped", run.output()
         assert "Traceback" not in run.stderr, run.output()

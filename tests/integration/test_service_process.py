@@ -133,7 +133,7 @@ def test_reload_by_sighup_stop_by_sigterm_and_no_secret_in_any_output(tmp_path: 
     nobody = free_port()  # neither the device nor the backup broker is there
     config = tmp_path / "plant.yaml"
     config.write_text(_plant(nobody, broker.port))
-    stderr = tmp_path / "err"
+    stderr = tmp_path / "out"  # the agent logs on stdout
     try:
         with _agent(tmp_path, config, listener.path) as process:
 
