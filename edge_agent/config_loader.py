@@ -16,14 +16,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge_agent import config as config_models
-from edge_agent import config_opcua
 from edge_agent.config import PlantConfig
 from edge_agent.config_checks import check_partial, check_plant, format_path
 from edge_agent.errors import ConfigError
@@ -165,10 +163,27 @@ def _plain_scalar(text: str) -> Any:
 
 
 def _all_field_names() -> list[str]:
+    """Every key the plant file may hold: fields of every model reachable from PlantConfig.
+
+    Walking the annotations (through unions, lists, dicts, Annotated) covers the sections
+    that live in their own modules (OPC UA, metrics, outbox, InfluxDB, service), so a typo
+    anywhere gets its "did you mean".
+    """
     names: set[str] = set()
-    for obj in [*vars(config_models).values(), *vars(config_opcua).values()]:
-        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not BaseModel:
-            names.update(obj.model_fields)
+    seen: set[type[BaseModel]] = set()
+    pending: list[Any] = [PlantConfig]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            if item in seen:
+                continue
+            seen.add(item)
+            for info in item.model_fields.values():
+                names.update(name for name in (info.alias,) if name)
+                pending.append(info.annotation)
+            names.update(item.model_fields)
+        else:
+            pending.extend(get_args(item))
     return sorted(names)
 
 
