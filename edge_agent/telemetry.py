@@ -74,6 +74,11 @@ class AgentCollector(Collector):
             "Samples emitted by the pollers into the pipeline.",
             value=agent.pipeline.samples_in,
         )
+        yield CounterMetricFamily(
+            f"{PREFIX}_pipeline_processor_errors",
+            "Batches a processor (e.g. the metrics) failed on; they went on unprocessed.",
+            value=agent.pipeline.processor_errors,
+        )
         yield GaugeMetricFamily(
             f"{PREFIX}_event_loop_lag_seconds",
             "How late the event loop ran a timer at the last measurement.",

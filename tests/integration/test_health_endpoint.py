@@ -116,6 +116,7 @@ async def test_health_and_metrics_follow_a_failing_device_and_sink(
             assert value(up, "edge_agent_sink_batches_sent_total", sink="broker") >= 2
             assert value(up, "edge_agent_sink_connected", sink="broker") == 1
             assert value(up, "edge_agent_healthy") == 1
+            assert value(up, "edge_agent_pipeline_processor_errors_total") == 0
             assert value(up, "process_resident_memory_bytes") > 0
             assert value(up, "edge_agent_build_info", plant="demo-plant", version="0.1.0") == 1
             # The outbox: every batch appended once, nothing lost, writing.
