@@ -140,6 +140,10 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
         for name in type(new).model_fields
         if name not in _LIVE_SECTIONS and getattr(old, name) != getattr(new, name)
     ]
+    if new.metrics is not None and old.plant != new.plant:
+        # Sinks pick up a new plant name or site live; the metrics keep the time zone and
+        # names their open windows were started with until the next start.
+        later.append("plant (for the metrics)")
     return ReloadPlan(
         devices_added=tuple(added),
         devices_removed=tuple(removed),

@@ -126,3 +126,12 @@ def test_outbox_settings_wait_for_a_restart() -> None:
     plan = plan_reload(_config(), _config(BASE + "outbox: {max_bytes: 2GiB}\n"))
     assert plan.needs_restart == ("outbox",)
     assert plan.sinks_changed == ()
+
+
+def test_a_new_plant_identity_reaches_the_metrics_only_at_the_next_start() -> None:
+    metrics = "metrics:\n  meters: [{device: meter, power: {tag: v}}]\n"
+    plan = plan_reload(_config(BASE + metrics), _config(BASE.replace("Hall 3", "Hall 4") + metrics))
+    assert plan.sinks_changed == ("broker", "backup")
+    assert plan.needs_restart == ("plant (for the metrics)",)
+    # Without metrics, a new identity is applied live in full.
+    assert plan_reload(_config(), _config(BASE.replace("Hall 3", "Hall 4"))).needs_restart == ()
