@@ -190,6 +190,9 @@ def _smoke_problems(record: dict[str, Any]) -> list[str]:
     delivery = record.get("delivery", {})
     if delivery.get("values_lost") != 0:
         problems.append(f"{delivery.get('values_lost')} values lost")
+    for sink, unconfirmed in delivery.get("sink_unconfirmed", {}).items():
+        if unconfirmed:
+            problems.append(f"the {sink} sink left {unconfirmed} samples unconfirmed")
     if not delivery.get("values_delivered"):
         problems.append("no values delivered")
     if record.get("floor", {}).get("values_missed"):

@@ -55,7 +55,13 @@ def test_smoke_run_reports_every_figure_and_loses_nothing(tmp_path: Path) -> Non
     assert record["floor"]["values_read"] == delivery["values_expected"]
     assert record["floor"]["cpu_us_per_value"] > 0
     assert record["agent_floor_ratio"] > 0
-    assert record["pipeline"][:2] == ["modbus", "mqtt"]
+    assert record["pipeline"] == ["modbus", "metrics", "outbox", "mqtt", "influxdb", "subscriber"]
+    # Both sinks confirmed every sample the outbox took (the agent's /metrics, after drain).
+    after = record["agent_counters"]["after_drain"]
+    assert after["appended_total"] > 0
+    for sink in ("mqtt", "influxdb"):
+        assert after[sink]["sent_total"] == after["appended_total"]
+    assert delivery["sink_unconfirmed"] == {"influxdb": 0, "mqtt": 0}
     assert record["command"] == f"python -m bench smoke --out {tmp_path}"
     assert set(record["targets"]) >= {"values lost == 0", "agent/floor <= 1.5"}
     # The human table names every figure the issue asks for.
