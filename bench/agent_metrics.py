@@ -24,6 +24,9 @@ _FAMILIES = {
     "edge_agent_buffer_batches",
     "edge_agent_buffer_dropped_batches",
     "edge_agent_device_skipped_ticks",
+    "edge_agent_outbox_rows",
+    "edge_agent_outbox_bytes",
+    "edge_agent_outbox_oldest_age_seconds",
 }
 
 
