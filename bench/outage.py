@@ -189,15 +189,18 @@ def _subscriber_view(
         batches.add(ts)
         historical += bool(hist)
     interval_ns = round(spec.interval_s * 1e9)
-    gaps = 0
+    gaps = close = 0
     for batches in seen.values():
-        ordered = sorted(batches)
-        gaps += sum(round((b - a) / interval_ns) - 1 for a, b in itertools.pairwise(ordered))
+        for a, b in itertools.pairwise(sorted(batches)):
+            steps = round((b - a) / interval_ns)
+            gaps += max(0, steps - 1)
+            close += steps == 0  # two reads within half a tick: a late one and its successor
     return {
         "batches": sum(len(b) for b in seen.values()),
         "historical_messages": historical,
         "duplicate_messages": duplicates,
         "ticks_missing_between_first_and_last": gaps,
+        "batches_closer_than_half_a_tick": close,
         "run_s": round(stopped - started, 1),
     }
 
