@@ -10,8 +10,11 @@ a fixed window after a warm-up, and writes a JSON record per run to --out):
   growth         modbus-scale at 1k, 5k, 10k and 20k tags: cost per value vs size
   smoke          a few seconds at a small size, for CI (exit 1 unless the report is
                  complete and no value was lost)
-  opcua          OPC UA read / subscribe beside a bare asyncua loop (needs issue 3)
-  outbox         outbox append / replay, outage and drain (needs issue 5)
+  opcua          OPC UA read / subscribe of --nodes (1,000 and 10,000) beside a bare
+                 asyncua loop; --duration is per measurement here (default 10 s)
+  outbox         outbox append / replay rates, then (with --outage) the scale pipeline
+                 with the broker and VictoriaMetrics stopped for that long, and the
+                 drain time
 
 The codec micro-benchmark stays separate: python -m bench.bench_codec.
 Exit codes: 0 done, 1 a run failed or (smoke) its report is incomplete or lossy,
@@ -89,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll interval(s), comma separated, one run each (modbus-scale default: 1s,100ms; "
         "others: 1s)",
     )
-    parser.add_argument("--duration", type=_seconds, default=60.0, help="measured window (60s)")
+    parser.add_argument(
+        "--duration", type=_seconds, default=None, help="measured window (60s; opcua: 10s)"
+    )
     parser.add_argument("--warmup", type=_seconds, default=10.0, help="warm-up before it (10s)")
     parser.add_argument(
         "--totals",
@@ -111,6 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
         "stage on this branch and lists the missing ones in the report",
     )
     parser.add_argument("--profile", choices=profiling.PROFILERS, help="profile the agent")
+    parser.add_argument(
+        "--nodes", type=_counts, default=[1_000, 10_000], help="opcua: node counts (1000,10000)"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="opcua: rounds per measurement")
+    parser.add_argument(
+        "--outage", type=_seconds, default=None, help="outbox: sink outage to run (e.g. 10m)"
+    )
+    parser.add_argument(
+        "--replay-rate",
+        type=int,
+        default=None,
+        help="outbox outage: the outbox's replay_rate (default: the agent's, 10000; 0 unpaced)",
+    )
+    parser.add_argument(
+        "--append-batches", type=int, default=50_000, help="outbox: batches appended / replayed"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="JSON records")
     parser.add_argument(
         "--plot", type=Path, help="PNG of cost per value and latency (growth, scale)"
@@ -125,7 +146,7 @@ def _options(args: argparse.Namespace, **overrides: Any) -> ScaleOptions:
     values: dict[str, Any] = {
         "devices": args.devices,
         "tags": args.tags,
-        "duration_s": args.duration,
+        "duration_s": 60.0 if args.duration is None else args.duration,
         "warmup_s": args.warmup,
         "group_tags": args.group_tags,
         "sim_procs": args.sim_procs,
@@ -190,6 +211,9 @@ def _smoke_problems(record: dict[str, Any]) -> list[str]:
     delivery = record.get("delivery", {})
     if delivery.get("values_lost") != 0:
         problems.append(f"{delivery.get('values_lost')} values lost")
+    for sink, unconfirmed in delivery.get("sink_unconfirmed", {}).items():
+        if unconfirmed:
+            problems.append(f"the {sink} sink left {unconfirmed} samples unconfirmed")
     if not delivery.get("values_delivered"):
         problems.append("no values delivered")
     if record.get("floor", {}).get("values_missed"):
@@ -229,13 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     scenario = args.scenario
     if scenario == "opcua":
-        # Plugs in like modbus-scale: an OPC UA simulator profile with 1,000 / 10,000
-        # nodes, the agent in read and subscribe mode, and a bare asyncua loop as floor.
-        raise NotMerged("the OPC UA scenario needs the OPC UA driver and simulator (issue 3)")
+        return _opcua(args, argv)
     if scenario == "outbox":
-        # Plugs in as: append/replay rates of the outbox alone, then modbus-scale with
-        # the broker and the time-series server stopped for --outage, and the drain time.
-        raise NotMerged("the outbox scenario needs the durable outbox (issue 5)")
+        return _outbox(args, argv)
     if scenario == "smoke":
         # Small and short, at 1 s: an overloaded CI machine must not turn a late read
         # into a "lost" value (a read a whole interval late is counted as missed).
@@ -276,6 +296,50 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     records = _run_all(runs, run_scale, scenario, argv)
     print(growth_table(records))
     _plot(records, args, "growth", f"growth over {args.devices} devices")
+    return 0
+
+
+def _save(record: dict[str, Any], args: argparse.Namespace, argv: Sequence[str], name: str) -> str:
+    _stamp(record, argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return str(path)
+
+
+def _opcua(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Scenario 3: bench/bench_opcua.py at each --nodes size (in-process agent pipeline)."""
+    import asyncio
+
+    from bench import bench_opcua
+
+    seconds = 10.0 if args.duration is None else args.duration
+    runs = asyncio.run(bench_opcua.main(seconds, args.rounds, tuple(args.nodes)))
+    record = {"scenario": "opcua", "seconds_per_measurement": seconds, "runs": runs}
+    print(f"  record: {_save(record, args, argv, 'opcua')}")
+    return 0
+
+
+def _outbox(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Scenario 4: append / replay rates, then (--outage) an outage at scenario 1's load."""
+    import asyncio
+
+    from bench import bench_outbox
+    from bench.outage import render_outage, run_outage
+
+    rates = asyncio.run(bench_outbox.main(args.append_batches, args.append_batches, 250))
+    record: dict[str, Any] = {"scenario": "outbox", "rates": rates}
+    if args.outage is not None:
+        options = _options(args, interval_s=(args.interval or [1.0])[0])
+        outage = run_outage(options, args.outage, args.replay_rate)
+        _stamp(outage, argv)
+        Path(outage["result_file"]).write_text(json.dumps(outage, indent=2) + "\n")
+        print(render_outage(outage), flush=True)
+        record["outage_record"] = outage["result_file"]
+        if outage.get("values_lost"):
+            print(f"  record: {_save(record, args, argv, 'outbox')}")
+            return EXIT_FAILED
+    print(f"  record: {_save(record, args, argv, 'outbox')}")
     return 0
 
 

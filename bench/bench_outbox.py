@@ -23,6 +23,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from edge_agent.config import InfluxSinkConfig, OutboxConfig
 from edge_agent.config_loader import parse_config
@@ -156,7 +157,9 @@ async def bench_replay(folder: Path, count: int, per_send: int) -> float:
         process.wait(30)
 
 
-async def main(append_batches: int, replay_batches: int, per_send: int) -> None:
+async def main(append_batches: int, replay_batches: int, per_send: int) -> dict[str, Any]:
+    """Print the rates and return them (samples/s; µs of loop time per batch)."""
+    out: dict[str, Any] = {"samples_per_batch": SAMPLES_PER_BATCH, "append": []}
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         folder = Path(tmp)
         for fsync in ("interval", "always"):
@@ -165,13 +168,29 @@ async def main(append_batches: int, replay_batches: int, per_send: int) -> None:
                 print(
                     f"append, fsync {fsync:<8}, {per_turn:>3} batch(es) per loop turn: "
                     f"{rate:>10,.0f} samples/s committed "
-                    f"({loop_us:.1f} µs of loop time per {SAMPLES_PER_BATCH}-sample batch)"
+                    f"({loop_us:.1f} µs of loop time per {SAMPLES_PER_BATCH}-sample batch)",
+                    flush=True,
+                )
+                out["append"].append(
+                    {
+                        "fsync": fsync,
+                        "batches_per_turn": per_turn,
+                        "samples_per_s": round(rate),
+                        "loop_us_per_batch": round(loop_us, 1),
+                    }
                 )
         rate = await bench_replay(folder, replay_batches, per_send)
         print(
             f"replay into VictoriaMetrics: {rate:>10,.0f} samples/s "
-            f"({replay_batches * SAMPLES_PER_BATCH:,} samples, {per_send} batches per request)"
+            f"({replay_batches * SAMPLES_PER_BATCH:,} samples, {per_send} batches per request)",
+            flush=True,
         )
+        out["replay"] = {
+            "samples_per_s": round(rate),
+            "samples": replay_batches * SAMPLES_PER_BATCH,
+            "batches_per_request": per_send,
+        }
+    return out
 
 
 if __name__ == "__main__":

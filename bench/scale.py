@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import profiling
+from bench import agent_metrics, profiling
 from bench.measure import (
     Sample,
     add_warnings,
@@ -214,7 +214,13 @@ def run_scale(
             broker.start()
             stack.callback(broker.stop)
             assert broker.process is not None
-            pipeline = build_pipeline(options.pipeline, StageContext(broker.port, work, stack))
+            pipeline = build_pipeline(
+                options.pipeline, StageContext(broker.port, work, stack, spec)
+            )
+            # The agent's /metrics: its own counters at both ends of the window, and
+            # what each sink confirmed once the backlog is drained (bench/agent_metrics.py).
+            health_port = free_port()
+            pipeline.extra["service"] = {"health": {"port": health_port}}
             record["pipeline"] = ["modbus", *pipeline.stages, "subscriber"]
             record["pipeline_missing"] = pipeline.missing
             doc = agent_document(
@@ -238,10 +244,21 @@ def run_scale(
             log(f"  agent delivering after {record['startup_s']} s; warm-up {options.warmup_s:g} s")
 
             helpers = [c.pid for c in sims] + [broker.process.pid, subscriber.pid]
-            window, before, after, memory, spy = _measure(
-                agent, helpers, options, stem, watch=[agent, subscriber, *sims], log=log
+            window, before, after, memory, spy, counters = _measure(
+                agent,
+                helpers,
+                options,
+                stem,
+                watch=[agent, subscriber, *sims],
+                log=log,
+                probe=lambda: agent_metrics.scrape(health_port),
             )
             sleep_until(time.time() + max(2.0, 3 * options.interval_s), watch=[agent])
+            final = _drained(health_port, agent)
+            record["agent_counters"] = {
+                "window": agent_metrics.window_counts(*counters),
+                "after_drain": agent_metrics.losses(final),
+            }
             code = agent.stop(timeout=30)
             if code != 0:
                 record["warnings"].append(f"the agent exited with code {code}{agent.tail(1500)}")
@@ -256,6 +273,13 @@ def run_scale(
             latency_samples = delivery.pop("_latency_samples_ms")
             delivery["malformed_messages"] = received["malformed"]
             delivery["bad_reasons"] = received.get("bad_reasons", {})
+            delivery["metric_batches"] = received.get("metric_batches", 0)
+            sink_losses = record["agent_counters"]["after_drain"]
+            delivery["sink_unconfirmed"] = {
+                name: entry["unconfirmed"]
+                for name, entry in sink_losses.items()
+                if isinstance(entry, dict)
+            }
             record["window_s"] = window.seconds
             record["delivery"] = delivery
             record["agent"] = {
@@ -295,8 +319,19 @@ def _measure(
     *,
     watch: Sequence[Child],
     log: Callable[[str], None],
-) -> tuple[Window, Sample, Sample, dict[str, int], str | None]:
-    """Warm up, then measure one window of whole ticks; returns what was sampled."""
+    probe: Callable[[], dict[str, float]] | None = None,
+) -> tuple[
+    Window,
+    Sample,
+    Sample,
+    dict[str, int],
+    str | None,
+    tuple[dict[str, float], dict[str, float]],
+]:
+    """Warm up, then measure one window of whole ticks; returns what was sampled.
+
+    ``probe`` (the agent's /metrics) is read right after the CPU samples at both ends.
+    """
     interval = options.interval_s
     start = mid_tick_after(time.time() + options.warmup_s, interval)
     ticks = max(1, round(options.duration_s / interval))
@@ -304,6 +339,7 @@ def _measure(
     sleep_until(start, watch)
     pids = [agent.pid, *helpers, os.getpid()]
     before = sample(pids)
+    counters_before = probe() if probe is not None else {}
     spy = None
     if options.profiler == "py-spy":
         spy = profiling.start_py_spy(agent.pid, window.seconds, options.artifacts / stem)
@@ -311,10 +347,22 @@ def _measure(
     try:
         sleep_until(window.end_ns / 1e9, watch)
         after = sample(pids)
+        counters_after = probe() if probe is not None else {}
         memory = memory_kib(agent.pid)
     finally:
         profile = profiling.finish_py_spy(spy) if spy is not None else None
-    return window, before, after, memory, profile
+    return window, before, after, memory, profile, (counters_before, counters_after)
+
+
+def _drained(port: int, agent: Child, timeout: float = 60.0) -> dict[str, float]:
+    """The agent's counters once no sink has a backlog (or after ``timeout`` seconds)."""
+    deadline = time.time() + timeout
+    while True:
+        counters = agent_metrics.scrape(port)
+        backlog = sum(v for k, v in counters.items() if k.startswith("edge_agent_buffer_batches"))
+        if backlog == 0 or time.time() > deadline or not agent.alive():
+            return counters
+        time.sleep(0.5)
 
 
 def _run_floor(

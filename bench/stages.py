@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.plant import PlantSpec
 from bench.procs import NotMerged
 
 #: Topic template of the benchmark's MQTT sink; the subscriber listens on ``bench/#``.
 DATA_TOPIC = "bench/{plant}/{device}/{group}"
 SUBSCRIBE_FILTER = "bench/#"
+#: Metric batches land under the same filter; the subscriber counts them apart.
+METRICS_TOPIC = "bench/{plant}/{device}/metrics"
 
 
 @dataclass
@@ -33,6 +36,7 @@ class StageContext:
     broker_port: int
     work_dir: Path
     stack: contextlib.ExitStack
+    spec: PlantSpec
 
 
 @dataclass
@@ -43,6 +47,8 @@ class PipelineSetup:
     extra: dict[str, Any] = field(default_factory=dict)
     stages: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    #: Servers a stage started (e.g. "influxdb" -> VictoriaMetrics), for end-of-run counts.
+    servers: dict[str, Any] = field(default_factory=dict)
 
 
 def _mqtt(ctx: StageContext, setup: PipelineSetup) -> None:
@@ -55,36 +61,97 @@ def _mqtt(ctx: StageContext, setup: PipelineSetup) -> None:
             "host": "127.0.0.1",
             "port": ctx.broker_port,
             "topic": DATA_TOPIC,
+            "metrics_topic": METRICS_TOPIC,
             "qos": 1,
         }
     )
 
 
 #: Stages whose code is not on this branch yet; an entry goes when its stage is written.
-NOT_MERGED = {
-    "metrics": "needs edge metrics (issue 4), not merged yet",
-    "outbox": "needs the durable outbox (issue 5), not merged yet",
-    "influxdb": "needs the InfluxDB sink (issue 5), not merged yet",
-}
+NOT_MERGED: dict[str, str] = {}
+
+#: Windows of the metrics stage: 1m closes many times in a run, 15m is a plant's usual.
+METRIC_WINDOWS = ["1m", "15m"]
+
+
+def metrics_section(spec: PlantSpec) -> dict[str, Any]:
+    """The ``metrics:`` section for a generated plant (bench/plant.py's layouts).
+
+    Every meter gets energy (its uint32 x 0.01 kWh import counter, with the active
+    power integrated beside it), every machine utilization (its enum state tag) and
+    energy (uint32 x 0.001 kWh counter, power in kW). The tag positions are those of
+    METER_MIX / MACHINE_MIX; a device with fewer tags than a mix has is left out.
+    """
+    meters: list[dict[str, Any]] = []
+    machines: list[dict[str, Any]] = []
+    for index in range(spec.devices):
+        device = spec.device_name(index)
+        kind = spec.kind(index)
+        if kind == "power_meter" and spec.tags > 3:
+            meters.append(
+                {
+                    "device": device,
+                    "counter": {"tag": "t00003", "unit": "kWh"},
+                    "power": {"tag": "t00002", "unit": "kW"},
+                }
+            )
+        elif kind != "power_meter" and spec.tags > 4:
+            machines.append(
+                {
+                    "device": device,
+                    "state": {"tag": "t00002"},
+                    "planned": "always",
+                    "energy": {
+                        "counter": {"tag": "t00004", "unit": "kWh"},
+                        "power": {"tag": "t00000", "unit": "kW"},
+                    },
+                }
+            )
+    section: dict[str, Any] = {"windows": list(METRIC_WINDOWS), "grace": "2s"}
+    if meters:
+        section["meters"] = meters
+        section["plant_total"] = [m["device"] for m in meters]
+    if machines:
+        section["machines"] = machines
+    return section
 
 
 def _metrics(ctx: StageContext, setup: PipelineSetup) -> None:
-    # Once issue 4 lands: add the plant's `metrics:` section for the generated devices
-    # (energy from the meters' energy_import_kwh tags, utilization from the machines'
-    # state tags) to setup.extra. Metric batches are counted apart by the subscriber.
-    raise NotMerged(f"the metrics stage {NOT_MERGED['metrics']}")
+    # Metric batches go to the MQTT sink's metrics topic under the subscriber's filter,
+    # where they are counted apart from raw values (attributes.kind == "metrics").
+    setup.extra["metrics"] = metrics_section(ctx.spec)
 
 
 def _outbox(ctx: StageContext, setup: PipelineSetup) -> None:
-    # Once issue 5 lands: put the outbox section (state_dir is the run's work dir,
-    # fsync policy stated in the report) in setup.extra.
-    raise NotMerged(f"the outbox stage {NOT_MERGED['outbox']}")
+    # The outbox is always in front of every sink; this stage states its settings so a
+    # record says what was measured: the SQLite file in the run's temporary work dir,
+    # commits flushed to disk once a second (the default, survives kill -9).
+    setup.extra["outbox"] = {
+        "path": str(ctx.work_dir / "state" / "outbox.sqlite3"),
+        "fsync": "interval",
+        "fsync_interval": "1s",
+    }
 
 
 def _influxdb(ctx: StageContext, setup: PipelineSetup) -> None:
-    # Once issue 5 lands: start VictoriaMetrics on a free port (ctx.stack.callback to
-    # stop it), append the influxdb sink entry, and count what it stored at the end.
-    raise NotMerged(f"the influxdb stage {NOT_MERGED['influxdb']}")
+    # VictoriaMetrics speaks the InfluxDB v2 write API; it runs on loopback with its data
+    # in the work dir. What the sink confirmed is read from the agent's /metrics.
+    from tests.servers import VictoriaMetrics, free_port
+
+    server = VictoriaMetrics(port=free_port(), workdir=ctx.work_dir / "victoria-metrics")
+    server.start()
+    ctx.stack.callback(server.stop)
+    setup.servers["influxdb"] = server
+    setup.sinks.append(
+        {
+            "name": "influxdb",
+            "type": "influxdb",
+            "url": server.url,
+            "org": "bench",
+            "bucket": "bench",
+            "token": "bench",
+        }
+    )
 
 
 #: In pipeline order. The issue's scenario 1 runs all of them.

