@@ -27,9 +27,13 @@ caller; the per-value work is one format per field.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import add
+from typing import Final, cast
 
 from edge_agent.model import Quality, SampleBatch
 
@@ -107,7 +111,9 @@ def batch_lines(
     """The lines of one batch: values of BAD quality are left out; with ``quality_keys``,
     every sample also writes its quality as an integer (0 good, 1 uncertain, 2 bad)."""
     if batch.timestamps_ns is None:
-        line = _line(batch, range(len(batch.values)), prefix, keys, quality_keys)
+        line = _good_line(batch, prefix, keys, quality_keys)
+        if line is None:
+            line = _line(batch, range(len(batch.values)), prefix, keys, quality_keys)
         return [f"{line} {batch.timestamp_ns // divisor}"] if line else []
     by_stamp: dict[int, list[int]] = {}
     for index, stamp in enumerate(batch.timestamps_ns):
@@ -118,6 +124,91 @@ def batch_lines(
         if line:
             lines.append(f"{line} {stamp // divisor}")
     return lines
+
+
+def _good_line(
+    batch: SampleBatch, prefix: str, keys: Sequence[str], quality_keys: Sequence[str]
+) -> str | None:
+    """The line of a batch whose values are all good, without a Python step per value;
+    None when :func:`_line` must write it (a bad value, None, NaN or infinity, an
+    integer beyond 64 bits, a string that is not plain printable ASCII or holds a
+    comma). Same text as :func:`_line` (tests/unit/test_line_protocol.py).
+
+    The C JSON encoder writes a value list the way line protocol writes fields:
+    shortest round-trip floats, ``true``/``false``, integer digits, and strings quoted
+    with ``"`` and ``\\`` escaped, which for plain printable ASCII is exactly line
+    protocol's escaping. Split at its commas (one piece per value unless a string
+    holds a comma, which the count tells), the pieces only need the field keys in
+    front and ``i`` after the integers. A poll group's values keep their types from
+    poll to poll, so the types of a batch name a ready :class:`_Plan` saying where
+    the integers and strings are. Turning floats into text is most of what is left.
+    """
+    values = batch.values
+    count = len(values)
+    if not count or batch.qualities.count(Quality.GOOD) != count:
+        return None
+    plan = _plan(tuple(map(type, values)))
+    if plan is None:
+        return None
+    if plan.has_strings:
+        strings = "".join(cast("Iterable[str]", compress(values, plan.strings)))
+        if not (strings.isascii() and strings.isprintable()):
+            return None
+    if plan.has_ints:
+        ints = cast("list[int]", list(compress(values, plan.ints)))
+        if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
+            return None  # written as a float by _line
+    try:
+        listed = _JSON.encode(values)
+    except ValueError:
+        return None  # NaN or infinity: left out by _line
+    texts = listed[1:-1].split(",")
+    if len(texts) != count:
+        return None
+    fields = map(add, keys, texts)
+    if plan.has_ints:
+        fields = map(add, fields, plan.suffixes)
+    if quality_keys:
+        good = map(add, quality_keys, repeat("0i"))
+        return prefix + ",".join(chain.from_iterable(zip(fields, good, strict=True)))
+    return prefix + ",".join(fields)
+
+
+_JSON: Final = json.JSONEncoder(
+    ensure_ascii=True, check_circular=False, allow_nan=False, separators=(",", ":")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where the integers (``i`` suffix, range check) and strings (ASCII check) are."""
+
+    suffixes: tuple[str, ...]
+    ints: tuple[bool, ...]
+    strings: tuple[bool, ...]
+    has_ints: bool
+    has_strings: bool
+
+
+_PLANS: dict[tuple[type, ...], _Plan | None] = {}
+_PLANS_MAX: Final = 4096
+
+
+def _plan(types: tuple[type, ...]) -> _Plan | None:
+    """The :class:`_Plan` for values of these types (cached: a group's types rarely change);
+    None for types the fast path does not write (None, and anything unexpected)."""
+    if types in _PLANS:
+        return _PLANS[types]
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    plan = None
+    if all(t in (float, int, bool, str) for t in types):
+        ints = tuple(t is int for t in types)
+        strings = tuple(t is str for t in types)
+        suffixes = tuple("i" if is_int else "" for is_int in ints)
+        plan = _Plan(suffixes, ints, strings, any(ints), any(strings))
+    _PLANS[types] = plan
+    return plan
 
 
 def _line(

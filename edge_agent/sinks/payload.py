@@ -1,11 +1,11 @@
 """The JSON message one :class:`~edge_agent.model.SampleBatch` becomes (schema in docs/MQTT.md).
 
-This runs for every batch a sink delivers, so it is kept lean: one dict per value
-handed to the C JSON encoder, no per-sample Python objects, and no per-value
-finiteness check on the common path. ``allow_nan=False`` makes the encoder itself
-detect NaN/Infinity; only a batch that actually holds one is encoded a second time
-with those values turned into ``null`` / ``bad``. The output is strict JSON
-(RFC 8259) and pure ASCII, so any consumer can parse it.
+This runs for every batch a sink delivers, so it is kept lean: the common batch
+never becomes a dict per value (see :func:`_values_text`), and there is no
+per-value finiteness check. ``allow_nan=False`` makes the C encoder itself detect
+NaN/Infinity; only a batch that actually holds one takes the general path
+(:func:`encode_document`) with those values turned into ``null`` / ``bad``.
+The output is strict JSON (RFC 8259) and pure ASCII, so any consumer can parse it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
+from operator import add
 from typing import Any, Final
 
 from edge_agent.model import Quality, SampleBatch
@@ -44,6 +46,29 @@ def iso_utc_ms(timestamp_ns: int) -> str:
 
 def encode_batch(batch: SampleBatch, plant: str, site: str) -> bytes:
     """The MQTT payload of ``batch``: one UTF-8 (in fact ASCII) JSON object."""
+    document = _header(batch, plant, site)
+    values = _values_text(batch)
+    if values is not None:
+        # The header is encoded on its own and the values object spliced in as its last
+        # member: the same bytes as encode_document() (tests/unit/test_payload.py).
+        return f'{_ENCODER.encode(document)[:-1]},"values":{values}}}'.encode("ascii")
+    return encode_document(document, batch)
+
+
+def encode_document(document: dict[str, Any], batch: SampleBatch) -> bytes:
+    """The general path: ``document`` with a dict per value, through the C encoder."""
+    document["values"] = _values(batch)
+    try:
+        return _ENCODER.encode(document).encode("ascii")
+    except ValueError:
+        # Only "Out of range float values are not JSON compliant" can get here: the
+        # document holds nothing but str, int, float, bool and None.
+        document["values"] = _values_checked(batch)
+        return _ENCODER.encode(document).encode("ascii")
+
+
+def _header(batch: SampleBatch, plant: str, site: str) -> dict[str, Any]:
+    """Every member of the message but ``values``, in the order they are written."""
     document: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "plant": plant,
@@ -61,14 +86,67 @@ def encode_batch(batch: SampleBatch, plant: str, site: str) -> bytes:
             window = _window(batch.attributes)
             if window is not None:
                 document["window"] = window
-    document["values"] = _values(batch)
+    return document
+
+
+def _values_text(batch: SampleBatch) -> str | None:
+    """The ``values`` object as JSON text without a dict per value, or None when the
+    general path must do it (per-value timestamps, a non-finite float, a string
+    value holding a comma, repeated names).
+
+    The C encoder turns the whole value list into text in one call (it checks for
+    NaN/Infinity, escapes strings, writes ``true``/``null`` and shortest floats);
+    split at its commas, that is one text per value as long as no string value holds
+    a comma, which the count of pieces tells. Each piece is then glued between the
+    tag's ready-made ``"name":{"v":`` and its quality's ready-made tail. This is
+    the hot path of every MQTT message: 0.4 µs per value instead of 1.5 (bench/bench_encode.py).
+    """
+    if batch.timestamps_ns is not None:
+        return None
+    count = len(batch.values)
+    if count == 0:
+        return "{}"
+    heads = _heads(batch.names)
+    if heads is None:
+        return None
     try:
-        return _ENCODER.encode(document).encode("ascii")
+        listed = _ENCODER.encode(batch.values)
     except ValueError:
-        # Only "Out of range float values are not JSON compliant" can get here: the
-        # document holds nothing but str, int, float, bool and None.
-        document["values"] = _values_checked(batch)
-        return _ENCODER.encode(document).encode("ascii")
+        return None  # NaN or Infinity: null with a reason, on the general path
+    texts = listed[1:-1].split(",")
+    if len(texts) != count:
+        return None  # a string value with a comma in it
+    qualities, reasons = batch.qualities, batch.reasons
+    if qualities.count(Quality.GOOD) == count and not any(reasons):
+        return "{" + _GOOD_JOIN.join(map(add, heads, texts)) + _GOOD_TAIL + "}"
+    tails = [
+        _TAIL[quality] if not reason else f'{_TAIL[quality][:-1]},"r":{_ENCODER.encode(reason)}}}'
+        for quality, reason in zip(qualities, reasons, strict=True)
+    ]
+    return "{" + ",".join(map(add, map(add, heads, texts), tails)) + "}"
+
+
+#: ``,"q":"good"}`` and so on: what follows a value that has no reason.
+_TAIL: Final[dict[Quality, str]] = {q: f',"q":"{label}"}}' for q, label in _LABEL.items()}
+_GOOD_TAIL: Final = _TAIL[Quality.GOOD]
+_GOOD_JOIN: Final = _GOOD_TAIL + ","
+
+#: ``"name":{"v":`` per tag, per names sequence (a poll group's names are one tuple shared
+#: by all its batches; the cache is bounded for the odd producer that builds new ones).
+_HEADS: dict[tuple[str, ...], list[str] | None] = {}
+_HEADS_MAX: Final = 4096
+
+
+def _heads(names: Sequence[str]) -> list[str] | None:
+    key = names if isinstance(names, tuple) else tuple(names)
+    if key in _HEADS:
+        return _HEADS[key]
+    if len(_HEADS) >= _HEADS_MAX:
+        _HEADS.clear()
+    unique = len(set(key)) == len(key)  # a dict keeps the last of repeated names
+    heads = [f'{_ENCODER.encode(name)}:{{"v":' for name in key] if unique else None
+    _HEADS[key] = heads
+    return heads
 
 
 def _window(attributes: dict[str, str]) -> dict[str, Any] | None:

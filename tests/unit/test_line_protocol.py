@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.sinks.line_protocol import (
+    INT64_MAX,
+    INT64_MIN,
+    _good_line,
+    _line,
     batch_lines,
     field_keys,
     format_value,
@@ -186,3 +190,47 @@ def test_per_value_timestamps_and_precision() -> None:
 
 def test_tags_are_sorted() -> None:
     assert line_prefix("m", {"b": "2", "a": "1"}) == "m,a=1,b=2 "
+
+
+# The fast path (_good_line: the C JSON encoder's text of the value list, split and keyed)
+# must write exactly what the per-value path (_line) writes, or decline; every kind of
+# value a driver produces, at the edges: odd strings, 64-bit bounds, NaN, None.
+_fast_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=INT64_MIN - 2, max_value=INT64_MAX + 2),
+    st.sampled_from([INT64_MIN, INT64_MAX, 0, -1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.sampled_from(["run", 'say "hi"', "back\\slash", "a,b", "", "x y=z", "l\nf", "\x01", "é"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(names, _fast_values), min_size=1, max_size=10, unique_by=lambda e: e[0]),
+    st.booleans(),
+)
+def test_fast_path_writes_what_the_per_value_path_writes(
+    entries: list[tuple[str, object]], with_quality: bool
+) -> None:
+    values = [value for _, value in entries]
+    batch = SampleBatch(
+        "d", "g", 1, tuple(n for n, _ in entries), values, [GOOD] * len(values), [""] * len(values)
+    )
+    keys, quality_keys = field_keys(batch.names, "_q" if with_quality else None)
+    fast = _good_line(batch, "m ", keys, quality_keys)
+    slow = _line(batch, range(len(values)), "m ", keys, quality_keys)
+    if fast is not None:
+        assert fast == slow
+
+
+def test_fast_path_is_taken_for_plain_values() -> None:
+    """Guards the speed-up: a batch of ordinary good values never needs the per-value path."""
+    batch = SampleBatch(
+        "d", "g", 1, ("a", "b", "c", "d"), [1.5, 7, True, "RUN"], [GOOD] * 4, [""] * 4
+    )
+    keys, _ = field_keys(batch.names, None)
+    assert _good_line(batch, "m ", keys, []) == 'm a=1.5,b=7i,c=true,d="RUN"'
+    batch.values[0] = math.nan
+    assert _good_line(batch, "m ", keys, []) is None

@@ -7,9 +7,18 @@ import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.model import Quality, SampleBatch, Value
-from edge_agent.sinks.payload import REASON_NOT_FINITE, encode_batch, iso_utc_ms
+from edge_agent.sinks.payload import (
+    REASON_NOT_FINITE,
+    _header,
+    _values_text,
+    encode_batch,
+    encode_document,
+    iso_utc_ms,
+)
 
 T0_NS = 1_795_000_001_234_567_891  # 2026-11-18T11:06:41.234567891Z
 
@@ -153,3 +162,42 @@ def test_empty_batch() -> None:
 )
 def test_iso_timestamp(timestamp_ns: int, text: str) -> None:
     assert iso_utc_ms(timestamp_ns) == text
+
+
+# The fast path (a values object spliced from ready-made pieces) must write exactly the
+# bytes of the general path (a dict per value through the C encoder), for anything a
+# driver can put in a batch: odd names, strings with commas and quotes, huge integers,
+# NaN, repeated names, reasons on any quality.
+_names = st.text(min_size=1, max_size=6)
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(1 << 70), max_value=1 << 70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+)
+_samples = st.tuples(_values, st.sampled_from(list(Quality)), st.sampled_from(["", "x", 'a,"b"']))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_names, _samples), max_size=12), st.booleans())
+def test_fast_path_writes_the_bytes_of_the_general_path(
+    entries: list[tuple[str, tuple[Value, Quality, str]]], historical: bool
+) -> None:
+    batch = make(
+        [value for _, (value, _, _) in entries],
+        names=tuple(name for name, _ in entries),
+        qualities=[quality for _, (_, quality, _) in entries],
+        reasons=[reason for _, (_, _, reason) in entries],
+        historical=historical,
+    )
+    expected = encode_document(_header(batch, "plant-a", "Hall 3"), batch)
+    assert encode_batch(batch, "plant-a", "Hall 3") == expected
+
+
+def test_fast_path_is_taken_for_a_plain_batch() -> None:
+    """Guards the speed-up itself: a typical batch never reaches the general path."""
+    batch = make([1.5, 2, True, "RUN", None], qualities=[Quality.GOOD] * 4 + [Quality.BAD])
+    assert _values_text(batch) is not None
+    assert _values_text(make([1.5, "a,b"])) is None  # a comma inside a string: general path
+    assert _values_text(make([math.nan])) is None
