@@ -27,7 +27,6 @@ caller; the per-value work is one format per field.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from operator import add
 from typing import Final, cast
 
 from edge_agent.model import Quality, SampleBatch
+from edge_agent.sinks.value_text import values_json
 
 _MEASUREMENT: Final = str.maketrans(
     {"\\": "\\\\", ",": "\\,", " ": "\\ ", "\n": "\\\\n", "\r": "\\\\r"}
@@ -158,9 +158,8 @@ def _good_line(
         ints = cast("list[int]", list(compress(values, plan.ints)))
         if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
             return None  # written as a float by _line
-    try:
-        listed = _JSON.encode(values)
-    except ValueError:
+    listed = values_json(values)  # shared with the MQTT payload of the same batch
+    if listed is None:
         return None  # NaN or infinity: left out by _line
     texts = listed[1:-1].split(",")
     if len(texts) != count:
@@ -172,11 +171,6 @@ def _good_line(
         good = map(add, quality_keys, repeat("0i"))
         return prefix + ",".join(chain.from_iterable(zip(fields, good, strict=True)))
     return prefix + ",".join(fields)
-
-
-_JSON: Final = json.JSONEncoder(
-    ensure_ascii=True, check_circular=False, allow_nan=False, separators=(",", ":")
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ The output is strict JSON (RFC 8259) and pure ASCII, so any consumer can parse i
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from operator import add
 from typing import Any, Final
 
 from edge_agent.model import Quality, SampleBatch
+from edge_agent.sinks.value_text import ENCODER, values_json
 
 #: Version of the message layout, sent as ``"schema"``; bump on incompatible change.
 SCHEMA_VERSION: Final = 1
@@ -28,12 +28,11 @@ REASON_NOT_FINITE: Final = "not finite"
 _LABEL: Final[dict[Quality, str]] = {q: q.name.lower() for q in Quality}
 _BAD: Final = _LABEL[Quality.BAD]
 
-# One encoder for every call: json.dumps() with non-default options builds a new one
-# each time. check_circular is off because the document is acyclic by construction.
-# ensure_ascii keeps odd strings (lone surrogates from a bad string decode) encodable.
-_ENCODER: Final = json.JSONEncoder(
-    ensure_ascii=True, check_circular=False, allow_nan=False, separators=(",", ":")
-)
+# One encoder for every call (json.dumps() with non-default options builds a new one each
+# time), shared with value_text: compact, strict (NaN raises), ASCII (ensure_ascii keeps
+# odd strings, such as lone surrogates from a bad string decode, encodable). Its
+# check_circular is off because the document is acyclic by construction.
+_ENCODER: Final = ENCODER
 
 
 def iso_utc_ms(timestamp_ns: int) -> str:
@@ -109,9 +108,8 @@ def _values_text(batch: SampleBatch) -> str | None:
     heads = _heads(batch.names)
     if heads is None:
         return None
-    try:
-        listed = _ENCODER.encode(batch.values)
-    except ValueError:
+    listed = values_json(batch.values)
+    if listed is None:
         return None  # NaN or Infinity: null with a reason, on the general path
     texts = listed[1:-1].split(",")
     if len(texts) != count:
