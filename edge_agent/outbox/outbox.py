@@ -8,8 +8,12 @@ is unchanged.
 
 Two lanes per sink:
 
-* **live**: the newest ``live_batches`` batches are kept in memory and sent first,
-  as they are. A short outage is therefore delivered in order from memory.
+* **live**: the newest batches are kept in memory and sent first, as they are: at
+  most ``live_batches`` batches and ``live_samples`` samples (whichever is reached
+  first; the newest batch always stays). A short outage is therefore delivered in
+  order from memory, and a long one costs bounded memory: the lane holds Python
+  objects, 40-80 bytes per sample, so a count of batches alone would let large poll
+  groups (500 values a batch) hold ~40 MB per 1,000 batches.
 * **backlog**: anything older that the sink has not confirmed is read back from
   the file, marked ``historical``, and paced to ``replay_rate`` samples per second,
   so live data keeps flowing while a long backlog drains and a returning gateway
@@ -79,14 +83,17 @@ class SinkView:
     """One sink's view of the outbox: the :class:`~edge_agent.buffer.BatchBuffer` its runner
     drains. ``append`` goes to the shared log, i.e. to every sink (one log, many cursors)."""
 
-    def __init__(self, outbox: Outbox, name: str, live_batches: int, replay_rate: int) -> None:
+    def __init__(self, outbox: Outbox, name: str, config: OutboxConfig) -> None:
         self.name = name
         self.done = Delivered(0)
         self._outbox = outbox
         self._live: deque[Pending] = deque()
-        self._live_limit = live_batches
-        self._rate = replay_rate
-        self._chunk_samples = replay_rate if replay_rate > 0 else 1 << 62
+        #: Samples in ``_live``, kept up to date on every change of it (bounds memory).
+        self._live_samples = 0
+        self._live_limit = config.live_batches
+        self._live_sample_limit = config.live_samples
+        self._rate = config.replay_rate
+        self._chunk_samples = self._rate if self._rate > 0 else 1 << 62
         self._wake = asyncio.Event()
         self._replay_ready_at = 0.0
         self._inflight: list[Pending] = []
@@ -147,8 +154,7 @@ class SinkView:
         # From the first id the peek covered: a backlog read also covers ids that hold
         # nothing (any more) below its first row.
         self.done.add(first, seq)
-        while self._live and self._live[0].seq <= seq:
-            self._live.popleft()
+        self._pop_live_upto(seq)
         if self._inflight_backlog:
             self.replayed_batches += len(delivered)
             self.replayed_samples += sum(len(p.batch) for p in delivered)
@@ -172,6 +178,11 @@ class SinkView:
         """Batches waiting in the live lane (memory)."""
         return len(self._live)
 
+    @property
+    def live_samples(self) -> int:
+        """Samples waiting in the live lane (memory)."""
+        return self._live_samples
+
     def _stop_at(self) -> int:
         return self._outbox.next_id if self._end is None else self._end
 
@@ -190,15 +201,23 @@ class SinkView:
         if self._end is not None:
             return
         self._live.append(pending)
-        if len(self._live) > self._live_limit:
-            # Still on disk, still pending: it moves to the backlog lane.
-            self._live.popleft()
+        self._live_samples += len(pending.batch)
+        # The oldest are still on disk, still pending: they move to the backlog lane.
+        # Bounded by samples too, as memory grows with them (large poll groups); the
+        # newest batch stays even alone over the limit, so live data keeps flowing.
+        while len(self._live) > 1 and (
+            len(self._live) > self._live_limit or self._live_samples > self._live_sample_limit
+        ):
+            self._live_samples -= len(self._live.popleft().batch)
         self._wake.set()
+
+    def _pop_live_upto(self, seq: int) -> None:
+        while self._live and self._live[0].seq <= seq:
+            self._live_samples -= len(self._live.popleft().batch)
 
     def _dropped(self, upto: int, batches: int, samples: int) -> None:
         self.done.raise_floor(upto)
-        while self._live and self._live[0].seq <= upto:
-            self._live.popleft()
+        self._pop_live_upto(upto)
         self.dropped_batches += batches
         self.dropped_samples += samples
         self._dirty = True
@@ -208,6 +227,7 @@ class SinkView:
         """Ids that will never be stored (could not be written): nothing to replay."""
         self.done.add(first, last)
         self._live = deque(p for p in self._live if not first <= p.seq <= last)
+        self._live_samples = sum(len(p.batch) for p in self._live)
         self._dirty = True
 
 
@@ -227,9 +247,7 @@ class Outbox:
         self._clock_ns = clock_ns
         self._store = OutboxStore(path, config.fsync)
         self._worker = BlockingWorker("outbox")
-        self._views = {
-            name: SinkView(self, name, config.live_batches, config.replay_rate) for name in sinks
-        }
+        self._views = {name: SinkView(self, name, config) for name in sinks}
         self.next_id = 1
         self._pending: list[NewRow] = []
         self._letters: list[DeadLetter] = []
@@ -271,7 +289,7 @@ class Outbox:
         sink keeps its view, and with it its cursor and backlog."""
         view = self._views.get(sink)
         if view is None:
-            view = SinkView(self, sink, self.config.live_batches, self.config.replay_rate)
+            view = SinkView(self, sink, self.config)
             self._views[sink] = view
             if sink in self._forget:
                 # Removed and back before the next commit: its new cursor replaces the

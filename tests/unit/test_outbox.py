@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from edge_agent.buffer import Pending
@@ -135,6 +136,73 @@ async def test_live_flows_first_while_the_backlog_drains(make: Callable[..., Any
     assert view.replayed_batches == 4
 
 
+def assert_live_lane_consistent(view: Any, live_samples: int) -> None:
+    """The running count is the lane's sum, and the lane is within its sample limit
+    (only the newest batch may exceed it, alone)."""
+    lane = list(view._live)
+    assert view.live_samples == sum(len(p.batch) for p in lane)
+    assert view.live_samples <= live_samples or len(lane) == 1
+
+
+async def test_the_live_lane_is_bounded_by_samples_too(make: Callable[..., Any]) -> None:
+    """Memory grows with samples, not batches: beyond live_samples the oldest move to the
+    backlog lane (still on disk), and each batch is still delivered once, lanes in order."""
+    outbox = await make(("a",), live_batches=1000, live_samples=10)
+    view = outbox.view("a")
+    for i in range(10):
+        outbox.append(batch(i))  # 3 samples each: the newest 3 (9 samples) stay
+    assert (view.live, view.live_samples) == (3, 9)
+    live = await view.peek(100)
+    assert ids(live) == [7, 8, 9]
+    assert not any(p.batch.historical for p in live)
+    view.ack(live[-1].seq)
+    assert (view.live, view.live_samples) == (0, 0)
+    backlog = await view.peek(100)
+    assert ids(backlog) == list(range(7))
+    assert all(p.batch.historical for p in backlog)
+    view.ack(backlog[-1].seq)
+    assert len(view) == 0
+    outbox.append(batch(10, samples=25))  # alone over the limit: the newest always stays
+    outbox.append(batch(11, samples=25))
+    assert (view.live, view.live_samples) == (1, 25)
+    assert ids(await view.peek(100)) == [11]
+    view.ack((await view.peek(100))[-1].seq)
+    rest = await view.peek(100)
+    assert ids(rest) == [10]
+    assert rest[0].batch.historical
+
+
+async def test_the_live_sample_count_follows_a_batch_that_cannot_be_stored(
+    make: Callable[..., Any],
+) -> None:
+    """A batch the file rejects leaves the live lane (it will never be replayed): the
+    running count must drop with it, or the lane would shrink for good."""
+    outbox = await make(("a",), live_samples=100)
+    view = outbox.view("a")
+    outbox.append(batch(0, samples=10))
+    bad = batch(1, samples=10)
+    bad.values[0] = object()  # type: ignore[call-overload]
+    with capture_logs():
+        outbox.append(bad)
+        outbox.append(batch(2, samples=10))
+        await outbox.flush()
+    assert outbox.unwritten_batches == 1
+    assert (view.live, view.live_samples) == (2, 20)
+    assert_live_lane_consistent(view, 100)
+    got = await view.peek(10)
+    assert ids(got) == [0, 2]
+    view.ack(got[-1].seq)
+    assert (len(view), view.live_samples) == (0, 0)
+
+
+def test_live_samples_is_validated() -> None:
+    assert OutboxConfig().live_samples == 100_000
+    assert OutboxConfig(live_samples=1).live_samples == 1
+    for wrong in (0, -5, "many"):
+        with pytest.raises(ValidationError, match="live_samples"):
+            OutboxConfig(live_samples=wrong)
+
+
 async def test_replay_is_paced_and_live_data_overtakes_the_wait(
     make: Callable[..., Any],
 ) -> None:
@@ -170,6 +238,8 @@ async def test_disk_budget_drops_the_oldest_counts_and_logs_once(
             if i % 100 == 99:
                 await outbox.flush()
     dropped = b.dropped_batches
+    for view in (a, b):
+        assert_live_lane_consistent(view, OutboxConfig().live_samples)
     assert outbox.bytes <= 64 * 1024
     assert dropped > 100
     assert outbox.dropped_batches == dropped
@@ -245,7 +315,7 @@ async def test_status_counts_per_sink(make: Callable[..., Any], tmp_path: Path) 
 
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("append"), st.integers(1, 6)),
+        st.tuples(st.just("append"), st.integers(1, 6), st.integers(1, 5)),
         st.tuples(st.just("send"), st.sampled_from("ab"), st.integers(1, 5)),
         st.tuples(st.just("fail"), st.sampled_from("ab"), st.integers(1, 5)),
         st.tuples(st.just("restart")),
@@ -255,21 +325,29 @@ operations = st.lists(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=operations, live=st.integers(1, 4))
-def test_every_batch_is_delivered_once_to_every_sink(ops: list[tuple[Any, ...]], live: int) -> None:
-    """Whatever the mix of appends, confirmed and failed sends and restarts: each sink
-    gets every batch exactly once (confirmed deliveries), each lane in order."""
-    asyncio.run(_scenario(ops, live))
+@given(
+    ops=operations,
+    live=st.integers(1, 4),
+    live_samples=st.sampled_from([1, 4, 9, 100_000]),
+)
+def test_every_batch_is_delivered_once_to_every_sink(
+    ops: list[tuple[Any, ...]], live: int, live_samples: int
+) -> None:
+    """Whatever the mix of appends (of 1-5 samples), confirmed and failed sends and
+    restarts, and whichever limit (batches or samples) bounds the live lane: each sink gets
+    every batch exactly once (confirmed deliveries), each lane in order, and the live lane
+    stays within its limits."""
+    asyncio.run(_scenario(ops, live, live_samples))
 
 
 def _lane(got: list[Pending]) -> list[tuple[int, bool]]:
     return [(i, p.batch.historical) for i, p in zip(ids(got), got, strict=True)]
 
 
-async def _scenario(ops: list[tuple[Any, ...]], live: int) -> None:
+async def _scenario(ops: list[tuple[Any, ...]], live: int, live_samples: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "o.sqlite3"
-        config = OutboxConfig(live_batches=live, replay_rate=0)
+        config = OutboxConfig(live_batches=live, live_samples=live_samples, replay_rate=0)
         outbox = Outbox(config, path, ["a", "b"])
         await outbox.start()
         appended = 0
@@ -278,7 +356,7 @@ async def _scenario(ops: list[tuple[Any, ...]], live: int) -> None:
             for op in ops:
                 if op[0] == "append":
                     for _ in range(op[1]):
-                        outbox.append(batch(appended))
+                        outbox.append(batch(appended, samples=op[2]))
                         appended += 1
                 elif op[0] in ("send", "fail"):
                     view = outbox.view(op[1])
@@ -292,6 +370,9 @@ async def _scenario(ops: list[tuple[Any, ...]], live: int) -> None:
                     await outbox.close()
                     outbox = Outbox(config, path, ["a", "b"])
                     await outbox.start()
+                for view in outbox.views:
+                    assert view.live <= live
+                    assert_live_lane_consistent(view, live_samples)
             for name in ("a", "b"):
                 view = outbox.view(name)
                 for _ in range(10 * appended + 1):  # bounded: a bug fails, not hangs
@@ -300,6 +381,8 @@ async def _scenario(ops: list[tuple[Any, ...]], live: int) -> None:
                     got = await view.peek(3)
                     view.ack(got[-1].seq)
                     delivered[name] += _lane(got)
+                    assert_live_lane_consistent(view, live_samples)
+                assert view.live_samples == 0
         finally:
             await outbox.close()
         for name, got in delivered.items():
