@@ -74,6 +74,14 @@ class InfluxSinkConfig(Strict):
     max_lines_per_request: int = Field(
         default=5000, ge=1, le=1_000_000, description="Lines per write request."
     )
+    flush_interval: Duration = Field(
+        default=0.2,
+        ge=0.0,
+        le=60.0,
+        description="Wait this long after a batch is ready for more to join it, so one "
+        "request carries a whole poll tick (Telegraf's flush_interval); skipped when a "
+        "full send is already waiting, for a backlog, and at a stop. 0 = send at once.",
+    )
     verify_tls: bool = Field(default=True, description="Check the server's certificate.")
     ca_file: Path | None = Field(default=None, description="CA bundle for https URLs.")
 

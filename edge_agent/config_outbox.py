@@ -78,7 +78,23 @@ class OutboxConfig(Strict):
         "power loss). 'interval': commits are written at once (survive kill -9) and "
         "flushed to the disk every fsync_interval (a power loss can cost that much).",
     )
-    fsync_interval: Duration = Field(default=1.0, ge=0.01, le=60.0)
+    fsync_interval: Duration = Field(
+        default=1.0,
+        ge=0.01,
+        le=60.0,
+        description="With fsync 'interval': how often commits are flushed to the disk. Also "
+        "the longest a sink's confirmed position waits to be written when no new batch "
+        "comes to carry it (commit_interval > 0).",
+    )
+    commit_interval: Duration = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Batches appended within this window after the first share one commit "
+        "(the devices of one poll tick finish their reads tens of ms apart); a kill -9 "
+        "can cost the reads of the last window. 0 = commit as soon as the previous "
+        "commit is done, and write every cursor move at once.",
+    )
     replay_rate: int = Field(
         default=10_000,
         ge=0,

@@ -26,10 +26,19 @@ skipped. Cursors move only on :meth:`SinkView.ack`, i.e. after the sink confirme
 delivery (PUBACK, HTTP 2xx).
 
 Writes are group commits on the worker thread: each append is queued in memory and
-the writer task commits everything queued in one transaction as soon as the
-previous commit is done. Measured (docs/BENCHMARKS.md): a commit per batch costs
-21 µs on the loop with ``synchronous=NORMAL`` and a full fsync (milliseconds on SD
-cards and eMMC) with ``FULL``; grouped, a row costs about 5 µs, off the loop.
+the writer task, woken by the first, waits ``commit_interval`` (50 ms) for the rest
+of the poll tick and commits everything queued in one transaction. Measured
+(docs/BENCHMARKS.md): a commit per batch costs 21 µs on the loop with
+``synchronous=NORMAL`` and a full fsync (milliseconds on SD cards and eMMC) with
+``FULL``; grouped, a row costs about 5 µs, off the loop. Every commit also has a
+fixed cost (a worker hand-off, a transaction), which is why twenty devices polled
+on the same second should share one commit rather than make twenty.
+
+A cursor move alone does not call for a commit: it rides with the next one, or is
+written ``fsync_interval`` after it moved if no batch comes. A cursor written late
+only means that, after a crash, what was confirmed meanwhile is sent again (at
+least once, docs/OUTBOX.md). ``commit_interval: 0`` restores a commit per wake-up
+and a cursor written at once.
 """
 
 from __future__ import annotations
@@ -252,7 +261,12 @@ class Outbox:
         self._pending: list[NewRow] = []
         self._letters: list[DeadLetter] = []
         self._forget: list[str] = []
+        #: Wakes the writer: a commit is due (``_due``) or a cursor started waiting.
         self._work = asyncio.Event()
+        self._due = False
+        #: When the oldest cursor move not yet written happened (None: none waits).
+        self._cursors_since: float | None = None
+        self._cursor_delay = config.fsync_interval if config.commit_interval > 0 else 0.0
         self._started = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._writer: asyncio.Task[None] | None = None
@@ -315,7 +329,7 @@ class Outbox:
                 batches=len(view),
             )
         self._forget.append(sink)
-        self._work.set()
+        self._commit_soon()
 
     @property
     def views(self) -> list[SinkView]:
@@ -422,7 +436,7 @@ class Outbox:
         pending = Pending(seq, batch)
         for view in self._views.values():
             view._push(pending)
-        self._work.set()
+        self._commit_soon()
         if self._write_failing and len(self._pending) > MAX_UNWRITTEN:
             self._give_up_unwritten(len(self._pending) // 10)
 
@@ -436,10 +450,21 @@ class Outbox:
         """Keep points a server refused for good (written with the next commit)."""
         self._letters.append((self._clock_ns(), sink, status, error, lines))
         self.dead_letters += 1
-        self._work.set()
+        self._commit_soon()
 
     def cursor_moved(self, view: SinkView) -> None:
+        """``view``'s cursor is to be written: with the next commit, or ``fsync_interval``
+        from now if none comes (at once with ``commit_interval: 0``)."""
         view._dirty = True
+        if self._cursor_delay <= 0:
+            self._commit_soon()
+        elif self._cursors_since is None:
+            self._cursors_since = time.monotonic()
+            self._work.set()  # not a commit: the writer only learns of the deadline
+
+    def _commit_soon(self) -> None:
+        """Something must be written: the writer commits it after the commit window."""
+        self._due = True
         self._work.set()
 
     async def read(
@@ -457,13 +482,8 @@ class Outbox:
 
     async def _write_loop(self) -> None:
         while True:
-            timeout = HOUSEKEEPING_S
-            if self._unsynced:
-                timeout = max(0.0, self._last_sync + self.config.fsync_interval - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._work.wait()
-            self._work.clear()
+            if not await self._wait_for_round():
+                continue
             try:
                 await self._flush()
                 await self._enforce_budget()
@@ -487,14 +507,44 @@ class Outbox:
                         exc_info=not isinstance(exc, sqlite3.Error | OSError),
                     )
                 await asyncio.sleep(WRITE_RETRY_S)
-                self._work.set()
+                self._commit_soon()
                 continue
             if self._write_failing:
                 self._write_failing = False
                 log.info("outbox writing again", path=str(self.path))
 
+    async def _wait_for_round(self) -> bool:
+        """Sleep until the writer has something to do; False if woken only to learn of a
+        new deadline (a cursor that moved).
+
+        A round is due when a commit is (then after ``commit_interval``, so that the
+        batches of one poll tick, read tens of ms apart, share it), when waiting cursors
+        or a pending sync reach ``fsync_interval``, and every ``HOUSEKEEPING_S`` (age
+        limit) even when idle.
+        """
+        now = time.monotonic()
+        deadline = now + HOUSEKEEPING_S
+        if self._unsynced:
+            deadline = min(deadline, self._last_sync + self.config.fsync_interval)
+        if self._cursors_since is not None:
+            deadline = min(deadline, self._cursors_since + self._cursor_delay)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - now)):
+                await self._work.wait()
+        except TimeoutError:
+            return True
+        self._work.clear()
+        if not self._due:
+            return False
+        if self.config.commit_interval > 0:
+            await asyncio.sleep(self.config.commit_interval)
+        self._work.clear()  # what was appended meanwhile goes with this commit
+        return True
+
     async def _flush(self) -> None:
         async with self._flush_lock:
+            self._due = False
+            self._cursors_since = None
             rows, self._pending = self._pending, []
             letters, self._letters = self._letters, []
             forget, self._forget = self._forget, []
@@ -520,6 +570,10 @@ class Outbox:
                 self._forget[:0] = forget
                 for view in moved:
                     view._dirty = True
+                if moved:
+                    self._cursors_since = time.monotonic()
+                if rows or letters or forget:
+                    self._due = True
                 raise
             self.rows += result.rows_added - result.rows_removed
             self.bytes += result.bytes_added - result.bytes_removed
@@ -530,7 +584,7 @@ class Outbox:
                 self.unwritten_batches += 1
                 for view in self._views.values():
                     view._skip(seq, seq)
-                self._work.set()
+                self._commit_soon()
                 log.error("batch cannot be stored; it is skipped", id=seq, error=error)
 
     async def _enforce_budget(self) -> None:
@@ -561,7 +615,7 @@ class Outbox:
         for view in self._views.values():
             lost_batches, lost_samples = result.per_sink.get(view.name, (0, 0))
             view._dropped(result.upto, lost_batches, lost_samples)
-        self._work.set()  # persist the moved cursors
+        self._commit_soon()  # persist the moved cursors
         if not self._dropping:
             self._dropping = True
             log.warning(

@@ -115,6 +115,8 @@ class InfluxSink:
         self._divisor = PRECISION_NS[config.precision]
         self._precision = _PRECISION[config.precision]
         self._lines_per_request = config.max_lines_per_request
+        #: Read by the runner: how long to wait for a tick's batches to join one request.
+        self.linger = config.flush_interval
         self._layouts: dict[tuple[Any, ...], _Layout] = {}
         self._worker = BlockingWorker(f"influxdb-{config.name}")
         self._client: InfluxDBClient | None = None

@@ -3,6 +3,11 @@
 The runner owns what every sink would otherwise reimplement: batching, the retry
 loop with jittered backoff, logging once per change of state, and counters. A sink
 only has to deliver or raise :class:`~edge_agent.errors.SinkError`.
+
+A runner may *linger*: wait a moment after the first batch is ready so the rest of
+the poll tick joins it in one send. Twenty devices polled on the same second finish
+their reads tens of ms apart; without it an HTTP sink makes one request per device
+per tick, and each request costs far more than the lines in it (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import BatchBuffer
+from edge_agent.buffer import BatchBuffer, Pending
 from edge_agent.errors import SinkError
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.base import Sink
@@ -46,7 +51,12 @@ class SinkRunner:
         *,
         max_batches_per_send: int = 200,
         backoff: Backoff | None = None,
+        linger: float | None = None,
     ) -> None:
+        """``linger``: seconds to wait for more batches before a send that is not full;
+        None takes the sink's own ``linger`` attribute if it has one (the InfluxDB sink's
+        ``flush_interval``), else 0 (send at once: MQTT sends each batch as its own
+        message anyway)."""
         self.sink = sink
         self.buffer = buffer
         self.max_batches_per_send = max_batches_per_send
@@ -54,6 +64,8 @@ class SinkRunner:
         self._backoff = backoff or Backoff(initial=0.2, cap=15.0)
         self._failing = False
         self._wake = asyncio.Event()
+        self.linger = float(getattr(sink, "linger", 0.0)) if linger is None else linger
+        self._draining = False
 
     def submit(self, batch: SampleBatch) -> None:
         """Queue a batch for this sink (never blocks; overflow policy is the buffer's).
@@ -69,6 +81,11 @@ class SinkRunner:
         await self.sink.start()
         while True:
             pending = await self.buffer.peek(self.max_batches_per_send)
+            if self._should_linger(pending):
+                await self._pause(self.linger)
+                # Peek again: the batches handed out are still the first pending ones,
+                # now with whatever joined them (no ack in between).
+                pending = await self.buffer.peek(self.max_batches_per_send)
             try:
                 await self.sink.send([p.batch for p in pending])
             except SinkError as exc:
@@ -86,21 +103,39 @@ class SinkRunner:
             self.buffer.ack(pending[-1].seq)
             self._on_success(pending[-1].batch, len(pending), sum(len(p.batch) for p in pending))
 
+    def _should_linger(self, pending: list[Pending]) -> bool:
+        """Wait for company only when it can come and is worth waiting for: not when a full
+        send is ready, not for a backlog (read from disk in full chunks), not while
+        failing (the backoff already let batches gather), not while draining for a stop."""
+        return (
+            self.linger > 0
+            and len(pending) < self.max_batches_per_send
+            and not pending[-1].batch.historical
+            and not self._failing
+            and not self._draining
+        )
+
     async def _pause(self, seconds: float) -> None:
-        """Back off, unless :meth:`drain` wakes us: a stop should not wait out a backoff."""
+        """Back off (or linger), unless :meth:`drain` wakes us: a stop should not wait it out."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
 
     async def drain(self, within: float) -> bool:
-        """Wait up to ``within`` seconds for the buffer to empty (graceful stop). True if it did."""
+        """Wait up to ``within`` seconds for the buffer to empty (graceful stop). True if it did.
+
+        Cuts short a backoff or linger under way, and sends without lingering meanwhile."""
         self._backoff.reset()
+        self._draining = True
         self._wake.set()
-        deadline = time.monotonic() + within
-        while len(self.buffer) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return not len(self.buffer)
+        try:
+            deadline = time.monotonic() + within
+            while len(self.buffer) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            return not len(self.buffer)
+        finally:
+            self._draining = False
 
     def _on_failure(self, exc: SinkError) -> None:
         self.counters.send_failures += 1

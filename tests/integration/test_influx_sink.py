@@ -280,3 +280,45 @@ async def _until(condition: Any, within: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def _one_tick(buffer: MemoryBuffer, devices: int, tick: int) -> None:
+    """The batches of one poll tick, their reads finishing 2 ms apart."""
+    for i in range(devices):
+        buffer.append(data_batch(tick, device=f"meter-{i}"))
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.parametrize(("flush_interval", "one_request_per_tick"), [(0.2, True), (0.0, False)])
+async def test_one_request_per_poll_tick(
+    scripted: ScriptedInflux, flush_interval: float, one_request_per_tick: bool
+) -> None:
+    sink = InfluxSink(influx_config(scripted.url, flush_interval=flush_interval), plant_config())
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer)
+    task = asyncio.create_task(runner.run())
+    arrivals: list[float] = []
+    original = scripted._answer
+
+    def stamped(lines: list[str]) -> tuple[int, dict[str, str], bytes]:
+        arrivals.append(time.monotonic())
+        return original(lines)
+
+    scripted._answer = stamped  # type: ignore[method-assign]
+    try:
+        for tick in range(3):
+            first = time.monotonic()
+            await _one_tick(buffer, 20, tick)
+            await _until(lambda: len(buffer) == 0, 5)
+            # Nothing waits past the linger (plus the request itself).
+            assert arrivals[-1] - first < flush_interval + 0.04 + 0.3
+            await asyncio.sleep(0.3)
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+        await sink.stop()
+    assert len(scripted.accepted) == 60
+    if one_request_per_tick:
+        assert len(scripted.requests) == 3
+    else:
+        assert len(scripted.requests) > 10

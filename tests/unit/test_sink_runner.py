@@ -72,3 +72,84 @@ async def test_a_sink_bug_keeps_the_batches_and_is_retried() -> None:
     assert drained
     assert [b.timestamp_ns for b in sink.delivered] == [0, 1, 2]
     assert "RuntimeError: bug" in runner.counters.last_error
+
+
+async def _tick(runner: SinkRunner, batches: int, start: int = 0) -> None:
+    """One poll tick's batches, arriving 2 ms apart."""
+    for i in range(batches):
+        runner.submit(_batch(start + i))
+        await asyncio.sleep(0.002)
+
+
+async def _until_sent(sink: FlakySink, count: int, within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while len(sink.delivered) < count:
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_a_lingering_runner_sends_a_tick_in_one_send() -> None:
+    sink = FlakySink(SinkError("down"))
+    sink.healthy = True
+    runner = SinkRunner(sink, MemoryBuffer(100), linger=0.2)
+    task = asyncio.create_task(runner.run())
+    try:
+        for tick in range(2):
+            await _tick(runner, 20, start=tick * 20)
+            await _until_sent(sink, 20 * (tick + 1), within=1.0)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    assert sink.attempts == 2
+    assert [b.timestamp_ns for b in sink.delivered] == list(range(40))
+
+
+async def test_without_linger_the_runner_sends_at_once() -> None:
+    sink = FlakySink(SinkError("down"))
+    sink.healthy = True
+    runner = SinkRunner(sink, MemoryBuffer(100))
+    assert runner.linger == 0.0  # a sink without a linger attribute (MQTT)
+    task = asyncio.create_task(runner.run())
+    try:
+        await _tick(runner, 20)
+        await _until_sent(sink, 20, within=1.0)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    assert sink.attempts > 5
+
+
+async def test_a_full_send_does_not_linger() -> None:
+    sink = FlakySink(SinkError("down"))
+    sink.healthy = True
+    runner = SinkRunner(sink, MemoryBuffer(100), max_batches_per_send=10, linger=30.0)
+    for i in range(25):
+        runner.submit(_batch(i))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _until_sent(sink, 20, within=1.0)  # two full sends, the last 5 linger
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    assert sink.attempts == 2
+
+
+async def test_a_drain_does_not_wait_out_the_linger() -> None:
+    sink = FlakySink(SinkError("down"))
+    sink.healthy = True
+    runner = SinkRunner(sink, MemoryBuffer(10), linger=30.0)
+    runner.submit(_batch(0))
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.sleep(0.05)  # lingering now
+        assert sink.attempts == 0
+        start = asyncio.get_running_loop().time()
+        assert await runner.drain(within=5.0)
+        assert asyncio.get_running_loop().time() - start < 0.5
+        runner.submit(_batch(1))  # a batch that comes as a stop begins
+        assert await runner.drain(within=5.0)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    assert [b.timestamp_ns for b in sink.delivered] == [0, 1]
