@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import queue
 import threading
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,28 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _release_frames(error: BaseException) -> None:
+    """Clear the local variables of the finished frames in ``error``'s tracebacks (and in
+    those of the exceptions it was raised from or during).
+
+    Libraries keep exceptions in locals of the frames they were raised through (urllib3
+    keeps its connection error while it decides on a retry), and those frames are in the
+    exception's own traceback: a cycle, freed only by a full garbage collection, holding
+    every frame of the failed call and what it built. An InfluxDB outage made one per
+    retry (a request's lines and body, megabytes each) and the agent grew by 120 MB in
+    ten minutes. The traceback itself (files, lines) is kept for logging.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        pending += (current.__cause__, current.__context__)
 
 
 class BlockingWorker:
@@ -59,7 +82,16 @@ class BlockingWorker:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((lambda: function(*args), future, loop))
-        return await future
+        try:
+            return await future
+        finally:
+            # A raised exception's traceback holds this frame, this frame the future, and
+            # the future the exception: a cycle that only a full garbage collection frees,
+            # with every frame of the failed call and what it built (an InfluxDB request's
+            # lines and body on each retry of an outage) in it. Full collections are rare
+            # in a process with millions of long-lived objects, so memory grew with every
+            # failed retry (tests/unit/test_worker.py).
+            del future
 
     async def close(self) -> None:
         """Let queued calls finish, then end the thread (without blocking the loop)."""
@@ -91,6 +123,10 @@ class BlockingWorker:
             try:
                 result = function()
             except BaseException as exc:  # handed to the awaiting task, which decides
+                _release_frames(exc)
                 error = exc
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
                 loop.call_soon_threadsafe(_settle, future, result, error)
+            # Handed over: hold neither until the next job (a backlog read's rows), nor the
+            # error, whose traceback holds this frame (a cycle, see call()).
+            job = function = future = loop = result = error = None  # type: ignore[assignment]
