@@ -161,10 +161,14 @@ def _options(args: argparse.Namespace, **overrides: Any) -> ScaleOptions:
     return ScaleOptions(**values)
 
 
+_REVISION_AT_START = ""
+
+
 def _stamp(record: dict[str, Any], argv: Sequence[str]) -> None:
     """What a record needs to be reproduced and judged."""
     record["command"] = "python -m bench " + " ".join(argv)
-    record["revision"] = git_revision()
+    # The code that ran is the code at the start: a long run may outlive a commit.
+    record["revision"] = _REVISION_AT_START or git_revision()
     record["machine"] = machine_info()
     record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -222,6 +226,8 @@ def _smoke_problems(record: dict[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _REVISION_AT_START
+    _REVISION_AT_START = git_revision()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
