@@ -88,6 +88,19 @@ async def scripted() -> AsyncIterator[ScriptedInflux]:
     await server.stop()
 
 
+def stamp_requests(scripted: ScriptedInflux) -> list[float]:
+    """The times at which requests reach ``scripted``, appended as they come."""
+    times: list[float] = []
+    original = scripted._answer
+
+    def stamped(lines: list[str]) -> tuple[int, dict[str, str], bytes]:
+        times.append(time.monotonic())
+        return original(lines)
+
+    scripted._answer = stamped  # type: ignore[method-assign]
+    return times
+
+
 async def _started(url: str, letters: Letters | None = None, **overrides: Any) -> InfluxSink:
     sink = InfluxSink(influx_config(url, **overrides), plant_config(), dead_letters=letters)
     await sink.start()
@@ -190,14 +203,7 @@ async def test_retry_after_is_honoured_by_the_runner(scripted: ScriptedInflux) -
     buffer = MemoryBuffer(10)
     runner = SinkRunner(sink, buffer, backoff=Backoff(initial=0.01, cap=0.01, minimum=0.01))
     buffer.append(data_batch(1))
-    times: list[float] = []
-    original = scripted._answer
-
-    def stamped(lines: list[str]) -> tuple[int, dict[str, str], bytes]:
-        times.append(time.monotonic())
-        return original(lines)
-
-    scripted._answer = stamped  # type: ignore[method-assign]
+    times = stamp_requests(scripted)
     task = asyncio.create_task(runner.run())
     try:
         await _until(lambda: len(buffer) == 0, 10)
@@ -297,14 +303,7 @@ async def test_one_request_per_poll_tick(
     buffer = MemoryBuffer(100)
     runner = SinkRunner(sink, buffer)
     task = asyncio.create_task(runner.run())
-    arrivals: list[float] = []
-    original = scripted._answer
-
-    def stamped(lines: list[str]) -> tuple[int, dict[str, str], bytes]:
-        arrivals.append(time.monotonic())
-        return original(lines)
-
-    scripted._answer = stamped  # type: ignore[method-assign]
+    arrivals = stamp_requests(scripted)
     try:
         for tick in range(3):
             first = time.monotonic()
