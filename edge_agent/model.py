@@ -60,6 +60,10 @@ class SampleBatch:
     good sample. ``timestamps_ns`` is set only by drivers that stamp each value
     separately (OPC UA source timestamps); otherwise every value carries
     ``timestamp_ns``.
+
+    A batch is not changed once it reaches the outbox: the sinks keep the encoded text
+    of a value list by the list's identity (:mod:`edge_agent.sinks.value_text`), and
+    every driver builds new lists for every poll.
     """
 
     device: str

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import queue
 import threading
-import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
 
@@ -50,8 +51,25 @@ def _release_frames(error: BaseException) -> None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        _clear_function_frames(current.__traceback__)
         pending += (current.__cause__, current.__context__)
+        if isinstance(current, BaseExceptionGroup):
+            pending += current.exceptions
+
+
+#: Frames of generators and coroutines: clearing a suspended one would close it (its
+#: ``finally`` blocks would run, here, on the worker thread), so they are left alone.
+_SUSPENDABLE: Final = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _clear_function_frames(tb: TracebackType | None) -> None:
+    """``traceback.clear_frames`` for plain function frames only."""
+    while tb is not None:
+        frame = tb.tb_frame
+        if not frame.f_code.co_flags & _SUSPENDABLE:
+            with contextlib.suppress(RuntimeError):  # a frame still running (this thread's)
+                frame.clear()
+        tb = tb.tb_next
 
 
 class BlockingWorker:

@@ -573,7 +573,9 @@ class Outbox:
                 if moved:
                     self._cursors_since = time.monotonic()
                 if rows or letters or forget:
-                    self._due = True
+                    # Due again, and the writer told: a failed flush() or read() must not
+                    # leave the rows waiting for the next append or the housekeeping round.
+                    self._commit_soon()
                 raise
             self.rows += result.rows_added - result.rows_removed
             self.bytes += result.bytes_added - result.bytes_removed

@@ -185,14 +185,17 @@ class _Plan:
 
 
 _PLANS: dict[tuple[type, ...], _Plan | None] = {}
+#: A plan that is never stored: "not in the cache" (None is cached: "no fast path").
+_UNPLANNED: Final = _Plan((), (), (), False, False)
 _PLANS_MAX: Final = 4096
 
 
 def _plan(types: tuple[type, ...]) -> _Plan | None:
     """The :class:`_Plan` for values of these types (cached: a group's types rarely change);
     None for types the fast path does not write (None, and anything unexpected)."""
-    if types in _PLANS:
-        return _PLANS[types]
+    plan = _PLANS.get(types, _UNPLANNED)  # one lookup: another sink's thread may clear()
+    if plan is not _UNPLANNED:
+        return plan
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     plan = None

@@ -65,7 +65,8 @@ class SinkRunner:
         self._failing = False
         self._wake = asyncio.Event()
         self.linger = float(getattr(sink, "linger", 0.0)) if linger is None else linger
-        self._draining = False
+        #: Drains under way (a reload and a stop can overlap): no lingering while any is.
+        self._draining = 0
 
     def submit(self, batch: SampleBatch) -> None:
         """Queue a batch for this sink (never blocks; overflow policy is the buffer's).
@@ -127,7 +128,7 @@ class SinkRunner:
 
         Cuts short a backoff or linger under way, and sends without lingering meanwhile."""
         self._backoff.reset()
-        self._draining = True
+        self._draining += 1
         self._wake.set()
         try:
             deadline = time.monotonic() + within
@@ -135,7 +136,7 @@ class SinkRunner:
                 await asyncio.sleep(0.02)
             return not len(self.buffer)
         finally:
-            self._draining = False
+            self._draining -= 1
 
     def _on_failure(self, exc: SinkError) -> None:
         self.counters.send_failures += 1

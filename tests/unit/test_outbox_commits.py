@@ -199,3 +199,28 @@ async def test_the_writer_enforces_the_budget_on_its_own(make: Callable[..., Any
         await asyncio.sleep(0.08)  # no flush(): only the writer commits
     await _until(lambda: outbox.dropped_batches > 0, 3.0)
     assert outbox.bytes <= 64 * 1024
+
+
+async def test_rows_of_a_failed_explicit_flush_are_committed_by_the_writer_soon(
+    make: Callable[..., Any], tmp_path: Path
+) -> None:
+    """flush() (or a backlog read) that fails puts its rows back: the writer must be told,
+    not find them at the next append or the 5 s housekeeping round."""
+    outbox, _ = await make()
+    store = outbox._store
+    original = store.flush
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    def fails_once(*args: Any) -> FlushResult:
+        if failures:
+            raise failures.pop()
+        return original(*args)
+
+    store.flush = fails_once  # type: ignore[method-assign]
+    outbox.append(batch(1))
+    with pytest.raises(sqlite3.OperationalError):
+        await outbox.flush()  # before the writer's commit window ends
+    deadline = time.monotonic() + 1.0
+    while stored(tmp_path / "outbox.sqlite3")[0] < 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert stored(tmp_path / "outbox.sqlite3")[0] == 1

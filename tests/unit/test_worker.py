@@ -118,3 +118,57 @@ async def test_result_is_not_held_by_the_worker_after_delivery(no_gc: None) -> N
         assert ref() is None
     finally:
         await worker.close()
+
+
+async def test_a_suspended_generator_in_the_error_chain_is_left_running() -> None:
+    """Clearing a suspended generator's frame would close it (on Python 3.11): the worker
+    clears plain function frames only."""
+    worker = BlockingWorker("test-generator")
+    caught: list[BaseException] = []
+
+    def producer() -> Iterator[int]:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError as error:
+            caught.append(error)
+            yield 1  # suspended here, with the error in a local
+        yield 2
+
+    values = producer()
+    assert next(values) == 1
+
+    def job() -> None:
+        raise ValueError("from a generator's error") from caught[0]
+
+    try:
+        with pytest.raises(ValueError, match="generator"):
+            await worker.call(job)
+    finally:
+        await worker.close()
+    assert next(values) == 2
+
+
+async def test_an_exception_group_is_released_too(no_gc: None) -> None:
+    worker = BlockingWorker("test-group")
+    watched: list[weakref.ref[Payload]] = []
+
+    def attempt() -> OSError:
+        lines = Payload()
+        watched.append(weakref.ref(lines))
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except OSError as error:
+            kept = error  # in this frame, which is in kept's traceback: a cycle
+        return kept
+
+    def library_like() -> None:
+        # Raised outside any handler: the attempt's error is reachable only as a member.
+        raise ExceptionGroup("both attempts failed", [attempt()])
+
+    try:
+        with pytest.raises(ExceptionGroup):
+            await worker.call(library_like)
+        await worker.call(lambda: None)
+    finally:
+        await worker.close()
+    assert [ref() for ref in watched] == [None]
