@@ -28,7 +28,7 @@ devices:
   - name: d1
     driver: modbus
     connection: {{transport: rtu, serial_port: {port}, parity: N}}
-    timeout: 300ms
+    timeout: 1s
     poll_groups:
       - {{name: low, interval: 1s, tags: [{{name: a0, address: 0}}, {{name: a1, address: 1}}]}}
       - {{name: high, interval: 1s, tags: [{{name: b0, address: 100}}, {{name: b1, address: 101}}]}}
@@ -45,7 +45,7 @@ def _crc16(data: bytes) -> int:
 
 
 def _slow_first_answer_slave(path: Path, stop: threading.Event) -> None:
-    """Answers read-holding-registers with 1000 + address; the first answer 0.5 s late."""
+    """Answers read-holding-registers with 1000 + address; the first answer 1.5 s late."""
     port = serial.Serial(str(path), 19200, timeout=0.05)
     try:
         late = True
@@ -58,7 +58,10 @@ def _slow_first_answer_slave(path: Path, stop: threading.Event) -> None:
             unit, function, address, count = struct.unpack(">BBHH", frame[:6])
             if late:
                 late = False
-                time.sleep(0.5)  # after the master's 300 ms timeout
+                # Half-way between the master's 1 s timeout and the end of its quiet
+                # period (as long again): 0.5 s of margin either side for a busy machine
+                # (with 0.2 / 0.1 s the test once failed under the full suite).
+                time.sleep(1.5)
             body = struct.pack(">BBB", unit, function, 2 * count) + b"".join(
                 struct.pack(">H", 1000 + address + i) for i in range(count)
             )
