@@ -98,7 +98,8 @@ def _values_text(batch: SampleBatch) -> str | None:
     split at its commas, that is one text per value as long as no string value holds
     a comma, which the count of pieces tells. Each piece is then glued between the
     tag's ready-made ``"name":{"v":`` and its quality's ready-made tail. This is
-    the hot path of every MQTT message: 0.4 µs per value instead of 1.5 (bench/bench_encode.py).
+    the hot path of every MQTT message: 341 ns per value instead of 804 for the general
+    path (``python -m bench.bench_encode``).
     """
     if batch.timestamps_ns is not None:
         return None
@@ -133,12 +134,15 @@ _GOOD_JOIN: Final = _GOOD_TAIL + ","
 #: by all its batches; the cache is bounded for the odd producer that builds new ones).
 _HEADS: dict[tuple[str, ...], list[str] | None] = {}
 _HEADS_MAX: Final = 4096
+#: Never stored: "not in the cache" (None is cached: "repeated names, general path").
+_UNKNOWN: Final[list[str]] = []
 
 
 def _heads(names: Sequence[str]) -> list[str] | None:
     key = names if isinstance(names, tuple) else tuple(names)
-    if key in _HEADS:
-        return _HEADS[key]
+    heads = _HEADS.get(key, _UNKNOWN)  # one lookup, as in line_protocol._plan
+    if heads is not _UNKNOWN:
+        return heads
     if len(_HEADS) >= _HEADS_MAX:
         _HEADS.clear()
     unique = len(set(key)) == len(key)  # a dict keeps the last of repeated names
