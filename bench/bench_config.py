@@ -30,8 +30,8 @@ def _status_mb(key: str) -> float:
 
 def _load(path: str) -> None:
     import drivers.modbus  # noqa: F401  (what the agent has imported before it loads)
-    import edge_agent.service  # noqa: F401
-    from edge_agent.config_loader import load_config
+    import edge_agent.service.agent  # noqa: F401
+    from edge_agent.config.loader import load_config
 
     imports = _status_mb("VmRSS")
     started = time.perf_counter()

@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import Quality, SampleBatch, Value
 

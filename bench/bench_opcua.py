@@ -36,10 +36,10 @@ from typing import Any
 from asyncua import Client, ua
 
 from drivers.opcua import build_opcua_drivers
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.model import SampleBatch
-from edge_agent.pipeline import Pipeline
-from edge_agent.scheduler import SourceRunner
+from edge_agent.runtime.pipeline import Pipeline
+from edge_agent.runtime.source_runner import SourceRunner
 from simulators.opcua_server import NAMESPACE_URI, bulk_name
 
 NODES = 1000

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.config import InfluxSinkConfig, OutboxConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.outbox import Outbox
+from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.influxdb import InfluxSink
-from edge_agent.sinks.runner import SinkRunner
 
 SAMPLES_PER_BATCH = 20
 DEVICES = 10

@@ -13,11 +13,11 @@ import timeit
 from collections.abc import Callable
 from functools import partial
 
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.histogram import Histogram
-from edge_agent.service import Agent
-from edge_agent.status import ServiceStats, status_document, status_line
-from edge_agent.telemetry import build_registry, render_metrics
+from edge_agent.service.agent import Agent
+from edge_agent.service.status import ServiceStats, status_document, status_line
+from edge_agent.service.telemetry import build_registry, render_metrics
 
 
 def plant_text(devices: int, sinks: int) -> str:

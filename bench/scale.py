@@ -415,7 +415,7 @@ def read_plan(config: Path) -> dict[str, Any]:
     """The agent's read plan for a plant file, as the floor client takes it."""
     from drivers.modbus.planner import AdaptivePlan
     from edge_agent.config import ModbusTcp
-    from edge_agent.config_loader import load_config
+    from edge_agent.config.loader import load_config
 
     plant = load_config(config)
     devices = []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 
 EXIT_OK = 0
@@ -34,8 +34,8 @@ def _load_or_report(path: str) -> PlantConfig | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.logs import configure_from_config  # lazy: keep `schema`/`check` light
-    from edge_agent.service import Agent
-    from edge_agent.supervisor import serve
+    from edge_agent.service.agent import Agent
+    from edge_agent.service.supervisor import serve
 
     config = _load_or_report(args.config)
     if config is None:
@@ -124,7 +124,7 @@ def cmd_outbox_status(args: argparse.Namespace) -> int:
     import sqlite3
 
     from edge_agent.outbox.status import read_status, render_status, status_json
-    from edge_agent.service import outbox_path
+    from edge_agent.service.agent import outbox_path
 
     config = _load_or_report(args.config)
     if config is None:

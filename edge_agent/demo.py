@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 from edge_agent.config import MqttSinkConfig, PlantConfig
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
-from edge_agent.metrics.processor import LiveKpis
+from edge_agent.metrics.live import LiveKpis, live_kpis
 from edge_agent.model import Value
-from edge_agent.service import Agent, run_agent
+from edge_agent.service.agent import Agent, run_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "configs" / "demo-plant.yaml"
@@ -85,7 +85,7 @@ def kpi_lines(agent: Agent) -> list[str]:
     if agent.metrics is None:
         return []
     lines = []
-    for row in agent.metrics.live():
+    for row in live_kpis(agent.metrics):
         cells = zip(_KPI_COLUMNS, _kpi_cells(row), strict=True)
         text = ", ".join(f"{name} {cell}" for name, cell in cells if cell)
         lines.append(f"kpi {row.name}: {text}")
@@ -157,7 +157,7 @@ async def _show_live(agent: Agent, units: dict[str, dict[str, str]]) -> None:
         for column in _KPI_COLUMNS:
             table.add_column(column, justify="right")
         assert agent.metrics is not None
-        for row in agent.metrics.live():
+        for row in live_kpis(agent.metrics):
             table.add_row(row.name, *_kpi_cells(row))
         return table
 

@@ -2,7 +2,8 @@
 
 A driver only talks to its device: connect, read one poll group into a
 :class:`~edge_agent.model.SampleBatch`, close. Intervals, alignment, timeouts,
-backoff, device state and logging belong to :class:`~edge_agent.scheduler.SourceRunner`.
+backoff, device state and logging belong to :class:`~edge_agent.runtime.source_runner.SourceRunner`.
+The core reaches drivers only through :mod:`drivers.registry`.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ class Driver(Protocol):
         """Open (or join) the connection; raise DriverConnectError on failure."""
         ...
 
-    async def read(self, group: str) -> SampleBatch | list[SampleBatch]:
-        """Read one poll group.
+    async def read(self, group: str) -> Sequence[SampleBatch]:
+        """Read one poll group: the batches it yields, in order.
 
-        Tags the device refused (exception codes, holes) come back bad inside the
-        batch; a failure of the whole read (timeout, connection lost) raises
+        A snapshot driver (Modbus, OPC UA reads) returns one batch; tags the device
+        refused (exception codes, holes) come back bad inside it. A driver that hands
+        over changes (OPC UA subscriptions) may return several batches, or none when
+        nothing changed. A failure of the whole read (timeout, connection lost) raises
         :class:`~edge_agent.errors.DriverError` with the reason bad samples carry.
-        A driver that hands over changes rather than snapshots (OPC UA
-        subscriptions) may return several batches, or none when nothing changed.
         """
         ...
 

@@ -2,7 +2,7 @@
 
 prometheus-client's own Histogram takes a lock and label lookups per observation
 and lives in a global registry; the scheduler only needs to count, and the
-metrics endpoint reads the counts when scraped (see :mod:`edge_agent.telemetry`).
+metrics endpoint reads the counts when scraped (see :mod:`edge_agent.service.telemetry`).
 """
 
 from __future__ import annotations

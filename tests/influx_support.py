@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.config import InfluxSinkConfig, PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from tests.servers import LOOPBACK
 
 

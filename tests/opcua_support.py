@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from drivers.opcua.security import Pki, application_uri
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from simulators.equipment import Simulation
 from simulators.opcua_internals import server_certificate
 from simulators.opcua_server import OpcUaSimulator, ServerOptions

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.backoff import Backoff
-from edge_agent.service import Agent
+from edge_agent.service.agent import Agent
 from simulators.modbus_server import UnitFault
 from simulators.serve import Plant
 from tests.mqtt_support import Received

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from edge_agent.config import REGISTER_COUNT, ModbusDeviceConfig, ModbusTag, PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from simulators.profile import Point, Profile, parse_profile
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -70,7 +70,7 @@ class ModbusDriver:
     async def connect(self) -> None:
         await self.channel.connect()
 
-    async def read(self, group: str) -> SampleBatch:
+    async def read(self, group: str) -> tuple[SampleBatch]:
         compiled = self._groups[group]
         names = compiled.spec.names
         count = len(names)
@@ -103,7 +103,7 @@ class ModbusDriver:
             qualities,
             reasons,
         )
-        return SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons)
+        return (SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons),)
 
     def read_budget(self, group: str) -> float:
         """Worst case: learning splits every request (2k-1 reads), and before each of

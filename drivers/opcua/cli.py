@@ -28,7 +28,7 @@ from drivers.opcua.security import (
 from drivers.opcua.session import Session
 from drivers.opcua.uatypes import node_id
 from edge_agent.config import PlantConfig
-from edge_agent.config_opcua import (
+from edge_agent.config.opcua import (
     AnonymousIdentity,
     OpcUaDeviceConfig,
     OpcUaIdentity,

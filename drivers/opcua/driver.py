@@ -44,7 +44,7 @@ from drivers.opcua.quality import classify
 from drivers.opcua.security import OwnCertificateSource, Pki, application_uri
 from drivers.opcua.session import Session
 from edge_agent.config import PlantConfig
-from edge_agent.config_opcua import (
+from edge_agent.config.opcua import (
     Deadband,
     NodeAddress,
     OpcUaDeviceConfig,
@@ -108,15 +108,15 @@ class _ReadGroup:
             for i in self._positions
         ]
 
-    async def read(self, session: Session) -> SampleBatch:
+    async def read(self, session: Session) -> list[SampleBatch]:
         timestamp_ns = time.time_ns()
         values = await session.read(self._read_ids)
         if len(self._positions) == len(self.spec.names):
-            return self.assembler.read_batch(timestamp_ns, values, self.tags.missing)
+            return [self.assembler.read_batch(timestamp_ns, values, self.tags.missing)]
         results: list[ua.DataValue | None] = [None] * len(self.spec.names)
         for position, value in zip(self._positions, values, strict=True):
             results[position] = value
-        return self.assembler.read_batch(timestamp_ns, results, self.tags.missing)
+        return [self.assembler.read_batch(timestamp_ns, results, self.tags.missing)]
 
     def unresolved(self) -> list[int]:
         return [i for i, node in enumerate(self.tags.node_ids) if node is None]
@@ -443,7 +443,7 @@ class OpcUaDriver:
             bad_tags=missing or None,
         )
 
-    async def read(self, group: str) -> SampleBatch | list[SampleBatch]:
+    async def read(self, group: str) -> Sequence[SampleBatch]:
         session = self._session
         if session is None:
             raise DriverReadError("disconnected", "no session")

@@ -16,7 +16,7 @@ from asyncua import ua
 from drivers.opcua.quality import classify
 from drivers.opcua.session import Session
 from drivers.opcua.uatypes import node_id, ua_bool
-from edge_agent.config_opcua import BrowsePathRef, NodeAddress, NodeIdRef
+from edge_agent.config.opcua import BrowsePathRef, NodeAddress, NodeIdRef
 from edge_agent.model import Quality
 
 _ID_TYPES = {

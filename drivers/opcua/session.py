@@ -40,7 +40,7 @@ from drivers.opcua.security import (
     UntrustedCertificate,
 )
 from drivers.opcua.security import first_certificate as _first_certificate
-from edge_agent.config_opcua import CertificateIdentity, OpcUaDeviceConfig, UsernameIdentity
+from edge_agent.config.opcua import CertificateIdentity, OpcUaDeviceConfig, UsernameIdentity
 from edge_agent.errors import DriverConnectError, DriverError, DriverReadError
 from edge_agent.model import REASON_DISCONNECTED, REASON_TIMEOUT
 

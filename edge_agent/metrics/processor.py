@@ -19,39 +19,21 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
 
-from edge_agent.config import PlantConfig
-from edge_agent.config_metrics import (
-    KW_PER_UNIT,
-    KWH_PER_UNIT,
-    CounterTag,
-    EnergyConfig,
-    MachineConfig,
-    MetricsConfig,
-)
-from edge_agent.config_metrics_checks import shift_specs
+from edge_agent.config import PlantConfig, TagCatalog
+from edge_agent.config.metrics import MetricsConfig
+from edge_agent.metrics.build import energy_spec, machine_spec
 from edge_agent.metrics.conversions import Conversions
-from edge_agent.metrics.demand import mean_kw
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
-from edge_agent.metrics.specs import (
-    Context,
-    CounterSpec,
-    EnergySpec,
-    MachineSpec,
-    PartsSpec,
-    PowerSpec,
-    PowerStateSpec,
-)
+from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
 from edge_agent.metrics.units import Handler, MachineUnit, MeterUnit, PlantTotal
-from edge_agent.metrics.utilization import RUN, STATE_NAMES
 from edge_agent.metrics.windows import (
     DAY,
     NS_PER_S,
@@ -68,144 +50,7 @@ log = structlog.get_logger("edge_agent.metrics")
 STATE_VERSION: Final = 1
 #: A sample stamped further than this in the future (a device clock gone wrong) is ignored.
 MAX_FUTURE_S: Final = 300.0
-#: Default max_gap: a sample may be missed once (2 intervals) before time counts as a gap.
-GAP_INTERVALS: Final = 2.5
-_INTEGER_BITS: Final = {
-    "int16": 16,
-    "uint16": 16,
-    "int32": 32,
-    "uint32": 32,
-    "int64": 64,
-    "uint64": 64,
-}
-
 Unit = MeterUnit | MachineUnit
-
-
-@dataclass(frozen=True, slots=True)
-class LiveKpis:
-    """What ``edge-agent demo`` shows per metric device (today = the current local day)."""
-
-    name: str
-    kind: str
-    energy_today_kwh: float | None
-    demand_kw: float | None
-    state: str | None
-    utilization: float | None
-    oee: float | None
-
-
-class _TagInfo:
-    """Config and poll interval of every tag, by device (any driver with poll groups)."""
-
-    def __init__(self, plant: PlantConfig) -> None:
-        self._tags: dict[tuple[str, str], tuple[Any, float]] = {}
-        #: (device, group) of the groups that report changes only (OPC UA subscribe).
-        self.change_groups: set[tuple[str, str]] = set()
-        for device in plant.devices:
-            for group in getattr(device, "poll_groups", []):
-                if getattr(group, "mode", "read") == "subscribe":
-                    self.change_groups.add((device.name, group.name))
-                for tag in getattr(group, "tags", []):
-                    self._tags.setdefault((device.name, tag.name), (tag, float(group.interval)))
-
-    def get(self, device: str, tag: str) -> tuple[Any, float]:
-        found = self._tags.get((device, tag))
-        if found is None:
-            raise KeyError(f"device {device!r} has no tag {tag!r}")
-        return found
-
-
-def _gap_ns(explicit: float | None, interval: float) -> int:
-    seconds = explicit if explicit is not None else GAP_INTERVALS * interval
-    return round(seconds * NS_PER_S)
-
-
-def _counter_spec(counter: CounterTag, device: str, tags: _TagInfo) -> CounterSpec:
-    tag, interval = tags.get(device, counter.tag)
-    bits = _INTEGER_BITS.get(getattr(tag, "type", ""), 0)
-    scale = abs(float(getattr(tag, "scale", 1.0) or 1.0))
-    resolution = counter.resolution or (scale if bits else 1e-6)
-    modulus: int | None = None
-    if counter.rollover == "auto":
-        modulus = round(2**bits * scale / resolution) if bits else None
-    elif counter.rollover != "none":
-        modulus = round(float(counter.rollover) / resolution)
-    return CounterSpec(
-        counter.tag,
-        KWH_PER_UNIT[counter.unit],
-        resolution,
-        modulus,
-        _gap_ns(counter.max_gap, interval),
-    )
-
-
-def energy_spec(energy: EnergyConfig, device: str, tags: _TagInfo) -> EnergySpec:
-    power = None
-    if energy.power is not None:
-        _, interval = tags.get(device, energy.power.tag)
-        power = PowerSpec(
-            energy.power.tag,
-            KW_PER_UNIT[energy.power.unit],
-            _gap_ns(energy.power.max_gap, interval),
-        )
-    counter = None if energy.counter is None else _counter_spec(energy.counter, device, tags)
-    return EnergySpec(counter, power, energy.max_power)
-
-
-def machine_spec(machine: MachineConfig, tags: _TagInfo) -> MachineSpec:
-    device = machine.device
-    labels: dict[str, int] = {}
-    power_state = None
-    if machine.state is not None:
-        state_tag, interval = tags.get(device, machine.state.tag)
-        for label in (getattr(state_tag, "enum", None) or {}).values():
-            name = machine.state.map.get(label, label)
-            if name in STATE_NAMES:
-                labels[label] = STATE_NAMES.index(name)
-    else:
-        assert machine.state_from_power is not None
-        p = machine.state_from_power
-        _, interval = tags.get(device, p.tag)
-        power_state = PowerStateSpec(
-            p.tag,
-            KW_PER_UNIT[p.unit],
-            p.off_below,
-            p.run_above,
-            p.hysteresis,
-            round(p.min_dwell * NS_PER_S),
-        )
-    parts = None
-    if machine.parts is not None:
-        names = (machine.parts.total, machine.parts.good, machine.parts.scrap)
-        moduli: list[int | None] = []
-        gaps: list[int] = []
-        for name in names:
-            if name is None:
-                moduli.append(None)
-                gaps.append(0)
-                continue
-            tag, tag_interval = tags.get(device, name)
-            bits = _INTEGER_BITS.get(getattr(tag, "type", ""), 0)
-            rollover = machine.parts.rollover
-            if rollover == "auto":
-                moduli.append(2**bits if bits else None)
-            else:
-                moduli.append(None if rollover == "none" else int(rollover))
-            gaps.append(_gap_ns(machine.max_gap, tag_interval))
-        parts = PartsSpec(names, (moduli[0], moduli[1], moduli[2]), (gaps[0], gaps[1], gaps[2]))
-    return MachineSpec(
-        name=machine.metric_name,
-        device=device,
-        state_tag=None if machine.state is None else machine.state.tag,
-        state_labels=labels,
-        power_state=power_state,
-        max_gap_ns=_gap_ns(machine.max_gap, interval),
-        ideal_cycle_s=machine.ideal_cycle_time,
-        parts=parts,
-        energy=None if machine.energy is None else energy_spec(machine.energy, device, tags),
-        energy_device=device,
-    )
 
 
 def _skipped(unit: str, exc: KeyError) -> None:
@@ -257,7 +102,7 @@ class MetricsProcessor:
         )
         self._grace_ns = round(metrics.grace * NS_PER_S)
         self.events: list[tuple[str, dict[str, Any]]] = []
-        tags = _TagInfo(config)
+        tags = TagCatalog.of(config.devices)
         self.meters: list[MeterUnit] = []
         self.machines: list[MachineUnit] = []
         self._fingerprints: dict[str, str] = {}
@@ -294,8 +139,8 @@ class MetricsProcessor:
             for device, tag, priority, handler in unit.handlers():
                 self._needs.setdefault(device, {}).setdefault(tag, []).append((priority, handler))
         self._routes: dict[tuple[str, str], Any] = {}
-        self._holds = Holds(tags.change_groups)
-        self.started_ns = self._now_ns()
+        self._holds = Holds(tags.change_groups())
+        self.started_ns = self.now_ns()
         self.ignored_future = 0
         if store is not None:
             self._restore(store.load())
@@ -305,7 +150,7 @@ class MetricsProcessor:
     # ------------------------------------------------------------------ hot path
 
     def __call__(self, batch: SampleBatch) -> Iterable[SampleBatch]:
-        now_ns = self._now_ns()
+        now_ns = self.now_ns()
         closed = self._close_due(now_ns) if now_ns >= self._next_deadline_ns else None
         # Close first: a sample arriving after its window's grace is late, not in time.
         if batch.names:
@@ -399,14 +244,14 @@ class MetricsProcessor:
                 log.info(event, **fields)
         self.events.clear()
 
-    def _now_ns(self) -> int:
+    def now_ns(self) -> int:
         return round(self._clock() * NS_PER_S)
 
     # ------------------------------------------------------------------ windows
 
     def close_due(self, now: float | None = None) -> list[SampleBatch]:
         """Close every window whose end + grace has passed; return their metric batches."""
-        return self._close_due(self._now_ns() if now is None else round(now * NS_PER_S))
+        return self._close_due(self.now_ns() if now is None else round(now * NS_PER_S))
 
     def _close_due(self, now_ns: int) -> list[SampleBatch]:
         grace, not_before = self._grace_ns, self.started_ns + self._grace_ns
@@ -457,7 +302,7 @@ class MetricsProcessor:
         return {
             "version": STATE_VERSION,
             "plant": self.plant,
-            "saved_at_ns": self._now_ns(),
+            "saved_at_ns": self.now_ns(),
             "units": {
                 unit.name: {"fingerprint": self._fingerprints[unit.name], "state": unit.state()}
                 for unit in self.units
@@ -496,72 +341,3 @@ class MetricsProcessor:
             log.info("metrics state restored", units=restored)
 
     # ------------------------------------------------------------------ live view
-
-    def live(self) -> list[LiveKpis]:
-        """Today's energy, current demand, state, utilization and OEE per unit (for displays)."""
-        now_ns = self._now_ns()
-        rows = []
-        for unit in self.units:
-            unit.stager.flush()
-        for meter in self.meters:
-            day = _open_at(meter.tracks[DAY].open, now_ns)
-            block = _open_at(meter.tracks[DEMAND_WINDOW].open, now_ns)
-            rows.append(
-                LiveKpis(
-                    meter.name,
-                    "meter",
-                    day.kwh if day is not None and day.touched else None,
-                    _running_demand(block),
-                    None,
-                    None,
-                    None,
-                )
-            )
-        for machine in self.machines:
-            acc = _open_at(machine.tracks[DAY].open, now_ns)
-            energy = utilization = oee = None
-            demand = None
-            if acc is not None:
-                known = sum(acc.state_ns)
-                utilization = acc.state_ns[RUN] / known if known else None
-                oee = machine.kpis(acc).oee
-                if machine.feed is not None and acc.energy.touched:
-                    energy = acc.energy.kwh
-            if machine.feed is not None:
-                block_acc = _open_at(machine.tracks[DEMAND_WINDOW].open, now_ns)
-                demand = None if block_acc is None else _running_demand(block_acc.energy)
-            rows.append(
-                LiveKpis(
-                    machine.name, "machine", energy, demand, machine.state_name, utilization, oee
-                )
-            )
-        if self.total is not None:
-            members = [r for r in rows[: len(self.meters)] if r.name in self.config.plant_total]
-            energies = [r.energy_today_kwh for r in members]
-            demands = [r.demand_kw for r in members]
-            rows.append(
-                LiveKpis(
-                    self.total.name,
-                    "plant",
-                    None if None in energies else sum(e for e in energies if e is not None),
-                    None if None in demands else sum(d for d in demands if d is not None),
-                    None,
-                    None,
-                    None,
-                )
-            )
-        return rows
-
-
-def _open_at(windows: list[Any], t_ns: int) -> Any:
-    for window in windows:
-        if window.start_ns <= t_ns < window.end_ns:
-            return window.acc
-    return None
-
-
-def _running_demand(acc: Any) -> float | None:
-    """Mean power so far in the current 15-minute block (over its covered time)."""
-    if acc is None or not acc.covered_ns or not acc.touched:
-        return None
-    return mean_kw(acc.kwh - acc.late_kwh, acc.covered_ns)

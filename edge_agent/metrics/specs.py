@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edge_agent.config.metrics import MetricsConfig
 from edge_agent.metrics.conversions import Conversions
-from edge_agent.metrics.windows import WindowKind
+from edge_agent.metrics.windows import WEEKDAYS, ShiftSpec, WindowKind, parse_clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +81,20 @@ class Context:
     emitted: frozenset[str]
     day: WindowKind
     planned: Callable[[int, int], int] = field(default=lambda a, b: b - a)
+
+
+def shift_specs(metrics: MetricsConfig) -> list[ShiftSpec]:
+    """The configured shifts, as :class:`~edge_agent.metrics.windows.ShiftCalendar` takes them."""
+    return [
+        ShiftSpec(
+            name=shift.name,
+            start_min=parse_clock(shift.start),
+            end_min=parse_clock(shift.end, allow_24=True),
+            days=frozenset(WEEKDAYS.index(d) for d in shift.days),
+            breaks=tuple(
+                (parse_clock(b.start, allow_24=True), parse_clock(b.end, allow_24=True))
+                for b in shift.breaks
+            ),
+        )
+        for shift in metrics.shifts
+    ]

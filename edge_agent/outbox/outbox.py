@@ -3,8 +3,8 @@
 Loop side of the outbox (the SQLite side is :mod:`edge_agent.outbox.store`, run on
 one worker thread). The pipeline calls :meth:`Outbox.append` once per batch; each
 sink runner reads through its own :class:`SinkView`, which implements the
-:class:`~edge_agent.buffer.BatchBuffer` protocol, so :class:`~edge_agent.sinks.runner.SinkRunner`
-is unchanged.
+:class:`~edge_agent.buffer.BatchBuffer` protocol, so
+:class:`~edge_agent.runtime.sink_runner.SinkRunner` is unchanged.
 
 Two lanes per sink:
 

@@ -2,8 +2,8 @@
 
 A sink only delivers: ``send`` returns once the far end has confirmed the batches
 (PUBACK, HTTP 2xx) and raises :class:`~edge_agent.errors.SinkError` otherwise.
-Buffering, retry, backoff and counters belong to :class:`~edge_agent.sinks.runner.SinkRunner`,
-so sinks stay small.
+Buffering, retry, backoff and counters belong to
+:class:`~edge_agent.runtime.sink_runner.SinkRunner`, so sinks stay small.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
@@ -37,7 +37,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from edge_agent.config import InfluxSinkConfig, PlantConfig
+from edge_agent.config import InfluxSinkConfig, PlantConfig, TagCatalog
 from edge_agent.errors import SinkError
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.line_protocol import PRECISION_NS, batch_lines, field_keys, line_prefix
@@ -68,12 +68,6 @@ class DeadLetters(Protocol):
     """Where refused points go (the outbox)."""
 
     def dead_letter(self, sink: str, status: int, error: str, lines: bytes) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    device_type: str
-    labels: Mapping[str, str]
 
 
 @dataclass(slots=True)
@@ -107,10 +101,7 @@ class InfluxSink:
     ) -> None:
         self.config = config
         self._plant = plant.plant.name
-        self._devices = {
-            d.name: DeviceInfo(getattr(d, "device_type", "") or "", dict(getattr(d, "labels", {})))
-            for d in plant.devices
-        }
+        self._devices = TagCatalog.of(plant.devices).devices
         self._dead_letters = dead_letters
         self._divisor = PRECISION_NS[config.precision]
         self._precision = _PRECISION[config.precision]

@@ -3,7 +3,7 @@
 Delivery is at least once: :meth:`MqttSink.send` returns only when every message
 is confirmed (PUBACK at QoS 1; written to the socket at QoS 0) and raises
 :class:`~edge_agent.errors.SinkError` otherwise, after which the
-:class:`~edge_agent.sinks.runner.SinkRunner` sends the same batches again. A
+:class:`~edge_agent.runtime.sink_runner.SinkRunner` sends the same batches again. A
 retry after a lost PUBACK therefore duplicates messages; consumers de-duplicate
 on ``(device, group, ts_ns)`` if they care.
 
@@ -24,7 +24,7 @@ import structlog
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
-from edge_agent.config_checks import mqtt_sink_problems
+from edge_agent.config.mqtt import mqtt_sink_problems
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will

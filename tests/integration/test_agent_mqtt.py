@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from edge_agent.model import SampleBatch
-from edge_agent.service import Agent
+from edge_agent.service.agent import Agent
 from simulators.serve import serve_profile
 from tests.integration.test_modbus_agent import FrozenClock
 from tests.mqtt_support import Subscriber

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.service import Agent
-from edge_agent.supervisor import Supervisor
+from edge_agent.service.agent import Agent
+from edge_agent.service.supervisor import Supervisor
 from simulators.modbus_server import UnitFault
 from simulators.serve import serve_profile
 from tests.mqtt_support import Subscriber

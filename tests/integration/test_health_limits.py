@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from edge_agent import health
-from edge_agent.config_loader import parse_config
-from edge_agent.health import HealthServer
-from edge_agent.liveness import LoopMonitor
-from edge_agent.service import Agent
-from edge_agent.status import ServiceStats
+from edge_agent.config.loader import parse_config
+from edge_agent.service import health
+from edge_agent.service.agent import Agent
+from edge_agent.service.health import HealthServer
+from edge_agent.service.liveness import LoopMonitor
+from edge_agent.service.status import ServiceStats
 from tests.service_support import http_get, parse_metrics, value
 
 pytestmark = pytest.mark.integration

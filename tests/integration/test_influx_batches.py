@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import OutboxConfig, PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.outbox import Outbox

@@ -13,8 +13,8 @@ from edge_agent.backoff import Backoff
 from edge_agent.buffer import MemoryBuffer
 from edge_agent.errors import SinkError
 from edge_agent.model import Quality, SampleBatch
+from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.influxdb import InfluxSink
-from edge_agent.sinks.runner import SinkRunner
 from tests.influx_support import ScriptedInflux, influx_config, plant_config
 from tests.servers import VictoriaMetrics, free_port
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import parse_config
-from edge_agent.service import Agent
+from edge_agent.config.loader import parse_config
+from edge_agent.service.agent import Agent
 from simulators.serve import serve_profile
 from tests.mqtt_support import Subscriber
 from tests.plant import CONFIG_FILE, DEMO_PORTS, demo_profile

@@ -12,8 +12,8 @@ import pytest
 from drivers.modbus import ModbusDriver, build_modbus_drivers
 from edge_agent.config import PlantConfig
 from edge_agent.model import Quality, SampleBatch
-from edge_agent.scheduler import DeviceState
-from edge_agent.service import Agent
+from edge_agent.runtime.source_runner import DeviceState
+from edge_agent.service.agent import Agent
 from simulators.modbus_server import UnitFault
 from simulators.profile import RtuServer
 from simulators.pty import pty_pair
@@ -49,7 +49,7 @@ async def _read_all(drivers: list[ModbusDriver]) -> dict[str, dict[str, SampleBa
     for driver in drivers:
         await driver.connect()
         for group in driver.groups:
-            batches.setdefault(driver.device, {})[group.name] = await driver.read(group.name)
+            (batches.setdefault(driver.device, {})[group.name],) = await driver.read(group.name)
     return batches
 
 
@@ -202,11 +202,11 @@ async def test_exception_codes_mark_samples_bad_with_the_code(tmp_path: Path) ->
         try:
             plant.set_unit_fault("cnc-1", UnitFault.DEVICE_BUSY)
             await drivers["cnc-1"].connect()
-            batch = await drivers["cnc-1"].read("fast")
+            (batch,) = await drivers["cnc-1"].read("fast")
             assert set(batch.qualities) == {Quality.BAD}
             assert set(batch.reasons) == {"exception code 6"}
             plant.set_unit_fault("cnc-1", None)
-            batch = await drivers["cnc-1"].read("fast")
+            (batch,) = await drivers["cnc-1"].read("fast")
             assert batch.good_count == len(batch)
         finally:
             for driver in drivers.values():

@@ -24,9 +24,9 @@ from structlog.testing import capture_logs
 from edge_agent.buffer import MemoryBuffer
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.errors import ConfigError, SinkError
+from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.mqtt_bridge import MqttConnection
-from edge_agent.sinks.runner import SinkRunner
 from tests.mqtt_support import (
     T0_NS,
     Received,

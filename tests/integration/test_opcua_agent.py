@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.model import Quality, SampleBatch
-from edge_agent.scheduler import DeviceState
-from edge_agent.service import Agent
+from edge_agent.runtime.source_runner import DeviceState
+from edge_agent.service.agent import Agent
 from simulators.opcua_server import OpcUaSimulator, bulk_name
 from simulators.profile import PROFILES_DIR, parse_profile
 from simulators.serve import serve_profile

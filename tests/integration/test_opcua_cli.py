@@ -70,7 +70,7 @@ async def test_browse_prints_the_tree_and_a_tag_list_that_reads_good(tmp_path: P
         )
         await driver.connect()
         try:
-            batch = await driver.read("default")
+            (batch,) = await driver.read("default")
         finally:
             await driver.close()
     finally:

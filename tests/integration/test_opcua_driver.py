@@ -46,7 +46,7 @@ def _driver(config: PlantConfig, index: int = 0) -> OpcUaDriver:
 
 
 async def _read(driver: OpcUaDriver, group: str = "default") -> SampleBatch:
-    result = await driver.read(group)
+    (result,) = await driver.read(group)
     assert isinstance(result, SampleBatch)
     return result
 

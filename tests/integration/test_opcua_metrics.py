@@ -18,8 +18,8 @@ from drivers.opcua import build_opcua_drivers
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.timer import run_metrics_timer
 from edge_agent.model import SampleBatch
-from edge_agent.pipeline import Pipeline
-from edge_agent.scheduler import SourceRunner
+from edge_agent.runtime.pipeline import Pipeline
+from edge_agent.runtime.source_runner import SourceRunner
 from simulators.opcua_server import OpcUaSimulator
 from tests.opcua_support import FrozenClock, device_yaml, expected, plant_config, simulator
 

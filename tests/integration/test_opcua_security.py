@@ -78,7 +78,7 @@ def _device(
 async def _power(driver: OpcUaDriver) -> tuple[object, Quality, str]:
     await driver.connect()
     try:
-        batch = await driver.read("default")
+        (batch,) = await driver.read("default")
     finally:
         await driver.close()
     assert isinstance(batch, SampleBatch)
@@ -108,7 +108,7 @@ async def test_every_policy_and_mode_with_a_password(
         channel = driver.session.client.security_policy
         assert POLICY_URIS[policy] == channel.URI
         assert channel.Mode.name == mode
-        batch = await driver.read("default")
+        (batch,) = await driver.read("default")
     finally:
         await driver.close()
     assert isinstance(batch, SampleBatch)

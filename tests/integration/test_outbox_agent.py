@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.outbox.ranges import Delivered, parse_ranges
-from edge_agent.service import Agent
+from edge_agent.service.agent import Agent
 from simulators.serve import serve_profile
 from tests.mqtt_support import Subscriber
 from tests.outbox_plant import (

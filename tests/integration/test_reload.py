@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.model import SampleBatch
-from edge_agent.service import Agent
-from edge_agent.supervisor import Supervisor
+from edge_agent.service.agent import Agent
+from edge_agent.service.supervisor import Supervisor
 from simulators.serve import serve_profile
 from tests.mqtt_support import Subscriber
 from tests.plant import CONFIG_FILE, DEMO_PORTS, demo_profile

@@ -16,7 +16,7 @@ import pytest
 import serial
 
 from drivers.modbus import build_modbus_drivers
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.errors import DriverReadError
 from simulators.pty import pty_pair
 
@@ -84,9 +84,9 @@ async def test_a_late_answer_is_not_taken_for_the_next_request(tmp_path: Path) -
             await driver.connect()
             with pytest.raises(DriverReadError, match="timeout"):
                 await driver.read("low")  # answered, but too late
-            batch = await driver.read("high")
+            (batch,) = await driver.read("high")
             assert batch.values == [1100, 1101], "registers 100-101, not the late 0-1"
-            batch = await driver.read("low")
+            (batch,) = await driver.read("low")
             assert batch.values == [1000, 1001]
         finally:
             await driver.close()

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import supervisor as supervisor_module
 from edge_agent.model import SampleBatch
-from edge_agent.sdnotify import Notifier
-from edge_agent.service import Agent
-from edge_agent.supervisor import Supervisor
+from edge_agent.service import supervisor as supervisor_module
+from edge_agent.service.agent import Agent
+from edge_agent.service.sdnotify import Notifier
+from edge_agent.service.supervisor import Supervisor
 from simulators.serve import serve_profile
 from tests.plant import DEMO_PORTS, demo_config, demo_profile
 from tests.servers import free_port

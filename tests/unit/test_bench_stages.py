@@ -15,7 +15,7 @@ from bench.outage import _subscriber_view
 from bench.plant import PlantSpec, agent_document, dump
 from bench.report import check_targets
 from bench.stages import metrics_section
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 
 
 def _plant(spec: PlantSpec) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "config"
@@ -49,7 +49,7 @@ def test_every_error_names_file_and_line() -> None:
 
 
 def test_a_plain_env_reference_takes_the_type_yaml_would_give_it() -> None:
-    from edge_agent.config_loader import parse_config
+    from edge_agent.config.loader import parse_config
 
     text = (GOLDEN / "typo_in_type" / "plant.yaml").read_text().replace("flaot32", "float32")
     text += (

@@ -6,20 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import config, config_metrics
-from edge_agent.config import MqttSinkConfig, PlantIdentity
-from edge_agent.config_checks import mqtt_sink_problems
-from edge_agent.config_loader import load_config
-from edge_agent.config_metrics import CoalEquivalent, MetricsConfig, summary_lines
+from edge_agent.config import MqttSinkConfig, PlantIdentity, base
+from edge_agent.config import metrics as config_metrics
+from edge_agent.config.loader import load_config
+from edge_agent.config.metrics import CoalEquivalent, MetricsConfig, summary_lines
+from edge_agent.config.mqtt import mqtt_sink_problems
 from edge_agent.errors import ConfigError
 
 DEMO = Path(__file__).resolve().parent.parent.parent / "configs" / "demo-plant.yaml"
 
 
 def test_the_metrics_models_follow_the_core_rules() -> None:
-    # Restated in config_metrics to avoid an import cycle: they must stay the same.
-    assert config_metrics._NAME_PATTERN == config.NAME_PATTERN
-    assert config_metrics._Strict.model_config == config.Strict.model_config
+    # The metrics section builds on the same base types as every other section.
+    assert config_metrics.Name is base.Name
+    assert issubclass(config_metrics.MetricsConfig, base.Strict)
+    assert config_metrics.MeterConfig.model_config == base.Strict.model_config
 
 
 def test_defaults_are_documented_values() -> None:

@@ -11,15 +11,15 @@ import pytest
 
 from edge_agent.driver import GroupSpec
 from edge_agent.histogram import Histogram
-from edge_agent.liveness import (
+from edge_agent.model import SampleBatch
+from edge_agent.runtime.source_runner import SourceRunner
+from edge_agent.service.liveness import (
     STALL_SLACK_S,
     LoopMonitor,
     liveness_problems,
     stall_allowance,
     stalled_pollers,
 )
-from edge_agent.model import SampleBatch
-from edge_agent.scheduler import SourceRunner
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.logs import configure_from_config, configure_logging
 from edge_agent.redaction import forget_secrets, redact, register_secrets, secret_values
 

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import Quality, SampleBatch
 from simulators.machine import MachineState

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import REASON_DISCONNECTED, Quality, SampleBatch, Value
-from edge_agent.pipeline import Pipeline
+from edge_agent.runtime.pipeline import Pipeline
 
 S = 1_000_000_000
 T0 = 1_800_000_000  # 2027-01-15 08:00:00 UTC, a whole hour

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.store import STATE_FILE, StateStore
 from edge_agent.metrics.timer import run_metrics_timer

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.config_loader import parse_config
-from edge_agent.config_opcua import BrowsePathRef, NodeIdRef, parse_node_address
+from edge_agent.config.loader import parse_config
+from edge_agent.config.opcua import BrowsePathRef, NodeIdRef, parse_node_address
 from edge_agent.summary import render_summary
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from edge_agent.config_loader import parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.driver import GroupSpec
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import Quality, SampleBatch, Value
-from edge_agent.pipeline import Pipeline
-from edge_agent.scheduler import SourceRunner
+from edge_agent.runtime.pipeline import Pipeline
+from edge_agent.runtime.source_runner import SourceRunner
 
 
 def _batch(value: Value, t_ns: int = 1) -> SampleBatch:
@@ -95,10 +95,10 @@ class CounterDriver:
     async def connect(self) -> None:
         pass
 
-    async def read(self, group: str) -> SampleBatch:
+    async def read(self, group: str) -> Sequence[SampleBatch]:
         self.reads += 1
         value = self.values.pop(0) if self.values else 100.0 + self.reads
-        return _batch(value, time.time_ns())
+        return (_batch(value, time.time_ns()),)
 
     def read_budget(self, group: str) -> float:
         return 1.0

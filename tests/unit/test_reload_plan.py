@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from edge_agent.config import PlantConfig
-from edge_agent.config_loader import parse_config
-from edge_agent.reload import ReloadPlan, plan_reload
+from edge_agent.config.loader import parse_config
+from edge_agent.service.reload import ReloadPlan, plan_reload
 
 BASE = """\
 plant: {name: line-1, site: Hall 3}

@@ -14,7 +14,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.driver import GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
 from edge_agent.model import Quality, SampleBatch
-from edge_agent.scheduler import DeviceState, SourceRunner, next_tick
+from edge_agent.runtime.source_runner import DeviceState, SourceRunner, next_tick
 
 NAMES = ("a", "b")
 
@@ -38,7 +38,7 @@ class ScriptedDriver:
             raise DriverConnectError("disconnected", "refused")
         self.connected = True
 
-    async def read(self, group: str) -> SampleBatch:
+    async def read(self, group: str) -> Sequence[SampleBatch]:
         self.reads += 1
         if self.read_seconds:
             await asyncio.sleep(self.read_seconds)
@@ -48,7 +48,7 @@ class ScriptedDriver:
         qualities = [Quality.BAD if v != v else Quality.GOOD for v in outcome]
         reasons = ["sentinel" if q is Quality.BAD else "" for q in qualities]
         values: list[object] = [None if v != v else v for v in outcome]
-        return SampleBatch("dev", group, 0, NAMES, values, qualities, reasons)  # type: ignore[arg-type]
+        return (SampleBatch("dev", group, 0, NAMES, values, qualities, reasons),)  # type: ignore[arg-type]
 
     def read_budget(self, group: str) -> float:
         return 1.0
@@ -198,7 +198,7 @@ async def test_a_permanently_bad_tag_in_one_group_does_not_flap_the_device_state
 
 async def test_a_driver_bug_costs_only_this_device_its_samples() -> None:
     class Buggy(ScriptedDriver):
-        async def read(self, group: str) -> SampleBatch:
+        async def read(self, group: str) -> Sequence[SampleBatch]:
             raise KeyError("oops")
 
     driver = Buggy()
@@ -237,7 +237,7 @@ async def test_a_cancellation_swallowed_by_a_library_still_stops_polling() -> No
     class Swallowing(ScriptedDriver):
         """Like asyncio.wait_for on 3.11 when cancel and response coincide (gh-86296)."""
 
-        async def read(self, group: str) -> SampleBatch:
+        async def read(self, group: str) -> Sequence[SampleBatch]:
             inside_read.set()
             with contextlib.suppress(asyncio.CancelledError):  # returns instead of raising
                 await asyncio.sleep(0.2)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from edge_agent.driver import GroupSpec
 from edge_agent.errors import DriverError
 from edge_agent.model import Quality, SampleBatch
-from edge_agent.scheduler import DeviceState, SourceRunner
+from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 
 
 def _batch(names: list[str], qualities: list[Quality]) -> SampleBatch:
@@ -34,7 +34,7 @@ class ChangesDriver:
     async def connect(self) -> None:
         self.connected = True
 
-    async def read(self, group: str) -> SampleBatch | list[SampleBatch]:
+    async def read(self, group: str) -> Sequence[SampleBatch]:
         outcome = self.script.popleft()
         if isinstance(outcome, DriverError):
             raise outcome

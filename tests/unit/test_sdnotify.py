@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.sdnotify import Notifier
+from edge_agent.service.sdnotify import Notifier
 
 
 @pytest.fixture

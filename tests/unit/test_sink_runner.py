@@ -9,7 +9,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.buffer import MemoryBuffer
 from edge_agent.errors import SinkError
 from edge_agent.model import SampleBatch
-from edge_agent.sinks.runner import SinkRunner
+from edge_agent.runtime.sink_runner import SinkRunner
 
 
 class FlakySink:

@@ -4,12 +4,12 @@ What ``edge-agent run`` does around the agent, all as tasks on its one event loo
 
 * SIGTERM / SIGINT: polling stops, sinks get ``service.drain_timeout`` to deliver,
   the process exits 0 (``STOPPING=1`` first, so ``systemctl status`` says so);
-* SIGHUP (``systemctl reload``): :mod:`edge_agent.reload`, between ``RELOADING=1``
+* SIGHUP (``systemctl reload``): :mod:`edge_agent.service.reload`, between ``RELOADING=1``
   and ``READY=1``;
 * ``READY=1`` once the sinks and pollers are started, ``STATUS=`` whenever the
   one-line status changes, ``WATCHDOG=1`` only while the agent makes progress
-  (:mod:`edge_agent.liveness`);
-* the health and metrics endpoint (:mod:`edge_agent.health`), if configured;
+  (:mod:`edge_agent.service.liveness`);
+* the health and metrics endpoint (:mod:`edge_agent.service.health`), if configured;
 * the retained status document on every MQTT sink every ``service.status_interval``.
 """
 
@@ -24,14 +24,14 @@ from pathlib import Path
 import structlog
 
 from edge_agent.config import PlantConfig
-from edge_agent.config_service import ServiceConfig
+from edge_agent.config.service import ServiceConfig
 from edge_agent.errors import SinkError
-from edge_agent.health import HealthServer
-from edge_agent.liveness import LoopMonitor, liveness_problems
-from edge_agent.reload import ReloadResult, reload_from_file
-from edge_agent.sdnotify import Notifier
-from edge_agent.service import Agent
-from edge_agent.status import (
+from edge_agent.service.agent import Agent
+from edge_agent.service.health import HealthServer
+from edge_agent.service.liveness import LoopMonitor, liveness_problems
+from edge_agent.service.reload import ReloadResult, reload_from_file
+from edge_agent.service.sdnotify import Notifier
+from edge_agent.service.status import (
     ServiceStats,
     StatusPublisher,
     encode_status,

@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from edge_agent import __version__
-from edge_agent.config_service import HealthConfig
-from edge_agent.liveness import LoopMonitor, stalled_pollers
+from edge_agent.config.service import HealthConfig
 from edge_agent.outbox import SinkView
-from edge_agent.scheduler import DeviceState
-from edge_agent.service import Agent
+from edge_agent.runtime.source_runner import DeviceState
+from edge_agent.service.agent import Agent
+from edge_agent.service.liveness import LoopMonitor, stalled_pollers
 
 #: States in which a device delivers nothing good.
 DOWN_STATES = (DeviceState.OFFLINE, DeviceState.CONNECTING)

@@ -13,7 +13,7 @@ pings stop, so the pings are sent only while:
 
 A device being offline is *not* a liveness problem: an offline device's poller still
 finishes its polls (they come back bad at once). Restarting the agent would not
-bring the device back; health reports it instead (:mod:`edge_agent.health`).
+bring the device back; health reports it instead (:mod:`edge_agent.service.health`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from edge_agent.scheduler import SourceRunner
+from edge_agent.runtime.source_runner import SourceRunner
 
 #: Lags below this are noise (scheduling jitter) and are not kept.
 NOISE_S = 0.02

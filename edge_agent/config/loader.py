@@ -23,13 +23,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge_agent.config import PlantConfig
-from edge_agent.config_checks import check_partial, check_plant, format_path
+from edge_agent.config.checks import check_partial, check_plant
+from edge_agent.config.checks.common import Loc, format_path
+from edge_agent.config.plant import PlantConfig
 from edge_agent.errors import ConfigError
 from edge_agent.redaction import is_secret_location
-
-#: A location inside the YAML document: mapping keys and list indices.
-Path_ = tuple[str | int, ...]
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -45,9 +43,9 @@ class SourceMap:
     """Line (1-based) of every key and list item of a loaded document."""
 
     file: str
-    lines: dict[Path_, int] = field(default_factory=dict)
+    lines: dict[Loc, int] = field(default_factory=dict)
 
-    def line_of(self, path: Path_) -> int:
+    def line_of(self, path: Loc) -> int:
         """Line of ``path``, or of its nearest ancestor present in the file."""
         for end in range(len(path), -1, -1):
             line = self.lines.get(path[:end])
@@ -64,10 +62,10 @@ class _Builder:
         self.env = env
         self.problems: list[tuple[int, str]] = []
         #: Values left empty by an unset variable: their own errors would only repeat it.
-        self.unset_paths: set[Path_] = set()
+        self.unset_paths: set[Loc] = set()
         self._constructor = yaml.SafeLoader("")
 
-    def build(self, node: yaml.Node, path: Path_) -> Any:
+    def build(self, node: yaml.Node, path: Loc) -> Any:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
@@ -104,7 +102,7 @@ class _Builder:
             value = sys.intern((value + " ")[:-1])  # a copy: the node's string is freed
         return value
 
-    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
+    def _mapping(self, node: yaml.MappingNode, path: Loc) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         merged: dict[Any, Any] = {}
         seen_at: dict[Any, int] = {}
@@ -127,7 +125,7 @@ class _Builder:
         # YAML merge keys (<<: *defaults): explicit keys win over merged ones.
         return {**merged, **result}
 
-    def _merge_source(self, node: yaml.Node, path: Path_) -> dict[Any, Any]:
+    def _merge_source(self, node: yaml.Node, path: Loc) -> dict[Any, Any]:
         # Keys given explicitly keep their own line, even when the anchor is built later.
         known = dict(self.source.lines)
         try:
@@ -135,7 +133,7 @@ class _Builder:
         finally:
             self.source.lines.update(known)
 
-    def _build_merge(self, node: yaml.Node, path: Path_) -> dict[Any, Any]:
+    def _build_merge(self, node: yaml.Node, path: Loc) -> dict[Any, Any]:
         sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
         merged: dict[Any, Any] = {}
         for source in reversed(sources):
@@ -148,7 +146,7 @@ class _Builder:
             merged.update(built)
         return merged
 
-    def _expand(self, text: str, line: int, path: Path_) -> str:
+    def _expand(self, text: str, line: int, path: Loc) -> str:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             value = self.env.get(name)
@@ -208,7 +206,7 @@ def _all_field_names() -> list[str]:
 _FIELD_NAMES = _all_field_names()
 
 
-def _document_path(loc: Sequence[str | int], data: Any) -> Path_:
+def _document_path(loc: Sequence[str | int], data: Any) -> Loc:
     """Drop the discriminator tags pydantic inserts into ``loc`` (e.g. ``'modbus'``)."""
     path: list[str | int] = []
     current = data

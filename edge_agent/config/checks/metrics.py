@@ -1,6 +1,6 @@
 """Cross-field rules of the ``metrics:`` section, each finding tied to its own path (line).
 
-Called by :func:`edge_agent.config_checks.check_plant`. Checks what pydantic cannot
+Called by :func:`edge_agent.config.checks.check_plant`. Checks what pydantic cannot
 see alone: referenced devices and tags exist, counters and power are numbers, a
 state tag has an enum map whose every label maps to a state, shifts do not
 overlap and breaks lie inside their shift, names are unique.
@@ -9,101 +9,47 @@ overlap and breaks lie inside their shift, names are unique.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
-from typing import Any
 
-from edge_agent.config import PlantConfig
-from edge_agent.config_metrics import (
+from edge_agent.config.catalog import TagCatalog
+from edge_agent.config.checks.common import Finding, Loc, duplicates, format_path
+from edge_agent.config.metrics import (
     EnergyConfig,
     MachineConfig,
     MetricsConfig,
     PowerTag,
 )
-from edge_agent.metrics.windows import (
-    SHIFT,
-    WEEKDAYS,
-    ShiftSpec,
-    overlapping_shifts,
-    parse_clock,
-    shift_spec_problems,
-)
-
-Path = tuple[str | int, ...]
-Finding = tuple[Path, str]
-
-_NOT_NUMERIC = ("bool", "string", "str", "boolean", "bytes", "datetime")
-STATE_NAMES = ("off", "idle", "run", "fault")
-
-
-def _duplicates(named: Iterable[tuple[Path, str]], what: str) -> list[Finding]:
-    first: dict[str, Path] = {}
-    found: list[Finding] = []
-    for path, name in named:
-        if name in first:
-            found.append((path, f"duplicate {what} {name!r} (also at {_fmt(first[name])})"))
-        else:
-            first[name] = path
-    return found
-
-
-def _fmt(path: Path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def shift_specs(metrics: MetricsConfig) -> list[ShiftSpec]:
-    """The configured shifts, as :class:`~edge_agent.metrics.windows.ShiftCalendar` takes them."""
-    return [
-        ShiftSpec(
-            name=shift.name,
-            start_min=parse_clock(shift.start),
-            end_min=parse_clock(shift.end, allow_24=True),
-            days=frozenset(WEEKDAYS.index(d) for d in shift.days),
-            breaks=tuple(
-                (parse_clock(b.start, allow_24=True), parse_clock(b.end, allow_24=True))
-                for b in shift.breaks
-            ),
-        )
-        for shift in metrics.shifts
-    ]
+from edge_agent.config.plant import PlantConfig
+from edge_agent.metrics.specs import shift_specs
+from edge_agent.metrics.utilization import STATE_NAMES
+from edge_agent.metrics.windows import SHIFT, overlapping_shifts, shift_spec_problems
 
 
 class _Tags:
-    """Tags of every device by name, with their poll interval (any driver with poll_groups)."""
+    """The plant's tag catalog, answering with findings."""
 
-    def __init__(self, plant: PlantConfig) -> None:
-        self.devices: dict[str, dict[str, tuple[Any, float]]] = {}
-        for device in plant.devices:
-            tags: dict[str, tuple[Any, float]] = {}
-            for group in getattr(device, "poll_groups", []):
-                for tag in getattr(group, "tags", []):
-                    tags.setdefault(tag.name, (tag, float(group.interval)))
-            self.devices[device.name] = tags
+    def __init__(self, catalog: TagCatalog) -> None:
+        self.catalog = catalog
+        self.devices = catalog.devices
 
-    def device(self, path: Path, name: str) -> list[Finding]:
+    def device(self, path: Loc, name: str) -> list[Finding]:
         if name in self.devices:
             return []
         close = difflib.get_close_matches(name, list(self.devices), n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return [(path, f"no device named {name!r} in devices{hint}")]
 
-    def tag(self, path: Path, device: str, name: str, need: str) -> list[Finding]:
+    def tag(self, path: Loc, device: str, name: str, need: str) -> list[Finding]:
         """Problems with tag ``name`` of ``device`` used as ``need``: numeric | enum."""
-        tags = self.devices.get(device)
-        if tags is None:
+        info = self.devices.get(device)
+        if info is None:
             return []  # the device finding says it already
-        found = tags.get(name)
-        if found is None:
-            close = difflib.get_close_matches(name, list(tags), n=1, cutoff=0.7)
+        tag = info.tags.get(name)
+        if tag is None:
+            close = difflib.get_close_matches(name, list(info.tags), n=1, cutoff=0.7)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             return [(path, f"device {device!r} has no tag {name!r}{hint}")]
-        tag = found[0]
-        kind = getattr(tag, "type", None)
-        enum = getattr(tag, "enum", None)
         if need == "enum":
-            if enum is None:
+            if tag.enum is None:
                 return [
                     (
                         path,
@@ -112,25 +58,25 @@ class _Tags:
                     )
                 ]
             return []
-        if kind in _NOT_NUMERIC or enum is not None:
-            what = "an enum" if enum is not None else f"a {kind}"
+        if not tag.numeric:
+            what = "an enum" if tag.enum is not None else f"a {tag.value_type}"
             return [(path, f"tag {name!r} is {what}; {need} needs a number")]
         return []
 
     def interval(self, device: str, name: str) -> float | None:
-        found = self.devices.get(device, {}).get(name)
-        return None if found is None else found[1]
+        found = self.catalog.tag(device, name)
+        return None if found is None else found.interval
 
 
-def check_metrics(plant: PlantConfig) -> list[Finding]:
+def check_metrics(plant: PlantConfig, catalog: TagCatalog) -> list[Finding]:
     metrics = plant.metrics
     if metrics is None:
         return []
-    base: Path = ("metrics",)
-    tags = _Tags(plant)
+    base: Loc = ("metrics",)
+    tags = _Tags(catalog)
     found: list[Finding] = []
-    found += _duplicates(
-        [((*base, "windows", i), w) for i, w in enumerate(metrics.windows)], "window"
+    found += duplicates(
+        [((*base, "windows", i), w) for i, w in enumerate(metrics.windows)], "window", format_path
     )
     if SHIFT in metrics.windows and not metrics.shifts:
         index = metrics.windows.index(SHIFT)
@@ -140,13 +86,13 @@ def check_metrics(plant: PlantConfig) -> list[Finding]:
     names += [
         ((*base, "machines", i, "device"), m.metric_name) for i, m in enumerate(metrics.machines)
     ]
-    first_use: dict[str, Path] = {}
+    first_use: dict[str, Loc] = {}
     for path, name in names:
         if name in first_use:
             found.append(
                 (
                     path,
-                    f"metric device name {name!r} is also used at {_fmt(first_use[name])} "
+                    f"metric device name {name!r} is also used at {format_path(first_use[name])} "
                     "(set name: to tell them apart)",
                 )
             )
@@ -155,15 +101,16 @@ def check_metrics(plant: PlantConfig) -> list[Finding]:
         if metrics.plant_total and name == plant.plant.name:
             found.append((path, f"{name!r} is the plant's name, used by the plant total"))
     for index, meter in enumerate(metrics.meters):
-        meter_path: Path = (*base, "meters", index)
+        meter_path: Loc = (*base, "meters", index)
         found += tags.device((*meter_path, "device"), meter.device)
         found += _check_energy(tags, meter_path, meter.device, meter)
     for index, machine in enumerate(metrics.machines):
         found += _check_machine(tags, metrics, (*base, "machines", index), machine)
     meter_names = {m.metric_name for m in metrics.meters}
-    found += _duplicates(
+    found += duplicates(
         [((*base, "plant_total", i), n) for i, n in enumerate(metrics.plant_total)],
         "plant_total meter",
+        format_path,
     )
     for i, name in enumerate(metrics.plant_total):
         if name not in meter_names:
@@ -171,9 +118,11 @@ def check_metrics(plant: PlantConfig) -> list[Finding]:
     return found
 
 
-def _check_shifts(metrics: MetricsConfig, base: Path) -> list[Finding]:
-    found = _duplicates(
-        [((*base, "shifts", i, "name"), s.name) for i, s in enumerate(metrics.shifts)], "shift"
+def _check_shifts(metrics: MetricsConfig, base: Loc) -> list[Finding]:
+    found = duplicates(
+        [((*base, "shifts", i, "name"), s.name) for i, s in enumerate(metrics.shifts)],
+        "shift",
+        format_path,
     )
     specs = shift_specs(metrics)
     for index, spec in enumerate(specs):
@@ -188,7 +137,7 @@ def _check_shifts(metrics: MetricsConfig, base: Path) -> list[Finding]:
     return found
 
 
-def _check_energy(tags: _Tags, path: Path, device: str, energy: EnergyConfig) -> list[Finding]:
+def _check_energy(tags: _Tags, path: Loc, device: str, energy: EnergyConfig) -> list[Finding]:
     found: list[Finding] = []
     if energy.counter is not None:
         found += tags.tag(
@@ -200,7 +149,7 @@ def _check_energy(tags: _Tags, path: Path, device: str, energy: EnergyConfig) ->
     return found
 
 
-def _gap_problem(tags: _Tags, path: Path, device: str, power: PowerTag) -> list[Finding]:
+def _gap_problem(tags: _Tags, path: Loc, device: str, power: PowerTag) -> list[Finding]:
     interval = tags.interval(device, power.tag)
     if power.max_gap is not None and interval is not None and power.max_gap <= interval:
         return [
@@ -214,7 +163,7 @@ def _gap_problem(tags: _Tags, path: Path, device: str, power: PowerTag) -> list[
 
 
 def _check_machine(
-    tags: _Tags, metrics: MetricsConfig, path: Path, machine: MachineConfig
+    tags: _Tags, metrics: MetricsConfig, path: Loc, machine: MachineConfig
 ) -> list[Finding]:
     device = machine.device
     found = tags.device((*path, "device"), device)
@@ -247,8 +196,8 @@ def _check_machine(
             )
         )
     if machine.parts is not None:
-        for key in ("total", "good", "scrap"):
-            tag = getattr(machine.parts, key)
+        parts = machine.parts
+        for key, tag in (("total", parts.total), ("good", parts.good), ("scrap", parts.scrap)):
             if tag is not None:
                 found += tags.tag((*path, "parts", key), device, tag, "a parts counter")
     if machine.energy is not None:
@@ -258,10 +207,10 @@ def _check_machine(
     return found
 
 
-def _check_state_map(tags: _Tags, path: Path, machine: MachineConfig) -> list[Finding]:
+def _check_state_map(tags: _Tags, path: Loc, machine: MachineConfig) -> list[Finding]:
     assert machine.state is not None
-    tag = tags.devices[machine.device][machine.state.tag][0]
-    labels = [str(label) for label in (getattr(tag, "enum", None) or {}).values()]
+    tag = tags.devices[machine.device].tags[machine.state.tag]
+    labels = [str(label) for label in (tag.enum or {}).values()]
     found: list[Finding] = []
     for label in machine.state.map:
         if label not in labels:

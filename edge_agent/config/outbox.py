@@ -1,8 +1,4 @@
-"""The ``outbox:`` section of the plant file: the durable on-disk queue in front of the sinks.
-
-Import these models from :mod:`edge_agent.config` (which imports this module after
-defining the shared base types), not from here directly.
-"""
+"""The ``outbox:`` section of the plant file: the durable on-disk queue in front of the sinks."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
 
-from edge_agent.config import Duration, Strict
+from edge_agent.config.base import Duration, Strict
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKMGT]i?B|B)?\s*$")
 _SIZE_UNITS = {

@@ -1,43 +1,19 @@
 """The ``metrics:`` section of the plant file: meters, machines, windows, shifts, factors.
 
-Kept apart from :mod:`edge_agent.config` so that the metrics models can grow
-without touching the core models; ``PlantConfig.metrics`` refers to
-:class:`MetricsConfig`. This module imports nothing from ``edge_agent.config`` at
-import time (``config`` imports it), so the two primitives it shares with it are
-restated here and a unit test keeps them equal. Rules that need the devices (do
-the referenced devices and tags exist, are they numeric, is there an enum map) are
-in :mod:`edge_agent.config_metrics_checks`.
+``PlantConfig.metrics`` refers to :class:`MetricsConfig`. Rules that need the devices
+(do the referenced devices and tags exist, are they numeric, is there an enum map)
+are in :mod:`edge_agent.config.checks.metrics`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
+from edge_agent.config.base import Duration, Name, Strict
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.windows import parse_clock, parse_window
-
-#: Same as ``edge_agent.config.NAME_PATTERN`` (tests/unit/test_config_metrics.py checks).
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-Name = Annotated[str, Field(pattern=_NAME_PATTERN, max_length=128)]
-
-
-def _duration(value: Any) -> Any:
-    from edge_agent.config import parse_duration  # at validation time: no import cycle
-
-    return parse_duration(value)
-
-
-Duration = Annotated[float, BeforeValidator(_duration)]
 
 EnergyUnit = Literal["Wh", "kWh", "MWh"]
 PowerUnit = Literal["W", "kW", "MW"]
@@ -50,16 +26,10 @@ KWH_PER_UNIT: dict[str, float] = {"Wh": 0.001, "kWh": 1.0, "MWh": 1000.0}
 KW_PER_UNIT: dict[str, float] = {"W": 0.001, "kW": 1.0, "MW": 1000.0}
 
 
-class _Strict(BaseModel):
-    """Same rules as ``edge_agent.config.Strict``: unknown keys are errors, frozen."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --------------------------------------------------------------------------- energy
 
 
-class CounterTag(_Strict):
+class CounterTag(Strict):
     """A cumulative energy counter (import register of a meter, energy of a drive)."""
 
     tag: Name
@@ -92,7 +62,7 @@ class CounterTag(_Strict):
         return value
 
 
-class PowerTag(_Strict):
+class PowerTag(Strict):
     """Active power, integrated with the trapezoidal rule."""
 
     tag: Name
@@ -104,7 +74,7 @@ class PowerTag(_Strict):
     )
 
 
-class EnergyConfig(_Strict):
+class EnergyConfig(Strict):
     """An energy source: a counter (the truth), power, or both (power is then a cross-check)."""
 
     counter: CounterTag | None = None
@@ -137,7 +107,7 @@ class MeterConfig(EnergyConfig):
 # --------------------------------------------------------------------------- machines
 
 
-class StateFromTag(_Strict):
+class StateFromTag(Strict):
     """Machine state from an enum tag: each enum label maps to off, idle, run or fault."""
 
     tag: Name
@@ -147,7 +117,7 @@ class StateFromTag(_Strict):
     )
 
 
-class StateFromPower(_Strict):
+class StateFromPower(Strict):
     """Machine state from power: off below `off_below`, run from `run_above`, idle between."""
 
     tag: Name
@@ -166,7 +136,7 @@ class StateFromPower(_Strict):
         return self
 
 
-class PartsConfig(_Strict):
+class PartsConfig(Strict):
     """Parts counters (rollover-aware): total produced, good, scrap; two of them suffice."""
 
     total: Name | None = None
@@ -186,7 +156,7 @@ class PartsConfig(_Strict):
         return self
 
 
-class MachineConfig(_Strict):
+class MachineConfig(Strict):
     """A machine: state, parts and ideal cycle time for OEE, optional energy for idle energy."""
 
     name: Name | None = Field(default=None, description="Metric device name; default: device.")
@@ -224,7 +194,7 @@ class MachineConfig(_Strict):
 # --------------------------------------------------------------------------- plant
 
 
-class BreakConfig(_Strict):
+class BreakConfig(Strict):
     start: str
     end: str
 
@@ -235,7 +205,7 @@ class BreakConfig(_Strict):
         return value
 
 
-class ShiftConfig(_Strict):
+class ShiftConfig(Strict):
     """A shift in local time; `end` may be 24:00 or earlier than `start` (crosses midnight)."""
 
     name: Name
@@ -263,7 +233,7 @@ class ShiftConfig(_Strict):
         return self
 
 
-class CoalEquivalent(_Strict):
+class CoalEquivalent(Strict):
     """kWh -> kgce by GB/T 2589-2020: equivalent value (default) or equal value."""
 
     method: Literal["equivalent_value", "equal_value"] = "equivalent_value"
@@ -297,7 +267,7 @@ def _window(value: str) -> str:
 WindowName = Annotated[str, AfterValidator(_window)]
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(Strict):
     """Edge metrics of the plant (docs/METRICS.md)."""
 
     windows: list[WindowName] = Field(

@@ -25,7 +25,7 @@ import enum
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -186,7 +186,7 @@ class SourceRunner:
         # While offline, one group at a time probes the device; the others answer locally.
         self._probing = self.state is DeviceState.OFFLINE
         failed: SampleBatch | None = None  # set on failure; else the driver's ``batches``
-        batches: list[SampleBatch] = []
+        batches: Sequence[SampleBatch] = ()
         try:
             async with asyncio.timeout(self.driver.read_budget(group.name)):
                 if not self.driver.connected:
@@ -208,7 +208,7 @@ class SourceRunner:
                 group, started_ns, DriverError(REASON_INTERNAL, f"{type(exc).__name__}: {exc}")
             )
         else:
-            batches = [result] if isinstance(result, SampleBatch) else result
+            batches = result
             self._succeeded(group.name, batches)
         finally:
             self._probing = False
@@ -249,7 +249,7 @@ class SourceRunner:
             self.state_reason = exc.reason
         return SampleBatch.all_bad(self.device, group.name, started_ns, group.names, exc.reason)
 
-    def _succeeded(self, group: str, batches: list[SampleBatch]) -> None:
+    def _succeeded(self, group: str, batches: Sequence[SampleBatch]) -> None:
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._backoff.reset()

@@ -26,9 +26,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from edge_agent.service import Agent
-from edge_agent.status import ServiceStats, status_document
-from edge_agent.telemetry import build_registry, render_metrics
+from edge_agent.service.agent import Agent
+from edge_agent.service.status import ServiceStats, status_document
+from edge_agent.service.telemetry import build_registry, render_metrics
 
 log = structlog.get_logger("edge_agent.health")
 

@@ -1,143 +1,26 @@
-"""Cross-field rules of the plant file, each finding tied to the path it is about.
+"""Cross-field rules of a Modbus device, each finding tied to the path it is about.
 
-Pydantic checks each value alone; what needs the whole plant (duplicate names,
-overlapping register ranges, two devices on one connection with the same unit id)
-is checked here, after validation, so that every finding names its own line.
+Pydantic checks each value alone; what needs a whole device or several (duplicate
+names, overlapping register ranges, two devices on one connection with the same unit
+id) is checked here, after validation, so that every finding names its own line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from edge_agent.config import (
-    DeviceConfig,
-    ModbusDeviceConfig,
-    ModbusRtu,
-    ModbusTag,
-    ModbusTcp,
-    MqttSinkConfig,
-    PlantConfig,
-    PlantIdentity,
-)
-from edge_agent.config_influx import influx_sink_problems
-from edge_agent.config_metrics_checks import check_metrics
-from edge_agent.config_opcua import OpcUaDeviceConfig
-
-Finding = tuple[tuple[str | int, ...], str]
+from edge_agent.config.checks.common import Finding, Loc, duplicates
+from edge_agent.config.modbus import ModbusDeviceConfig, ModbusRtu, ModbusTag, ModbusTcp
 
 _BIT_TABLES = ("coil", "discrete_input")
-_DEVICE_ADAPTER: TypeAdapter[ModbusDeviceConfig | OpcUaDeviceConfig] = TypeAdapter(DeviceConfig)
 _INTEGER_TYPES = ("int16", "uint16", "int32", "uint32", "int64", "uint64")
 
 
-def check_plant(plant: PlantConfig) -> list[Finding]:
-    # Lazy: config_checks_opcua builds on the helpers of this module.
-    from edge_agent.config_checks_opcua import check_opcua_device
-
-    findings: list[Finding] = []
-    findings += _duplicates(
-        [(("devices", i, "name"), d.name) for i, d in enumerate(plant.devices)], "device"
-    )
-    findings += _duplicates(
-        [(("sinks", i, "name"), s.name) for i, s in enumerate(plant.sinks)], "sink"
-    )
-    for index, device in enumerate(plant.devices):
-        if isinstance(device, OpcUaDeviceConfig):
-            findings += check_opcua_device(index, device)
-        else:
-            findings += _check_modbus_device(index, device)
-    findings += _shared_connections(plant)
-    for index, sink in enumerate(plant.sinks):
-        problems = (
-            mqtt_sink_problems(sink, plant.plant)
-            if isinstance(sink, MqttSinkConfig)
-            else influx_sink_problems(sink, plant.devices)
-        )
-        findings += [(("sinks", index, field), message) for field, message in problems]
-    findings += check_metrics(plant)
-    return findings
-
-
-_TOPIC_FIELDS = {
-    "topic": ("plant", "site", "device", "group"),
-    "status_topic": ("plant", "site"),
-    "metrics_topic": ("plant", "site", "device", "window", "family"),
-}
-
-
-def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple[str, str]]:
-    """(field, message) for every problem with a sink's topics and credentials.
-
-    The one place these rules live: ``check`` reports them with their line, and the
-    sink raises them when built from code. Templates are rendered with the real plant
-    name and site (the site is free text and may hold ``+`` or ``#``) and a sample
-    device and group (names cannot).
-    """
-    problems: list[tuple[str, str]] = []
-    values = {
-        "plant": plant.name,
-        "site": plant.site,
-        "device": "device",
-        "group": "group",
-        "window": "15m",
-        "family": "energy",
-    }
-    for field, allowed in _TOPIC_FIELDS.items():
-        template: str = getattr(sink, field)
-        try:
-            topic = template.format_map({name: values[name] for name in allowed})
-        except KeyError as exc:
-            names = ", ".join("{" + a + "}" for a in allowed)
-            problems.append(
-                (field, f"unknown placeholder {{{exc.args[0]}}} in {template!r} (allowed: {names})")
-            )
-            continue
-        except (ValueError, IndexError) as exc:
-            problems.append((field, f"{template!r} is not a valid topic template: {exc}"))
-            continue
-        if not topic or any(c in topic for c in "+#\0"):
-            problems.append(
-                (field, f"{topic!r} is not a valid MQTT topic to publish to (no +, # or NUL)")
-            )
-    if sink.password and not sink.username:
-        # MQTT 3.1.1 cannot send a password without a user name; paho would drop it.
-        problems.append(("password", "a password needs a username"))
-    return problems
-
-
-def check_partial(data: dict[str, Any]) -> list[Finding]:
-    """Rules for the parts of an invalid plant file that are valid on their own.
-
-    When pydantic rejects the file, the cross-field rules cannot run on the whole
-    plant; running them per device, and per tag inside a broken device, still
-    reports every problem in one pass instead of one layer per edit.
-    """
-    from edge_agent.config_checks_opcua import check_opcua_device, check_opcua_partial
-
-    findings: list[Finding] = []
-    devices = data.get("devices")
-    if not isinstance(devices, list):
-        return findings
-    for index, item in enumerate(devices):
-        try:
-            device = _DEVICE_ADAPTER.validate_python(item)
-        except ValidationError:
-            if isinstance(item, dict) and item.get("driver") == "opcua":
-                findings += check_opcua_partial(index, item)
-            else:
-                findings += _partial_tags(index, item)
-        else:
-            if isinstance(device, OpcUaDeviceConfig):
-                findings += check_opcua_device(index, device)
-            else:
-                findings += _check_modbus_device(index, device)
-    return findings
-
-
-def _partial_tags(index: int, item: Any) -> list[Finding]:
+def check_modbus_partial(index: int, item: Any) -> list[Finding]:
+    """The tags of a Modbus device pydantic rejected that are valid on their own."""
     findings: list[Finding] = []
     groups = item.get("poll_groups") if isinstance(item, dict) else None
     for g, group in enumerate(groups if isinstance(groups, list) else []):
@@ -152,48 +35,22 @@ def _partial_tags(index: int, item: Any) -> list[Finding]:
     return findings
 
 
-def _duplicates(named: list[tuple[tuple[str | int, ...], str]], what: str) -> list[Finding]:
-    first: dict[str, tuple[str | int, ...]] = {}
+def check_modbus_device(index: int, device: ModbusDeviceConfig) -> list[Finding]:
+    base: Loc = ("devices", index)
     found: list[Finding] = []
-    for path, name in named:
-        if name in first:
-            found.append((path, f"duplicate {what} name {name!r} (also at {_short(first[name])})"))
-        else:
-            first[name] = path
-    return found
-
-
-def format_path(path: tuple[str | int, ...]) -> str:
-    """``("devices", 3, "name")`` -> ``devices[3].name``."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "(top level)"
-
-
-def _short(path: tuple[str | int, ...]) -> str:
-    return format_path(path[:-1] if path and path[-1] == "name" else path)
-
-
-def _check_modbus_device(index: int, device: ModbusDeviceConfig) -> list[Finding]:
-    base: tuple[str | int, ...] = ("devices", index)
-    found: list[Finding] = []
-    found += _duplicates(
+    found += duplicates(
         [
             ((*base, "poll_groups", g, "name"), group.name)
             for g, group in enumerate(device.poll_groups)
         ],
-        "poll group",
+        "poll group name",
     )
     tags = [
         ((*base, "poll_groups", g, "tags", t), tag)
         for g, group in enumerate(device.poll_groups)
         for t, tag in enumerate(group.tags)
     ]
-    found += _duplicates([((*path, "name"), tag.name) for path, tag in tags], "tag")
+    found += duplicates([((*path, "name"), tag.name) for path, tag in tags], "tag name")
     for path, tag in tags:
         found += [((*path, key), message) for key, message in _tag_rules(tag)]
         if tag.table not in _BIT_TABLES and tag.register_count > device.max_registers_per_read:
@@ -266,10 +123,10 @@ def _sentinel_problem(kind: str, sentinel: float) -> str:
     return ""
 
 
-def _overlaps(tags: list[tuple[tuple[str | int, ...], ModbusTag]]) -> list[Finding]:
+def _overlaps(tags: list[tuple[Loc, ModbusTag]]) -> list[Finding]:
     """Two value tags may not share a register; bits of one register may share it."""
     found: list[Finding] = []
-    by_table: dict[str, list[tuple[int, int, tuple[str | int, ...], ModbusTag]]] = {}
+    by_table: dict[str, list[tuple[int, int, Loc, ModbusTag]]] = {}
     bits_seen: dict[tuple[str, int, int], ModbusTag] = {}
     for path, tag in tags:
         if tag.bit is not None:
@@ -304,14 +161,12 @@ def _overlaps(tags: list[tuple[tuple[str | int, ...], ModbusTag]]) -> list[Findi
     return found
 
 
-def _shared_connections(plant: PlantConfig) -> list[Finding]:
+def check_modbus_connections(devices: Sequence[tuple[int, ModbusDeviceConfig]]) -> list[Finding]:
     """Devices on one TCP gateway or one serial bus share it: unit ids must differ."""
     found: list[Finding] = []
     units: dict[tuple[str, ...], tuple[int, str]] = {}
     serial_settings: dict[str, tuple[int, ModbusRtu, str]] = {}
-    for index, device in enumerate(plant.devices):
-        if not isinstance(device, ModbusDeviceConfig):
-            continue
+    for index, device in devices:
         conn = device.connection
         if isinstance(conn, ModbusTcp):
             key: tuple[str, ...] = ("tcp", conn.host, str(conn.port))

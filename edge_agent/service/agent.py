@@ -16,15 +16,15 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.config import ModbusDeviceConfig, MqttSinkConfig, PlantConfig, SinkConfig
-from edge_agent.driver import Driver
+from drivers.registry import build_drivers
+from edge_agent.config import MqttSinkConfig, PlantConfig, SinkConfig
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.timer import run_metrics_timer
 from edge_agent.outbox import Outbox, SinkView
-from edge_agent.pipeline import Pipeline
-from edge_agent.scheduler import DeviceState, SourceRunner
+from edge_agent.runtime.pipeline import Pipeline
+from edge_agent.runtime.sink_runner import SinkRunner
+from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink
-from edge_agent.sinks.runner import SinkRunner
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -55,18 +55,6 @@ def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
     from edge_agent.metrics.store import STATE_FILE, StateStore
 
     return MetricsProcessor(plant, store=StateStore(plant.state_dir / STATE_FILE))
-
-
-def build_drivers(plant: PlantConfig) -> list[Driver]:
-    from drivers.modbus import build_modbus_drivers  # lazy: protocol code stays out of core
-
-    modbus = [d for d in plant.devices if isinstance(d, ModbusDeviceConfig)]
-    built: dict[str, Driver] = {d.device: d for d in build_modbus_drivers(modbus)}
-    if len(modbus) < len(plant.devices):
-        from drivers.opcua import build_opcua_drivers  # lazy: asyncua only when used
-
-        built.update((d.device, d) for d in build_opcua_drivers(plant))
-    return [built[device.name] for device in plant.devices]
 
 
 @dataclass
@@ -124,7 +112,7 @@ class Agent:
         self.outbox = outbox
         self.pipeline.add_consumer(outbox.append)
 
-    # -- runners can come and go while the agent runs (edge_agent.reload)
+    # -- runners can come and go while the agent runs (edge_agent.service.reload)
 
     def attach_sink(self, runner: SinkRunner) -> None:
         """Add ``runner`` (its buffer is its outbox view) and start it if the agent is running.

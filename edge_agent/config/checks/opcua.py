@@ -1,6 +1,6 @@
 """Cross-field rules of an OPC UA device, each finding tied to the path it is about.
 
-The counterpart of the Modbus rules in :mod:`edge_agent.config_checks`: names that
+The counterpart of the Modbus rules in :mod:`edge_agent.config.checks.modbus`: names that
 must be unique, options that only mean something in one mode, a security policy
 and mode that do not fit together, and the same node read twice in one group.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge_agent.config_checks import Finding, _duplicates
-from edge_agent.config_opcua import (
+from edge_agent.config.checks.common import Finding, Loc, duplicates
+from edge_agent.config.opcua import (
     OpcUaDeviceConfig,
     OpcUaPollGroup,
     OpcUaSecurity,
@@ -21,11 +21,9 @@ from edge_agent.config_opcua import (
     parse_node_address,
 )
 
-Path_ = tuple[str | int, ...]
-
 
 def check_opcua_device(index: int, device: OpcUaDeviceConfig) -> list[Finding]:
-    base: Path_ = ("devices", index)
+    base: Loc = ("devices", index)
     found = [((*base, "security", key), msg) for key, msg in _security_rules(device.security)]
     groups = [(g, group, list(enumerate(group.tags))) for g, group in enumerate(device.poll_groups)]
     return found + _groups_findings(base, groups)
@@ -34,7 +32,7 @@ def check_opcua_device(index: int, device: OpcUaDeviceConfig) -> list[Finding]:
 def check_opcua_partial(index: int, item: dict[str, Any]) -> list[Finding]:
     """Rules for the valid parts of an OPC UA device that pydantic rejected: each group
     whose own fields are valid, with those of its tags that are valid on their own."""
-    base: Path_ = ("devices", index)
+    base: Loc = ("devices", index)
     found: list[Finding] = []
     security = item.get("security")
     if isinstance(security, dict):
@@ -66,19 +64,19 @@ def check_opcua_partial(index: int, item: dict[str, Any]) -> list[Finding]:
 
 
 def _groups_findings(
-    base: Path_, groups: list[tuple[int, OpcUaPollGroup, list[tuple[int, OpcUaTag]]]]
+    base: Loc, groups: list[tuple[int, OpcUaPollGroup, list[tuple[int, OpcUaTag]]]]
 ) -> list[Finding]:
-    found = _duplicates(
+    found = duplicates(
         [((*base, "poll_groups", g, "name"), group.name) for g, group, _ in groups],
-        "poll group",
+        "poll group name",
     )
-    found += _duplicates(
+    found += duplicates(
         [
             ((*base, "poll_groups", g, "tags", t, "name"), tag.name)
             for g, _, tags in groups
             for t, tag in tags
         ],
-        "tag",
+        "tag name",
     )
     for g, group, tags in groups:
         found += _group_findings((*base, "poll_groups", g), group, tags)
@@ -96,7 +94,7 @@ def _security_rules(security: OpcUaSecurity) -> Iterator[tuple[str, str]]:
 
 
 def _group_findings(
-    path: Path_, group: OpcUaPollGroup, tags: list[tuple[int, OpcUaTag]]
+    path: Loc, group: OpcUaPollGroup, tags: list[tuple[int, OpcUaTag]]
 ) -> list[Finding]:
     found: list[Finding] = []
     subscribe = group.mode == "subscribe"

@@ -1,7 +1,6 @@
 """Pydantic models of an OPC UA device in the plant YAML, and the node address grammar.
 
-Kept apart from :mod:`edge_agent.config` so that the Modbus models stay readable and
-so that the address grammar (pure string parsing, no protocol library) can be shared
+The address grammar (pure string parsing, no protocol library) can be shared
 by config validation and the driver. A tag names its node in one of three ways:
 
 * a NodeId string: ``ns=2;s=Line1.Press.Power``, ``i=2258``, ``ns=3;g=<guid>``,
@@ -26,15 +25,10 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field
 
-from edge_agent.config import (
-    MAX_INTERVAL_S,
-    MIN_INTERVAL_S,
-    Duration,
-    Name,
-    Strict,
-)
+from edge_agent.config.base import MAX_INTERVAL_S, Duration, Interval, Name, Strict
+from edge_agent.config.catalog import DeviceInfo, TagInfo
 
 IdType = Literal["i", "s", "g", "b"]
 
@@ -292,7 +286,7 @@ class OpcUaTag(Strict):
 class OpcUaPollGroup(Strict):
     name: Name = "default"
     mode: Literal["read", "subscribe"] = "read"
-    interval: Duration = Field(
+    interval: Interval = Field(
         description=(
             "read: seconds between bulk reads, aligned to the wall clock. subscribe: the "
             "subscription's publishing interval, and how often changes are handed on."
@@ -309,16 +303,6 @@ class OpcUaPollGroup(Strict):
     )
     deadband: Deadband | None = Field(default=None, description="subscribe only.")
     tags: list[OpcUaTag] = Field(min_length=1)
-
-    @field_validator("interval")
-    @classmethod
-    def _possible_interval(cls, value: float) -> float:
-        if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
-            raise ValueError(
-                f"interval {value:g}s is impossible: it must be between "
-                f"{MIN_INTERVAL_S * 1000:g}ms and {MAX_INTERVAL_S / 3600:g}h"
-            )
-        return value
 
 
 class OpcUaDeviceConfig(Strict):
@@ -358,3 +342,22 @@ class OpcUaDeviceConfig(Strict):
     device_type: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     poll_groups: list[OpcUaPollGroup] = Field(min_length=1)
+
+    def describe(self) -> DeviceInfo:
+        """This device for the :class:`~edge_agent.config.catalog.TagCatalog`; the value
+        type of a node is the server's, known only after connecting."""
+        tags = (
+            TagInfo(
+                device=self.name,
+                group=group.name,
+                name=tag.name,
+                value_type=None,
+                enum=tag.enum,
+                interval=float(group.interval),
+                change_based=group.mode == "subscribe",
+                unit=tag.unit,
+            )
+            for group in self.poll_groups
+            for tag in group.tags
+        )
+        return DeviceInfo.of(self.name, self.driver, tags, self.device_type, self.labels)

@@ -9,11 +9,11 @@ for is a port an attacker may find).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from edge_agent.config import Duration, Strict
+from edge_agent.config.base import Duration, Strict
 
 #: Logger names as they appear in the ``logger`` field of every log line.
 LoggerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
@@ -67,4 +67,22 @@ class ServiceConfig(Strict):
             "The systemd watchdog is only fed while the event loop reacts within this many "
             "seconds (and every poller keeps completing its polls)."
         ),
+    )
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+# The ``logging:`` section (no docstring: it would become the JSON Schema's description).
+class LoggingConfig(Strict):
+    level: LogLevel = "info"
+    components: dict[LoggerName, LogLevel] = Field(
+        default_factory=dict,
+        description=(
+            "Level per logger, by the name in each line's 'logger' field, e.g. "
+            "{edge_agent.scheduler: debug, edge_agent.sink.mqtt: warning, pymodbus: error}."
+        ),
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: colour on a terminal, JSON lines otherwise."
     )

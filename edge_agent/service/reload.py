@@ -31,21 +31,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
+from drivers.registry import build_drivers, connection_key
 from edge_agent.buffer import BatchBuffer
 from edge_agent.config import DeviceConfig, InfluxSinkConfig, PlantConfig, SinkConfig
-from edge_agent.config_loader import load_config
+from edge_agent.config.loader import load_config
 from edge_agent.driver import Driver
 from edge_agent.errors import ConfigError
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.redaction import register_secrets, secret_values
-from edge_agent.scheduler import SourceRunner
-from edge_agent.service import Agent, build_drivers, build_sink, new_outbox
+from edge_agent.runtime.sink_runner import SinkRunner
+from edge_agent.runtime.source_runner import SourceRunner
+from edge_agent.service.agent import Agent, build_sink, new_outbox
 from edge_agent.sinks.base import Sink
-from edge_agent.sinks.runner import SinkRunner
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -94,17 +95,8 @@ def _fields(plan: ReloadPlan) -> list[tuple[str, tuple[str, ...] | bool]]:
 
 
 def connection_of(device: DeviceConfig) -> str:
-    """Devices with the same key share a connection (and restart together).
-
-    Modbus devices on one gateway or serial bus share a channel; other drivers are
-    assumed to own their connection.
-    """
-    connection: Any = getattr(device, "connection", None)
-    if connection is not None and getattr(device, "driver", "") == "modbus":
-        from drivers.modbus.channel import connection_key  # lazy: protocol code stays out
-
-        return connection_key(connection)
-    return f"device:{device.name}"
+    """Devices with the same key share a connection (and restart together)."""
+    return connection_key(device)
 
 
 def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:

@@ -1,17 +1,17 @@
 """``type: influxdb`` sinks: the InfluxDB v2 write API (InfluxDB 2.x/3.x, VictoriaMetrics...).
 
-Import these models from :mod:`edge_agent.config` (which imports this module after
-defining the shared base types), not from here directly.
+The rule that needs the devices (:func:`influx_sink_problems`) sits beside the model.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
-from edge_agent.config import Duration, Name, Strict
+from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.catalog import TagCatalog
 
 #: Tag and field keys InfluxDB 2 reserves (``_measurement``, ``_field``...) or refuses.
 RESERVED_KEYS = frozenset({"time"})
@@ -105,32 +105,30 @@ class InfluxSinkConfig(Strict):
         return tags
 
 
-def influx_sink_problems(sink: InfluxSinkConfig, devices: list[Any]) -> list[tuple[str, str]]:
+def influx_sink_problems(sink: InfluxSinkConfig, catalog: TagCatalog) -> list[tuple[str, str]]:
     """(field, message) for what a single field cannot see: device labels used as tags."""
     problems: list[tuple[str, str]] = []
-    for device in devices:
-        for group in getattr(device, "poll_groups", []):
-            for tag in group.tags:
-                if tag.name in RESERVED_KEYS:
-                    problems.append(
-                        (
-                            "name",
-                            f"device {device.name}: a tag named {tag.name!r} cannot be an "
-                            "InfluxDB field; rename it",
-                        )
+    for device in catalog.devices.values():
+        for tag_name in device.tags:
+            if tag_name in RESERVED_KEYS:
+                problems.append(
+                    (
+                        "name",
+                        f"device {device.name}: a tag named {tag_name!r} cannot be an "
+                        "InfluxDB field; rename it",
                     )
-        device_type = getattr(device, "device_type", "") or ""
-        if sink.measurement == "device_type" and device_type.startswith("#"):
+                )
+        if sink.measurement == "device_type" and device.device_type.startswith("#"):
             problems.append(
                 (
                     "measurement",
-                    f"device {device.name}: device_type {device_type!r} would start a line "
-                    "protocol comment; it cannot be a measurement",
+                    f"device {device.name}: device_type {device.device_type!r} would start a "
+                    "line protocol comment; it cannot be a measurement",
                 )
             )
         if not sink.labels_as_tags:
             continue
-        for key in getattr(device, "labels", {}) or {}:
+        for key in device.labels:
             problem = key_problem(key)
             if problem is not None:
                 problems.append(

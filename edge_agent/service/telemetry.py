@@ -29,9 +29,9 @@ from prometheus_client.registry import Collector
 from edge_agent import __version__
 from edge_agent.outbox import SinkView
 from edge_agent.outbox.store import DEAD_LETTER_LIMIT
-from edge_agent.scheduler import DeviceState
-from edge_agent.service import Agent
-from edge_agent.status import ServiceStats, health_problems
+from edge_agent.runtime.source_runner import DeviceState
+from edge_agent.service.agent import Agent
+from edge_agent.service.status import ServiceStats, health_problems
 
 PREFIX = "edge_agent"
 

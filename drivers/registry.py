@@ -1,0 +1,76 @@
+"""The one door from the core to the drivers: build, connection key, plan text.
+
+The core (the Agent, reload, ``check``) knows a device only by its config and its
+``driver:`` name; everything protocol-specific is behind a :class:`DriverKind` that
+each protocol package exposes as ``KIND`` in its ``kind`` module. The module is
+imported on first use, so a plant without OPC UA devices never loads asyncua.
+Adding a protocol: ``drivers/<new>/`` with a ``kind.py``, its device model in
+``edge_agent/config/<new>.py`` (added to ``DeviceConfig``) and one line in
+:data:`KINDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.config import DeviceConfig, PlantConfig
+from edge_agent.driver import Driver
+
+#: ``driver:`` value -> the module whose ``KIND`` serves it.
+KINDS: dict[str, str] = {
+    "modbus": "drivers.modbus.kind",
+    "opcua": "drivers.opcua.kind",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSummary:
+    """What ``edge-agent check`` prints for one device, and its request rate."""
+
+    lines: list[str]
+    reads_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DriverKind:
+    """What the core may ask of one protocol's drivers."""
+
+    #: Drivers for these devices (all of this kind), in their order; devices that share
+    #: a connection share it in the drivers too. The plant gives state_dir and name.
+    build: Callable[[Sequence[Any], PlantConfig], Sequence[Driver]]
+    #: Devices with the same key share a connection, and restart together on reload.
+    connection_key: Callable[[Any], str]
+    #: The device's lines in ``check``: connection, groups, the read plan.
+    summary: Callable[[Any], DeviceSummary]
+
+
+def kind_of(driver: str) -> DriverKind:
+    """The :class:`DriverKind` of a ``driver:`` name (imports its package on first use)."""
+    kind: DriverKind = importlib.import_module(KINDS[driver]).KIND
+    return kind
+
+
+def build_drivers(
+    plant: PlantConfig, devices: Sequence[DeviceConfig] | None = None
+) -> list[Driver]:
+    """One driver per device of ``plant`` (or of ``devices``), in config order."""
+    chosen = plant.devices if devices is None else devices
+    by_kind: dict[str, list[DeviceConfig]] = {}
+    for device in chosen:
+        by_kind.setdefault(device.driver, []).append(device)
+    built: dict[str, Driver] = {}
+    for driver, group in by_kind.items():
+        built.update((d.device, d) for d in kind_of(driver).build(group, plant))
+    return [built[device.name] for device in chosen]
+
+
+def connection_key(device: DeviceConfig) -> str:
+    """Devices with the same key share a connection (and restart together)."""
+    return kind_of(device.driver).connection_key(device)
+
+
+def device_summary(device: DeviceConfig) -> DeviceSummary:
+    return kind_of(device.driver).summary(device)

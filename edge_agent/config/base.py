@@ -1,0 +1,90 @@
+"""The primitives every section of the plant file is built from.
+
+At the bottom of :mod:`edge_agent.config`: it imports nothing of the package, so every
+section module (modbus, opcua, mqtt, influx, outbox, service, metrics) can build on it
+without an import cycle.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+"""Names end up in MQTT topics and InfluxDB tags: no spaces, slashes, wildcards."""
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=128)]
+
+#: Shortest poll interval accepted: Modbus RTU at 9600 baud cannot do better anyway.
+MIN_INTERVAL_S = 0.01
+#: Longest poll interval accepted (one day).
+MAX_INTERVAL_S = 86_400.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT_SECONDS = {
+    None: 1.0,
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept ``1.5``, ``"250ms"``, ``"1s"``, ``"15m"``, ``"1h"``; return seconds as float."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '250ms', '1s', '15m'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration (examples: 0.5, '250ms', '1s', '15m')")
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _possible_interval(value: float) -> float:
+    if not MIN_INTERVAL_S <= value <= MAX_INTERVAL_S:
+        raise ValueError(
+            f"interval {value:g}s is impossible: it must be between "
+            f"{MIN_INTERVAL_S * 1000:g}ms and {MAX_INTERVAL_S / 3600:g}h"
+        )
+    return value
+
+
+#: A poll group's interval: a duration between :data:`MIN_INTERVAL_S` and :data:`MAX_INTERVAL_S`.
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_possible_interval)]
+
+
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+    return value
+
+
+#: An IANA time zone name (``Asia/Shanghai``), checked against the tz database.
+TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The ``plant:`` section: who this agent collects for (names go into topics and tags).
+class PlantIdentity(Strict):
+    name: Name
+    site: str = ""
+    timezone: TimeZoneName = "UTC"

@@ -1,0 +1,123 @@
+"""The typed tag catalog: every device and tag of a plant, whatever its driver.
+
+Metrics, config checks and sinks need a few facts about tags (is it a number, an
+enum, how wide is an integer counter, how often is it read, does it report changes
+only) and about devices (type, labels). Each device model describes itself as a
+:class:`DeviceInfo` (:meth:`describe`); :meth:`TagCatalog.from_plant` collects them
+once. Nobody else walks the device union, so mypy sees every access and a new
+protocol only has to describe its own tags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+#: Bit width of each integer value type: counters of that width roll over at 2**bits.
+INTEGER_BITS: Mapping[str, int] = {
+    "int16": 16,
+    "uint16": 16,
+    "int32": 32,
+    "uint32": 32,
+    "int64": 64,
+    "uint64": 64,
+}
+
+#: Value types that are not numbers (Modbus and OPC UA spellings).
+NOT_NUMERIC = frozenset({"bool", "string", "str", "boolean", "bytes", "datetime"})
+
+
+@dataclass(frozen=True, slots=True)
+class TagInfo:
+    """What the rest of the agent may know about one tag, independent of its driver."""
+
+    device: str
+    group: str
+    name: str
+    #: The declared value type (``float32``, ``bool`` ...), or None when the device
+    #: tells it at run time (OPC UA).
+    value_type: str | None
+    #: Raw integer -> label, when the tag is an enum.
+    enum: Mapping[int, str] | None
+    #: Seconds between reads of the tag's group (the publishing interval when
+    #: change-based).
+    interval: float
+    #: True when the group hands over changes only (OPC UA subscriptions): silence
+    #: means "unchanged", not "missing".
+    change_based: bool = False
+    scale: float = 1.0
+    unit: str = ""
+
+    @property
+    def integer_bits(self) -> int:
+        """Width of the raw integer (16, 32, 64), 0 when the tag is not a declared integer."""
+        return INTEGER_BITS.get(self.value_type or "", 0)
+
+    @property
+    def numeric(self) -> bool:
+        """True unless the tag is declared as a non-number or maps values to labels."""
+        return self.value_type not in NOT_NUMERIC and self.enum is None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """One device: its name, driver, type and labels, and its tags by name."""
+
+    name: str
+    driver: str
+    device_type: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: By tag name; a name used twice (an error ``check`` reports) keeps its first tag.
+    tags: Mapping[str, TagInfo] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        driver: str,
+        tags: Iterable[TagInfo],
+        device_type: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> DeviceInfo:
+        by_name: dict[str, TagInfo] = {}
+        for tag in tags:
+            by_name.setdefault(tag.name, tag)
+        return cls(name, driver, device_type, dict(labels or {}), by_name)
+
+
+class Describable(Protocol):
+    """What every device model offers: a description of itself for the catalog."""
+
+    def describe(self) -> DeviceInfo: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TagCatalog:
+    """Every device of a plant by name, in config order."""
+
+    devices: Mapping[str, DeviceInfo]
+
+    @classmethod
+    def of(cls, devices: Iterable[Describable]) -> TagCatalog:
+        described: dict[str, DeviceInfo] = {}
+        for device in devices:
+            info = device.describe()
+            described.setdefault(info.name, info)
+        return cls(described)
+
+    def device(self, name: str) -> DeviceInfo | None:
+        return self.devices.get(name)
+
+    def tag(self, device: str, name: str) -> TagInfo | None:
+        found = self.devices.get(device)
+        return None if found is None else found.tags.get(name)
+
+    def change_groups(self) -> set[tuple[str, str]]:
+        """(device, group) of every group that reports changes only."""
+        return {
+            (tag.device, tag.group)
+            for device in self.devices.values()
+            for tag in device.tags.values()
+            if tag.change_based
+        }
