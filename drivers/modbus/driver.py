@@ -108,10 +108,11 @@ class ModbusDriver:
     def read_budget(self, group: str) -> float:
         """Worst case: learning splits every request (2k-1 reads), and before each of
         them every other poll group on the shared channel may take its turn with one
-        request that times out (and, on a serial line, a quiet period after it)."""
+        request that times out (on a serial line: waiting for a quiet line, then the
+        diagnostics echo of a unit in doubt, then the request, each up to a timeout)."""
         plan = self._groups[group].plan
         own = 2 * len(plan.requests) + len(plan.invalid_positions)
-        per_request = self.channel.timeout * (2 if self.channel.serial else 1)
+        per_request = self.channel.timeout * (3 if self.channel.serial else 1)
         per_request += self.channel.inter_frame_delay
         return (own + self.channel.pollers) * per_request + BUDGET_SLACK
 
