@@ -12,6 +12,10 @@ What the runner guarantees, so that drivers do not have to:
   with jittered, capped exponential backoff; ticks in between produce bad batches
   without touching the wire, so a dead unit on a shared gateway does not cost the
   other units a timeout every tick;
+* a device that went offline because its connection was down is retried at its next
+  tick once the driver reports the connection up again: on a shared gateway or bus,
+  the first device to reconnect brings its neighbours back with it, not each after
+  its own backoff;
 * errors are logged once per change of state, not on every poll.
 
 One runner per device, each with its own tasks: one dead or slow device never
@@ -115,6 +119,8 @@ class SourceRunner:
         self._clock = clock
         self._consecutive_failures = 0
         self._retry_at = 0.0
+        #: Offline while the connection was down: retry as soon as it is up again.
+        self._waiting_for_connection = False
         self._probing = False
         #: Per poll group: "" when its last read was all good, else the first bad reason.
         self._group_health: dict[str, str] = {}
@@ -173,7 +179,7 @@ class SourceRunner:
         started = self._clock()
         started_ns = int(started * 1e9)
         self.counters.polls += 1
-        if started < self._retry_at or self._probing:
+        if (started < self._retry_at and not self._connection_is_back()) or self._probing:
             # Offline and not yet due, or another group is already probing the device:
             # answer locally, without wire traffic.
             reason = self.state_reason or REASON_DISCONNECTED
@@ -227,6 +233,10 @@ class SourceRunner:
         self.emit(failed)
         return failed
 
+    def _connection_is_back(self) -> bool:
+        """Someone else (a neighbour on the same connection) brought it back."""
+        return self._waiting_for_connection and self.driver.connected
+
     async def _connect(self) -> None:
         async with self._connect_lock:
             if not self.driver.connected:
@@ -240,6 +250,7 @@ class SourceRunner:
         if isinstance(exc, DriverConnectError) or self._consecutive_failures >= self.offline_after:
             delay = self._backoff.next_delay()
             self._retry_at = self._clock() + delay
+            self._waiting_for_connection = not self.driver.connected
             self._set_state(
                 DeviceState.OFFLINE, exc.reason, detail=exc.detail, retry_in=round(delay, 2)
             )
@@ -252,6 +263,7 @@ class SourceRunner:
     def _succeeded(self, group: str, batches: Sequence[SampleBatch]) -> None:
         self._consecutive_failures = 0
         self._retry_at = 0.0
+        self._waiting_for_connection = False
         self._backoff.reset()
         # Every poll of every device passes here: count at C speed, and only walk the
         # samples when some are not good.

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from drivers.modbus import ModbusDriver, build_modbus_drivers
+from edge_agent.backoff import Backoff
 from edge_agent.config import ModbusDeviceConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import DriverError
@@ -357,3 +358,40 @@ async def test_a_hostile_unit_never_publishes_a_wrong_good_value_and_its_neighbo
     assert healthy.counters.skipped_ticks == 0
     assert healthy.counters.failed_polls == 0
     assert not [r for r in caplog.records if r.name == "asyncio"], "no fatal protocol errors"
+
+
+# ----------------------------------------------------------------------------- shared recovery
+
+
+async def test_every_device_on_a_shared_connection_is_retried_once_it_is_back() -> None:
+    """Item 13: one device reconnects; its neighbours follow at their next tick, not after
+    their own backoff (here a fixed 4 s for two of them)."""
+    async with HostileTcpServer({}) as server:
+        port = server.port
+        text = plant(tcp(port), interval=0.2, units=(1, 2, 3))
+    seen: list[SampleBatch] = []
+    built = build_modbus_drivers(devices(text))
+    backoffs = {
+        "hostile": Backoff(initial=0.3, cap=0.3, minimum=0.3),
+        "healthy": Backoff(initial=4.0, cap=4.0, minimum=4.0),
+        "third": Backoff(initial=4.0, cap=4.0, minimum=4.0),
+    }
+    runners = [SourceRunner(d, seen.append, backoff=backoffs[d.device]) for d in built]
+    tasks = [asyncio.create_task(r.run(), name=f"run:{r.device}") for r in runners]
+    try:
+        await asyncio.sleep(1.0)  # the gateway is down: everyone goes offline
+        async with HostileTcpServer({}, port=port):
+            back = time.monotonic()
+            firsts: dict[str, float] = {}
+            while len(firsts) < 3 and time.monotonic() < back + 6:
+                await asyncio.sleep(0.02)
+                for batch in seen:
+                    if batch.good_count and batch.device not in firsts:
+                        firsts[batch.device] = time.monotonic()
+            assert set(firsts) == {"hostile", "healthy", "third"}
+            spread = max(firsts.values()) - min(firsts.values())
+            assert spread < 1.0, firsts
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
