@@ -289,6 +289,34 @@ async def test_b4_rtu_a_coil_reply_with_more_bytes_than_bits_is_refused(tmp_path
         assert healthy.values == [truth_bit(2, a) for a in range(4)]
 
 
+# ----------------------------------------------------------------------------- B5
+
+
+async def test_b5_a_device_that_refused_everything_is_read_again_once_it_recovers() -> None:
+    """A glitch answering exception 2 to every read is a device state: the first read
+    after it ends is good (it blanked the device for 100 polls: every tag learned invalid)."""
+    glitch = True
+
+    def behaviour(asked: Asked) -> list[Reply]:
+        return [Reply(exception_pdu(asked.function, 2))] if glitch else honest(asked)
+
+    async with (
+        HostileTcpServer({1: behaviour}) as server,
+        drivers_for(plant(tcp(server.port))) as drivers,
+    ):
+        hostile = drivers["hostile"]
+        for _ in range(2):
+            for group in ("low", "high", "bits"):
+                got = await read(hostile, group)
+                assert isinstance(got, SampleBatch)
+                assert set(got.reasons) == {"exception code 2"}
+        glitch = False
+        for group in ("low", "high", "bits"):
+            got = await read(hostile, group)
+            assert isinstance(got, SampleBatch)
+            assert got.good_count == len(got), (group, got.reasons)
+
+
 # ----------------------------------------------------------------------------- side by side
 
 
