@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.driver import Driver, GroupSpec
+from edge_agent.driver import Driver, ExplainsBadSamples, GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
 from edge_agent.histogram import Histogram
 from edge_agent.model import (
@@ -82,6 +82,11 @@ class DeviceCounters:
 def next_tick(now: float, interval: float) -> float:
     """The first multiple of ``interval`` (seconds since the epoch) strictly after ``now``."""
     return (math.floor(now / interval) + 1) * interval
+
+
+def _listed(names: Sequence[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _raise_if_cancel_was_swallowed() -> None:
@@ -283,10 +288,23 @@ class SourceRunner:
         # The device is as healthy as its least healthy group: deciding from whichever
         # group finished last would flip the state (and the log) every tick.
         worst = next((reason for reason in self._group_health.values() if reason), "")
-        if worst:
-            self._set_state(DeviceState.DEGRADED, worst)
-        else:
+        if not worst:
             self._set_state(DeviceState.ONLINE, "")
+        elif (self.state, self.state_reason) != (DeviceState.DEGRADED, worst):
+            self._set_state(DeviceState.DEGRADED, worst, detail=self._explain(batches))
+
+    def _explain(self, batches: Sequence[SampleBatch]) -> str:
+        """Which samples are bad and why, for the one log line of a change of state."""
+        lines = []
+        for batch in batches:
+            if batch.good_count == len(batch):
+                continue
+            if isinstance(self.driver, ExplainsBadSamples):
+                lines.append(self.driver.explain(batch))
+            else:
+                bad = [name for name, _, quality, _ in batch if quality is not Quality.GOOD]
+                lines.append(f"group {batch.group}: {_listed(bad)} bad")
+        return "; ".join(lines)
 
     def _set_state(self, state: DeviceState, reason: str, **details: object) -> None:
         if state is self.state and reason == self.state_reason:

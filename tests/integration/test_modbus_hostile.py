@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import structlog
 
 from drivers.modbus import ModbusDriver, build_modbus_drivers
 from edge_agent.backoff import Backoff
@@ -315,6 +316,38 @@ async def test_b5_a_device_that_refused_everything_is_read_again_once_it_recover
             got = await read(hostile, group)
             assert isinstance(got, SampleBatch)
             assert got.good_count == len(got), (group, got.reasons)
+
+
+# ----------------------------------------------------------------------------- item 14
+
+
+async def test_a_degraded_device_logs_the_refused_tags_their_addresses_and_the_code() -> None:
+    def behaviour(asked: Asked) -> list[Reply]:
+        if asked.function == 3 and asked.address >= 100:
+            return [Reply(exception_pdu(3, 2))]
+        if asked.function == 1:
+            return [Reply(exception_pdu(1, 6))]
+        return honest(asked)
+
+    async with (
+        HostileTcpServer({1: behaviour}) as server,
+        drivers_for(plant(tcp(server.port), units=(1,))) as drivers,
+    ):
+        hostile = drivers["hostile"]
+        runner = SourceRunner(hostile, lambda batch: None)
+        groups = {g.name: g for g in hostile.groups}
+        with structlog.testing.capture_logs() as logs:
+            await runner.poll_once(groups["low"])
+            await runner.poll_once(groups["high"])
+            await runner.poll_once(groups["high"])  # no change of state: not logged again
+            await runner.poll_once(groups["bits"])
+    degraded = [e for e in logs if e["event"] == "device degraded"]
+    assert [e["reason"] for e in degraded] == ["exception code 2"], degraded
+    assert degraded[0]["detail"] == (
+        "group high: exception code 2 (illegal data address): holding 100 (b0), holding 101 (b1)"
+    )
+    # The first bad group stays the device's reason; the bits group adds no log line.
+    assert runner.state_reason == "exception code 2"
 
 
 # ----------------------------------------------------------------------------- side by side

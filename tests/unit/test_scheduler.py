@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.backoff import Backoff
 from edge_agent.driver import GroupSpec
@@ -279,3 +280,28 @@ async def test_a_dead_unit_behind_a_working_connection_keeps_its_backoff() -> No
         await runner.poll_once(driver.groups[0])
     assert runner.state is DeviceState.OFFLINE
     assert driver.reads == 3, "the connection never went away: no early retry"
+
+
+@dataclass
+class ExplainingDriver(ScriptedDriver):
+    def explain(self, batch: SampleBatch) -> str:
+        return f"{batch.group}: b is at address 7"
+
+
+@pytest.mark.parametrize(
+    ("driver", "detail"),
+    [(ScriptedDriver(), "group g: b bad"), (ExplainingDriver(), "g: b is at address 7")],
+)
+async def test_a_degraded_device_says_which_samples_are_bad_once(
+    driver: ScriptedDriver, detail: str
+) -> None:
+    """Item 14: the log line of the change names the samples (the driver, if it can,
+    says where they are and what the reason means)."""
+    driver.script.extend([[1.0, float("nan")], [1.0, float("nan")]])
+    runner = _runner(driver, [])
+    with capture_logs() as logs:
+        await runner.poll_once(driver.groups[0])
+        await runner.poll_once(driver.groups[0])
+    assert [(e["event"], e["reason"], e["detail"]) for e in logs] == [
+        ("device degraded", "sentinel", detail)
+    ]
