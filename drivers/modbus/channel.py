@@ -182,15 +182,15 @@ class ModbusChannel:
                 why = link.closed_because if link is not None else "not connected"
                 self._drop_link()
                 raise DriverReadError(REASON_DISCONNECTED, f"{self.key}: {why}")
-            await self._pause()
             self.requests += 1
-            try:
-                if self.serial:
-                    reply = await self._read_rtu(link, request)
-                else:
+            if self.serial:
+                reply = await self._read_rtu(link, request)
+            else:
+                await self._pause()
+                try:
                     reply = await self._read_tcp(link, request)
-            finally:
-                self._last_frame_end = time.monotonic()
+                finally:
+                    self._last_frame_end = time.monotonic()
         if isinstance(reply, ExceptionReply):
             raise ModbusExceptionResponse(
                 reply.code, f"{exception_meaning(reply.code)}: {table} {address}+{count}"
@@ -327,7 +327,14 @@ class ModbusChannel:
         line goes away or a read gets garbage.
         """
         await self._quiet(link, request)
+        await self._pause()  # also between a diagnostics echo and the read after it
         link.send(rtu_adu(request))
+        try:
+            return await self._receive(link, request)
+        finally:
+            self._last_frame_end = time.monotonic()
+
+    async def _receive(self, link: Link, request: Request) -> Frame:
         deadline = time.monotonic() + self.timeout
         probing = isinstance(request, Echo)
         while True:

@@ -133,8 +133,9 @@ class ModbusDriver:
         diagnostics echo of a unit in doubt, then the request, each up to a timeout)."""
         plan = self._groups[group].plan
         own = 2 * len(plan.requests) + len(plan.invalid_positions)
-        per_request = self.channel.timeout * (3 if self.channel.serial else 1)
-        per_request += self.channel.inter_frame_delay
+        frames = 2 if self.channel.serial else 1  # the echo, then the read
+        per_request = self.channel.timeout * (frames + 1 if self.channel.serial else 1)
+        per_request += self.channel.inter_frame_delay * frames
         return (own + self.channel.pollers) * per_request + BUDGET_SLACK
 
     async def close(self) -> None:

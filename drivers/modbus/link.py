@@ -25,7 +25,7 @@ from edge_agent.config import ModbusRtu, ModbusTcp
 from edge_agent.errors import DriverConnectError
 from edge_agent.model import REASON_DISCONNECTED
 
-#: Bytes a link holds unread before it gives up on the peer (no Modbus frame is larger).
+#: Bytes a link holds unread (no Modbus frame is larger): past it, see _overflow().
 MAX_UNREAD = 4096
 
 
@@ -76,10 +76,14 @@ class Link:
     def _feed(self, data: bytes) -> None:
         self.last_received = time.monotonic()
         if len(self.received) + len(data) > MAX_UNREAD:
-            self._closed(f"more than {MAX_UNREAD} bytes nobody asked for")
+            self._overflow()
             return
         self.received += data
         self._arrived.set()
+
+    def _overflow(self) -> None:
+        """A TCP stream cut anywhere is out of step: close it."""
+        self._closed(f"more than {MAX_UNREAD} bytes nobody asked for")
 
     def _closed(self, because: str) -> None:
         if not self.closed_because:
@@ -180,6 +184,10 @@ class SerialLink(Link):
                 name, f"the port does not keep {refused} (it is not a real UART, e.g. a pty?)"
             )
         return cls(name, port)
+
+    def _overflow(self) -> None:
+        """Chatter on an idle bus: drop it (every request waits for a quiet line anyway)."""
+        self.received.clear()
 
     def _readable(self) -> None:
         try:
