@@ -25,7 +25,7 @@ import enum
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -48,6 +48,8 @@ log = structlog.get_logger("edge_agent.scheduler")
 Emit = Callable[[SampleBatch], None]
 #: Wall clock in seconds; injectable for tests.
 Clock = Callable[[], float]
+#: Waits a number of seconds of the clock's time (asyncio.sleep; a virtual one in tests).
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class DeviceState(enum.Enum):
@@ -102,6 +104,7 @@ class SourceRunner:
         offline_after: int = 3,
         backoff: Backoff | None = None,
         clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.driver = driver
         self.emit = emit
@@ -113,6 +116,7 @@ class SourceRunner:
         # probe, so the first retry waits at least a second and retries spread out.
         self._backoff = backoff or Backoff(initial=2.0, cap=60.0, minimum=1.0)
         self._clock = clock
+        self._sleep = sleep
         self._consecutive_failures = 0
         self._retry_at = 0.0
         self._probing = False
@@ -150,7 +154,7 @@ class SourceRunner:
                 tick = next_tick(self._clock(), group.interval)
                 delay = tick - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             await self.poll_once(group)
             _raise_if_cancel_was_swallowed()
             now = self._clock()
