@@ -346,14 +346,23 @@ def auth_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         broker.stop()
 
 
-async def test_username_and_password(auth_mosquitto: Mosquitto, plant: PlantIdentity) -> None:
+async def test_username_and_password(
+    auth_mosquitto: Mosquitto, plant: PlantIdentity, subscriber_factory: Any
+) -> None:
+    sub = await subscriber_factory(
+        auth_mosquitto.port, f"edge/{plant.name}/+/data", username="agent", password="s3cret"
+    )
     sink = make_sink(auth_mosquitto, plant, username="agent", password="s3cret")
     await sink.start()
     try:
         await wait_connected(sink)
-        await sink.send([batch("press-1", 0)])
+        await sink.send([batch("press-1", 7)])
+        (got,) = await sub.wait_count(1)
     finally:
         await sink.stop()
+    # The broker took the credentials and delivered the message.
+    assert got.topic == f"edge/{plant.name}/press-1/data"
+    assert json.loads(got.payload)["values"]["seq"]["v"] == 7
 
 
 async def test_refused_credentials_keep_retrying_quietly(
