@@ -26,6 +26,7 @@ import structlog
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.metrics.build import energy_spec, machine_spec
+from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.holds import Holds
@@ -213,7 +214,7 @@ class MetricsProcessor:
         """
         key = (batch.device, batch.group)
         needs = self._needs.get(batch.device)
-        if needs is None or batch.group.startswith("metrics:"):
+        if needs is None or metric_info(batch) is not None:
             self._routes[key] = None
             return None
         found = [
