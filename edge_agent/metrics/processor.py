@@ -34,7 +34,10 @@ from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
-from edge_agent.metrics.units import Handler, MachineUnit, MeterUnit, PlantTotal
+from edge_agent.metrics.units.feed import Handler
+from edge_agent.metrics.units.machine import MachineUnit
+from edge_agent.metrics.units.meter import MeterUnit
+from edge_agent.metrics.units.total import PlantTotal
 from edge_agent.metrics.windows import (
     DAY,
     NS_PER_S,
@@ -340,5 +343,3 @@ class MetricsProcessor:
             self.total.restore(data["total"])
         if restored:
             log.info("metrics state restored", units=restored)
-
-    # ------------------------------------------------------------------ live view
