@@ -13,11 +13,11 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
+from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import parse_clock, parse_window
 
 EnergyUnit = Literal["Wh", "kWh", "MWh"]
 PowerUnit = Literal["W", "kW", "MW"]
-StateName = Literal["off", "idle", "run", "fault"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from edge_agent.metrics.contract import metric_info
 from edge_agent.model import SampleBatch, Value
 
 log = structlog.get_logger("edge_agent.pipeline")
@@ -110,8 +111,8 @@ class Pipeline:
     def latest(self, device: str) -> dict[str, LatestValue]:
         """Latest value of every tag of ``device`` (for displays; not on the hot path)."""
         values: dict[str, LatestValue] = {}
-        for (name, group), batch in sorted(self.latest_batches.items()):
-            if name != device or group.startswith("metrics:"):
+        for (name, _group), batch in sorted(self.latest_batches.items()):
+            if name != device or metric_info(batch) is not None:
                 continue  # metric windows are not tags (the live view shows them apart)
             for index, (tag, value, quality, reason) in enumerate(batch):
                 values[tag] = LatestValue(value, quality.label, reason, batch.sample_time_ns(index))

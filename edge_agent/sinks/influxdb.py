@@ -39,6 +39,7 @@ from influxdb_client.rest import ApiException
 
 from edge_agent.config import InfluxSinkConfig, PlantConfig, TagCatalog
 from edge_agent.errors import SinkError
+from edge_agent.metrics.contract import metric_info
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.line_protocol import PRECISION_NS, batch_lines, field_keys, line_prefix
 from edge_agent.worker import BlockingWorker
@@ -250,11 +251,11 @@ class InfluxSink:
         self.lines_written += len(lines)
 
     def _layout(self, batch: SampleBatch) -> _Layout:
-        attributes = batch.attributes
-        is_metric = attributes.get("kind") == "metrics"
-        family = attributes.get("family", "") if is_metric else ""
-        window = attributes.get("window", "") if is_metric else ""
-        shift = attributes.get("shift", "") if is_metric else ""
+        info = metric_info(batch)
+        if info is None:
+            family = window = shift = ""
+        else:
+            family, window, shift = info.family, info.window, info.shift or ""
         key = (batch.device, batch.group, family, window, shift, tuple(batch.names))
         layout = self._layouts.get(key)
         if layout is None:
@@ -273,7 +274,7 @@ class InfluxSink:
         tags["plant"] = self._plant
         tags["device"] = batch.device
         if family:
-            # A metric batch (contract of the metrics helper): measurement = its family,
+            # A metric batch (edge_agent.metrics.contract): measurement = its family,
             # a window tag, timestamp = window start (the batch's timestamp); a shift
             # window also names its shift, as the MQTT payload does.
             measurement = family

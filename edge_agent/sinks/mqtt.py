@@ -26,6 +26,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.config.mqtt import mqtt_sink_problems
 from edge_agent.errors import ConfigError, SinkError
+from edge_agent.metrics.contract import MetricInfo, metric_info
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
 from edge_agent.sinks.payload import encode_batch
@@ -184,17 +185,18 @@ class MqttSink:
         key = (batch.device, batch.group)
         topic = self._topics.get(key)
         if topic is None:
-            if batch.attributes.get("kind") == "metrics":
-                return self._metrics_topic(batch)
+            info = metric_info(batch)
+            if info is not None:
+                return self._metrics_topic(batch, info)
             topic = self._topic_template.format(
                 plant=self._plant, site=self._site, device=batch.device, group=batch.group
             )
             self._topics[key] = topic
         return topic
 
-    def _metrics_topic(self, batch: SampleBatch) -> str:
+    def _metrics_topic(self, batch: SampleBatch, info: MetricInfo) -> str:
         """Topic of a metric batch (docs/METRICS.md): ``metrics_topic`` with its window."""
-        family = batch.attributes.get("family", "")
+        family = info.family
         key = (batch.device, batch.group, family)
         topic = self._metric_topics.get(key)
         if topic is None:
@@ -202,7 +204,7 @@ class MqttSink:
                 plant=self._plant,
                 site=self._site,
                 device=batch.device,
-                window=batch.attributes.get("window", ""),
+                window=info.window,
                 family=family,
             )
             self._metric_topics[key] = topic
