@@ -13,6 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 PACKAGES = ("edge_agent", "drivers")
 
@@ -145,11 +147,15 @@ def test_the_config_sections_sit_on_the_base_types() -> None:
         assert not {m for m in graph[bottom] if m.startswith("edge_agent.config")}, bottom
 
 
-def test_the_core_model_imports_no_pydantic() -> None:
-    """Drivers, sinks and the outbox work on SampleBatch; loading it must stay cheap."""
+@pytest.mark.parametrize(
+    "module", ["edge_agent.model", "edge_agent.metrics.units", "edge_agent.metrics.output"]
+)
+def test_the_core_model_and_the_calculators_import_no_pydantic(module: str) -> None:
+    """Drivers, sinks and the outbox work on SampleBatch, the calculators on plain specs:
+    loading them must stay cheap (and independent of the config layer)."""
     code = (
-        "import sys, edge_agent.model\n"
-        "heavy = [m for m in ('pydantic', 'yaml', 'edge_agent.config', 'edge_agent.metrics')"
+        f"import sys, {module}\n"
+        "heavy = [m for m in ('pydantic', 'yaml', 'edge_agent.config')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"
     )
