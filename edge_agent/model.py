@@ -128,3 +128,15 @@ class SampleBatch:
     @property
     def good_count(self) -> int:
         return self.qualities.count(Quality.GOOD)
+
+
+@dataclass(slots=True, frozen=True)
+class Pending:
+    """A batch waiting for one sink, with its sequence number (increasing per feed).
+
+    Made by the outbox (the id of the batch in the log), read by the sink runners: it
+    sits here, below both, so that neither imports the other.
+    """
+
+    seq: int
+    batch: SampleBatch

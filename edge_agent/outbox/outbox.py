@@ -2,9 +2,8 @@
 
 Loop side of the outbox (the SQLite side is :mod:`edge_agent.outbox.store`, run on
 one worker thread). The pipeline calls :meth:`Outbox.append` once per batch; each
-sink runner reads through its own :class:`SinkView`, which implements the
-:class:`~edge_agent.buffer.BatchBuffer` protocol, so
-:class:`~edge_agent.runtime.sink_runner.SinkRunner` is unchanged.
+sink runner reads through its own :class:`SinkView`, which is the runner's read-only
+feed (:class:`edge_agent.sinks.base.Feed`, satisfied without importing it).
 
 Two lanes per sink:
 
@@ -55,10 +54,9 @@ from typing import Final
 
 import structlog
 
-from edge_agent.buffer import Pending
 from edge_agent.config import OutboxConfig
 from edge_agent.errors import EdgeAgentError
-from edge_agent.model import SampleBatch
+from edge_agent.model import Pending, SampleBatch
 from edge_agent.outbox.ranges import Delivered
 from edge_agent.outbox.store import (
     CursorRow,
@@ -89,8 +87,7 @@ class OutboxError(EdgeAgentError):
 
 
 class SinkView:
-    """One sink's view of the outbox: the :class:`~edge_agent.buffer.BatchBuffer` its runner
-    drains. ``append`` goes to the shared log, i.e. to every sink (one log, many cursors)."""
+    """One sink's view of the outbox: the feed its runner drains (one log, many cursors)."""
 
     def __init__(self, outbox: Outbox, name: str, config: OutboxConfig) -> None:
         self.name = name
@@ -118,10 +115,7 @@ class SinkView:
         self.replayed_batches = 0
         self.replayed_samples = 0
 
-    # ------------------------------------------------------------------ BatchBuffer
-
-    def append(self, batch: SampleBatch) -> None:
-        self._outbox.append(batch)
+    # ------------------------------------------------------------------ Feed
 
     async def peek(self, max_batches: int) -> list[Pending]:
         """Live batches first; else the next backlog chunk, paced to the replay rate."""

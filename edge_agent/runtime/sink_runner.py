@@ -1,4 +1,4 @@
-"""SinkRunner: moves batches from a buffer to one sink, retrying until delivery is confirmed.
+"""SinkRunner: moves batches from a feed to one sink, retrying until delivery is confirmed.
 
 The runner owns what every sink would otherwise reimplement: batching, the retry
 loop with jittered backoff, logging once per change of state, and counters. A sink
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import BatchBuffer, Pending
 from edge_agent.errors import SinkError
-from edge_agent.model import SampleBatch
-from edge_agent.sinks.base import Sink
+from edge_agent.model import Pending, SampleBatch
+from edge_agent.sinks.base import Feed, Sink
 
 log = structlog.get_logger("edge_agent.sink")
 
@@ -39,15 +38,16 @@ class SinkCounters:
 
 
 class SinkRunner:
-    """Drains ``buffer`` into ``sink`` in order.
+    """Drains ``buffer`` (the sink's feed) into ``sink`` in order.
 
-    One runner per sink, so one slow or dead sink never holds back another.
+    One runner per sink, so one slow or dead sink never holds back another. The runner
+    only reads its feed: what goes into it is the outbox's business.
     """
 
     def __init__(
         self,
         sink: Sink,
-        buffer: BatchBuffer,
+        buffer: Feed,
         *,
         max_batches_per_send: int = 200,
         backoff: Backoff | None = None,
@@ -67,15 +67,6 @@ class SinkRunner:
         self.linger = float(getattr(sink, "linger", 0.0)) if linger is None else linger
         #: Drains under way (a reload and a stop can overlap): no lingering while any is.
         self._draining = 0
-
-    def submit(self, batch: SampleBatch) -> None:
-        """Queue a batch for this sink (never blocks; overflow policy is the buffer's).
-
-        For a runner on its own buffer (a :class:`~edge_agent.buffer.MemoryBuffer`). In
-        the agent the buffer is an outbox view, whose ``append`` writes to the log every
-        sink reads: the agent never calls this, the outbox is the pipeline's consumer.
-        """
-        self.buffer.append(batch)
 
     async def run(self) -> None:
         """Deliver forever; cancelled by the service on shutdown."""

@@ -36,7 +36,6 @@ from typing import TypeVar
 import structlog
 
 from drivers.registry import build_drivers, connection_key
-from edge_agent.buffer import BatchBuffer
 from edge_agent.config import DeviceConfig, InfluxSinkConfig, PlantConfig, SinkConfig
 from edge_agent.config.loader import load_config
 from edge_agent.driver import Driver
@@ -46,7 +45,7 @@ from edge_agent.redaction import register_secrets, secret_values
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.runtime.source_runner import SourceRunner
 from edge_agent.service.agent import Agent, build_sink, new_outbox
-from edge_agent.sinks.base import Sink
+from edge_agent.sinks.base import Feed, Sink
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -324,10 +323,10 @@ async def _remove_sink(agent: Agent, runner: SinkRunner, within: float) -> None:
 
 
 def hand_over_buffer(
-    old: BatchBuffer,
+    old: Feed,
     new_config: SinkConfig,
-    make_buffer: Callable[[SinkConfig], BatchBuffer],
-) -> BatchBuffer:
+    make_buffer: Callable[[SinkConfig], Feed],
+) -> Feed:
     """The buffer a changed sink's new runner starts with: the old runner's, always.
 
     The outbox keeps one view per sink name, so ``make_buffer`` gives back the very
