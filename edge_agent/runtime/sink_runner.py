@@ -22,7 +22,7 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.errors import SinkError
 from edge_agent.model import Pending, SampleBatch
-from edge_agent.sinks.base import Feed, Sink
+from edge_agent.sinks.base import Feed, Lingering, Sink
 
 log = structlog.get_logger("edge_agent.sink")
 
@@ -54,9 +54,9 @@ class SinkRunner:
         linger: float | None = None,
     ) -> None:
         """``linger``: seconds to wait for more batches before a send that is not full;
-        None takes the sink's own ``linger`` attribute if it has one (the InfluxDB sink's
-        ``flush_interval``), else 0 (send at once: MQTT sends each batch as its own
-        message anyway)."""
+        None takes the sink's own if it is :class:`~edge_agent.sinks.base.Lingering` (the
+        InfluxDB sink's ``flush_interval``), else 0 (send at once: MQTT sends each batch
+        as its own message anyway)."""
         self.sink = sink
         self.buffer = buffer
         self.max_batches_per_send = max_batches_per_send
@@ -64,7 +64,9 @@ class SinkRunner:
         self._backoff = backoff or Backoff(initial=0.2, cap=15.0)
         self._failing = False
         self._wake = asyncio.Event()
-        self.linger = float(getattr(sink, "linger", 0.0)) if linger is None else linger
+        if linger is None:
+            linger = sink.linger if isinstance(sink, Lingering) else 0.0
+        self.linger = linger
         #: Drains under way (a reload and a stop can overlap): no lingering while any is.
         self._draining = 0
 
