@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,20 @@ from edge_agent.model import Pending, SampleBatch
 from edge_agent.sinks.base import Feed, Lingering, Sink
 
 log = structlog.get_logger("edge_agent.sink")
+
+
+class SinkState(enum.Enum):
+    """Where a sink's deliveries stand, as
+    :class:`~edge_agent.runtime.source_runner.DeviceState` says it for a device.
+
+    Draining is not a state: a drain (a stop, a reload; they can overlap) only stops
+    the runner lingering, and meanwhile it delivers or fails as before.
+    """
+
+    #: No send failed since the last one that went through (or none was made yet).
+    DELIVERING = "delivering"
+    #: Sends fail: the batches stay in the feed and are retried with backoff.
+    FAILING = "failing"
 
 
 @dataclass(slots=True)
@@ -62,7 +77,7 @@ class SinkRunner:
         self.max_batches_per_send = max_batches_per_send
         self.counters = SinkCounters()
         self._backoff = backoff or Backoff(initial=0.2, cap=15.0)
-        self._failing = False
+        self.state = SinkState.DELIVERING
         self._wake = asyncio.Event()
         if linger is None:
             linger = sink.linger if isinstance(sink, Lingering) else 0.0
@@ -89,7 +104,7 @@ class SinkRunner:
             except Exception as exc:
                 # A bug in a sink must not end delivery (nor the agent): keep the batches,
                 # log the traceback once, and retry like any other failure.
-                if not self._failing:
+                if self.state is SinkState.DELIVERING:
                     log.exception("unexpected sink error", sink=self.sink.name)
                 self._on_failure(SinkError(f"{type(exc).__name__}: {exc}"))
                 await self._pause(self._backoff.next_delay())
@@ -105,7 +120,7 @@ class SinkRunner:
             self.linger > 0
             and len(pending) < self.max_batches_per_send
             and not pending[-1].batch.historical
-            and not self._failing
+            and self.state is SinkState.DELIVERING
             and not self._draining
         )
 
@@ -134,8 +149,8 @@ class SinkRunner:
     def _on_failure(self, exc: SinkError) -> None:
         self.counters.send_failures += 1
         self.counters.last_error = str(exc)
-        if not self._failing:
-            self._failing = True
+        if self.state is SinkState.DELIVERING:
+            self.state = SinkState.FAILING
             self.counters.down_since_monotonic = time.monotonic()
             log.warning(
                 "sink delivery failing; batches stay buffered and are retried",
@@ -149,7 +164,7 @@ class SinkRunner:
         self.counters.samples_sent += samples
         self.counters.last_success_monotonic = time.monotonic()
         self._backoff.reset()
-        if self._failing:
-            self._failing = False
+        if self.state is SinkState.FAILING:
+            self.state = SinkState.DELIVERING
             self.counters.down_since_monotonic = None
             log.info("sink delivering again", sink=self.sink.name, buffered=len(self.buffer))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from edge_agent.backoff import Backoff
 from edge_agent.errors import SinkError
 from edge_agent.model import SampleBatch
-from edge_agent.runtime.sink_runner import SinkRunner
+from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from tests.memory_buffer import MemoryBuffer
 
 
@@ -73,6 +73,27 @@ async def test_a_sink_bug_keeps_the_batches_and_is_retried() -> None:
     assert drained
     assert [b.timestamp_ns for b in sink.delivered] == [0, 1, 2]
     assert "RuntimeError: bug" in runner.counters.last_error
+
+
+async def test_the_state_follows_the_sends() -> None:
+    sink = FlakySink(SinkError("broker away"))
+    buffer = MemoryBuffer(10)
+    runner = SinkRunner(sink, buffer, backoff=Backoff(initial=0.01, cap=0.01, minimum=0.01))
+    assert runner.state is SinkState.DELIVERING
+    buffer.append(_batch(0))
+    task = asyncio.create_task(runner.run())
+    try:
+        while sink.attempts < 2:
+            await asyncio.sleep(0.005)
+        assert runner.state is SinkState.FAILING
+        assert runner.counters.down_since_monotonic is not None
+        sink.healthy = True
+        await _until_sent(sink, 1, within=1.0)
+        assert runner.state is SinkState.DELIVERING
+        assert runner.counters.down_since_monotonic is None
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
 
 
 async def _tick(buffer: MemoryBuffer, batches: int, start: int = 0) -> None:
