@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edge_agent.model import iso_utc_ms
 from edge_agent.outbox.ranges import parse_ranges
-from edge_agent.outbox.store import ROW_OVERHEAD
+from edge_agent.outbox.schema import ROW_OVERHEAD
 
 
 @dataclass
