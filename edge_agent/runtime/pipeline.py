@@ -1,8 +1,9 @@
-"""The pipeline: every batch a poller emits passes through processors, then fans out to sinks.
+"""The pipeline: every batch a poller emits passes through processors, then to its consumers.
 
 Processors are plain callables over a batch (the structlog idea): they may return the
-batch, a replacement, or extra batches (metrics). Fan-out hands the same batch object
-to every sink's buffer: batches are never mutated after emission.
+batch, a replacement, or extra batches (metrics). In the agent the one consumer is the
+outbox, which keeps each batch once for every sink: batches are never mutated after
+emission.
 
 A batch without samples reaches the processors only: it has nothing to publish. A
 subscription's proof of life is such a batch (``SampleBatch.alive``): the metrics hold
@@ -28,7 +29,7 @@ log = structlog.get_logger("edge_agent.pipeline")
 
 #: A processor sees each batch and returns the batches to pass on (usually ``[batch]``).
 Processor = Callable[[SampleBatch], Iterable[SampleBatch]]
-#: Where a batch goes after processing: a sink runner's ``submit``.
+#: Where a batch goes after processing: in the agent, :meth:`Outbox.append`.
 Consumer = Callable[[SampleBatch], None]
 
 
@@ -66,7 +67,7 @@ class Pipeline:
         self._consumers.remove(consumer)
 
     def emit(self, batch: SampleBatch) -> None:
-        """Entry point for pollers; never blocks (sink buffers absorb outages)."""
+        """Entry point for pollers; never blocks (the outbox absorbs outages)."""
         if batch.names:
             self.batches_in += 1
             self.samples_in += len(batch)

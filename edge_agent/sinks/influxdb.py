@@ -107,15 +107,16 @@ class InfluxSink:
         self._divisor = PRECISION_NS[config.precision]
         self._precision = _PRECISION[config.precision]
         self._lines_per_request = config.max_lines_per_request
-        #: Read by the runner: how long to wait for a tick's batches to join one request.
-        self.linger = config.flush_interval
+        #: How long the runner waits for a tick's batches to join one request (Lingering).
+        self.linger: float = config.flush_interval
         self._layouts: dict[tuple[Any, ...], _Layout] = {}
         self._worker = BlockingWorker(f"influxdb-{config.name}")
         self._client: InfluxDBClient | None = None
         self._write_api: WriteApi | None = None
         self._connected = False
         self._stopped = False
-        #: Points (lines) written, and refused for good (moved to the dead letters).
+        #: Points (lines) written, and refused for good (moved to the dead letters;
+        #: RefusalCounting, for /metrics).
         self.lines_written = 0
         self.lines_refused = 0
         self._log = log.bind(sink=config.name, url=config.url, bucket=config.bucket)

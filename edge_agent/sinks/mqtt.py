@@ -15,6 +15,7 @@ retry of batches and their backoff stay in the runner.
 from __future__ import annotations
 
 import asyncio
+import enum
 import secrets
 import ssl
 from collections.abc import Sequence
@@ -42,6 +43,18 @@ STABLE_CONNECTION_S: Final = 10.0
 
 #: Bound on the graceful part of stop(): offline status, then DISCONNECT.
 STOP_TIMEOUT_S: Final = 2.0
+
+
+class _Status(enum.Enum):
+    """Where the sink's retained status stands: whether a status document may replace it."""
+
+    #: Not started, connecting, or between connections: the will or an old "offline"
+    #: stands, and this connection's "online" (not out yet) would overwrite a document.
+    OFFLINE = enum.auto()
+    #: The current connection's "online" went out (or failing, dropped the connection).
+    ONLINE = enum.auto()
+    #: :meth:`MqttSink.stop` began: its "offline", or the will, stays the last word.
+    STOPPED = enum.auto()
 
 
 class MqttSink:
@@ -92,10 +105,7 @@ class MqttSink:
             connect_timeout=connect_timeout,
         )
         self._supervisor: asyncio.Task[None] | None = None
-        self._stopped = False
-        #: The retained "online" of the current connection is out: a status document
-        #: published before it would be overwritten by it.
-        self._announced = False
+        self._status = _Status.OFFLINE
         self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
 
     # ------------------------------------------------------------------ Sink protocol
@@ -110,7 +120,7 @@ class MqttSink:
 
     async def start(self) -> None:
         """Start connecting in the background; never raises because the broker is away."""
-        if self._stopped:
+        if self._status is _Status.STOPPED:
             raise RuntimeError(f"mqtt sink {self.name} was stopped; make a new one")
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-sink-{self.name}")
@@ -141,7 +151,7 @@ class MqttSink:
         ``offline`` of :meth:`stop` must stay the last word. Raises MqttError if the
         broker does not confirm.
         """
-        if self._stopped or not self._announced or not self._connection.connected:
+        if self._status is not _Status.ONLINE or not self._connection.connected:
             return False
         await self._connection.publish(
             [(self.status_topic, payload)], qos=1, retain=True, idle_timeout=self._ack_timeout
@@ -150,9 +160,9 @@ class MqttSink:
 
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
-        if self._stopped:
+        if self._status is _Status.STOPPED:
             return
-        self._stopped = True
+        self._status = _Status.STOPPED
         task, self._supervisor = self._supervisor, None
         if task is not None:
             task.cancel()
@@ -237,9 +247,11 @@ class MqttSink:
             except MqttError as exc:
                 self._log.warning("mqtt online status not confirmed", error=str(exc))
                 self._connection.abort("online status not confirmed")
-            self._announced = True
+            # stop() sets STOPPED, then cancels this task, which resumes only to end: the
+            # assignments here never overwrite STOPPED.
+            self._status = _Status.ONLINE
             reason = await self._connection.wait_closed()
-            self._announced = False
+            self._status = _Status.OFFLINE
             self._log.warning("mqtt connection lost; reconnecting", reason=reason)
             # Only a connection that lasted resets the backoff: a broker that accepts
             # and then drops us at once must not be hammered in a tight loop.

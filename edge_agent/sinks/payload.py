@@ -11,13 +11,12 @@ The output is strict JSON (RFC 8259) and pure ASCII, so any consumer can parse i
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from operator import add
 from typing import Any, Final
 
 from edge_agent.metrics.contract import MetricInfo, metric_info
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import Quality, SampleBatch, iso_utc_ms
 from edge_agent.sinks.value_text import ENCODER, values_json
 
 #: Version of the message layout, sent as ``"schema"``; bump on incompatible change.
@@ -34,14 +33,6 @@ _BAD: Final = _LABEL[Quality.BAD]
 # odd strings, such as lone surrogates from a bad string decode, encodable). Its
 # check_circular is off because the document is acyclic by construction.
 _ENCODER: Final = ENCODER
-
-
-def iso_utc_ms(timestamp_ns: int) -> str:
-    """``2026-11-26T19:00:01.000Z``: UTC, millisecond precision (``ts_ns`` carries the rest)."""
-    seconds, rest_ns = divmod(timestamp_ns, 1_000_000_000)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest_ns // 1_000_000:03d}Z"
-    )
 
 
 def encode_batch(batch: SampleBatch, plant: str, site: str) -> bytes:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import MemoryBuffer
 from edge_agent.errors import SinkError
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.influxdb import InfluxSink
 from tests.influx_support import ScriptedInflux, influx_config, plant_config
+from tests.memory_buffer import MemoryBuffer
 from tests.servers import VictoriaMetrics, free_port
 
 pytestmark = pytest.mark.integration

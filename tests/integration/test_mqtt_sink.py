@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from edge_agent.buffer import MemoryBuffer
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.mqtt_bridge import MqttConnection
+from tests.memory_buffer import MemoryBuffer
 from tests.mqtt_support import (
     T0_NS,
     Received,
@@ -204,7 +204,7 @@ async def test_broker_restart_loses_nothing_and_keeps_order(
         await wait_connected(sink)
         for seq in range(polls):
             for device in devices:
-                runner.submit(batch(device, seq))
+                buffer.append(batch(device, seq))
             if seq == 20:
                 broker.stop()
             if seq == 40:
