@@ -179,3 +179,32 @@ def test_the_core_imports_no_protocol_library() -> None:
                 if any((t or "").split(".")[0] in ("pymodbus", "asyncua") for t in targets):
                     offenders.append(name)
     assert offenders == []
+
+
+def _every_import(path: Path) -> Iterator[str]:
+    """Every module ``path`` imports anywhere (in functions and TYPE_CHECKING blocks too),
+    relative imports resolved; ``from a import b`` also yields ``a.b``."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                module = f"{base}.{module}" if module else base
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def test_the_outbox_does_not_import_the_sinks_it_feeds() -> None:
+    found = set(_every_import(ROOT / "edge_agent" / "outbox" / "outbox.py"))
+    assert "edge_agent.model" in found  # the parser sees imports
+    offenders = [
+        f"{path.relative_to(ROOT)}: {module}"
+        for path in sorted((ROOT / "edge_agent" / "outbox").rglob("*.py"))
+        for module in _every_import(path)
+        if module == "edge_agent.sinks" or module.startswith("edge_agent.sinks.")
+    ]
+    assert not offenders, "the outbox imports the sinks it feeds:\n" + "\n".join(offenders)
