@@ -353,11 +353,11 @@ class Poll:
     def accepted(self, request: ReadRequest) -> None:
         """The device answered ``request`` with data."""
         self._take(request)
-        self._plan._learn_valid(request)
+        self._plan._learn_valid(request)  # noqa: SLF001 - a poll reports to its own plan
         self._succeeded.add(request)
         pair = self._sibling.get(request)
         if pair is not None and pair[0] in self._succeeded:
-            self._plan._learn_barrier(pair[1])
+            self._plan._learn_barrier(pair[1])  # noqa: SLF001 - as above
 
     def refused(self, request: ReadRequest) -> None:
         """The device answered ``request`` with exception code 2 (ILLEGAL DATA ADDRESS).
@@ -367,7 +367,7 @@ class Poll:
         """
         self._take(request)
         self.refusals += 1
-        halves = self._plan._split(request)
+        halves = self._plan._split(request)  # noqa: SLF001 - as above
         if halves is None:
             self._refused_positions.extend(request.positions)
             return

@@ -235,7 +235,7 @@ class Outbox:
             if self._started.is_set():
                 try:
                     await self._flush()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - closing goes on; the loss is logged
                     log.error(
                         "outbox: last write failed; unwritten batches are lost",
                         error=f"{type(exc).__name__}: {exc}",

@@ -73,6 +73,11 @@ class HealthServer:
         }
 
     @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        return len(self._clients)
+
+    @property
     def bound_port(self) -> int:
         """The port actually bound (differs from ``port`` when that was 0)."""
         assert self._server is not None, "not started"
@@ -198,7 +203,7 @@ class _EndpointCollector(Collector):
         yield GaugeMetricFamily(
             "edge_agent_health_connections",
             "Connections the health endpoint is serving now.",
-            value=len(self.server._clients),
+            value=self.server.connections,
         )
         yield GaugeMetricFamily(
             "edge_agent_health_connections_max",
