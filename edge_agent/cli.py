@@ -124,7 +124,7 @@ def cmd_outbox_status(args: argparse.Namespace) -> int:
     import sqlite3
 
     from edge_agent.outbox.status import read_status, render_status, status_json
-    from edge_agent.service.agent import outbox_path
+    from edge_agent.service.parts import outbox_path
 
     config = _load_or_report(args.config)
     if config is None:

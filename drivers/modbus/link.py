@@ -91,25 +91,22 @@ class Link:
         self._arrived.set()
 
 
-class _TcpProtocol(asyncio.Protocol):
-    def __init__(self, link: TcpLink) -> None:
-        self._link = link
+class TcpLink(Link, asyncio.Protocol):
+    """A TCP connection; the link is its own asyncio protocol (it only stores bytes)."""
 
-    def data_received(self, data: bytes) -> None:
-        self._link._feed(data)
-
-    def eof_received(self) -> bool:
-        self._link._closed("the device closed the connection")
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._link._closed(f"connection lost ({exc})" if exc else "connection closed")
-
-
-class TcpLink(Link):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._transport: asyncio.Transport | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self._feed(data)
+
+    def eof_received(self) -> bool:
+        self._closed("the device closed the connection")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed(f"connection lost ({exc})" if exc else "connection closed")
 
     @classmethod
     async def open(cls, connection: ModbusTcp, connect_within: float) -> TcpLink:
@@ -118,7 +115,7 @@ class TcpLink(Link):
         try:
             async with asyncio.timeout(connect_within):
                 transport, _ = await loop.create_connection(
-                    lambda: _TcpProtocol(link), connection.host, connection.port
+                    lambda: link, connection.host, connection.port
                 )
         except TimeoutError:
             raise _connect_error(link, f"no answer to connect within {connect_within:g}s") from None

@@ -376,7 +376,7 @@ class Poll:
     ) -> None:
         self._plan = plan
         self._learn = learn
-        self._invalid_before = frozenset(plan._invalid)
+        self._invalid_before = frozenset(plan._invalid)  # noqa: SLF001 - its own plan
         self._done = False
         self._queue: deque[ReadRequest] = deque(requests)
         self._waiting: set[ReadRequest] = set()  # issued, outcome not reported yet
@@ -395,7 +395,7 @@ class Poll:
             # The end of a complete poll (a read that raised never gets here).
             if not self._done:
                 self._done = True
-                self._plan._finished(self, self._invalid_before)
+                self._plan._finished(self, self._invalid_before)  # noqa: SLF001 - as above
             raise StopIteration
         request = self._queue.popleft()
         self._waiting.add(request)
@@ -406,11 +406,11 @@ class Poll:
         """The device answered ``request`` with data."""
         self._take(request)
         self.accepted_count += 1
-        self._plan._learn_valid(request)
+        self._plan._learn_valid(request)  # noqa: SLF001 - a poll reports to its own plan
         self._succeeded.add(request)
         pair = self._sibling.get(request)
         if pair is not None and pair[0] in self._succeeded:
-            self._plan._learn_barrier(pair[1])
+            self._plan._learn_barrier(pair[1])  # noqa: SLF001 - as above
 
     def refused(self, request: ReadRequest) -> None:
         """The device answered ``request`` with exception code 2 (ILLEGAL DATA ADDRESS).
@@ -423,7 +423,7 @@ class Poll:
         if not self._learn:  # the device refuses everything: nothing to learn from it
             self._refused_positions.extend(request.positions)
             return
-        halves = self._plan._split(request)
+        halves = self._plan._split(request)  # noqa: SLF001 - as above
         if halves is None:
             self._refused_positions.extend(request.positions)
             return

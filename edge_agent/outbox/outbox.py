@@ -2,28 +2,10 @@
 
 Loop side of the outbox (the SQLite side is :mod:`edge_agent.outbox.store`, run on
 one worker thread). The pipeline calls :meth:`Outbox.append` once per batch; each
-sink runner reads through its own :class:`SinkView`, which implements the
-:class:`~edge_agent.buffer.BatchBuffer` protocol, so
-:class:`~edge_agent.runtime.sink_runner.SinkRunner` is unchanged.
-
-Two lanes per sink:
-
-* **live**: the newest batches are kept in memory and sent first, as they are: at
-  most ``live_batches`` batches and ``live_samples`` samples (whichever is reached
-  first; the newest batch always stays). A short outage is therefore delivered in
-  order from memory, and a long one costs bounded memory: the lane holds Python
-  objects, 40-80 bytes per sample, so a count of batches alone would let large poll
-  groups (500 values a batch) hold ~40 MB per 1,000 batches.
-* **backlog**: anything older that the sink has not confirmed is read back from
-  the file, marked ``historical``, and paced to ``replay_rate`` samples per second,
-  so live data keeps flowing while a long backlog drains and a returning gateway
-  does not flood a shared uplink.
-
-A sink's cursor is a floor plus ranges (:class:`~edge_agent.outbox.ranges.Delivered`):
-live batches confirmed while an older backlog is pending are recorded as a range,
-so the backlog lane skips them (nothing sent twice without need) and nothing is
-skipped. Cursors move only on :meth:`SinkView.ack`, i.e. after the sink confirmed
-delivery (PUBACK, HTTP 2xx).
+sink runner reads through its own :class:`~edge_agent.outbox.sink_view.SinkView`
+(a live lane in memory, a backlog lane read back from the file, and the sink's
+cursor: see that module). The views see the outbox only as a
+:class:`~edge_agent.outbox.sink_view.SharedLog`.
 
 Writes are group commits on the worker thread: each append is queued in memory and
 the writer task, woken by the first, waits ``commit_interval`` (50 ms) for the rest
@@ -44,22 +26,18 @@ and a cursor written at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
 import structlog
 
-from edge_agent.buffer import Pending
 from edge_agent.config import OutboxConfig
 from edge_agent.errors import EdgeAgentError
-from edge_agent.model import SampleBatch
-from edge_agent.outbox.ranges import Delivered
+from edge_agent.model import Pending, SampleBatch
+from edge_agent.outbox.sink_view import SinkView
 from edge_agent.outbox.store import (
     CursorRow,
     DeadLetter,
@@ -86,158 +64,6 @@ WRITE_RETRY_S: Final = 1.0
 
 class OutboxError(EdgeAgentError):
     """The outbox file cannot be opened or created (permissions, a full disk...)."""
-
-
-class SinkView:
-    """One sink's view of the outbox: the :class:`~edge_agent.buffer.BatchBuffer` its runner
-    drains. ``append`` goes to the shared log, i.e. to every sink (one log, many cursors)."""
-
-    def __init__(self, outbox: Outbox, name: str, config: OutboxConfig) -> None:
-        self.name = name
-        self.done = Delivered(0)
-        self._outbox = outbox
-        self._live: deque[Pending] = deque()
-        #: Samples in ``_live``, kept up to date on every change of it (bounds memory).
-        self._live_samples = 0
-        self._live_limit = config.live_batches
-        self._live_sample_limit = config.live_samples
-        self._rate = config.replay_rate
-        self._chunk_samples = self._rate if self._rate > 0 else 1 << 62
-        self._wake = asyncio.Event()
-        self._replay_ready_at = 0.0
-        self._inflight: list[Pending] = []
-        self._inflight_first: int | None = None
-        self._inflight_backlog = False
-        self._dirty = False
-        #: Set by :meth:`freeze`: ids from here on are not for this sink.
-        self._end: int | None = None
-        #: Batches (samples) of this sink the disk budget dropped before delivery.
-        self.dropped_batches = 0
-        self.dropped_samples = 0
-        #: Batches (samples) delivered from the backlog (read back from disk).
-        self.replayed_batches = 0
-        self.replayed_samples = 0
-
-    # ------------------------------------------------------------------ BatchBuffer
-
-    def append(self, batch: SampleBatch) -> None:
-        self._outbox.append(batch)
-
-    async def peek(self, max_batches: int) -> list[Pending]:
-        """Live batches first; else the next backlog chunk, paced to the replay rate."""
-        await self._outbox.started()
-        while True:
-            if self._live:
-                items = list(itertools.islice(self._live, max_batches))
-                self._hand_out(items, items[0].seq, backlog=False)
-                return items
-            gap = self.done.first_gap(self._stop_at())
-            if gap is not None:
-                wait = self._replay_ready_at - time.monotonic()
-                if wait > 0:
-                    await self._sleep_unless_woken(wait)
-                    continue
-                items, examined = await self._outbox.read(gap, max_batches, self._chunk_samples)
-                items = [p for p in items if p.seq not in self.done]  # dropped meanwhile
-                if not items:
-                    # Nothing stored there (any more): nothing to deliver either.
-                    self.done.add(gap[0], examined)
-                    self._outbox.cursor_moved(self)
-                    continue
-                if self._rate > 0:
-                    samples = sum(len(p.batch) for p in items)
-                    now = time.monotonic()
-                    self._replay_ready_at = max(now, self._replay_ready_at) + samples / self._rate
-                self._hand_out(items, gap[0], backlog=True)
-                return items
-            self._wake.clear()
-            await self._wake.wait()
-
-    def ack(self, seq: int) -> None:
-        """Delivery of the batches handed out by the last peek, up to ``seq``, is confirmed."""
-        first = self._inflight_first
-        if first is None or seq < first:
-            return
-        delivered = [p for p in self._inflight if p.seq <= seq]
-        self._inflight, self._inflight_first = [], None
-        # From the first id the peek covered: a backlog read also covers ids that hold
-        # nothing (any more) below its first row.
-        self.done.add(first, seq)
-        self._pop_live_upto(seq)
-        if self._inflight_backlog:
-            self.replayed_batches += len(delivered)
-            self.replayed_samples += sum(len(p.batch) for p in delivered)
-        self._outbox.cursor_moved(self)
-
-    def __len__(self) -> int:
-        """Batches this sink has not had confirmed yet (memory and disk)."""
-        return self.done.pending(self._stop_at())
-
-    def freeze(self) -> None:
-        """Batches appended from now on are not for this sink (it is being removed): what it
-        has can be drained without chasing new data."""
-        if self._end is None:
-            self._end = self._outbox.next_id
-            self._wake.set()
-
-    # ------------------------------------------------------------------ outbox side
-
-    @property
-    def live(self) -> int:
-        """Batches waiting in the live lane (memory)."""
-        return len(self._live)
-
-    @property
-    def live_samples(self) -> int:
-        """Samples waiting in the live lane (memory)."""
-        return self._live_samples
-
-    def _stop_at(self) -> int:
-        return self._outbox.next_id if self._end is None else self._end
-
-    def _hand_out(self, items: list[Pending], first: int, *, backlog: bool) -> None:
-        self._inflight = items
-        self._inflight_first = first
-        self._inflight_backlog = backlog
-
-    async def _sleep_unless_woken(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-
-    def _push(self, pending: Pending) -> None:
-        if self._end is not None:
-            return
-        self._live.append(pending)
-        self._live_samples += len(pending.batch)
-        # The oldest are still on disk, still pending: they move to the backlog lane.
-        # Bounded by samples too, as memory grows with them (large poll groups); the
-        # newest batch stays even alone over the limit, so live data keeps flowing.
-        while len(self._live) > 1 and (
-            len(self._live) > self._live_limit or self._live_samples > self._live_sample_limit
-        ):
-            self._live_samples -= len(self._live.popleft().batch)
-        self._wake.set()
-
-    def _pop_live_upto(self, seq: int) -> None:
-        while self._live and self._live[0].seq <= seq:
-            self._live_samples -= len(self._live.popleft().batch)
-
-    def _dropped(self, upto: int, batches: int, samples: int) -> None:
-        self.done.raise_floor(upto)
-        self._pop_live_upto(upto)
-        self.dropped_batches += batches
-        self.dropped_samples += samples
-        self._dirty = True
-        self._wake.set()
-
-    def _skip(self, first: int, last: int) -> None:
-        """Ids that will never be stored (could not be written): nothing to replay."""
-        self.done.add(first, last)
-        self._live = deque(p for p in self._live if not first <= p.seq <= last)
-        self._live_samples = sum(len(p.batch) for p in self._live)
-        self._dirty = True
 
 
 class Outbox:
@@ -310,8 +136,7 @@ class Outbox:
                 # old one, which must not be deleted after the new one is written.
                 self._forget.remove(sink)
             if self._started.is_set():
-                view.done = Delivered(self.next_id - 1)
-                self.cursor_moved(view)
+                view.start_at_end()
         return view
 
     def remove_sink(self, sink: str) -> None:
@@ -361,7 +186,7 @@ class Outbox:
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         self._started.set()
         for view in self._views.values():
-            view._wake.set()
+            view.wake()
 
     def _apply_open(self, state: OpenState) -> None:
         self.next_id = state.next_id
@@ -410,7 +235,7 @@ class Outbox:
             if self._started.is_set():
                 try:
                     await self._flush()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - closing goes on; the loss is logged
                     log.error(
                         "outbox: last write failed; unwritten batches are lost",
                         error=f"{type(exc).__name__}: {exc}",
@@ -435,7 +260,7 @@ class Outbox:
         self.appended_samples += len(batch)
         pending = Pending(seq, batch)
         for view in self._views.values():
-            view._push(pending)
+            view.push(pending)
         self._commit_soon()
         if self._write_failing and len(self._pending) > MAX_UNWRITTEN:
             self._give_up_unwritten(len(self._pending) // 10)
@@ -452,10 +277,9 @@ class Outbox:
         self.dead_letters += 1
         self._commit_soon()
 
-    def cursor_moved(self, view: SinkView) -> None:
-        """``view``'s cursor is to be written: with the next commit, or ``fsync_interval``
+    def cursor_moved(self) -> None:
+        """A view's cursor is to be written: with the next commit, or ``fsync_interval``
         from now if none comes (at once with ``commit_interval: 0``)."""
-        view._dirty = True
         if self._cursor_delay <= 0:
             self._commit_soon()
         elif self._cursors_since is None:
@@ -548,10 +372,12 @@ class Outbox:
             rows, self._pending = self._pending, []
             letters, self._letters = self._letters, []
             forget, self._forget = self._forget, []
-            moved = [view for view in self._views.values() if view._dirty]
-            cursors: list[CursorRow] = [(view.name, view.done.copy()) for view in moved]
-            for view in moved:
-                view._dirty = False
+            moved = [
+                (view, cursor)
+                for view in self._views.values()
+                if (cursor := view.take_cursor()) is not None
+            ]
+            cursors: list[CursorRow] = [(view.name, cursor) for view, cursor in moved]
             prune_to = min(
                 (view.done.floor for view in self._views.values()), default=self.next_id - 1
             )
@@ -568,8 +394,8 @@ class Outbox:
                 self._pending[:0] = rows
                 self._letters[:0] = letters
                 self._forget[:0] = forget
-                for view in moved:
-                    view._dirty = True
+                for view, _ in moved:
+                    view.cursor_not_written()
                 if moved:
                     self._cursors_since = time.monotonic()
                 if rows or letters or forget:
@@ -585,7 +411,7 @@ class Outbox:
             for seq, error in result.rejected:
                 self.unwritten_batches += 1
                 for view in self._views.values():
-                    view._skip(seq, seq)
+                    view.skip(seq, seq)
                 self._commit_soon()
                 log.error("batch cannot be stored; it is skipped", id=seq, error=error)
 
@@ -616,7 +442,7 @@ class Outbox:
         self.dropped_samples += result.samples
         for view in self._views.values():
             lost_batches, lost_samples = result.per_sink.get(view.name, (0, 0))
-            view._dropped(result.upto, lost_batches, lost_samples)
+            view.drop_upto(result.upto, lost_batches, lost_samples)
         self._commit_soon()  # persist the moved cursors
         if not self._dropping:
             self._dropping = True
@@ -638,7 +464,7 @@ class Outbox:
         self.dropped_batches += len(lost)
         self.dropped_samples += sum(len(batch) for _, _, batch in lost)
         for view in self._views.values():
-            view._skip(lost[0][0], lost[-1][0])  # queued ids are consecutive
+            view.skip(lost[0][0], lost[-1][0])  # queued ids are consecutive
         log.error(
             "outbox still cannot write: the oldest unwritten batches are dropped",
             batches=len(lost),

@@ -1,23 +1,9 @@
 """The outbox's SQLite file. Every method runs on the outbox's one worker thread.
 
-Layout (one file, WAL mode):
-
-* ``batches(id, at_ns, ts_ns, stream, samples, body)``: one row per batch, ``id``
-  dense and increasing in append order; ``at_ns`` is when it was appended
-  (``max_age`` applies to it), ``ts_ns`` the batch's own timestamp.
-* ``streams(id, device, grp, names)``: device, group and tag names, once per stream.
-  A group gets at most ``MAX_STREAMS_PER_GROUP`` streams; a batch naming another set
-  of tags (an OPC UA subscription hands over whichever tags changed) carries its
-  names in its body, under its group's stream without names, so neither the table
-  nor the memory that maps streams grows without bound.
-* ``cursors(sink, delivered, ranges)``: per sink, every id ``<= delivered`` is done,
-  and so is every id in ``ranges`` (``"lo-hi,lo-hi"``: live data delivered while a
-  backlog below it was still draining).
-* ``dead_letters``: points a server refused for good, kept for an operator.
-* ``meta``: schema version and codec.
-
-Rows delivered by every sink are deleted; so are the oldest rows beyond the disk
-budget. Nothing is ever updated in place except cursors.
+The file's layout is :mod:`edge_agent.outbox.schema`; a damaged file is handled at
+open by :mod:`edge_agent.outbox.recovery`. Here: appending rows (group commits),
+moving cursors, pruning what every sink has, dropping the oldest beyond the budget,
+reading a backlog back.
 """
 
 from __future__ import annotations
@@ -29,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import structlog
 
@@ -43,35 +29,25 @@ from edge_agent.outbox.codec import (
     encode_names,
 )
 from edge_agent.outbox.ranges import Delivered, parse_ranges
-from edge_agent.outbox.salvage import salvage
+from edge_agent.outbox.recovery import Recovery, problem_of, recover
+from edge_agent.outbox.schema import (
+    ROW_OVERHEAD,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Fsync,
+    Stream,
+    configure,
+    connect,
+    write_cursors,
+)
 
 log = structlog.get_logger("edge_agent.outbox")
 
-SCHEMA_VERSION: Final = 1
-#: Bytes a row costs beyond its body (rowid, columns, record header, cell pointer, page
-#: slack): what the disk budget counts per row, so tiny batches are not under-counted.
-ROW_OVERHEAD: Final = 48
 #: Oldest dead letters are deleted beyond this many rows.
 DEAD_LETTER_LIMIT: Final = 10_000
 #: Distinct tag-name sets of one device's group kept as streams (read groups have one,
 #: or one per array shape); beyond, names are stored with each batch.
 MAX_STREAMS_PER_GROUP: Final = 64
-#: The log (``-wal``) is truncated to this size after a checkpoint.
-WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS streams(
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, grp TEXT NOT NULL, names BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS batches(
-    id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
-    stream INTEGER NOT NULL, samples INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS cursors(
-    sink TEXT PRIMARY KEY, delivered INTEGER NOT NULL, ranges TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letters(
-    id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, sink TEXT NOT NULL,
-    status INTEGER NOT NULL, error TEXT NOT NULL, lines BLOB NOT NULL);
-"""
 
 #: (id, appended at ns, batch): a row waiting to be written.
 NewRow = tuple[int, int, SampleBatch]
@@ -79,22 +55,6 @@ NewRow = tuple[int, int, SampleBatch]
 CursorRow = tuple[str, Delivered]
 #: (at ns, sink, HTTP status, error, the refused lines).
 DeadLetter = tuple[int, str, int, str, bytes]
-
-Stream = tuple[str, str, tuple[str, ...]]
-
-
-@dataclass
-class Recovery:
-    """What happened to a damaged file at start."""
-
-    reason: str
-    moved_to: Path
-    batches: int
-    first_id: int | None
-    last_id: int | None
-    sinks: list[str]
-    pages_read: int
-    undecodable: int
 
 
 @dataclass
@@ -131,17 +91,10 @@ class DropResult:
     oldest_at_ns: int | None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-    # check_same_thread=False: the connection is made on the worker thread, but a
-    # status read in tests may open its own; each connection stays on one thread.
-    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-
-
 class OutboxStore:
     """The SQLite side of the outbox (one connection, used from one thread)."""
 
-    def __init__(self, path: Path, fsync: Literal["always", "interval"]) -> None:
+    def __init__(self, path: Path, fsync: Fsync) -> None:
         self.path = path
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
@@ -163,13 +116,13 @@ class OutboxStore:
         """Open (creating, checking and if need be recovering the file); load the cursors."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         recovery: Recovery | None = None
-        problem = self._check_existing()
+        problem = problem_of(self.path)
         if problem is not None:
-            recovery = self._recover(problem)
+            self._db, recovery = recover(self.path, problem, self.fsync)
         else:
-            self._db = self._configure(_connect(self.path))
+            self._db = configure(connect(self.path), self.fsync)
         db = self.db
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
         db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('codec', ?)",
             (str(SCHEMA_VERSION), CODEC),
@@ -180,94 +133,6 @@ class OutboxStore:
             with contextlib.suppress(CodecError):
                 self._remember_stream(stream_id, (device, group, decode_names(names)))
         return self._load_state(sinks, recovery)
-
-    def _configure(self, db: sqlite3.Connection) -> sqlite3.Connection:
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: each commit waits for fsync of the log. NORMAL: a commit is written to
-        # the OS at once (a killed process loses nothing) and reaches the disk at the
-        # next sync(), which the outbox calls every fsync_interval.
-        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync == 'always' else 'NORMAL'}")
-        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        db.execute("PRAGMA cache_size=-8192")
-        return db
-
-    def _check_existing(self) -> str | None:
-        """Why the existing file is unusable, or None if it is fine (or absent)."""
-        if not self.path.exists():
-            return None
-        try:
-            db = _connect(self.path)
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        try:
-            result = [row[0] for row in db.execute("PRAGMA quick_check")]
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        finally:
-            db.close()
-        if result != ["ok"]:
-            return "; ".join(result)[:500]
-        return None
-
-    def _recover(self, reason: str) -> Recovery:
-        """Move the damaged file aside, salvage its rows into a fresh file."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal"):
-            source = self.path.with_name(self.path.name + suffix)
-            if source.exists():
-                source.rename(aside.with_name(aside.name + suffix))
-        with contextlib.suppress(FileNotFoundError):
-            self.path.with_name(self.path.name + "-shm").unlink()
-        found = salvage(aside)
-        self._db = db = self._configure(_connect(self.path))
-        db.executescript(_SCHEMA)
-        cursors = {
-            sink: Delivered(delivered, parse_ranges(ranges))
-            for sink, (delivered, ranges) in found.cursors.items()
-        }
-        # A row at or below every cursor was delivered (or dropped) and deleted since;
-        # a copy of it on a free page is not data.
-        floor = min((d.floor for d in cursors.values()), default=0)
-        streams: dict[int, Stream] = {}
-        for stream_id, (device, group, names) in found.streams.items():
-            with contextlib.suppress(CodecError):
-                streams[stream_id] = (device, group, decode_names(names))
-        kept: list[tuple[int, int, int, int, int, bytes]] = []
-        undecodable = 0
-        for row_id in sorted(found.batches):
-            if row_id <= floor:
-                continue
-            for at_ns, ts_ns, stream_id, samples, body in found.batches[row_id]:
-                stream = streams.get(stream_id)
-                if stream is None:
-                    continue
-                try:
-                    decode_body(body, stream[0], stream[1], stream[2], ts_ns)
-                except CodecError:
-                    continue
-                kept.append((row_id, at_ns, ts_ns, stream_id, samples, body))
-                break
-            else:
-                undecodable += 1
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT INTO streams VALUES (?, ?, ?, ?)",
-            [(i, d, g, encode_names(n)) for i, (d, g, n) in streams.items()],
-        )
-        db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", kept)
-        self._persist_cursors(cursors.items())
-        db.execute("COMMIT")
-        return Recovery(
-            reason=reason,
-            moved_to=aside,
-            batches=len(kept),
-            first_id=kept[0][0] if kept else None,
-            last_id=kept[-1][0] if kept else None,
-            sinks=sorted(cursors),
-            pages_read=found.pages_read,
-            undecodable=undecodable,
-        )
 
     def _load_state(self, sinks: Sequence[str], recovery: Recovery | None) -> OpenState:
         db = self.db
@@ -440,11 +305,7 @@ class OutboxStore:
         self._group_streams[group] = self._group_streams.get(group, 0) + 1
 
     def _persist_cursors(self, cursors: Iterable[CursorRow]) -> None:
-        self.db.executemany(
-            "INSERT INTO cursors VALUES (?, ?, ?) ON CONFLICT(sink) DO UPDATE SET "
-            "delivered = excluded.delivered, ranges = excluded.ranges",
-            [(sink, done.floor, done.text()) for sink, done in cursors],
-        )
+        write_cursors(self.db, cursors)
 
     def _prune(self, upto: int) -> tuple[int, int]:
         """Delete rows every sink has delivered; (rows, bytes) removed."""

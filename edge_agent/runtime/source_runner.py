@@ -29,7 +29,7 @@ import enum
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -52,6 +52,8 @@ log = structlog.get_logger("edge_agent.scheduler")
 Emit = Callable[[SampleBatch], None]
 #: Wall clock in seconds; injectable for tests.
 Clock = Callable[[], float]
+#: Waits a number of seconds of the clock's time (asyncio.sleep; a virtual one in tests).
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class DeviceState(enum.Enum):
@@ -111,6 +113,7 @@ class SourceRunner:
         offline_after: int = 3,
         backoff: Backoff | None = None,
         clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.driver = driver
         self.emit = emit
@@ -122,6 +125,7 @@ class SourceRunner:
         # probe, so the first retry waits at least a second and retries spread out.
         self._backoff = backoff or Backoff(initial=2.0, cap=60.0, minimum=1.0)
         self._clock = clock
+        self._sleep = sleep
         self._consecutive_failures = 0
         self._retry_at = 0.0
         #: Offline while the connection was down: retry as soon as it is up again.
@@ -161,7 +165,7 @@ class SourceRunner:
                 tick = next_tick(self._clock(), group.interval)
                 delay = tick - self._clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
             await self.poll_once(group)
             _raise_if_cancel_was_swallowed()
             now = self._clock()

@@ -1,8 +1,10 @@
-"""Wiring: config -> drivers, pollers, pipeline, sink runners; start, run, stop.
+"""The Agent: one plant's runners, pipeline, outbox and sinks; start, run, reconfigure, stop.
 
 Start order follows Telegraf: sinks first, pollers last; stop in reverse, so that
 what was collected drains into the sinks before they close. Everything runs as named
-tasks in one event loop; cancellation is never swallowed.
+tasks in one event loop; cancellation is never swallowed. The Agent is the one place
+runners are made and ordered, at start and when a reload changes the plant
+(:meth:`Agent.reconfigure`; what changes is decided by :mod:`edge_agent.service.reload`).
 """
 
 from __future__ import annotations
@@ -10,51 +12,27 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import structlog
 
 from drivers.registry import build_drivers
-from edge_agent.config import MqttSinkConfig, PlantConfig, SinkConfig
+from edge_agent.config import PlantConfig
+from edge_agent.driver import Driver
+from edge_agent.errors import ConfigError
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.timer import run_metrics_timer
-from edge_agent.outbox import Outbox, SinkView
+from edge_agent.outbox import Outbox, OutboxError
+from edge_agent.redaction import register_secrets, secret_values
 from edge_agent.runtime.pipeline import Pipeline
-from edge_agent.runtime.sink_runner import SinkRunner
-from edge_agent.runtime.source_runner import DeviceState, SourceRunner
+from edge_agent.runtime.sink_runner import SinkCounters, SinkRunner
+from edge_agent.runtime.source_runner import DeviceCounters, DeviceState, SourceRunner
+from edge_agent.service.parts import build_metrics, build_sink, new_outbox
+from edge_agent.service.reload import ReloadPlan, ReloadResult, plan_reload
 from edge_agent.sinks.base import Sink
 
 log = structlog.get_logger("edge_agent.service")
-
-
-def build_sink(config: SinkConfig, plant: PlantConfig, outbox: Outbox | None = None) -> Sink:
-    if isinstance(config, MqttSinkConfig):
-        from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
-
-        return MqttSink(config, plant.plant)
-    from edge_agent.sinks.influxdb import InfluxSink  # lazy: influxdb-client likewise
-
-    return InfluxSink(config, plant, dead_letters=outbox)
-
-
-def outbox_path(config: PlantConfig) -> Path:
-    return config.outbox.path or config.state_dir / "outbox.sqlite3"
-
-
-def new_outbox(plant: PlantConfig) -> Outbox:
-    """The plant's outbox with a view per configured sink; :meth:`Outbox.start` opens it."""
-    return Outbox(plant.outbox, outbox_path(plant), [s.name for s in plant.sinks])
-
-
-def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
-    """The metrics processor of the plant's ``metrics:`` section, restored from state_dir."""
-    if plant.metrics is None:
-        return None
-    from edge_agent.metrics.store import STATE_FILE, StateStore
-
-    return MetricsProcessor(plant, store=StateStore(plant.state_dir / STATE_FILE))
 
 
 @dataclass
@@ -85,26 +63,48 @@ class Agent:
         if self.metrics is not None:
             self.pipeline.add_processor(self.metrics)
         if self.config.sinks:
-            self.adopt_outbox(new_outbox(self.config))
+            self._adopt_outbox(new_outbox(self.config))
         for sink_config in self.config.sinks:
-            self.attach_sink(self.make_sink_runner(sink_config, self.config))
+            self._add_sink(build_sink(sink_config, self.config, self.outbox))
         for driver in build_drivers(self.config):
-            self.attach_source(SourceRunner(driver, self.pipeline.emit))
+            self._add_source(driver)
 
-    def make_sink_runner(self, sink_config: SinkConfig, plant: PlantConfig) -> SinkRunner:
-        return SinkRunner(
-            build_sink(sink_config, plant, self.outbox), self.make_buffer(sink_config)
-        )
+    # -- the one place runners are made, started and put in config order
 
-    def make_buffer(self, sink_config: SinkConfig) -> SinkView:
-        """The buffer in front of one sink: its view of the outbox (the one place that
-        decides what kind). A sink new to the outbox starts at the end of the log; a
-        known one keeps its cursor and backlog."""
+    def _add_source(self, driver: Driver, carried: DeviceCounters | None = None) -> None:
+        """Poll ``driver``'s device; ``carried``: the counters of the runner it replaces
+        (per device name, Prometheus counters never go back)."""
+        runner = SourceRunner(driver, self.pipeline.emit)
+        if carried is not None:
+            runner.counters = replace(
+                carried, last_progress_monotonic=0.0, state_since_monotonic=time.monotonic()
+            )
+        self.sources.append(runner)
+        self._spawn(runner, f"source:{runner.device}")
+
+    def _add_sink(self, sink: Sink, carried: SinkCounters | None = None) -> None:
+        """Deliver to ``sink`` from its view of the outbox.
+
+        The outbox keeps one view per sink name, so a changed sink's new runner reads the
+        very view the old one drained: its cursor, its backlog and a send that was not
+        confirmed (sent again) carry over to the new destination without moving a batch.
+        """
         if self.outbox is None:
             raise RuntimeError("the agent has no outbox: a plant with sinks makes one")
-        return self.outbox.add_sink(sink_config.name)
+        runner = SinkRunner(sink, self.outbox.add_sink(sink.name))
+        if carried is not None:
+            runner.counters = replace(carried, down_since_monotonic=None, last_error="")
+        self.sinks.append(runner)
+        self._spawn(runner, f"sink:{sink.name}")
 
-    def adopt_outbox(self, outbox: Outbox) -> None:
+    def _in_config_order(self) -> None:
+        """Status, /metrics and the stop order list runners as the plant file does."""
+        devices = {d.name: i for i, d in enumerate(self.config.devices)}
+        sinks = {s.name: i for i, s in enumerate(self.config.sinks)}
+        self.sources.sort(key=lambda r: devices.get(r.device, len(devices)))
+        self.sinks.sort(key=lambda r: sinks.get(r.sink.name, len(sinks)))
+
+    def _adopt_outbox(self, outbox: Outbox) -> None:
         """Make ``outbox`` the pipeline's one storage consumer: every batch is written to it
         once, whatever the number of sinks, and each sink reads it through its view."""
         if self.outbox is not None:
@@ -112,42 +112,137 @@ class Agent:
         self.outbox = outbox
         self.pipeline.add_consumer(outbox.append)
 
-    # -- runners can come and go while the agent runs (edge_agent.service.reload)
-
-    def attach_sink(self, runner: SinkRunner) -> None:
-        """Add ``runner`` (its buffer is its outbox view) and start it if the agent is running.
-
-        Not a pipeline consumer of its own: the outbox is, once for every sink.
-        """
-        self.sinks.append(runner)
-        self._spawn(runner, f"sink:{runner.sink.name}")
-
-    def attach_source(self, runner: SourceRunner) -> None:
-        self.sources.append(runner)
-        self._spawn(runner, f"source:{runner.device}")
-
-    async def detach_source(self, runner: SourceRunner) -> None:
-        """Stop polling ``runner``'s device (its driver closes) and forget it."""
-        self.sources.remove(runner)
+    async def _stop_runner(self, runner: SourceRunner | SinkRunner) -> None:
         task = self._running.pop(runner, None)
         if task is not None:
             await _cancel_all([task])
-
-    async def halt_sink(self, runner: SinkRunner) -> None:
-        """Stop ``runner`` delivering; batches still reach its view until it is frozen."""
-        task = self._running.pop(runner, None)
-        if task is not None:
-            await _cancel_all([task])
-
-    def replace_sink(self, old: SinkRunner, new: SinkRunner | None) -> None:
-        """Swap ``old`` for ``new`` (or remove it) in the sink list, at once."""
-        self.sinks.remove(old)
-        if new is not None:
-            self.attach_sink(new)
 
     def _spawn(self, runner: SourceRunner | SinkRunner, name: str) -> None:
         if self._tasks is not None:
             self._running[runner] = self._tasks.create_task(runner.run(), name=name)
+
+    # -- reconfiguration (SIGHUP): see edge_agent.service.reload for the rules
+
+    async def reconfigure(
+        self, new: PlantConfig, *, on_config: Callable[[PlantConfig], None] | None = None
+    ) -> ReloadResult:
+        """Move from the running config to ``new`` (valid), restarting only what changed.
+
+        Everything that can fail is built before anything running is touched, so the
+        change is applied fully or not at all; nothing buffered is thrown away.
+        """
+        async with self.reconfiguring:
+            if self.stopping:
+                return ReloadResult(False, ["the agent is stopping"])
+            old = self.config
+            register_secrets(secret_values(new))  # before anything about ``new`` is logged
+            plan = plan_reload(old, new)
+            try:
+                sinks, drivers, made = self._prepare(plan, new)
+            except Exception as exc:  # noqa: BLE001 - whatever fails, the reload is refused
+                # Nothing has been touched yet: refuse, keep running the previous config.
+                problems = exc.problems if isinstance(exc, ConfigError) else [f"{exc}"]
+                log.error(
+                    "config reload refused: the new config cannot be built; "
+                    "the previous config keeps running",
+                    problems=problems,
+                    error_type=type(exc).__name__,
+                )
+                return ReloadResult(False, list(problems), plan)
+            if made is not None:
+                try:
+                    await made.start()
+                except OutboxError as exc:
+                    await made.close()
+                    log.error(
+                        "config reload refused: the new sinks need the outbox, which cannot "
+                        "be opened; the previous config keeps running",
+                        error=str(exc),
+                    )
+                    return ReloadResult(False, [str(exc)], plan)
+                # Its settings are the new file's: nothing about it waits for a restart.
+                plan = replace(
+                    plan, needs_restart=tuple(n for n in plan.needs_restart if n != "outbox")
+                )
+            if on_config is not None:
+                # First, so that what follows is logged at the new levels, new secrets redacted.
+                on_config(new)
+            await self._apply(new, plan, sinks, drivers, made)
+        if plan.unchanged:
+            log.info("config reloaded: nothing changed")
+        else:
+            log.info("config reloaded", **plan.describe())
+        if plan.needs_restart:
+            log.warning(
+                "some changes take effect only at the next start",
+                settings=list(plan.needs_restart),
+            )
+        return ReloadResult(True, [], plan)
+
+    def _prepare(
+        self, plan: ReloadPlan, new: PlantConfig
+    ) -> tuple[dict[str, Sink], list[Driver], Outbox | None]:
+        """The new sinks and drivers, and the outbox of a plant's first sink: all that can
+        fail (TLS files, read plans), built before anything running is touched."""
+        configs = {s.name: s for s in new.sinks}
+        made = new_outbox(new) if self.outbox is None and plan.sinks_added else None
+        sinks = {
+            name: build_sink(configs[name], new, self.outbox or made)
+            for name in (*plan.sinks_added, *plan.sinks_changed)
+        }
+        starting = set(plan.devices_to_start)
+        devices = [d for d in new.devices if d.name in starting]
+        return sinks, build_drivers(new, devices) if devices else [], made
+
+    async def _apply(
+        self,
+        new: PlantConfig,
+        plan: ReloadPlan,
+        sinks: dict[str, Sink],
+        drivers: list[Driver],
+        made: Outbox | None,
+    ) -> None:
+        # Pollers first (as on stop), so nothing new is collected for a sink in transition.
+        stopping = set(plan.devices_to_stop)
+        carried_devices: dict[str, DeviceCounters] = {}
+        for source in [r for r in self.sources if r.device in stopping]:
+            carried_devices[source.device] = source.counters
+            self.sources.remove(source)
+            await self._stop_runner(source)
+        if made is not None:
+            self._adopt_outbox(made)
+        for runner in [r for r in self.sinks if r.sink.name in plan.sinks_removed]:
+            await self._remove_sink(runner, new.service.drain_timeout)
+        for runner in [r for r in self.sinks if r.sink.name in plan.sinks_changed]:
+            await self._stop_runner(runner)  # an unconfirmed send stays in its view: re-sent
+            await runner.sink.stop()  # before the new one connects: its "offline" comes first
+            self.sinks.remove(runner)
+            self._add_sink(sinks[runner.sink.name], carried=runner.counters)
+        for name in plan.sinks_added:
+            self._add_sink(sinks[name])
+        for driver in drivers:
+            self._add_source(driver, carried=carried_devices.get(driver.device))
+        self.config = new
+        self._in_config_order()
+
+    async def _remove_sink(self, runner: SinkRunner, within: float) -> None:
+        name = runner.sink.name
+        self.sinks.remove(runner)
+        if self.outbox is not None:
+            self.outbox.view(name).freeze()  # no new batches for it from now on
+        drained = await runner.drain(within)
+        await self._stop_runner(runner)
+        await runner.sink.stop()
+        if not drained:
+            log.warning(
+                "removed sink could not deliver everything it had buffered before it was stopped",
+                sink=name,
+                undelivered_batches=len(runner.buffer),
+            )
+        if self.outbox is not None:
+            self.outbox.remove_sink(name)  # its cursor goes: it no longer holds rows in the file
+
+    # -- lifecycle
 
     @property
     def stopping(self) -> bool:

@@ -1,10 +1,11 @@
-"""Take a new plant file without a restart (SIGHUP, ``systemctl reload``).
+"""Take a new plant file without a restart (SIGHUP, ``systemctl reload``): what changes.
 
-Rules, in the order they are applied:
+This module decides (:func:`plan_reload`); :meth:`edge_agent.service.agent.Agent.reconfigure`
+applies. Rules, in the order they are applied:
 
-1. The new file is loaded and validated completely first. If it is invalid, nothing
-   changes: the agent keeps running the previous config and logs every problem with
-   its ``file:line``.
+1. The new file is loaded and validated completely first, on a worker thread
+   (:func:`load_for_reload`). If it is invalid, nothing changes: the agent keeps
+   running the previous config and logs every problem with its ``file:line``.
 2. Everything that can fail while being built (sinks load their TLS files, drivers
    plan their reads) is built before anything running is touched, so a reload is
    applied fully or not at all.
@@ -27,30 +28,16 @@ sections this module does not know) are reported as "takes effect at the next st
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import asyncio
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
-import structlog
-
-from drivers.registry import build_drivers, connection_key
-from edge_agent.buffer import BatchBuffer
+from drivers.registry import connection_key
 from edge_agent.config import DeviceConfig, InfluxSinkConfig, PlantConfig, SinkConfig
 from edge_agent.config.loader import load_config
-from edge_agent.driver import Driver
 from edge_agent.errors import ConfigError
-from edge_agent.outbox import Outbox, OutboxError
-from edge_agent.redaction import register_secrets, secret_values
-from edge_agent.runtime.sink_runner import SinkRunner
-from edge_agent.runtime.source_runner import SourceRunner
-from edge_agent.service.agent import Agent, build_sink, new_outbox
-from edge_agent.sinks.base import Sink
-
-log = structlog.get_logger("edge_agent.service")
-
-_T = TypeVar("_T")
 
 #: Top-level sections this module applies live; any other difference waits for a restart.
 _LIVE_SECTIONS = frozenset({"plant", "devices", "sinks", "logging", "service"})
@@ -92,11 +79,6 @@ class ReloadPlan:
 
 def _fields(plan: ReloadPlan) -> list[tuple[str, tuple[str, ...] | bool]]:
     return [(name, getattr(plan, name)) for name in plan.__dataclass_fields__]
-
-
-def connection_of(device: DeviceConfig) -> str:
-    """Devices with the same key share a connection (and restart together)."""
-    return connection_key(device)
 
 
 def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
@@ -166,183 +148,31 @@ class ReloadResult:
     plan: ReloadPlan | None = None
 
 
-async def reload_from_file(
-    agent: Agent,
-    path: Path | str,
-    *,
-    environ: Mapping[str, str] | None = None,
-    on_config: Callable[[PlantConfig], None] | None = None,
-) -> ReloadResult:
-    """Load ``path``; apply it if valid, else keep the running config and say why."""
-    try:
-        new = load_config(path, environ)
-    except ConfigError as exc:
-        log.error(
-            "config reload refused: the file is invalid; the previous config keeps running",
-            file=str(path),
-            problems=exc.problems,
-        )
-        return ReloadResult(False, list(exc.problems))
-    return await apply_config(agent, new, on_config=on_config)
+async def load_for_reload(
+    path: Path | str, environ: Mapping[str, str] | None = None
+) -> PlantConfig:
+    """Load and validate ``path`` on a worker thread: no file, however large or hostile,
+    holds up the event loop (collection goes on while it parses). Raises ConfigError.
 
-
-async def apply_config(
-    agent: Agent,
-    new: PlantConfig,
-    *,
-    on_config: Callable[[PlantConfig], None] | None = None,
-) -> ReloadResult:
-    """Move ``agent`` from its config to ``new`` (valid), restarting only what changed."""
-    async with agent.reconfiguring:
-        if agent.stopping:
-            return ReloadResult(False, ["the agent is stopping"])
-        old = agent.config
-        register_secrets(secret_values(new))  # before anything about ``new`` is logged
-        plan = plan_reload(old, new)
-        try:
-            prepared = _prepare(plan, new, agent.outbox)
-        except Exception as exc:
-            # Nothing has been touched yet: refuse, keep running the previous config.
-            problems = exc.problems if isinstance(exc, ConfigError) else [f"{exc}"]
-            log.error(
-                "config reload refused: the new config cannot be built; "
-                "the previous config keeps running",
-                problems=problems,
-                error_type=type(exc).__name__,
-            )
-            return ReloadResult(False, list(problems), plan)
-        if prepared.outbox is not None:
-            try:
-                await prepared.outbox.start()
-            except OutboxError as exc:
-                await prepared.outbox.close()
-                log.error(
-                    "config reload refused: the new sinks need the outbox, which cannot be "
-                    "opened; the previous config keeps running",
-                    error=str(exc),
-                )
-                return ReloadResult(False, [str(exc)], plan)
-            # Its settings are the new file's: nothing about it waits for a restart.
-            plan = replace(
-                plan, needs_restart=tuple(n for n in plan.needs_restart if n != "outbox")
-            )
-        if on_config is not None:
-            # First, so that what follows is logged at the new levels, new secrets redacted.
-            on_config(new)
-        await _apply(agent, old, new, plan, prepared)
-        agent.config = new
-    if plan.unchanged:
-        log.info("config reloaded: nothing changed")
-    else:
-        log.info("config reloaded", **plan.describe())
-    if plan.needs_restart:
-        log.warning(
-            "some changes take effect only at the next start", settings=list(plan.needs_restart)
-        )
-    return ReloadResult(True, [], plan)
-
-
-@dataclass(slots=True)
-class _Prepared:
-    sinks: dict[str, Sink]
-    drivers: list[Driver]
-    #: The outbox made by this reload (the plant's first sink), not yet adopted.
-    outbox: Outbox | None = None
-
-
-def _prepare(plan: ReloadPlan, new: PlantConfig, outbox: Outbox | None) -> _Prepared:
-    configs = {s.name: s for s in new.sinks}
-    made = new_outbox(new) if outbox is None and plan.sinks_added else None
-    sinks = {
-        name: build_sink(configs[name], new, outbox or made)
-        for name in (*plan.sinks_added, *plan.sinks_changed)
-    }
-    starting = set(plan.devices_to_start)
-    devices = [d for d in new.devices if d.name in starting]
-    # model_copy skips validation on purpose: the subset is part of a validated plant.
-    drivers = build_drivers(new.model_copy(update={"devices": devices})) if devices else []
-    return _Prepared(sinks, drivers, made)
-
-
-async def _apply(
-    agent: Agent, old: PlantConfig, new: PlantConfig, plan: ReloadPlan, prepared: _Prepared
-) -> None:
-    # Pollers first (as on stop), so nothing new is collected for a sink in transition.
-    stopping = set(plan.devices_to_stop)
-    kept_counters = {}
-    for runner in [r for r in agent.sources if r.device in stopping]:
-        kept_counters[runner.device] = runner.counters
-        await agent.detach_source(runner)
-
-    new_configs = {s.name: s for s in new.sinks}
-    within = new.service.drain_timeout
-    if prepared.outbox is not None:
-        agent.adopt_outbox(prepared.outbox)
-    for sink_runner in [r for r in agent.sinks if r.sink.name in plan.sinks_removed]:
-        await _remove_sink(agent, sink_runner, within)
-    for sink_runner in [r for r in agent.sinks if r.sink.name in plan.sinks_changed]:
-        name = sink_runner.sink.name
-        await agent.halt_sink(sink_runner)  # an unconfirmed send stays buffered: it is re-sent
-        await sink_runner.sink.stop()  # before the new one connects: its "offline" comes first
-        buffer = hand_over_buffer(sink_runner.buffer, new_configs[name], agent.make_buffer)
-        successor = SinkRunner(prepared.sinks[name], buffer)
-        # Counters are per sink name and keep counting (Prometheus counters never go back).
-        successor.counters = replace(sink_runner.counters, down_since_monotonic=None, last_error="")
-        agent.replace_sink(sink_runner, successor)
-    for name in plan.sinks_added:
-        agent.attach_sink(SinkRunner(prepared.sinks[name], agent.make_buffer(new_configs[name])))
-    _order(agent.sinks, [s.name for s in new.sinks], lambda r: r.sink.name)
-
-    for driver in prepared.drivers:
-        source = SourceRunner(driver, agent.pipeline.emit)
-        previous = kept_counters.get(driver.device)
-        if previous is not None:
-            source.counters = replace(
-                previous, last_progress_monotonic=0.0, state_since_monotonic=time.monotonic()
-            )
-        agent.attach_source(source)
-    _order(agent.sources, [d.name for d in new.devices], lambda r: r.device)
-
-
-async def _remove_sink(agent: Agent, runner: SinkRunner, within: float) -> None:
-    name = runner.sink.name
-    agent.replace_sink(runner, None)
-    outbox = agent.outbox
-    if outbox is not None:
-        outbox.view(name).freeze()  # no new batches for it from now on
-    drained = await runner.drain(within)
-    await agent.halt_sink(runner)
-    await runner.sink.stop()
-    if not drained:
-        log.warning(
-            "removed sink could not deliver everything it had buffered before it was stopped",
-            sink=name,
-            undelivered_batches=len(runner.buffer),
-        )
-    if outbox is not None:
-        outbox.remove_sink(name)  # its cursor goes: it no longer holds rows in the file
-
-
-def hand_over_buffer(
-    old: BatchBuffer,
-    new_config: SinkConfig,
-    make_buffer: Callable[[SinkConfig], BatchBuffer],
-) -> BatchBuffer:
-    """The buffer a changed sink's new runner starts with: the old runner's, always.
-
-    The outbox keeps one view per sink name, so ``make_buffer`` gives back the very
-    view the old runner drained: its cursor and backlog, and a send that was not
-    confirmed (sent again), carry over to the new destination without moving a batch,
-    and batches appended meanwhile are in it too. Anything else would lose or double
-    data, so it is an error.
+    A thread of its own, gone when the parse is: reloads are rare, and the loop's default
+    executor would keep an idle thread for the life of the agent.
     """
-    new = make_buffer(new_config)
-    if new is not old:
-        raise RuntimeError(f"sink {new_config.name}: a reload must keep its outbox view")
-    return new
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="config-reload")
+    loop = asyncio.get_running_loop()
+    done = False
+    try:
+        config = await loop.run_in_executor(pool, load_config, path, environ)
+        done = True
+    except ConfigError:
+        done = True
+        raise
+    finally:
+        # Done (a result or ConfigError): the join is immediate. Cancelled (the agent is
+        # stopping): the parse ends on its own, nobody waits for it.
+        pool.shutdown(wait=done)
+    return config
 
 
-def _order(items: list[_T], names: Sequence[str], name_of: Callable[[_T], str]) -> None:
-    """Sort ``items`` in place into config order (status and metrics list them that way)."""
-    rank = {name: i for i, name in enumerate(names)}
-    items.sort(key=lambda item: rank.get(name_of(item), len(rank)))
+def connection_of(device: DeviceConfig) -> str:
+    """Devices with the same key share a connection (and restart together)."""
+    return connection_key(device)

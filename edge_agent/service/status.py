@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config.service import HealthConfig
@@ -41,13 +41,6 @@ class ServiceStats:
     watchdog_pings: int = 0
     watchdog_withheld: int = 0
     max_loop_lag: float = 5.0
-
-
-@runtime_checkable
-class StatusPublisher(Protocol):
-    """A sink that can carry the agent's status document (the MQTT sink)."""
-
-    async def publish_status(self, payload: bytes) -> bool: ...
 
 
 def health_problems(agent: Agent, stats: ServiceStats, now: float | None = None) -> list[str]:

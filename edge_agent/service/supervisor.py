@@ -25,19 +25,19 @@ import structlog
 
 from edge_agent.config import PlantConfig
 from edge_agent.config.service import ServiceConfig
-from edge_agent.errors import SinkError
+from edge_agent.errors import ConfigError, SinkError
 from edge_agent.service.agent import Agent
 from edge_agent.service.health import HealthServer
 from edge_agent.service.liveness import LoopMonitor, liveness_problems
-from edge_agent.service.reload import ReloadResult, reload_from_file
+from edge_agent.service.reload import ReloadResult, load_for_reload
 from edge_agent.service.sdnotify import Notifier
 from edge_agent.service.status import (
     ServiceStats,
-    StatusPublisher,
     encode_status,
     status_document,
     status_line,
 )
+from edge_agent.sinks.base import StatusPublisher
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -146,7 +146,7 @@ class Supervisor:
         log.info("config reload requested", file=str(self.config_path))
         old_service = self.agent.config.service
         try:
-            result = await reload_from_file(self.agent, self.config_path, on_config=self.on_config)
+            result = await self._reload_file(self.config_path)
         except Exception as exc:
             # A bug part-way through must not end data collection: say so loudly.
             log.exception("config reload failed part-way; check the running state")
@@ -163,6 +163,19 @@ class Supervisor:
         self._status_sent = line
         self.notifier.ready(line)  # ends systemd's "reloading" state
         return result
+
+    async def _reload_file(self, path: Path | str) -> ReloadResult:
+        """Parse ``path`` off the event loop, then apply it if it is valid."""
+        try:
+            new = await load_for_reload(path)
+        except ConfigError as exc:
+            log.error(
+                "config reload refused: the file is invalid; the previous config keeps running",
+                file=str(path),
+                problems=exc.problems,
+            )
+            return ReloadResult(False, list(exc.problems))
+        return await self.agent.reconfigure(new, on_config=self.on_config)
 
     async def _reloads(self) -> None:
         while True:

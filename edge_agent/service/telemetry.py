@@ -32,6 +32,7 @@ from edge_agent.outbox.store import DEAD_LETTER_LIMIT
 from edge_agent.runtime.source_runner import DeviceState
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, health_problems
+from edge_agent.sinks.base import RefusalCounting
 
 PREFIX = "edge_agent"
 
@@ -208,9 +209,8 @@ class AgentCollector(Collector):
             down.add_metric([name], 0.0 if since is None else now - since)
             backlog.add_metric([name], len(runner.buffer))
             dropped.add_metric([name], runner.buffer.dropped_batches)
-            lines_refused = getattr(runner.sink, "lines_refused", None)
-            if isinstance(lines_refused, int):
-                refused.add_metric([name], lines_refused)
+            if isinstance(runner.sink, RefusalCounting):
+                refused.add_metric([name], runner.sink.lines_refused)
         yield from (sent, samples, failed, connected, down, backlog, dropped, refused)
 
     def _outbox(self) -> Iterator[Metric]:

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import OutboxConfig
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import Quality, SampleBatch, iso_utc_ms
 from edge_agent.outbox import Outbox
-from edge_agent.sinks.payload import iso_utc_ms
 from tests.plant import ROOT
 
 pytestmark = pytest.mark.integration

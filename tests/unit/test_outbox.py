@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from structlog.testing import capture_logs
 
-from edge_agent.buffer import Pending
 from edge_agent.config import OutboxConfig
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import Pending, Quality, SampleBatch
 from edge_agent.outbox import Outbox
 from edge_agent.outbox.codec import decode_body, encode_body
 from edge_agent.outbox.ranges import Delivered

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -16,6 +17,7 @@ from edge_agent.driver import GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner, next_tick
+from tests.virtual_time import VirtualTime
 
 NAMES = ("a", "b")
 
@@ -32,6 +34,9 @@ class ScriptedDriver:
     connects: int = 0
     device: str = "dev"
     groups: Sequence[GroupSpec] = (GroupSpec("g", 0.05, NAMES),)
+    #: The time a read takes passes on this clock (virtual time in the timing tests).
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def connect(self) -> None:
         self.connects += 1
@@ -41,15 +46,17 @@ class ScriptedDriver:
 
     async def read(self, group: str) -> Sequence[SampleBatch]:
         self.reads += 1
+        started_ns = round(self.clock() * 1e9)
         if self.read_seconds:
-            await asyncio.sleep(self.read_seconds)
+            await self.sleep(self.read_seconds)
         outcome = self.script.popleft() if self.script else [1.0, 2.0]
         if isinstance(outcome, DriverError):
             raise outcome
         qualities = [Quality.BAD if v != v else Quality.GOOD for v in outcome]
         reasons = ["sentinel" if q is Quality.BAD else "" for q in qualities]
         values: list[object] = [None if v != v else v for v in outcome]
-        return (SampleBatch("dev", group, 0, NAMES, values, qualities, reasons),)  # type: ignore[arg-type]
+        batch = SampleBatch("dev", group, started_ns, NAMES, values, qualities, reasons)  # type: ignore[arg-type]
+        return (batch,)
 
     def read_budget(self, group: str) -> float:
         return 1.0
@@ -137,33 +144,44 @@ async def test_read_guard_timeout_marks_samples_bad() -> None:
 
 
 async def test_overrun_skips_ticks_instead_of_piling_them_up() -> None:
-    driver = ScriptedDriver(read_seconds=0.12)  # interval 0.05 s
+    vt = VirtualTime()
+    driver = ScriptedDriver(read_seconds=0.12, clock=vt.clock, sleep=vt.sleep)  # interval 0.05 s
     out: list[SampleBatch] = []
-    runner = _runner(driver, out)
+    runner = _runner(driver, out, clock=vt.clock, sleep=vt.sleep)
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.6)
+    await vt.run_for(0.6)
     task.cancel()
     await asyncio.wait([task])
-    # ~0.6 s / 0.15 s per read+wait: a handful of reads, never 12 back to back.
+    # Reads start at 0, 0.15, 0.30, 0.45 and 0.60 s (each takes 0.12 s and ends past the
+    # next tick): never 12 back to back; each overrun skips the two ticks it missed.
     assert 2 <= driver.reads <= 6
+    assert driver.reads == 5
     assert runner.counters.skipped_ticks >= driver.reads - 1
+    assert runner.counters.skipped_ticks == 6
     assert not driver.connected  # the runner closes its driver on the way out
 
 
 async def test_reads_start_on_interval_boundaries() -> None:
-    driver = ScriptedDriver(groups=(GroupSpec("g", 0.1, NAMES),))
-    starts: list[float] = []
-    runner = SourceRunner(driver, lambda b: starts.append(b.timestamp_ns / 1e9))
+    vt = VirtualTime(start=1_000_000.037)  # started mid-interval
+    driver = ScriptedDriver(
+        groups=(GroupSpec("g", 0.1, NAMES),), read_seconds=0.004, clock=vt.clock, sleep=vt.sleep
+    )
+    starts: list[int] = []
+    runner = SourceRunner(
+        driver, lambda b: starts.append(b.timestamp_ns), clock=vt.clock, sleep=vt.sleep
+    )
     task = asyncio.create_task(runner.run())
-    await asyncio.sleep(0.55)
+    await vt.run_for(0.55)
     task.cancel()
     await asyncio.wait([task])
     assert len(starts) >= 4
+    assert len(starts) == 6  # at once, then at .1, .2, .3, .4 and .5
     # The first read happens at once (no waiting a whole interval for a first value) ...
-    assert starts[1] - starts[0] < 0.1
-    # ... the others just after the boundary, never mid-interval (generous for a loaded CI box).
-    offsets = [(s % 0.1) for s in starts[1:]]
-    assert all(o < 0.05 for o in offsets), offsets
+    assert starts[0] == 1_000_000_037_000_000
+    assert starts[1] - starts[0] < 100_000_000
+    # ... the others on the boundary (to the microsecond), never mid-interval.
+    offsets = [s % 100_000_000 for s in starts[1:]]
+    assert all(o < 1_000 for o in offsets), offsets
 
 
 async def test_offline_device_is_probed_by_one_group_at_a_time() -> None:
@@ -211,25 +229,21 @@ async def test_a_driver_bug_costs_only_this_device_its_samples() -> None:
 
 
 async def test_wall_clock_stepping_back_does_not_stall_polling() -> None:
-    now = [1_000_000.0]
-    driver = ScriptedDriver(groups=(GroupSpec("g", 0.05, NAMES),))
+    vt = VirtualTime()
+    driver = ScriptedDriver(groups=(GroupSpec("g", 0.05, NAMES),), clock=vt.clock, sleep=vt.sleep)
     out: list[SampleBatch] = []
-    runner = SourceRunner(driver, out.append, clock=lambda: now[0])
-
-    async def clock_runs_then_steps_back() -> None:
-        for step in range(40):
-            await asyncio.sleep(0.01)
-            now[0] += 0.01
-            if step == 10:
-                now[0] -= 3600.0  # NTP steps the clock back an hour
-
+    runner = SourceRunner(driver, out.append, clock=vt.clock, sleep=vt.sleep)
     task = asyncio.create_task(runner.run())
-    await clock_runs_then_steps_back()
+    await vt.run_for(0.11)
+    # NTP steps the clock back an hour while the runner sleeps towards its next tick.
+    vt.step(-3600.0)
+    await vt.run_for(0.29)
     before = len(out)
-    await clock_runs_then_steps_back()
+    await vt.run_for(0.4)
     task.cancel()
     await asyncio.wait([task])
     assert len(out) > before + 3, "polling continued after the clock stepped back"
+    assert len(out) - before == 8  # one read per 0.05 s tick, as before the step
 
 
 async def test_a_cancellation_swallowed_by_a_library_still_stops_polling() -> None:
