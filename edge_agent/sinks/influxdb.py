@@ -140,8 +140,7 @@ class InfluxSink:
             config = self.config
             if not config.verify_tls and config.url.lower().startswith("https:"):
                 self._log.warning(
-                    "influxdb TLS certificate verification is off: the server is not "
-                    "authenticated",
+                    "influxdb TLS certificate verification is off: the server is not authenticated",
                 )
                 # Said once, above; urllib3 would say it again on every request.
                 warnings.filterwarnings(
