@@ -1,7 +1,7 @@
 """ModbusDriver: one Modbus device (unit) read through a shared :class:`ModbusChannel`.
 
 Per poll group: an :class:`~drivers.modbus.planner.AdaptivePlan` decides the reads
-(coalesced, learning the device's holes), a :class:`~drivers.modbus.codec.DecoderCache`
+(coalesced, learning the device's holes), a :class:`~drivers.modbus.compiler.DecoderCache`
 decodes each response block straight into the batch's lists.
 
 Failure policy, per request:
@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, connection_key
-from drivers.modbus.codec import DecoderCache, fill_bad
+from drivers.modbus.codec import fill_bad
+from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.frames import EXCEPTION_MEANINGS
 from drivers.modbus.planner import AdaptivePlan
 from edge_agent.config import ModbusDeviceConfig, ModbusTag, PollGroup
