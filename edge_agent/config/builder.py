@@ -1,0 +1,163 @@
+"""A composed YAML node tree as plain data, with the line of every key and list item.
+
+Why not ``yaml.safe_load``: it forgets where each value came from, silently keeps the
+last of two duplicate keys, and cannot tell which scalar held a ``${VAR}``. The
+builder walks the node tree instead, records the line of every key and list item in
+a :class:`SourceMap`, expands environment references, and collects what it finds
+wrong as (line, message) instead of raising.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from edge_agent.config.checks.common import Loc, format_path
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass
+class SourceMap:
+    """Line (1-based) of every key and list item of a loaded document."""
+
+    file: str
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line_of(self, path: Loc) -> int:
+        """Line of ``path``, or of its nearest ancestor present in the file."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+
+class Builder:
+    """Turns a composed YAML node tree into plain data plus a :class:`SourceMap`."""
+
+    def __init__(self, source: SourceMap, env: Mapping[str, str]) -> None:
+        self.source = source
+        self.env = env
+        self.problems: list[tuple[int, str]] = []
+        #: Values left empty by an unset variable: their own errors would only repeat it.
+        self.unset_paths: set[Loc] = set()
+        self._constructor = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Loc) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, child in enumerate(node.value):
+                self.source.lines[(*path, index)] = child.start_mark.line + 1
+                items.append(self.build(child, (*path, index)))
+            return items
+        assert isinstance(node, yaml.ScalarNode)
+        value = self._scalar(node)
+        if isinstance(value, str) and "${" in value:
+            expanded = self._expand(value, node.start_mark.line + 1, path)
+            if not node.style and _ENV_REF.fullmatch(value):  # plain: None, or '' (libyaml)
+                # A plain `qos: ${QOS:-1}` means what `qos: 1` would: resolve the type
+                # the way YAML resolves a plain scalar. Quote it to keep a string.
+                return _plain_scalar(expanded)
+            return expanded
+        return value
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        """The value of a scalar (or key) node, holding on to nothing of the node tree.
+
+        The constructor remembers every node it built (``constructed_objects``) and a
+        string value is the node's own string: either would keep the whole tree (two
+        marks per node, ~4 kB per tag of a large plant file) alive, or pin the memory
+        it sat in, for as long as the config lives. Forgetting the node and interning
+        strings (tag names, types and tables repeat thousands of times) lets the
+        allocator reuse that memory; a 10,000-tag file then leaves ~15 MB less behind.
+        """
+        constructor = self._constructor
+        value = constructor.construct_object(node, deep=True)
+        constructor.constructed_objects.clear()
+        if type(value) is str:
+            value = sys.intern((value + " ")[:-1])  # a copy: the node's string is freed
+        return value
+
+    def _mapping(self, node: yaml.MappingNode, path: Loc) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        merged: dict[Any, Any] = {}
+        seen_at: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            line = key_node.start_mark.line + 1
+            if key_node.tag == _MERGE_TAG:
+                merged.update(self._merge_source(value_node, path))
+                continue
+            key = self._scalar(key_node)
+            if key in seen_at:
+                where = format_path((*path, key)) if isinstance(key, str | int) else str(key)
+                self.problems.append(
+                    (line, f"{where}: duplicate key {key!r} (first at line {seen_at[key]})")
+                )
+                continue
+            seen_at[key] = line
+            child_path = (*path, key) if isinstance(key, str | int) else path
+            self.source.lines[child_path] = line
+            result[key] = self.build(value_node, child_path)
+        # YAML merge keys (<<: *defaults): explicit keys win over merged ones.
+        return {**merged, **result}
+
+    def _merge_source(self, node: yaml.Node, path: Loc) -> dict[Any, Any]:
+        # Keys given explicitly keep their own line, even when the anchor is built later.
+        known = dict(self.source.lines)
+        try:
+            return self._build_merge(node, path)
+        finally:
+            self.source.lines.update(known)
+
+    def _build_merge(self, node: yaml.Node, path: Loc) -> dict[Any, Any]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        merged: dict[Any, Any] = {}
+        for source in reversed(sources):
+            built = self.build(source, path)
+            if not isinstance(built, dict):
+                self.problems.append(
+                    (node.start_mark.line + 1, f"{format_path(path)}: '<<' needs a mapping")
+                )
+                continue
+            merged.update(built)
+        return merged
+
+    def _expand(self, text: str, line: int, path: Loc) -> str:
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = self.env.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                self.unset_paths.add(path)
+                self.problems.append(
+                    (
+                        line,
+                        f"{format_path(path)}: environment variable {name} is not set "
+                        f"(write ${{{name}:-default}} to give a default)",
+                    )
+                )
+                return ""
+            return value
+
+        return _ENV_REF.sub(substitute, text)
+
+
+def _plain_scalar(text: str) -> Any:
+    """``"1"`` -> 1, ``"true"`` -> True, ``"1.5"`` -> 1.5; anything else stays the string."""
+    if not text:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, bool | int | float) else text
