@@ -5,6 +5,10 @@ last of two duplicate keys, and cannot tell which scalar held a ``${VAR}``. The
 builder walks the node tree instead, records the line of every key and list item in
 a :class:`SourceMap`, expands environment references, and collects what it finds
 wrong as (line, message) instead of raising.
+
+It expects a tree that :func:`~edge_agent.config.reading.scan_document` passed: no
+cycles, bounded depth (it recurses once per level), lists and mappings as keys
+already reported there.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class Builder:
             if key_node.tag == _MERGE_TAG:
                 merged.update(self._merge_source(value_node, path))
                 continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a list or mapping as a key: reported by the scan, at its own line
             key = self._scalar(key_node)
             if key in seen_at:
                 where = format_path((*path, key)) if isinstance(key, str | int) else str(key)

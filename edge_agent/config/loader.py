@@ -1,10 +1,16 @@
 """Load a plant YAML into a :class:`PlantConfig`, reporting every problem with file and line.
 
-libyaml composes the node tree; :mod:`.builder` turns it into plain data, recording
-the line of every key and list item and expanding environment references; pydantic
-and :mod:`.checks` validate, and each error location is mapped back to a line. All
+Four steps, each reporting in the same ``file:line: path: message`` form:
+:mod:`.reading` reads the file within its limits and scans the YAML's shape (size,
+encoding, nesting depth, alias expansion, cycles: :class:`LoadLimits`); libyaml
+composes the node tree; :mod:`.builder` turns it into plain data, recording the line
+of every key and list item and expanding environment references; pydantic and
+:mod:`.checks` validate, and each error location is mapped back to a line. All
 findings are reported at once, as
 ``plant.yaml:42: devices[3].poll_groups[0].tags[7].type: 'flaot32' is not one of ...``.
+
+Nothing is shared between calls: a reload may load the file in a worker thread while
+the event loop keeps polling.
 """
 
 from __future__ import annotations
@@ -24,14 +30,19 @@ from edge_agent.config.builder import Builder, SourceMap
 from edge_agent.config.checks import check_partial, check_plant
 from edge_agent.config.checks.common import Loc, format_path
 from edge_agent.config.plant import PlantConfig
+from edge_agent.config.reading import (
+    DEFAULT_LIMITS,
+    YAML_LOADER,
+    LoadLimits,
+    check_text_size,
+    read_plant_file,
+    scan_document,
+    yaml_problem,
+)
 from edge_agent.errors import ConfigError
 from edge_agent.redaction import is_secret_location
 
-#: libyaml's composer when PyYAML was built with it: ten times faster on a 10,000-tag
-#: plant (2 s instead of 20 s on a busy gateway) and half the peak memory; same marks.
-_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
-    yaml, "CSafeLoader", yaml.SafeLoader
-)
+__all__ = ["DEFAULT_LIMITS", "LoadLimits", "SourceMap", "load_config", "parse_config"]
 
 
 def _all_field_names() -> list[str]:
@@ -126,27 +137,27 @@ def _message(error: ErrorDetails) -> str:
 
 
 def parse_config(
-    text: str, file: str = "plant.yaml", env: Mapping[str, str] | None = None
+    text: str,
+    file: str = "plant.yaml",
+    env: Mapping[str, str] | None = None,
+    limits: LoadLimits = DEFAULT_LIMITS,
 ) -> PlantConfig:
     """Validate YAML ``text``; raise :class:`ConfigError` listing every problem found."""
-    source = SourceMap(file)
+    check_text_size(text, file, limits)
+    shape = scan_document(text, file, limits)
     try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError([f"{file}:{line}: YAML syntax: {problem}"]) from None
+        node = yaml.compose(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}:1: YAML syntax: {exc}"]) from None
+        raise ConfigError([yaml_problem(exc, file, text)]) from None
     if node is None:
         raise ConfigError([f"{file}:1: the file is empty"])
+    source = SourceMap(file)
     builder = Builder(source, os.environ if env is None else env)
     data = builder.build(node, ())
     # The node tree (a node and two marks per key and value) is the largest thing a
     # big plant file makes: let it go before validation builds the models beside it.
     del node
-    problems = list(builder.problems)
+    problems = shape.problems + builder.problems
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
     try:
@@ -170,12 +181,9 @@ def parse_config(
     raise ConfigError([f"{file}:{line}: {message}" for line, message in problems])
 
 
-def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> PlantConfig:
+def load_config(
+    path: Path | str, env: Mapping[str, str] | None = None, limits: LoadLimits = DEFAULT_LIMITS
+) -> PlantConfig:
     """Read and validate the plant file at ``path``."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"{path}: cannot read the file: {reason}"]) from None
-    return parse_config(text, str(path), env)
+    return parse_config(read_plant_file(path, limits), str(path), env, limits)
