@@ -21,10 +21,14 @@ from typing import Any
 
 import yaml
 
-from edge_agent.config.checks.common import Loc, format_path
+from edge_agent.config.checks.common import Loc, format_path, short_repr
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_YAML_TAG = "tag:yaml.org,2002:"
+_PLAIN_TYPES = {_YAML_TAG + name for name in ("bool", "int", "float")}
+#: Marks a key or value that could not be read (already reported).
+_UNREADABLE = object()
 
 
 @dataclass
@@ -50,8 +54,9 @@ class Builder:
         self.source = source
         self.env = env
         self.problems: list[tuple[int, str]] = []
-        #: Values left empty by an unset variable: their own errors would only repeat it.
-        self.unset_paths: set[Loc] = set()
+        #: Values whose problem is already reported (an unset variable, an unreadable
+        #: scalar): a validation error there would only repeat it.
+        self.reported: set[Loc] = set()
         self._constructor = yaml.SafeLoader("")
 
     def build(self, node: yaml.Node, path: Loc) -> Any:
@@ -64,17 +69,20 @@ class Builder:
                 items.append(self.build(child, (*path, index)))
             return items
         assert isinstance(node, yaml.ScalarNode)
-        value = self._scalar(node)
+        value = self._scalar(node, path)
+        if value is _UNREADABLE:
+            self.reported.add(path)
+            return None
         if isinstance(value, str) and "${" in value:
             expanded = self._expand(value, node.start_mark.line + 1, path)
             if not node.style and _ENV_REF.fullmatch(value):  # plain: None, or '' (libyaml)
                 # A plain `qos: ${QOS:-1}` means what `qos: 1` would: resolve the type
                 # the way YAML resolves a plain scalar. Quote it to keep a string.
-                return _plain_scalar(expanded)
+                return self._plain_scalar(expanded)
             return expanded
         return value
 
-    def _scalar(self, node: yaml.Node) -> Any:
+    def _scalar(self, node: yaml.Node, path: Loc) -> Any:
         """The value of a scalar (or key) node, holding on to nothing of the node tree.
 
         The constructor remembers every node it built (``constructed_objects``) and a
@@ -84,12 +92,50 @@ class Builder:
         strings (tag names, types and tables repeat thousands of times) lets the
         allocator reuse that memory; a 10,000-tag file then leaves ~15 MB less behind.
         """
-        constructor = self._constructor
-        value = constructor.construct_object(node, deep=True)
-        constructor.constructed_objects.clear()
+        try:
+            value = self._construct(node)
+        except yaml.constructor.ConstructorError as exc:
+            self._unreadable(node, path, exc.problem or "cannot be read")
+            return _UNREADABLE
+        except (ValueError, AttributeError):
+            # ValueError: int() of `!!int abc`, or of a number past Python's 4,300 digits.
+            # AttributeError: PyYAML's timestamp constructor on a `!!timestamp` that is
+            # not a date (it uses the failed match).
+            self._unreadable(node, path, f"{short_repr(node.value)} cannot be read as {_tag(node)}")
+            return _UNREADABLE
         if type(value) is str:
             value = sys.intern((value + " ")[:-1])  # a copy: the node's string is freed
         return value
+
+    def _construct(self, node: yaml.Node) -> Any:
+        """What PyYAML makes of ``node``, forgetting it."""
+        constructor = self._constructor
+        try:
+            return constructor.construct_object(node, deep=True)
+        finally:
+            constructor.constructed_objects.clear()
+            constructor.recursive_objects.clear()  # left behind by a constructor that raised
+
+    def _unreadable(self, node: yaml.Node, path: Loc, problem: str) -> None:
+        if problem.startswith("could not determine a constructor for the tag"):
+            problem = f"unknown tag {_tag(node)!r}"
+        self.problems.append((node.start_mark.line + 1, f"{format_path(path)}: {problem}"))
+
+    def _plain_scalar(self, text: str) -> Any:
+        """``"1"`` -> 1, ``"true"`` -> True, ``"1.5"`` -> 1.5; anything else stays the string.
+
+        Resolved as YAML resolves a plain scalar, without parsing ``text`` as YAML (it
+        comes from the environment and may hold anything).
+        """
+        stripped = text.strip()
+        # types-PyYAML leaves resolve() unannotated.
+        tag = self._constructor.resolve(yaml.ScalarNode, stripped, (True, False))  # type: ignore[no-untyped-call]
+        if not stripped or tag not in _PLAIN_TYPES:
+            return text
+        try:
+            return self._construct(yaml.ScalarNode(tag, stripped))
+        except ValueError:  # a number past Python's 4,300 digits: the string it is
+            return text
 
     def _mapping(self, node: yaml.MappingNode, path: Loc) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
@@ -102,16 +148,24 @@ class Builder:
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
                 continue  # a list or mapping as a key: reported by the scan, at its own line
-            key = self._scalar(key_node)
+            key = self._scalar(key_node, path)
+            if key is _UNREADABLE:
+                continue
             if key in seen_at:
-                where = format_path((*path, key)) if isinstance(key, str | int) else str(key)
+                where = format_path((*path, key)) if _is_path_key(key) else format_path(path)
                 self.problems.append(
-                    (line, f"{where}: duplicate key {key!r} (first at line {seen_at[key]})")
+                    (
+                        line,
+                        f"{where}: duplicate key {short_repr(key)} (first at line {seen_at[key]})",
+                    )
                 )
                 continue
             seen_at[key] = line
-            child_path = (*path, key) if isinstance(key, str | int) else path
-            self.source.lines[child_path] = line
+            if _is_path_key(key):
+                child_path = (*path, key)
+                self.source.lines[child_path] = line
+            else:  # None, True, 1.5, a date: pydantic says what is wrong with the key
+                child_path = path
             result[key] = self.build(value_node, child_path)
         # YAML merge keys (<<: *defaults): explicit keys win over merged ones.
         return {**merged, **result}
@@ -144,7 +198,7 @@ class Builder:
             if value is None or (value == "" and default is not None):
                 if default is not None:
                     return default
-                self.unset_paths.add(path)
+                self.reported.add(path)
                 self.problems.append(
                     (
                         line,
@@ -158,12 +212,12 @@ class Builder:
         return _ENV_REF.sub(substitute, text)
 
 
-def _plain_scalar(text: str) -> Any:
-    """``"1"`` -> 1, ``"true"`` -> True, ``"1.5"`` -> 1.5; anything else stays the string."""
-    if not text:
-        return text
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, bool | int | float) else text
+def _is_path_key(key: Any) -> bool:
+    """Keys that can be part of a :data:`Loc` (``True`` is an int, but not a path step)."""
+    return isinstance(key, str | int) and not isinstance(key, bool)
+
+
+def _tag(node: yaml.Node) -> str:
+    """``tag:yaml.org,2002:int`` -> ``int``; a local tag stays as written (``!thing``)."""
+    tag = str(node.tag)
+    return tag[len(_YAML_TAG) :] if tag.startswith(_YAML_TAG) else tag

@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails
 
 from edge_agent.config.builder import Builder, SourceMap
 from edge_agent.config.checks import check_partial, check_plant
-from edge_agent.config.checks.common import Loc, format_path
+from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.plant import PlantConfig
 from edge_agent.config.reading import (
     DEFAULT_LIMITS,
@@ -107,31 +107,37 @@ def _message(error: ErrorDetails) -> str:
     ctx = error.get("ctx", {})
     value = error.get("input")
     if kind == "literal_error":
-        return f"{value!r} is not one of {_allowed(str(ctx.get('expected', '')))}"
+        return f"{short_repr(value)} is not one of {_allowed(str(ctx.get('expected', '')))}"
     if kind == "union_tag_invalid":
-        return f"{ctx.get('tag')!r} is not one of {_allowed(str(ctx.get('expected_tags', '')))}"
+        expected = _allowed(str(ctx.get("expected_tags", "")))
+        return f"{short_repr(ctx.get('tag'))} is not one of {expected}"
     if kind == "union_tag_not_found":
         return f"required field '{ctx.get('discriminator', '').strip(chr(39))}' is missing"
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
         key = str(error["loc"][-1])
+        if key in _FIELD_NAMES:
+            return f"unknown key {key!r} (not allowed here)"
         close = difflib.get_close_matches(key, _FIELD_NAMES, n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {key!r}{hint}"
+        return f"unknown key {short_repr(key)}{hint}"
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     message = message[:1].lower() + message[1:]
+    if error["loc"][-1:] == ("[key]",):  # the key is wrong, not its value
+        return f"key {short_repr(value)}: {message}"
     if (
         kind not in ("value_error", "string_pattern_mismatch")
         and not isinstance(value, dict | list)
         and not is_secret_location(error["loc"])  # never echo a password
     ):
-        message += f" (got {value!r})"
+        message += f" (got {short_repr(value)})"
     if kind == "string_pattern_mismatch":
         message = (
-            f"{value!r} is not a valid name (letters, digits, '_', '-', '.'; no spaces or slashes)"
+            f"{short_repr(value)} is not a valid name "
+            "(letters, digits, '_', '-', '.'; no spaces or slashes)"
         )
     return message
 
@@ -165,7 +171,7 @@ def parse_config(
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             path = _document_path(error["loc"], data)
-            if path in builder.unset_paths:
+            if path in builder.reported:
                 continue
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
