@@ -158,8 +158,8 @@ def parse_config(
     if node is None:
         raise ConfigError([f"{file}:1: the file is empty"])
     source = SourceMap(file)
-    builder = Builder(source, os.environ if env is None else env)
-    data = builder.build(node, ())
+    builder = Builder(source, os.environ if env is None else env, shape.anchored)
+    data = builder.document(node)
     # The node tree (a node and two marks per key and value) is the largest thing a
     # big plant file makes: let it go before validation builds the models beside it.
     del node
@@ -171,7 +171,7 @@ def parse_config(
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             path = _document_path(error["loc"], data)
-            if path in builder.reported:
+            if source.written_at(path) in builder.reported:
                 continue
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))

@@ -69,6 +69,9 @@ class DocumentShape:
     depth: int
     #: (line, message): lists and mappings used as mapping keys.
     problems: list[tuple[int, str]] = field(default_factory=list)
+    #: Where (``Mark.index``) each list or mapping that has an anchor starts: the only
+    #: ones an alias can repeat.
+    anchored: frozenset[int] = frozenset()
 
 
 def read_plant_file(path: Path, limits: LoadLimits = DEFAULT_LIMITS) -> str:
@@ -185,6 +188,7 @@ def _scan(text: str, file: str, limits: LoadLimits) -> DocumentShape:
     open_anchors: dict[str, int] = {}
     stack: list[_Open] = []
     problems: list[tuple[int, str]] = []
+    anchored: set[int] = set()
     total = aliased = deepest = documents = 0
 
     def fail(line: int, message: str) -> ConfigError:
@@ -227,6 +231,7 @@ def _scan(text: str, file: str, limits: LoadLimits) -> DocumentShape:
             if event.anchor is not None:
                 define(event.anchor, line)
                 open_anchors[event.anchor] = line
+                anchored.add(_index(event))
             stack.append(_Open(event.anchor, is_mapping, line))
             deepest = max(deepest, len(stack))
             total += 1
@@ -275,12 +280,17 @@ def _scan(text: str, file: str, limits: LoadLimits) -> DocumentShape:
             else:
                 message = f"the file holds more than {limits.max_values:,} values"
             raise fail(_line(event), message + " (the limit)")
-    return DocumentShape(total, deepest, problems)
+    return DocumentShape(total, deepest, problems, frozenset(anchored))
 
 
 def _line(event: yaml.Event) -> int:
     mark = event.start_mark
     return mark.line + 1 if mark is not None else 1
+
+
+def _index(event: yaml.Event) -> int:
+    mark = event.start_mark
+    return mark.index if mark is not None else -1
 
 
 def _too_deep(limits: LoadLimits) -> str:
