@@ -4,12 +4,12 @@ The mutations (issue 13, "Done when") are drawn from a fixed seed, so a failure 
 a case that can be rebuilt: deleted lines, swapped types, random bytes, deep nesting,
 alias bombs, and 50 MB files, applied to configs/demo-plant.yaml and to every golden
 config case. Most cases run in this process (load, then the summary ``check`` prints
-for a valid file); a few run as a real ``python -m edge_agent check`` under a memory
+for a valid file); a few run as ``edge-agent check`` in a child process under a memory
 ceiling (tests/check_process.py), among them both 50 MB files.
 
 Time is CPU time of the thread doing the work (or of the child), so a busy machine
-does not fail the test; memory is the peak RSS (VmHWM, reset before each case in this
-process; ``ru_maxrss`` of the child).
+does not fail the test; memory is the peak RSS (VmHWM: reset before each case in this
+process; the child's own, reported as it exits).
 """
 
 from __future__ import annotations
