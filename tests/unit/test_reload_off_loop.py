@@ -48,5 +48,5 @@ async def test_the_loop_keeps_running_while_a_large_file_parses(tmp_path: Path) 
     assert sum(len(g.tags) for d in config.devices for g in d.poll_groups) == 10_000
     assert took > 0.3, f"the parse took {took:.2f} s: too fast to show anything"
     # On the loop, one gap would have been the whole parse.
-    assert max(gaps) < min(0.25, took / 3), (max(gaps), took)
+    assert max(gaps) < took / 2, (max(gaps), took)
     assert len(gaps) > 10
