@@ -7,13 +7,18 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from edge_agent.config import OutboxConfig
+from edge_agent.config.loader import parse_config
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.outbox import Outbox
 from edge_agent.outbox.codec import encode_body, encode_names
 from edge_agent.outbox.store import OutboxStore
+from edge_agent.service.agent import Agent
+from edge_agent.service.status import ServiceStats, status_document, status_line
+from edge_agent.service.telemetry import build_registry, render_metrics
 from tests.outbox_files import (
     PAGE,
     batch,
@@ -256,3 +261,56 @@ def test_a_file_cut_in_half_keeps_the_rows_before_the_cut(tmp_path: Path) -> Non
             assert number(back) == row_id - 1
     finally:
         store.close()
+
+
+PLANT = """
+plant: {{name: p1}}
+state_dir: {state}
+devices:
+  - name: meter
+    driver: modbus
+    connection: {{transport: tcp, host: 127.0.0.1}}
+    poll_groups:
+      - {{interval: 1s, tags: [{{name: v, address: 0}}]}}
+sinks:
+  - {{name: a, type: mqtt, host: 127.0.0.1}}
+  - {{name: b, type: influxdb, url: "http://127.0.0.1:8086", org: o, bucket: b}}
+"""
+
+
+async def test_a_loss_is_on_the_status_document_and_the_metrics(tmp_path: Path) -> None:
+    """What a damaged log cost is on /status (count, ids, per sink) and /metrics."""
+    path = await crashed_outbox(tmp_path)
+    wal = path.with_name(path.name + "-wal")
+    frames = wal_frames(wal)
+    with wal.open("r+b") as handle:
+        handle.truncate(frames[[i for i, f in enumerate(frames) if f.commit][12] + 1].offset)
+    state = tmp_path / "state"
+    crash_copy(path, state / "outbox.sqlite3")
+    agent = Agent(parse_config(PLANT.format(state=state), "plant.yaml", env={}))
+    assert agent.outbox is not None
+    with capture_logs():
+        await agent.outbox.start()
+    try:
+        lost = agent.outbox.lost_batches
+        assert lost > 0
+        stats = ServiceStats()
+        document = status_document(agent, stats)["outbox"]
+        assert document["lost_batches"] == lost
+        assert document["lost"]["sinks"] == agent.outbox.lost_by_sink
+        assert document["lost"]["ids"].endswith("-200")
+        body, _ = render_metrics(build_registry(agent, stats))
+        samples = {
+            (s.name, s.labels.get("sink")): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+        }
+        assert samples["edge_agent_outbox_lost_batches_total", None] == lost
+        assert samples["edge_agent_outbox_sink_lost_batches_total", "b"] == lost
+        assert (
+            samples["edge_agent_outbox_sink_lost_batches_total", "a"]
+            == (agent.outbox.lost_by_sink["a"])
+        )
+        assert "outbox lost" in status_line(agent, stats)
+    finally:
+        await agent.outbox.close()
