@@ -73,7 +73,8 @@ class Loss:
 class Recovery:
     """What happened to a damaged file (or log) at start."""
 
-    #: "file" (moved aside, salvaged into a new file) or "log" (frames read back).
+    #: "file" (moved aside, salvaged into a new file), "log" (frames read back) or
+    #: "missing" (no file, but a mark saying batches were committed).
     kind: str
     reason: str
     #: Where the damaged file (kind "file") or a copy of the log (kind "log") is kept.
@@ -91,6 +92,8 @@ class Recovery:
         """The error line to log: its message and fields."""
         if self.kind == "log":
             event = "outbox write-ahead log was damaged: readable frames salvaged into the file"
+        elif self.kind == "missing":
+            event = "outbox file is missing although batches were committed: they are lost"
         else:
             event = (
                 "outbox file was damaged: moved aside, readable batches salvaged into a new file"
@@ -113,6 +116,7 @@ def recover_file(
     sinks: Sequence[str],
     mark: Mark | None,
     copy: StoredStreams,
+    kind: str = "file",
 ) -> tuple[sqlite3.Connection, Recovery]:
     """Salvage the damaged file at ``path`` into a new one, then move it aside."""
     found = salvage(path)
@@ -148,7 +152,7 @@ def recover_file(
     db = configure(connect(path), fsync)
     present = [row[0] for row in kept]
     return db, Recovery(
-        kind="file",
+        kind=kind,
         reason=reason,
         moved_to=aside,
         batches=len(kept),

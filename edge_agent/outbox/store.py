@@ -170,7 +170,9 @@ class OutboxStore:
                 self._checked = signature
         elif mark is not None and mark.last_id > 0:
             problem = f"the file is missing; batches up to id {mark.last_id} were committed"
-            self._db, recovery = recover_file(self.path, problem, self.fsync, sinks, mark, copy)
+            self._db, recovery = recover_file(
+                self.path, problem, self.fsync, sinks, mark, copy, "missing"
+            )
         # A recovery done by an attempt that failed after it (a disk full just then) is
         # reported by the one that succeeds: the next check finds nothing left to say.
         self._unreported = recovery = recovery or self._unreported

@@ -263,6 +263,46 @@ def test_a_file_cut_in_half_keeps_the_rows_before_the_cut(tmp_path: Path) -> Non
         store.close()
 
 
+async def test_a_stream_row_altered_inside_is_taken_from_the_copy(tmp_path: Path) -> None:
+    """A flipped bit in a tag name passes quick_check and would deliver every value of
+    the stream under a wrong name: its checksum fails, the copy next to the file has it."""
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(CONFIG, path, ["a"])
+    await outbox.start()
+    for i in range(30):
+        outbox.append(batch(i))
+    await outbox.close()
+    flip_bit(path, path.read_bytes().index(b"energy") + 2, 3)  # "energy" -> "enmrgy"
+    outbox = Outbox(CONFIG, path, ["a"])
+    with capture_logs() as logs:
+        try:
+            await outbox.start()
+            got = await drain(outbox.view("a"))  # number() checks the names
+        finally:
+            await outbox.close()
+    assert sorted(got) == list(range(30))
+    (error,) = said(logs, "outbox stream row damaged")
+    assert error["repaired_from_copy"] is True
+
+
+async def test_a_missing_file_whose_mark_says_batches_were_committed(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    outbox = Outbox(CONFIG, path, ["a", "b"])
+    await outbox.start()
+    for i in range(30):
+        outbox.append(batch(i))
+    view = outbox.view("a")
+    got = await view.peek(10)
+    view.ack(got[-1].seq)
+    await outbox.close()
+    path.unlink()
+    outbox, delivered, logs = await deliver(path)
+    assert delivered == {"a": [], "b": []}
+    (error,) = said(logs, "outbox file is missing")
+    assert (error["lost_batches"], error["lost_ids"]) == (30, "1-30")
+    assert error["lost_per_sink"] == {"a": 20, "b": 30}
+
+
 PLANT = """
 plant: {{name: p1}}
 state_dir: {state}
