@@ -135,8 +135,13 @@ def recover_file(
         new.execute("BEGIN IMMEDIATE")
         insert(new, streams, kept, cursors, last_id)
         new.execute("COMMIT")
-    finally:
+    except BaseException:
         new.close()
+        for leftover in (scratch, scratch.with_name(scratch.name + "-journal")):
+            with contextlib.suppress(OSError):
+                leftover.unlink()  # a full disk: give the space back, try again later
+        raise
+    new.close()
     # Only now, with the salvaged rows safe in the new file, is the damaged one moved.
     aside = None
     if path.exists():

@@ -194,3 +194,34 @@ async def test_a_sink_behind_its_live_lane_is_served_from_memory_while_the_file_
             await until(lambda: not outbox.write_failing)
     finally:
         await outbox.close()
+
+
+def test_a_recovery_the_disk_cannot_hold_leaves_the_damaged_file_where_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The salvage is written to a new file first: if that fails (the disk full), the
+    damaged file stays, untouched, for the next attempt; nothing is half moved."""
+    from edge_agent.outbox import recovery
+    from edge_agent.outbox.store import StoreUnavailable
+
+    path = tmp_path / "outbox.sqlite3"
+    store = OutboxStore(path, "interval")
+    store.open(["a"])
+    store.flush([(i, i, batch(i)) for i in range(1, 2001)], [], 0, [])
+    store.close()
+    overwrite_page(path, pages_of(path, "batches")[3])
+    found = sha(path)
+    disk = DiskFull()
+    monkeypatch.setattr(recovery, "connect", disk)
+    store = OutboxStore(path, "interval")
+    with pytest.raises(StoreUnavailable):
+        store.open(["a"])
+    assert sha(path) == found
+    assert sorted(p.name for p in tmp_path.iterdir() if "recovering" in p.name) == []
+    disk.full = False
+    state = store.open(["a"])
+    store.close()
+    assert state.recovery is not None
+    assert state.recovery.batches > 1900
+    (aside,) = damaged_copies(tmp_path)
+    assert sha(aside) == found
