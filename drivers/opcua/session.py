@@ -153,7 +153,7 @@ class Session:
             self.client.disconnect_socket()
             # asyncua cancels its publish loop only when the socket is still up; after a
             # lost connection the loop would linger in its 1 s retry sleep.
-            publish = self.client.uaclient.session._publish_task
+            publish = self.client.uaclient.session._publish_task  # noqa: SLF001 - no API for it
             if publish is not None and not publish.done():
                 publish.cancel()
                 await asyncio.wait([publish])

@@ -271,7 +271,7 @@ class Outbox:
                     if not self._file_open:
                         await self._open_late()  # one last try, or what waits is lost
                     await self._flush()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - closing goes on; the loss is logged
                     log.error(
                         "outbox: last write failed; unwritten batches are lost",
                         error=f"{type(exc).__name__}: {exc}",

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from edge_agent.episodes import Episodes
 from edge_agent.metrics.contract import metric_info
 from edge_agent.model import SampleBatch, Value
 
@@ -54,7 +55,7 @@ class Pipeline:
         #: Batches a processor raised on (they went on unprocessed).
         self.processor_errors = 0
         #: Processors whose last call raised: logged once, quiet until they work again.
-        self._failing: set[int] = set()
+        self._failing: Episodes[int] = Episodes()
 
     def add_processor(self, processor: Processor) -> None:
         self._processors.append(processor)
@@ -90,8 +91,7 @@ class Pipeline:
         except Exception:
             self.processor_errors += 1
             key = id(processor)
-            if key not in self._failing:
-                self._failing.add(key)
+            if self._failing.begin(key):
                 log.exception(
                     "pipeline processor failed",
                     processor=_name(processor),
@@ -100,8 +100,7 @@ class Pipeline:
                     note="the batch goes on unprocessed; quiet until the processor works again",
                 )
             return (batch,)
-        if self._failing and id(processor) in self._failing:
-            self._failing.discard(id(processor))
+        if self._failing.end(id(processor)):
             log.info("pipeline processor works again", processor=_name(processor))
         return result
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
@@ -137,6 +138,14 @@ class InfluxSink:
             raise RuntimeError(f"influxdb sink {self.name} was stopped; make a new one")
         if self._client is None:
             config = self.config
+            if not config.verify_tls and config.url.lower().startswith("https:"):
+                self._log.warning(
+                    "influxdb TLS certificate verification is off: the server is not authenticated",
+                )
+                # Said once, above; urllib3 would say it again on every request.
+                warnings.filterwarnings(
+                    "ignore", category=urllib3.exceptions.InsecureRequestWarning
+                )
             self._client = InfluxDBClient(
                 url=config.url,
                 token=config.token,
@@ -232,8 +241,9 @@ class InfluxSink:
                 self._write(lines[half:], refused, budget)
                 return
             retry_after = _retry_after(exc) if status in (429, 503) else None
+            answer = f"HTTP {status}: " if status else ""  # 0: the server never answered
             raise SinkError(
-                f"influxdb sink {self.name}: HTTP {status}: {message}", retry_after=retry_after
+                f"influxdb sink {self.name}: {answer}{message}", retry_after=retry_after
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SinkError(
@@ -295,6 +305,16 @@ class InfluxSink:
 
 
 def _message(exc: ApiException) -> str:
+    if not exc.status:
+        # No HTTP answer: influxdb-client puts the cause (a TLS failure) in ``reason`` and
+        # "no response" in ``message``.
+        reason = " ".join(str(exc.reason or "no response").split())
+        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
+            return (
+                f"the server's TLS certificate is not trusted ({reason}); give the CA that "
+                "signed it as ca_file (verify_tls: false turns the check off, not advised)"
+            )
+        return reason
     message = getattr(exc, "message", None) or exc.reason or ""
     return str(message)
 

@@ -26,6 +26,7 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.config.mqtt import mqtt_sink_problems
+from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.metrics.contract import MetricInfo, metric_info
 from edge_agent.model import SampleBatch
@@ -222,19 +223,18 @@ class MqttSink:
 
     async def _supervise(self) -> None:
         """Connect, announce ``online``, wait for the loss, back off, repeat until cancelled."""
-        failing = False
+        unreachable = Episode()
         while True:
             try:
                 await self._connection.connect()
             except MqttError as exc:
-                if not failing:
-                    failing = True
+                if unreachable.begin():
                     self._log.warning(
                         "mqtt broker unreachable; retrying in the background", error=str(exc)
                     )
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
-            failing = False
+            unreachable.end()  # "mqtt connected" below says it
             connected_at = asyncio.get_running_loop().time()
             self._log.info("mqtt connected", client_id=self.client_id)
             try:

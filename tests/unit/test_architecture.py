@@ -208,3 +208,13 @@ def test_the_outbox_does_not_import_the_sinks_it_feeds() -> None:
         if module == "edge_agent.sinks" or module.startswith("edge_agent.sinks.")
     ]
     assert not offenders, "the outbox imports the sinks it feeds:\n" + "\n".join(offenders)
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module past 500 lines holds more than one job: split it by what it holds."""
+    long = {
+        name: lines
+        for name, path in _modules().items()
+        if (lines := len(path.read_text().splitlines())) > 500
+    }
+    assert long == {}
