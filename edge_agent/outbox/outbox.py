@@ -26,6 +26,7 @@ and a cursor written at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -34,9 +35,12 @@ from typing import Final
 
 import structlog
 
+import edge_agent.outbox.messages as messages
 from edge_agent.config import OutboxConfig
 from edge_agent.errors import EdgeAgentError
 from edge_agent.model import Pending, SampleBatch
+from edge_agent.outbox.queued import read_queued
+from edge_agent.outbox.ranges import Delivered, joined_after_late_open
 from edge_agent.outbox.sink_view import SinkView
 from edge_agent.outbox.store import (
     CursorRow,
@@ -45,6 +49,7 @@ from edge_agent.outbox.store import (
     NewRow,
     OpenState,
     OutboxStore,
+    StoreUnavailable,
 )
 from edge_agent.worker import BlockingWorker
 
@@ -58,7 +63,7 @@ LOW_WATER: Final = 0.9
 #: Batches kept in memory while the file cannot be written (disk full, I/O error);
 #: beyond it the oldest unwritten ones are dropped and counted.
 MAX_UNWRITTEN: Final = 200_000
-#: Seconds between attempts to write after a failed write.
+#: Seconds between attempts to write (or to open the file) after a failed one.
 WRITE_RETRY_S: Final = 1.0
 
 
@@ -101,6 +106,9 @@ class Outbox:
         self._last_sync = time.monotonic()
         self._dropping = False
         self._write_failing = False
+        #: False while started without the file; then this run's first id.
+        self._file_open = False
+        self._memory_from: int | None = None
         self._max_age_ns = int(config.max_age * 1e9)
         #: Rows and bytes (bodies plus a per-row overhead) in the file.
         self.rows = 0
@@ -111,12 +119,17 @@ class Outbox:
         #: Batches (samples) deleted by the disk budget or age before every sink had them.
         self.dropped_batches = 0
         self.dropped_samples = 0
-        #: Batches that could not be written (file unwritable too long, or not encodable).
-        self.unwritten_batches = 0
+        #: Batches that could not be stored (a value no sample can hold): skipped.
+        self.rejected_batches = 0
         self.write_failures = 0
         self.dead_letters = 0
         #: Batches salvaged from a damaged file at the last start.
         self.recovered_batches = 0
+        #: Committed batches found missing at the start (a damaged file or log) that a
+        #: sink had not confirmed: in all, and per sink (docs/OUTBOX.md).
+        self.lost_batches = 0
+        self.lost_by_sink: dict[str, int] = {}
+        self.lost_ids = ""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -164,63 +177,84 @@ class Outbox:
         await self._started.wait()
 
     @property
+    def unwritten_batches(self) -> int:
+        """Batches appended and not in the file yet (waiting in memory)."""
+        return len(self._pending)
+
+    @property
+    def corrupt_batches(self) -> int:
+        """Stored rows that failed their checksum when read back (never sent)."""
+        return self._store.corrupt_rows
+
+    @property
     def write_failing(self) -> bool:
         """True while the file cannot be written (batches wait in memory)."""
         return self._write_failing
 
     @property
     def opened(self) -> bool:
-        """True once :meth:`start` has opened the file (until :meth:`close`)."""
+        """True once :meth:`start` has run (until :meth:`close`): the file is open, or is
+        being opened again and again while batches wait in memory."""
         return self._started.is_set() and not self._closed
 
     async def start(self) -> None:
         """Open the file (checking and, if damaged, recovering it) and start writing.
 
-        Raises :class:`OutboxError` when the file cannot be opened or made at all.
+        A file that cannot be opened now (a full disk) is not damage: it is left as it
+        is, batches wait in memory and the writer tries again (docs/OUTBOX.md). Raises
+        :class:`OutboxError` when the file cannot be opened or made at all.
         """
         try:
             state = await self._worker.call(self._store.open, list(self._views))
+        except StoreUnavailable as exc:
+            self._start_without_file(exc)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
-        self._apply_open(state)
+        else:
+            self._apply_open(state)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         self._started.set()
         for view in self._views.values():
             view.wake()
 
+    def _start_without_file(self, exc: StoreUnavailable) -> None:
+        self.next_id = self._memory_from = exc.next_id
+        for view in self._views.values():
+            view.done = Delivered(self.next_id - 1)
+        self._write_failing = True
+        self.write_failures += 1
+        messages.log_cannot_open(self.path, exc.reason, WRITE_RETRY_S, MAX_UNWRITTEN)
+
     def _apply_open(self, state: OpenState) -> None:
-        self.next_id = state.next_id
+        late = self._memory_from
+        if late is not None and state.next_id > late:
+            raise OutboxError(f"the outbox {self.path} holds ids from {late} on: not opened")
+        if late is None:
+            self.next_id = state.next_id
         self.rows, self.bytes, self.oldest_at_ns = state.rows, state.bytes, state.oldest_at_ns
-        self.dead_letters = state.dead_letters
+        self.dead_letters += state.dead_letters
         for name, done in state.cursors.items():
-            self._views[name].done = done
+            view = self._views[name]
+            if late is not None:  # this run's ids are in memory, the sink's view has them
+                done = joined_after_late_open(done, state.next_id, late, view.done)
+                view.cursor_not_written()
+                view.wake()
+            view.done = done
+        self._file_open = True
         if state.recovery is not None:
             r = state.recovery
             self.recovered_batches = r.batches
-            log.error(
-                "outbox file was damaged: moved aside, readable batches salvaged into a new file",
-                path=str(self.path),
-                problem=r.reason,
-                moved_to=str(r.moved_to),
-                salvaged_batches=r.batches,
-                ids=f"{r.first_id}-{r.last_id}" if r.batches else "none",
-                cursors_found=r.sinks or "none (everything salvaged is sent again)",
-                undecodable=r.undecodable,
-            )
-        for sink, rows in state.forgotten.items():
-            log.warning(
-                "sink no longer configured: its undelivered batches are forgotten",
-                sink=sink,
-                batches=rows,
-            )
-        log.info(
-            "outbox open",
-            path=str(self.path),
-            rows=self.rows,
-            bytes=self.bytes,
-            backlog={name: len(view) for name, view in self._views.items()},
-            fsync=self.config.fsync,
-        )
+            self.lost_batches, self.lost_ids = self.lost_batches + r.lost.count, r.lost.ids
+            self.lost_by_sink = r.lost.added_to(self.lost_by_sink)
+        backlog = {name: len(view) for name, view in self._views.items()}
+        waited = len(self._pending) if late is not None else None
+        messages.log_opened(self.path, state, backlog, self.config.fsync, waited)
+
+    async def _open_late(self) -> None:
+        """Open the file the start could not open (the writer tries every round)."""
+        state = await self._worker.call(self._store.open, list(self._views))
+        self._apply_open(state)
+        self._commit_soon()
 
     async def close(self) -> None:
         """Write what is queued, checkpoint, close the file and end the worker thread."""
@@ -234,6 +268,8 @@ class Outbox:
                 await asyncio.wait({writer})
             if self._started.is_set():
                 try:
+                    if not self._file_open:
+                        await self._open_late()  # one last try, or what waits is lost
                     await self._flush()
                 except Exception as exc:  # noqa: BLE001 - closing goes on; the loss is logged
                     log.error(
@@ -294,12 +330,20 @@ class Outbox:
     async def read(
         self, gap: tuple[int, int], limit: int, max_samples: int
     ) -> tuple[list[Pending], int]:
-        """Backlog rows in ``gap`` (flushing first whatever of it is still queued)."""
-        if self._pending and self._pending[0][0] <= gap[1]:
-            await self._flush()
-        rows, examined = await self._worker.call(
-            self._store.read, gap[0], gap[1], limit, max_samples
-        )
+        """Backlog rows in ``gap`` (flushing first whatever of it is still queued). What
+        cannot be written now (a full disk, a file not open yet) is handed out from
+        memory, so a sink behind by more than its live lane still gets it."""
+        if self._file_open and self._pending and self._pending[0][0] <= gap[1]:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._flush()  # on failure the rows are queued again, read below
+        else:
+            async with self._flush_lock:
+                pass  # a commit under way: its rows are in the file or queued again after it
+        queued = self._pending[0][0] if self._pending else None
+        if not self._file_open or (queued is not None and queued <= gap[0]):
+            return read_queued(self._pending, gap, limit, max_samples)
+        last = gap[1] if queued is None else min(gap[1], queued - 1)  # the rest is not on disk
+        rows, examined = await self._worker.call(self._store.read, gap[0], last, limit, max_samples)
         return [Pending(seq, batch) for seq, batch in rows], examined
 
     # ------------------------------------------------------------------ writer
@@ -309,6 +353,8 @@ class Outbox:
             if not await self._wait_for_round():
                 continue
             try:
+                if not self._file_open:
+                    await self._open_late()
                 await self._flush()
                 await self._enforce_budget()
                 if self._unsynced and (
@@ -409,7 +455,7 @@ class Outbox:
             if result.rows_added:
                 self._unsynced = self.config.fsync == "interval"
             for seq, error in result.rejected:
-                self.unwritten_batches += 1
+                self.rejected_batches += 1
                 for view in self._views.values():
                     view.skip(seq, seq)
                 self._commit_soon()
@@ -422,11 +468,7 @@ class Outbox:
         if self.bytes <= max_bytes and not too_old:
             if self._dropping and self.bytes < max_bytes // 2:
                 self._dropping = False
-                log.info(
-                    "outbox back within its budget",
-                    bytes=self.bytes,
-                    dropped_batches=self.dropped_batches,
-                )
+                messages.log_within_budget(self.bytes, self.dropped_batches)
             return
         to_free = self.bytes - int(max_bytes * LOW_WATER) if self.bytes > max_bytes else 0
         cursors = [(view.name, view.done.copy()) for view in self._views.values()]
@@ -446,26 +488,12 @@ class Outbox:
         self._commit_soon()  # persist the moved cursors
         if not self._dropping:
             self._dropping = True
-            log.warning(
-                "outbox full: dropping the oldest undelivered batches",
-                reason=reason,
-                policy=f"drop oldest down to {LOW_WATER:.0%} of max_bytes; "
-                "drop anything older than max_age",
-                max_bytes=self.config.max_bytes,
-                max_age_s=self.config.max_age,
-                dropped_batches=result.rows,
-                dropped_samples=result.samples,
-                per_sink={k: v[0] for k, v in result.per_sink.items()},
-            )
+            messages.log_dropping(result, reason, self.config, LOW_WATER)
 
     def _give_up_unwritten(self, count: int) -> None:
         lost, self._pending = self._pending[:count], self._pending[count:]
-        self.unwritten_batches += len(lost)
         self.dropped_batches += len(lost)
         self.dropped_samples += sum(len(batch) for _, _, batch in lost)
         for view in self._views.values():
             view.skip(lost[0][0], lost[-1][0])  # queued ids are consecutive
-        log.error(
-            "outbox still cannot write: the oldest unwritten batches are dropped",
-            batches=len(lost),
-        )
+        messages.log_given_up(len(lost))

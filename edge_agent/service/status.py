@@ -158,9 +158,17 @@ def _outbox(agent: Agent) -> dict[str, Any]:
             "dropped_batches": outbox.dropped_batches,
             "dropped_samples": outbox.dropped_samples,
             "unwritten_batches": outbox.unwritten_batches,
+            "rejected_batches": outbox.rejected_batches,
             "writing": not outbox.write_failing,
             "dead_letters": outbox.dead_letters,
             "recovered_batches": outbox.recovered_batches,
+            "lost_batches": outbox.lost_batches,
+            "corrupt_batches": outbox.corrupt_batches,
+            **(
+                {"lost": {"ids": outbox.lost_ids, "sinks": outbox.lost_by_sink}}
+                if outbox.lost_batches
+                else {}
+            ),
         }
     }
 
@@ -188,6 +196,8 @@ def status_line(agent: Agent, stats: ServiceStats) -> str:
             parts.append("outbox cannot write")
         if outbox.dropped_batches:
             parts.append(f"outbox dropped {outbox.dropped_batches} batches")
+        if outbox.lost_batches:
+            parts.append(f"outbox lost {outbox.lost_batches} batches to damage")
         if outbox.dead_letters:
             parts.append(f"{outbox.dead_letters} dead letters")
     sinks_down = [sink.sink.name for sink in agent.sinks if not sink.sink.connected]
