@@ -368,7 +368,7 @@ def test_200_mutated_plant_files(tmp_path: Path) -> None:
                 seconds, megabytes = run.cpu_seconds, run.peak_rss_mb
             else:
                 seconds, megabytes = run_in_process(path)
-        except Exception as exc:  # every failing case is collected, and all reported below
+        except Exception as exc:  # noqa: BLE001 - every failing case is collected and reported
             failures.append(f"{case.name}: {type(exc).__name__}: {exc}"[:2000])
             continue
         measured.append((seconds, megabytes, case.name))
