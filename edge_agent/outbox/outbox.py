@@ -37,6 +37,7 @@ import structlog
 
 import edge_agent.outbox.messages as messages
 from edge_agent.config import OutboxConfig
+from edge_agent.episodes import Episode
 from edge_agent.errors import EdgeAgentError
 from edge_agent.model import Pending, SampleBatch
 from edge_agent.outbox.queued import read_queued
@@ -104,8 +105,8 @@ class Outbox:
         self._closed = False
         self._unsynced = False
         self._last_sync = time.monotonic()
-        self._dropping = False
-        self._write_failing = False
+        self._dropping = Episode()  # over budget, until back under half of it
+        self._write_failing = Episode()
         #: False while started without the file; then this run's first id.
         self._file_open = False
         self._memory_from: int | None = None
@@ -189,7 +190,7 @@ class Outbox:
     @property
     def write_failing(self) -> bool:
         """True while the file cannot be written (batches wait in memory)."""
-        return self._write_failing
+        return self._write_failing.active
 
     @property
     def opened(self) -> bool:
@@ -221,7 +222,7 @@ class Outbox:
         self.next_id = self._memory_from = exc.next_id
         for view in self._views.values():
             view.done = Delivered(self.next_id - 1)
-        self._write_failing = True
+        self._write_failing.begin()
         self.write_failures += 1
         messages.log_cannot_open(self.path, exc.reason, WRITE_RETRY_S, MAX_UNWRITTEN)
 
@@ -298,7 +299,7 @@ class Outbox:
         for view in self._views.values():
             view.push(pending)
         self._commit_soon()
-        if self._write_failing and len(self._pending) > MAX_UNWRITTEN:
+        if self._write_failing.active and len(self._pending) > MAX_UNWRITTEN:
             self._give_up_unwritten(len(self._pending) // 10)
 
     async def flush(self) -> None:
@@ -367,8 +368,7 @@ class Outbox:
                 # Disk full, I/O error, or a bug: the writer must not die, or nothing
                 # would be written again. Batches wait in memory (bounded) meanwhile.
                 self.write_failures += 1
-                if not self._write_failing:
-                    self._write_failing = True
+                if self._write_failing.begin():
                     log.error(
                         "outbox cannot write; batches wait in memory and writing is retried",
                         path=str(self.path),
@@ -379,8 +379,7 @@ class Outbox:
                 await asyncio.sleep(WRITE_RETRY_S)
                 self._commit_soon()
                 continue
-            if self._write_failing:
-                self._write_failing = False
+            if self._write_failing.end():
                 log.info("outbox writing again", path=str(self.path))
 
     async def _wait_for_round(self) -> bool:
@@ -466,8 +465,8 @@ class Outbox:
         cutoff = self._clock_ns() - self._max_age_ns
         too_old = self.oldest_at_ns is not None and self.oldest_at_ns < cutoff
         if self.bytes <= max_bytes and not too_old:
-            if self._dropping and self.bytes < max_bytes // 2:
-                self._dropping = False
+            if self._dropping.active and self.bytes < max_bytes // 2:
+                self._dropping.end()
                 messages.log_within_budget(self.bytes, self.dropped_batches)
             return
         to_free = self.bytes - int(max_bytes * LOW_WATER) if self.bytes > max_bytes else 0
@@ -486,8 +485,7 @@ class Outbox:
             lost_batches, lost_samples = result.per_sink.get(view.name, (0, 0))
             view.drop_upto(result.upto, lost_batches, lost_samples)
         self._commit_soon()  # persist the moved cursors
-        if not self._dropping:
-            self._dropping = True
+        if self._dropping.begin():
             messages.log_dropping(result, reason, self.config, LOW_WATER)
 
     def _give_up_unwritten(self, count: int) -> None:
