@@ -25,9 +25,13 @@ RTU
     Frames carry no transaction id, and a slave answers in the order it was asked. A
     unit that missed an answer (timeout, invalid frame, cancelled request) is *in
     doubt*: before it is asked anything else, the channel sends it a diagnostics echo
-    (function 8, "return query data"). Until the echo comes back every frame is
-    dropped: the slave's late answers come first. The echo (or an exception reply to
-    it) proves the slave is in step again, whatever the delay. A unit that never
+    (function 8, "return query data", a fresh data word each time). Until the echo
+    comes back every frame is dropped: the slave's late answers come first. The echo
+    (or an exception reply to it) proves the slave is in step again, whatever the delay,
+    but only the answer to a probe sent *after* the unit's last read does: an earlier
+    probe still unanswered (it timed out, and the slave was proven in step by the one
+    before it) is answered before that read, so its echo (known by its data word; an
+    exception reply answers the oldest probe unanswered) is dropped. A unit that never
     answered a diagnostics request in its life is let out of doubt after
     ``RTU_LATE_LIMIT`` timeouts without a sign of it (it may not implement function 8;
     the only assumption left is that it does not answer later than that). Before
@@ -42,7 +46,9 @@ import asyncio
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from drivers.modbus.frames import (
     EXCEPTION_MEANINGS,
@@ -55,6 +61,7 @@ from drivers.modbus.frames import (
     Request,
     answers_echo,
     check_read,
+    echoed,
     rtu_adu,
     split_rtu,
     split_tcp,
@@ -78,6 +85,18 @@ MAX_STALE_TIDS = 32
 RTU_LATE_LIMIT = 10
 #: Shortest silence that ends a frame on a serial line (at least 3.5 characters).
 MIN_RTU_GAP_S = 0.02
+#: Unanswered diagnostics probes remembered per RTU unit (a slave queues none; past
+#: this, the oldest is forgotten).
+MAX_PROBES = 16
+
+
+@dataclass(slots=True)
+class _Probe:
+    """A diagnostics echo sent to an RTU unit and not answered yet."""
+
+    data: int
+    #: No read went to the unit since: its answer proves every read answer is past.
+    after_last_read: bool = True
 
 
 class ModbusExceptionResponse(DriverReadError):
@@ -134,6 +153,7 @@ class ModbusChannel:
         # RTU: units in doubt (since when), and units known to answer diagnostics.
         self._in_doubt: dict[int, float] = {}
         self._answer_echo: set[int] = set()
+        self._probes: dict[int, deque[_Probe]] = {}  # per unit, oldest first
         self._echo_data = random.randrange(0x10000)
         if isinstance(connection, ModbusRtu):
             self._gap = max(MIN_RTU_GAP_S, 3.5 * 11 / connection.baudrate)
@@ -322,12 +342,14 @@ class ModbusChannel:
         """Send ``request`` on a quiet line; the first frame that may be its answer.
 
         Late answers of units in doubt and leftover diagnostics echoes are dropped. While
-        probing, only the unit's diagnostics reply counts, and a garbled frame is dropped
-        once the line is quiet again. Raises TimeoutError, or DriverReadError when the
-        line goes away or a read gets garbage.
+        probing, only the unit's answer to a probe sent since its last read counts (see
+        the module doc), and a garbled frame is dropped once the line is quiet again.
+        Raises TimeoutError, or DriverReadError when the line goes away or a read gets
+        garbage.
         """
         await self._quiet(link, request)
         await self._pause()  # also between a diagnostics echo and the read after it
+        self._sending(request)
         link.send(rtu_adu(request))
         try:
             return await self._receive(link, request)
@@ -352,13 +374,42 @@ class ModbusChannel:
                 if not await link.wait(deadline):
                     raise TimeoutError
                 continue
-            if probing:
-                if frame.unit == request.unit and answers_echo(frame):
+            if answers_echo(frame):
+                proves = self._probe_answered(frame)
+                if probing and proves and frame.unit == request.unit:
                     return frame
-                continue  # the unit's late answers, coming first
-            if answers_echo(frame) or (frame.unit != request.unit and frame.unit in self._in_doubt):
-                continue
+                continue  # a probe's answer is never a read's; an old one proves nothing
+            if probing or (frame.unit != request.unit and frame.unit in self._in_doubt):
+                continue  # late answers of units in doubt (while probing, the unit's own)
             return frame
+
+    def _sending(self, request: Request) -> None:
+        probes = self._probes.setdefault(request.unit, deque(maxlen=MAX_PROBES))
+        if isinstance(request, Echo):
+            probes.append(_Probe(request.data))
+            return
+        # The probes still unanswered are answered before this read: from now on their
+        # answers no longer prove the unit in step (this read's answer may follow them).
+        for probe in probes:
+            probe.after_last_read = False
+
+    def _probe_answered(self, frame: Frame) -> bool:
+        """Take the probe ``frame`` answers off its unit's list (with the earlier ones: a
+        slave answers in order); True if that probe was sent after the unit's last read."""
+        probes = self._probes.get(frame.unit)
+        answer = echoed(frame)
+        if not probes or answer is None:
+            return False
+        if isinstance(answer, ExceptionReply):
+            index = 0  # an exception carries no data word: it answers the oldest probe
+        else:
+            found = [i for i, probe in enumerate(probes) if probe.data == answer]
+            if not found:
+                return False  # not the echo of a probe we are waiting for
+            index = found[0]
+        for _ in range(index):
+            probes.popleft()
+        return probes.popleft().after_last_read
 
     async def _quiet(self, link: Link, request: Request) -> None:
         """Wait until the line has been silent for a frame gap, then drop what arrived."""

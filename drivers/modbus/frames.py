@@ -269,5 +269,18 @@ def check_exception(frame: Frame) -> ExceptionReply:
 
 
 def answers_echo(frame: Frame) -> bool:
-    """A diagnostics reply (echo or exception) from the slave: it heard the probe."""
+    """A diagnostics reply (echo or exception): the answer to a probe, never to a read."""
     return frame.function in (DIAGNOSTICS, DIAGNOSTICS | EXCEPTION_FLAG)
+
+
+def echoed(frame: Frame) -> int | ExceptionReply | None:
+    """Which probe a diagnostics reply answers: the data word it echoes, or an
+    :class:`ExceptionReply` (which carries none: it answers the oldest probe unanswered).
+    None when it is not an answer to an :class:`Echo` we send (another sub-function)."""
+    if frame.function == DIAGNOSTICS | EXCEPTION_FLAG and len(frame.body) == 1:
+        return ExceptionReply(frame.body[0])
+    if frame.function == DIAGNOSTICS and len(frame.body) == 4:
+        sub_function, data = struct.unpack(">HH", frame.body)
+        if sub_function == RETURN_QUERY_DATA:
+            return int(data)
+    return None

@@ -265,6 +265,42 @@ async def test_b3_an_rtu_answer_later_than_any_bound_never_lands_on_the_next_rea
             assert all(b.good_count == 2 for b in batches[-3:])
 
 
+def stalling(answers_probes: str) -> Behaviour:
+    """A slave that stalls now and then, answering in order: the first read, two probes
+    and the next read each answered well after the timeout. Probes are echoed, or
+    answered with exception 1 (a slave without function 8)."""
+    delays = {0: 1.5, 1: 1.6, 2: 2.2, 3: 2.4}  # in timeouts, by request
+
+    def behaviour(asked: Asked) -> list[Reply]:
+        pdu = honest_pdu(asked)
+        if asked.function == 8 and answers_probes == "exception":
+            pdu = exception_pdu(8, 1)
+        return [Reply(pdu, delay=delays.get(asked.seq, 0.0) * TIMEOUT)]
+
+    return behaviour
+
+
+@pytest.mark.parametrize("answers_probes", ["echo", "exception"])
+async def test_b3_the_answer_to_a_probe_sent_before_a_read_does_not_prove_the_unit_in_step(
+    tmp_path: Path, answers_probes: str
+) -> None:
+    """Read low (answered late), probe 1 (late), probe 2: probe 1's answer comes and is
+    proof enough (nothing was read since it). Read high goes out with probe 2's answer
+    still due, and times out too. Probe 3 then receives probe 2's answer: it was sent
+    before that read, so the read's answer still follows it; taken as proof, the next
+    read (low, the same shape) got high's registers as good values."""
+    async with rtu_bus(tmp_path, {1: stalling(answers_probes)}) as port:
+        text = plant(rtu(port), units=(1,))
+        async with drivers_for(text) as drivers:
+            hostile = drivers["hostile"]
+            got = [await read(hostile, g) for g in ("low", "high", "high", "low", "low", "high")]
+    assert got[:3] == ["timeout"] * 3, got
+    batches = [b for b in got if isinstance(b, SampleBatch)]
+    assert_no_wrong_good(devices(text), batches)
+    assert [b.group for b in batches[-2:]] == ["low", "high"], "back in step"
+    assert all(b.good_count == 2 for b in batches[-2:])
+
+
 # ----------------------------------------------------------------------------- B4
 
 

@@ -15,6 +15,7 @@ from drivers.modbus.frames import (
     answers_echo,
     check_read,
     crc16,
+    echoed,
     rtu_adu,
     split_rtu,
     split_tcp,
@@ -127,3 +128,11 @@ def test_an_rtu_frame_with_a_bad_crc_or_an_unknown_function_is_refused() -> None
         split_rtu(damaged)
     with pytest.raises(FrameError, match="function code 0x2b"):
         split_rtu(bytearray(_rtu("01 2b 0e 01")))
+
+
+def test_a_diagnostics_reply_says_which_probe_it_answers() -> None:
+    # The data word tells one probe's echo from another's; an exception carries none.
+    assert echoed(Frame(5, 8, bytes.fromhex("0000 beef"))) == 0xBEEF
+    assert echoed(Frame(5, 0x88, b"\x01")) == ExceptionReply(1)
+    assert echoed(Frame(5, 8, bytes.fromhex("0001 beef"))) is None  # another sub-function
+    assert echoed(Frame(5, 3, bytes.fromhex("02 beef"))) is None
