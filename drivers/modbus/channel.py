@@ -61,6 +61,7 @@ from drivers.modbus.frames import (
     Request,
     answers_echo,
     check_read,
+    drop_line_noise,
     echoed,
     rtu_adu,
     split_rtu,
@@ -179,7 +180,8 @@ class ModbusChannel:
             link = await SerialLink.open(conn)
         self._link = link
         self._unanswered = 0
-        self._tid = 0
+        # Transaction ids go on counting across connections: a gateway that hands a
+        # queued answer to its newest client cannot make it match a new request.
         self._stale_tids.clear()
         # RTU doubt outlives the port: a slave may still answer what it heard before.
 
@@ -360,6 +362,7 @@ class ModbusChannel:
         deadline = time.monotonic() + self.timeout
         probing = isinstance(request, Echo)
         while True:
+            drop_line_noise(link.received, request.unit)
             try:
                 frame = split_rtu(link.received)
             except FrameError as exc:

@@ -205,6 +205,26 @@ def rtu_length(buffer: bytearray) -> int | None:
     raise FrameError(f"function code {function:#04x} from unit {buffer[0]}: not a reply to a read")
 
 
+#: Bytes an RS-485 line shows when a transceiver switches over (a glitch read as 0x00 or
+#: 0xFF before the answer). No slave has address 0 (broadcast, never answered) or, on a
+#: serial line, 255 (reserved), so neither byte can start a reply.
+LINE_NOISE = (0x00, 0xFF)
+
+
+def drop_line_noise(buffer: bytearray, unit: int) -> int:
+    """Drop noise bytes before a reply from ``unit``; how many were dropped.
+
+    Without it one glitch byte made every reply fail its CRC. Only bytes that cannot be
+    a slave's address are dropped, so a late reply from another unit keeps its first
+    byte (and is then recognised as another unit's).
+    """
+    dropped = 0
+    while buffer and buffer[0] in LINE_NOISE and buffer[0] != unit:
+        del buffer[0]
+        dropped += 1
+    return dropped
+
+
 def split_rtu(buffer: bytearray) -> Frame | None:
     """Take the first complete RTU frame off ``buffer``; None when more bytes are needed.
 

@@ -133,6 +133,11 @@ class TcpLink(Link, asyncio.Protocol):
         if self._transport is not None and self.is_open:
             self._transport.write(data)
 
+    def _overflow(self) -> None:
+        super()._overflow()
+        if self._transport is not None:
+            self._transport.abort()  # stop reading a peer that streams what nobody asked
+
     def close(self) -> None:
         super().close()
         if self._transport is not None:

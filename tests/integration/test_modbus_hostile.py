@@ -36,6 +36,7 @@ from tests.modbus_hostile import (
     honest,
     honest_pdu,
     registers_pdu,
+    rtu_frame,
     truth_bit,
     truth_register,
 )
@@ -499,3 +500,23 @@ async def test_every_device_on_a_shared_connection_is_retried_once_it_is_back() 
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# ----------------------------------------------------------------------------- line noise
+
+
+def noisy_line(asked: Asked) -> list[Reply]:
+    """An RS-485 transceiver switching over: a 0x00 glitch before every answer."""
+    return [Reply(raw=b"\x00" + rtu_frame(asked.unit, honest_pdu(asked)))]
+
+
+async def test_rtu_a_glitch_byte_before_the_answer_costs_nothing(tmp_path: Path) -> None:
+    async with (
+        rtu_bus(tmp_path, {1: noisy_line}) as port,
+        drivers_for(plant(rtu(port))) as drivers,
+    ):
+        for group in ("low", "high", "low"):
+            got = await read(drivers["hostile"], group)
+            assert isinstance(got, SampleBatch), got
+            assert got.good_count == 2
+            assert_no_wrong_good(devices(plant(rtu(port))), [got])

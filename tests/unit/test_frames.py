@@ -15,6 +15,7 @@ from drivers.modbus.frames import (
     answers_echo,
     check_read,
     crc16,
+    drop_line_noise,
     echoed,
     rtu_adu,
     split_rtu,
@@ -136,3 +137,20 @@ def test_a_diagnostics_reply_says_which_probe_it_answers() -> None:
     assert echoed(Frame(5, 0x88, b"\x01")) == ExceptionReply(1)
     assert echoed(Frame(5, 8, bytes.fromhex("0001 beef"))) is None  # another sub-function
     assert echoed(Frame(5, 3, bytes.fromhex("02 beef"))) is None
+
+
+def test_line_noise_before_an_rtu_reply_is_dropped() -> None:
+    reply = bytes([7, 3, 2, 0x12, 0x34])
+    reply += struct.pack("<H", crc16(reply))
+    for noise in (b"\x00", b"\xff", b"\x00\xff\x00"):
+        buffer = bytearray(noise + reply)
+        assert drop_line_noise(buffer, 7) == len(noise)
+        frame = split_rtu(buffer)
+        assert frame is not None
+        assert (frame.unit, frame.function, frame.body) == (7, 3, b"\x02\x12\x34")
+
+
+def test_only_bytes_that_cannot_be_an_address_count_as_noise() -> None:
+    late = bytearray([9, 3, 2, 0, 1])  # another unit's (late) reply keeps its first byte
+    assert drop_line_noise(late, 7) == 0
+    assert late[0] == 9
