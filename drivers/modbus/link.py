@@ -179,13 +179,21 @@ class SerialLink(Link):
             raise _connect_error_named(
                 name, f"the port refused the settings {_settings(connection)} ({exc})"
             ) from None
-        refused = _refused_settings(port, connection)
-        if refused:
-            port.close()
-            raise _connect_error_named(
-                name, f"the port does not keep {refused} (it is not a real UART, e.g. a pty?)"
-            )
-        return cls(name, port)
+        try:
+            try:
+                refused = _refused_settings(port, connection)
+            except (termios.error, OSError) as exc:  # unplugged right after opening
+                raise _connect_error_named(
+                    name, f"cannot read back the port's settings ({exc})"
+                ) from None
+            if refused:
+                raise _connect_error_named(
+                    name, f"the port does not keep {refused} (it is not a real UART, e.g. a pty?)"
+                )
+            return cls(name, port)
+        except BaseException:
+            port.close()  # and its lock: the next attempt must not find it "in use"
+            raise
 
     def _overflow(self) -> None:
         """Chatter on an idle bus: drop it (every request waits for a quiet line anyway)."""
