@@ -19,6 +19,12 @@ The scheduler's pull contract holds for both modes:
   over (the loss is raised on the read after), and a reconnect carries what is
   still buffered over to the first read on the new session.
 
+A lost session (closed socket, unanswered keepalive probe, silent subscription) is
+reported by the next read, as a DriverConnectError with the loss's reason, before any
+reconnect: :attr:`OpcUaDriver.connected` stays true until then. So the poll that meets a
+loss turns its tags bad and the device offline at once, instead of spending its budget on a
+reconnect, whose success would hide the outage (docs/OPCUA.md, "The bound").
+
 After every connect, namespace URIs and browse paths are resolved again and
 monitored items are created again, each with its own result: an unknown node makes
 one tag bad with the server's reason (``BadNodeIdUnknown``) and every other tag
@@ -185,7 +191,7 @@ class _SubscribeGroup:
         self, device: str, config: OpcUaPollGroup, use_source: bool, watchdog_intervals: int
     ) -> None:
         names = tuple(t.name for t in config.tags)
-        self.spec = GroupSpec(config.name, config.interval, names)
+        self.spec = GroupSpec(config.name, config.interval, names, change_based=True)
         self.tags = _Tags(config, [parse_node_address(t.node) for t in config.tags])
         self.assembler = GroupAssembler(device, config.name, names, use_source=use_source)
         self.watchdog_intervals = watchdog_intervals
@@ -360,6 +366,15 @@ class _SubscribeGroup:
 Group = _ReadGroup | _SubscribeGroup
 
 
+def _reported(session: Session, loss: DriverError) -> DriverConnectError:
+    """The loss of ``session`` as the scheduler must see it: the device is offline and
+    reconnects with its backoff (meanwhile every poll answers bad with this reason)."""
+    session.loss_reported = True
+    if isinstance(loss, DriverConnectError):
+        return loss
+    return DriverConnectError(loss.reason, loss.detail or "session lost")
+
+
 def _deadband_filter(deadband: Deadband) -> ua.DataChangeFilter:
     filter_ = ua.DataChangeFilter()
     filter_.Trigger = ua.DataChangeTrigger.StatusValue
@@ -397,7 +412,13 @@ class OpcUaDriver:
 
     @property
     def connected(self) -> bool:
-        return self._session is not None and self._session.alive
+        # A lost session counts as connected until a read has reported the loss: the
+        # poll that notices it turns its tags bad and the device offline at once. Were
+        # it to reconnect first, a server that stops answering (its socket still open)
+        # would keep that poll, and every other group's behind the connect lock, silent
+        # for a connect's whole budget, and a reconnect that succeeds would hide the loss.
+        session = self._session
+        return session is not None and (session.alive or not session.loss_reported)
 
     @property
     def session(self) -> Session | None:
@@ -454,10 +475,16 @@ class OpcUaDriver:
             pending = compiled.pending() if isinstance(compiled, _SubscribeGroup) else []
             if pending:
                 return pending
-            raise lost
-        if compiled.unresolved() and time.monotonic() >= compiled.tags.next_retry:
-            await self._retry(session, compiled)
-        return await compiled.read(session)
+            raise _reported(session, lost)
+        try:
+            if compiled.unresolved() and time.monotonic() >= compiled.tags.next_retry:
+                await self._retry(session, compiled)
+            return await compiled.read(session)
+        except DriverError as exc:
+            lost = session.lost_reason
+            if lost is None:
+                raise
+            raise _reported(session, lost) from exc  # this read noticed the loss, or met it
 
     async def _retry(self, session: Session, group: Group) -> None:
         group.tags.next_retry = time.monotonic() + RETRY_SECONDS

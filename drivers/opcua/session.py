@@ -88,6 +88,8 @@ class Session:
         self.config = config
         self.limits = OperationLimits()
         self._lost: DriverError | None = None
+        #: True once a read reported the loss (see OpcUaDriver.connected).
+        self.loss_reported = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -112,6 +114,10 @@ class Session:
                 raise map_error(exc, connecting=True) from exc
             raise
         session = cls(client, config)
+        # asyncua's keepalive probe (a read of the server state every keepalive_interval,
+        # answered within it) is what notices a server that stopped answering while its
+        # socket stays open (a frozen process, a hung PLC runtime): say so in the reason.
+        client.connection_lost_callback = session._connection_lost
         try:
             session.limits = await session._read_limits()
         except BaseException:
@@ -122,6 +128,21 @@ class Session:
     @property
     def alive(self) -> bool:
         return self._lost is None and self.client.uaclient.state is UaClientState.CONNECTED
+
+    async def _connection_lost(self, exc: Exception) -> None:
+        if isinstance(exc, TimeoutError):
+            keepalive = self.config.keepalive_interval
+            self.mark_lost(
+                DriverReadError(
+                    REASON_TIMEOUT,
+                    f"the server did not answer the keepalive probe within {keepalive:g}s",
+                )
+            )
+        else:
+            self.mark_lost(map_error(exc))
+        # Drop the socket: the requests still waiting on a server that stopped answering
+        # (a read group's bulk read) fail now instead of each at its own timeout.
+        self.client.disconnect_socket()
 
     def mark_lost(self, error: DriverError) -> None:
         """Called when a watchdog or a status change tells the session is gone."""
