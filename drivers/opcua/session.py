@@ -32,7 +32,7 @@ from asyncua.common.utils import Buffer, NotEnoughData
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 from asyncua.ua.uaerrors import BadTooManyOperations, UaError, UaStatusCodeError
 
-from drivers.opcua.limits import OperationLimits, chunks
+from drivers.opcua.limits import OperationLimits, ReadSize, chunks
 from drivers.opcua.quality import status_name
 from drivers.opcua.security import (
     MODES,
@@ -170,6 +170,7 @@ class Session:
         self.client = client
         self.config = config
         self.limits = OperationLimits()
+        self._read_size = ReadSize()
         self._lost: DriverError | None = None
         #: True once a read reported the loss (see OpcUaDriver.connected).
         self.loss_reported = False
@@ -269,17 +270,46 @@ class Session:
 
     # ------------------------------------------------------------------- services
 
-    async def read(
-        self, nodes: Sequence[ua.ReadValueId], *, limit: int | None = None
-    ) -> list[ua.DataValue]:
-        """Read ``nodes`` in chunks that fit MaxNodesPerRead (learned downwards)."""
+    async def read(self, nodes: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
+        """Read ``nodes`` in chunks that fit MaxNodesPerRead, announced or learned.
+
+        A BadTooManyOperations refusal costs only its chunk: :class:`ReadSize` picks the
+        next size, and the nodes are read on from where the refusal was.
+        """
         if not nodes:
             return []  # an empty Read is BadNothingToDo, not "nothing to report"
-        size = self.limits.max_nodes_per_read if limit is None else limit
+        learning = self._read_size
         results: list[ua.DataValue] = []
-        for chunk in chunks(nodes, size):
-            results.extend(await self._read_chunk(chunk))
+        while len(results) < len(nodes):
+            start = len(results)
+            size = learning.next(self.limits.max_nodes_per_read) or len(nodes)
+            chunk = nodes[start : start + size]
+            try:
+                results.extend(await self._read_chunk(chunk))
+            except BadTooManyOperations:
+                if len(chunk) <= 1:
+                    raise DriverReadError(
+                        "BadTooManyOperations", "even one node per read"
+                    ) from None
+                learning.on_refused(len(chunk))
+                self.limits.max_nodes_per_read = learning.accepted or learning.next(0)
+                continue
+            if learning.refused and not learning.learned:
+                self._accepted(len(chunk))
         return results
+
+    def _accepted(self, size: int) -> None:
+        """A chunk of ``size`` was read while the read limit is being learned."""
+        learning = self._read_size
+        learning.on_accepted(size)
+        self.limits.max_nodes_per_read = learning.accepted or learning.next(0)
+        if learning.learned:
+            log.info(
+                "server refuses reads of more nodes than it announced; reading in chunks",
+                device=self.config.name,
+                max_nodes_per_read=learning.accepted,
+                refused_reads=learning.refusals,
+            )
 
     async def _read_chunk(self, nodes: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
         params = ua.ReadParameters()
@@ -289,17 +319,7 @@ class Session:
         try:
             return await self.client.uaclient.read(params)
         except BadTooManyOperations:
-            if len(nodes) <= 1:
-                raise DriverReadError("BadTooManyOperations", "even one node per read") from None
-            half = len(nodes) // 2
-            log.info(
-                "server refused the read size; reading in smaller chunks",
-                device=self.config.name,
-                refused=len(nodes),
-                now=half,
-            )
-            self.limits.max_nodes_per_read = half
-            return [value for part in chunks(nodes, half) for value in await self._read_chunk(part)]
+            raise
         except (UaError, OSError, TimeoutError, ConnectionError) as exc:
             raise map_error(exc) from exc
 

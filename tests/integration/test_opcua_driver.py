@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
 from drivers.opcua.driver import _SubscribeGroup
@@ -369,6 +371,42 @@ async def test_1000_nodes_are_chunked_to_fit_the_servers_limits(
     else:
         # Not announced: refused, halved until it fits, and remembered.
         assert sim.stats.refused >= 1
+
+
+async def test_an_unannounced_read_limit_is_learned_in_about_log2_n_refusals(
+    tmp_path: Path,
+) -> None:
+    """1000 nodes against a server that takes 10 per Read without saying so: one binary
+    search (each accepted chunk is data), one log line, then chunks of exactly 10."""
+    clock = FrozenClock()
+    limits = OperationLimits(max_nodes_per_read=10, announced=False)
+    sim = simulator(clock, bulk_nodes=1000, limits=limits)
+    await sim.start()
+    driver = _driver(
+        plant_config(tmp_path, device_yaml("bulk", sim.endpoint, _bulk_groups(sim, 1000, False)))
+    )
+    try:
+        with capture_logs() as logs:
+            # The connect already reads 1000 nodes (their data types): it learns there.
+            await driver.connect()
+            first = await _read(driver, "polled")
+        learning = list(sim.stats.read_sizes)
+        sim.stats.read_sizes.clear()
+        second = await _read(driver, "polled")
+    finally:
+        await driver.close()
+        await sim.stop()
+    base = round(clock.now * 10) / 10
+    want = [base + i / 1000 for i in range(1000)]
+    assert first.values == want
+    assert second.values == want
+    refused = [k for k, size in enumerate(learning) if size > 10]
+    assert len(refused) <= math.ceil(math.log2(1000)) + 1, learning
+    assert max(learning[refused[-1] + 1 :]) == 10, "nothing above the limit once learned"
+    told = [e for e in logs if "announced" in e["event"]]
+    assert len(told) == 1, logs
+    assert (told[0]["max_nodes_per_read"], told[0]["refused_reads"]) == (10, len(refused))
+    assert sim.stats.read_sizes == [10] * 100, "every later chunk has the learned size"
 
 
 async def test_an_unreachable_server_is_a_connect_error(tmp_path: Path) -> None:
