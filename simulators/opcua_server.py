@@ -622,6 +622,8 @@ TYPE_CHECK: Mapping[str, tuple[object, ua.VariantType]] = {
     "Int32Array": ([1, -2, 3], ua.VariantType.Int32),
     "StringArray": (["a", "b"], ua.VariantType.String),
     "EmptyArray": ([], ua.VariantType.Double),
+    #: Above the driver's default max_array_length (1,000): bad unless a tag raises it.
+    "LongArray": ([float(k) for k in range(1500)], ua.VariantType.Double),
     "Matrix": ([[1.0, 2.0], [3.0, 4.0]], ua.VariantType.Double),
     "NotReadable": (1.5, ua.VariantType.Double),
     "Uncertain": (21.5, ua.VariantType.Double),

@@ -85,6 +85,15 @@ def run_certs(config_path: str, action: str, name: str | None, out: TextIO = sys
     config = load_plant(config_path)
     if config is None:
         return EXIT_USAGE
+    try:
+        code = _certs(config, action, name, out)
+        out.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    return code
+
+
+def _certs(config: PlantConfig, action: str, name: str | None, out: TextIO) -> int:
     pki = Pki.for_state_dir(config.state_dir)
     if action == "trust":
         assert name is not None
@@ -228,8 +237,22 @@ def run_browse(
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    for line in lines:
-        print(line, file=out)
+    try:
+        for line in lines:
+            print(line, file=out)
+        out.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    return EXIT_OK
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``browse | head``): stop quietly, as a pipeline
+    expects, and point stdout at /dev/null so that Python's flush at exit does not fail
+    a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     return EXIT_OK
 
 

@@ -92,12 +92,22 @@ class _Tags:
     next_retry: float = 0.0
 
 
+def _assembler(device: OpcUaDeviceConfig, config: OpcUaPollGroup) -> GroupAssembler:
+    return GroupAssembler(
+        device.name,
+        config.name,
+        tuple(t.name for t in config.tags),
+        use_source=device.timestamp == "source",
+        max_array_lengths=[t.max_array_length or device.max_array_length for t in config.tags],
+    )
+
+
 class _ReadGroup:
-    def __init__(self, device: str, config: OpcUaPollGroup, use_source: bool) -> None:
+    def __init__(self, device: OpcUaDeviceConfig, config: OpcUaPollGroup) -> None:
         names = tuple(t.name for t in config.tags)
         self.spec = GroupSpec(config.name, config.interval, names)
         self.tags = _Tags(config, [parse_node_address(t.node) for t in config.tags])
-        self.assembler = GroupAssembler(device, config.name, names, use_source=use_source)
+        self.assembler = _assembler(device, config)
         self._read_ids: list[ua.ReadValueId] = []
         self._positions: list[int] = []
 
@@ -187,14 +197,12 @@ class _Subscription:
 
 
 class _SubscribeGroup:
-    def __init__(
-        self, device: str, config: OpcUaPollGroup, use_source: bool, watchdog_intervals: int
-    ) -> None:
+    def __init__(self, device: OpcUaDeviceConfig, config: OpcUaPollGroup) -> None:
         names = tuple(t.name for t in config.tags)
         self.spec = GroupSpec(config.name, config.interval, names, change_based=True)
         self.tags = _Tags(config, [parse_node_address(t.node) for t in config.tags])
-        self.assembler = GroupAssembler(device, config.name, names, use_source=use_source)
-        self.watchdog_intervals = watchdog_intervals
+        self.assembler = _assembler(device, config)
+        self.watchdog_intervals = device.watchdog_intervals
         self._subscription: _Subscription | None = None
         #: Changes of an earlier subscription not yet handed on (the session was lost).
         self._carried: list[tuple[int, ua.DataValue]] = []
@@ -390,15 +398,12 @@ class OpcUaDriver:
         self.config = config
         self.pki = pki
         self._own = own
-        use_source = config.timestamp == "source"
         self._groups: dict[str, Group] = {}
         for group in config.poll_groups:
             if group.mode == "subscribe":
-                self._groups[group.name] = _SubscribeGroup(
-                    config.name, group, use_source, config.watchdog_intervals
-                )
+                self._groups[group.name] = _SubscribeGroup(config, group)
             else:
-                self._groups[group.name] = _ReadGroup(config.name, group, use_source)
+                self._groups[group.name] = _ReadGroup(config, group)
         self._session: Session | None = None
         self._tag_count = sum(len(g.tags) for g in config.poll_groups)
 

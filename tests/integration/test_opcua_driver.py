@@ -232,6 +232,38 @@ async def test_every_mapped_type_over_the_wire(
     assert got["Bad"] == (None, Quality.BAD, "BadSensorFailure")
 
 
+async def test_an_array_longer_than_max_array_length_is_bad_not_thousands_of_samples(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
+) -> None:
+    sim, _ = frozen
+    # TypeCheck.LongArray: 1,500 Doubles (the same node twice in a group, so two forms).
+    tags = (
+        f"  - {{name: capped, node: 'ns={sim.namespace_index};s=TypeCheck.LongArray'}}\n"
+        f"  - {{name: raised, node: '{sim.nsu_node_id('TypeCheck', 'LongArray')}', "
+        "max_array_length: 1500}\n"
+    )
+    driver = _driver(
+        plant_config(
+            tmp_path, device_yaml("arrays", sim.endpoint, f"- interval: 1s\n  tags:\n{tags}")
+        )
+    )
+    await driver.connect()
+    try:
+        got = _by_name(await _read(driver))
+    finally:
+        await driver.close()
+    assert got["capped"] == (
+        None,
+        Quality.BAD,
+        "array of 1500 elements, above max_array_length 1000",
+    )
+    assert [got[f"raised[{k}]"][:2] for k in (0, 1499)] == [
+        (0.0, Quality.GOOD),
+        (1499.0, Quality.GOOD),
+    ]
+    assert len(got) == 1 + 1500
+
+
 async def test_bad_nodes_fail_only_their_tags_in_both_modes(
     frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
 ) -> None:
