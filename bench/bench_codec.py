@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-from drivers.modbus.codec import DecoderCache
+from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.planner import AdaptivePlan
 from edge_agent.config import ModbusTag
 from edge_agent.model import Quality, Value

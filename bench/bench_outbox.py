@@ -5,6 +5,12 @@
 * append: batches of 20 samples (the size of a typical poll group) appended the way
   pollers do, many per event-loop turn, until every one is committed to the file.
   Reported per fsync policy, with the share of that time spent on the event loop.
+* checksum and rows: the row checksum alone (CRC-32, once per row written and once per
+  row read back), and a group commit / a backlog read at the store, per row: the
+  checksum's share of the outbox's own work.
+* read back: a backlog already in the file read back by a sink's view and
+  acknowledged at once (no sink): the outbox's own cost of a replay, each row's
+  checksum checked and its body decoded.
 * replay: a backlog already in the file (the sink was down) drained through the
   InfluxDB sink into a local VictoriaMetrics with ``replay_rate: 0`` (unpaced), as
   after an outage; the count that arrived is checked.
@@ -29,6 +35,8 @@ from edge_agent.config import InfluxSinkConfig, OutboxConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.outbox import Outbox
+from edge_agent.outbox.codec import encode_body, row_crc
+from edge_agent.outbox.store import OutboxStore
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.influxdb import InfluxSink
 
@@ -113,6 +121,57 @@ def _stored(url: str, series: str) -> int:
     return sum(len(json.loads(line)["values"]) for line in body.splitlines() if line.strip())
 
 
+def bench_checksum(count: int = 200_000) -> tuple[float, int]:
+    """(µs to checksum one row, the row's body size): the bench's 20-sample batch."""
+    body = encode_body(make_batches(1, 1_700_000_000_000_000_000)[0])
+    start = time.perf_counter()
+    for i in range(count):
+        row_crc(i, i, i, 1, SAMPLES_PER_BATCH, body)
+    return (time.perf_counter() - start) / count * 1e6, len(body)
+
+
+def bench_store(folder: Path, count: int) -> tuple[float, float]:
+    """(µs per row of one group commit of ``count`` rows, µs per row read back), at the
+    store (no event loop), best of three."""
+    batches = make_batches(count, 1_730_000_000_000_000_000)
+    runs = []
+    for attempt in range(3):
+        store = OutboxStore(folder / f"store-{attempt}.sqlite3", "interval")
+        store.open(["sink"])
+        start = time.perf_counter()
+        store.flush([(i + 1, i, b) for i, b in enumerate(batches)], [], 0, [])
+        written = time.perf_counter() - start
+        start, first = time.perf_counter(), 1
+        while first <= count:
+            _, examined = store.read(first, count, 250, 1 << 62)
+            first = examined + 1
+        read = time.perf_counter() - start
+        store.close()
+        runs.append((written / count * 1e6, read / count * 1e6))
+    return min(r[0] for r in runs), min(r[1] for r in runs)
+
+
+async def bench_read(folder: Path, count: int, per_send: int) -> float:
+    """Samples/s read back from a backlog on disk by a view (no sink behind it)."""
+    path = folder / "read.sqlite3"
+    config = OutboxConfig(fsync="interval", max_bytes="8GiB", replay_rate=0)
+    outbox = Outbox(config, path, ["sink"])
+    await outbox.start()
+    for batch in make_batches(count, 1_720_000_000_000_000_000):
+        outbox.append(batch)
+    await outbox.close()
+    outbox = Outbox(config, path, ["sink"])
+    await outbox.start()
+    view = outbox.view("sink")
+    start = time.perf_counter()
+    while len(view):
+        items = await view.peek(per_send)
+        view.ack(items[-1].seq)
+    elapsed = time.perf_counter() - start
+    await outbox.close()
+    return count * SAMPLES_PER_BATCH / elapsed
+
+
 async def bench_replay(folder: Path, count: int, per_send: int) -> float:
     """Samples/s from a backlog on disk into VictoriaMetrics."""
     path = folder / "replay.sqlite3"
@@ -179,6 +238,27 @@ async def main(append_batches: int, replay_batches: int, per_send: int) -> dict[
                         "loop_us_per_batch": round(loop_us, 1),
                     }
                 )
+        crc_us, body = bench_checksum()
+        write_us, read_us = bench_store(folder, append_batches)
+        print(
+            f"row checksum (CRC-32, {body}-byte body): {crc_us:.2f} µs, once per row written "
+            f"({write_us:.1f} µs per row in a group commit) and once per row read back "
+            f"({read_us:.1f} µs per row)",
+            flush=True,
+        )
+        out["checksum"] = {
+            "us_per_row": round(crc_us, 2),
+            "body_bytes": body,
+            "commit_us_per_row": round(write_us, 2),
+            "read_us_per_row": round(read_us, 2),
+        }
+        rate = await bench_read(folder, replay_batches, per_send)
+        print(
+            f"read back from disk (no sink): {rate:>10,.0f} samples/s "
+            f"({replay_batches * SAMPLES_PER_BATCH:,} samples, {per_send} batches per peek)",
+            flush=True,
+        )
+        out["read"] = {"samples_per_s": round(rate), "batches_per_peek": per_send}
         rate = await bench_replay(folder, replay_batches, per_send)
         print(
             f"replay into VictoriaMetrics: {rate:>10,.0f} samples/s "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edge_agent.model import SampleBatch
 
@@ -61,3 +61,18 @@ class Driver(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ExplainsBadSamples(Protocol):
+    """Optional: a driver that can say, in its own terms, why samples came out bad.
+
+    The runner asks only when a device's state changes (it logs the answer once), so
+    the cost does not matter; the answer never goes to a sink.
+    """
+
+    def explain(self, batch: SampleBatch) -> str:
+        """One line: the bad samples of ``batch``, where they live on the device, and
+        what their reasons mean (e.g. ``exception code 2 (illegal data address):
+        holding 40-41 (flow, total)``)."""
+        ...

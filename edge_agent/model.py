@@ -1,14 +1,19 @@
-"""Samples as they travel the data path: driver -> batch -> processors -> buffer -> sinks.
+"""Samples as they travel the data path: driver -> batch -> processors -> outbox -> sinks.
 
 A poll produces one :class:`SampleBatch`: the values of all tags of one poll group
 of one device, read together. Batches are plain slotted dataclasses holding
 parallel lists; there is no object per sample, because the hot path handles tens
 of thousands of values a second on a small gateway.
+
+What every layer shares sits here, at the bottom, so that no layer has to import one
+above it for it: the time format of the messages and of ``outbox status``
+(:func:`iso_utc_ms`), for one.
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +48,14 @@ REASON_INTERNAL = "internal error"
 #: (an OPC UA subscription) alive and complete up to its ``timestamp_ns``: every value
 #: it last reported still holds then. Processors see it; sinks never do.
 KIND_ALIVE = "alive"
+
+
+def iso_utc_ms(timestamp_ns: int) -> str:
+    """``2026-11-26T19:00:01.000Z``: UTC, millisecond precision (``ts_ns`` carries the rest)."""
+    seconds, rest_ns = divmod(timestamp_ns, 1_000_000_000)
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest_ns // 1_000_000:03d}Z"
+    )
 
 
 def exception_reason(code: int) -> str:
@@ -115,3 +128,15 @@ class SampleBatch:
     @property
     def good_count(self) -> int:
         return self.qualities.count(Quality.GOOD)
+
+
+@dataclass(slots=True, frozen=True)
+class Pending:
+    """A batch waiting for one sink, with its sequence number (increasing per feed).
+
+    Made by the outbox (the id of the batch in the log), read by the sink runners: it
+    sits here, below both, so that neither imports the other.
+    """
+
+    seq: int
+    batch: SampleBatch

@@ -8,6 +8,7 @@ from __future__ import annotations
 from drivers.registry import device_summary
 from edge_agent.config import InfluxSinkConfig, PlantConfig
 from edge_agent.config.metrics import summary_lines
+from edge_agent.redaction import redact_urls
 
 
 def render_summary(config: PlantConfig, path: str) -> str:
@@ -53,4 +54,6 @@ def render_summary(config: PlantConfig, path: str) -> str:
         f"total: {len(config.devices)} devices, {total_tags} tags, "
         f"{total_reads_per_s:.3g} reads/s after coalescing"
     )
-    return "\n".join(lines)
+    # A URL may carry its credentials (https://user:password@host): whichever line
+    # prints it (an InfluxDB sink, an OPC UA endpoint), the password is not shown.
+    return redact_urls("\n".join(lines))

@@ -140,7 +140,7 @@ class BlockingWorker:
             error: BaseException | None = None
             try:
                 result = function()
-            except BaseException as exc:  # handed to the awaiting task, which decides
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which decides
                 _release_frames(exc)
                 error = exc
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import logging
 import termios
 from collections.abc import Callable, Mapping
 
@@ -39,6 +40,13 @@ from simulators.registers import BIT_TABLES, Table, encode, encode_bit
 
 LOOPBACK = "127.0.0.1"
 """The only address the simulator listens on: it is a test and demo tool."""
+
+# pymodbus logs every client that goes away and every request it refuses at WARNING or
+# ERROR; for test equipment that is noise in `edge-agent demo` (an explicit level from
+# the logging config still wins).
+_PYMODBUS_LOG = logging.getLogger("pymodbus")
+if _PYMODBUS_LOG.level == logging.NOTSET:
+    _PYMODBUS_LOG.setLevel(logging.CRITICAL)
 
 _READ_TABLES: Mapping[int, Table] = {1: "coil", 2: "discrete_input", 3: "holding", 4: "input"}
 _WRITE_CODES = frozenset({5, 6, 15, 16, 22, 23})

@@ -89,8 +89,10 @@ def plant() -> PlantIdentity:
 async def subscriber_factory() -> Any:
     made: list[Subscriber] = []
 
-    async def factory(port: int, topic_filter: str, *, persistent: bool = False) -> Subscriber:
-        sub = Subscriber(port, topic_filter, persistent=persistent)
+    async def factory(
+        port: int, topic_filter: str, *, persistent: bool = False, **credentials: str
+    ) -> Subscriber:
+        sub = Subscriber(port, topic_filter, persistent=persistent, **credentials)
         await sub.connect()
         made.append(sub)
         return sub

@@ -37,7 +37,15 @@ class Received:
 class Subscriber:
     """A paho client without a network thread: the test pumps it while it waits."""
 
-    def __init__(self, port: int, topic_filter: str, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        topic_filter: str,
+        *,
+        persistent: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.port = port
         self.topic_filter = topic_filter
         self.messages: list[Received] = []
@@ -46,6 +54,8 @@ class Subscriber:
             client_id=f"test-sub-{uuid.uuid4().hex[:10]}",
             clean_session=not persistent,
         )
+        if username is not None:
+            self._client.username_pw_set(username, password)
         self._client.on_message = self._on_message
         self._suback = False
         self._client.on_subscribe = self._on_subscribe

@@ -1,40 +1,75 @@
 """One Modbus connection (a TCP gateway or an RS-485 bus), shared by every unit behind it.
 
 Modbus masters may have one request outstanding per connection, and many gateways
-and RTU slaves need a pause between frames. A :class:`ModbusChannel` owns the
-pymodbus client, serialises requests with a lock, keeps the configured pause, and
-decides when the connection itself is dead.
+and RTU slaves need a pause between frames. A :class:`ModbusChannel` owns the link
+(:mod:`drivers.modbus.link`), serialises requests with a lock, keeps the configured
+pause, and decides when the connection itself is dead: only when *no* unit on it has
+answered for ``dead_after`` requests in a row (one dead unit behind a gateway must not
+cut off its healthy neighbours).
 
-Why we decide, not pymodbus: pymodbus closes a TCP connection after three unanswered
-requests in a row. Behind a gateway, one dead unit would then cut off its healthy
-neighbours. The channel closes the connection only when *no* unit on it has answered
-for ``dead_after`` requests in a row.
+Every reply is checked against its request before anything is decoded
+(:mod:`drivers.modbus.frames`): framing, unit, function code, byte count, data length,
+exception code. What does not fit is ``invalid response``, never a value.
 
-Late answers: a request that timed out may still be answered. Over TCP the
-transaction id tells that answer apart; RTU frames carry none, so a late answer would
-complete the *next* request and its registers would be taken for another block's. After
-a timeout on a serial line the channel therefore keeps the bus quiet for one more
-timeout (holding the lock): a late frame then arrives while no request waits and is
-discarded. A request cancelled from outside drops the connection for the same reason.
-Every response is also checked against its request (count of registers or bits).
+Late answers, the other way a value lands on the wrong tags:
+
+TCP
+    Each request carries its own transaction id; a request that timed out (or was
+    cancelled) keeps its id reserved, and its late answer is recognised and dropped.
+    A reply with transaction id 0 (sloppy gateways) is taken as the answer only while
+    no earlier request is unanswered; otherwise whose answer it is cannot be told, and
+    the connection is dropped instead (a late answer cannot follow us to a new one).
+    With such a peer the connection is also dropped right after a timeout.
+
+RTU
+    Frames carry no transaction id, and a slave answers in the order it was asked. A
+    unit that missed an answer (timeout, invalid frame, cancelled request) is *in
+    doubt*: before it is asked anything else, the channel sends it a diagnostics echo
+    (function 8, "return query data", a fresh data word each time). Until the echo
+    comes back every frame is dropped: the slave's late answers come first. The echo
+    (or an exception reply to it) proves the slave is in step again, whatever the delay,
+    but only the answer to a probe sent *after* the unit's last read does: an earlier
+    probe still unanswered (it timed out, and the slave was proven in step by the one
+    before it) is answered before that read, so its echo (known by its data word; an
+    exception reply answers the oldest probe unanswered) is dropped. A unit that never
+    answered a diagnostics request in its life is let out of doubt after
+    ``RTU_LATE_LIMIT`` timeouts without a sign of it (it may not implement function 8;
+    the only assumption left is that it does not answer later than that). Before
+    every request the line must be quiet and whatever arrived unasked is dropped.
+
 A shared channel uses the longest timeout of its devices.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
+import random
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-from pymodbus.pdu import ModbusPDU
-
+from drivers.modbus.frames import (
+    EXCEPTION_MEANINGS,
+    READ_FUNCTIONS,
+    Echo,
+    ExceptionReply,
+    Frame,
+    FrameError,
+    Read,
+    Request,
+    answers_echo,
+    check_read,
+    echoed,
+    rtu_adu,
+    split_rtu,
+    split_tcp,
+    tcp_adu,
+)
+from drivers.modbus.link import Link, SerialLink, TcpLink
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
-from edge_agent.errors import DriverConnectError, DriverReadError
+from edge_agent.errors import DriverError, DriverReadError
 from edge_agent.model import (
     REASON_DISCONNECTED,
     REASON_INVALID_RESPONSE,
@@ -42,17 +77,26 @@ from edge_agent.model import (
     exception_reason,
 )
 
-# pymodbus logs every timeout and reconnect at ERROR/WARNING; the scheduler already
-# logs each change of device state once, so keep pymodbus to what it cannot tell us.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
 #: Requests with no answer from any unit, in a row, before the connection is dropped.
 DEAD_AFTER = 5
+#: Transaction ids of unanswered TCP requests kept reserved; beyond, reconnect.
+MAX_STALE_TIDS = 32
+#: Timeouts after which an RTU unit that never answers diagnostics leaves doubt.
+RTU_LATE_LIMIT = 10
+#: Shortest silence that ends a frame on a serial line (at least 3.5 characters).
+MIN_RTU_GAP_S = 0.02
+#: Unanswered diagnostics probes remembered per RTU unit (a slave queues none; past
+#: this, the oldest is forgotten).
+MAX_PROBES = 16
 
 
-def _still_connected(client: AsyncModbusTcpClient | AsyncModbusSerialClient) -> bool:
-    """Re-read the connection state after an await (a plain attribute check narrows for mypy)."""
-    return client.connected
+@dataclass(slots=True)
+class _Probe:
+    """A diagnostics echo sent to an RTU unit and not answered yet."""
+
+    data: int
+    #: No read went to the unit since: its answer proves every read answer is past.
+    after_last_read: bool = True
 
 
 class ModbusExceptionResponse(DriverReadError):
@@ -61,6 +105,10 @@ class ModbusExceptionResponse(DriverReadError):
     def __init__(self, code: int, detail: str = "") -> None:
         self.code = code
         super().__init__(exception_reason(code), detail)
+
+
+def exception_meaning(code: int) -> str:
+    return EXCEPTION_MEANINGS.get(code, "undefined")
 
 
 def connection_key(connection: ModbusTcp | ModbusRtu) -> str:
@@ -86,7 +134,9 @@ class ModbusChannel:
         self.dead_after = dead_after
         self._connection = connection
         self.serial = isinstance(connection, ModbusRtu)
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._link: Link | None = None
+        #: The channel dropped the link itself (to shed late answers): reopen it at once.
+        self._reopen = False
         self._lock = asyncio.Lock()
         self._last_frame_end = 0.0
         self._unanswered = 0
@@ -95,126 +145,299 @@ class ModbusChannel:
         self.users = 0
         #: Poll groups of all those drivers: how many reads may queue for the lock at once.
         self.pollers = 0
-
-    def _new_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        conn = self._connection
-        # reconnect_delay=0: no reconnecting behind our back; the scheduler owns backoff.
-        # retries=0: one timeout is one timeout; the next poll is the retry.
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if isinstance(conn, ModbusTcp):
-            client = AsyncModbusTcpClient(
-                conn.host, port=conn.port, timeout=self.timeout, retries=0, reconnect_delay=0
-            )
+        # TCP: the last transaction id used, those still awaiting an answer, and whether
+        # the peer answers with transaction id 0.
+        self._tid = 0
+        self._stale_tids: dict[int, int] = {}  # transaction id -> unit
+        self._peer_sends_tid_0 = False
+        # RTU: units in doubt (since when), and units known to answer diagnostics.
+        self._in_doubt: dict[int, float] = {}
+        self._answer_echo: set[int] = set()
+        self._probes: dict[int, deque[_Probe]] = {}  # per unit, oldest first
+        self._echo_data = random.randrange(0x10000)
+        if isinstance(connection, ModbusRtu):
+            self._gap = max(MIN_RTU_GAP_S, 3.5 * 11 / connection.baudrate)
         else:
-            client = AsyncModbusSerialClient(
-                conn.serial_port,
-                framer=FramerType.RTU,
-                baudrate=conn.baudrate,
-                parity=conn.parity,
-                stopbits=conn.stopbits,
-                bytesize=conn.bytesize,
-                timeout=self.timeout,
-                retries=0,
-                reconnect_delay=0,
-            )
-        # Disable pymodbus's own "close after 3 unanswered" rule (see module docstring).
-        client.set_max_no_responses(1_000_000)
-        return client
+            self._gap = 0.0
 
     @property
     def connected(self) -> bool:
-        return self._client is not None and self._client.connected
+        return self._link is not None and self._link.is_open
 
     async def connect(self) -> None:
         async with self._lock:
-            if self.connected:
-                return
-            self._drop_client()
-            client = self._new_client()
-            try:
-                ok = await client.connect()
-            except (OSError, ModbusException) as exc:
-                client.close()
-                raise DriverConnectError(REASON_DISCONNECTED, f"{self.key}: {exc}") from exc
-            except BaseException:
-                client.close()  # cancelled while connecting: leave no socket behind
-                raise
-            if not ok or not client.connected:
-                client.close()
-                raise DriverConnectError(REASON_DISCONNECTED, f"{self.key}: connection refused")
-            self._client = client
-            self._unanswered = 0
+            if not self.connected:
+                await self._open()
+
+    async def _open(self) -> None:
+        self._drop_link()
+        conn = self._connection
+        link: Link
+        if isinstance(conn, ModbusTcp):
+            link = await TcpLink.open(conn, self.timeout)
+        else:
+            link = await SerialLink.open(conn)
+        self._link = link
+        self._unanswered = 0
+        self._tid = 0
+        self._stale_tids.clear()
+        # RTU doubt outlives the port: a slave may still answer what it heard before.
 
     async def read(
         self, table: ModbusTable, address: int, count: int, unit_id: int
     ) -> Sequence[int] | Sequence[bool]:
         """One read request; registers for register tables, bits (padded to 8) for bit tables."""
+        request = Read(unit_id, READ_FUNCTIONS[table], address, count)
         async with self._lock:
-            client = self._client
-            if client is None or not client.connected:
-                raise DriverReadError(REASON_DISCONNECTED, self.key)
-            await self._pause()
+            if self._link is None and self._reopen:
+                # Dropped on purpose by an earlier read: the readers queued behind it
+                # (neighbours on the gateway) should not pay for it.
+                self._reopen = False
+                try:
+                    await self._open()
+                except DriverError as exc:
+                    raise DriverReadError(REASON_DISCONNECTED, exc.detail) from None
+            link = self._link
+            if link is None or not link.is_open:
+                why = link.closed_because if link is not None else "not connected"
+                self._drop_link()
+                raise DriverReadError(REASON_DISCONNECTED, f"{self.key}: {why}")
             self.requests += 1
-            try:
-                response = await self._request(client, table, address, count, unit_id)
-            except (ConnectionException, OSError) as exc:
-                self._drop_client()
-                raise DriverReadError(REASON_DISCONNECTED, str(exc)) from exc
-            except ModbusIOException as exc:
-                if not _still_connected(client):  # the peer closed while we waited
-                    self._drop_client()
-                    raise DriverReadError(REASON_DISCONNECTED, str(exc)) from exc
-                self._note_unanswered()
-                await self._let_late_answers_pass()
-                raise DriverReadError(REASON_TIMEOUT, str(exc)) from exc
-            except ModbusException as exc:
-                # A frame that does not belong to this request (another unit's, a stray).
-                await self._let_late_answers_pass()
-                raise DriverReadError(REASON_INVALID_RESPONSE, str(exc)) from exc
-            except asyncio.CancelledError:
-                # Cut off mid-request: its answer may still come; never reuse the line.
-                self._drop_client()
-                raise
-            finally:
-                self._last_frame_end = time.monotonic()
-            self._unanswered = 0
-            if response.isError():
-                code = int(getattr(response, "exception_code", 0))
-                raise ModbusExceptionResponse(code, f"{table} {address}+{count} unit {unit_id}")
-            if table in ("coil", "discrete_input"):
-                bits: Sequence[bool] = response.bits
-                if not count <= len(bits) < count + 8:
-                    raise DriverReadError(
-                        REASON_INVALID_RESPONSE, f"{len(bits)} bits for a read of {count}"
-                    )
-                return bits
-            registers: Sequence[int] = response.registers
-            if len(registers) != count:
+            if self.serial:
+                reply = await self._read_rtu(link, request)
+            else:
+                await self._pause()
+                try:
+                    reply = await self._read_tcp(link, request)
+                finally:
+                    self._last_frame_end = time.monotonic()
+        if isinstance(reply, ExceptionReply):
+            raise ModbusExceptionResponse(
+                reply.code, f"{exception_meaning(reply.code)}: {table} {address}+{count}"
+            )
+        return reply
+
+    async def close(self) -> None:
+        async with self._lock:
+            self._drop_link()
+
+    # ------------------------------------------------------------------ TCP
+
+    async def _read_tcp(
+        self, link: Link, request: Read
+    ) -> tuple[int, ...] | list[bool] | ExceptionReply:
+        tid = self._next_tid()
+        link.send(tcp_adu(tid, request))
+        deadline = time.monotonic() + self.timeout
+        answered = False
+        try:
+            while True:
+                try:
+                    parsed = split_tcp(link.received)
+                except FrameError as exc:
+                    self._drop_link(reopen=True)
+                    raise self._invalid(request, f"{exc}; connection dropped") from None
+                if parsed is None:
+                    if not link.is_open:
+                        self._drop_link()
+                        raise DriverReadError(
+                            REASON_DISCONNECTED, f"{self.key}: {link.closed_because}"
+                        )
+                    if not await link.wait(deadline):
+                        self._timed_out()
+                        if self._peer_sends_tid_0:
+                            # Its late answer would carry id 0 too: let it go nowhere.
+                            self._drop_link(reopen=True)
+                        raise DriverReadError(REASON_TIMEOUT, self._where(request))
+                    continue
+                reply_tid, frame = parsed
+                if reply_tid == 0:
+                    self._peer_sends_tid_0 = True
+                    if frame.unit != request.unit:
+                        if self._drop_oldest_stale(frame.unit):
+                            continue  # the late answer of an earlier request to that unit
+                        raise self._invalid(
+                            request, f"unit {frame.unit} answered (transaction id 0)"
+                        )
+                    if request.unit in self._stale_tids.values():
+                        self._drop_link(reopen=True)
+                        raise self._invalid(
+                            request,
+                            "a reply with transaction id 0 while an earlier request to the "
+                            "unit is unanswered: whose answer it is cannot be told; "
+                            "connection dropped",
+                        )
+                elif reply_tid != tid:
+                    if self._stale_tids.pop(reply_tid, None) is not None:
+                        continue  # a late answer: dropped
+                    raise self._invalid(request, f"transaction id {reply_tid}, {tid} expected")
+                answered = True
+                self._unanswered = 0
+                return self._check(request, frame)
+        finally:
+            if not answered and self._link is link:
+                self._stale_tids[tid] = request.unit
+                if len(self._stale_tids) > MAX_STALE_TIDS:
+                    self._drop_link(reopen=True)
+
+    def _drop_oldest_stale(self, unit: int) -> bool:
+        """Forget the oldest unanswered request to ``unit`` (a gateway answers in order)."""
+        for tid, asked in self._stale_tids.items():
+            if asked == unit:
+                del self._stale_tids[tid]
+                return True
+        return False
+
+    def _next_tid(self) -> int:
+        while True:
+            self._tid = self._tid % 0xFFFF + 1  # 1..65535: 0 is what sloppy peers send
+            if self._tid not in self._stale_tids:
+                return self._tid
+
+    # ------------------------------------------------------------------ RTU
+
+    async def _read_rtu(
+        self, link: Link, request: Read
+    ) -> tuple[int, ...] | list[bool] | ExceptionReply:
+        unit = request.unit
+        if unit in self._in_doubt:
+            await self._settle(link, unit)
+        settled = False
+        try:
+            frame = await self._exchange(link, request)
+            reply = self._check(request, frame)
+            settled = True
+        except TimeoutError:
+            self._timed_out()
+            raise DriverReadError(REASON_TIMEOUT, self._where(request)) from None
+        finally:
+            if not settled:
+                # Whatever went wrong, its answer may still come: never take it for another.
+                self._in_doubt.setdefault(unit, time.monotonic())
+        self._unanswered = 0
+        return reply
+
+    async def _settle(self, link: Link, unit: int) -> None:
+        """Bring a unit in doubt back in step: echo a diagnostics request (see module doc)."""
+        self._echo_data = (self._echo_data + 1) % 0x10000
+        try:
+            await self._exchange(link, Echo(unit, self._echo_data))
+        except TimeoutError:
+            since = self._in_doubt[unit]
+            if unit in self._answer_echo or (
+                time.monotonic() - since < RTU_LATE_LIMIT * self.timeout
+            ):
+                self._timed_out()
                 raise DriverReadError(
-                    REASON_INVALID_RESPONSE, f"{len(registers)} registers for a read of {count}"
-                )
-            return registers
+                    REASON_TIMEOUT,
+                    f"{self.key} unit {unit}: no answer to the diagnostics request "
+                    "that must follow a missed answer",
+                ) from None
+            # It never answered diagnostics and has been silent for a long time.
+        else:
+            self._answer_echo.add(unit)
+        del self._in_doubt[unit]
 
-    async def _let_late_answers_pass(self) -> None:
-        """On a serial line, wait (holding the lock) for a late answer to arrive and be dropped."""
-        if self.serial:
-            await asyncio.sleep(self.timeout)
+    async def _exchange(self, link: Link, request: Request) -> Frame:
+        """Send ``request`` on a quiet line; the first frame that may be its answer.
 
-    @staticmethod
-    async def _request(
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient,
-        table: ModbusTable,
-        address: int,
-        count: int,
-        unit_id: int,
-    ) -> ModbusPDU:
-        if table == "holding":
-            return await client.read_holding_registers(address, count=count, device_id=unit_id)
-        if table == "input":
-            return await client.read_input_registers(address, count=count, device_id=unit_id)
-        if table == "coil":
-            return await client.read_coils(address, count=count, device_id=unit_id)
-        return await client.read_discrete_inputs(address, count=count, device_id=unit_id)
+        Late answers of units in doubt and leftover diagnostics echoes are dropped. While
+        probing, only the unit's answer to a probe sent since its last read counts (see
+        the module doc), and a garbled frame is dropped once the line is quiet again.
+        Raises TimeoutError, or DriverReadError when the line goes away or a read gets
+        garbage.
+        """
+        await self._quiet(link, request)
+        await self._pause()  # also between a diagnostics echo and the read after it
+        self._sending(request)
+        link.send(rtu_adu(request))
+        try:
+            return await self._receive(link, request)
+        finally:
+            self._last_frame_end = time.monotonic()
+
+    async def _receive(self, link: Link, request: Request) -> Frame:
+        deadline = time.monotonic() + self.timeout
+        probing = isinstance(request, Echo)
+        while True:
+            try:
+                frame = split_rtu(link.received)
+            except FrameError as exc:
+                await self._quiet(link, request)
+                if probing:
+                    continue
+                raise self._invalid(request, str(exc)) from None
+            if frame is None:
+                if not link.is_open:
+                    self._drop_link()
+                    raise DriverReadError(REASON_DISCONNECTED, f"{self.key}: {link.closed_because}")
+                if not await link.wait(deadline):
+                    raise TimeoutError
+                continue
+            if answers_echo(frame):
+                proves = self._probe_answered(frame)
+                if probing and proves and frame.unit == request.unit:
+                    return frame
+                continue  # a probe's answer is never a read's; an old one proves nothing
+            if probing or (frame.unit != request.unit and frame.unit in self._in_doubt):
+                continue  # late answers of units in doubt (while probing, the unit's own)
+            return frame
+
+    def _sending(self, request: Request) -> None:
+        probes = self._probes.setdefault(request.unit, deque(maxlen=MAX_PROBES))
+        if isinstance(request, Echo):
+            probes.append(_Probe(request.data))
+            return
+        # The probes still unanswered are answered before this read: from now on their
+        # answers no longer prove the unit in step (this read's answer may follow them).
+        for probe in probes:
+            probe.after_last_read = False
+
+    def _probe_answered(self, frame: Frame) -> bool:
+        """Take the probe ``frame`` answers off its unit's list (with the earlier ones: a
+        slave answers in order); True if that probe was sent after the unit's last read."""
+        probes = self._probes.get(frame.unit)
+        answer = echoed(frame)
+        if not probes or answer is None:
+            return False
+        if isinstance(answer, ExceptionReply):
+            index = 0  # an exception carries no data word: it answers the oldest probe
+        else:
+            found = [i for i, probe in enumerate(probes) if probe.data == answer]
+            if not found:
+                return False  # not the echo of a probe we are waiting for
+            index = found[0]
+        for _ in range(index):
+            probes.popleft()
+        return probes.popleft().after_last_read
+
+    async def _quiet(self, link: Link, request: Request) -> None:
+        """Wait until the line has been silent for a frame gap, then drop what arrived."""
+        deadline = time.monotonic() + self.timeout
+        while link.is_open:
+            silent = time.monotonic() - link.last_received
+            if silent >= self._gap:
+                break
+            if time.monotonic() >= deadline:
+                raise self._invalid(request, "the line never went quiet")
+            await asyncio.sleep(self._gap - silent)
+        link.discard()
+
+    # ------------------------------------------------------------------ both
+
+    def _check(self, request: Read, frame: Frame) -> tuple[int, ...] | list[bool] | ExceptionReply:
+        try:
+            return check_read(request, frame)
+        except FrameError as exc:
+            raise self._invalid(request, str(exc)) from None
+
+    def _invalid(self, request: Request, message: str) -> DriverReadError:
+        return DriverReadError(REASON_INVALID_RESPONSE, f"{self._where(request)}: {message}")
+
+    def _where(self, request: Request) -> str:
+        if isinstance(request, Echo):
+            return f"{self.key} unit {request.unit} diagnostics"
+        return f"{self.key} {request.describe()}"
 
     async def _pause(self) -> None:
         if self.inter_frame_delay > 0:
@@ -222,16 +445,13 @@ class ModbusChannel:
             if wait > 0:
                 await asyncio.sleep(wait)
 
-    def _note_unanswered(self) -> None:
+    def _timed_out(self) -> None:
         self._unanswered += 1
         if self._unanswered >= self.dead_after:
-            self._drop_client()
+            self._drop_link()
 
-    def _drop_client(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._drop_client()
+    def _drop_link(self, *, reopen: bool = False) -> None:
+        self._reopen = reopen
+        if self._link is not None:
+            self._link.close()
+            self._link = None

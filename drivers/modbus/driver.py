@@ -1,7 +1,7 @@
 """ModbusDriver: one Modbus device (unit) read through a shared :class:`ModbusChannel`.
 
 Per poll group: an :class:`~drivers.modbus.planner.AdaptivePlan` decides the reads
-(coalesced, learning the device's holes), a :class:`~drivers.modbus.codec.DecoderCache`
+(coalesced, learning the device's holes), a :class:`~drivers.modbus.compiler.DecoderCache`
 decodes each response block straight into the batch's lists.
 
 Failure policy, per request:
@@ -22,9 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, connection_key
-from drivers.modbus.codec import DecoderCache, fill_bad
+from drivers.modbus.codec import fill_bad
+from drivers.modbus.compiler import DecoderCache
+from drivers.modbus.frames import EXCEPTION_MEANINGS
 from drivers.modbus.planner import AdaptivePlan
-from edge_agent.config import ModbusDeviceConfig, PollGroup
+from edge_agent.config import ModbusDeviceConfig, ModbusTag, PollGroup
 from edge_agent.driver import GroupSpec
 from edge_agent.errors import DriverReadError
 from edge_agent.model import Quality, SampleBatch, Value, exception_reason
@@ -34,11 +36,18 @@ ILLEGAL_DATA_ADDRESS = 2
 UNREACHABLE_CODES = frozenset({10, 11})
 #: Seconds added to every read budget for scheduling slack.
 BUDGET_SLACK = 1.0
+#: Tags named in one log line before "and N more".
+TAGS_NAMED = 10
+#: "exception code 2" -> "exception code 2 (illegal data address)", for the log.
+_REASON_MEANINGS = {
+    exception_reason(c): f"{exception_reason(c)} ({m})" for c, m in EXCEPTION_MEANINGS.items()
+}
 
 
 @dataclass(slots=True)
 class _Group:
     spec: GroupSpec
+    tags: Sequence[ModbusTag]
     plan: AdaptivePlan
     decoders: DecoderCache
 
@@ -88,7 +97,8 @@ class ModbusDriver:
                     poll.refused(request)
                     continue
                 if exc.code in UNREACHABLE_CODES:
-                    raise
+                    tags = _where([compiled.tags[p] for p in request.positions])
+                    raise ModbusExceptionResponse(exc.code, f"{exc.detail}: {tags}") from None
                 fill_bad(request.positions, exc.reason, values, qualities, reasons)
                 continue
             poll.accepted(request)
@@ -105,14 +115,28 @@ class ModbusDriver:
         )
         return (SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons),)
 
+    def explain(self, batch: SampleBatch) -> str:
+        """The bad samples of ``batch`` by reason, with their addresses (for the log)."""
+        tags = self._groups[batch.group].tags
+        bad: dict[str, list[ModbusTag]] = {}
+        for tag, quality, reason in zip(tags, batch.qualities, batch.reasons, strict=True):
+            if quality is not Quality.GOOD:
+                bad.setdefault(reason, []).append(tag)
+        return "; ".join(
+            f"group {batch.group}: {_REASON_MEANINGS.get(reason, reason)}: {_where(refused)}"
+            for reason, refused in bad.items()
+        )
+
     def read_budget(self, group: str) -> float:
         """Worst case: learning splits every request (2k-1 reads), and before each of
         them every other poll group on the shared channel may take its turn with one
-        request that times out (and, on a serial line, a quiet period after it)."""
+        request that times out (on a serial line: waiting for a quiet line, then the
+        diagnostics echo of a unit in doubt, then the request, each up to a timeout)."""
         plan = self._groups[group].plan
         own = 2 * len(plan.requests) + len(plan.invalid_positions)
-        per_request = self.channel.timeout * (2 if self.channel.serial else 1)
-        per_request += self.channel.inter_frame_delay
+        frames = 2 if self.channel.serial else 1  # the echo, then the read
+        per_request = self.channel.timeout * (frames + 1 if self.channel.serial else 1)
+        per_request += self.channel.inter_frame_delay * frames
         return (own + self.channel.pollers) * per_request + BUDGET_SLACK
 
     async def close(self) -> None:
@@ -129,9 +153,21 @@ def _compile_group(group: PollGroup, config: ModbusDeviceConfig) -> _Group:
     spec = GroupSpec(group.name, group.interval, tuple(t.name for t in group.tags))
     return _Group(
         spec=spec,
+        tags=group.tags,
         plan=AdaptivePlan.for_device(group.tags, config),
         decoders=DecoderCache(group.tags, config.byte_order),
     )
+
+
+def _where(tags: Sequence[ModbusTag]) -> str:
+    """``holding 40-41 (flow), coil 3 (pump)``: where each tag lives, a few named."""
+    parts = []
+    for tag in tags[:TAGS_NAMED]:
+        last = tag.address + tag.register_count - 1
+        span = f"{tag.address}" if last == tag.address else f"{tag.address}-{last}"
+        parts.append(f"{tag.table} {span} ({tag.name})")
+    more = f" and {len(tags) - TAGS_NAMED} more" if len(tags) > TAGS_NAMED else ""
+    return ", ".join(parts) + more
 
 
 def build_modbus_drivers(devices: Iterable[ModbusDeviceConfig]) -> list[ModbusDriver]:

@@ -33,18 +33,27 @@ Learning holes (exception code 2, ILLEGAL DATA ADDRESS)
     respects them, which is the plan an oracle knowing the holes would make.
 
 Re-probing
-    An invalid atom may become valid (a module plugged in, a device reconfigured).
-    Every ``reprobe_every`` polls (default 100; 0 disables) each invalid atom is
-    read once on its own: one refused request per invalid atom, then quiet again.
-    Barriers are not re-probed: a gap the device refused stays avoided for the life
-    of the plan (recreate the plan to forget them), which costs at worst one extra
-    request per poll.
+    An invalid atom may become valid (a module plugged in, a device reconfigured, a
+    glitch over). Every ``reprobe_after`` seconds (default 60; 0 disables), whatever
+    the poll interval, each invalid atom is read once on its own: one refused request
+    per invalid atom, then quiet again. Barriers are not re-probed: a gap the device
+    refused stays avoided for the life of the plan (recreate the plan to forget
+    them), which costs at worst one extra request per poll.
+
+A device that refuses everything
+    When a poll ends with every request refused and none accepted, the device is
+    refusing the whole group (booting, a configuration being loaded, a gateway
+    glitch): a device state, not a map of holes. The invalid atoms that poll learned
+    are forgotten, and until a read is accepted again each poll reads the plan as it
+    was, without splitting: k refused requests a poll, and the first poll after the
+    device recovers reads everything again.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from edge_agent.config import ModbusDeviceConfig, ModbusTable, ModbusTag
@@ -55,8 +64,8 @@ BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete_input"})
 
 _TABLE_ORDER: dict[str, int] = {"coil": 0, "discrete_input": 1, "holding": 2, "input": 3}
 
-#: Default number of polls between two probes of the tags a device refused.
-DEFAULT_REPROBE_EVERY = 100
+#: Default seconds between two probes of the tags a device refused.
+DEFAULT_REPROBE_AFTER_S = 60.0
 
 
 def _plural(count: int, word: str) -> str:
@@ -173,18 +182,23 @@ class AdaptivePlan:
         max_registers: int = 125,
         max_bits: int = 2000,
         max_gap: int = 16,
-        reprobe_every: int = DEFAULT_REPROBE_EVERY,
+        reprobe_after: float = DEFAULT_REPROBE_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_registers < 1 or max_bits < 1 or max_gap < 0 or reprobe_every < 0:
-            raise ValueError("limits must be >= 1, max_gap and reprobe_every >= 0")
+        if max_registers < 1 or max_bits < 1 or max_gap < 0 or reprobe_after < 0:
+            raise ValueError("limits must be >= 1, max_gap and reprobe_after >= 0")
         self._max_registers = max_registers
         self._max_bits = max_bits
         self._max_gap = max_gap
-        self._reprobe_every = reprobe_every
+        self._reprobe_after = reprobe_after
+        self._clock = clock
         self._atoms, self._atom_of = _build_atoms(tags, max_registers, max_bits)
         self._invalid: set[int] = set()  # atom indexes refused on their own
         self._barrier_before: set[int] = set()  # atom indexes no request may reach back over
-        self._polls = 0
+        #: When the invalid atoms are next read on their own (clock time).
+        self._probe_at = 0.0
+        #: The last complete poll was refused from end to end (see the module doc).
+        self.refusing_everything = False
         self._requests: tuple[ReadRequest, ...] = ()
         self._dirty = True
 
@@ -194,7 +208,8 @@ class AdaptivePlan:
         tags: Sequence[ModbusTag],
         device: ModbusDeviceConfig,
         *,
-        reprobe_every: int = DEFAULT_REPROBE_EVERY,
+        reprobe_after: float = DEFAULT_REPROBE_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> AdaptivePlan:
         """A plan using the device's read limits and ``max_gap``."""
         return cls(
@@ -202,7 +217,8 @@ class AdaptivePlan:
             max_registers=device.max_registers_per_read,
             max_bits=device.max_bits_per_read,
             max_gap=device.max_gap,
-            reprobe_every=reprobe_every,
+            reprobe_after=reprobe_after,
+            clock=clock,
         )
 
     # ------------------------------------------------------------------ queries
@@ -241,12 +257,27 @@ class AdaptivePlan:
 
     def poll(self) -> Poll:
         """Start a poll: iterate the result, read each request, report the outcome."""
-        self._polls += 1
-        probe = bool(self._invalid) and bool(self._reprobe_every)
-        probe = probe and self._polls % self._reprobe_every == 0
-        probes = [_request([self._atoms[i]]) for i in sorted(self._invalid)] if probe else []
+        if self.refusing_everything:
+            return Poll(self, self.requests, self.invalid_positions, learn=False)
+        probe = bool(self._invalid) and bool(self._reprobe_after)
+        probe = probe and self._clock() >= self._probe_at
+        probes = []
+        if probe:
+            probes = [_request([self._atoms[i]]) for i in sorted(self._invalid)]
+            self._probe_at = self._clock() + self._reprobe_after
         skipped = () if probe else self.invalid_positions
         return Poll(self, [*self.requests, *probes], skipped)
+
+    def _finished(self, poll: Poll, invalid_before: frozenset[int]) -> None:
+        """A poll read all its requests: was the whole group refused?"""
+        if poll.accepted_count:
+            self.refusing_everything = False
+        elif poll.refusals:
+            self.refusing_everything = True
+            if self._invalid != invalid_before:
+                # Refused from end to end: a device state, not holes. Forget this poll's.
+                self._invalid = set(invalid_before)
+                self._dirty = True
 
     def _atoms_in(self, request: ReadRequest) -> list[_Atom]:
         indexes = sorted({self._atom_of[p] for p in request.positions})
@@ -258,6 +289,8 @@ class AdaptivePlan:
         atoms = self._atoms_in(request)
         if len(atoms) == 1:
             if atoms[0].index not in self._invalid:
+                if not self._invalid:
+                    self._probe_at = self._clock() + self._reprobe_after
                 self._invalid.add(atoms[0].index)
                 self._dirty = True
             return None
@@ -313,24 +346,38 @@ class Poll:
     (then decode the data) or :meth:`refused` (exception code 2). Other failures
     (timeout, other exception codes) need no report: they teach nothing about holes.
     After the loop, :attr:`refused_positions` lists the tags to mark bad with
-    ``exception_reason(2)``.
+    ``exception_reason(2)``. Iterating to the end tells the plan the poll is complete
+    (how it learns that a device refuses everything); a loop left by an exception
+    does not.
     """
 
     __slots__ = (
+        "_done",
+        "_invalid_before",
+        "_learn",
         "_plan",
         "_queue",
         "_refused_positions",
         "_sibling",
         "_succeeded",
         "_waiting",
+        "accepted_count",
         "issued",
         "refusals",
     )
 
     def __init__(
-        self, plan: AdaptivePlan, requests: Sequence[ReadRequest], skipped: Sequence[int]
+        self,
+        plan: AdaptivePlan,
+        requests: Sequence[ReadRequest],
+        skipped: Sequence[int],
+        *,
+        learn: bool = True,
     ) -> None:
         self._plan = plan
+        self._learn = learn
+        self._invalid_before = frozenset(plan._invalid)  # noqa: SLF001 - its own plan
+        self._done = False
         self._queue: deque[ReadRequest] = deque(requests)
         self._waiting: set[ReadRequest] = set()  # issued, outcome not reported yet
         self._sibling: dict[ReadRequest, tuple[ReadRequest, int]] = {}
@@ -338,12 +385,17 @@ class Poll:
         self._refused_positions: list[int] = list(skipped)
         self.issued = 0  # requests handed out so far (metrics, tests)
         self.refusals = 0  # requests reported refused so far
+        self.accepted_count = 0
 
     def __iter__(self) -> Iterator[ReadRequest]:
         return self
 
     def __next__(self) -> ReadRequest:
         if not self._queue:
+            # The end of a complete poll (a read that raised never gets here).
+            if not self._done:
+                self._done = True
+                self._plan._finished(self, self._invalid_before)  # noqa: SLF001 - as above
             raise StopIteration
         request = self._queue.popleft()
         self._waiting.add(request)
@@ -353,11 +405,12 @@ class Poll:
     def accepted(self, request: ReadRequest) -> None:
         """The device answered ``request`` with data."""
         self._take(request)
-        self._plan._learn_valid(request)
+        self.accepted_count += 1
+        self._plan._learn_valid(request)  # noqa: SLF001 - a poll reports to its own plan
         self._succeeded.add(request)
         pair = self._sibling.get(request)
         if pair is not None and pair[0] in self._succeeded:
-            self._plan._learn_barrier(pair[1])
+            self._plan._learn_barrier(pair[1])  # noqa: SLF001 - as above
 
     def refused(self, request: ReadRequest) -> None:
         """The device answered ``request`` with exception code 2 (ILLEGAL DATA ADDRESS).
@@ -367,7 +420,10 @@ class Poll:
         """
         self._take(request)
         self.refusals += 1
-        halves = self._plan._split(request)
+        if not self._learn:  # the device refuses everything: nothing to learn from it
+            self._refused_positions.extend(request.positions)
+            return
+        halves = self._plan._split(request)  # noqa: SLF001 - as above
         if halves is None:
             self._refused_positions.extend(request.positions)
             return

@@ -137,14 +137,14 @@ def _keep_channel_answers(client: Client) -> None:
     """Have ``client`` build :class:`_ChannelProtocol` sockets (same object, two
     methods more: asyncua offers no factory argument for its protocol)."""
     uaclient = client.uaclient
-    make = uaclient._make_protocol
+    make = uaclient._make_protocol  # noqa: SLF001 - asyncua has no protocol factory argument
 
     def make_protocol() -> UASocketProtocol:
         protocol = make()
         protocol.__class__ = _ChannelProtocol
         return protocol
 
-    uaclient._make_protocol = make_protocol  # type: ignore[method-assign]
+    uaclient._make_protocol = make_protocol  # type: ignore[method-assign]  # noqa: SLF001
 
 
 def map_error(exc: BaseException, *, connecting: bool = False) -> DriverError:
@@ -263,7 +263,7 @@ class Session:
             self.client.disconnect_socket()
             # asyncua cancels its publish loop only when the socket is still up; after a
             # lost connection the loop would linger in its 1 s retry sleep.
-            publish = self.client.uaclient.session._publish_task
+            publish = self.client.uaclient.session._publish_task  # noqa: SLF001 - no API for it
             if publish is not None and not publish.done():
                 publish.cancel()
                 await asyncio.wait([publish])

@@ -7,7 +7,8 @@ nothing of this package; one module per section builds on them (:mod:`.modbus`,
 :mod:`.metrics`); :mod:`.plant` joins them into the device and sink unions and
 :class:`PlantConfig`. Above the models: :mod:`.checks` (cross-field rules) and
 :mod:`.loader` (YAML with lines and limits, every problem as ``file:line: path:
-message``). Import those two from their modules; this package re-exports the models.
+message``; its steps in :mod:`.reading` and :mod:`.builder`). Import those from their
+modules; this package re-exports the models.
 """
 
 from edge_agent.config.base import (

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from edge_agent.config.base import Duration, Name, Strict
 from edge_agent.config.catalog import TagCatalog
+from edge_agent.redaction import redact_urls
 
 #: Tag and field keys InfluxDB 2 reserves (``_measurement``, ``_field``...) or refuses.
 RESERVED_KEYS = frozenset({"time"})
@@ -90,9 +91,9 @@ class InfluxSinkConfig(Strict):
     def _http_url(cls, url: str) -> str:
         scheme, sep, rest = url.partition("://")
         if scheme not in ("http", "https") or not sep or not rest or rest[0] in "/:":
-            raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+            raise ValueError(f"{redact_urls(url)!r} is not an http:// or https:// URL with a host")
         if any(ch.isspace() for ch in url):
-            raise ValueError(f"{url!r} contains a space")
+            raise ValueError(f"{redact_urls(url)!r} contains a space")
         return url
 
     @field_validator("tags")

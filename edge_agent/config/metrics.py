@@ -13,13 +13,11 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
-from edge_agent.metrics.windows import parse_clock, parse_window
+from edge_agent.metrics.utilization import StateName
+from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
 
 EnergyUnit = Literal["Wh", "kWh", "MWh"]
 PowerUnit = Literal["W", "kW", "MW"]
-StateName = Literal["off", "idle", "run", "fault"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_ALL_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 #: kWh per unit of an energy counter, kW per unit of a power tag.
 KWH_PER_UNIT: dict[str, float] = {"Wh": 0.001, "kWh": 1.0, "MWh": 1000.0}
@@ -211,7 +209,7 @@ class ShiftConfig(Strict):
     name: Name
     start: str
     end: str
-    days: list[Weekday] = Field(default_factory=lambda: list(_ALL_DAYS), min_length=1)
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
     breaks: list[BreakConfig] = Field(default_factory=list)
 
     @field_validator("start")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from edge_agent.metrics.units import Handler
+from edge_agent.metrics.units.feed import Handler
 from edge_agent.model import Quality, SampleBatch, Value
 
 Key = tuple[str, str]

@@ -1,10 +1,10 @@
 """Metric batches: names and units of each family, and how a closed window becomes a batch.
 
-The contract shared with the sinks and the outbox (docs/METRICS.md): ``device`` =
-unit name, ``group`` = ``metrics:<window>``, ``timestamp_ns`` = window start, float
-values (``None`` with quality uncertain and a reason where not computable), quality
-uncertain when coverage is below the minimum, attributes ``kind``, ``family``,
-``window``, ``window_start``, ``window_end`` (and ``shift`` for shift windows).
+A metric batch (docs/METRICS.md): ``device`` = unit name, ``timestamp_ns`` = window
+start, float values (``None`` with quality uncertain and a reason where not
+computable), quality uncertain when coverage is below the minimum. Its group and
+attributes, which the sinks and the pipeline read back, are the contract of
+:mod:`~edge_agent.metrics.contract`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.contract import MetricInfo, metric_group
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import PeakTracker, mean_kw
 from edge_agent.metrics.energy import NS_PER_S, deviation_pct
@@ -77,7 +78,7 @@ def metric_batch(
     coverage: float,
     min_coverage: float,
 ) -> SampleBatch:
-    """One metric batch (see the module docstring for the contract)."""
+    """One metric batch of a closed window (see the module docstring)."""
     low = coverage < min_coverage
     base_quality = Quality.UNCERTAIN if low else Quality.GOOD
     base_reason = f"coverage {coverage:.1%} below {min_coverage:.0%}" if low else ""
@@ -92,24 +93,16 @@ def metric_batch(
         else:
             qualities.append(base_quality)
             reasons.append(base_reason)
-    attributes = {
-        "kind": "metrics",
-        "family": family,
-        "window": kind,
-        "window_start": str(window.start_ns),
-        "window_end": str(window.end_ns),
-    }
-    if window.label:
-        attributes["shift"] = window.label
+    info = MetricInfo(family, kind, (window.start_ns, window.end_ns), window.label or None)
     return SampleBatch(
         device=device,
-        group=f"metrics:{kind}",
+        group=metric_group(kind),
         timestamp_ns=window.start_ns,
         names=names,
         values=out_values,
         qualities=qualities,
         reasons=reasons,
-        attributes=attributes,
+        attributes=info.attributes(),
     )
 
 

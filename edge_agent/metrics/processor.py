@@ -26,6 +26,7 @@ import structlog
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.metrics.build import energy_spec, machine_spec
+from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.holds import Holds
@@ -33,7 +34,10 @@ from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
-from edge_agent.metrics.units import Handler, MachineUnit, MeterUnit, PlantTotal
+from edge_agent.metrics.units.feed import Handler
+from edge_agent.metrics.units.machine import MachineUnit
+from edge_agent.metrics.units.meter import MeterUnit
+from edge_agent.metrics.units.total import PlantTotal
 from edge_agent.metrics.windows import (
     DAY,
     NS_PER_S,
@@ -213,7 +217,7 @@ class MetricsProcessor:
         """
         key = (batch.device, batch.group)
         needs = self._needs.get(batch.device)
-        if needs is None or batch.group.startswith("metrics:"):
+        if needs is None or metric_info(batch) is not None:
             self._routes[key] = None
             return None
         found = [
@@ -339,5 +343,3 @@ class MetricsProcessor:
             self.total.restore(data["total"])
         if restored:
             log.info("metrics state restored", units=restored)
-
-    # ------------------------------------------------------------------ live view

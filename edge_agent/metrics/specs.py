@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from edge_agent.config.metrics import MetricsConfig
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.windows import WEEKDAYS, ShiftSpec, WindowKind, parse_clock
+
+if TYPE_CHECKING:
+    # Only the annotation of shift_specs: the calculators load no pydantic.
+    from edge_agent.config.metrics import MetricsConfig
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,8 @@ from typing import Any
 
 import structlog
 
+from edge_agent.episodes import Episode
+
 log = structlog.get_logger("edge_agent.metrics")
 
 STATE_FILE = "metrics-state.json"
@@ -27,7 +29,7 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._failing = False
+        self._failing = Episode()
 
     def load(self) -> dict[str, Any] | None:
         try:
@@ -69,16 +71,14 @@ class StateStore:
             os.replace(tmp, self.path)
             _sync_directory(self.path.parent)
         except (OSError, ValueError) as exc:
-            if not self._failing:
-                self._failing = True
+            if self._failing.begin():
                 log.error(
                     "cannot save metrics state; a restart would lose open windows",
                     path=str(self.path),
                     error=str(exc),
                 )
             return False
-        if self._failing:
-            self._failing = False
+        if self._failing.end():
             log.info("metrics state saved again", path=str(self.path))
         return True
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import structlog
 
+from edge_agent.episodes import Episode
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import SampleBatch
 
@@ -39,7 +40,7 @@ async def run_metrics_timer(
 ) -> None:
     """Close windows as they fall due until cancelled; save on the way out."""
     next_save = clock() + save_interval
-    failing = False
+    failing = Episode()
     try:
         while True:
             now = clock()
@@ -50,14 +51,12 @@ async def run_metrics_timer(
                 try:
                     closed = processor.close_due(now)
                 except Exception:
-                    if not failing:
+                    if failing.begin():
                         log.exception("metric windows could not be closed; retrying quietly")
-                    failing = True
                     closed = []
                 else:
-                    if failing:
+                    if failing.end():
                         log.info("metric windows close again")
-                    failing = False
                 for batch in closed:
                     emit(batch)
             if now >= next_save:

@@ -22,14 +22,16 @@ state is known, so that a communication gap lowers coverage, not availability.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 OFF: Final = 0
 IDLE: Final = 1
 RUN: Final = 2
 FAULT: Final = 3
+#: A state by name, as the plant file's state maps write it (the config's type too).
+StateName = Literal["off", "idle", "run", "fault"]
 #: State names in index order; the config maps enum labels onto these.
-STATE_NAMES: Final = ("off", "idle", "run", "fault")
+STATE_NAMES: Final[tuple[StateName, ...]] = get_args(StateName)
 
 
 @dataclass(slots=True)

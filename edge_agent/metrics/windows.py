@@ -25,7 +25,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol, get_args
 from zoneinfo import ZoneInfo
 
 NS_PER_S: Final = 1_000_000_000
@@ -37,7 +37,9 @@ MINUTES_PER_DAY: Final = 24 * 60
 SHIFT: Final = "shift"
 DAY: Final = "1d"
 
-WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Day names as the plant file spells them; ``WEEKDAYS[i]`` is ``date.weekday() == i``.
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: Final[tuple[Weekday, ...]] = get_args(Weekday)
 
 _WINDOW_NAME = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}

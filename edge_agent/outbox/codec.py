@@ -16,11 +16,23 @@ instead of making a stream of its own: see ``OutboxStore``. Format version 4 is
 readable by every Python since 3.4, and the database records the codec name so a
 future change can migrate old rows.
 The file lives in the agent's private state directory; nothing else writes it.
+
+Every row carries a checksum (:func:`row_crc`, CRC-32 of its id, times, stream,
+sample count and body), checked whenever the row is read back: SQLite checks the
+structure of its pages, not the bytes inside a row, so a flipped bit in a float would
+otherwise reach a sink as a wrong value with quality good. CRC-32 of ``zlib`` rather
+than CRC-32C: it is in the standard library (no package to keep), runs in C at over a
+GB/s (well under a microsecond for a row), and for rows of a few hundred bytes it
+catches every error of up to three bits and every burst of up to 32, as CRC-32C does;
+CRC-32C's advantage (hardware instructions, a better distance on long messages)
+does not matter at this size. Stream rows carry one too (:func:`stream_crc`).
 """
 
 from __future__ import annotations
 
 import marshal
+import struct
+import zlib
 from collections.abc import Sequence
 from typing import Final
 
@@ -31,11 +43,24 @@ CODEC: Final = "marshal-4/v1"
 MARSHAL_VERSION: Final = 4
 
 _GOOD: Final = Quality.GOOD
+#: The fixed-size columns of a row, as its checksum covers them.
+_ROW_HEAD: Final = struct.Struct("<qqqqq")
 _QUALITY_OF: Final = tuple(Quality)  # index by stored integer
 
 
 class CodecError(ValueError):
     """A stored body could not be turned back into a batch (damaged or foreign data)."""
+
+
+def row_crc(row_id: int, at_ns: int, ts_ns: int, stream: int, samples: int, body: bytes) -> int:
+    """The checksum of a ``batches`` row: every column but itself."""
+    return zlib.crc32(body, zlib.crc32(_ROW_HEAD.pack(row_id, at_ns, ts_ns, stream, samples)))
+
+
+def stream_crc(device: str, group: str, names: bytes) -> int:
+    """The checksum of a ``streams`` row (device, group and the encoded names)."""
+    head = f"{device}\0{group}\0".encode("utf-8", "surrogatepass")
+    return zlib.crc32(names, zlib.crc32(head))
 
 
 def encode_names(names: Sequence[str]) -> bytes:

@@ -2,28 +2,10 @@
 
 Loop side of the outbox (the SQLite side is :mod:`edge_agent.outbox.store`, run on
 one worker thread). The pipeline calls :meth:`Outbox.append` once per batch; each
-sink runner reads through its own :class:`SinkView`, which implements the
-:class:`~edge_agent.buffer.BatchBuffer` protocol, so
-:class:`~edge_agent.runtime.sink_runner.SinkRunner` is unchanged.
-
-Two lanes per sink:
-
-* **live**: the newest batches are kept in memory and sent first, as they are: at
-  most ``live_batches`` batches and ``live_samples`` samples (whichever is reached
-  first; the newest batch always stays). A short outage is therefore delivered in
-  order from memory, and a long one costs bounded memory: the lane holds Python
-  objects, 40-80 bytes per sample, so a count of batches alone would let large poll
-  groups (500 values a batch) hold ~40 MB per 1,000 batches.
-* **backlog**: anything older that the sink has not confirmed is read back from
-  the file, marked ``historical``, and paced to ``replay_rate`` samples per second,
-  so live data keeps flowing while a long backlog drains and a returning gateway
-  does not flood a shared uplink.
-
-A sink's cursor is a floor plus ranges (:class:`~edge_agent.outbox.ranges.Delivered`):
-live batches confirmed while an older backlog is pending are recorded as a range,
-so the backlog lane skips them (nothing sent twice without need) and nothing is
-skipped. Cursors move only on :meth:`SinkView.ack`, i.e. after the sink confirmed
-delivery (PUBACK, HTTP 2xx).
+sink runner reads through its own :class:`~edge_agent.outbox.sink_view.SinkView`
+(a live lane in memory, a backlog lane read back from the file, and the sink's
+cursor: see that module). The views see the outbox only as a
+:class:`~edge_agent.outbox.sink_view.SharedLog`.
 
 Writes are group commits on the worker thread: each append is queued in memory and
 the writer task, woken by the first, waits ``commit_interval`` (50 ms) for the rest
@@ -45,21 +27,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
 import structlog
 
-from edge_agent.buffer import Pending
+import edge_agent.outbox.messages as messages
 from edge_agent.config import OutboxConfig
+from edge_agent.episodes import Episode
 from edge_agent.errors import EdgeAgentError
-from edge_agent.model import SampleBatch
-from edge_agent.outbox.ranges import Delivered
+from edge_agent.model import Pending, SampleBatch
+from edge_agent.outbox.queued import read_queued
+from edge_agent.outbox.ranges import Delivered, joined_after_late_open
+from edge_agent.outbox.sink_view import SinkView
 from edge_agent.outbox.store import (
     CursorRow,
     DeadLetter,
@@ -67,6 +50,7 @@ from edge_agent.outbox.store import (
     NewRow,
     OpenState,
     OutboxStore,
+    StoreUnavailable,
 )
 from edge_agent.worker import BlockingWorker
 
@@ -80,164 +64,12 @@ LOW_WATER: Final = 0.9
 #: Batches kept in memory while the file cannot be written (disk full, I/O error);
 #: beyond it the oldest unwritten ones are dropped and counted.
 MAX_UNWRITTEN: Final = 200_000
-#: Seconds between attempts to write after a failed write.
+#: Seconds between attempts to write (or to open the file) after a failed one.
 WRITE_RETRY_S: Final = 1.0
 
 
 class OutboxError(EdgeAgentError):
     """The outbox file cannot be opened or created (permissions, a full disk...)."""
-
-
-class SinkView:
-    """One sink's view of the outbox: the :class:`~edge_agent.buffer.BatchBuffer` its runner
-    drains. ``append`` goes to the shared log, i.e. to every sink (one log, many cursors)."""
-
-    def __init__(self, outbox: Outbox, name: str, config: OutboxConfig) -> None:
-        self.name = name
-        self.done = Delivered(0)
-        self._outbox = outbox
-        self._live: deque[Pending] = deque()
-        #: Samples in ``_live``, kept up to date on every change of it (bounds memory).
-        self._live_samples = 0
-        self._live_limit = config.live_batches
-        self._live_sample_limit = config.live_samples
-        self._rate = config.replay_rate
-        self._chunk_samples = self._rate if self._rate > 0 else 1 << 62
-        self._wake = asyncio.Event()
-        self._replay_ready_at = 0.0
-        self._inflight: list[Pending] = []
-        self._inflight_first: int | None = None
-        self._inflight_backlog = False
-        self._dirty = False
-        #: Set by :meth:`freeze`: ids from here on are not for this sink.
-        self._end: int | None = None
-        #: Batches (samples) of this sink the disk budget dropped before delivery.
-        self.dropped_batches = 0
-        self.dropped_samples = 0
-        #: Batches (samples) delivered from the backlog (read back from disk).
-        self.replayed_batches = 0
-        self.replayed_samples = 0
-
-    # ------------------------------------------------------------------ BatchBuffer
-
-    def append(self, batch: SampleBatch) -> None:
-        self._outbox.append(batch)
-
-    async def peek(self, max_batches: int) -> list[Pending]:
-        """Live batches first; else the next backlog chunk, paced to the replay rate."""
-        await self._outbox.started()
-        while True:
-            if self._live:
-                items = list(itertools.islice(self._live, max_batches))
-                self._hand_out(items, items[0].seq, backlog=False)
-                return items
-            gap = self.done.first_gap(self._stop_at())
-            if gap is not None:
-                wait = self._replay_ready_at - time.monotonic()
-                if wait > 0:
-                    await self._sleep_unless_woken(wait)
-                    continue
-                items, examined = await self._outbox.read(gap, max_batches, self._chunk_samples)
-                items = [p for p in items if p.seq not in self.done]  # dropped meanwhile
-                if not items:
-                    # Nothing stored there (any more): nothing to deliver either.
-                    self.done.add(gap[0], examined)
-                    self._outbox.cursor_moved(self)
-                    continue
-                if self._rate > 0:
-                    samples = sum(len(p.batch) for p in items)
-                    now = time.monotonic()
-                    self._replay_ready_at = max(now, self._replay_ready_at) + samples / self._rate
-                self._hand_out(items, gap[0], backlog=True)
-                return items
-            self._wake.clear()
-            await self._wake.wait()
-
-    def ack(self, seq: int) -> None:
-        """Delivery of the batches handed out by the last peek, up to ``seq``, is confirmed."""
-        first = self._inflight_first
-        if first is None or seq < first:
-            return
-        delivered = [p for p in self._inflight if p.seq <= seq]
-        self._inflight, self._inflight_first = [], None
-        # From the first id the peek covered: a backlog read also covers ids that hold
-        # nothing (any more) below its first row.
-        self.done.add(first, seq)
-        self._pop_live_upto(seq)
-        if self._inflight_backlog:
-            self.replayed_batches += len(delivered)
-            self.replayed_samples += sum(len(p.batch) for p in delivered)
-        self._outbox.cursor_moved(self)
-
-    def __len__(self) -> int:
-        """Batches this sink has not had confirmed yet (memory and disk)."""
-        return self.done.pending(self._stop_at())
-
-    def freeze(self) -> None:
-        """Batches appended from now on are not for this sink (it is being removed): what it
-        has can be drained without chasing new data."""
-        if self._end is None:
-            self._end = self._outbox.next_id
-            self._wake.set()
-
-    # ------------------------------------------------------------------ outbox side
-
-    @property
-    def live(self) -> int:
-        """Batches waiting in the live lane (memory)."""
-        return len(self._live)
-
-    @property
-    def live_samples(self) -> int:
-        """Samples waiting in the live lane (memory)."""
-        return self._live_samples
-
-    def _stop_at(self) -> int:
-        return self._outbox.next_id if self._end is None else self._end
-
-    def _hand_out(self, items: list[Pending], first: int, *, backlog: bool) -> None:
-        self._inflight = items
-        self._inflight_first = first
-        self._inflight_backlog = backlog
-
-    async def _sleep_unless_woken(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-
-    def _push(self, pending: Pending) -> None:
-        if self._end is not None:
-            return
-        self._live.append(pending)
-        self._live_samples += len(pending.batch)
-        # The oldest are still on disk, still pending: they move to the backlog lane.
-        # Bounded by samples too, as memory grows with them (large poll groups); the
-        # newest batch stays even alone over the limit, so live data keeps flowing.
-        while len(self._live) > 1 and (
-            len(self._live) > self._live_limit or self._live_samples > self._live_sample_limit
-        ):
-            self._live_samples -= len(self._live.popleft().batch)
-        self._wake.set()
-
-    def _pop_live_upto(self, seq: int) -> None:
-        while self._live and self._live[0].seq <= seq:
-            self._live_samples -= len(self._live.popleft().batch)
-
-    def _dropped(self, upto: int, batches: int, samples: int) -> None:
-        self.done.raise_floor(upto)
-        self._pop_live_upto(upto)
-        self.dropped_batches += batches
-        self.dropped_samples += samples
-        self._dirty = True
-        self._wake.set()
-
-    def _skip(self, first: int, last: int) -> None:
-        """Ids that will never be stored (could not be written): nothing to replay."""
-        self.done.add(first, last)
-        self._live = deque(p for p in self._live if not first <= p.seq <= last)
-        self._live_samples = sum(len(p.batch) for p in self._live)
-        self._dirty = True
 
 
 class Outbox:
@@ -273,8 +105,11 @@ class Outbox:
         self._closed = False
         self._unsynced = False
         self._last_sync = time.monotonic()
-        self._dropping = False
-        self._write_failing = False
+        self._dropping = Episode()  # over budget, until back under half of it
+        self._write_failing = Episode()
+        #: False while started without the file; then this run's first id.
+        self._file_open = False
+        self._memory_from: int | None = None
         self._max_age_ns = int(config.max_age * 1e9)
         #: Rows and bytes (bodies plus a per-row overhead) in the file.
         self.rows = 0
@@ -285,12 +120,17 @@ class Outbox:
         #: Batches (samples) deleted by the disk budget or age before every sink had them.
         self.dropped_batches = 0
         self.dropped_samples = 0
-        #: Batches that could not be written (file unwritable too long, or not encodable).
-        self.unwritten_batches = 0
+        #: Batches that could not be stored (a value no sample can hold): skipped.
+        self.rejected_batches = 0
         self.write_failures = 0
         self.dead_letters = 0
         #: Batches salvaged from a damaged file at the last start.
         self.recovered_batches = 0
+        #: Committed batches found missing at the start (a damaged file or log) that a
+        #: sink had not confirmed: in all, and per sink (docs/OUTBOX.md).
+        self.lost_batches = 0
+        self.lost_by_sink: dict[str, int] = {}
+        self.lost_ids = ""
 
     # ------------------------------------------------------------------ life cycle
 
@@ -310,8 +150,7 @@ class Outbox:
                 # old one, which must not be deleted after the new one is written.
                 self._forget.remove(sink)
             if self._started.is_set():
-                view.done = Delivered(self.next_id - 1)
-                self.cursor_moved(view)
+                view.start_at_end()
         return view
 
     def remove_sink(self, sink: str) -> None:
@@ -339,63 +178,84 @@ class Outbox:
         await self._started.wait()
 
     @property
+    def unwritten_batches(self) -> int:
+        """Batches appended and not in the file yet (waiting in memory)."""
+        return len(self._pending)
+
+    @property
+    def corrupt_batches(self) -> int:
+        """Stored rows that failed their checksum when read back (never sent)."""
+        return self._store.corrupt_rows
+
+    @property
     def write_failing(self) -> bool:
         """True while the file cannot be written (batches wait in memory)."""
-        return self._write_failing
+        return self._write_failing.active
 
     @property
     def opened(self) -> bool:
-        """True once :meth:`start` has opened the file (until :meth:`close`)."""
+        """True once :meth:`start` has run (until :meth:`close`): the file is open, or is
+        being opened again and again while batches wait in memory."""
         return self._started.is_set() and not self._closed
 
     async def start(self) -> None:
         """Open the file (checking and, if damaged, recovering it) and start writing.
 
-        Raises :class:`OutboxError` when the file cannot be opened or made at all.
+        A file that cannot be opened now (a full disk) is not damage: it is left as it
+        is, batches wait in memory and the writer tries again (docs/OUTBOX.md). Raises
+        :class:`OutboxError` when the file cannot be opened or made at all.
         """
         try:
             state = await self._worker.call(self._store.open, list(self._views))
+        except StoreUnavailable as exc:
+            self._start_without_file(exc)
         except (OSError, sqlite3.Error) as exc:
             raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
-        self._apply_open(state)
+        else:
+            self._apply_open(state)
         self._writer = asyncio.create_task(self._write_loop(), name="outbox-writer")
         self._started.set()
         for view in self._views.values():
-            view._wake.set()
+            view.wake()
+
+    def _start_without_file(self, exc: StoreUnavailable) -> None:
+        self.next_id = self._memory_from = exc.next_id
+        for view in self._views.values():
+            view.done = Delivered(self.next_id - 1)
+        self._write_failing.begin()
+        self.write_failures += 1
+        messages.log_cannot_open(self.path, exc.reason, WRITE_RETRY_S, MAX_UNWRITTEN)
 
     def _apply_open(self, state: OpenState) -> None:
-        self.next_id = state.next_id
+        late = self._memory_from
+        if late is not None and state.next_id > late:
+            raise OutboxError(f"the outbox {self.path} holds ids from {late} on: not opened")
+        if late is None:
+            self.next_id = state.next_id
         self.rows, self.bytes, self.oldest_at_ns = state.rows, state.bytes, state.oldest_at_ns
-        self.dead_letters = state.dead_letters
+        self.dead_letters += state.dead_letters
         for name, done in state.cursors.items():
-            self._views[name].done = done
+            view = self._views[name]
+            if late is not None:  # this run's ids are in memory, the sink's view has them
+                done = joined_after_late_open(done, state.next_id, late, view.done)
+                view.cursor_not_written()
+                view.wake()
+            view.done = done
+        self._file_open = True
         if state.recovery is not None:
             r = state.recovery
             self.recovered_batches = r.batches
-            log.error(
-                "outbox file was damaged: moved aside, readable batches salvaged into a new file",
-                path=str(self.path),
-                problem=r.reason,
-                moved_to=str(r.moved_to),
-                salvaged_batches=r.batches,
-                ids=f"{r.first_id}-{r.last_id}" if r.batches else "none",
-                cursors_found=r.sinks or "none (everything salvaged is sent again)",
-                undecodable=r.undecodable,
-            )
-        for sink, rows in state.forgotten.items():
-            log.warning(
-                "sink no longer configured: its undelivered batches are forgotten",
-                sink=sink,
-                batches=rows,
-            )
-        log.info(
-            "outbox open",
-            path=str(self.path),
-            rows=self.rows,
-            bytes=self.bytes,
-            backlog={name: len(view) for name, view in self._views.items()},
-            fsync=self.config.fsync,
-        )
+            self.lost_batches, self.lost_ids = self.lost_batches + r.lost.count, r.lost.ids
+            self.lost_by_sink = r.lost.added_to(self.lost_by_sink)
+        backlog = {name: len(view) for name, view in self._views.items()}
+        waited = len(self._pending) if late is not None else None
+        messages.log_opened(self.path, state, backlog, self.config.fsync, waited)
+
+    async def _open_late(self) -> None:
+        """Open the file the start could not open (the writer tries every round)."""
+        state = await self._worker.call(self._store.open, list(self._views))
+        self._apply_open(state)
+        self._commit_soon()
 
     async def close(self) -> None:
         """Write what is queued, checkpoint, close the file and end the worker thread."""
@@ -409,8 +269,10 @@ class Outbox:
                 await asyncio.wait({writer})
             if self._started.is_set():
                 try:
+                    if not self._file_open:
+                        await self._open_late()  # one last try, or what waits is lost
                     await self._flush()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - closing goes on; the loss is logged
                     log.error(
                         "outbox: last write failed; unwritten batches are lost",
                         error=f"{type(exc).__name__}: {exc}",
@@ -435,9 +297,9 @@ class Outbox:
         self.appended_samples += len(batch)
         pending = Pending(seq, batch)
         for view in self._views.values():
-            view._push(pending)
+            view.push(pending)
         self._commit_soon()
-        if self._write_failing and len(self._pending) > MAX_UNWRITTEN:
+        if self._write_failing.active and len(self._pending) > MAX_UNWRITTEN:
             self._give_up_unwritten(len(self._pending) // 10)
 
     async def flush(self) -> None:
@@ -452,10 +314,9 @@ class Outbox:
         self.dead_letters += 1
         self._commit_soon()
 
-    def cursor_moved(self, view: SinkView) -> None:
-        """``view``'s cursor is to be written: with the next commit, or ``fsync_interval``
+    def cursor_moved(self) -> None:
+        """A view's cursor is to be written: with the next commit, or ``fsync_interval``
         from now if none comes (at once with ``commit_interval: 0``)."""
-        view._dirty = True
         if self._cursor_delay <= 0:
             self._commit_soon()
         elif self._cursors_since is None:
@@ -470,12 +331,20 @@ class Outbox:
     async def read(
         self, gap: tuple[int, int], limit: int, max_samples: int
     ) -> tuple[list[Pending], int]:
-        """Backlog rows in ``gap`` (flushing first whatever of it is still queued)."""
-        if self._pending and self._pending[0][0] <= gap[1]:
-            await self._flush()
-        rows, examined = await self._worker.call(
-            self._store.read, gap[0], gap[1], limit, max_samples
-        )
+        """Backlog rows in ``gap`` (flushing first whatever of it is still queued). What
+        cannot be written now (a full disk, a file not open yet) is handed out from
+        memory, so a sink behind by more than its live lane still gets it."""
+        if self._file_open and self._pending and self._pending[0][0] <= gap[1]:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._flush()  # on failure the rows are queued again, read below
+        else:
+            async with self._flush_lock:
+                pass  # a commit under way: its rows are in the file or queued again after it
+        queued = self._pending[0][0] if self._pending else None
+        if not self._file_open or (queued is not None and queued <= gap[0]):
+            return read_queued(self._pending, gap, limit, max_samples)
+        last = gap[1] if queued is None else min(gap[1], queued - 1)  # the rest is not on disk
+        rows, examined = await self._worker.call(self._store.read, gap[0], last, limit, max_samples)
         return [Pending(seq, batch) for seq, batch in rows], examined
 
     # ------------------------------------------------------------------ writer
@@ -485,6 +354,8 @@ class Outbox:
             if not await self._wait_for_round():
                 continue
             try:
+                if not self._file_open:
+                    await self._open_late()
                 await self._flush()
                 await self._enforce_budget()
                 if self._unsynced and (
@@ -497,8 +368,7 @@ class Outbox:
                 # Disk full, I/O error, or a bug: the writer must not die, or nothing
                 # would be written again. Batches wait in memory (bounded) meanwhile.
                 self.write_failures += 1
-                if not self._write_failing:
-                    self._write_failing = True
+                if self._write_failing.begin():
                     log.error(
                         "outbox cannot write; batches wait in memory and writing is retried",
                         path=str(self.path),
@@ -509,8 +379,7 @@ class Outbox:
                 await asyncio.sleep(WRITE_RETRY_S)
                 self._commit_soon()
                 continue
-            if self._write_failing:
-                self._write_failing = False
+            if self._write_failing.end():
                 log.info("outbox writing again", path=str(self.path))
 
     async def _wait_for_round(self) -> bool:
@@ -548,10 +417,12 @@ class Outbox:
             rows, self._pending = self._pending, []
             letters, self._letters = self._letters, []
             forget, self._forget = self._forget, []
-            moved = [view for view in self._views.values() if view._dirty]
-            cursors: list[CursorRow] = [(view.name, view.done.copy()) for view in moved]
-            for view in moved:
-                view._dirty = False
+            moved = [
+                (view, cursor)
+                for view in self._views.values()
+                if (cursor := view.take_cursor()) is not None
+            ]
+            cursors: list[CursorRow] = [(view.name, cursor) for view, cursor in moved]
             prune_to = min(
                 (view.done.floor for view in self._views.values()), default=self.next_id - 1
             )
@@ -568,8 +439,8 @@ class Outbox:
                 self._pending[:0] = rows
                 self._letters[:0] = letters
                 self._forget[:0] = forget
-                for view in moved:
-                    view._dirty = True
+                for view, _ in moved:
+                    view.cursor_not_written()
                 if moved:
                     self._cursors_since = time.monotonic()
                 if rows or letters or forget:
@@ -583,9 +454,9 @@ class Outbox:
             if result.rows_added:
                 self._unsynced = self.config.fsync == "interval"
             for seq, error in result.rejected:
-                self.unwritten_batches += 1
+                self.rejected_batches += 1
                 for view in self._views.values():
-                    view._skip(seq, seq)
+                    view.skip(seq, seq)
                 self._commit_soon()
                 log.error("batch cannot be stored; it is skipped", id=seq, error=error)
 
@@ -594,13 +465,9 @@ class Outbox:
         cutoff = self._clock_ns() - self._max_age_ns
         too_old = self.oldest_at_ns is not None and self.oldest_at_ns < cutoff
         if self.bytes <= max_bytes and not too_old:
-            if self._dropping and self.bytes < max_bytes // 2:
-                self._dropping = False
-                log.info(
-                    "outbox back within its budget",
-                    bytes=self.bytes,
-                    dropped_batches=self.dropped_batches,
-                )
+            if self._dropping.active and self.bytes < max_bytes // 2:
+                self._dropping.end()
+                messages.log_within_budget(self.bytes, self.dropped_batches)
             return
         to_free = self.bytes - int(max_bytes * LOW_WATER) if self.bytes > max_bytes else 0
         cursors = [(view.name, view.done.copy()) for view in self._views.values()]
@@ -616,30 +483,15 @@ class Outbox:
         self.dropped_samples += result.samples
         for view in self._views.values():
             lost_batches, lost_samples = result.per_sink.get(view.name, (0, 0))
-            view._dropped(result.upto, lost_batches, lost_samples)
+            view.drop_upto(result.upto, lost_batches, lost_samples)
         self._commit_soon()  # persist the moved cursors
-        if not self._dropping:
-            self._dropping = True
-            log.warning(
-                "outbox full: dropping the oldest undelivered batches",
-                reason=reason,
-                policy=f"drop oldest down to {LOW_WATER:.0%} of max_bytes; "
-                "drop anything older than max_age",
-                max_bytes=self.config.max_bytes,
-                max_age_s=self.config.max_age,
-                dropped_batches=result.rows,
-                dropped_samples=result.samples,
-                per_sink={k: v[0] for k, v in result.per_sink.items()},
-            )
+        if self._dropping.begin():
+            messages.log_dropping(result, reason, self.config, LOW_WATER)
 
     def _give_up_unwritten(self, count: int) -> None:
         lost, self._pending = self._pending[:count], self._pending[count:]
-        self.unwritten_batches += len(lost)
         self.dropped_batches += len(lost)
         self.dropped_samples += sum(len(batch) for _, _, batch in lost)
         for view in self._views.values():
-            view._skip(lost[0][0], lost[-1][0])  # queued ids are consecutive
-        log.error(
-            "outbox still cannot write: the oldest unwritten batches are dropped",
-            batches=len(lost),
-        )
+            view.skip(lost[0][0], lost[-1][0])  # queued ids are consecutive
+        messages.log_given_up(len(lost))

@@ -98,3 +98,17 @@ def parse_ranges(text: str) -> list[Span]:
         if sep and lo.isdigit() and hi.isdigit() and int(lo) <= int(hi):
             spans.append((int(lo), int(hi)))
     return spans
+
+
+def joined_after_late_open(
+    stored: Delivered, file_next: int, memory_from: int, memory: Delivered
+) -> Delivered:
+    """A sink's cursor once the file opens after a start without it: ``stored`` (the
+    file's, ids below ``file_next``), the ids between that nobody used, and what the
+    sink did with this run's ids (``memory_from`` on) in the meantime (``memory``)."""
+    joined = stored.copy()
+    joined.add(file_next, memory_from - 1)
+    joined.add(memory_from, memory.floor)
+    for lo, hi in memory.ranges:
+        joined.add(lo, hi)
+    return joined

@@ -9,10 +9,16 @@ Every row on an intact leaf page (with its overflow chain, if it has one) comes
 back, whatever happened to the pages around it.
 
 Rows are recognised by the shape of their record, which differs per outbox table:
-batches ``(NULL, int, int, int, int, blob)``, streams ``(NULL, text, text, blob)``,
-cursors ``(text, int, text)``. A page read from the free list or an old log frame
-may hold rows that were deleted since; the caller filters batches by the salvaged
-cursors (a deleted row was delivered, or dropped, for every sink).
+batches ``(NULL, int, int, int, int, blob[, crc])``, streams ``(NULL, text, text,
+blob[, crc])``, cursors ``(text, int, text)``, meta ``(text, text)``. A page read from
+the free list or an old log frame may hold rows that were deleted since; the caller
+filters batches by the salvaged cursors (a deleted row was delivered, or dropped, for
+every sink) and checks each copy against its checksum.
+
+The log is read frame by frame whatever its checksums say: SQLite stops at the first
+frame that fails them and drops every later commit, which is what a torn or altered
+log costs; the frames after it are mostly intact. A log whose header is damaged is
+still read, with the page size of the file and the salts most of its frames carry.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import contextlib
 import mmap
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 _HEADER_MAGIC = b"SQLite format 3\x00"
 _DEFAULT_PAGE_SIZE = 4096
@@ -39,6 +47,11 @@ _F64 = struct.Struct(">d")
 
 Value = int | float | str | bytes | None
 GetPage = Callable[[int], bytes | None]
+_Copy = TypeVar("_Copy")
+#: (at_ns, ts_ns, stream, samples, body, crc) of a ``batches`` row.
+BatchCopy = tuple[int, int, int, int, bytes, int | None]
+#: (device, group, encoded names, crc) of a ``streams`` row.
+StreamCopy = tuple[str, str, bytes, int | None]
 
 
 class DamagedRecord(ValueError):
@@ -47,13 +60,17 @@ class DamagedRecord(ValueError):
 
 @dataclass
 class Salvaged:
-    """What could be read back. Batch rows: ``id -> [(at_ns, ts_ns, stream, samples, body)]``
-    (every distinct copy found; the caller keeps the first one that decodes)."""
+    """What could be read back. Batch rows: ``id -> [(at_ns, ts_ns, stream, samples, body,
+    crc)]`` (every distinct copy found; the caller keeps the first one that checks out;
+    ``crc`` is None in rows from before checksums). Streams likewise, ``id -> [(device,
+    group, names, crc)]``."""
 
-    batches: dict[int, list[tuple[int, int, int, int, bytes]]] = field(default_factory=dict)
-    streams: dict[int, tuple[str, str, bytes]] = field(default_factory=dict)
+    batches: dict[int, list[BatchCopy]] = field(default_factory=dict)
+    streams: dict[int, list[StreamCopy]] = field(default_factory=dict)
     #: sink -> (delivered, ranges): the highest cursor seen (cursors only move forward).
     cursors: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: The highest ``last_id`` found in ``meta`` (0 if none).
+    last_id: int = 0
     pages_read: int = 0
     leaf_pages: int = 0
     cells_skipped: int = 0
@@ -183,13 +200,20 @@ class _Pages:
         self._read_wal(wal)
 
     def _read_wal(self, wal: bytes | mmap.mmap) -> None:
-        if len(wal) < _WAL_HEADER or _U32.unpack_from(wal, 0)[0] not in _WAL_MAGIC:
-            return
-        if _U32.unpack_from(wal, 8)[0] != self.page_size:
-            return
-        salts = wal[16:24]
         step = _FRAME_HEADER + self.page_size
-        for start in range(_WAL_HEADER, len(wal) - step + 1, step):
+        if len(wal) < _WAL_HEADER + step:
+            return
+        header_ok = (
+            _U32.unpack_from(wal, 0)[0] in _WAL_MAGIC
+            and _U32.unpack_from(wal, 8)[0] == self.page_size
+        )
+        starts = range(_WAL_HEADER, len(wal) - step + 1, step)
+        if header_ok:
+            salts = bytes(wal[16:24])
+        else:
+            # A damaged header: the salts of this log generation are those most frames carry.
+            salts = Counter(bytes(wal[s + 8 : s + 16]) for s in starts).most_common(1)[0][0]
+        for start in starts:
             # Frames of an older log generation carry other salts: they are not this log.
             if wal[start + 8 : start + 16] != salts:
                 continue
@@ -206,8 +230,8 @@ class _Pages:
             return None
         return self.main[start : start + self.page_size]
 
-    def every_copy(self) -> Iterator[tuple[int, bytes]]:
-        count = len(self.main) // self.page_size
+    def every_copy(self, *, main: bool = True) -> Iterator[tuple[int, bytes]]:
+        count = len(self.main) // self.page_size if main else 0
         for number in range(1, count + 1):
             start = (number - 1) * self.page_size
             yield number, self.main[start : start + self.page_size]
@@ -216,14 +240,15 @@ class _Pages:
                 yield number, body
 
 
-def salvage(path: Path) -> Salvaged:
-    """Every outbox row that can be read from the pages of ``path`` (and ``path``-wal)."""
+def salvage(path: Path, *, log_only: bool = False) -> Salvaged:
+    """Every outbox row that can be read from the pages of ``path`` (and ``path``-wal);
+    with ``log_only``, from the frames of the log only (the file itself is intact)."""
     with contextlib.ExitStack() as stack:
         main = _mapped(stack, path)
         wal = _mapped(stack, path.with_name(path.name + "-wal"))
         pages = _Pages(main, wal)
         found = Salvaged()
-        for number, page in pages.every_copy():
+        for number, page in pages.every_copy(main=not log_only):
             found.pages_read += 1
             header_at = 100 if number == 1 else 0
             if len(page) <= header_at or page[header_at] != _LEAF_TABLE:
@@ -238,29 +263,43 @@ def salvage(path: Path) -> Salvaged:
 
 
 def _classify(found: Salvaged, rowid: int, row: list[Value]) -> None:
-    if len(row) == 6 and row[0] is None:
-        at_ns, ts_ns, stream, samples, body = row[1:]
+    if len(row) in (6, 7) and row[0] is None:
+        at_ns, ts_ns, stream, samples, body, *rest = row[1:]
+        crc = rest[0] if rest else None
         if (
             isinstance(at_ns, int)
             and isinstance(ts_ns, int)
             and isinstance(stream, int)
             and isinstance(samples, int)
             and isinstance(body, bytes)
+            and (crc is None or isinstance(crc, int))
         ):
-            copy = (at_ns, ts_ns, stream, samples, body)
-            copies = found.batches.setdefault(rowid, [])
-            if copy not in copies:
-                copies.append(copy)
-    elif len(row) == 4 and row[0] is None:
-        device, group, names = row[1:]
-        if isinstance(device, str) and isinstance(group, str) and isinstance(names, bytes):
-            found.streams[rowid] = (device, group, names)
+            _keep(found.batches, rowid, (at_ns, ts_ns, stream, samples, body, crc))
+    elif len(row) in (4, 5) and row[0] is None:
+        device, group, names, *rest = row[1:]
+        crc = rest[0] if rest else None
+        if (
+            isinstance(device, str)
+            and isinstance(group, str)
+            and isinstance(names, bytes)
+            and (crc is None or isinstance(crc, int))
+        ):
+            _keep(found.streams, rowid, (device, group, names, crc))
     elif len(row) == 3:
         sink, delivered, ranges = row
         if isinstance(sink, str) and isinstance(delivered, int) and isinstance(ranges, str):
             best = found.cursors.get(sink)
             if best is None or delivered > best[0]:
                 found.cursors[sink] = (delivered, ranges)
+    elif len(row) == 2 and row[0] == "last_id" and isinstance(row[1], str):
+        with contextlib.suppress(ValueError):
+            found.last_id = max(found.last_id, int(row[1]))
+
+
+def _keep(copies_of: dict[int, list[_Copy]], rowid: int, copy: _Copy) -> None:
+    copies = copies_of.setdefault(rowid, [])
+    if copy not in copies:
+        copies.append(copy)
 
 
 def _mapped(stack: contextlib.ExitStack, path: Path) -> bytes | mmap.mmap:

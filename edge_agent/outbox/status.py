@@ -12,9 +12,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edge_agent.model import iso_utc_ms
 from edge_agent.outbox.ranges import parse_ranges
-from edge_agent.outbox.store import ROW_OVERHEAD
-from edge_agent.sinks.payload import iso_utc_ms
+from edge_agent.outbox.schema import ROW_OVERHEAD
 
 
 @dataclass

@@ -1,23 +1,11 @@
 """The outbox's SQLite file. Every method runs on the outbox's one worker thread.
 
-Layout (one file, WAL mode):
-
-* ``batches(id, at_ns, ts_ns, stream, samples, body)``: one row per batch, ``id``
-  dense and increasing in append order; ``at_ns`` is when it was appended
-  (``max_age`` applies to it), ``ts_ns`` the batch's own timestamp.
-* ``streams(id, device, grp, names)``: device, group and tag names, once per stream.
-  A group gets at most ``MAX_STREAMS_PER_GROUP`` streams; a batch naming another set
-  of tags (an OPC UA subscription hands over whichever tags changed) carries its
-  names in its body, under its group's stream without names, so neither the table
-  nor the memory that maps streams grows without bound.
-* ``cursors(sink, delivered, ranges)``: per sink, every id ``<= delivered`` is done,
-  and so is every id in ``ranges`` (``"lo-hi,lo-hi"``: live data delivered while a
-  backlog below it was still draining).
-* ``dead_letters``: points a server refused for good, kept for an operator.
-* ``meta``: schema version and codec.
-
-Rows delivered by every sink are deleted; so are the oldest rows beyond the disk
-budget. Nothing is ever updated in place except cursors.
+The file's layout is :mod:`edge_agent.outbox.schema`; at open it is judged by
+:mod:`edge_agent.outbox.check` and, if damaged, recovered by
+:mod:`edge_agent.outbox.recovery`; the files kept next to it are
+:mod:`edge_agent.outbox.sidecar`. Here: appending rows (group commits, each row with
+its checksum), moving cursors, pruning what every sink has, dropping the oldest
+beyond the budget, reading a backlog back (each row checked).
 """
 
 from __future__ import annotations
@@ -29,72 +17,58 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import structlog
 
 from edge_agent.model import SampleBatch
-from edge_agent.outbox.codec import (
-    CODEC,
-    CodecError,
-    decode_body,
-    decode_names,
-    encode_body,
-    encode_names,
+from edge_agent.outbox.check import (
+    StoreUnavailable,
+    file_signature,
+    first_free_id,
+    inspect,
+    unavailable,
 )
-from edge_agent.outbox.ranges import Delivered, parse_ranges
+from edge_agent.outbox.codec import CODEC, CodecError, decode_body, encode_body, row_crc
+from edge_agent.outbox.cursors import load_cursors, undelivered
+from edge_agent.outbox.queued import NewRow
+from edge_agent.outbox.ranges import Delivered
+from edge_agent.outbox.recovery import Recovery, keep_log, recover_file, refill_from_log
 from edge_agent.outbox.salvage import salvage
+from edge_agent.outbox.schema import (
+    ROW_OVERHEAD,
+    SCHEMA,
+    SCHEMA_VERSION,
+    Fsync,
+    configure,
+    connect,
+    upgrade,
+    write_cursors,
+)
+from edge_agent.outbox.sidecar import Mark, Sidecars, StoredStreams, read_mark, read_streams
+from edge_agent.outbox.streams import MAX_STREAMS_PER_GROUP, Streams
+
+__all__ = [
+    "MAX_STREAMS_PER_GROUP",
+    "CursorRow",
+    "DeadLetter",
+    "DropResult",
+    "FlushResult",
+    "NewRow",
+    "OpenState",
+    "OutboxStore",
+    "StoreUnavailable",
+]
 
 log = structlog.get_logger("edge_agent.outbox")
 
-SCHEMA_VERSION: Final = 1
-#: Bytes a row costs beyond its body (rowid, columns, record header, cell pointer, page
-#: slack): what the disk budget counts per row, so tiny batches are not under-counted.
-ROW_OVERHEAD: Final = 48
 #: Oldest dead letters are deleted beyond this many rows.
 DEAD_LETTER_LIMIT: Final = 10_000
-#: Distinct tag-name sets of one device's group kept as streams (read groups have one,
-#: or one per array shape); beyond, names are stored with each batch.
-MAX_STREAMS_PER_GROUP: Final = 64
-#: The log (``-wal``) is truncated to this size after a checkpoint.
-WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS streams(
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, grp TEXT NOT NULL, names BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS batches(
-    id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
-    stream INTEGER NOT NULL, samples INTEGER NOT NULL, body BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS cursors(
-    sink TEXT PRIMARY KEY, delivered INTEGER NOT NULL, ranges TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dead_letters(
-    id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, sink TEXT NOT NULL,
-    status INTEGER NOT NULL, error TEXT NOT NULL, lines BLOB NOT NULL);
-"""
-
-#: (id, appended at ns, batch): a row waiting to be written.
-NewRow = tuple[int, int, SampleBatch]
 #: (sink, what it is done with): a cursor to persist.
 CursorRow = tuple[str, Delivered]
 #: (at ns, sink, HTTP status, error, the refused lines).
 DeadLetter = tuple[int, str, int, str, bytes]
-
-Stream = tuple[str, str, tuple[str, ...]]
-
-
-@dataclass
-class Recovery:
-    """What happened to a damaged file at start."""
-
-    reason: str
-    moved_to: Path
-    batches: int
-    first_id: int | None
-    last_id: int | None
-    sinks: list[str]
-    pages_read: int
-    undecodable: int
 
 
 @dataclass
@@ -131,25 +105,26 @@ class DropResult:
     oldest_at_ns: int | None
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT).
-    # check_same_thread=False: the connection is made on the worker thread, but a
-    # status read in tests may open its own; each connection stays on one thread.
-    return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-
-
 class OutboxStore:
     """The SQLite side of the outbox (one connection, used from one thread)."""
 
-    def __init__(self, path: Path, fsync: Literal["always", "interval"]) -> None:
+    def __init__(self, path: Path, fsync: Fsync) -> None:
         self.path = path
         self.fsync = fsync
         self._db: sqlite3.Connection | None = None
-        self._streams: dict[tuple[str, str, tuple[str, ...]], int] = {}
-        self._stream_of: dict[int, Stream] = {}
-        #: Streams per (device, group), to cap them at MAX_STREAMS_PER_GROUP.
-        self._group_streams: dict[tuple[str, str], int] = {}
+        self._streams = Streams()
         self._pruned_to = 0
+        #: The highest batch id committed, and every sink's cursor as committed: what
+        #: the high-water mark says.
+        self._last_id = 0
+        self._cursors: dict[str, Delivered] = {}
+        self._sidecars = Sidecars(path)
+        #: (size, mtime) of the file and its log when quick_check last passed: a retry of
+        #: an open that failed later (a read-only disk) need not read the file again.
+        self._checked: tuple[object, ...] | None = None
+        self._unreported: Recovery | None = None
+        #: Rows that failed their checksum (or did not decode) when read back.
+        self.corrupt_rows = 0
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -160,143 +135,100 @@ class OutboxStore:
     # ------------------------------------------------------------------ open / close
 
     def open(self, sinks: Sequence[str]) -> OpenState:
-        """Open (creating, checking and if need be recovering the file); load the cursors."""
+        """Open (creating, checking and if need be recovering the file); load the cursors.
+
+        Raises :class:`StoreUnavailable` if the file cannot be opened now (a full or
+        read-only disk, no permission): it is left as it is, to be opened later.
+        """
+        self._abandon()  # a retry starts clean
+        try:
+            return self._open(sinks)
+        except BaseException as exc:
+            self._abandon()
+            if unavailable(exc):
+                next_id = first_free_id(self.path)
+                if next_id is not None:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    raise StoreUnavailable(reason, next_id) from exc
+            raise
+
+    def _open(self, sinks: Sequence[str]) -> OpenState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        mark = read_mark(self.path)
+        copy = read_streams(self.path)
         recovery: Recovery | None = None
-        problem = self._check_existing()
-        if problem is not None:
-            recovery = self._recover(problem)
-        else:
-            self._db = self._configure(_connect(self.path))
+        if self.path.exists():
+            signature = file_signature(self.path)
+            found = inspect(self.path, quick_check=signature != self._checked)
+            if found.problem is not None:
+                self._db, recovery = recover_file(
+                    self.path, found.problem, self.fsync, sinks, mark, copy
+                )
+            elif mark is not None and mark.last_id > found.last_id:
+                recovery = self._refill(sinks, mark, copy, found.last_id)
+            else:
+                self._checked = signature
+        elif mark is not None and mark.last_id > 0:
+            problem = f"the file is missing; batches up to id {mark.last_id} were committed"
+            self._db, recovery = recover_file(
+                self.path, problem, self.fsync, sinks, mark, copy, "missing"
+            )
+        # A recovery done by an attempt that failed after it (a disk full just then) is
+        # reported by the one that succeeds: the next check finds nothing left to say.
+        self._unreported = recovery = recovery or self._unreported
+        if self._db is None:
+            self._db = configure(connect(self.path), self.fsync)
+        self._prepare()
+        known = self._streams.load(self.db, copy)
+        state = self._load_state(sinks, recovery)
+        if known != copy:
+            self._sidecars.rewrite_streams(known)
+        self._sidecars.committed(Mark(self._last_id, self._cursors), {}, sync=True)
+        self._unreported = None
+        return state
+
+    def _refill(self, sinks: Sequence[str], mark: Mark, copy: StoredStreams, have: int) -> Recovery:
+        """SQLite dropped committed frames of the log: read them back (before anything
+        writes over them) into the file, which is intact."""
+        found = salvage(self.path, log_only=True)
+        kept = keep_log(self.path)
+        self._db = configure(connect(self.path), self.fsync)
+        self._prepare()
+        reason = (
+            f"the file holds batches up to id {have}, its high-water mark says up to "
+            f"{mark.last_id} were committed (a torn or altered write-ahead log, a power cut "
+            "under fsync: interval, or an older copy of the file)"
+        )
+        return refill_from_log(self.db, found, reason, kept, sinks, mark, copy)
+
+    def _prepare(self) -> None:
         db = self.db
-        db.executescript(_SCHEMA)
+        db.executescript(SCHEMA)
+        upgrade(db)
         db.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema', ?), ('codec', ?)",
+            "INSERT INTO meta VALUES ('schema', ?), ('codec', ?), ('last_id', "
+            "(SELECT coalesce(max(id), 0) FROM batches)) ON CONFLICT(key) DO UPDATE SET "
+            "value = CASE WHEN key = 'schema' THEN excluded.value ELSE value END",
             (str(SCHEMA_VERSION), CODEC),
         )
-        for stream_id, device, group, names in db.execute(
-            "SELECT id, device, grp, names FROM streams"
-        ):
-            with contextlib.suppress(CodecError):
-                self._remember_stream(stream_id, (device, group, decode_names(names)))
-        return self._load_state(sinks, recovery)
-
-    def _configure(self, db: sqlite3.Connection) -> sqlite3.Connection:
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: each commit waits for fsync of the log. NORMAL: a commit is written to
-        # the OS at once (a killed process loses nothing) and reaches the disk at the
-        # next sync(), which the outbox calls every fsync_interval.
-        db.execute(f"PRAGMA synchronous={'FULL' if self.fsync == 'always' else 'NORMAL'}")
-        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        db.execute("PRAGMA cache_size=-8192")
-        return db
-
-    def _check_existing(self) -> str | None:
-        """Why the existing file is unusable, or None if it is fine (or absent)."""
-        if not self.path.exists():
-            return None
-        try:
-            db = _connect(self.path)
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        try:
-            result = [row[0] for row in db.execute("PRAGMA quick_check")]
-        except sqlite3.DatabaseError as exc:
-            return str(exc)
-        finally:
-            db.close()
-        if result != ["ok"]:
-            return "; ".join(result)[:500]
-        return None
-
-    def _recover(self, reason: str) -> Recovery:
-        """Move the damaged file aside, salvage its rows into a fresh file."""
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal"):
-            source = self.path.with_name(self.path.name + suffix)
-            if source.exists():
-                source.rename(aside.with_name(aside.name + suffix))
-        with contextlib.suppress(FileNotFoundError):
-            self.path.with_name(self.path.name + "-shm").unlink()
-        found = salvage(aside)
-        self._db = db = self._configure(_connect(self.path))
-        db.executescript(_SCHEMA)
-        cursors = {
-            sink: Delivered(delivered, parse_ranges(ranges))
-            for sink, (delivered, ranges) in found.cursors.items()
-        }
-        # A row at or below every cursor was delivered (or dropped) and deleted since;
-        # a copy of it on a free page is not data.
-        floor = min((d.floor for d in cursors.values()), default=0)
-        streams: dict[int, Stream] = {}
-        for stream_id, (device, group, names) in found.streams.items():
-            with contextlib.suppress(CodecError):
-                streams[stream_id] = (device, group, decode_names(names))
-        kept: list[tuple[int, int, int, int, int, bytes]] = []
-        undecodable = 0
-        for row_id in sorted(found.batches):
-            if row_id <= floor:
-                continue
-            for at_ns, ts_ns, stream_id, samples, body in found.batches[row_id]:
-                stream = streams.get(stream_id)
-                if stream is None:
-                    continue
-                try:
-                    decode_body(body, stream[0], stream[1], stream[2], ts_ns)
-                except CodecError:
-                    continue
-                kept.append((row_id, at_ns, ts_ns, stream_id, samples, body))
-                break
-            else:
-                undecodable += 1
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany(
-            "INSERT INTO streams VALUES (?, ?, ?, ?)",
-            [(i, d, g, encode_names(n)) for i, (d, g, n) in streams.items()],
+        self._last_id = int(
+            db.execute("SELECT value FROM meta WHERE key = 'last_id'").fetchone()[0]
         )
-        db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", kept)
-        self._persist_cursors(cursors.items())
-        db.execute("COMMIT")
-        return Recovery(
-            reason=reason,
-            moved_to=aside,
-            batches=len(kept),
-            first_id=kept[0][0] if kept else None,
-            last_id=kept[-1][0] if kept else None,
-            sinks=sorted(cursors),
-            pages_read=found.pages_read,
-            undecodable=undecodable,
-        )
+
+    def _abandon(self) -> None:
+        """After a failed open: close what was opened, so that the next attempt starts clean."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        self._streams = Streams()
+        self._cursors = {}
+        self._pruned_to = 0
+        self._sidecars.close()
 
     def _load_state(self, sinks: Sequence[str], recovery: Recovery | None) -> OpenState:
         db = self.db
-        stored = {
-            sink: Delivered(delivered, parse_ranges(ranges))
-            for sink, delivered, ranges in db.execute("SELECT sink, delivered, ranges FROM cursors")
-        }
-        max_id = db.execute("SELECT coalesce(max(id), 0) FROM batches").fetchone()[0]
-        highest = [max_id]
-        for done in stored.values():
-            highest.append(done.ranges[-1][1] if done.ranges else done.floor)
-        next_id = max(highest) + 1
-        forgotten: dict[str, int] = {}
-        for sink in sorted(set(stored) - set(sinks)):
-            done = stored.pop(sink)
-            forgotten[sink] = db.execute(
-                "SELECT count(*) FROM batches WHERE id > ?", (done.floor,)
-            ).fetchone()[0]
-            db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
-        # A sink seen for the first time starts at the end: it is not sent what the
-        # outbox holds for the others.
-        cursors = {sink: stored.get(sink) or Delivered(next_id - 1) for sink in sinks}
-        floor = min((d.floor for d in cursors.values()), default=next_id - 1)
-        gaps = self._gaps(floor, next_id)
-        for done in cursors.values():
-            # Ids that no row holds (lost with a damaged page, or never committed before
-            # a crash) are nothing to deliver.
-            for lo, hi in gaps:
-                done.add(lo, hi)
+        next_id, cursors, forgotten = load_cursors(db, sinks, self._last_id)
         self._persist_cursors(cursors.items())
         if cursors:
             self._prune(min(d.floor for d in cursors.values()))
@@ -316,33 +248,14 @@ class OutboxStore:
             forgotten=forgotten,
         )
 
-    def _gaps(self, floor: int, next_id: int) -> list[tuple[int, int]]:
-        """Id ranges above ``floor`` and below ``next_id`` that hold no row."""
-        gaps: list[tuple[int, int]] = []
-        expected = floor + 1
-        query = (
-            "SELECT id, nxt FROM (SELECT id, lead(id) OVER (ORDER BY id) AS nxt "
-            "FROM batches WHERE id > ?) WHERE nxt IS NULL OR nxt > id + 1"
-        )
-        first = self.db.execute("SELECT min(id) FROM batches WHERE id > ?", (floor,)).fetchone()[0]
-        if first is None:
-            return [(expected, next_id - 1)] if expected <= next_id - 1 else []
-        if first > expected:
-            gaps.append((expected, first - 1))
-        for row_id, following in self.db.execute(query, (floor,)):
-            end = (following if following is not None else next_id) - 1
-            if end > row_id:
-                gaps.append((row_id + 1, end))
-        return gaps
-
     def close(self) -> None:
         """Checkpoint the log into the file and close (a clean file for the next start)."""
-        if self._db is None:
-            return
-        with contextlib.suppress(sqlite3.Error):
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._db.close()
-        self._db = None
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+            self._db = None
+        self._sidecars.close()
 
     # ------------------------------------------------------------------ writes
 
@@ -362,7 +275,7 @@ class OutboxStore:
             encoded = []
             rejected: list[tuple[int, str]] = []
             for row_id, at_ns, batch in rows:
-                stream_id, inline = self._stream_id(batch)
+                stream_id, inline = self._streams.id_for(db, batch)
                 try:
                     body = encode_body(batch, inline_names=inline)
                 except (TypeError, ValueError) as exc:
@@ -370,9 +283,14 @@ class OutboxStore:
                     # stored, which must not stop every other batch from being stored.
                     rejected.append((row_id, f"{batch.device}/{batch.group}: {exc}"))
                     continue
-                encoded.append((row_id, at_ns, batch.timestamp_ns, stream_id, len(batch), body))
-            db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)", encoded)
-            self._persist_cursors(cursors)
+                ts_ns, samples = batch.timestamp_ns, len(batch)
+                crc = row_crc(row_id, at_ns, ts_ns, stream_id, samples, body)
+                encoded.append((row_id, at_ns, ts_ns, stream_id, samples, body, crc))
+            db.executemany("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)", encoded)
+            last_id = max([self._last_id, *(row[0] for row in encoded)])
+            if last_id != self._last_id:
+                db.execute("UPDATE meta SET value = ? WHERE key = 'last_id'", (str(last_id),))
+            write_cursors(db, cursors)
             db.executemany("DELETE FROM cursors WHERE sink = ?", [(name,) for name in forget])
             if letters:
                 db.executemany(
@@ -389,6 +307,8 @@ class OutboxStore:
         except BaseException:
             self._rollback()
             raise
+        self._last_id = last_id
+        self._committed(cursors, forget)
         added = sum(len(e[5]) for e in encoded) + ROW_OVERHEAD * len(encoded)
         return FlushResult(
             rows_added=len(encoded),
@@ -402,49 +322,21 @@ class OutboxStore:
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("ROLLBACK")
-        # Streams first seen in the failed transaction are not in the file.
-        known = {row[0] for row in self.db.execute("SELECT id FROM streams")}
-        for stream_id in [i for i in self._stream_of if i not in known]:
-            device, group, names = self._stream_of.pop(stream_id)
-            self._streams.pop((device, group, names), None)
-            self._group_streams[device, group] -= 1
-
-    def _stream_id(self, batch: SampleBatch) -> tuple[int, bool]:
-        """The stream of ``batch``, and whether its names must go into its body."""
-        names = batch.names if isinstance(batch.names, tuple) else tuple(batch.names)
-        key = (batch.device, batch.group, names)
-        stream_id = self._streams.get(key)
-        if stream_id is not None:
-            return stream_id, False
-        if self._group_streams.get((batch.device, batch.group), 0) < MAX_STREAMS_PER_GROUP:
-            return self._new_stream(key), False
-        # One more set of names of a group that has many: the names travel in the body,
-        # under the group's stream without names (made even beyond the cap: just one).
-        bare = (batch.device, batch.group, ())
-        return self._streams.get(bare) or self._new_stream(bare), True
-
-    def _new_stream(self, stream: Stream) -> int:
-        device, group, names = stream
-        cursor = self.db.execute(
-            "INSERT INTO streams (device, grp, names) VALUES (?, ?, ?)",
-            (device, group, encode_names(names)),
-        )
-        stream_id = int(cursor.lastrowid or 0)
-        self._remember_stream(stream_id, stream)
-        return stream_id
-
-    def _remember_stream(self, stream_id: int, stream: Stream) -> None:
-        self._stream_of[stream_id] = stream
-        self._streams[stream] = stream_id
-        group = (stream[0], stream[1])
-        self._group_streams[group] = self._group_streams.get(group, 0) + 1
+        self._streams.rolled_back(self.db)
 
     def _persist_cursors(self, cursors: Iterable[CursorRow]) -> None:
-        self.db.executemany(
-            "INSERT INTO cursors VALUES (?, ?, ?) ON CONFLICT(sink) DO UPDATE SET "
-            "delivered = excluded.delivered, ranges = excluded.ranges",
-            [(sink, done.floor, done.text()) for sink, done in cursors],
-        )
+        """Cursors written outside a transaction of their own (at open)."""
+        cursors = list(cursors)
+        write_cursors(self.db, cursors)
+        self._cursors.update((sink, done.copy()) for sink, done in cursors)
+
+    def _committed(self, cursors: Iterable[CursorRow], forget: Iterable[str] = ()) -> None:
+        """A transaction committed: the high-water mark and the streams copy follow it."""
+        self._cursors.update((sink, done.copy()) for sink, done in cursors)
+        for sink in forget:
+            self._cursors.pop(sink, None)
+        mark = Mark(self._last_id, self._cursors)
+        self._sidecars.committed(mark, self._streams.committed(), sync=self.fsync == "always")
 
     def _prune(self, upto: int) -> tuple[int, int]:
         """Delete rows every sink has delivered; (rows, bytes) removed."""
@@ -483,26 +375,22 @@ class OutboxStore:
             freed += length + ROW_OVERHEAD
         if upto is None:
             return None
-        per_sink: dict[str, tuple[int, int]] = {}
+        per_sink = undelivered(db, cursors, upto)
+        raised = []
         for sink, done in cursors:
-            if done.floor >= upto:
-                continue
-            # What this sink had not been delivered: (floor, upto] minus its ranges.
-            lost_rows, lost_samples = self._count(done.floor + 1, upto)
-            for lo, hi in done.ranges:
-                if lo > upto:
-                    break
-                count, total = self._count(lo, min(hi, upto))
-                lost_rows -= count
-                lost_samples -= total
-            per_sink[sink] = (lost_rows, lost_samples)
+            done = done.copy()
+            done.raise_floor(upto)
+            raised.append((sink, done))
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("DELETE FROM batches WHERE id <= ?", (upto,))
+            # With the rows: a loss counted after damage must not count dropped ones.
+            write_cursors(db, raised)
             db.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
+        self._committed(raised)
         self._pruned_to = max(self._pruned_to, upto)
         return DropResult(
             upto=upto,
@@ -513,24 +401,20 @@ class OutboxStore:
             oldest_at_ns=self._oldest_at_ns(),
         )
 
-    def _count(self, lo: int, hi: int) -> tuple[int, int]:
-        count, total = self.db.execute(
-            "SELECT count(*), coalesce(sum(samples), 0) FROM batches WHERE id BETWEEN ? AND ?",
-            (lo, hi),
-        ).fetchone()
-        return int(count), int(total)
-
     def sync(self) -> None:
         """Make every commit so far durable (fsync of the log) under the 'interval' policy."""
         wal = self.path.with_name(self.path.name + "-wal")
         try:
             fd = os.open(wal, os.O_RDONLY)
         except FileNotFoundError:
-            return  # nothing written since the last checkpoint removed it
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            pass  # nothing written since the last checkpoint removed it
+        else:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        # After the log: the mark must not reach the disk ahead of the commits it names.
+        self._sidecars.sync()
 
     # ------------------------------------------------------------------ reads
 
@@ -541,26 +425,28 @@ class OutboxStore:
 
         At most ``limit`` rows and (beyond the first) ``max_samples`` samples. Also
         returns the last id examined: every id from ``lo`` up to it was either returned
-        or holds nothing (any more). A row that does not decode is moved to the dead
-        letters and skipped.
+        or holds nothing (any more). A row whose checksum fails, or that does not
+        decode, is moved to the dead letters and skipped: it is never sent.
         """
         out: list[tuple[int, SampleBatch]] = []
         samples = 0
         examined = hi
         broken: list[tuple[int, str]] = []
         rows = self.db.execute(
-            "SELECT id, ts_ns, stream, samples, body FROM batches "
+            "SELECT id, at_ns, ts_ns, stream, samples, body, crc FROM batches "
             "WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?",
             (lo, hi, limit),
         ).fetchall()
         if len(rows) == limit:
             examined = rows[-1][0]
-        for row_id, ts_ns, stream_id, count, body in rows:
+        for row_id, at_ns, ts_ns, stream_id, count, body, crc in rows:
             if out and samples + count > max_samples:
                 examined = row_id - 1
                 break
-            stream = self._stream_of.get(stream_id)
+            stream = self._streams.get(stream_id)
             try:
+                if crc is not None and crc != row_crc(row_id, at_ns, ts_ns, stream_id, count, body):
+                    raise CodecError("checksum mismatch: the row was altered on disk")
                 if stream is None:
                     raise CodecError(f"stream {stream_id} unknown")
                 batch = decode_body(body, stream[0], stream[1], stream[2], ts_ns, historical=True)
@@ -590,4 +476,10 @@ class OutboxStore:
         except BaseException:
             self._rollback()
             raise
-        log.error("outbox rows not readable; moved to the dead letters", rows=len(broken))
+        self.corrupt_rows += len(broken)
+        log.error(
+            "outbox rows damaged or unreadable: moved to the dead letters, never sent",
+            rows=len(broken),
+            ids=[row_id for row_id, _ in broken][:20],
+            errors=sorted({error for _, error in broken})[:5],
+        )

@@ -1,8 +1,9 @@
-"""The pipeline: every batch a poller emits passes through processors, then fans out to sinks.
+"""The pipeline: every batch a poller emits passes through processors, then to its consumers.
 
 Processors are plain callables over a batch (the structlog idea): they may return the
-batch, a replacement, or extra batches (metrics). Fan-out hands the same batch object
-to every sink's buffer: batches are never mutated after emission.
+batch, a replacement, or extra batches (metrics). In the agent the one consumer is the
+outbox, which keeps each batch once for every sink: batches are never mutated after
+emission.
 
 A batch without samples reaches the processors only: it has nothing to publish. A
 subscription's proof of life is such a batch (``SampleBatch.alive``): the metrics hold
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 
 import structlog
 
+from edge_agent.episodes import Episodes
+from edge_agent.metrics.contract import metric_info
 from edge_agent.model import SampleBatch, Value
 
 log = structlog.get_logger("edge_agent.pipeline")
 
 #: A processor sees each batch and returns the batches to pass on (usually ``[batch]``).
 Processor = Callable[[SampleBatch], Iterable[SampleBatch]]
-#: Where a batch goes after processing: a sink runner's ``submit``.
+#: Where a batch goes after processing: in the agent, :meth:`Outbox.append`.
 Consumer = Callable[[SampleBatch], None]
 
 
@@ -52,7 +55,7 @@ class Pipeline:
         #: Batches a processor raised on (they went on unprocessed).
         self.processor_errors = 0
         #: Processors whose last call raised: logged once, quiet until they work again.
-        self._failing: set[int] = set()
+        self._failing: Episodes[int] = Episodes()
 
     def add_processor(self, processor: Processor) -> None:
         self._processors.append(processor)
@@ -65,7 +68,7 @@ class Pipeline:
         self._consumers.remove(consumer)
 
     def emit(self, batch: SampleBatch) -> None:
-        """Entry point for pollers; never blocks (sink buffers absorb outages)."""
+        """Entry point for pollers; never blocks (the outbox absorbs outages)."""
         if batch.names:
             self.batches_in += 1
             self.samples_in += len(batch)
@@ -88,8 +91,7 @@ class Pipeline:
         except Exception:
             self.processor_errors += 1
             key = id(processor)
-            if key not in self._failing:
-                self._failing.add(key)
+            if self._failing.begin(key):
                 log.exception(
                     "pipeline processor failed",
                     processor=_name(processor),
@@ -98,8 +100,7 @@ class Pipeline:
                     note="the batch goes on unprocessed; quiet until the processor works again",
                 )
             return (batch,)
-        if self._failing and id(processor) in self._failing:
-            self._failing.discard(id(processor))
+        if self._failing.end(id(processor)):
             log.info("pipeline processor works again", processor=_name(processor))
         return result
 
@@ -110,8 +111,8 @@ class Pipeline:
     def latest(self, device: str) -> dict[str, LatestValue]:
         """Latest value of every tag of ``device`` (for displays; not on the hot path)."""
         values: dict[str, LatestValue] = {}
-        for (name, group), batch in sorted(self.latest_batches.items()):
-            if name != device or group.startswith("metrics:"):
+        for (name, _group), batch in sorted(self.latest_batches.items()):
+            if name != device or metric_info(batch) is not None:
                 continue  # metric windows are not tags (the live view shows them apart)
             for index, (tag, value, quality, reason) in enumerate(batch):
                 values[tag] = LatestValue(value, quality.label, reason, batch.sample_time_ns(index))

@@ -1,4 +1,4 @@
-"""SinkRunner: moves batches from a buffer to one sink, retrying until delivery is confirmed.
+"""SinkRunner: moves batches from a feed to one sink, retrying until delivery is confirmed.
 
 The runner owns what every sink would otherwise reimplement: batching, the retry
 loop with jittered backoff, logging once per change of state, and counters. A sink
@@ -14,18 +14,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from dataclasses import dataclass
 
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import BatchBuffer, Pending
 from edge_agent.errors import SinkError
-from edge_agent.model import SampleBatch
-from edge_agent.sinks.base import Sink
+from edge_agent.model import Pending, SampleBatch
+from edge_agent.sinks.base import Feed, Lingering, Sink
 
 log = structlog.get_logger("edge_agent.sink")
+
+
+class SinkState(enum.Enum):
+    """Where a sink's deliveries stand, as
+    :class:`~edge_agent.runtime.source_runner.DeviceState` says it for a device.
+
+    Draining is not a state: a drain (a stop, a reload; they can overlap) only stops
+    the runner lingering, and meanwhile it delivers or fails as before.
+    """
+
+    #: No send failed since the last one that went through (or none was made yet).
+    DELIVERING = "delivering"
+    #: Sends fail: the batches stay in the feed and are retried with backoff.
+    FAILING = "failing"
 
 
 @dataclass(slots=True)
@@ -39,43 +53,37 @@ class SinkCounters:
 
 
 class SinkRunner:
-    """Drains ``buffer`` into ``sink`` in order.
+    """Drains ``buffer`` (the sink's feed) into ``sink`` in order.
 
-    One runner per sink, so one slow or dead sink never holds back another.
+    One runner per sink, so one slow or dead sink never holds back another. The runner
+    only reads its feed: what goes into it is the outbox's business.
     """
 
     def __init__(
         self,
         sink: Sink,
-        buffer: BatchBuffer,
+        buffer: Feed,
         *,
         max_batches_per_send: int = 200,
         backoff: Backoff | None = None,
         linger: float | None = None,
     ) -> None:
         """``linger``: seconds to wait for more batches before a send that is not full;
-        None takes the sink's own ``linger`` attribute if it has one (the InfluxDB sink's
-        ``flush_interval``), else 0 (send at once: MQTT sends each batch as its own
-        message anyway)."""
+        None takes the sink's own if it is :class:`~edge_agent.sinks.base.Lingering` (the
+        InfluxDB sink's ``flush_interval``), else 0 (send at once: MQTT sends each batch
+        as its own message anyway)."""
         self.sink = sink
         self.buffer = buffer
         self.max_batches_per_send = max_batches_per_send
         self.counters = SinkCounters()
         self._backoff = backoff or Backoff(initial=0.2, cap=15.0)
-        self._failing = False
+        self.state = SinkState.DELIVERING
         self._wake = asyncio.Event()
-        self.linger = float(getattr(sink, "linger", 0.0)) if linger is None else linger
+        if linger is None:
+            linger = sink.linger if isinstance(sink, Lingering) else 0.0
+        self.linger = linger
         #: Drains under way (a reload and a stop can overlap): no lingering while any is.
         self._draining = 0
-
-    def submit(self, batch: SampleBatch) -> None:
-        """Queue a batch for this sink (never blocks; overflow policy is the buffer's).
-
-        For a runner on its own buffer (a :class:`~edge_agent.buffer.MemoryBuffer`). In
-        the agent the buffer is an outbox view, whose ``append`` writes to the log every
-        sink reads: the agent never calls this, the outbox is the pipeline's consumer.
-        """
-        self.buffer.append(batch)
 
     async def run(self) -> None:
         """Deliver forever; cancelled by the service on shutdown."""
@@ -96,7 +104,7 @@ class SinkRunner:
             except Exception as exc:
                 # A bug in a sink must not end delivery (nor the agent): keep the batches,
                 # log the traceback once, and retry like any other failure.
-                if not self._failing:
+                if self.state is SinkState.DELIVERING:
                     log.exception("unexpected sink error", sink=self.sink.name)
                 self._on_failure(SinkError(f"{type(exc).__name__}: {exc}"))
                 await self._pause(self._backoff.next_delay())
@@ -112,7 +120,7 @@ class SinkRunner:
             self.linger > 0
             and len(pending) < self.max_batches_per_send
             and not pending[-1].batch.historical
-            and not self._failing
+            and self.state is SinkState.DELIVERING
             and not self._draining
         )
 
@@ -141,8 +149,8 @@ class SinkRunner:
     def _on_failure(self, exc: SinkError) -> None:
         self.counters.send_failures += 1
         self.counters.last_error = str(exc)
-        if not self._failing:
-            self._failing = True
+        if self.state is SinkState.DELIVERING:
+            self.state = SinkState.FAILING
             self.counters.down_since_monotonic = time.monotonic()
             log.warning(
                 "sink delivery failing; batches stay buffered and are retried",
@@ -156,7 +164,7 @@ class SinkRunner:
         self.counters.samples_sent += samples
         self.counters.last_success_monotonic = time.monotonic()
         self._backoff.reset()
-        if self._failing:
-            self._failing = False
+        if self.state is SinkState.FAILING:
+            self.state = SinkState.DELIVERING
             self.counters.down_since_monotonic = None
             log.info("sink delivering again", sink=self.sink.name, buffered=len(self.buffer))

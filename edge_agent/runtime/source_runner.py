@@ -12,6 +12,10 @@ What the runner guarantees, so that drivers do not have to:
   with jittered, capped exponential backoff; ticks in between produce bad batches
   without touching the wire, so a dead unit on a shared gateway does not cost the
   other units a timeout every tick;
+* a device that went offline because its connection was down is retried at its next
+  tick once the driver reports the connection up again: on a shared gateway or bus,
+  the first device to reconnect brings its neighbours back with it, not each after
+  its own backoff;
 * errors are logged once per change of state, not on every poll.
 
 One runner per device, each with its own tasks: one dead or slow device never
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.driver import Driver, GroupSpec
+from edge_agent.driver import Driver, ExplainsBadSamples, GroupSpec
 from edge_agent.errors import DriverConnectError, DriverError
 from edge_agent.histogram import Histogram
 from edge_agent.model import (
@@ -82,6 +86,11 @@ def next_tick(now: float, interval: float) -> float:
     return (math.floor(now / interval) + 1) * interval
 
 
+def _listed(names: Sequence[str], shown: int = 10) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _raise_if_cancel_was_swallowed() -> None:
     """Honour a cancellation that a library swallowed.
 
@@ -119,6 +128,8 @@ class SourceRunner:
         self._sleep = sleep
         self._consecutive_failures = 0
         self._retry_at = 0.0
+        #: Offline while the connection was down: retry as soon as it is up again.
+        self._waiting_for_connection = False
         self._probing = False
         #: Per poll group: "" when its last read was all good, else the first bad reason.
         self._group_health: dict[str, str] = {}
@@ -179,7 +190,7 @@ class SourceRunner:
         started = self._clock()
         started_ns = int(started * 1e9)
         self.counters.polls += 1
-        if started < self._retry_at or self._probing:
+        if (started < self._retry_at and not self._connection_is_back()) or self._probing:
             # Offline and not yet due, or another group is already probing the device:
             # answer locally, without wire traffic.
             return self._answer_locally(group, started_ns)
@@ -242,6 +253,10 @@ class SourceRunner:
         self.emit(batch)
         return batch
 
+    def _connection_is_back(self) -> bool:
+        """Someone else (a neighbour on the same connection) brought it back."""
+        return self._waiting_for_connection and self.driver.connected
+
     async def _connect(self) -> None:
         async with self._connect_lock:
             if not self.driver.connected:
@@ -255,6 +270,7 @@ class SourceRunner:
         if isinstance(exc, DriverConnectError) or self._consecutive_failures >= self.offline_after:
             delay = self._backoff.next_delay()
             self._retry_at = self._clock() + delay
+            self._waiting_for_connection = not self.driver.connected
             self._set_state(
                 DeviceState.OFFLINE, exc.reason, detail=exc.detail, retry_in=round(delay, 2)
             )
@@ -268,6 +284,7 @@ class SourceRunner:
     def _succeeded(self, group: str, batches: Sequence[SampleBatch]) -> None:
         self._consecutive_failures = 0
         self._retry_at = 0.0
+        self._waiting_for_connection = False
         self._backoff.reset()
         # Every poll of every device passes here: count at C speed, and only walk the
         # samples when some are not good.
@@ -287,10 +304,23 @@ class SourceRunner:
         # The device is as healthy as its least healthy group: deciding from whichever
         # group finished last would flip the state (and the log) every tick.
         worst = next((reason for reason in self._group_health.values() if reason), "")
-        if worst:
-            self._set_state(DeviceState.DEGRADED, worst)
-        else:
+        if not worst:
             self._set_state(DeviceState.ONLINE, "")
+        elif (self.state, self.state_reason) != (DeviceState.DEGRADED, worst):
+            self._set_state(DeviceState.DEGRADED, worst, detail=self._explain(batches))
+
+    def _explain(self, batches: Sequence[SampleBatch]) -> str:
+        """Which samples are bad and why, for the one log line of a change of state."""
+        lines = []
+        for batch in batches:
+            if batch.good_count == len(batch):
+                continue
+            if isinstance(self.driver, ExplainsBadSamples):
+                lines.append(self.driver.explain(batch))
+            else:
+                bad = [name for name, _, quality, _ in batch if quality is not Quality.GOOD]
+                lines.append(f"group {batch.group}: {_listed(bad)} bad")
+        return "; ".join(lines)
 
     def _set_state(self, state: DeviceState, reason: str, **details: object) -> None:
         if state is self.state and reason == self.state_reason:

@@ -139,7 +139,7 @@ class Agent:
             plan = plan_reload(old, new)
             try:
                 sinks, drivers, made = self._prepare(plan, new)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever fails, the reload is refused
                 # Nothing has been touched yet: refuse, keep running the previous config.
                 problems = exc.problems if isinstance(exc, ConfigError) else [f"{exc}"]
                 log.error(

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge_agent.episodes import Episode
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, status_document
 from edge_agent.service.telemetry import build_registry, render_metrics
@@ -63,13 +64,18 @@ class HealthServer:
         self._clients: set[asyncio.Task[None]] = set()
         #: Connections closed at once because MAX_CLIENTS were being served.
         self.refused_connections = 0
-        self._refusing = False
+        self._refusing = Episode()
         self.registry.register(_EndpointCollector(self))
         self._routes: dict[str, Callable[[str], Response]] = {
             "/healthz": self._healthz,
             "/metrics": self._metrics,
             "/status": self._status,
         }
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now."""
+        return len(self._clients)
 
     @property
     def bound_port(self) -> int:
@@ -109,8 +115,7 @@ class HealthServer:
         if len(self._clients) >= MAX_CLIENTS:
             self._refuse(writer)
             return
-        if self._refusing:
-            self._refusing = False
+        if self._refusing.end():
             log.info("health endpoint accepts connections again", refused=self.refused_connections)
         task = asyncio.get_running_loop().create_task(
             self._client(reader, writer), name="health:client"
@@ -143,8 +148,7 @@ class HealthServer:
     def _refuse(self, writer: asyncio.StreamWriter) -> None:
         """Full: close the new connection at once (it holds no descriptor for long)."""
         self.refused_connections += 1
-        if not self._refusing:
-            self._refusing = True
+        if self._refusing.begin():
             log.warning(
                 "health endpoint full: closing new connections",
                 limit=MAX_CLIENTS,
@@ -199,7 +203,7 @@ class _EndpointCollector(Collector):
         yield GaugeMetricFamily(
             "edge_agent_health_connections",
             "Connections the health endpoint is serving now.",
-            value=len(self.server._clients),
+            value=self.server.connections,
         )
         yield GaugeMetricFamily(
             "edge_agent_health_connections_max",

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config.service import HealthConfig
@@ -41,13 +41,6 @@ class ServiceStats:
     watchdog_pings: int = 0
     watchdog_withheld: int = 0
     max_loop_lag: float = 5.0
-
-
-@runtime_checkable
-class StatusPublisher(Protocol):
-    """A sink that can carry the agent's status document (the MQTT sink)."""
-
-    async def publish_status(self, payload: bytes) -> bool: ...
 
 
 def health_problems(agent: Agent, stats: ServiceStats, now: float | None = None) -> list[str]:
@@ -165,9 +158,17 @@ def _outbox(agent: Agent) -> dict[str, Any]:
             "dropped_batches": outbox.dropped_batches,
             "dropped_samples": outbox.dropped_samples,
             "unwritten_batches": outbox.unwritten_batches,
+            "rejected_batches": outbox.rejected_batches,
             "writing": not outbox.write_failing,
             "dead_letters": outbox.dead_letters,
             "recovered_batches": outbox.recovered_batches,
+            "lost_batches": outbox.lost_batches,
+            "corrupt_batches": outbox.corrupt_batches,
+            **(
+                {"lost": {"ids": outbox.lost_ids, "sinks": outbox.lost_by_sink}}
+                if outbox.lost_batches
+                else {}
+            ),
         }
     }
 
@@ -195,6 +196,8 @@ def status_line(agent: Agent, stats: ServiceStats) -> str:
             parts.append("outbox cannot write")
         if outbox.dropped_batches:
             parts.append(f"outbox dropped {outbox.dropped_batches} batches")
+        if outbox.lost_batches:
+            parts.append(f"outbox lost {outbox.lost_batches} batches to damage")
         if outbox.dead_letters:
             parts.append(f"{outbox.dead_letters} dead letters")
     sinks_down = [sink.sink.name for sink in agent.sinks if not sink.sink.connected]

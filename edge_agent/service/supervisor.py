@@ -33,11 +33,11 @@ from edge_agent.service.reload import ReloadResult, load_for_reload
 from edge_agent.service.sdnotify import Notifier
 from edge_agent.service.status import (
     ServiceStats,
-    StatusPublisher,
     encode_status,
     status_document,
     status_line,
 )
+from edge_agent.sinks.base import StatusPublisher
 
 log = structlog.get_logger("edge_agent.service")
 

@@ -32,6 +32,7 @@ from edge_agent.outbox.store import DEAD_LETTER_LIMIT
 from edge_agent.runtime.source_runner import DeviceState
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, health_problems
+from edge_agent.sinks.base import RefusalCounting
 
 PREFIX = "edge_agent"
 
@@ -208,9 +209,8 @@ class AgentCollector(Collector):
             down.add_metric([name], 0.0 if since is None else now - since)
             backlog.add_metric([name], len(runner.buffer))
             dropped.add_metric([name], runner.buffer.dropped_batches)
-            lines_refused = getattr(runner.sink, "lines_refused", None)
-            if isinstance(lines_refused, int):
-                refused.add_metric([name], lines_refused)
+            if isinstance(runner.sink, RefusalCounting):
+                refused.add_metric([name], runner.sink.lines_refused)
         yield from (sent, samples, failed, connected, down, backlog, dropped, refused)
 
     def _outbox(self) -> Iterator[Metric]:
@@ -245,18 +245,35 @@ class AgentCollector(Collector):
             ),
             ("dropped_samples", "Samples of the dropped batches.", outbox.dropped_samples),
             (
-                "unwritten_batches",
-                "Batches that could not be written to the file (dropped or not encodable).",
-                outbox.unwritten_batches,
+                "rejected_batches",
+                "Batches that could not be stored (a value no sample can hold): skipped.",
+                outbox.rejected_batches,
             ),
             (
                 "write_failures",
-                "Failed writes of the outbox file (retried).",
+                "Failed writes (or opens) of the outbox file (retried).",
                 outbox.write_failures,
+            ),
+            (
+                "lost_batches",
+                "Committed batches found missing at the start (a damaged file or write-ahead "
+                "log) that a sink had not confirmed.",
+                outbox.lost_batches,
+            ),
+            (
+                "corrupt_batches",
+                "Stored batches that failed their checksum when read back: moved to the dead "
+                "letters, never sent.",
+                outbox.corrupt_batches,
             ),
         )
         for name, text, value in counters:
             yield CounterMetricFamily(f"{PREFIX}_outbox_{name}", text, value=value)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outbox_unwritten_batches",
+            "Batches appended and not in the file yet (waiting in memory).",
+            value=outbox.unwritten_batches,
+        )
         yield GaugeMetricFamily(
             f"{PREFIX}_outbox_write_failing",
             "1 while the outbox file cannot be written (batches wait in memory).",
@@ -292,16 +309,22 @@ class AgentCollector(Collector):
             "Samples delivered from the backlog.",
             labels=["sink"],
         )
+        lost = CounterMetricFamily(
+            f"{PREFIX}_outbox_sink_lost_batches",
+            "Of the lost batches, those this sink had not confirmed.",
+            labels=["sink"],
+        )
         for runner in list(self.agent.sinks):
             view = runner.buffer
             if not isinstance(view, SinkView):
                 continue
             name = runner.sink.name
+            lost.add_metric([name], outbox.lost_by_sink.get(name, 0))
             live.add_metric([name], view.live)
             dropped.add_metric([name], view.dropped_samples)
             replayed.add_metric([name], view.replayed_batches)
             replayed_samples.add_metric([name], view.replayed_samples)
-        yield from (live, dropped, replayed, replayed_samples)
+        yield from (live, dropped, replayed, replayed_samples, lost)
 
 
 def _le(bound: float) -> str:

@@ -1,17 +1,26 @@
-"""The contract every sink implements (MQTT now, InfluxDB later).
+"""The sink-side contracts: what a sink implements, and what its runner reads from.
 
 A sink only delivers: ``send`` returns once the far end has confirmed the batches
 (PUBACK, HTTP 2xx) and raises :class:`~edge_agent.errors.SinkError` otherwise.
 Buffering, retry, backoff and counters belong to
 :class:`~edge_agent.runtime.sink_runner.SinkRunner`, so sinks stay small.
+
+What only some sinks can do is declared as a capability protocol of its own
+(:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`), checked with
+``isinstance``: a new sink opts in by having the member, and a typo is a type error,
+not a feature silently off.
+
+The runner reads the batches for its sink from a :class:`Feed`. In the agent that is
+the sink's view of the durable outbox (:class:`edge_agent.outbox.SinkView`), which
+satisfies the protocol without importing it: the outbox sits below the sinks it feeds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from edge_agent.model import SampleBatch
+from edge_agent.model import Pending, SampleBatch
 
 
 class Sink(Protocol):
@@ -31,4 +40,63 @@ class Sink(Protocol):
 
     async def stop(self) -> None:
         """Close cleanly (e.g. publish the retained offline status); idempotent."""
+        ...
+
+
+@runtime_checkable
+class Lingering(Protocol):
+    """A sink that wants its runner to wait a moment for more batches before a send that is
+    not full (the InfluxDB sink: one HTTP request per poll tick rather than per device)."""
+
+    @property
+    def linger(self) -> float:
+        """Seconds to wait; 0 sends at once."""
+        ...
+
+
+@runtime_checkable
+class RefusalCounting(Protocol):
+    """A sink whose far end can refuse points for good (InfluxDB: HTTP 400), counted for
+    ``/metrics``."""
+
+    @property
+    def lines_refused(self) -> int: ...
+
+
+@runtime_checkable
+class StatusPublisher(Protocol):
+    """A sink that can carry the agent's status document (the MQTT sink)."""
+
+    async def publish_status(self, payload: bytes) -> bool:
+        """Publish ``payload``; False, without trying, when it cannot now (not connected)."""
+        ...
+
+
+class Feed(Protocol):
+    """The batches one sink has not had confirmed yet, oldest first, as its runner reads them.
+
+    Read-only: who appends, and for how many sinks, is the writer's business (the
+    outbox stores each batch once and every sink's feed has it). Acknowledgement is by
+    sequence number, so batches dropped while others are in flight never make the
+    runner acknowledge the wrong ones.
+    """
+
+    async def peek(self, max_batches: int) -> list[Pending]:
+        """Wait until at least one batch is pending; return up to ``max_batches`` in order.
+
+        Until :meth:`ack`, a peek starts with the same batches again (a retry, or a
+        linger that lets more join them)."""
+        ...
+
+    def ack(self, seq: int) -> None:
+        """Forget every batch with a sequence number ``<= seq`` (delivery confirmed)."""
+        ...
+
+    def __len__(self) -> int:
+        """Batches not confirmed yet."""
+        ...
+
+    @property
+    def dropped_batches(self) -> int:
+        """Batches of this sink given up before delivery (a bound on memory or disk)."""
         ...

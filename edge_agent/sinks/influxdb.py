@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
@@ -39,6 +40,7 @@ from influxdb_client.rest import ApiException
 
 from edge_agent.config import InfluxSinkConfig, PlantConfig, TagCatalog
 from edge_agent.errors import SinkError
+from edge_agent.metrics.contract import metric_info
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.line_protocol import PRECISION_NS, batch_lines, field_keys, line_prefix
 from edge_agent.worker import BlockingWorker
@@ -106,15 +108,16 @@ class InfluxSink:
         self._divisor = PRECISION_NS[config.precision]
         self._precision = _PRECISION[config.precision]
         self._lines_per_request = config.max_lines_per_request
-        #: Read by the runner: how long to wait for a tick's batches to join one request.
-        self.linger = config.flush_interval
+        #: How long the runner waits for a tick's batches to join one request (Lingering).
+        self.linger: float = config.flush_interval
         self._layouts: dict[tuple[Any, ...], _Layout] = {}
         self._worker = BlockingWorker(f"influxdb-{config.name}")
         self._client: InfluxDBClient | None = None
         self._write_api: WriteApi | None = None
         self._connected = False
         self._stopped = False
-        #: Points (lines) written, and refused for good (moved to the dead letters).
+        #: Points (lines) written, and refused for good (moved to the dead letters;
+        #: RefusalCounting, for /metrics).
         self.lines_written = 0
         self.lines_refused = 0
         self._log = log.bind(sink=config.name, url=config.url, bucket=config.bucket)
@@ -135,6 +138,14 @@ class InfluxSink:
             raise RuntimeError(f"influxdb sink {self.name} was stopped; make a new one")
         if self._client is None:
             config = self.config
+            if not config.verify_tls and config.url.lower().startswith("https:"):
+                self._log.warning(
+                    "influxdb TLS certificate verification is off: the server is not authenticated",
+                )
+                # Said once, above; urllib3 would say it again on every request.
+                warnings.filterwarnings(
+                    "ignore", category=urllib3.exceptions.InsecureRequestWarning
+                )
             self._client = InfluxDBClient(
                 url=config.url,
                 token=config.token,
@@ -230,8 +241,9 @@ class InfluxSink:
                 self._write(lines[half:], refused, budget)
                 return
             retry_after = _retry_after(exc) if status in (429, 503) else None
+            answer = f"HTTP {status}: " if status else ""  # 0: the server never answered
             raise SinkError(
-                f"influxdb sink {self.name}: HTTP {status}: {message}", retry_after=retry_after
+                f"influxdb sink {self.name}: {answer}{message}", retry_after=retry_after
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SinkError(
@@ -250,11 +262,11 @@ class InfluxSink:
         self.lines_written += len(lines)
 
     def _layout(self, batch: SampleBatch) -> _Layout:
-        attributes = batch.attributes
-        is_metric = attributes.get("kind") == "metrics"
-        family = attributes.get("family", "") if is_metric else ""
-        window = attributes.get("window", "") if is_metric else ""
-        shift = attributes.get("shift", "") if is_metric else ""
+        info = metric_info(batch)
+        if info is None:
+            family = window = shift = ""
+        else:
+            family, window, shift = info.family, info.window, info.shift or ""
         key = (batch.device, batch.group, family, window, shift, tuple(batch.names))
         layout = self._layouts.get(key)
         if layout is None:
@@ -273,7 +285,7 @@ class InfluxSink:
         tags["plant"] = self._plant
         tags["device"] = batch.device
         if family:
-            # A metric batch (contract of the metrics helper): measurement = its family,
+            # A metric batch (edge_agent.metrics.contract): measurement = its family,
             # a window tag, timestamp = window start (the batch's timestamp); a shift
             # window also names its shift, as the MQTT payload does.
             measurement = family
@@ -293,6 +305,16 @@ class InfluxSink:
 
 
 def _message(exc: ApiException) -> str:
+    if not exc.status:
+        # No HTTP answer: influxdb-client puts the cause (a TLS failure) in ``reason`` and
+        # "no response" in ``message``.
+        reason = " ".join(str(exc.reason or "no response").split())
+        if "CERTIFICATE_VERIFY_FAILED" in reason or "certificate verify failed" in reason:
+            return (
+                f"the server's TLS certificate is not trusted ({reason}); give the CA that "
+                "signed it as ca_file (verify_tls: false turns the check off, not advised)"
+            )
+        return reason
     message = getattr(exc, "message", None) or exc.reason or ""
     return str(message)
 

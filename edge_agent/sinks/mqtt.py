@@ -15,6 +15,7 @@ retry of batches and their backoff stay in the runner.
 from __future__ import annotations
 
 import asyncio
+import enum
 import secrets
 import ssl
 from collections.abc import Sequence
@@ -25,7 +26,9 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.config.mqtt import mqtt_sink_problems
+from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
+from edge_agent.metrics.contract import MetricInfo, metric_info
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
 from edge_agent.sinks.payload import encode_batch
@@ -41,6 +44,18 @@ STABLE_CONNECTION_S: Final = 10.0
 
 #: Bound on the graceful part of stop(): offline status, then DISCONNECT.
 STOP_TIMEOUT_S: Final = 2.0
+
+
+class _Status(enum.Enum):
+    """Where the sink's retained status stands: whether a status document may replace it."""
+
+    #: Not started, connecting, or between connections: the will or an old "offline"
+    #: stands, and this connection's "online" (not out yet) would overwrite a document.
+    OFFLINE = enum.auto()
+    #: The current connection's "online" went out (or failing, dropped the connection).
+    ONLINE = enum.auto()
+    #: :meth:`MqttSink.stop` began: its "offline", or the will, stays the last word.
+    STOPPED = enum.auto()
 
 
 class MqttSink:
@@ -91,10 +106,7 @@ class MqttSink:
             connect_timeout=connect_timeout,
         )
         self._supervisor: asyncio.Task[None] | None = None
-        self._stopped = False
-        #: The retained "online" of the current connection is out: a status document
-        #: published before it would be overwritten by it.
-        self._announced = False
+        self._status = _Status.OFFLINE
         self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
 
     # ------------------------------------------------------------------ Sink protocol
@@ -109,7 +121,7 @@ class MqttSink:
 
     async def start(self) -> None:
         """Start connecting in the background; never raises because the broker is away."""
-        if self._stopped:
+        if self._status is _Status.STOPPED:
             raise RuntimeError(f"mqtt sink {self.name} was stopped; make a new one")
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-sink-{self.name}")
@@ -140,7 +152,7 @@ class MqttSink:
         ``offline`` of :meth:`stop` must stay the last word. Raises MqttError if the
         broker does not confirm.
         """
-        if self._stopped or not self._announced or not self._connection.connected:
+        if self._status is not _Status.ONLINE or not self._connection.connected:
             return False
         await self._connection.publish(
             [(self.status_topic, payload)], qos=1, retain=True, idle_timeout=self._ack_timeout
@@ -149,9 +161,9 @@ class MqttSink:
 
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
-        if self._stopped:
+        if self._status is _Status.STOPPED:
             return
-        self._stopped = True
+        self._status = _Status.STOPPED
         task, self._supervisor = self._supervisor, None
         if task is not None:
             task.cancel()
@@ -184,17 +196,18 @@ class MqttSink:
         key = (batch.device, batch.group)
         topic = self._topics.get(key)
         if topic is None:
-            if batch.attributes.get("kind") == "metrics":
-                return self._metrics_topic(batch)
+            info = metric_info(batch)
+            if info is not None:
+                return self._metrics_topic(batch, info)
             topic = self._topic_template.format(
                 plant=self._plant, site=self._site, device=batch.device, group=batch.group
             )
             self._topics[key] = topic
         return topic
 
-    def _metrics_topic(self, batch: SampleBatch) -> str:
+    def _metrics_topic(self, batch: SampleBatch, info: MetricInfo) -> str:
         """Topic of a metric batch (docs/METRICS.md): ``metrics_topic`` with its window."""
-        family = batch.attributes.get("family", "")
+        family = info.family
         key = (batch.device, batch.group, family)
         topic = self._metric_topics.get(key)
         if topic is None:
@@ -202,7 +215,7 @@ class MqttSink:
                 plant=self._plant,
                 site=self._site,
                 device=batch.device,
-                window=batch.attributes.get("window", ""),
+                window=info.window,
                 family=family,
             )
             self._metric_topics[key] = topic
@@ -210,19 +223,18 @@ class MqttSink:
 
     async def _supervise(self) -> None:
         """Connect, announce ``online``, wait for the loss, back off, repeat until cancelled."""
-        failing = False
+        unreachable = Episode()
         while True:
             try:
                 await self._connection.connect()
             except MqttError as exc:
-                if not failing:
-                    failing = True
+                if unreachable.begin():
                     self._log.warning(
                         "mqtt broker unreachable; retrying in the background", error=str(exc)
                     )
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
-            failing = False
+            unreachable.end()  # "mqtt connected" below says it
             connected_at = asyncio.get_running_loop().time()
             self._log.info("mqtt connected", client_id=self.client_id)
             try:
@@ -235,9 +247,11 @@ class MqttSink:
             except MqttError as exc:
                 self._log.warning("mqtt online status not confirmed", error=str(exc))
                 self._connection.abort("online status not confirmed")
-            self._announced = True
+            # stop() sets STOPPED, then cancels this task, which resumes only to end: the
+            # assignments here never overwrite STOPPED.
+            self._status = _Status.ONLINE
             reason = await self._connection.wait_closed()
-            self._announced = False
+            self._status = _Status.OFFLINE
             self._log.warning("mqtt connection lost; reconnecting", reason=reason)
             # Only a connection that lasted resets the backoff: a broker that accepts
             # and then drops us at once must not be hammered in a tight loop.

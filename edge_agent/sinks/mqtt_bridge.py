@@ -9,9 +9,10 @@ aiomqtt 2.x does, too.
 aiomqtt still runs paho's blocking ``connect()`` in an executor thread, because
 paho opens the TCP connection (and does the TLS handshake) itself with blocking
 calls. We do not: :meth:`MqttConnection.connect` opens the socket with asyncio
-(``loop.sock_connect``, then a non-blocking TLS handshake) and hands the connected
-socket to paho, whose ``reconnect()`` then only sends CONNECT. The hand-over is
-the one place that touches paho internals: :class:`_Client` overrides the private
+(:func:`edge_agent.sinks.tcp.open_socket`: ``loop.sock_connect``, then a
+non-blocking TLS handshake) and hands the connected socket to paho, whose
+``reconnect()`` then only sends CONNECT. The hand-over is the one place that
+touches paho internals: :class:`_Client` overrides the private
 ``Client._create_socket`` (present in paho 2.0 to 2.2; a test exercises it, and
 the pyproject pin ``paho-mqtt<3`` bounds the risk).
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import socket
 import ssl
 from collections.abc import Sequence
@@ -37,6 +37,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.errors import SinkError
+from edge_agent.sinks.tcp import OpenError, open_socket
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
@@ -212,66 +213,10 @@ class MqttConnection:
         return f"mqtt://{self.host}:{self.port}"
 
     async def _open_socket(self) -> socket.socket:
-        """A connected, non-blocking socket (TLS-wrapped and handshaken if configured).
-
-        Resolution: an IP literal is used as is. A host name goes through
-        ``loop.getaddrinfo``, which asyncio runs in the loop's default executor (the
-        stdlib has no non-blocking resolver); that thread belongs to the loop and is
-        joined when the loop shuts down.
-        """
-        loop = asyncio.get_running_loop()
-        targets: list[tuple[int, Any]]
         try:
-            ip = ipaddress.ip_address(self.host)
-        except ValueError:
-            try:
-                infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                raise MqttConnectError(f"{self._where}: cannot resolve: {exc}") from exc
-            targets = [(fam, addr) for fam, _, _, _, addr in infos]
-        else:
-            ip_family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            targets = [(ip_family, (self.host, self.port))]
-        errors: list[str] = []
-        for family, address in targets:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                sock.setblocking(False)
-                # Messages are already batched (one per device and poll); Nagle would
-                # only delay the last message of a send, and so its PUBACK.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                await loop.sock_connect(sock, address)
-                if self._ssl_context is None:
-                    return sock
-                return await self._tls_handshake(sock)
-            except OSError as exc:
-                sock.close()
-                errors.append(f"{address[0]}: {exc}")
-            except BaseException:
-                sock.close()
-                raise
-        raise MqttConnectError(f"{self._where}: " + "; ".join(errors or ["no address"]))
-
-    async def _tls_handshake(self, sock: socket.socket) -> ssl.SSLSocket:
-        assert self._ssl_context is not None
-        tls = self._ssl_context.wrap_socket(
-            sock, server_hostname=self.host, do_handshake_on_connect=False
-        )
-        try:
-            while True:
-                try:
-                    tls.do_handshake()
-                    return tls
-                except ssl.SSLWantReadError:
-                    await _fd_ready(tls.fileno(), write=False)
-                except ssl.SSLWantWriteError:
-                    await _fd_ready(tls.fileno(), write=True)
-        except ssl.SSLError as exc:
-            tls.close()
-            raise MqttConnectError(f"{self._where}: TLS handshake failed: {exc}") from exc
-        except BaseException:
-            tls.close()
-            raise
+            return await open_socket(self.host, self.port, self._ssl_context)
+        except OpenError as exc:
+            raise MqttConnectError(f"{self._where}: {exc}") from exc.__cause__
 
     # ------------------------------------------------------------------ publish
 
@@ -484,25 +429,3 @@ class MqttConnection:
         delivery.last_progress = asyncio.get_running_loop().time()
         if not delivery.remaining and not delivery.done.done():
             delivery.done.set_result(None)
-
-
-async def _fd_ready(fd: int, *, write: bool) -> None:
-    """Wait until ``fd`` is readable (or writable) once."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-
-    def wake() -> None:
-        if not ready.done():
-            ready.set_result(None)
-
-    if write:
-        loop.add_writer(fd, wake)
-    else:
-        loop.add_reader(fd, wake)
-    try:
-        await ready
-    finally:
-        if write:
-            loop.remove_writer(fd)
-        else:
-            loop.remove_reader(fd)

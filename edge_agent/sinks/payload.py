@@ -11,12 +11,12 @@ The output is strict JSON (RFC 8259) and pure ASCII, so any consumer can parse i
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from operator import add
 from typing import Any, Final
 
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.metrics.contract import MetricInfo, metric_info
+from edge_agent.model import Quality, SampleBatch, iso_utc_ms
 from edge_agent.sinks.value_text import ENCODER, values_json
 
 #: Version of the message layout, sent as ``"schema"``; bump on incompatible change.
@@ -33,14 +33,6 @@ _BAD: Final = _LABEL[Quality.BAD]
 # odd strings, such as lone surrogates from a bad string decode, encodable). Its
 # check_circular is off because the document is acyclic by construction.
 _ENCODER: Final = ENCODER
-
-
-def iso_utc_ms(timestamp_ns: int) -> str:
-    """``2026-11-26T19:00:01.000Z``: UTC, millisecond precision (``ts_ns`` carries the rest)."""
-    seconds, rest_ns = divmod(timestamp_ns, 1_000_000_000)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest_ns // 1_000_000:03d}Z"
-    )
 
 
 def encode_batch(batch: SampleBatch, plant: str, site: str) -> bytes:
@@ -81,10 +73,9 @@ def _header(batch: SampleBatch, plant: str, site: str) -> dict[str, Any]:
         document["historical"] = True
     if batch.attributes:
         document["attributes"] = batch.attributes
-        if batch.attributes.get("kind") == "metrics":
-            window = _window(batch.attributes)
-            if window is not None:
-                document["window"] = window
+        info = metric_info(batch)
+        if info is not None and info.bounds is not None:
+            document["window"] = _window(info, *info.bounds)
     return document
 
 
@@ -151,21 +142,20 @@ def _heads(names: Sequence[str]) -> list[str] | None:
     return heads
 
 
-def _window(attributes: dict[str, str]) -> dict[str, Any] | None:
-    """The window of a metric batch, readable and exact (docs/MQTT.md, metric messages)."""
-    try:
-        start_ns, end_ns = int(attributes["window_start"]), int(attributes["window_end"])
-    except (KeyError, ValueError):
-        return None  # not the metrics contract: the attributes still go out as they are
+def _window(info: MetricInfo, start_ns: int, end_ns: int) -> dict[str, Any]:
+    """The window of a metric batch, readable and exact (docs/MQTT.md, metric messages).
+
+    Only for a window with bounds: without them the attributes still go out as they are.
+    """
     window: dict[str, Any] = {
-        "name": attributes.get("window", ""),
+        "name": info.window,
         "start": iso_utc_ms(start_ns),
         "end": iso_utc_ms(end_ns),
         "start_ns": start_ns,
         "end_ns": end_ns,
     }
-    if "shift" in attributes:
-        window["shift"] = attributes["shift"]
+    if info.shift is not None:
+        window["shift"] = info.shift
     return window
 
 

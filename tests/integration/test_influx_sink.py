@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import MemoryBuffer
 from edge_agent.errors import SinkError
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.influxdb import InfluxSink
 from tests.influx_support import ScriptedInflux, influx_config, plant_config
+from tests.memory_buffer import MemoryBuffer
 from tests.servers import VictoriaMetrics, free_port
 
 pytestmark = pytest.mark.integration
@@ -321,3 +325,61 @@ async def test_one_request_per_poll_tick(
         assert len(scripted.requests) == 3
     else:
         assert len(scripted.requests) > 10
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> Path:
+    """A certificate (cert.pem, key.pem) that no CA store trusts."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", "key.pem", "-out", "cert.pem", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    return tmp_path
+
+
+@pytest.fixture
+async def untrusted_https(self_signed: Path) -> AsyncIterator[str]:
+    """An HTTPS listener with that certificate, which hangs up on every request."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(self_signed / "cert.pem", self_signed / "key.pem")
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0, ssl=context)
+    try:
+        yield f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_untrusted_certificate_is_named_as_such(untrusted_https: str) -> None:
+    sink = await _started(untrusted_https, timeout=2.0)
+    try:
+        with pytest.raises(SinkError) as raised:
+            await sink.send([data_batch(0)])
+    finally:
+        await sink.stop()
+    message = str(raised.value)
+    assert "TLS certificate is not trusted" in message
+    assert "ca_file" in message
+    assert "HTTP 0" not in message
+    assert "no response" not in message
+
+
+async def test_verification_off_is_warned_about_once(untrusted_https: str) -> None:
+    with capture_logs() as logs:
+        sink = await _started(untrusted_https, timeout=2.0, verify_tls=False)
+        try:
+            for _ in range(2):  # the server hangs up: no answer, but no TLS complaint
+                with pytest.raises(SinkError) as raised:
+                    await sink.send([data_batch(0)])
+                assert "not trusted" not in str(raised.value)
+        finally:
+            await sink.stop()
+    warned = [e for e in logs if "verification is off" in e["event"]]
+    assert len(warned) == 1
+    assert warned[0]["log_level"] == "warning"

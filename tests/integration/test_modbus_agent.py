@@ -11,6 +11,7 @@ import pytest
 
 from drivers.modbus import ModbusDriver, build_modbus_drivers
 from edge_agent.config import PlantConfig
+from edge_agent.errors import DriverReadError
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.runtime.source_runner import DeviceState
 from edge_agent.service.agent import Agent
@@ -122,6 +123,16 @@ async def test_rtu_over_a_pseudo_terminal(tmp_path: Path) -> None:
             try:
                 checked = _check_against_truth(config, plant, await _read_all(drivers))
                 assert checked == sum(len(g.tags) for d in devices for g in d.poll_groups)
+                # A unit that missed an answer is asked for a diagnostics echo before it is
+                # read again: the simulator (pymodbus' server) must answer it.
+                press = next(d for d in drivers if d.device == "press-1")
+                group = press.groups[0].name
+                plant.set_unit_fault("press-1", UnitFault.NO_RESPONSE)
+                with pytest.raises(DriverReadError, match="timeout"):
+                    await press.read(group)
+                plant.set_unit_fault("press-1", None)
+                (batch,) = await press.read(group)
+                assert batch.good_count == len(batch)
             finally:
                 for driver in drivers:
                     await driver.close()

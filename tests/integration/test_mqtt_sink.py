@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from edge_agent.buffer import MemoryBuffer
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.mqtt_bridge import MqttConnection
+from tests.memory_buffer import MemoryBuffer
 from tests.mqtt_support import (
     T0_NS,
     Received,
@@ -204,7 +204,7 @@ async def test_broker_restart_loses_nothing_and_keeps_order(
         await wait_connected(sink)
         for seq in range(polls):
             for device in devices:
-                runner.submit(batch(device, seq))
+                buffer.append(batch(device, seq))
             if seq == 20:
                 broker.stop()
             if seq == 40:
@@ -346,14 +346,23 @@ def auth_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         broker.stop()
 
 
-async def test_username_and_password(auth_mosquitto: Mosquitto, plant: PlantIdentity) -> None:
+async def test_username_and_password(
+    auth_mosquitto: Mosquitto, plant: PlantIdentity, subscriber_factory: Any
+) -> None:
+    sub = await subscriber_factory(
+        auth_mosquitto.port, f"edge/{plant.name}/+/data", username="agent", password="s3cret"
+    )
     sink = make_sink(auth_mosquitto, plant, username="agent", password="s3cret")
     await sink.start()
     try:
         await wait_connected(sink)
-        await sink.send([batch("press-1", 0)])
+        await sink.send([batch("press-1", 7)])
+        (got,) = await sub.wait_count(1)
     finally:
         await sink.stop()
+    # The broker took the credentials and delivered the message.
+    assert got.topic == f"edge/{plant.name}/press-1/data"
+    assert json.loads(got.payload)["values"]["seq"]["v"] == 7
 
 
 async def test_refused_credentials_keep_retrying_quietly(

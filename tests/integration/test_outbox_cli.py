@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import OutboxConfig
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import Quality, SampleBatch, iso_utc_ms
 from edge_agent.outbox import Outbox
-from edge_agent.sinks.payload import iso_utc_ms
 from tests.plant import ROOT
 
 pytestmark = pytest.mark.integration
@@ -76,8 +75,9 @@ async def test_status_shows_the_backlog_per_sink(tmp_path: Path) -> None:
 
 
 def test_run_with_an_outbox_that_cannot_be_made_says_why_and_exits_1(tmp_path: Path) -> None:
-    """A state directory that cannot hold the outbox (here a file where a directory should
-    be; on a gateway a read-only or full disk): one clear line, exit 1, nothing started."""
+    """A state directory that cannot hold the outbox at all (a file where a directory
+    should be): one clear line, exit 1, nothing started. (A full or read-only disk is not
+    this: the agent starts and keeps batches in memory, tests/unit/test_outbox_open.py.)"""
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     config = tmp_path / "plant.yaml"

@@ -1,8 +1,9 @@
 """RTU frames carry no transaction id: a late answer must never be taken for the next one.
 
 A hand-written slave on a pty answers the first request after the master's timeout.
-Without a quiet period after the timeout, that answer (registers 0-1) would complete the
-next request (registers 100-101) and be published as good values of the wrong block.
+Unless the master makes sure the slave is back in step (a diagnostics echo), that answer
+(registers 0-1) would complete the next request (registers 100-101) and be published as
+good values of the wrong block. tests/integration/test_modbus_hostile.py has more.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
-def _slow_first_answer_slave(path: Path, stop: threading.Event) -> None:
-    """Answers read-holding-registers with 1000 + address; the first answer 1.5 s late."""
-    port = serial.Serial(str(path), 19200, timeout=0.05)
+def _slow_first_answer_slave(port: serial.Serial, stop: threading.Event) -> None:
+    """Answers read-holding-registers with 1000 + address, the first answer 1.5 s late,
+    and echoes diagnostics requests, in order (as a slave does)."""
     try:
         late = True
         pending = b""
@@ -56,11 +57,13 @@ def _slow_first_answer_slave(path: Path, stop: threading.Event) -> None:
                 continue
             frame, pending = pending[:8], pending[8:]
             unit, function, address, count = struct.unpack(">BBHH", frame[:6])
+            if function == 8:  # diagnostics "return query data": the echo is the request
+                port.write(frame)
+                continue
             if late:
                 late = False
-                # Half-way between the master's 1 s timeout and the end of its quiet
-                # period (as long again): 0.5 s of margin either side for a busy machine
-                # (with 0.2 / 0.1 s the test once failed under the full suite).
+                # 0.5 s after the master's 1 s timeout: the answer arrives while the
+                # master waits for the diagnostics echo it sends after a missed answer.
                 time.sleep(1.5)
             body = struct.pack(">BBB", unit, function, 2 * count) + b"".join(
                 struct.pack(">H", 1000 + address + i) for i in range(count)
@@ -73,8 +76,10 @@ def _slow_first_answer_slave(path: Path, stop: threading.Event) -> None:
 async def test_a_late_answer_is_not_taken_for_the_next_request(tmp_path: Path) -> None:
     async with pty_pair(tmp_path) as pty:
         stop = threading.Event()
+        # Opened before the master speaks: opening a port drops what it holds unread.
+        port = serial.Serial(str(pty.server_end), 19200, timeout=0.05)
         slave = threading.Thread(
-            target=_slow_first_answer_slave, args=(pty.server_end, stop), name="rtu-slave"
+            target=_slow_first_answer_slave, args=(port, stop), name="rtu-slave"
         )
         slave.start()
         [driver] = build_modbus_drivers(

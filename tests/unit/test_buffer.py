@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from edge_agent.buffer import MemoryBuffer
 from edge_agent.model import SampleBatch
+from tests.memory_buffer import MemoryBuffer
 
 
 def _batch(i: int) -> SampleBatch:

@@ -14,13 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.codec import (
-    REASON_NAN,
-    DecoderCache,
-    compile_decoder,
-    fill_bad,
-    unknown_enum_reason,
-)
+from drivers.modbus.codec import REASON_NAN, fill_bad, unknown_enum_reason
+from drivers.modbus.compiler import DecoderCache, compile_decoder
 from drivers.modbus.planner import AdaptivePlan, ReadRequest
 from edge_agent.config import ByteOrder, ModbusTag
 from edge_agent.errors import ConfigError, DriverReadError

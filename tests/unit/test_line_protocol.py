@@ -225,6 +225,36 @@ def test_fast_path_writes_what_the_per_value_path_writes(
         assert fast == slow
 
 
+# Values the fast path must take (good, finite, within 64 bits, strings of printable ASCII
+# without a comma): the test above may decline them all and still pass, this one may not.
+_plain_values = st.one_of(
+    st.booleans(),
+    st.integers(min_value=INT64_MIN, max_value=INT64_MAX),
+    st.sampled_from([INT64_MIN, INT64_MAX, 0, -1]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters=",")),
+    st.sampled_from(["run", 'say "hi"', "back\\slash", "", "x y=z"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(names, _plain_values), min_size=1, max_size=10, unique_by=lambda e: e[0]),
+    st.booleans(),
+)
+def test_fast_path_takes_plain_values_and_writes_what_the_per_value_path_writes(
+    entries: list[tuple[str, object]], with_quality: bool
+) -> None:
+    values = [value for _, value in entries]
+    batch = SampleBatch(
+        "d", "g", 1, tuple(n for n, _ in entries), values, [GOOD] * len(values), [""] * len(values)
+    )
+    keys, quality_keys = field_keys(batch.names, "_q" if with_quality else None)
+    fast = _good_line(batch, "m ", keys, quality_keys)
+    assert fast is not None
+    assert fast == _line(batch, range(len(values)), "m ", keys, quality_keys)
+
+
 def test_fast_path_is_taken_for_plain_values() -> None:
     """Guards the speed-up: a batch of ordinary good values never needs the per-value path."""
     batch = SampleBatch(

@@ -10,14 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.model import Quality, SampleBatch, Value
+from edge_agent.model import Quality, SampleBatch, Value, iso_utc_ms
 from edge_agent.sinks.payload import (
     REASON_NOT_FINITE,
     _header,
     _values_text,
     encode_batch,
     encode_document,
-    iso_utc_ms,
 )
 
 T0_NS = 1_795_000_001_234_567_891  # 2026-11-18T11:06:41.234567891Z

@@ -184,7 +184,7 @@ def test_hole_in_a_gap_is_learned_as_a_barrier_and_every_tag_is_still_read() -> 
 def test_refused_tag_is_left_out_and_reported_bad_every_poll() -> None:
     tags = [tag(0), tag(1), tag(2, "float32"), tag(4), tag(5)]
     device = FakeDevice(holes=frozenset({("holding", 3)}))  # second half of the float
-    plan = AdaptivePlan(tags, reprobe_every=0)
+    plan = AdaptivePlan(tags, reprobe_after=0)
     poll, read = run_poll(plan, device)
     assert sorted(read) == [0, 1, 3, 4]
     assert poll.refused_positions == [2]
@@ -200,16 +200,29 @@ def test_refused_tag_is_left_out_and_reported_bad_every_poll() -> None:
         assert (poll.refusals, poll.refused_positions, sorted(read)) == (0, [2], [0, 1, 3, 4])
 
 
-def test_refused_tags_are_probed_every_n_polls_and_recover() -> None:
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_refused_tags_are_probed_on_a_time_basis_and_recover() -> None:
     tags = [tag(0), tag(1), tag(2)]
     broken = FakeDevice(holes=frozenset({("holding", 1)}))
-    plan = AdaptivePlan(tags, reprobe_every=3)
-    refusals = [run_poll(plan, broken)[0].refusals for _ in range(7)]
-    # poll 1 learns (refused 0-2, then 0 ok, 1-2 refused, 1 refused, 2 ok); 3 and 6 probe.
-    assert refusals == [3, 0, 1, 0, 0, 1, 0]
+    clock = FakeClock()
+    plan = AdaptivePlan(tags, reprobe_after=60.0, clock=clock)
+    refusals = []
+    for _ in range(7):  # a poll every 25 s: probes when 60 s have passed since learning
+        refusals.append(run_poll(plan, broken)[0].refusals)
+        clock.now += 25.0
+    # poll 1 learns (refused 0-2, then 0 ok, 1-2 refused, 1 refused, 2 ok); at +75 s and
+    # +150 s the refused tag is read on its own once.
+    assert refusals == [3, 0, 0, 1, 0, 0, 1]
     fixed = FakeDevice()
-    run_poll(plan, fixed)  # poll 8
-    poll, read = run_poll(plan, fixed)  # poll 9 probes and succeeds
+    clock.now += 60.0
+    poll, read = run_poll(plan, fixed)  # probes and succeeds
     assert (poll.refusals, poll.refused_positions, sorted(read)) == (0, [], [0, 1, 2])
     assert plan.invalid_positions == ()
     # No barrier was learned (the refused tag explained every refusal): one read again.
@@ -217,17 +230,51 @@ def test_refused_tags_are_probed_every_n_polls_and_recover() -> None:
     assert plan.barriers == ()
 
 
-def test_device_refusing_everything_costs_at_most_2k_minus_1_requests_once() -> None:
+def test_a_slow_poll_probes_its_holes_every_poll_not_every_hundred() -> None:
+    """B5: at a 1 min interval, 100 polls were 100 minutes of blank tags."""
+    tags = [tag(0), tag(1), tag(2)]
+    clock = FakeClock()
+    plan = AdaptivePlan(tags, clock=clock)  # default: 60 s
+    run_poll(plan, FakeDevice(holes=frozenset({("holding", 1)})))
+    assert plan.invalid_positions == (1,)
+    clock.now += 60.0
+    _, read = run_poll(plan, FakeDevice())
+    assert sorted(read) == [0, 1, 2]
+
+
+def test_device_refusing_everything_is_a_state_not_a_map_of_holes() -> None:
+    """B5: a device answering exception 2 to everything for a while (booting, a gateway
+    glitch) is read again by the first poll after it recovers."""
     tags = [tag(a) for a in range(40)]
-    device = FakeDevice(holes=frozenset(("holding", a) for a in range(40)))
-    plan = AdaptivePlan(tags, reprobe_every=0)
-    poll, read = run_poll(plan, device)
+    glitch = FakeDevice(holes=frozenset(("holding", a) for a in range(40)))
+    plan = AdaptivePlan(tags, reprobe_after=0)
+    poll, read = run_poll(plan, glitch)
     assert read == []
-    assert poll.issued == 2 * 40 - 1
+    assert poll.issued == 2 * 40 - 1  # learning tried every split once
     assert sorted(poll.refused_positions) == list(range(40))
-    assert plan.requests == ()
-    poll, _ = run_poll(plan, device)
-    assert (poll.issued, len(poll.refused_positions)) == (0, 40)
+    assert plan.refusing_everything
+    assert plan.invalid_positions == ()
+    assert spans(plan.requests) == [("holding", 0, 39)]
+    for _ in range(3):  # while it lasts: the plan as it was, no splitting
+        poll, _ = run_poll(plan, glitch)
+        assert (poll.issued, len(poll.refused_positions)) == (1, 40)
+    poll, read = run_poll(plan, FakeDevice())
+    assert (poll.issued, sorted(read)) == (1, list(range(40)))
+    assert not plan.refusing_everything
+
+
+def test_known_holes_survive_a_glitch_that_refused_everything() -> None:
+    tags = [tag(0), tag(1), tag(2)]
+    plan = AdaptivePlan(tags, reprobe_after=0)
+    hole = FakeDevice(holes=frozenset({("holding", 1)}))
+    run_poll(plan, hole)
+    assert plan.invalid_positions == (1,)
+    run_poll(plan, FakeDevice(holes=frozenset(("holding", a) for a in range(3))))
+    assert plan.refusing_everything
+    assert plan.invalid_positions == (1,)
+    poll, read = run_poll(plan, hole)
+    assert (poll.refusals, sorted(read)) == (0, [0, 2])
+    assert not plan.refusing_everything
 
 
 def test_cut_between_adjacent_tags_is_learned() -> None:
@@ -349,7 +396,7 @@ def test_learning_converges_to_the_oracle_plan_within_bounds(
     tags, device, max_registers, max_bits, max_gap = layout
     try:
         plan = AdaptivePlan(
-            tags, max_registers=max_registers, max_bits=max_bits, max_gap=max_gap, reprobe_every=0
+            tags, max_registers=max_registers, max_bits=max_bits, max_gap=max_gap, reprobe_after=0
         )
     except ConfigError:
         assume(False)  # overlapping tags chained beyond one read: the config is refused
@@ -357,6 +404,15 @@ def test_learning_converges_to_the_oracle_plan_within_bounds(
     atoms = _atoms(tags)
     refused_alone = {p for t, s, e, ps in atoms if not device.accepts(t, s, e) for p in ps}
     everything = set(range(len(tags)))
+    if refused_alone == everything:
+        # Nothing can be read: a device state, not holes (see the glitch tests above).
+        for _ in range(2):
+            poll, read = run_poll(plan, device)
+            assert read == []
+            assert set(poll.refused_positions) == everything
+        assert plan.refusing_everything
+        assert plan.invalid_positions == ()
+        return
 
     total_refusals = 0
     polls = 0

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.backoff import Backoff
 from edge_agent.driver import GroupSpec
@@ -286,3 +287,57 @@ async def test_a_cancellation_swallowed_by_a_library_still_stops_polling() -> No
     task.cancel()  # lands inside the read, which swallows it
     await asyncio.wait([task], timeout=2.0)
     assert task.done(), "the poll loop kept running after its cancellation was swallowed"
+
+
+async def test_a_device_offline_for_its_connection_is_retried_once_a_neighbour_reconnected() -> (
+    None
+):
+    """Item 13: devices behind one gateway share its connection; when one brings it back,
+    the others are retried at their next tick instead of after their own backoff."""
+    driver = ScriptedDriver(connected=False, connect_fails=True)
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out)  # backoff: 10 s
+    group = driver.groups[0]
+    await runner.poll_once(group)
+    assert runner.state is DeviceState.OFFLINE
+    await runner.poll_once(group)
+    assert driver.connects == 1, "backing off"
+    driver.connected = True  # a neighbour on the same connection reconnected
+    await runner.poll_once(group)
+    assert runner.state is DeviceState.ONLINE
+    assert (driver.connects, driver.reads) == (1, 1)
+
+
+async def test_a_dead_unit_behind_a_working_connection_keeps_its_backoff() -> None:
+    driver = ScriptedDriver(deque([DriverError("timeout")] * 3))
+    out: list[SampleBatch] = []
+    runner = _runner(driver, out, offline_after=3)
+    for _ in range(5):
+        await runner.poll_once(driver.groups[0])
+    assert runner.state is DeviceState.OFFLINE
+    assert driver.reads == 3, "the connection never went away: no early retry"
+
+
+@dataclass
+class ExplainingDriver(ScriptedDriver):
+    def explain(self, batch: SampleBatch) -> str:
+        return f"{batch.group}: b is at address 7"
+
+
+@pytest.mark.parametrize(
+    ("driver", "detail"),
+    [(ScriptedDriver(), "group g: b bad"), (ExplainingDriver(), "g: b is at address 7")],
+)
+async def test_a_degraded_device_says_which_samples_are_bad_once(
+    driver: ScriptedDriver, detail: str
+) -> None:
+    """Item 14: the log line of the change names the samples (the driver, if it can,
+    says where they are and what the reason means)."""
+    driver.script.extend([[1.0, float("nan")], [1.0, float("nan")]])
+    runner = _runner(driver, [])
+    with capture_logs() as logs:
+        await runner.poll_once(driver.groups[0])
+        await runner.poll_once(driver.groups[0])
+    assert [(e["event"], e["reason"], e["detail"]) for e in logs] == [
+        ("device degraded", "sentinel", detail)
+    ]

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Sequence
 
 from edge_agent.backoff import Backoff
-from edge_agent.buffer import MemoryBuffer
 from edge_agent.errors import SinkError
 from edge_agent.model import SampleBatch
-from edge_agent.runtime.sink_runner import SinkRunner
+from edge_agent.runtime.sink_runner import SinkRunner, SinkState
+from tests.memory_buffer import MemoryBuffer
 
 
 class FlakySink:
@@ -45,9 +45,10 @@ def _batch(i: int) -> SampleBatch:
 
 
 async def _run_until_drained(sink: FlakySink) -> tuple[SinkRunner, bool]:
-    runner = SinkRunner(sink, MemoryBuffer(10), backoff=Backoff(initial=30, cap=30, minimum=30))
+    buffer = MemoryBuffer(10)
+    runner = SinkRunner(sink, buffer, backoff=Backoff(initial=30, cap=30, minimum=30))
     for i in range(3):
-        runner.submit(_batch(i))
+        buffer.append(_batch(i))
     task = asyncio.create_task(runner.run())
     while sink.attempts == 0:
         await asyncio.sleep(0.01)
@@ -74,10 +75,31 @@ async def test_a_sink_bug_keeps_the_batches_and_is_retried() -> None:
     assert "RuntimeError: bug" in runner.counters.last_error
 
 
-async def _tick(runner: SinkRunner, batches: int, start: int = 0) -> None:
+async def test_the_state_follows_the_sends() -> None:
+    sink = FlakySink(SinkError("broker away"))
+    buffer = MemoryBuffer(10)
+    runner = SinkRunner(sink, buffer, backoff=Backoff(initial=0.01, cap=0.01, minimum=0.01))
+    assert runner.state is SinkState.DELIVERING
+    buffer.append(_batch(0))
+    task = asyncio.create_task(runner.run())
+    try:
+        while sink.attempts < 2:
+            await asyncio.sleep(0.005)
+        assert runner.state is SinkState.FAILING
+        assert runner.counters.down_since_monotonic is not None
+        sink.healthy = True
+        await _until_sent(sink, 1, within=1.0)
+        assert runner.state is SinkState.DELIVERING
+        assert runner.counters.down_since_monotonic is None
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+
+
+async def _tick(buffer: MemoryBuffer, batches: int, start: int = 0) -> None:
     """One poll tick's batches, arriving 2 ms apart."""
     for i in range(batches):
-        runner.submit(_batch(start + i))
+        buffer.append(_batch(start + i))
         await asyncio.sleep(0.002)
 
 
@@ -92,11 +114,12 @@ async def _until_sent(sink: FlakySink, count: int, within: float) -> None:
 async def test_a_lingering_runner_sends_a_tick_in_one_send() -> None:
     sink = FlakySink(SinkError("down"))
     sink.healthy = True
-    runner = SinkRunner(sink, MemoryBuffer(100), linger=0.2)
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer, linger=0.2)
     task = asyncio.create_task(runner.run())
     try:
         for tick in range(2):
-            await _tick(runner, 20, start=tick * 20)
+            await _tick(buffer, 20, start=tick * 20)
             await _until_sent(sink, 20 * (tick + 1), within=1.0)
     finally:
         task.cancel()
@@ -108,11 +131,12 @@ async def test_a_lingering_runner_sends_a_tick_in_one_send() -> None:
 async def test_without_linger_the_runner_sends_at_once() -> None:
     sink = FlakySink(SinkError("down"))
     sink.healthy = True
-    runner = SinkRunner(sink, MemoryBuffer(100))
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer)
     assert runner.linger == 0.0  # a sink without a linger attribute (MQTT)
     task = asyncio.create_task(runner.run())
     try:
-        await _tick(runner, 20)
+        await _tick(buffer, 20)
         await _until_sent(sink, 20, within=1.0)
     finally:
         task.cancel()
@@ -123,9 +147,10 @@ async def test_without_linger_the_runner_sends_at_once() -> None:
 async def test_a_full_send_does_not_linger() -> None:
     sink = FlakySink(SinkError("down"))
     sink.healthy = True
-    runner = SinkRunner(sink, MemoryBuffer(100), max_batches_per_send=10, linger=30.0)
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer, max_batches_per_send=10, linger=30.0)
     for i in range(25):
-        runner.submit(_batch(i))
+        buffer.append(_batch(i))
     task = asyncio.create_task(runner.run())
     try:
         await _until_sent(sink, 20, within=1.0)  # two full sends, the last 5 linger
@@ -138,8 +163,9 @@ async def test_a_full_send_does_not_linger() -> None:
 async def test_a_drain_does_not_wait_out_the_linger() -> None:
     sink = FlakySink(SinkError("down"))
     sink.healthy = True
-    runner = SinkRunner(sink, MemoryBuffer(10), linger=30.0)
-    runner.submit(_batch(0))
+    buffer = MemoryBuffer(10)
+    runner = SinkRunner(sink, buffer, linger=30.0)
+    buffer.append(_batch(0))
     task = asyncio.create_task(runner.run())
     try:
         await asyncio.sleep(0.05)  # lingering now
@@ -147,7 +173,7 @@ async def test_a_drain_does_not_wait_out_the_linger() -> None:
         start = asyncio.get_running_loop().time()
         assert await runner.drain(within=5.0)
         assert asyncio.get_running_loop().time() - start < 0.5
-        runner.submit(_batch(1))  # a batch that comes as a stop begins
+        buffer.append(_batch(1))  # a batch that comes as a stop begins
         assert await runner.drain(within=5.0)
     finally:
         task.cancel()

@@ -16,14 +16,27 @@ Finding = tuple[Loc, str]
 
 
 def format_path(path: Loc) -> str:
-    """``("devices", 3, "name")`` -> ``devices[3].name``."""
+    """``("devices", 3, "name")`` -> ``devices[3].name``.
+
+    A key that would not read as one (empty, a line break or another unprintable
+    character, a ``True`` pydantic put in the path) is quoted: ``labels['a\\nb']``,
+    so that a problem stays on one line.
+    """
     out = ""
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
-        else:
+        elif isinstance(part, str) and part and part.isprintable():
             out += f".{part}" if out else part
+        else:
+            out += f"[{short_repr(part)}]"
     return out or "(top level)"
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a 100 kB value is one line of output."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def short_path(path: Loc) -> str:

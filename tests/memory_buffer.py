@@ -1,48 +1,15 @@
-"""Bounded in-memory buffer between the pipeline and one sink.
+"""A bounded in-memory feed for driving a sink runner without an outbox (tests, benchmarks).
 
-The interface (:class:`BatchBuffer`) is what a sink runner sees: append, peek what is
-pending, acknowledge once delivery is confirmed. Acknowledgement is by sequence
-number, so batches dropped for overflow while others are in flight never make the
-runner acknowledge the wrong ones. The agent uses the durable outbox's per-sink
-view (:class:`edge_agent.outbox.SinkView`); :class:`MemoryBuffer` remains for
-embedding a sink without a state directory, and for tests.
+Implements the runner's read-only :class:`~edge_agent.sinks.base.Feed` plus its own
+``append``, which, unlike the outbox's, is for this one runner only.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from dataclasses import dataclass
-from typing import Protocol
 
-from edge_agent.model import SampleBatch
-
-
-@dataclass(slots=True, frozen=True)
-class Pending:
-    """A buffered batch and its sequence number (monotonic per buffer)."""
-
-    seq: int
-    batch: SampleBatch
-
-
-class BatchBuffer(Protocol):
-    """What a sink runner needs from the buffer in front of its sink."""
-
-    def append(self, batch: SampleBatch) -> None: ...
-
-    async def peek(self, max_batches: int) -> list[Pending]:
-        """Wait until at least one batch is pending; return up to ``max_batches`` in order."""
-        ...
-
-    def ack(self, seq: int) -> None:
-        """Forget every batch with a sequence number ``<= seq`` (delivery confirmed)."""
-        ...
-
-    def __len__(self) -> int: ...
-
-    @property
-    def dropped_batches(self) -> int: ...
+from edge_agent.model import Pending, SampleBatch
 
 
 class MemoryBuffer:

@@ -1,0 +1,88 @@
+"""The metric-batch contract: how a metric batch is marked, and the one way to read it.
+
+A metric batch is an ordinary :class:`~edge_agent.model.SampleBatch` (docs/METRICS.md,
+"What is published"): ``device`` = unit name, ``group`` = ``metrics:<window>``,
+``timestamp_ns`` = window start, and string attributes ``kind: metrics``, ``family``,
+``window``, ``window_start``, ``window_end`` (nanoseconds as decimal strings) and, for a
+shift window, ``shift``. Those attributes are the disk and wire format (the outbox
+stores them as they are, the MQTT payload carries them in this order), so they stay
+plain strings; :class:`MetricInfo` is their typed view.
+
+:mod:`~edge_agent.metrics.output` writes them (:meth:`MetricInfo.attributes`); the
+sinks and the pipeline read them through :func:`metric_info` and nothing else.
+
+This module imports only the model: the sinks call it for every batch they deliver,
+and :mod:`~edge_agent.metrics.output` would bring the calculators, the config models
+and pydantic into every sink with it.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from edge_agent.model import SampleBatch
+
+#: ``attributes[KIND]`` of a metric batch (the key is shared with ``model.KIND_ALIVE``).
+KIND: Final = "kind"
+KIND_METRICS: Final = "metrics"
+FAMILY: Final = "family"
+WINDOW: Final = "window"
+WINDOW_START: Final = "window_start"
+WINDOW_END: Final = "window_end"
+SHIFT: Final = "shift"
+#: ``group`` of a metric batch: this prefix and the window name.
+GROUP_PREFIX: Final = "metrics:"
+
+
+class MetricInfo(NamedTuple):
+    """What a metric batch says about itself, beyond its samples.
+
+    A named tuple rather than a frozen dataclass: made for every metric batch each sink
+    delivers, it costs a quarter of one (about 230 ns against 970 here).
+
+    ``bounds`` is ``(start_ns, end_ns)`` of the window; ``None`` when the attributes do
+    not hold two integers there (not written by this agent): such a batch still goes to
+    the metric topic and measurement, only without a readable window. ``shift`` is the
+    shift's name for a shift window, ``None`` otherwise.
+    """
+
+    family: str
+    window: str
+    bounds: tuple[int, int] | None
+    shift: str | None = None
+
+    def attributes(self) -> dict[str, str]:
+        """The batch attributes that :func:`metric_info` reads back as this."""
+        attributes = {KIND: KIND_METRICS, FAMILY: self.family, WINDOW: self.window}
+        if self.bounds is not None:
+            attributes[WINDOW_START] = str(self.bounds[0])
+            attributes[WINDOW_END] = str(self.bounds[1])
+        if self.shift is not None:
+            attributes[SHIFT] = self.shift
+        return attributes
+
+
+def metric_group(window: str) -> str:
+    """``group`` of the metric batches of a window kind: ``metrics:15m``, ``metrics:shift``."""
+    return GROUP_PREFIX + window
+
+
+def metric_info(batch: SampleBatch) -> MetricInfo | None:
+    """The metric view of ``batch``, or ``None`` for any other batch.
+
+    An ordinary batch has no attributes: it costs one truth test here, so the sinks may
+    ask for every batch they deliver.
+    """
+    attributes = batch.attributes
+    if not attributes or attributes.get(KIND) != KIND_METRICS:
+        return None
+    try:
+        bounds: tuple[int, int] | None = (
+            int(attributes[WINDOW_START]),
+            int(attributes[WINDOW_END]),
+        )
+    except (KeyError, ValueError):
+        bounds = None
+    return MetricInfo(
+        attributes.get(FAMILY, ""), attributes.get(WINDOW, ""), bounds, attributes.get(SHIFT)
+    )
