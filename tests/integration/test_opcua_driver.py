@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
-from drivers.opcua.driver import _SubscribeGroup
+from drivers.opcua.groups import SubscribeGroup
 from edge_agent.config import PlantConfig
 from edge_agent.errors import DriverConnectError
 from edge_agent.model import KIND_ALIVE, Quality, SampleBatch
@@ -507,7 +507,7 @@ async def test_changes_received_before_a_lost_session_are_handed_over(
         await sim.refresh()
         pending = expected(sim, "cnc-1", "energy_kwh")
         group = driver._groups["live"]
-        assert isinstance(group, _SubscribeGroup)
+        assert isinstance(group, SubscribeGroup)
         subscription = group._subscription
         assert subscription is not None
         deadline = time.monotonic() + 10
