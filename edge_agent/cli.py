@@ -145,18 +145,15 @@ def cmd_outbox_status(args: argparse.Namespace) -> int:
 def cmd_certs(args: argparse.Namespace) -> int:
     from drivers.opcua.cli import run_certs  # lazy: asyncua only for OPC UA commands
 
-    config = _load_or_report(args.config)
-    if config is None:
-        return EXIT_CONFIG
-    return run_certs(config, args.action, getattr(args, "name", None))
+    return run_certs(args.config, args.action, getattr(args, "name", None))
 
 
 def cmd_browse(args: argparse.Namespace) -> int:
-    from drivers.opcua.cli import run_browse
+    from drivers.opcua.cli import load_plant, run_browse
 
     config = None
     if args.config:
-        config = _load_or_report(args.config)
+        config = load_plant(args.config)  # the state directory, not the plant's secrets
         if config is None:
             return EXIT_CONFIG
     return run_browse(

@@ -23,6 +23,10 @@ class GroupSpec:
     interval: float
     #: Tag names in batch order; the same tuple object is reused by every batch.
     names: tuple[str, ...]
+    #: True when a read hands over only what changed (a subscription): the group's
+    #: silence means "unchanged", so the scheduler must report its tags bad itself
+    #: when the device goes offline.
+    change_based: bool = False
 
 
 class Driver(Protocol):

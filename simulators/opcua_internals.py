@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class RequestStats:
 
     reads: int = 0
     largest_read: int = 0
+    #: Nodes asked in each Read, refused ones included, in order.
+    read_sizes: list[int] = field(default_factory=list)
     item_calls: int = 0
     largest_item_call: int = 0
     refused: int = 0
@@ -92,6 +94,7 @@ class LimitedSession(InternalSession):
 
     async def read(self, params: ua.ReadParameters) -> list[ua.DataValue]:
         count = len(params.NodesToRead)
+        self.stats.read_sizes.append(count)
         self._check(count, self.limits.max_nodes_per_read)
         self.stats.reads += 1
         self.stats.largest_read = max(self.stats.largest_read, count)

@@ -31,12 +31,15 @@ import datetime as dt
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from asyncua import Node, Server, ua
 from asyncua.common.structures104 import new_enum
+from asyncua.common.utils import ServiceError
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from simulators.equipment import Machine, MachineState, PowerMeter, Simulation
 from simulators.opcua_internals import (
@@ -133,6 +136,10 @@ class ServerOptions:
     update_interval: float = 0.5
     #: URIs registered before ours (so our namespace index moves).
     extra_namespaces: Sequence[str] = ()
+    #: Client application certificates (DER) trusted on secured endpoints; None trusts
+    #: every one. An untrusted client is refused with BadCertificateUntrusted, and the
+    #: set may be added to while running (the server admin trusting a certificate).
+    trusted_clients: set[bytes] | None = None
 
 
 # ---------------------------------------------------------------------- simulator
@@ -259,6 +266,8 @@ class OpcUaSimulator:
             cert_file, key_file = self._certificate_files()
             await server.load_certificate(str(cert_file))
             await server.load_private_key(str(key_file))
+            if options.trusted_clients is not None:
+                server.set_certificate_validator(_trust_list(options.trusted_clients))
         for uri in extra_namespaces if extra_namespaces is not None else options.extra_namespaces:
             await server.register_namespace(uri)
         self.namespace_index = await server.register_namespace(NAMESPACE_URI)
@@ -517,6 +526,18 @@ class OpcUaSimulator:
         return dict(values)
 
 
+def _trust_list(
+    trusted: set[bytes],
+) -> Callable[[x509.Certificate, ua.ApplicationDescription], Awaitable[None]]:
+    """A certificate validator that accepts exactly the client certificates in ``trusted``."""
+
+    async def validate(cert: x509.Certificate, _client: ua.ApplicationDescription) -> None:
+        if cert.public_bytes(serialization.Encoding.DER) not in trusted:
+            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+    return validate
+
+
 async def _add_doubles(
     server: Server, parent: ua.NodeId, ns: int, names: Sequence[str]
 ) -> list[ua.NodeId]:
@@ -601,6 +622,8 @@ TYPE_CHECK: Mapping[str, tuple[object, ua.VariantType]] = {
     "Int32Array": ([1, -2, 3], ua.VariantType.Int32),
     "StringArray": (["a", "b"], ua.VariantType.String),
     "EmptyArray": ([], ua.VariantType.Double),
+    #: Above the driver's default max_array_length (1,000): bad unless a tag raises it.
+    "LongArray": ([float(k) for k in range(1500)], ua.VariantType.Double),
     "Matrix": ([[1.0, 2.0], [3.0, 4.0]], ua.VariantType.Double),
     "NotReadable": (1.5, ua.VariantType.Double),
     "Uncertain": (21.5, ua.VariantType.Double),

@@ -6,7 +6,8 @@
 * :mod:`drivers.opcua.convert`, :mod:`drivers.opcua.quality`, :mod:`drivers.opcua.batches` -
   values, StatusCodes and timestamps into sample batches.
 * :mod:`drivers.opcua.security` - own application certificate, trusted/rejected lists.
-* :mod:`drivers.opcua.driver` - the Driver the scheduler polls.
+* :mod:`drivers.opcua.driver` - the Driver the scheduler polls; its read and subscribe
+  groups in :mod:`drivers.opcua.groups`.
 * :mod:`drivers.opcua.browse` - the address space as a tree (``edge-agent browse``).
 * :mod:`drivers.opcua.kind` - the driver registry's entry.
 """

@@ -37,6 +37,7 @@ class GroupAssembler:
         names: tuple[str, ...],
         *,
         use_source: bool,
+        max_array_lengths: Sequence[int] = (),
     ) -> None:
         self.device = device
         self.group = group
@@ -44,6 +45,8 @@ class GroupAssembler:
         self.use_source = use_source
         #: Per tag: the enum map (from the server or the config), or None.
         self.enums: list[Mapping[int, str] | None] = [None] * len(names)
+        #: Per tag: most elements an array may have (0: any).
+        self.max_lengths: list[int] = list(max_array_lengths) or [0] * len(names)
         self._expanded: dict[tuple[tuple[int, int], ...], tuple[str, ...]] = {}
 
     # ----------------------------------------------------------------- read mode
@@ -76,7 +79,7 @@ class GroupAssembler:
                 qualities[i] = _GOOD
                 reasons[i] = ""
             else:
-                converted, qualities[i], reasons[i] = decode(data, enums[i])
+                converted, qualities[i], reasons[i] = decode(data, enums[i], self.max_lengths[i])
                 if type(converted) is list:
                     arrays.append((i, converted))
                 else:
@@ -187,7 +190,7 @@ class GroupAssembler:
             ):
                 target.add(names[position], raw, _GOOD, "", stamp)
                 continue
-            converted, quality, reason = decode(data, enums[position])
+            converted, quality, reason = decode(data, enums[position], self.max_lengths[position])
             if type(converted) is list:
                 for k, (value, element_quality, element_reason) in enumerate(converted):
                     target.add(

@@ -13,6 +13,7 @@ import fnmatch
 import os
 import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -24,10 +25,13 @@ from drivers.opcua.security import (
     OwnCertificateSource,
     Pki,
     application_uri,
+    describe,
+    file_thumbprint,
 )
 from drivers.opcua.session import Session
 from drivers.opcua.uatypes import node_id
 from edge_agent.config import PlantConfig
+from edge_agent.config.loader import load_config
 from edge_agent.config.opcua import (
     AnonymousIdentity,
     OpcUaDeviceConfig,
@@ -38,16 +42,58 @@ from edge_agent.config.opcua import (
     UsernameIdentity,
     parse_node_address,
 )
-from edge_agent.errors import DriverError
+from edge_agent.errors import ConfigError, DriverError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# ------------------------------------------------------------------------ plant file
+
+
+class _EnvWithoutSecrets(Mapping[str, str]):
+    """The environment, with every unset variable read as empty (so ``${VAR:-default}``
+    takes its default): ``certs`` and ``browse -c`` need the plant's state directory and
+    name, not the passwords the service's environment file holds."""
+
+    def __getitem__(self, key: str) -> str:
+        return os.environ.get(key, "")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def load_plant(path: str) -> PlantConfig | None:
+    """The plant file for ``certs`` and ``browse``; its problems on stderr, None if any."""
+    try:
+        return load_config(path, env=_EnvWithoutSecrets())
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return None
+
+
 # --------------------------------------------------------------------------- certs
 
 
-def run_certs(config: PlantConfig, action: str, name: str | None, out: TextIO = sys.stdout) -> int:
+def run_certs(config_path: str, action: str, name: str | None, out: TextIO = sys.stdout) -> int:
+    config = load_plant(config_path)
+    if config is None:
+        return EXIT_USAGE
+    try:
+        code = _certs(config, action, name, out)
+        out.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    return code
+
+
+def _certs(config: PlantConfig, action: str, name: str | None, out: TextIO) -> int:
     pki = Pki.for_state_dir(config.state_dir)
     if action == "trust":
         assert name is not None
@@ -64,13 +110,7 @@ def run_certs(config: PlantConfig, action: str, name: str | None, out: TextIO = 
         )
         print("the agent uses it at its next connect attempt; no restart needed", file=out)
         return EXIT_OK
-    uri = application_uri(config.plant.name)
-    own = pki.own_dir / "cert.der"
-    if own.exists():
-        print(f"own certificate: {own} (ApplicationUri {uri})", file=out)
-        print("  give this file to the servers' administrators to trust the agent", file=out)
-    else:
-        print(f"own certificate: not created yet (first secured connect; {uri})", file=out)
+    _print_own(config, pki, out)
     certificates = pki.certificates()
     if not certificates:
         print(
@@ -81,6 +121,35 @@ def run_certs(config: PlantConfig, action: str, name: str | None, out: TextIO = 
     if any(c.state == "rejected" for c in certificates):
         print("trust one with: edge-agent certs trust NAME -c PLANT.yaml", file=out)
     return EXIT_OK
+
+
+def _print_own(config: PlantConfig, pki: Pki, out: TextIO) -> None:
+    """The application certificate(s) the agent presents, for the servers' admins."""
+    uri = application_uri(config.plant.name)
+    own = pki.own_dir / "cert.der"
+    if own.exists():
+        info = describe(own.read_bytes(), "own", own)
+        print(f"own certificate: {own}", file=out)
+        print(
+            f"  ApplicationUri {info.application_uri or uri}, thumbprint {info.thumbprint}, "
+            f"expires {info.not_after.date().isoformat()}",
+            file=out,
+        )
+        print("  give this file to the servers' administrators to trust the agent", file=out)
+    else:
+        print(
+            f"own certificate: {own}, not made yet: the agent makes it before its first "
+            f"secured connect attempt (ApplicationUri {uri})",
+            file=out,
+        )
+    for device in config.devices:
+        if isinstance(device, OpcUaDeviceConfig) and device.security.certificate_file:
+            path = Path(device.security.certificate_file)
+            print(
+                f"device {device.name} presents {path} "
+                f"(thumbprint {file_thumbprint(path) or 'unreadable'})",
+                file=out,
+            )
 
 
 def _print_certificates(certificates: list[CertificateInfo], out: TextIO) -> None:
@@ -168,8 +237,22 @@ def run_browse(
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    for line in lines:
-        print(line, file=out)
+    try:
+        for line in lines:
+            print(line, file=out)
+        out.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
+    return EXIT_OK
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``browse | head``): stop quietly, as a pipeline
+    expects, and point stdout at /dev/null so that Python's flush at exit does not fail
+    a second time."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     return EXIT_OK
 
 

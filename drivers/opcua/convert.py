@@ -18,6 +18,8 @@ LocalizedText                               its text; QualifiedName ``ns:name``
 NodeId, ExpandedNodeId, Guid, StatusCode    str (NodeId string, GUID, code name)
 ByteString                                  str, base64
 one-dimensional array of any of the above   one sample per element, ``name[0]``, ``name[1]``...
+array longer than the tag's                 one sample ``name``: None, bad "array of N
+``max_array_length``                        elements, above max_array_length M"
 empty array                                 one sample ``name``: None, uncertain "empty array"
 null Variant                                None, bad "null value"
 multi-dimensional array, structure          None, bad "unsupported type ..."
@@ -106,8 +108,15 @@ def _scalar(raw: object, enum: Mapping[int, str] | None) -> tuple[Value, Quality
     return None, Quality.BAD, f"unsupported type {kind.__name__}"
 
 
-def convert_value(variant: ua.Variant | None, enum: Mapping[int, str] | None) -> Converted:
-    """The value(s) a Variant holds; a list of elements for a one-dimensional array."""
+def array_too_long_reason(length: int, limit: int) -> str:
+    return f"array of {length} elements, above max_array_length {limit}"
+
+
+def convert_value(
+    variant: ua.Variant | None, enum: Mapping[int, str] | None, max_length: int = 0
+) -> Converted:
+    """The value(s) a Variant holds; a list of elements for a one-dimensional array of
+    at most ``max_length`` elements (0: any length)."""
     if variant is None:
         return None, Quality.BAD, REASON_NULL
     raw = variant.Value
@@ -120,17 +129,19 @@ def convert_value(variant: ua.Variant | None, enum: Mapping[int, str] | None) ->
         return None, Quality.BAD, f"unsupported type {dims} array (only 1-D arrays)"
     if not raw:
         return None, Quality.UNCERTAIN, REASON_EMPTY_ARRAY
+    if max_length and len(raw) > max_length:
+        return None, Quality.BAD, array_too_long_reason(len(raw), max_length)
     return [_scalar(item, enum) for item in raw], Quality.GOOD, ""
 
 
-def decode(value: ua.DataValue, enum: Mapping[int, str] | None) -> Converted:
+def decode(value: ua.DataValue, enum: Mapping[int, str] | None, max_length: int = 0) -> Converted:
     """Value, quality and reason of one DataValue (status first, then the value)."""
     status = value.StatusCode
     code = status.value if status is not None else 0
     quality, reason = classify(code)
     if quality is Quality.BAD:
         return None, quality, reason
-    converted, value_quality, value_reason = convert_value(value.Value, enum)
+    converted, value_quality, value_reason = convert_value(value.Value, enum, max_length)
     if quality is Quality.UNCERTAIN and value_quality is Quality.GOOD:
         return converted, quality, reason
     return converted, value_quality, value_reason

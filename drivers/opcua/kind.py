@@ -24,14 +24,20 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+#: ``check`` warns about array tags allowed more elements than this.
+ARRAY_WARNING = 10_000
+
+
 def _summary(device: OpcUaDeviceConfig) -> DeviceSummary:
     tags = sum(len(g.tags) for g in device.poll_groups)
     security = device.security
     secured = f"{security.policy}/{security.mode}" if security.policy != "None" else "no security"
     lines = [
         f"device {device.name}: opcua {device.endpoint} ({secured}, {device.identity.type}), "
-        f"{tags} tags, timeout {device.timeout:g}s, {device.timestamp} timestamps"
+        f"{tags} tags, timeout {device.timeout:g}s, {device.timestamp} timestamps, "
+        f"arrays up to {device.max_array_length} elements"
     ]
+    lines += _array_warnings(device)
     for group in device.poll_groups:
         if group.mode == "read":
             how = f"bulk read every {group.interval:g}s"
@@ -46,6 +52,27 @@ def _summary(device: OpcUaDeviceConfig) -> DeviceSummary:
         lines.append(f"  group {group.name}: {how}, {_plural(len(group.tags), 'tag')}")
     reads_per_s = sum(1 / g.interval for g in device.poll_groups if g.mode == "read")
     return DeviceSummary(lines, reads_per_s)
+
+
+def _array_warnings(device: OpcUaDeviceConfig) -> list[str]:
+    """Each element of an array is a sample in every read: 12 tags of 51,200 elements
+    made MQTT messages of 198 MB. Say so when the config allows that much."""
+    lines = []
+    for group in device.poll_groups:
+        large = [
+            (tag.name, cap)
+            for tag in group.tags
+            if (cap := tag.max_array_length or device.max_array_length) > ARRAY_WARNING
+        ]
+        if large:
+            most = sum(cap for _, cap in large)
+            names = ", ".join(name for name, _ in large[:3]) + (", ..." if len(large) > 3 else "")
+            lines.append(
+                f"  warning: group {group.name}: max_array_length lets "
+                f"{_plural(len(large), 'tag')} ({names}) carry up to {most:,} samples per "
+                "read, every one in the sinks' messages and the outbox"
+            )
+    return lines
 
 
 KIND = DriverKind(build=_build, connection_key=_connection_key, summary=_summary)

@@ -3,9 +3,11 @@
 Servers announce limits under Server/ServerCapabilities/OperationLimits
 (MaxNodesPerRead, MaxMonitoredItemsPerCall, ...; 0 means none). Sending more in one
 request is answered with BadTooManyOperations and costs the whole request, which is
-how many tools fail on large machines. We read the limits after every connect, cut
-requests to fit, and if a server still refuses (limits not announced, or lower than
-announced), halve the chunk size and remember it for the rest of the session.
+how many tools fail on large machines. We read the limits after every connect and cut
+requests to fit. A server that still refuses reads (limits not announced, or lower
+than announced) has its limit learned by :class:`ReadSize`: one binary search for
+the session, on the reads the agent makes anyway (every accepted chunk is data), about
+log2(n) refusals in all; every later chunk has the learned size.
 """
 
 from __future__ import annotations
@@ -65,6 +67,47 @@ class OperationLimits:
         limits.max_nodes_per_read = lowest(limits.max_nodes_per_read, max_nodes_per_read)
         limits.max_monitored_items_per_call = lowest(limits.max_monitored_items_per_call, max_items)
         return limits
+
+
+@dataclass(slots=True)
+class ReadSize:
+    """The largest Read a server accepts, learned from its refusals (a binary search).
+
+    Between the largest size accepted since the first refusal and the smallest size
+    refused, each next chunk tries the middle; until something is accepted, half of
+    what was refused. Once the two are adjacent the limit is known.
+    """
+
+    #: Largest chunk accepted since the first refusal (0: none yet).
+    accepted: int = 0
+    #: Smallest chunk refused (0: no refusal).
+    refused: int = 0
+    refusals: int = 0
+
+    @property
+    def learned(self) -> bool:
+        return bool(self.refused) and self.refused - self.accepted <= 1
+
+    def next(self, announced: int) -> int:
+        """Size of the next chunk (0: everything), given the announced limit."""
+        if not self.refused:
+            return announced
+        if not self.accepted:
+            return max(1, self.refused // 2)
+        return (self.accepted + self.refused) // 2
+
+    def on_accepted(self, size: int) -> None:
+        if not self.refused or size <= self.accepted:
+            return
+        if size >= self.refused:  # accepted what was refused before: the limit rose
+            self.refused = 0
+        self.accepted = size
+
+    def on_refused(self, size: int) -> None:
+        self.refusals += 1
+        if size <= self.accepted:  # refused what was accepted before: the limit fell
+            self.accepted = 0
+        self.refused = min(self.refused, size) if self.refused else size
 
 
 def lowest(a: int, b: int) -> int:

@@ -80,7 +80,7 @@ async def resolve(
                 reasons[i] = classify(result.StatusCode.value)[1] or "BadNoMatch"
             else:
                 node_ids[i] = target
-    enums = await _enumerations(session, node_ids, configured_enums)
+    enums = await enumerations(session, node_ids, configured_enums)
     return Resolution(node_ids, reasons, enums)
 
 
@@ -128,7 +128,7 @@ def _first_target(result: ua.BrowsePathResult) -> ua.NodeId | None:
     return None
 
 
-async def _enumerations(
+async def enumerations(
     session: Session,
     node_ids: Sequence[ua.NodeId | None],
     configured: Sequence[Mapping[int, str] | None],

@@ -71,6 +71,17 @@ def thumbprint(der: bytes) -> str:
     return hashlib.sha1(der, usedforsecurity=False).hexdigest()
 
 
+def file_thumbprint(path: Path) -> str:
+    """The thumbprint of a certificate file (DER or PEM); "" if it cannot be read."""
+    try:
+        data = path.read_bytes()
+        if data.startswith(b"-----BEGIN"):
+            data = x509.load_pem_x509_certificate(data).public_bytes(serialization.Encoding.DER)
+        return thumbprint(data)
+    except (OSError, ValueError):
+        return ""
+
+
 def first_certificate(der: bytes) -> bytes:
     """The leading certificate of a DER chain (servers may append their CA)."""
     length = int.from_bytes(der[2:4], "big") + 4 if len(der) > 4 and der[1] == 0x82 else len(der)
@@ -182,7 +193,13 @@ class Pki:
                 old=str(retired),
             )
         self._create_own(cert_file, key_file, uri, now, hostname or socket.gethostname())
-        log.info("OPC UA application certificate created", certificate=str(cert_file), uri=uri)
+        log.info(
+            "OPC UA application certificate created",
+            certificate=str(cert_file),
+            thumbprint=thumbprint(cert_file.read_bytes()),
+            uri=uri,
+            hint="servers that check their clients must trust this file",
+        )
         return OwnCertificate(cert_file, key_file, uri)
 
     def _create_own(
@@ -337,9 +354,11 @@ def _write_private(path: Path, data: bytes) -> None:
 class OwnCertificateSource:
     """The agent's application certificate, loaded (or created) once for all devices.
 
-    Loaded on the first secured connect, not at start: a plant without secured
-    devices never writes one, and a broken state directory costs only the OPC UA
-    devices that need it, with the reason on their samples.
+    Loaded at the start of the first secured connect attempt, before the server's
+    certificate is checked: so after one attempt both sides have a certificate to
+    trust. Not at start: a plant without secured devices never writes one, and a broken
+    state directory costs only the OPC UA devices that need it, with the reason on
+    their samples.
     """
 
     def __init__(self, pki: Pki, uri: str) -> None:

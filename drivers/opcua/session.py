@@ -20,16 +20,19 @@ import asyncio
 import contextlib
 import logging
 import math
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import structlog
 from asyncua import Client, ua
-from asyncua.client.ua_client import UaClientState
+from asyncua.client.ua_client import OpenSecureChannelResult, UaClientState, UASocketProtocol
+from asyncua.common.utils import Buffer, NotEnoughData
+from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 from asyncua.ua.uaerrors import BadTooManyOperations, UaError, UaStatusCodeError
 
-from drivers.opcua.limits import OperationLimits, chunks
+from drivers.opcua.limits import OperationLimits, ReadSize, chunks
 from drivers.opcua.quality import status_name
 from drivers.opcua.security import (
     MODES,
@@ -38,6 +41,7 @@ from drivers.opcua.security import (
     OwnCertificateSource,
     Pki,
     UntrustedCertificate,
+    file_thumbprint,
 )
 from drivers.opcua.security import first_certificate as _first_certificate
 from edge_agent.config.opcua import CertificateIdentity, OpcUaDeviceConfig, UsernameIdentity
@@ -64,6 +68,85 @@ CLOSE_TIMEOUT = 2.0
 PublishCallback = Callable[[ua.PublishResult], None]
 
 
+#: What a server answers when it does not accept the agent's application certificate
+#: (in OpenSecureChannel, as node-opcua does, or in CreateSession, as asyncua does).
+CERTIFICATE_REFUSALS = frozenset(
+    {
+        "BadSecurityChecksFailed",
+        "BadCertificateUntrusted",
+        "BadCertificateInvalid",
+        "BadCertificateUriInvalid",
+        "BadCertificateUseNotAllowed",
+        "BadCertificateTimeInvalid",
+        "BadCertificateIssuerTimeInvalid",
+        "BadCertificateRevoked",
+        "BadCertificateIssuerRevoked",
+        "BadCertificateRevocationUnknown",
+        "BadCertificateIssuerRevocationUnknown",
+        "BadCertificateChainIncomplete",
+        "BadCertificatePolicyCheckFailed",
+        "BadSecurityPolicyRejected",
+    }
+)
+
+
+class _ChannelProtocol(UASocketProtocol):
+    """asyncua's socket protocol, keeping the server's answer to OpenSecureChannel.
+
+    A server that refuses the channel (node-opcua, for an application certificate it
+    does not trust) answers the OPN with a ServiceFault. asyncua hands that answer to
+    the waiting request before it fails to decode it, and the request then fails an
+    assertion: "AssertionError" is all that would be left of BadSecurityChecksFailed.
+    """
+
+    _channel_answer: Buffer | None = None
+
+    def _call_callback(self, request_id: int, body: Buffer | ua.Acknowledge) -> None:
+        exchange = self._open_secure_channel_exchange
+        if isinstance(exchange, ua.OpenSecureChannelParameters) and isinstance(body, Buffer):
+            self._channel_answer = body.copy()  # an OPN in flight: rare, so copy
+        super()._call_callback(request_id, body)
+
+    async def open_secure_channel(
+        self, params: ua.OpenSecureChannelParameters
+    ) -> OpenSecureChannelResult:
+        self._channel_answer = None
+        try:
+            return await super().open_secure_channel(params)
+        except AssertionError:
+            code = _service_result(self._channel_answer)
+            if code is None:
+                raise
+            raise UaStatusCodeError(code) from None  # type: ignore[no-untyped-call]
+
+
+def _service_result(answer: Buffer | None) -> int | None:
+    """The bad ServiceResult of a response (ServiceFault or any other), else None."""
+    if answer is None:
+        return None
+    try:
+        nodeid_from_binary(answer)
+        header = struct_from_binary(ua.ResponseHeader, answer)
+    except (NotEnoughData, UaError, ValueError, struct.error):
+        return None  # undecodable: keep asyncua's own error
+    code = header.ServiceResult
+    return None if code.is_good() else int(code.value)
+
+
+def _keep_channel_answers(client: Client) -> None:
+    """Have ``client`` build :class:`_ChannelProtocol` sockets (same object, two
+    methods more: asyncua offers no factory argument for its protocol)."""
+    uaclient = client.uaclient
+    make = uaclient._make_protocol  # noqa: SLF001 - asyncua has no protocol factory argument
+
+    def make_protocol() -> UASocketProtocol:
+        protocol = make()
+        protocol.__class__ = _ChannelProtocol
+        return protocol
+
+    uaclient._make_protocol = make_protocol  # type: ignore[method-assign]  # noqa: SLF001
+
+
 def map_error(exc: BaseException, *, connecting: bool = False) -> DriverError:
     """The DriverError (with the reason bad samples carry) for an asyncua failure."""
     kind = DriverConnectError if connecting else DriverReadError
@@ -87,7 +170,10 @@ class Session:
         self.client = client
         self.config = config
         self.limits = OperationLimits()
+        self._read_size = ReadSize()
         self._lost: DriverError | None = None
+        #: True once a read reported the loss (see OpcUaDriver.connected).
+        self.loss_reported = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -103,15 +189,24 @@ class Session:
         client.name = client.description = f"edge-agent {own.uri.rsplit(':', 1)[-1]}"
         client.product_uri = "urn:edge-agent"
         client.session_timeout = max(60_000, math.ceil(config.keepalive_interval * 4_000))
+        _keep_channel_answers(client)
+        cert_file: Path | None = None
         try:
-            await _configure(client, config, pki, own)
+            cert_file = await _configure(client, config, pki, own)
             await client.connect(auto_reconnect=False)
         except BaseException as exc:
             client.disconnect_socket()
             if isinstance(exc, Exception) and not isinstance(exc, DriverError):
-                raise map_error(exc, connecting=True) from exc
+                error = map_error(exc, connecting=True)
+                if cert_file is not None and error.reason in CERTIFICATE_REFUSALS:
+                    error = _refused(error, cert_file)
+                raise error from exc
             raise
         session = cls(client, config)
+        # asyncua's keepalive probe (a read of the server state every keepalive_interval,
+        # answered within it) is what notices a server that stopped answering while its
+        # socket stays open (a frozen process, a hung PLC runtime): say so in the reason.
+        client.connection_lost_callback = session._connection_lost
         try:
             session.limits = await session._read_limits()
         except BaseException:
@@ -122,6 +217,21 @@ class Session:
     @property
     def alive(self) -> bool:
         return self._lost is None and self.client.uaclient.state is UaClientState.CONNECTED
+
+    async def _connection_lost(self, exc: Exception) -> None:
+        if isinstance(exc, TimeoutError):
+            keepalive = self.config.keepalive_interval
+            self.mark_lost(
+                DriverReadError(
+                    REASON_TIMEOUT,
+                    f"the server did not answer the keepalive probe within {keepalive:g}s",
+                )
+            )
+        else:
+            self.mark_lost(map_error(exc))
+        # Drop the socket: the requests still waiting on a server that stopped answering
+        # (a read group's bulk read) fail now instead of each at its own timeout.
+        self.client.disconnect_socket()
 
     def mark_lost(self, error: DriverError) -> None:
         """Called when a watchdog or a status change tells the session is gone."""
@@ -160,17 +270,46 @@ class Session:
 
     # ------------------------------------------------------------------- services
 
-    async def read(
-        self, nodes: Sequence[ua.ReadValueId], *, limit: int | None = None
-    ) -> list[ua.DataValue]:
-        """Read ``nodes`` in chunks that fit MaxNodesPerRead (learned downwards)."""
+    async def read(self, nodes: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
+        """Read ``nodes`` in chunks that fit MaxNodesPerRead, announced or learned.
+
+        A BadTooManyOperations refusal costs only its chunk: :class:`ReadSize` picks the
+        next size, and the nodes are read on from where the refusal was.
+        """
         if not nodes:
             return []  # an empty Read is BadNothingToDo, not "nothing to report"
-        size = self.limits.max_nodes_per_read if limit is None else limit
+        learning = self._read_size
         results: list[ua.DataValue] = []
-        for chunk in chunks(nodes, size):
-            results.extend(await self._read_chunk(chunk))
+        while len(results) < len(nodes):
+            start = len(results)
+            size = learning.next(self.limits.max_nodes_per_read) or len(nodes)
+            chunk = nodes[start : start + size]
+            try:
+                results.extend(await self._read_chunk(chunk))
+            except BadTooManyOperations:
+                if len(chunk) <= 1:
+                    raise DriverReadError(
+                        "BadTooManyOperations", "even one node per read"
+                    ) from None
+                learning.on_refused(len(chunk))
+                self.limits.max_nodes_per_read = learning.accepted or learning.next(0)
+                continue
+            if learning.refused and not learning.learned:
+                self._accepted(len(chunk))
         return results
+
+    def _accepted(self, size: int) -> None:
+        """A chunk of ``size`` was read while the read limit is being learned."""
+        learning = self._read_size
+        learning.on_accepted(size)
+        self.limits.max_nodes_per_read = learning.accepted or learning.next(0)
+        if learning.learned:
+            log.info(
+                "server refuses reads of more nodes than it announced; reading in chunks",
+                device=self.config.name,
+                max_nodes_per_read=learning.accepted,
+                refused_reads=learning.refusals,
+            )
 
     async def _read_chunk(self, nodes: Sequence[ua.ReadValueId]) -> list[ua.DataValue]:
         params = ua.ReadParameters()
@@ -180,17 +319,7 @@ class Session:
         try:
             return await self.client.uaclient.read(params)
         except BadTooManyOperations:
-            if len(nodes) <= 1:
-                raise DriverReadError("BadTooManyOperations", "even one node per read") from None
-            half = len(nodes) // 2
-            log.info(
-                "server refused the read size; reading in smaller chunks",
-                device=self.config.name,
-                refused=len(nodes),
-                now=half,
-            )
-            self.limits.max_nodes_per_read = half
-            return [value for part in chunks(nodes, half) for value in await self._read_chunk(part)]
+            raise
         except (UaError, OSError, TimeoutError, ConnectionError) as exc:
             raise map_error(exc) from exc
 
@@ -253,17 +382,21 @@ class Session:
 
 async def _configure(
     client: Client, config: OpcUaDeviceConfig, pki: Pki, own_certificate: OwnCertificateSource
-) -> None:
-    """Security (with the trust check) and user identity, before connecting."""
+) -> Path | None:
+    """Security (with the trust check) and user identity, before connecting; the
+    application certificate the agent presents (None without security)."""
     security = config.security
+    cert_file: Path | None = None
     if security.policy != "None":
-        server_cert = await _trusted_server_certificate(client, config, pki)
+        # Ours first, then the server's check: when the server's certificate is new, both
+        # sides have a certificate to trust after this one attempt, not after two.
         if security.certificate_file:
             cert_file = Path(security.certificate_file)
             key_file = Path(security.private_key_file)
         else:
             own = own_certificate()
             cert_file, key_file = own.cert_file, own.key_file
+        server_cert = await _trusted_server_certificate(client, config, pki)
         await client.set_security(
             POLICIES[security.policy],
             certificate=str(cert_file),
@@ -280,6 +413,19 @@ async def _configure(
         await client.load_private_key(
             Path(identity.private_key_file), identity.private_key_password or None
         )
+    return cert_file
+
+
+def _refused(error: DriverError, cert_file: Path) -> DriverConnectError:
+    """The server refused the agent's application certificate: say which file to trust."""
+    print_ = file_thumbprint(cert_file)
+    which = f"{cert_file} (thumbprint {print_})" if print_ else str(cert_file)
+    return DriverConnectError(
+        error.reason,
+        f"the server refused the agent's application certificate: trust {which} on the "
+        "server (for example copy it into its PKI's trusted certificates); the agent "
+        "connects at its next attempt",
+    )
 
 
 async def _trusted_server_certificate(client: Client, config: OpcUaDeviceConfig, pki: Pki) -> bytes:

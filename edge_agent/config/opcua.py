@@ -32,6 +32,11 @@ from edge_agent.config.catalog import DeviceInfo, TagInfo
 
 IdType = Literal["i", "s", "g", "b"]
 
+#: Default of ``max_array_length``: a 1,000-element array is 1,000 samples per read.
+DEFAULT_MAX_ARRAY_LENGTH = 1_000
+#: Highest ``max_array_length`` the config accepts.
+MAX_ARRAY_LENGTH_LIMIT = 1_000_000
+
 _UINT32_MAX = 2**32 - 1
 _UINT16_MAX = 2**16 - 1
 
@@ -281,6 +286,12 @@ class OpcUaTag(Strict):
     )
     queue_size: int | None = Field(default=None, ge=1, le=10_000)
     deadband: Deadband | None = None
+    max_array_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ARRAY_LENGTH_LIMIT,
+        description="Overrides the device's max_array_length for this tag.",
+    )
 
 
 class OpcUaPollGroup(Strict):
@@ -338,6 +349,15 @@ class OpcUaDeviceConfig(Strict):
     )
     max_monitored_items_per_call: int = Field(
         default=0, ge=0, description="0: use the server's MaxMonitoredItemsPerCall."
+    )
+    max_array_length: int = Field(
+        default=DEFAULT_MAX_ARRAY_LENGTH,
+        ge=1,
+        le=MAX_ARRAY_LENGTH_LIMIT,
+        description=(
+            "Most elements an array tag may have (each element is a sample in every read). "
+            "A longer array makes the tag bad, with its length in the reason."
+        ),
     )
     device_type: str = ""
     labels: dict[str, str] = Field(default_factory=dict)

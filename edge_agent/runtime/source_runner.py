@@ -133,6 +133,8 @@ class SourceRunner:
         self._probing = False
         #: Per poll group: "" when its last read was all good, else the first bad reason.
         self._group_health: dict[str, str] = {}
+        #: Change-based groups not yet reported bad since the device went offline.
+        self._unreported: set[str] = set()
         self._connect_lock = asyncio.Lock()
 
     @property
@@ -191,15 +193,13 @@ class SourceRunner:
         if (started < self._retry_at and not self._connection_is_back()) or self._probing:
             # Offline and not yet due, or another group is already probing the device:
             # answer locally, without wire traffic.
-            reason = self.state_reason or REASON_DISCONNECTED
-            batch = SampleBatch.all_bad(self.device, group.name, started_ns, group.names, reason)
-            self.counters.failed_polls += 1
-            self.counters.failures_by_reason[reason] += 1
-            self.counters.last_progress_monotonic = time.monotonic()
-            self.emit(batch)
-            return batch
+            return self._answer_locally(group, started_ns)
         # While offline, one group at a time probes the device; the others answer locally.
         self._probing = self.state is DeviceState.OFFLINE
+        if self._probing and group.name in self._unreported:
+            # A subscription's silence reads as "unchanged": its tags go bad now, not
+            # after a probe that may take the whole read budget (or hide the outage).
+            self._answer_locally(group, started_ns, count=False)
         failed: SampleBatch | None = None  # set on failure; else the driver's ``batches``
         batches: Sequence[SampleBatch] = ()
         try:
@@ -242,6 +242,17 @@ class SourceRunner:
         self.emit(failed)
         return failed
 
+    def _answer_locally(self, group: GroupSpec, started_ns: int, count: bool = True) -> SampleBatch:
+        reason = self.state_reason or REASON_DISCONNECTED
+        batch = SampleBatch.all_bad(self.device, group.name, started_ns, group.names, reason)
+        if count:  # not when the same poll goes on to probe: that probe is counted
+            self.counters.failed_polls += 1
+            self.counters.failures_by_reason[reason] += 1
+            self.counters.last_progress_monotonic = time.monotonic()
+        self._unreported.discard(group.name)
+        self.emit(batch)
+        return batch
+
     def _connection_is_back(self) -> bool:
         """Someone else (a neighbour on the same connection) brought it back."""
         return self._waiting_for_connection and self.driver.connected
@@ -267,6 +278,7 @@ class SourceRunner:
             self._set_state(DeviceState.DEGRADED, exc.reason, detail=exc.detail)
         else:
             self.state_reason = exc.reason
+        self._unreported.discard(group.name)  # this batch reports it
         return SampleBatch.all_bad(self.device, group.name, started_ns, group.names, exc.reason)
 
     def _succeeded(self, group: str, batches: Sequence[SampleBatch]) -> None:
@@ -314,6 +326,8 @@ class SourceRunner:
         if state is self.state and reason == self.state_reason:
             return
         previous = self.state
+        if state is DeviceState.OFFLINE and previous is not DeviceState.OFFLINE:
+            self._unreported = {g.name for g in self.driver.groups if g.change_based}
         self.state = state
         self.state_reason = reason
         self.counters.state_since = self._clock()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
-from drivers.opcua.driver import _SubscribeGroup
+from drivers.opcua.groups import SubscribeGroup
 from edge_agent.config import PlantConfig
-from edge_agent.errors import DriverConnectError, DriverReadError
+from edge_agent.errors import DriverConnectError
 from edge_agent.model import KIND_ALIVE, Quality, SampleBatch
 from simulators.equipment import MACHINE_QUANTITIES, METER_QUANTITIES
 from simulators.opcua_internals import OperationLimits
@@ -49,6 +51,10 @@ async def _read(driver: OpcUaDriver, group: str = "default") -> SampleBatch:
     (result,) = await driver.read(group)
     assert isinstance(result, SampleBatch)
     return result
+
+
+def _session_alive(driver: OpcUaDriver) -> bool:
+    return driver.session is not None and driver.session.alive
 
 
 def _by_name(batch: SampleBatch) -> dict[str, tuple[object, Quality, str]]:
@@ -226,6 +232,38 @@ async def test_every_mapped_type_over_the_wire(
     assert got["Bad"] == (None, Quality.BAD, "BadSensorFailure")
 
 
+async def test_an_array_longer_than_max_array_length_is_bad_not_thousands_of_samples(
+    frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
+) -> None:
+    sim, _ = frozen
+    # TypeCheck.LongArray: 1,500 Doubles (the same node twice in a group, so two forms).
+    tags = (
+        f"  - {{name: capped, node: 'ns={sim.namespace_index};s=TypeCheck.LongArray'}}\n"
+        f"  - {{name: raised, node: '{sim.nsu_node_id('TypeCheck', 'LongArray')}', "
+        "max_array_length: 1500}\n"
+    )
+    driver = _driver(
+        plant_config(
+            tmp_path, device_yaml("arrays", sim.endpoint, f"- interval: 1s\n  tags:\n{tags}")
+        )
+    )
+    await driver.connect()
+    try:
+        got = _by_name(await _read(driver))
+    finally:
+        await driver.close()
+    assert got["capped"] == (
+        None,
+        Quality.BAD,
+        "array of 1500 elements, above max_array_length 1000",
+    )
+    assert [got[f"raised[{k}]"][:2] for k in (0, 1499)] == [
+        (0.0, Quality.GOOD),
+        (1499.0, Quality.GOOD),
+    ]
+    assert len(got) == 1 + 1500
+
+
 async def test_bad_nodes_fail_only_their_tags_in_both_modes(
     frozen: tuple[OpcUaSimulator, FrozenClock], tmp_path: Path
 ) -> None:
@@ -298,6 +336,10 @@ async def test_namespace_uris_survive_a_renumbering_restart(
         # A firmware update registers another namespace first: ours moves up one.
         await sim.restart(extra_namespaces=["urn:vendor:diagnostics"])
         assert sim.namespace_index == old + 1
+        # The next read reports the lost session (the device goes offline); then the
+        # scheduler reconnects.
+        with pytest.raises(DriverConnectError):
+            await driver.read("default")
         assert not driver.connected
         await driver.connect()
         after = _by_name(await _read(driver))
@@ -361,6 +403,42 @@ async def test_1000_nodes_are_chunked_to_fit_the_servers_limits(
     else:
         # Not announced: refused, halved until it fits, and remembered.
         assert sim.stats.refused >= 1
+
+
+async def test_an_unannounced_read_limit_is_learned_in_about_log2_n_refusals(
+    tmp_path: Path,
+) -> None:
+    """1000 nodes against a server that takes 10 per Read without saying so: one binary
+    search (each accepted chunk is data), one log line, then chunks of exactly 10."""
+    clock = FrozenClock()
+    limits = OperationLimits(max_nodes_per_read=10, announced=False)
+    sim = simulator(clock, bulk_nodes=1000, limits=limits)
+    await sim.start()
+    driver = _driver(
+        plant_config(tmp_path, device_yaml("bulk", sim.endpoint, _bulk_groups(sim, 1000, False)))
+    )
+    try:
+        with capture_logs() as logs:
+            # The connect already reads 1000 nodes (their data types): it learns there.
+            await driver.connect()
+            first = await _read(driver, "polled")
+        learning = list(sim.stats.read_sizes)
+        sim.stats.read_sizes.clear()
+        second = await _read(driver, "polled")
+    finally:
+        await driver.close()
+        await sim.stop()
+    base = round(clock.now * 10) / 10
+    want = [base + i / 1000 for i in range(1000)]
+    assert first.values == want
+    assert second.values == want
+    refused = [k for k, size in enumerate(learning) if size > 10]
+    assert len(refused) <= math.ceil(math.log2(1000)) + 1, learning
+    assert max(learning[refused[-1] + 1 :]) == 10, "nothing above the limit once learned"
+    told = [e for e in logs if "announced" in e["event"]]
+    assert len(told) == 1, logs
+    assert (told[0]["max_nodes_per_read"], told[0]["refused_reads"]) == (10, len(refused))
+    assert sim.stats.read_sizes == [10] * 100, "every later chunk has the learned size"
 
 
 async def test_an_unreachable_server_is_a_connect_error(tmp_path: Path) -> None:
@@ -429,7 +507,7 @@ async def test_changes_received_before_a_lost_session_are_handed_over(
         await sim.refresh()
         pending = expected(sim, "cnc-1", "energy_kwh")
         group = driver._groups["live"]
-        assert isinstance(group, _SubscribeGroup)
+        assert isinstance(group, SubscribeGroup)
         subscription = group._subscription
         assert subscription is not None
         deadline = time.monotonic() + 10
@@ -437,7 +515,7 @@ async def test_changes_received_before_a_lost_session_are_handed_over(
             assert time.monotonic() < deadline, "the change never arrived"
             await asyncio.sleep(0.05)
         await sim.stop()
-        while driver.connected:
+        while _session_alive(driver):
             assert time.monotonic() < deadline + 10, "the loss was never noticed"
             await asyncio.sleep(0.05)
         if first == "read":
@@ -445,8 +523,10 @@ async def test_changes_received_before_a_lost_session_are_handed_over(
             assert isinstance(result, list)
             got = [v for b in result for n, v, q, _ in b if n == name and q is Quality.GOOD]
             assert got == [pending], "handed over before the loss is reported"
-            with pytest.raises(DriverReadError):
+            assert driver.connected, "the loss is not reported yet"
+            with pytest.raises(DriverConnectError):
                 await driver.read("live")
+            assert not driver.connected
         # The device comes back having counted on: the new session starts from there.
         clock.now += 3600
         await sim.start()
@@ -492,10 +572,10 @@ async def test_a_quiet_subscription_proves_itself_alive_until_the_server_goes(
         assert proofs == sorted(proofs)
         assert abs(proofs[-1] - time.time_ns()) < 60 * 1_000_000_000, "the server's clock"
         await sim.stop()
-        while driver.connected:
+        while _session_alive(driver):
             assert time.monotonic() < deadline + 10, "the loss was never noticed"
             await asyncio.sleep(0.05)
-        with pytest.raises(DriverReadError):
+        with pytest.raises(DriverConnectError):
             await driver.read("live")
     finally:
         await driver.close()

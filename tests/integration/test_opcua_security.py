@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from asyncua import ua
+from asyncua.common.connection import SecureConnection, TransportLimits
+from asyncua.common.utils import Buffer
+from asyncua.crypto.security_policies import SecurityPolicyNone
+from asyncua.ua.ua_binary import header_from_binary, struct_to_binary, uatcp_to_binary
 
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
-from drivers.opcua.security import POLICY_URIS
+from drivers.opcua.security import POLICY_URIS, Pki, thumbprint
 from edge_agent.errors import DriverConnectError
 from edge_agent.model import Quality, SampleBatch
 from simulators.opcua_server import ALL_ENDPOINTS, OpcUaSimulator
@@ -26,6 +32,7 @@ from tests.opcua_support import (
     simulator,
     trust_server,
 )
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -192,8 +199,13 @@ async def test_an_unknown_server_is_refused_until_trusted_with_the_cli(
     assert rejected.read_bytes() == opcua_keys.server_cert.read_bytes()
     assert not (state / "opcua" / "trusted").exists()
 
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "OPCUA_PASSWORD": PASSWORD}
+    # The plant's secrets live in the service's environment, not the engineer's shell:
+    # certs needs the state directory only.
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
     listed = _cli(["certs", "list", "-c", str(plant_file)], env)
+    own = state / "opcua" / "own" / "cert.der"
+    assert f"own certificate: {own}" in listed
+    assert f"thumbprint {thumbprint(own.read_bytes())}" in listed
     assert "rejected" in listed
     assert rejected.stem in listed
     assert "edge-agent simulator" in listed  # the certificate's subject
@@ -252,3 +264,90 @@ async def test_trust_on_first_use_trusts_once_and_refuses_a_changed_certificate(
     assert refused.value.reason == "untrusted server certificate"
     (rejected,) = (state / "opcua" / "rejected").iterdir()
     assert rejected.read_bytes() == opcua_keys.other_server_cert.read_bytes()
+
+
+async def test_a_server_that_refuses_the_agent_names_the_certificate_to_trust(
+    opcua_keys: Keys, tmp_path: Path
+) -> None:
+    """First contact on both sides, in as few rounds as the two admins need: after the
+    first attempt the agent's certificate exists (to hand over) and the server's waits in
+    rejected/; a server that refuses the agent says which file to trust."""
+    trusted_clients: set[bytes] = set()
+    sim = simulator(
+        FrozenClock(), opcua_keys, users={"operator": PASSWORD}, trusted_clients=trusted_clients
+    )
+    await sim.start()
+    try:
+        state = tmp_path / "state"  # fresh: no certificate of our own yet, the server unknown
+        driver = _device(sim, state, "{policy: Basic256Sha256, mode: SignAndEncrypt}")
+        with pytest.raises(DriverConnectError) as first:
+            await driver.connect()
+        assert first.value.reason == "untrusted server certificate"
+        own = state / "opcua" / "own" / "cert.der"
+        assert own.exists(), "the agent's certificate is made before the first attempt"
+        (rejected,) = (state / "opcua" / "rejected").iterdir()
+        Pki.for_state_dir(state).trust(rejected.stem)
+
+        with pytest.raises(DriverConnectError) as second:
+            await driver.connect()
+        assert second.value.reason == "BadCertificateUntrusted"
+        assert str(own) in second.value.detail
+        assert thumbprint(own.read_bytes()) in second.value.detail
+        trusted_clients.add(own.read_bytes())  # the server's admin trusts the file named
+        assert (await _power(driver))[1] is Quality.GOOD
+    finally:
+        await sim.stop()
+
+
+async def _refuse_channels(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """An OPC UA server that answers OpenSecureChannel with a ServiceFault, as node-opcua
+    does for a client certificate it does not trust."""
+    connection = SecureConnection(SecurityPolicyNone(), TransportLimits())
+    try:
+        while True:
+            head = await reader.readexactly(8)
+            body = await reader.readexactly(int.from_bytes(head[4:8], "little") - 8)
+            data = Buffer(head + body)
+            header = header_from_binary(data)
+            if header.MessageType == ua.MessageType.Hello:
+                ack = ua.Acknowledge(ReceiveBufferSize=65535, SendBufferSize=65535)
+                writer.write(uatcp_to_binary(ua.MessageType.Acknowledge, ack))
+            elif header.MessageType == ua.MessageType.SecureOpen:
+                request = connection.receive_from_header_and_body(header, data)
+                fault = ua.ServiceFault()
+                fault.ResponseHeader.ServiceResult = ua.StatusCode(
+                    ua.StatusCodes.BadSecurityChecksFailed
+                )
+                writer.write(
+                    connection.message_to_binary(
+                        struct_to_binary(fault),
+                        message_type=ua.MessageType.SecureOpen,
+                        request_id=request.SequenceHeader().RequestId,
+                    )
+                )
+                await writer.drain()
+                return
+    except asyncio.IncompleteReadError:
+        return
+    finally:
+        writer.close()
+
+
+async def test_a_channel_refused_in_open_secure_channel_reports_its_status_code(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = await asyncio.start_server(_refuse_channels, "127.0.0.1", port)
+    try:
+        groups = "- interval: 1s\n  tags:\n  - {name: x, node: 'i=2258'}"
+        config = plant_config(
+            tmp_path, device_yaml("refusing", f"opc.tcp://127.0.0.1:{port}", groups)
+        )
+        (driver,) = build_opcua_drivers(config)
+        with pytest.raises(DriverConnectError) as refused:
+            await driver.connect()
+        await driver.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert refused.value.reason == "BadSecurityChecksFailed", refused.value

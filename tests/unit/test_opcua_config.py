@@ -120,3 +120,36 @@ devices:
     )
     assert "total: 1 devices, 3 tags, 1 reads/s" in summary
     assert "password" not in repr(config.devices[0])
+
+
+def test_check_warns_about_arrays_allowed_to_flood_a_read(tmp_path: Path) -> None:
+    tags = "\n".join(
+        f"          - {{name: s{k}, node: 'ns=2;s=Spectrum{k}', max_array_length: 51200}}"
+        for k in range(12)
+    )
+    config = parse_config(
+        f"""
+plant: {{name: hall-2}}
+state_dir: {tmp_path}
+devices:
+  - name: vib-1
+    driver: opcua
+    endpoint: opc.tcp://10.0.0.9:4840
+    poll_groups:
+      - name: spectra
+        interval: 10s
+        tags:
+{tags}
+      - name: phases
+        interval: 1s
+        tags: [{{name: volts, node: "ns=2;s=Volts"}}]
+""",
+        env={},
+    )
+    summary = render_summary(config, "plant.yaml")
+    assert "arrays up to 1000 elements" in summary
+    warnings = [line for line in summary.splitlines() if "warning" in line]
+    assert warnings == [
+        "  warning: group spectra: max_array_length lets 12 tags (s0, s1, s2, ...) carry up "
+        "to 614,400 samples per read, every one in the sinks' messages and the outbox"
+    ]

@@ -172,6 +172,27 @@ def test_read_batch_expands_arrays_and_caches_their_names() -> None:
     assert list(longer.names) == ["v[0]", "v[1]", "v[2]", "i"]
 
 
+def test_an_array_above_its_cap_is_one_bad_sample_with_its_length() -> None:
+    """51,200 elements must not become 51,200 samples in every read (198 MB messages)."""
+    huge = _value([0.5] * 51_200, ua.VariantType.Double)
+    assert decode(huge, None, 1000) == (
+        None,
+        BAD,
+        "array of 51200 elements, above max_array_length 1000",
+    )
+    assembler = GroupAssembler(
+        "m", "g", ("spectrum", "phases"), use_source=True, max_array_lengths=[1000, 3]
+    )
+    batch = assembler.read_batch(
+        0, [huge, _value([1.0, 2.0, 3.0], ua.VariantType.Double)], ["", ""]
+    )
+    assert list(batch.names) == ["spectrum", "phases[0]", "phases[1]", "phases[2]"]
+    assert batch.qualities == [BAD, GOOD, GOOD, GOOD]
+    assert batch.reasons[0] == "array of 51200 elements, above max_array_length 1000"
+    (changed,) = assembler.change_batches(0, [(0, huge)])
+    assert (list(changed.names), changed.qualities) == (["spectrum"], [BAD])
+
+
 def test_changes_are_split_into_rounds_with_each_tag_once() -> None:
     assembler = GroupAssembler("cnc", "events", ("a", "b", "c"), use_source=True)
     t1, t2, t3 = T0, T0 + dt.timedelta(seconds=1), T0 + dt.timedelta(seconds=2)

@@ -200,6 +200,28 @@ async def test_offline_device_is_probed_by_one_group_at_a_time() -> None:
     assert all(b.qualities == [Quality.BAD, Quality.BAD] for b in out)
 
 
+async def test_a_subscription_is_reported_bad_before_it_probes_an_offline_device() -> None:
+    """A change-based group's silence reads as "unchanged": when the device went offline
+    through another group, its tags go bad at its next poll even when that poll is the
+    one that probes, and stays bad for however long the probe takes (or succeeds)."""
+    reader, watcher = GroupSpec("r", 0.05, NAMES), GroupSpec("s", 0.05, NAMES, change_based=True)
+    driver = ScriptedDriver(deque([DriverConnectError("timeout", "no keepalive")]))
+    driver.groups = (reader, watcher)
+    out: list[SampleBatch] = []
+    runner = SourceRunner(driver, out.append, backoff=Backoff(initial=0.0, cap=0.0, minimum=0.0))
+    await runner.poll_once(reader)
+    assert runner.state is DeviceState.OFFLINE
+    await runner.poll_once(watcher)  # probes (and succeeds), but reports the outage first
+    assert [(b.group, b.good_count) for b in out] == [("r", 0), ("s", 0), ("s", 2)]
+    assert out[1].reasons == ["timeout", "timeout"]
+    # A group that failed itself is reported once: the read group probes without a
+    # batch of the subscription in front.
+    driver.script.append(DriverConnectError("timeout"))
+    await runner.poll_once(watcher)
+    await runner.poll_once(reader)
+    assert [(b.group, b.good_count) for b in out[3:]] == [("s", 0), ("r", 2)]
+
+
 async def test_a_permanently_bad_tag_in_one_group_does_not_flap_the_device_state() -> None:
     groups = (GroupSpec("good", 0.05, NAMES), GroupSpec("holey", 0.05, NAMES))
     driver = ScriptedDriver(groups=groups)
