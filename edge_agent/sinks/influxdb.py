@@ -25,6 +25,7 @@ What the server says decides what happens to a chunk:
 from __future__ import annotations
 
 import email.utils
+import enum
 import time
 import warnings
 from collections.abc import Sequence
@@ -72,6 +73,15 @@ class DeadLetters(Protocol):
     def dead_letter(self, sink: str, status: int, error: str, lines: bytes) -> None: ...
 
 
+class InfluxState(enum.Enum):
+    """Where the sink stands: nothing sent yet, the server answers, it does not, stopped."""
+
+    IDLE = "idle"
+    ANSWERING = "answering"
+    FAILING = "failing"
+    STOPPED = "stopped"
+
+
 @dataclass(slots=True)
 class _Layout:
     prefix: str
@@ -114,8 +124,7 @@ class InfluxSink:
         self._worker = BlockingWorker(f"influxdb-{config.name}")
         self._client: InfluxDBClient | None = None
         self._write_api: WriteApi | None = None
-        self._connected = False
-        self._stopped = False
+        self._state = InfluxState.IDLE
         #: Points (lines) written, and refused for good (moved to the dead letters;
         #: RefusalCounting, for /metrics).
         self.lines_written = 0
@@ -131,10 +140,10 @@ class InfluxSink:
     @property
     def connected(self) -> bool:
         """True when the last request reached the server and it answered."""
-        return self._connected
+        return self._state is InfluxState.ANSWERING
 
     async def start(self) -> None:
-        if self._stopped:
+        if self._state is InfluxState.STOPPED:
             raise RuntimeError(f"influxdb sink {self.name} was stopped; make a new one")
         if self._client is None:
             config = self.config
@@ -166,9 +175,9 @@ class InfluxSink:
         try:
             refused = await self._worker.call(self._deliver, list(batches))
         except SinkError:
-            self._connected = False
+            self._settle(InfluxState.FAILING)
             raise
-        self._connected = True
+        self._settle(InfluxState.ANSWERING)
         for part in refused:
             self.lines_refused += len(part.lines)
             self._log.error(
@@ -182,11 +191,16 @@ class InfluxSink:
                 body = "\n".join(part.lines).encode("utf-8", "replace")
                 self._dead_letters.dead_letter(self.name, part.status, part.error, body)
 
+    def _settle(self, state: InfluxState) -> None:
+        """The outcome of a request; a sink stopped meanwhile stays stopped."""
+        if self._state is not InfluxState.STOPPED:
+            self._state = state
+
     async def stop(self) -> None:
         """Close the HTTP client and end the worker thread. Idempotent."""
-        if self._stopped:
+        if self._state is InfluxState.STOPPED:
             return
-        self._stopped = True
+        self._state = InfluxState.STOPPED
         client, self._client, self._write_api = self._client, None, None
         if client is not None:
             await self._worker.call(client.close)

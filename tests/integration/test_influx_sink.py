@@ -383,3 +383,13 @@ async def test_verification_off_is_warned_about_once(untrusted_https: str) -> No
     warned = [e for e in logs if "verification is off" in e["event"]]
     assert len(warned) == 1
     assert warned[0]["log_level"] == "warning"
+
+
+async def test_a_stopped_sink_stays_stopped(scripted: ScriptedInflux) -> None:
+    sink = await _started(scripted.url)
+    await sink.send([data_batch(0)])
+    assert sink.connected
+    await sink.stop()
+    assert not sink.connected
+    with pytest.raises(RuntimeError, match="was stopped"):
+        await sink.start()
