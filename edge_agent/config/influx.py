@@ -5,13 +5,14 @@ The rule that needs the devices (:func:`influx_sink_problems`) sits beside the m
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from edge_agent.config.base import Duration, Name, Strict
-from edge_agent.config.catalog import TagCatalog
+from edge_agent.config.catalog import DeviceInfo
 from edge_agent.redaction import redact_urls
 
 #: Tag and field keys InfluxDB 2 reserves (``_measurement``, ``_field``...) or refuses.
@@ -106,10 +107,16 @@ class InfluxSinkConfig(Strict):
         return tags
 
 
-def influx_sink_problems(sink: InfluxSinkConfig, catalog: TagCatalog) -> list[tuple[str, str]]:
-    """(field, message) for what a single field cannot see: device labels used as tags."""
+def influx_sink_problems(
+    sink: InfluxSinkConfig, devices: Iterable[DeviceInfo]
+) -> list[tuple[str, str]]:
+    """(field, message) for what a single field cannot see: device labels used as tags.
+
+    ``devices``: every device of the plant, a repeated name included (the catalog keeps
+    one device per name; the second one's problems are reported too).
+    """
     problems: list[tuple[str, str]] = []
-    for device in catalog.devices.values():
+    for device in devices:
         for tag_name in device.tags:
             if tag_name in RESERVED_KEYS:
                 problems.append(

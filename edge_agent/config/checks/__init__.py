@@ -73,7 +73,7 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
         problems = (
             mqtt_sink_problems(sink, plant.plant)
             if isinstance(sink, MqttSinkConfig)
-            else influx_sink_problems(sink, catalog)
+            else influx_sink_problems(sink, [d.describe() for d in plant.devices])
         )
         findings += [(("sinks", index, field), message) for field, message in problems]
     findings += check_metrics(plant, catalog)

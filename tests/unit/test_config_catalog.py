@@ -1,0 +1,50 @@
+"""The tag catalog keeps one device per name; rules that report on every device must
+still see a second device of the same name (issue 12 moved them onto the catalog)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.config.loader import parse_config
+from edge_agent.errors import ConfigError
+
+TWO_METERS = """\
+plant:
+  name: line-1
+devices:
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - {name: power, table: input, address: 0, type: float32}
+  - name: meter
+    driver: modbus
+    device_type: "#7 meter"
+    labels: {_secret: x}
+    connection: {transport: tcp, host: 127.0.0.2}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - {name: time, table: input, address: 0, type: float32}
+sinks:
+  - name: tsdb
+    type: influxdb
+    url: http://influx.local:8086
+    org: plant
+    bucket: edge
+    measurement: device_type
+"""
+
+
+def test_influx_rules_see_a_second_device_of_the_same_name() -> None:
+    # Before issue 12 the InfluxDB sink's rules walked plant.devices: a duplicate device
+    # name was reported, and so was what the second device would break in the sink.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(TWO_METERS, "plant.yaml", env={})
+    problems = "\n".join(caught.value.problems)
+    assert "duplicate device name 'meter'" in problems
+    assert "a tag named 'time' cannot be an InfluxDB field" in problems
+    assert "device_type '#7 meter' would start a line protocol comment" in problems
+    assert "label '_secret' starts with '_'" in problems
