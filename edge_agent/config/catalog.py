@@ -100,11 +100,15 @@ class TagCatalog:
 
     @classmethod
     def of(cls, devices: Iterable[Describable]) -> TagCatalog:
-        described: dict[str, DeviceInfo] = {}
-        for device in devices:
-            info = device.describe()
-            described.setdefault(info.name, info)
-        return cls(described)
+        return cls.of_described(device.describe() for device in devices)
+
+    @classmethod
+    def of_described(cls, described: Iterable[DeviceInfo]) -> TagCatalog:
+        """From devices already described; a repeated name keeps its first device."""
+        by_name: dict[str, DeviceInfo] = {}
+        for info in described:
+            by_name.setdefault(info.name, info)
+        return cls(by_name)
 
     def device(self, name: str) -> DeviceInfo | None:
         return self.devices.get(name)

@@ -68,12 +68,14 @@ def check_plant(plant: PlantConfig) -> list[Finding]:
         across = DEVICE_RULES[driver].across
         if across is not None:
             findings += across(devices)
-    catalog = TagCatalog.of(plant.devices)
+    # Every device, a repeated name included (the InfluxDB rules report each), described once.
+    described = [device.describe() for device in plant.devices]
+    catalog = TagCatalog.of_described(described)
     for index, sink in enumerate(plant.sinks):
         problems = (
             mqtt_sink_problems(sink, plant.plant)
             if isinstance(sink, MqttSinkConfig)
-            else influx_sink_problems(sink, [d.describe() for d in plant.devices])
+            else influx_sink_problems(sink, described)
         )
         findings += [(("sinks", index, field), message) for field, message in problems]
     findings += check_metrics(plant, catalog)
