@@ -221,7 +221,7 @@ class BlockDecoder:
     def _raw(self, data: Sequence[int] | Sequence[bool]) -> Sequence[Any]:
         """The raw value of every field: the bits themselves, or the unpacked registers."""
         if self._bits:
-            if len(data) < self._count:  # pymodbus pads bits to a multiple of 8
+            if len(data) < self._count:  # a bit reply is padded to a multiple of 8
                 raise self._short(len(data))
             return data
         if len(data) != self._count:

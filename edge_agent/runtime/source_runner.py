@@ -94,7 +94,7 @@ def _listed(names: Sequence[str], shown: int = 10) -> str:
 def _raise_if_cancel_was_swallowed() -> None:
     """Honour a cancellation that a library swallowed.
 
-    On Python 3.11 ``asyncio.wait_for`` (used by pymodbus for every request) returns
+    On Python 3.11 ``asyncio.wait_for`` (asyncua uses it for every request) returns
     the result instead of raising when the cancellation and the response arrive
     together (gh-86296). The task's pending cancel count still shows the request,
     so the poll loop stops anyway instead of polling on after the agent stopped.
