@@ -193,7 +193,7 @@ def one_in(chance: float) -> str:
     n = 1.0 / chance
     if n < 1.5:
         return "almost always"
-    digits = max(0, int(math.floor(math.log10(n))) - 1)
+    digits = max(0, math.floor(math.log10(n)) - 1)
     rounded = round(n / 10**digits) * 10**digits
     return f"1 in {rounded:,.0f}"
 
@@ -215,8 +215,8 @@ def explain(candidates: Sequence[Candidate], low: float, high: float, address: i
     d = top.decoding
     lines = [
         f"likeliest: {label(top)} at address {address + d.offset} = {_value_text(top)}",
-        f"  unrelated registers read as {label(top)} land in {low:g}..{high:g} "
-        f"{one_in(top.chance)} times",
+        f"  by chance, unrelated registers read as {label(top)} land in {low:g}..{high:g} "
+        f"only {one_in(top.chance)} times",
     ]
     others = [c for c in candidates[1:] if label(c) != label(top)]
     if others:
