@@ -18,6 +18,8 @@ unrelated register contents land in the range read that way), plus small priors:
   belongs to it);
 * byte order: ABCD (the Modbus standard) first, CDAB (word swap, common on PLCs and
   meters) close behind, the byte-swapped orders BADC and DCBA rarely used;
+* a float32 whose low-order register is 0 is suspect: a measured value has all 23
+  mantissa bits busy, a decoding that borrowed a neighbour's empty register does not;
 * the register asked for beats its neighbours: a hit one register off means the
   register number is probably off by one (1-based numbering, 30001/40001 style).
 
@@ -51,6 +53,8 @@ ORDER_WORDS: Final = {
 OFFSET_PENALTY: Final = 1.0
 #: Score lost per filler register by a wide integer that reads the same as a narrower one.
 WIDE_ALIAS_PENALTY: Final = 0.5
+#: Score lost by a float32 whose low-order register is 0 (1 in 65,536 measured values).
+EMPTY_TAIL_PENALTY: Final = 1.0
 #: Scores closer than this are called a tie in the explanation.
 CLOSE: Final = 0.5
 
@@ -136,6 +140,15 @@ def _wide_alias(decoding: Decoding, registers: Sequence[int]) -> int:
     return fillers if fillers >= len(words) - 1 else 0
 
 
+def _empty_mantissa_tail(decoding: Decoding, registers: Sequence[int]) -> bool:
+    """A float32 whose low-order register (the last 16 bits of its mantissa) is 0."""
+    if decoding.type != "float32":
+        return False
+    first, second = registers[decoding.offset : decoding.offset + 2]
+    low = {"ABCD": second, "CDAB": first, "BADC": second, "DCBA": first}[decoding.byte_order]
+    return low == 0
+
+
 def rank(
     decodings: Sequence[Decoding], registers: Sequence[int], low: float, high: float
 ) -> list[Candidate]:
@@ -169,6 +182,12 @@ def rank(
         if d.offset:
             score -= OFFSET_PENALTY * d.offset
             notes.append(f"{d.offset} register(s) after the one asked for")
+        if _empty_mantissa_tail(d, registers):
+            score -= EMPTY_TAIL_PENALTY
+            notes.append(
+                "its low-order register is 0: a measured float rarely is (read across a "
+                "neighbour's empty register?)"
+            )
         fillers = _wide_alias(d, registers)
         if fillers:
             score -= WIDE_ALIAS_PENALTY * fillers
