@@ -228,6 +228,7 @@ def cmd_read(args: argparse.Namespace) -> int:
             security=args.security,
             user=args.user,
             password_env=args.password_env,
+            out=sys.stdout,
         )
     from drivers.modbus.commands import read_command
 

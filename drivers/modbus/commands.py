@@ -1,11 +1,15 @@
 """The command-line entry points of ``read`` and ``probe`` for Modbus targets.
 
+Output goes to ``sys.stdout`` as it is at call time (a test's capture included).
+
 :mod:`edge_agent.cli` parses the arguments and calls these lazily; they check what the
 arguments mean together (which probe mode, a range, an address), then run one tool of
 :mod:`drivers.modbus.tools` / :mod:`drivers.modbus.scan_tools` to its exit code.
 """
 
 from __future__ import annotations
+
+import sys
 
 from drivers.modbus.scan_tools import run_scan_registers, run_scan_units
 from drivers.modbus.target import TargetError, parse_int_range, parse_range
@@ -51,6 +55,7 @@ def read_command(
             type_=type_,
             byte_order=byte_order,
             scale=scale,
+            out=sys.stdout,
         )
     )
 
@@ -102,6 +107,7 @@ def probe_command(
                     address=address or 0,
                     pause=pause,
                     budget=budget,
+                    out=sys.stdout,
                 )
             )
         if scan_registers:
@@ -116,6 +122,7 @@ def probe_command(
                     block=block,
                     pause=pause,
                     budget=budget,
+                    out=sys.stdout,
                 )
             )
         assert expect is not None
@@ -137,6 +144,7 @@ def probe_command(
             count=count,
             scales=factors,
             top=top,
+            out=sys.stdout,
         )
     )
 
