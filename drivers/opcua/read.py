@@ -95,10 +95,14 @@ async def read_node(
         lines.append(f"  source ts  {data.SourceTimestamp.isoformat()}")
     if data.ServerTimestamp is not None:
         lines.append(f"  server ts  {data.ServerTimestamp.isoformat()}")
+    if status and status_name(status) == "BadNodeIdUnknown":
+        lines.append("hint: the server has no such node; `edge-agent browse URL` lists them")
     return lines, EXIT_OK if quality is Quality.GOOD else EXIT_NOT_GOOD
 
 
 def _shown(value: object) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_shown(v[0]) for v in value) + "]"
+    if value is None:
+        return "-"
     return repr(value) if isinstance(value, str) else str(value)
