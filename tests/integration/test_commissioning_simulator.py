@@ -21,6 +21,7 @@ from edge_agent.config import ModbusTable
 from simulators.profile import RtuServer
 from simulators.pty import pty_pair
 from simulators.serve import Plant, serve_profile
+from tests.modbus_hostile import Asked, Behaviour, HostileTcpServer, Reply, registers_pdu
 from tests.plant import demo_profile
 
 pytestmark = pytest.mark.integration
@@ -184,3 +185,39 @@ async def test_read_and_scan_over_rtu(tmp_path: Path) -> None:
             code = await run_read(Device(target, 5, 0.3), table="holding", address=0, out=out)
             assert code == 1
             assert "on the serial line" in out.getvalue()
+
+
+# ----------------------------------------------------------- replies that do not fit
+
+
+def _wrong_function(asked: Asked) -> list[Reply]:
+    """Answers a holding read (fc 3) as if it were an input read (fc 4)."""
+    return [Reply(registers_pdu(4, [0x4366, 0x199A][: asked.count]))]
+
+
+def _short_byte_count(asked: Asked) -> list[Reply]:
+    """One register fewer than asked, with a byte count that says so."""
+    return [Reply(registers_pdu(asked.function, [0x4366] * (asked.count - 1)))]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "words"),
+    [
+        (_wrong_function, "a reply to function 4 came for a read with function 3"),
+        (_short_byte_count, "byte count 2 for 2 registers (4 expected)"),
+    ],
+)
+async def test_a_reply_that_does_not_fit_is_never_decoded(behaviour: Behaviour, words: str) -> None:
+    async with HostileTcpServer({1: behaviour}) as server:
+        target = Device(parse_target(f"tcp://127.0.0.1:{server.port}"), 1, 1.0)
+        out = io.StringIO()
+        code = await run_read(target, table="holding", address=0, count=2, out=out)
+        text = out.getvalue()
+        assert code == 1, text
+        assert "invalid reply" in text
+        assert words in text
+        assert "float32" not in text  # no decode table of a reply that was refused
+        out = io.StringIO()
+        code = await run_probe(target, table="holding", address=0, low=220, high=240, out=out)
+        assert code == 1
+        assert "230.1" not in out.getvalue()
