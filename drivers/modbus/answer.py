@@ -54,7 +54,7 @@ class Answer:
             return f"answered in {self.elapsed * 1000:.0f} ms"
         if self.outcome is Outcome.EXCEPTION:
             return f"exception {self.code} ({exception_meaning(self.code)})"
-        return f"{self.outcome.value}" + (f" ({self.detail})" if self.detail else "")
+        return str(self.outcome.value)  # the detail is in explain()
 
 
 async def ask(
@@ -112,8 +112,11 @@ def explain(
             "`edge-agent probe ... --scan-units 1..247` lists the units that answer.",
         ]
     if answer.outcome is Outcome.INVALID:
+        # The channel's detail starts with where ("tcp://... function 3 0+2 unit 1: "),
+        # which the first line of the output already says.
+        what = answer.detail.split(": ", 1)[-1]
         return [
-            f"an answer came, but it does not fit the request ({answer.detail}); "
+            f"an answer came, but it does not fit the request ({what}); "
             "its contents are not trusted.",
             "hint: on a serial line usually another baud rate or parity, or a second "
             "master on the bus; on TCP a gateway mixing up answers.",
