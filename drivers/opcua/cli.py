@@ -13,7 +13,8 @@ import fnmatch
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -176,6 +177,55 @@ def _print_certificates(certificates: list[CertificateInfo], out: TextIO) -> Non
 # -------------------------------------------------------------------------- browse
 
 
+def session_device(
+    url: str, security: str, user: str, password_env: str, *, has_plant: bool
+) -> OpcUaDeviceConfig:
+    """A device to open a commissioning session with (``browse``, ``read``): the
+    endpoint, security and identity from the command line. ValueError says what is wrong."""
+    policy, _, mode = security.partition("/")
+    if policy != "None" and (policy not in POLICIES or mode not in MODES or mode == "None"):
+        raise ValueError(
+            f"--security {security!r}: use None or POLICY/MODE with POLICY one of "
+            f"{', '.join(POLICIES)} and MODE Sign or SignAndEncrypt"
+        )
+    if policy != "None" and not has_plant:
+        raise ValueError(
+            "secured sessions need -c PLANT.yaml: its state directory holds the "
+            "agent's certificate and the trust list"
+        )
+    identity: OpcUaIdentity = AnonymousIdentity(type="anonymous")
+    if user:
+        password = os.environ.get(password_env)
+        if password is None:
+            raise ValueError(f"--user needs the password in ${password_env}")
+        identity = UsernameIdentity(type="username", username=user, password=password)
+    return OpcUaDeviceConfig(
+        name="commissioning",
+        driver="opcua",
+        endpoint=url,
+        security=OpcUaSecurity(policy=policy, mode=mode or "None"),  # type: ignore[arg-type]
+        identity=identity,
+        poll_groups=[OpcUaPollGroup(interval=1.0, tags=[OpcUaTag(name="state", node="i=2259")])],
+    )
+
+
+@asynccontextmanager
+async def open_session(
+    device: OpcUaDeviceConfig, config: PlantConfig | None
+) -> AsyncIterator[Session]:
+    """A session as the agent opens it: the plant's certificates and trust list with
+    ``-c``, a throwaway state directory without."""
+    with tempfile.TemporaryDirectory(prefix="edge-agent-opcua-") as scratch:
+        state_dir = config.state_dir if config is not None else Path(scratch)
+        plant = config.plant.name if config is not None else "commissioning"
+        pki = Pki.for_state_dir(state_dir)
+        session = await Session.open(device, pki, OwnCertificateSource(pki, application_uri(plant)))
+        try:
+            yield session
+        finally:
+            await session.close()
+
+
 def run_browse(
     url: str,
     *,
@@ -190,39 +240,8 @@ def run_browse(
     include_server: bool,
     out: TextIO = sys.stdout,
 ) -> int:
-    policy, _, mode = security.partition("/")
-    if policy != "None" and (policy not in POLICIES or mode not in MODES or mode == "None"):
-        print(
-            f"error: --security {security!r}: use None or POLICY/MODE with POLICY one of "
-            f"{', '.join(POLICIES)} and MODE Sign or SignAndEncrypt",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    if policy != "None" and config is None:
-        print(
-            "error: secured browsing needs -c PLANT.yaml: its state directory holds the "
-            "agent's certificate and the trust list",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    identity: OpcUaIdentity = AnonymousIdentity(type="anonymous")
-    if user:
-        password = os.environ.get(password_env)
-        if password is None:
-            print(f"error: --user needs the password in ${password_env}", file=sys.stderr)
-            return EXIT_USAGE
-        identity = UsernameIdentity(type="username", username=user, password=password)
     try:
-        device = OpcUaDeviceConfig(
-            name="browse",
-            driver="opcua",
-            endpoint=url,
-            security=OpcUaSecurity(policy=policy, mode=mode or "None"),  # type: ignore[arg-type]
-            identity=identity,
-            poll_groups=[
-                OpcUaPollGroup(interval=1.0, tags=[OpcUaTag(name="state", node="i=2259")])
-            ],
-        )
+        device = session_device(url, security, user, password_env, has_plant=config is not None)
         start_node = parse_node_address(start) if start else None
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -265,34 +284,27 @@ async def _browse(
     start: object,
     include_server: bool,
 ) -> list[str]:
-    with tempfile.TemporaryDirectory(prefix="edge-agent-browse-") as scratch:
-        state_dir = config.state_dir if config is not None else Path(scratch)
-        plant = config.plant.name if config is not None else "browse"
-        pki = Pki.for_state_dir(state_dir)
-        session = await Session.open(device, pki, OwnCertificateSource(pki, application_uri(plant)))
-        try:
-            start_id = None
-            if start is not None:
-                from drivers.opcua.nodes import resolve
+    async with open_session(device, config) as session:
+        start_id = None
+        if start is not None:
+            from drivers.opcua.nodes import resolve
 
-                resolution = await resolve(session, [start], [None])  # type: ignore[list-item]
-                start_id = resolution.node_ids[0]
-                if start_id is None:
-                    raise DriverError(resolution.reasons[0], "the --start node")
-            root = await browse_tree(
-                session, start_id or node_id(85), depth, include_server=include_server
-            )
-            if match:
-                _keep_matching(root, match)
-            if as_yaml:
-                header = [f"# edge-agent browse {device.endpoint}"]
-                return header + await tag_list_yaml(session, root)
-            lines = render_tree(root)
-            variables = sum(1 for n in walk(root) if n.is_variable)
-            lines.append(f"{variables} variables; --yaml prints them as a tag list")
-            return lines
-        finally:
-            await session.close()
+            resolution = await resolve(session, [start], [None])  # type: ignore[list-item]
+            start_id = resolution.node_ids[0]
+            if start_id is None:
+                raise DriverError(resolution.reasons[0], "the --start node")
+        root = await browse_tree(
+            session, start_id or node_id(85), depth, include_server=include_server
+        )
+        if match:
+            _keep_matching(root, match)
+        if as_yaml:
+            header = [f"# edge-agent browse {device.endpoint}"]
+            return header + await tag_list_yaml(session, root)
+        lines = render_tree(root)
+        variables = sum(1 for n in walk(root) if n.is_variable)
+        lines.append(f"{variables} variables; --yaml prints them as a tag list")
+        return lines
 
 
 def _keep_matching(node: BrowseNode, pattern: str) -> bool:

@@ -1,0 +1,285 @@
+"""Which decoding of a block is the value the device means: the ranking behind ``probe``.
+
+Pure: no I/O. Every decoding (:mod:`drivers.modbus.decodings`: type x byte order x
+scale x starting register) whose value falls in the expected range is a candidate; the
+question is which of them is not there by chance. The score is how surprising the hit
+would be if the decoding were wrong, in powers of ten (``-log10`` of the chance that
+unrelated register contents land in the range read that way), plus small priors:
+
+* floats: the exact share of float32 / float64 bit patterns in the range. A float32
+  that reads 230.1 needs the right sign, exponent and mantissa at once: 1 pattern in
+  several thousand does that, so a float hit is strong evidence;
+* integers: magnitudes spread evenly over the decades the type can hold (log-uniform),
+  because real registers hold small numbers far more often than random 32-bit
+  patterns would. A uint16 x0.1 in 220..240 is then about 1 in 130, an int32 x0.1
+  about 1 in 250: an integer hit is weaker evidence than a float hit;
+* a 32/64-bit integer whose upper registers are zero (or all ones) reads the same as a
+  narrower type: the narrower reading is preferred (nothing says the next register
+  belongs to it);
+* byte order: ABCD (the Modbus standard) first, CDAB (word swap, common on PLCs and
+  meters) close behind, the byte-swapped orders BADC and DCBA rarely used;
+* a float32 whose low-order register is 0 is suspect: a measured value has all 23
+  mantissa bits busy, a decoding that borrowed a neighbour's empty register does not;
+* the register asked for beats its neighbours: a hit one register off means the
+  register number is probably off by one (1-based numbering, 30001/40001 style).
+
+These are rules of thumb, said as such in the explanation; when two candidates score
+close, the explanation says so and what to do (read a second value, compare with the
+device's display).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from drivers.modbus.decodings import FLOAT_TYPES, SIGNED_TYPES, Decoding, format_value
+from edge_agent.config import REGISTER_COUNT, ModbusTable
+from edge_agent.model import Quality
+
+DEFAULT_SCALES: Final = (1.0, 0.1, 0.01, 0.001)
+
+ORDER_PRIOR: Final = {"ABCD": 0.0, "CDAB": -0.3, "BADC": -1.0, "DCBA": -1.0}
+ORDER_WORDS: Final = {
+    "ABCD": "ABCD is the Modbus standard (big-endian) order",
+    "CDAB": "CDAB (word swap: low register first) is common on PLCs and meters",
+    "BADC": "BADC (bytes swapped in each register) is rare",
+    "DCBA": "DCBA (fully little-endian) is rare",
+}
+#: Score lost per register between the address asked for and the candidate's start.
+OFFSET_PENALTY: Final = 1.0
+#: Score lost per filler register by a wide integer that reads the same as a narrower one.
+WIDE_ALIAS_PENALTY: Final = 0.5
+#: Score lost by a float32 whose low-order register is 0 (1 in 65,536 measured values).
+EMPTY_TAIL_PENALTY: Final = 1.0
+#: Scores closer than this are called a tie in the explanation.
+CLOSE: Final = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    decoding: Decoding
+    #: Chance that unrelated register contents land in the range decoded this way.
+    chance: float
+    score: float
+    #: Why the score is what it is, beyond the chance (order, offset, aliases).
+    notes: tuple[str, ...]
+
+    @property
+    def value(self) -> float:
+        value = self.decoding.value
+        assert isinstance(value, int | float)
+        return float(value)
+
+
+def chance_in_range(type_: str, scale: float, low: float, high: float) -> float:
+    """How often unrelated register contents, decoded as ``type_`` x ``scale``, land
+    in ``low..high`` (see the module doc for the model per kind of type)."""
+    if type_ == "float32":
+        return _float_share(low, high, "f", "I", 32)
+    if type_ == "float64":
+        return _float_share(low, high, "d", "Q", 64)
+    bits = 16 * REGISTER_COUNT[type_]
+    lo, hi = sorted((low / scale, high / scale))
+    signed = type_ in SIGNED_TYPES
+    if signed:
+        share = 0.5 * _log_share(max(lo, 0.0), hi, bits - 1)
+        share += 0.5 * _log_share(max(-hi, 0.0), -lo, bits - 1)
+    else:
+        share = _log_share(max(lo, 0.0), hi, bits)
+    return min(share, 1.0)
+
+
+def _log_share(lo: float, hi: float, bits: int) -> float:
+    """Share of the whole magnitudes 0 .. 2**bits - 1 in ``lo..hi`` when magnitudes are
+    spread log-uniformly (magnitude m weighs log(m + 2) - log(m + 1))."""
+    first, last = math.ceil(max(lo, 0.0)), math.floor(hi)
+    if last < first:
+        return 0.0
+    return (math.log(last + 2.0) - math.log(first + 1.0)) / math.log(2.0**bits + 1.0)
+
+
+def _float_share(low: float, high: float, code: str, int_code: str, bits: int) -> float:
+    """Exact share of float bit patterns in ``low..high`` (NaNs included in the total)."""
+
+    def order_key(x: float) -> int:
+        # Float bit patterns sorted by value: positive patterns grow with the value,
+        # negative ones shrink; map both onto one integer line.
+        try:
+            raw = struct.unpack(f">{int_code}", struct.pack(f">{code}", x))[0]
+        except OverflowError:
+            x = math.copysign(math.inf, x)
+            raw = struct.unpack(f">{int_code}", struct.pack(f">{code}", x))[0]
+        sign = 1 << (bits - 1)
+        return int(raw) if not raw & sign else -(int(raw) & (sign - 1))
+
+    lo_key = order_key(low)
+    hi_key = order_key(high)
+    if code == "f":
+        # A bound between two float32 values: only patterns inside count.
+        if struct.unpack(">f", struct.pack(">f", low))[0] < low:
+            lo_key += 1
+        if struct.unpack(">f", struct.pack(">f", high))[0] > high:
+            hi_key -= 1
+    count = max(0, hi_key - lo_key + 1)
+    return count / 2.0**bits
+
+
+def _wide_alias(decoding: Decoding, registers: Sequence[int]) -> int:
+    """How many filler registers (0, or 0xFFFF for a negative value) a 32/64-bit integer
+    holds when it reads the same number as a 16-bit read of its one other register;
+    0 when it is not such an alias."""
+    if decoding.type in FLOAT_TYPES or decoding.registers < 2:
+        return 0
+    words = registers[decoding.offset : decoding.offset + decoding.registers]
+    filler = 0xFFFF if isinstance(decoding.value, int | float) and decoding.value < 0 else 0
+    fillers = sum(1 for w in words if w == filler)
+    return fillers if fillers >= len(words) - 1 else 0
+
+
+def _empty_mantissa_tail(decoding: Decoding, registers: Sequence[int]) -> bool:
+    """A float32 whose low-order register (the last 16 bits of its mantissa) is 0."""
+    if decoding.type != "float32":
+        return False
+    first, second = registers[decoding.offset : decoding.offset + 2]
+    low = {"ABCD": second, "CDAB": first, "BADC": second, "DCBA": first}[decoding.byte_order]
+    return low == 0
+
+
+def rank(
+    decodings: Sequence[Decoding], registers: Sequence[int], low: float, high: float
+) -> list[Candidate]:
+    """The decodings whose good value lies in ``low..high``, most likely first.
+
+    A signed type that reads the same value as its unsigned twin is dropped (the
+    unsigned one stands for both, its note says so).
+    """
+    hits = [
+        d
+        for d in decodings
+        if d.quality is Quality.GOOD
+        and isinstance(d.value, int | float)
+        and not isinstance(d.value, bool)
+        and low <= d.value <= high
+    ]
+    unsigned_keys = {
+        (d.offset, d.registers, d.byte_order, d.scale, d.value)
+        for d in hits
+        if d.type not in SIGNED_TYPES and d.type not in FLOAT_TYPES
+    }
+    candidates = []
+    for d in hits:
+        key = (d.offset, d.registers, d.byte_order, d.scale, d.value)
+        if d.type in SIGNED_TYPES and key in unsigned_keys:
+            continue  # the same reading as the unsigned type: listed once, under it
+        chance = chance_in_range(d.type, d.scale, low, high)
+        score = -math.log10(chance) if chance > 0 else 20.0
+        notes: list[str] = []
+        score += ORDER_PRIOR[d.byte_order]
+        if d.offset:
+            score -= OFFSET_PENALTY * d.offset
+            notes.append(f"{d.offset} register(s) after the one asked for")
+        if _empty_mantissa_tail(d, registers):
+            score -= EMPTY_TAIL_PENALTY
+            notes.append(
+                "its low-order register is 0: a measured float rarely is (read across a "
+                "neighbour's empty register?)"
+            )
+        fillers = _wide_alias(d, registers)
+        if fillers:
+            score -= WIDE_ALIAS_PENALTY * fillers
+            notes.append("its other register(s) are 0: a 16-bit read gives the same number")
+        if d.type.startswith("u") and d.type.replace("u", "", 1) in SIGNED_TYPES:
+            signed = d.type.replace("u", "", 1)
+            if (d.offset, d.registers, d.byte_order, d.scale, d.value) in {
+                (h.offset, h.registers, h.byte_order, h.scale, h.value)
+                for h in hits
+                if h.type == signed
+            }:
+                notes.append(f"{signed} reads the same")
+        candidates.append(Candidate(d, chance, score, tuple(notes)))
+    candidates.sort(key=lambda c: (-c.score, c.decoding.offset, c.decoding.registers))
+    return candidates
+
+
+def one_in(chance: float) -> str:
+    """``1 in 4,200`` (rounded to two significant digits)."""
+    if chance <= 0:
+        return "never"
+    n = 1.0 / chance
+    if n < 1.5:
+        return "almost always"
+    digits = max(0, math.floor(math.log10(n)) - 1)
+    rounded = round(n / 10**digits) * 10**digits
+    return f"1 in {rounded:,.0f}"
+
+
+def label(c: Candidate) -> str:
+    d = c.decoding
+    scale = "" if d.scale == 1.0 else f" x{d.scale:g}"
+    return f"{d.type} {d.byte_order}{scale}"
+
+
+def explain(candidates: Sequence[Candidate], low: float, high: float, address: int) -> list[str]:
+    """Why the first candidate is the likeliest, in a few sentences."""
+    if not candidates:
+        return [
+            f"no decoding falls in {low:g}..{high:g}: check the range, the table (holding or "
+            "input), the unit id, or try addresses around this one (--address A-1, A+1)"
+        ]
+    top = candidates[0]
+    d = top.decoding
+    lines = [
+        f"likeliest: {label(top)} at address {address + d.offset} = {_value_text(top)}",
+        f"  by chance, unrelated registers read as {label(top)} land in {low:g}..{high:g} "
+        f"only {one_in(top.chance)} times",
+    ]
+    others = [c for c in candidates[1:] if label(c) != label(top)]
+    if others:
+        best_other = others[0]
+        lines.append(
+            f"  next: {label(best_other)} at address {address + best_other.decoding.offset} "
+            f"= {_value_text(best_other)} ({one_in(best_other.chance)} by chance)"
+        )
+    if d.type in FLOAT_TYPES:
+        lines.append(
+            "  a float in range needs the right sign, exponent and mantissa at once: "
+            "strong evidence"
+        )
+    lines.append(f"  {ORDER_WORDS[d.byte_order]}")
+    if d.offset:
+        lines.append(
+            f"  it starts {d.offset} register(s) after the address asked for: the register "
+            "number may be off by one (1-based, or 30001/40001 numbering); "
+            f"use address {address + d.offset}"
+        )
+    lines.extend(f"  note: {n}" for n in top.notes if "register(s) after" not in n)
+    if others and top.score - others[0].score < CLOSE:
+        lines.append(
+            "  the next one is nearly as likely: read a second value of the device (or "
+            "compare with its display) to decide"
+        )
+    return lines
+
+
+def _value_text(c: Candidate) -> str:
+    return format_value(c.decoding)
+
+
+def tag_yaml(c: Candidate, table: ModbusTable, address: int) -> str:
+    """The candidate as a tag line for a poll group."""
+    d = c.decoding
+    parts = [
+        "name: value",
+        f"table: {table}",
+        f"address: {address + d.offset}",
+        f"type: {d.type}",
+    ]
+    if d.byte_order != "ABCD":
+        parts.append(f"byte_order: {d.byte_order}")
+    if d.scale != 1.0:
+        parts.append(f"scale: {d.scale:g}")
+    return "- {" + ", ".join(parts) + "}"
