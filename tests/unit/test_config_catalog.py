@@ -35,6 +35,7 @@ sinks:
     org: plant
     bucket: edge
     measurement: device_type
+    safe_names: false
 """
 
 
