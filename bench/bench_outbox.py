@@ -208,7 +208,7 @@ async def bench_replay(folder: Path, count: int, per_send: int) -> float:
         await asyncio.wait({task})
         await sink.stop()
         await outbox.close()
-        per_series = _stored(url, '{__name__="dev-0_v0"}')
+        per_series = _stored(url, '{__name__="dev_0_v0"}')  # dev-0 made safe for PromQL
         assert per_series == count // DEVICES, (per_series, count // DEVICES)
         return count * SAMPLES_PER_BATCH / elapsed
     finally:

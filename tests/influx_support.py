@@ -144,7 +144,11 @@ devices:
         tags:
           - {name: power, address: 0, type: float32}
 """
+#: The same plant with units: power in kW, count without one (two lines per poll).
+PLANT_WITH_UNITS_YAML = PLANT_YAML.replace(
+    "type: float32}", "type: float32, unit: kW}\n          - {name: count, address: 2}"
+)
 
 
-def plant_config() -> PlantConfig:
-    return parse_config(PLANT_YAML, "plant.yaml", env={})
+def plant_config(units: bool = False) -> PlantConfig:
+    return parse_config(PLANT_WITH_UNITS_YAML if units else PLANT_YAML, "plant.yaml", env={})

@@ -159,6 +159,18 @@ class VictoriaMetrics:
             body: bytes = response.read()
             return body
 
+    def query(self, promql: str, at_s: float) -> list[dict[str, Any]]:
+        """The instant vector of ``promql`` at ``at_s`` (Unix seconds), after flushing:
+        ``[{"metric": {...labels}, "value": [seconds, "text"]}]``. A query VictoriaMetrics
+        cannot parse raises (HTTP 422), so a name that needs quoting fails loudly here."""
+        self._get("/internal/force_flush")
+        body = self._get("/api/v1/query", {"query": promql, "time": f"{at_s:.3f}"})
+        answer = json.loads(body)
+        assert answer["status"] == "success", answer
+        assert answer["data"]["resultType"] == "vector", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
     def export(self, match: str) -> list[dict[str, Any]]:
         """Every series matching ``match`` (a series selector), after flushing what was
         written: ``[{"metric": {...labels}, "values": [...], "timestamps": [ms...]}]``."""

@@ -48,6 +48,11 @@ class TagInfo:
     change_based: bool = False
     scale: float = 1.0
     unit: str = ""
+    description: str = ""
+    #: Where the value is read, in the driver's own terms: ``{"table": "holding",
+    #: "address": 40}`` (Modbus, plus ``bit`` for a bit in a register), ``{"node":
+    #: "ns=2;s=Press.Power"}`` (OPC UA). Published as it is (the MQTT meta message).
+    address: Mapping[str, str | int] = field(default_factory=dict)
 
     @property
     def integer_bits(self) -> int:
@@ -70,6 +75,9 @@ class DeviceInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     #: By tag name; a name used twice (an error ``check`` reports) keeps its first tag.
     tags: Mapping[str, TagInfo] = field(default_factory=dict)
+    #: The device template the tags came from (``template:`` in the plant file), "" for
+    #: none. Published in the device's MQTT meta message.
+    template: str = ""
 
     @classmethod
     def of(
@@ -79,11 +87,12 @@ class DeviceInfo:
         tags: Iterable[TagInfo],
         device_type: str = "",
         labels: Mapping[str, str] | None = None,
+        template: str = "",
     ) -> DeviceInfo:
         by_name: dict[str, TagInfo] = {}
         for tag in tags:
             by_name.setdefault(tag.name, tag)
-        return cls(name, driver, device_type, dict(labels or {}), by_name)
+        return cls(name, driver, device_type, dict(labels or {}), by_name, template)
 
 
 class Describable(Protocol):

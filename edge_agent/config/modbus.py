@@ -78,6 +78,13 @@ class ModbusTag(Strict):
             raise ValueError("scale must be a finite, non-zero number")
         return value
 
+    def where(self) -> dict[str, str | int]:
+        """Table and address (and bit) of this tag, for the catalog."""
+        where: dict[str, str | int] = {"table": self.table, "address": self.address}
+        if self.bit is not None:
+            where["bit"] = self.bit
+        return where
+
     @property
     def register_count(self) -> int:
         """Registers (or bits, for coil/discrete_input tables) this tag occupies."""
@@ -151,6 +158,8 @@ class ModbusDeviceConfig(Strict):
                 interval=float(group.interval),
                 scale=tag.scale,
                 unit=tag.unit,
+                description=tag.description,
+                address=tag.where(),
             )
             for group in self.poll_groups
             for tag in group.tags

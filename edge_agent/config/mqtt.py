@@ -38,6 +38,11 @@ class MqttSinkConfig(Strict):
         description="Topic of metric batches. Placeholders: {plant}, {site}, {device}, "
         "{window}, {family}.",
     )
+    meta_topic: str = Field(
+        default="edge/{plant}/{device}/meta",
+        description="Retained metadata of each device (units, descriptions, types, enum "
+        "maps, addresses). Placeholders: {plant}, {site}, {device} (required). '' = none.",
+    )
     qos: Literal[0, 1] = 1
     keepalive: int = Field(default=30, ge=5, le=3600)
     username: str = ""
@@ -50,6 +55,7 @@ _TOPIC_FIELDS = {
     "topic": ("plant", "site", "device", "group"),
     "status_topic": ("plant", "site"),
     "metrics_topic": ("plant", "site", "device", "window", "family"),
+    "meta_topic": ("plant", "site", "device"),
 }
 
 
@@ -72,6 +78,8 @@ def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple
     }
     for field, allowed in _TOPIC_FIELDS.items():
         template: str = getattr(sink, field)
+        if field == "meta_topic" and not template:
+            continue  # no meta messages
         try:
             topic = template.format_map({name: values[name] for name in allowed})
         except KeyError as exc:
@@ -86,6 +94,14 @@ def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple
         if not topic or any(c in topic for c in "+#\0"):
             problems.append(
                 (field, f"{topic!r} is not a valid MQTT topic to publish to (no +, # or NUL)")
+            )
+        elif field == "meta_topic" and "{device}" not in template:
+            problems.append(
+                (
+                    field,
+                    f"{template!r} needs {{device}}: each device has its own retained "
+                    "meta message ('' publishes none)",
+                )
             )
     if sink.password and not sink.username:
         # MQTT 3.1.1 cannot send a password without a user name; paho would drop it.

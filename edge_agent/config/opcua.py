@@ -376,6 +376,8 @@ class OpcUaDeviceConfig(Strict):
                 interval=float(group.interval),
                 change_based=group.mode == "subscribe",
                 unit=tag.unit,
+                description=tag.description,
+                address={"node": tag.node},
             )
             for group in self.poll_groups
             for tag in group.tags

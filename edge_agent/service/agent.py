@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import structlog
 
 from drivers.registry import build_drivers
-from edge_agent.config import PlantConfig
+from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.driver import Driver
 from edge_agent.errors import ConfigError
 from edge_agent.metrics.processor import MetricsProcessor
@@ -30,7 +30,7 @@ from edge_agent.runtime.sink_runner import SinkCounters, SinkRunner
 from edge_agent.runtime.source_runner import DeviceCounters, DeviceState, SourceRunner
 from edge_agent.service.parts import build_metrics, build_sink, new_outbox
 from edge_agent.service.reload import ReloadPlan, ReloadResult, plan_reload
-from edge_agent.sinks.base import Sink
+from edge_agent.sinks.base import MetaPublisher, Sink
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -224,6 +224,12 @@ class Agent:
             self._add_source(driver, carried=carried_devices.get(driver.device))
         self.config = new
         self._in_config_order()
+        # The sinks that publish device metadata take it live: changed devices are
+        # published again and removed ones cleared, without a reconnect.
+        devices = TagCatalog.of(new.devices).devices.values()
+        for runner in self.sinks:
+            if isinstance(runner.sink, MetaPublisher):
+                runner.sink.describe_devices(devices)
 
     async def _remove_sink(self, runner: SinkRunner, within: float) -> None:
         name = runner.sink.name

@@ -135,9 +135,15 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
 def _sink_inputs(sink: SinkConfig, plant: PlantConfig) -> object:
     """What a sink takes from the plant beyond its own section (it is restarted when that
     changes): the plant's identity, which MQTT renders into topics and InfluxDB into a
-    tag, and for InfluxDB each device's type and labels (measurement and tags)."""
+    tag, and for InfluxDB each device's type, labels and units (measurement and tags).
+    The MQTT sink's device metadata is not among them: it is handed over live
+    (:class:`~edge_agent.sinks.base.MetaPublisher`), without a reconnect."""
     if isinstance(sink, InfluxSinkConfig):
-        return plant.plant, [(d.name, d.device_type, d.labels) for d in plant.devices]
+        described = [d.describe() for d in plant.devices]
+        return plant.plant, [
+            (d.name, d.device_type, d.labels, [(t.name, t.unit) for t in d.tags.values()])
+            for d in described
+        ]
     return plant.plant
 
 

@@ -6,7 +6,8 @@ Buffering, retry, backoff and counters belong to
 :class:`~edge_agent.runtime.sink_runner.SinkRunner`, so sinks stay small.
 
 What only some sinks can do is declared as a capability protocol of its own
-(:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`), checked with
+(:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`,
+:class:`MetaPublisher`), checked with
 ``isinstance``: a new sink opts in by having the member, and a typo is a type error,
 not a feature silently off.
 
@@ -17,10 +18,13 @@ satisfies the protocol without importing it: the outbox sits below the sinks it 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edge_agent.model import Pending, SampleBatch
+
+if TYPE_CHECKING:  # the config package loads pydantic; the runners need not
+    from edge_agent.config.catalog import DeviceInfo
 
 
 class Sink(Protocol):
@@ -70,6 +74,16 @@ class StatusPublisher(Protocol):
     async def publish_status(self, payload: bytes) -> bool:
         """Publish ``payload``; False, without trying, when it cannot now (not connected)."""
         ...
+
+
+@runtime_checkable
+class MetaPublisher(Protocol):
+    """A sink that publishes each device's metadata (the MQTT sink's retained meta
+    messages). The agent hands it the plant's devices after every reload; the sink
+    publishes what changed and clears what is gone, in its own time (now if connected,
+    else at the next connection)."""
+
+    def describe_devices(self, devices: Iterable[DeviceInfo]) -> None: ...
 
 
 class Feed(Protocol):

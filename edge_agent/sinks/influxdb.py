@@ -40,10 +40,18 @@ from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
 from edge_agent.config import InfluxSinkConfig, PlantConfig, TagCatalog
+from edge_agent.config.catalog import DeviceInfo
+from edge_agent.config.influx import QUALITY_SUFFIX, UNIT_TAG
 from edge_agent.errors import SinkError
 from edge_agent.metrics.contract import metric_info
 from edge_agent.model import SampleBatch
-from edge_agent.sinks.line_protocol import PRECISION_NS, batch_lines, field_keys, line_prefix
+from edge_agent.sinks.line_protocol import (
+    PRECISION_NS,
+    batch_lines,
+    field_keys,
+    line_prefix,
+    split_lines,
+)
 from edge_agent.worker import BlockingWorker
 
 log = structlog.get_logger("edge_agent.sink.influxdb")
@@ -63,8 +71,6 @@ _PRECISION: Final = {
 #: hands over whichever tags changed, so its batches name ever new sets of tags: the
 #: cache starts over when full rather than grow without bound.
 MAX_LAYOUTS: Final = 4096
-#: Suffix of the quality field with ``quality: field``.
-QUALITY_SUFFIX: Final = "_q"
 
 
 class DeadLetters(Protocol):
@@ -87,6 +93,9 @@ class _Layout:
     prefix: str
     keys: list[str]
     quality_keys: list[str]
+    #: With more than one unit in a batch: (prefix with its ``unit`` tag, indexes of
+    #: the values in that unit) per line; None: one line with ``prefix``.
+    parts: list[tuple[str, list[int]]] | None = None
 
 
 @dataclass(slots=True)
@@ -212,9 +221,18 @@ class InfluxSink:
         lines: list[str] = []
         for batch in batches:
             layout = self._layout(batch)
-            lines.extend(
-                batch_lines(batch, layout.prefix, layout.keys, layout.quality_keys, self._divisor)
-            )
+            if layout.parts is None:
+                lines.extend(
+                    batch_lines(
+                        batch, layout.prefix, layout.keys, layout.quality_keys, self._divisor
+                    )
+                )
+            else:
+                lines.extend(
+                    split_lines(
+                        batch, layout.parts, layout.keys, layout.quality_keys, self._divisor
+                    )
+                )
         refused: list[_Refused] = []
         budget = _Budget(MAX_ISOLATION_REQUESTS)
         start = 0
@@ -292,30 +310,48 @@ class InfluxSink:
 
     def _make_layout(self, batch: SampleBatch, family: str, window: str, shift: str) -> _Layout:
         config = self.config
+        name_of = config.name_of
         info = self._devices.get(batch.device)
-        tags: dict[str, str] = dict(config.tags)
+        tags = {name_of(k): v for k, v in config.tags.items()}
         if info is not None and config.labels_as_tags:
-            tags.update(info.labels)
+            tags.update((name_of(k), v) for k, v in info.labels.items())
         tags["plant"] = self._plant
         tags["device"] = batch.device
         if family:
             # A metric batch (edge_agent.metrics.contract): measurement = its family,
             # a window tag, timestamp = window start (the batch's timestamp); a shift
-            # window also names its shift, as the MQTT payload does.
+            # window also names its shift, as the MQTT payload does. Its values have
+            # no tag's unit: their names say it (energy_kwh, mean_kw).
             measurement = family
             tags["window"] = window
             if shift:
                 tags["shift"] = shift
         else:
-            measurement = batch.device
-            if config.measurement == "device_type" and info is not None and info.device_type:
-                measurement = info.device_type
+            measurement = config.measurement_of(info, batch.device)
             if config.group_tag:
                 tags["group"] = batch.group
+        names = [name_of(n) for n in batch.names]
         keys, quality_keys = field_keys(
-            batch.names, QUALITY_SUFFIX if config.quality == "field" else None
+            names, QUALITY_SUFFIX if config.quality == "field" else None
         )
-        return _Layout(line_prefix(measurement, tags), keys, quality_keys)
+        units = _units(info, batch.names) if config.units == "tag" and not family else {}
+        if len(units) <= 1:
+            unit = next(iter(units), "")
+            return _Layout(line_prefix(measurement, {**tags, UNIT_TAG: unit}), keys, quality_keys)
+        parts = [
+            (line_prefix(measurement, {**tags, UNIT_TAG: unit}), indexes)
+            for unit, indexes in units.items()
+        ]
+        return _Layout(parts[0][0], keys, quality_keys, parts)
+
+
+def _units(info: DeviceInfo | None, names: Sequence[str]) -> dict[str, list[int]]:
+    """The indexes of the values of each unit ("" for none), in order of first use."""
+    units: dict[str, list[int]] = {}
+    for index, name in enumerate(names):
+        tag = info.tags.get(name) if info is not None else None
+        units.setdefault(tag.unit if tag is not None else "", []).append(index)
+    return units
 
 
 def _message(exc: ApiException) -> str:

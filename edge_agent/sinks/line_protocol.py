@@ -126,6 +126,58 @@ def batch_lines(
     return lines
 
 
+def split_lines(
+    batch: SampleBatch,
+    parts: Sequence[tuple[str, Sequence[int]]],
+    keys: Sequence[str],
+    quality_keys: Sequence[str],
+    divisor: int,
+) -> list[str]:
+    """:func:`batch_lines` with the values spread over several lines: each part is a
+    prefix (measurement and tags) and the indexes of the values written under it (the
+    sink's ``unit`` tag: one line per unit). Every index belongs to one part."""
+    if batch.timestamps_ns is None:
+        stamp = batch.timestamp_ns // divisor
+        fields = _good_fields(batch, keys, quality_keys)
+        lines = []
+        for prefix, indexes in parts:
+            if fields is not None:
+                line = prefix + ",".join([fields[i] for i in indexes])
+            else:
+                line = _line(batch, indexes, prefix, keys, quality_keys)
+            if line:
+                lines.append(f"{line} {stamp}")
+        return lines
+    part_of = {i: p for p, (_, indexes) in enumerate(parts) for i in indexes}
+    by_stamp: dict[tuple[int, int], list[int]] = {}
+    for index, at in enumerate(batch.timestamps_ns):
+        by_stamp.setdefault((at, part_of[index]), []).append(index)
+    lines = []
+    for (at, part), indexes in by_stamp.items():
+        line = _line(batch, indexes, parts[part][0], keys, quality_keys)
+        if line:
+            lines.append(f"{line} {at // divisor}")
+    return lines
+
+
+def _good_fields(
+    batch: SampleBatch, keys: Sequence[str], quality_keys: Sequence[str]
+) -> list[str] | None:
+    """The field text of each value (``key=value``, with its quality field when asked)
+    of a batch whose values are all good, the fast way of :func:`_good_line`; None when
+    :func:`_line` must write them."""
+    line = _good_line(batch, "", keys, quality_keys)
+    if line is None:
+        return None
+    pieces = line.split(",")
+    per_value = 2 if quality_keys else 1
+    if len(pieces) != len(batch.values) * per_value:
+        return None  # a comma inside a string value: the pieces do not tell
+    if per_value == 1:
+        return pieces
+    return [f"{v},{q}" for v, q in zip(pieces[::2], pieces[1::2], strict=True)]
+
+
 def _good_line(
     batch: SampleBatch, prefix: str, keys: Sequence[str], quality_keys: Sequence[str]
 ) -> str | None:

@@ -1,4 +1,5 @@
-"""MQTT sink: one JSON message per batch (device and poll), a retained online/offline status.
+"""MQTT sink: one JSON message per batch (device and poll), a retained online/offline status,
+and a retained metadata message per device.
 
 Delivery is at least once: :meth:`MqttSink.send` returns only when every message
 is confirmed (PUBACK at QoS 1; written to the socket at QoS 0) and raises
@@ -10,6 +11,11 @@ on ``(device, group, ts_ns)`` if they care.
 The sink keeps its connection up by itself (a supervisor task reconnecting with
 jittered backoff) and says so once per change of state in the log. Buffering,
 retry of batches and their backoff stay in the runner.
+
+The meta messages (:mod:`edge_agent.sinks.meta`) do not go through the outbox: each is
+the whole, current description of a device, retained by the broker, and published
+again after every (re)connection, so one lost during an outage is replaced as soon as
+the broker is back; queueing old descriptions would only replay outdated ones.
 """
 
 from __future__ import annotations
@@ -18,18 +24,20 @@ import asyncio
 import enum
 import secrets
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import structlog
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
+from edge_agent.config.catalog import DeviceInfo
 from edge_agent.config.mqtt import mqtt_sink_problems
 from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.metrics.contract import MetricInfo, metric_info
 from edge_agent.model import SampleBatch
+from edge_agent.sinks.meta import encode_meta
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
 from edge_agent.sinks.payload import encode_batch
 
@@ -75,8 +83,10 @@ class MqttSink:
         ack_timeout: float = 10.0,
         connect_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        devices: Iterable[DeviceInfo] = (),
     ) -> None:
         self.config = config
+        self._identity = plant
         self._plant = plant.name
         self._site = plant.site
         self._qos = config.qos
@@ -107,6 +117,13 @@ class MqttSink:
         )
         self._supervisor: asyncio.Task[None] | None = None
         self._status = _Status.OFFLINE
+        #: Device -> its meta message, as it should stand on the broker.
+        self._meta: dict[str, bytes] = {}
+        #: Devices whose meta message (or, gone from ``_meta``, its clearing) this
+        #: connection has not had confirmed yet.
+        self._meta_due: set[str] = set()
+        self._meta_changed = asyncio.Event()
+        self.describe_devices(devices)
         self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
 
     # ------------------------------------------------------------------ Sink protocol
@@ -158,6 +175,22 @@ class MqttSink:
             [(self.status_topic, payload)], qos=1, retain=True, idle_timeout=self._ack_timeout
         )
         return True
+
+    def describe_devices(self, devices: Iterable[DeviceInfo]) -> None:
+        """Take the plant's devices (MetaPublisher): a device whose meta message changed
+        or is new is published again, a device that is gone has its retained message
+        cleared (an empty retained message), by the connection task, now or after the
+        next connect. No-op without ``meta_topic``."""
+        if not self.config.meta_topic:
+            return
+        identity = self._identity
+        meta = {device.name: encode_meta(device, identity) for device in devices}
+        changed = {name for name, payload in meta.items() if self._meta.get(name) != payload}
+        changed |= self._meta.keys() - meta.keys()
+        self._meta = meta
+        if changed:
+            self._meta_due |= changed
+            self._meta_changed.set()
 
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
@@ -250,7 +283,7 @@ class MqttSink:
             # stop() sets STOPPED, then cancels this task, which resumes only to end: the
             # assignments here never overwrite STOPPED.
             self._status = _Status.ONLINE
-            reason = await self._connection.wait_closed()
+            reason = await self._serve_connection()
             self._status = _Status.OFFLINE
             self._log.warning("mqtt connection lost; reconnecting", reason=reason)
             # Only a connection that lasted resets the backoff: a broker that accepts
@@ -258,6 +291,59 @@ class MqttSink:
             if asyncio.get_running_loop().time() - connected_at >= STABLE_CONNECTION_S:
                 self._backoff.reset()
             await asyncio.sleep(self._backoff.next_delay())
+
+    async def _serve_connection(self) -> str:
+        """Publish every meta message, then each change handed over, until the connection
+        is lost; return why it was."""
+        # A new connection may reach a broker that lost its retained messages (restarted
+        # without persistence): everything again. Clearings still due stay due.
+        self._meta_due |= self._meta.keys()
+        self._meta_changed.set()
+        closed = asyncio.ensure_future(self._connection.wait_closed())
+        try:
+            while True:
+                changed = asyncio.ensure_future(self._meta_changed.wait())
+                try:
+                    await asyncio.wait({closed, changed}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+                    await asyncio.wait({changed})
+                if closed.done():
+                    return closed.result()
+                self._meta_changed.clear()
+                await self._publish_meta()
+        finally:
+            closed.cancel()
+            await asyncio.wait({closed})
+
+    async def _publish_meta(self) -> None:
+        """The due meta messages (retained, QoS 1); a clearing is an empty one. A failure
+        drops the connection: the next one publishes them all again."""
+        due = sorted(self._meta_due)
+        if not due:
+            return
+        meta = self._meta
+        messages = [(self._meta_topic(name), meta.get(name, b"")) for name in due]
+        try:
+            await self._connection.publish(
+                messages, qos=1, retain=True, idle_timeout=self._ack_timeout
+            )
+        except MqttError as exc:
+            self._log.warning("mqtt meta messages not confirmed", error=str(exc))
+            self._connection.abort("meta messages not confirmed")
+            return
+        # Only what was sent: a change handed over meanwhile stays due (and its event set).
+        for name in due:
+            if meta.get(name) == self._meta.get(name):
+                self._meta_due.discard(name)
+        self._log.info(
+            "mqtt meta messages published",
+            devices=sum(1 for name in due if name in meta),
+            cleared=[name for name in due if name not in meta],
+        )
+
+    def _meta_topic(self, device: str) -> str:
+        return self.config.meta_topic.format(plant=self._plant, site=self._site, device=device)
 
 
 def _tls_context(config: MqttSinkConfig) -> ssl.SSLContext:

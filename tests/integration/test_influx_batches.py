@@ -156,9 +156,9 @@ async def test_subscription_batches_land_at_each_values_own_time(
         ):
             if quality is not Quality.BAD and not isinstance(value, str):
                 assert value is not None
-                expected.setdefault(f"opc-1_{name}", {})[stamp // 1_000_000] = float(value)
+                expected.setdefault(f"opc_1_{name}", {})[stamp // 1_000_000] = float(value)
     assert len(expected) == 9, "doubles, integers and booleans, three tags each"
-    found = victoria.export('{__name__=~"opc-1_.*"}')
+    found = victoria.export('{__name__=~"opc_1_.*"}')
     got = {
         s["metric"]["__name__"]: dict(zip(s["timestamps"], s["values"], strict=True))
         for s in found

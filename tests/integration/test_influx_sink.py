@@ -6,6 +6,7 @@ import asyncio
 import ssl
 import subprocess
 import time
+import urllib.error
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,11 @@ def stamp_requests(scripted: ScriptedInflux) -> list[float]:
     return times
 
 
-async def _started(url: str, letters: Letters | None = None, **overrides: Any) -> InfluxSink:
-    sink = InfluxSink(influx_config(url, **overrides), plant_config(), dead_letters=letters)
+async def _started(
+    url: str, letters: Letters | None = None, *, units: bool = False, **overrides: Any
+) -> InfluxSink:
+    """A started sink; ``units``: the plant gives power a unit (kW) and count none."""
+    sink = InfluxSink(influx_config(url, **overrides), plant_config(units), dead_letters=letters)
     await sink.start()
     return sink
 
@@ -118,30 +122,39 @@ def _series(victoria: VictoriaMetrics, name: str) -> dict[str, Any]:
 
 
 async def test_points_land_with_tags_fields_and_timestamps(victoria: VictoriaMetrics) -> None:
-    sink = await _started(victoria.url, measurement="device_type", tags={"region": "east"})
+    sink = await _started(
+        victoria.url, units=True, measurement="device_type", tags={"region": "east"}
+    )
     try:
         await sink.send([data_batch(0), data_batch(1), metric_batch(), stamped_batch()])
         assert sink.connected
     finally:
         await sink.stop()
 
-    power = _series(victoria, "power-meter_power")
+    # power-meter and cost,centre made safe for PromQL; tag values keep the real names.
+    power = _series(victoria, "power_meter_power")
     assert power["metric"] == {
-        "__name__": "power-meter_power",
+        "__name__": "power_meter_power",
         "plant": "plant-7",
         "device": "meter-1",
         "group": "fast",
         "line": "line 1",  # labels become tags, escaped on the way and read back intact
-        "cost,centre": "a=b",
+        "cost_centre": "a=b",
         "region": "east",
+        "unit": "kW",
     }
     assert power["values"] == [12.5, 13.5]
     assert power["timestamps"] == [T0_NS // 1_000_000, T0_NS // 1_000_000 + 1000]
-    assert _series(victoria, "power-meter_count")["values"] == [42, 43]
-    assert _series(victoria, "power-meter_on")["values"] == [1, 1]
-    assert _series(victoria, "power-meter_odd")["values"] == [7, 7]  # uncertain is written
+    count = _series(victoria, "power_meter_count")
+    assert count["values"] == [42, 43]
+    assert "unit" not in count["metric"], "a tag without a unit has no unit tag"
+    assert _series(victoria, "power_meter_on")["values"] == [1, 1]
+    assert _series(victoria, "power_meter_odd")["values"] == [7, 7]  # uncertain is written
+    # A string field: VictoriaMetrics keeps the series but stores every value as 0
+    # (docs/INFLUXDB.md); the label itself is lost there.
+    assert _series(victoria, "power_meter_label")["values"] == [0, 0]
     # Bad samples (None, or a bad quality) are left out.
-    assert victoria.export('{__name__=~"power-meter_(missing|broken)"}') == []
+    assert victoria.export('{__name__=~"power_meter_(missing|broken)"}') == []
 
     energy = _series(victoria, "energy_energy_kwh")
     assert energy["metric"] == {
@@ -150,33 +163,92 @@ async def test_points_land_with_tags_fields_and_timestamps(victoria: VictoriaMet
         "device": "meter-1",
         "window": "15m",
         "line": "line 1",
-        "cost,centre": "a=b",
+        "cost_centre": "a=b",
         "region": "east",
     }
     assert energy["timestamps"] == [int(metric_batch().attributes["window_start"]) // 1_000_000]
     assert victoria.export('{__name__="energy_coverage"}') == []
 
     # A device the plant does not know (its device_type neither): measurement = name.
-    a = _series(victoria, "opc-1_a")
+    a = _series(victoria, "opc_1_a")
     assert a["timestamps"] == [(T0_NS - 2_000_000) // 1_000_000]
-    assert _series(victoria, "opc-1_b")["timestamps"] == [T0_NS // 1_000_000]
+    assert _series(victoria, "opc_1_b")["timestamps"] == [T0_NS // 1_000_000]
 
 
-async def test_quality_as_field_and_gzip(victoria: VictoriaMetrics) -> None:
-    sink = await _started(victoria.url, quality="field", gzip=True, group_tag=False)
+def _at(seq: int) -> float:
+    """A moment just after the ``seq``-th data batch, for an instant query."""
+    return (T0_NS + seq * 1_000_000_000) / 1e9 + 0.5
+
+
+async def test_promql_reads_the_default_names_unquoted(victoria: VictoriaMetrics) -> None:
+    """The default (a measurement per device, names made safe) in PromQL as typed."""
+    sink = await _started(victoria.url, units=True)
+    try:
+        await sink.send([data_batch(0), data_batch(0, device="meter.2"), data_batch(1)])
+    finally:
+        await sink.stop()
+    [found] = victoria.query('meter_1_power{unit="kW"} * 1000', _at(1))
+    assert found["metric"]["device"] == "meter-1"
+    assert float(found["value"][1]) == 13500.0
+    # "meter.2" is not in the plant: the same rule still applies to its name.
+    [second] = victoria.query("meter_2_count", _at(0))
+    assert second["metric"]["device"] == "meter.2"
+    assert float(second["value"][1]) == 42.0
+    # What the names as configured give: PromQL reads "meter-1_power" as a subtraction.
+    assert victoria.query("meter_1_count - meter_1_count", _at(1)) != []
+
+
+async def test_a_fixed_measurement_puts_every_device_in_one_metric(
+    victoria: VictoriaMetrics,
+) -> None:
+    sink = await _started(victoria.url, measurement="edge")
+    try:
+        await sink.send([data_batch(0), data_batch(0, device="line-meter"), metric_batch()])
+    finally:
+        await sink.stop()
+    found = victoria.query("sum by (device) (edge_power)", _at(0))
+    assert {r["metric"]["device"]: float(r["value"][1]) for r in found} == {
+        "meter-1": 12.5,
+        "line-meter": 12.5,
+    }
+    [one] = victoria.query('edge_count{device="line-meter", group="fast"}', _at(0))
+    assert float(one["value"][1]) == 42.0
+    # Metric batches keep their family as the measurement.
+    assert len(victoria.query("last_over_time(energy_energy_kwh[1h])", _at(0))) == 1
+
+
+async def test_names_as_configured_with_safe_names_off(victoria: VictoriaMetrics) -> None:
+    sink = await _started(victoria.url, units=True, safe_names=False)
     try:
         await sink.send([data_batch(0)])
     finally:
         await sink.stop()
-    assert _series(victoria, "meter-1_power_q")["values"] == [0]
-    assert _series(victoria, "meter-1_broken_q")["values"] == [2]
-    assert _series(victoria, "meter-1_odd_q")["values"] == [1]
-    assert victoria.export('{__name__="meter-1_broken"}') == []
-    assert "group" not in _series(victoria, "meter-1_power")["metric"]
+    power = _series(victoria, "meter-1_power")
+    assert power["metric"]["cost,centre"] == "a=b"
+    assert power["metric"]["unit"] == "kW"
+    # The trap safe names avoid: PromQL parses this as "meter - 1_power" and fails (or,
+    # with a name that parses, silently subtracts two series that do not exist).
+    with pytest.raises(urllib.error.HTTPError):
+        victoria.query("meter-1_power", _at(0))
+    assert victoria.query("meter - meter_power", _at(0)) == []
+
+
+async def test_quality_as_field_and_gzip(victoria: VictoriaMetrics) -> None:
+    sink = await _started(victoria.url, units=True, quality="field", gzip=True, group_tag=False)
+    try:
+        await sink.send([data_batch(0)])
+    finally:
+        await sink.stop()
+    assert _series(victoria, "meter_1_power_q")["values"] == [0]
+    assert _series(victoria, "meter_1_power_q")["metric"]["unit"] == "kW"
+    assert _series(victoria, "meter_1_broken_q")["values"] == [2]
+    assert _series(victoria, "meter_1_odd_q")["values"] == [1]
+    assert victoria.export('{__name__="meter_1_broken"}') == []
+    assert "group" not in _series(victoria, "meter_1_power")["metric"]
 
 
 async def test_lines_as_sent(scripted: ScriptedInflux) -> None:
-    sink = await _started(scripted.url, precision="ms", token="s3cret")
+    sink = await _started(scripted.url, units=True, precision="ms", token="s3cret")
     try:
         await sink.send([data_batch(0)])
     finally:
@@ -187,9 +259,10 @@ async def test_lines_as_sent(scripted: ScriptedInflux) -> None:
     assert "bucket=edge" in request.path
     assert "precision=ms" in request.path
     assert request.headers["authorization"] == "Token s3cret"
+    tags = "cost_centre=a\\=b,device=meter-1,group=fast,line=line\\ 1,plant=plant-7"
     assert request.lines == [
-        "meter-1,cost\\,centre=a\\=b,device=meter-1,group=fast,line=line\\ 1,plant=plant-7 "
-        f'power=12.5,count=42i,on=true,label="run",odd=7i {T0_NS // 1_000_000}'
+        f"meter_1,{tags},unit=kW power=12.5 {T0_NS // 1_000_000}",
+        f'meter_1,{tags} count=42i,on=true,label="run",odd=7i {T0_NS // 1_000_000}',
     ]
 
 

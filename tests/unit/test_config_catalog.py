@@ -1,10 +1,12 @@
 """The tag catalog keeps one device per name; rules that report on every device must
-still see a second device of the same name (issue 12 moved them onto the catalog)."""
+still see a second device of the same name (issue 12 moved them onto the catalog); and
+each device model describes what the MQTT meta message publishes."""
 
 from __future__ import annotations
 
 import pytest
 
+from edge_agent.config import TagCatalog
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
 
@@ -35,6 +37,7 @@ sinks:
     org: plant
     bucket: edge
     measurement: device_type
+    safe_names: false
 """
 
 
@@ -48,3 +51,46 @@ def test_influx_rules_see_a_second_device_of_the_same_name() -> None:
     assert "a tag named 'time' cannot be an InfluxDB field" in problems
     assert "device_type '#7 meter' would start a line protocol comment" in problems
     assert "label '_secret' starts with '_'" in problems
+
+
+OPCUA_AND_MODBUS = """
+plant: {name: p}
+devices:
+  - name: press
+    driver: opcua
+    endpoint: opc.tcp://127.0.0.1:4840
+    poll_groups:
+      - name: events
+        mode: subscribe
+        interval: 500ms
+        tags:
+          - {name: power, node: "ns=2;s=Press.Power", unit: kW, description: spindle power}
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups:
+      - interval: 2s
+        tags:
+          - {name: door, table: holding, address: 7, type: bool, bit: 3, description: open}
+"""
+
+
+def test_each_device_describes_unit_description_and_address() -> None:
+    """What the MQTT meta message publishes comes from describe(), whatever the driver."""
+    catalog = TagCatalog.of(parse_config(OPCUA_AND_MODBUS, "plant.yaml", env={}).devices)
+    power = catalog.tag("press", "power")
+    assert power is not None
+    assert (power.unit, power.description, power.address) == (
+        "kW",
+        "spindle power",
+        {"node": "ns=2;s=Press.Power"},
+    )
+    assert power.change_based
+    door = catalog.tag("meter", "door")
+    assert door is not None
+    assert door.description == "open"
+    assert door.address == {"table": "holding", "address": 7, "bit": 3}
+    assert door.interval == 2.0
+    device = catalog.device("meter")
+    assert device is not None
+    assert device.template == "", "filled by the device templates (issue 14 part 2)"

@@ -22,6 +22,7 @@ from edge_agent.sinks.line_protocol import (
     field_keys,
     format_value,
     line_prefix,
+    split_lines,
 )
 
 GOOD, UNCERTAIN, BAD = Quality.GOOD, Quality.UNCERTAIN, Quality.BAD
@@ -264,3 +265,57 @@ def test_fast_path_is_taken_for_plain_values() -> None:
     assert _good_line(batch, "m ", keys, []) == 'm a=1.5,b=7i,c=true,d="RUN"'
     batch.values = [math.nan, *batch.values[1:]]  # a new list: a batch's lists never change
     assert _good_line(batch, "m ", keys, []) is None
+
+
+# split_lines (one line per unit): each part must hold exactly what the per-value path
+# writes for its indexes, whichever path (fast or per value) the batch takes.
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(names, _fast_values, st.sampled_from([GOOD, UNCERTAIN, BAD]), st.integers(0, 2)),
+        min_size=1,
+        max_size=10,
+        unique_by=lambda e: e[0],
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_split_lines_write_each_part_as_the_per_value_path_does(
+    entries: list[tuple[str, object, Quality, int]], with_quality: bool, stamped: bool
+) -> None:
+    n = len(entries)
+    stamps = [7_000 + (i % 2) * 1_000 for i in range(n)] if stamped else None
+    batch = SampleBatch(
+        "d",
+        "g",
+        7_000,
+        tuple(e[0] for e in entries),
+        [e[1] for e in entries],
+        [e[2] for e in entries],
+        [""] * n,
+        timestamps_ns=stamps,
+    )
+    keys, quality_keys = field_keys(batch.names, "_q" if with_quality else None)
+    by_part: dict[int, list[int]] = {}
+    for index, entry in enumerate(entries):
+        by_part.setdefault(entry[3], []).append(index)
+    parts = [(f"m,unit=u{p} ", indexes) for p, indexes in by_part.items()]
+    expected = []
+    for at in dict.fromkeys(stamps or [7_000]):
+        for prefix, indexes in parts:
+            own = [i for i in indexes if stamps is None or stamps[i] == at]
+            line = _line(batch, own, prefix, keys, quality_keys)
+            if line:
+                expected.append(f"{line} {at}")
+    assert sorted(split_lines(batch, parts, keys, quality_keys, 1)) == sorted(expected)
+
+
+def test_split_lines_take_the_fast_path_and_keep_qualities_with_their_values() -> None:
+    batch = _batch(("p", "e", "q"), [1.5, 2, "a,b"])
+    keys, qkeys = field_keys(batch.names, "_q")
+    parts = [("m,unit=kW ", [0]), ("m,unit=kWh ", [1]), ("m ", [2])]
+    assert split_lines(batch, parts, keys, qkeys, 1_000_000_000) == [
+        "m,unit=kW p=1.5,p_q=0i 1795000000",
+        "m,unit=kWh e=2i,e_q=0i 1795000000",
+        'm q="a,b",q_q=0i 1795000000',  # the comma in the string: per value, same text
+    ]

@@ -122,6 +122,17 @@ def test_an_influxdb_sink_restarts_when_a_device_type_or_label_changes() -> None
     assert plan_reload(_config(base), _config(interval)).sinks_changed == ()
 
 
+def test_an_influxdb_sink_restarts_when_a_unit_changes() -> None:
+    """Units are its ``unit`` tag: a sink that kept the old ones would mislabel values."""
+    influx = "  - {name: tsdb, type: influxdb, url: 'http://10.0.0.7:8086', org: o, bucket: b}\n"
+    base = BASE + influx
+    assert "{name: p" in base
+    watts = base.replace("{name: p", "{name: p, unit: W", 1)
+    kilowatts = base.replace("{name: p", "{name: p, unit: kW", 1)
+    plan = plan_reload(_config(watts), _config(kilowatts))
+    assert plan.sinks_changed == ("tsdb",), "the MQTT sinks take the metadata live"
+
+
 def test_outbox_settings_wait_for_a_restart() -> None:
     plan = plan_reload(_config(), _config(BASE + "outbox: {max_bytes: 2GiB}\n"))
     assert plan.needs_restart == ("outbox",)
