@@ -1,4 +1,5 @@
-"""``edge-agent`` command line: run, check, schema, simulate, demo, outbox, browse, certs."""
+"""``edge-agent`` command line: run, check, schema, simulate, demo, outbox, browse, certs,
+templates."""
 
 from __future__ import annotations
 
@@ -201,6 +202,12 @@ def _add_opcua_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     certs.set_defaults(handler=cmd_certs)
 
 
+def _add_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from edge_agent.template_commands import add_template_commands
+
+    add_template_commands(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
@@ -247,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_status.add_argument("--json", action="store_true", help="machine-readable output")
     outbox_status.set_defaults(handler=cmd_outbox_status)
     _add_opcua_commands(commands)
+    _add_template_commands(commands)
     return parser
 
 

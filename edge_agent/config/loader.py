@@ -143,6 +143,10 @@ def _message(error: ErrorDetails) -> str:
     return message
 
 
+#: How the loader words one validation error (template files are worded the same).
+describe_error = _message
+
+
 def parse_config(
     text: str,
     file: str = "plant.yaml",
@@ -169,7 +173,7 @@ def parse_config(
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
     # Devices with `template:` become plain devices; problems inside a template file
     # come first, each once, with that file's own line.
-    expansion = expand_templates(data, source, file, _message)
+    expansion = expand_templates(data, source, file, describe_error)
     data, in_templates = expansion.data, expansion.template_problems
     builder.reported |= expansion.reported
     problems += expansion.problems
