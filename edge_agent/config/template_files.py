@@ -241,7 +241,10 @@ def _template_rules(model: DeviceTemplate, name: str) -> list[Finding]:
     )
     # The device's own rules (overlaps, duplicate names, bits, lengths), at the
     # template's own paths: devices[0].poll_groups[...] -> poll_groups[...].
-    found += [(path[2:], message) for path, message in check_modbus_device(0, device)]
+    found += [
+        (path[2:], message.replace("devices[0].", ""))
+        for path, message in check_modbus_device(0, device)
+    ]
     tags = {tag.name: tag for _, tag in model.tags()}
     meter = model.roles.meter
     if meter is not None:
