@@ -30,6 +30,7 @@ from edge_agent.config.template_files import (
     TemplateTag,
     library,
     load_template,
+    unknown_template,
 )
 from edge_agent.metrics.utilization import STATE_NAMES
 from simulators.drive import DRIVE_QUANTITIES
@@ -63,9 +64,10 @@ _EXPORT_ENERGY_KWH = 1.25
 
 def load_bundled(name: str, user_dir: Path | None = None) -> DeviceTemplate:
     """The valid template ``name``; :class:`ProfileError` with its problems if not."""
-    path = library(user_dir).get(name)
+    known = library(user_dir)
+    path = known.get(name)
     if path is None:
-        raise ProfileError(f"no template named {name!r}")
+        raise ProfileError(unknown_template(name, known))
     loaded = load_template(path, name, describe_error)
     if loaded.model is None:
         raise ProfileError("\n".join(loaded.problems))

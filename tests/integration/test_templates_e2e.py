@@ -22,6 +22,7 @@ from edge_agent.config import ModbusDeviceConfig, ModbusTag
 from edge_agent.config.loader import parse_config
 from edge_agent.config.template_files import DeviceTemplate, library
 from edge_agent.model import Quality, SampleBatch
+from simulators.cli import run_simulate
 from simulators.drive import DRIVE_QUANTITIES
 from simulators.meter import METER_QUANTITIES
 from simulators.serve import Plant, serve_profile
@@ -151,3 +152,15 @@ async def test_every_tag_of_every_template_matches_the_simulator(
             clock.now += 2 * 3600 + 37.0
     finally:
         await driver.close()
+
+
+def test_simulate_serves_a_template_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulate("template:eastron-sdm120", duration=0.2) == 0
+    out = capsys.readouterr().out
+    assert "simulating 'eastron-sdm120'" in out
+    assert "modbus-tcp 127.0.0.1:" in out
+
+
+def test_simulate_names_an_unknown_template(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulate("template:eastron-sdm12", duration=0.2) == 2
+    assert "did you mean 'eastron-sdm120'?" in capsys.readouterr().err
