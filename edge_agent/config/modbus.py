@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
 from edge_agent.config.catalog import DeviceInfo, TagInfo
@@ -140,6 +140,18 @@ class TagOverride(Strict):
         return value if value is None else _usable_scale(value)
 
 
+_INTERVAL: TypeAdapter[float] = TypeAdapter(Interval)
+
+
+def _interval(value: Any) -> float:
+    """``value`` as a poll interval; ValueError in the words a poll group's would get."""
+    try:
+        return _INTERVAL.validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(message) from None
+
+
 def _groups_or_template(schema: dict[str, Any]) -> None:
     """In the JSON Schema (editors), a device needs poll_groups or a template."""
     required = schema.get("required")
@@ -183,7 +195,7 @@ class ModbusDeviceConfig(Strict):
     template: Name | None = Field(
         default=None, description="Device template (edge-agent templates list) giving the tags."
     )
-    interval: Interval | dict[Name, Interval] | None = Field(
+    interval: float | dict[Name, float] | None = Field(
         default=None,
         description="With a template: every poll group's interval, or poll group -> interval.",
     )
@@ -193,6 +205,22 @@ class ModbusDeviceConfig(Strict):
     poll_groups: list[PollGroup] = Field(
         min_length=1, description="Required unless a template gives them; added to its groups."
     )
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _intervals(cls, value: Any) -> Any:
+        """One interval, or one per poll group: each worded as a poll group's would be."""
+        if not isinstance(value, dict):
+            return None if value is None else _interval(value)
+        result, problems = {}, []
+        for name, each in value.items():
+            try:
+                result[name] = _interval(each)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return result
 
     def describe(self) -> DeviceInfo:
         """This device for the :class:`~edge_agent.config.catalog.TagCatalog`."""

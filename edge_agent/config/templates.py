@@ -143,6 +143,15 @@ class _Expander:
         loaded = self.template(name)
         if isinstance(item.get("name"), str):
             self.by_device.setdefault(item["name"], loaded)
+        driver = item.get("driver", loaded.data.get("driver") if loaded else None)
+        if loaded is not None and loaded.model is not None and driver != loaded.model.driver:
+            self.problem(
+                (*base, "driver"),
+                f"template {name!r} is for {loaded.model.driver} devices, not {driver!r}",
+            )
+            self.skip((*base, "template"))
+            self.skip((*base, "poll_groups"))
+            return item
         if loaded is None:
             self.problem((*base, "template"), unknown_template(name, self.known))
         elif loaded.model is None:
