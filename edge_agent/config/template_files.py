@@ -150,11 +150,19 @@ def library(user_dir: Path | None = None) -> dict[str, Path]:
     """Template name -> file: the bundled ones, then ``user_dir``'s, which win."""
     found: dict[str, Path] = {}
     for directory in (bundled_templates_dir(), user_dir):
-        if directory is None or not directory.is_dir():
+        if directory is None or not is_directory(directory):
             continue
         for path in sorted(directory.glob("*" + SUFFIX)):
             found[path.name[: -len(SUFFIX)]] = path
     return dict(sorted(found.items()))
+
+
+def is_directory(path: Path) -> bool:
+    """False for a path that is no directory, cannot be looked at, or cannot be a path."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # ValueError: a NUL character in the name
+        return False
 
 
 def unknown_template(name: str, known: Mapping[str, Path]) -> str:

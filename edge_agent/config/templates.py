@@ -37,6 +37,7 @@ from edge_agent.config.modbus import TagOverride
 from edge_agent.config.template_files import (
     Describe,
     LoadedTemplate,
+    is_directory,
     library,
     load_template,
     plain_groups,
@@ -78,9 +79,10 @@ def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
         return result
     user_dir = user_templates_dir(data, file)
-    if user_dir is not None and not user_dir.is_dir():
+    if user_dir is not None and not is_directory(user_dir):
+        shown = str(user_dir) if str(user_dir).isprintable() else repr(str(user_dir))
         result.problems.append(
-            (source.line_of(("templates_dir",)), f"templates_dir: {user_dir} is not a directory")
+            (source.line_of(("templates_dir",)), f"templates_dir: {shown} is not a directory")
         )
     expander = _Expander(source, library(user_dir), describe, result)
     devices = [expander.device(i, item) for i, item in enumerate(data["devices"])]
