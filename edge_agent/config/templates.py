@@ -60,8 +60,6 @@ class Expansion:
     template_problems: list[str] = field(default_factory=list)
     #: Paths (as written) whose validation error would only repeat a reported problem.
     reported: set[Loc] = field(default_factory=set)
-    #: Template name -> file, of every template a device used.
-    used: dict[str, Path] = field(default_factory=dict)
 
 
 def user_templates_dir(data: Mapping[str, Any], file: str) -> Path | None:
@@ -120,7 +118,6 @@ class _Expander:
             loaded = load_template(path, name, self.describe)
             self._loaded[name] = loaded
             self.result.template_problems += loaded.problems
-            self.result.used[name] = path
         return self._loaded[name]
 
     # ------------------------------------------------------------------ devices
@@ -145,11 +142,12 @@ class _Expander:
         loaded = self.template(name)
         if isinstance(item.get("name"), str):
             self.by_device.setdefault(item["name"], loaded)
-        driver = item.get("driver", loaded.data.get("driver") if loaded else None)
-        if loaded is not None and loaded.model is not None and driver != loaded.model.driver:
+        valid = loaded.model if loaded is not None else None
+        driver = item.get("driver")
+        if valid is not None and driver is not None and driver != valid.driver:
             self.problem(
                 (*base, "driver"),
-                f"template {name!r} is for {loaded.model.driver} devices, not {driver!r}",
+                f"template {name!r} is for {valid.driver} devices, not {driver!r}",
             )
             self.skip((*base, "template"))
             self.skip((*base, "poll_groups"))
