@@ -138,9 +138,13 @@ async def test_every_tag_of_every_template_matches_the_simulator(
     tags = {tag.name: tag for group in device.poll_groups for tag in group.tags}
     assert set(tags) == {tag.name for _, tag in template.tags()}
     (driver,) = build_drivers(config)
+    states: set[str | None] = set()
     try:
         await driver.connect()
-        for _ in range(3):  # later passes see counters (and a drive's state) that moved
+        # 10:00 and 23:00 (a drive at work, then switched off) and 10:00 the next day:
+        # counters have moved between the passes, and a drive's state has changed.
+        for later in (0.0, 13 * 3600.0, 11 * 3600.0 + 37.0):
+            clock.now += later
             batches: list[SampleBatch] = []
             for group in driver.groups:
                 batches += await driver.read(group.name)
@@ -149,7 +153,10 @@ async def test_every_tag_of_every_template_matches_the_simulator(
             if template.roles.machine is not None:
                 state = plant.machine_truth(UNIT_NAME).state.name.lower()
             assert check_tags(template, tags, batches, truth, state) == len(tags)
-            clock.now += 2 * 3600 + 37.0
+            states.add(state)
+        if template.roles.machine is not None:
+            assert "off" in states
+            assert len(states) >= 2
     finally:
         await driver.close()
 

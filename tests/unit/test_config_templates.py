@@ -278,3 +278,10 @@ def test_templates_show_a_broken_template_lists_its_problems(
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:")
     assert "'int61' is not one of" in err
+
+
+def test_a_drive_serves_its_own_state_codes() -> None:
+    """INVT's SW1: 1 forward running, 3 stop, 4 fault, 5 power off (the model: 0-3)."""
+    unit = template_unit(load_bundled("invt-gd20"))
+    state = next(point for point in unit.points if point.name == "state")
+    assert state.codes == {0: 5, 1: 3, 2: 1, 3: 4}
