@@ -1,5 +1,5 @@
 """``edge-agent`` command line: run, check, schema, simulate, demo, outbox, browse, certs,
-read, probe."""
+read, probe, templates."""
 
 from __future__ import annotations
 
@@ -329,6 +329,12 @@ def _add_commissioning_commands(
     probe.set_defaults(handler=cmd_probe)
 
 
+def _add_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from edge_agent.template_commands import add_template_commands
+
+    add_template_commands(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
@@ -376,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_status.set_defaults(handler=cmd_outbox_status)
     _add_opcua_commands(commands)
     _add_commissioning_commands(commands)
+    _add_template_commands(commands)
     return parser
 
 

@@ -1,4 +1,8 @@
-"""``edge-agent simulate -c PROFILE``: serve a profile until Ctrl-C, SIGTERM or a duration."""
+"""``edge-agent simulate -c PROFILE``: serve a profile until Ctrl-C, SIGTERM or a duration.
+
+``-c template:NAME[:PORT]`` serves a device template's register map (unit id 1) on
+127.0.0.1, generated from the template file (:mod:`simulators.templates`).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from typing import TextIO
 from simulators.modbus_server import ServeError
 from simulators.profile import PROFILES_DIR, Profile, ProfileError, load_profile
 from simulators.serve import serve_profile
+
+TEMPLATE_PREFIX = "template:"
 
 
 def resolve_profile(name_or_path: str | Path) -> Path:
@@ -35,7 +41,7 @@ def run_simulate(
     """
     stdout = out or sys.stdout
     try:
-        profile = load_profile(resolve_profile(profile_path))
+        profile = _load(str(profile_path))
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -48,6 +54,18 @@ def run_simulate(
     except KeyboardInterrupt:
         pass  # Ctrl-C is the normal way to stop; servers were closed on the way out
     return 0
+
+
+def _load(name: str) -> Profile:
+    """A profile file, a shipped profile's name, or ``template:NAME[:PORT]``."""
+    if not name.startswith(TEMPLATE_PREFIX):
+        return load_profile(resolve_profile(name))
+    from simulators.templates import load_bundled, template_profile  # lazy: the agent's config
+
+    template, _, port = name[len(TEMPLATE_PREFIX) :].partition(":")
+    if port and not port.isdigit():
+        raise ProfileError(f"{name}: the port after the template name is a number")
+    return template_profile(load_bundled(template), port=int(port or 0))
 
 
 async def _serve(profile: Profile, duration: float | None, out: TextIO) -> None:

@@ -94,7 +94,7 @@ _TWO_SHIFTS = (Shift(start="06:00", end="14:00"), Shift(start="14:00", end="22:0
 class MachineParams(Strict):
     """Parameters common to every machine kind; each kind sets its own defaults."""
 
-    kind: Literal["cnc", "press", "compressor"]
+    kind: Literal["cnc", "press", "compressor", "drive"]
     shifts: tuple[Shift, ...] = Field(default=_TWO_SHIFTS, min_length=1)
     days: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
     power_kw: StateValues

@@ -51,6 +51,12 @@ class MeterParams(Strict):
     power_factor: float = Field(default=0.92, gt=0, le=1)
     power_factor_noise: float = Field(default=0.02, ge=0, lt=0.5)
     phase_imbalance: float = Field(default=0.05, ge=0, le=0.5)
+    phases: Literal[1, 3] = Field(
+        default=3, description="1: a single-phase meter; l1 carries all the load."
+    )
+    export_energy_kwh: float = Field(
+        default=0.0, ge=0, description="Export register: the plant consumes, so it stays here."
+    )
     counter_resolution_kwh: float = Field(default=0.01, ge=1e-6)
     counter_bits: int = Field(default=32, ge=16, le=64)
     initial_counter: int = Field(default=0, ge=0)
@@ -74,6 +80,9 @@ METER_QUANTITIES: Mapping[str, Quantity] = MappingProxyType(
         },
         **{f"current_{p}": Quantity("float", "A", f"phase {p}") for p in _PHASES},
         **{f"power_active_{p}_kw": Quantity("float", "kW", f"phase {p}") for p in _PHASES},
+        **{f"power_reactive_{p}_kvar": Quantity("float", "kvar", f"phase {p}") for p in _PHASES},
+        **{f"power_apparent_{p}_kva": Quantity("float", "kVA", f"phase {p}") for p in _PHASES},
+        **{f"power_factor_{p}": Quantity("float", "", f"phase {p}") for p in _PHASES},
         "power_active_kw": Quantity("float", "kW", "total active power of the current step"),
         "power_reactive_kvar": Quantity("float", "kvar", "total reactive power"),
         "power_apparent_kva": Quantity("float", "kVA", "total apparent power"),
@@ -82,6 +91,7 @@ METER_QUANTITIES: Mapping[str, Quantity] = MappingProxyType(
         "energy_import_kwh": Quantity(
             "float", "kWh", "import register reading: counter x counter_resolution_kwh (rolls)"
         ),
+        "energy_export_kwh": Quantity("float", "kWh", "export register (constant: no export)"),
         "energy_import_counter": Quantity(
             "int", "", "raw import counter in units of counter_resolution_kwh (rolls)"
         ),
@@ -172,15 +182,23 @@ class PowerMeter(SteppedModel):
         p_kw = self.power_kw
         pf = min(1.0, max(0.3, p.power_factor * (1 + p.power_factor_noise * self._n(_CH_PF))))
         s_kva = p_kw / pf if p_kw > 0 else 0.0
-        share_1 = (1 + p.phase_imbalance * self._n(_CH_SHARE[0])) / 3
-        share_2 = (1 + p.phase_imbalance * self._n(_CH_SHARE[1])) / 3
-        shares = (share_1, share_2, 1 - share_1 - share_2)
+        if p.phases == 1:
+            shares: tuple[float, float, float] = (1.0, 0.0, 0.0)
+        else:
+            share_1 = (1 + p.phase_imbalance * self._n(_CH_SHARE[0])) / 3
+            share_2 = (1 + p.phase_imbalance * self._n(_CH_SHARE[1])) / 3
+            shares = (share_1, share_2, 1 - share_1 - share_2)
+        q_kvar = math.sqrt(max(0.0, s_kva * s_kva - p_kw * p_kw))
         volts = [p.nominal_voltage_v * (1 + p.voltage_noise * self._n(ch)) for ch in _CH_VOLT]
         values: dict[str, Value] = {}
         for i, phase in enumerate(_PHASES):
             values[f"voltage_{phase}_n"] = volts[i]
             values[f"current_{phase}"] = s_kva * shares[i] * 1000 / volts[i]
             values[f"power_active_{phase}_kw"] = p_kw * shares[i]
+            values[f"power_reactive_{phase}_kvar"] = q_kvar * shares[i]
+            values[f"power_apparent_{phase}_kva"] = s_kva * shares[i]
+            # One power factor for every phase of the load (a loaded phase; else 1.0).
+            values[f"power_factor_{phase}"] = pf if p_kw * shares[i] > 0 else 1.0
         for i, (a, b) in enumerate((("l1", "l2"), ("l2", "l3"), ("l3", "l1"))):
             va, vb = volts[i], volts[(i + 1) % 3]
             # Phasors 120° apart: |Va - Vb|² = Va² + Vb² + Va·Vb.
@@ -188,12 +206,13 @@ class PowerMeter(SteppedModel):
         counter = self.truth().counter
         values.update(
             power_active_kw=p_kw,
-            power_reactive_kvar=math.sqrt(max(0.0, s_kva * s_kva - p_kw * p_kw)),
+            power_reactive_kvar=q_kvar,
             power_apparent_kva=s_kva,
             power_factor=pf if p_kw > 0 else 1.0,
             frequency_hz=p.nominal_frequency_hz + p.frequency_noise_hz * self._n(_CH_FREQ),
             energy_import_kwh=counter * p.counter_resolution_kwh,
             energy_import_counter=counter,
+            energy_export_kwh=p.export_energy_kwh,
         )
         return values
 

@@ -186,6 +186,8 @@ class UnitEndpoint:
             points = points[first : bisect.bisect_left(starts, address + count)]
         for point in points:
             value = values[point.source]
+            if point.codes is not None and isinstance(value, int):
+                value = point.codes.get(value, value)
             if table in BIT_TABLES:
                 word, bit = divmod(point.address, 16)
                 index = word - start_address

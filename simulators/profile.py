@@ -17,6 +17,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from edge_agent.config import TimeZoneName
+from simulators.drive import DRIVE_QUANTITIES, Drive, DriveParams
 from simulators.equipment import (
     MACHINE_QUANTITIES,
     METER_QUANTITIES,
@@ -37,7 +38,8 @@ from simulators.registers import (
 from simulators.schema import Name, Quantity, Strict
 
 ModelParams = Annotated[
-    CncParams | PressParams | CompressorParams | MeterParams, Field(discriminator="kind")
+    CncParams | PressParams | CompressorParams | DriveParams | MeterParams,
+    Field(discriminator="kind"),
 ]
 
 
@@ -61,6 +63,10 @@ class Point(Strict):
     scale: float = 1.0
     offset: float = 0.0
     quantity: str | None = Field(default=None, description="Model quantity; default: name.")
+    codes: dict[int, int] | None = Field(
+        default=None,
+        description="Model value -> raw value served (a device's own codes for a state).",
+    )
     unit: str = Field(default="", description="Unit of measure, documentation only.")
     description: str = ""
 
@@ -109,7 +115,11 @@ class Unit(Strict):
 
     @property
     def quantities(self) -> dict[str, Quantity]:
-        return dict(METER_QUANTITIES if isinstance(self.model, MeterParams) else MACHINE_QUANTITIES)
+        if isinstance(self.model, MeterParams):
+            return dict(METER_QUANTITIES)
+        if isinstance(self.model, DriveParams):
+            return dict(DRIVE_QUANTITIES)
+        return dict(MACHINE_QUANTITIES)
 
     @model_validator(mode="after")
     def _valid_map(self) -> Unit:
@@ -274,12 +284,12 @@ def build_simulation(profile: Profile, start: float) -> Simulation:
         if isinstance(unit.model, MeterParams):
             meters.append((unit, unit.model))
             continue
-        models[unit.name] = Machine(
-            unit.model,
-            seed=profile.unit_seed(unit),
-            start=start,
-            step_s=profile.step_s,
-            timezone=profile.timezone,
+        seed, zone = profile.unit_seed(unit), profile.timezone
+        params = unit.model
+        models[unit.name] = (
+            Drive(params, seed=seed, start=start, step_s=profile.step_s, timezone=zone)
+            if isinstance(params, DriveParams)
+            else Machine(params, seed=seed, start=start, step_s=profile.step_s, timezone=zone)
         )
     for unit, params in meters:
         loads = [models[name] for name in params.loads]

@@ -35,6 +35,7 @@ def _summary(device: ModbusDeviceConfig) -> DeviceSummary:
     lines = [
         f"device {device.name}: modbus {_connection(device.connection)} unit {device.unit_id}, "
         f"{tags} tags, timeout {device.timeout:g}s"
+        + (f", template {device.template}" if device.template else "")
     ]
     reads_per_s = 0.0
     for group in device.poll_groups:

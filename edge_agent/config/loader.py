@@ -39,6 +39,7 @@ from edge_agent.config.reading import (
     scan_document,
     yaml_problem,
 )
+from edge_agent.config.templates import expand_templates
 from edge_agent.errors import ConfigError
 from edge_agent.redaction import is_secret_location
 
@@ -142,6 +143,10 @@ def _message(error: ErrorDetails) -> str:
     return message
 
 
+#: How the loader words one validation error (template files are worded the same).
+describe_error = _message
+
+
 def parse_config(
     text: str,
     file: str = "plant.yaml",
@@ -166,6 +171,12 @@ def parse_config(
     problems = shape.problems + builder.problems
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
+    # Devices with `template:` become plain devices; problems inside a template file
+    # come first, each once, with that file's own line.
+    expansion = expand_templates(data, source, file, describe_error)
+    data, in_templates = expansion.data, expansion.template_problems
+    builder.reported |= expansion.reported
+    problems += expansion.problems
     try:
         plant = PlantConfig.model_validate(data)
     except ValidationError as exc:
@@ -181,10 +192,10 @@ def parse_config(
     else:
         for path, message in check_plant(plant):
             problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
-        if not problems:
+        if not problems and not in_templates:
             return plant
     problems.sort(key=lambda p: p[0])
-    raise ConfigError([f"{file}:{line}: {message}" for line, message in problems])
+    raise ConfigError([*in_templates, *(f"{file}:{line}: {message}" for line, message in problems)])
 
 
 def load_config(

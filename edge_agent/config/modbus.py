@@ -7,9 +7,9 @@ Cross-field rules (overlapping registers, unit ids on a shared connection) are i
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
 from edge_agent.config.catalog import DeviceInfo, TagInfo
@@ -43,6 +43,12 @@ REGISTER_COUNT: dict[str, int] = {
 }
 
 
+def _usable_scale(value: float) -> float:
+    if not math.isfinite(value) or value == 0.0:
+        raise ValueError("scale must be a finite, non-zero number")
+    return value
+
+
 class ModbusTag(Strict):
     """One value on a Modbus device: ``value = raw * scale + offset``, or ``enum[raw]``."""
 
@@ -74,9 +80,7 @@ class ModbusTag(Strict):
     @field_validator("scale")
     @classmethod
     def _finite_nonzero_scale(cls, value: float) -> float:
-        if not math.isfinite(value) or value == 0.0:
-            raise ValueError("scale must be a finite, non-zero number")
-        return value
+        return _usable_scale(value)
 
     def where(self) -> dict[str, str | int]:
         """Table and address (and bit) of this tag, for the catalog."""
@@ -119,8 +123,59 @@ class ModbusRtu(Strict):
 ModbusConnection = Annotated[ModbusTcp | ModbusRtu, Field(discriminator="transport")]
 
 
+class TagOverride(Strict):
+    """A change to one tag of a device's template: any tag field but the name, or
+    ``enabled: false`` to leave the tag out."""
+
+    enabled: bool = True
+    table: ModbusTable | None = None
+    address: int | None = Field(default=None, ge=0, le=65535)
+    type: ModbusType | None = None
+    bit: int | None = Field(default=None, ge=0, le=15)
+    length: int | None = Field(default=None, ge=1, le=125)
+    byte_order: ByteOrder | None = None
+    scale: float | None = None
+    offset: float | None = None
+    enum: dict[int, str] | None = None
+    sentinel: int | float | None = None
+    unit: str | None = None
+    description: str | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _finite_nonzero_scale(cls, value: float | None) -> float | None:
+        return value if value is None else _usable_scale(value)
+
+
+_INTERVAL: TypeAdapter[float] = TypeAdapter(Interval)
+
+
+def _interval(value: Any) -> float:
+    """``value`` as a poll interval; ValueError in the words a poll group's would get."""
+    try:
+        return _INTERVAL.validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise ValueError(message) from None
+
+
+def _groups_or_template(schema: dict[str, Any]) -> None:
+    """In the JSON Schema (editors), a device needs poll_groups or a template."""
+    required = schema.get("required")
+    if isinstance(required, list) and "poll_groups" in required:
+        required.remove("poll_groups")
+        schema["anyOf"] = [{"required": ["poll_groups"]}, {"required": ["template"]}]
+
+
 class ModbusDeviceConfig(Strict):
-    """A Modbus device; devices with the same connection share it (one request at a time)."""
+    """A Modbus device; devices with the same connection share it (one request at a time).
+
+    With ``template:`` the loader fills in the template's tags and defaults before this
+    model sees the device (:mod:`edge_agent.config.templates`); ``interval`` and
+    ``overrides`` are already applied then and stay here as written.
+    """
+
+    model_config = ConfigDict(json_schema_extra=lambda schema, _: _groups_or_template(schema))
 
     name: Name
     driver: Literal["modbus"]
@@ -144,7 +199,35 @@ class ModbusDeviceConfig(Strict):
     )
     device_type: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
-    poll_groups: list[PollGroup] = Field(min_length=1)
+    template: Name | None = Field(
+        default=None, description="Device template (edge-agent templates list) giving the tags."
+    )
+    interval: float | dict[Name, float] | None = Field(
+        default=None,
+        description="With a template: every poll group's interval, or poll group -> interval.",
+    )
+    overrides: dict[Name, TagOverride] = Field(
+        default_factory=dict, description="With a template: tag name -> changed fields."
+    )
+    poll_groups: list[PollGroup] = Field(
+        min_length=1, description="Required unless a template gives them; added to its groups."
+    )
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _intervals(cls, value: Any) -> Any:
+        """One interval, or one per poll group: each worded as a poll group's would be."""
+        if not isinstance(value, dict):
+            return None if value is None else _interval(value)
+        result, problems = {}, []
+        for name, each in value.items():
+            try:
+                result[name] = _interval(each)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return result
 
     def describe(self) -> DeviceInfo:
         """This device for the :class:`~edge_agent.config.catalog.TagCatalog`."""
@@ -164,4 +247,6 @@ class ModbusDeviceConfig(Strict):
             for group in self.poll_groups
             for tag in group.tags
         )
-        return DeviceInfo.of(self.name, self.driver, tags, self.device_type, self.labels)
+        return DeviceInfo.of(
+            self.name, self.driver, tags, self.device_type, self.labels, self.template or ""
+        )

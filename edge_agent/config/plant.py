@@ -32,6 +32,11 @@ SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig, Field(discriminator="t
 class PlantConfig(Strict):
     plant: PlantIdentity
     state_dir: Path = Path("/var/lib/edge-agent")
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Your own device templates (relative to the plant file); they win over "
+        "the bundled ones of the same name.",
+    )
     devices: list[DeviceConfig] = Field(min_length=1)
     sinks: list[SinkConfig] = Field(default_factory=list)
     outbox: OutboxConfig = OutboxConfig()

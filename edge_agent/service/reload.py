@@ -40,7 +40,9 @@ from edge_agent.config.loader import load_config
 from edge_agent.errors import ConfigError
 
 #: Top-level sections this module applies live; any other difference waits for a restart.
-_LIVE_SECTIONS = frozenset({"plant", "devices", "sinks", "logging", "service"})
+#: ``templates_dir`` acts through the devices (templates are expanded, and read again, on
+#: every load), which are compared one by one.
+_LIVE_SECTIONS = frozenset({"plant", "devices", "sinks", "logging", "service", "templates_dir"})
 
 
 @dataclass(frozen=True, slots=True)
