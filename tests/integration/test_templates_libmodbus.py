@@ -1,0 +1,142 @@
+"""Every bundled template read through a Modbus server we did not write: libmodbus 3.1.
+
+The register image is the simulator's map of the template (the same registers
+test_templates_e2e.py serves through pymodbus), written to a file at one instant and
+served by tests/peers/libmodbus_image_server.c: libmodbus frames every answer, and
+addresses outside the template answer exception 2 as a real meter's holes do. The agent's
+own Modbus driver reads a plant that says ``template: <name>``, and every tag must be good
+and match the simulator's truth at that instant. This is also the agent's framing
+(transaction ids, lengths, byte counts, coalesced reads across holes) against a peer
+that shares no code with it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.registry import build_drivers
+from edge_agent.config import ModbusDeviceConfig
+from edge_agent.config.loader import parse_config
+from edge_agent.config.template_files import DeviceTemplate, library
+from edge_agent.model import SampleBatch
+from simulators.equipment import Machine
+from simulators.profile import Unit, build_simulation
+from simulators.registers import BIT_TABLES, encode, encode_bit
+from simulators.templates import UNIT_NAME, load_bundled, template_profile
+from tests.integration.test_templates_e2e import T0, check_tags, plant_text
+from tests.servers import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "tests" / "peers" / "libmodbus_image_server.c"
+UNIT_ID = 7
+
+
+@pytest.fixture(scope="module")
+def image_server_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None or not Path("/usr/include/modbus/modbus.h").exists():
+        pytest.fail("needs gcc and libmodbus-dev (apt-get install gcc libmodbus-dev)")
+    binary = tmp_path_factory.mktemp("libmodbus-image") / "libmodbus_image_server"
+    subprocess.run(
+        ["gcc", "-Wall", "-Wextra", "-Werror", "-O1", "-I/usr/include/modbus"]
+        + ["-o", str(binary), str(SOURCE), "-lmodbus"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return binary
+
+
+def register_image(template: DeviceTemplate, at: float) -> tuple[list[str], dict[str, object]]:
+    """The template's registers at ``at`` as image lines, and the model's values then."""
+    unit = template_unit_of(template)
+    simulation = build_simulation(template_profile(template, unit_id=UNIT_ID), start=at - 3 * 3600)
+    simulation.advance_to(at)
+    model = simulation.model(unit.name)
+    values = model.read()
+    lines: list[str] = []
+    for point in unit.points:
+        value = values[point.source]
+        if point.codes is not None and isinstance(value, int):
+            value = point.codes.get(value, value)
+        if point.table in BIT_TABLES:
+            words = [int(encode_bit(value))]
+        else:
+            words = encode(
+                value,
+                point.type,
+                byte_order=point.byte_order,
+                scale=point.scale,
+                offset=point.offset,
+                length=point.length,
+            )
+        lines += [f"{UNIT_ID} {point.table} {point.address + i} {w}" for i, w in enumerate(words)]
+    truth: dict[str, object] = dict(values)
+    if isinstance(model, Machine):
+        truth["__state"] = model.truth().state.name.lower()
+    return lines, truth
+
+
+def template_unit_of(template: DeviceTemplate) -> Unit:
+    (unit,) = template_profile(template, unit_id=UNIT_ID).servers[0].units
+    assert isinstance(unit, Unit)
+    return unit
+
+
+@pytest.fixture
+def serve_image(image_server_binary: Path, tmp_path: Path) -> Iterator[Callable[[list[str]], int]]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(lines: list[str]) -> int:
+        image = tmp_path / "image.txt"
+        image.write_text("\n".join(lines) + "\n")
+        port = free_port()
+        process = subprocess.Popen(
+            [str(image_server_binary), str(port), str(image)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        processes.append(process)
+        wait_for_port(port)
+        return port
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.parametrize("name", sorted(library()))
+async def test_every_tag_of_every_template_read_through_libmodbus(
+    name: str, serve_image: Callable[[list[str]], int], tmp_path: Path
+) -> None:
+    template = load_bundled(name)
+    lines, truth = register_image(template, T0)
+    port = serve_image(lines)
+    text = plant_text(name, port, tmp_path).replace("unit_id: 7", f"unit_id: {UNIT_ID}")
+    config = parse_config(text)
+    device = config.devices[0]
+    assert isinstance(device, ModbusDeviceConfig)
+    tags = {tag.name: tag for group in device.poll_groups for tag in group.tags}
+    (driver,) = build_drivers(config)
+    try:
+        await driver.connect()
+        batches: list[SampleBatch] = []
+        for group in driver.groups:
+            batches += await driver.read(group.name)
+    finally:
+        await driver.close()
+    state = truth.pop("__state", None)
+    true_state = state if isinstance(state, str) else None
+    assert device.name == UNIT_NAME
+    assert check_tags(template, tags, batches, truth, true_state) == len(tags)
