@@ -18,37 +18,17 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
+from tests.libmodbus_peer import compile_peer
 from tests.servers import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "tests" / "peers" / "libmodbus_server.c"
 
 
 @pytest.fixture(scope="session")
 def libmodbus_server_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None or not Path("/usr/include/modbus/modbus.h").exists():
-        pytest.fail("needs gcc and libmodbus-dev (apt-get install gcc libmodbus-dev)")
-    binary = tmp_path_factory.mktemp("libmodbus") / "libmodbus_server"
-    subprocess.run(
-        [
-            "gcc",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-O1",
-            "-I/usr/include/modbus",
-            "-o",
-            str(binary),
-            str(SOURCE),
-            "-lmodbus",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return binary
+    return compile_peer("libmodbus_server.c", tmp_path_factory.mktemp("libmodbus"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ that shares no code with it.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,28 +28,17 @@ from simulators.profile import Unit, build_simulation
 from simulators.registers import BIT_TABLES, encode, encode_bit
 from simulators.templates import UNIT_NAME, load_bundled, template_profile
 from tests.integration.test_templates_e2e import T0, check_tags, plant_text
+from tests.libmodbus_peer import compile_peer
 from tests.servers import free_port, wait_for_port
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "tests" / "peers" / "libmodbus_image_server.c"
 UNIT_ID = 7
 
 
 @pytest.fixture(scope="module")
 def image_server_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("gcc") is None or not Path("/usr/include/modbus/modbus.h").exists():
-        pytest.fail("needs gcc and libmodbus-dev (apt-get install gcc libmodbus-dev)")
-    binary = tmp_path_factory.mktemp("libmodbus-image") / "libmodbus_image_server"
-    subprocess.run(
-        ["gcc", "-Wall", "-Wextra", "-Werror", "-O1", "-I/usr/include/modbus"]
-        + ["-o", str(binary), str(SOURCE), "-lmodbus"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return binary
+    return compile_peer("libmodbus_image_server.c", tmp_path_factory.mktemp("libmodbus-image"))
 
 
 def register_image(template: DeviceTemplate, at: float) -> tuple[list[str], dict[str, object]]:
