@@ -178,6 +178,22 @@ def test_signed_and_unsigned_twins_are_listed_once() -> None:
     assert ranked == [("int16 ABCD x0.1", 0, "-120.0")]
 
 
+def test_a_scaled_value_on_the_edge_of_the_range_is_a_hit_and_not_a_certainty() -> None:
+    # 57 x 0.01 is 0.5700000000000001 in binary floating point, and 0.57 / 0.01 is
+    # 56.99999999999999: the display's 0.57 is still in 0.50..0.57, and the raw value
+    # 57 was not "impossible by chance" (which once scored it above any float).
+    ranked = _ranked([57], 0.5, 0.57)
+    assert ("uint16 ABCD x0.01", 0, "0.57") in ranked
+    assert chance_in_range("uint16", 0.01, 0.57, 0.57) > 0
+    assert chance_in_range("uint16", 0.1, 2.3, 2.3) > 0
+    registers = [29, *_abcd(0.29), 0]
+    decodings = decode("input", 0, registers, layouts(4, offsets=range(4)), DEFAULT_SCALES)
+    candidates = rank(decodings, registers, 0.29, 0.29)
+    assert candidates
+    assert all(c.chance > 0 for c in candidates)
+    assert "never" not in "\n".join(explain_rank(candidates, 0.29, 0.29, 0))
+
+
 def test_chances() -> None:
     # The exact share of float32 bit patterns in 220..240 (between 2**7 and 2**8: one
     # exponent, 20/128 of its 2**23 mantissas).
