@@ -130,7 +130,9 @@ def _exception_words(
     code: int, table: ModbusTable, span: str, address: int, count: int, unit: int
 ) -> list[str]:
     function = function_of(table)
-    head = f"unit {unit} answered exception {code} ({exception_meaning(code)}): "
+    # 10 and 11 are the gateway's own answers, speaking for a unit it cannot reach.
+    who = "the gateway" if code in (10, 11) else f"unit {unit}"
+    head = f"{who} answered exception {code} ({exception_meaning(code)}): "
     other_table = {"holding": "input", "input": "holding"}.get(table)
     if code == 1:
         return [

@@ -234,6 +234,18 @@ def test_exceptions_in_words(code: int, words: str) -> None:
     assert f"exception {code}" in text
 
 
+@pytest.mark.parametrize("code", [10, 11])
+def test_gateway_exceptions_are_said_to_come_from_the_gateway(code: int) -> None:
+    # Exceptions 10 and 11 are the gateway speaking for a unit it cannot reach: saying
+    # "unit 5 answered" would send the engineer looking for a device that is not there.
+    answer = Answer(Outcome.EXCEPTION, code=code)
+    text = " ".join(
+        explain(answer, table="holding", address=100, count=2, unit=5, serial=False, timeout=1)
+    )
+    assert f"the gateway answered exception {code}" in text
+    assert "unit 5 answered" not in text
+
+
 def test_timeouts_in_words() -> None:
     answer = Answer(Outcome.TIMEOUT)
     tcp = " ".join(
