@@ -385,3 +385,35 @@ async def test_register_scan_stops_on_illegal_function() -> None:
     await scan_registers(scan, no_such_table, block=50, pause=0, budget=60, request_time=1)
     assert scan.requests == 1
     assert "does not support reading the input table" in scan.stopped
+
+
+async def test_register_scan_asks_again_while_the_unit_is_not_back_in_step() -> None:
+    # RTU: after a silent read the channel does not send the next read until the unit
+    # is in step again; that timeout says nothing about the registers: no hole.
+    left = [3]
+
+    async def ask(table: ModbusTable, address: int, count: int, unit: int) -> Answer:
+        if left[0]:
+            left[0] -= 1
+            return Answer(Outcome.TIMEOUT, not_sent=True)
+        return Answer(Outcome.DATA, data=(0,) * count)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    scan = RegisterScan("holding", 1, 0, 9)
+    await scan_registers(
+        scan, ask, block=10, pause=0, budget=60, request_time=0, sleep=no_sleep, clock=lambda: 0
+    )
+    assert [(s.start, s.end, s.kind) for s in scan.merged()] == [(0, 9, "readable")]
+    assert scan.requests == 4
+
+    async def never(table: ModbusTable, address: int, count: int, unit: int) -> Answer:
+        return Answer(Outcome.TIMEOUT, not_sent=True)
+
+    scan = RegisterScan("holding", 1, 0, 9)
+    await scan_registers(
+        scan, never, block=10, pause=0, budget=60, request_time=0, sleep=no_sleep, clock=lambda: 0
+    )
+    assert scan.spans == []
+    assert "stopped answering at holding 0" in scan.stopped
