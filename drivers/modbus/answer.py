@@ -15,7 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, exception_meaning
+from drivers.modbus.channel import (
+    NOT_IN_STEP,
+    ModbusChannel,
+    ModbusExceptionResponse,
+    exception_meaning,
+)
 from drivers.modbus.frames import READ_FUNCTIONS
 from edge_agent.config import ModbusTable
 from edge_agent.errors import DriverReadError
@@ -40,6 +45,9 @@ class Answer:
     detail: str = ""
     #: Seconds from sending to the answer (or to giving up).
     elapsed: float = 0.0
+    #: A timeout before the read was even sent (RTU: the unit missed an earlier answer
+    #: and is not yet proven in step): it says nothing about the registers asked for.
+    not_sent: bool = False
 
     @property
     def device_answered(self) -> bool:
@@ -72,7 +80,12 @@ async def ask(
             REASON_INVALID_RESPONSE: Outcome.INVALID,
             REASON_DISCONNECTED: Outcome.DISCONNECTED,
         }.get(exc.reason, Outcome.INVALID)
-        return Answer(outcome, detail=exc.detail, elapsed=time.monotonic() - started)
+        return Answer(
+            outcome,
+            detail=exc.detail,
+            elapsed=time.monotonic() - started,
+            not_sent=outcome is Outcome.TIMEOUT and exc.detail.endswith(NOT_IN_STEP),
+        )
     values = tuple(int(v) for v in data[:count])  # bits come padded to whole bytes
     return Answer(Outcome.DATA, data=values, elapsed=time.monotonic() - started)
 
@@ -130,7 +143,9 @@ def _exception_words(
     code: int, table: ModbusTable, span: str, address: int, count: int, unit: int
 ) -> list[str]:
     function = function_of(table)
-    head = f"unit {unit} answered exception {code} ({exception_meaning(code)}): "
+    # 10 and 11 are the gateway's own answers, speaking for a unit it cannot reach.
+    who = "the gateway" if code in (10, 11) else f"unit {unit}"
+    head = f"{who} answered exception {code} ({exception_meaning(code)}): "
     other_table = {"holding": "input", "input": "holding"}.get(table)
     if code == 1:
         return [

@@ -80,6 +80,10 @@ from edge_agent.model import (
 
 #: Requests with no answer from any unit, in a row, before the connection is dropped.
 DEAD_AFTER = 5
+#: The detail of a timeout raised before the read was sent: the unit missed an answer
+#: and has not answered the diagnostics echo since (RTU, see the module doc). Says
+#: nothing about the registers asked for (the commissioning scans ask again).
+NOT_IN_STEP = "no answer to the diagnostics request that must follow a missed answer"
 #: Transaction ids of unanswered TCP requests kept reserved; beyond, reconnect.
 MAX_STALE_TIDS = 32
 #: Timeouts after which an RTU unit that never answers diagnostics leaves doubt.
@@ -332,8 +336,7 @@ class ModbusChannel:
                 self._timed_out()
                 raise DriverReadError(
                     REASON_TIMEOUT,
-                    f"{self.key} unit {unit}: no answer to the diagnostics request "
-                    "that must follow a missed answer",
+                    f"{self.key} unit {unit}: {NOT_IN_STEP}",
                 ) from None
             # It never answered diagnostics and has been silent for a long time.
         else:

@@ -83,7 +83,7 @@ def chance_in_range(type_: str, scale: float, low: float, high: float) -> float:
     if type_ == "float64":
         return _float_share(low, high, "d", "Q", 64)
     bits = 16 * REGISTER_COUNT[type_]
-    lo, hi = sorted((low / scale, high / scale))
+    lo, hi = sorted((_on_grid(low / scale), _on_grid(high / scale)))
     signed = type_ in SIGNED_TYPES
     if signed:
         share = 0.5 * _log_share(max(lo, 0.0), hi, bits - 1)
@@ -91,6 +91,35 @@ def chance_in_range(type_: str, scale: float, low: float, high: float) -> float:
     else:
         share = _log_share(max(lo, 0.0), hi, bits)
     return min(share, 1.0)
+
+
+#: Relative error of a scaled value (raw x scale) or a bound divided by the scale:
+#: 57 x 0.01 = 0.5700000000000001 and 0.57 / 0.01 = 56.99999999999999.
+SCALE_ROUNDING: Final = 1e-9
+
+
+def _on_grid(raw: float) -> float:
+    """A bound divided by the scale, snapped to the whole raw value it means."""
+    nearest = round(raw)
+    return float(nearest) if abs(raw - nearest) <= SCALE_ROUNDING * max(1.0, abs(raw)) else raw
+
+
+def _in_range(decoding: Decoding, low: float, high: float) -> bool:
+    """The good number of ``decoding`` lies in ``low..high``; a scaled integer within
+    its rounding error of a bound counts as in (the display shows it as the bound)."""
+    value = decoding.value
+    if (
+        decoding.quality is not Quality.GOOD
+        or isinstance(value, bool)
+        or not isinstance(value, int | float)
+    ):
+        return False
+    if low <= value <= high:
+        return True
+    if decoding.type in FLOAT_TYPES or decoding.scale == 1.0:
+        return False  # no arithmetic, no rounding: the value is exact
+    slack = SCALE_ROUNDING * max(1.0, abs(low), abs(high))
+    return low - slack <= value <= high + slack
 
 
 def _log_share(lo: float, hi: float, bits: int) -> float:
@@ -157,14 +186,7 @@ def rank(
     A signed type that reads the same value as its unsigned twin is dropped (the
     unsigned one stands for both, its note says so).
     """
-    hits = [
-        d
-        for d in decodings
-        if d.quality is Quality.GOOD
-        and isinstance(d.value, int | float)
-        and not isinstance(d.value, bool)
-        and low <= d.value <= high
-    ]
+    hits = [d for d in decodings if _in_range(d, low, high)]
     unsigned_keys = {
         (d.offset, d.registers, d.byte_order, d.scale, d.value)
         for d in hits

@@ -25,6 +25,9 @@ Registers: blocks of ``block`` addresses are read; a block refused with exceptio
 (illegal data address) or 3, or not answered, is split in two halves and each half read
 again, down to single addresses: the holes. At most ``2n - 1`` requests per block of
 ``n``. Exception 1 (the table does not exist) or the gateway's 10/11 end the scan.
+On RTU a missed answer puts the unit in doubt (:mod:`drivers.modbus.channel`): until it
+is in step again a read is not even sent, and the block is asked again, not mapped as a
+hole (a unit without the diagnostics function costs a few timeouts after each silence).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ Sleep = Callable[[float], Awaitable[None]]
 #: Most registers / bits one read may ask for (Modbus application protocol, fc 3/4, 1/2).
 MAX_REGISTERS = 125
 MAX_BITS = 2000
+#: Reads in a row not sent because the unit is not back in step (see scan_registers).
+NOT_SENT_RETRIES = 30
 
 
 def duration_text(seconds: float) -> str:
@@ -231,6 +236,7 @@ async def scan_registers(
         for start in range(scan.first, scan.last + 1, block)
     ][::-1]
     answered = False
+    not_sent = 0
     while todo:
         start, count = todo.pop()
         if scan.requests:
@@ -250,6 +256,20 @@ async def scan_registers(
         if outcome is Outcome.DISCONNECTED:
             scan.stopped = f"the connection went away ({answer.detail})"
             return
+        if answer.not_sent:
+            # RTU: the unit still owes an answer to an earlier (silent) read, and the
+            # channel will not ask it anything until it is in step again (it gives up
+            # waiting after a while): ask for the same block again, never call it a hole.
+            not_sent += 1
+            if not_sent >= NOT_SENT_RETRIES:
+                scan.stopped = (
+                    f"unit {scan.unit} stopped answering at {scan.table} {start} "
+                    "(not even the diagnostics request); is it still there?"
+                )
+                return
+            todo.append((start, count))
+            continue
+        not_sent = 0
         if outcome is Outcome.TIMEOUT and not answered:
             scan.stopped = f"unit {scan.unit} does not answer (timeout at {start}); is it there?"
             return

@@ -21,7 +21,15 @@ from edge_agent.config import ModbusTable
 from simulators.profile import RtuServer
 from simulators.pty import pty_pair
 from simulators.serve import Plant, serve_profile
-from tests.modbus_hostile import Asked, Behaviour, HostileTcpServer, Reply, registers_pdu
+from tests.modbus_hostile import (
+    Asked,
+    Behaviour,
+    HostileRtuBus,
+    HostileTcpServer,
+    Reply,
+    honest,
+    registers_pdu,
+)
 from tests.plant import demo_profile
 
 pytestmark = pytest.mark.integration
@@ -185,6 +193,36 @@ async def test_read_and_scan_over_rtu(tmp_path: Path) -> None:
             code = await run_read(Device(target, 5, 0.3), table="holding", address=0, out=out)
             assert code == 1
             assert "on the serial line" in out.getvalue()
+
+
+def _silent_hole_no_diagnostics(asked: Asked) -> list[Reply]:
+    """A meter that ignores reads touching holding 10-11 and never answers function 8
+    (cheap meters do both): every read after a missed answer finds the unit in doubt."""
+    if asked.function == 8 or (asked.address < 12 and asked.address + asked.count > 10):
+        return []
+    return honest(asked)
+
+
+async def test_a_silent_hole_on_rtu_does_not_hide_the_registers_after_it(tmp_path: Path) -> None:
+    async with pty_pair(tmp_path) as pty:
+        with HostileRtuBus(pty.server_end, {1: _silent_hole_no_diagnostics}):
+            target = parse_target(f"rtu://{pty.client_end}?baud=19200&parity=N")
+            out = io.StringIO()
+            code = await run_scan_registers(
+                Device(target, 1, 0.1),
+                table="holding",
+                first=0,
+                last=29,
+                block=10,
+                pause=0.0,
+                budget=60,
+                out=out,
+            )
+    text = out.getvalue()
+    assert code == 0, text
+    spans = [line.split()[0] for line in text.splitlines() if line.startswith("  ")]
+    assert spans == ["0-9", "10-11", "12-29"], text
+    assert "12-29  18 registers   readable" in text
 
 
 # ----------------------------------------------------------- replies that do not fit

@@ -178,6 +178,22 @@ def test_signed_and_unsigned_twins_are_listed_once() -> None:
     assert ranked == [("int16 ABCD x0.1", 0, "-120.0")]
 
 
+def test_a_scaled_value_on_the_edge_of_the_range_is_a_hit_and_not_a_certainty() -> None:
+    # 57 x 0.01 is 0.5700000000000001 in binary floating point, and 0.57 / 0.01 is
+    # 56.99999999999999: the display's 0.57 is still in 0.50..0.57, and the raw value
+    # 57 was not "impossible by chance" (which once scored it above any float).
+    ranked = _ranked([57], 0.5, 0.57)
+    assert ("uint16 ABCD x0.01", 0, "0.57") in ranked
+    assert chance_in_range("uint16", 0.01, 0.57, 0.57) > 0
+    assert chance_in_range("uint16", 0.1, 2.3, 2.3) > 0
+    registers = [29, *_abcd(0.29), 0]
+    decodings = decode("input", 0, registers, layouts(4, offsets=range(4)), DEFAULT_SCALES)
+    candidates = rank(decodings, registers, 0.29, 0.29)
+    assert candidates
+    assert all(c.chance > 0 for c in candidates)
+    assert "never" not in "\n".join(explain_rank(candidates, 0.29, 0.29, 0))
+
+
 def test_chances() -> None:
     # The exact share of float32 bit patterns in 220..240 (between 2**7 and 2**8: one
     # exponent, 20/128 of its 2**23 mantissas).
@@ -216,6 +232,18 @@ def test_exceptions_in_words(code: int, words: str) -> None:
     )
     assert words in text
     assert f"exception {code}" in text
+
+
+@pytest.mark.parametrize("code", [10, 11])
+def test_gateway_exceptions_are_said_to_come_from_the_gateway(code: int) -> None:
+    # Exceptions 10 and 11 are the gateway speaking for a unit it cannot reach: saying
+    # "unit 5 answered" would send the engineer looking for a device that is not there.
+    answer = Answer(Outcome.EXCEPTION, code=code)
+    text = " ".join(
+        explain(answer, table="holding", address=100, count=2, unit=5, serial=False, timeout=1)
+    )
+    assert f"the gateway answered exception {code}" in text
+    assert "unit 5 answered" not in text
 
 
 def test_timeouts_in_words() -> None:
@@ -357,3 +385,35 @@ async def test_register_scan_stops_on_illegal_function() -> None:
     await scan_registers(scan, no_such_table, block=50, pause=0, budget=60, request_time=1)
     assert scan.requests == 1
     assert "does not support reading the input table" in scan.stopped
+
+
+async def test_register_scan_asks_again_while_the_unit_is_not_back_in_step() -> None:
+    # RTU: after a silent read the channel does not send the next read until the unit
+    # is in step again; that timeout says nothing about the registers: no hole.
+    left = [3]
+
+    async def ask(table: ModbusTable, address: int, count: int, unit: int) -> Answer:
+        if left[0]:
+            left[0] -= 1
+            return Answer(Outcome.TIMEOUT, not_sent=True)
+        return Answer(Outcome.DATA, data=(0,) * count)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    scan = RegisterScan("holding", 1, 0, 9)
+    await scan_registers(
+        scan, ask, block=10, pause=0, budget=60, request_time=0, sleep=no_sleep, clock=lambda: 0
+    )
+    assert [(s.start, s.end, s.kind) for s in scan.merged()] == [(0, 9, "readable")]
+    assert scan.requests == 4
+
+    async def never(table: ModbusTable, address: int, count: int, unit: int) -> Answer:
+        return Answer(Outcome.TIMEOUT, not_sent=True)
+
+    scan = RegisterScan("holding", 1, 0, 9)
+    await scan_registers(
+        scan, never, block=10, pause=0, budget=60, request_time=0, sleep=no_sleep, clock=lambda: 0
+    )
+    assert scan.spans == []
+    assert "stopped answering at holding 0" in scan.stopped
