@@ -86,7 +86,7 @@ async def run_scan_units(
                     address=address,
                     pause=pause,
                     budget=budget,
-                    request_time=target.timeout,
+                    request_time=_worst_request_time(target.timeout),
                     on_answer=found,
                 )
             finally:
@@ -94,6 +94,13 @@ async def run_scan_units(
     except DriverConnectError as exc:
         return connect_failed(exc)
     return EXIT_OK if scan.present else EXIT_NO_ANSWER
+
+
+def _worst_request_time(timeout: float) -> float:
+    """What one scan request may cost: on RTU a unit out of step gets a diagnostics echo
+    before the read, on TCP a peer that breaks the stream gets a reconnect; each may take
+    the timeout. The budget check reserves this much, so a scan never overruns it."""
+    return 2 * timeout
 
 
 def _unit_summary(scan: UnitScan, out: TextIO) -> None:
@@ -155,7 +162,7 @@ async def run_scan_registers(
                     block=block,
                     pause=pause,
                     budget=budget,
-                    request_time=target.timeout,
+                    request_time=_worst_request_time(target.timeout),
                 )
             finally:
                 _register_summary(scan, out)
@@ -165,7 +172,8 @@ async def run_scan_registers(
 
 
 def _register_summary(scan: RegisterScan, out: TextIO) -> None:
-    print(f"{scan.table} map of unit {scan.unit} ({scan.requests} requests):", file=out)
+    plural = "" if scan.requests == 1 else "s"
+    print(f"{scan.table} map of unit {scan.unit} ({scan.requests} request{plural}):", file=out)
     for span in scan.merged():
         print("  " + span.describe(scan.table), file=out)
     if not scan.spans:
