@@ -227,6 +227,7 @@ def influx_sink_problems(
                 )
             )
         problems += _field_collisions(sink, device)
+        problems += _unit_field(sink, device)
         problems += _measurement_collision(sink, device, measurements)
         if not sink.labels_as_tags:
             continue
@@ -278,6 +279,24 @@ def _field_collisions(sink: InfluxSinkConfig, device: DeviceInfo) -> list[tuple[
                 )
             )
     return problems
+
+
+def _unit_field(sink: InfluxSinkConfig, device: DeviceInfo) -> list[tuple[str, str]]:
+    """A tag written as the field ``unit`` beside the ``unit`` tag of ``units: tag``: one
+    name for a tag and a field of one measurement, which InfluxDB 3 refuses (the line goes
+    to the dead letters) and a Flux pivot cannot tell apart."""
+    if sink.units != "tag":
+        return []
+    return [
+        (
+            "units",
+            f"device {device.name}: its tag {tag_name!r} would be an InfluxDB field of the "
+            f"same name as the tag that carries each value's unit (units: tag); rename the "
+            "tag or set units: none",
+        )
+        for tag_name in device.tags
+        if sink.name_of(tag_name) == UNIT_TAG
+    ]
 
 
 def _measurement_collision(

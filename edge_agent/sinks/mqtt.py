@@ -83,6 +83,7 @@ class MqttSink:
         ack_timeout: float = 10.0,
         connect_timeout: float = 10.0,
         backoff: Backoff | None = None,
+        meta_backoff: Backoff | None = None,
         devices: Iterable[DeviceInfo] = (),
     ) -> None:
         self.config = config
@@ -123,6 +124,9 @@ class MqttSink:
         #: connection has not had confirmed yet.
         self._meta_due: set[str] = set()
         self._meta_changed = asyncio.Event()
+        #: Paces the meta messages after one was not confirmed (:meth:`_serve_connection`).
+        self._meta_backoff = meta_backoff or Backoff(initial=10.0, cap=600.0, minimum=5.0)
+        self._meta_failed = False
         self.describe_devices(devices)
         self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
 
@@ -301,6 +305,14 @@ class MqttSink:
         self._meta_changed.set()
         closed = asyncio.ensure_future(self._connection.wait_closed())
         try:
+            if self._meta_failed:
+                # The last try lost its connection, perhaps because of a meta message (a
+                # broker with a packet size limit drops a client that sends a larger one):
+                # the data goes first, the meta messages only after a pause that grows
+                # with each failure, so they cannot keep the data from being delivered.
+                await asyncio.wait({closed}, timeout=self._meta_backoff.next_delay())
+                if closed.done():
+                    return closed.result()
             while True:
                 changed = asyncio.ensure_future(self._meta_changed.wait())
                 try:
@@ -319,19 +331,30 @@ class MqttSink:
     async def _publish_meta(self) -> None:
         """The due meta messages (retained, QoS 1); a clearing is an empty one. A failure
         drops the connection: the next one publishes them all again."""
-        due = sorted(self._meta_due)
+        meta = self._meta
+        # Smallest first: those the broker takes are retained before one it refuses.
+        due = sorted(self._meta_due, key=lambda name: (len(meta.get(name, b"")), name))
         if not due:
             return
-        meta = self._meta
         messages = [(self._meta_topic(name), meta.get(name, b"")) for name in due]
         try:
             await self._connection.publish(
                 messages, qos=1, retain=True, idle_timeout=self._ack_timeout
             )
         except MqttError as exc:
-            self._log.warning("mqtt meta messages not confirmed", error=str(exc))
+            self._meta_failed = True
+            self._log.warning(
+                "mqtt meta messages not confirmed; they are sent again after a pause, the "
+                "data meanwhile (a broker drops the connection of a message larger than its "
+                "maximum packet size)",
+                error=str(exc),
+                largest_device=due[-1],
+                largest_bytes=len(messages[-1][1]),
+            )
             self._connection.abort("meta messages not confirmed")
             return
+        self._meta_failed = False
+        self._meta_backoff.reset()
         # Only what was sent: a change handed over meanwhile stays due (and its event set).
         for name in due:
             if meta.get(name) == self._meta.get(name):

@@ -8,21 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edge_agent.backoff import Backoff
 from edge_agent.config import PlantIdentity
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.config.loader import load_config
+from edge_agent.errors import SinkError
 from edge_agent.service.agent import Agent
+from edge_agent.sinks.mqtt import MqttSink
 from simulators.serve import serve_profile
 from tests.integration.test_reload import _plant_file
-from tests.mqtt_support import Subscriber, make_sink, wait_connected
+from tests.mqtt_support import (
+    Subscriber,
+    batch,
+    fast_backoff,
+    make_sink,
+    sink_config,
+    wait_connected,
+)
 from tests.plant import demo_profile
-from tests.servers import Mosquitto
+from tests.servers import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +224,52 @@ async def test_no_meta_topic_publishes_none(
     finally:
         await sink.stop()
     assert [m.topic for m in sub.messages] == [f"edge/{plant.name}/status"]
+
+
+async def test_a_meta_message_the_broker_refuses_does_not_stop_the_data(
+    tmp_path: Path, subscriber_factory: SubscriberFactory
+) -> None:
+    """A broker with a packet limit drops the connection of a client that sends a larger
+    packet (mosquitto's max_packet_size; EMQX allows 1 MB by default, AWS IoT 128 KB): a
+    device with many tags must not take the data of every device down with it."""
+    broker = Mosquitto(
+        port=free_port(), workdir=tmp_path / "mosquitto", extra_config="max_packet_size 20000"
+    )
+    broker.start()
+    big = DeviceInfo.of(
+        "big",
+        "modbus",
+        [
+            TagInfo("big", "g", f"t{i}", "float32", None, 1.0, address={"address": 2 * i})
+            for i in range(500)
+        ],
+    )
+    small = DeviceInfo.of("small", "modbus", [TagInfo("small", "g", "power", "float32", None, 1.0)])
+    plant = PlantIdentity(name="demo-plant", site="Hall 3")
+    sink = MqttSink(
+        sink_config(broker),
+        plant,
+        ack_timeout=2.0,
+        connect_timeout=2.0,
+        backoff=fast_backoff(),
+        meta_backoff=Backoff(initial=60.0, cap=60.0, minimum=60.0),
+        devices=[small, big],
+    )
+    try:
+        await sink.start()
+        delivered, seq = 0, 0
+        deadline = time.monotonic() + 10.0
+        while delivered < 20:  # in a row
+            assert time.monotonic() < deadline, f"only {delivered} batches in a row delivered"
+            seq += 1
+            try:
+                await sink.send([batch("small", seq)])
+                delivered += 1
+            except SinkError:
+                delivered = 0
+                await asyncio.sleep(0.05)
+        # The messages that fit went out before the one the broker refused.
+        assert set(await _retained(subscriber_factory, broker.port)) == {"small"}
+    finally:
+        await sink.stop()
+        broker.stop()
