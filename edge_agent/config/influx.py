@@ -202,7 +202,7 @@ def influx_sink_problems(
     ``devices``: every device of the plant, a repeated name included (the catalog keeps
     one device per name; the second one's problems are reported too).
     """
-    problems: list[tuple[str, str]] = []
+    problems = _constant_tag_collisions(sink)
     measurements: dict[str, str] = {}
     for device in devices:
         for tag_name in device.tags:
@@ -321,6 +321,26 @@ def _measurement_collision(
             "(the device is a tag)",
         )
     ]
+
+
+def _constant_tag_collisions(sink: InfluxSinkConfig) -> list[tuple[str, str]]:
+    """Constant tags whose safe keys clash (``line-no`` and ``line_no``): one would
+    silently overwrite the other on every line."""
+    if not sink.safe_names:
+        return []
+    first_of: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for key in sink.tags:
+        first = first_of.setdefault(safe_name(key), key)
+        if first != key:
+            problems.append(
+                (
+                    "tags",
+                    f"tag {first!r} and tag {key!r} would both be the InfluxDB tag "
+                    f"{safe_name(key)!r}; {_safe_hint(sink)}",
+                )
+            )
+    return problems
 
 
 def _tag_key_collisions(sink: InfluxSinkConfig, device: DeviceInfo) -> list[tuple[str, str]]:
