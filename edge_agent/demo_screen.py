@@ -167,11 +167,9 @@ class DemoScreen:
                 seen.rolled_at = now
             seen.last = value
             if seen.rolled_at is not None:
-                ago = round_number((now - seen.rolled_at) / 60)
-                lines.append(
-                    f"{meter.name}: counter rolled over {ago} min ago: handled, "
-                    "energy today keeps counting"
-                )
+                minutes = (now - seen.rolled_at) / 60
+                ago = "just now" if minutes < 1 else f"{round(minutes)} min ago"
+                lines.append(f"{meter.name}: counter rolled over {ago}: handled")
                 continue
             row = kpis.get(meter.name)
             demand = row.demand_kw if row is not None else None

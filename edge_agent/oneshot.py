@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,7 +201,9 @@ def to_json(readings: Sequence[DeviceReading]) -> str:
 
     def tag(t: TagReading) -> dict[str, Any]:
         value: Any = t.value
-        if isinstance(value, bytes):
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)  # JSON has no inf or NaN
+        elif isinstance(value, bytes):
             value = value.hex()
         return {
             "name": t.name,

@@ -128,3 +128,45 @@ def test_demo_shows_its_headline_on_one_screen(columns: int, lines: int) -> None
     if wide:
         assert "voltage_l1=" in shown, shown
         assert "energy_import=" in shown, shown
+
+
+async def test_the_rollover_note_follows_the_compressor_meter_counter(tmp_path: Path) -> None:
+    """The counter set a few ticks before 2**32: the note announces, then reports, the rollover."""
+    import asyncio
+
+    from edge_agent.demo_screen import DemoScreen
+    from edge_agent.service.agent import Agent
+    from simulators.profile import parse_profile
+    from simulators.serve import serve_profile
+    from tests.plant import DEMO_PORTS, PROFILE_FILE, demo_config
+    from tests.service_support import wait_for
+
+    text = PROFILE_FILE.read_text()
+    assert "initial_counter: 4294960000" in text
+    text = text.replace("initial_counter: 4294960000", "initial_counter: 4294967293")
+    for port in DEMO_PORTS.values():
+        text = text.replace(f"port: {port}", "port: 0")
+    async with serve_profile(parse_profile(text, str(PROFILE_FILE))) as plant:
+        config = demo_config({n: plant.port(n) for n in plant.servers}, tmp_path)
+        agent = Agent(config)
+        screen = DemoScreen(agent, {})
+        seen: list[str] = []
+
+        def note() -> bool:
+            seen.extend(line for line in screen.notes() if line.startswith("compressor-meter"))
+            return bool(seen) and "rolled over just now" in seen[-1]
+
+        task = asyncio.create_task(agent.run(), name="agent")
+        try:
+            await wait_for(note, 60, "the rollover note")
+        finally:
+            agent.request_stop()
+            await asyncio.wait_for(task, 30)
+    assert seen[-1] == "compressor-meter: counter rolled over just now: handled"
+    before = [line for line in seen if "rolls over in ~" in line]
+    assert before, seen  # announced while the demand was known
+    assert before[0].endswith(" min: handled"), before
+    # Energy today went on through the rollover: no jump of 2**32 x 0.01 kWh, no reset.
+    (row,) = (r for r in screen.device_rows() if r[0] == "compressor-meter")
+    energy = float(row[2].split()[0].replace(",", ""))
+    assert 0 < energy < 1, row

@@ -209,3 +209,52 @@ async def test_status_without_a_health_endpoint_says_so(tmp_path: Path) -> None:
     assert code == 1
     assert out == ""
     assert "health endpoint is disabled in this plant file" in err
+
+
+async def test_run_once_reads_opc_ua_read_and_subscribe_groups(tmp_path: Path) -> None:
+    from tests.opcua_support import PLANT, FrozenClock, device_yaml, expected, simulator, tags_yaml
+
+    clock = FrozenClock()
+    sim = simulator(clock)
+    await sim.start()
+    try:
+        ns = sim.namespace_index
+        read = tags_yaml(sim, "cnc-1", ["parts_good", "program"]) + "\n"
+        read += tags_yaml(sim, "cnc-1", ["energy_kwh"], style="path") + "\n"
+        read += f"  - {{name: missing, node: 'ns={ns};s=no.such.node'}}"
+        watched = tags_yaml(sim, "press-1", ["parts_total", "state"])
+        groups = (
+            f"- name: polled\n  interval: 1s\n  tags:\n{read}\n"
+            f"- name: watched\n  mode: subscribe\n  interval: 200ms\n  tags:\n{watched}\n"
+        )
+        path = tmp_path / "opcua.yaml"
+        path.write_text(
+            f"plant: {{name: {PLANT}}}\nstate_dir: {tmp_path / 'state'}\ndevices:\n"
+            + device_yaml("cell", sim.endpoint, groups)
+        )
+        code, out, err = await edge_agent(tmp_path, "run", "--once", "--json", "-c", str(path))
+    finally:
+        await sim.stop()
+    assert code == 1, out + err  # the missing node
+    tags = {name: tag for (_, name), tag in _tags(json.loads(out)).items()}
+    missing = tags.pop("missing")
+    assert missing["quality"] == "bad"
+    assert "BadNodeIdUnknown" in missing["reason"]
+    assert missing["raw"] == f"ns={ns};s=no.such.node"
+    for name, tag in tags.items():
+        unit, quantity = name.split(".", 1)
+        assert tag["quality"] == "good", tag
+        assert tag["value"] == expected(sim, unit, quantity), tag
+    assert tags["cnc-1.parts_good"]["raw"] == sim.node_id("cnc-1", "parts_good")
+    # A browse path shows the node it resolved to.
+    path_raw = tags["cnc-1.energy_kwh"]["raw"]
+    assert path_raw.startswith(f"/Objects/{ns}:cnc-1/")
+    assert path_raw.endswith(f" -> {sim.node_id('cnc-1', 'energy_kwh')}")
+    assert set(tags) == {
+        "cnc-1.parts_good",
+        "cnc-1.program",
+        "cnc-1.energy_kwh",
+        "press-1.parts_total",
+        "press-1.state",
+    }
+    assert not (tmp_path / "state").exists()
