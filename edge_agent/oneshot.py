@@ -79,9 +79,20 @@ def _unit(catalog: TagCatalog, device: str, tag: str) -> str:
     return "" if info is None else info.unit
 
 
-async def _read_group(driver: Driver, spec: GroupSpec) -> dict[str, tuple[Value, Quality, str]]:
+Latest = dict[str, tuple[Value, Quality, str]]
+
+
+def _samples_of(name: str, latest: Latest) -> list[tuple[str, Value, Quality, str]]:
+    """The samples of tag ``name``: itself, or its elements (``name[0]``...) for an array."""
+    if name in latest:
+        return [(name, *latest[name])]
+    prefix = f"{name}["
+    return [(key, *sample) for key, sample in latest.items() if key.startswith(prefix)]
+
+
+async def _read_group(driver: Driver, spec: GroupSpec) -> Latest:
     """Every tag of the group once: one read, or a subscription's first values."""
-    latest: dict[str, tuple[Value, Quality, str]] = {}
+    latest: Latest = {}
 
     def take(batches: Sequence[SampleBatch]) -> None:
         for batch in batches:
@@ -96,39 +107,55 @@ async def _read_group(driver: Driver, spec: GroupSpec) -> dict[str, tuple[Value,
             # A subscription hands over what changed: its first publish carries every
             # value; wait for it within one publishing interval (and the read budget).
             deadline = time.monotonic() + spec.interval + SUBSCRIPTION_POLL_S
-            while len(latest) < len(spec.names) and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not all(
+                _samples_of(name, latest) for name in spec.names
+            ):
                 await asyncio.sleep(SUBSCRIPTION_POLL_S)
                 take(await driver.read(spec.name))
     return latest
 
 
-async def _read_device(driver: Driver, catalog: TagCatalog) -> DeviceReading:
-    reading = DeviceReading(driver.device)
-    failed: str | None = None
+@dataclass(slots=True)
+class _Outcome:
+    reading: DeviceReading
+    #: Why the device's connection could not be opened ("" when it could).
+    unreachable: str = ""
+
+
+async def _read_device(driver: Driver, catalog: TagCatalog, unreachable: str = "") -> _Outcome:
+    """Every group of one device; ``unreachable``: its shared connection already failed."""
+    outcome = _Outcome(DeviceReading(driver.device), unreachable)
+    groups = outcome.reading.groups
     for spec in driver.groups:
-        if failed is not None:  # the connection failed: the next group would wait again
-            reading.groups.append(_failed(driver, spec, failed, catalog))
+        if outcome.unreachable:  # every further try would wait for the same timeout
+            groups.append(_failed(driver, spec, outcome.unreachable, catalog))
             continue
         try:
             latest = await _read_group(driver, spec)
         except DriverError as exc:
-            detail = f" ({exc.detail})" if exc.detail else ""
-            reading.groups.append(_failed(driver, spec, f"{exc.reason}{detail}", catalog))
-            failed = None if driver.connected else f"{exc.reason}{detail}"
-            continue
+            reason = f"{exc.reason} ({exc.detail})" if exc.detail else exc.reason
         except TimeoutError:
-            budget = driver.read_budget(spec.name)
-            reading.groups.append(_failed(driver, spec, f"timeout ({budget:g}s)", catalog))
-            failed = None if driver.connected else f"timeout ({budget:g}s)"
+            reason = f"timeout ({driver.read_budget(spec.name):g}s)"
+        else:
+            groups.append(_group_reading(driver, spec, latest, catalog))
             continue
-        raw = _raw(driver, spec.name, len(spec.names))
-        group = GroupReading(spec.name)
-        for n, name in enumerate(spec.names):
-            value, quality, reason = latest.get(name, (None, Quality.BAD, REASON_NO_NOTIFICATION))
-            unit = _unit(catalog, driver.device, name)
-            group.tags.append(TagReading(name, value, unit, quality, reason, raw[n]))
-        reading.groups.append(group)
-    return reading
+        groups.append(_failed(driver, spec, reason, catalog))
+        if not driver.connected:
+            outcome.unreachable = reason
+    return outcome
+
+
+def _group_reading(
+    driver: Driver, spec: GroupSpec, latest: Latest, catalog: TagCatalog
+) -> GroupReading:
+    raw = _raw(driver, spec.name, len(spec.names))
+    group = GroupReading(spec.name)
+    for n, name in enumerate(spec.names):
+        unit = _unit(catalog, driver.device, name)
+        samples = _samples_of(name, latest) or [(name, None, Quality.BAD, REASON_NO_NOTIFICATION)]
+        for shown, value, quality, reason in samples:
+            group.tags.append(TagReading(shown, value, unit, quality, reason, raw[n]))
+    return group
 
 
 async def read_once(config: PlantConfig) -> list[DeviceReading]:
@@ -146,8 +173,11 @@ async def read_once(config: PlantConfig) -> list[DeviceReading]:
     readings: dict[str, DeviceReading] = {}
 
     async def one_connection(members: list[tuple[DeviceConfig, Driver]]) -> None:
+        unreachable = ""
         for device, driver in members:  # one after the other, as on a shared line
-            readings[device.name] = await _read_device(driver, catalog)
+            outcome = await _read_device(driver, catalog, unreachable)
+            readings[device.name] = outcome.reading
+            unreachable = outcome.unreachable
 
     try:
         async with asyncio.TaskGroup() as tasks:

@@ -129,12 +129,16 @@ async def test_run_once_says_why_a_device_cannot_be_read(tmp_path: Path) -> None
         code, out, err = await edge_agent(tmp_path, "run", "--once", "--json", "-c", str(path))
     assert code == 1, out + err
     tags = _tags(json.loads(out))
+    reasons = set()
     for device in ("compressor-1", "compressor-meter"):
         for (name, _), tag in tags.items():
             if name == device:
                 assert tag["quality"] == "bad"
                 assert tag["value"] is None
-                assert tag["reason"], tag
+                reasons.add(tag["reason"])
+    # One connection: its failure, tried once, is every device's reason on it.
+    (reason,) = reasons
+    assert reason.endswith("connection refused)"), reason
     assert tags[("cnc-1", "state")]["quality"] == "good"
 
 
@@ -221,7 +225,8 @@ async def test_run_once_reads_opc_ua_read_and_subscribe_groups(tmp_path: Path) -
         ns = sim.namespace_index
         read = tags_yaml(sim, "cnc-1", ["parts_good", "program"]) + "\n"
         read += tags_yaml(sim, "cnc-1", ["energy_kwh"], style="path") + "\n"
-        read += f"  - {{name: missing, node: 'ns={ns};s=no.such.node'}}"
+        read += f"  - {{name: missing, node: 'ns={ns};s=no.such.node'}}\n"
+        read += tags_yaml(sim, "line-meter", ["voltages_v"])
         watched = tags_yaml(sim, "press-1", ["parts_total", "state"])
         groups = (
             f"- name: polled\n  interval: 1s\n  tags:\n{read}\n"
@@ -238,6 +243,14 @@ async def test_run_once_reads_opc_ua_read_and_subscribe_groups(tmp_path: Path) -
     assert code == 1, out + err  # the missing node
     tags = {name: tag for (_, name), tag in _tags(json.loads(out)).items()}
     missing = tags.pop("missing")
+    # An array: one row per element, each with the array's node.
+    voltages = [tags.pop(f"line-meter.voltages_v[{k}]") for k in range(3)]
+    for voltage, phase in zip(
+        voltages, ("voltage_l1_n", "voltage_l2_n", "voltage_l3_n"), strict=True
+    ):
+        assert voltage["quality"] == "good"
+        assert voltage["value"] == sim.values("line-meter")[phase]
+        assert voltage["raw"] == sim.node_id("line-meter", "voltages_v")
     assert missing["quality"] == "bad"
     assert "BadNodeIdUnknown" in missing["reason"]
     assert missing["raw"] == f"ns={ns};s=no.such.node"
@@ -258,3 +271,35 @@ async def test_run_once_reads_opc_ua_read_and_subscribe_groups(tmp_path: Path) -
         "press-1.state",
     }
     assert not (tmp_path / "state").exists()
+
+
+async def test_run_once_tries_a_lost_shared_connection_once(tmp_path: Path) -> None:
+    """A gateway that hangs up on every connection: its devices are all bad with the reason
+    the first of them met, and it is not asked again for each further group or device."""
+    accepted = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    try:
+        async with serve_profile(demo_profile()) as plant:
+            ports = {
+                "line-gateway": plant.port("line-gateway"),
+                "utility": server.sockets[0].getsockname()[1],
+            }
+            path = plant_file(tmp_path, ports)
+            code, out, err = await edge_agent(tmp_path, "run", "--once", "--json", "-c", str(path))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert code == 1, out + err
+    tags = _tags(json.loads(out))
+    reasons = {
+        t["reason"] for (d, _), t in tags.items() if d in ("compressor-1", "compressor-meter")
+    }
+    assert len(reasons) == 1, reasons
+    assert accepted == 1
