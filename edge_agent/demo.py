@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from edge_agent.bundled import configs_dir
 from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.config.loader import load_config
-from edge_agent.demo_screen import DemoScreen, tag_texts
+from edge_agent.demo_screen import WAITING_FOR_PART, DemoScreen, tag_texts
 from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
-from edge_agent.metrics.live import LiveKpis, live_kpis
 from edge_agent.service.agent import Agent, run_agent
 
 if TYPE_CHECKING:
@@ -57,41 +56,27 @@ def _value_texts(agent: Agent, device: str, units: dict[str, dict[str, str]]) ->
     return tag_texts(latest, units[device])
 
 
-def _kpi_cells(row: LiveKpis) -> list[str]:
-    """energy today, demand, state, utilization, OEE as display strings."""
-
-    def number(value: float | None, unit: str, digits: int = 1) -> str:
-        return "—" if value is None else f"{value:,.{digits}f} {unit}"
-
-    def share(value: float | None) -> str:
-        return "—" if value is None else f"{value:.1%}"
-
-    return [
-        number(row.energy_today_kwh, "kWh", 2),
-        number(row.demand_kw, "kW"),
-        row.state or ("—" if row.kind == "machine" else ""),
-        share(row.utilization) if row.kind == "machine" else "",
-        share(row.oee) if row.kind == "machine" else "",
-    ]
+_KPI_COLUMNS = ("energy today", "demand", "utilization", "OEE")
 
 
-_KPI_COLUMNS = ("energy today", "demand", "state", "utilization", "OEE")
-
-
-def kpi_lines(agent: Agent) -> list[str]:
-    """One line per meter and machine with today's KPIs (empty without a metrics section)."""
-    if agent.metrics is None:
-        return []
+def kpi_lines(screen: DemoScreen) -> list[str]:
+    """One line per meter and machine with today's KPIs, then the screen's notes."""
     lines = []
-    for row in live_kpis(agent.metrics):
-        cells = zip(_KPI_COLUMNS, _kpi_cells(row), strict=True)
-        text = ", ".join(f"{name} {cell}" for name, cell in cells if cell)
-        lines.append(f"kpi {row.name}: {text}")
-    return lines
+    for name, _state, *cells in screen.device_rows():
+        if not any(cells):
+            continue  # not a metric device
+        shown = zip(_KPI_COLUMNS, cells, strict=True)
+        text = ", ".join(f"{column} {cell}" for column, cell in shown if cell)
+        lines.append(f"kpi {name}: {text}".replace("OEE waiting", WAITING_FOR_PART))
+    return lines + [n for n in screen.notes() if not n.startswith(("sink ", WAITING_FOR_PART))]
 
 
 def snapshot_lines(
-    agent: Agent, units: dict[str, dict[str, str]], *, stopped: bool = False
+    agent: Agent,
+    units: dict[str, dict[str, str]],
+    *,
+    stopped: bool = False,
+    screen: DemoScreen | None = None,
 ) -> list[str]:
     """Plain-text view of every device: state and latest values (for logs and non-terminals).
 
@@ -101,7 +86,7 @@ def snapshot_lines(
     for source in agent.sources:
         shown = ", ".join(_value_texts(agent, source.device, units))
         lines.append(f"{source.device:<17} {source.state.value:<10} {shown}")
-    lines.extend(kpi_lines(agent))
+    lines.extend(kpi_lines(screen or DemoScreen(agent, units)))
     for runner in agent.sinks:
         lines.append(
             f"sink {runner.sink.name}: "
@@ -112,10 +97,11 @@ def snapshot_lines(
 
 
 async def _show_plain(agent: Agent, units: dict[str, dict[str, str]], every: float) -> None:
+    screen = DemoScreen(agent, units)  # remembers the counters between snapshots
     while True:
         await asyncio.sleep(every)
         print(time.strftime("%H:%M:%S"), flush=True)
-        for line in snapshot_lines(agent, units):
+        for line in snapshot_lines(agent, units, screen=screen):
             print("  " + line, flush=True)
 
 

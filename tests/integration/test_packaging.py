@@ -89,3 +89,5 @@ def test_installed_package_runs_the_demo_from_anywhere(tmp_path: Path) -> None:
         (row,) = (line for line in final if line.split()[:1] == [device])
         assert row.split()[1] == "online", demo.stdout
         assert "=" in row, demo.stdout  # its values
+    assert "kpi cnc-1: " in demo.stdout
+    assert "OEE: waiting for the first part" in demo.stdout
