@@ -79,16 +79,20 @@ def sink_backlog(config: PlantConfig) -> dict[str, tuple[int, int | None]]:
     return {s.sink: (s.rows, s.oldest_ts_ns) for s in status.sinks}
 
 
+def _span(seconds: float) -> str:
+    """``12 s``, ``5 min``, ``2.0 h``: a time span as a person says it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _ago(iso: str | None, now: datetime) -> str:
     if not iso:
         return "never"
     then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    seconds = max(0.0, (now - then).total_seconds())
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return f"{_span(max(0.0, (now - then).total_seconds()))} ago"
 
 
 def render_status(
@@ -102,7 +106,7 @@ def render_status(
     healthy = "healthy" if document.get("healthy") else "NOT healthy"
     lines = [
         f"plant {document.get('plant')}: agent {document.get('state')}, {healthy}, "
-        f"up {float(document.get('uptime_s', 0)) / 3600:.1f} h, version {document.get('version')}"
+        f"up {_span(float(document.get('uptime_s', 0)))}, version {document.get('version')}"
     ]
     lines += [f"  ! {reason}" for reason in document.get("reasons", [])]
 

@@ -197,6 +197,7 @@ async def test_status_renders_the_running_agent(tmp_path: Path, mosquitto: Mosqu
     broker = next(line for line in lines if line.split()[:1] == ["broker"])
     assert "connected" in broker
     assert "backlog" in broker
+    assert "undelivered in the outbox" in broker  # the file, read while the agent writes
     assert any(line.startswith("outbox: writing") for line in lines), out
 
     assert json_code == 0
