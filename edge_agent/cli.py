@@ -36,6 +36,9 @@ def _load_or_report(path: str) -> PlantConfig | None:
 def cmd_run(args: argparse.Namespace) -> int:
     if args.once:
         return cmd_once(args)
+    if args.json:
+        print("edge-agent run: --json goes with --once", file=sys.stderr)
+        return EXIT_CONFIG
     from edge_agent.logs import configure_from_config  # lazy: keep `schema`/`check` light
     from edge_agent.service.agent import Agent
     from edge_agent.service.supervisor import serve

@@ -159,3 +159,20 @@ def test_status_rendering() -> None:
         "outbox: writing, 12 batches, 2.0 MiB of 1,024.0 MiB, oldest 10 min ago",
         "  dead letters: 1",
     ]
+
+
+def test_the_bundled_configs_are_the_checkouts_configs() -> None:
+    from pathlib import Path
+
+    from edge_agent.bundled import configs_dir
+
+    root = Path(__file__).resolve().parents[2]
+    assert configs_dir().resolve() == (root / "configs").resolve()
+    assert (configs_dir() / "demo-plant.yaml").is_file()
+
+
+def test_run_json_without_once_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_agent.cli import main
+
+    assert main(["run", "--json", "-c", "plant.yaml"]) == 2
+    assert "--json goes with --once" in capsys.readouterr().err
