@@ -1,5 +1,5 @@
-"""``edge-agent`` command line: run, check, schema, simulate, demo, outbox, browse, certs,
-read, probe, templates."""
+"""``edge-agent`` command line: run (--once), check, schema, simulate, demo, status, outbox,
+browse, certs, read, probe, templates."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def _load_or_report(path: str) -> PlantConfig | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.once:
+        return cmd_once(args)
+    if args.json:
+        print("edge-agent run: --json goes with --once", file=sys.stderr)
+        return EXIT_CONFIG
     from edge_agent.logs import configure_from_config  # lazy: keep `schema`/`check` light
     from edge_agent.service.agent import Agent
     from edge_agent.service.supervisor import serve
@@ -76,6 +81,54 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
         for exc in group.exceptions
         for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     ]
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    """``run --once``: every poll group read once, printed; exit 1 when a tag is not good."""
+    from edge_agent.logs import configure_logging
+    from edge_agent.oneshot import read_once, render_text, to_json
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    configure_logging(args.log_level or "warning")  # stderr: stdout is the result
+    readings = asyncio.run(read_once(config))
+    print(to_json(readings) if args.json else render_text(readings))
+    return EXIT_OK if all(r.good for r in readings) else EXIT_FAILURE
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from edge_agent.service.status_view import (
+        StatusUnavailable,
+        fetch_status,
+        render_status,
+        sink_backlog,
+        status_url,
+    )
+
+    config = _load_or_report(args.config)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        document = fetch_status(args.url or status_url(config))
+    except StatusUnavailable as exc:
+        print(f"edge-agent status: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(render_status(document, sink_backlog(config)))
+    return EXIT_OK
+
+
+def _add_once_and_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser("status", help="show the running agent's status (its /status)")
+    status.add_argument("-c", "--config", required=True, help="plant YAML file")
+    status.add_argument("--json", action="store_true", help="the status document as is")
+    status.add_argument(
+        "--url", metavar="http://HOST:PORT", help="ask this health listener instead"
+    )
+    status.set_defaults(handler=cmd_status)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -350,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True, help="plant YAML file")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--once", action="store_true", help="read every device once, print, exit")
+    run.add_argument("--json", action="store_true", help="with --once: machine-readable output")
     run.set_defaults(handler=cmd_run)
 
     check = commands.add_parser("check", help="validate a plant file and print its read plan")
@@ -383,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_opcua_commands(commands)
     _add_commissioning_commands(commands)
     _add_template_commands(commands)
+    _add_once_and_status(commands)
     return parser
 
 

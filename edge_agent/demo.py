@@ -12,23 +12,30 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from edge_agent.bundled import configs_dir
 from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.config.loader import load_config
+from edge_agent.demo_screen import WAITING_FOR_PART, DemoScreen, tag_texts
 from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
-from edge_agent.metrics.live import LiveKpis, live_kpis
-from edge_agent.model import Value
 from edge_agent.service.agent import Agent, run_agent
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_CONFIG = ROOT / "configs" / "demo-plant.yaml"
-#: How many values per device the live table shows.
+if TYPE_CHECKING:
+    from rich.console import Group
+
+#: How many values per device the plain (non-terminal) view shows.
 VALUES_SHOWN = 20
 
 
+def demo_config_path() -> Path:
+    """The bundled demo plant, in a source checkout or an installed package alike."""
+    return configs_dir() / "demo-plant.yaml"
+
+
 def _demo_config(config_path: Path | None, mqtt: str | None, state_dir: Path) -> PlantConfig:
-    path = config_path or DEMO_CONFIG
+    path = config_path or demo_config_path()
     config = load_config(path, env={"EDGE_AGENT_STATE": str(state_dir)})
     if mqtt is None:
         return config
@@ -39,61 +46,37 @@ def _demo_config(config_path: Path | None, mqtt: str | None, state_dir: Path) ->
     return config.model_copy(update={"sinks": [*config.sinks, sink]})
 
 
-def _format(value: Value, unit: str) -> str:
-    if value is None:
-        return "—"
-    text = f"{value:.10g}" if isinstance(value, float) else str(value)
-    return f"{text} {unit}".strip()
-
-
 def _units(config: PlantConfig) -> dict[str, dict[str, str]]:
     return {d.name: {t.name: t.unit for g in d.poll_groups for t in g.tags} for d in config.devices}
 
 
 def _value_texts(agent: Agent, device: str, units: dict[str, dict[str, str]]) -> list[str]:
     """``name=value unit``, with quality and reason when not good, for the first values."""
-    texts = []
-    for name, v in list(agent.pipeline.latest(device).items())[:VALUES_SHOWN]:
-        text = f"{name}={_format(v.value, units[device].get(name, ''))}"
-        texts.append(text if v.quality == "good" else f"{text} ({v.quality}: {v.reason})")
-    return texts
+    latest = dict(list(agent.pipeline.latest(device).items())[:VALUES_SHOWN])
+    return tag_texts(latest, units[device])
 
 
-def _kpi_cells(row: LiveKpis) -> list[str]:
-    """energy today, demand, state, utilization, OEE as display strings."""
-
-    def number(value: float | None, unit: str, digits: int = 1) -> str:
-        return "—" if value is None else f"{value:,.{digits}f} {unit}"
-
-    def share(value: float | None) -> str:
-        return "—" if value is None else f"{value:.1%}"
-
-    return [
-        number(row.energy_today_kwh, "kWh", 2),
-        number(row.demand_kw, "kW"),
-        row.state or ("—" if row.kind == "machine" else ""),
-        share(row.utilization) if row.kind == "machine" else "",
-        share(row.oee) if row.kind == "machine" else "",
-    ]
+_KPI_COLUMNS = ("energy today", "demand", "utilization", "OEE")
 
 
-_KPI_COLUMNS = ("energy today", "demand", "state", "utilization", "OEE")
-
-
-def kpi_lines(agent: Agent) -> list[str]:
-    """One line per meter and machine with today's KPIs (empty without a metrics section)."""
-    if agent.metrics is None:
-        return []
+def kpi_lines(screen: DemoScreen) -> list[str]:
+    """One line per meter and machine with today's KPIs, then the screen's notes."""
     lines = []
-    for row in live_kpis(agent.metrics):
-        cells = zip(_KPI_COLUMNS, _kpi_cells(row), strict=True)
-        text = ", ".join(f"{name} {cell}" for name, cell in cells if cell)
-        lines.append(f"kpi {row.name}: {text}")
-    return lines
+    for name, _state, *cells in screen.device_rows():
+        if not any(cells):
+            continue  # not a metric device
+        shown = zip(_KPI_COLUMNS, cells, strict=True)
+        text = ", ".join(f"{column} {cell}" for column, cell in shown if cell)
+        lines.append(f"kpi {name}: {text}".replace("OEE waiting", WAITING_FOR_PART))
+    return lines + [n for n in screen.notes() if not n.startswith(("sink ", WAITING_FOR_PART))]
 
 
 def snapshot_lines(
-    agent: Agent, units: dict[str, dict[str, str]], *, stopped: bool = False
+    agent: Agent,
+    units: dict[str, dict[str, str]],
+    *,
+    stopped: bool = False,
+    screen: DemoScreen | None = None,
 ) -> list[str]:
     """Plain-text view of every device: state and latest values (for logs and non-terminals).
 
@@ -103,7 +86,7 @@ def snapshot_lines(
     for source in agent.sources:
         shown = ", ".join(_value_texts(agent, source.device, units))
         lines.append(f"{source.device:<17} {source.state.value:<10} {shown}")
-    lines.extend(kpi_lines(agent))
+    lines.extend(kpi_lines(screen or DemoScreen(agent, units)))
     for runner in agent.sinks:
         lines.append(
             f"sink {runner.sink.name}: "
@@ -114,69 +97,35 @@ def snapshot_lines(
 
 
 async def _show_plain(agent: Agent, units: dict[str, dict[str, str]], every: float) -> None:
+    screen = DemoScreen(agent, units)  # remembers the counters between snapshots
     while True:
         await asyncio.sleep(every)
         print(time.strftime("%H:%M:%S"), flush=True)
-        for line in snapshot_lines(agent, units):
+        for line in snapshot_lines(agent, units, screen=screen):
             print("  " + line, flush=True)
 
 
 async def _show_live(agent: Agent, units: dict[str, dict[str, str]]) -> None:
-    from rich.console import Group
+    from rich.console import Console
     from rich.live import Live  # lazy: only on a terminal
-    from rich.table import Table
 
-    def render() -> Table:
-        table = Table(title=f"edge-agent demo: plant {agent.config.plant.name}", expand=True)
-        table.add_column("device", no_wrap=True)
-        table.add_column("state", no_wrap=True)
-        table.add_column("polls", justify="right")
-        table.add_column(f"latest values (first {VALUES_SHOWN})")
-        colours = {"online": "green", "degraded": "yellow", "offline": "red"}
-        for source in agent.sources:
-            values = "\n".join(_value_texts(agent, source.device, units))
-            state = source.state.value
-            table.add_row(
-                source.device,
-                f"[{colours.get(state, 'white')}]{state}[/]",
-                str(source.counters.polls),
-                values,
-            )
-        for runner in agent.sinks:
-            table.add_row(
-                f"sink {runner.sink.name}",
-                "[green]connected[/]" if runner.sink.connected else "[red]down[/]",
-                str(runner.counters.batches_sent),
-                f"{len(runner.buffer)} batches buffered",
-            )
-        return table
+    screen = DemoScreen(agent, units)
+    console = Console()
 
-    def render_kpis() -> Table:
-        table = Table(title="metrics (today, plant time zone)", expand=True)
-        table.add_column("meter / machine", no_wrap=True)
-        for column in _KPI_COLUMNS:
-            table.add_column(column, justify="right")
-        assert agent.metrics is not None
-        for row in live_kpis(agent.metrics):
-            table.add_row(row.name, *_kpi_cells(row))
-        return table
+    def render() -> Group:
+        return screen.render(console.width, console.height)
 
-    def render_all() -> Group | Table:
-        if agent.metrics is None:
-            return render()
-        return Group(render(), render_kpis())
-
-    with Live(render_all(), refresh_per_second=4, transient=False) as live:
+    with Live(render(), console=console, refresh_per_second=2, transient=False) as live:
         while True:
             await asyncio.sleep(0.5)
-            live.update(render_all())
+            live.update(render())
 
 
 async def _demo(config: PlantConfig, duration: float | None) -> None:
-    from simulators.profile import load_profile
+    from simulators.profile import PROFILES_DIR, load_profile
     from simulators.serve import serve_profile  # lazy: simulators are optional
 
-    profile = load_profile(ROOT / "simulators" / "profiles" / "demo-plant.yaml")
+    profile = load_profile(PROFILES_DIR / "demo-plant.yaml")
     async with serve_profile(profile):
         agent = Agent(config)
         units = _units(config)
@@ -204,10 +153,7 @@ def run_demo(config_path: Path | None, mqtt: str | None, duration: float | None)
         # Only warnings go to stderr: the live table owns the terminal.
         configure_logging("warning")
         if mqtt is None:
-            print(
-                "MQTT publishing is off (start with --mqtt HOST:PORT to publish); "
-                "values are shown here only."
-            )
+            print("MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.")
         else:
             print(f"publishing to MQTT broker {mqtt} on edge/{config.plant.name}/<device>/data")
         print("simulated plant on 127.0.0.1:15020 and :15021; Ctrl-C to stop")

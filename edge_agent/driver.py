@@ -76,3 +76,22 @@ class ExplainsBadSamples(Protocol):
         what their reasons mean (e.g. ``exception code 2 (illegal data address):
         holding 40-41 (flow, total)``)."""
         ...
+
+
+@runtime_checkable
+class ShowsRaw(Protocol):
+    """Optional: a driver that can show what each value was decoded from.
+
+    For ``edge-agent run --once``, where a person compares the decoded value with the
+    device's registers. Recording is off until :meth:`record_raw` is called, so the
+    agent's polling does not pay for it.
+    """
+
+    def record_raw(self) -> None:
+        """From now on, keep what every read decoded each tag from."""
+        ...
+
+    def raw(self, group: str) -> Sequence[str]:
+        """Per tag of ``group``, in batch order: what the last read decoded it from
+        (registers in hex, a bit, a node id); ``""`` where nothing was read."""
+        ...

@@ -25,7 +25,7 @@ from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, conne
 from drivers.modbus.codec import fill_bad
 from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.frames import EXCEPTION_MEANINGS
-from drivers.modbus.planner import AdaptivePlan
+from drivers.modbus.planner import AdaptivePlan, ReadRequest
 from edge_agent.config import ModbusDeviceConfig, ModbusTag, PollGroup
 from edge_agent.driver import GroupSpec
 from edge_agent.errors import DriverReadError
@@ -60,6 +60,8 @@ class ModbusDriver:
         channel.pollers += len(config.poll_groups)
         self._groups = {g.name: _compile_group(g, config) for g in config.poll_groups}
         self._closed = False
+        #: Per group, each tag's registers as hex (``run --once``); None: not recorded.
+        self._raw: dict[str, list[str]] | None = None
 
     @property
     def device(self) -> str:
@@ -89,6 +91,9 @@ class ModbusDriver:
         reasons = ["not read"] * count
         poll = compiled.plan.poll()
         unit = self.config.unit_id
+        raw = self._raw
+        if raw is not None:
+            raw[group] = [""] * count
         for request in poll:
             try:
                 data = await self.channel.read(request.table, request.start, request.count, unit)
@@ -102,6 +107,8 @@ class ModbusDriver:
                 fill_bad(request.positions, exc.reason, values, qualities, reasons)
                 continue
             poll.accepted(request)
+            if raw is not None:
+                _keep_raw(raw[group], compiled.tags, request, data)
             try:
                 compiled.decoders[request].decode(data, values, qualities, reasons)
             except DriverReadError as exc:
@@ -114,6 +121,16 @@ class ModbusDriver:
             reasons,
         )
         return (SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons),)
+
+    def record_raw(self) -> None:
+        """Keep each tag's registers from every read (see :class:`edge_agent.driver.ShowsRaw`)."""
+        if self._raw is None:
+            self._raw = {}
+
+    def raw(self, group: str) -> Sequence[str]:
+        """Each tag's registers in the last read of ``group``: ``"4366 CCCD"``, a bit ``"1"``."""
+        kept = None if self._raw is None else self._raw.get(group)
+        return kept if kept is not None else [""] * len(self._groups[group].spec.names)
 
     def explain(self, batch: SampleBatch) -> str:
         """The bad samples of ``batch`` by reason, with their addresses (for the log)."""
@@ -157,6 +174,23 @@ def _compile_group(group: PollGroup, config: ModbusDeviceConfig) -> _Group:
         plan=AdaptivePlan.for_device(group.tags, config),
         decoders=DecoderCache(group.tags, config.byte_order),
     )
+
+
+def _keep_raw(
+    raw: list[str],
+    tags: Sequence[ModbusTag],
+    request: ReadRequest,
+    data: Sequence[int] | Sequence[bool],
+) -> None:
+    """What each tag of ``request`` is decoded from: its registers in hex, or its bit."""
+    for p in request.positions:
+        tag = tags[p]
+        offset = tag.address - request.start
+        if request.reads_bits:
+            raw[p] = "1" if data[offset] else "0"
+        else:
+            words = data[offset : offset + tag.register_count]
+            raw[p] = " ".join(f"{int(word):04X}" for word in words)
 
 
 def _where(tags: Sequence[ModbusTag]) -> str:

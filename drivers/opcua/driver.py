@@ -164,6 +164,20 @@ class OpcUaDriver:
         )
         await group.retry(session, positions, resolution)
 
+    def record_raw(self) -> None:
+        """Nothing to record: a value's source is its node (see :meth:`raw`)."""
+
+    def raw(self, group: str) -> Sequence[str]:
+        """Each tag's node id (``ns=2;s=Line1.Power``); a browse path with what it resolved to."""
+        tags = self._groups[group].tags
+        shown = []
+        for n, tag in enumerate(tags.config.tags):
+            node_id = tags.node_ids[n] if n < len(tags.node_ids) else None
+            resolved = None if node_id is None else node_id.to_string()
+            same = resolved is None or resolved == tag.node
+            shown.append(tag.node if same else f"{tag.node} -> {resolved}")
+        return shown
+
     def read_budget(self, group: str) -> float:
         """Worst case: a connect (every request one timeout) plus this group's reads."""
         compiled = self._groups[group]

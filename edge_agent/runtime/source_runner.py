@@ -72,6 +72,8 @@ class DeviceCounters:
     failures_by_reason: Counter[str] = field(default_factory=Counter)
     last_read_seconds: float = 0.0
     state_since: float = 0.0
+    #: Timestamp (ns since the epoch) of the last poll whose every sample was good.
+    last_good_ns: int = 0
     #: Duration of the reads that went to the device (not those answered locally).
     read_seconds: Histogram = field(default_factory=Histogram)
     #: time.monotonic() of the last finished poll (or of the start): the watchdog's
@@ -300,6 +302,8 @@ class SourceRunner:
             self.counters.failures_by_reason.update(bad)
         else:
             self.counters.good_polls += 1
+            if batches:
+                self.counters.last_good_ns = batches[-1].timestamp_ns
         self._group_health[group] = bad[0] if bad else ""
         # The device is as healthy as its least healthy group: deciding from whichever
         # group finished last would flip the state (and the log) every tick.

@@ -18,7 +18,7 @@ from typing import Any
 from edge_agent import __version__
 from edge_agent.config.service import HealthConfig
 from edge_agent.outbox import SinkView
-from edge_agent.runtime.source_runner import DeviceState
+from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.liveness import LoopMonitor, stalled_pollers
 
@@ -111,6 +111,7 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
             for source in agent.sources
             if source.state is not DeviceState.ONLINE
         },
+        "device_states": {source.device: _device_state(source) for source in agent.sources},
         "backlog_batches": sum(len(sink.buffer) for sink in agent.sinks),
         "sinks": {
             sink.sink.name: {
@@ -130,6 +131,17 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
             **({"last_problems": stats.last_reload_problems} if stats.last_reload_problems else {}),
         },
     }
+
+
+def _device_state(source: SourceRunner) -> dict[str, str]:
+    """One device for ``edge-agent status``: state, reason, since when, last good read."""
+    counters = source.counters
+    state = {"state": source.state.value, "reason": source.state_reason}
+    if counters.state_since:
+        state["since"] = _iso(counters.state_since)
+    if counters.last_good_ns:
+        state["last_good"] = _iso(counters.last_good_ns / 1e9)
+    return state
 
 
 def _replay(buffer: object) -> dict[str, int]:
