@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from drivers.registry import build_drivers
+from edge_agent.cli import main
 from edge_agent.config import ModbusDeviceConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.config.template_files import DeviceTemplate, library
@@ -128,3 +129,24 @@ async def test_every_tag_of_every_template_read_through_libmodbus(
     true_state = state if isinstance(state, str) else None
     assert device.name == UNIT_NAME
     assert check_tags(template, tags, batches, truth, true_state) == len(tags)
+
+
+def test_run_once_reads_a_template_through_libmodbus(
+    serve_image: Callable[[list[str]], int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --once`` on a meter served by a peer we did not write: exit 0, every tag good,
+    each shown with the registers it was decoded from."""
+    template = load_bundled("eastron-sdm630")
+    lines, truth = register_image(template, T0)
+    port = serve_image(lines)
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(plant_text(template.template, port, tmp_path / "state"))
+    assert main(["run", "--once", "-c", str(plant)]) == 0
+    out = capsys.readouterr().out
+    voltage = f"{float(truth['voltage_l1_n']):.2f}"[:5]  # e.g. 230.1: the float32 printed
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("    ")}
+    assert set(rows) >= {tag.name for _, tag in template.tags()}
+    assert all(" good " in row for row in rows.values()), out
+    assert voltage in rows["voltage_l1"]
+    assert "[" in rows["voltage_l1"]  # the raw registers in hex
+    assert not (tmp_path / "state").exists()  # nothing written: no outbox, no state
