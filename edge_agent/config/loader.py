@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
 
@@ -27,8 +27,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge_agent.config.builder import Builder, SourceMap
-from edge_agent.config.checks import check_partial, check_plant
-from edge_agent.config.checks.common import Loc, format_path, short_repr
+from edge_agent.config.checks import PlantParts, check_parts
+from edge_agent.config.checks.common import format_path, short_repr
+from edge_agent.config.checks.parts import document_path
 from edge_agent.config.plant import PlantConfig
 from edge_agent.config.reading import (
     DEFAULT_LIMITS,
@@ -71,30 +72,6 @@ def _all_field_names() -> list[str]:
 
 
 _FIELD_NAMES = _all_field_names()
-
-
-def _document_path(loc: Sequence[str | int], data: Any) -> Loc:
-    """Drop the discriminator tags pydantic inserts into ``loc`` (e.g. ``'modbus'``)."""
-    path: list[str | int] = []
-    current = data
-    for index, part in enumerate(loc):
-        last = index == len(loc) - 1
-        if part == "[key]":
-            continue
-        if isinstance(current, list) and isinstance(part, int):
-            path.append(part)
-            current = current[part] if 0 <= part < len(current) else None
-        elif isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, dict) and isinstance(part, int) and str(part) in current:
-            path.append(part)
-            current = current[str(part)]
-        elif last or not isinstance(current, dict):
-            path.append(part)
-            current = None
-        # else: a discriminator tag; the data has no such key, skip it.
-    return tuple(path)
 
 
 def _allowed(expected: str) -> str:
@@ -170,19 +147,20 @@ def parse_config(
         plant = PlantConfig.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            path = _document_path(error["loc"], data)
+            path = document_path(error["loc"], data)
             if source.written_at(path) in builder.reported:
                 continue
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
             problems.append((source.line_of(path), f"{format_path(path)}: {_message(error)}"))
-        for path, message in check_partial(data):
-            problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
+        # The cross-checks still run, on every part that is valid on its own.
+        parts = PlantParts.of_data(data)
     else:
-        for path, message in check_plant(plant):
-            problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
-        if not problems:
-            return plant
+        parts = PlantParts.of_plant(plant)
+    for path, message in check_parts(parts, source.line_of):
+        problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
+    if not problems:
+        return plant
     problems.sort(key=lambda p: p[0])
     raise ConfigError([f"{file}:{line}: {message}" for line, message in problems])
 
