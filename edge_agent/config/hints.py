@@ -127,7 +127,7 @@ def byte_order_hint(written: Any) -> str | None:
 
 def register_number(address: int) -> tuple[str, int] | None:
     """(table, 0-based address) a register number like 40001 or 400001 stands for."""
-    if 30001 <= address <= 49999:
+    if 30001 <= address <= 39999 or 40001 <= address <= 49999:
         return _TABLE_OF_DIGIT[address // 10000], address % 10000 - 1
     if 300001 <= address <= 365536 or 400001 <= address <= 465536:
         return _TABLE_OF_DIGIT[address // 100000], address % 100000 - 1
@@ -163,7 +163,7 @@ def address_warnings(data: Mapping[str, Any]) -> list[Finding]:
             tags = group.get("tags") if isinstance(group, dict) else None
             for t, tag in enumerate(tags if isinstance(tags, list) else []):
                 address = tag.get("address") if isinstance(tag, dict) else None
-                if type(address) is int and 30001 <= address <= 49999:
+                if type(address) is int and address <= 65535 and register_number(address):
                     path: Loc = ("devices", d, "poll_groups", g, "tags", t, "address")
                     suspects.append((path, address, tag.get("table", "holding")))
         if not suspects:
