@@ -16,7 +16,7 @@ def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
     """``warnings``: how many were printed (on stderr) before the summary."""
     plant = config.plant
     state_dir = resolved(config.state_dir)
-    relative = "" if config.state_dir.is_absolute() else f" ({config.state_dir} in the file)"
+    relative = "" if config.state_dir.is_absolute() else " (relative: from the current directory)"
     lines = [
         f"{path}: valid"
         + (f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""),

@@ -39,12 +39,22 @@ def syntax_message(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str] | No
             f"a tab at column {column} indents this line; YAML indents with spaces only: "
             "replace the tab with spaces"
         )
+    unclosed = _unclosed(exc)
+    if unclosed is not None:
+        return unclosed
     if not any(problem.startswith(p) for p in _INDENTATION_PROBLEMS):
         return None
     line = mark.line  # 0-based
-    if problem.startswith("mapping values are not allowed"):
+    if problem.startswith("mapping values are not allowed") and line < len(lines):
+        before = _without_comment(lines[line])[: mark.column]
+        if ": " in before:
+            return line + 1, (
+                f"line {line + 1} has a second ': ' in its value; quote the value "
+                "(key: \"a: b\")"
+            )
+    if problem.startswith(("mapping values are not allowed", "did not find expected key")):
         previous = _previous_content(lines, line)
-        if previous is not None and ":" not in _without_comment(lines[previous]):
+        if previous is not None and _lost_its_colon(lines[previous]):
             key = lines[previous].strip()
             return previous + 1, (
                 f"line {previous + 1} ({key!r}) has no ':' after its key, so YAML read it "
@@ -54,6 +64,33 @@ def syntax_message(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str] | No
         f"check the indentation of line {line + 1}: it lines up with no key or list item "
         f"above it (YAML: {problem})"
     )
+
+
+def _unclosed(exc: yaml.MarkedYAMLError) -> tuple[int, str] | None:
+    """A quote, ``{`` or ``[`` opened and never closed: the line where it opened."""
+    start = exc.context_mark
+    context = exc.context or ""
+    if start is None:
+        return None
+    where = f"line {start.line + 1} column {start.column + 1}"
+    if context.startswith("while scanning a quoted scalar"):
+        return start.line + 1, f"the quote at {where} is not closed"
+    for opener, what in (("{", "flow mapping"), ("[", "flow sequence")):
+        if context.startswith(f"while parsing a {what}"):
+            closer = "}" if opener == "{" else "]"
+            return start.line + 1, (
+                f"the {opener} at {where} is not closed with {closer} "
+                "(or a ',' is missing between its items)"
+            )
+    return None
+
+
+def _lost_its_colon(line: str) -> bool:
+    """A line that reads like a key without its colon (``name meter``, ``- name meter``)."""
+    text = _without_comment(line).strip()
+    if text.startswith("- "):
+        text = text[2:].strip()
+    return bool(text) and ":" not in text and text[0] not in "-[{\"'|>&*!#" and " " in text
 
 
 def _first_indenting_tab(lines: list[str], upto: int) -> tuple[int, int] | None:

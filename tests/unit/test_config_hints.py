@@ -64,7 +64,7 @@ def test_check_shows_a_relative_state_dir_resolved(
     monkeypatch.chdir(tmp_path)
     code, output = _check(tmp_path, capsys, state_dir="./state")
     assert code == 0
-    assert f"state directory {tmp_path / 'state'} (state in the file)" in output
+    assert f"state directory {tmp_path / 'state'} (relative: from the current directory)" in output
 
 
 def test_check_warns_when_state_dir_cannot_be_created(
