@@ -49,8 +49,7 @@ def syntax_message(exc: yaml.MarkedYAMLError, text: str) -> tuple[int, str] | No
         before = _without_comment(lines[line])[: mark.column]
         if ": " in before:
             return line + 1, (
-                f"line {line + 1} has a second ': ' in its value; quote the value "
-                "(key: \"a: b\")"
+                f"line {line + 1} has a second ': ' in its value; quote the value (key: \"a: b\")"
             )
     if problem.startswith(("mapping values are not allowed", "did not find expected key")):
         previous = _previous_content(lines, line)
