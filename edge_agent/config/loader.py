@@ -5,9 +5,12 @@ Four steps, each reporting in the same ``file:line: path: message`` form:
 encoding, nesting depth, alias expansion, cycles: :class:`LoadLimits`); libyaml
 composes the node tree; :mod:`.builder` turns it into plain data, recording the line
 of every key and list item and expanding environment references; pydantic and
-:mod:`.checks` validate, and each error location is mapped back to a line. All
-findings are reported at once, as
-``plant.yaml:42: devices[3].poll_groups[0].tags[7].type: 'flaot32' is not one of ...``.
+:mod:`.checks` validate, and each error location is mapped back to a line. The
+cross-checks run on every part that is valid even when others are not
+(:mod:`.checks.parts`), and :mod:`.hints` turns the common mistakes into what to
+write. All findings are reported at once, as
+``plant.yaml:42: devices[3].poll_groups[0].tags[7].type: 'flaot32' is not one of ...``;
+warnings (probably a mistake, maybe meant) as ``...: warning: ...``.
 
 Nothing is shared between calls: a reload may load the file in a worker thread while
 the event loop keeps polling.
