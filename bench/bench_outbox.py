@@ -186,7 +186,7 @@ async def bench_replay(folder: Path, count: int, per_send: int) -> float:
     try:
         plant = parse_config(
             "plant: {name: bench}\ndevices:\n  - {name: x, driver: modbus, connection: "
-            "{transport: tcp, host: 127.0.0.1}, poll_groups: [{interval: 1, tags: "
+            "{transport: tcp, host: 127.0.0.1}, poll_groups: [{interval: 1s, tags: "
             "[{name: a, address: 0}]}]}\n",
             "bench.yaml",
             env={},

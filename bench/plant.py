@@ -221,7 +221,7 @@ def agent_document(
                 if slot.enum is not None:
                     entry["enum"] = dict(slot.enum)
                 tags.append(entry)
-            groups.append({"name": group, "interval": spec.interval_s, "tags": tags})
+            groups.append({"name": group, "interval": f"{spec.interval_s:g}s", "tags": tags})
         devices.append(
             {
                 "name": name,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.config import PlantConfig
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import ConfigReport, load_report
 from edge_agent.errors import ConfigError
 
 EXIT_OK = 0
@@ -21,16 +21,31 @@ EXIT_CONFIG = 2
 
 
 def _load_or_report(path: str) -> PlantConfig | None:
+    report = _report(path)
+    return None if report is None else report.plant
+
+
+def _report(path: str) -> ConfigReport | None:
+    """The plant file at ``path`` with its warnings printed (stderr), or None after
+    printing its problems and warnings in line order."""
     try:
-        return load_config(path)
+        report = load_report(path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        for line in exc.report:
+            print(line, file=sys.stderr)
         count = len(exc.problems)
         print(
-            f"{path}: {count} problem{'s' if count != 1 else ''}; nothing started", file=sys.stderr
+            f"{path}: {_plural(count, 'problem')}; nothing started",
+            file=sys.stderr,
         )
         return None
+    for line in report.warnings:
+        print(line, file=sys.stderr)
+    return report
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' if count != 1 else ''}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -132,12 +147,21 @@ def _add_once_and_status(commands: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Problems: exit 2. Warnings (stderr, ``file:line: path: warning: ...``) leave
+    the exit code 0: they may be meant."""
+    from edge_agent.state_dir import state_dir_problem
     from edge_agent.summary import render_summary
 
-    config = _load_or_report(args.config)
-    if config is None:
+    report = _report(args.config)
+    if report is None:
         return EXIT_CONFIG
-    print(render_summary(config, args.config))
+    warnings = len(report.warnings)
+    problem = state_dir_problem(report.plant.state_dir)
+    if problem is not None:
+        line = report.line_of(("state_dir",))
+        print(f"{args.config}:{line}: state_dir: warning: {problem}", file=sys.stderr)
+        warnings += 1
+    print(render_summary(report.plant, args.config, warnings))
     return EXIT_OK
 
 

@@ -8,10 +8,15 @@ class EdgeAgentError(Exception):
 
 
 class ConfigError(EdgeAgentError):
-    """The plant configuration is invalid; ``problems`` lists every finding, one line each."""
+    """The plant configuration is invalid; ``problems`` lists every finding, one line each.
 
-    def __init__(self, problems: list[str]) -> None:
+    ``report``: problems and warnings together in line order, as ``check`` prints them
+    (the problems alone when there are no warnings).
+    """
+
+    def __init__(self, problems: list[str], report: list[str] | None = None) -> None:
         self.problems = problems
+        self.report = problems if report is None else report
         super().__init__("\n".join(problems))
 
 

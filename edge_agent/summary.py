@@ -9,14 +9,19 @@ from drivers.registry import device_summary
 from edge_agent.config import InfluxSinkConfig, PlantConfig
 from edge_agent.config.metrics import summary_lines
 from edge_agent.redaction import redact_urls
+from edge_agent.state_dir import resolved
 
 
-def render_summary(config: PlantConfig, path: str) -> str:
+def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
+    """``warnings``: how many were printed (on stderr) before the summary."""
     plant = config.plant
+    state_dir = resolved(config.state_dir)
+    relative = "" if config.state_dir.is_absolute() else " (relative: from the current directory)"
     lines = [
-        f"{path}: valid",
+        f"{path}: valid"
+        + (f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""),
         f"plant {plant.name}" + (f" ({plant.site})" if plant.site else "") + f", {plant.timezone}",
-        f"state directory {config.state_dir}",
+        f"state directory {state_dir}{relative}",
         "",
     ]
     total_tags = 0
@@ -42,7 +47,7 @@ def render_summary(config: PlantConfig, path: str) -> str:
             )
         outbox = config.outbox
         lines.append(
-            f"outbox {outbox.path or config.state_dir / 'outbox.sqlite3'}: "
+            f"outbox {resolved(outbox.path or config.state_dir / 'outbox.sqlite3')}: "
             f"at most {outbox.max_bytes / 1024**2:g} MiB and {outbox.max_age / 86400:g} days, "
             f"fsync {outbox.fsync}"
         )

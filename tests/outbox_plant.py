@@ -50,7 +50,7 @@ devices:
     timeout: 2s
     poll_groups:
       - name: fast
-        interval: {interval}
+        interval: {interval:g}s
         tags:
           - {{name: state, address: 0, type: uint16, enum: {{0: "off", 1: idle, 2: run, 3: fault}}}}
           - {{name: power, address: 2, type: float32, byte_order: BADC}}
@@ -66,7 +66,7 @@ devices:
     timeout: 2s
     poll_groups:
       - name: fast
-        interval: {interval}
+        interval: {interval:g}s
         tags:
           - {{name: state, table: input, address: 0, type: uint16}}
           - {{name: power, table: input, address: 2, type: uint16, scale: 0.1}}

@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Names end up in MQTT topics and InfluxDB tags: no spaces, slashes, wildcards."""
@@ -49,7 +49,39 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: Validation context the loader passes for a plant file: durations need their unit.
+FROM_YAML: dict[str, bool] = {"from_yaml": True}
+
+#: The units a duration may have, as error messages list them.
+DURATION_UNITS = "ms, s, m, h, d"
+
+
+def parse_written_duration(value: Any, info: ValidationInfo) -> Any:
+    """A duration as written in a plant file must carry its unit: ``interval: 1000``
+    was once read as 1000 s by someone who meant milliseconds. Zero needs none.
+
+    Models built in code (tests, tools) pass no :data:`FROM_YAML` context and keep
+    :func:`parse_duration`'s plain seconds.
+    """
+    context = info.context
+    if isinstance(context, dict) and context.get("from_yaml"):
+        bare = (
+            str(value)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else value.strip()
+            if isinstance(value, str) and _BARE_NUMBER.match(value)
+            else None
+        )
+        if bare is not None and float(bare) != 0:
+            raise ValueError(
+                f"{bare} has no unit: write {bare}ms or {bare}s (units: {DURATION_UNITS})"
+            )
+    return parse_duration(value)
+
+
+_BARE_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
+
+Duration = Annotated[float, BeforeValidator(parse_written_duration)]
 
 
 def _possible_interval(value: float) -> float:
@@ -62,7 +94,9 @@ def _possible_interval(value: float) -> float:
 
 
 #: A poll group's interval: a duration between :data:`MIN_INTERVAL_S` and :data:`MAX_INTERVAL_S`.
-Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_possible_interval)]
+Interval = Annotated[
+    float, BeforeValidator(parse_written_duration), AfterValidator(_possible_interval)
+]
 
 
 def _known_timezone(value: str) -> str:

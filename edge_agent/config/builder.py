@@ -103,6 +103,9 @@ class Builder:
         self._constructor = yaml.SafeLoader("")
         #: Start (``Mark.index``) of every list or mapping with an anchor (from the scan).
         self._anchored = anchored
+        #: Path -> the text of a value YAML read as a boolean though not written
+        #: true/false (``off``, ``yes``): where a string was meant, the error says to quote it.
+        self.bool_words: dict[Loc, str] = {}
         #: id of an anchored node -> (its value, the path it was built at).
         self._built: dict[int, tuple[Any, Loc]] = {}
 
@@ -143,6 +146,8 @@ class Builder:
         if value is _UNREADABLE:
             self.reported.add(path)
             return None
+        if type(value) is bool and node.value.lower() not in ("true", "false"):
+            self.bool_words[path] = node.value
         if isinstance(value, str) and "${" in value:
             expanded = self._expand(value, node.start_mark.line + 1, path)
             if not node.style and _ENV_REF.fullmatch(value):  # plain: None, or '' (libyaml)

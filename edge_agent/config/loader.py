@@ -5,9 +5,12 @@ Four steps, each reporting in the same ``file:line: path: message`` form:
 encoding, nesting depth, alias expansion, cycles: :class:`LoadLimits`); libyaml
 composes the node tree; :mod:`.builder` turns it into plain data, recording the line
 of every key and list item and expanding environment references; pydantic and
-:mod:`.checks` validate, and each error location is mapped back to a line. All
-findings are reported at once, as
-``plant.yaml:42: devices[3].poll_groups[0].tags[7].type: 'flaot32' is not one of ...``.
+:mod:`.checks` validate, and each error location is mapped back to a line. The
+cross-checks run on every part that is valid even when others are not
+(:mod:`.checks.parts`), and :mod:`.hints` turns the common mistakes into what to
+write. All findings are reported at once, as
+``plant.yaml:42: devices[3].poll_groups[0].tags[7].type: 'flaot32' is not one of ...``;
+warnings (probably a mistake, maybe meant) as ``...: warning: ...``.
 
 Nothing is shared between calls: a reload may load the file in a worker thread while
 the event loop keeps polling.
@@ -18,7 +21,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
@@ -26,9 +30,19 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from edge_agent.config.base import FROM_YAML
 from edge_agent.config.builder import Builder, SourceMap
-from edge_agent.config.checks import check_partial, check_plant
+from edge_agent.config.checks import PlantParts, check_parts
 from edge_agent.config.checks.common import Loc, format_path, short_repr
+from edge_agent.config.checks.parts import document_path
+from edge_agent.config.hints import (
+    BOOLEAN_WORDS,
+    address_hint,
+    address_warnings,
+    byte_order_hint,
+    quote_hint,
+    type_hint,
+)
 from edge_agent.config.plant import PlantConfig
 from edge_agent.config.reading import (
     DEFAULT_LIMITS,
@@ -43,7 +57,16 @@ from edge_agent.config.templates import expand_templates
 from edge_agent.errors import ConfigError
 from edge_agent.redaction import is_secret_location
 
-__all__ = ["DEFAULT_LIMITS", "LoadLimits", "SourceMap", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ConfigReport",
+    "LoadLimits",
+    "SourceMap",
+    "inspect_config",
+    "load_config",
+    "load_report",
+    "parse_config",
+]
 
 
 def _all_field_names() -> list[str]:
@@ -74,41 +97,29 @@ def _all_field_names() -> list[str]:
 _FIELD_NAMES = _all_field_names()
 
 
-def _document_path(loc: Sequence[str | int], data: Any) -> Loc:
-    """Drop the discriminator tags pydantic inserts into ``loc`` (e.g. ``'modbus'``)."""
-    path: list[str | int] = []
-    current = data
-    for index, part in enumerate(loc):
-        last = index == len(loc) - 1
-        if part == "[key]":
-            continue
-        if isinstance(current, list) and isinstance(part, int):
-            path.append(part)
-            current = current[part] if 0 <= part < len(current) else None
-        elif isinstance(current, dict) and part in current:
-            path.append(part)
-            current = current[part]
-        elif isinstance(current, dict) and isinstance(part, int) and str(part) in current:
-            path.append(part)
-            current = current[str(part)]
-        elif last or not isinstance(current, dict):
-            path.append(part)
-            current = None
-        # else: a discriminator tag; the data has no such key, skip it.
-    return tuple(path)
-
-
 def _allowed(expected: str) -> str:
     """``"'bool', 'int16' or 'string'"`` -> ``"bool, int16, string"``."""
     return ", ".join(p.strip().strip("'") for p in re.split(r",| or ", expected) if p.strip())
 
 
-def _message(error: ErrorDetails) -> str:
+def _message(error: ErrorDetails, written: str | None = None, table: Any = None) -> str:
+    """The error in words; ``written``: the text of a boolean as written (``off``)."""
     kind = error["type"]
     ctx = error.get("ctx", {})
     value = error.get("input")
+    field = error["loc"][-1] if error["loc"] else ""
+    if isinstance(value, bool) and written in BOOLEAN_WORDS and kind != "bool_type":
+        return quote_hint(written)
     if kind == "literal_error":
-        return f"{short_repr(value)} is not one of {_allowed(str(ctx.get('expected', '')))}"
+        allowed = _allowed(str(ctx.get("expected", "")))
+        hint = type_hint(value, allowed) if field == "type" else None
+        if field == "byte_order":
+            hint = byte_order_hint(value)
+        return f"{short_repr(value)} is not one of {allowed}" + (f"; {hint}" if hint else "")
+    if field == "address" and isinstance(value, int) and kind == "less_than_equal":
+        hint = address_hint(value, table)
+        if hint is not None:
+            return f"{value} is past the last address 65535; {hint}"
     if kind == "union_tag_invalid":
         expected = _allowed(str(ctx.get("expected_tags", "")))
         return f"{short_repr(ctx.get('tag'))} is not one of {expected}"
@@ -147,6 +158,22 @@ def _message(error: ErrorDetails) -> str:
 describe_error = _message
 
 
+@dataclass(frozen=True)
+class ConfigReport:
+    """A valid plant and the warnings about it (``file:line: path: warning: ...``).
+
+    A warning is something that is probably a mistake but may be meant (an address
+    that looks like a register number): ``check`` shows it and still exits 0.
+    """
+
+    plant: PlantConfig
+    warnings: list[str] = field(default_factory=list)
+    source: SourceMap | None = None
+
+    def line_of(self, path: Loc) -> int:
+        return 1 if self.source is None else self.source.line_of(path)
+
+
 def parse_config(
     text: str,
     file: str = "plant.yaml",
@@ -154,6 +181,17 @@ def parse_config(
     limits: LoadLimits = DEFAULT_LIMITS,
 ) -> PlantConfig:
     """Validate YAML ``text``; raise :class:`ConfigError` listing every problem found."""
+    return inspect_config(text, file, env, limits).plant
+
+
+def inspect_config(
+    text: str,
+    file: str = "plant.yaml",
+    env: Mapping[str, str] | None = None,
+    limits: LoadLimits = DEFAULT_LIMITS,
+) -> ConfigReport:
+    """Validate YAML ``text``: the plant and its warnings, or :class:`ConfigError`
+    listing every problem (with the warnings in :attr:`ConfigError.report`)."""
     check_text_size(text, file, limits)
     shape = scan_document(text, file, limits)
     try:
@@ -178,24 +216,59 @@ def parse_config(
     builder.reported |= expansion.reported
     problems += expansion.problems
     try:
-        plant = PlantConfig.model_validate(data)
+        plant = PlantConfig.model_validate(data, context=FROM_YAML)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
-            path = _document_path(error["loc"], data)
+            path = document_path(error["loc"], data)
             if source.written_at(path) in builder.reported:
                 continue
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
-            problems.append((source.line_of(path), f"{format_path(path)}: {_message(error)}"))
-        for path, message in check_partial(data):
+            written = builder.bool_words.get(source.written_at(path))
+            message = _message(error, written, _table_of(data, path))
             problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
+        # The cross-checks still run, on every part that is valid on its own.
+        parts = PlantParts.of_data(data, FROM_YAML)
+        valid: PlantConfig | None = None
     else:
-        for path, message in check_plant(plant):
-            problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
-        if not problems and not in_templates:
-            return plant
+        parts = PlantParts.of_plant(plant)
+        valid = plant
+    for path, message in check_parts(parts, source.line_of):
+        problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
+    warnings = [
+        (source.line_of(path), f"{format_path(path)}: warning: {message}")
+        for path, message in address_warnings(data)
+    ]
+    warnings.sort(key=lambda p: p[0])
+    if valid is not None and not problems and not in_templates:
+        return ConfigReport(valid, [f"{file}:{line}: {m}" for line, m in warnings], source)
     problems.sort(key=lambda p: p[0])
-    raise ConfigError([*in_templates, *(f"{file}:{line}: {message}" for line, message in problems)])
+    report = sorted(problems + warnings, key=lambda p: p[0])
+    raise ConfigError(
+        [*in_templates, *(f"{file}:{line}: {message}" for line, message in problems)],
+        [*in_templates, *(f"{file}:{line}: {message}" for line, message in report)],
+    )
+
+
+def _table_of(data: dict[str, Any], path: Loc) -> Any:
+    """The ``table:`` beside ``path`` (a tag's address), as written."""
+    current: Any = data
+    for part in path[:-1]:
+        if isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+        elif isinstance(current, dict):
+            current = current.get(part)
+        else:
+            return None
+    return current.get("table") if isinstance(current, dict) else None
+
+
+def load_report(
+    path: Path | str, env: Mapping[str, str] | None = None, limits: LoadLimits = DEFAULT_LIMITS
+) -> ConfigReport:
+    """Read and validate the plant file at ``path``: the plant and its warnings."""
+    path = Path(path)
+    return inspect_config(read_plant_file(path, limits), str(path), env, limits)
 
 
 def load_config(

@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
 from edge_agent.config.catalog import DeviceInfo, TagInfo
@@ -27,7 +34,17 @@ ModbusType = Literal[
     "float64",
     "string",
 ]
-ByteOrder = Literal["ABCD", "BADC", "CDAB", "DCBA"]
+
+
+def _upper(value: object) -> object:
+    """Byte orders are accepted in any case (``abcd`` is ``ABCD``)."""
+    if isinstance(value, str) and value.strip().upper() in ("ABCD", "BADC", "CDAB", "DCBA"):
+        return value.strip().upper()
+    return value
+
+
+#: Order of the bytes of a 32- or 64-bit value across registers, A the most significant.
+ByteOrder = Annotated[Literal["ABCD", "BADC", "CDAB", "DCBA"], BeforeValidator(_upper)]
 
 #: Registers occupied by each fixed-size type (string: ``length``; bool in a register: 1).
 REGISTER_COUNT: dict[str, int] = {

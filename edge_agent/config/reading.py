@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from edge_agent.config.syntax import syntax_message
 from edge_agent.errors import ConfigError
 
 #: libyaml's parser when PyYAML was built with it: ten times faster on a 10,000-tag
@@ -145,6 +146,9 @@ def yaml_problem(exc: yaml.YAMLError, file: str, text: str) -> str:
             )
         return f"{file}:{line}: column {column}: {exc.reason}"
     if isinstance(exc, yaml.MarkedYAMLError):
+        better = syntax_message(exc, text)
+        if better is not None:
+            return f"{file}:{better[0]}: YAML syntax: {better[1]}"
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
         return f"{file}:{line}: YAML syntax: {exc.problem or exc.context or 'invalid YAML'}"

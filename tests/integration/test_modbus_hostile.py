@@ -50,16 +50,16 @@ DEVICE = """
     driver: modbus
     connection: {connection}
     unit_id: {unit}
-    timeout: {timeout}
+    timeout: {timeout}s
     poll_groups:
       - name: low
-        interval: {interval}
+        interval: {interval}s
         tags: [{{name: a0, address: 0}}, {{name: a1, address: 1}}]
       - name: high
-        interval: {interval}
+        interval: {interval}s
         tags: [{{name: b0, address: 100}}, {{name: b1, address: 101}}]
       - name: bits
-        interval: {interval}
+        interval: {interval}s
         tags:
           - {{name: c0, table: coil, address: 0, type: bool}}
           - {{name: c1, table: coil, address: 1, type: bool}}

@@ -47,7 +47,7 @@ def test_influx_rules_see_a_second_device_of_the_same_name() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(TWO_METERS, "plant.yaml", env={})
     problems = "\n".join(caught.value.problems)
-    assert "duplicate device name 'meter'" in problems
+    assert "device name 'meter' used twice, lines 4 and 11" in problems
     assert "a tag named 'time' cannot be an InfluxDB field" in problems
     assert "device_type '#7 meter' would start a line protocol comment" in problems
     assert "label '_secret' starts with '_'" in problems

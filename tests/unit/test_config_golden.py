@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import load_report
 from edge_agent.errors import ConfigError
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "config"
@@ -20,13 +20,16 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
 
 
 def _render(case: Path) -> str:
+    """Problems and warnings in line order; a valid file ends with VALID."""
     try:
-        load_config(case / "plant.yaml", env={})
+        report = load_report(case / "plant.yaml", env={})
     except ConfigError as exc:
-        text = "\n".join(exc.problems).replace(str(case / "plant.yaml"), "plant.yaml")
-        # A case's own templates (templates_dir) are named relative to the case.
-        return text.replace(str(case) + os.sep, "") + "\n"
-    return "VALID\n"
+        lines = exc.report
+    else:
+        lines = [*report.warnings, "VALID"]
+    text = "\n".join(lines).replace(str(case / "plant.yaml"), "plant.yaml")
+    # A case's own templates (templates_dir) are named relative to the case.
+    return text.replace(str(case) + os.sep, "") + "\n"
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -13,22 +13,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
-
+from edge_agent.config.base import PlantIdentity
 from edge_agent.config.catalog import TagCatalog
-from edge_agent.config.checks.common import Finding, Loc, duplicates, format_path
-from edge_agent.config.checks.metrics import check_metrics
+from edge_agent.config.checks.common import Finding, Loc, format_path, used_twice
+from edge_agent.config.checks.metrics import Unchecked, check_metrics
 from edge_agent.config.checks.modbus import (
     check_modbus_connections,
     check_modbus_device,
     check_modbus_partial,
 )
 from edge_agent.config.checks.opcua import check_opcua_device, check_opcua_partial
+from edge_agent.config.checks.parts import PlantParts
 from edge_agent.config.influx import influx_sink_problems
 from edge_agent.config.mqtt import MqttSinkConfig, mqtt_sink_problems
-from edge_agent.config.plant import DeviceConfig, PlantConfig
+from edge_agent.config.plant import PlantConfig
 
-__all__ = ["DEVICE_RULES", "Finding", "Loc", "check_partial", "check_plant", "format_path"]
+__all__ = [
+    "DEVICE_RULES",
+    "Finding",
+    "Loc",
+    "PlantParts",
+    "check_parts",
+    "check_plant",
+    "format_path",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,58 +57,60 @@ DEVICE_RULES: dict[str, DeviceRules] = {
     "opcua": DeviceRules(check_opcua_device, check_opcua_partial),
 }
 
-_DEVICE_ADAPTER: TypeAdapter[BaseModel] = TypeAdapter(DeviceConfig)
+
+def check_plant(plant: PlantConfig, line_of: Callable[[Loc], int] | None = None) -> list[Finding]:
+    """Every cross-field finding of a valid plant."""
+    return check_parts(PlantParts.of_plant(plant), line_of)
 
 
-def check_plant(plant: PlantConfig) -> list[Finding]:
+def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) -> list[Finding]:
+    """Every cross-field finding of the parts of a plant file that are valid.
+
+    Runs on a valid plant and on the valid parts of an invalid one alike, so that one
+    pass reports every problem. ``line_of`` puts lines into the messages about names
+    used twice (both uses are named); paths in the findings are the file's.
+    """
     findings: list[Finding] = []
-    findings += duplicates(
-        [(("devices", i, "name"), d.name) for i, d in enumerate(plant.devices)], "device name"
-    )
-    findings += duplicates(
-        [(("sinks", i, "name"), s.name) for i, s in enumerate(plant.sinks)], "sink name"
-    )
+    findings += used_twice(parts.device_names, "device name", line_of)
+    findings += used_twice(parts.sink_names, "sink name", line_of)
+    for index, raw in parts.broken_devices:
+        driver = raw.get("driver") if isinstance(raw, dict) else None
+        rules = DEVICE_RULES.get(driver if isinstance(driver, str) else "")
+        # A device without a known driver is checked as Modbus, as before.
+        findings += (rules or DEVICE_RULES["modbus"]).partial(index, raw)
     by_driver: dict[str, list[tuple[int, Any]]] = {}
-    for index, device in enumerate(plant.devices):
-        findings += DEVICE_RULES[device.driver].device(index, device)
+    for index, device in parts.devices:
+        findings += [
+            (parts.original(path), message)
+            for path, message in DEVICE_RULES[device.driver].device(index, device)
+        ]
         by_driver.setdefault(device.driver, []).append((index, device))
     for driver, devices in by_driver.items():
         across = DEVICE_RULES[driver].across
         if across is not None:
             findings += across(devices)
     # Every device, a repeated name included (the InfluxDB rules report each), described once.
-    described = [device.describe() for device in plant.devices]
+    described = [device.describe() for _, device in parts.devices]
     catalog = TagCatalog.of_described(described)
-    for index, sink in enumerate(plant.sinks):
+    identity = parts.identity or PlantIdentity.model_construct(name="plant", site="")
+    for index, sink in parts.sinks:
         problems = (
-            mqtt_sink_problems(sink, plant.plant)
+            mqtt_sink_problems(sink, identity)
             if isinstance(sink, MqttSinkConfig)
             else influx_sink_problems(sink, described)
         )
         findings += [(("sinks", index, field), message) for field, message in problems]
-    findings += check_metrics(plant, catalog)
-    return findings
-
-
-def check_partial(data: dict[str, Any]) -> list[Finding]:
-    """Rules for the parts of an invalid plant file that are valid on their own.
-
-    When pydantic rejects the file, the cross-field rules cannot run on the whole
-    plant; running them per device, and per tag inside a broken device, still
-    reports every problem in one pass instead of one layer per edit.
-    """
-    findings: list[Finding] = []
-    devices = data.get("devices")
-    if not isinstance(devices, list):
-        return findings
-    for index, item in enumerate(devices):
-        try:
-            device: Any = _DEVICE_ADAPTER.validate_python(item)
-        except ValidationError:
-            driver = item.get("driver") if isinstance(item, dict) else None
-            rules = DEVICE_RULES.get(driver if isinstance(driver, str) else "")
-            # A device without a known driver is checked as Modbus, as before.
-            findings += (rules or DEVICE_RULES["modbus"]).partial(index, item)
-        else:
-            findings += DEVICE_RULES[device.driver].device(index, device)
+    if parts.metrics is not None:
+        names = [name for _, name in parts.device_names]
+        unchecked = Unchecked(
+            devices=parts.unchecked_devices | {n for n in names if names.count(n) > 1},
+            tags=parts.unchecked_tags,
+            metrics=parts.unchecked_metrics,
+            shifts=parts.shifts_cut,
+        )
+        plant_name = parts.identity.name if parts.identity is not None else None
+        findings += [
+            (parts.original(path), message)
+            for path, message in check_metrics(parts.metrics, plant_name, catalog, unchecked)
+        ]
     return findings

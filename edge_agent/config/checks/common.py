@@ -56,3 +56,30 @@ def duplicates(
         else:
             first[name] = path
     return found
+
+
+def used_twice(
+    named: Iterable[tuple[Loc, str]], what: str, line_of: Callable[[Loc], int] | None = None
+) -> list[Finding]:
+    """One finding per name used more than once, at its second use, naming every use.
+
+    ``device name 'meter' used twice, lines 5 and 12``: one clear message, and the
+    rules that look devices up by name say nothing more about it (which one is meant
+    is unknown until the name is unique).
+    """
+    uses: dict[str, list[Loc]] = {}
+    for path, name in named:
+        uses.setdefault(name, []).append(path)
+    found: list[Finding] = []
+    for name, paths in uses.items():
+        if len(paths) < 2:
+            continue
+        count = "twice" if len(paths) == 2 else f"{len(paths)} times"
+        if line_of is not None:
+            where = [str(line_of(path)) for path in paths]
+            places = "lines " + ", ".join(where[:-1]) + " and " + where[-1]
+        else:
+            shown = [short_path(path) for path in paths]
+            places = ", ".join(shown[:-1]) + " and " + shown[-1]
+        found.append((paths[1], f"{what} {name!r} used {count}, {places}"))
+    return found

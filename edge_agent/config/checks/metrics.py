@@ -9,6 +9,7 @@ overlap and breaks lie inside their shift, names are unique.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 
 from edge_agent.config.catalog import TagCatalog
 from edge_agent.config.checks.common import Finding, Loc, duplicates, format_path
@@ -18,21 +19,38 @@ from edge_agent.config.metrics import (
     MetricsConfig,
     PowerTag,
 )
-from edge_agent.config.plant import PlantConfig
 from edge_agent.metrics.specs import shift_specs
 from edge_agent.metrics.utilization import STATE_NAMES
 from edge_agent.metrics.windows import SHIFT, overlapping_shifts, shift_spec_problems
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """What the metrics rules must not judge: devices that failed validation or whose
+    name is used twice (which one is meant is unknown), tags cut away as invalid,
+    meters and machines cut away, and whether a shift was cut. Their own errors are
+    reported; a "no such device" on top would only repeat them."""
+
+    devices: set[str] = field(default_factory=set)
+    tags: set[tuple[str, str]] = field(default_factory=set)
+    metrics: set[str] = field(default_factory=set)
+    shifts: bool = False
+
+
 class _Tags:
     """The plant's tag catalog, answering with findings."""
 
-    def __init__(self, catalog: TagCatalog) -> None:
+    def __init__(self, catalog: TagCatalog, unchecked: Unchecked) -> None:
         self.catalog = catalog
         self.devices = catalog.devices
+        self.unchecked = unchecked
+
+    def known(self, device: str) -> bool:
+        """The device exists, and is the only one of its name."""
+        return device in self.devices and device not in self.unchecked.devices
 
     def device(self, path: Loc, name: str) -> list[Finding]:
-        if name in self.devices:
+        if name in self.devices or name in self.unchecked.devices:
             return []
         close = difflib.get_close_matches(name, list(self.devices), n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -41,8 +59,8 @@ class _Tags:
     def tag(self, path: Loc, device: str, name: str, need: str) -> list[Finding]:
         """Problems with tag ``name`` of ``device`` used as ``need``: numeric | enum."""
         info = self.devices.get(device)
-        if info is None:
-            return []  # the device finding says it already
+        if info is None or not self.known(device) or (device, name) in self.unchecked.tags:
+            return []  # the device finding (or an error of its own) says it already
         tag = info.tags.get(name)
         if tag is None:
             close = difflib.get_close_matches(name, list(info.tags), n=1, cutoff=0.7)
@@ -64,21 +82,27 @@ class _Tags:
         return []
 
     def interval(self, device: str, name: str) -> float | None:
+        if not self.known(device):
+            return None
         found = self.catalog.tag(device, name)
         return None if found is None else found.interval
 
 
-def check_metrics(plant: PlantConfig, catalog: TagCatalog) -> list[Finding]:
-    metrics = plant.metrics
-    if metrics is None:
-        return []
+def check_metrics(
+    metrics: MetricsConfig,
+    plant_name: str | None,
+    catalog: TagCatalog,
+    unchecked: Unchecked | None = None,
+) -> list[Finding]:
+    """``plant_name``: None when the plant identity is invalid (its error is reported)."""
+    unchecked = unchecked or Unchecked()
     base: Loc = ("metrics",)
-    tags = _Tags(catalog)
+    tags = _Tags(catalog, unchecked)
     found: list[Finding] = []
     found += duplicates(
         [((*base, "windows", i), w) for i, w in enumerate(metrics.windows)], "window", format_path
     )
-    if SHIFT in metrics.windows and not metrics.shifts:
+    if SHIFT in metrics.windows and not metrics.shifts and not unchecked.shifts:
         index = metrics.windows.index(SHIFT)
         found.append(((*base, "windows", index), "shift windows need metrics.shifts"))
     found += _check_shifts(metrics, base)
@@ -88,7 +112,7 @@ def check_metrics(plant: PlantConfig, catalog: TagCatalog) -> list[Finding]:
     ]
     first_use: dict[str, Loc] = {}
     for path, name in names:
-        if name in first_use:
+        if name in first_use and name not in unchecked.devices:
             found.append(
                 (
                     path,
@@ -98,14 +122,14 @@ def check_metrics(plant: PlantConfig, catalog: TagCatalog) -> list[Finding]:
             )
         first_use.setdefault(name, path)
     for path, name in names:
-        if metrics.plant_total and name == plant.plant.name:
+        if metrics.plant_total and name == plant_name:
             found.append((path, f"{name!r} is the plant's name, used by the plant total"))
     for index, meter in enumerate(metrics.meters):
         meter_path: Loc = (*base, "meters", index)
         found += tags.device((*meter_path, "device"), meter.device)
         found += _check_energy(tags, meter_path, meter.device, meter)
     for index, machine in enumerate(metrics.machines):
-        found += _check_machine(tags, metrics, (*base, "machines", index), machine)
+        found += _check_machine(tags, metrics, (*base, "machines", index), machine, unchecked)
     meter_names = {m.metric_name for m in metrics.meters}
     found += duplicates(
         [((*base, "plant_total", i), n) for i, n in enumerate(metrics.plant_total)],
@@ -113,7 +137,7 @@ def check_metrics(plant: PlantConfig, catalog: TagCatalog) -> list[Finding]:
         format_path,
     )
     for i, name in enumerate(metrics.plant_total):
-        if name not in meter_names:
+        if name not in meter_names and name not in unchecked.metrics:
             found.append(((*base, "plant_total", i), f"{name!r} is not one of metrics.meters"))
     return found
 
@@ -163,7 +187,7 @@ def _gap_problem(tags: _Tags, path: Loc, device: str, power: PowerTag) -> list[F
 
 
 def _check_machine(
-    tags: _Tags, metrics: MetricsConfig, path: Loc, machine: MachineConfig
+    tags: _Tags, metrics: MetricsConfig, path: Loc, machine: MachineConfig, unchecked: Unchecked
 ) -> list[Finding]:
     device = machine.device
     found = tags.device((*path, "device"), device)
@@ -172,7 +196,7 @@ def _check_machine(
         state_tag = machine.state.tag
         problems = tags.tag((*path, "state", "tag"), device, state_tag, "enum")
         found += problems
-        if not problems and device in tags.devices:
+        if not problems and tags.known(device) and (device, state_tag) not in unchecked.tags:
             found += _check_state_map(tags, path, machine)
     if machine.state_from_power is not None:
         power = machine.state_from_power
@@ -202,7 +226,7 @@ def _check_machine(
                 found += tags.tag((*path, "parts", key), device, tag, "a parts counter")
     if machine.energy is not None:
         found += _check_energy(tags, (*path, "energy"), device, machine.energy)
-    if machine.planned == "shifts" and not metrics.shifts:
+    if machine.planned == "shifts" and not metrics.shifts and not unchecked.shifts:
         found.append(((*path, "planned"), "planned: shifts needs metrics.shifts"))
     return found
 
