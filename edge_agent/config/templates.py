@@ -26,13 +26,14 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
 from edge_agent.config.base import Interval
 from edge_agent.config.builder import SourceMap
 from edge_agent.config.checks.common import Loc, format_path
+from edge_agent.config.metrics import EnergyUnit, PowerUnit
 from edge_agent.config.modbus import TagOverride
 from edge_agent.config.template_files import (
     Describe,
@@ -47,6 +48,11 @@ from edge_agent.config.template_files import (
 __all__ = ["Expansion", "expand_templates", "user_templates_dir"]
 
 _INTERVAL: TypeAdapter[float] = TypeAdapter(Interval)
+#: The units a role's tag may be given in, by role key (a state has none).
+_ROLE_UNITS: dict[str, tuple[str, ...]] = {
+    "counter": get_args(EnergyUnit),
+    "power": get_args(PowerUnit),
+}
 
 
 @dataclass(slots=True)
@@ -102,6 +108,8 @@ class _Expander:
         self._loaded: dict[str, LoadedTemplate] = {}
         #: Device name -> the template it uses (None: unknown or broken).
         self.by_device: dict[str, LoadedTemplate | None] = {}
+        #: Device name -> (its path, its ``overrides:`` as written).
+        self.overrides: dict[str, tuple[Loc, Any]] = {}
 
     def problem(self, path: Loc, message: str) -> None:
         self.result.problems.append((self.source.line_of(path), f"{format_path(path)}: {message}"))
@@ -142,6 +150,7 @@ class _Expander:
         loaded = self.template(name)
         if isinstance(item.get("name"), str):
             self.by_device.setdefault(item["name"], loaded)
+            self.overrides.setdefault(item["name"], (base, item.get("overrides")))
         valid = loaded.model if loaded is not None else None
         driver = item.get("driver")
         if valid is not None and driver is not None and driver != valid.driver:
@@ -288,10 +297,62 @@ class _Expander:
             )
             self.skip(path)
             return entry
+        given = self._as_overridden(path, device, loaded.name, role, given, sources)
+        if given is None:
+            self.skip(path)
+            return entry
         at = self.source.line_of(path)
         for key in given:
             self.source.lines[(*path, key)] = at
         return {**entry, **given}
+
+    def _as_overridden(
+        self,
+        path: Loc,
+        device: str,
+        template: str,
+        role: str,
+        given: dict[str, Any],
+        sources: tuple[str, ...],
+    ) -> dict[str, Any] | None:
+        """The role with the device's overrides of its tags applied; None when it cannot be.
+
+        A role tag the device leaves out is an error, not a guess at another tag; a role
+        tag given another unit takes it to the role, so the counter is never read as kWh
+        when the device says MWh.
+        """
+        base, overrides = self.overrides[device]
+        if not isinstance(overrides, dict):
+            return given
+        result = dict(given)
+        for key, ref in given.items():
+            tag = ref.get("tag") if isinstance(ref, dict) else None
+            change = overrides.get(tag)
+            if not isinstance(change, dict):
+                continue
+            line = self.source.line_of((*base, "overrides", tag))
+            reads = f"the {role} role of template {template!r} reads {tag!r} as its {key}"
+            yourself = f"give {' or '.join(sources)} yourself"
+            if change.get("enabled") is False:
+                self.problem(
+                    path,
+                    f"{reads}, which device {device!r} leaves out (overrides, line {line}): "
+                    f"keep the tag, or {yourself}",
+                )
+                return None
+            unit, units = change.get("unit"), _ROLE_UNITS.get(key)
+            if "unit" not in change or units is None or unit == ref.get("unit"):
+                continue
+            if unit not in units:
+                self.problem(
+                    path,
+                    f"{reads} in {ref.get('unit')}, but device {device!r} gives it unit "
+                    f"{unit!r} (overrides, line {line}): write a unit of {', '.join(units)}, "
+                    f"or {yourself}",
+                )
+                return None
+            result[key] = {**ref, "unit": unit}
+        return result
 
 
 def _valid_interval(value: Any) -> bool:

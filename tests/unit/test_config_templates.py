@@ -293,3 +293,53 @@ def test_the_device_description_names_its_template() -> None:
     described = _device(config).describe()
     assert described.template == "eastron-sdm630"
     assert described.tags["voltage_l1"].unit == "V"
+
+
+# --------------------------------------------------------------------------- roles and overrides
+
+
+def _metered(overrides: str) -> str:
+    return PLANT + f"    overrides: {overrides}\nmetrics:\n  meters: [{{device: main}}]\n"
+
+
+def test_leaving_out_the_roles_tag_is_named_not_guessed_at() -> None:
+    # Not "did you mean 'energy_export'?": that would count the export as the import.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_metered("{energy_import: {enabled: false}}"))
+    assert caught.value.problems == [
+        "plant.yaml:9: metrics.meters[0]: the meter role of template 'eastron-sdm630' "
+        "reads 'energy_import' as its counter, which device 'main' leaves out (overrides, "
+        "line 7): keep the tag, or give counter or power yourself"
+    ]
+
+
+def test_a_unit_override_of_a_roles_tag_reaches_the_role() -> None:
+    metrics = parse_config(_metered("{power_active: {unit: kW}, energy_import: {unit: MWh}}"))
+    assert metrics.metrics is not None
+    (meter,) = metrics.metrics.meters
+    assert meter.power is not None
+    assert meter.counter is not None
+    assert (meter.power.tag, meter.power.unit) == ("power_active", "kW")
+    assert (meter.counter.tag, meter.counter.unit) == ("energy_import", "MWh")
+
+
+def test_a_unit_override_the_role_cannot_use_is_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_metered("{power_active: {unit: hp}}"))
+    assert caught.value.problems == [
+        "plant.yaml:9: metrics.meters[0]: the meter role of template 'eastron-sdm630' "
+        "reads 'power_active' as its power in W, but device 'main' gives it unit 'hp' "
+        "(overrides, line 7): write a unit of W, kW, MW, or give counter or power yourself"
+    ]
+
+
+def test_leaving_out_a_machines_state_tag_is_named() -> None:
+    text = PLANT.replace("eastron-sdm630", "invt-gd20")
+    text += "    overrides: {state: {enabled: false}}\nmetrics:\n  machines: [{device: main}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert caught.value.problems == [
+        "plant.yaml:9: metrics.machines[0]: the machine role of template 'invt-gd20' reads "
+        "'state' as its state, which device 'main' leaves out (overrides, line 7): keep the "
+        "tag, or give state or state_from_power yourself"
+    ]
