@@ -258,7 +258,7 @@ def _template_rules(model: DeviceTemplate, name: str) -> list[Finding]:
     if meter is not None:
         for key, ref in (("counter", meter.counter), ("power", meter.power)):
             if ref is not None:
-                found += _numeric(("roles", "meter", key, "tag"), ref.tag, tags)
+                found += _numeric(("roles", "meter", key), ref, tags)
     machine = model.roles.machine
     if machine is not None:
         found += _state(("roles", "machine", "state"), machine.state, tags)
@@ -277,13 +277,20 @@ def _lookup(path: Loc, name: str, tags: Mapping[str, TemplateTag]) -> list[Findi
     return [(path, f"the template has no tag {name!r}{hint}")]
 
 
-def _numeric(path: Loc, name: str, tags: Mapping[str, TemplateTag]) -> list[Finding]:
-    missing = _lookup(path, name, tags)
+def _numeric(
+    path: Loc, ref: CounterTag | PowerTag, tags: Mapping[str, TemplateTag]
+) -> list[Finding]:
+    name = ref.tag
+    missing = _lookup((*path, "tag"), name, tags)
     if missing:
         return missing
     tag = tags[name]
     if tag.enum is not None or tag.type in ("bool", "string"):
-        return [(path, f"tag {name!r} is not a number")]
+        return [((*path, "tag"), f"tag {name!r} is not a number")]
+    # The role's unit is what the metrics compute with: a tag in Wh read as kWh would
+    # count a thousand times the energy, and nothing downstream could tell.
+    if tag.unit and tag.unit != ref.unit:
+        return [((*path, "unit"), f"{ref.unit!r}, but tag {name!r} is in {tag.unit!r}")]
     return []
 
 

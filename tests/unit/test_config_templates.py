@@ -343,3 +343,17 @@ def test_leaving_out_a_machines_state_tag_is_named() -> None:
         "'state' as its state, which device 'main' leaves out (overrides, line 7): keep the "
         "tag, or give state or state_from_power yourself"
     ]
+
+
+def test_a_templates_role_unit_must_match_its_tags_unit(tmp_path: Path) -> None:
+    folder = _user_dir(tmp_path)
+    path = folder / "eastron-sdm630.yaml"
+    text = path.read_text()
+    assert "counter: {tag: energy_import, unit: kWh}" in text
+    path.write_text(text.replace("energy_import, unit: kWh}", "energy_import, unit: Wh}"))
+    loaded = load_template(path, "eastron-sdm630", describe_error)
+    assert loaded.model is None
+    line = 1 + path.read_text().splitlines().index("    counter: {tag: energy_import, unit: Wh}")
+    assert loaded.problems == [
+        f"{path}:{line}: roles.meter.counter.unit: 'Wh', but tag 'energy_import' is in 'kWh'"
+    ]
