@@ -327,8 +327,8 @@ class _Expander:
         result = dict(given)
         for key, ref in given.items():
             tag = ref.get("tag") if isinstance(ref, dict) else None
-            change = overrides.get(tag)
-            if not isinstance(change, dict):
+            change = overrides.get(tag) if isinstance(tag, str) else None
+            if not isinstance(tag, str) or not isinstance(change, dict):
                 continue
             line = self.source.line_of((*base, "overrides", tag))
             reads = f"the {role} role of template {template!r} reads {tag!r} as its {key}"
