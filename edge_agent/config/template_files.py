@@ -191,7 +191,7 @@ def load_template(path: Path, name: str, describe: Describe) -> LoadedTemplate:
         loaded.problems = [f"{file}:1: the template file is empty"]
         return loaded
     # No environment: a template describes a device model, the same everywhere.
-    builder = Builder(loaded.source, {}, shape.anchored)
+    builder = Builder(loaded.source, None, shape.anchored)
     data = builder.document(node)
     problems = list(shape.problems) + list(builder.problems)
     if not isinstance(data, dict):
@@ -202,7 +202,10 @@ def load_template(path: Path, name: str, describe: Describe) -> LoadedTemplate:
     try:
         model = DeviceTemplate.model_validate(data)
     except ValidationError as exc:
-        findings += [(_path(e["loc"]), describe(e)) for e in exc.errors(include_url=False)]
+        for error in exc.errors(include_url=False):
+            at = _path(error["loc"])
+            if loaded.source.written_at(at) not in builder.reported:  # else said already
+                findings.append((at, describe(error)))
     else:
         findings += _template_rules(model, name)
         if not findings and not problems:

@@ -357,3 +357,16 @@ def test_a_templates_role_unit_must_match_its_tags_unit(tmp_path: Path) -> None:
     assert loaded.problems == [
         f"{path}:{line}: roles.meter.counter.unit: 'Wh', but tag 'energy_import' is in 'kWh'"
     ]
+
+
+def test_a_template_reads_no_environment_and_says_so(tmp_path: Path) -> None:
+    path = _user_dir(tmp_path, title="${HOME}") / "eastron-sdm630.yaml"
+    line = 1 + path.read_text().splitlines().index("title: ${HOME}")
+    loaded = load_template(path, "eastron-sdm630", describe_error)
+    assert loaded.model is None
+    # Not "HOME is not set" (it is: a template just never reads it), and said once: not
+    # again as "title: string should have at least 1 character".
+    assert loaded.problems == [
+        f"{path}:{line}: title: a template does not read environment variables "
+        "(${HOME}); write the value itself, the same for every device"
+    ]
