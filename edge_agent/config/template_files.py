@@ -36,7 +36,9 @@ from edge_agent.config.checks.modbus import check_modbus_device
 from edge_agent.config.metrics import CounterTag, PowerTag, StateFromTag
 from edge_agent.config.modbus import ByteOrder, ModbusDeviceConfig, ModbusTag
 from edge_agent.config.reading import (
+    DEFAULT_LIMITS,
     YAML_LOADER,
+    LoadLimits,
     read_plant_file,
     scan_document,
     yaml_problem,
@@ -141,6 +143,8 @@ class LoadedTemplate:
     model: DeviceTemplate | None = None
     #: ``file:line: path: message``, ready to print.
     problems: list[str] = field(default_factory=list)
+    #: Values in the file (aliases expanded): what each device using it adds to a plant.
+    values: int = 0
 
     def line_of(self, path: Loc) -> int:
         return self.source.line_of(path)
@@ -173,13 +177,16 @@ def unknown_template(name: str, known: Mapping[str, Path]) -> str:
     return f"unknown template {name!r}{hint}; available: {available}"
 
 
-def load_template(path: Path, name: str, describe: Describe) -> LoadedTemplate:
-    """Read ``path`` and check it alone; never raises for a bad file (see ``problems``)."""
+def load_template(
+    path: Path, name: str, describe: Describe, limits: LoadLimits = DEFAULT_LIMITS
+) -> LoadedTemplate:
+    """Read ``path`` and check it alone, within the plant file's ``limits``; never raises
+    for a bad file (see ``problems``)."""
     file = str(path)
     loaded = LoadedTemplate(name, path, source=SourceMap(file))
     try:
-        text = read_plant_file(path)
-        shape = scan_document(text, file)
+        text = read_plant_file(path, limits)
+        shape = scan_document(text, file, limits)
         node = yaml.compose(text, Loader=YAML_LOADER)
     except ConfigError as exc:
         loaded.problems = list(exc.problems)
@@ -198,6 +205,7 @@ def load_template(path: Path, name: str, describe: Describe) -> LoadedTemplate:
         loaded.problems = [f"{file}:1: a template is a mapping (template:, title:, poll_groups:)"]
         return loaded
     loaded.data = data
+    loaded.values = shape.values
     findings: list[Finding] = []
     try:
         model = DeviceTemplate.model_validate(data)

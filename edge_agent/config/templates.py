@@ -35,6 +35,7 @@ from edge_agent.config.builder import SourceMap
 from edge_agent.config.checks.common import Loc, format_path
 from edge_agent.config.metrics import EnergyUnit, PowerUnit
 from edge_agent.config.modbus import TagOverride
+from edge_agent.config.reading import DEFAULT_LIMITS, LoadLimits
 from edge_agent.config.template_files import (
     Describe,
     LoadedTemplate,
@@ -44,6 +45,7 @@ from edge_agent.config.template_files import (
     plain_groups,
     unknown_template,
 )
+from edge_agent.errors import ConfigError
 
 __all__ = ["Expansion", "expand_templates", "user_templates_dir"]
 
@@ -77,8 +79,20 @@ def user_templates_dir(data: Mapping[str, Any], file: str) -> Path | None:
     return path if path.is_absolute() else Path(file).parent / path
 
 
-def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe) -> Expansion:
-    """Expand every device with ``template:`` in ``data`` (see the module docstring)."""
+def expand_templates(
+    data: Any,
+    source: SourceMap,
+    file: str,
+    describe: Describe,
+    limits: LoadLimits = DEFAULT_LIMITS,
+    values: int = 0,
+) -> Expansion:
+    """Expand every device with ``template:`` in ``data`` (see the module docstring).
+
+    ``values``: what the plant file itself holds. Each template device adds its
+    template's values; past ``limits.max_values`` in all, :class:`ConfigError` (a
+    thousand devices of a large template would otherwise cost what no plant file may).
+    """
     result = Expansion(data)
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
         return result
@@ -88,7 +102,8 @@ def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe
         result.problems.append(
             (source.line_of(("templates_dir",)), f"templates_dir: {shown} is not a directory")
         )
-    expander = _Expander(source, library(user_dir), describe, result)
+    left = limits.max_values - values
+    expander = _Expander(source, library(user_dir), describe, result, limits, left)
     devices = [expander.device(i, item) for i, item in enumerate(data["devices"])]
     result.data = {**data, "devices": devices}
     metrics = data.get("metrics")
@@ -99,9 +114,18 @@ def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe
 
 class _Expander:
     def __init__(
-        self, source: SourceMap, known: dict[str, Path], describe: Describe, result: Expansion
+        self,
+        source: SourceMap,
+        known: dict[str, Path],
+        describe: Describe,
+        result: Expansion,
+        limits: LoadLimits,
+        left: int,
     ) -> None:
         self.source = source
+        self.limits = limits
+        #: Values the expanded devices may still add (see :func:`expand_templates`).
+        self.left = left
         self.known = known
         self.describe = describe
         self.result = result
@@ -123,7 +147,7 @@ class _Expander:
             path = self.known.get(name)
             if path is None:
                 return None
-            loaded = load_template(path, name, self.describe)
+            loaded = load_template(path, name, self.describe, self.limits)
             self._loaded[name] = loaded
             self.result.template_problems += loaded.problems
         return self._loaded[name]
@@ -173,6 +197,16 @@ class _Expander:
             if "driver" not in item:  # the template would have given it
                 self.skip(base)
             return item
+        self.left -= loaded.values
+        if self.left < 0:
+            line = self.source.line_of((*base, "template"))
+            raise ConfigError(
+                [
+                    f"{self.source.file}:{line}: {format_path((*base, 'template'))}: the "
+                    f"templates expand the plant to more than {self.limits.max_values:,} "
+                    "values (the limit)"
+                ]
+            )
         return self._expand(base, item, loaded)
 
     def _expand(self, base: Loc, item: dict[str, Any], loaded: LoadedTemplate) -> dict[str, Any]:

@@ -370,3 +370,27 @@ def test_a_template_reads_no_environment_and_says_so(tmp_path: Path) -> None:
         f"{path}:{line}: title: a template does not read environment variables "
         "(${HOME}); write the value itself, the same for every device"
     ]
+
+
+def test_templates_count_toward_the_plant_files_limits(tmp_path: Path) -> None:
+    from edge_agent.config.loader import LoadLimits
+
+    loaded = load_template(templates_dir() / "eastron-sdm630.yaml", "x", describe_error)
+    device = PLANT.split("devices:\n", 1)[1]
+    text = PLANT + device.replace("main", "second").replace("unit_id: 3", "unit_id: 4")
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(text)
+    # The plant file and one expanded device fit; the second device's copy does not.
+    limits = LoadLimits(max_values=100 + loaded.values * 3 // 2)
+    with pytest.raises(ConfigError) as caught:
+        load_config(plant, limits=limits)
+    assert caught.value.problems == [
+        f"{plant}:8: devices[1].template: the templates expand the plant to more than "
+        f"{limits.max_values:,} values (the limit)"
+    ]
+    # ... and a template file alone is read within the plant file's limits.
+    with pytest.raises(ConfigError) as caught:
+        load_config(plant, limits=LoadLimits(max_values=200))
+    (problem,) = caught.value.problems[:1]
+    assert "eastron-sdm630.yaml" in problem
+    assert "more than 200 values (the limit)" in problem
