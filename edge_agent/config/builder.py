@@ -91,8 +91,12 @@ class Builder:
     """Turns a composed YAML node tree into plain data plus a :class:`SourceMap`."""
 
     def __init__(
-        self, source: SourceMap, env: Mapping[str, str], anchored: frozenset[int] = frozenset()
+        self,
+        source: SourceMap,
+        env: Mapping[str, str] | None,
+        anchored: frozenset[int] = frozenset(),
     ) -> None:
+        """``env`` None: the document reads no environment (a template), and says so."""
         self.source = source
         self.env = env
         self.problems: list[tuple[int, str]] = []
@@ -280,6 +284,16 @@ class Builder:
     def _expand(self, text: str, line: int, path: Loc) -> str:
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
+            if self.env is None:
+                self.reported.add(path)
+                self.problems.append(
+                    (
+                        line,
+                        f"{format_path(path)}: a template does not read environment variables "
+                        f"(${{{name}}}); write the value itself, the same for every device",
+                    )
+                )
+                return ""
             value = self.env.get(name)
             if value is None or (value == "" and default is not None):
                 if default is not None:

@@ -211,7 +211,7 @@ def inspect_config(
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
     # Devices with `template:` become plain devices; problems inside a template file
     # come first, each once, with that file's own line.
-    expansion = expand_templates(data, source, file, describe_error)
+    expansion = expand_templates(data, source, file, describe_error, limits, shape.values)
     data, in_templates = expansion.data, expansion.template_problems
     builder.reported |= expansion.reported
     problems += expansion.problems

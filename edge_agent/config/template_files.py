@@ -36,7 +36,9 @@ from edge_agent.config.checks.modbus import check_modbus_device
 from edge_agent.config.metrics import CounterTag, PowerTag, StateFromTag
 from edge_agent.config.modbus import ByteOrder, ModbusDeviceConfig, ModbusTag
 from edge_agent.config.reading import (
+    DEFAULT_LIMITS,
     YAML_LOADER,
+    LoadLimits,
     read_plant_file,
     scan_document,
     yaml_problem,
@@ -141,6 +143,8 @@ class LoadedTemplate:
     model: DeviceTemplate | None = None
     #: ``file:line: path: message``, ready to print.
     problems: list[str] = field(default_factory=list)
+    #: Values in the file (aliases expanded): what each device using it adds to a plant.
+    values: int = 0
 
     def line_of(self, path: Loc) -> int:
         return self.source.line_of(path)
@@ -173,13 +177,16 @@ def unknown_template(name: str, known: Mapping[str, Path]) -> str:
     return f"unknown template {name!r}{hint}; available: {available}"
 
 
-def load_template(path: Path, name: str, describe: Describe) -> LoadedTemplate:
-    """Read ``path`` and check it alone; never raises for a bad file (see ``problems``)."""
+def load_template(
+    path: Path, name: str, describe: Describe, limits: LoadLimits = DEFAULT_LIMITS
+) -> LoadedTemplate:
+    """Read ``path`` and check it alone, within the plant file's ``limits``; never raises
+    for a bad file (see ``problems``)."""
     file = str(path)
     loaded = LoadedTemplate(name, path, source=SourceMap(file))
     try:
-        text = read_plant_file(path)
-        shape = scan_document(text, file)
+        text = read_plant_file(path, limits)
+        shape = scan_document(text, file, limits)
         node = yaml.compose(text, Loader=YAML_LOADER)
     except ConfigError as exc:
         loaded.problems = list(exc.problems)
@@ -191,18 +198,22 @@ def load_template(path: Path, name: str, describe: Describe) -> LoadedTemplate:
         loaded.problems = [f"{file}:1: the template file is empty"]
         return loaded
     # No environment: a template describes a device model, the same everywhere.
-    builder = Builder(loaded.source, {}, shape.anchored)
+    builder = Builder(loaded.source, None, shape.anchored)
     data = builder.document(node)
     problems = list(shape.problems) + list(builder.problems)
     if not isinstance(data, dict):
         loaded.problems = [f"{file}:1: a template is a mapping (template:, title:, poll_groups:)"]
         return loaded
     loaded.data = data
+    loaded.values = shape.values
     findings: list[Finding] = []
     try:
         model = DeviceTemplate.model_validate(data)
     except ValidationError as exc:
-        findings += [(_path(e["loc"]), describe(e)) for e in exc.errors(include_url=False)]
+        for error in exc.errors(include_url=False):
+            at = _path(error["loc"])
+            if loaded.source.written_at(at) not in builder.reported:  # else said already
+                findings.append((at, describe(error)))
     else:
         findings += _template_rules(model, name)
         if not findings and not problems:
@@ -258,7 +269,7 @@ def _template_rules(model: DeviceTemplate, name: str) -> list[Finding]:
     if meter is not None:
         for key, ref in (("counter", meter.counter), ("power", meter.power)):
             if ref is not None:
-                found += _numeric(("roles", "meter", key, "tag"), ref.tag, tags)
+                found += _numeric(("roles", "meter", key), ref, tags)
     machine = model.roles.machine
     if machine is not None:
         found += _state(("roles", "machine", "state"), machine.state, tags)
@@ -277,13 +288,20 @@ def _lookup(path: Loc, name: str, tags: Mapping[str, TemplateTag]) -> list[Findi
     return [(path, f"the template has no tag {name!r}{hint}")]
 
 
-def _numeric(path: Loc, name: str, tags: Mapping[str, TemplateTag]) -> list[Finding]:
-    missing = _lookup(path, name, tags)
+def _numeric(
+    path: Loc, ref: CounterTag | PowerTag, tags: Mapping[str, TemplateTag]
+) -> list[Finding]:
+    name = ref.tag
+    missing = _lookup((*path, "tag"), name, tags)
     if missing:
         return missing
     tag = tags[name]
     if tag.enum is not None or tag.type in ("bool", "string"):
-        return [(path, f"tag {name!r} is not a number")]
+        return [((*path, "tag"), f"tag {name!r} is not a number")]
+    # The role's unit is what the metrics compute with: a tag in Wh read as kWh would
+    # count a thousand times the energy, and nothing downstream could tell.
+    if tag.unit and tag.unit != ref.unit:
+        return [((*path, "unit"), f"{ref.unit!r}, but tag {name!r} is in {tag.unit!r}")]
     return []
 
 

@@ -26,14 +26,16 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
 from edge_agent.config.base import Interval
 from edge_agent.config.builder import SourceMap
 from edge_agent.config.checks.common import Loc, format_path
+from edge_agent.config.metrics import EnergyUnit, PowerUnit
 from edge_agent.config.modbus import TagOverride
+from edge_agent.config.reading import DEFAULT_LIMITS, LoadLimits
 from edge_agent.config.template_files import (
     Describe,
     LoadedTemplate,
@@ -43,10 +45,16 @@ from edge_agent.config.template_files import (
     plain_groups,
     unknown_template,
 )
+from edge_agent.errors import ConfigError
 
 __all__ = ["Expansion", "expand_templates", "user_templates_dir"]
 
 _INTERVAL: TypeAdapter[float] = TypeAdapter(Interval)
+#: The units a role's tag may be given in, by role key (a state has none).
+_ROLE_UNITS: dict[str, tuple[str, ...]] = {
+    "counter": get_args(EnergyUnit),
+    "power": get_args(PowerUnit),
+}
 
 
 @dataclass(slots=True)
@@ -71,8 +79,20 @@ def user_templates_dir(data: Mapping[str, Any], file: str) -> Path | None:
     return path if path.is_absolute() else Path(file).parent / path
 
 
-def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe) -> Expansion:
-    """Expand every device with ``template:`` in ``data`` (see the module docstring)."""
+def expand_templates(
+    data: Any,
+    source: SourceMap,
+    file: str,
+    describe: Describe,
+    limits: LoadLimits = DEFAULT_LIMITS,
+    values: int = 0,
+) -> Expansion:
+    """Expand every device with ``template:`` in ``data`` (see the module docstring).
+
+    ``values``: what the plant file itself holds. Each template device adds its
+    template's values; past ``limits.max_values`` in all, :class:`ConfigError` (a
+    thousand devices of a large template would otherwise cost what no plant file may).
+    """
     result = Expansion(data)
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list):
         return result
@@ -82,7 +102,8 @@ def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe
         result.problems.append(
             (source.line_of(("templates_dir",)), f"templates_dir: {shown} is not a directory")
         )
-    expander = _Expander(source, library(user_dir), describe, result)
+    left = limits.max_values - values
+    expander = _Expander(source, library(user_dir), describe, result, limits, left)
     devices = [expander.device(i, item) for i, item in enumerate(data["devices"])]
     result.data = {**data, "devices": devices}
     metrics = data.get("metrics")
@@ -93,15 +114,26 @@ def expand_templates(data: Any, source: SourceMap, file: str, describe: Describe
 
 class _Expander:
     def __init__(
-        self, source: SourceMap, known: dict[str, Path], describe: Describe, result: Expansion
+        self,
+        source: SourceMap,
+        known: dict[str, Path],
+        describe: Describe,
+        result: Expansion,
+        limits: LoadLimits,
+        left: int,
     ) -> None:
         self.source = source
+        self.limits = limits
+        #: Values the expanded devices may still add (see :func:`expand_templates`).
+        self.left = left
         self.known = known
         self.describe = describe
         self.result = result
         self._loaded: dict[str, LoadedTemplate] = {}
         #: Device name -> the template it uses (None: unknown or broken).
         self.by_device: dict[str, LoadedTemplate | None] = {}
+        #: Device name -> (its path, its ``overrides:`` as written).
+        self.overrides: dict[str, tuple[Loc, Any]] = {}
 
     def problem(self, path: Loc, message: str) -> None:
         self.result.problems.append((self.source.line_of(path), f"{format_path(path)}: {message}"))
@@ -115,7 +147,7 @@ class _Expander:
             path = self.known.get(name)
             if path is None:
                 return None
-            loaded = load_template(path, name, self.describe)
+            loaded = load_template(path, name, self.describe, self.limits)
             self._loaded[name] = loaded
             self.result.template_problems += loaded.problems
         return self._loaded[name]
@@ -142,6 +174,7 @@ class _Expander:
         loaded = self.template(name)
         if isinstance(item.get("name"), str):
             self.by_device.setdefault(item["name"], loaded)
+            self.overrides.setdefault(item["name"], (base, item.get("overrides")))
         valid = loaded.model if loaded is not None else None
         driver = item.get("driver")
         if valid is not None and driver is not None and driver != valid.driver:
@@ -164,6 +197,16 @@ class _Expander:
             if "driver" not in item:  # the template would have given it
                 self.skip(base)
             return item
+        self.left -= loaded.values
+        if self.left < 0:
+            line = self.source.line_of((*base, "template"))
+            raise ConfigError(
+                [
+                    f"{self.source.file}:{line}: {format_path((*base, 'template'))}: the "
+                    f"templates expand the plant to more than {self.limits.max_values:,} "
+                    "values (the limit)"
+                ]
+            )
         return self._expand(base, item, loaded)
 
     def _expand(self, base: Loc, item: dict[str, Any], loaded: LoadedTemplate) -> dict[str, Any]:
@@ -288,10 +331,62 @@ class _Expander:
             )
             self.skip(path)
             return entry
+        given = self._as_overridden(path, device, loaded.name, role, given, sources)
+        if given is None:
+            self.skip(path)
+            return entry
         at = self.source.line_of(path)
         for key in given:
             self.source.lines[(*path, key)] = at
         return {**entry, **given}
+
+    def _as_overridden(
+        self,
+        path: Loc,
+        device: str,
+        template: str,
+        role: str,
+        given: dict[str, Any],
+        sources: tuple[str, ...],
+    ) -> dict[str, Any] | None:
+        """The role with the device's overrides of its tags applied; None when it cannot be.
+
+        A role tag the device leaves out is an error, not a guess at another tag; a role
+        tag given another unit takes it to the role, so the counter is never read as kWh
+        when the device says MWh.
+        """
+        base, overrides = self.overrides[device]
+        if not isinstance(overrides, dict):
+            return given
+        result = dict(given)
+        for key, ref in given.items():
+            tag = ref.get("tag") if isinstance(ref, dict) else None
+            change = overrides.get(tag) if isinstance(tag, str) else None
+            if not isinstance(tag, str) or not isinstance(change, dict):
+                continue
+            line = self.source.line_of((*base, "overrides", tag))
+            reads = f"the {role} role of template {template!r} reads {tag!r} as its {key}"
+            yourself = f"give {' or '.join(sources)} yourself"
+            if change.get("enabled") is False:
+                self.problem(
+                    path,
+                    f"{reads}, which device {device!r} leaves out (overrides, line {line}): "
+                    f"keep the tag, or {yourself}",
+                )
+                return None
+            unit, units = change.get("unit"), _ROLE_UNITS.get(key)
+            if "unit" not in change or units is None or unit == ref.get("unit"):
+                continue
+            if unit not in units:
+                self.problem(
+                    path,
+                    f"{reads} in {ref.get('unit')}, but device {device!r} gives it unit "
+                    f"{unit!r} (overrides, line {line}): write a unit of {', '.join(units)}, "
+                    f"or {yourself}",
+                )
+                return None
+            result[key] = {**ref, "unit": unit}
+        return result
 
 
 def _valid_interval(value: Any) -> bool:

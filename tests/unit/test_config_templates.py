@@ -293,3 +293,104 @@ def test_the_device_description_names_its_template() -> None:
     described = _device(config).describe()
     assert described.template == "eastron-sdm630"
     assert described.tags["voltage_l1"].unit == "V"
+
+
+# --------------------------------------------------------------------------- roles and overrides
+
+
+def _metered(overrides: str) -> str:
+    return PLANT + f"    overrides: {overrides}\nmetrics:\n  meters: [{{device: main}}]\n"
+
+
+def test_leaving_out_the_roles_tag_is_named_not_guessed_at() -> None:
+    # Not "did you mean 'energy_export'?": that would count the export as the import.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_metered("{energy_import: {enabled: false}}"))
+    assert caught.value.problems == [
+        "plant.yaml:9: metrics.meters[0]: the meter role of template 'eastron-sdm630' "
+        "reads 'energy_import' as its counter, which device 'main' leaves out (overrides, "
+        "line 7): keep the tag, or give counter or power yourself"
+    ]
+
+
+def test_a_unit_override_of_a_roles_tag_reaches_the_role() -> None:
+    metrics = parse_config(_metered("{power_active: {unit: kW}, energy_import: {unit: MWh}}"))
+    assert metrics.metrics is not None
+    (meter,) = metrics.metrics.meters
+    assert meter.power is not None
+    assert meter.counter is not None
+    assert (meter.power.tag, meter.power.unit) == ("power_active", "kW")
+    assert (meter.counter.tag, meter.counter.unit) == ("energy_import", "MWh")
+
+
+def test_a_unit_override_the_role_cannot_use_is_an_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_metered("{power_active: {unit: hp}}"))
+    assert caught.value.problems == [
+        "plant.yaml:9: metrics.meters[0]: the meter role of template 'eastron-sdm630' "
+        "reads 'power_active' as its power in W, but device 'main' gives it unit 'hp' "
+        "(overrides, line 7): write a unit of W, kW, MW, or give counter or power yourself"
+    ]
+
+
+def test_leaving_out_a_machines_state_tag_is_named() -> None:
+    text = PLANT.replace("eastron-sdm630", "invt-gd20")
+    text += "    overrides: {state: {enabled: false}}\nmetrics:\n  machines: [{device: main}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text)
+    assert caught.value.problems == [
+        "plant.yaml:9: metrics.machines[0]: the machine role of template 'invt-gd20' reads "
+        "'state' as its state, which device 'main' leaves out (overrides, line 7): keep the "
+        "tag, or give state or state_from_power yourself"
+    ]
+
+
+def test_a_templates_role_unit_must_match_its_tags_unit(tmp_path: Path) -> None:
+    folder = _user_dir(tmp_path)
+    path = folder / "eastron-sdm630.yaml"
+    text = path.read_text()
+    assert "counter: {tag: energy_import, unit: kWh}" in text
+    path.write_text(text.replace("energy_import, unit: kWh}", "energy_import, unit: Wh}"))
+    loaded = load_template(path, "eastron-sdm630", describe_error)
+    assert loaded.model is None
+    line = 1 + path.read_text().splitlines().index("    counter: {tag: energy_import, unit: Wh}")
+    assert loaded.problems == [
+        f"{path}:{line}: roles.meter.counter.unit: 'Wh', but tag 'energy_import' is in 'kWh'"
+    ]
+
+
+def test_a_template_reads_no_environment_and_says_so(tmp_path: Path) -> None:
+    path = _user_dir(tmp_path, title="${HOME}") / "eastron-sdm630.yaml"
+    line = 1 + path.read_text().splitlines().index("title: ${HOME}")
+    loaded = load_template(path, "eastron-sdm630", describe_error)
+    assert loaded.model is None
+    # Not "HOME is not set" (it is: a template just never reads it), and said once: not
+    # again as "title: string should have at least 1 character".
+    assert loaded.problems == [
+        f"{path}:{line}: title: a template does not read environment variables "
+        "(${HOME}); write the value itself, the same for every device"
+    ]
+
+
+def test_templates_count_toward_the_plant_files_limits(tmp_path: Path) -> None:
+    from edge_agent.config.loader import LoadLimits
+
+    loaded = load_template(templates_dir() / "eastron-sdm630.yaml", "x", describe_error)
+    device = PLANT.split("devices:\n", 1)[1]
+    text = PLANT + device.replace("main", "second").replace("unit_id: 3", "unit_id: 4")
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(text)
+    # The plant file and one expanded device fit; the second device's copy does not.
+    limits = LoadLimits(max_values=100 + loaded.values * 3 // 2)
+    with pytest.raises(ConfigError) as caught:
+        load_config(plant, limits=limits)
+    assert caught.value.problems == [
+        f"{plant}:8: devices[1].template: the templates expand the plant to more than "
+        f"{limits.max_values:,} values (the limit)"
+    ]
+    # ... and a template file alone is read within the plant file's limits.
+    with pytest.raises(ConfigError) as caught:
+        load_config(plant, limits=LoadLimits(max_values=200))
+    (problem,) = caught.value.problems[:1]
+    assert "eastron-sdm630.yaml" in problem
+    assert "more than 200 values (the limit)" in problem
