@@ -1,8 +1,8 @@
 """``read`` and ``probe`` against a Modbus server we did not write: libmodbus 3.1 in C.
 
-The server (tests/peers/libmodbus_server.c, compiled here with gcc) holds a known map:
-floats in ABCD and CDAB, a scaled uint16, a hole that answers illegal data address, a
-second unit id, silence for every other id. ``mbpoll`` (another independent client)
+The server (tests/peers/libmodbus_image_server.c, compiled here with gcc) serves the image
+below: floats in ABCD and CDAB, a scaled uint16, a hole that answers illegal data address,
+a second unit id, silence for every other id. ``mbpoll`` (another independent client)
 cross-checks one read.
 """
 
@@ -18,40 +18,35 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
-from tests.libmodbus_peer import compile_peer
-from tests.servers import free_port, wait_for_port
+from tests.libmodbus_peer import compile_image_server, float32_words, image_server, registers
+from tests.servers import free_port
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def libmodbus_server_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_peer("libmodbus_server.c", tmp_path_factory.mktemp("libmodbus"))
+#: Unit 1, input registers: 230.1 float32 ABCD at 0, 231.4 float32 CDAB at 2, 2325 (x0.1 =
+#: 232.5 V) at 4, -120 int16 at 5, a hole at 6-9 (exception 2), 123456789 uint32 at 10;
+#: holding 0-3: 1 2 3 4; coils 0-7: 1 0 1 1 0 0 0 1. Unit 7, holding 0-1: 0.93 float32
+#: ABCD (a power factor). Any other unit id: no answer at all.
+IMAGE = [
+    *registers(1, "input", 0, float32_words(230.1)),
+    *registers(1, "input", 2, float32_words(231.4, word_swap=True)),
+    *registers(1, "input", 4, [2325, -120 & 0xFFFF]),
+    *registers(1, "input", 10, [123456789 >> 16, 123456789 & 0xFFFF]),
+    *registers(1, "holding", 0, [1, 2, 3, 4]),
+    *registers(1, "coil", 0, [1, 0, 1, 1, 0, 0, 0, 1]),
+    *registers(7, "holding", 0, float32_words(0.93)),
+]
 
 
 @pytest.fixture(scope="module")
-def server(libmodbus_server_binary: Path) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``tcp://127.0.0.1:PORT`` of a running libmodbus server with the map above."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(libmodbus_server_binary), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port)
+    directory = tmp_path_factory.mktemp("libmodbus")
+    with image_server(compile_image_server(directory), IMAGE, directory) as port:
         yield f"tcp://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

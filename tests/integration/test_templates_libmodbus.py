@@ -12,8 +12,8 @@ that shares no code with it.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -29,8 +29,7 @@ from simulators.profile import Unit, build_simulation
 from simulators.registers import BIT_TABLES, encode, encode_bit
 from simulators.templates import UNIT_NAME, load_bundled, template_profile
 from tests.integration.test_templates_e2e import T0, check_tags, plant_text
-from tests.libmodbus_peer import compile_peer
-from tests.servers import free_port, wait_for_port
+from tests.libmodbus_peer import compile_image_server, image_server
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ UNIT_ID = 7
 
 @pytest.fixture(scope="module")
 def image_server_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return compile_peer("libmodbus_image_server.c", tmp_path_factory.mktemp("libmodbus-image"))
+    return compile_image_server(tmp_path_factory.mktemp("libmodbus-image"))
 
 
 def register_image(template: DeviceTemplate, at: float) -> tuple[list[str], dict[str, object]]:
@@ -80,29 +79,12 @@ def template_unit_of(template: DeviceTemplate) -> Unit:
 
 @pytest.fixture
 def serve_image(image_server_binary: Path, tmp_path: Path) -> Iterator[Callable[[list[str]], int]]:
-    processes: list[subprocess.Popen[bytes]] = []
+    with ExitStack() as servers:
 
-    def start(lines: list[str]) -> int:
-        image = tmp_path / "image.txt"
-        image.write_text("\n".join(lines) + "\n")
-        port = free_port()
-        process = subprocess.Popen(
-            [str(image_server_binary), str(port), str(image)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        processes.append(process)
-        wait_for_port(port)
-        return port
+        def start(lines: list[str]) -> int:
+            return servers.enter_context(image_server(image_server_binary, lines, tmp_path))
 
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        yield start
 
 
 @pytest.mark.parametrize("name", sorted(library()))
