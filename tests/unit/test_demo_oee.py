@@ -72,5 +72,6 @@ def test_a_true_zero_oee_after_parts_were_made_is_shown_as_zero() -> None:
 
 def test_a_good_oee_is_a_percentage() -> None:
     row = _machine_after([(100 + s // 5, 7) for s in range(60)])
-    assert row.oee is not None and row.oee > 0
+    assert row.oee is not None
+    assert row.oee > 0
     assert oee_cell(row, {"cnc"}).endswith("%")

@@ -16,14 +16,14 @@ DOCUMENT = {"plant": "p", "state": "online"}
 
 
 class _Status(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         body = json.dumps(DOCUMENT).encode() if self.path == "/status" else b""
         self.send_response(200 if body else 404)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - its signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
