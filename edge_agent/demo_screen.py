@@ -66,6 +66,17 @@ def tag_texts(latest: dict[str, LatestValue], units: dict[str, str]) -> list[str
     return texts
 
 
+def oee_cell(row: LiveKpis, counts_parts: set[str]) -> str:
+    """The OEE column of one row: a percentage, ``waiting``, or empty (no OEE to show)."""
+    if row.kind != "machine" or row.name not in counts_parts:
+        return ""
+    # No part made today yet: OEE is 0 (or undefined) by arithmetic, not by performance.
+    # Once parts are made a 0 is real (every part scrap, say) and must show as 0%.
+    if not row.parts_made:
+        return "waiting"
+    return "—" if row.oee is None else f"{row.oee:.0%}"
+
+
 @dataclass(slots=True)
 class _Rollover:
     """What the screen remembers about one meter counter near its rollover."""
@@ -97,14 +108,6 @@ class DemoScreen:
             if m.parts is not None and m.ideal_cycle_time is not None
         }
 
-    def oee_cell(self, row: LiveKpis, counts_parts: set[str]) -> str:
-        if row.kind != "machine" or row.name not in counts_parts:
-            return ""
-        # No part made today yet: OEE is 0 (or undefined) by arithmetic, not by performance.
-        if row.oee is None or row.oee == 0.0:
-            return "waiting"
-        return f"{row.oee:.0%}"
-
     def device_rows(self) -> list[tuple[str, str, str, str, str, str]]:
         """(device, state, energy today, demand, utilization, OEE) per device, then totals."""
         kpis = self.kpis()
@@ -126,7 +129,7 @@ class DemoScreen:
         energy = "—" if row.energy_today_kwh is None else f"{row.energy_today_kwh:,.2f} kWh"
         demand = "—" if row.demand_kw is None else f"{row.demand_kw:,.1f} kW"
         utilization = "" if row.utilization is None else f"{row.utilization:.0%}"
-        return energy, demand, utilization, self.oee_cell(row, parts)
+        return energy, demand, utilization, oee_cell(row, parts)
 
     def notes(self, now: float | None = None) -> list[str]:
         """Lines under the table: what a first look would otherwise take for a fault."""
@@ -135,7 +138,7 @@ class DemoScreen:
         waiting = [
             name
             for name in sorted(self.counts_parts())
-            if name in kpis and self.oee_cell(kpis[name], {name}) == "waiting"
+            if name in kpis and oee_cell(kpis[name], {name}) == "waiting"
         ]
         lines = []
         if waiting:

@@ -25,8 +25,8 @@ from typing import Any
 from edge_agent.config import DeviceConfig, PlantConfig
 from edge_agent.config.catalog import TagCatalog
 from edge_agent.driver import Driver, GroupSpec, ShowsRaw
-from edge_agent.errors import DriverError
-from edge_agent.model import Quality, SampleBatch, Value
+from edge_agent.errors import DriverConnectError, DriverError
+from edge_agent.model import REASON_DISCONNECTED, Quality, SampleBatch, Value
 
 #: Seconds between reads of a subscription group while its first values arrive.
 SUBSCRIPTION_POLL_S = 0.1
@@ -134,13 +134,18 @@ async def _read_device(driver: Driver, catalog: TagCatalog, unreachable: str = "
             latest = await _read_group(driver, spec)
         except DriverError as exc:
             reason = f"{exc.reason} ({exc.detail})" if exc.detail else exc.reason
+            # Only a connection that could not be opened, or was lost, stops the rest:
+            # a driver also drops it on purpose after one unit's garbled or late answer
+            # (and opens it again for the next read), which says nothing of the others.
+            lost = isinstance(exc, DriverConnectError) or exc.reason == REASON_DISCONNECTED
         except TimeoutError:
             reason = f"timeout ({driver.read_budget(spec.name):g}s)"
+            lost = True
         else:
             groups.append(_group_reading(driver, spec, latest, catalog))
             continue
         groups.append(_failed(driver, spec, reason, catalog))
-        if not driver.connected:
+        if lost and not driver.connected:
             outcome.unreachable = reason
     return outcome
 

@@ -26,6 +26,8 @@ class LiveKpis:
     state: str | None
     utilization: float | None
     oee: float | None
+    #: Parts made today (a machine with parts counters); None: no count, or none yet seen.
+    parts_made: float | None = None
 
 
 def live_kpis(processor: MetricsProcessor) -> list[LiveKpis]:
@@ -50,19 +52,29 @@ def live_kpis(processor: MetricsProcessor) -> list[LiveKpis]:
         )
     for machine in processor.machines:
         acc = _open_at(machine.tracks[DAY].open, now_ns)
-        energy = utilization = oee = None
+        energy = utilization = oee = parts_made = None
         demand = None
         if acc is not None:
             known = sum(acc.state_ns)
             utilization = acc.state_ns[RUN] / known if known else None
             oee = machine.kpis(acc).oee
+            parts_made = machine.parts_of(acc.parts, acc.parts_touched)[0]
             if machine.feed is not None and acc.energy.touched:
                 energy = acc.energy.kwh
         if machine.feed is not None:
             block_acc = _open_at(machine.tracks[DEMAND_WINDOW].open, now_ns)
             demand = None if block_acc is None else _running_demand(block_acc.energy)
         rows.append(
-            LiveKpis(machine.name, "machine", energy, demand, machine.state_name, utilization, oee)
+            LiveKpis(
+                machine.name,
+                "machine",
+                energy,
+                demand,
+                machine.state_name,
+                utilization,
+                oee,
+                parts_made,
+            )
         )
     if processor.total is not None:
         members = [

@@ -19,6 +19,9 @@ from edge_agent.config import PlantConfig
 
 #: Seconds to wait for the agent's answer; it answers from its event loop at once.
 TIMEOUT_S = 5.0
+#: Straight to the agent: not through the http_proxy a gateway's shell may export for
+#: apt (urllib would send even 127.0.0.1 there unless no_proxy names it).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class StatusUnavailable(Exception):
@@ -48,7 +51,7 @@ def fetch_status(base_url: str) -> dict[str, Any]:
     """GET ``base_url``/status; StatusUnavailable when no agent answers there."""
     url = base_url.rstrip("/") + "/status"
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        with _DIRECT.open(url, timeout=TIMEOUT_S) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         raise StatusUnavailable(f"{url}: answered {exc.code} {exc.reason}") from exc

@@ -304,3 +304,50 @@ async def test_run_once_tries_a_lost_shared_connection_once(tmp_path: Path) -> N
     }
     assert len(reasons) == 1, reasons
     assert accepted == 1
+
+
+async def test_run_once_still_reads_the_neighbours_of_a_unit_that_garbles_its_reply(
+    tmp_path: Path,
+) -> None:
+    """One unit behind a gateway answers out of step: the channel drops the connection and
+    reopens it for the next reader. Its neighbours are read, not reported with its reason."""
+
+    async def gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readexactly(12)  # MBAP + read holding registers
+                tid, unit = struct.unpack(">H", request[:2])[0], request[6]
+                if unit == 1:  # garbled: a protocol id that is not Modbus
+                    writer.write(struct.pack(">HHHBBBH", tid, 7, 5, unit, 3, 2, 1))
+                else:
+                    writer.write(struct.pack(">HHHBBBH", tid, 0, 5, unit, 3, 2, 0x1234))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(gateway, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    devices = "".join(
+        f"""  - name: {name}
+    driver: modbus
+    connection: {{transport: tcp, host: 127.0.0.1, port: {port}}}
+    unit_id: {unit}
+    poll_groups:
+      - {{name: g, interval: 1s, tags: [{{name: v, address: 0, type: uint16}}]}}
+"""
+        for name, unit in (("garbled", 1), ("meter", 2))
+    )
+    path = tmp_path / "plant.yaml"
+    path.write_text(f"plant: {{name: p}}\nstate_dir: {tmp_path / 'state'}\ndevices:\n{devices}")
+    try:
+        code, out, err = await edge_agent(tmp_path, "run", "--once", "--json", "-c", str(path))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert code == 1, out + err
+    tags = _tags(json.loads(out))
+    assert tags[("garbled", "v")]["reason"].startswith("invalid response"), tags
+    assert tags[("meter", "v")]["quality"] == "good", tags
+    assert tags[("meter", "v")]["value"] == 0x1234

@@ -1,0 +1,77 @@
+"""The demo's OEE cell: "waiting" only before the first part, never a true 0% hidden."""
+
+from __future__ import annotations
+
+from edge_agent.config.loader import parse_config
+from edge_agent.demo_screen import oee_cell
+from edge_agent.metrics.live import LiveKpis, live_kpis
+from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.model import Quality, SampleBatch, Value
+
+S = 1_000_000_000
+T0 = 1_800_000_000  # 2027-01-15 08:00:00 UTC, a whole hour
+NAMES = ("state", "total", "scrap")
+
+PLANT = """
+plant: {name: p1, timezone: UTC}
+state_dir: /nonexistent
+devices:
+  - name: cnc
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 1502}
+    poll_groups:
+      - name: fast
+        interval: 1s
+        tags:
+          - {name: state, address: 0, type: uint16, enum: {0: "off", 1: idle, 2: run}}
+          - {name: total, address: 1, type: uint32}
+          - {name: scrap, address: 3, type: uint32}
+metrics:
+  windows: [1m]
+  machines:
+    - {device: cnc, state: {tag: state}, ideal_cycle_time: 10s, planned: always,
+       parts: {total: total, scrap: scrap}}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(T0)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _machine_after(parts: list[tuple[int, int]]) -> LiveKpis:
+    """The cnc's live KPIs after running one second per (total, scrap) reading."""
+    clock = Clock()
+    processor = MetricsProcessor(parse_config(PLANT, env={}), clock=clock)
+    for second, (total, scrap) in enumerate(parts):
+        clock.now = T0 + second
+        values: list[Value] = ["run", total, scrap]
+        batch = SampleBatch(
+            "cnc", "fast", round(clock.now * S), NAMES, values, [Quality.GOOD] * 3, [""] * 3
+        )
+        list(processor(batch))
+    (row,) = (r for r in live_kpis(processor) if r.name == "cnc")
+    return row
+
+
+def test_oee_waits_while_no_part_is_made() -> None:
+    row = _machine_after([(100, 7)] * 30)
+    assert row.oee == 0.0  # by arithmetic: nothing made yet
+    assert oee_cell(row, {"cnc"}) == "waiting"
+
+
+def test_a_true_zero_oee_after_parts_were_made_is_shown_as_zero() -> None:
+    """Every part made today was scrap: OEE really is 0 %, and a person must see it."""
+    row = _machine_after([(100 + s // 5, 7 + s // 5) for s in range(60)])
+    assert row.oee == 0.0
+    assert oee_cell(row, {"cnc"}) == "0%"
+
+
+def test_a_good_oee_is_a_percentage() -> None:
+    row = _machine_after([(100 + s // 5, 7) for s in range(60)])
+    assert row.oee is not None
+    assert row.oee > 0
+    assert oee_cell(row, {"cnc"}).endswith("%")
