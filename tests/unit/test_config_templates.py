@@ -255,7 +255,7 @@ def test_templates_show_prints_the_register_map_and_the_file(
     out = capsys.readouterr().out
     assert str(templates_dir() / "carlo-gavazzi-em24.yaml") in out
     row = next(x.split() for x in out.splitlines() if x.startswith("frequency "))
-    assert row[:8] == ["frequency", "holding", "51", "0x0033", "int16", "-", "0.1", "Hz"]
+    assert row[:8] == ["frequency", "holding", "55", "0x0037", "int16", "-", "0.1", "Hz"]
     row = next(x.split() for x in out.splitlines() if x.startswith("power_active "))
     assert row[4:6] == ["int32", "CDAB"]
 
