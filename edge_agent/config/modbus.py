@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
-from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.config.catalog import INTEGER_BITS, DeviceInfo, TagInfo, code_name
 
 ModbusTable = Literal["coil", "discrete_input", "holding", "input"]
 ModbusType = Literal[
@@ -79,6 +79,16 @@ class ModbusTag(Strict):
         return value
 
     @property
+    def code_name(self) -> str | None:
+        """The name of the tag that carries this enum tag's raw code, None if no enum.
+
+        Only integer tags have codes (``check`` refuses an enum on any other type).
+        """
+        if self.enum is None or self.type not in INTEGER_BITS:
+            return None
+        return code_name(self.name)
+
+    @property
     def register_count(self) -> int:
         """Registers (or bits, for coil/discrete_input tables) this tag occupies."""
         if self.table in ("coil", "discrete_input"):
@@ -140,19 +150,30 @@ class ModbusDeviceConfig(Strict):
     poll_groups: list[PollGroup] = Field(min_length=1)
 
     def describe(self) -> DeviceInfo:
-        """This device for the :class:`~edge_agent.config.catalog.TagCatalog`."""
-        tags = (
-            TagInfo(
-                device=self.name,
-                group=group.name,
-                name=tag.name,
-                value_type=tag.type,
-                enum=tag.enum,
-                interval=float(group.interval),
-                scale=tag.scale,
-                unit=tag.unit,
-            )
-            for group in self.poll_groups
-            for tag in group.tags
-        )
+        """This device for the :class:`~edge_agent.config.catalog.TagCatalog`.
+
+        An enum tag's code tag (``state_code``) is listed too, as an integer of the
+        enum's raw type: sinks, metrics and checks know it like any other tag.
+        """
+        tags: list[TagInfo] = []
+        for group in self.poll_groups:
+            interval = float(group.interval)
+            tags += [
+                TagInfo(
+                    device=self.name,
+                    group=group.name,
+                    name=tag.name,
+                    value_type=tag.type,
+                    enum=tag.enum,
+                    interval=interval,
+                    scale=tag.scale,
+                    unit=tag.unit,
+                )
+                for tag in group.tags
+            ]
+            tags += [
+                TagInfo(self.name, group.name, tag.code_name, tag.type, None, interval)
+                for tag in group.tags
+                if tag.code_name is not None
+            ]
         return DeviceInfo.of(self.name, self.driver, tags, self.device_type, self.labels)
