@@ -48,3 +48,33 @@ def test_influx_rules_see_a_second_device_of_the_same_name() -> None:
     assert "a tag named 'time' cannot be an InfluxDB field" in problems
     assert "device_type '#7 meter' would start a line protocol comment" in problems
     assert "label '_secret' starts with '_'" in problems
+
+
+def test_an_enum_tag_s_code_is_an_integer_tag_of_the_catalog() -> None:
+    """Sinks, metrics and checks know ``state_code`` as they know ``state``."""
+    from edge_agent.config import ModbusDeviceConfig
+
+    device = ModbusDeviceConfig.model_validate(
+        {
+            "name": "cnc",
+            "driver": "modbus",
+            "connection": {"transport": "tcp", "host": "127.0.0.1"},
+            "poll_groups": [
+                {
+                    "name": "fast",
+                    "interval": "1s",
+                    "tags": [
+                        {"name": "state", "address": 0, "enum": {0: "off", 2: "run"}},
+                        {"name": "power", "address": 1, "type": "float32"},
+                    ],
+                }
+            ],
+        }
+    )
+    tags = device.describe().tags
+    assert list(tags) == ["state", "power", "state_code"]
+    code = tags["state_code"]
+    assert (code.group, code.value_type, code.enum, code.interval) == ("fast", "uint16", None, 1.0)
+    assert code.numeric
+    assert code.integer_bits == 16
+    assert not tags["state"].numeric
