@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from edge_agent.config import ModbusDeviceConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
 
@@ -52,8 +53,6 @@ def test_influx_rules_see_a_second_device_of_the_same_name() -> None:
 
 def test_an_enum_tag_s_code_is_an_integer_tag_of_the_catalog() -> None:
     """Sinks, metrics and checks know ``state_code`` as they know ``state``."""
-    from edge_agent.config import ModbusDeviceConfig
-
     device = ModbusDeviceConfig.model_validate(
         {
             "name": "cnc",
