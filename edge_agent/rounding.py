@@ -30,6 +30,7 @@ import operator
 import struct
 from collections.abc import Sequence
 from decimal import Context, Decimal
+from functools import lru_cache
 from itertools import compress
 from typing import Final
 
@@ -46,15 +47,20 @@ _SMALLEST_NORMAL: Final = 2.0**-126
 _LENGTHS: Final = (8, 9)
 
 
+@lru_cache(maxsize=256)
+def _plan(count: int) -> tuple[struct.Struct, dict[int, str]]:
+    """The ``struct`` of ``count`` float32 and the ``%`` formats per length, built once."""
+    return struct.Struct(f"<{count}f"), {d: f"%.{d}g " * count for d in (6, 7, 8, 9)}
+
+
 def _round_trips(candidates: Sequence[float], originals: Sequence[float]) -> list[bool]:
-    n = len(candidates)
-    packed = struct.pack(f"<{n}f", *candidates)
-    return list(map(operator.eq, struct.unpack(f"<{n}f", packed), originals))
+    packer = _plan(len(candidates))[0]
+    return list(map(operator.eq, packer.unpack(packer.pack(*candidates)), originals))
 
 
 def _formatted(values: Sequence[float], digits: int) -> list[float]:
     """``[float(f"{v:.{digits}g}") for v in values]`` in three C calls."""
-    return list(map(float, ((f"%.{digits}g " * len(values)) % tuple(values)).split()))
+    return list(map(float, (_plan(len(values))[1][digits] % tuple(values)).split()))
 
 
 def shortest_float32(values: Sequence[float]) -> list[float]:

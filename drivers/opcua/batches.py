@@ -181,6 +181,9 @@ class GroupAssembler:
         use_source = self.use_source
         plain = PLAIN_TYPES
         names = self.names
+        # Good Float (float32) scalars: where they sit, rounded together after the loop.
+        floats: list[tuple[list[Value], int]] = []
+        float_values: list[float] = []
         for position, data in changes:
             target = self._round(rounds, seen, position)
             moment = (
@@ -198,7 +201,8 @@ class GroupAssembler:
                 and enums[position] is None
             ):
                 if type(raw) is float and variant is not None and variant.VariantType is FLOAT:
-                    raw = shortest_float32([raw])[0]
+                    floats.append((target.values, len(target.values)))
+                    float_values.append(raw)
                 target.add(names[position], raw, _GOOD, "", stamp)
                 continue
             converted, quality, reason = decode(data, enums[position], self.max_lengths[position])
@@ -213,6 +217,8 @@ class GroupAssembler:
                     )
             else:
                 target.add(names[position], converted, quality, reason, stamp)  # type: ignore[arg-type]
+        for (values, index), value in zip(floats, shortest_float32(float_values), strict=True):
+            values[index] = value
         return [
             SampleBatch(
                 self.device,
