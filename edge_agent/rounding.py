@@ -196,15 +196,37 @@ def _exponent(value: Decimal) -> int:
     return exponent if isinstance(exponent, int) else 0
 
 
-def scaled_float(raw: float, scale: float, offset: float, float32: bool) -> float:
+def shortest_float32_one(value: float) -> float:
+    """:func:`shortest_float32` of one value, without the list machinery (slow paths).
+
+    The smallest length from 6 to 9 that round-trips is the shortest, powers of two
+    and subnormals aside (see :func:`shortest_float32`).
+    """
+    if value != value or value - value != 0.0:  # NaN, ±inf
+        return value
+    special = _POWERS_OF_TWO.get(value)
+    if special is not None:
+        return special
+    if 0.0 < abs(value) < _SMALLEST_NORMAL:
+        return shortest_float32_exact(value)
+    pack, unpack = _F32.pack, _F32.unpack
+    for digits in (6, 7, 8):
+        candidate = float(f"{value:.{digits}g}")
+        if unpack(pack(candidate))[0] == value:
+            return candidate
+    return float(f"{value:.9g}")
+
+
+def scaled_float(raw: float, scale: Decimal, offset: Decimal, float32: bool) -> float:
     """``raw * scale + offset`` for a float register, exact in decimal.
 
     ``raw`` is taken as its shortest decimal (float32 or float64), so a float32 power
     of 14.545378 kW with scale 1000 gives 14545.378 W, not 14545.377731323242.
-    Slow (``Decimal``), and rare: most float registers are not scaled.
+    ``scale`` and ``offset`` are the config's decimals (``Decimal(repr(scale))``).
+    Slower than the integer path (``Decimal``), and rare: most float registers are
+    not scaled.
     """
     if raw - raw != 0.0:  # NaN or ±inf: nothing to round
-        return raw * scale + offset
-    short = shortest_float32([raw])[0] if float32 else raw
-    product = _EXACT.multiply(Decimal(repr(short)), Decimal(repr(scale)))
-    return float(_EXACT.add(product, Decimal(repr(offset))))
+        return raw * float(scale) + float(offset)
+    short = shortest_float32_one(raw) if float32 else raw
+    return float(_EXACT.add(_EXACT.multiply(Decimal(repr(short)), scale), offset))

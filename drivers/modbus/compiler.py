@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from drivers.modbus.codec import (
@@ -108,6 +109,7 @@ def _general_finisher(tag: ModbusTag, mask: int) -> Finisher:
     offset: float = tag.offset
     identity = scale == 1.0 and offset == 0.0
     exact = DecimalScale(scale, offset)
+    scale_dec, offset_dec = Decimal(repr(scale)), Decimal(repr(offset))
 
     def finish(
         raw: Any, p: int, values: list[Value], qualities: list[Quality], reasons: list[str]
@@ -135,7 +137,7 @@ def _general_finisher(tag: ModbusTag, mask: int) -> Finisher:
         elif is_bool:
             values[p] = raw == 1
         elif is_float:
-            values[p] = scaled_float(raw, scale, offset, is_float32)
+            values[p] = scaled_float(raw, scale_dec, offset_dec, is_float32)
         else:
             values[p] = raw if identity else exact(raw)
 

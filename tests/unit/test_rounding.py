@@ -15,6 +15,7 @@ from edge_agent.rounding import (
     scaled_float,
     shortest_float32,
     shortest_float32_exact,
+    shortest_float32_one,
 )
 
 _F32 = struct.Struct("<f")
@@ -67,6 +68,7 @@ def test_shortest_float32_round_trips_and_is_the_shortest(patterns: list[int]) -
         assert bits_of(got) == bits_of(value), (value, got)
         assert repr(got) == repr(shortest_float32_exact(value)), (value, got)
         assert no_shorter_decimal_round_trips(got, value), (value, got)
+        assert repr(shortest_float32_one(value)) == repr(got)
 
 
 def test_every_power_of_two_and_its_neighbours() -> None:
@@ -81,6 +83,7 @@ def test_every_power_of_two_and_its_neighbours() -> None:
     for value, got in zip(values, shortest_float32(values), strict=True):
         assert bits_of(got) == bits_of(value)
         assert repr(got) == repr(shortest_float32_exact(value)), value
+        assert repr(shortest_float32_one(value)) == repr(got)
         assert no_shorter_decimal_round_trips(got, value), (value, got)
 
 
@@ -179,6 +182,9 @@ def test_a_scale_beyond_twenty_decimals_falls_back_to_float_arithmetic() -> None
 
 def test_scaled_float_is_exact_in_decimal() -> None:
     power = 14.545377731323242  # a float32 register in kW
-    assert repr(scaled_float(power, 1000.0, 0.0, float32=True)) == "14545.378"
-    assert repr(scaled_float(0.30000000000000004, 10.0, 0.0, float32=False)) == "3.0000000000000004"
-    assert math.isnan(scaled_float(math.nan, 2.0, 0.0, float32=True))
+    one, zero = Decimal("1000"), Decimal(0)
+    assert repr(scaled_float(power, one, zero, float32=True)) == "14545.378"
+    assert repr(scaled_float(0.30000000000000004, Decimal(10), zero, float32=False)) == (
+        "3.0000000000000004"
+    )
+    assert math.isnan(scaled_float(math.nan, Decimal(2), zero, float32=True))
