@@ -127,6 +127,18 @@ class PlantSpec:
         ]
 
 
+def published_counts(spec: PlantSpec) -> dict[tuple[str, str], int]:
+    """(device, group) -> values the agent publishes per poll: every tag, plus the raw
+    code of every enum tag (``state_code`` beside ``state``, docs/MQTT.md)."""
+    counts: dict[tuple[str, str], int] = {}
+    for index in range(spec.devices):
+        layout = _layout(spec, index)
+        for group, positions in spec.groups():
+            codes = sum(1 for p in positions if layout[p][2].enum is not None)
+            counts[(spec.device_name(index), group)] = len(positions) + codes
+    return counts
+
+
 def _mix(kind: str) -> Sequence[Slot]:
     return METER_MIX if kind == "power_meter" else MACHINE_MIX
 

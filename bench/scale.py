@@ -44,7 +44,7 @@ from bench.measure import (
     share,
     sleep_until,
 )
-from bench.plant import PlantSpec, agent_document, dump, profile_document
+from bench.plant import PlantSpec, agent_document, dump, profile_document, published_counts
 from bench.procs import BenchError, Child, memory_kib, python
 from bench.report import Window, analyse_deliveries, analyse_floor, check_targets
 from bench.stages import SUBSCRIBE_FILTER, StageContext, build_pipeline
@@ -264,11 +264,8 @@ def run_scale(
                 record["warnings"].append(f"the agent exited with code {code}{agent.tail(1500)}")
             subscriber.stop()
             received = json.loads(sub_out.read_text())
-            groups = {
-                (spec.device_name(i), g): len(r)
-                for i in range(spec.devices)
-                for g, r in spec.groups()
-            }
+            # Every tag plus each enum tag's code: the values the agent publishes per poll.
+            groups = published_counts(spec)
             delivery = analyse_deliveries(received["records"], window, groups)
             latency_samples = delivery.pop("_latency_samples_ms")
             delivery["malformed_messages"] = received["malformed"]

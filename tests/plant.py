@@ -9,11 +9,13 @@ config, since the simulator encodes with its own struct-based encoder.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 
 from edge_agent.config import REGISTER_COUNT, ModbusDeviceConfig, ModbusTag, PlantConfig
 from edge_agent.config.loader import parse_config
+from edge_agent.rounding import DecimalScale, shortest_float32_exact
 from simulators.profile import Point, Profile, parse_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,10 +77,17 @@ def close_enough(tag: ModbusTag, got: object, want: object) -> bool:
     if isinstance(want, bool | str) or tag.enum is not None:
         return got == want
     if isinstance(want, int | float) and isinstance(got, int | float):
+        if tag.type == "float32" and tag.scale == 1.0 and tag.offset == 0.0:
+            # The register holds want as a float32; the agent hands over that float32's
+            # shortest decimal (14.545378, not 14.545377731323242).
+            as_float32 = struct.unpack("<f", struct.pack("<f", want))[0]
+            return got == shortest_float32_exact(as_float32)
         if tag.type == "float32":
             return math.isclose(got, want, rel_tol=2e-7, abs_tol=1e-30)
         if tag.type == "float64":
             return math.isclose(got, want, rel_tol=1e-15)
-        # An integer register scaled by `scale` carries `want` to within half a step.
-        return abs(got - want) <= abs(tag.scale) / 2 + 1e-9
+        # An integer register scaled by `scale` carries `want` to within half a step,
+        # and no more decimals than scale and offset have (12.1, not 12.100000000000001).
+        decimals = DecimalScale(tag.scale, tag.offset).decimals
+        return abs(got - want) <= abs(tag.scale) / 2 + 1e-9 and round(got, decimals) == got
     return got == want

@@ -33,6 +33,11 @@ Byte orders
 Values
     * Integers and floats: ``value = raw * scale + offset``; with scale 1 and offset
       0 an integer stays an ``int``, otherwise the value is a ``float``.
+    * Rounded to what the device can express (:mod:`edge_agent.rounding`): a float32
+      is its shortest round-tripping decimal (``14.545378``, not
+      ``14.545377731323242``); a scaled integer is exact in decimal (``121 * 0.1`` is
+      ``12.1``, not ``12.100000000000001``); a scaled float is its shortest decimal
+      times the scale, exact in decimal. A float64 is already printed shortest.
     * ``sentinel`` is compared with the raw value, before scaling (for float32 the
       sentinel is first rounded to float32, so ``-9999.9`` matches the register
       pattern a device writes for it): BAD, reason ``sentinel``.
@@ -40,6 +45,10 @@ Values
     * ``enum`` maps the raw integer to its label (GOOD). A value missing from the
       map is UNCERTAIN with value ``str(raw)`` and reason ``unknown enum value N``:
       the device said something real we have no name for.
+    * The raw integer of an enum tag is also written to the tag's *code* position
+      (``state_code`` beside ``state``, when the caller asks for codes), GOOD even
+      when the label is unknown: the code is what the device sent. When the label is
+      BAD (a sentinel, a failed read), so is the code, with the same reason.
     * bool in a register: bit ``bit`` of the register value (bit 0 = LSB),
       whatever the byte order. Coils and discrete inputs: the bit itself.
     * string: ``length`` registers, two characters each, high byte first for
@@ -62,6 +71,7 @@ from typing import Any
 from drivers.modbus.planner import ReadRequest
 from edge_agent.errors import DriverReadError
 from edge_agent.model import REASON_DECODE, REASON_SENTINEL, Quality, Value
+from edge_agent.rounding import shortest_float32
 
 #: Reason on a float sample that is NaN or infinite.
 REASON_NAN = "nan"
@@ -112,8 +122,11 @@ class BlockDecoder:
 
     __slots__ = (
         "_bits",
+        "_codes",
         "_count",
         "_enums",
+        "_float32_positions",
+        "_float32s",
         "_float_check",
         "_floats",
         "_general",
@@ -134,11 +147,13 @@ class BlockDecoder:
         lanes: Sequence[tuple[Callable[[bytes], tuple[Any, ...]], int]],
         segments: Sequence[Segment],
         floats: Sequence[tuple[int, int]],
-        numeric: Sequence[tuple[int, int, float, float, float]],
+        float32s: Sequence[tuple[int, int]],
+        numeric: Sequence[tuple[int, int, int, int, int, float]],
         sentinels: Sequence[tuple[int, int, float]],
         masks: Sequence[tuple[int, int, int]],
         enums: Sequence[tuple[int, int, dict[int, str]]],
         general: Sequence[tuple[int, int, Finisher]],
+        codes: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.request = request
         self._count = request.count
@@ -150,11 +165,14 @@ class BlockDecoder:
         self._segments = tuple(segments)
         self._floats = tuple(floats)
         self._float_check = gather([i for _, i in floats]) if floats else None
+        self._float32_positions = tuple(p for p, _ in float32s)
+        self._float32s = gather([i for _, i in float32s]) if float32s else None
         self._numeric = tuple(numeric)
         self._sentinels = tuple(sentinels)
         self._masks = tuple(masks)
         self._enums = tuple(enums)
         self._general = tuple(general)
+        self._codes = tuple(codes)
 
     def decode(
         self,
@@ -175,6 +193,10 @@ class BlockDecoder:
             values[p0:p1] = gather(raw)
             qualities[p0:p1] = goods
             reasons[p0:p1] = blanks
+        if self._float32s is not None:
+            rounded = shortest_float32(self._float32s(raw))
+            for p, value in zip(self._float32_positions, rounded, strict=True):
+                values[p] = value
         if self._float_check is not None:
             # The sum of finite values is finite (float32 cannot overflow a double;
             # a float64 overflow only costs the exact check below): one C call
@@ -187,18 +209,14 @@ class BlockDecoder:
                         values[p] = None
                         qualities[p] = _BAD
                         reasons[p] = REASON_NAN
-        for p, i, scale, offset, sentinel in self._numeric:
-            v = raw[i]
+        for p, i, factor, shift, divisor, sentinel in self._numeric:
+            v = raw[i]  # an integer: exact in decimal, see edge_agent.rounding.DecimalScale
             if v == sentinel:
                 values[p] = None
                 qualities[p] = _BAD
                 reasons[p] = REASON_SENTINEL
-            elif v - v != 0:
-                values[p] = None
-                qualities[p] = _BAD
-                reasons[p] = REASON_NAN
             else:
-                values[p] = v * scale + offset
+                values[p] = (v * factor + shift) / divisor
         for p, i, sentinel in self._sentinels:  # after the NaN check: a sentinel wins
             if raw[i] == sentinel:
                 values[p] = None
@@ -217,6 +235,8 @@ class BlockDecoder:
                 values[p] = label
         for p, i, finish in self._general:
             finish(raw[i], p, values, qualities, reasons)
+        if self._codes:
+            codes_follow(self._codes, values, qualities, reasons)
 
     def _raw(self, data: Sequence[int] | Sequence[bool]) -> Sequence[Any]:
         """The raw value of every field: the bits themselves, or the unpacked registers."""
@@ -248,6 +268,24 @@ class BlockDecoder:
         return DriverReadError(
             REASON_DECODE, f"{self.request.describe()}: the response holds {got} {unit}"
         )
+
+
+def codes_follow(
+    codes: Iterable[tuple[int, int]],
+    values: list[Value],
+    qualities: list[Quality],
+    reasons: list[str],
+) -> None:
+    """An enum's code is BAD, for the same reason, wherever its label is BAD.
+
+    ``codes`` holds (label position, code position) pairs. An UNCERTAIN label (a code
+    with no name) keeps its GOOD code: the device did send that number.
+    """
+    for p, code in codes:
+        if qualities[p] is _BAD:
+            values[code] = None
+            qualities[code] = _BAD
+            reasons[code] = reasons[p]
 
 
 def fill_bad(

@@ -10,7 +10,8 @@ described in :mod:`drivers.modbus.codec`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from drivers.modbus.codec import (
@@ -27,6 +28,7 @@ from drivers.modbus.planner import ReadRequest
 from edge_agent.config import REGISTER_COUNT, ByteOrder, ModbusTag
 from edge_agent.errors import ConfigError
 from edge_agent.model import REASON_DECODE, REASON_SENTINEL, Quality, Value
+from edge_agent.rounding import DecimalScale, scaled_float
 
 _GOOD = Quality.GOOD
 _BAD = Quality.BAD
@@ -44,6 +46,7 @@ STRUCT_CODE: dict[str, str] = {
     "float64": "d",
 }
 _FLOAT_TYPES = frozenset({"float32", "float64"})
+_INTEGER_TYPES = frozenset({"int16", "uint16", "int32", "uint32", "int64", "uint64"})
 
 #: (buffer, struct byte order) for values of two or more registers.
 _MULTI_REGISTER: dict[str, tuple[int, str]] = {
@@ -95,14 +98,18 @@ def _string_finisher() -> Finisher:
 
 
 def _general_finisher(tag: ModbusTag, mask: int) -> Finisher:
-    """Slow path for the rare combinations (a sentinel with an enum or on a bool)."""
+    """Slow path for the rare combinations (a sentinel with an enum or on a bool, a
+    scaled float, a scale too fine for exact integer arithmetic)."""
     sentinel = _sentinel(tag)
     enum = tag.enum
     is_bool = tag.type == "bool"
     is_float = tag.type in _FLOAT_TYPES
+    is_float32 = tag.type == "float32"
     scale: float = tag.scale
     offset: float = tag.offset
     identity = scale == 1.0 and offset == 0.0
+    exact = DecimalScale(scale, offset)
+    scale_dec, offset_dec = Decimal(repr(scale)), Decimal(repr(offset))
 
     def finish(
         raw: Any, p: int, values: list[Value], qualities: list[Quality], reasons: list[str]
@@ -129,8 +136,10 @@ def _general_finisher(tag: ModbusTag, mask: int) -> Finisher:
                 values[p] = label
         elif is_bool:
             values[p] = raw == 1
+        elif is_float:
+            values[p] = scaled_float(raw, scale_dec, offset_dec, is_float32)
         else:
-            values[p] = raw if identity else raw * scale + offset
+            values[p] = raw if identity else exact(raw)
 
     return finish
 
@@ -139,9 +148,15 @@ Field = tuple[int, str, str, int]  # (buffer, struct byte order, struct code, by
 
 
 def compile_decoder(
-    request: ReadRequest, tags: Sequence[ModbusTag], default_byte_order: ByteOrder = "ABCD"
+    request: ReadRequest,
+    tags: Sequence[ModbusTag],
+    default_byte_order: ByteOrder = "ABCD",
+    codes: Mapping[int, int] | None = None,
 ) -> BlockDecoder:
     """Compile the decoder of ``request``; ``tags`` is the whole poll group, by position.
+
+    ``codes`` maps the position of an integer enum tag to the position that gets its
+    raw code (``state_code`` beside ``state``): see :mod:`drivers.modbus.codec`.
 
     Raises :class:`ConfigError` for tags the config checks should have refused
     (a non-bool in a bit table, a bool in a register without ``bit``, a string
@@ -154,11 +169,14 @@ def compile_decoder(
     fields: dict[Field, int] = {}
     keys: list[tuple[int, Field | int]] = []
     floats: list[tuple[int, Field | int]] = []
-    numeric: list[tuple[int, Field | int, float, float, float]] = []
+    float32s: list[tuple[int, Field | int]] = []
+    numeric: list[tuple[int, Field | int, int, int, int, float]] = []
     sentinels: list[tuple[int, Field | int, float]] = []
     masks: list[tuple[int, Field | int, int]] = []
     enums: list[tuple[int, Field | int, dict[int, str]]] = []
     general: list[tuple[int, Field | int, Finisher]] = []
+    code_pairs: list[tuple[int, int]] = []
+    codes = codes or {}
 
     for p in request.positions:
         tag = tags[p]
@@ -206,11 +224,20 @@ def compile_decoder(
                 enums.append((p, key, tag.enum))
             else:
                 general.append((p, key, _general_finisher(tag, 0)))
+            if p in codes and tag.type in _INTEGER_TYPES:
+                keys.append((codes[p], key))  # the raw integer itself, GOOD
+                code_pairs.append((p, codes[p]))
         elif scaled:
-            numeric.append((p, key, tag.scale, tag.offset, _sentinel(tag)))
+            exact = DecimalScale(tag.scale, tag.offset)
+            if is_float or not exact.exact:
+                general.append((p, key, _general_finisher(tag, 0)))
+            else:
+                numeric.append((p, key, exact.factor, exact.shift, exact.divisor, _sentinel(tag)))
         else:
             if is_float:
                 floats.append((p, key))
+            if tag.type == "float32":
+                float32s.append((p, key))
             if tag.sentinel is not None:
                 sentinels.append((p, key, _sentinel(tag)))
     if problems:
@@ -226,11 +253,13 @@ def compile_decoder(
         lanes=lanes,
         segments=_segments([(p, index(k)) for p, k in keys]),
         floats=[(p, index(k)) for p, k in floats],
-        numeric=[(p, index(k), sc, off, sen) for p, k, sc, off, sen in numeric],
+        float32s=[(p, index(k)) for p, k in float32s],
+        numeric=[(p, index(k), m, sh, d, sen) for p, k, m, sh, d, sen in numeric],
         sentinels=[(p, index(k), sen) for p, k, sen in sentinels],
         masks=[(p, index(k), mask) for p, k, mask in masks],
         enums=[(p, index(k), labels) for p, k, labels in enums],
         general=[(p, index(k), finish) for p, k, finish in general],
+        codes=code_pairs,
     )
 
 
@@ -299,17 +328,23 @@ class DecoderCache:
     the cache needs no eviction.
     """
 
-    __slots__ = ("_decoders", "_order", "_tags")
+    __slots__ = ("_codes", "_decoders", "_order", "_tags")
 
-    def __init__(self, tags: Sequence[ModbusTag], default_byte_order: ByteOrder = "ABCD") -> None:
+    def __init__(
+        self,
+        tags: Sequence[ModbusTag],
+        default_byte_order: ByteOrder = "ABCD",
+        codes: Mapping[int, int] | None = None,
+    ) -> None:
         self._tags = tags
         self._order: ByteOrder = default_byte_order
+        self._codes = dict(codes or {})
         self._decoders: dict[ReadRequest, BlockDecoder] = {}
 
     def __getitem__(self, request: ReadRequest) -> BlockDecoder:
         decoder = self._decoders.get(request)
         if decoder is None:
-            decoder = compile_decoder(request, self._tags, self._order)
+            decoder = compile_decoder(request, self._tags, self._order, self._codes)
             self._decoders[request] = decoder
         return decoder
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, connection_key
-from drivers.modbus.codec import fill_bad
+from drivers.modbus.codec import codes_follow, fill_bad
 from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.frames import EXCEPTION_MEANINGS
 from drivers.modbus.planner import AdaptivePlan, ReadRequest
@@ -50,6 +50,8 @@ class _Group:
     tags: Sequence[ModbusTag]
     plan: AdaptivePlan
     decoders: DecoderCache
+    #: (enum tag position, its code's position): codes sit after the group's tags.
+    codes: tuple[tuple[int, int], ...]
 
 
 class ModbusDriver:
@@ -120,6 +122,12 @@ class ModbusDriver:
             qualities,
             reasons,
         )
+        if compiled.codes:  # a failed or refused read left the label bad, and only it
+            codes_follow(compiled.codes, values, qualities, reasons)
+            if raw is not None:  # a code is decoded from its label's registers
+                kept = raw[group]
+                for label, code in compiled.codes:
+                    kept[code] = kept[label]
         return (SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons),)
 
     def record_raw(self) -> None:
@@ -136,7 +144,11 @@ class ModbusDriver:
         """The bad samples of ``batch`` by reason, with their addresses (for the log)."""
         tags = self._groups[batch.group].tags
         bad: dict[str, list[ModbusTag]] = {}
-        for tag, quality, reason in zip(tags, batch.qualities, batch.reasons, strict=True):
+        # Only the tags themselves: an enum's code (after them) is bad when its label is.
+        count = len(tags)
+        for tag, quality, reason in zip(
+            tags, batch.qualities[:count], batch.reasons[:count], strict=True
+        ):
             if quality is not Quality.GOOD:
                 bad.setdefault(reason, []).append(tag)
         return "; ".join(
@@ -167,12 +179,19 @@ class ModbusDriver:
 
 
 def _compile_group(group: PollGroup, config: ModbusDeviceConfig) -> _Group:
-    spec = GroupSpec(group.name, group.interval, tuple(t.name for t in group.tags))
+    """The group's names are its tags', then the code tag of each enum tag."""
+    names = [t.name for t in group.tags]
+    codes: dict[int, int] = {}
+    for p, tag in enumerate(group.tags):
+        if tag.code_name is not None:
+            codes[p] = len(names)
+            names.append(tag.code_name)
     return _Group(
-        spec=spec,
+        spec=GroupSpec(group.name, group.interval, tuple(names)),
         tags=group.tags,
         plan=AdaptivePlan.for_device(group.tags, config),
-        decoders=DecoderCache(group.tags, config.byte_order),
+        decoders=DecoderCache(group.tags, config.byte_order, codes),
+        codes=tuple(codes.items()),
     )
 
 

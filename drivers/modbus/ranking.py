@@ -39,6 +39,7 @@ from typing import Final
 from drivers.modbus.decodings import FLOAT_TYPES, SIGNED_TYPES, Decoding, format_value
 from edge_agent.config import REGISTER_COUNT, ModbusTable
 from edge_agent.model import Quality
+from edge_agent.rounding import shortest_float32_exact
 
 DEFAULT_SCALES: Final = (1.0, 0.1, 0.01, 0.001)
 
@@ -131,6 +132,15 @@ def _log_share(lo: float, hi: float, bits: int) -> float:
     return (math.log(last + 2.0) - math.log(first + 1.0)) / math.log(2.0**bits + 1.0)
 
 
+def _shortest32(x: float) -> float:
+    """The shortest decimal of the float32 nearest ``x`` (±inf beyond the float32 range)."""
+    try:
+        nearest = struct.unpack(">f", struct.pack(">f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+    return shortest_float32_exact(nearest)
+
+
 def _float_share(low: float, high: float, code: str, int_code: str, bits: int) -> float:
     """Exact share of float bit patterns in ``low..high`` (NaNs included in the total)."""
 
@@ -148,10 +158,12 @@ def _float_share(low: float, high: float, code: str, int_code: str, bits: int) -
     lo_key = order_key(low)
     hi_key = order_key(high)
     if code == "f":
-        # A bound between two float32 values: only patterns inside count.
-        if struct.unpack(">f", struct.pack(">f", low))[0] < low:
+        # The decoder gives a float32 as its shortest decimal (edge_agent.rounding), so
+        # a pattern counts when that decimal is inside: ``--expect 0.29..0.29`` holds the
+        # float32 nearest 0.29, whose shortest decimal is 0.29.
+        if _shortest32(low) < low:
             lo_key += 1
-        if struct.unpack(">f", struct.pack(">f", high))[0] > high:
+        if _shortest32(high) > high:
             hi_key -= 1
     count = max(0, hi_key - lo_key + 1)
     return count / 2.0**bits

@@ -17,8 +17,9 @@ from collections.abc import Mapping, Sequence
 
 from asyncua import ua
 
-from drivers.opcua.convert import PLAIN_TYPES, datetime_ns, decode
+from drivers.opcua.convert import FLOAT, PLAIN_TYPES, datetime_ns, decode
 from edge_agent.model import Quality, SampleBatch, Value
+from edge_agent.rounding import shortest_float32
 
 _GOOD = Quality.GOOD
 _BAD = Quality.BAD
@@ -67,6 +68,8 @@ class GroupAssembler:
         enums = self.enums
         use_source = self.use_source
         arrays: list[tuple[int, list[tuple[Value, Quality, str]]]] = []
+        floats: list[int] = []  # good Float (float32) scalars, rounded together below
+        float_values: list[float] = []
         plain = PLAIN_TYPES
         for i, data in enumerate(results):
             if data is None:
@@ -78,6 +81,9 @@ class GroupAssembler:
                 values[i] = raw
                 qualities[i] = _GOOD
                 reasons[i] = ""
+                if type(raw) is float and variant is not None and variant.VariantType is FLOAT:
+                    floats.append(i)
+                    float_values.append(raw)
             else:
                 converted, qualities[i], reasons[i] = decode(data, enums[i], self.max_lengths[i])
                 if type(converted) is list:
@@ -91,6 +97,9 @@ class GroupAssembler:
             )
             if moment is not None:
                 stamps[i] = datetime_ns(moment)
+        if floats:
+            for i, value in zip(floats, shortest_float32(float_values), strict=True):
+                values[i] = value
         if arrays:
             return self._expand(timestamp_ns, values, qualities, reasons, stamps, arrays)
         return SampleBatch(
@@ -172,6 +181,9 @@ class GroupAssembler:
         use_source = self.use_source
         plain = PLAIN_TYPES
         names = self.names
+        # Good Float (float32) scalars: where they sit, rounded together after the loop.
+        floats: list[tuple[list[Value], int]] = []
+        float_values: list[float] = []
         for position, data in changes:
             target = self._round(rounds, seen, position)
             moment = (
@@ -188,6 +200,9 @@ class GroupAssembler:
                 and type(raw) in plain
                 and enums[position] is None
             ):
+                if type(raw) is float and variant is not None and variant.VariantType is FLOAT:
+                    floats.append((target.values, len(target.values)))
+                    float_values.append(raw)
                 target.add(names[position], raw, _GOOD, "", stamp)
                 continue
             converted, quality, reason = decode(data, enums[position], self.max_lengths[position])
@@ -202,6 +217,8 @@ class GroupAssembler:
                     )
             else:
                 target.add(names[position], converted, quality, reason, stamp)  # type: ignore[arg-type]
+        for (values, index), value in zip(floats, shortest_float32(float_values), strict=True):
+            values[index] = value
         return [
             SampleBatch(
                 self.device,

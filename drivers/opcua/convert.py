@@ -7,7 +7,10 @@ OPC UA (Variant type)                       sample value
 ==========================================  ===========================================
 Boolean                                     bool
 SByte, Byte, Int16 ... Int64, UInt64        int
-Float, Double                               float (a Float is its exact float32 value)
+Float                                       float: the shortest decimal that is that
+                                            float32 (``14.545378``, not the 17 digits
+                                            of its exact value), as Modbus float32
+Double                                      float
 String                                      str
 DateTime                                    str, ISO 8601 UTC: ``2026-01-31T06:00:00.000000Z``;
                                             the null DateTime (1601-01-01) is None, uncertain
@@ -40,6 +43,10 @@ from asyncua import ua
 
 from drivers.opcua.quality import classify, status_name
 from edge_agent.model import Quality, Value
+from edge_agent.rounding import shortest_float32
+
+#: The Variant type of a 32-bit float: rounded to its shortest decimal.
+FLOAT = ua.VariantType.Float
 
 #: Values a sample can hold as they come from asyncua, without conversion.
 PLAIN_TYPES: frozenset[type] = frozenset({bool, int, float, str})
@@ -123,6 +130,8 @@ def convert_value(
     if not variant.is_array:
         if raw is None and variant.VariantType == ua.VariantType.Null:
             return None, Quality.BAD, REASON_NULL
+        if variant.VariantType is FLOAT and type(raw) is float:
+            return shortest_float32([raw])[0], Quality.GOOD, ""
         return _scalar(raw, enum)
     if variant.Dimensions is not None and len(variant.Dimensions) > 1:
         dims = "x".join(str(d) for d in variant.Dimensions)
@@ -131,6 +140,8 @@ def convert_value(
         return None, Quality.UNCERTAIN, REASON_EMPTY_ARRAY
     if max_length and len(raw) > max_length:
         return None, Quality.BAD, array_too_long_reason(len(raw), max_length)
+    if variant.VariantType is FLOAT and all(type(item) is float for item in raw):
+        return [(item, Quality.GOOD, "") for item in shortest_float32(raw)], Quality.GOOD, ""
     return [_scalar(item, enum) for item in raw], Quality.GOOD, ""
 
 

@@ -24,6 +24,17 @@ INTEGER_BITS: Mapping[str, int] = {
     "uint64": 64,
 }
 
+#: Appended to an enum tag's name for the tag that carries its raw code, so that a
+#: time-series database that drops strings still has the state: ``state`` ("run")
+#: and ``state_code`` (2). The driver fills it; ``check`` refuses a tag of that name.
+CODE_SUFFIX = "_code"
+
+
+def code_name(enum_tag: str) -> str:
+    """The name of the code tag of enum tag ``enum_tag``: ``state`` -> ``state_code``."""
+    return enum_tag + CODE_SUFFIX
+
+
 #: Value types that are not numbers (Modbus and OPC UA spellings).
 NOT_NUMERIC = frozenset({"bool", "string", "str", "boolean", "bytes", "datetime"})
 

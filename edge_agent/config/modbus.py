@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
-from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.config.catalog import INTEGER_BITS, DeviceInfo, TagInfo, code_name
 
 ModbusTable = Literal["coil", "discrete_input", "holding", "input"]
 ModbusType = Literal[
@@ -105,6 +105,16 @@ class ModbusTag(Strict):
         if self.bit is not None:
             where["bit"] = self.bit
         return where
+
+    @property
+    def code_name(self) -> str | None:
+        """The name of the tag that carries this enum tag's raw code, None if no enum.
+
+        Only integer tags have codes (``check`` refuses an enum on any other type).
+        """
+        if self.enum is None or self.type not in INTEGER_BITS:
+            return None
+        return code_name(self.name)
 
     @property
     def register_count(self) -> int:
@@ -247,23 +257,44 @@ class ModbusDeviceConfig(Strict):
         return result
 
     def describe(self) -> DeviceInfo:
-        """This device for the :class:`~edge_agent.config.catalog.TagCatalog`."""
-        tags = (
-            TagInfo(
-                device=self.name,
-                group=group.name,
-                name=tag.name,
-                value_type=tag.type,
-                enum=tag.enum,
-                interval=float(group.interval),
-                scale=tag.scale,
-                unit=tag.unit,
-                description=tag.description,
-                address=tag.where(),
-            )
-            for group in self.poll_groups
-            for tag in group.tags
-        )
+        """This device for the :class:`~edge_agent.config.catalog.TagCatalog`.
+
+        An enum tag's code tag (``state_code``) is listed too, as an integer of the
+        enum's raw type at the enum's address: sinks, metrics, checks and the meta
+        message know it like any other tag.
+        """
+        tags: list[TagInfo] = []
+        for group in self.poll_groups:
+            interval = float(group.interval)
+            tags += [
+                TagInfo(
+                    device=self.name,
+                    group=group.name,
+                    name=tag.name,
+                    value_type=tag.type,
+                    enum=tag.enum,
+                    interval=interval,
+                    scale=tag.scale,
+                    unit=tag.unit,
+                    description=tag.description,
+                    address=tag.where(),
+                )
+                for tag in group.tags
+            ]
+            tags += [
+                TagInfo(
+                    device=self.name,
+                    group=group.name,
+                    name=tag.code_name,
+                    value_type=tag.type,
+                    enum=None,
+                    interval=interval,
+                    description=f"raw code of {tag.name}",
+                    address=tag.where(),
+                )
+                for tag in group.tags
+                if tag.code_name is not None
+            ]
         return DeviceInfo.of(
             self.name, self.driver, tags, self.device_type, self.labels, self.template or ""
         )

@@ -1,8 +1,9 @@
 """Metric batches: names and units of each family, and how a closed window becomes a batch.
 
 A metric batch (docs/METRICS.md): ``device`` = unit name, ``timestamp_ns`` = window
-start, float values (``None`` with quality uncertain and a reason where not
-computable), quality uncertain when coverage is below the minimum. Its group and
+start, float values rounded to each metric's :data:`DECIMALS` (``None`` with quality
+uncertain and a reason where not computable), quality uncertain when coverage is below
+the minimum. Its group and
 attributes, which the sinks and the pipeline read back, are the contract of
 :mod:`~edge_agent.metrics.contract`.
 """
@@ -51,6 +52,41 @@ UTILIZATION_NAMES: Final = (
     "coverage",
 )
 
+#: Decimal places each metric is published with (docs/METRICS.md, "Precision"): what
+#: its inputs support, without float noise (``12.100000000000001``) on a dashboard.
+#: Energy to the watt-hour, power to the watt, masses to the gram, durations to the
+#: millisecond, coal and CO2 to 0.1 g, ratios (0-1) to a hundredth of a percent.
+DECIMALS: Final = {
+    **dict.fromkeys(("energy_kwh", "late_kwh", "energy_integrated_kwh", "idle_energy_kwh"), 3),
+    "kwh_per_good_part": 5,
+    **dict.fromkeys(("mean_kw", "demand_kw", "peak_demand_kw"), 3),
+    **dict.fromkeys(("kgce", "kgco2e"), 4),
+    **dict.fromkeys(("off_s", "idle_s", "run_s", "fault_s", "unknown_s", "planned_s"), 3),
+    "peak_demand_at_s": 0,
+    **dict.fromkeys(
+        (
+            "coverage",
+            "integrated_coverage",
+            "utilization",
+            "availability",
+            "effectiveness",
+            "quality_ratio",
+            "oee",
+        ),
+        4,
+    ),
+    "integration_deviation_pct": 2,
+    **dict.fromkeys(("parts_produced", "parts_good", "parts_scrap"), 0),
+}
+#: For a metric not in :data:`DECIMALS` (a family added later): still no float noise.
+DEFAULT_DECIMALS: Final = 6
+
+
+def published(name: str, value: float) -> float:
+    """``value`` rounded to the precision metric ``name`` is published with."""
+    return round(value, DECIMALS.get(name, DEFAULT_DECIMALS))
+
+
 #: Reason carried by a ``None`` value (UNCERTAIN quality), by metric name.
 NONE_REASONS: Final = {
     "energy_kwh": "no data",
@@ -86,7 +122,7 @@ def metric_batch(
     qualities: list[Quality] = []
     reasons: list[str] = []
     for name, value in zip(names, values, strict=True):
-        out_values.append(value)
+        out_values.append(None if value is None else published(name, value))
         if value is None:
             qualities.append(Quality.UNCERTAIN)
             reasons.append(NONE_REASONS.get(name, "no data"))

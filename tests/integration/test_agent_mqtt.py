@@ -78,13 +78,19 @@ async def test_values_on_the_broker_match_the_simulators_ground_truth(
             device = next(d for d in config.devices if d.name == doc["device"])
             group = next(g for g in device.poll_groups if g.name == doc["group"])
             quantities = plant.read(device.name)
-            assert list(doc["values"]) == [t.name for t in group.tags]
+            codes = [t.code_name for t in group.tags if t.code_name is not None]
+            assert list(doc["values"]) == [t.name for t in group.tags] + codes
             for tag in group.tags:
                 entry = doc["values"][tag.name]
                 assert entry["q"] == "good", (device.name, tag.name, entry)
                 want = expected_value(plant.profile, quantities, device, tag)
                 assert close_enough(tag, entry["v"], want), (device.name, tag.name, entry, want)
                 checked += 1
+                if tag.code_name is not None:  # the raw number beside the label
+                    assert tag.enum is not None
+                    code = doc["values"][tag.code_name]
+                    assert code["q"] == "good", code
+                    assert tag.enum[code["v"]] == entry["v"], (code, entry)
         assert checked >= 2 * sum(len(g.tags) for d in config.devices for g in d.poll_groups)
 
 

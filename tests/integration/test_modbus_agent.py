@@ -57,18 +57,27 @@ async def _read_all(drivers: list[ModbusDriver]) -> dict[str, dict[str, SampleBa
 def _check_against_truth(
     config: PlantConfig, plant: Plant, batches: dict[str, dict[str, SampleBatch]]
 ) -> int:
+    """Every tag against the simulator's truth; an enum tag's code too (its raw number)."""
     checked = 0
     for device in config.devices:
         quantities = plant.read(device.name)
         for group in device.poll_groups:
             batch = batches[device.name][group.name]
-            for tag, value, quality, reason in zip(
-                group.tags, batch.values, batch.qualities, batch.reasons, strict=True
-            ):
+            codes = [t.code_name for t in group.tags if t.code_name is not None]
+            assert list(batch.names) == [t.name for t in group.tags] + codes
+            samples = {name: (v, q, r) for name, v, q, r in batch}
+            for tag in group.tags:
+                value, quality, reason = samples[tag.name]
                 assert quality is Quality.GOOD, (device.name, tag.name, reason)
                 want = expected_value(plant.profile, quantities, device, tag)
                 assert close_enough(tag, value, want), (device.name, tag.name, value, want)
                 checked += 1
+                if tag.code_name is not None:
+                    assert tag.enum is not None
+                    code = samples[tag.code_name]
+                    assert code[1:] == (Quality.GOOD, ""), (device.name, tag.code_name)
+                    assert isinstance(code[0], int), code
+                    assert tag.enum[code[0]] == value, code
     return checked
 
 
@@ -214,6 +223,7 @@ async def test_exception_codes_mark_samples_bad_with_the_code(tmp_path: Path) ->
             plant.set_unit_fault("cnc-1", UnitFault.DEVICE_BUSY)
             await drivers["cnc-1"].connect()
             (batch,) = await drivers["cnc-1"].read("fast")
+            assert "state_code" in batch.names  # an enum's code goes bad with its label
             assert set(batch.qualities) == {Quality.BAD}
             assert set(batch.reasons) == {"exception code 6"}
             plant.set_unit_fault("cnc-1", None)

@@ -101,8 +101,8 @@ async def test_run_once_reads_every_tag_once_and_shows_its_registers(tmp_path: P
     # The raw registers are what the values were decoded from (decoded again here).
     voltage = tags[("line-meter", "voltage_l1")]
     assert voltage["unit"] == "V"
-    (again,) = struct.unpack(">f", bytes.fromhex(voltage["raw"].replace(" ", "")))
-    assert again == voltage["value"]
+    words = bytes.fromhex(voltage["raw"].replace(" ", ""))
+    assert struct.pack(">f", voltage["value"]) == words  # the shortest decimal of those bits
     program = tags[("cnc-1", "program")]
     assert bytes.fromhex(program["raw"].replace(" ", "")).rstrip(b"\0").decode() == "O1002 SHAFT"
     assert program["value"] == "O1002 SHAFT"
@@ -110,6 +110,9 @@ async def test_run_once_reads_every_tag_once_and_shows_its_registers(tmp_path: P
     low, high = (int(word, 16) for word in energy["raw"].split())
     assert round(((high << 16) | low) * 0.01, 2) == round(energy["value"], 2)
     assert tags[("cnc-1", "lamp_green")]["raw"] in ("0", "1")  # a coil: its bit
+    state, code = tags[("cnc-1", "state")], tags[("cnc-1", "state_code")]
+    assert code["raw"] == state["raw"]  # an enum's code: decoded from its label's register
+    assert int(code["raw"], 16) == code["value"]
 
     # The text form says the same, and publishes nothing, opens no outbox.
     assert text_code == 1

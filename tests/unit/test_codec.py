@@ -117,7 +117,7 @@ def test_number_golden(
 def test_float32_123_456_every_order(order: ByteOrder, registers: list[int]) -> None:
     """0x42F6E979 is the float32 nearest 123.456: 123.45600128173828."""
     value, quality, _ = decode_one(registers, type="float32", byte_order=order)
-    assert value == pytest.approx(123.456, rel=1e-7)
+    assert repr(value) == "123.456"  # its shortest decimal, not 123.45600128173828
     assert quality is GOOD
 
 
@@ -131,7 +131,13 @@ def test_device_default_order_applies_and_tag_order_overrides() -> None:
     ("tag", "registers", "expected"),
     [
         # raw 1234 x 0.1: value is a float even though the raw is an integer
-        ({"type": "uint16", "scale": 0.1}, [1234], pytest.approx(123.4)),
+        ({"type": "uint16", "scale": 0.1}, [1234], 123.4),
+        # 121 x 0.1 is 12.100000000000001 in float arithmetic; exact in decimal
+        ({"type": "uint16", "scale": 0.1}, [121], 12.1),
+        ({"type": "int16", "scale": 0.001, "sentinel": 7}, [0xFFFD], -0.003),
+        ({"type": "uint16", "scale": 0.25, "offset": -40.5}, [3], -39.75),
+        # float32 14.545378 (0x4168B9DE) in kW x 1000 -> W, exact in decimal
+        ({"type": "float32", "scale": 1000}, [0x4168, 0xB9DE], 14545.378),
         # int16 -10 = 0xFFF6; -10 x 0.5 + 100 = 95.0
         ({"type": "int16", "scale": 0.5, "offset": 100}, [0xFFF6], 95.0),
         ({"type": "uint16", "offset": -273}, [300], 27.0),
@@ -145,6 +151,49 @@ def test_scale_and_offset(tag: dict[str, Any], registers: list[int], expected: o
     value, quality, reason = decode_one(registers, **tag)
     assert (value, quality, reason) == (expected, GOOD, "")
     assert type(value) is float
+
+
+# --------------------------------------------------------------------------- enum codes
+
+
+def decode_with_codes(
+    registers: Sequence[int], tags: Sequence[ModbusTag]
+) -> tuple[list[Value], list[Quality], list[str]]:
+    """Decode ``tags`` with the code of every integer enum tag after them, as the driver asks."""
+    codes = {}
+    for p, tag in enumerate(tags):
+        if tag.code_name is not None:
+            codes[p] = len(tags) + len(codes)
+    size = len(tags) + len(codes)
+    request = ReadRequest("holding", 0, len(registers), tuple(range(len(tags))))
+    values: list[Value] = [None] * size
+    qualities = [BAD] * size
+    reasons = ["not read"] * size
+    compile_decoder(request, tags, "ABCD", codes).decode(registers, values, qualities, reasons)
+    return values, qualities, reasons
+
+
+def test_an_enum_tag_carries_its_raw_code_good_even_without_a_label() -> None:
+    states = {0: "off", 1: "idle", 2: "run"}
+    tags = [
+        ModbusTag(name="state", address=0, enum=states),
+        ModbusTag(name="mode", address=1, type="int16", enum={-1: "manual"}),
+        ModbusTag(name="speed", address=2, scale=0.1),
+        ModbusTag(name="other", address=3, enum=states),
+        ModbusTag(name="held", address=4, enum=states, sentinel=0xFFFF),
+    ]
+    values, qualities, reasons = decode_with_codes([2, 0xFFFF, 121, 7, 0xFFFF], tags)
+    assert values == ["run", "manual", 12.1, "7", None, 2, -1, 7, None]
+    assert qualities == [GOOD, GOOD, GOOD, UNCERTAIN, BAD, GOOD, GOOD, GOOD, BAD]
+    # the code of an unknown label is what the device sent: GOOD; a sentinel is bad for both
+    assert reasons[3:] == ["unknown enum value 7", "sentinel", "", "", "", "sentinel"]
+    assert all(type(v) is int for v in values[5:8])
+
+
+def test_only_integer_enum_tags_have_codes() -> None:
+    assert ModbusTag(name="s", address=0, enum={1: "a"}).code_name == "s_code"
+    assert ModbusTag(name="s", address=0).code_name is None
+    assert ModbusTag(name="s", address=0, type="float32", enum={1: "a"}).code_name is None
 
 
 def test_unscaled_integers_stay_int() -> None:

@@ -15,6 +15,7 @@ from drivers.modbus.ranking import explain as explain_rank
 from drivers.modbus.scan import RegisterScan, UnitScan, scan_registers, scan_units
 from drivers.modbus.target import TargetError, parse_int_range, parse_range, parse_target
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
+from edge_agent.rounding import shortest_float32_exact
 
 
 def _abcd(value: float) -> list[int]:
@@ -93,7 +94,9 @@ def test_the_table_decodes_every_type_and_order_that_fits() -> None:
     assert by_key["uint16", "ABCD"].value == registers[0]
     assert by_key["uint16", "BADC"].value == struct.unpack("<H", struct.pack(">H", registers[0]))[0]
     cdab = struct.unpack(">f", struct.pack(">HH", registers[1], registers[0]))[0]
-    assert by_key["float32", "CDAB"].value == cdab
+    # The agent's own decoder: a float32 as its shortest round-tripping decimal.
+    assert by_key["float32", "CDAB"].value == shortest_float32_exact(cdab)
+    assert struct.pack(">f", by_key["float32", "CDAB"].value) == struct.pack(">f", cdab)
     table = render_table(decodings)
     assert table[0].split() == ["type", "ABCD", "CDAB", "BADC", "DCBA"]
     assert any(line.startswith("float32") and "230.1" in line for line in table)

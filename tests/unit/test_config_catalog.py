@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config import TagCatalog
+from edge_agent.config import ModbusDeviceConfig, TagCatalog
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
 
@@ -93,4 +93,32 @@ def test_each_device_describes_unit_description_and_address() -> None:
     assert door.interval == 2.0
     device = catalog.device("meter")
     assert device is not None
-    assert device.template == "", "filled by the device templates (issue 14 part 2)"
+    assert device.template == ""  # no template: the MQTT meta message says null
+
+
+def test_an_enum_tag_s_code_is_an_integer_tag_of_the_catalog() -> None:
+    """Sinks, metrics and checks know ``state_code`` as they know ``state``."""
+    device = ModbusDeviceConfig.model_validate(
+        {
+            "name": "cnc",
+            "driver": "modbus",
+            "connection": {"transport": "tcp", "host": "127.0.0.1"},
+            "poll_groups": [
+                {
+                    "name": "fast",
+                    "interval": "1s",
+                    "tags": [
+                        {"name": "state", "address": 0, "enum": {0: "off", 2: "run"}},
+                        {"name": "power", "address": 1, "type": "float32"},
+                    ],
+                }
+            ],
+        }
+    )
+    tags = device.describe().tags
+    assert list(tags) == ["state", "power", "state_code"]
+    code = tags["state_code"]
+    assert (code.group, code.value_type, code.enum, code.interval) == ("fast", "uint16", None, 1.0)
+    assert code.numeric
+    assert code.integer_bits == 16
+    assert not tags["state"].numeric

@@ -214,3 +214,31 @@ def test_changes_are_split_into_rounds_with_each_tag_once() -> None:
         [T0_NS + 2_000_000_000],
     ]
     assert assembler.change_batches(8, []) == []
+
+
+# A Float variable as asyncua hands it over: the float32's exact value, 17 digits.
+F32 = 14.545377731323242
+
+
+def test_a_float_is_its_shortest_float32_decimal_in_every_path() -> None:
+    """Float (32-bit) variables read, subscribed, in arrays and uncertain: 14.545378.
+    A Double is left alone: its repr is already the shortest."""
+    assert convert_value(ua.Variant(F32, ua.VariantType.Float), None) == (14.545378, GOOD, "")
+    assert convert_value(ua.Variant(F32, ua.VariantType.Double), None) == (F32, GOOD, "")
+    elements, _, _ = convert_value(ua.Variant([F32, 0.5], ua.VariantType.Float), None)
+    assert elements == [(14.545378, GOOD, ""), (0.5, GOOD, "")]
+    uncertain = ua.DataValue(
+        Value=ua.Variant(F32, ua.VariantType.Float),
+        StatusCode=ua.StatusCode(ua.StatusCodes.UncertainLastUsableValue),
+    )
+    assert decode(uncertain, None)[0] == 14.545378
+    assembler = GroupAssembler("cnc", "fast", ("a", "b", "c"), use_source=True)
+    results = [
+        _value(F32, ua.VariantType.Float),
+        _value(F32, ua.VariantType.Double),
+        _value(0.10000000149011612, ua.VariantType.Float),
+    ]
+    batch = assembler.read_batch(99, results, ["", "", ""])
+    assert batch.values == [14.545378, F32, 0.1]
+    (changed,) = assembler.change_batches(7, [(0, _value(F32, ua.VariantType.Float))])
+    assert changed.values == [14.545378]

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge_agent.config.catalog import CODE_SUFFIX
 from edge_agent.config.checks.common import Finding, Loc, duplicates
 from edge_agent.config.modbus import ModbusDeviceConfig, ModbusRtu, ModbusTag, ModbusTcp
 
@@ -51,6 +52,7 @@ def check_modbus_device(index: int, device: ModbusDeviceConfig) -> list[Finding]
         for t, tag in enumerate(group.tags)
     ]
     found += duplicates([((*path, "name"), tag.name) for path, tag in tags], "tag name")
+    found += _code_clashes(tags)
     for path, tag in tags:
         found += [((*path, key), message) for key, message in _tag_rules(tag)]
         if tag.table not in _BIT_TABLES and tag.register_count > device.max_registers_per_read:
@@ -63,6 +65,21 @@ def check_modbus_device(index: int, device: ModbusDeviceConfig) -> list[Finding]
             )
     found += _overlaps(tags)
     return found
+
+
+def _code_clashes(tags: list[tuple[Loc, ModbusTag]]) -> list[Finding]:
+    """A tag may not take the name the driver gives an enum tag's code (``state_code``)."""
+    codes = {tag.code_name: tag.name for _, tag in tags if tag.code_name is not None}
+    return [
+        (
+            (*path, "name"),
+            f"tag name {tag.name!r} is taken by the raw code of enum tag {codes[tag.name]!r} "
+            f"(every enum tag also publishes its number as <name>{CODE_SUFFIX}): "
+            "rename this tag",
+        )
+        for path, tag in tags
+        if tag.name in codes
+    ]
 
 
 def _tag_rules(tag: ModbusTag) -> Iterator[tuple[str, str]]:
