@@ -246,6 +246,11 @@ class CounterTracker:
         if back >= 0 and back < self._claim(ticks, last) and self._plausible(back, t_ns):
             self.ref_ticks = None
             return max(0, back - self.ref_counted), EVENT_GLITCH
+        if event == EVENT_RESET:
+            # The suspect segment went down again (garbage decaying to zero, 2 then 1):
+            # counting it from zero once more would count the garbage twice, and a
+            # returning counter can take back only what one segment counted.
+            counted = 0
         self.ref_counted += counted or 0
         if event in (EVENT_RESET, EVENT_JUMP):
             self.ref_base = ticks  # another anomaly: the old segment is still the reference
