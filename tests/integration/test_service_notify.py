@@ -69,7 +69,7 @@ async def test_ready_status_and_watchdog_only_while_the_loop_makes_progress(
         async with serve_profile(demo_profile()) as plant:
             ports = {name: plant.port(name) for name in plant.servers}
             config = demo_config(
-                ports, tmp_path, extra_yaml=f"service: {{max_loop_lag: {MAX_LAG_S}}}\n"
+                ports, tmp_path, extra_yaml=f"service: {{max_loop_lag: {MAX_LAG_S}s}}\n"
             )
             agent = Agent(config)
             blocker = LoopBlocker(listener)
