@@ -110,10 +110,17 @@ def check_tags(
     units = {**METER_QUANTITIES, **DRIVE_QUANTITIES}
     checked = 0
     for batch in batches:
+        labels = dict(zip(batch.names, batch.values, strict=True))
         for name, value, quality, reason in zip(
             batch.names, batch.values, batch.qualities, batch.reasons, strict=True
         ):
             assert quality is Quality.GOOD, (template.template, name, reason)
+            if name not in tags:  # an enum's raw code (state_code): the code of its label
+                label = next(t for t in tags.values() if t.code_name == name)
+                assert label.enum is not None
+                assert isinstance(value, int)
+                assert label.enum[value] == labels[label.name], (name, value)
+                continue
             tag, quantity = tags[name], quantity_of[name]
             assert quantity is not None
             if tag.enum is not None:
