@@ -284,6 +284,10 @@ class _Expander:
             if not override.enabled:
                 disabled.add((g, t))
                 continue
+            relabel = _relabel_problem(groups[g]["tags"][t], override)
+            if relabel:
+                self.problem((*path, "unit"), relabel)
+                continue
             tag = {**groups[g]["tags"][t]}
             tag.update((k, change[k]) for k in override.model_fields_set if k != "enabled")
             groups[g]["tags"][t] = tag
@@ -402,3 +406,33 @@ def _no_such_tag(name: Any, names: list[str]) -> str:
     close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.7)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"the template has no tag {name!r}{hint}"
+
+
+#: Units that differ only by a prefix: the factor from the first to the second.
+_PREFIXED: dict[tuple[str, str], float] = {
+    (small, big): 1000.0
+    for base in ("W", "var", "VA", "Wh", "varh", "VAh", "V", "A")
+    for small, big in ((base, f"k{base}"), (f"k{base}", f"M{base}"), (f"m{base}", base))
+}
+
+
+def _relabel_problem(tag: dict[str, Any], override: TagOverride) -> str:
+    """A unit override to another prefix of the same unit (W -> kW) that keeps the
+    template's scale would relabel the number, not convert it: 2002.9 W shown as
+    2002.9 kW, and a meter role counting 1000x too much. Say what scale converts it."""
+    if "unit" not in override.model_fields_set or "scale" in override.model_fields_set:
+        return ""
+    have, want = tag.get("unit"), override.unit
+    if not isinstance(have, str) or want is None or have == want:
+        return ""
+    factor = _PREFIXED.get((have, want))
+    factor = 1 / factor if factor else _PREFIXED.get((want, have))
+    if factor is None:
+        return ""
+    scale = tag.get("scale", 1.0)
+    new_scale = float(scale) * factor if isinstance(scale, int | float) else factor
+    return (
+        f"unit {want!r} instead of the template's {have!r} does not convert the value (the "
+        f"device sends {have}); write scale: {new_scale:g} with it to convert, or give the "
+        f"template's scale ({scale}) explicitly if the template's unit is wrong"
+    )

@@ -314,13 +314,31 @@ def test_leaving_out_the_roles_tag_is_named_not_guessed_at() -> None:
 
 
 def test_a_unit_override_of_a_roles_tag_reaches_the_role() -> None:
-    metrics = parse_config(_metered("{power_active: {unit: kW}, energy_import: {unit: MWh}}"))
+    metrics = parse_config(
+        _metered(
+            "{power_active: {unit: kW, scale: 0.001}, energy_import: {unit: MWh, scale: 0.001}}"
+        )
+    )
     assert metrics.metrics is not None
     (meter,) = metrics.metrics.meters
     assert meter.power is not None
     assert meter.counter is not None
     assert (meter.power.tag, meter.power.unit) == ("power_active", "kW")
     assert (meter.counter.tag, meter.counter.unit) == ("energy_import", "MWh")
+
+
+def test_a_unit_override_without_a_scale_would_relabel_not_convert() -> None:
+    """W -> kW with the template's scale: 2002.9 W shown as 2002.9 kW, and the meter
+    role counting 1000x the power. The override must say the scale that converts."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_metered("{power_active: {unit: kW}}"))
+    (problem,) = caught.value.problems
+    assert "overrides.power_active.unit" in problem
+    assert "does not convert the value" in problem
+    assert "scale: 0.001" in problem
+    # Given the scale, it converts; the template's own scale keeps a corrected label.
+    parse_config(_metered("{power_active: {unit: kW, scale: 0.001}}"))
+    parse_config(_metered("{power_active: {unit: kW, scale: 1}}"))
 
 
 def test_a_unit_override_the_role_cannot_use_is_an_error() -> None:
