@@ -142,8 +142,8 @@ async def test_the_rollover_note_follows_the_compressor_meter_counter(tmp_path: 
     from tests.service_support import wait_for
 
     text = PROFILE_FILE.read_text()
-    assert "initial_counter: 4294960000" in text
-    text = text.replace("initial_counter: 4294960000", "initial_counter: 4294967293")
+    assert "initial_counter: 4294967276" in text
+    text = text.replace("initial_counter: 4294967276", "initial_counter: 4294967293")
     for port in DEMO_PORTS.values():
         text = text.replace(f"port: {port}", "port: 0")
     async with serve_profile(parse_profile(text, str(PROFILE_FILE))) as plant:
