@@ -236,7 +236,9 @@ def test_templates_list_names_every_template_and_its_source(
     out = capsys.readouterr().out
     for name in BUNDLED:
         assert name in out
-    assert "Zhejiang Eastron Electronic Co., Ltd." in out
+    assert max(len(line) for line in out.splitlines()) <= 80  # an SSH session's width
+    assert main(["templates", "show", "eastron-sdm630"]) == 0
+    assert "Zhejiang Eastron Electronic Co., Ltd." in capsys.readouterr().out
 
 
 def test_templates_list_marks_a_users_template(
