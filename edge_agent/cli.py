@@ -34,8 +34,13 @@ def _report(path: str) -> ConfigReport | None:
         for line in exc.report:
             print(line, file=sys.stderr)
         count = len(exc.problems)
+        warnings = len(exc.report) - count
+        also = f" and {_plural(warnings, 'warning')}" if warnings > 0 else ""
+        # A YAML syntax error stops the reading there: the rest is checked once it is fixed.
+        syntax = any(": YAML syntax: " in problem for problem in exc.problems)
+        after = "; fix the YAML syntax first, the rest is checked after it" if syntax else ""
         print(
-            f"{path}: {_plural(count, 'problem')}; nothing started",
+            f"{path}: {_plural(count, 'problem')}{also}; nothing started{after}",
             file=sys.stderr,
         )
         return None

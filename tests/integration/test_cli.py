@@ -470,7 +470,10 @@ def test_yaml_syntax_error_is_one_clear_error(tmp_path: Path, command: str) -> N
     lines = result.stderr.splitlines()
     assert len(lines) == 2, result.stderr
     assert re.match(rf"^{re.escape(str(path))}:6: YAML syntax: \S", lines[0]), lines[0]
-    assert lines[1] == f"{path}: 1 problem; nothing started"
+    assert lines[1] == (
+        f"{path}: 1 problem; nothing started; "
+        "fix the YAML syntax first, the rest is checked after it"
+    )
 
 
 # --------------------------------------------------------------------------- schema

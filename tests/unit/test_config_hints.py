@@ -55,7 +55,7 @@ def test_warnings_are_listed_with_the_problems(
     assert code == 2
     assert "warning: 40001 looks like a register number" in output
     assert "'flaot32' is not one of" in output
-    assert "1 problem; nothing started" in output
+    assert "1 problem and 1 warning; nothing started" in output
 
 
 def test_check_shows_a_relative_state_dir_resolved(
