@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_agent.config import DeviceConfig, PlantConfig
 from edge_agent.driver import Driver
@@ -34,6 +34,17 @@ class DeviceSummary:
     reads_per_s: float
 
 
+class Explanation(NamedTuple):
+    """A driver's reason in words a person at the cabinet understands, and what to try."""
+
+    words: str
+    hint: str
+
+
+def _no_explanation(reason: str) -> Explanation | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DriverKind:
     """What the core may ask of one protocol's drivers."""
@@ -45,6 +56,8 @@ class DriverKind:
     connection_key: Callable[[Any], str]
     #: The device's lines in ``check``: connection, groups, the read plan.
     summary: Callable[[Any], DeviceSummary]
+    #: A tag's reason (as the drivers write it) in words, with a hint; None: no words.
+    explain: Callable[[str], Explanation | None] = _no_explanation
 
 
 def kind_of(driver: str) -> DriverKind:
@@ -74,3 +87,10 @@ def connection_key(device: DeviceConfig) -> str:
 
 def device_summary(device: DeviceConfig) -> DeviceSummary:
     return kind_of(device.driver).summary(device)
+
+
+def explain_reason(driver: str, reason: str) -> Explanation | None:
+    """What a bad tag's ``reason`` from a ``driver:`` of this kind means, and a hint."""
+    if driver not in KINDS or not reason:
+        return None
+    return kind_of(driver).explain(reason)

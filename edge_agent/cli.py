@@ -444,7 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(handler=cmd_schema)
 
     simulate = commands.add_parser("simulate", help="serve simulated equipment on loopback")
-    simulate.add_argument("-c", "--config", required=True, help="simulator profile YAML")
+    simulate.add_argument(
+        "-c",
+        "--config",
+        required=True,
+        metavar="PROFILE",
+        help="a simulator profile YAML, a shipped profile's name (demo-plant), or "
+        "template:NAME[:PORT] for a device template's registers on 127.0.0.1 (port 0 or "
+        "none: any free port)",
+    )
     simulate.add_argument("--duration", type=float, help="stop after this many seconds")
     simulate.set_defaults(handler=cmd_simulate)
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class GroupReading:
 class DeviceReading:
     name: str
     groups: list[GroupReading] = field(default_factory=list)
+    #: Its ``driver:`` kind, which words its reasons ("" when unknown).
+    driver: str = ""
 
     @property
     def good(self) -> bool:
@@ -122,9 +125,11 @@ class _Outcome:
     unreachable: str = ""
 
 
-async def _read_device(driver: Driver, catalog: TagCatalog, unreachable: str = "") -> _Outcome:
+async def _read_device(
+    driver: Driver, catalog: TagCatalog, unreachable: str = "", kind: str = ""
+) -> _Outcome:
     """Every group of one device; ``unreachable``: its shared connection already failed."""
-    outcome = _Outcome(DeviceReading(driver.device), unreachable)
+    outcome = _Outcome(DeviceReading(driver.device, driver=kind), unreachable)
     groups = outcome.reading.groups
     for spec in driver.groups:
         if outcome.unreachable:  # every further try would wait for the same timeout
@@ -180,7 +185,7 @@ async def read_once(config: PlantConfig) -> list[DeviceReading]:
     async def one_connection(members: list[tuple[DeviceConfig, Driver]]) -> None:
         unreachable = ""
         for device, driver in members:  # one after the other, as on a shared line
-            outcome = await _read_device(driver, catalog, unreachable)
+            outcome = await _read_device(driver, catalog, unreachable, device.driver)
             readings[device.name] = outcome.reading
             unreachable = outcome.unreachable
 
@@ -206,26 +211,106 @@ def value_text(value: Value) -> str:
     return str(value)
 
 
-def render_text(readings: Sequence[DeviceReading]) -> str:
-    """Per device and group, one line per tag: name, value unit, quality, reason, raw."""
+#: Columns the text output keeps within (a terminal's default).
+WIDTH = 80
+#: Lines a long reason (a read's whole register list) is cut to; --json has it whole.
+REASON_LINES = 2
+#: A tag whose reason is said once for its whole group or device.
+AS_ABOVE = "(as above)"
+
+Explain = Callable[[str, str], tuple[str, str] | None]
+
+
+def _explainer() -> Explain:
+    from drivers.registry import explain_reason  # lazy: the drivers' own words
+
+    return explain_reason
+
+
+def _shared_reason(tags: Sequence[TagReading]) -> str:
+    """The one reason every tag is bad for ("" when they differ, or for a single tag)."""
+    reasons = {t.reason for t in tags if t.quality is Quality.BAD}
+    if len(tags) < 2 or len(reasons) != 1 or any(t.quality is not Quality.BAD for t in tags):
+        return ""
+    return reasons.pop()
+
+
+def _wrapped(text: str, indent: str, lines: int | None = None) -> list[str]:
+    return textwrap.wrap(
+        text,
+        WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_on_hyphens=False,
+        max_lines=lines,
+        placeholder=" ...",
+    )
+
+
+class _Said:
+    """What one device's block has said, so a reason's words and hint come once."""
+
+    def __init__(self, driver: str, explain: Explain) -> None:
+        self.driver = driver
+        self.explain = explain
+        self.hinted: set[str] = set()
+
+    def hint(self, reason: str, indent: str) -> list[str]:
+        words = self.explain(self.driver, reason) if self.driver else None
+        if words is None or reason in self.hinted:
+            return []
+        self.hinted.add(reason)
+        meaning, hint = words
+        said = f"hint: {hint}" if meaning in reason else f"{meaning}. hint: {hint}"
+        return _wrapped(said, indent)
+
+    def shared(self, tags: Sequence[TagReading], what: str, indent: str) -> list[str]:
+        reason = _shared_reason(tags)
+        if not reason:
+            return []
+        head = f"all {len(tags)} {what} bad: {reason}"
+        return _wrapped(head, indent, REASON_LINES) + self.hint(reason, indent + "  ")
+
+
+def render_text(readings: Sequence[DeviceReading], explain: Explain | None = None) -> str:
+    """Per device and group, one line per tag: name, value unit, quality, raw, reason.
+
+    A reason every tag of a group (or device) shares is said once for it, with what it
+    means and what to try; its tags then only say so. Long reasons are cut to fit:
+    ``--json`` has every tag with its whole reason."""
+    said_by = explain or _explainer()
     lines: list[str] = []
     rows = [t for d in readings for g in d.groups for t in g.tags]
     name_w = max((len(t.name) for t in rows), default=4)
     value_w = max((len(f"{value_text(t.value)} {t.unit}".strip()) for t in rows), default=5)
     value_w = min(value_w, 30)
     for device in readings:
+        said = _Said(device.driver, said_by)
         verdict = "all good" if device.good else "NOT all good"
         lines.append(f"{device.name}: {verdict}")
+        device_tags = [t for g in device.groups for t in g.tags]
+        shared = said.shared(device_tags, "tags", "  ") if len(device.groups) > 1 else []
+        lines += shared
         for group in device.groups:
             lines.append(f"  group {group.name}")
+            group_said = [] if shared else said.shared(group.tags, "tags", "    ")
+            lines += group_said
             for tag in group.tags:
                 shown = f"{value_text(tag.value)} {tag.unit}".strip()
                 quality = tag.quality.label
-                reason = f"  {tag.reason}" if tag.reason else ""
                 raw = f"  [{tag.raw}]" if tag.raw else ""
-                lines.append(
-                    f"    {tag.name:<{name_w}}  {shown:<{value_w}}  {quality:<9}{raw}{reason}"
-                )
+                line = f"    {tag.name:<{name_w}}  {shown:<{value_w}}  {quality:<9}{raw}"
+                if shared or group_said:
+                    lines.append(f"{line}  {AS_ABOVE}")
+                    continue
+                if not tag.reason:
+                    lines.append(line.rstrip())
+                elif len(line) + 2 + len(tag.reason) <= WIDTH:
+                    lines.append(f"{line}  {tag.reason}")
+                else:  # on its own lines below the tag
+                    lines.append(line.rstrip())
+                    lines += _wrapped(tag.reason, "      ", REASON_LINES)
+                lines += said.hint(tag.reason, "      ")
     good = sum(1 for t in rows if t.quality is Quality.GOOD)
     lines.append(f"{good} of {len(rows)} tags good")
     return "\n".join(lines)

@@ -59,13 +59,25 @@ def run_simulate(
 def _load(name: str) -> Profile:
     """A profile file, a shipped profile's name, or ``template:NAME[:PORT]``."""
     if not name.startswith(TEMPLATE_PREFIX):
-        return load_profile(resolve_profile(name))
+        path = resolve_profile(name)
+        if not path.exists() and _is_template(name.partition(":")[0]):
+            raise ProfileError(
+                f"{name}: no such profile file or shipped profile; "
+                f"did you mean -c {TEMPLATE_PREFIX}{name}? (it serves that template's registers)"
+            )
+        return load_profile(path)
     from simulators.templates import load_bundled, template_profile  # lazy: the agent's config
 
     template, _, port = name[len(TEMPLATE_PREFIX) :].partition(":")
     if port and not port.isdigit():
         raise ProfileError(f"{name}: the port after the template name is a number")
     return template_profile(load_bundled(template), port=int(port or 0))
+
+
+def _is_template(name: str) -> bool:
+    from edge_agent.config.template_files import library  # lazy: the agent's config
+
+    return name in library()
 
 
 async def _serve(profile: Profile, duration: float | None, out: TextIO) -> None:

@@ -35,6 +35,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.equipment import Model, Simulation
+from simulators.ports import bind_error, listen_failure
 from simulators.profile import Point, RtuServer, TcpServer, Unit
 from simulators.registers import BIT_TABLES, Table, encode, encode_bit
 
@@ -313,7 +314,12 @@ class ServerRunner:
         # pymodbus turns OSError into RuntimeError; termios.error is what pyserial
         # raises for settings the device rejects (a pty refuses parity E/O, 7 bits).
         except (RuntimeError, termios.error) as exc:
-            raise ServeError(f"server {self.name!r} cannot listen on {self.address}") from exc
+            where = f"server {self.name!r} cannot listen on {self.address}"
+            if isinstance(self.spec, TcpServer):
+                why = listen_failure(self._port, bind_error(LOOPBACK, self._port))
+                if why:
+                    raise ServeError(f"{where}: {why}") from None
+            raise ServeError(where) from exc
         listener = server.transport
         if isinstance(listener, asyncio.Server):
             self._port = int(listener.sockets[0].getsockname()[1])

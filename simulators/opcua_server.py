@@ -50,6 +50,7 @@ from simulators.opcua_internals import (
     Users,
     server_certificate,
 )
+from simulators.ports import listen_failure
 from simulators.profile import OpcUaServer
 from simulators.schema import Value
 
@@ -278,7 +279,10 @@ class OpcUaSimulator:
         except OSError as exc:
             from simulators.modbus_server import ServeError  # the error `simulate` reports
 
-            raise ServeError(f"{self.name}: cannot listen on {self.endpoint}") from exc
+            where = f"{self.name}: cannot listen on {self.endpoint}"
+            if why := listen_failure(self.port, exc):
+                raise ServeError(f"{where}: {why}") from None
+            raise ServeError(where) from exc
         self._server = server
         await self.refresh()
         if options.update_interval > 0:

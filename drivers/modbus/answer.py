@@ -11,6 +11,7 @@ means to a person standing at the cabinet, with a hint what to try next.
 from __future__ import annotations
 
 import enum
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from drivers.modbus.channel import (
     exception_meaning,
 )
 from drivers.modbus.frames import READ_FUNCTIONS
+from drivers.registry import Explanation
 from edge_agent.config import ModbusTable
 from edge_agent.errors import DriverReadError
 from edge_agent.model import REASON_DISCONNECTED, REASON_INVALID_RESPONSE, REASON_TIMEOUT
@@ -196,6 +198,40 @@ def _exception_words(
             "match the device, or its RS-485 wiring (A/B swapped, no termination).",
         ]
     return [head.rstrip(": ") + "."]
+
+
+#: For a configured tag (``run --once``): what to check in the config, per exception code.
+TAG_HINTS: dict[int, str] = {
+    1: "the device cannot read this table: check the tag's table (meters often keep "
+    "measurements in input registers, PLCs in holding)",
+    2: "the device has no such register: check the address, the table, and the "
+    "manual's numbering (register 40001 is address 0)",
+    3: "the device refused the read: try max_registers_per_read smaller, or tags that "
+    "cover whole values only",
+    4: "the device failed internally while reading: try again, then look at its own diagnostics",
+    5: "the device is busy: try again; another master on the same bus or port?",
+    6: "the device is busy: try again; another master on the same bus or port?",
+    10: "the gateway has no route to this unit id: check unit_id against the gateway's "
+    "unit id mapping, and that its serial port is set up",
+    11: "no device answered at this unit id: check unit_id and wiring (and the gateway's "
+    "baud rate and parity)",
+}
+TIMEOUT_HINT = (
+    "nothing answered in time: check host and port (or the serial port, baud rate and "
+    "parity), unit_id, and that the device is powered; raise timeout for a slow device"
+)
+_EXCEPTION = re.compile(r"exception code (\d+)\b")
+
+
+def explain_reason(reason: str) -> Explanation | None:
+    """A tag's reason as the driver writes it (``exception code 2``, ``timeout``...) in words."""
+    if found := _EXCEPTION.match(reason):
+        code = int(found[1])
+        hint = TAG_HINTS.get(code)
+        return None if hint is None else Explanation(exception_meaning(code), hint)
+    if reason == REASON_TIMEOUT or reason.startswith(f"{REASON_TIMEOUT} ("):
+        return Explanation("no answer", TIMEOUT_HINT)
+    return None
 
 
 def hex_registers(address: int, registers: Sequence[int]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from drivers.modbus.answer import explain_reason
 from drivers.modbus.channel import connection_key
 from drivers.modbus.driver import build_modbus_drivers
 from drivers.modbus.planner import AdaptivePlan
@@ -50,4 +51,6 @@ def _summary(device: ModbusDeviceConfig) -> DeviceSummary:
     return DeviceSummary(lines, reads_per_s)
 
 
-KIND = DriverKind(build=_build, connection_key=_connection_key, summary=_summary)
+KIND = DriverKind(
+    build=_build, connection_key=_connection_key, summary=_summary, explain=explain_reason
+)

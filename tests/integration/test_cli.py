@@ -613,6 +613,49 @@ def test_demo_with_a_malformed_mqtt_address_is_a_usage_error(tmp_path: Path) -> 
 # --------------------------------------------------------------------------- run
 
 
+def test_simulate_with_a_template_name_suggests_template_prefix(tmp_path: Path) -> None:
+    result = edge_agent(tmp_path, "simulate", "-c", "eastron-sdm630", "--duration", "1")
+    assert result.returncode == 2, result
+    assert "did you mean -c template:eastron-sdm630?" in result.stderr, result.stderr
+    assert "No such file" not in result.stderr
+
+    usage = edge_agent(tmp_path, "simulate", "--help")
+    assert "template:NAME[:PORT]" in " ".join(usage.stdout.split()), usage.stdout
+    assert "template:NAME[:PORT]" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("profile", "where"),
+    [
+        ("template:eastron-sdm630:{port}", "127.0.0.1:{port}"),
+        ("opcua", "opc.tcp://127.0.0.1:{port}"),
+    ],
+)
+def test_simulate_on_a_taken_port_says_the_port_is_in_use(
+    tmp_path: Path, profile: str, where: str
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind((LOOPBACK, 0))
+        squatter.listen(1)
+        port = int(squatter.getsockname()[1])
+        if profile == "opcua":
+            text = (ROOT / "simulators" / "profiles" / "opcua-cell.yaml").read_text()
+            assert "port: 4841\n" in text
+            path = tmp_path / "cell.yaml"
+            path.write_text(text.replace("port: 4841\n", f"port: {port}\n"))
+            profile = str(path)
+        result = edge_agent(
+            tmp_path, "simulate", "-c", profile.format(port=port), "--duration", "3"
+        )
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr, result.stderr
+    (error,) = result.stderr.splitlines()
+    assert error.startswith("error: "), error
+    assert where.format(port=port) in error
+    assert f"port {port} is already in use" in error
+    assert "check address" not in error
+
+
 @contextlib.contextmanager
 def simulated_plant(tmp_path: Path) -> Iterator[dict[str, int]]:
     """``edge-agent simulate`` with the demo profile on free ports: server name -> port."""

@@ -120,6 +120,11 @@ async def test_run_once_reads_every_tag_once_and_shows_its_registers(tmp_path: P
     ghost_line = next(line for line in text.splitlines() if line.strip().startswith("ghost "))
     assert "bad" in ghost_line
     assert "exception code 2" in ghost_line
+    hint = text.split(ghost_line, 1)[1]
+    assert " ".join(hint.split()).startswith(
+        "illegal data address. hint: the device has no such register: check the address, "
+        "the table, and the manual's numbering (register 40001 is address 0)"
+    )
     assert f"{len(tags) - 1} of {len(tags)} tags good" in text
     assert not (tmp_path / "state").exists()
 
@@ -143,6 +148,38 @@ async def test_run_once_says_why_a_device_cannot_be_read(tmp_path: Path) -> None
     (reason,) = reasons
     assert reason.endswith("connection refused)"), reason
     assert tags[("cnc-1", "state")]["quality"] == "good"
+
+
+async def test_run_once_says_a_wrong_unit_id_once_not_per_tag(tmp_path: Path) -> None:
+    async with serve_profile(demo_profile()) as plant:
+        ports = {name: plant.port(name) for name in plant.servers}
+        path = plant_file(tmp_path, ports)
+        text = path.read_text()
+        meter = "    connection: {transport: tcp, host: 127.0.0.1, port: %d}\n    unit_id: 1\n"
+        meter %= ports["line-gateway"]
+        assert text.count(meter) == 1
+        path.write_text(text.replace(meter, meter.replace("unit_id: 1", "unit_id: 9")))
+        code, out, err = await edge_agent(tmp_path, "run", "--once", "-c", str(path))
+        json_code, document, _ = await edge_agent(
+            tmp_path, "run", "--once", "--json", "-c", str(path)
+        )
+
+    assert code == json_code == 1, out + err
+    block = out.split("line-meter: NOT all good\n", 1)[1].split("\ncnc-1:", 1)[0]
+    lines = block.splitlines()
+    assert all(len(line) <= 80 for line in lines), block
+    assert block.count("exception code 11") == 1, block
+    flat = " ".join(block.split())
+    assert "no device answered at this unit id: check unit_id and wiring" in flat
+    tags = [t for (d, _), t in _tags(json.loads(document)).items() if d == "line-meter"]
+    assert len(tags) == 13
+    assert len(lines) <= len(tags) + 6, block  # a line per tag and the reason said once
+    assert sum(line.endswith("(as above)") for line in lines) == len(tags)
+    # --json has every tag with its whole reason, the registers read included.
+    for tag in tags:
+        assert tag["quality"] == "bad"
+        assert tag["reason"].startswith("exception code 11 (")
+        assert "(voltage_l1)" in tag["reason"]
 
 
 async def test_run_once_with_a_bad_file_exits_2(tmp_path: Path) -> None:

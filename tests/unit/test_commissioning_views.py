@@ -102,6 +102,101 @@ def test_run_once_json_is_valid_json_even_for_nan() -> None:
     assert drive["groups"][0]["tags"][0]["value"] == "nan"
 
 
+def _gateway_says_nobody_is_there() -> list[DeviceReading]:
+    """A wrong unit id behind a gateway: every read of 25 tags answers exception 11."""
+    where = ", ".join(f"input {2 * n}-{2 * n + 1} (tag_{n})" for n in range(10))
+    reason = f"exception code 11 (tcp://127.0.0.1:5020 function 4 0+50 unit 9: {where} and 15 more)"
+    groups = [
+        GroupReading(
+            group,
+            [TagReading(f"{group}_{n}", None, "V", Quality.BAD, reason, "") for n in range(count)],
+        )
+        for group, count in (("electrical", 20), ("energy", 5))
+    ]
+    return [DeviceReading("meter", groups, driver="modbus")]
+
+
+def test_run_once_says_a_reason_every_tag_shares_once_with_a_hint() -> None:
+    readings = _gateway_says_nobody_is_there()
+    text = render_text(readings)
+    lines = text.splitlines()
+    assert all(len(line) <= 80 for line in lines), text
+    assert len(lines) <= 25 + 2 + 8, text  # a line per tag, not a screenful per tag
+    assert text.count("exception code 11") == 1
+    assert lines[1].startswith("  all 25 tags bad: exception code 11 (tcp://127.0.0.1:5020")
+    flat = " ".join(text.split())
+    assert (
+        "gateway target device failed to respond. hint: no device answered at this unit id: "
+        "check unit_id and wiring"
+    ) in flat
+    assert flat.count("no device answered") == 1
+    tag_lines = [line for line in lines if line.startswith("    electrical_")]
+    assert len(tag_lines) == 20
+    assert all(line.split()[-3:] == ["bad", "(as", "above)"] for line in tag_lines)
+    assert lines[-1] == "0 of 25 tags good"
+    # --json keeps every tag with its whole reason.
+    document = json.loads(to_json(readings))
+    reasons = [t["reason"] for g in document["devices"][0]["groups"] for t in g["tags"]]
+    assert reasons == [readings[0].groups[0].tags[0].reason] * 25
+
+
+def test_run_once_a_group_of_one_reason_is_said_for_the_group() -> None:
+    bad = [TagReading(f"t{n}", None, "", Quality.BAD, "exception code 2", "") for n in range(3)]
+    good = [TagReading("ok", 1, "", Quality.GOOD, "", "0001")]
+    readings = [
+        DeviceReading("m", [GroupReading("a", bad), GroupReading("b", good)], driver="modbus")
+    ]
+    lines = render_text(readings).splitlines()
+    assert lines[:3] == ["m: NOT all good", "  group a", "    all 3 tags bad: exception code 2"]
+    assert lines[-4].startswith("    t2")
+    assert lines[-4].endswith("(as above)")
+    assert lines[-3] == "  group b"
+    assert lines[-2].startswith("    ok")
+    assert not lines[-2].endswith("(as above)")
+
+
+def test_run_once_words_modbus_reasons_with_a_hint() -> None:
+    tags = [
+        TagReading("ghost", None, "V", Quality.BAD, "exception code 2", ""),
+        TagReading("ok", 1, "", Quality.GOOD, "", "0001"),
+        TagReading("ghost2", None, "V", Quality.BAD, "exception code 2", ""),
+        TagReading("slow", None, "", Quality.BAD, "timeout", ""),
+    ]
+    text = render_text([DeviceReading("meter", [GroupReading("g", tags)], driver="modbus")])
+    assert all(len(line) <= 80 for line in text.splitlines()), text
+    flat = " ".join(text.split())
+    assert (
+        "exception code 2 illegal data address. hint: the device has no such register: check the "
+        "address, the table, and the manual's numbering (register 40001 is address 0)"
+    ) in flat
+    assert flat.count("illegal data address") == 1  # once per device, not per tag
+    assert "timeout no answer. hint: nothing answered in time" in flat
+    # Reasons of another kind, or of no kind, are shown as they are.
+    plain = render_text([DeviceReading("meter", [GroupReading("g", tags)])])
+    assert "illegal data address" not in plain
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (1, "illegal function"),
+        (3, "illegal data value"),
+        (4, "server device failure"),
+        (6, "server device busy"),
+        (10, "gateway path unavailable"),
+    ],
+)
+def test_every_modbus_exception_a_read_answers_has_words(code: int, words: str) -> None:
+    from drivers.registry import explain_reason
+
+    explained = explain_reason("modbus", f"exception code {code}")
+    assert explained is not None
+    assert explained.words == words
+    assert explained.hint
+    assert explain_reason("modbus", "disconnected") is None
+    assert explain_reason("opcua", f"exception code {code}") is None
+
+
 @pytest.mark.parametrize(
     ("service", "url"),
     [
