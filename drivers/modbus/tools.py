@@ -333,7 +333,7 @@ async def run_probe(
     else:
         print("  none", file=out)
     print("", file=out)
-    for line in explain_ranking(candidates, low, high, address):
+    for line in explain_ranking(candidates, low, high, address, tried=decodings):
         print(line, file=out)
     if not candidates:
         return EXIT_NO_ANSWER

@@ -197,6 +197,73 @@ def test_a_scaled_value_on_the_edge_of_the_range_is_a_hit_and_not_a_certainty() 
     assert "never" not in "\n".join(explain_rank(candidates, 0.29, 0.29, 0))
 
 
+def _explained(registers: Sequence[int], low: float, high: float, address: int = 0) -> str:
+    decodings = decode(
+        "input",
+        address,
+        registers,
+        layouts(len(registers), offsets=range(len(registers))),
+        DEFAULT_SCALES,
+    )
+    candidates = rank(decodings, registers, low, high)
+    return "\n".join(explain_rank(candidates, low, high, address, decodings))
+
+
+@pytest.mark.parametrize(
+    ("registers", "low", "high"),
+    [
+        # An Eastron SDM630's export energy 1.25 kWh (input 74-75) next to an empty
+        # register: word-swapped it reads 2.28e-41, a subnormal that is in 0..10.
+        ([0x3FA0, 0x0000], 0, 10),
+        ([0x3FA0, 0x0000], 0, 100000),
+        ([0x3FA0, 0x0000, 0x0000, 0x0000], 0, 10),
+    ],
+)
+def test_a_round_float_beats_absurd_floats(registers: list[int], low: float, high: float) -> None:
+    ranked = _ranked(registers, low, high)
+    assert ranked[0] == ("float32 ABCD", 0, "1.25")
+    absurd = [r for r in ranked if r[0].startswith("float") and "e-" in r[2]]
+    assert absurd  # 2.282405e-41 and the like are decoded ...
+    assert ranked[-len(absurd) :] == absurd  # ... and ranked last
+
+
+def test_an_absurd_float_says_why_and_is_no_match() -> None:
+    # [0000 0001] reads as float32 ABCD 1.4e-45, the smallest subnormal: no measurement.
+    ranked = _ranked([0x0000, 0x0001], 1e-46, 1e-44)
+    assert ranked == [("float32 ABCD", 0, "1e-45")]
+    words = _explained([0x0000, 0x0001], 1e-46, 1e-44)
+    assert "is no measurement" in words
+    assert "no convincing match" in words
+    assert "strong evidence" not in words
+
+
+def test_a_float64_with_an_empty_low_half_is_a_float32_then_empty_registers() -> None:
+    assert _ranked([0x3FA0, 0, 0, 0], 0, 10)[0] == ("float32 ABCD", 0, "1.25")
+    # ... unless the float32 is itself cut short: float64 50 is 0x4049000000000000.
+    assert _ranked([0x4049, 0, 0, 0], 0, 100)[0] == ("float64 ABCD", 0, "50")
+
+
+def test_the_wording_counts_the_decodings_tried() -> None:
+    # One float32 hit in 220..240 among ~200 decodings is still strong evidence ...
+    assert "strong evidence" in _explained([*_abcd(230.1), 2301, 0], 220, 240)
+    # ... one in 1..100 (1 in 78 per float32 decoding, a dozen of them) is not.
+    high, low = _abcd(13.75469)
+    words = _explained([low, high, 0, 0], 1, 100)
+    assert "weak evidence" in words
+    assert "strong evidence" not in words
+    # A wide range: some decoding lands in it whatever the registers hold.
+    words = _explained([0x3FA0, 0x0000], 0, 10)
+    assert "no convincing match" in words
+    assert "strong evidence" not in words
+
+
+def test_only_a_neighbour_one_register_away_is_called_off_by_one() -> None:
+    words = _explained([0xFFFF, 0xFFFF, 0xFFFF, 2301], 220, 240, 100)
+    assert "starts 3 registers after" in words
+    assert "use address 103" in words
+    assert "off by one" not in words
+
+
 def test_chances() -> None:
     # The exact share of float32 bit patterns in 220..240 (between 2**7 and 2**8: one
     # exponent, 20/128 of its 2**23 mantissas).
