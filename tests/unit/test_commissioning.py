@@ -14,6 +14,7 @@ from drivers.modbus.ranking import DEFAULT_SCALES, chance_in_range, label, one_i
 from drivers.modbus.ranking import explain as explain_rank
 from drivers.modbus.scan import RegisterScan, UnitScan, scan_registers, scan_units
 from drivers.modbus.target import TargetError, parse_int_range, parse_range, parse_target
+from drivers.modbus.tools import UsageError, check_span
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.rounding import shortest_float32_exact
 
@@ -302,6 +303,38 @@ def test_exceptions_in_words(code: int, words: str) -> None:
     )
     assert words in text
     assert f"exception {code}" in text
+
+
+@pytest.mark.parametrize(
+    ("table", "address", "words"),
+    [
+        (
+            "input",
+            30001,
+            "30001 looks like a register number: input register 1 is address 0; use --address 0",
+        ),
+        ("holding", 40101, "holding register 101 is address 100; use --address 100"),
+        ("holding", 30001, "use --table input --address 0"),
+        ("holding", 0, "address 0 is the first register"),
+        ("holding", 1, "try --address 0"),
+    ],
+)
+def test_an_illegal_address_hints_at_the_numbering(
+    table: ModbusTable, address: int, words: str
+) -> None:
+    answer = Answer(Outcome.EXCEPTION, code=2)
+    text = " ".join(
+        explain(answer, table=table, address=address, count=1, unit=1, serial=False, timeout=1)
+    )
+    assert words in text
+    assert f"--address {address}" not in text  # never the address just asked
+
+
+def test_a_six_digit_register_number_is_refused_with_the_address_it_means() -> None:
+    with pytest.raises(UsageError, match="300101 looks like input register 101: --address 100"):
+        check_span("input", 300101, 1)
+    with pytest.raises(UsageError, match="register 1: --table holding --address 0"):
+        check_span("input", 400001, 2)
 
 
 @pytest.mark.parametrize("code", [10, 11])
