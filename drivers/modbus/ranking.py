@@ -367,6 +367,11 @@ def verdict(top: Candidate, tried: Sequence[Decoding], low: float, high: float) 
     """How much the best hit says, given how many decodings were tried."""
     if absurd(top.decoding):
         return "no convincing match: the only readings in range are absurd floats"
+    if top.value == 0.0:
+        return (
+            "no convincing match: its registers are 0, and every type reads 0 from them; "
+            "read when the value is not 0"
+        )
     overall = any_by_chance(top, tried, low, high)
     tried_words = f"of the {len(tried)} decodings tried, one" if tried else "one"
     if overall < STRONG:

@@ -258,6 +258,13 @@ def test_the_wording_counts_the_decodings_tried() -> None:
     assert "strong evidence" not in words
 
 
+def test_empty_registers_are_no_evidence_for_any_type() -> None:
+    # float32 0 is 2 bit patterns in 2**32, yet zeros say nothing about the type.
+    words = _explained([0, 0, 0, 0], 0, 0)
+    assert "no convincing match: its registers are 0" in words
+    assert "strong evidence" not in words
+
+
 def test_only_a_neighbour_one_register_away_is_called_off_by_one() -> None:
     words = _explained([0xFFFF, 0xFFFF, 0xFFFF, 2301], 220, 240, 100)
     assert "starts 3 registers after" in words
