@@ -8,7 +8,7 @@ unrelated register contents land in the range read that way), plus small priors:
 
 * floats: the exact share of float32 / float64 bit patterns in the range. A float32
   that reads 230.1 needs the right sign, exponent and mantissa at once: 1 pattern in
-  several thousand does that, so a float hit is strong evidence;
+  several thousand does that, so a float hit in a narrow range is strong evidence;
 * integers: magnitudes spread evenly over the decades the type can hold (log-uniform),
   because real registers hold small numbers far more often than random 32-bit
   patterns would. A uint16 x0.1 in 220..240 is then about 1 in 130, an int32 x0.1
