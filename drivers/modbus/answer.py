@@ -25,6 +25,7 @@ from drivers.modbus.channel import (
 from drivers.modbus.frames import READ_FUNCTIONS
 from drivers.registry import Explanation
 from edge_agent.config import ModbusTable
+from edge_agent.config.hints import register_number
 from edge_agent.errors import DriverReadError
 from edge_agent.model import REASON_DISCONNECTED, REASON_INVALID_RESPONSE, REASON_TIMEOUT
 
@@ -157,13 +158,10 @@ def _exception_words(
             + " (meters often keep measurements in input registers, PLCs in holding).",
         ]
     if code == 2:
-        hints = [
-            f"hint: check the manual's numbering: register 1 (or 30001 / 40001) is "
-            f"address 0, so try --address {max(address - 1, 0)}"
-        ]
+        hints = [_numbering_hint(table, address)]
         if count > 1:
             hints.append("; or read fewer registers (--count 1): the read may run into a gap")
-        if other_table:
+        if other_table and register_number(address) is None:  # else the hint names it
             hints.append(f"; or the value lives in the {other_table} table")
         return [
             head + f"the device has no readable register at {span}.",
@@ -232,6 +230,28 @@ def explain_reason(reason: str) -> Explanation | None:
     if reason == REASON_TIMEOUT or reason.startswith(f"{REASON_TIMEOUT} ("):
         return Explanation("no answer", TIMEOUT_HINT)
     return None
+
+
+def _numbering_hint(table: ModbusTable, address: int) -> str:
+    """What exception 2 at ``address`` may mean about the manual's numbering; never the
+    address just tried."""
+    found = register_number(address)  # the same rule as `check` for a plant file
+    if found is not None:
+        meant, offset = found
+        move = f"--address {offset}" if meant == table else f"--table {meant} --address {offset}"
+        return (
+            f"hint: {address} looks like a register number: {meant} register {offset + 1} "
+            f"is address {offset}; use {move}"
+        )
+    if address == 0:
+        return (
+            "hint: address 0 is the first register of the table; check the manual's "
+            "register map for where its values start"
+        )
+    return (
+        f"hint: check the manual's numbering: register 1 (or 30001 / 40001) is "
+        f"address 0, so try --address {address - 1}"
+    )
 
 
 def hex_registers(address: int, registers: Sequence[int]) -> list[str]:

@@ -44,6 +44,7 @@ from drivers.modbus.ranking import explain as explain_ranking
 from drivers.modbus.ranking import label, one_in, rank, tag_yaml
 from drivers.modbus.target import TargetError, describe_target, parse_target
 from edge_agent.config import REGISTER_COUNT, ByteOrder, ModbusRtu, ModbusTable, ModbusTcp
+from edge_agent.config.hints import register_number
 from edge_agent.errors import DriverConnectError
 
 EXIT_OK = 0
@@ -111,7 +112,13 @@ def table_of(name: str) -> ModbusTable:
 def check_span(table: ModbusTable, address: int, count: int) -> None:
     limit = 2000 if table in ("coil", "discrete_input") else 125
     if not 0 <= address <= 65535:
-        raise UsageError(f"--address {address}: protocol addresses are 0..65535 (0-based)")
+        found = register_number(address)  # 300101: the same rule as `check`
+        hint = ""
+        if found is not None:
+            meant, offset = found
+            move = f"--table {meant} " if meant != table else ""
+            hint = f"; {address} looks like {meant} register {offset + 1}: {move}--address {offset}"
+        raise UsageError(f"--address {address}: protocol addresses are 0..65535 (0-based){hint}")
     if not 1 <= count <= limit:
         raise UsageError(f"--count {count}: one read holds 1..{limit} of the {table} table")
     if address + count > 65536:
@@ -333,7 +340,7 @@ async def run_probe(
     else:
         print("  none", file=out)
     print("", file=out)
-    for line in explain_ranking(candidates, low, high, address):
+    for line in explain_ranking(candidates, low, high, address, tried=decodings):
         print(line, file=out)
     if not candidates:
         return EXIT_NO_ANSWER

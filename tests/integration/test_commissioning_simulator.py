@@ -21,6 +21,7 @@ from edge_agent.config import ModbusTable
 from simulators.profile import RtuServer
 from simulators.pty import pty_pair
 from simulators.serve import Plant, serve_profile
+from simulators.templates import SERVER_NAME, UNIT_NAME, load_bundled, template_profile
 from tests.modbus_hostile import (
     Asked,
     Behaviour,
@@ -259,3 +260,35 @@ async def test_a_reply_that_does_not_fit_is_never_decoded(behaviour: Behaviour, 
         code = await run_probe(target, table="holding", address=0, low=220, high=240, out=out)
         assert code == 1
         assert "230.1" not in out.getvalue()
+
+
+@pytest.fixture
+async def sdm630() -> AsyncIterator[Plant]:
+    """The Eastron SDM630 template served (unit 1) on a free loopback port."""
+    clock = FrozenClock()
+    template = load_bundled("eastron-sdm630")
+    async with serve_profile(
+        template_profile(template, unit_id=1), clock=clock, start=clock.now - 600
+    ) as served:
+        yield served
+
+
+@pytest.mark.parametrize("high", [10.0, 100000.0])
+async def test_probe_of_a_round_energy_value_is_not_fooled_by_absurd_floats(
+    sdm630: Plant, high: float
+) -> None:
+    # energy_export is a round 1.25 kWh, [3FA0 0000]: word-swapped it reads 2.28e-41
+    # and float64 from 72 reads 3.4e-310, both "in" 0..high and neither a measurement.
+    truth = sdm630.read(UNIT_NAME)["energy_export_kwh"]
+    assert truth == 1.25
+    device = Device(parse_target(f"tcp://{sdm630.address(SERVER_NAME)}"), 1, 1.0)
+    for address in (74, 72):
+        out = io.StringIO()
+        code = await run_probe(device, table="input", address=address, low=0, high=high, out=out)
+        text = out.getvalue()
+        assert code == 0, text
+        if address == 74:
+            assert "likeliest: float32 ABCD at address 74 = 1.25" in text, text
+        assert "e-41" not in text.split("likeliest")[1], text
+        assert "e-310" not in text.split("likeliest")[1], text
+        assert "strong evidence" not in text, text

@@ -14,6 +14,7 @@ from drivers.modbus.ranking import DEFAULT_SCALES, chance_in_range, label, one_i
 from drivers.modbus.ranking import explain as explain_rank
 from drivers.modbus.scan import RegisterScan, UnitScan, scan_registers, scan_units
 from drivers.modbus.target import TargetError, parse_int_range, parse_range, parse_target
+from drivers.modbus.tools import UsageError, check_span
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.rounding import shortest_float32_exact
 
@@ -197,6 +198,80 @@ def test_a_scaled_value_on_the_edge_of_the_range_is_a_hit_and_not_a_certainty() 
     assert "never" not in "\n".join(explain_rank(candidates, 0.29, 0.29, 0))
 
 
+def _explained(registers: Sequence[int], low: float, high: float, address: int = 0) -> str:
+    decodings = decode(
+        "input",
+        address,
+        registers,
+        layouts(len(registers), offsets=range(len(registers))),
+        DEFAULT_SCALES,
+    )
+    candidates = rank(decodings, registers, low, high)
+    return "\n".join(explain_rank(candidates, low, high, address, decodings))
+
+
+@pytest.mark.parametrize(
+    ("registers", "low", "high"),
+    [
+        # An Eastron SDM630's export energy 1.25 kWh (input 74-75) next to an empty
+        # register: word-swapped it reads 2.28e-41, a subnormal that is in 0..10.
+        ([0x3FA0, 0x0000], 0, 10),
+        ([0x3FA0, 0x0000], 0, 100000),
+        ([0x3FA0, 0x0000, 0x0000, 0x0000], 0, 10),
+    ],
+)
+def test_a_round_float_beats_absurd_floats(registers: list[int], low: float, high: float) -> None:
+    ranked = _ranked(registers, low, high)
+    assert ranked[0] == ("float32 ABCD", 0, "1.25")
+    absurd = [r for r in ranked if r[0].startswith("float") and "e-" in r[2]]
+    assert absurd  # 2.282405e-41 and the like are decoded ...
+    assert ranked[-len(absurd) :] == absurd  # ... and ranked last
+
+
+def test_an_absurd_float_says_why_and_is_no_match() -> None:
+    # [0000 0001] reads as float32 ABCD 1.4e-45, the smallest subnormal: no measurement.
+    ranked = _ranked([0x0000, 0x0001], 1e-46, 1e-44)
+    assert ranked == [("float32 ABCD", 0, "1e-45")]
+    words = _explained([0x0000, 0x0001], 1e-46, 1e-44)
+    assert "is no measurement" in words
+    assert "no convincing match" in words
+    assert "strong evidence" not in words
+
+
+def test_a_float64_with_an_empty_low_half_is_a_float32_then_empty_registers() -> None:
+    assert _ranked([0x3FA0, 0, 0, 0], 0, 10)[0] == ("float32 ABCD", 0, "1.25")
+    # ... unless the float32 is itself cut short: float64 50 is 0x4049000000000000.
+    assert _ranked([0x4049, 0, 0, 0], 0, 100)[0] == ("float64 ABCD", 0, "50")
+
+
+def test_the_wording_counts_the_decodings_tried() -> None:
+    # One float32 hit in 220..240 among ~200 decodings is still strong evidence ...
+    assert "strong evidence" in _explained([*_abcd(230.1), 2301, 0], 220, 240)
+    # ... one in 1..100 (1 in 78 per float32 decoding, a dozen of them) is not.
+    high, low = _abcd(13.75469)
+    words = _explained([low, high, 0, 0], 1, 100)
+    assert "weak evidence" in words
+    assert "strong evidence" not in words
+    # A wide range: some decoding lands in it whatever the registers hold.
+    words = _explained([0x3FA0, 0x0000], 0, 10)
+    assert "no convincing match" in words
+    assert "strong evidence" not in words
+
+
+def test_empty_registers_are_no_evidence_for_any_type() -> None:
+    # float32 0 is 2 bit patterns in 2**32, yet zeros say nothing about the type.
+    words = _explained([0, 0, 0, 0], 0, 0)
+    assert "no convincing match: its registers are 0" in words
+    assert "strong evidence" not in words
+
+
+def test_only_a_neighbour_one_register_away_is_called_off_by_one() -> None:
+    words = _explained([0xFFFF, 0xFFFF, 0xFFFF, 2301], 220, 240, 100)
+    assert "starts 3 registers after" in words
+    assert "use address 103" in words
+    assert "off by one" not in words
+
+
 def test_chances() -> None:
     # The exact share of float32 bit patterns in 220..240 (between 2**7 and 2**8: one
     # exponent, 20/128 of its 2**23 mantissas).
@@ -235,6 +310,38 @@ def test_exceptions_in_words(code: int, words: str) -> None:
     )
     assert words in text
     assert f"exception {code}" in text
+
+
+@pytest.mark.parametrize(
+    ("table", "address", "words"),
+    [
+        (
+            "input",
+            30001,
+            "30001 looks like a register number: input register 1 is address 0; use --address 0",
+        ),
+        ("holding", 40101, "holding register 101 is address 100; use --address 100"),
+        ("holding", 30001, "use --table input --address 0"),
+        ("holding", 0, "address 0 is the first register"),
+        ("holding", 1, "try --address 0"),
+    ],
+)
+def test_an_illegal_address_hints_at_the_numbering(
+    table: ModbusTable, address: int, words: str
+) -> None:
+    answer = Answer(Outcome.EXCEPTION, code=2)
+    text = " ".join(
+        explain(answer, table=table, address=address, count=1, unit=1, serial=False, timeout=1)
+    )
+    assert words in text
+    assert f"--address {address}" not in text  # never the address just asked
+
+
+def test_a_six_digit_register_number_is_refused_with_the_address_it_means() -> None:
+    with pytest.raises(UsageError, match="300101 looks like input register 101: --address 100"):
+        check_span("input", 300101, 1)
+    with pytest.raises(UsageError, match="register 1: --table holding --address 0"):
+        check_span("input", 400001, 2)
 
 
 @pytest.mark.parametrize("code", [10, 11])
