@@ -406,7 +406,9 @@ def _add_commissioning_commands(
     probe.add_argument("--from", dest="first", type=int, metavar="A", help="scan start (0)")
     probe.add_argument("--to", dest="last", type=int, metavar="B", help="scan end (A+999)")
     probe.add_argument("--block", type=int, default=100, help="scan: addresses per request (100)")
-    probe.add_argument("--pause", type=float, default=0.1, help="scan: seconds between requests")
+    probe.add_argument(
+        "--pause", type=float, default=0.1, help="scan: seconds between requests (0.1)"
+    )
     probe.add_argument("--budget", type=float, default=300.0, help="scan: seconds at most (300)")
     probe.set_defaults(handler=cmd_probe)
 

@@ -56,9 +56,13 @@ def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
     if config.metrics is not None:
         lines.extend(summary_lines(config.metrics))
     lines.append(
-        f"total: {len(config.devices)} devices, {total_tags} tags, "
+        f"total: {_count(len(config.devices), 'device')}, {total_tags} tags, "
         f"{total_reads_per_s:.3g} reads/s after coalescing"
     )
     # A URL may carry its credentials (https://user:password@host): whichever line
     # prints it (an InfluxDB sink, an OPC UA endpoint), the password is not shown.
     return redact_urls("\n".join(lines))
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}{'' if number == 1 else 's'}"

@@ -32,7 +32,9 @@ EXIT_UNKNOWN = 2
 def add_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     templates = commands.add_parser("templates", help="the device template library: list, show")
     actions = templates.add_subparsers(dest="templates_action", required=True, metavar="ACTION")
-    listing = actions.add_parser("list", help="every template: name, title, source")
+    listing = actions.add_parser(
+        "list", help="every template: name and title (show NAME: its map and source)"
+    )
     show = actions.add_parser("show", help="one template's register map and file")
     show.add_argument("name", help="template name from `templates list`")
     for parser in (listing, show):

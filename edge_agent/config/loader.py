@@ -115,6 +115,9 @@ def _message(error: ErrorDetails, written: str | None = None, table: Any = None)
         hint = type_hint(value, allowed) if field == "type" else None
         if field == "byte_order":
             hint = byte_order_hint(value)
+        if not hint and isinstance(value, str):  # a typo: 'flaot32', 'holdnig'
+            close = difflib.get_close_matches(value, allowed.split(", "), n=1, cutoff=0.7)
+            hint = f"did you mean {close[0]}?" if close else None
         return f"{short_repr(value)} is not one of {allowed}" + (f"; {hint}" if hint else "")
     if field == "address" and isinstance(value, int) and kind == "less_than_equal":
         hint = address_hint(value, table)

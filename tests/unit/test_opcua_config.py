@@ -118,7 +118,7 @@ devices:
         "  group events: subscription, publishing every 0.5s, sampling 0.1s, queue 10, 2 tags"
         in summary
     )
-    assert "total: 1 devices, 3 tags, 1 reads/s" in summary
+    assert "total: 1 device, 3 tags, 1 reads/s" in summary
     assert "password" not in repr(config.devices[0])
 
 
