@@ -1,35 +1,30 @@
-"""A tiny HTTP/1.1 endpoint on the event loop: ``/healthz``, ``/metrics``, ``/status``.
+"""The health listener: ``/healthz``, ``/metrics``, ``/status`` on the event loop.
 
-Deliberately small: GET and HEAD only, one request per connection, bounded request
-size and read time, at most :data:`MAX_CLIENTS` connections at once (more are closed
-as soon as they are accepted, and counted), no threads. It serves monitoring on
-loopback (or a management address); it is not a web server. Answers:
-
-* ``/healthz``: 200 while the agent runs well, 503 with the reasons (a sink down or a
-  device offline for longer than the configured thresholds, a stalled poller, a
-  blocked event loop, starting or stopping); the body is the status document.
-* ``/metrics``: Prometheus exposition (text 0.0.4, or OpenMetrics when asked for).
-* ``/status``: the status document, always 200.
+Served by aiohttp (the app and its answers are in :mod:`edge_agent.service.http_app`;
+issue 15's console joins them there), on a listener of ours that keeps the endpoint's
+bounds: one request per connection, a bounded request head and exchange time, at most
+:data:`MAX_CLIENTS` connections at once (more are closed as soon as they are accepted,
+and counted), no threads. It serves monitoring on loopback (or a management address).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
+import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from http import HTTPStatus
+from typing import Any
 
 import structlog
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from edge_agent.episodes import Episode
 from edge_agent.service.agent import Agent
-from edge_agent.service.status import ServiceStats, status_document
-from edge_agent.service.telemetry import build_registry, render_metrics
+from edge_agent.service.http_app import Sources, build_app
+from edge_agent.service.status import ServiceStats
+from edge_agent.service.telemetry import build_registry
 
 log = structlog.get_logger("edge_agent.health")
 
@@ -41,14 +36,6 @@ REQUEST_TIMEOUT_S = 5.0
 #: this (a scanner, a stuck scraper) would otherwise each hold a file descriptor that
 #: the agent needs for its devices and sinks, for up to REQUEST_TIMEOUT_S.
 MAX_CLIENTS = 32
-JSON = "application/json"
-
-
-@dataclass(slots=True)
-class Response:
-    status: HTTPStatus
-    body: bytes
-    content_type: str = "text/plain; charset=utf-8"
 
 
 class HealthServer:
@@ -61,16 +48,14 @@ class HealthServer:
         self.port = port
         self.registry: CollectorRegistry = build_registry(agent, stats)
         self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        #: The connections being served (each one's guard, until its connection is lost).
+        self._clients: set[_Guard] = set()
         #: Connections closed at once because MAX_CLIENTS were being served.
         self.refused_connections = 0
         self._refusing = Episode()
         self.registry.register(_EndpointCollector(self))
-        self._routes: dict[str, Callable[[str], Response]] = {
-            "/healthz": self._healthz,
-            "/metrics": self._metrics,
-            "/status": self._status,
-        }
+        self.app = build_app(Sources(agent, stats, self.registry))
 
     @property
     def connections(self) -> int:
@@ -84,113 +69,161 @@ class HealthServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, limit=MAX_REQUEST_BYTES
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,  # the agent logs what matters; a scrape every 15 s does not
+            handle_signals=False,  # the supervisor owns the signals
+            shutdown_timeout=1.0,  # answers are computed at once; nothing to wait for
+            # Per line bounds; the whole head is bounded by _Guard (MAX_REQUEST_BYTES).
+            max_line_size=MAX_REQUEST_BYTES,
+            max_field_size=MAX_REQUEST_BYTES,
+            logger=_ClientErrors(),
         )
+        await runner.setup()
+        try:
+            # Our own listener around aiohttp's protocol factory (rather than a TCPSite):
+            # the connection limit and the per-connection deadline need to see every
+            # connection as it is accepted.
+            self._server = await asyncio.get_running_loop().create_server(
+                self._protocol, self.host, self.port
+            )
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
         log.info("health endpoint listening", url=f"http://{_host(self.host)}:{self.bound_port}")
 
     async def stop(self) -> None:
         """Stop listening, cut every open exchange, and wait for their tasks to end."""
         server, self._server = self._server, None
-        if server is None:
+        runner, self._runner = self._runner, None
+        if server is None or runner is None:
             return
         server.close()
         clients = set(self._clients)
-        for task in clients:
-            task.cancel()
-        if clients:
-            await asyncio.wait(clients)
+        for client in clients:
+            client.abort()
+        await asyncio.gather(*(client.lost for client in clients))
+        await runner.cleanup()
         await server.wait_closed()
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """A new connection: served by a task of ours, or closed at once when full.
-
-        A plain function, not a coroutine: asyncio would run a coroutine in a task of
-        its own whose done-callback reports a cancelled task as an error, once per
-        client cut at stop. Our tasks are cancelled and awaited quietly.
-        """
-        if self._server is None:
-            writer.transport.abort()  # stopping: accepted in the last moment
-            return
+    def _protocol(self) -> asyncio.Protocol:
+        """A new connection: served by aiohttp under a guard, or closed at once when full."""
+        if self._server is None or self._runner is None or self._runner.server is None:
+            return _Refused()  # stopping: accepted in the last moment
         if len(self._clients) >= MAX_CLIENTS:
-            self._refuse(writer)
-            return
+            return _Refused(self._refused)
         if self._refusing.end():
             log.info("health endpoint accepts connections again", refused=self.refused_connections)
-        task = asyncio.get_running_loop().create_task(
-            self._client(reader, writer), name="health:client"
-        )
-        self._clients.add(task)
-        task.add_done_callback(self._clients.discard)
+        return _Guard(self._clients, self._runner.server())
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        answered = False
-        try:
-            # One bound for the whole exchange: a client that sends slowly, or never
-            # reads the answer, does not hold a task forever.
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                head = await reader.readuntil(b"\r\n\r\n")
-                response, head_only = self._respond(head)
-                writer.write(_encode(response, head_only))
-                await writer.drain()
-            answered = True
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # slow, truncated or oversized request, or a client that does not read
-        except ConnectionError:
-            pass  # the client went away
-        finally:
-            if not answered:
-                writer.transport.abort()  # drop unsent data: closing would wait for it
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
-
-    def _refuse(self, writer: asyncio.StreamWriter) -> None:
-        """Full: close the new connection at once (it holds no descriptor for long)."""
+    def _refused(self, peer: object) -> None:
+        """Full: the new connection is closed at once (it holds no descriptor for long)."""
         self.refused_connections += 1
         if self._refusing.begin():
             log.warning(
-                "health endpoint full: closing new connections",
-                limit=MAX_CLIENTS,
-                peer=str(writer.get_extra_info("peername")),
+                "health endpoint full: closing new connections", limit=MAX_CLIENTS, peer=str(peer)
             )
-        writer.transport.abort()
 
-    def _respond(self, head: bytes) -> tuple[Response, bool]:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-            return Response(HTTPStatus.BAD_REQUEST, b"bad request\n"), False
-        method, target, _version = parts
-        if method not in ("GET", "HEAD"):
-            return Response(HTTPStatus.METHOD_NOT_ALLOWED, b"GET or HEAD only\n"), False
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        route = self._routes.get(target.split("?", 1)[0])
-        if route is None:
-            known = " ".join(self._routes)
-            return Response(HTTPStatus.NOT_FOUND, f"not found; try {known}\n".encode()), False
-        try:
-            return route(headers.get("accept", "")), method == "HEAD"
-        except Exception:
-            # A bug in a collector must not take the endpoint (or the agent) down.
-            log.exception("health endpoint failed to answer", path=target)
-            return Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n"), False
 
-    def _healthz(self, _accept: str) -> Response:
-        document = status_document(self.agent, self.stats)
-        status = HTTPStatus.OK if document["healthy"] else HTTPStatus.SERVICE_UNAVAILABLE
-        return Response(status, _json(document), JSON)
+class _ClientErrors(logging.Logger):
+    """aiohttp's server logger: what it reports is a client's malformed request.
 
-    def _status(self, _accept: str) -> Response:
-        return Response(HTTPStatus.OK, _json(status_document(self.agent, self.stats)), JSON)
+    aiohttp logs each one with a traceback at error level; a port scanner would fill
+    the agent's log. Said in one line at debug level instead (as the hand-written
+    endpoint said nothing). A bug in a route is caught and logged by the app itself.
+    """
 
-    def _metrics(self, accept: str) -> Response:
-        body, content_type = render_metrics(self.registry, accept)
-        return Response(HTTPStatus.OK, body, content_type)
+    def __init__(self) -> None:
+        super().__init__("edge_agent.health.http")
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info")
+        text = str(msg) % args if args else str(msg)
+        log.debug("health endpoint: bad request", what=text, error=str(error or ""))
+
+
+class _Refused(asyncio.Protocol):
+    """A connection closed as soon as it is made, and told to ``counted`` with its peer."""
+
+    def __init__(self, counted: Callable[[object], None] | None = None) -> None:
+        self.counted = counted
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.counted is not None:
+            self.counted(transport.get_extra_info("peername"))
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
+class _Guard(asyncio.Protocol):
+    """aiohttp's protocol for one connection, within the endpoint's bounds.
+
+    aiohttp bounds each line and header but not the whole request head, nor the time a
+    client takes to send it and read the answer (a slow client would hold a descriptor
+    for as long as it likes). The guard counts the head's bytes before aiohttp sees them
+    and cuts the connection, without an answer, past MAX_REQUEST_BYTES or past
+    REQUEST_TIMEOUT_S from the accept: one bound for the whole exchange, as the
+    endpoint answers one request per connection.
+    """
+
+    def __init__(self, clients: set[_Guard], inner: asyncio.Protocol) -> None:
+        #: The endpoint's connections being served; this one is among them while it lasts.
+        self.clients = clients
+        self.inner = inner
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_done = False
+        self._tail = b""  # the last bytes seen, to find a head end split between reads
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.clients.add(self)
+        self._deadline = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT_S, self.abort)
+        self.inner.connection_made(transport)
+
+    def abort(self) -> None:
+        """Cut the connection at once, dropping unsent data (closing would wait for it)."""
+        if self._transport is not None:
+            self._transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._head_done:
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            if end >= 0:
+                self._head_done = True
+                self._head_bytes += end + 4 - len(self._tail)
+            else:
+                self._head_bytes += len(data)
+                self._tail = seen[-3:]
+            if self._head_bytes > MAX_REQUEST_BYTES:
+                self.abort()  # oversized request: hung up on, no answer
+                return
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.clients.discard(self)
+        self.inner.connection_lost(exc)
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
 class _EndpointCollector(Collector):
@@ -215,21 +248,6 @@ class _EndpointCollector(Collector):
             "Connections closed at once because the endpoint was serving its maximum.",
             value=self.server.refused_connections,
         )
-
-
-def _json(document: object) -> bytes:
-    return json.dumps(document, indent=2).encode() + b"\n"
-
-
-def _encode(response: Response, head_only: bool) -> bytes:
-    head = (
-        f"HTTP/1.1 {response.status.value} {response.status.phrase}\r\n"
-        f"Content-Type: {response.content_type}\r\n"
-        f"Content-Length: {len(response.body)}\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode("latin-1")
-    return head if head_only else head + response.body
 
 
 def _host(host: str) -> str:

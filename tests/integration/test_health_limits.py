@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,78 @@ async def test_stop_with_open_clients_is_quiet_and_leaves_no_task(tmp_path: Path
         loop.set_exception_handler(previous)
     assert reported == [], [c.get("message") for c in reported]
     assert not endpoint._clients
+
+
+async def _answer(port: int, *parts: bytes) -> bytes:
+    """Send ``parts`` as separate writes; the whole answer, b"" when hung up on."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.05)  # apart, so that the server reads them apart
+        return await asyncio.wait_for(reader.read(), 10)
+    except ConnectionResetError:
+        return b""
+    finally:
+        await _close([(reader, writer)])
+
+
+async def test_a_slow_client_is_cut_off_without_an_answer(
+    server: HealthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiohttp by itself would wait for the rest of the head for an hour (its keep-alive).
+    monkeypatch.setattr(health, "REQUEST_TIMEOUT_S", 0.5)
+    connection = await asyncio.open_connection("127.0.0.1", server.bound_port)
+    try:
+        connection[1].write(b"GET /status HTTP/1.1\r\nHost: x\r\n")  # and never the end
+        await connection[1].drain()
+        assert await _closed_by_server(connection)
+    finally:
+        await _close([connection])
+    for _ in range(100):
+        if not server._clients:
+            break
+        await asyncio.sleep(0.02)
+    assert not server._clients
+    response = await http_get(server.bound_port, "/status")  # and others are served
+    assert response.status == 200
+
+
+async def test_the_whole_request_head_is_bounded_not_only_each_line(server: HealthServer) -> None:
+    port = server.bound_port
+    # Each header well within aiohttp's per-line bound; together past MAX_REQUEST_BYTES.
+    pads = [f"X-Pad-{i}: {'x' * 1000}\r\n".encode() for i in range(10)]
+    assert await _answer(port, b"GET /status HTTP/1.1\r\nHost: x\r\n", *pads, b"\r\n") == b""
+    # A head that arrives in pieces within the bound is answered.
+    answer = await _answer(port, b"GET /sta", b"tus HTTP/1.1\r\nHost: x\r", b"\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    # A body is not the head: an oversized one is not read, the method is refused.
+    post = b"POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100_000
+    assert (await _answer(port, post)).startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+
+
+async def test_malformed_requests_are_answered_without_an_error_in_the_log(
+    server: HealthServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A port scanner sends such things all day; the agent's log is for the plant.
+    with caplog.at_level(logging.DEBUG):
+        for request in (b"NONSENSE\r\n\r\n", b"GET /status HTTP/1.1\r\n\r\n"):  # no Host
+            assert (await _answer(server.bound_port, request)).split(b" ")[1] == b"400"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_answers_name_the_product_not_the_python_and_aiohttp_versions(
+    server: HealthServer,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        head = (await asyncio.wait_for(reader.read(), 10)).split(b"\r\n\r\n")[0]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert b"\r\nServer: edge-agent\r\n" in head
+    assert b"aiohttp" not in head.lower()
+    assert b"python" not in head.lower()
