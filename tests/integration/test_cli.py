@@ -417,7 +417,7 @@ def test_typo_in_the_file_is_reported_with_file_line_and_field(
         f"{path}:{line_of(text, 'timout')}: devices[0].timout: "
         "unknown key 'timout' (did you mean 'timeout'?)",
         f"{path}:{line_of(text, 'flaot32')}: devices[0].poll_groups[0].tags[1].type: "
-        f"'flaot32' is not one of {TYPES}",
+        f"'flaot32' is not one of {TYPES}; did you mean float32?",
         f"{path}: 2 problems; nothing started",
     ]
     assert not (tmp_path / "state").exists()
