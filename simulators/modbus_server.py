@@ -38,6 +38,7 @@ from simulators.equipment import Model, Simulation
 from simulators.ports import bind_error, listen_failure
 from simulators.profile import Point, RtuServer, TcpServer, Unit
 from simulators.registers import BIT_TABLES, Table, encode, encode_bit
+from simulators.schema import Value
 
 LOOPBACK = "127.0.0.1"
 """The only address the simulator listens on: it is a test and demo tool."""
@@ -186,27 +187,35 @@ class UnitEndpoint:
             first = max(bisect.bisect_right(starts, address) - 1, 0)
             points = points[first : bisect.bisect_left(starts, address + count)]
         for point in points:
-            value = values[point.source]
-            if point.codes is not None and isinstance(value, int):
-                value = point.codes.get(value, value)
+            words = point_words(point, values[point.source])
             if table in BIT_TABLES:
                 word, bit = divmod(point.address, 16)
                 index = word - start_address
-                if encode_bit(value):
+                if words[0]:
                     registers[index] |= 1 << bit
                 else:
                     registers[index] &= ~(1 << bit)
                 continue
             index = point.address - start_address
-            registers[index : index + point.size] = encode(
-                value,
-                point.type,
-                byte_order=point.byte_order,
-                scale=point.scale,
-                offset=point.offset,
-                length=point.length,
-            )
+            registers[index : index + point.size] = words
         return None
+
+
+def point_words(point: Point, value: Value) -> list[int]:
+    """What ``point`` serves for the model's ``value``: its registers, or ``[bit]`` for a
+    coil or discrete input (the device's own codes applied first)."""
+    if point.codes is not None and isinstance(value, int):
+        value = point.codes.get(value, value)
+    if point.table in BIT_TABLES:
+        return [int(encode_bit(value))]
+    return encode(
+        value,
+        point.type,
+        byte_order=point.byte_order,
+        scale=point.scale,
+        offset=point.offset,
+        length=point.length,
+    )
 
 
 def _address(point: Point) -> int:

@@ -10,6 +10,7 @@ cancels the scan's task; the summary is printed on the way out). Exit codes: see
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import TextIO
 
 from drivers.modbus.answer import Answer, Outcome, ask
@@ -74,10 +75,7 @@ async def run_scan_units(
 
     try:
         async with open_channel(target) as channel:
-
-            async def asked(table: ModbusTable, address: int, count: int, unit: int) -> Answer:
-                return await ask(channel, table, address, count, unit)
-
+            asked = partial(ask, channel)
             try:
                 await scan_units(
                     scan,
@@ -151,10 +149,7 @@ async def run_scan_registers(
 
     try:
         async with open_channel(target) as channel:
-
-            async def asked(table: ModbusTable, address: int, count: int, unit: int) -> Answer:
-                return await ask(channel, table, address, count, unit)
-
+            asked = partial(ask, channel)
             try:
                 await scan_registers(
                     scan,

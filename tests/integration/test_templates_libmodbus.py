@@ -25,8 +25,8 @@ from edge_agent.config.loader import parse_config
 from edge_agent.config.template_files import DeviceTemplate, library
 from edge_agent.model import SampleBatch
 from simulators.equipment import Machine
+from simulators.modbus_server import point_words
 from simulators.profile import Unit, build_simulation
-from simulators.registers import BIT_TABLES, encode, encode_bit
 from simulators.templates import UNIT_NAME, load_bundled, template_profile
 from tests.integration.test_templates_e2e import T0, check_tags, plant_text
 from tests.libmodbus_peer import compile_image_server, image_server
@@ -50,20 +50,7 @@ def register_image(template: DeviceTemplate, at: float) -> tuple[list[str], dict
     values = model.read()
     lines: list[str] = []
     for point in unit.points:
-        value = values[point.source]
-        if point.codes is not None and isinstance(value, int):
-            value = point.codes.get(value, value)
-        if point.table in BIT_TABLES:
-            words = [int(encode_bit(value))]
-        else:
-            words = encode(
-                value,
-                point.type,
-                byte_order=point.byte_order,
-                scale=point.scale,
-                offset=point.offset,
-                length=point.length,
-            )
+        words = point_words(point, values[point.source])
         lines += [f"{UNIT_ID} {point.table} {point.address + i} {w}" for i, w in enumerate(words)]
     truth: dict[str, object] = dict(values)
     if isinstance(model, Machine):
