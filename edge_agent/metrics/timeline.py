@@ -62,6 +62,8 @@ class StateTimeline:
 
     def _append(self, t_ns: int, state: int) -> None:
         points = self.points
+        if points and points[-1][1] == state:
+            return  # two gaps in a row, each after a single reading: one unknown stretch
         if len(points) == points.maxlen:
             self.dropped += 1
         points.append((t_ns, state))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from edge_agent.config.loader import parse_config
 from edge_agent.console.energy import energy_document
 from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.store import STATE_FILE, StateStore
 from edge_agent.model import REASON_TIMEOUT, Quality, SampleBatch, Value
 
 S = 1_000_000_000
@@ -118,10 +120,12 @@ def comp_kw(t: float) -> float:
 class Plant:
     """A processor and the metric batches it published (what the console's ring keeps)."""
 
-    def __init__(self, windows: str = "[15m, shift]", start: float = START) -> None:
+    def __init__(
+        self, windows: str = "[15m, shift]", start: float = START, store: StateStore | None = None
+    ) -> None:
         self.clock = Clock(start)
         config = parse_config(PLANT.replace("WINDOWS", windows), env={})
-        self.processor = MetricsProcessor(config, clock=self.clock)
+        self.processor = MetricsProcessor(config, clock=self.clock, store=store)
         self.published: list[SampleBatch] = []
         self.kwh = 1000.0
         self.cnc_kwh = 500.0
@@ -337,6 +341,28 @@ def test_silence_longer_than_max_gap_is_unknown_now() -> None:
         (local(16, 5, 39, 59), local(16, 5, 41), "unknown"),
     ]
     assert by_name(plant.document(local(16, 5, 40, 1))["machines"], "cnc")["state"] == "run"
+
+
+def test_after_a_restart_the_band_resumes_at_the_saved_state(tmp_path: Path) -> None:
+    """The band is not saved; the machine's last state is, and the downtime is unknown."""
+    before = Plant(store=StateStore(tmp_path / STATE_FILE))
+    before.run(local(16, 5, 40))
+    assert before.processor.save()
+    after = Plant(start=local(16, 5, 42), store=StateStore(tmp_path / STATE_FILE))
+    # The plant ran on for the two minutes the agent was down.
+    after.kwh = before.kwh + 40 * 120 / 3600
+    after.cnc_kwh = before.cnc_kwh + 8 * 120 / 3600
+    after.parts = before.parts + 12
+    after.run(local(16, 5, 50))
+    doc = after.document()
+    assert band(by_name(doc["machines"], "cnc")) == [
+        (local(16, 5, 39, 59), local(16, 5, 42), "unknown"),
+        (local(16, 5, 42), local(16, 5, 50), "run"),
+    ]
+    meter = by_name(doc["meters"], "lm")
+    # 05:30 to 05:50, the downtime counted from the counter (40 kW, 50 kW from 05:45).
+    assert meter["energy_today_kwh"] == pytest.approx((15 * 40 + 5 * 50) / 60, abs=0.05)
+    assert [n["at_s"] for n in doc["notes"] if n["code"] == "started_today"] == [local(16, 5, 42)]
 
 
 def test_nothing_known_is_null_not_zero() -> None:
