@@ -121,10 +121,15 @@ class Plant:
     """A processor and the metric batches it published (what the console's ring keeps)."""
 
     def __init__(
-        self, windows: str = "[15m, shift]", start: float = START, store: StateStore | None = None
+        self,
+        windows: str = "[15m, shift]",
+        start: float = START,
+        store: StateStore | None = None,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         self.clock = Clock(start)
-        config = parse_config(PLANT.replace("WINDOWS", windows), env={})
+        text = PLANT.replace("WINDOWS", windows).replace("Asia/Shanghai", timezone)
+        config = parse_config(text, env={})
         self.processor = MetricsProcessor(config, clock=self.clock, store=store)
         self.published: list[SampleBatch] = []
         self.kwh = 1000.0
@@ -178,7 +183,8 @@ class Plant:
         out = []
         for batch in self.published:
             info = metric_info(batch)
-            assert info is not None and info.bounds is not None
+            assert info is not None
+            assert info.bounds is not None
             if (batch.device, info.window, info.family) == (device, window, family):
                 row: dict[str, Any] = dict(zip(batch.names, batch.values, strict=True))
                 row["_start"], row["_end"] = (b / S for b in info.bounds)
@@ -274,7 +280,8 @@ def test_shift_rows_are_published_then_running(plant: Plant) -> None:
     }
     assert published["_quality"]["energy_kwh"] == "uncertain"
     assert night["energy_kwh"] == pytest.approx((15 * 40 + 15 * 50) / 60, abs=0.05)
-    assert early["name"] == "early" and early["open"] is True
+    assert early["name"] == "early"
+    assert early["open"] is True
     assert (early["start_s"], early["end_s"]) == (local(16, 6), local(16, 14))
     assert early["energy_kwh"] == pytest.approx((15 * 60 + 15 * 70 + 20 * 50) / 60, abs=0.05)
     assert early["quality"] == "good"
@@ -379,7 +386,8 @@ def test_nothing_known_is_null_not_zero() -> None:
     plant.run(START + 60)
     comp = by_name(plant.document()["machines"], "comp")
     assert comp["utilization"] == 1.0
-    assert comp["parts_made"] is None and comp["oee"] is None, "comp counts no parts"
+    assert comp["parts_made"] is None, "comp counts no parts"
+    assert comp["oee"] is None
     assert comp["energy_today_kwh"] is None, "comp has no energy source"
 
 
@@ -429,7 +437,8 @@ def test_the_days_figures_are_what_the_day_publishes() -> None:
         "idle_energy_kwh": cnc_energy["idle_energy_kwh"],
     }
     assert {key: cnc[key] for key in expected} == expected
-    assert cnc["oee"] is not None and cnc["kwh_per_good_part"] is not None
+    assert cnc["oee"] is not None
+    assert cnc["kwh_per_good_part"] is not None
 
 
 def test_without_published_blocks_the_bars_are_the_agents_own() -> None:
@@ -454,6 +463,28 @@ def test_shift_rows_need_shift_windows() -> None:
     doc = plant.document()
     assert by_name(doc["meters"], "lm")["shifts"] == []
     assert "shift_windows_off" in [n["code"] for n in doc["notes"]]
+
+
+def test_a_daylight_saving_day_in_local_blocks_and_shifts() -> None:
+    """Berlin, 28 March 2027: 02:00 becomes 03:00; the day has 23 hours, the night shift 7."""
+    berlin = ZoneInfo("Europe/Berlin")
+
+    def cet(day: int, hour: int, minute: int = 0) -> float:
+        return dt.datetime(2027, 3, day, hour, minute, tzinfo=berlin).timestamp()
+
+    plant = Plant(start=cet(28, 1, 30), timezone="Europe/Berlin")
+    plant.run(cet(28, 3, 20))
+    doc = plant.document()
+    assert (doc["date"], doc["timezone"]) == ("2027-03-28", "Europe/Berlin")
+    blocks = by_name(doc["meters"], "lm")["blocks"]
+    assert [(b["start_s"], b["end_s"]) for b in blocks] == [
+        (cet(28, 1, 30), cet(28, 1, 45)),
+        (cet(28, 1, 45), cet(28, 3, 0)),  # 01:45 CET to 03:00 CEST: fifteen minutes
+        (cet(28, 3, 0), cet(28, 3, 15)),
+    ]
+    (night,) = by_name(doc["meters"], "lm")["shifts"]
+    assert (night["name"], night["end_s"] - night["start_s"]) == ("night", 7 * 3600)
+    assert band(by_name(doc["machines"], "cnc")) == [(cet(28, 1, 30), cet(28, 3, 20), "run")]
 
 
 def test_without_metrics_the_page_says_so() -> None:
