@@ -97,23 +97,25 @@ def energy_document(
     assert day is not None, "days leave no hole"
     today = (day.start_ns, day.end_ns)
     blocks, shifts = _published(metric_batches, today)
-    live = {row.name: row for row in live_kpis(processor, now_ns)}
+    # live_kpis lists the meters, the machines, then the plant total, in the processor's order.
+    live = live_kpis(processor, now_ns)
+    live_machines = live[len(processor.meters) : len(processor.meters) + len(processor.machines)]
     notes = _notes(processor, today, zone)
     meters: list[dict[str, Any]] = []
-    for unit in processor.meters:
-        row = _meter(live[unit.name], "meter", unit.peaks.blocks_of(today[0]), blocks)
+    for unit, live_row in zip(processor.meters, live, strict=False):
+        row = _meter(live_row, "meter", unit.peaks.blocks_of(today[0]), blocks)
         row["shifts"] = _shift_rows(processor, [unit], shifts.get(unit.name, {}), today, now_ns)
         meters.append(row)
     if processor.total is not None:
         total = processor.total
-        row = _meter(live[total.name], "plant", total.peaks.blocks_of(today[0]), blocks)
+        row = _meter(live[-1], "plant", total.peaks.blocks_of(today[0]), blocks)
         row["shifts"] = _shift_rows(
             processor, total.members, shifts.get(total.name, {}), today, now_ns
         )
         meters.append(row)
     machines = []
-    for machine in processor.machines:
-        machines.append(_machine(machine, live[machine.name], today[0], now_ns))
+    for machine, live_row in zip(processor.machines, live_machines, strict=True):
+        machines.append(_machine(machine, live_row, today[0], now_ns))
         timeline = machine.timeline
         if timeline is not None and timeline.dropped:
             first = timeline.first_ns()
