@@ -290,8 +290,8 @@ async def test_one_request_at_a_time_a_second_is_busy(
         assert status == 409
         assert document["error"] == "busy"
         assert f"read {silent_device} unit 1 holding 0 by {USER}" in document["detail"]
-        status, answered = await first
-    assert status == 200
+        first_status, answered = await first
+    assert first_status == 200
     assert (answered["ok"], answered["outcome"]) == (False, "timeout")
     assert "no answer from unit 1 within 0.5 s" in answered["error"]
     assert not console.gate.busy
