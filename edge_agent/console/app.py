@@ -31,6 +31,13 @@ from aiohttp_sse import sse_response
 from edge_agent import __version__
 from edge_agent.config.console import ConsoleConfig
 from edge_agent.console.auth import COMMISSION, VIEW, Auth, Session
+from edge_agent.console.commissioning import (
+    CommissioningGate,
+    commission_once,
+    commission_probe,
+    commission_read,
+)
+from edge_agent.console.energy import energy_document
 from edge_agent.console.logring import LogRing
 from edge_agent.console.ring import LiveRing
 from edge_agent.console.views import Views, redacted_config
@@ -80,6 +87,8 @@ TYPES = {
 SESSION_KEY = web.RequestKey("console_session", Session)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A commissioning handler of :mod:`edge_agent.console.commissioning`.
+CommissionHandler = Callable[..., Awaitable[web.Response]]
 #: Lifts the listener's per-exchange deadline for a long-lived answer (a stream).
 HoldOpen = Callable[[web.Request], bool]
 
@@ -109,6 +118,8 @@ class Console:
         self.logs = LogRing()
         self.streams = 0
         self.files = static_files()
+        #: One commissioning request at a time per agent.
+        self.gate = CommissioningGate()
         self._started = False
 
     @property
@@ -147,6 +158,13 @@ class Console:
         router.add_get("/console/api/device/{name}/history", self._history)
         router.add_get("/console/api/config", self._config)
         router.add_get("/console/api/stream", self._stream)
+        router.add_get("/console/api/energy", self._energy)
+        for action, handler in (
+            ("read", commission_read),
+            ("probe", commission_probe),
+            ("once", commission_once),
+        ):
+            router.add_post(f"/console/api/commission/{action}", self._commissioning(handler))
 
     @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -312,6 +330,26 @@ class Console:
                 "log": list(reversed(self.logs.records)),
             }
         )
+
+    async def _energy(self, request: web.Request) -> web.Response:
+        # Today's published windows are in the ring; energy_document keeps today's.
+        return _json(
+            energy_document(
+                self.agent.metrics,
+                self.ring.metric_batches(),
+                timezone=self.agent.config.plant.timezone,
+            )
+        )
+
+    def _commissioning(self, handler: CommissionHandler) -> Handler:
+        """``handler`` for the running config, as the logged-in user (the guard has
+        checked the switch, the permission and the CSRF token)."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            user = request[SESSION_KEY].user or "?"
+            return await handler(request, user=user, gate=self.gate, config=self.agent.config)
+
+        return serve
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the plant (and one device) once a second."""
