@@ -84,6 +84,14 @@ class LiveRing:
             for key in [k for k in store if k[0] == device]:
                 del store[key]
 
+    def keep_only(self, devices: set[str]) -> None:
+        """Forget the poll groups of devices no longer polled (removed by a reload).
+
+        Metric batches are kept: their devices are meters and machines, not pollers.
+        """
+        for key in [k for k in self._groups if k[0] not in devices]:
+            del self._groups[key]
+
     # -- reading (only when a page asks)
 
     def latest(

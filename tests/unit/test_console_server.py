@@ -77,8 +77,12 @@ def test_ring_counts_polls_and_keeps_metric_batches_apart() -> None:
     historical.historical = True
     ring.append(historical)
     assert ring.history("dev", "a")[-1].value == 1.0
-    ring.forget_device("dev")
+    ring.keep_only({"dev"})
+    assert len(ring.history("dev", "a")) == 10
+    ring.keep_only({"other"})
     assert ring.history("dev", "a") == []
+    assert ring.metric_batches() == [metric]  # meters are not pollers
+    ring.forget_device("dev")
     assert ring.metric_batches() == []
 
 
