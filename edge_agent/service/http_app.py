@@ -13,7 +13,8 @@ Answers, as the hand-written endpoint gave them:
 * ``/status``: the status document, always 200.
 * the console's routes when ``service.console`` is set (:mod:`edge_agent.console.app`);
 * GET and HEAD only, POST to ``/console/api/`` (405 otherwise, before routing), 404
-  naming the known paths, one request per connection (``Connection: close``), ``Cache-Control: no-store``.
+  naming the known paths, one request per connection (``Connection: close``),
+  ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
