@@ -81,7 +81,7 @@ export function historyChart(box, points, unit, tagName) {
     scales: { x: { time: true } },
     legend: { show: true, live: true },
     series: [
-      { value: (u, v) => (v === null || v === undefined ? "" : fmtTime(v)) },
+      { label: t("col.when"), value: (u, v) => (v === null || v === undefined ? "" : fmtTime(v)) },
       {
         label: tagName,
         stroke: "#1f6feb",
@@ -169,7 +169,12 @@ function niceStep(range, count) {
   return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * power;
 }
 
-function hourTicks(group, day0, x, top, height, timeZone, every) {
+/** Hours between labels on a day axis of width px: every label about 60 px or more apart. */
+function hourStep(width) {
+  return width < 480 ? 6 : width < 820 ? 3 : 2;
+}
+
+function hourTicks(group, day0, x, top, height, every) {
   for (let h = 0; h <= 24; h += every) {
     const px = x(day0 + h * 3600);
     group.append(svg("line", { x1: px, x2: px, y1: top, y2: top + height, class: "tick" }));
@@ -178,7 +183,6 @@ function hourTicks(group, day0, x, top, height, timeZone, every) {
     text.textContent = `${String(h).padStart(2, "0")}:00`;
     group.append(text);
   }
-  void timeZone;
 }
 
 // ------------------------------------------------------------------ demand bars
@@ -219,7 +223,7 @@ export function demandBars(box, meter, day0, nowS, timeZone) {
   }
   root.append(grid);
   const axis = svg("g");
-  hourTicks(axis, day0, x, top + plotH, 4, timeZone, plotW < 500 ? 4 : 2);
+  hourTicks(axis, day0, x, top + plotH, 4, hourStep(plotW));
   root.append(axis);
   root.append(svg("rect", {
     x: x(Math.min(nowS, day0 + 86400)), y: top, width: Math.max(0, left + plotW - x(Math.min(nowS, day0 + 86400))),
@@ -310,7 +314,7 @@ export function stateTimeline(box, timeline, day0, nowS, timeZone) {
     root.append(svg("line", { x1: px, x2: px, y1: top - 3, y2: top + bandH + 3, class: "now-line" }));
   }
   const axis = svg("g");
-  hourTicks(axis, day0, x, top + bandH, 4, timeZone, plotW < 500 ? 4 : 2);
+  hourTicks(axis, day0, x, top + bandH, 4, hourStep(plotW));
   root.append(axis);
   return root;
 }

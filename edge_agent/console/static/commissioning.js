@@ -29,7 +29,7 @@ export function mount(main, { live }) {
   const probeButton = el("button", { type: "button", i18n: "com.probe", data: { testid: "com-probe" } });
   const form = el("form", { class: "form-grid", attrs: { novalidate: true } },
     field("com.target", f.target, "wide"),
-    field("com.unit", f.unit), field("com.table", f.table), field("com.address", f.address),
+    field("com.unit", f.unit), field("com.table", f.table, "span2"), field("com.address", f.address),
     field("com.count", f.count), field("com.type", f.type), field("com.byte_order", f.order),
     el("div", { class: "form-actions" }, readButton),
     el("fieldset", { class: "probe-set" },

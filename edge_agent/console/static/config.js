@@ -26,7 +26,7 @@ export function mount(main, { live }) {
   const text = el("pre", { class: "config-text", data: { testid: "config-text" } });
   text.setAttribute("translate", "no");
   const log = table([
-    { key: "col.time", class: "num", col: "w-time" }, { key: "col.level", col: "w-state" },
+    { key: "col.when", class: "num", col: "w-time" }, { key: "col.level", col: "w-state" },
     { key: "col.logger", col: "w-source" }, { key: "col.message", col: "w-reason" }, { key: "col.fields" },
   ], { class: "log" });
   const logEmpty = note("config.no_log");

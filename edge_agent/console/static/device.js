@@ -53,7 +53,7 @@ export function mount(main, { live, param }) {
     el("div", { class: "card-head" }, chartTitle, chartClose), chartBox);
   chartCard.hidden = true;
   const events = table([
-    { key: "col.since", col: "w-time" }, { key: "col.kind_event", col: "w-state" }, { key: "col.text" },
+    { key: "col.when", class: "num", col: "w-time" }, { key: "col.kind_event", col: "w-state" }, { key: "col.text" },
   ], { class: "events" });
   const eventsEmpty = note("device.no_events");
   const problem = el("div");

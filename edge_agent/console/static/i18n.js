@@ -91,6 +91,7 @@ const en = {
   "col.unit": "Unit",
   "col.quality": "Quality",
   "col.time": "Source time",
+  "col.when": "Time",
   "col.source": "Source",
   "col.type": "Type",
   "col.kind_event": "Kind",
@@ -330,6 +331,7 @@ const zh = {
   "col.unit": "单位",
   "col.quality": "质量",
   "col.time": "源时间",
+  "col.when": "时间",
   "col.source": "来源",
   "col.type": "类型",
   "col.kind_event": "类别",
@@ -669,7 +671,11 @@ export function fmtClock(time, timeZone) {
   return ms === null ? DASH : timeFormat("clock", timeZone).format(ms);
 }
 
+/** Date and time as 2026-12-04 20:31:00 in every language: no month/day order to guess. */
 export function fmtDateTime(time, timeZone) {
   const ms = toMs(time);
-  return ms === null ? DASH : timeFormat("datetime", timeZone).format(ms);
+  if (ms === null) return DASH;
+  const parts = {};
+  for (const part of timeFormat("datetime", timeZone).formatToParts(ms)) parts[part.type] = part.value;
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
 }

@@ -98,13 +98,13 @@ function createDeviceRow(device) {
   const canvas = el("canvas", { class: "spark", data: { testid: "sparkline" } });
   canvas.setAttribute("aria-hidden", "true");
   const tr = el("tr", { data: { testid: "device-row", device: device.name } },
-    el("td", {}, link, driver),
-    el("td", {}, state, since),
-    el("td", {}, lastGood),
-    el("td", { class: "reason-cell" }, reason),
-    el("td", { class: "num" }, rate),
-    el("td", { class: "num" }, el("span", {}, value, unit), keyTag),
-    el("td", { class: "spark-cell" }, canvas),
+    el("td", { class: "c-name" }, link, driver),
+    el("td", { class: "c-state" }, state, since),
+    el("td", { class: "c-good", data: { label: t("col.last_good") } }, lastGood),
+    el("td", { class: "reason-cell c-reason" }, reason),
+    el("td", { class: "num c-rate", data: { label: t("col.reads_per_s") } }, rate),
+    el("td", { class: "num c-value" }, el("span", {}, value, unit), keyTag),
+    el("td", { class: "spark-cell c-spark" }, canvas),
   );
   tr.addEventListener("click", (event) => {
     if (event.target.closest("a")) return;
