@@ -113,6 +113,8 @@ export function historyChart(box, points, unit, tagName) {
   };
   const chart = new UPlot(opts, toColumns(points), box);
   for (const canvas of box.querySelectorAll("canvas")) canvas.dataset.testid = "tag-chart";
+  // The series label is the tag's name: data, not a label to translate.
+  for (const name of box.querySelectorAll(".u-series:not(:first-child) .u-label")) name.setAttribute("translate", "no");
   const observer = new ResizeObserver(() => {
     const w = width();
     if (Math.abs(w - chart.width) > 2) chart.setSize({ width: w, height: 240 });

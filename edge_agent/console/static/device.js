@@ -4,7 +4,7 @@
 
 import { getJSON } from "./api.js";
 import { DASH, fmtAge, fmtDateTime, fmtInt, fmtTimeMs, fmtValue, t } from "./i18n.js";
-import { KeyedRows, badge, clear, data, el, label, note, setAttr, setBadge, setText, table } from "./dom.js";
+import { KeyedRows, badge, clear, data, el, label, note, sentence, setAttr, setBadge, setText, table } from "./dom.js";
 import { historyChart } from "./charts.js";
 
 const EVENTS_MS = 10000;
@@ -174,7 +174,7 @@ export function mount(main, { live, param }) {
   async function openChart(name) {
     view.chart = name;
     chartCard.hidden = false;
-    chartTitle.textContent = t("device.chart", { tag: name });
+    sentence(chartTitle, "device.chart", { tag: name });
     for (const row of rows.rows.values()) row.tr.classList.toggle("selected", row.tag.name === name);
     closeChartOnly();
     clear(chartBox);
@@ -240,7 +240,7 @@ export function mount(main, { live, param }) {
       if (stopped) return;
       loading.hidden = true;
       clear(problem);
-      if (error && error.status === 404) problem.append(note("device.unknown", { name: param }, "error"));
+      if (error && error.status === 404) problem.append(sentence(el("p", { class: "note note-error" }), "device.unknown", { name: param }));
       else if (first) problem.append(note("common.error", { text: describe(error) }, "error"));
     }
   }

@@ -1,7 +1,7 @@
 // Small DOM helpers. Text goes in through textContent only: device names, tag names, reasons and
 // config text come from the plant file and the devices, and must never be parsed as HTML.
 
-import { t } from "./i18n.js";
+import { parts, t } from "./i18n.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -149,6 +149,19 @@ export class KeyedRows {
     for (let i = 0; same && i < order.length; i += 1) same = current[i] === order[i];
     if (!same) for (const tr of order) this.body.append(tr);
   }
+}
+
+/**
+ * Put a translated sentence with data in it into node: the sentence's words as text, each
+ * {param} as a <span translate="no"> holding the plant's own text (a device, a tag, a zone).
+ */
+export function sentence(node, key, params) {
+  clear(node);
+  for (const part of parts(key)) {
+    if (typeof part === "string") node.append(document.createTextNode(part));
+    else node.append(data("span", params[part.param] === undefined ? "" : String(params[part.param]), { class: "param" }));
+  }
+  return node;
 }
 
 /** A message line (loading, error, empty) in a section. */

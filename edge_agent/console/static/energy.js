@@ -6,7 +6,7 @@
 
 import { getJSON } from "./api.js";
 import { DASH, fmtClock, fmtFixed, fmtInt, fmtPct, t } from "./i18n.js";
-import { KeyedRows, badge, clear, data, el, label, note, setBadge, setText, table } from "./dom.js";
+import { KeyedRows, badge, clear, data, el, label, note, sentence, setBadge, setText, table } from "./dom.js";
 import { demandBars, localDayStart, stateTimeline } from "./charts.js";
 
 const POLL_MS = 10000;
@@ -40,7 +40,11 @@ export function mount(main, { live }) {
     loading.hidden = true;
     clear(problem);
     const tz = doc.timezone || undefined;
-    setText(date, t("energy.date", { date: doc.date || DASH, tz: doc.timezone || DASH }));
+    const dateText = `${doc.date}|${doc.timezone}`;
+    if (date.dataset.shown !== dateText) {
+      date.dataset.shown = dateText;
+      sentence(date, "energy.date", { date: doc.date || DASH, tz: doc.timezone || DASH });
+    }
     const nowS = typeof doc.now_s === "number" ? doc.now_s : Date.now() / 1000;
     const day0 = localDayStart(nowS, tz);
     sync(meters, meterViews, doc.meters || [], (m) => createMeter(m), (view, m) => view.update(m, day0, nowS, tz));

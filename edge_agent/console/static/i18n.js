@@ -531,6 +531,23 @@ export function t(key, params) {
   return text;
 }
 
+/**
+ * The label split around its {name} parameters: [text, {param: name}, text, ...], so a page can
+ * put data (a device or tag name) in its own untranslated element inside a translated sentence.
+ */
+export function parts(key) {
+  const text = t(key);
+  const out = [];
+  let last = 0;
+  for (const match of text.matchAll(/\{(\w+)\}/g)) {
+    if (match.index > last) out.push(text.slice(last, match.index));
+    out.push({ param: match[1] });
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
 /** Fill every data-i18n* element under root with the current language's labels. */
 export function applyI18n(root) {
   for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);

@@ -5,7 +5,7 @@
 import {
   DASH, fmtAge, fmtBytes, fmtDateTime, fmtDuration, fmtFixed, fmtInt, fmtPct, fmtValue, t,
 } from "./i18n.js";
-import { KeyedRows, badge, data, el, label, note, setAttr, setBadge, setText, table } from "./dom.js";
+import { KeyedRows, badge, data, el, label, note, sentence, setAttr, setBadge, setText, table } from "./dom.js";
 import { drawSparkline } from "./charts.js";
 
 const DEVICE_COLUMNS = [
@@ -32,7 +32,9 @@ const SINK_COLUMNS = [
 export function mount(main, { live }) {
   live.follow(null);
   const summary = el("span", { class: "summary" });
-  const meta = el("span", { class: "meta" });
+  const version = el("span");
+  const uptime = el("span");
+  const meta = el("span", { class: "meta" }, version, " · ", uptime);
   const devices = table(DEVICE_COLUMNS, { class: "devices" });
   const sinks = table(SINK_COLUMNS, { class: "sinks" });
   const outbox = el("div", { class: "outbox" });
@@ -72,7 +74,11 @@ export function mount(main, { live }) {
     outboxView.update(plant.outbox);
     const online = list.filter((d) => d.state === "online").length;
     setText(summary, t("plant.summary", { online: fmtInt(online), total: fmtInt(list.length) }));
-    setText(meta, `${t("plant.version", { version: plant.version || DASH })} · ${t("plant.uptime", { time: fmtDuration(plant.uptime_s) })}`);
+    if (version.dataset.shown !== plant.version) {
+      version.dataset.shown = plant.version;
+      sentence(version, "plant.version", { version: plant.version || DASH });
+    }
+    setText(uptime, t("plant.uptime", { time: fmtDuration(plant.uptime_s) }));
   }
 
   if (live.plant) render(live.plant);
