@@ -45,6 +45,10 @@ def _no_explanation(reason: str) -> Explanation | None:
     return None
 
 
+def _shareable(device: Any) -> str | None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DriverKind:
     """What the core may ask of one protocol's drivers."""
@@ -58,6 +62,9 @@ class DriverKind:
     summary: Callable[[Any], DeviceSummary]
     #: A tag's reason (as the drivers write it) in words, with a hint; None: no words.
     explain: Callable[[str], Explanation | None] = _no_explanation
+    #: What the device's connection holds that only one opener may (a serial port's
+    #: path); None: a second connection (e.g. the console's) can be opened beside it.
+    exclusive: Callable[[Any], str | None] = _shareable
 
 
 def kind_of(driver: str) -> DriverKind:
@@ -94,3 +101,8 @@ def explain_reason(driver: str, reason: str) -> Explanation | None:
     if driver not in KINDS or not reason:
         return None
     return kind_of(driver).explain(reason)
+
+
+def exclusive_resource(device: DeviceConfig) -> str | None:
+    """What only one opener may hold of the device's connection (a serial port), or None."""
+    return kind_of(device.driver).exclusive(device)

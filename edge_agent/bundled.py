@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: ``edge-agent demo``'s fixed ports: the simulators' Modbus gateways and the web console.
+DEMO_PORTS = (15020, 15021)
+DEMO_CONSOLE_PORT = 15080
+
 _PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
 _SOURCE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -193,16 +193,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return run_simulate(Path(args.config), duration=args.duration)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from edge_agent.demo import run_demo
-
-    return run_demo(
-        config_path=Path(args.config) if args.config else None,
-        mqtt=args.mqtt,
-        duration=args.duration,
-    )
-
-
 def cmd_outbox_status(args: argparse.Namespace) -> int:
     import sqlite3
 
@@ -419,6 +409,14 @@ def _add_template_commands(commands: argparse._SubParsersAction[argparse.Argumen
     add_template_commands(commands)
 
 
+def _add_demo_and_console_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    from edge_agent.console.commands import add_demo_and_console_commands
+
+    add_demo_and_console_commands(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
@@ -458,13 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--duration", type=float, help="stop after this many seconds")
     simulate.set_defaults(handler=cmd_simulate)
 
-    demo = commands.add_parser(
-        "demo", help="start the bundled simulators and the agent, and show live values"
-    )
-    demo.add_argument("--mqtt", metavar="HOST:PORT", help="also publish to this MQTT broker")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument("-c", "--config", help="plant file (default: configs/demo-plant.yaml)")
-    demo.set_defaults(handler=cmd_demo)
+    _add_demo_and_console_commands(commands)
 
     outbox = commands.add_parser("outbox", help="inspect the durable outbox of a plant")
     outbox_commands = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")

@@ -14,13 +14,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.bundled import configs_dir
+from edge_agent.bundled import DEMO_CONSOLE_PORT, configs_dir
 from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config.console import ConsoleConfig
 from edge_agent.config.loader import load_config
+from edge_agent.config.service import HealthConfig
 from edge_agent.demo_screen import WAITING_FOR_PART, DemoScreen, tag_texts
 from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
-from edge_agent.service.agent import Agent, run_agent
+from edge_agent.service.agent import Agent
+from edge_agent.service.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -34,9 +37,20 @@ def demo_config_path() -> Path:
     return configs_dir() / "demo-plant.yaml"
 
 
-def _demo_config(config_path: Path | None, mqtt: str | None, state_dir: Path) -> PlantConfig:
+def _demo_config(
+    config_path: Path | None, mqtt: str | None, state_dir: Path, console_port: int = 0
+) -> PlantConfig:
     path = config_path or demo_config_path()
     config = load_config(path, env={"EDGE_AGENT_STATE": str(state_dir)})
+    if console_port and config.service.console is None:
+        # On loopback only, without users: a look at the demo plant, nothing more.
+        service = config.service.model_copy(
+            update={
+                "health": HealthConfig(listen="127.0.0.1", port=console_port),
+                "console": ConsoleConfig(),
+            }
+        )
+        config = config.model_copy(update={"service": service})
     if mqtt is None:
         return config
     host, _, port = mqtt.rpartition(":")
@@ -134,7 +148,7 @@ async def _demo(config: PlantConfig, duration: float | None) -> None:
         )
         shower = asyncio.create_task(display, name="demo-display")
         try:
-            await run_agent(agent, duration=duration)
+            await Supervisor(agent).run(duration=duration)
         finally:
             shower.cancel()
             await asyncio.wait([shower])
@@ -143,10 +157,15 @@ async def _demo(config: PlantConfig, duration: float | None) -> None:
             print("  " + line)
 
 
-def run_demo(config_path: Path | None, mqtt: str | None, duration: float | None) -> int:
+def run_demo(
+    config_path: Path | None,
+    mqtt: str | None,
+    duration: float | None,
+    console_port: int = DEMO_CONSOLE_PORT,
+) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as state_dir:
         try:
-            config = _demo_config(config_path, mqtt, Path(state_dir))
+            config = _demo_config(config_path, mqtt, Path(state_dir), console_port)
         except ConfigError as exc:
             print("\n".join(exc.problems), file=sys.stderr)
             return 2
@@ -157,6 +176,11 @@ def run_demo(config_path: Path | None, mqtt: str | None, duration: float | None)
         else:
             print(f"publishing to MQTT broker {mqtt} on edge/{config.plant.name}/<device>/data")
         print("simulated plant on 127.0.0.1:15020 and :15021; Ctrl-C to stop")
+        health = config.service.health
+        if config.service.console is not None and health is not None:
+            scheme = "https" if health.tls is not None else "http"
+            host = f"[{health.listen}]" if ":" in health.listen else health.listen
+            print(f"web console: {scheme}://{host}:{health.port}/console/")
         from simulators.modbus_server import ServeError
 
         try:

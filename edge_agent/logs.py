@@ -55,6 +55,16 @@ def _redact_rendered(_logger: Any, _method: str, rendered: Any) -> Any:
     return redact(rendered) if isinstance(rendered, str) else rendered
 
 
+def shared_processors() -> list[structlog.types.Processor]:
+    """What every rendered line carries: level, logger, UTC time; secret keys masked."""
+    return [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _mask_secret_keys,
+    ]
+
+
 def configure_logging(
     level: str = "info",
     *,
@@ -75,12 +85,7 @@ def configure_logging(
     terminal = out.isatty()
     use_json = not terminal if json is None else json
     numeric = _LEVELS.get(level, logging.INFO)
-    shared: list[structlog.types.Processor] = [
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _mask_secret_keys,
-    ]
+    shared = shared_processors()
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json

@@ -199,6 +199,24 @@ async def read_once(config: PlantConfig) -> list[DeviceReading]:
     return [readings[device.name] for device in config.devices]
 
 
+async def read_device_once(config: PlantConfig, device: DeviceConfig) -> DeviceReading:
+    """Every group of one device of ``config`` once, on a fresh driver of its own (its
+    own connection, even where the agent shares one with other devices), closed after.
+
+    For the console's ``once`` beside a running agent: the caller makes sure the
+    connection can be opened a second time (a serial port cannot)."""
+    from drivers.registry import build_drivers  # lazy: protocol packages
+
+    (driver,) = build_drivers(config, [device])
+    if isinstance(driver, ShowsRaw):
+        driver.record_raw()
+    try:
+        outcome = await _read_device(driver, TagCatalog.of([device]), kind=device.driver)
+    finally:
+        await driver.close()
+    return outcome.reading
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -318,6 +336,11 @@ def render_text(readings: Sequence[DeviceReading], explain: Explain | None = Non
 
 def to_json(readings: Sequence[DeviceReading]) -> str:
     """The same as :func:`render_text` for scripts; raw and reason empty when there is none."""
+    return json.dumps(json_document(readings), indent=2, default=str, allow_nan=False)
+
+
+def json_document(readings: Sequence[DeviceReading]) -> dict[str, Any]:
+    """What :func:`to_json` writes, as a dict (the console sends it as it is)."""
 
     def tag(t: TagReading) -> dict[str, Any]:
         value: Any = t.value
@@ -334,7 +357,7 @@ def to_json(readings: Sequence[DeviceReading]) -> str:
             "raw": t.raw,
         }
 
-    document = {
+    return {
         "good": all(d.good for d in readings),
         "devices": [
             {
@@ -345,4 +368,3 @@ def to_json(readings: Sequence[DeviceReading]) -> str:
             for d in readings
         ],
     }
-    return json.dumps(document, indent=2, default=str, allow_nan=False)

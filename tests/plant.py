@@ -33,16 +33,24 @@ def demo_profile() -> Profile:
 
 
 def demo_config(
-    ports: Mapping[str, int], state_dir: Path, extra_yaml: str = "", **replace: str
+    ports: Mapping[str, int],
+    state_dir: Path,
+    extra_yaml: str = "",
+    *,
+    environment: Mapping[str, str] | None = None,
+    **replace: str,
 ) -> PlantConfig:
-    """configs/demo-plant.yaml pointed at ``ports`` (server name -> bound port)."""
+    """configs/demo-plant.yaml pointed at ``ports`` (server name -> bound port);
+    ``environment``: more variables the text's ``${VAR}`` may read."""
     text = CONFIG_FILE.read_text()
     for server, port in DEMO_PORTS.items():
         text = text.replace(f"port: {port}}}", f"port: {ports[server]}}}")
     for old, new in replace.items():
         text = text.replace(old, new)
     return parse_config(
-        text + extra_yaml, str(CONFIG_FILE), env={"EDGE_AGENT_STATE": str(state_dir)}
+        text + extra_yaml,
+        str(CONFIG_FILE),
+        env={**(environment or {}), "EDGE_AGENT_STATE": str(state_dir)},
     )
 
 

@@ -27,6 +27,12 @@ def _connection(conn: ModbusTcp | ModbusRtu) -> str:
     return f"rtu {conn.serial_port} {conn.baudrate} {conn.bytesize}{conn.parity}{conn.stopbits}"
 
 
+def _exclusive(device: ModbusDeviceConfig) -> str | None:
+    """A serial port has one opener: the agent's poller, while it runs."""
+    conn = device.connection
+    return conn.serial_port if isinstance(conn, ModbusRtu) else None
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
@@ -52,5 +58,9 @@ def _summary(device: ModbusDeviceConfig) -> DeviceSummary:
 
 
 KIND = DriverKind(
-    build=_build, connection_key=_connection_key, summary=_summary, explain=explain_reason
+    build=_build,
+    connection_key=_connection_key,
+    summary=_summary,
+    explain=explain_reason,
+    exclusive=_exclusive,
 )

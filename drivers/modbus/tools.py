@@ -29,19 +29,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TextIO
 
-from drivers.modbus.answer import Answer, Outcome, ask, explain, function_of, hex_registers
+from drivers.modbus.answer import Outcome, ask
 from drivers.modbus.channel import ModbusChannel
-from drivers.modbus.decodings import (
-    NUMERIC_TYPES,
-    decode,
-    decode_string,
-    format_value,
-    layouts,
-    orders_for,
-    render_table,
-)
-from drivers.modbus.ranking import explain as explain_ranking
-from drivers.modbus.ranking import label, one_in, rank, tag_yaml
+from drivers.modbus.decodings import NUMERIC_TYPES
+from drivers.modbus.ranking import DEFAULT_SCALES
+from drivers.modbus.results import Asked, ProbeResult, ReadResult, render_probe, render_read
 from drivers.modbus.target import TargetError, describe_target, parse_target
 from edge_agent.config import REGISTER_COUNT, ByteOrder, ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.config.hints import register_number
@@ -68,7 +60,12 @@ NEVER_DEAD = 1 << 30
 
 
 class UsageError(ValueError):
-    """A command line the tools cannot act on; nothing was sent."""
+    """A command line the tools cannot act on; nothing was sent. ``field`` names the
+    argument at fault (``address``, ``count``...; "" when it is the combination)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +80,16 @@ class Device:
     def serial(self) -> bool:
         return isinstance(self.connection, ModbusRtu)
 
+    @property
+    def serial_port(self) -> str | None:
+        """The serial port it opens (None over TCP): one opener at a time."""
+        return self.connection.serial_port if isinstance(self.connection, ModbusRtu) else None
+
     def describe(self) -> str:
         return f"{describe_target(self.connection)} unit {self.unit}"
+
+    def asked(self, table: ModbusTable, address: int, count: int) -> Asked:
+        return Asked(self.describe(), self.unit, self.serial, self.timeout, table, address, count)
 
 
 def device(target: str, unit: int, timeout: float) -> Device:
@@ -92,20 +97,22 @@ def device(target: str, unit: int, timeout: float) -> Device:
     try:
         connection = parse_target(target)
     except TargetError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc), "target") from None
     if unit == 0:
-        raise UsageError("--unit 0 is the broadcast address: no device answers it; use 1..255")
+        raise UsageError(
+            "--unit 0 is the broadcast address: no device answers it; use 1..255", "unit"
+        )
     if not 1 <= unit <= 255:
-        raise UsageError(f"--unit {unit}: unit ids are 1..247 (255 on some TCP devices)")
+        raise UsageError(f"--unit {unit}: unit ids are 1..247 (255 on some TCP devices)", "unit")
     if not 0 < timeout <= 60:
-        raise UsageError(f"--timeout {timeout:g}: give seconds between 0 and 60")
+        raise UsageError(f"--timeout {timeout:g}: give seconds between 0 and 60", "timeout")
     return Device(connection, unit, timeout)
 
 
 def table_of(name: str) -> ModbusTable:
     table = TABLES.get(name.lower())
     if table is None:
-        raise UsageError(f"--table {name!r}: use holding, input, coil or discrete")
+        raise UsageError(f"--table {name!r}: use holding, input, coil or discrete", "table")
     return table
 
 
@@ -118,11 +125,15 @@ def check_span(table: ModbusTable, address: int, count: int) -> None:
             meant, offset = found
             move = f"--table {meant} " if meant != table else ""
             hint = f"; {address} looks like {meant} register {offset + 1}: {move}--address {offset}"
-        raise UsageError(f"--address {address}: protocol addresses are 0..65535 (0-based){hint}")
+        raise UsageError(
+            f"--address {address}: protocol addresses are 0..65535 (0-based){hint}", "address"
+        )
     if not 1 <= count <= limit:
-        raise UsageError(f"--count {count}: one read holds 1..{limit} of the {table} table")
+        raise UsageError(
+            f"--count {count}: one read holds 1..{limit} of the {table} table", "count"
+        )
     if address + count > 65536:
-        raise UsageError(f"--address {address} --count {count} runs past address 65535")
+        raise UsageError(f"--address {address} --count {count} runs past address 65535", "count")
 
 
 @asynccontextmanager
@@ -162,6 +173,43 @@ def connect_failed(exc: DriverConnectError) -> int:
 # ------------------------------------------------------------------------ read
 
 
+def read_shape(
+    table: ModbusTable,
+    address: int,
+    count: int | None = None,
+    type_: str | None = None,
+    byte_order: str | None = None,
+    scale: float = 1.0,
+) -> tuple[ByteOrder, int]:
+    """The byte order and register count of a ``read`` as asked, checked before anything
+    is sent; :class:`UsageError` says what is wrong."""
+    order, count = _read_shape(table, type_, byte_order, count)
+    check_span(table, address, count)
+    if scale == 0:
+        raise UsageError("--scale 0 would make every value 0", "scale")
+    return order, count
+
+
+async def read_result(
+    target: Device,
+    *,
+    table: ModbusTable,
+    address: int,
+    count: int | None = None,
+    type_: str | None = None,
+    byte_order: str | None = None,
+    scale: float = 1.0,
+) -> ReadResult:
+    """One request, decoded as every type and byte order that fits (or as ``type_``).
+
+    Raises :class:`UsageError` (nothing sent) and :class:`DriverConnectError`; what the
+    device answers, or that it does not, is in the result."""
+    order, count = read_shape(table, address, count, type_, byte_order, scale)
+    async with open_channel(target) as channel:
+        answer = await ask(channel, table, address, count, target.unit)
+    return ReadResult.of(target.asked(table, address, count), answer, type_, order, scale)
+
+
 async def run_read(
     target: Device,
     *,
@@ -175,53 +223,22 @@ async def run_read(
 ) -> int:
     """One request; the registers in hex and the value decoded (exit codes: module doc)."""
     try:
-        order, count = _read_shape(table, type_, byte_order, count)
-        check_span(table, address, count)
-        if scale == 0:
-            raise UsageError("--scale 0 would make every value 0")
-    except UsageError as exc:
-        return usage(str(exc))
-    try:
-        async with open_channel(target) as channel:
-            answer = await ask(channel, table, address, count, target.unit)
-    except DriverConnectError as exc:
-        return connect_failed(exc)
-    span = f"{address}" if count == 1 else f"{address}-{address + count - 1}"
-    print(
-        f"{target.describe()}, {table} {span} (function {function_of(table)}): {answer.summary()}",
-        file=out,
-    )
-    if answer.outcome is not Outcome.DATA:
-        words = explain(
-            answer,
+        result = await read_result(
+            target,
             table=table,
             address=address,
             count=count,
-            unit=target.unit,
-            serial=target.serial,
-            timeout=target.timeout,
+            type_=type_,
+            byte_order=byte_order,
+            scale=scale,
         )
-        for line in words:
-            print(line, file=out)
-        return EXIT_NO_ANSWER
-    if table in ("coil", "discrete_input"):
-        for i, bit in enumerate(answer.data):
-            print(f"  {address + i:>5}  {'1 (on)' if bit else '0 (off)'}", file=out)
-        return EXIT_OK
-    for line in hex_registers(address, answer.data):
+    except UsageError as exc:
+        return usage(str(exc))
+    except DriverConnectError as exc:
+        return connect_failed(exc)
+    for line in render_read(result):
         print(line, file=out)
-    if type_ is not None:
-        _print_one(table, address, answer.data, type_, order, scale, out)
-        return EXIT_OK
-    decodings = decode(table, address, answer.data, layouts(count))
-    if decodings:
-        print(f"\nthe value at {table} {address}, read as:", file=out)
-        for line in render_table(decodings):
-            print("  " + line, file=out)
-        print("  (16-bit types: CDAB reads as ABCD, DCBA as BADC)", file=out)
-    for text in decode_string(table, address, answer.data):
-        print(f"as text ({text.byte_order}): {text.value!r}", file=out)
-    return EXIT_OK
+    return EXIT_OK if result.ok else EXIT_NO_ANSWER
 
 
 def _read_shape(
@@ -229,46 +246,63 @@ def _read_shape(
 ) -> tuple[ByteOrder, int]:
     order = (byte_order or "ABCD").upper()
     if order not in ("ABCD", "CDAB", "BADC", "DCBA"):
-        raise UsageError(f"--byte-order {byte_order!r}: use ABCD, CDAB, BADC or DCBA")
+        raise UsageError(f"--byte-order {byte_order!r}: use ABCD, CDAB, BADC or DCBA", "byte_order")
     if type_ is None:
         if byte_order is not None:
-            raise UsageError("--byte-order needs --type (without it every order is shown)")
+            raise UsageError(
+                "--byte-order needs --type (without it every order is shown)", "byte_order"
+            )
         default = 1 if table in ("coil", "discrete_input") else 2
         return "ABCD", default if count is None else count
     if type_ not in TYPES:
         hint = " (did you mean float32?)" if type_ in ("float", "real") else ""
-        raise UsageError(f"--type {type_!r}{hint}: use one of {', '.join(TYPES)}")
+        raise UsageError(f"--type {type_!r}{hint}: use one of {', '.join(TYPES)}", "type")
     if table in ("coil", "discrete_input"):
-        raise UsageError(f"the {table} table holds bits: leave --type out")
+        raise UsageError(f"the {table} table holds bits: leave --type out", "type")
     if type_ == "string":
         return order, count or 1  # type: ignore[return-value]
     size = REGISTER_COUNT[type_]
     if count is not None and count < size:
-        raise UsageError(f"--count {count}: a {type_} needs {size} registers")
+        raise UsageError(f"--count {count}: a {type_} needs {size} registers", "count")
     return order, count or size  # type: ignore[return-value]
 
 
-def _print_one(
+# ----------------------------------------------------------------------- probe
+
+
+def check_probe(table: ModbusTable, address: int, count: int) -> None:
+    """A ``probe --expect`` the tools can send; :class:`UsageError` says what is wrong."""
+    if table in ("coil", "discrete_input"):
+        raise UsageError("--expect ranks register values: use --table holding or input", "table")
+    check_span(table, address, count)
+
+
+async def probe_result(
+    target: Device,
+    *,
     table: ModbusTable,
     address: int,
-    registers: Sequence[int],
-    type_: str,
-    order: ByteOrder,
-    scale: float,
-    out: TextIO,
-) -> None:
-    if type_ == "string":
-        texts = [t for t in decode_string(table, address, registers) if t.byte_order == order]
-        shown = repr(texts[0].value) if texts else "not readable as text"
-        print(f"string {order} at {table} {address}: {shown}", file=out)
-        return
-    effective = order if order in orders_for(type_) else {"CDAB": "ABCD", "DCBA": "BADC"}[order]
-    (decoding,) = decode(table, address, registers, [(0, type_, effective)], (scale,))  # type: ignore[list-item]
-    scaled = "" if scale == 1.0 else f" x{scale:g}"
-    print(f"{type_} {order}{scaled} at {table} {address}: {format_value(decoding)}", file=out)
+    low: float,
+    high: float,
+    count: int = 4,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    top: int = 8,
+) -> ProbeResult:
+    """Rank the decodings of the registers from ``address`` that fall in ``low..high``.
 
-
-# ----------------------------------------------------------------------- probe
+    Reads ``count`` registers (4: room for a float64, and for a value one register
+    further than asked); when the device refuses that many (exception 2 or 3: the read
+    ran past the end of a block), it tries 2 and then 1. Raises :class:`UsageError`
+    (nothing sent) and :class:`DriverConnectError`.
+    """
+    check_probe(table, address, count)
+    async with open_channel(target) as channel:
+        answer = await ask(channel, table, address, count, target.unit)
+        while answer.outcome is Outcome.EXCEPTION and answer.code in (2, 3) and count > 1:
+            count = 2 if count > 2 else 1
+            answer = await ask(channel, table, address, count, target.unit)
+    asked = target.asked(table, address, count)
+    return ProbeResult.of(asked, answer, low, high, scales, top)
 
 
 async def run_probe(
@@ -279,87 +313,26 @@ async def run_probe(
     low: float,
     high: float,
     count: int = 4,
-    scales: Sequence[float] = (1.0, 0.1, 0.01, 0.001),
+    scales: Sequence[float] = DEFAULT_SCALES,
     top: int = 8,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Rank the decodings of the registers from ``address`` that fall in ``low..high``.
-
-    Reads ``count`` registers (4: room for a float64, and for a value one register
-    further than asked); when the device refuses that many (exception 2 or 3: the read
-    ran past the end of a block), it tries 2 and then 1.
-    """
-    if table in ("coil", "discrete_input"):
-        return usage("--expect ranks register values: use --table holding or input")
+    """:func:`probe_result`, printed (exit codes: module doc)."""
     try:
-        check_span(table, address, count)
+        result = await probe_result(
+            target,
+            table=table,
+            address=address,
+            low=low,
+            high=high,
+            count=count,
+            scales=scales,
+            top=top,
+        )
     except UsageError as exc:
         return usage(str(exc))
-    try:
-        async with open_channel(target) as channel:
-            answer = await ask(channel, table, address, count, target.unit)
-            while answer.outcome is Outcome.EXCEPTION and answer.code in (2, 3) and count > 1:
-                count = 2 if count > 2 else 1
-                answer = await ask(channel, table, address, count, target.unit)
     except DriverConnectError as exc:
         return connect_failed(exc)
-    span = f"{address}" if count == 1 else f"{address}-{address + count - 1}"
-    print(f"{target.describe()}, {table} {span}: {answer.summary()}", file=out)
-    if answer.outcome is not Outcome.DATA:
-        for line in _explain(answer, target, table, address, count):
-            print(line, file=out)
-        return EXIT_NO_ANSWER
-    for line in hex_registers(address, answer.data):
+    for line in render_probe(result):
         print(line, file=out)
-    registers = answer.data
-    decodings = decode(table, address, registers, layouts(count, offsets=range(count)), scales)
-    candidates = rank(decodings, registers, low, high)
-    print(f"\ndecodings in {low:g}..{high:g}, likeliest first:", file=out)
-    rows = [("address", "type", "order", "scale", "value", "by chance")]
-    for c in candidates[:top]:
-        d = c.decoding
-        rows.append(
-            (
-                str(address + d.offset),
-                d.type,
-                d.byte_order,
-                f"{d.scale:g}",
-                format_value(d),
-                one_in(c.chance),
-            )
-        )
-    if len(rows) > 1:
-        widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-        for row in rows:
-            print(
-                "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(),
-                file=out,
-            )
-        if len(candidates) > top:
-            print(f"  ... and {len(candidates) - top} more (--top)", file=out)
-    else:
-        print("  none", file=out)
-    print("", file=out)
-    for line in explain_ranking(candidates, low, high, address, tried=decodings):
-        print(line, file=out)
-    if not candidates:
-        return EXIT_NO_ANSWER
-    print(
-        f"\nas a tag ({label(candidates[0])}):\n  {tag_yaml(candidates[0], table, address)}",
-        file=out,
-    )
-    return EXIT_OK
-
-
-def _explain(
-    answer: Answer, target: Device, table: ModbusTable, address: int, count: int
-) -> list[str]:
-    return explain(
-        answer,
-        table=table,
-        address=address,
-        count=count,
-        unit=target.unit,
-        serial=target.serial,
-        timeout=target.timeout,
-    )
+    return EXIT_OK if result.found else EXIT_NO_ANSWER

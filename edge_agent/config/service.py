@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edge_agent.config.base import Duration, Strict
+from edge_agent.config.console import ConsoleConfig, HealthTls, is_loopback
 
 #: Logger names as they appear in the ``logger`` field of every log line.
 LoggerName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")]
@@ -38,11 +39,21 @@ class HealthConfig(Strict):
         gt=0,
         description="/healthz reports 503 once a device has been offline for this long.",
     )
+    tls: HealthTls | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate (the console's login cookie is then "
+        "Secure). /healthz, /metrics and /status are HTTPS too.",
+    )
 
 
 class ServiceConfig(Strict):
     health: HealthConfig | None = Field(
         default=None, description="Leave out to run without the HTTP endpoint."
+    )
+    console: ConsoleConfig | None = Field(
+        default=None,
+        description="The web console, served on the health listener. Leave out to run "
+        "without it (the default).",
     )
     status_interval: Duration = Field(
         default=60.0,
@@ -68,6 +79,23 @@ class ServiceConfig(Strict):
             "seconds (and every poller keeps completing its polls)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _console_is_guarded(self) -> ServiceConfig:
+        console = self.console
+        if console is None:
+            return self
+        if self.health is None:
+            raise ValueError(
+                "console: the console is served on the health listener; add service.health "
+                "(listen and port)"
+            )
+        if not console.users and not is_loopback(self.health.listen):
+            raise ValueError(
+                f"console: service.health.listen is {self.health.listen}, reachable from "
+                "other machines: add service.console.users (a login is required off loopback)"
+            )
+        return self
 
 
 LogLevel = Literal["debug", "info", "warning", "error"]

@@ -28,13 +28,47 @@ class DayPeak:
     block_start_ns: int
 
 
-class PeakTracker:
-    """Keeps the running peak demand of the current local day."""
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One closed 15-minute block as its demand batch publishes it (unrounded)."""
 
-    __slots__ = ("current",)
+    start_ns: int
+    end_ns: int
+    demand_kw: float | None
+    #: Its demand batch's quality: good, or uncertain (low coverage, no data).
+    good: bool
+
+
+#: More blocks than any local day has (100 on a 25-hour day, a few more where a
+#: daylight-saving switch cuts blocks): the list cannot grow without bound.
+MAX_BLOCKS: Final = 128
+
+
+class PeakTracker:
+    """Keeps the running peak demand of the current local day, and the day's blocks.
+
+    The blocks are for the console's demand bars, also when ``15m`` is not published.
+    They are kept in memory only (not saved with the peak): after a restart the bars
+    start at the first block closed since.
+    """
+
+    __slots__ = ("blocks", "blocks_day_ns", "current")
 
     def __init__(self) -> None:
         self.current: DayPeak | None = None
+        self.blocks: list[Block] = []
+        self.blocks_day_ns: int | None = None
+
+    def keep_block(self, day_start_ns: int, block: Block) -> None:
+        """Remember a closed block of the day starting at ``day_start_ns`` (today's only)."""
+        if day_start_ns != self.blocks_day_ns:
+            self.blocks, self.blocks_day_ns = [], day_start_ns
+        if len(self.blocks) < MAX_BLOCKS:
+            self.blocks.append(block)
+
+    def blocks_of(self, day_start_ns: int) -> list[Block]:
+        """The closed blocks of the day starting at ``day_start_ns`` that are kept."""
+        return list(self.blocks) if day_start_ns == self.blocks_day_ns else []
 
     def add_block(self, day_start_ns: int, block_start_ns: int, kw: float) -> DayPeak:
         """Account for one closed block of the day starting at ``day_start_ns``."""

@@ -16,7 +16,7 @@ from typing import Any, Final
 from edge_agent.metrics.accumulators import EnergyAcc
 from edge_agent.metrics.contract import MetricInfo, metric_group
 from edge_agent.metrics.conversions import Conversions
-from edge_agent.metrics.demand import PeakTracker, mean_kw
+from edge_agent.metrics.demand import Block, PeakTracker, mean_kw
 from edge_agent.metrics.energy import NS_PER_S, deviation_pct
 from edge_agent.metrics.specs import Context
 from edge_agent.metrics.tracks import OpenWindow
@@ -196,6 +196,10 @@ def energy_and_demand_batches(
             peak = peaks.add_block(day_start.start_ns, window.start_ns, demand)
         elif day_start is not None:
             peak = peaks.peak_of(day_start.start_ns)
+        if day_start is not None:
+            good = demand is not None and coverage >= ctx.min_coverage
+            block = Block(window.start_ns, window.end_ns, demand, good)
+            peaks.keep_block(day_start.start_ns, block)
         if emitted:
             values_block = [demand, None if peak is None else peak.peak_kw]
             out.append(

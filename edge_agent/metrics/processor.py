@@ -88,6 +88,8 @@ class MetricsProcessor:
         metrics: MetricsConfig = config.metrics
         self.config = metrics
         self.plant = config.plant.name
+        #: The plant's IANA time zone: windows, shifts and "today" are in its local time.
+        self.timezone = config.plant.timezone
         self._clock = clock
         self._store = store
         local = LocalTime(config.plant.timezone)

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
+from edge_agent.metrics.timeline import StateTimeline
+
 OFF: Final = 0
 IDLE: Final = 1
 RUN: Final = 2
@@ -45,14 +47,19 @@ class StateStep:
 
 
 class StateTracker:
-    """Sample-and-hold state timeline of one machine, as :class:`StateStep` intervals."""
+    """Sample-and-hold state timeline of one machine, as :class:`StateStep` intervals.
 
-    __slots__ = ("last_ns", "max_gap_ns", "state")
+    With a ``timeline`` it also tells that timeline each change of state and each gap
+    (see :mod:`~edge_agent.metrics.timeline`): a comparison per sample, a call per change.
+    """
 
-    def __init__(self, max_gap_ns: int) -> None:
+    __slots__ = ("last_ns", "max_gap_ns", "state", "timeline")
+
+    def __init__(self, max_gap_ns: int, timeline: StateTimeline | None = None) -> None:
         self.max_gap_ns = max_gap_ns
         self.last_ns: int | None = None
         self.state: int | None = None
+        self.timeline = timeline
 
     def update(self, t_ns: int, state: int) -> StateStep | None:
         last, previous = self.last_ns, self.state
@@ -60,8 +67,13 @@ class StateTracker:
             return None
         self.last_ns, self.state = t_ns, state
         if last is None or previous is None:
+            if self.timeline is not None:
+                self.timeline.change(t_ns, state)
             return None
-        return StateStep(last, t_ns, previous, covered=t_ns - last <= self.max_gap_ns)
+        covered = t_ns - last <= self.max_gap_ns
+        if (state != previous or not covered) and self.timeline is not None:
+            self.timeline.change(t_ns, state, None if covered else last)
+        return StateStep(last, t_ns, previous, covered)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_ns": self.last_ns, "state": self.state}
@@ -70,6 +82,10 @@ class StateTracker:
         last, current = state.get("last_ns"), state.get("state")
         self.last_ns = None if last is None else int(last)
         self.state = None if current is None else int(current)
+        if self.timeline is not None and self.last_ns is not None and self.state is not None:
+            # The band restarts at the last saved state; the first reading decides
+            # whether it held (within max_gap) or the downtime was unknown.
+            self.timeline.change(self.last_ns, self.state)
 
 
 class PowerStateDeriver:

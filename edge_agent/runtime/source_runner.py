@@ -28,7 +28,7 @@ import asyncio
 import enum
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -63,6 +63,10 @@ class DeviceState(enum.Enum):
     OFFLINE = "offline"
 
 
+#: Changes of state each device remembers (with their reason and detail) for the console.
+STATE_CHANGES_KEPT = 50
+
+
 @dataclass(slots=True)
 class DeviceCounters:
     polls: int = 0
@@ -81,6 +85,10 @@ class DeviceCounters:
     last_progress_monotonic: float = 0.0
     #: time.monotonic() of the last change of state: how long a device has been offline.
     state_since_monotonic: float = field(default_factory=time.monotonic)
+    #: The last changes of state, for the console: (wall time, "offline: timeout ...").
+    changes: deque[tuple[float, str]] = field(
+        default_factory=lambda: deque(maxlen=STATE_CHANGES_KEPT)
+    )
 
 
 def next_tick(now: float, interval: float) -> float:
@@ -337,6 +345,15 @@ class SourceRunner:
         self.counters.state_since = self._clock()
         self.counters.state_since_monotonic = time.monotonic()
         event = f"device {state.value}"
+        detail = details.get("detail")
+        self.counters.changes.append(
+            (
+                self.counters.state_since,
+                f"{state.value}: {reason}{f' ({detail})' if detail else ''}"
+                if reason
+                else f"{state.value} (was {previous.value})",
+            )
+        )
         if state is DeviceState.ONLINE:
             log.info(event, device=self.device, previous=previous.value)
         elif state is DeviceState.OFFLINE or previous is DeviceState.ONLINE:

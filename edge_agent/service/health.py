@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -20,6 +22,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from edge_agent.config.console import ConsoleConfig, HealthTls, is_loopback
+from edge_agent.console.app import Console
 from edge_agent.episodes import Episode
 from edge_agent.service.agent import Agent
 from edge_agent.service.http_app import Sources, build_app
@@ -41,11 +45,37 @@ MAX_CLIENTS = 32
 class HealthServer:
     """Serves one agent's health, status and metrics on ``host:port``."""
 
-    def __init__(self, agent: Agent, stats: ServiceStats, host: str, port: int) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        stats: ServiceStats,
+        host: str,
+        port: int,
+        *,
+        console: ConsoleConfig | None = None,
+        tls: HealthTls | None = None,
+        config_path: Path | None = None,
+    ) -> None:
         self.agent = agent
         self.stats = stats
         self.host = host
         self.port = port
+        self.tls = tls
+        #: The web console, when configured: a login is required off loopback (the
+        #: config's validation refuses a console there without users) or with users.
+        self.console = (
+            None
+            if console is None
+            else Console(
+                agent,
+                stats,
+                console,
+                login_required=bool(console.users) or not is_loopback(host),
+                secure=tls is not None,
+                config_path=config_path,
+                hold_open=self._hold_open,
+            )
+        )
         self.registry: CollectorRegistry = build_registry(agent, stats)
         self._server: asyncio.Server | None = None
         self._runner: web.AppRunner | None = None
@@ -55,7 +85,7 @@ class HealthServer:
         self.refused_connections = 0
         self._refusing = Episode()
         self.registry.register(_EndpointCollector(self))
-        self.app = build_app(Sources(agent, stats, self.registry))
+        self.app = build_app(Sources(agent, stats, self.registry, self.console))
 
     @property
     def connections(self) -> int:
@@ -79,19 +109,37 @@ class HealthServer:
             max_field_size=MAX_REQUEST_BYTES,
             logger=_ClientErrors(),
         )
+        context = None if self.tls is None else _tls_context(self.tls)
         await runner.setup()
         try:
             # Our own listener around aiohttp's protocol factory (rather than a TCPSite):
             # the connection limit and the per-connection deadline need to see every
             # connection as it is accepted.
             self._server = await asyncio.get_running_loop().create_server(
-                self._protocol, self.host, self.port
+                self._protocol,
+                self.host,
+                self.port,
+                ssl=context,
+                ssl_handshake_timeout=REQUEST_TIMEOUT_S if context is not None else None,
             )
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        log.info("health endpoint listening", url=f"http://{_host(self.host)}:{self.bound_port}")
+        if self.console is not None:
+            self.console.start()
+        log.info("health endpoint listening", url=self.url)
+        if self.console is not None:
+            log.info(
+                "web console",
+                url=f"{self.url}/console/",
+                login="required" if self.console.login_required else "none (loopback)",
+            )
+
+    @property
+    def url(self) -> str:
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{_host(self.host)}:{self.bound_port}"
 
     async def stop(self) -> None:
         """Stop listening, cut every open exchange, and wait for their tasks to end."""
@@ -106,6 +154,16 @@ class HealthServer:
         await asyncio.gather(*(client.lost for client in clients))
         await runner.cleanup()
         await server.wait_closed()
+        if self.console is not None:
+            await self.console.stop()
+
+    def _hold_open(self, request: web.Request) -> bool:
+        """Lift the exchange deadline of ``request``'s connection (a live stream)."""
+        for client in self._clients:
+            if client.transport is request.transport:
+                client.hold_open()
+                return True
+        return False
 
     def _protocol(self) -> asyncio.Protocol:
         """A new connection: served by aiohttp under a guard, or closed at once when full."""
@@ -188,6 +246,17 @@ class _Guard(asyncio.Protocol):
         self._deadline = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT_S, self.abort)
         self.inner.connection_made(transport)
 
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
+
+    def hold_open(self) -> None:
+        """No deadline for this connection: it carries a live stream (the console's),
+        which ends by itself (its lifetime) or when the client goes."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
     def abort(self) -> None:
         """Cut the connection at once, dropping unsent data (closing would wait for it)."""
         if self._transport is not None:
@@ -248,6 +317,14 @@ class _EndpointCollector(Collector):
             "Connections closed at once because the endpoint was serving its maximum.",
             value=self.server.refused_connections,
         )
+
+
+def _tls_context(tls: HealthTls) -> ssl.SSLContext:
+    """A server context of today's defaults (TLS 1.2 and up) with the configured pair."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
 
 
 def _host(host: str) -> str:

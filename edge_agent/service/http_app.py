@@ -21,6 +21,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -30,11 +31,16 @@ from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, status_document
 from edge_agent.service.telemetry import render_metrics
 
+if TYPE_CHECKING:
+    from edge_agent.console.app import Console
+
 log = structlog.get_logger("edge_agent.health")
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 PATHS = ("/healthz", "/metrics", "/status")
+#: Largest request body: the console's login and commissioning forms.
+CONSOLE_MAX_BODY = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ class Sources:
     agent: Agent
     stats: ServiceStats
     registry: CollectorRegistry
+    #: The web console (``service.console``), when configured.
+    console: Console | None = None
 
 
 SOURCES = web.AppKey("sources", Sources)
@@ -53,12 +61,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def build_app(sources: Sources) -> web.Application:
     """The application the health listener serves."""
-    app = web.Application(middlewares=[_guard])
+    # The console's forms are small; the health routes read no body at all.
+    app = web.Application(middlewares=[_guard], client_max_size=CONSOLE_MAX_BODY)
     app[SOURCES] = sources
     # add_get answers HEAD too: the same headers, no body.
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/status", _status)
+    if sources.console is not None:
+        sources.console.add_routes(app)
     return app
 
 
@@ -79,13 +90,16 @@ def answer(status: HTTPStatus, body: bytes, content_type: str = TEXT) -> web.Res
 
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """GET/HEAD only, 404 that names the paths, and a failing route answered with 500."""
-    if request.method not in ("GET", "HEAD"):
+    """GET/HEAD only (POST to the console's API), 404 that names the paths, and a failing
+    route answered with 500."""
+    console = request.app[SOURCES].console
+    posts = console is not None and request.path.startswith("/console/api/")
+    if request.method not in ("GET", "HEAD") and not (posts and request.method == "POST"):
         return answer(HTTPStatus.METHOD_NOT_ALLOWED, b"GET or HEAD only\n")
     try:
         return await handler(request)
     except web.HTTPNotFound:
-        known = " ".join(PATHS)
+        known = " ".join((*PATHS, "/console/") if console is not None else PATHS)
         return answer(HTTPStatus.NOT_FOUND, f"not found; try {known}\n".encode())
     except web.HTTPException:
         raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -188,11 +189,14 @@ class Supervisor:
     async def _apply_service(self, old: ServiceConfig, new: ServiceConfig) -> None:
         self.stats.max_loop_lag = new.max_loop_lag
         self.stats.monitor.period = monitor_period(new.max_loop_lag)
-        moved = (old.health is None) != (new.health is None) or (
-            old.health is not None
-            and new.health is not None
-            and (old.health.listen, old.health.port) != (new.health.listen, new.health.port)
-        )
+
+        # The listener, its TLS and the console are made together: any change makes them
+        # anew (the console's sessions and history start again).
+        def listener(service: ServiceConfig) -> object:
+            health = service.health
+            return None if health is None else (health.listen, health.port, health.tls)
+
+        moved = listener(old) != listener(new) or old.console != new.console
         if moved:
             await self._stop_health()
             await self._start_health()
@@ -203,10 +207,18 @@ class Supervisor:
         settings = self.agent.config.service.health
         if settings is None:
             return
-        server = HealthServer(self.agent, self.stats, settings.listen, settings.port)
+        server = HealthServer(
+            self.agent,
+            self.stats,
+            settings.listen,
+            settings.port,
+            console=self.agent.config.service.console,
+            tls=settings.tls,
+            config_path=self.config_path,
+        )
         try:
             await server.start()
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:
             # Data collection matters more than its monitoring: keep running, say why.
             log.error(
                 "health endpoint cannot listen; running without it",

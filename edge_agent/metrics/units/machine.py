@@ -17,6 +17,7 @@ from edge_agent.metrics.output import (
     metric_batch,
 )
 from edge_agent.metrics.specs import Context, MachineSpec
+from edge_agent.metrics.timeline import StateTimeline
 from edge_agent.metrics.tracks import OpenWindow, Stager, WindowTrack
 from edge_agent.metrics.units.feed import (
     PRIORITY_AMOUNT,
@@ -36,7 +37,7 @@ from edge_agent.metrics.utilization import (
     compute_kpis,
     kwh_per_part,
 )
-from edge_agent.metrics.windows import WindowKind
+from edge_agent.metrics.windows import DAY, WindowKind
 from edge_agent.model import SampleBatch, Value
 
 
@@ -55,7 +56,10 @@ class MachineUnit:
             k.name: WindowTrack(k, MachineAcc) for k in kinds
         }
         self.stager = Stager(list(self.tracks.values()), MachineAcc, MachineAcc.merge)
-        self.states = StateTracker(spec.max_gap_ns)
+        day = next((kind for kind in kinds if kind.name == DAY), None)
+        #: Today's state changes, for the console's band (kept since the agent started).
+        self.timeline = None if day is None else StateTimeline(_day_bounds(day))
+        self.states = StateTracker(spec.max_gap_ns, self.timeline)
         self.deriver: PowerStateDeriver | None = None
         if spec.power_state is not None:
             p = spec.power_state
@@ -292,3 +296,14 @@ class MachineUnit:
         for name, windows in state.get("tracks", {}).items():
             if name in self.tracks:
                 self.tracks[name].restore(windows, MachineAcc.load)
+
+
+def _day_bounds(kind: WindowKind) -> Callable[[int], tuple[int, int]]:
+    """``(start_ns, end_ns)`` of the local day containing a time."""
+
+    def bounds(t_ns: int) -> tuple[int, int]:
+        window = kind.window_at(t_ns)
+        assert window is not None, "days leave no hole"
+        return window.start_ns, window.end_ns
+
+    return bounds

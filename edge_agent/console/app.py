@@ -1,0 +1,456 @@
+"""The web console's routes on the health listener's aiohttp app.
+
+Pages are static files (``static/``: one page app, no build step, nothing from the
+internet); data comes from JSON APIs under ``/console/api/`` and, live, from one
+server-sent-events stream per open page. What is guarded here, before any handler runs:
+
+* a session for every visitor (cookie ``edge_session``: HttpOnly, SameSite=Strict,
+  Secure under TLS), authenticated by a login when the console requires one;
+* every POST carries the session's CSRF token in ``X-CSRF-Token``;
+* commissioning needs its switch in the config and the user's permission;
+* every answer carries the security headers (a CSP without inline script, no framing,
+  no sniffing, no referrer) and closes its connection, as the health answers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp_sse import sse_response
+
+from edge_agent import __version__
+from edge_agent.config.console import ConsoleConfig
+from edge_agent.console.auth import COMMISSION, VIEW, Auth, Session
+from edge_agent.console.commissioning import (
+    CommissioningGate,
+    commission_once,
+    commission_probe,
+    commission_read,
+)
+from edge_agent.console.energy import energy_document
+from edge_agent.console.logring import LogRing
+from edge_agent.console.ring import LiveRing
+from edge_agent.console.views import Views, redacted_config
+from edge_agent.service.agent import Agent
+from edge_agent.service.status import ServiceStats
+
+log = structlog.get_logger("edge_agent.console")
+
+COOKIE = "edge_session"
+LANG_COOKIE = "edge_lang"
+LANGUAGES = ("en", "zh")
+CSRF_HEADER = "X-CSRF-Token"
+#: Live streams served at once (each holds one of the listener's connections).
+MAX_STREAMS = 8
+#: A stream ends after this long; the browser's EventSource reconnects by itself, which
+#: re-checks the session.
+STREAM_LIFETIME_S = 300.0
+STREAM_PERIOD_S = 1.0
+#: Largest request body (login, commissioning forms).
+MAX_BODY = 16 * 1024
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+        "object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Server": "edge-agent",
+}
+
+STATIC = Path(str(resources.files("edge_agent.console") / "static"))
+#: Types of the files the console serves (anything else is not served).
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".txt": "text/plain; charset=utf-8",
+}
+
+SESSION_KEY = web.RequestKey("console_session", Session)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A commissioning handler of :mod:`edge_agent.console.commissioning`.
+CommissionHandler = Callable[..., Awaitable[web.Response]]
+#: Lifts the listener's per-exchange deadline for a long-lived answer (a stream).
+HoldOpen = Callable[[web.Request], bool]
+
+
+class Console:
+    """The console of one running agent: its ring, users, sessions, logs and routes."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        stats: ServiceStats,
+        config: ConsoleConfig,
+        *,
+        login_required: bool,
+        secure: bool,
+        config_path: Path | None = None,
+        hold_open: HoldOpen | None = None,
+    ) -> None:
+        self.agent = agent
+        self.config = config
+        self.secure = secure
+        self.config_path = config_path
+        self.hold_open = hold_open
+        self.ring = LiveRing(config.history, config.history_points)
+        self.auth = Auth(config, login_required=login_required)
+        self.views = Views(agent, stats, self.ring)
+        self.logs = LogRing()
+        self.streams = 0
+        self.files = static_files()
+        #: One commissioning request at a time per agent.
+        self.gate = CommissioningGate()
+        self._started = False
+
+    @property
+    def login_required(self) -> bool:
+        return self.auth.login_required
+
+    def start(self) -> None:
+        """Start keeping samples and log records (before the first page is asked for)."""
+        if not self._started:
+            self.agent.pipeline.add_consumer(self.ring.append)
+            self.logs.install()
+            self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            self.agent.pipeline.remove_consumer(self.ring.append)
+            self.logs.remove()
+        await self.auth.close()
+
+    # -- routes
+
+    def add_routes(self, app: web.Application) -> None:
+        app.middlewares.append(self._guard)
+        router = app.router
+        router.add_get("/", self._root)
+        router.add_get("/console", self._root)
+        router.add_get("/console/", self._index)
+        router.add_get("/console/login", self._login_page)
+        router.add_get("/console/static/{path:.+}", self._static)
+        router.add_get("/console/api/session", self._session)
+        router.add_post("/console/api/login", self._login)
+        router.add_post("/console/api/logout", self._logout)
+        router.add_get("/console/api/plant", self._plant)
+        router.add_get("/console/api/device/{name}", self._device)
+        router.add_get("/console/api/device/{name}/history", self._history)
+        router.add_get("/console/api/config", self._config)
+        router.add_get("/console/api/stream", self._stream)
+        router.add_get("/console/api/energy", self._energy)
+        for action, handler in (
+            ("read", commission_read),
+            ("probe", commission_probe),
+            ("once", commission_once),
+        ):
+            router.add_post(f"/console/api/commission/{action}", self._commissioning(handler))
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Session, login, CSRF and permission checks, then the security headers."""
+        path = request.path
+        if not (path == "/" or path == "/console" or path.startswith("/console/")):
+            return await handler(request)
+        session = self.auth.session(request.cookies.get(COOKIE))
+        fresh = session is None
+        if session is None:
+            session = self.auth.new_session()
+        request[SESSION_KEY] = session
+        refusal = self._refusal(request, session)
+        response = refusal if refusal is not None else await handler(request)
+        if not response.prepared:
+            response.headers.update(SECURITY_HEADERS)
+            response.headers.setdefault("Cache-Control", "no-store")
+            if fresh and COOKIE not in response.cookies:
+                self._set_cookie(response, request[SESSION_KEY])
+            response.force_close()
+        return response
+
+    def _refusal(self, request: web.Request, session: Session) -> web.Response | None:
+        path, method = request.path, request.method
+        if method == "POST" and not Auth.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+            return _json({"error": "csrf"}, HTTPStatus.FORBIDDEN)
+        if not path.startswith("/console/api/"):
+            return None
+        if path in ("/console/api/session", "/console/api/login", "/console/api/logout"):
+            return None
+        if VIEW not in session.permissions:
+            return _json({"error": "login"}, HTTPStatus.UNAUTHORIZED)
+        if path.startswith("/console/api/commission/"):
+            if not self.config.commissioning:
+                return _json({"error": "commissioning is off"}, HTTPStatus.NOT_FOUND)
+            if COMMISSION not in session.permissions:
+                return _json({"error": "permission"}, HTTPStatus.FORBIDDEN)
+        return None
+
+    def _set_cookie(self, response: web.StreamResponse, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            session.token,
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure,
+        )
+
+    # -- pages
+
+    async def _root(self, request: web.Request) -> web.StreamResponse:
+        return _redirect("/console/")
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        if VIEW not in request[SESSION_KEY].permissions:
+            return _redirect("/console/login")
+        return self._file(request, "index.html")
+
+    async def _login_page(self, request: web.Request) -> web.StreamResponse:
+        return self._file(request, "login.html")
+
+    async def _static(self, request: web.Request) -> web.StreamResponse:
+        return self._file(request, request.match_info["path"])
+
+    def _file(self, request: web.Request, relative: str) -> web.Response:
+        """A file of ``static/`` from memory, revalidated by its ETag (``no-cache``)."""
+        found = self.files.get(relative)
+        if found is None:
+            raise web.HTTPNotFound
+        body, content_type, etag = found
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=HTTPStatus.NOT_MODIFIED.value, headers=headers)
+        return web.Response(body=body, headers={**headers, "Content-Type": content_type})
+
+    # -- session
+
+    async def _session(self, request: web.Request) -> web.Response:
+        session = request[SESSION_KEY]
+        plant = self.agent.config.plant
+        return _json(
+            {
+                "authenticated": session.authenticated,
+                "login_required": self.login_required,
+                "user": session.user,
+                "permissions": sorted(session.permissions),
+                "csrf": session.csrf,
+                "lang": language(request),
+                "commissioning": self.config.commissioning,
+                "plant": plant.name,
+                "site": plant.site,
+                "version": __version__,
+            }
+        )
+
+    async def _login(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        if body is None:
+            return _json({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
+        name, password = body.get("user"), body.get("password")
+        if not isinstance(name, str) or not isinstance(password, str) or len(password) > 1024:
+            return _json({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
+        address = request.remote or "?"
+        session, wait = await self.auth.login(name[:64], password, address)
+        if session is None:
+            if wait > 0:
+                response = _json(
+                    {"error": "rate", "retry_after": round(wait, 1)}, HTTPStatus.TOO_MANY_REQUESTS
+                )
+                response.headers["Retry-After"] = str(max(1, round(wait)))
+                return response
+            return _json({"error": "login"}, HTTPStatus.UNAUTHORIZED)
+        self.auth.end(request[SESSION_KEY])  # the anonymous session is done with
+        request[SESSION_KEY] = session
+        response = _json({"ok": True})
+        self._set_cookie(response, session)
+        return response
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        session = request[SESSION_KEY]
+        if session.user is not None:
+            log.info("console logout", user=session.user)
+        self.auth.end(session)
+        fresh = self.auth.new_session()
+        request[SESSION_KEY] = fresh
+        response = _json({"ok": True})
+        self._set_cookie(response, fresh)
+        return response
+
+    # -- data
+
+    async def _plant(self, request: web.Request) -> web.Response:
+        return _json({**self.views.plant(), "version": __version__})
+
+    async def _device(self, request: web.Request) -> web.Response:
+        document = self.views.device(request.match_info["name"])
+        if document is None:
+            return _json({"error": "device"}, HTTPStatus.NOT_FOUND)
+        return _json(document)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        document = self.views.history(request.match_info["name"], request.query.get("tag", ""))
+        if document is None:
+            return _json({"error": "tag"}, HTTPStatus.NOT_FOUND)
+        return _json(document)
+
+    async def _config(self, request: web.Request) -> web.Response:
+        stats = self.views.stats
+        return _json(
+            {
+                "file": str(self.config_path) if self.config_path else None,
+                "text": redacted_config(self.agent.config),
+                "version": __version__,
+                "uptime_s": round(time.monotonic() - stats.started_monotonic, 1),
+                "started": self.views.plant()["started"],
+                "reload": {
+                    "applied": stats.reloads_applied,
+                    "refused": stats.reloads_refused,
+                    "last": _iso_wall(stats.last_reload_wall),
+                    "problems": list(stats.last_reload_problems),
+                },
+                "log": list(reversed(self.logs.records)),
+            }
+        )
+
+    async def _energy(self, request: web.Request) -> web.Response:
+        # Today's published windows are in the ring; energy_document keeps today's.
+        return _json(
+            energy_document(
+                self.agent.metrics,
+                self.ring.metric_batches(),
+                timezone=self.agent.config.plant.timezone,
+            )
+        )
+
+    def _commissioning(self, handler: CommissionHandler) -> Handler:
+        """``handler`` for the running config, as the logged-in user (the guard has
+        checked the switch, the permission and the CSRF token)."""
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            user = request[SESSION_KEY].user or "?"
+            return await handler(request, user=user, gate=self.gate, config=self.agent.config)
+
+        return serve
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the plant (and one device) once a second."""
+        device = request.query.get("device") or None
+        if device is not None and self.views.device(device, events=False) is None:
+            return _json({"error": "device"}, HTTPStatus.NOT_FOUND)
+        if self.streams >= MAX_STREAMS:
+            response = _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
+            response.headers["Retry-After"] = "10"
+            return response
+        if self.hold_open is not None and not self.hold_open(request):
+            return _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
+        self.streams += 1
+        headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
+        try:
+            async with sse_response(request, headers=headers, ping_interval=15) as stream:
+                stream.force_close()
+                ends = time.monotonic() + STREAM_LIFETIME_S
+                token = request.cookies.get(COOKIE)
+                while stream.is_connected() and time.monotonic() < ends:
+                    if self.login_required and self.auth.session(token) is None:
+                        break  # logged out or expired meanwhile
+                    plant = {**self.views.plant(), "version": __version__}
+                    await stream.send(_text(plant), event="plant")
+                    if device is not None:
+                        document = self.views.device(device, events=False)
+                        if document is not None:
+                            await stream.send(_text(document), event="device")
+                    await asyncio.sleep(STREAM_PERIOD_S)
+            return stream
+        except (ConnectionResetError, ConnectionError):
+            return web.Response()  # the browser went away; nothing to answer
+        finally:
+            self.streams -= 1
+
+
+def language(request: web.Request) -> str:
+    """``zh`` or ``en``: the switch's cookie, else the browser's Accept-Language."""
+    chosen = request.cookies.get(LANG_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    best, best_q = "en", -1.0
+    for part in request.headers.get("Accept-Language", "").split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and q > best_q:
+            best, best_q = primary, q
+    return best
+
+
+def _iso_wall(wall: float) -> str | None:
+    from edge_agent.model import iso_utc_ms
+
+    return iso_utc_ms(int(wall * 1e9)) if wall else None
+
+
+def _text(document: Any) -> str:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False)
+
+
+def _json(document: Any, status: HTTPStatus = HTTPStatus.OK) -> web.Response:
+    return web.Response(status=status.value, text=_text(document), content_type="application/json")
+
+
+def static_files(root: Path = STATIC) -> dict[str, tuple[bytes, str, str]]:
+    """Every servable file under ``root`` by its relative path: (bytes, type, ETag).
+
+    Read once when the console is made: the pages and the chart library are about
+    200 KB, and a request then never touches the disk (nor a path a request named).
+    """
+    files: dict[str, tuple[bytes, str, str]] = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix in TYPES:
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+            files[path.relative_to(root).as_posix()] = (body, TYPES[path.suffix], etag)
+    return files
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=HTTPStatus.FOUND.value, headers={"Location": location})
+
+
+async def _body(request: web.Request) -> dict[str, Any] | None:
+    """The JSON object of a POST, or None (not JSON, not an object, too large)."""
+    if request.content_type != "application/json":
+        return None
+    try:
+        raw = await request.content.read(MAX_BODY + 1)
+    except (ValueError, ConnectionError):
+        return None
+    if len(raw) > MAX_BODY:
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None

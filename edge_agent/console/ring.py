@@ -1,0 +1,162 @@
+"""The console's memory of recent samples: a bounded ring of batches per poll group.
+
+Fed by the pipeline as one more consumer, it keeps each batch as it is (a reference,
+one ``deque.append`` per batch): no Python work per value while nobody looks. The
+values are picked out of the kept batches only when a page asks for a tag's history.
+The bounds are the console's settings: ``history`` seconds and ``history_points``
+batches per group, whichever is reached first, so memory is at most
+``history_points`` x the plant's values (about 60 bytes per kept value: the float,
+its slots in the value, quality and reason lists).
+
+Metric batches (windows the metrics publish) are kept apart, by day, for the energy
+page: a day of 15-minute blocks is 96 batches per meter.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from edge_agent.metrics.contract import metric_info
+from edge_agent.model import Quality, SampleBatch, Value
+
+#: Metric batches kept per (device, group): a day of 1-minute windows and then some.
+METRIC_BATCHES_KEPT = 1_500
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TagPoint:
+    """One kept sample of one tag."""
+
+    timestamp_ns: int
+    value: Value
+    quality: Quality
+    reason: str
+
+
+class LiveRing:
+    """Recent batches per (device, group), bounded in time and in count."""
+
+    def __init__(self, history_s: float, max_points: int) -> None:
+        self.history_ns = int(history_s * NS)
+        self.max_points = max_points
+        self._groups: dict[tuple[str, str], deque[SampleBatch]] = {}
+        self._metrics: dict[tuple[str, str], deque[SampleBatch]] = {}
+        #: Per names tuple (shared by a group's batches): tag -> index.
+        self._indexes: dict[int, tuple[Sequence[str], dict[str, int]]] = {}
+
+    def append(self, batch: SampleBatch) -> None:
+        """The pipeline's consumer: keep ``batch``; O(1), nothing per value."""
+        if batch.historical:
+            return  # replayed from a backlog: not what is happening now
+        key = (batch.device, batch.group)
+        if batch.attributes and metric_info(batch) is not None:
+            kept = self._metrics.get(key)
+            if kept is None:
+                kept = self._metrics[key] = deque(maxlen=METRIC_BATCHES_KEPT)
+            kept.append(batch)
+            return
+        ring = self._groups.get(key)
+        if ring is None:
+            ring = self._groups[key] = deque(maxlen=self.max_points)
+        ring.append(batch)
+        # Time bound: drop what fell out of the window (at most one or two per append).
+        horizon = batch.timestamp_ns - self.history_ns
+        while ring[0].timestamp_ns < horizon:
+            ring.popleft()
+
+    def forget_device(self, device: str) -> None:
+        """A device removed by a reload: its history goes with it."""
+        for store in (self._groups, self._metrics):
+            for key in [k for k in store if k[0] == device]:
+                del store[key]
+
+    # -- reading (only when a page asks)
+
+    def latest(
+        self, device: str, groups: Mapping[str, Sequence[str]]
+    ) -> dict[str, tuple[SampleBatch, int]]:
+        """The newest kept sample of every tag of ``groups`` (group -> its tag names).
+
+        A polled group's last batch holds all its tags; a subscription's batches hold
+        what changed, so its ring is walked back until every tag was seen.
+        """
+        found: dict[str, tuple[SampleBatch, int]] = {}
+        for group, names in groups.items():
+            wanted = set(names)
+            for batch in reversed(self._groups.get((device, group), ())):
+                for index, tag in enumerate(batch.names):
+                    if tag in wanted:
+                        wanted.discard(tag)
+                        found[tag] = (batch, index)
+                if not wanted:
+                    break
+        return found
+
+    def batches(self, device: str) -> Iterator[SampleBatch]:
+        """Every kept batch of ``device``, group by group, oldest first."""
+        for (name, _group), ring in self._groups.items():
+            if name == device:
+                yield from ring
+
+    def polls_since(self, device: str, since_ns: int) -> int:
+        """Batches (polls) of ``device`` stamped at or after ``since_ns``."""
+        count = 0
+        for (name, _group), ring in self._groups.items():
+            if name != device:
+                continue
+            for batch in reversed(ring):
+                if batch.timestamp_ns < since_ns:
+                    break
+                count += 1
+        return count
+
+    def history(self, device: str, tag: str) -> list[TagPoint]:
+        """Every kept sample of one tag, oldest first."""
+        points: list[TagPoint] = []
+        for (name, _group), ring in self._groups.items():
+            if name != device or not ring:
+                continue
+            for batch in ring:
+                index = self._index(batch.names).get(tag)
+                if index is None:
+                    continue
+                points.append(
+                    TagPoint(
+                        batch.sample_time_ns(index),
+                        batch.values[index],
+                        batch.qualities[index],
+                        batch.reasons[index],
+                    )
+                )
+        points.sort(key=lambda p: p.timestamp_ns)
+        return points
+
+    def metric_batches(self, since_ns: int = 0) -> list[SampleBatch]:
+        """Metric batches whose window starts at or after ``since_ns``, oldest first."""
+        found = [
+            batch
+            for kept in self._metrics.values()
+            for batch in kept
+            if batch.timestamp_ns >= since_ns
+        ]
+        found.sort(key=lambda b: b.timestamp_ns)
+        return found
+
+    @property
+    def kept_values(self) -> int:
+        """Values held now (for the console's own figures)."""
+        return sum(len(b) for ring in self._groups.values() for b in ring)
+
+    def _index(self, names: Sequence[str]) -> dict[str, int]:
+        cached = self._indexes.get(id(names))
+        if cached is not None and cached[0] is names:
+            return cached[1]
+        index = {name: i for i, name in enumerate(names)}
+        if len(self._indexes) > 10_000:
+            self._indexes.clear()
+        self._indexes[id(names)] = (names, index)
+        return index
