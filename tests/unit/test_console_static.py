@@ -24,12 +24,20 @@ PAGES = sorted(STATIC.glob("*.html"))
 # Labels built from a value at run time (`state.${state}`): the values the contract allows.
 ENUMERATED = {
     "state": ["online", "degraded", "offline", "connecting"],
-    "quality": ["good", "uncertain", "bad"],
+    "quality": ["good", "uncertain", "bad", "unknown"],
     "machine": ["run", "idle", "off", "fault", "unknown"],
     "sink": ["connected", "failing", "disconnected"],
     "level": ["warning", "error"],
     "event": ["state", "error"],
     "table": ["holding", "input", "coil", "discrete_input"],
+    "note": [  # the energy document's notes (edge_agent/console/energy.py)
+        "metrics_off",
+        "started_today",
+        "blocks_unpublished",
+        "no_shifts",
+        "shift_windows_off",
+        "timeline_truncated",
+    ],
 }
 
 
