@@ -197,9 +197,9 @@ class Views:
             if batch.group not in raws:
                 raws[batch.group] = driver.raw(batch.group) if isinstance(driver, ShowsRaw) else ()
             raw = raws[batch.group]
-            # The recorded raw text is in the group's order, the batch's may be a subset.
-            position = index if batch.names is groups.get(batch.group) else -1
-            values[tag] = (batch, index, raw[position] if 0 <= position < len(raw) else "")
+            # Recorded in the order of the group's batches (enum codes included); a
+            # subscription's batch of changes only has no such order: nothing shown.
+            values[tag] = (batch, index, raw[index] if len(raw) == len(batch.names) else "")
         counters = source.counters
         document: dict[str, Any] = {
             "name": name,

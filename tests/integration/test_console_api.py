@@ -101,6 +101,15 @@ async def test_live_plant_device_history_and_stream(tmp_path: Path) -> None:
         words = power["source"].removeprefix("input 16 (").removesuffix(")").split()
         assert len(words) == 2  # a float32's two registers, in hex
         assert all(len(w) == 4 and int(w, 16) >= 0 for w in words)
+        # An enum tag's code (a value the driver adds to the batch) shows its register too.
+        async with client.get("/console/api/device/press-1") as response:
+            await response.read()  # the first look starts the recording
+        await asyncio.sleep(2.2)
+        async with client.get("/console/api/device/press-1") as response:
+            press = {t["name"]: t for t in (await response.json())["tags"]}
+        assert press["state"]["source"].startswith("holding 0 (")
+        assert press["state_code"]["source"] == press["state"]["source"]
+        assert press["power"]["source"].startswith("holding 2 (")
         assert power["time"] != tags["power_active"]["time"]  # live
         async with client.get(
             "/console/api/device/line-meter/history", params={"tag": "power_active"}
