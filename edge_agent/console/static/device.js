@@ -101,6 +101,8 @@ export function mount(main, { live, param }) {
     const quality = badge("quality", tag.quality);
     const reason = data("span", "", { class: "reason" });
     const time = el("span");
+    // The raw registers change with every poll: updated in place like the value.
+    const source = data("code", tag.source || "", { class: "source" });
     const nameCell = el("td", {}, data("span", tag.name, { class: "strong" }));
     if (tag.description) nameCell.append(data("span", tag.description, { class: "sub" }));
     const tr = el("tr", { data: { testid: "tag-row", tag: tag.name } },
@@ -110,7 +112,7 @@ export function mount(main, { live, param }) {
       el("td", {}, quality),
       el("td", { class: "reason-cell" }, reason),
       el("td", { class: "num" }, time),
-      el("td", {}, data("code", tag.source || "", { class: "source" })),
+      el("td", {}, source),
     );
     if (tag.numeric) {
       tr.classList.add("clickable", "numeric");
@@ -123,7 +125,7 @@ export function mount(main, { live, param }) {
         }
       });
     }
-    return { tr, value, valueCell, quality, reason, time, tag };
+    return { tr, value, valueCell, quality, reason, time, source, tag };
   }
 
   function updateTagRow(row, tag) {
@@ -135,6 +137,7 @@ export function mount(main, { live, param }) {
     setText(row.reason, tag.reason || "");
     setAttr(row.reason, "title", tag.reason || null);
     setText(row.time, fmtTimeMs(tag.time));
+    setText(row.source, tag.source || "");
     setAttr(row.time, "title", tag.time ? fmtDateTime(tag.time) : null);
     row.tr.classList.toggle("selected", view.chart === tag.name);
     row.tr.hidden = !matches(tag, view.filter);
