@@ -14,6 +14,8 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 
+from argon2 import extract_parameters
+from argon2.exceptions import InvalidHashError
 from pydantic import Field, field_validator
 
 from edge_agent.config.base import Duration, Name, Strict
@@ -49,6 +51,14 @@ class ConsoleUser(Strict):
                 "not an argon2 hash (it must start with $argon2id$); make one with "
                 "`edge-agent console hash-password` and never write the password itself"
             )
+        try:
+            extract_parameters(value)
+        except InvalidHashError:
+            # Else no password would ever match, and nobody would be told why.
+            raise ValueError(
+                "a damaged argon2 hash (cut short or edited?); make a new one with "
+                "`edge-agent console hash-password`"
+            ) from None
         return value
 
 

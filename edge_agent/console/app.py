@@ -26,9 +26,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp_sse import sse_response
+from aiohttp_sse import EventSourceResponse
 
 from edge_agent import __version__
+from edge_agent.config import PlantConfig
 from edge_agent.config.console import ConsoleConfig
 from edge_agent.console.auth import COMMISSION, VIEW, Auth, Session
 from edge_agent.console.commissioning import (
@@ -43,6 +44,7 @@ from edge_agent.console.ring import LiveRing, points_within
 from edge_agent.console.views import Views, redacted_config
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats
+from edge_agent.worker import BlockingWorker
 
 log = structlog.get_logger("edge_agent.console")
 
@@ -56,8 +58,11 @@ MAX_STREAMS = 8
 #: re-checks the session.
 STREAM_LIFETIME_S = 300.0
 STREAM_PERIOD_S = 1.0
-#: Largest request body (login, commissioning forms).
-MAX_BODY = 16 * 1024
+#: A stream whose client stops reading is cut after this long (its slot freed).
+STREAM_SEND_TIMEOUT_S = 30.0
+#: The longest a commissioning request may take (its tools bound each read tighter).
+COMMISSION_MAX_S = 75.0
+JSON = "application/json"
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -117,7 +122,10 @@ class Console:
         #: history_memory.
         self.points = points_within(config.history_memory, tags, config.history_points)
         self.ring = LiveRing(config.history, self.points)
-        self.auth = Auth(config, login_required=login_required)
+        #: Blocking work off the event loop: password checks, the config page's text.
+        self.worker = BlockingWorker("console")
+        self.auth = Auth(config, login_required=login_required, worker=self.worker)
+        self._config_text: tuple[PlantConfig, str] | None = None
         self.views = Views(agent, stats, self.ring)
         self.logs = LogRing()
         self.streams = 0
@@ -142,7 +150,7 @@ class Console:
             self._started = False
             self.agent.pipeline.remove_consumer(self.ring.append)
             self.logs.remove()
-        await self.auth.close()
+        await self.worker.close()
 
     # -- routes
 
@@ -266,7 +274,10 @@ class Console:
         )
 
     async def _login(self, request: web.Request) -> web.Response:
-        body = await _body(request)
+        try:
+            body = _object(await request.read()) if request.content_type == JSON else None
+        except web.HTTPRequestEntityTooLarge:
+            return _json({"error": "too large"}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         if body is None:
             return _json({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
         name, password = body.get("user"), body.get("password")
@@ -321,7 +332,7 @@ class Console:
         return _json(
             {
                 "file": str(self.config_path) if self.config_path else None,
-                "text": redacted_config(self.agent.config),
+                "text": await self._redacted_config(),
                 "version": __version__,
                 "uptime_s": round(time.monotonic() - stats.started_monotonic, 1),
                 "started": self.views.plant()["started"],
@@ -351,12 +362,33 @@ class Console:
 
         async def serve(request: web.Request) -> web.StreamResponse:
             user = request[SESSION_KEY].user or "?"
-            return await handler(request, user=user, gate=self.gate, config=self.agent.config)
+            # A read may wait for a slow device longer than the listener's 5 s per
+            # exchange: this connection gets the tool's own (bounded) time instead.
+            if self.hold_open is not None:
+                self.hold_open(request)
+            try:
+                async with asyncio.timeout(COMMISSION_MAX_S):
+                    return await handler(
+                        request, user=user, gate=self.gate, config=self.agent.config
+                    )
+            except TimeoutError:
+                return _json({"error": "took too long"}, HTTPStatus.GATEWAY_TIMEOUT)
 
         return serve
 
+    async def _redacted_config(self) -> str:
+        """The config page's text: made once per config (a reload makes a new one), on
+        the worker thread (a large plant's takes a second or more)."""
+        config = self.agent.config
+        if self._config_text is None or self._config_text[0] is not config:
+            self._config_text = (config, await self.worker.call(redacted_config, config))
+        return self._config_text[1]
+
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the plant (and one device) once a second."""
+        if request.method != "GET":
+            # HEAD would prepare nothing and leave a connection without its deadline.
+            return _json({"error": "GET only"}, HTTPStatus.METHOD_NOT_ALLOWED)
         device = request.query.get("device") or None
         if device is not None and self.views.device(device, events=False) is None:
             return _json({"error": "device"}, HTTPStatus.NOT_FOUND)
@@ -364,17 +396,24 @@ class Console:
             response = _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
             response.headers["Retry-After"] = "10"
             return response
-        if self.hold_open is not None and not self.hold_open(request):
-            return _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
         self.streams += 1
-        headers = {**SECURITY_HEADERS, "Cache-Control": "no-store"}
         try:
-            async with sse_response(request, headers=headers, ping_interval=15) as stream:
-                stream.force_close()
+            stream = EventSourceResponse(
+                headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
+                ping_interval=15,
+                send_timeout=STREAM_SEND_TIMEOUT_S,
+            )
+            stream.force_close()
+            await stream.prepare(request)
+            # Only a stream that is under way is exempt from the exchange deadline.
+            if self.hold_open is not None and not self.hold_open(request):
+                return stream
+            async with stream:
                 ends = time.monotonic() + STREAM_LIFETIME_S
                 token = request.cookies.get(COOKIE)
                 while stream.is_connected() and time.monotonic() < ends:
-                    if self.login_required and self.auth.session(token) is None:
+                    # Not a request of the user's: it does not keep the login alive.
+                    if self.login_required and self.auth.session(token, touch=False) is None:
                         break  # logged out or expired meanwhile
                     plant = {**self.views.plant(), "version": __version__}
                     await stream.send(_text(plant), event="plant")
@@ -443,16 +482,9 @@ def _redirect(location: str) -> web.Response:
     return web.Response(status=HTTPStatus.FOUND.value, headers={"Location": location})
 
 
-async def _body(request: web.Request) -> dict[str, Any] | None:
-    """The JSON object of a POST, or None (not JSON, not an object, too large)."""
-    if request.content_type != "application/json":
-        return None
-    try:
-        raw = await request.content.read(MAX_BODY + 1)
-    except (ValueError, ConnectionError):
-        return None
-    if len(raw) > MAX_BODY:
-        return None
+def _object(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object of a POST body, or None (not JSON, not an object). Its size is
+    bounded by the app (client_max_size)."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

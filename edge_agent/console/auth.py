@@ -1,21 +1,28 @@
 """Who may use the console: users, sessions, CSRF tokens, and a brake on password guessing.
 
-* Passwords are checked against argon2 hashes (argon2-cffi) on a worker thread of
-  the console's own: a check costs tens of milliseconds of CPU on purpose, which the
+* Passwords are checked against argon2 hashes (argon2-cffi) on the console's worker
+  thread: a check costs tens of milliseconds of CPU on purpose, which the
   event loop (polling the plant) must not pay.
 * A session is a random token in an HttpOnly, SameSite=Strict cookie (Secure under
-  TLS), held in memory only: a restart logs everyone out, and nothing about it is on
-  disk. Every visitor gets one, anonymous until a login; logging in issues a new
-  token (an anonymous token seen by someone else is worth nothing after it).
+  TLS). A logged-in session is held in memory only: a restart logs everyone out, and
+  nothing about it is on disk. A visitor who has not logged in holds an anonymous
+  token the server keeps nothing for (its CSRF token is an HMAC of it under a key made
+  at start), so no number of visitors can push anyone's session out. Logging in issues
+  a new token (a token seen by someone else before is worth nothing after it).
 * Every state-changing request carries the session's CSRF token in a header; the
   cookie alone (sent by the browser to any page that posts here) is not enough.
-* Failed logins are limited per client address and per user name: after
+* Failed logins are limited per client address, and per address and user name: after
   :data:`FREE_FAILURES` in :data:`FAILURE_WINDOW_S`, each further attempt waits twice
-  as long (up to :data:`MAX_LOCK_S`), and the hash is not even checked meanwhile.
+  as long (up to :data:`MAX_LOCK_S`), and the hash is not even checked meanwhile. A
+  user name guessed at from many addresses is slowed for everyone, but only by up to
+  :data:`MAX_USER_SLOWDOWN_S` (a long lock per name would let anyone lock a user out).
+  An attempt counts as failed until its check says otherwise, so guesses sent all at
+  once are braked like guesses sent one after the other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -40,6 +47,10 @@ MAX_SESSIONS = 1_000
 FREE_FAILURES = 5
 FAILURE_WINDOW_S = 300.0
 MAX_LOCK_S = 900.0
+#: The most a user name's failures (from any address) slow a login to it.
+MAX_USER_SLOWDOWN_S = 2.0
+#: Anonymous tokens start with this; logged-in tokens never do.
+ANONYMOUS = "a."
 #: Addresses and user names whose failures are remembered at once.
 MAX_TRACKED = 10_000
 
@@ -77,8 +88,11 @@ class _Failures:
 class LoginBrake:
     """Counts failed logins per key (an address, a user name) and says how long to wait."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, max_lock_s: float = MAX_LOCK_S
+    ) -> None:
         self._clock = clock
+        self.max_lock_s = max_lock_s
         self._keys: OrderedDict[str, _Failures] = OrderedDict()
 
     def wait_s(self, keys: Sequence[str]) -> float:
@@ -94,7 +108,7 @@ class LoginBrake:
             self._keys[key] = failures  # most recent last
             failures.times = [t for t in failures.times if now - t < FAILURE_WINDOW_S] + [now]
             if len(failures.times) > FREE_FAILURES:
-                failures.lock_s = min(MAX_LOCK_S, max(1.0, failures.lock_s * 2))
+                failures.lock_s = min(self.max_lock_s, max(1.0, failures.lock_s * 2))
                 failures.locked_until = now + failures.lock_s
             else:
                 failures.lock_s = 0.0  # the earlier failures aged out: start again
@@ -114,6 +128,7 @@ class Auth:
         config: ConsoleConfig,
         *,
         login_required: bool,
+        worker: BlockingWorker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -121,8 +136,14 @@ class Auth:
         self._clock = clock
         self._users = {user.name: user for user in config.users}
         self._sessions: OrderedDict[str, Session] = OrderedDict()
+        #: Per address, and per address and user name.
         self.brake = LoginBrake(clock)
-        self._worker = BlockingWorker("console-login")
+        #: Per user name, from any address: a short slow-down, never a lock-out.
+        self.user_brake = LoginBrake(clock, max_lock_s=MAX_USER_SLOWDOWN_S)
+        #: Where passwords are checked (the console's worker thread).
+        self._worker = worker or BlockingWorker("console")
+        #: Signs anonymous tokens' CSRF tokens; made at start, never stored.
+        self._key = secrets.token_bytes(32)
         self.failed_logins = 0
 
     async def close(self) -> None:
@@ -130,10 +151,16 @@ class Auth:
 
     # -- sessions
 
-    def session(self, token: str | None) -> Session | None:
-        """The live session of ``token``; None when unknown or expired."""
-        if not token:
+    def session(self, token: str | None, *, touch: bool = True) -> Session | None:
+        """The live session of ``token``; None when unknown or expired.
+
+        ``touch``: this request is the user's (a live stream's own checks are not, or
+        an open page would keep a login alive forever).
+        """
+        if not token or len(token) > 100:
             return None
+        if token.startswith(ANONYMOUS):
+            return self._anonymous(token)
         found = self._sessions.get(token)
         if found is None:
             return None
@@ -141,20 +168,20 @@ class Auth:
         if now - found.last_seen > self.config.session_timeout:
             del self._sessions[token]
             return None
-        found.last_seen = now
-        self._sessions.move_to_end(token)
+        if touch:
+            found.last_seen = now
+            self._sessions.move_to_end(token)
         return found
 
     def new_session(self, user: ConsoleUser | None = None) -> Session:
-        if user is not None:
-            permissions = frozenset({VIEW, COMMISSION} if user.commissioning else {VIEW})
-        else:
-            # Without login (loopback, no users) a visitor may look, nothing more.
-            permissions = frozenset() if self.login_required else frozenset({VIEW})
+        """A logged-in session for ``user``; an anonymous one (kept nowhere) for None."""
+        if user is None:
+            return self._anonymous(ANONYMOUS + secrets.token_urlsafe(24))
+        permissions = frozenset({VIEW, COMMISSION} if user.commissioning else {VIEW})
         session = Session(
             token=secrets.token_urlsafe(32),
             csrf=secrets.token_urlsafe(32),
-            user=None if user is None else user.name,
+            user=user.name,
             permissions=permissions,
             last_seen=self._clock(),
         )
@@ -162,20 +189,19 @@ class Auth:
         self._evict()
         return session
 
+    def _anonymous(self, token: str) -> Session:
+        """The session an anonymous token stands for: computed, not stored."""
+        csrf = hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+        # Without login (loopback, no users) a visitor may look, nothing more.
+        permissions = frozenset() if self.login_required else frozenset({VIEW})
+        return Session(token, csrf, None, permissions, self._clock())
+
     def end(self, session: Session) -> None:
         self._sessions.pop(session.token, None)
 
-    def end_all_of(self, names: set[str]) -> None:
-        """Log out users removed or changed by a reload."""
-        for token in [t for t, s in self._sessions.items() if s.user in names]:
-            del self._sessions[token]
-
     def _evict(self) -> None:
-        if len(self._sessions) <= MAX_SESSIONS:
-            return
-        anonymous = [t for t, s in self._sessions.items() if s.user is None]
-        for token in anonymous[: len(self._sessions) - MAX_SESSIONS]:
-            del self._sessions[token]
+        """Logged-in sessions beyond MAX_SESSIONS: the least recently used go (only a
+        login makes one, and logins are braked)."""
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
 
@@ -187,20 +213,27 @@ class Auth:
 
     async def login(self, name: str, password: str, address: str) -> tuple[Session | None, float]:
         """A new session for a right password; else (None, seconds to wait before trying)."""
-        keys = (f"addr:{address}", f"user:{name}")
-        wait = self.brake.wait_s(keys)
+        keys = (f"addr:{address}", f"pair:{address}|{name}")
+        user_key = (f"user:{name}",)
+        wait = max(self.brake.wait_s(keys), self.user_brake.wait_s(user_key))
         if wait > 0:
             return None, wait
+        # Counted as failed before the check, so that concurrent guesses see each other.
+        self.brake.failed(keys)
+        self.user_brake.failed(user_key)
         user = self._users.get(name)
         encoded = user.password_hash if user is not None else DECOY_HASH
         ok = await self._worker.call(_verify, encoded, password)
+        # A name that is no user is not logged: it may be a password typed in the
+        # wrong field, and the log is shown on the console's config page.
+        shown = name if user is not None else "(not a user)"
         if not ok or user is None:
             self.failed_logins += 1
-            self.brake.failed(keys)
-            log.warning("console login failed", user=name, address=address)
+            log.warning("console login failed", user=shown, address=address)
             return None, 0.0
         self.brake.succeeded(keys)
-        log.info("console login", user=name, address=address)
+        self.user_brake.succeeded(user_key)
+        log.info("console login", user=shown, address=address)
         return self.new_session(user), 0.0
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
 from http import HTTPStatus
@@ -156,10 +157,32 @@ def _device(body: ReadBody | ProbeBody, config: PlantConfig, target: str) -> Dev
     except UsageError as exc:
         raise _bad(BadRequest(form_words(str(exc)), exc.field), target) from None
     if where.serial_port is not None:
-        devices = _polled_ports(config).get(os.path.realpath(where.serial_port))
+        real = os.path.realpath(where.serial_port)
+        devices = _polled_ports(config).get(real)
         if devices is not None:
             raise _port_in_use(where.serial_port, devices, target)
+        if not _is_serial_port(real):
+            # Opening an arbitrary device file has effects of its own (/dev/watchdog
+            # arms a reboot): only terminals are serial ports.
+            raise _bad(
+                BadRequest(
+                    f"{where.serial_port} is not a serial port (a terminal device under "
+                    "/dev: ttyS*, ttyUSB*, ttyACM*, ttyAMA*, serial/by-id/..., pts/*)",
+                    "target",
+                ),
+                target,
+            )
     return where
+
+
+def _is_serial_port(real: str) -> bool:
+    """True for a terminal character device (``real``: the path with links resolved)."""
+    if not real.startswith(("/dev/tty", "/dev/pts/")):
+        return False
+    try:
+        return stat.S_ISCHR(os.stat(real).st_mode)
+    except OSError:
+        return False
 
 
 def _cannot_connect(exc: DriverConnectError, where: str) -> Document:

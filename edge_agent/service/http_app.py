@@ -103,8 +103,11 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPNotFound:
         known = " ".join((*PATHS, "/console/") if console is not None else PATHS)
         return answer(HTTPStatus.NOT_FOUND, f"not found; try {known}\n".encode())
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        # aiohttp's own refusals (405 from the router, 413 for a body too large) in our
+        # words: the connection closed, and no Server header naming its version.
+        status = HTTPStatus(exc.status)
+        return answer(status, f"{status.value} {status.phrase}\n".encode())
     except Exception:
         # A bug in a collector must not take the endpoint (or the agent) down.
         log.exception("health endpoint failed to answer", path=request.path)

@@ -211,7 +211,9 @@ async def test_login_csrf_brake_and_permissions(tmp_path: Path) -> None:
             assert int(response.headers["Retry-After"]) >= 1
         assert console.supervisor.health is not None
         auth = console.supervisor.health.console.auth  # type: ignore[union-attr]
-        auth.brake.succeeded(["addr:127.0.0.1", "user:alice"])  # the wait, served
+        # The wait, served (it doubles with every further attempt: seconds to minutes).
+        auth.brake.succeeded(["addr:127.0.0.1", "pair:127.0.0.1|alice"])
+        auth.user_brake.succeeded(["user:alice"])
 
         # The right password: a new session cookie, HttpOnly and SameSite=Strict.
         csrf = str((await _session(client))["csrf"])

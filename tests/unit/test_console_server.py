@@ -277,3 +277,26 @@ def test_kept_history_fits_its_memory_budget() -> None:
     finally:
         tracemalloc.stop()
     assert per_value <= BYTES_PER_VALUE
+
+
+def test_a_damaged_hash_is_refused_at_load() -> None:
+    with pytest.raises(ValueError, match="damaged argon2 hash"):
+        ConsoleUser(name="a", password_hash="$argon2id$garbage")
+    good = hash_password("a long password")
+    assert ConsoleUser(name="a", password_hash=good).password_hash == good
+
+
+def test_commissioning_opens_only_terminals() -> None:
+    import os
+    import pty
+
+    from edge_agent.console.commissioning import _is_serial_port
+
+    leader, follower = pty.openpty()
+    try:
+        assert _is_serial_port(os.ttyname(follower))
+    finally:
+        os.close(leader)
+        os.close(follower)
+    for path in ("/dev/watchdog", "/dev/null", "/dev/tty-not-there", "/etc/passwd", "/dev/sda"):
+        assert not _is_serial_port(path)
