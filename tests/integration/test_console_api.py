@@ -399,3 +399,46 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def test_the_config_page_shows_a_refused_reload_with_its_lines(tmp_path: Path) -> None:
+    from edge_agent.config.loader import load_config
+    from edge_agent.service.agent import Agent
+    from edge_agent.service.supervisor import Supervisor
+    from simulators.serve import serve_profile
+    from tests.plant import CONFIG_FILE, DEMO_PORTS, demo_profile
+
+    async with serve_profile(demo_profile()) as plant:
+        text = CONFIG_FILE.read_text().replace("${EDGE_AGENT_STATE:-./state}", str(tmp_path))
+        for server, port in DEMO_PORTS.items():
+            text = text.replace(f"port: {port}}}", f"port: {plant.port(server)}}}")
+        path = tmp_path / "plant.yaml"
+        path.write_text(text + console_yaml())
+        agent = Agent(load_config(path))
+        supervisor = Supervisor(agent, config_path=path)
+        task = asyncio.create_task(supervisor.run(), name="supervisor")
+        try:
+            await wait_for(lambda: supervisor.health is not None, 15, "the console")
+            assert supervisor.health is not None
+            base = f"http://127.0.0.1:{supervisor.health.bound_port}"
+            # A broken edit: a tag type misspelt.
+            path.write_text(path.read_text().replace("type: float32", "type: flaot32", 1))
+            result = await supervisor.reload()
+            assert result is not None
+            assert not result.applied
+            async with ClientSession(base) as client, client.get("/console/api/config") as got:
+                document = await got.json()
+            assert document["file"] == str(path)
+            assert document["reload"]["refused"] == 1
+            assert document["reload"]["last"] is not None
+            line = next(
+                n for n, text in enumerate(path.read_text().splitlines(), 1) if "flaot32" in text
+            )
+            assert any(
+                problem.startswith(f"{path}:{line}:") and "flaot32" in problem
+                for problem in document["reload"]["problems"]
+            ), document["reload"]["problems"]
+            assert "type: float32" in document["text"]  # the running config, not the file
+        finally:
+            supervisor.request_stop()
+            await asyncio.wait_for(task, 30)
