@@ -1,0 +1,319 @@
+// Commissioning page (permission "commission", and only when the config switches it on): the
+// read and probe tools in a form, registers in hex beside every decoding, probe's ranked
+// candidates, and "read device once" (run --once) for a configured device.
+
+import { postJSON } from "./api.js";
+import { DASH, fmtFixed, fmtInt, fmtValue, t } from "./i18n.js";
+import { badge, clear, data, el, label, note, table } from "./dom.js";
+
+const TABLES = ["holding", "input", "coil", "discrete_input"];
+const TYPES = ["bool", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"];
+const ORDERS = ["ABCD", "CDAB", "BADC", "DCBA"];
+const STORE = "edge_commission_form";
+
+export function mount(main, { live }) {
+  live.follow(null);
+  const saved = restore();
+  const f = {
+    target: input("text", saved.target || "", { testid: "com-target", placeholder: t("com.target_hint"), spellcheck: "false", autocapitalize: "none" }),
+    unit: input("number", saved.unit ?? 1, { testid: "com-unit", min: 0, max: 255 }),
+    table: select(TABLES.map((v) => [v, `table.${v}`]), saved.table || "holding", "com-table"),
+    address: input("number", saved.address ?? 0, { testid: "com-address", min: 0, max: 65535 }),
+    count: input("number", saved.count ?? 2, { testid: "com-count", min: 1, max: 125 }),
+    type: select([["", "com.any"], ...TYPES.map((v) => [v, null])], saved.type || "", "com-type"),
+    order: select([["", "com.any"], ...ORDERS.map((v) => [v, null])], saved.byte_order || "", "com-byte-order"),
+    low: input("number", saved.low ?? "", { testid: "com-expect-low", step: "any" }),
+    high: input("number", saved.high ?? "", { testid: "com-expect-high", step: "any" }),
+  };
+  const readButton = el("button", { type: "submit", class: "primary", i18n: "com.read", data: { testid: "com-read" } });
+  const probeButton = el("button", { type: "button", i18n: "com.probe", data: { testid: "com-probe" } });
+  const form = el("form", { class: "form-grid", attrs: { novalidate: true } },
+    field("com.target", f.target, "wide"),
+    field("com.unit", f.unit), field("com.table", f.table, "span2"), field("com.address", f.address),
+    field("com.count", f.count), field("com.type", f.type), field("com.byte_order", f.order),
+    el("div", { class: "form-actions" }, readButton),
+    el("fieldset", { class: "probe-set" },
+      label("legend", "com.expect"),
+      field("com.expect_low", f.low), field("com.expect_high", f.high),
+      el("div", { class: "form-actions" }, probeButton),
+      note("com.probe_hint")),
+  );
+  const result = el("div", { class: "result", data: { testid: "com-result" } });
+
+  const devicePick = el("select", { data: { testid: "com-once-device" } });
+  devicePick.setAttribute("translate", "no");
+  const onceButton = el("button", { type: "button", class: "primary", i18n: "com.once", data: { testid: "com-once" } });
+  const onceResult = el("div", { class: "result", data: { testid: "com-once-result" } });
+
+  main.append(
+    el("div", { class: "page-head" }, label("h1", "com.title")),
+    el("section", { class: "card" },
+      el("div", { class: "card-head" }, label("h2", "com.read_title")), note("com.read_hint"), form, result),
+    el("section", { class: "card" },
+      el("div", { class: "card-head" }, label("h2", "com.once_title")), note("com.once_hint"),
+      el("div", { class: "form-row" }, field("com.device", devicePick), el("div", { class: "form-actions" }, onceButton)),
+      onceResult),
+  );
+
+  let stopped = false;
+  const busy = (on) => {
+    for (const button of [readButton, probeButton, onceButton]) button.disabled = on;
+  };
+
+  function request(withExpect) {
+    const number = (node, key, low, high) => {
+      const v = Number(node.value);
+      if (node.value === "" || !Number.isInteger(v) || v < low || v > high) throw new Error(key);
+      return v;
+    };
+    const target = f.target.value.trim();
+    if (!target) throw new Error("com.target");
+    const body = {
+      target,
+      unit: number(f.unit, "com.unit", 0, 255),
+      table: f.table.value,
+      address: number(f.address, "com.address", 0, 65535),
+      count: number(f.count, "com.count", 1, 125),
+      type: f.type.value || null,
+      byte_order: f.order.value || null,
+    };
+    if (withExpect) {
+      const low = Number(f.low.value);
+      const high = Number(f.high.value);
+      if (f.low.value === "" || !Number.isFinite(low)) throw new Error("com.expect_low");
+      if (f.high.value === "" || !Number.isFinite(high) || high < low) throw new Error("com.expect_high");
+      body.expect = [low, high];
+    }
+    store({ ...body, low: f.low.value, high: f.high.value });
+    return body;
+  }
+
+  async function run(action, withExpect) {
+    let body;
+    try {
+      body = request(withExpect);
+    } catch (error) {
+      clear(result);
+      result.append(note("com.bad_input", { field: t(error.message) }, "error"));
+      return;
+    }
+    clear(result);
+    result.append(note("com.running"));
+    busy(true);
+    try {
+      const answer = await postJSON(`/commission/${action}`, body);
+      if (stopped) return;
+      clear(result);
+      result.append(renderRead(answer, body, action === "probe"));
+    } catch (error) {
+      if (stopped) return;
+      clear(result);
+      result.append(failure(error));
+    } finally {
+      busy(false);
+    }
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    run("read", false);
+  });
+  probeButton.addEventListener("click", () => run("probe", true));
+
+  onceButton.addEventListener("click", async () => {
+    if (!devicePick.value) return;
+    clear(onceResult);
+    onceResult.append(note("com.running"));
+    busy(true);
+    try {
+      const answer = await postJSON("/commission/once", { device: devicePick.value });
+      if (stopped) return;
+      clear(onceResult);
+      onceResult.append(renderOnce(answer));
+    } catch (error) {
+      if (stopped) return;
+      clear(onceResult);
+      onceResult.append(failure(error));
+    } finally {
+      busy(false);
+    }
+  });
+
+  function fillDevices(plant) {
+    const names = (plant.devices || []).map((d) => d.name);
+    const have = [...devicePick.options].map((o) => o.value);
+    if (names.join("\n") === have.join("\n")) return;
+    const keep = devicePick.value;
+    clear(devicePick);
+    for (const name of names) devicePick.append(el("option", { value: name, text: name }));
+    if (names.includes(keep)) devicePick.value = keep;
+  }
+  if (live.plant) fillDevices(live.plant);
+  const off = live.on("plant", fillDevices);
+  return {
+    destroy() {
+      stopped = true;
+      off();
+    },
+  };
+}
+
+// ------------------------------------------------------------------ form pieces
+
+function input(type, value, attrs) {
+  const node = el("input", { type, value: String(value), data: { testid: attrs.testid } });
+  for (const [name, v] of Object.entries(attrs)) if (name !== "testid") node.setAttribute(name, String(v));
+  if (attrs.placeholder) node.setAttribute("translate", "no");
+  if (type === "number") node.inputMode = attrs.step === "any" ? "decimal" : "numeric";
+  return node;
+}
+
+function select(options, value, testid) {
+  const node = el("select", { data: { testid } });
+  for (const [v, key] of options) {
+    const option = el("option", { value: v });
+    if (key) {
+      option.dataset.i18n = key;
+      option.textContent = t(key);
+    } else {
+      option.textContent = v;
+      option.setAttribute("translate", "no");
+    }
+    node.append(option);
+  }
+  node.value = value;
+  return node;
+}
+
+let fieldSeq = 0;
+
+function field(key, control, extra) {
+  fieldSeq += 1;
+  control.id = control.id || `f-${fieldSeq}`;
+  const caption = label("label", key);
+  caption.htmlFor = control.id;
+  return el("div", { class: `field ${extra || ""}`.trim() }, caption, control);
+}
+
+function restore() {
+  try {
+    return JSON.parse(sessionStorage.getItem(STORE) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+function store(values) {
+  try {
+    sessionStorage.setItem(STORE, JSON.stringify(values));
+  } catch {
+    // storage off: the form is simply not remembered
+  }
+}
+
+// ------------------------------------------------------------------ results
+
+function failure(error) {
+  if (error && error.status === 403) return note("common.permission", null, "error");
+  if (error && error.status === 404) return note("com.off", null, "error");
+  const text = error && error.body && error.body.error ? error.body.error
+    : error && error.status ? t("common.request_failed", { status: error.status }) : t("common.network");
+  return errorBox(text, error && error.body ? error.body.hint : "");
+}
+
+function errorBox(text, hint) {
+  const box = el("div", { class: "alert alert-bad", data: { testid: "com-error" } },
+    label("strong", "com.failed"), data("p", text || DASH));
+  if (hint) box.append(el("p", {}, label("span", "com.hint", { class: "strong" }), ": ", data("span", hint)));
+  return box;
+}
+
+function renderRead(answer, body, isProbe) {
+  if (!answer || answer.ok === false) return errorBox(answer && answer.error, answer && answer.hint);
+  const box = el("div", { class: "read-result" });
+  if (typeof answer.elapsed_ms === "number") {
+    box.append(el("p", { class: "sub", text: t("com.elapsed", { ms: t("unit.ms", { n: fmtFixed(answer.elapsed_ms, 1) }) }) }));
+  }
+  const columns = el("div", { class: "side-by-side" });
+  columns.append(el("div", {}, label("h4", "com.registers"), registersTable(answer.registers || [], body.address)));
+  if (isProbe) {
+    const candidates = answer.candidates || answer.decodings || [];
+    columns.append(el("div", { class: "grow" }, label("h4", "com.candidates"),
+      candidates.length ? decodingsTable(candidates, true) : note("com.no_candidates")));
+  } else {
+    columns.append(el("div", { class: "grow" }, label("h4", "com.decodings"), decodingsTable(answer.decodings || [], false)));
+  }
+  box.append(columns);
+  return box;
+}
+
+function registersTable(registers, address) {
+  const grid = table([
+    { key: "col.address", class: "num", col: "w-num" }, { key: "col.hex", class: "num", col: "w-num" },
+    { key: "col.decimal", class: "num", col: "w-num" }, { key: "col.binary", class: "num" },
+  ], { class: "registers compact mono" });
+  registers.forEach((register, index) => {
+    const word = typeof register === "string" ? Number.parseInt(register, 16) : typeof register === "number" ? register : null;
+    const isBit = typeof register === "boolean";
+    grid.body.append(el("tr", { data: { testid: "register-row" } },
+      el("td", { class: "num", text: String(address + index) }),
+      el("td", { class: "num", text: isBit ? (register ? "1" : "0") : typeof register === "string" ? register : word === null ? DASH : `0x${word.toString(16).toUpperCase().padStart(4, "0")}` }),
+      el("td", { class: "num", text: word === null || Number.isNaN(word) ? DASH : String(word) }),
+      el("td", { class: "num", text: word === null || Number.isNaN(word) ? DASH : word.toString(2).padStart(16, "0").replace(/(\d{4})(?=\d)/g, "$1 ") }),
+    ));
+  });
+  return grid.table;
+}
+
+function decodingsTable(list, ranked) {
+  const columns = [];
+  if (ranked) columns.push({ key: "col.rank", class: "num", col: "w-rank" });
+  const hasAddress = list.some((d) => d.address !== undefined);
+  const hasScale = list.some((d) => d.scale !== undefined);
+  const hasChance = list.some((d) => d.chance !== undefined);
+  if (hasAddress) columns.push({ key: "col.address", class: "num", col: "w-num" });
+  columns.push({ key: "col.type", col: "w-kind" }, { key: "col.byte_order", col: "w-kind" });
+  if (hasScale) columns.push({ key: "col.scale", class: "num", col: "w-num" });
+  columns.push({ key: "col.value", class: "num" });
+  if (hasChance) columns.push({ key: "col.chance", class: "num", col: "w-num" });
+  const grid = table(columns, { class: "decodings compact" });
+  list.forEach((d, index) => {
+    const cells = [];
+    if (ranked) cells.push(el("td", { class: "num", text: fmtInt(index + 1) }));
+    if (hasAddress) cells.push(el("td", { class: "num", text: d.address === undefined ? DASH : String(d.address) }));
+    cells.push(el("td", {}, data("span", d.type || DASH)), el("td", {}, data("span", d.byte_order || DASH)));
+    if (hasScale) cells.push(el("td", { class: "num", text: d.scale === undefined || d.scale === null ? DASH : String(d.scale) }));
+    cells.push(el("td", { class: "num value-cell" }, data("span", d.text !== undefined && d.text !== null ? String(d.text) : fmtValue(d.value))));
+    if (hasChance) cells.push(el("td", { class: "num" }, data("span", d.chance === null ? DASH : String(d.chance))));
+    grid.body.append(el("tr", { data: { testid: ranked ? "candidate-row" : "decoding-row" } }, cells));
+  });
+  return grid.table;
+}
+
+function renderOnce(answer) {
+  if (!answer || answer.ok === false) return errorBox(answer && answer.error, answer && answer.hint);
+  const box = el("div", { class: "once-result" });
+  for (const device of answer.devices || []) {
+    box.append(el("div", { class: `alert ${device.good ? "alert-ok" : "alert-warn"}` },
+      data("strong", device.device), " · ", label("span", device.good ? "com.once_good" : "com.once_bad")));
+    for (const group of device.groups || []) {
+      const grid = table([
+        { key: "col.tag", col: "w-name" }, { key: "col.value", class: "num", col: "w-value" }, { key: "col.unit", col: "w-unit" },
+        { key: "col.quality", col: "w-state" }, { key: "col.raw", col: "w-source" }, { key: "col.reason" },
+      ], { class: "once compact" });
+      for (const tag of group.tags || []) {
+        grid.body.append(el("tr", { data: { testid: "once-row", tag: tag.name } },
+          el("td", {}, data("span", tag.name, { class: "strong" })),
+          el("td", { class: "num value-cell", attrs: { "data-quality": tag.quality, translate: "no" } },
+            typeof tag.value === "boolean" ? t(tag.value ? "value.true" : "value.false") : fmtValue(tag.value)),
+          el("td", {}, data("span", tag.unit || "")),
+          el("td", {}, badge("quality", tag.quality)),
+          el("td", {}, data("code", tag.raw || "", { class: "source" })),
+          el("td", { class: "reason-cell" }, data("span", tag.reason || "", { class: "reason" })),
+        ));
+      }
+      box.append(el("h4", {}, label("span", "col.group"), ": ", data("span", group.group)), el("div", { class: "scroll-x" }, grid.table));
+    }
+  }
+  return box;
+}
