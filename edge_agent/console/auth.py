@@ -78,7 +78,8 @@ class LoginBrake:
     def wait_s(self, keys: Sequence[str]) -> float:
         """Seconds before another attempt by ``keys`` is even checked (0: go ahead)."""
         now = self._clock()
-        return max((f.locked_until - now for k in keys if (f := self._keys.get(k))), default=0.0)
+        waits = [f.locked_until - now for k in keys if (f := self._keys.get(k)) is not None]
+        return max([0.0, *waits])
 
     def failed(self, keys: Sequence[str]) -> None:
         now = self._clock()
@@ -89,6 +90,8 @@ class LoginBrake:
             if len(failures.times) > FREE_FAILURES:
                 failures.lock_s = min(MAX_LOCK_S, max(1.0, failures.lock_s * 2))
                 failures.locked_until = now + failures.lock_s
+            else:
+                failures.lock_s = 0.0  # the earlier failures aged out: start again
         while len(self._keys) > MAX_TRACKED:
             self._keys.popitem(last=False)
 

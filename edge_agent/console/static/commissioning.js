@@ -73,19 +73,28 @@ export function mount(main, { live }) {
       unit: number(f.unit, "com.unit", 0, 255),
       table: f.table.value,
       address: number(f.address, "com.address", 0, 65535),
-      count: number(f.count, "com.count", 1, 125),
-      type: f.type.value || null,
-      byte_order: f.order.value || null,
     };
-    if (withExpect) {
-      const low = Number(f.low.value);
-      const high = Number(f.high.value);
-      if (f.low.value === "" || !Number.isFinite(low)) throw new Error("com.expect_low");
-      if (f.high.value === "" || !Number.isFinite(high) || high < low) throw new Error("com.expect_high");
-      body.expect = [low, high];
+    const count = number(f.count, "com.count", 1, 125);
+    store({
+      target, unit: body.unit, table: body.table, address: body.address, count,
+      type: f.type.value, byte_order: f.order.value, low: f.low.value, high: f.high.value,
+    });
+    if (!withExpect) {
+      return { ...body, count, type: f.type.value || null, byte_order: f.order.value || null };
     }
-    store({ ...body, low: f.low.value, high: f.high.value });
-    return body;
+    const low = Number(f.low.value);
+    const high = Number(f.high.value);
+    if (f.low.value === "" || !Number.isFinite(low)) throw new Error("com.expect_low");
+    if (f.high.value === "" || !Number.isFinite(high) || high < low) throw new Error("com.expect_high");
+    // probe reads 4 registers unless asked for more: room for a float64 and a neighbour.
+    return count > 4 ? { ...body, count, expect: [low, high] } : { ...body, expect: [low, high] };
+  }
+
+  function markField(error) {
+    for (const node of Object.values(f)) node.classList.remove("invalid");
+    const field = error && error.body && error.body.field;
+    const node = { byte_order: f.order, expect: f.low }[field] || f[field];
+    if (node) node.classList.add("invalid");
   }
 
   async function run(action, withExpect) {
@@ -97,6 +106,7 @@ export function mount(main, { live }) {
       result.append(note("com.bad_input", { field: t(error.message) }, "error"));
       return;
     }
+    markField(null);
     clear(result);
     result.append(note("com.running"));
     busy(true);
@@ -108,6 +118,7 @@ export function mount(main, { live }) {
     } catch (error) {
       if (stopped) return;
       clear(result);
+      markField(error);
       result.append(failure(error));
     } finally {
       busy(false);
@@ -214,36 +225,59 @@ function store(values) {
 // ------------------------------------------------------------------ results
 
 function failure(error) {
-  if (error && error.status === 403) return note("common.permission", null, "error");
-  if (error && error.status === 404) return note("com.off", null, "error");
-  const text = error && error.body && error.body.error ? error.body.error
-    : error && error.status ? t("common.request_failed", { status: error.status }) : t("common.network");
-  return errorBox(text, error && error.body ? error.body.hint : "");
+  const status = error && error.status;
+  const body = (error && error.body) || {};
+  if (status === 403 && body.error === "permission") return note("common.permission", null, "error");
+  if (status === 404) return note("com.off", null, "error");
+  if (status === 409) return errorBox(body.detail || body.error, "");
+  if (body.error) return errorBox(body.error, body.hint || "");
+  return errorBox(status ? t("common.request_failed", { status }) : t("common.network"), "");
 }
 
-function errorBox(text, hint) {
+function errorBox(text, hint, lines) {
   const box = el("div", { class: "alert alert-bad", data: { testid: "com-error" } },
     label("strong", "com.failed"), data("p", text || DASH));
   if (hint) box.append(el("p", {}, label("span", "com.hint", { class: "strong" }), ": ", data("span", hint)));
+  if (lines && lines.length) box.append(terminal(lines));
   return box;
 }
 
+/** What the command line prints for the same request, folded away. */
+function terminal(lines) {
+  return el("details", { class: "terminal" }, label("summary", "com.lines"), data("pre", lines.join("\n")));
+}
+
 function renderRead(answer, body, isProbe) {
-  if (!answer || answer.ok === false) return errorBox(answer && answer.error, answer && answer.hint);
+  if (!answer || answer.ok === false) return errorBox(answer && answer.error, answer && answer.hint, answer && answer.lines);
   const box = el("div", { class: "read-result" });
   if (typeof answer.elapsed_ms === "number") {
     box.append(el("p", { class: "sub", text: t("com.elapsed", { ms: t("unit.ms", { n: fmtFixed(answer.elapsed_ms, 1) }) }) }));
   }
+  const address = typeof answer.address === "number" ? answer.address : body.address;
+  const words = answer.bits && answer.bits.length ? answer.bits : answer.registers || [];
   const columns = el("div", { class: "side-by-side" });
-  columns.append(el("div", {}, label("h4", "com.registers"), registersTable(answer.registers || [], body.address)));
+  columns.append(el("div", {}, label("h4", "com.registers"), registersTable(words, address)));
   if (isProbe) {
-    const candidates = answer.candidates || answer.decodings || [];
-    columns.append(el("div", { class: "grow" }, label("h4", "com.candidates"),
-      candidates.length ? decodingsTable(candidates, true) : note("com.no_candidates")));
-  } else {
-    columns.append(el("div", { class: "grow" }, label("h4", "com.decodings"), decodingsTable(answer.decodings || [], false)));
+    const side = el("div", { class: "grow" }, label("h4", "com.candidates"));
+    const candidates = answer.candidates || [];
+    if (!candidates.length) side.append(note("com.no_candidates"));
+    else side.append(decodingsTable(candidates, true));
+    if (answer.more) side.append(el("p", { class: "sub", text: t("com.more", { n: fmtInt(answer.more) }) }));
+    if (answer.verdict) side.append(data("p", answer.verdict, { class: "verdict" }));
+    if (answer.explanation && answer.explanation.length) {
+      side.append(data("ul", "", { class: "explanation" }));
+      for (const line of answer.explanation) side.lastChild.append(data("li", line));
+    }
+    if (answer.tag) side.append(label("h4", "com.tag_yaml"), data("pre", answer.tag, { class: "snippet", data: { testid: "com-tag-yaml" } }));
+    columns.append(side);
+  } else if (!(answer.bits && answer.bits.length)) {
+    const decodings = [...(answer.decodings || []),
+      ...(answer.texts || []).map((x) => ({ type: "string", byte_order: x.byte_order, text: JSON.stringify(x.value), good: true }))];
+    columns.append(el("div", { class: "grow" }, label("h4", "com.decodings"),
+      decodings.length ? decodingsTable(decodings, false) : note("com.no_decodings")));
   }
   box.append(columns);
+  if (answer.lines && answer.lines.length) box.append(terminal(answer.lines));
   return box;
 }
 
@@ -253,45 +287,60 @@ function registersTable(registers, address) {
     { key: "col.decimal", class: "num", col: "w-num" }, { key: "col.binary", class: "num" },
   ], { class: "registers compact mono" });
   registers.forEach((register, index) => {
-    const word = typeof register === "string" ? Number.parseInt(register, 16) : typeof register === "number" ? register : null;
     const isBit = typeof register === "boolean";
+    const word = isBit ? Number(register) : typeof register === "string" ? Number.parseInt(register, 16) : register;
+    const known = typeof word === "number" && Number.isFinite(word);
+    const hex = isBit ? DASH : typeof register === "string" ? register : known ? `0x${word.toString(16).toUpperCase().padStart(4, "0")}` : DASH;
+    const binary = !known ? DASH : isBit ? String(word) : word.toString(2).padStart(16, "0").replace(/(\d{4})(?=\d)/g, "$1 ");
     grid.body.append(el("tr", { data: { testid: "register-row" } },
       el("td", { class: "num", text: String(address + index) }),
-      el("td", { class: "num", text: isBit ? (register ? "1" : "0") : typeof register === "string" ? register : word === null ? DASH : `0x${word.toString(16).toUpperCase().padStart(4, "0")}` }),
-      el("td", { class: "num", text: word === null || Number.isNaN(word) ? DASH : String(word) }),
-      el("td", { class: "num", text: word === null || Number.isNaN(word) ? DASH : word.toString(2).padStart(16, "0").replace(/(\d{4})(?=\d)/g, "$1 ") }),
+      el("td", { class: "num", text: hex }),
+      el("td", { class: "num", text: known ? String(word) : DASH }),
+      el("td", { class: "num", text: binary }),
     ));
   });
   return grid.table;
+}
+
+/** "1 in 4,200" from a probability, as the command line words it (drivers/modbus/ranking.py). */
+function oneIn(chance) {
+  if (typeof chance !== "number" || !Number.isFinite(chance)) return DASH;
+  if (chance <= 0) return t("com.never");
+  const n = 1 / chance;
+  if (n < 1.5) return t("com.almost_always");
+  const digits = Math.max(0, Math.floor(Math.log10(n)) - 1);
+  return t("com.one_in", { n: fmtInt(Math.round(n / 10 ** digits) * 10 ** digits) });
 }
 
 function decodingsTable(list, ranked) {
   const columns = [];
   if (ranked) columns.push({ key: "col.rank", class: "num", col: "w-rank" });
   const hasAddress = list.some((d) => d.address !== undefined);
-  const hasScale = list.some((d) => d.scale !== undefined);
-  const hasChance = list.some((d) => d.chance !== undefined);
+  const hasScale = list.some((d) => typeof d.scale === "number" && d.scale !== 1);
   if (hasAddress) columns.push({ key: "col.address", class: "num", col: "w-num" });
   columns.push({ key: "col.type", col: "w-kind" }, { key: "col.byte_order", col: "w-kind" });
   if (hasScale) columns.push({ key: "col.scale", class: "num", col: "w-num" });
   columns.push({ key: "col.value", class: "num" });
-  if (hasChance) columns.push({ key: "col.chance", class: "num", col: "w-num" });
+  if (ranked) columns.push({ key: "col.chance", class: "num", col: "w-num" });
   const grid = table(columns, { class: "decodings compact" });
   list.forEach((d, index) => {
     const cells = [];
     if (ranked) cells.push(el("td", { class: "num", text: fmtInt(index + 1) }));
     if (hasAddress) cells.push(el("td", { class: "num", text: d.address === undefined ? DASH : String(d.address) }));
     cells.push(el("td", {}, data("span", d.type || DASH)), el("td", {}, data("span", d.byte_order || DASH)));
-    if (hasScale) cells.push(el("td", { class: "num", text: d.scale === undefined || d.scale === null ? DASH : String(d.scale) }));
-    cells.push(el("td", { class: "num value-cell" }, data("span", d.text !== undefined && d.text !== null ? String(d.text) : fmtValue(d.value))));
-    if (hasChance) cells.push(el("td", { class: "num" }, data("span", d.chance === null ? DASH : String(d.chance))));
-    grid.body.append(el("tr", { data: { testid: ranked ? "candidate-row" : "decoding-row" } }, cells));
+    if (hasScale) cells.push(el("td", { class: "num", text: typeof d.scale === "number" ? String(d.scale) : DASH }));
+    const text = d.text !== undefined && d.text !== null ? String(d.text) : fmtValue(d.value);
+    cells.push(el("td", { class: "num value-cell", attrs: { "data-quality": d.good === false ? "bad" : "good" } }, data("span", text)));
+    if (ranked) cells.push(el("td", { class: "num", text: oneIn(d.chance) }));
+    const tr = el("tr", { data: { testid: ranked ? "candidate-row" : "decoding-row" } }, cells);
+    if (d.notes && d.notes.length) tr.title = d.notes.join("\n");
+    grid.body.append(tr);
   });
   return grid.table;
 }
 
 function renderOnce(answer) {
-  if (!answer || answer.ok === false) return errorBox(answer && answer.error, answer && answer.hint);
+  if (!answer || answer.ok === false) return errorBox(answer && answer.error, answer && answer.hint, answer && answer.lines);
   const box = el("div", { class: "once-result" });
   for (const device of answer.devices || []) {
     box.append(el("div", { class: `alert ${device.good ? "alert-ok" : "alert-warn"}` },
@@ -315,5 +364,6 @@ function renderOnce(answer) {
       box.append(el("h4", {}, label("span", "col.group"), ": ", data("span", group.group)), el("div", { class: "scroll-x" }, grid.table));
     }
   }
+  if (answer.text) box.append(terminal(answer.text.split("\n")));
   return box;
 }

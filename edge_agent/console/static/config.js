@@ -67,7 +67,8 @@ export function mount(main, { live }) {
     noProblems.hidden = list.length > 0;
     if (text.textContent !== (doc.text || "")) text.textContent = doc.text || "";
     const entries = doc.log || [];
-    logRows.render([...entries].reverse(), (e) => `${e.time}|${e.logger}|${e.event}|${e.fields}`);
+    // Newest first, as the agent sends them.
+    logRows.render(entries, (e) => `${e.time}|${e.logger}|${e.event}|${e.fields}`);
     log.table.hidden = entries.length === 0;
     logEmpty.hidden = entries.length > 0;
   }

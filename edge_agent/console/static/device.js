@@ -56,6 +56,9 @@ export function mount(main, { live, param }) {
     { key: "col.when", class: "num", col: "w-time" }, { key: "col.kind_event", col: "w-state" }, { key: "col.text" },
   ], { class: "events" });
   const eventsEmpty = note("device.no_events");
+  const failures = table([{ key: "col.reason" }, { key: "col.count", class: "num", col: "w-num" }], { class: "failures" });
+  const failuresBox = el("div", {}, label("h4", "device.failures"), el("div", { class: "scroll-x" }, failures.table));
+  failuresBox.hidden = true;
   const problem = el("div");
   const loading = note("common.loading");
 
@@ -73,7 +76,7 @@ export function mount(main, { live, param }) {
       el("div", { class: "scroll-x" }, tags.table)),
     el("section", { class: "card" },
       el("div", { class: "card-head" }, label("h2", "device.events")),
-      el("div", { class: "scroll-x" }, events.table), eventsEmpty),
+      el("div", { class: "scroll-x" }, events.table), eventsEmpty, failuresBox),
   );
 
   let doc = null;
@@ -83,6 +86,13 @@ export function mount(main, { live, param }) {
   let stopped = false;
   const rows = new KeyedRows(tags.body, createTagRow, updateTagRow);
   const eventRows = new KeyedRows(events.body, createEventRow, () => {});
+  const failureRows = new KeyedRows(failures.body, (item) => {
+    const count = el("span");
+    const tr = el("tr", { data: { testid: "failure-row" } },
+      el("td", { class: "reason-cell" }, data("span", item[0], { class: "reason", title: item[0] })),
+      el("td", { class: "num" }, count));
+    return { tr, count };
+  }, (row, item) => setText(row.count, fmtInt(item[1])));
 
   function createTagRow(tag) {
     const value = el("span", { class: "value" });
@@ -119,7 +129,7 @@ export function mount(main, { live, param }) {
   function updateTagRow(row, tag) {
     row.tag = tag;
     setAttr(row.tr, "data-quality", tag.quality);
-    setText(row.value, showValue(tag.value));
+    setText(row.value, showValue(tag.value, tag.type));
     setAttr(row.valueCell, "data-quality", tag.quality);
     setBadge(row.quality, "quality", tag.quality);
     setText(row.reason, tag.reason || "");
@@ -167,6 +177,11 @@ export function mount(main, { live, param }) {
     renderHead();
     renderTags();
     if (next.events) renderEvents(next.events);
+    if (next.failures) {
+      const list = Object.entries(next.failures).sort((a, b) => b[1] - a[1]);
+      failureRows.render(list, (item) => item[0]);
+      failuresBox.hidden = list.length === 0;
+    }
     if (chart) appendChartPoint();
   }
 
@@ -272,9 +287,10 @@ function decorateHead(head) {
   return buttons;
 }
 
-function showValue(value) {
+function showValue(value, type) {
   if (typeof value === "boolean") return t(value ? "value.true" : "value.false");
-  return fmtValue(value);
+  // A scaled integer register is a float too (uint32 x 0.01 kWh).
+  return fmtValue(value, typeof type === "string" && type.startsWith("float"));
 }
 
 function matches(tag, filter) {

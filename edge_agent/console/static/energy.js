@@ -5,17 +5,20 @@
 // as it comes: nothing is recomputed here. Meters and machines change slowly: polled every 10 s.
 
 import { getJSON } from "./api.js";
-import { DASH, fmtClock, fmtFixed, fmtInt, fmtPct, t } from "./i18n.js";
+import { DASH, fmtClock, fmtFigure, fmtFixed, fmtInt, fmtPct, t } from "./i18n.js";
 import { KeyedRows, badge, clear, data, el, label, note, sentence, setBadge, setText, table } from "./dom.js";
 import { demandBars, localDayStart, stateTimeline } from "./charts.js";
 
 const POLL_MS = 10000;
 const MACHINE_STATES = ["run", "idle", "off", "fault", "unknown"];
+// The notes the agent attaches to the document (edge_agent/console/energy.py), by code.
+const NOTES = ["metrics_off", "started_today", "blocks_unpublished", "no_shifts", "shift_windows_off", "timeline_truncated"];
 
 export function mount(main, { live }) {
   live.follow(null);
   const date = el("span", { class: "meta" });
   const problem = el("div");
+  const notes = el("ul", { class: "notes", data: { testid: "energy-notes" } });
   const loading = note("common.loading");
   const meters = el("div", { class: "stack" });
   const machines = el("div", { class: "stack" });
@@ -25,7 +28,7 @@ export function mount(main, { live }) {
   machinesEmpty.hidden = true;
   main.append(
     el("div", { class: "page-head" }, label("h1", "energy.title"), date),
-    problem, loading,
+    problem, notes, loading,
     el("div", { class: "section-head" }, label("h2", "energy.meters")), metersEmpty, meters,
     el("div", { class: "section-head" }, label("h2", "energy.machines"), legend()), machinesEmpty, machines,
   );
@@ -49,6 +52,7 @@ export function mount(main, { live }) {
     const day0 = localDayStart(nowS, tz);
     sync(meters, meterViews, doc.meters || [], (m) => createMeter(m), (view, m) => view.update(m, day0, nowS, tz));
     sync(machines, machineViews, doc.machines || [], (m) => createMachine(m), (view, m) => view.update(m, day0, nowS, tz));
+    renderNotes(notes, doc.notes || [], tz);
     metersEmpty.hidden = (doc.meters || []).length > 0;
     machinesEmpty.hidden = (doc.machines || []).length > 0;
   }
@@ -87,6 +91,21 @@ export function mount(main, { live }) {
   };
 }
 
+function renderNotes(box, list, tz) {
+  const stamp = JSON.stringify(list);
+  if (box.dataset.shown === stamp) return;
+  box.dataset.shown = stamp;
+  clear(box);
+  for (const item of list) {
+    const li = el("li", { data: { code: item.code || "" } });
+    if (NOTES.includes(item.code)) {
+      sentence(li, `note.${item.code}`, { subject: item.subject || "", time: typeof item.at_s === "number" ? fmtClock(item.at_s, tz) : DASH });
+    } else li.append(data("span", item.text || ""));
+    box.append(li);
+  }
+  box.hidden = list.length === 0;
+}
+
 function sync(box, views, items, create, update) {
   const seen = new Set();
   for (const item of items) {
@@ -115,6 +134,12 @@ function legend() {
   return box;
 }
 
+/** A figure with its unit; the unit only beside a known number (not "– kW"). */
+function setStat(view, value, unit) {
+  setText(view.value, fmtFigure(value));
+  setText(view.unit, typeof value === "number" ? ` ${unit}` : "");
+}
+
 function stat(key) {
   const value = el("span", { class: "stat-value" });
   const unit = el("span", { class: "stat-unit" });
@@ -137,7 +162,7 @@ function createMeter(meter) {
   const shifts = table([
     { key: "col.shift", col: "w-name" }, { key: "col.start", class: "num", col: "w-clock" }, { key: "col.end", class: "num", col: "w-clock" },
     { key: "col.energy_kwh", class: "num", col: "w-num" }, { key: "col.kgce", class: "num", col: "w-num" },
-    { key: "col.kgco2e", class: "num", col: "w-num" }, { key: "col.quality", col: "w-state" }, { key: "col.status", col: "w-state" },
+    { key: "col.kgco2e", class: "num", col: "w-num" }, { key: "col.quality", col: "w-state" },
   ], { class: "shifts compact" });
   const node = el("section", { class: "card meter", data: { testid: "meter", meter: meter.name } },
     el("div", { class: "card-head" }, data("h3", meter.name), kind),
@@ -153,17 +178,12 @@ function createMeter(meter) {
     update(m, day0, nowS, tz) {
       kind.dataset.i18n = m.kind === "plant" ? "energy.plant_kind" : "energy.meter_kind";
       setText(kind, t(kind.dataset.i18n));
-      setText(today.value, fmtFixed(m.energy_today_kwh, 1));
-      setText(today.unit, " kWh");
-      setText(demand.value, fmtFixed(m.demand_kw, 1));
-      setText(demand.unit, " kW");
-      setText(peak.value, fmtFixed(m.peak_demand_kw, 1));
-      setText(peak.unit, " kW");
+      setStat(today, m.energy_today_kwh, "kWh");
+      setStat(demand, m.demand_kw, "kW");
+      setStat(peak, m.peak_demand_kw, "kW");
       setText(peak.sub, typeof m.peak_demand_at_s === "number" ? t("energy.peak_at", { time: fmtClock(m.peak_demand_at_s, tz) }) : "");
-      setText(kgce.value, fmtFixed(m.kgce, 1));
-      setText(kgce.unit, " kgce");
-      setText(kgco2e.value, fmtFixed(m.kgco2e, 1));
-      setText(kgco2e.unit, " kgCO2e");
+      setStat(kgce, m.kgce, "kgce");
+      setStat(kgco2e, m.kgco2e, "kgCO2e");
       clear(bars);
       bars.append(demandBars(bars, m, day0, nowS, tz));
       barsEmpty.hidden = (m.blocks || []).length > 0;
@@ -176,26 +196,27 @@ function createMeter(meter) {
 function createShiftRow(shift) {
   const cells = {
     start: el("span"), end: el("span"), kwh: el("span"), kgce: el("span"), kgco2e: el("span"),
-    quality: badge("quality", shift.quality), open: el("span", { class: "pill" }),
+    quality: badge("quality", shift.quality), open: el("span", { class: "pill pill-live" }),
   };
   const tr = el("tr", { data: { testid: "shift-row", shift: shift.name } },
-    el("td", {}, data("span", shift.name, { class: "strong" })),
+    el("td", {}, data("span", shift.name, { class: "strong" }), " ", cells.open),
     el("td", { class: "num" }, cells.start), el("td", { class: "num" }, cells.end),
     el("td", { class: "num" }, cells.kwh), el("td", { class: "num" }, cells.kgce), el("td", { class: "num" }, cells.kgco2e),
-    el("td", {}, cells.quality), el("td", {}, cells.open));
+    el("td", {}, cells.quality));
   return { tr, ...cells };
 }
 
 function updateShiftRow(row, shift, tz) {
   setText(row.start, fmtClock(shift.start_s, tz));
   setText(row.end, fmtClock(shift.end_s, tz));
-  setText(row.kwh, fmtFixed(shift.energy_kwh, 1));
-  setText(row.kgce, fmtFixed(shift.kgce, 1));
-  setText(row.kgco2e, fmtFixed(shift.kgco2e, 1));
+  setText(row.kwh, fmtFigure(shift.energy_kwh));
+  setText(row.kgce, fmtFigure(shift.kgce));
+  setText(row.kgco2e, fmtFigure(shift.kgco2e));
   setBadge(row.quality, "quality", shift.quality);
-  row.open.dataset.i18n = shift.open ? "energy.open" : "energy.closed";
-  row.open.className = `pill ${shift.open ? "pill-live" : ""}`;
-  setText(row.open, t(row.open.dataset.i18n));
+  // Only the running shift is marked: the others are closed, which their place says.
+  row.open.hidden = !shift.open;
+  row.open.dataset.i18n = "energy.open";
+  setText(row.open, t("energy.open"));
   row.tr.classList.toggle("open", Boolean(shift.open));
 }
 
@@ -236,11 +257,9 @@ function createMachine(machine) {
         setText(view.value, fmtPct(v));
         view.fill.style.width = typeof v === "number" ? `${Math.min(100, Math.max(0, v * 100)).toFixed(1)}%` : "0%";
       }
-      setText(energy.value, fmtFixed(m.energy_today_kwh, 1));
-      setText(energy.unit, " kWh");
+      setStat(energy, m.energy_today_kwh, "kWh");
       setText(perPart.value, fmtFixed(m.kwh_per_good_part, 3));
-      setText(idle.value, fmtFixed(m.idle_energy_kwh, 1));
-      setText(idle.unit, " kWh");
+      setStat(idle, m.idle_energy_kwh, "kWh");
       setText(parts.value, `${fmtInt(m.parts_good)} / ${fmtInt(m.parts_made)}`);
     },
   };

@@ -49,6 +49,7 @@ const en = {
   "quality.good": "good",
   "quality.uncertain": "uncertain",
   "quality.bad": "bad",
+  "quality.unknown": "no value yet",
   "machine.run": "run",
   "machine.idle": "idle",
   "machine.off": "off",
@@ -122,6 +123,8 @@ const en = {
   "outbox.use": "{used} of {budget} ({pct})",
   "outbox.lost": "Lost batches: {n}",
   "outbox.path": "Path",
+  "outbox.dropped": "Dropped batches (budget full): {n}",
+  "outbox.not_writing": "The outbox cannot write to its disk.",
   "device.title": "Device",
   "device.pick": "Pick a device on the Plant page.",
   "device.unknown": "No device named “{name}”.",
@@ -136,6 +139,8 @@ const en = {
   "device.filter_count": "{shown} of {total}",
   "device.events": "Recent events",
   "device.no_events": "No errors or state changes recorded.",
+  "device.failures": "Most frequent read failures",
+  "col.count": "Count",
   "device.chart": "History of {tag}",
   "device.chart_hint": "Click a numeric tag to chart its recent history.",
   "device.chart_empty": "No history kept for this tag yet.",
@@ -161,10 +166,15 @@ const en = {
   "energy.shifts": "Shifts",
   "energy.no_blocks": "No 15-minute block closed yet today.",
   "energy.open": "running",
-  "energy.closed": "closed",
   "energy.plant_kind": "plant total",
   "energy.meter_kind": "meter",
   "energy.block_title": "{start}–{end}: {kw} kW",
+  "note.metrics_off": "The plant file has no metrics section: there are no energy or production figures.",
+  "note.started_today": "The agent started at {time}: today's demand bars and state bands begin then.",
+  "note.blocks_unpublished": "15m is not in metrics.windows: the bars are the agent's own 15-minute blocks, not sent to the sinks.",
+  "note.no_shifts": "No shifts are configured.",
+  "note.shift_windows_off": "shift is not in metrics.windows: no energy per shift is computed.",
+  "note.timeline_truncated": "Many state changes today: the band of {subject} starts at {time}.",
   "oee.utilization": "Utilization",
   "oee.availability": "Availability",
   "oee.effectiveness": "Performance",
@@ -199,6 +209,13 @@ const en = {
   "com.decodings": "Decodings",
   "com.candidates": "Likeliest decodings",
   "com.no_candidates": "No decoding falls in the range.",
+  "com.no_decodings": "No decoding fits these registers.",
+  "com.more": "{n} more in range.",
+  "com.tag_yaml": "As a tag in the plant file",
+  "com.lines": "As the command line prints it",
+  "com.one_in": "1 in {n}",
+  "com.never": "never",
+  "com.almost_always": "almost always",
   "com.elapsed": "Answered in {ms}",
   "com.failed": "The read failed",
   "com.hint": "Hint",
@@ -289,6 +306,7 @@ const zh = {
   "quality.good": "良好",
   "quality.uncertain": "不确定",
   "quality.bad": "坏值",
+  "quality.unknown": "暂无数值",
   "machine.run": "运行",
   "machine.idle": "空闲",
   "machine.off": "停机",
@@ -362,6 +380,8 @@ const zh = {
   "outbox.use": "{budget} 中已用 {used}（{pct}）",
   "outbox.lost": "丢失批次：{n}",
   "outbox.path": "路径",
+  "outbox.dropped": "因容量已满丢弃的批次：{n}",
+  "outbox.not_writing": "发件箱无法写入磁盘。",
   "device.title": "设备",
   "device.pick": "请在工厂页面选择一台设备。",
   "device.unknown": "没有名为“{name}”的设备。",
@@ -376,6 +396,8 @@ const zh = {
   "device.filter_count": "{shown} / {total}",
   "device.events": "最近事件",
   "device.no_events": "没有错误或状态变化记录。",
+  "device.failures": "最常见的读取失败",
+  "col.count": "次数",
   "device.chart": "{tag} 的历史曲线",
   "device.chart_hint": "点击数值型点位可查看其近期历史曲线。",
   "device.chart_empty": "该点位暂无历史数据。",
@@ -401,10 +423,15 @@ const zh = {
   "energy.shifts": "班次",
   "energy.no_blocks": "今天还没有结束的 15 分钟时段。",
   "energy.open": "进行中",
-  "energy.closed": "已结束",
   "energy.plant_kind": "全厂合计",
   "energy.meter_kind": "电表",
   "energy.block_title": "{start}–{end}：{kw} kW",
+  "note.metrics_off": "配置文件中没有 metrics 部分：没有能源和生产数据。",
+  "note.started_today": "采集程序于 {time} 启动：今天的需量柱和状态带从此时开始。",
+  "note.blocks_unpublished": "metrics.windows 中没有 15m：需量柱是程序自己的 15 分钟时段，未发送到数据出口。",
+  "note.no_shifts": "未配置班次。",
+  "note.shift_windows_off": "metrics.windows 中没有 shift：不计算各班次电量。",
+  "note.timeline_truncated": "今天状态变化过多：{subject} 的状态带从 {time} 开始。",
   "oee.utilization": "利用率",
   "oee.availability": "时间开动率",
   "oee.effectiveness": "性能开动率",
@@ -439,6 +466,13 @@ const zh = {
   "com.decodings": "解码结果",
   "com.candidates": "最可能的解码",
   "com.no_candidates": "没有解码结果落在该范围内。",
+  "com.no_decodings": "这些寄存器没有合适的解码。",
+  "com.more": "范围内还有 {n} 个。",
+  "com.tag_yaml": "写入配置文件的点位",
+  "com.lines": "命令行输出",
+  "com.one_in": "{n} 分之一",
+  "com.never": "从不",
+  "com.almost_always": "几乎总是",
   "com.elapsed": "响应用时 {ms}",
   "com.failed": "读取失败",
   "com.hint": "提示",
@@ -583,16 +617,26 @@ export function fmtFixed(value, digits) {
   return numberFormat({ minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
 }
 
-/** A measured value: integers as such, other numbers to 6 significant digits at most. */
-export function fmtValue(value) {
+/**
+ * A measured value: integers as such (unless the tag is a float: 9 kW reads as 9.000 beside
+ * its neighbours), other numbers with 1 to 4 decimals by size.
+ */
+export function fmtValue(value, isFloat = false) {
   if (value === null || value === undefined) return DASH;
   if (typeof value === "boolean") return value ? "true" : "false";
   if (typeof value !== "number") return String(value);
   if (!Number.isFinite(value)) return String(value);
-  if (Number.isInteger(value)) return numberFormat({ maximumFractionDigits: 0 }).format(value);
+  if (Number.isInteger(value) && !isFloat) return numberFormat({ maximumFractionDigits: 0 }).format(value);
   const magnitude = Math.abs(value);
   const digits = magnitude >= 1000 ? 1 : magnitude >= 100 ? 2 : magnitude >= 1 ? 3 : 4;
   return numberFormat({ minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
+}
+
+/** An energy figure as the agent published it, to a precision that suits its size. */
+export function fmtFigure(value) {
+  if (!known(value)) return DASH;
+  const magnitude = Math.abs(value);
+  return fmtFixed(value, magnitude >= 1000 ? 0 : magnitude >= 100 ? 1 : magnitude >= 1 ? 2 : 3);
 }
 
 export function fmtInt(value) {

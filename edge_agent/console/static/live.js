@@ -6,6 +6,7 @@ import { BASE, getJSON, loadSession, toLogin } from "./api.js";
 
 const POLL_MS = 2000;
 const RETRY_MS = 20000;
+const RECONNECT_GRACE_MS = 5000;
 
 export class Live {
   constructor() {
@@ -14,6 +15,7 @@ export class Live {
     this.pollTimer = null;
     this.retryTimer = null;
     this.mode = "down";
+    this.messages = 0;
     this.plant = null;
     this.updated = null;
     this.listeners = { plant: new Set(), device: new Set(), status: new Set() };
@@ -55,7 +57,17 @@ export class Live {
     source.addEventListener("plant", (event) => this.received("plant", event.data, source));
     source.addEventListener("device", (event) => this.received("device", event.data, source));
     source.addEventListener("error", () => {
-      if (this.source === source) this.fallBack();
+      if (this.source !== source) return;
+      // The agent ends a stream after a while and the browser reconnects by itself
+      // (CONNECTING): give that a moment. A refused stream (401, 404, 503) is CLOSED.
+      if (source.readyState === EventSource.CLOSED) {
+        this.fallBack();
+        return;
+      }
+      const seen = this.messages;
+      setTimeout(() => {
+        if (this.source === source && this.messages === seen) this.fallBack();
+      }, RECONNECT_GRACE_MS);
     });
   }
 
@@ -67,6 +79,7 @@ export class Live {
     } catch {
       return;
     }
+    this.messages += 1;
     this.stopPolling();
     this.setMode("stream");
     this.deliver(kind, doc);

@@ -7,6 +7,7 @@ import {
 } from "./i18n.js";
 import { KeyedRows, badge, data, el, label, note, sentence, setAttr, setBadge, setText, table } from "./dom.js";
 import { drawSparkline } from "./charts.js";
+import { state as api } from "./api.js";
 
 const DEVICE_COLUMNS = [
   { key: "col.device", col: "w-name" },
@@ -74,9 +75,10 @@ export function mount(main, { live }) {
     outboxView.update(plant.outbox);
     const online = list.filter((d) => d.state === "online").length;
     setText(summary, t("plant.summary", { online: fmtInt(online), total: fmtInt(list.length) }));
-    if (version.dataset.shown !== plant.version) {
-      version.dataset.shown = plant.version;
-      sentence(version, "plant.version", { version: plant.version || DASH });
+    const shown = plant.version || (api.session && api.session.version) || DASH;
+    if (version.dataset.shown !== shown) {
+      version.dataset.shown = shown;
+      sentence(version, "plant.version", { version: shown });
     }
     setText(uptime, t("plant.uptime", { time: fmtDuration(plant.uptime_s) }));
   }
@@ -206,8 +208,10 @@ function createOutbox(box) {
   bar.setAttribute("aria-valuemax", "100");
   const use = el("div", { class: "usage-text" });
   const lost = el("div", { class: "sub" });
+  const dropped = el("div", { class: "sub" });
+  const writing = el("div", { class: "sub bad-text", i18n: "outbox.not_writing" });
   const path = data("code", "", { class: "path" });
-  const body = el("div", { class: "outbox-body" }, bar, use, lost,
+  const body = el("div", { class: "outbox-body" }, bar, use, writing, lost, dropped,
     el("div", { class: "sub" }, label("span", "outbox.path"), ": ", path));
   box.append(empty, body);
   return {
@@ -225,6 +229,10 @@ function createOutbox(box) {
       }));
       setText(lost, t("outbox.lost", { n: fmtInt(outbox.lost_batches) }));
       lost.classList.toggle("bad-text", outbox.lost_batches > 0);
+      dropped.hidden = outbox.dropped_batches === undefined;
+      setText(dropped, t("outbox.dropped", { n: fmtInt(outbox.dropped_batches) }));
+      dropped.classList.toggle("bad-text", outbox.dropped_batches > 0);
+      writing.hidden = outbox.writing !== false;
       setText(path, outbox.path || "");
     },
   };
