@@ -136,7 +136,8 @@ class Browser:
 
     def console_log(self) -> list[dict[str, Any]]:
         """The browser console's entries since the last call (chromedriver empties it)."""
-        return list(self.driver.get_log("browser"))
+        # get_log is untyped in Selenium; it answers a list of dicts (level, message, source).
+        return list(self.driver.get_log("browser"))  # type: ignore[no-untyped-call]
 
     def problems(self) -> list[str]:
         """Console errors (SEVERE) and CSP violations since the last call: none is the norm."""
@@ -203,7 +204,10 @@ def _processes_using(profile: Path) -> list[int]:
 class _NoSignalsLoop(asyncio.SelectorEventLoop):
     """An event loop for a thread: signal handlers are the main thread's (pytest's) business."""
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., object], *args: Any) -> None:
+    # typeshed spells the callback with a TypeVarTuple; any callable is ignored here anyway.
+    def add_signal_handler(  # type: ignore[override]
+        self, sig: int, callback: Callable[..., object], *args: Any
+    ) -> None:
         pass
 
     def remove_signal_handler(self, sig: int) -> bool:

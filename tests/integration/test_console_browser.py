@@ -96,6 +96,7 @@ def test_login_and_csrf_in_the_browser(browser: Browser) -> None:
         10,
         "the login error",
     )
+    assert error is not None
     assert error.text.strip()
     assert _path(browser) == "/console/login"
 
