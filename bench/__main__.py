@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--label", default="", help="added to result file names")
     parser.add_argument("--keep", action="store_true", help="keep work directories (configs, logs)")
+    parser.add_argument(
+        "--console",
+        choices=["off", "on", "watched"],
+        default="off",
+        help="modbus-scale: the web console off (default), on (nobody looking), or watched "
+        "(one device page's live stream and a chart every 10 s)",
+    )
     return parser
 
 
@@ -156,6 +163,7 @@ def _options(args: argparse.Namespace, **overrides: Any) -> ScaleOptions:
         "keep": args.keep,
         "label": args.label,
         "artifacts": args.out,
+        "console": args.console,
     }
     values.update(overrides)
     return ScaleOptions(**values)

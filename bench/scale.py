@@ -21,6 +21,7 @@ account of itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import agent_metrics, profiling
+from bench.console_watch import watching
 from bench.measure import (
     Sample,
     add_warnings,
@@ -71,6 +73,9 @@ class ScaleOptions:
     """None, "py-spy" or "pyinstrument"."""
     keep: bool = False
     label: str = ""
+    console: str = "off"
+    """The web console: "off", "on" (its ring fed, nobody looking) or "watched" (one
+    device page open: bench/console_watch.py)."""
     artifacts: Path = field(default_factory=lambda: Path("bench/results"))
 
 
@@ -160,6 +165,7 @@ def _start_record(
             "group_tags": spec.group_tags or spec.tags,
             "duration_s": options.duration_s,
             "warmup_s": options.warmup_s,
+            "console": options.console,
         },
         "warnings": [],
     }
@@ -221,6 +227,8 @@ def run_scale(
             # what each sink confirmed once the backlog is drained (bench/agent_metrics.py).
             health_port = free_port()
             pipeline.extra["service"] = {"health": {"port": health_port}}
+            if options.console != "off":
+                pipeline.extra["service"]["console"] = {}
             record["pipeline"] = ["modbus", *pipeline.stages, "subscriber"]
             record["pipeline_missing"] = pipeline.missing
             doc = agent_document(
@@ -244,6 +252,11 @@ def run_scale(
             log(f"  agent delivering after {record['startup_s']} s; warm-up {options.warmup_s:g} s")
 
             helpers = [c.pid for c in sims] + [broker.process.pid, subscriber.pid]
+            watch = stack.enter_context(
+                watching(health_port, spec.device_name(0), "t00000")
+                if options.console == "watched"
+                else contextlib.nullcontext()
+            )
             window, before, after, memory, spy, counters = _measure(
                 agent,
                 helpers,
@@ -279,6 +292,8 @@ def run_scale(
             }
             record["window_s"] = window.seconds
             record["delivery"] = delivery
+            if watch is not None:
+                record["console_watch"] = dataclasses.asdict(watch)
             record["agent"] = {
                 **cpu_of(before, after, agent.pid, delivery["values_delivered"], window.seconds),
                 "peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),

@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.outbox import ByteSize
 
 #: A user name as typed at the login form.
 UserName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")]
@@ -73,8 +74,13 @@ class ConsoleConfig(Strict):
         default=600,
         ge=2,
         le=100_000,
-        description="At most this many points per tag, whatever the poll interval: the "
-        "bound on the console's memory (about 60 bytes per point and tag).",
+        description="At most this many points per tag, whatever the poll interval.",
+    )
+    history_memory: ByteSize = Field(
+        default=64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Memory the kept history may take (about 50 bytes per point and tag): "
+        "fewer points per tag on a large plant, e.g. '64MiB' keeps 134 points of 10,000 tags.",
     )
     session_timeout: Duration = Field(
         default=8 * 3600.0,

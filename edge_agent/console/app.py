@@ -39,7 +39,7 @@ from edge_agent.console.commissioning import (
 )
 from edge_agent.console.energy import energy_document
 from edge_agent.console.logring import LogRing
-from edge_agent.console.ring import LiveRing
+from edge_agent.console.ring import LiveRing, points_within
 from edge_agent.console.views import Views, redacted_config
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats
@@ -112,7 +112,11 @@ class Console:
         self.secure = secure
         self.config_path = config_path
         self.hold_open = hold_open
-        self.ring = LiveRing(config.history, config.history_points)
+        tags = sum(len(device.describe().tags) for device in agent.config.devices)
+        #: Points kept per tag: history_points, fewer when the plant is too large for
+        #: history_memory.
+        self.points = points_within(config.history_memory, tags, config.history_points)
+        self.ring = LiveRing(config.history, self.points)
         self.auth = Auth(config, login_required=login_required)
         self.views = Views(agent, stats, self.ring)
         self.logs = LogRing()

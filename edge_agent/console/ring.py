@@ -23,6 +23,16 @@ from edge_agent.model import Quality, SampleBatch, Value
 
 #: Metric batches kept per (device, group): a day of 1-minute windows and then some.
 METRIC_BATCHES_KEPT = 1_500
+#: What one kept value costs: a float (24 bytes) and its slots in the batch's value,
+#: quality and reason lists, with the batch's own share (measured: 49 bytes for
+#: batches of 500 floats; tests/unit/test_console_server.py checks the figure holds).
+BYTES_PER_VALUE = 50
+
+
+def points_within(memory: int, tags: int, most: int) -> int:
+    """Points per tag that keep ``tags`` tags' history within ``memory`` bytes."""
+    return max(2, min(most, memory // (BYTES_PER_VALUE * max(1, tags))))
+
 
 NS = 1_000_000_000
 
@@ -73,6 +83,14 @@ class LiveRing:
         for store in (self._groups, self._metrics):
             for key in [k for k in store if k[0] == device]:
                 del store[key]
+
+    def keep_only(self, devices: set[str]) -> None:
+        """Forget the poll groups of devices no longer polled (removed by a reload).
+
+        Metric batches are kept: their devices are meters and machines, not pollers.
+        """
+        for key in [k for k in self._groups if k[0] not in devices]:
+            del self._groups[key]
 
     # -- reading (only when a page asks)
 

@@ -97,6 +97,7 @@ class Views:
 
     def plant(self) -> dict[str, Any]:
         agent, now = self.agent, time.time()
+        self.ring.keep_only({source.device for source in agent.sources})
         problems = health_problems(agent, self.stats)
         return {
             "plant": agent.config.plant.name,

@@ -134,6 +134,7 @@ class HealthServer:
                 "web console",
                 url=f"{self.url}/console/",
                 login="required" if self.console.login_required else "none (loopback)",
+                points_per_tag=self.console.points,
             )
 
     @property

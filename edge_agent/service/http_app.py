@@ -11,8 +11,10 @@ Answers, as the hand-written endpoint gave them:
   status document.
 * ``/metrics``: Prometheus exposition (text 0.0.4, or OpenMetrics when asked for).
 * ``/status``: the status document, always 200.
-* GET and HEAD only (405 otherwise, before routing), 404 naming the known paths, one
-  request per connection (``Connection: close``), ``Cache-Control: no-store``.
+* the console's routes when ``service.console`` is set (:mod:`edge_agent.console.app`);
+* GET and HEAD only, POST to ``/console/api/`` (405 otherwise, before routing), 404
+  naming the known paths, one request per connection (``Connection: close``),
+  ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations

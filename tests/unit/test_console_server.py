@@ -19,7 +19,7 @@ from edge_agent.console.ring import LiveRing
 from edge_agent.console.views import redacted_config
 from edge_agent.logs import configure_logging
 from edge_agent.metrics.contract import MetricInfo
-from edge_agent.model import Quality, SampleBatch
+from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.redaction import forget_secrets, register_secrets
 
 NS = 1_000_000_000
@@ -77,8 +77,12 @@ def test_ring_counts_polls_and_keeps_metric_batches_apart() -> None:
     historical.historical = True
     ring.append(historical)
     assert ring.history("dev", "a")[-1].value == 1.0
-    ring.forget_device("dev")
+    ring.keep_only({"dev"})
+    assert len(ring.history("dev", "a")) == 10
+    ring.keep_only({"other"})
     assert ring.history("dev", "a") == []
+    assert ring.metric_batches() == [metric]  # meters are not pollers
+    ring.forget_device("dev")
     assert ring.metric_batches() == []
 
 
@@ -227,13 +231,13 @@ def test_log_ring_keeps_warnings_redacted() -> None:
         log.info("not kept")
         for i in range(5):
             log.warning("device offline", device=f"d{i}", error="auth sekrit-value-42 refused")
-        logging.getLogger("pymodbus").error("library %s", "trouble")
+        logging.getLogger("a.library").error("library %s", "trouble")
     finally:
         ring.remove()
         forget_secrets()
     records = list(ring.records)
     assert len(records) == 3
-    assert records[-1]["logger"] == "pymodbus"
+    assert records[-1]["logger"] == "a.library"
     assert records[-1]["event"] == "library trouble"
     assert records[0]["event"] == "device offline"
     assert "device=d3" in records[0]["fields"]
@@ -248,3 +252,28 @@ def test_static_files_are_read_once_with_etags(tmp_path: object) -> None:
     assert content_type.startswith("text/html")
     assert etag.startswith('"')
     assert all(not name.endswith(".py") for name in files)
+
+
+def test_kept_history_fits_its_memory_budget() -> None:
+    import random
+    import tracemalloc
+
+    from edge_agent.console.ring import BYTES_PER_VALUE, points_within
+
+    assert points_within(64 * 1024 * 1024, 10_000, 600) == 134
+    assert points_within(64 * 1024 * 1024, 10, 600) == 600
+    assert points_within(1024 * 1024, 10_000_000, 600) == 2
+    names = tuple(f"t{i}" for i in range(500))
+    ring = LiveRing(history_s=3600, max_points=50)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for t in range(50):
+            values: list[Value] = [random.random() for _ in names]
+            ring.append(
+                SampleBatch("d", "g", t * NS, names, values, [Quality.GOOD] * 500, [""] * 500)
+            )
+        per_value = (tracemalloc.get_traced_memory()[0] - before) / (50 * 500)
+    finally:
+        tracemalloc.stop()
+    assert per_value <= BYTES_PER_VALUE

@@ -274,7 +274,7 @@ function renderRead(answer, body, isProbe) {
     const decodings = [...(answer.decodings || []),
       ...(answer.texts || []).map((x) => ({ type: "string", byte_order: x.byte_order, text: JSON.stringify(x.value), good: true }))];
     columns.append(el("div", { class: "grow" }, label("h4", "com.decodings"),
-      decodings.length ? decodingsTable(decodings, false) : note("com.no_decodings")));
+      decodings.length ? decodingsMatrix(decodings) : note("com.no_decodings")));
   }
   box.append(columns);
   if (answer.lines && answer.lines.length) box.append(terminal(answer.lines));
@@ -310,6 +310,37 @@ function oneIn(chance) {
   if (n < 1.5) return t("com.almost_always");
   const digits = Math.max(0, Math.floor(Math.log10(n)) - 1);
   return t("com.one_in", { n: fmtInt(Math.round(n / 10 ** digits) * 10 ** digits) });
+}
+
+/**
+ * Every decoding of a read, one row per type and one column per byte order, so the orders of
+ * one type sit side by side (a 16-bit type has two: CDAB reads as ABCD, DCBA as BADC).
+ */
+function decodingsMatrix(list) {
+  const orders = ORDERS.filter((order) => list.some((d) => d.byte_order === order));
+  const types = [];
+  for (const d of list) {
+    const id = typeof d.scale === "number" && d.scale !== 1 ? `${d.type} ×${d.scale}` : d.type;
+    if (!types.includes(id)) types.push(id);
+  }
+  const grid = table([{ key: "col.type", col: "w-kind" }, ...orders.map(() => ({ key: "com.order_col", class: "num" }))],
+    { class: "decodings matrix compact" });
+  grid.head.querySelectorAll("th").forEach((th, index) => {
+    if (index === 0) return;
+    th.removeAttribute("data-i18n");
+    th.textContent = orders[index - 1];
+    th.setAttribute("translate", "no");
+  });
+  for (const id of types) {
+    const cells = [el("td", {}, data("span", id, { class: "strong" }))];
+    for (const order of orders) {
+      const d = list.find((x) => (typeof x.scale === "number" && x.scale !== 1 ? `${x.type} ×${x.scale}` : x.type) === id && x.byte_order === order);
+      const text = !d ? "" : d.text !== undefined && d.text !== null ? String(d.text) : fmtValue(d.value);
+      cells.push(el("td", { class: "num value-cell mono", attrs: { "data-quality": d && d.good === false ? "bad" : "good" } }, data("span", text)));
+    }
+    grid.body.append(el("tr", { data: { testid: "decoding-row", type: id } }, cells));
+  }
+  return grid.table;
 }
 
 function decodingsTable(list, ranked) {

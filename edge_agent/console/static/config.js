@@ -65,6 +65,9 @@ export function mount(main, { live }) {
     problems.hidden = list.length === 0;
     problemsHead.hidden = list.length === 0;
     noProblems.hidden = list.length > 0;
+    const never = !reload.last && !reload.applied && !reload.refused;
+    noProblems.dataset.i18n = never ? "config.reload_never" : "config.no_problems";
+    setText(noProblems, t(noProblems.dataset.i18n));
     if (text.textContent !== (doc.text || "")) text.textContent = doc.text || "";
     const entries = doc.log || [];
     // Newest first, as the agent sends them.

@@ -289,7 +289,6 @@ function decorateHead(head) {
 
 function showValue(value, type) {
   if (typeof value === "boolean") return t(value ? "value.true" : "value.false");
-  // A scaled integer register is a float too (uint32 x 0.01 kWh).
   return fmtValue(value, typeof type === "string" && type.startsWith("float"));
 }
 
