@@ -15,6 +15,7 @@ server-sent-events stream per open page. What is guarded here, before any handle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -128,11 +129,17 @@ class Console:
         self._config_text: tuple[PlantConfig, str] | None = None
         self.views = Views(agent, stats, self.ring)
         self.logs = LogRing()
-        self.streams = 0
+        #: The live streams being served, oldest first (set one to end it).
+        self._streams: dict[asyncio.Event, None] = {}
         self.files = static_files()
         #: One commissioning request at a time per agent.
         self.gate = CommissioningGate()
         self._started = False
+
+    @property
+    def streams(self) -> int:
+        """Live streams being served now."""
+        return len(self._streams)
 
     @property
     def login_required(self) -> bool:
@@ -234,7 +241,11 @@ class Console:
     async def _index(self, request: web.Request) -> web.StreamResponse:
         if VIEW not in request[SESSION_KEY].permissions:
             return _redirect("/console/login")
-        return self._file(request, "index.html")
+        response = self._file(request, "index.html")
+        # Not even kept in the browser's back/forward cache: a page kept there keeps
+        # its live stream open (Chromium does), for nobody.
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def _login_page(self, request: web.Request) -> web.StreamResponse:
         return self._file(request, "login.html")
@@ -392,11 +403,18 @@ class Console:
         device = request.query.get("device") or None
         if device is not None and self.views.device(device, events=False) is None:
             return _json({"error": "device"}, HTTPStatus.NOT_FOUND)
-        if self.streams >= MAX_STREAMS:
-            response = _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
-            response.headers["Retry-After"] = "10"
-            return response
-        self.streams += 1
+        if len(self._streams) >= MAX_STREAMS:
+            # The newest asker is the likeliest to be looking: the oldest stream ends (a
+            # page left open elsewhere, or one a browser kept alive; its EventSource
+            # reconnects by itself if it is still shown).
+            oldest = next((e for e in self._streams if not e.is_set()), None)
+            if oldest is None:  # all ending already: a burst of new streams
+                response = _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
+                response.headers["Retry-After"] = "2"
+                return response
+            oldest.set()
+        ended = asyncio.Event()
+        self._streams[ended] = None
         try:
             stream = EventSourceResponse(
                 headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
@@ -411,7 +429,7 @@ class Console:
             async with stream:
                 ends = time.monotonic() + STREAM_LIFETIME_S
                 token = request.cookies.get(COOKIE)
-                while stream.is_connected() and time.monotonic() < ends:
+                while stream.is_connected() and time.monotonic() < ends and not ended.is_set():
                     # Not a request of the user's: it does not keep the login alive.
                     if self.login_required and self.auth.session(token, touch=False) is None:
                         break  # logged out or expired meanwhile
@@ -421,12 +439,13 @@ class Console:
                         document = self.views.device(device, events=False)
                         if document is not None:
                             await stream.send(_text(document), event="device")
-                    await asyncio.sleep(STREAM_PERIOD_S)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ended.wait(), STREAM_PERIOD_S)
             return stream
         except (ConnectionResetError, ConnectionError):
             return web.Response()  # the browser went away; nothing to answer
         finally:
-            self.streams -= 1
+            del self._streams[ended]
 
 
 def language(request: web.Request) -> str:

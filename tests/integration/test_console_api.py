@@ -442,3 +442,32 @@ async def test_the_config_page_shows_a_refused_reload_with_its_lines(tmp_path: P
         finally:
             supervisor.request_stop()
             await asyncio.wait_for(task, 30)
+
+
+async def test_a_new_stream_ends_the_oldest_when_all_are_taken(tmp_path: Path) -> None:
+    from edge_agent.console.app import MAX_STREAMS
+
+    async with running_console(tmp_path) as console:
+        assert console.supervisor.health is not None
+        server = console.supervisor.health.console
+        assert server is not None
+        port = console.supervisor.health.bound_port
+        opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        try:
+            for _ in range(MAX_STREAMS + 1):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /console/api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+                await writer.drain()
+                opened.append((reader, writer))
+                assert b" 200 " in await asyncio.wait_for(reader.readline(), 5)
+            # The first (oldest) one is ended by the server; the newest is served.
+            first = opened[0][0]
+            while await asyncio.wait_for(first.read(65536), 5):
+                pass  # until the server closes it
+            await wait_for(lambda: server.streams == MAX_STREAMS, 5, "the oldest ended")
+            newest = opened[-1][0]
+            assert b"event: plant" in await asyncio.wait_for(newest.readuntil(b"event: plant"), 5)
+        finally:
+            for _, writer in opened:
+                writer.close()
+        await wait_for(lambda: server.streams == 0, 5, "every stream ended")

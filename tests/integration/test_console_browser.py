@@ -306,11 +306,6 @@ def test_a_device_going_offline_turns_its_row_within_two_polls(
 # ---------------------------------------------------------------- streams (after all others)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: a stream's end is not noticed when the browser leaves the page; it "
-    "counts against MAX_STREAMS for STREAM_LIFETIME_S (/work/BROWSER-FINDINGS.md)",
-)
 def test_a_page_that_goes_away_releases_its_live_stream(
     console: ConsoleThread, signed_in: Browser
 ) -> None:
