@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tests.console_support import PASSWORD, PASSWORD_HASH, console_yaml
 from tests.integration.browser import Browser, ConsoleThread, chromium, missing_browser
+from tests.servers import Mosquitto, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: An operator allowed to commission, so the commissioning page is the real one.
@@ -48,10 +49,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot take screenshots: {reason}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="edge-agent-shots-") as state,
-        ConsoleThread(Path(state), USERS) as console,
-    ):
+    with tempfile.TemporaryDirectory(prefix="edge-agent-shots-") as state:
+        # A real broker, so the sinks and the outbox show as they do in a plant.
+        broker = Mosquitto(port=free_port(), workdir=Path(state) / "mosquitto")
+        broker.start()
+        try:
+            sink = (
+                "sinks:\n"
+                f"  - {{name: plant-broker, type: mqtt, host: 127.0.0.1, port: {broker.port}}}\n"
+            )
+            return _shoot(args, Path(state), sink + USERS)
+        finally:
+            broker.stop()
+
+
+def _shoot(args: argparse.Namespace, state: Path, extra_yaml: str) -> int:
+    with ConsoleThread(state, extra_yaml) as console:
         print(f"console at {console.base}/console/; {args.wait:.0f} s of data first")
         time.sleep(args.wait)
         for lang, suffix in (("en", "en"), ("zh-CN", "zh")):
