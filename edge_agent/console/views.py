@@ -12,9 +12,9 @@ from typing import Any
 
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.catalog import DeviceInfo, TagInfo
-from edge_agent.console.ring import LiveRing
+from edge_agent.console.ring import Kept, LiveRing
 from edge_agent.driver import ShowsRaw
-from edge_agent.model import Quality, SampleBatch, Value, iso_utc_ms
+from edge_agent.model import Quality, Value, iso_utc_ms
 from edge_agent.runtime.source_runner import SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, health_problems
@@ -133,9 +133,8 @@ class Views:
         tag = key_tag(self.agent.config, info)
         if tag is None:
             return None
-        points = self.ring.history(info.name, tag.name)
+        points = self.ring.history(info.name, tag.name, most=SPARK_POINTS)
         last = points[-1] if points else None
-        step = max(1, len(points) // SPARK_POINTS)
         return {
             "tag": tag.name,
             "unit": tag.unit,
@@ -143,7 +142,7 @@ class Views:
             "quality": None if last is None else last.quality.label,
             "history": [
                 [p.timestamp_ns / NS, _number(p.value) if p.quality is Quality.GOOD else None]
-                for p in points[::-1][::step][::-1]
+                for p in points
             ],
         }
 
@@ -192,7 +191,7 @@ class Views:
             driver.record_raw()
         groups = {group.name: group.names for group in driver.groups}
         raws: dict[str, Sequence[str]] = {}
-        values: dict[str, tuple[SampleBatch, int, str]] = {}
+        values: dict[str, tuple[Kept, int, str]] = {}
         for tag, (batch, index) in self.ring.latest(name, groups).items():
             if batch.group not in raws:
                 raws[batch.group] = driver.raw(batch.group) if isinstance(driver, ShowsRaw) else ()
@@ -221,7 +220,7 @@ class Views:
         return document
 
     @staticmethod
-    def _tag_row(tag: TagInfo, seen: tuple[SampleBatch, int, str] | None) -> dict[str, Any]:
+    def _tag_row(tag: TagInfo, seen: tuple[Kept, int, str] | None) -> dict[str, Any]:
         row: dict[str, Any] = {
             "name": tag.name,
             "unit": tag.unit,
@@ -237,7 +236,7 @@ class Views:
         if seen is not None:
             batch, index, _raw = seen
             row["value"] = _json_value(batch.values[index])
-            row["quality"] = batch.qualities[index].label
+            row["quality"] = batch.quality(index).label
             row["reason"] = batch.reasons[index]
             row["time"] = iso_utc_ms(batch.sample_time_ns(index))
         return row

@@ -300,3 +300,24 @@ def test_commissioning_opens_only_terminals() -> None:
         os.close(follower)
     for path in ("/dev/watchdog", "/dev/null", "/dev/tty-not-there", "/etc/passwd", "/dev/sda"):
         assert not _is_serial_port(path)
+
+
+def test_kept_history_leaves_the_garbage_collector_little_to_walk() -> None:
+    import gc
+
+    ring = LiveRing(history_s=3600, max_points=100)
+    names = tuple(f"t{i}" for i in range(200))
+    for t in range(100):
+        ring.append(
+            SampleBatch(
+                "d", "g", t * NS, names, [t + i / 7 for i in range(200)],
+                [Quality.GOOD] * 200, [""] * 200,
+            )
+        )  # fmt: skip
+    gc.collect()
+    kept = list(ring._groups[("d", "g")])
+    # The 60,000 values sit in tuples and bytes the collector does not track.
+    assert not any(gc.is_tracked(k.values) or gc.is_tracked(k.reasons) for k in kept)
+    assert ring.history("d", "t5")[-1].value == 99 + 5 / 7
+    assert len(ring.history("d", "t5", most=10)) <= 10
+    assert ring.history("d", "t5", most=10)[-1].timestamp_ns == 99 * NS  # the newest is in
