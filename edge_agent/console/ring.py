@@ -18,6 +18,7 @@ page: a day of 15-minute blocks is 96 batches per meter.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -189,6 +190,37 @@ class LiveRing:
                 )
         points.sort(key=lambda p: p.timestamp_ns)
         return points
+
+    def series(self, device: str, tag: str, most: int = 0) -> list[list[float | None]]:
+        """``[[unix seconds, number or None], ...]`` of one tag, oldest first, as charts
+        take it: None where the sample was not good or not a finite number. ``most`` as
+        in :meth:`history`. Made for every sparkline once a second: no object per point
+        beyond the pair."""
+        out: list[list[float | None]] = []
+        good = int(Quality.GOOD)
+        for (name, _group), ring in self._groups.items():
+            if name != device or not ring:
+                continue
+            entries = list(ring)
+            if most > 0 and len(entries) > most:
+                step = -(-len(entries) // most)
+                entries = entries[::-1][::step][::-1]
+            for kept in entries:
+                index = self._index(kept.names).get(tag)
+                if index is None:
+                    continue
+                value = kept.values[index]
+                number = (
+                    float(value)
+                    if kept.qualities[index] == good
+                    and isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                    else None
+                )
+                out.append([kept.sample_time_ns(index) / NS, number])
+        out.sort(key=lambda point: point[0] or 0.0)
+        return out
 
     def metric_batches(self, since_ns: int = 0) -> list[SampleBatch]:
         """Metric batches whose window starts at or after ``since_ns``, oldest first."""

@@ -14,7 +14,7 @@ from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.console.ring import Kept, LiveRing
 from edge_agent.driver import ShowsRaw
-from edge_agent.model import Quality, Value, iso_utc_ms
+from edge_agent.model import Value, iso_utc_ms
 from edge_agent.runtime.source_runner import SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, health_problems
@@ -32,14 +32,6 @@ def _iso_s(wall: float) -> str | None:
 
 def _iso_ns(ns: int | None) -> str | None:
     return iso_utc_ms(ns) if ns else None
-
-
-def _number(value: Value) -> float | None:
-    """A chartable number, or None (text, missing, not finite)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def _json_value(value: Value) -> Value:
@@ -82,6 +74,8 @@ class Views:
         self.stats = stats
         self.ring = ring
         self._catalog: tuple[PlantConfig, TagCatalog] | None = None
+        #: Each device's sparkline tag, per config.
+        self._keys: tuple[PlantConfig, dict[str, TagInfo | None]] | None = None
 
     @property
     def catalog(self) -> TagCatalog:
@@ -130,20 +124,23 @@ class Views:
         }
 
     def _key(self, info: DeviceInfo) -> dict[str, Any] | None:
-        tag = key_tag(self.agent.config, info)
+        config = self.agent.config
+        if self._keys is None or self._keys[0] is not config:
+            self._keys = (config, {})
+        keys = self._keys[1]
+        if info.name not in keys:
+            keys[info.name] = key_tag(config, info)  # once per config: it walks the tags
+        tag = keys[info.name]
         if tag is None:
             return None
-        points = self.ring.history(info.name, tag.name, most=SPARK_POINTS)
-        last = points[-1] if points else None
+        newest = self.ring.history(info.name, tag.name, most=1)
+        last = newest[-1] if newest else None
         return {
             "tag": tag.name,
             "unit": tag.unit,
             "value": None if last is None else _json_value(last.value),
             "quality": None if last is None else last.quality.label,
-            "history": [
-                [p.timestamp_ns / NS, _number(p.value) if p.quality is Quality.GOOD else None]
-                for p in points
-            ],
+            "history": self.ring.series(info.name, tag.name, most=SPARK_POINTS),
         }
 
     def _sink_row(self, runner: Any) -> dict[str, Any]:
@@ -245,15 +242,11 @@ class Views:
         tag = self.catalog.tag(device, tag_name)
         if tag is None:
             return None
-        points = self.ring.history(device, tag_name)
         return {
             "device": device,
             "tag": tag_name,
             "unit": tag.unit,
-            "points": [
-                [p.timestamp_ns / NS, _number(p.value) if p.quality is Quality.GOOD else None]
-                for p in points
-            ],
+            "points": self.ring.series(device, tag_name),
         }
 
 
