@@ -275,6 +275,37 @@ def test_the_chinese_pages_have_no_untranslated_labels(console: ConsoleThread) -
     assert not untranslated, f"English left on the Chinese pages: {untranslated}"
 
 
+# ---------------------------------------------------------------- commissioning
+
+
+def test_the_commissioning_tools_in_the_browser(console: ConsoleThread, signed_in: Browser) -> None:
+    """read shows the registers and every decoding; read-once shows the device's tags."""
+    from selenium.webdriver.support.ui import Select
+
+    browser = signed_in
+    port = console.plant.port("line-gateway")
+    browser.open("/console/#/commissioning")
+    target = browser.wait(lambda: browser.find("com-target"), 15, "the form")[0]
+    target.clear()
+    target.send_keys(f"tcp://127.0.0.1:{port}")
+    Select(browser.find("com-table")[0]).select_by_value("input")
+    for testid, value in (("com-unit", "1"), ("com-address", "16"), ("com-count", "2")):
+        field = browser.find(testid)[0]
+        field.clear()
+        field.send_keys(value)
+    browser.find("com-read")[0].click()
+    browser.wait(lambda: len(browser.find("register-row")) == 2, 15, "the two registers")
+    assert browser.find("decoding-row")
+    assert not browser.find("com-error")
+
+    Select(browser.find("com-once-device")[0]).select_by_value("line-meter")
+    browser.find("com-once")[0].click()
+    rows = browser.wait(lambda: browser.find("once-row"), 20, "the device read once")
+    assert {row.get_attribute("data-tag") for row in rows} >= {"power_active", "voltage_l1"}
+    assert not browser.find("com-error")
+    assert browser.problems() == []
+
+
 # ---------------------------------------------------------------- a device goes offline
 
 

@@ -231,7 +231,11 @@ function failure(error) {
   if (status === 404) return note("com.off", null, "error");
   if (status === 409) return errorBox(body.detail || body.error, "");
   if (body.error) return errorBox(body.error, body.hint || "");
-  return errorBox(status ? t("common.request_failed", { status }) : t("common.network"), "");
+  if (status) return errorBox(t("common.request_failed", { status }), "");
+  if (error instanceof TypeError && /fetch|network/i.test(error.message)) return errorBox(t("common.network"), "");
+  // A fault of this page's own (not the agent's): said as such, and in the console.
+  console.error(error);
+  return errorBox(t("common.page_error", { message: String(error && error.message) }), "");
 }
 
 function errorBox(text, hint, lines) {
@@ -395,6 +399,8 @@ function renderOnce(answer) {
       box.append(el("h4", {}, label("span", "col.group"), ": ", data("span", group.group)), el("div", { class: "scroll-x" }, grid.table));
     }
   }
-  if (answer.text) box.append(terminal(answer.text.split("\n")));
+  // The server sends the command line's output as a list of lines.
+  const lines = Array.isArray(answer.text) ? answer.text : String(answer.text || "").split("\n");
+  if (lines.length && lines.join("")) box.append(terminal(lines));
   return box;
 }
