@@ -112,6 +112,7 @@ class Console:
         secure: bool,
         config_path: Path | None = None,
         hold_open: HoldOpen | None = None,
+        logs: LogRing | None = None,
     ) -> None:
         self.agent = agent
         self.config = config
@@ -128,7 +129,10 @@ class Console:
         self.auth = Auth(config, login_required=login_required, worker=self.worker)
         self._config_text: tuple[PlantConfig, str] | None = None
         self.views = Views(agent, stats, self.ring)
-        self.logs = LogRing()
+        #: Recent warnings and errors: the service's (kept across reloads that make the
+        #: console anew), or the console's own.
+        self.logs = logs or LogRing()
+        self._own_logs = logs is None
         #: The live streams being served, oldest first (set one to end it).
         self._streams: dict[asyncio.Event, None] = {}
         self.files = static_files()
@@ -149,14 +153,16 @@ class Console:
         """Start keeping samples and log records (before the first page is asked for)."""
         if not self._started:
             self.agent.pipeline.add_consumer(self.ring.append)
-            self.logs.install()
+            if self._own_logs:
+                self.logs.install()
             self._started = True
 
     async def stop(self) -> None:
         if self._started:
             self._started = False
             self.agent.pipeline.remove_consumer(self.ring.append)
-            self.logs.remove()
+            if self._own_logs:
+                self.logs.remove()
         await self.worker.close()
 
     # -- routes

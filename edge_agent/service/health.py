@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from edge_agent.config.console import ConsoleConfig, HealthTls, is_loopback
 from edge_agent.console.app import Console
+from edge_agent.console.logring import LogRing
 from edge_agent.episodes import Episode
 from edge_agent.service.agent import Agent
 from edge_agent.service.http_app import Sources, build_app
@@ -55,6 +56,7 @@ class HealthServer:
         console: ConsoleConfig | None = None,
         tls: HealthTls | None = None,
         config_path: Path | None = None,
+        logs: LogRing | None = None,
     ) -> None:
         self.agent = agent
         self.stats = stats
@@ -74,6 +76,7 @@ class HealthServer:
                 secure=tls is not None,
                 config_path=config_path,
                 hold_open=self._hold_open,
+                logs=logs,
             )
         )
         self.registry: CollectorRegistry = build_registry(agent, stats)

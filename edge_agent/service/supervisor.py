@@ -26,6 +26,7 @@ import structlog
 
 from edge_agent.config import PlantConfig
 from edge_agent.config.service import ServiceConfig
+from edge_agent.console.logring import LogRing
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.service.agent import Agent
 from edge_agent.service.health import HealthServer
@@ -81,6 +82,9 @@ class Supervisor:
             monitor=LoopMonitor(monitor_period(max_lag)), max_loop_lag=max_lag
         )
         self.health: HealthServer | None = None
+        #: The last warnings and errors, for the web console's config page: kept here,
+        #: so that a reload that makes the console anew does not forget them.
+        self.log_ring = LogRing()
         self._reload_requested = asyncio.Event()
         self._status_sent = ""
 
@@ -106,6 +110,7 @@ class Supervisor:
         for signum, handler in handlers.items():
             loop.add_signal_handler(signum, handler)
         timer = loop.call_later(duration, self.request_stop) if duration else None
+        self.log_ring.install()
         try:
             async with asyncio.TaskGroup() as tasks:
                 agent_task = tasks.create_task(self.agent.run(), name="agent")
@@ -134,6 +139,7 @@ class Supervisor:
             for signum in handlers:
                 loop.remove_signal_handler(signum)
             await self._stop_health()
+            self.log_ring.remove()
             self.notifier.close()
 
     # ------------------------------------------------------------------ reload
@@ -215,6 +221,7 @@ class Supervisor:
             console=self.agent.config.service.console,
             tls=settings.tls,
             config_path=self.config_path,
+            logs=self.log_ring,
         )
         try:
             await server.start()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+from aiohttp import ClientSession, CookieJar
 
 from edge_agent.logs import configure_logging
 from tests.console_support import PASSWORD, PASSWORD_HASH, console_yaml, running_console
@@ -172,6 +173,33 @@ async def test_a_password_typed_as_the_user_name_is_not_shown_to_viewers(tmp_pat
             async with client.get("/console/api/config") as response:
                 text = await response.text()
         assert PASSWORD not in text
+
+
+@pytest.mark.usefixtures("_logging_as_run")
+async def test_recent_warnings_outlive_a_reload_that_remakes_the_console(tmp_path: Path) -> None:
+    """The new-user trial: failed logins, then a reload turning TLS on (the listener and
+    its console made anew): the config page said "no warnings or errors since start"."""
+    async with running_console(tmp_path, console_yaml(USERS)) as console:
+        assert console.supervisor.health is not None
+        port = console.supervisor.health.bound_port
+        assert await _login(port, "alice", "wrong") == 401
+        # What a reload does when service.console or the listener changed.
+        await console.supervisor._stop_health()
+        await console.supervisor._start_health()
+        assert console.supervisor.health is not None
+        base = f"http://127.0.0.1:{console.supervisor.health.bound_port}"
+        async with ClientSession(base, cookie_jar=CookieJar(unsafe=True)) as client:
+            async with client.get("/console/api/session") as response:
+                csrf = (await response.json())["csrf"]
+            async with client.post(
+                "/console/api/login",
+                json={"user": "bob", "password": PASSWORD},
+                headers={"X-CSRF-Token": csrf},
+            ) as response:
+                assert response.status == 200, await response.text()
+            async with client.get("/console/api/config") as response:
+                log = (await response.json())["log"]
+        assert any(entry["event"] == "console login failed" for entry in log), log
 
 
 async def test_head_on_the_stream_does_not_hold_connections_past_the_deadline(
