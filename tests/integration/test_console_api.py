@@ -388,6 +388,26 @@ async def test_tls_serves_https_and_a_secure_cookie(tmp_path: Path) -> None:
         # Plain HTTP to the TLS port gets nothing useful.
         assert console.supervisor.health is not None
         port = console.supervisor.health.bound_port
+        # `edge-agent status` asks over https when the plant file says tls.
+        from concurrent.futures import ThreadPoolExecutor
+
+        from edge_agent.service.status_view import fetch_status, status_url
+
+        with_port = console.agent.config.service.health
+        assert with_port is not None
+        config = console.agent.config.model_copy(
+            update={
+                "service": console.agent.config.service.model_copy(
+                    update={"health": with_port.model_copy(update={"port": port})}
+                )
+            }
+        )
+        assert status_url(config).startswith("https://")
+        with ThreadPoolExecutor(1) as pool:
+            document = await asyncio.get_running_loop().run_in_executor(
+                pool, fetch_status, status_url(config)
+            )
+        assert document["plant"] == "demo-plant"
         try:
             reply = await http_get(port, "/healthz")
         except (ConnectionError, asyncio.IncompleteReadError, ValueError, OSError, IndexError):
