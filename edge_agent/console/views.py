@@ -210,8 +210,16 @@ class Views:
         }
         if events:
             document["events"] = [
-                {"time": _iso_s(wall), "kind": "state", "text": text}
-                for wall, text in reversed(counters.changes)
+                {
+                    "time": _iso_s(change.wall),
+                    "kind": "state",
+                    "state": change.state,
+                    "previous": change.previous,
+                    "reason": change.reason,
+                    "detail": change.detail,
+                    "text": change.text,
+                }
+                for change in reversed(counters.changes)
             ]
             document["failures"] = dict(counters.failures_by_reason.most_common(10))
         return document
@@ -224,7 +232,11 @@ class Views:
             "description": tag.description,
             "type": tag.value_type or "",
             "numeric": tag.numeric,
-            "source": _source(tag.address, seen[2] if seen else ""),
+            # The registers of the last read only beside a good value: a bad one was not
+            # decoded from them (a failed read records none).
+            "source": _source(
+                tag.address, seen[2] if seen and seen[0].qualities[seen[1]] == 0 else ""
+            ),
             "value": None,
             "quality": None,
             "reason": "",

@@ -31,6 +31,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import structlog
 
@@ -67,6 +68,23 @@ class DeviceState(enum.Enum):
 STATE_CHANGES_KEPT = 50
 
 
+class StateChange(NamedTuple):
+    """A device's change of state, as the console lists it (its words in each language)."""
+
+    wall: float
+    state: str
+    previous: str
+    reason: str
+    detail: str
+
+    @property
+    def text(self) -> str:
+        """In English, as the log says it."""
+        if not self.reason:
+            return f"{self.state} (was {self.previous})"
+        return f"{self.state}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+
 @dataclass(slots=True)
 class DeviceCounters:
     polls: int = 0
@@ -85,10 +103,8 @@ class DeviceCounters:
     last_progress_monotonic: float = 0.0
     #: time.monotonic() of the last change of state: how long a device has been offline.
     state_since_monotonic: float = field(default_factory=time.monotonic)
-    #: The last changes of state, for the console: (wall time, "offline: timeout ...").
-    changes: deque[tuple[float, str]] = field(
-        default_factory=lambda: deque(maxlen=STATE_CHANGES_KEPT)
-    )
+    #: The last changes of state, for the console.
+    changes: deque[StateChange] = field(default_factory=lambda: deque(maxlen=STATE_CHANGES_KEPT))
 
 
 def next_tick(now: float, interval: float) -> float:
@@ -347,11 +363,12 @@ class SourceRunner:
         event = f"device {state.value}"
         detail = details.get("detail")
         self.counters.changes.append(
-            (
+            StateChange(
                 self.counters.state_since,
-                f"{state.value}: {reason}{f' ({detail})' if detail else ''}"
-                if reason
-                else f"{state.value} (was {previous.value})",
+                state.value,
+                previous.value,
+                reason,
+                str(detail) if detail else "",
             )
         )
         if state is DeviceState.ONLINE:

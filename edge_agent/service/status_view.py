@@ -20,6 +20,8 @@ from edge_agent.config import PlantConfig
 
 #: Seconds to wait for the agent's answer; it answers from its event loop at once.
 TIMEOUT_S = 5.0
+
+
 #: Straight to the agent: not through the http_proxy a gateway's shell may export for
 #: apt (urllib would send even 127.0.0.1 there unless no_proxy names it). Over TLS
 #: (``service.health.tls``) the agent's certificate is not checked: this asks the agent

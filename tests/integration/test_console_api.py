@@ -169,6 +169,11 @@ async def test_a_device_going_offline_shows_within_two_polls(tmp_path: Path) -> 
         assert document["reason"]
         assert all(t["reason"] for t in document["tags"])
         assert document["events"][0]["text"].startswith(document["state"])
+        # Its parts, for the page to say in its language.
+        assert document["events"][0]["state"] == document["state"]
+        assert document["events"][0]["reason"] == document["reason"]
+        # A bad value shows where it is read, not registers it was not decoded from.
+        assert all("(" not in t["source"] for t in document["tags"]), document["tags"]
 
 
 async def test_login_csrf_brake_and_permissions(tmp_path: Path) -> None:

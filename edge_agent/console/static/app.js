@@ -97,10 +97,13 @@ function renderHealth(plant) {
     return;
   }
   health.hidden = false;
-  const key = plant.healthy ? "plant.healthy" : "plant.unhealthy";
-  health.className = `health ${plant.healthy ? "health-ok" : "health-bad"}`;
+  // /healthz's verdict waits (device_offline_after, 5 min by default) before it calls a
+  // device a problem; the people at the plant want to see one that is not online now.
+  const down = (plant.devices || []).filter((d) => d.state !== "online").length;
+  const key = !plant.healthy ? "plant.unhealthy" : down ? "plant.some_down" : "plant.healthy";
+  health.className = `health ${!plant.healthy ? "health-bad" : down ? "health-warn" : "health-ok"}`;
   health.dataset.i18n = key;
-  health.textContent = t(key);
+  health.textContent = t(key, { count: down });
   health.title = (plant.reasons || []).join("\n");
   const name = document.getElementById("plant-name");
   if (plant.plant && name.textContent !== plant.plant) name.textContent = plant.plant;

@@ -336,9 +336,23 @@ function createEventRow(event) {
   const tr = el("tr", { class: `event-${event.kind}`, data: { testid: "event-row" } },
     el("td", { class: "num" }, time),
     el("td", {}, badge("event", event.kind === "error" ? "error" : "state")),
-    el("td", {}, data("span", event.text || "")),
+    el("td", {}, ...eventWords(event)),
   );
   return { tr };
+}
+
+// A change of state in the page's language: the states translated, the reason and its
+// detail (the device's or the driver's words) as they came.
+function eventWords(event) {
+  if (!event.state) return [data("span", event.text || "")];
+  const words = [badge("state", event.state)];
+  if (event.reason) {
+    words.push(" ", data("span", event.reason, { class: "reason" }));
+    if (event.detail) words.push(" ", data("span", `(${event.detail})`, { class: "sub" }));
+  } else if (event.previous) {
+    words.push(" ", el("span", { text: t("event.was", { previous: t(`state.${event.previous}`) }) }));
+  }
+  return words;
 }
 
 function describe(error) {
