@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from drivers.registry import device_summary
 from edge_agent.config import InfluxSinkConfig, PlantConfig
+from edge_agent.config.console import is_loopback
 from edge_agent.config.metrics import summary_lines
 from edge_agent.redaction import redact_urls
 from edge_agent.state_dir import resolved
@@ -55,6 +56,7 @@ def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
         lines.append("no sinks: values are collected but published nowhere")
     if config.metrics is not None:
         lines.extend(summary_lines(config.metrics))
+    lines.extend(_service_lines(config))
     lines.append(
         f"total: {_count(len(config.devices), 'device')}, {total_tags} tags, "
         f"{total_reads_per_s:.3g} reads/s after coalescing"
@@ -62,6 +64,35 @@ def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
     # A URL may carry its credentials (https://user:password@host): whichever line
     # prints it (an InfluxDB sink, an OPC UA endpoint), the password is not shown.
     return redact_urls("\n".join(lines))
+
+
+def _service_lines(config: PlantConfig) -> list[str]:
+    """The health listener and the web console: where, and who may use them."""
+    health = config.service.health
+    if health is None:
+        return []
+    scheme = "https" if health.tls is not None else "http"
+    host = f"[{health.listen}]" if ":" in health.listen else health.listen
+    base = f"{scheme}://{host}:{health.port}"
+    lines = [f"health endpoint {base}/healthz, /metrics, /status"]
+    console = config.service.console
+    if console is not None:
+        users = console.users
+        login = (
+            f"login required ({_count(len(users), 'user')})"
+            if users or not is_loopback(health.listen)
+            else "no login (loopback: look only)"
+        )
+        allowed = [user.name for user in users if user.commissioning]
+        commissioning = (
+            f"commissioning for {', '.join(allowed)}"
+            if console.commissioning and allowed
+            else "commissioning on, but no user may use it"
+            if console.commissioning
+            else "commissioning off"
+        )
+        lines.append(f"web console {base}/console/: {login}, {commissioning}")
+    return lines
 
 
 def _count(number: int, word: str) -> str:

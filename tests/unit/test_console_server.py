@@ -321,3 +321,15 @@ def test_kept_history_leaves_the_garbage_collector_little_to_walk() -> None:
     assert ring.history("d", "t5")[-1].value == 99 + 5 / 7
     assert len(ring.history("d", "t5", most=10)) <= 10
     assert ring.history("d", "t5", most=10)[-1].timestamp_ns == 99 * NS  # the newest is in
+
+
+def test_check_says_where_the_console_is_and_who_may_use_it() -> None:
+    from edge_agent.summary import render_summary
+
+    config = parse_config(PLANT, "plant.yaml", env={})
+    text = render_summary(config, "plant.yaml")
+    assert "health endpoint http://127.0.0.1:0/healthz" in text
+    assert (
+        "web console http://127.0.0.1:0/console/: login required (1 user), commissioning off"
+        in text
+    )
