@@ -295,6 +295,8 @@ def redacted_config(config: PlantConfig) -> str:
                 key = info.alias or name
                 if (info.repr is False or is_secret_key(name)) and item:
                     out[key] = REDACTED
+                elif isinstance(item, int | float) and _is_duration(info):
+                    out[key] = f"{item:g}s"  # as the file writes it: a bare number is refused
                 else:
                     out[key] = walk(item)
             # In the order the model declares its fields, as the docs list them.
@@ -310,3 +312,19 @@ def redacted_config(config: PlantConfig) -> str:
 
     text = yaml.safe_dump(walk(config), sort_keys=False, allow_unicode=True, width=100)
     return redact(text)
+
+
+def _is_duration(info: Any) -> bool:
+    """Whether a model field holds a :data:`~edge_agent.config.base.Duration`."""
+    import typing
+
+    from edge_agent.config.base import Duration
+
+    (marker,) = typing.get_args(Duration)[1:]
+    if marker in info.metadata:
+        return True
+    return any(
+        marker in typing.get_args(arg)[1:]
+        for arg in typing.get_args(info.annotation)
+        if typing.get_origin(arg) is typing.Annotated
+    )

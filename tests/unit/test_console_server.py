@@ -333,3 +333,15 @@ def test_check_says_where_the_console_is_and_who_may_use_it() -> None:
         "web console http://127.0.0.1:0/console/: login required (1 user), commissioning off"
         in text
     )
+
+
+def test_the_config_page_text_is_a_plant_file_of_the_running_config(tmp_path: object) -> None:
+    """Durations as the file writes them (a bare number is refused); without secrets the
+    text reads back as the very config that runs (the new-user trial copied it back)."""
+    from tests.plant import CONFIG_FILE
+
+    text = CONFIG_FILE.read_text().replace("${EDGE_AGENT_STATE:-./state}", "/tmp/edge-state")
+    running = parse_config(text, "plant.yaml", env={})
+    shown = redacted_config(running)
+    assert "interval: 1s" in shown
+    assert parse_config(shown, "shown.yaml", env={}) == running
