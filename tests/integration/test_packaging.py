@@ -81,6 +81,12 @@ def test_installed_package_runs_the_demo_from_anywhere(tmp_path: Path) -> None:
     configs = Path(where.stdout.split()[1])
     assert (configs / "demo-plant.yaml").is_file()
     assert (configs / "schema.json").is_file()
+    # The web console's pages and its chart library (with the licence) travel too.
+    static = Path(where.stdout.split()[0]).parent / "console" / "static"
+    for page in ("index.html", "login.html", "app.js", "i18n.js", "style.css"):
+        assert (static / page).is_file(), page
+    for vendored in ("uPlot.iife.min.js", "uPlot.min.css", "LICENSE"):
+        assert (static / "vendor" / "uplot" / vendored).is_file(), vendored
 
     demo = _run(edge_agent, "demo", "--duration", "5", cwd=elsewhere, env=env)
     assert demo.returncode == 0, demo.stdout + demo.stderr
@@ -89,5 +95,6 @@ def test_installed_package_runs_the_demo_from_anywhere(tmp_path: Path) -> None:
         (row,) = (line for line in final if line.split()[:1] == [device])
         assert row.split()[1] == "online", demo.stdout
         assert "=" in row, demo.stdout  # its values
+    assert "web console: http://127.0.0.1:15080/console/" in demo.stdout
     assert "kpi cnc-1: " in demo.stdout
     assert "OEE: waiting for the first part" in demo.stdout
