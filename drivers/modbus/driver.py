@@ -94,8 +94,7 @@ class ModbusDriver:
         poll = compiled.plan.poll()
         unit = self.config.unit_id
         raw = self._raw
-        if raw is not None:
-            raw[group] = [""] * count
+        shown: list[str] | None = None if raw is None else [""] * count
         for request in poll:
             try:
                 data = await self.channel.read(request.table, request.start, request.count, unit)
@@ -109,8 +108,8 @@ class ModbusDriver:
                 fill_bad(request.positions, exc.reason, values, qualities, reasons)
                 continue
             poll.accepted(request)
-            if raw is not None:
-                _keep_raw(raw[group], compiled.tags, request, data)
+            if shown is not None:
+                _keep_raw(shown, compiled.tags, request, data)
             try:
                 compiled.decoders[request].decode(data, values, qualities, reasons)
             except DriverReadError as exc:
@@ -124,10 +123,11 @@ class ModbusDriver:
         )
         if compiled.codes:  # a failed or refused read left the label bad, and only it
             codes_follow(compiled.codes, values, qualities, reasons)
-            if raw is not None:  # a code is decoded from its label's registers
-                kept = raw[group]
+            if shown is not None:  # a code is decoded from its label's registers
                 for label, code in compiled.codes:
-                    kept[code] = kept[label]
+                    shown[code] = shown[label]
+        if raw is not None and shown is not None:
+            raw[group] = shown  # with the batch, in the same step (no await between)
         return (SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons),)
 
     def record_raw(self) -> None:

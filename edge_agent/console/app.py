@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from edge_agent import __version__
-from edge_agent.config import PlantConfig
+from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.console import ConsoleConfig
 from edge_agent.console.auth import COMMISSION, VIEW, Auth, Session
 from edge_agent.console.commissioning import (
@@ -43,6 +43,7 @@ from edge_agent.console.energy import energy_document
 from edge_agent.console.logring import LogRing
 from edge_agent.console.ring import LiveRing, points_within
 from edge_agent.console.views import Views, redacted_config
+from edge_agent.model import SampleBatch
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats
 from edge_agent.worker import BlockingWorker
@@ -119,11 +120,9 @@ class Console:
         self.secure = secure
         self.config_path = config_path
         self.hold_open = hold_open
-        tags = sum(len(device.describe().tags) for device in agent.config.devices)
-        #: Points kept per tag: history_points, fewer when the plant is too large for
-        #: history_memory.
-        self.points = points_within(config.history_memory, tags, config.history_points)
-        self.ring = LiveRing(config.history, self.points)
+        self.ring = LiveRing(config.history, config.history_points)
+        self._sized_for: PlantConfig | None = None
+        self._size_ring()
         #: Blocking work off the event loop: password checks, the config page's text.
         self.worker = BlockingWorker("console")
         self.auth = Auth(config, login_required=login_required, worker=self.worker)
@@ -140,6 +139,22 @@ class Console:
         self.gate = CommissioningGate()
         self._started = False
 
+    def _size_ring(self) -> None:
+        """Points kept per tag: history_points, fewer when the plant is too large for
+        history_memory (again after a reload that changed the plant)."""
+        config = self.agent.config
+        catalog = TagCatalog.of(config.devices)
+        tags = sum(len(device.tags) for device in catalog.devices.values())
+        self.points = points_within(self.config.history_memory, tags, self.config.history_points)
+        self.ring.resize(self.points, catalog.change_groups())
+        self._sized_for = config
+
+    def keep(self, batch: SampleBatch) -> None:
+        """The pipeline's consumer: into the ring (sized for the running config)."""
+        if self.agent.config is not self._sized_for:
+            self._size_ring()
+        self.ring.append(batch)
+
     @property
     def streams(self) -> int:
         """Live streams being served now."""
@@ -152,7 +167,7 @@ class Console:
     def start(self) -> None:
         """Start keeping samples and log records (before the first page is asked for)."""
         if not self._started:
-            self.agent.pipeline.add_consumer(self.ring.append)
+            self.agent.pipeline.add_consumer(self.keep)
             if self._own_logs:
                 self.logs.install()
             self._started = True
@@ -160,7 +175,7 @@ class Console:
     async def stop(self) -> None:
         if self._started:
             self._started = False
-            self.agent.pipeline.remove_consumer(self.ring.append)
+            self.agent.pipeline.remove_consumer(self.keep)
             if self._own_logs:
                 self.logs.remove()
         await self.worker.close()

@@ -157,7 +157,7 @@ class Auth:
         ``touch``: this request is the user's (a live stream's own checks are not, or
         an open page would keep a login alive forever).
         """
-        if not token or len(token) > 100:
+        if not token or len(token) > 100 or not token.isascii():
             return None
         if token.startswith(ANONYMOUS):
             return self._anonymous(token)
@@ -207,7 +207,11 @@ class Auth:
 
     @staticmethod
     def csrf_ok(session: Session, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(session.csrf, presented)
+        return (
+            presented is not None
+            and presented.isascii()
+            and hmac.compare_digest(session.csrf, presented)
+        )
 
     # -- login
 
@@ -240,7 +244,7 @@ class Auth:
 def _verify(encoded: str, password: str) -> bool:
     try:
         return _hasher.verify(encoded, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+    except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
         return False
 
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
+from typing import Any
 
 from edge_agent.metrics.contract import metric_info
 from edge_agent.model import Quality, SampleBatch, Value
@@ -89,10 +90,20 @@ class TagPoint:
 class LiveRing:
     """Recent batches per (device, group), bounded in time and in count."""
 
-    def __init__(self, history_s: float, max_points: int) -> None:
+    def __init__(
+        self,
+        history_s: float,
+        max_points: int,
+        change_groups: Set[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.history_ns = int(history_s * NS)
         self.max_points = max_points
+        #: (device, group) of the groups that report changes only (OPC UA subscriptions).
+        self.change_groups = change_groups
         self._groups: dict[tuple[str, str], deque[Kept]] = {}
+        #: Per change-only group, tag -> where its last value is, for the batches that
+        #: have left the ring: a steady value was reported once, long ago, and still holds.
+        self._held: dict[tuple[str, str], dict[str, tuple[Kept, int]]] = {}
         self._metrics: dict[tuple[str, str], deque[SampleBatch]] = {}
         #: Per names tuple (shared by a group's batches): tag -> index.
         self._indexes: dict[int, tuple[Sequence[str], dict[str, int]]] = {}
@@ -111,15 +122,40 @@ class LiveRing:
         ring = self._groups.get(key)
         if ring is None:
             ring = self._groups[key] = deque(maxlen=self.max_points)
+        changes_only = key in self.change_groups
+        if changes_only and len(ring) == ring.maxlen:
+            self._hold(key, ring[0])  # about to fall off the full ring
         ring.append(Kept(batch))
         # Time bound: drop what fell out of the window (at most one or two per append).
         horizon = batch.timestamp_ns - self.history_ns
         while ring[0].timestamp_ns < horizon:
-            ring.popleft()
+            dropped = ring.popleft()
+            if changes_only:
+                self._hold(key, dropped)
+
+    def _hold(self, key: tuple[str, str], kept: Kept) -> None:
+        """A change-only batch leaves the ring: its values still hold until they change
+        (work per changed value, for subscriptions only; a polled group's newest batch
+        holds all its tags)."""
+        held = self._held.setdefault(key, {})
+        for index, tag in enumerate(kept.names):
+            held[tag] = (kept, index)
+
+    def resize(self, max_points: int, change_groups: Set[tuple[str, str]]) -> None:
+        """New bounds after a reload changed the plant: every ring keeps its newest."""
+        self.change_groups = change_groups
+        if max_points == self.max_points:
+            return
+        self.max_points = max_points
+        for key, ring in self._groups.items():
+            if key in change_groups:
+                for dropped in list(ring)[: max(0, len(ring) - max_points)]:
+                    self._hold(key, dropped)
+            self._groups[key] = deque(ring, maxlen=max_points)
 
     def forget_device(self, device: str) -> None:
         """A device removed by a reload: its history goes with it."""
-        for store in (self._groups, self._metrics):
+        for store in (self._groups, self._metrics, self._held):
             for key in [k for k in store if k[0] == device]:
                 del store[key]
 
@@ -130,6 +166,7 @@ class LiveRing:
         """
         for key in [k for k in self._groups if k[0] not in devices]:
             del self._groups[key]
+            self._held.pop(key, None)
 
     # -- reading (only when a page asks)
 
@@ -139,7 +176,8 @@ class LiveRing:
         """The newest kept sample of every tag of ``groups`` (group -> its tag names).
 
         A polled group's last batch holds all its tags; a subscription's batches hold
-        what changed, so its ring is walked back until every tag was seen.
+        what changed, so its ring is walked back until every tag was seen, and what was
+        not seen there comes from the values held since their batches left the ring.
         """
         found: dict[str, tuple[Kept, int]] = {}
         for group, names in groups.items():
@@ -151,6 +189,10 @@ class LiveRing:
                         found[tag] = (batch, index)
                 if not wanted:
                     break
+            held = self._held.get((device, group), {})
+            for tag in wanted:
+                if tag in held:
+                    found[tag] = held[tag]
         return found
 
     def polls_since(self, device: str, since_ns: int) -> int:
@@ -172,10 +214,7 @@ class LiveRing:
         for (name, _group), ring in self._groups.items():
             if name != device or not ring:
                 continue
-            entries = list(ring)
-            if most > 0 and len(entries) > most:
-                step = -(-len(entries) // most)
-                entries = entries[::-1][::step][::-1]
+            entries = _thinned(ring, tag, most, self._index)
             for kept in entries:
                 index = self._index(kept.names).get(tag)
                 if index is None:
@@ -201,10 +240,7 @@ class LiveRing:
         for (name, _group), ring in self._groups.items():
             if name != device or not ring:
                 continue
-            entries = list(ring)
-            if most > 0 and len(entries) > most:
-                step = -(-len(entries) // most)
-                entries = entries[::-1][::step][::-1]
+            entries = _thinned(ring, tag, most, self._index)
             for kept in entries:
                 index = self._index(kept.names).get(tag)
                 if index is None:
@@ -239,6 +275,8 @@ class LiveRing:
         return sum(len(b) for ring in self._groups.values() for b in ring)
 
     def _index(self, names: Sequence[str]) -> dict[str, int]:
+        if type(names) is not tuple:  # a subscription's own list: not worth keeping
+            return {name: i for i, name in enumerate(names)}
         cached = self._indexes.get(id(names))
         if cached is not None and cached[0] is names:
             return cached[1]
@@ -247,3 +285,15 @@ class LiveRing:
             self._indexes.clear()
         self._indexes[id(names)] = (names, index)
         return index
+
+
+def _thinned(ring: deque[Kept], tag: str, most: int, index: Any) -> list[Kept]:
+    """The kept batches holding ``tag`` (all of a poll group's do), at most about ``most``
+    evenly spaced, always with the newest."""
+    entries = list(ring)
+    if entries and any(k.names is not entries[-1].names for k in entries):
+        entries = [k for k in entries if tag in index(k.names)]
+    if most > 0 and len(entries) > most:
+        step = -(-len(entries) // most)
+        entries = entries[::-1][::step][::-1]
+    return entries

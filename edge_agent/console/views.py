@@ -133,13 +133,13 @@ class Views:
         tag = keys[info.name]
         if tag is None:
             return None
-        newest = self.ring.history(info.name, tag.name, most=1)
-        last = newest[-1] if newest else None
+        # Its newest value wherever it is (a subscription's last change may be old).
+        last = self.ring.latest(info.name, {tag.group: (tag.name,)}).get(tag.name)
         return {
             "tag": tag.name,
             "unit": tag.unit,
-            "value": None if last is None else _json_value(last.value),
-            "quality": None if last is None else last.quality.label,
+            "value": None if last is None else _json_value(last[0].values[last[1]]),
+            "quality": None if last is None else last[0].quality(last[1]).label,
             "history": self.ring.series(info.name, tag.name, most=SPARK_POINTS),
         }
 
@@ -281,7 +281,7 @@ def redacted_config(config: PlantConfig) -> str:
     import yaml
     from pydantic import BaseModel
 
-    from edge_agent.redaction import REDACTED, is_secret_key, redact
+    from edge_agent.redaction import REDACTED, is_secret_key, redact, redact_urls
 
     def walk(value: Any) -> Any:
         if isinstance(value, BaseModel):
@@ -296,7 +296,7 @@ def redacted_config(config: PlantConfig) -> str:
                 if (info.repr is False or is_secret_key(name)) and item:
                     out[key] = REDACTED
                 elif isinstance(item, int | float) and _is_duration(info):
-                    out[key] = f"{item:g}s"  # as the file writes it: a bare number is refused
+                    out[key] = _written_duration(float(item))
                 else:
                     out[key] = walk(item)
             # In the order the model declares its fields, as the docs list them.
@@ -306,9 +306,11 @@ def redacted_config(config: PlantConfig) -> str:
             return {str(k): walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [walk(v) for v in value]
-        if isinstance(value, str | int | float | bool) or value is None:
+        if isinstance(value, str):
+            return redact_urls(value)
+        if isinstance(value, int | float | bool) or value is None:
             return value
-        return str(value)
+        return redact_urls(str(value))
 
     text = yaml.safe_dump(walk(config), sort_keys=False, allow_unicode=True, width=100)
     return redact(text)
@@ -328,3 +330,15 @@ def _is_duration(info: Any) -> bool:
         for arg in typing.get_args(info.annotation)
         if typing.get_origin(arg) is typing.Annotated
     )
+
+
+def _written_duration(seconds: float) -> str:
+    """``14d``, ``90s``, ``250ms``: the largest unit that says it exactly, as a plant file
+    writes it (never an exponent, which the file's duration syntax refuses)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds // size)}{unit}"
+    millis = seconds * 1000
+    if millis.is_integer():
+        return f"{int(millis)}ms"
+    return f"{seconds:.6f}".rstrip("0") + "s"
