@@ -60,6 +60,8 @@ MAX_STREAMS = 8
 #: re-checks the session.
 STREAM_LIFETIME_S = 300.0
 STREAM_PERIOD_S = 1.0
+#: A stream may be ended for a newer one once it has run this long.
+STREAM_SETTLED_S = 60.0
 #: A stream whose client stops reading is cut after this long (its slot freed).
 STREAM_SEND_TIMEOUT_S = 30.0
 #: The longest a commissioning request may take (its tools bound each read tighter).
@@ -133,7 +135,7 @@ class Console:
         self.logs = logs or LogRing()
         self._own_logs = logs is None
         #: The live streams being served, oldest first (set one to end it).
-        self._streams: dict[asyncio.Event, None] = {}
+        self._streams: dict[asyncio.Event, float] = {}
         self.files = static_files()
         #: One commissioning request at a time per agent.
         self.gate = CommissioningGate()
@@ -428,14 +430,20 @@ class Console:
             # The newest asker is the likeliest to be looking: the oldest stream ends (a
             # page left open elsewhere, or one a browser kept alive; its EventSource
             # reconnects by itself if it is still shown).
-            oldest = next((e for e in self._streams if not e.is_set()), None)
-            if oldest is None:  # all ending already: a burst of new streams
+            # Only a stream that has run a while: pages that all want one would otherwise
+            # end each other's in turn (each reconnects in seconds). Refused, a page polls.
+            settled = time.monotonic() - STREAM_SETTLED_S
+            oldest = next(
+                (e for e, began in self._streams.items() if not e.is_set() and began < settled),
+                None,
+            )
+            if oldest is None:
                 response = _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
-                response.headers["Retry-After"] = "2"
+                response.headers["Retry-After"] = "30"
                 return response
             oldest.set()
         ended = asyncio.Event()
-        self._streams[ended] = None
+        self._streams[ended] = time.monotonic()
         try:
             stream = EventSourceResponse(
                 headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import time
 from collections import OrderedDict
@@ -217,7 +218,8 @@ class Auth:
 
     async def login(self, name: str, password: str, address: str) -> tuple[Session | None, float]:
         """A new session for a right password; else (None, seconds to wait before trying)."""
-        keys = (f"addr:{address}", f"pair:{address}|{name}")
+        client = _client(address)
+        keys = (f"addr:{client}", f"pair:{client}|{name}")
         user_key = (f"user:{name}",)
         wait = max(self.brake.wait_s(keys), self.user_brake.wait_s(user_key))
         if wait > 0:
@@ -239,6 +241,20 @@ class Auth:
         self.user_brake.succeeded(user_key)
         log.info("console login", user=shown, address=address)
         return self.new_session(user), 0.0
+
+
+def _client(address: str) -> str:
+    """Who tries: the address, or for IPv6 its /64 (one host may use any address of its
+    network, and would get a fresh brake with each)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def _verify(encoded: str, password: str) -> bool:

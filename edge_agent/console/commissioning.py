@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
@@ -175,9 +176,14 @@ def _device(body: ReadBody | ProbeBody, config: PlantConfig, target: str) -> Dev
     return where
 
 
+#: Serial ports by name: tty + letters + a number, or a pseudo-terminal.
+_SERIAL_PORT = re.compile(r"/dev/(tty[A-Za-z]+[0-9]+|pts/[0-9]+)")
+
+
 def _is_serial_port(real: str) -> bool:
-    """True for a terminal character device (``real``: the path with links resolved)."""
-    if not real.startswith(("/dev/tty", "/dev/pts/")):
+    """True for a serial terminal device (``real``: the path with links resolved):
+    ttyS0, ttyUSB0, ttyACM0, ttyAMA0, a pseudo-terminal; not a virtual console (tty1)."""
+    if _SERIAL_PORT.fullmatch(real) is None:
         return False
     try:
         return stat.S_ISCHR(os.stat(real).st_mode)

@@ -7,6 +7,7 @@ the tag catalog and the live ring; nothing here is on the data path.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,6 +75,8 @@ class Views:
         self.stats = stats
         self.ring = ring
         self._catalog: tuple[PlantConfig, TagCatalog] | None = None
+        #: Per device, (monotonic time, polls) as the plant page saw them.
+        self._polls: dict[str, deque[tuple[float, int]]] = {}
         #: Each device's sparkline tag, per config.
         self._keys: tuple[PlantConfig, dict[str, TagInfo | None]] | None = None
 
@@ -116,12 +119,26 @@ class Views:
             "reason": source.state_reason,
             "since": _iso_s(counters.state_since),
             "last_good": _iso_ns(counters.last_good_ns),
-            "reads_per_s": round(self.ring.polls_since(source.device, since_ns) / RATE_WINDOW_S, 2),
+            "reads_per_s": self._rate(source, since_ns),
             "polls": counters.polls,
             "failed_polls": counters.failed_polls,
             "tags": len(info.tags) if info is not None else 0,
             "key": self._key(info) if info is not None else None,
         }
+
+    def _rate(self, source: SourceRunner, since_ns: int) -> float:
+        """Polls a second over the last RATE_WINDOW_S, from the runner's own count (the
+        ring may keep fewer points than that window has polls); until this page has
+        looked for a few seconds, from the kept batches."""
+        now = time.monotonic()
+        seen = self._polls.setdefault(source.device, deque())
+        seen.append((now, source.counters.polls))
+        while len(seen) > 1 and seen[0][0] < now - RATE_WINDOW_S:
+            seen.popleft()
+        span = now - seen[0][0]
+        if span >= 2.0:
+            return round((seen[-1][1] - seen[0][1]) / span, 2)
+        return round(self.ring.polls_since(source.device, since_ns) / RATE_WINDOW_S, 2)
 
     def _key(self, info: DeviceInfo) -> dict[str, Any] | None:
         config = self.agent.config

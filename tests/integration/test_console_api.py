@@ -469,8 +469,14 @@ async def test_the_config_page_shows_a_refused_reload_with_its_lines(tmp_path: P
             await asyncio.wait_for(task, 30)
 
 
-async def test_a_new_stream_ends_the_oldest_when_all_are_taken(tmp_path: Path) -> None:
+async def test_a_new_stream_ends_the_oldest_when_all_are_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge_agent.console import app
     from edge_agent.console.app import MAX_STREAMS
+
+    # Streams younger than this are never ended for a newer one: here, none is.
+    monkeypatch.setattr(app, "STREAM_SETTLED_S", 0.0)
 
     async with running_console(tmp_path) as console:
         assert console.supervisor.health is not None
@@ -496,3 +502,26 @@ async def test_a_new_stream_ends_the_oldest_when_all_are_taken(tmp_path: Path) -
             for _, writer in opened:
                 writer.close()
         await wait_for(lambda: server.streams == 0, 5, "every stream ended")
+
+
+async def test_a_stream_that_just_began_is_not_ended_for_a_newer_one(tmp_path: Path) -> None:
+    """Pages that all want a stream would end each other's in turn: the newcomer is
+    refused (and polls) until a stream has run STREAM_SETTLED_S."""
+    from edge_agent.console.app import MAX_STREAMS
+
+    async with running_console(tmp_path) as console:
+        assert console.supervisor.health is not None
+        port = console.supervisor.health.bound_port
+        opened: list[asyncio.StreamWriter] = []
+        try:
+            for _ in range(MAX_STREAMS):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /console/api/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+                opened.append(writer)
+                assert b" 200 " in await asyncio.wait_for(reader.readline(), 5)
+            refused = await http_get(port, "/console/api/stream")
+            assert refused.status == 503
+            assert refused.headers["retry-after"] == "30"
+        finally:
+            for writer in opened:
+                writer.close()

@@ -298,7 +298,8 @@ def test_commissioning_opens_only_terminals() -> None:
     finally:
         os.close(leader)
         os.close(follower)
-    for path in ("/dev/watchdog", "/dev/null", "/dev/tty-not-there", "/etc/passwd", "/dev/sda"):
+    for path in ("/dev/watchdog", "/dev/null", "/dev/tty-not-there", "/etc/passwd", "/dev/sda",
+                 "/dev/tty", "/dev/tty1", "/dev/ttyS99999"):  # fmt: skip
         assert not _is_serial_port(path)
 
 
@@ -345,3 +346,13 @@ def test_the_config_page_text_is_a_plant_file_of_the_running_config(tmp_path: ob
     shown = redacted_config(running)
     assert "interval: 1s" in shown
     assert parse_config(shown, "shown.yaml", env={}) == running
+
+
+def test_the_brake_sees_an_ipv6_host_by_its_network() -> None:
+    from edge_agent.console.auth import _client
+
+    assert _client("2001:db8:1:2::5") == _client("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert _client("2001:db8:1:3::5") != _client("2001:db8:1:2::5")
+    assert _client("::ffff:10.0.0.7") == "10.0.0.7"
+    assert _client("10.0.0.7") == "10.0.0.7"
+    assert _client("?") == "?"
