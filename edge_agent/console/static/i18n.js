@@ -636,6 +636,8 @@ export function fmtValue(value, isFloat = false) {
   if (!Number.isFinite(value)) return String(value);
   if (Number.isInteger(value) && !isFloat) return numberFormat({ maximumFractionDigits: 0 }).format(value);
   const magnitude = Math.abs(value);
+  // Below 1, four significant digits: fixed decimals would show 0.00004 as 0.0000.
+  if (magnitude > 0 && magnitude < 1) return numberFormat({ maximumSignificantDigits: 4 }).format(value);
   const digits = magnitude >= 1000 ? 1 : magnitude >= 100 ? 2 : magnitude >= 1 ? 3 : 4;
   return numberFormat({ minimumFractionDigits: digits, maximumFractionDigits: digits }).format(value);
 }
