@@ -87,8 +87,9 @@ class ShowsRaw(Protocol):
     agent's polling does not pay for it.
     """
 
-    def record_raw(self) -> None:
-        """From now on, keep what every read decoded each tag from."""
+    def record_raw(self, on: bool = True) -> None:
+        """From now on, keep what every read decoded each tag from; ``on=False`` stops
+        (the console stops it when nobody has looked at the device for a while)."""
         ...
 
     def raw(self, group: str) -> Sequence[str]:

@@ -130,9 +130,11 @@ class ModbusDriver:
             raw[group] = shown  # with the batch, in the same step (no await between)
         return (SampleBatch(self.device, group, timestamp_ns, names, values, qualities, reasons),)
 
-    def record_raw(self) -> None:
+    def record_raw(self, on: bool = True) -> None:
         """Keep each tag's registers from every read (see :class:`edge_agent.driver.ShowsRaw`)."""
-        if self._raw is None:
+        if not on:
+            self._raw = None
+        elif self._raw is None:
             self._raw = {}
 
     def raw(self, group: str) -> Sequence[str]:

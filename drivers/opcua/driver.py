@@ -164,7 +164,7 @@ class OpcUaDriver:
         )
         await group.retry(session, positions, resolution)
 
-    def record_raw(self) -> None:
+    def record_raw(self, on: bool = True) -> None:
         """Nothing to record: a value's source is its node (see :meth:`raw`)."""
 
     def raw(self, group: str) -> Sequence[str]:

@@ -60,6 +60,8 @@ MAX_STREAMS = 8
 #: re-checks the session.
 STREAM_LIFETIME_S = 300.0
 STREAM_PERIOD_S = 1.0
+#: A device's raw registers are recorded until no page has looked at it for this long.
+RAW_IDLE_S = 60.0
 #: A stream may be ended for a newer one once it has run this long.
 STREAM_SETTLED_S = 60.0
 #: A stream whose client stops reading is cut after this long (its slot freed).
@@ -124,6 +126,7 @@ class Console:
         self.hold_open = hold_open
         self.ring = LiveRing(config.history, config.history_points)
         self._sized_for: PlantConfig | None = None
+        self._raw_timer: asyncio.TimerHandle | None = None
         self._size_ring()
         #: Blocking work off the event loop: password checks, the config page's text.
         self.worker = BlockingWorker("console")
@@ -168,13 +171,23 @@ class Console:
 
     def start(self) -> None:
         """Start keeping samples and log records (before the first page is asked for)."""
+        if self._raw_timer is None:
+            self._raw_timer = asyncio.get_running_loop().call_later(RAW_IDLE_S, self._expire_raw)
         if not self._started:
             self.agent.pipeline.add_consumer(self.keep)
             if self._own_logs:
                 self.logs.install()
             self._started = True
 
+    def _expire_raw(self) -> None:
+        self.views.expire_raw(RAW_IDLE_S)
+        self._raw_timer = asyncio.get_running_loop().call_later(RAW_IDLE_S, self._expire_raw)
+
     async def stop(self) -> None:
+        if self._raw_timer is not None:
+            self._raw_timer.cancel()
+            self._raw_timer = None
+        self.views.expire_raw(0.0)  # nobody can look any more
         if self._started:
             self._started = False
             self.agent.pipeline.remove_consumer(self.keep)

@@ -75,6 +75,8 @@ class Views:
         self.stats = stats
         self.ring = ring
         self._catalog: tuple[PlantConfig, TagCatalog] | None = None
+        #: Devices whose raw registers are being recorded, and when a page last looked.
+        self._looked: dict[str, float] = {}
         #: Per device, (monotonic time, polls) as the plant page saw them.
         self._polls: dict[str, deque[tuple[float, int]]] = {}
         #: Each device's sparkline tag, per config.
@@ -194,6 +196,17 @@ class Views:
 
     # -- device
 
+    def expire_raw(self, idle_s: float) -> None:
+        """Stop recording raw registers of devices no page has looked at for ``idle_s``."""
+        now = time.monotonic()
+        for name, looked in list(self._looked.items()):
+            if now - looked < idle_s:
+                continue
+            del self._looked[name]
+            source = self.runner(name)
+            if source is not None and isinstance(source.driver, ShowsRaw):
+                source.driver.record_raw(on=False)
+
     def device(self, name: str, *, events: bool = True) -> dict[str, Any] | None:
         info = self.catalog.device(name)
         source = self.runner(name)
@@ -201,8 +214,11 @@ class Views:
             return None
         driver = source.driver
         if isinstance(driver, ShowsRaw):
-            # Recording starts when someone first looks; one test per request after that.
-            driver.record_raw()
+            # Recording starts when someone looks, and stops a while after the last look
+            # (expire_raw): while nobody looks, polling pays nothing for it.
+            if name not in self._looked:
+                driver.record_raw()
+            self._looked[name] = time.monotonic()
         groups = {group.name: group.names for group in driver.groups}
         raws: dict[str, Sequence[str]] = {}
         values: dict[str, tuple[Kept, int, str]] = {}

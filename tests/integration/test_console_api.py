@@ -525,3 +525,23 @@ async def test_a_stream_that_just_began_is_not_ended_for_a_newer_one(tmp_path: P
         finally:
             for writer in opened:
                 writer.close()
+
+
+async def test_raw_registers_are_recorded_only_while_someone_looks(tmp_path: Path) -> None:
+    async with running_console(tmp_path) as console, console.session() as client:
+        assert console.supervisor.health is not None
+        server = console.supervisor.health.console
+        assert server is not None
+        driver = next(s.driver for s in console.agent.sources if s.device == "line-meter")
+        assert driver._raw is None  # nobody looked: polling pays nothing
+        async with client.get("/console/api/device/line-meter") as response:
+            assert response.status == 200
+        assert driver._raw is not None
+        server.views.expire_raw(60.0)  # looked just now: kept
+        assert driver._raw is not None
+        server.views.expire_raw(0.0)  # as the console's timer does after RAW_IDLE_S
+        assert driver._raw is None
+        async with client.get("/console/api/device/line-meter") as response:
+            assert response.status == 200
+        assert driver._raw is not None
+    assert driver._raw is None  # the console stopped: nobody can look
