@@ -15,23 +15,28 @@ server-sent-events stream per open page. What is guarded here, before any handle
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse
 
 from edge_agent import __version__
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.console import ConsoleConfig
+from edge_agent.console.answers import (
+    JSON,
+    SECURITY_HEADERS,
+    file_answer,
+    iso_wall,
+    json_answer,
+    json_object,
+    language,
+    redirect,
+    static_files,
+)
 from edge_agent.console.auth import COMMISSION, VIEW, Auth, Session
 from edge_agent.console.commissioning import (
     CommissioningGate,
@@ -42,6 +47,7 @@ from edge_agent.console.commissioning import (
 from edge_agent.console.energy import energy_document
 from edge_agent.console.logring import LogRing
 from edge_agent.console.ring import LiveRing, points_within
+from edge_agent.console.stream import HoldOpen, LiveStreams
 from edge_agent.console.views import Views, redacted_config
 from edge_agent.model import SampleBatch
 from edge_agent.service.agent import Agent
@@ -51,57 +57,17 @@ from edge_agent.worker import BlockingWorker
 log = structlog.get_logger("edge_agent.console")
 
 COOKIE = "edge_session"
-LANG_COOKIE = "edge_lang"
-LANGUAGES = ("en", "zh")
 CSRF_HEADER = "X-CSRF-Token"
-#: Live streams served at once (each holds one of the listener's connections).
-MAX_STREAMS = 8
-#: A stream ends after this long; the browser's EventSource reconnects by itself, which
-#: re-checks the session.
-STREAM_LIFETIME_S = 300.0
-STREAM_PERIOD_S = 1.0
 #: A device's raw registers are recorded until no page has looked at it for this long.
 RAW_IDLE_S = 60.0
-#: A stream may be ended for a newer one once it has run this long.
-STREAM_SETTLED_S = 60.0
-#: A stream whose client stops reading is cut after this long (its slot freed).
-STREAM_SEND_TIMEOUT_S = 30.0
 #: The longest a commissioning request may take (its tools bound each read tighter).
 COMMISSION_MAX_S = 75.0
-JSON = "application/json"
-
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
-        "object-src 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Server": "edge-agent",
-}
-
-STATIC = Path(str(resources.files("edge_agent.console") / "static"))
-#: Types of the files the console serves (anything else is not served).
-TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".txt": "text/plain; charset=utf-8",
-}
 
 SESSION_KEY = web.RequestKey("console_session", Session)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: A commissioning handler of :mod:`edge_agent.console.commissioning`.
 CommissionHandler = Callable[..., Awaitable[web.Response]]
-#: Lifts the listener's per-exchange deadline for a long-lived answer (a stream).
-HoldOpen = Callable[[web.Request], bool]
 
 
 class Console:
@@ -137,8 +103,7 @@ class Console:
         #: console anew), or the console's own.
         self.logs = logs or LogRing()
         self._own_logs = logs is None
-        #: The live streams being served, oldest first (set one to end it).
-        self._streams: dict[asyncio.Event, float] = {}
+        self.live = LiveStreams(self.views, self._still_allowed, hold_open)
         self.files = static_files()
         #: One commissioning request at a time per agent.
         self.gate = CommissioningGate()
@@ -160,10 +125,16 @@ class Console:
             self._size_ring()
         self.ring.append(batch)
 
+    def _still_allowed(self, request: web.Request) -> bool:
+        """A live stream's check each second: not a request of the user's, so it does
+        not keep a login alive."""
+        token = request.cookies.get(COOKIE)
+        return not self.login_required or self.auth.session(token, touch=False) is not None
+
     @property
     def streams(self) -> int:
         """Live streams being served now."""
-        return len(self._streams)
+        return len(self.live)
 
     @property
     def login_required(self) -> bool:
@@ -212,7 +183,7 @@ class Console:
         router.add_get("/console/api/device/{name}", self._device)
         router.add_get("/console/api/device/{name}/history", self._history)
         router.add_get("/console/api/config", self._config)
-        router.add_get("/console/api/stream", self._stream)
+        router.add_get("/console/api/stream", self.live.serve)
         router.add_get("/console/api/energy", self._energy)
         for action, handler in (
             ("read", commission_read),
@@ -245,18 +216,18 @@ class Console:
     def _refusal(self, request: web.Request, session: Session) -> web.Response | None:
         path, method = request.path, request.method
         if method == "POST" and not Auth.csrf_ok(session, request.headers.get(CSRF_HEADER)):
-            return _json({"error": "csrf"}, HTTPStatus.FORBIDDEN)
+            return json_answer({"error": "csrf"}, HTTPStatus.FORBIDDEN)
         if not path.startswith("/console/api/"):
             return None
         if path in ("/console/api/session", "/console/api/login", "/console/api/logout"):
             return None
         if VIEW not in session.permissions:
-            return _json({"error": "login"}, HTTPStatus.UNAUTHORIZED)
+            return json_answer({"error": "login"}, HTTPStatus.UNAUTHORIZED)
         if path.startswith("/console/api/commission/"):
             if not self.config.commissioning:
-                return _json({"error": "commissioning is off"}, HTTPStatus.NOT_FOUND)
+                return json_answer({"error": "commissioning is off"}, HTTPStatus.NOT_FOUND)
             if COMMISSION not in session.permissions:
-                return _json({"error": "permission"}, HTTPStatus.FORBIDDEN)
+                return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
         return None
 
     def _set_cookie(self, response: web.StreamResponse, session: Session) -> None:
@@ -272,11 +243,11 @@ class Console:
     # -- pages
 
     async def _root(self, request: web.Request) -> web.StreamResponse:
-        return _redirect("/console/")
+        return redirect("/console/")
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
         if VIEW not in request[SESSION_KEY].permissions:
-            return _redirect("/console/login")
+            return redirect("/console/login")
         response = self._file(request, "index.html")
         # Not even kept in the browser's back/forward cache: a page kept there keeps
         # its live stream open (Chromium does), for nobody.
@@ -290,22 +261,14 @@ class Console:
         return self._file(request, request.match_info["path"])
 
     def _file(self, request: web.Request, relative: str) -> web.Response:
-        """A file of ``static/`` from memory, revalidated by its ETag (``no-cache``)."""
-        found = self.files.get(relative)
-        if found is None:
-            raise web.HTTPNotFound
-        body, content_type, etag = found
-        headers = {"ETag": etag, "Cache-Control": "no-cache"}
-        if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=HTTPStatus.NOT_MODIFIED.value, headers=headers)
-        return web.Response(body=body, headers={**headers, "Content-Type": content_type})
+        return file_answer(self.files, request, relative)
 
     # -- session
 
     async def _session(self, request: web.Request) -> web.Response:
         session = request[SESSION_KEY]
         plant = self.agent.config.plant
-        return _json(
+        return json_answer(
             {
                 "authenticated": session.authenticated,
                 "login_required": self.login_required,
@@ -322,27 +285,27 @@ class Console:
 
     async def _login(self, request: web.Request) -> web.Response:
         try:
-            body = _object(await request.read()) if request.content_type == JSON else None
+            body = json_object(await request.read()) if request.content_type == JSON else None
         except web.HTTPRequestEntityTooLarge:
-            return _json({"error": "too large"}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return json_answer({"error": "too large"}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         if body is None:
-            return _json({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
+            return json_answer({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
         name, password = body.get("user"), body.get("password")
         if not isinstance(name, str) or not isinstance(password, str) or len(password) > 1024:
-            return _json({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
+            return json_answer({"error": "bad request"}, HTTPStatus.BAD_REQUEST)
         address = request.remote or "?"
         session, wait = await self.auth.login(name[:64], password, address)
         if session is None:
             if wait > 0:
-                response = _json(
+                response = json_answer(
                     {"error": "rate", "retry_after": round(wait, 1)}, HTTPStatus.TOO_MANY_REQUESTS
                 )
                 response.headers["Retry-After"] = str(max(1, round(wait)))
                 return response
-            return _json({"error": "login"}, HTTPStatus.UNAUTHORIZED)
+            return json_answer({"error": "login"}, HTTPStatus.UNAUTHORIZED)
         self.auth.end(request[SESSION_KEY])  # the anonymous session is done with
         request[SESSION_KEY] = session
-        response = _json({"ok": True})
+        response = json_answer({"ok": True})
         self._set_cookie(response, session)
         return response
 
@@ -353,30 +316,30 @@ class Console:
         self.auth.end(session)
         fresh = self.auth.new_session()
         request[SESSION_KEY] = fresh
-        response = _json({"ok": True})
+        response = json_answer({"ok": True})
         self._set_cookie(response, fresh)
         return response
 
     # -- data
 
     async def _plant(self, request: web.Request) -> web.Response:
-        return _json({**self.views.plant(), "version": __version__})
+        return json_answer({**self.views.plant(), "version": __version__})
 
     async def _device(self, request: web.Request) -> web.Response:
         document = self.views.device(request.match_info["name"])
         if document is None:
-            return _json({"error": "device"}, HTTPStatus.NOT_FOUND)
-        return _json(document)
+            return json_answer({"error": "device"}, HTTPStatus.NOT_FOUND)
+        return json_answer(document)
 
     async def _history(self, request: web.Request) -> web.Response:
         document = self.views.history(request.match_info["name"], request.query.get("tag", ""))
         if document is None:
-            return _json({"error": "tag"}, HTTPStatus.NOT_FOUND)
-        return _json(document)
+            return json_answer({"error": "tag"}, HTTPStatus.NOT_FOUND)
+        return json_answer(document)
 
     async def _config(self, request: web.Request) -> web.Response:
         stats = self.views.stats
-        return _json(
+        return json_answer(
             {
                 "file": str(self.config_path) if self.config_path else None,
                 "text": await self._redacted_config(),
@@ -386,7 +349,7 @@ class Console:
                 "reload": {
                     "applied": stats.reloads_applied,
                     "refused": stats.reloads_refused,
-                    "last": _iso_wall(stats.last_reload_wall),
+                    "last": iso_wall(stats.last_reload_wall),
                     "problems": list(stats.last_reload_problems),
                 },
                 "log": list(reversed(self.logs.records)),
@@ -395,7 +358,7 @@ class Console:
 
     async def _energy(self, request: web.Request) -> web.Response:
         # Today's published windows are in the ring; energy_document keeps today's.
-        return _json(
+        return json_answer(
             energy_document(
                 self.agent.metrics,
                 self.ring.metric_batches(),
@@ -419,7 +382,7 @@ class Console:
                         request, user=user, gate=self.gate, config=self.agent.config
                     )
             except TimeoutError:
-                return _json({"error": "took too long"}, HTTPStatus.GATEWAY_TIMEOUT)
+                return json_answer({"error": "took too long"}, HTTPStatus.GATEWAY_TIMEOUT)
 
         return serve
 
@@ -430,124 +393,3 @@ class Console:
         if self._config_text is None or self._config_text[0] is not config:
             self._config_text = (config, await self.worker.call(redacted_config, config))
         return self._config_text[1]
-
-    async def _stream(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: the plant (and one device) once a second."""
-        if request.method != "GET":
-            # HEAD would prepare nothing and leave a connection without its deadline.
-            return _json({"error": "GET only"}, HTTPStatus.METHOD_NOT_ALLOWED)
-        device = request.query.get("device") or None
-        if device is not None and self.views.device(device, events=False) is None:
-            return _json({"error": "device"}, HTTPStatus.NOT_FOUND)
-        if len(self._streams) >= MAX_STREAMS:
-            # The newest asker is the likeliest to be looking: the oldest stream ends (a
-            # page left open elsewhere, or one a browser kept alive; its EventSource
-            # reconnects by itself if it is still shown).
-            # Only a stream that has run a while: pages that all want one would otherwise
-            # end each other's in turn (each reconnects in seconds). Refused, a page polls.
-            settled = time.monotonic() - STREAM_SETTLED_S
-            oldest = next(
-                (e for e, began in self._streams.items() if not e.is_set() and began < settled),
-                None,
-            )
-            if oldest is None:
-                response = _json({"error": "busy"}, HTTPStatus.SERVICE_UNAVAILABLE)
-                response.headers["Retry-After"] = "30"
-                return response
-            oldest.set()
-        ended = asyncio.Event()
-        self._streams[ended] = time.monotonic()
-        try:
-            stream = EventSourceResponse(
-                headers={**SECURITY_HEADERS, "Cache-Control": "no-store"},
-                ping_interval=15,
-                send_timeout=STREAM_SEND_TIMEOUT_S,
-            )
-            stream.force_close()
-            await stream.prepare(request)
-            # Only a stream that is under way is exempt from the exchange deadline.
-            if self.hold_open is not None and not self.hold_open(request):
-                return stream
-            async with stream:
-                ends = time.monotonic() + STREAM_LIFETIME_S
-                token = request.cookies.get(COOKIE)
-                while stream.is_connected() and time.monotonic() < ends and not ended.is_set():
-                    # Not a request of the user's: it does not keep the login alive.
-                    if self.login_required and self.auth.session(token, touch=False) is None:
-                        break  # logged out or expired meanwhile
-                    plant = {**self.views.plant(), "version": __version__}
-                    await stream.send(_text(plant), event="plant")
-                    if device is not None:
-                        document = self.views.device(device, events=False)
-                        if document is not None:
-                            await stream.send(_text(document), event="device")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(ended.wait(), STREAM_PERIOD_S)
-            return stream
-        except (ConnectionResetError, ConnectionError):
-            return web.Response()  # the browser went away; nothing to answer
-        finally:
-            del self._streams[ended]
-
-
-def language(request: web.Request) -> str:
-    """``zh`` or ``en``: the switch's cookie, else the browser's Accept-Language."""
-    chosen = request.cookies.get(LANG_COOKIE)
-    if chosen in LANGUAGES:
-        return chosen
-    best, best_q = "en", -1.0
-    for part in request.headers.get("Accept-Language", "").split(",")[:20]:
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                continue
-        primary = tag.strip().lower().split("-")[0]
-        if primary in LANGUAGES and q > best_q:
-            best, best_q = primary, q
-    return best
-
-
-def _iso_wall(wall: float) -> str | None:
-    from edge_agent.model import iso_utc_ms
-
-    return iso_utc_ms(int(wall * 1e9)) if wall else None
-
-
-def _text(document: Any) -> str:
-    return json.dumps(document, separators=(",", ":"), allow_nan=False)
-
-
-def _json(document: Any, status: HTTPStatus = HTTPStatus.OK) -> web.Response:
-    return web.Response(status=status.value, text=_text(document), content_type="application/json")
-
-
-def static_files(root: Path = STATIC) -> dict[str, tuple[bytes, str, str]]:
-    """Every servable file under ``root`` by its relative path: (bytes, type, ETag).
-
-    Read once when the console is made: the pages and the chart library are about
-    200 KB, and a request then never touches the disk (nor a path a request named).
-    """
-    files: dict[str, tuple[bytes, str, str]] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix in TYPES:
-            body = path.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-            files[path.relative_to(root).as_posix()] = (body, TYPES[path.suffix], etag)
-    return files
-
-
-def _redirect(location: str) -> web.Response:
-    return web.Response(status=HTTPStatus.FOUND.value, headers={"Location": location})
-
-
-def _object(raw: bytes) -> dict[str, Any] | None:
-    """The JSON object of a POST body, or None (not JSON, not an object). Its size is
-    bounded by the app (client_max_size)."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None

@@ -472,11 +472,11 @@ async def test_the_config_page_shows_a_refused_reload_with_its_lines(tmp_path: P
 async def test_a_new_stream_ends_the_oldest_when_all_are_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from edge_agent.console import app
-    from edge_agent.console.app import MAX_STREAMS
+    from edge_agent.console import stream
+    from edge_agent.console.stream import MAX_STREAMS
 
     # Streams younger than this are never ended for a newer one: here, none is.
-    monkeypatch.setattr(app, "STREAM_SETTLED_S", 0.0)
+    monkeypatch.setattr(stream, "STREAM_SETTLED_S", 0.0)
 
     async with running_console(tmp_path) as console:
         assert console.supervisor.health is not None
@@ -507,7 +507,7 @@ async def test_a_new_stream_ends_the_oldest_when_all_are_taken(
 async def test_a_stream_that_just_began_is_not_ended_for_a_newer_one(tmp_path: Path) -> None:
     """Pages that all want a stream would end each other's in turn: the newcomer is
     refused (and polls) until a stream has run STREAM_SETTLED_S."""
-    from edge_agent.console.app import MAX_STREAMS
+    from edge_agent.console.stream import MAX_STREAMS
 
     async with running_console(tmp_path) as console:
         assert console.supervisor.health is not None

@@ -12,7 +12,7 @@ from aiohttp.test_utils import make_mocked_request
 from edge_agent.config.console import ConsoleConfig, ConsoleUser, is_loopback
 from edge_agent.config.loader import parse_config
 from edge_agent.config.service import ServiceConfig
-from edge_agent.console.app import language, static_files
+from edge_agent.console.answers import language, static_files
 from edge_agent.console.auth import FREE_FAILURES, Auth, LoginBrake, hash_password
 from edge_agent.console.logring import LogRing
 from edge_agent.console.ring import LiveRing
