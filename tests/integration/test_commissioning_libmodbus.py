@@ -283,7 +283,35 @@ def test_mbpoll_reads_the_same(server: str, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_ctrl_c_ends_a_scan_with_what_it_found(server: str) -> None:
-    process = subprocess.Popen(
+    # A process started in the background by a shell without job control (`cmd &` in a
+    # script, as a CI runner may start the suite) has SIGINT ignored, and its children
+    # inherit that: the probe would never see this test's Ctrl-C. A handled signal is
+    # reset to its default in the child, so the probe starts as from a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = _start_scan(server)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert process.stdout is not None
+    try:
+        plan = process.stdout.readline()
+        assert "at most 2 min 4 s" in plan  # 247 x 0.5 s, said before the first request
+        for line in process.stdout:
+            if line.strip().startswith("unit   1:"):
+                break
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert "devices at: 1" in rest
+    assert "stopped early: interrupted" in rest
+
+
+def _start_scan(server: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -302,19 +330,3 @@ def test_ctrl_c_ends_a_scan_with_what_it_found(server: str) -> None:
         text=True,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
     )
-    assert process.stdout is not None
-    try:
-        plan = process.stdout.readline()
-        assert "at most 2 min 4 s" in plan  # 247 x 0.5 s, said before the first request
-        for line in process.stdout:
-            if line.strip().startswith("unit   1:"):
-                break
-        process.send_signal(signal.SIGINT)
-        rest, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130, err
-    assert "devices at: 1" in rest
-    assert "stopped early: interrupted" in rest
