@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,26 +207,29 @@ class LiveRing:
                 count += 1
         return count
 
-    def history(self, device: str, tag: str, most: int = 0) -> list[TagPoint]:
-        """The kept samples of one tag, oldest first; ``most`` > 0: at most about that
-        many, evenly spaced (a sparkline needs no more), always with the newest."""
-        points: list[TagPoint] = []
+    def _samples(self, device: str, tag: str, most: int) -> Iterator[tuple[Kept, int]]:
+        """Each kept batch of ``device`` holding ``tag``, with the tag's index in it;
+        ``most`` > 0: at most about that many per group, evenly spaced, with the newest."""
         for (name, _group), ring in self._groups.items():
             if name != device or not ring:
                 continue
-            entries = _thinned(ring, tag, most, self._index)
-            for kept in entries:
+            for kept in _thinned(ring, tag, most, self._index):
                 index = self._index(kept.names).get(tag)
-                if index is None:
-                    continue
-                points.append(
-                    TagPoint(
-                        kept.sample_time_ns(index),
-                        kept.values[index],
-                        kept.quality(index),
-                        kept.reasons[index],
-                    )
-                )
+                if index is not None:
+                    yield kept, index
+
+    def history(self, device: str, tag: str, most: int = 0) -> list[TagPoint]:
+        """The kept samples of one tag, oldest first; ``most`` > 0: at most about that
+        many, evenly spaced (a sparkline needs no more), always with the newest."""
+        points = [
+            TagPoint(
+                kept.sample_time_ns(index),
+                kept.values[index],
+                kept.quality(index),
+                kept.reasons[index],
+            )
+            for kept, index in self._samples(device, tag, most)
+        ]
         points.sort(key=lambda p: p.timestamp_ns)
         return points
 
@@ -237,24 +240,17 @@ class LiveRing:
         beyond the pair."""
         out: list[list[float | None]] = []
         good = int(Quality.GOOD)
-        for (name, _group), ring in self._groups.items():
-            if name != device or not ring:
-                continue
-            entries = _thinned(ring, tag, most, self._index)
-            for kept in entries:
-                index = self._index(kept.names).get(tag)
-                if index is None:
-                    continue
-                value = kept.values[index]
-                number = (
-                    float(value)
-                    if kept.qualities[index] == good
-                    and isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                    else None
-                )
-                out.append([kept.sample_time_ns(index) / NS, number])
+        for kept, index in self._samples(device, tag, most):
+            value = kept.values[index]
+            number = (
+                float(value)
+                if kept.qualities[index] == good
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                else None
+            )
+            out.append([kept.sample_time_ns(index) / NS, number])
         out.sort(key=lambda point: point[0] or 0.0)
         return out
 
