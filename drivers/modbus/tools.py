@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from drivers.modbus.answer import Outcome, ask
 from drivers.modbus.channel import ModbusChannel
@@ -38,6 +38,9 @@ from drivers.modbus.target import TargetError, describe_target, parse_target
 from edge_agent.config import REGISTER_COUNT, ByteOrder, ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.config.hints import register_number
 from edge_agent.errors import DriverConnectError
+
+#: A tool's result (ReadResult, ProbeResult).
+R = TypeVar("R")
 
 EXIT_OK = 0
 EXIT_NO_ANSWER = 1
@@ -222,23 +225,16 @@ async def run_read(
     out: TextIO = sys.stdout,
 ) -> int:
     """One request; the registers in hex and the value decoded (exit codes: module doc)."""
-    try:
-        result = await read_result(
-            target,
-            table=table,
-            address=address,
-            count=count,
-            type_=type_,
-            byte_order=byte_order,
-            scale=scale,
-        )
-    except UsageError as exc:
-        return usage(str(exc))
-    except DriverConnectError as exc:
-        return connect_failed(exc)
-    for line in render_read(result):
-        print(line, file=out)
-    return EXIT_OK if result.ok else EXIT_NO_ANSWER
+    read = read_result(
+        target,
+        table=table,
+        address=address,
+        count=count,
+        type_=type_,
+        byte_order=byte_order,
+        scale=scale,
+    )
+    return await _printed(read, lambda r: (render_read(r), r.ok), out)
 
 
 def _read_shape(
@@ -318,21 +314,30 @@ async def run_probe(
     out: TextIO = sys.stdout,
 ) -> int:
     """:func:`probe_result`, printed (exit codes: module doc)."""
+    probe = probe_result(
+        target,
+        table=table,
+        address=address,
+        low=low,
+        high=high,
+        count=count,
+        scales=scales,
+        top=top,
+    )
+    return await _printed(probe, lambda r: (render_probe(r), bool(r.found)), out)
+
+
+async def _printed(
+    making: Awaitable[R], shown: Callable[[R], tuple[Iterable[str], bool]], out: TextIO
+) -> int:
+    """A tool's result as the terminal shows it, and its exit code (module doc)."""
     try:
-        result = await probe_result(
-            target,
-            table=table,
-            address=address,
-            low=low,
-            high=high,
-            count=count,
-            scales=scales,
-            top=top,
-        )
+        result = await making
     except UsageError as exc:
         return usage(str(exc))
     except DriverConnectError as exc:
         return connect_failed(exc)
-    for line in render_probe(result):
+    lines, good = shown(result)
+    for line in lines:
         print(line, file=out)
-    return EXIT_OK if result.found else EXIT_NO_ANSWER
+    return EXIT_OK if good else EXIT_NO_ANSWER
