@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from simulators.gas_meter import GAS_METER_QUANTITIES, GasMeter, GasMeterTruth
 from simulators.machine import (
     MACHINE_QUANTITIES,
     STATUS_BITS,
@@ -22,9 +23,12 @@ from simulators.meter import METER_QUANTITIES, MeterTruth, PowerMeter
 from simulators.stepping import to_ms
 
 __all__ = [
+    "GAS_METER_QUANTITIES",
     "MACHINE_QUANTITIES",
     "METER_QUANTITIES",
     "STATUS_BITS",
+    "GasMeter",
+    "GasMeterTruth",
     "Machine",
     "MachineState",
     "MachineTruth",
@@ -35,8 +39,8 @@ __all__ = [
     "Truth",
 ]
 
-Model = Machine | PowerMeter
-Truth = MachineTruth | MeterTruth
+Model = Machine | PowerMeter | GasMeter
+Truth = MachineTruth | MeterTruth | GasMeterTruth
 
 
 class Simulation:
@@ -84,6 +88,12 @@ class Simulation:
         model = self.model(name)
         if not isinstance(model, PowerMeter):
             raise TypeError(f"{name!r} is a {type(model).__name__}, not a PowerMeter")
+        return model
+
+    def gas_meter(self, name: str) -> GasMeter:
+        model = self.model(name)
+        if not isinstance(model, GasMeter):
+            raise TypeError(f"{name!r} is a {type(model).__name__}, not a GasMeter")
         return model
 
     def truth(self, name: str) -> Truth:

@@ -19,13 +19,16 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from edge_agent.config import TimeZoneName
 from simulators.drive import DRIVE_QUANTITIES, Drive, DriveParams
 from simulators.equipment import (
+    GAS_METER_QUANTITIES,
     MACHINE_QUANTITIES,
     METER_QUANTITIES,
+    GasMeter,
     Machine,
     Model,
     PowerMeter,
     Simulation,
 )
+from simulators.gas_meter import GasMeterParams
 from simulators.machine import CncParams, CompressorParams, PressParams
 from simulators.meter import MeterParams
 from simulators.registers import (
@@ -38,7 +41,7 @@ from simulators.registers import (
 from simulators.schema import Name, Quantity, Strict
 
 ModelParams = Annotated[
-    CncParams | PressParams | CompressorParams | DriveParams | MeterParams,
+    CncParams | PressParams | CompressorParams | DriveParams | MeterParams | GasMeterParams,
     Field(discriminator="kind"),
 ]
 
@@ -119,6 +122,8 @@ class Unit(Strict):
             return dict(METER_QUANTITIES)
         if isinstance(self.model, DriveParams):
             return dict(DRIVE_QUANTITIES)
+        if isinstance(self.model, GasMeterParams):
+            return dict(GAS_METER_QUANTITIES)
         return dict(MACHINE_QUANTITIES)
 
     @model_validator(mode="after")
@@ -256,7 +261,7 @@ class Profile(Strict):
             ids = [u.unit_id for u in server.units]
             for uid in sorted({i for i in ids if ids.count(i) > 1}):
                 yield f"server {server.name!r}: unit id {uid} used twice"
-        machines = {u.name for u in units if not isinstance(u.model, MeterParams)}
+        machines = {u.name for u in units if not isinstance(u.model, MeterParams | GasMeterParams)}
         for unit in units:
             if isinstance(unit.model, MeterParams):
                 for load in unit.model.loads:
@@ -286,6 +291,9 @@ def build_simulation(profile: Profile, start: float) -> Simulation:
             continue
         seed, zone = profile.unit_seed(unit), profile.timezone
         params = unit.model
+        if isinstance(params, GasMeterParams):
+            models[unit.name] = GasMeter(params, seed=seed, start=start, step_s=profile.step_s)
+            continue
         models[unit.name] = (
             Drive(params, seed=seed, start=start, step_s=profile.step_s, timezone=zone)
             if isinstance(params, DriveParams)

@@ -12,7 +12,20 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
-from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
+from edge_agent.config.carriers import (
+    DEFAULT_GRID_SELECTION,
+    ELECTRICITY,
+    CarrierName,
+    CounterUnit,
+    FlowUnit,
+    GridFactorSelection,
+    MeterUnits,
+    electric_problem,
+    grid_factor,
+    grid_setting,
+    meter_units,
+)
+from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
 
@@ -31,7 +44,11 @@ class CounterTag(Strict):
     """A cumulative energy counter (import register of a meter, energy of a drive)."""
 
     tag: Name
-    unit: EnergyUnit = "kWh"
+    unit: CounterUnit = Field(
+        default="kWh",
+        description="Wh | kWh | MWh for electricity; another carrier's unit (m3, Nm3, t, kg, "
+        "GJ, MJ) for a meter with that carrier.",
+    )
     rollover: float | Literal["auto", "none"] = Field(
         default="auto",
         description=(
@@ -64,7 +81,11 @@ class PowerTag(Strict):
     """Active power, integrated with the trapezoidal rule."""
 
     tag: Name
-    unit: PowerUnit = "kW"
+    unit: FlowUnit = Field(
+        default="kW",
+        description="W | kW | MW for electricity; a flow (m3/h, Nm3/h, t/h, kg/h, GJ/h, MJ/h) "
+        "for a meter with another carrier, integrated like power.",
+    )
     max_gap: Duration | None = Field(
         default=None,
         gt=0,
@@ -80,22 +101,93 @@ class EnergyConfig(Strict):
     max_power: float | None = Field(
         default=None,
         gt=0,
-        description="kW the source can never exceed. Counter changes beyond it are rejected "
-        "as jumps, and a reset is counted from zero when plausible.",
+        description="kW the source can never exceed (another carrier: its counter unit per "
+        "hour). Counter changes beyond it are rejected as jumps, and a reset is counted from "
+        "zero when plausible.",
     )
 
     @model_validator(mode="after")
     def _has_a_source(self) -> EnergyConfig:
         if self.counter is None and self.power is None:
             raise ValueError("give a counter, a power tag, or both")
+        if self.is_electric:
+            problem = electric_problem(
+                None if self.counter is None else self.counter.unit,
+                None if self.power is None else self.power.unit,
+            )
+            if problem:
+                raise ValueError(problem)
         return self
+
+    @property
+    def is_electric(self) -> bool:
+        """A machine's energy is electricity; a meter says its carrier."""
+        return True
 
 
 class MeterConfig(EnergyConfig):
-    """An energy meter on one device."""
+    """An energy meter on one device: electricity, or another carrier (docs/METRICS.md)."""
 
     name: Name | None = Field(default=None, description="Metric device name; default: device.")
     device: Name
+    # ---- carriers (issue 16): the energy carrier and its coefficients
+    carrier: CarrierName = Field(
+        default=ELECTRICITY, description="Energy carrier; non-electric meters publish `carrier`."
+    )
+    kgce_per_unit: float | None = Field(
+        default=None,
+        gt=0,
+        description="kgce per counter unit, instead of the GB/T 2589 reference value "
+        "(natural gas: from the plant's own calorific value). Not for electricity.",
+    )
+    calorific_value: float | None = Field(
+        default=None,
+        gt=0,
+        description="Net calorific value in MJ per counter unit (kgce = MJ / 29.3076). "
+        "Not for electricity.",
+    )
+    kgco2e_per_unit: float | None = Field(
+        default=None,
+        ge=0,
+        description="kgCO2e per counter unit; the carrier batch has kgco2e only with it. "
+        "Not for electricity (grid_emission_factor).",
+    )
+
+    @model_validator(mode="after")
+    def _carrier_units(self) -> MeterConfig:
+        if self.carrier == ELECTRICITY:
+            own = (
+                ("kgce_per_unit", self.kgce_per_unit),
+                ("calorific_value", self.calorific_value),
+                ("kgco2e_per_unit", self.kgco2e_per_unit),
+            )
+            given = [key for key, value in own if value is not None]
+            if given:
+                raise ValueError(
+                    f"{given[0]}: not for electricity (use metrics.coal_equivalent and "
+                    "metrics.grid_emission_factor)"
+                )
+            return self
+        if self.units.kgce_per_unit <= 0:  # computing units raises naming the field
+            raise ValueError("kgce_per_unit must be positive")
+        return self
+
+    @property
+    def is_electric(self) -> bool:
+        return self.carrier == ELECTRICITY
+
+    @property
+    def units(self) -> MeterUnits:
+        """Amount unit, tag conversions and kgce coefficient of a non-electric meter."""
+        return meter_units(
+            self.carrier,
+            None if self.counter is None else self.counter.unit,
+            None if self.power is None else self.power.unit,
+            self.kgce_per_unit,
+            self.calorific_value,
+        )
+
+    # ---- end carriers
 
     @property
     def metric_name(self) -> str:
@@ -283,11 +375,10 @@ class MetricsConfig(Strict):
         default=0.9, ge=0, le=1, description="Below this share of good data a window is uncertain."
     )
     coal_equivalent: CoalEquivalent = CoalEquivalent()
-    grid_emission_factor: float = Field(
-        default=GRID_FACTOR_CN_2022,
-        ge=0,
-        le=5,
-        description="kgCO2e per kWh of grid electricity (default: China 2022 national average).",
+    grid_emission_factor: float | GridFactorSelection = Field(
+        default=DEFAULT_GRID_SELECTION,
+        description="kgCO2e per kWh of grid electricity: a number, or {year, scope, region} "
+        "from the published table (default: the latest national average, 2023).",
     )
     shifts: list[ShiftConfig] = Field(default_factory=list)
     meters: list[MeterConfig] = Field(default_factory=list)
@@ -299,6 +390,11 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+
+    @field_validator("grid_emission_factor", mode="before")
+    @classmethod
+    def _grid_setting(cls, value: object) -> object:
+        return grid_setting(value)
 
 
 def summary_lines(metrics: MetricsConfig) -> list[str]:
@@ -320,8 +416,18 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
         lines.append(f"  shifts: {shifts}")
     if metrics.plant_total:
         lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
-    lines.append(
-        f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh, "
-        f"{metrics.grid_emission_factor:g} kgCO2e/kWh"
-    )
+    lines.append(f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh")
+    lines.append(f"  grid emission factor: {grid_factor(metrics.grid_emission_factor)[1]}")
+    for meter in metrics.meters:
+        if not meter.is_electric:
+            units = meter.units
+            lines.append(
+                f"  carrier {meter.metric_name}: {meter.carrier}, "
+                f"{units.kgce_per_unit:g} kgce/{units.amount_unit} ({units.kgce_source})"
+            )
+            if meter.carrier == "natural_gas" and units.kgce_source.startswith("GB/T"):
+                lines.append(
+                    "    natural gas ranges about 1.10-1.33 kgce/m3 with its calorific value: "
+                    "set calorific_value (MJ per unit, from the gas bill)"
+                )
     return lines

@@ -46,7 +46,10 @@ def _gap_ns(explicit: float | None, interval: float) -> int:
     return round(seconds * NS_PER_S)
 
 
-def counter_spec(counter: CounterTag, device: str, tags: TagCatalog) -> CounterSpec:
+def counter_spec(
+    counter: CounterTag, device: str, tags: TagCatalog, to_amount: float | None = None
+) -> CounterSpec:
+    """``to_amount``: counter unit -> the unit the feed adds up (default: kWh)."""
     tag = _tag(tags, device, counter.tag)
     interval = tag.interval
     bits = tag.integer_bits
@@ -59,23 +62,32 @@ def counter_spec(counter: CounterTag, device: str, tags: TagCatalog) -> CounterS
         modulus = round(float(counter.rollover) / resolution)
     return CounterSpec(
         counter.tag,
-        KWH_PER_UNIT[counter.unit],
+        KWH_PER_UNIT[counter.unit] if to_amount is None else to_amount,
         resolution,
         modulus,
         _gap_ns(counter.max_gap, interval),
     )
 
 
-def energy_spec(energy: EnergyConfig, device: str, tags: TagCatalog) -> EnergySpec:
+def energy_spec(
+    energy: EnergyConfig,
+    device: str,
+    tags: TagCatalog,
+    units: tuple[float, float] | None = None,
+) -> EnergySpec:
+    """``units``: (counter, flow) factors into a carrier's amount unit; default kWh and kW."""
     power = None
     if energy.power is not None:
         interval = _tag(tags, device, energy.power.tag).interval
         power = PowerSpec(
             energy.power.tag,
-            KW_PER_UNIT[energy.power.unit],
+            KW_PER_UNIT[energy.power.unit] if units is None else units[1],
             _gap_ns(energy.power.max_gap, interval),
         )
-    counter = None if energy.counter is None else counter_spec(energy.counter, device, tags)
+    counter = None
+    if energy.counter is not None:
+        to_amount = None if units is None else units[0]
+        counter = counter_spec(energy.counter, device, tags, to_amount)
     return EnergySpec(counter, power, energy.max_power)
 
 

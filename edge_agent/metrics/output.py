@@ -32,6 +32,9 @@ CROSS_CHECK_NAMES: Final = (
     "integration_deviation_pct",
 )
 MACHINE_ENERGY_NAMES: Final = ("idle_energy_kwh", "kwh_per_good_part")
+#: The ``carrier`` family of a non-electric meter (``kgco2e`` only when it has a CO2 factor);
+#: ``amount`` and ``late_amount`` are in the meter's counter unit (docs/METRICS.md).
+CARRIER_NAMES: Final = ("amount", "kgce", "kgco2e", "coverage", "late_amount")
 DEMAND_BLOCK_NAMES: Final = ("demand_kw", "peak_demand_kw")
 DEMAND_DAY_NAMES: Final = ("peak_demand_kw", "peak_demand_at_s")
 UTILIZATION_NAMES: Final = (
@@ -76,6 +79,8 @@ DECIMALS: Final = {
         4,
     ),
     "integration_deviation_pct": 2,
+    # A carrier's amount is in its counter unit (t, GJ, m3): six places cover g and kJ.
+    **dict.fromkeys(("amount", "late_amount"), 6),
     **dict.fromkeys(("parts_produced", "parts_good", "parts_scrap"), 0),
 }
 #: For a metric not in :data:`DECIMALS` (a family added later): still no float noise.
@@ -90,6 +95,7 @@ def published(name: str, value: float) -> float:
 #: Reason carried by a ``None`` value (UNCERTAIN quality), by metric name.
 NONE_REASONS: Final = {
     "energy_kwh": "no data",
+    "amount": "no data",
     "energy_integrated_kwh": "no data",
     "integration_deviation_pct": "not comparable (low coverage or no counter energy)",
     "utilization": "state unknown",

@@ -24,7 +24,8 @@ from typing import Any, Final
 import structlog
 
 from edge_agent.config import PlantConfig, TagCatalog
-from edge_agent.config.metrics import MetricsConfig
+from edge_agent.config.carriers import grid_factor
+from edge_agent.config.metrics import MeterConfig, MetricsConfig
 from edge_agent.metrics.build import energy_spec, machine_spec
 from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
@@ -34,6 +35,7 @@ from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
+from edge_agent.metrics.units.carrier import CarrierSpec, CarrierUnit
 from edge_agent.metrics.units.feed import Handler
 from edge_agent.metrics.units.machine import MachineUnit
 from edge_agent.metrics.units.meter import MeterUnit
@@ -54,7 +56,7 @@ log = structlog.get_logger("edge_agent.metrics")
 STATE_VERSION: Final = 1
 #: A sample stamped further than this in the future (a device clock gone wrong) is ignored.
 MAX_FUTURE_S: Final = 300.0
-Unit = MeterUnit | MachineUnit
+Unit = MeterUnit | MachineUnit | CarrierUnit
 
 
 def _skipped(unit: str, exc: KeyError) -> None:
@@ -100,7 +102,7 @@ class MetricsProcessor:
         )
         self.context = Context(
             conversions=Conversions(
-                metrics.coal_equivalent.coefficient, metrics.grid_emission_factor
+                metrics.coal_equivalent.coefficient, grid_factor(metrics.grid_emission_factor)[0]
             ),
             min_coverage=metrics.min_coverage,
             emitted=frozenset(metrics.windows),
@@ -111,8 +113,13 @@ class MetricsProcessor:
         tags = TagCatalog.of(config.devices)
         self.meters: list[MeterUnit] = []
         self.machines: list[MachineUnit] = []
+        #: Meters of other energy carriers (gas, steam, water ...): the ``carrier`` family.
+        self.carriers: list[CarrierUnit] = []
         self._fingerprints: dict[str, str] = {}
         for meter in metrics.meters:
+            if not meter.is_electric:
+                self._add_carrier(meter, tags, names)
+                continue
             try:
                 spec = energy_spec(meter, meter.device, tags)
             except KeyError as exc:
@@ -135,7 +142,7 @@ class MetricsProcessor:
             self._fingerprints[machine_unit.name] = _fingerprint(
                 "machine", machine.model_dump(), names, [s.model_dump() for s in metrics.shifts]
             )
-        self.units: list[Unit] = [*self.meters, *self.machines]
+        self.units: list[Unit] = [*self.meters, *self.machines, *self.carriers]
         self.total: PlantTotal | None = None
         if metrics.plant_total:
             members = [m for m in self.meters if m.name in metrics.plant_total]
@@ -152,6 +159,20 @@ class MetricsProcessor:
             self._restore(store.load())
         self._next_deadline_ns = 0
         self._close_due(self.started_ns)
+
+    def _add_carrier(self, meter: MeterConfig, tags: TagCatalog, names: list[str]) -> None:
+        units = meter.units
+        try:
+            spec = energy_spec(meter, meter.device, tags, (units.counter_factor, units.flow_factor))
+        except KeyError as exc:
+            _skipped(meter.metric_name, exc)
+            return
+        carrier = CarrierSpec(
+            meter.carrier, units.amount_unit, units.kgce_per_unit, meter.kgco2e_per_unit
+        )
+        unit = CarrierUnit(meter.metric_name, meter.device, spec, carrier, self.kinds, self.events)
+        self.carriers.append(unit)
+        self._fingerprints[unit.name] = _fingerprint("carrier", meter.model_dump(), names)
 
     # ------------------------------------------------------------------ hot path
 
@@ -275,6 +296,9 @@ class MetricsProcessor:
             for machine in self.machines:
                 for due in self._pop(machine.tracks[name], now_ns):
                     out += machine.close(name, due, self.context)
+            for carrier in self.carriers:
+                for window in self._pop(carrier.tracks[name], now_ns):
+                    out += carrier.close(name, window, self.context)
             if self.total is not None:
                 for window in closed.values():
                     out += self.total.close(name, window, self.context)

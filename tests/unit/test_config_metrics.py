@@ -8,6 +8,7 @@ import pytest
 
 from edge_agent.config import MqttSinkConfig, PlantIdentity, base
 from edge_agent.config import metrics as config_metrics
+from edge_agent.config.carriers import grid_factor
 from edge_agent.config.loader import load_config
 from edge_agent.config.metrics import CoalEquivalent, MetricsConfig, summary_lines
 from edge_agent.config.mqtt import mqtt_sink_problems
@@ -27,14 +28,19 @@ def test_defaults_are_documented_values() -> None:
     metrics = MetricsConfig()
     assert metrics.windows == ["15m", "1h", "1d"]
     assert metrics.coal_equivalent.coefficient == 0.1229  # GB/T 2589-2020, equivalent value
-    assert metrics.grid_emission_factor == 0.5703  # China, 2022 national grid average
+    # The latest national average of the table: 2023, MEE & NBS (docs/METRICS.md).
+    assert grid_factor(metrics.grid_emission_factor)[0] == 0.5306
     assert CoalEquivalent(method="equal_value", kgce_per_kwh=0.3).coefficient == 0.3
 
 
 def test_the_demo_plant_configures_every_metric() -> None:
     plant = load_config(DEMO, env={})
     assert plant.metrics is not None
-    assert {m.metric_name for m in plant.metrics.meters} == {"line-meter", "compressor-meter"}
+    assert {m.metric_name for m in plant.metrics.meters} == {
+        "line-meter",
+        "compressor-meter",
+        "dryer-gas",
+    }
     assert {m.metric_name for m in plant.metrics.machines} == {"cnc-1", "press-1", "compressor-1"}
     lines = summary_lines(plant.metrics)
     assert lines[0] == "metrics: windows 1m, 15m, 1h, 1d, shift; grace 5s"

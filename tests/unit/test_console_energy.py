@@ -260,7 +260,8 @@ def test_running_figures_come_from_the_open_windows(plant: Plant) -> None:
     expected = (15 * 40 + 15 * 50 + 15 * 60 + 15 * 70 + 20 * 50) / 60
     assert meter["energy_today_kwh"] == pytest.approx(expected, abs=0.05)
     assert meter["kgce"] == pytest.approx(meter["energy_today_kwh"] * 0.1229, abs=2e-4)
-    assert meter["kgco2e"] == pytest.approx(meter["energy_today_kwh"] * 0.5703, abs=2e-4)
+    # The default grid factor: the 2023 national average (0.5306 kgCO2/kWh).
+    assert meter["kgco2e"] == pytest.approx(meter["energy_today_kwh"] * 0.5306, abs=2e-4)
     assert meter["demand_kw"] == pytest.approx(50, abs=0.5), "the open 06:45 block"
 
 

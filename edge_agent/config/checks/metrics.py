@@ -136,9 +136,17 @@ def check_metrics(
         "plant_total meter",
         format_path,
     )
+    carriers = {m.metric_name: m.carrier for m in metrics.meters if not m.is_electric}
     for i, name in enumerate(metrics.plant_total):
         if name not in meter_names and name not in unchecked.metrics:
             found.append(((*base, "plant_total", i), f"{name!r} is not one of metrics.meters"))
+        elif name in carriers:
+            found.append(
+                (
+                    (*base, "plant_total", i),
+                    f"{name!r} is a {carriers[name]} meter; the plant total adds electricity only",
+                )
+            )
     return found
 
 
