@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
-DEVICES = ("line-meter", "cnc-1", "press-1", "compressor-1", "compressor-meter")
+DEVICES = ("line-meter", "cnc-1", "press-1", "compressor-1", "compressor-meter", "dryer-gas")
 HEADLINES = (
     "edge-agent demo: plant demo-plant",
     "MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.",

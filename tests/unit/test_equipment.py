@@ -365,7 +365,7 @@ def profile_text(points: str, unit: str = _UNIT) -> str:
 def test_demo_profile_loads_and_covers_every_unit_kind() -> None:
     profile = parse_profile((PROFILES_DIR / "demo-plant.yaml").read_text())
     kinds = {unit.model.kind for _, unit in profile.units()}
-    assert kinds == {"power_meter", "cnc", "press", "compressor"}
+    assert kinds == {"power_meter", "cnc", "press", "compressor", "gas_meter"}
     ports = sorted(s.port for s in profile.servers if s.transport == "tcp")
     assert ports == [15020, 15021]
 
