@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.reports import ReportsConfig
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
@@ -299,6 +300,15 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+    # reports part (issue 16)
+    reports: ReportsConfig = ReportsConfig()
+
+    @model_validator(mode="after")
+    def _reports_have_windows(self) -> MetricsConfig:
+        problems = self.reports.problems(self.windows)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def summary_lines(metrics: MetricsConfig) -> list[str]:
