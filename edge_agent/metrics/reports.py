@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
@@ -211,9 +212,12 @@ class Reporter:
 
 
 def _percent(ratio: float) -> str:
-    """``62%``; ``99.5%`` rather than a rounded-up ``100%`` that would hide a gap."""
-    text = f"{ratio * 100:.0f}%"
-    return f"{ratio * 100:.1f}%" if text == "100%" or (text == "0%" and ratio > 0) else text
+    """``62%``: rounded down, so that a note never claims more data than there was (and a
+    gap never disappears in a rounded-up ``100%``); one decimal under 10 %."""
+    value = round(ratio * 100, 6)  # 0.29 * 100 is 28.999999999999996
+    if value < 10:
+        return f"{math.floor(value * 10) / 10:.1f}%"
+    return f"{math.floor(value)}%"
 
 
 _ROLE_ORDER: Final = {"plant": 0, "meter": 1, "machine": 2, "baseline": 3}

@@ -65,7 +65,8 @@ def test_a_report_asked_for_without_its_window_is_refused(tmp_path: Path) -> Non
 def test_the_agent_makes_a_reporter_only_when_a_report_is_on(tmp_path: Path) -> None:
     plant = parse_config(plant_text(tmp_path), "plant.yaml", env={})
     made = build_reporter(plant)
-    assert made is not None and made.windows == {"1d"}
+    assert made is not None
+    assert made.windows == {"1d"}
     assert made.files is not None
     assert build_reporter(parse_config(plant_text(tmp_path, "[15m]"), "p.yaml", env={})) is None
 
@@ -101,7 +102,8 @@ def test_report_prints_the_paths_or_the_report(
     text = capsys.readouterr().out
     assert "daily energy report: plant-7 2026-12-04" in text
     assert "! coverage 62% on gas-meter: figures are lower bounds" in text
-    assert "Cost in peak" in text and "330.55 CNY" in text
+    assert "Cost in peak" in text
+    assert "330.55 CNY" in text
     assert main(["report", "-c", str(kept), "--list"]) == 0
     assert [line.split()[:2] for line in capsys.readouterr().out.splitlines()] == [
         ["daily", "2026-12-04"],
@@ -183,7 +185,8 @@ def test_report_answers_carry_their_type_and_the_page_its_own_policy(tmp_path: P
     page = report_answer(read_report(tmp_path, "daily/2026-12-04.html"))
     assert page.headers["Content-Type"] == "text/html; charset=utf-8"
     assert page.headers["Content-Security-Policy"] == HTML_CSP
-    assert "script-src" not in HTML_CSP and "default-src 'none'" in HTML_CSP
+    assert "script-src" not in HTML_CSP
+    assert "default-src 'none'" in HTML_CSP
     sheet = report_answer(read_report(tmp_path, "daily/2026-12-04.csv"))
     assert sheet.headers["Content-Disposition"] == 'attachment; filename="2026-12-04.csv"'
     assert report_answer(None).status == 404
