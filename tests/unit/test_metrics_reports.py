@@ -14,11 +14,13 @@ same files, sends nothing it sent already, and sends a report whose content chan
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.processor import MetricsProcessor
@@ -295,3 +297,25 @@ def test_a_day_closed_again_after_a_restart_is_rewritten_not_duplicated_nor_rese
     compressor = next(d for d in document["devices"] if d["device"] == "compressor-meter")
     assert compressor["coverage"] < json.loads(first["2024-05-06.json"])["devices"][2]["coverage"]
     assert sorted(p.name for p in root.rglob("*")) == files
+
+
+def test_a_reporter_that_fails_costs_its_report_never_the_metrics() -> None:
+    config = plant_config()
+    start, end = local(6, 23, 58), local(7, 0, 15, 6)  # two close passes
+    polling = SimulatedPolling(two_shift_profile(), config, start, metric_tags(config))
+    calls: list[int] = []
+
+    def broken(closed: Sequence[SampleBatch]) -> list[SampleBatch]:
+        calls.append(len(closed))
+        raise ZeroDivisionError("a bug in a report")
+
+    now = [float(start)]
+    processor = MetricsProcessor(config, clock=lambda: now[0], reporter=broken)
+    with structlog.testing.capture_logs() as logs:
+        published = simulate(processor, polling, now, start, end)
+    days = [b for b in published if (info := metric_info(b)) is not None and info.window == "1d"]
+    assert {b.device for b in days} >= {PLANT, "line-meter", "cnc-1"}
+    assert not [b for b in published if b.attributes.get("kind") == "report"]
+    assert len(calls) == 2  # tried on every pass
+    failures = [e for e in logs if e["event"] == "energy report could not be made; metrics go on"]
+    assert len(failures) == 1  # logged once, then quietly
