@@ -1,5 +1,5 @@
 """``edge-agent`` command line: run (--once), check, schema, simulate, demo, status, outbox,
-browse, certs, read, probe, templates."""
+browse, certs, read, probe, templates, report."""
 
 from __future__ import annotations
 
@@ -409,6 +409,12 @@ def _add_template_commands(commands: argparse._SubParsersAction[argparse.Argumen
     add_template_commands(commands)
 
 
+def _add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from edge_agent.report_command import add_report_command
+
+    add_report_command(commands, _load_or_report)
+
+
 def _add_demo_and_console_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> None:
@@ -470,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_commissioning_commands(commands)
     _add_template_commands(commands)
     _add_once_and_status(commands)
+    _add_report_command(commands)
     return parser
 
 

@@ -25,6 +25,7 @@ from edge_agent.config.carriers import (
     grid_setting,
     meter_units,
 )
+from edge_agent.config.reports import ReportsConfig
 from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
@@ -390,6 +391,15 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+    # reports part (issue 16)
+    reports: ReportsConfig = ReportsConfig()
+
+    @model_validator(mode="after")
+    def _reports_have_windows(self) -> MetricsConfig:
+        problems = self.reports.problems(self.windows)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("grid_emission_factor", mode="before")
     @classmethod

@@ -46,9 +46,12 @@ from edge_agent.console.commissioning import (
 )
 from edge_agent.console.energy import energy_document
 from edge_agent.console.logring import LogRing
+from edge_agent.console.reports import PREFIX as REPORTS_PREFIX
+from edge_agent.console.reports import read_report, report_answer, reports_document
 from edge_agent.console.ring import LiveRing, points_within
 from edge_agent.console.stream import HoldOpen, LiveStreams
 from edge_agent.console.views import Views, redacted_config
+from edge_agent.metrics.report_files import reports_root
 from edge_agent.model import SampleBatch
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats
@@ -185,6 +188,8 @@ class Console:
         router.add_get("/console/api/config", self._config)
         router.add_get("/console/api/stream", self.live.serve)
         router.add_get("/console/api/energy", self._energy)
+        router.add_get("/console/api/reports", self._reports)
+        router.add_get(REPORTS_PREFIX + "{path:.+}", self._report_file)
         for action, handler in (
             ("read", commission_read),
             ("probe", commission_probe),
@@ -206,7 +211,9 @@ class Console:
         refusal = self._refusal(request, session)
         response = refusal if refusal is not None else await handler(request)
         if not response.prepared:
-            response.headers.update(SECURITY_HEADERS)
+            # setdefault: a report page brings its own, stricter Content-Security-Policy.
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
             response.headers.setdefault("Cache-Control", "no-store")
             if fresh and COOKIE not in response.cookies:
                 self._set_cookie(response, request[SESSION_KEY])
@@ -217,7 +224,7 @@ class Console:
         path, method = request.path, request.method
         if method == "POST" and not Auth.csrf_ok(session, request.headers.get(CSRF_HEADER)):
             return json_answer({"error": "csrf"}, HTTPStatus.FORBIDDEN)
-        if not path.startswith("/console/api/"):
+        if not path.startswith(("/console/api/", REPORTS_PREFIX)):
             return None
         if path in ("/console/api/session", "/console/api/login", "/console/api/logout"):
             return None
@@ -365,6 +372,14 @@ class Console:
                 timezone=self.agent.config.plant.timezone,
             )
         )
+
+    async def _reports(self, request: web.Request) -> web.Response:
+        root = reports_root(self.agent.config.state_dir)
+        return json_answer(await self.worker.call(reports_document, root))
+
+    async def _report_file(self, request: web.Request) -> web.Response:
+        root = reports_root(self.agent.config.state_dir)
+        return report_answer(await self.worker.call(read_report, root, request.match_info["path"]))
 
     def _commissioning(self, handler: CommissionHandler) -> Handler:
         """``handler`` for the running config, as the logged-in user (the guard has

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import structlog
@@ -26,6 +26,7 @@ import structlog
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.carriers import grid_factor
 from edge_agent.config.metrics import MeterConfig, MetricsConfig
+from edge_agent.episodes import Episode
 from edge_agent.metrics.build import energy_spec, machine_spec
 from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
@@ -57,6 +58,9 @@ STATE_VERSION: Final = 1
 #: A sample stamped further than this in the future (a device clock gone wrong) is ignored.
 MAX_FUTURE_S: Final = 300.0
 Unit = MeterUnit | MachineUnit | CarrierUnit
+#: Given every metric batch of a close pass, returns batches to publish with them (the
+#: reports: :class:`~edge_agent.metrics.reports.Reporter`).
+PassHook = Callable[[Sequence[SampleBatch]], list[SampleBatch]]
 
 
 def _skipped(unit: str, exc: KeyError) -> None:
@@ -84,6 +88,7 @@ class MetricsProcessor:
         *,
         clock: Callable[[], float] = time.time,
         store: StateStore | None = None,
+        reporter: PassHook | None = None,
     ) -> None:
         if config.metrics is None:
             raise ValueError("the plant has no metrics section")
@@ -94,6 +99,8 @@ class MetricsProcessor:
         self.timezone = config.plant.timezone
         self._clock = clock
         self._store = store
+        self.reporter = reporter
+        self._reporter_failing = Episode()
         local = LocalTime(config.plant.timezone)
         self.calendar = ShiftCalendar(shift_specs(metrics), local) if metrics.shifts else None
         names = list(dict.fromkeys([*metrics.windows, DEMAND_WINDOW, DAY]))
@@ -314,7 +321,23 @@ class MetricsProcessor:
         self._next_deadline_ns = deadline if deadline is not None else now_ns + NS_PER_S
         if out:
             self.save()
+            if self.reporter is not None:
+                # After every kind closed (a day's report needs all of the day's batches)
+                # and after the save (reports.py: why a report is then sent once).
+                out += self._report(self.reporter, out)
         return out
+
+    def _report(self, reporter: PassHook, closed: list[SampleBatch]) -> list[SampleBatch]:
+        """The reports of this pass; a reporter that raises costs its reports, never the
+        metric batches of the pass (they would be lost with it: the windows are closed)."""
+        try:
+            reports = reporter(closed)
+        except Exception:
+            if self._reporter_failing.begin():
+                log.exception("energy report could not be made; metrics go on")
+            return []
+        self._reporter_failing.end()
+        return reports
 
     def _pop(self, track: WindowTrack[A], now_ns: int) -> list[OpenWindow[A]]:
         track.ensure(now_ns)

@@ -37,6 +37,9 @@ def build_metrics(plant: PlantConfig) -> MetricsProcessor | None:
     """The metrics processor of the plant's ``metrics:`` section, restored from state_dir."""
     if plant.metrics is None:
         return None
+    from edge_agent.metrics.report_files import build_reporter
     from edge_agent.metrics.store import STATE_FILE, StateStore
 
-    return MetricsProcessor(plant, store=StateStore(plant.state_dir / STATE_FILE))
+    return MetricsProcessor(
+        plant, store=StateStore(plant.state_dir / STATE_FILE), reporter=build_reporter(plant)
+    )

@@ -3,6 +3,7 @@
 // band across the local day and utilization, availability, performance, quality, OEE, kWh per
 // good part and idle energy. Every number is the one the agent publishes (GET /energy), shown
 // as it comes: nothing is recomputed here. Meters and machines change slowly: polled every 10 s.
+// Below them, links to the daily and shift reports the agent kept (GET /reports), newest first.
 
 import { getJSON } from "./api.js";
 import { DASH, fmtClock, fmtFigure, fmtFixed, fmtInt, fmtPct, t } from "./i18n.js";
@@ -10,6 +11,8 @@ import { KeyedRows, badge, clear, data, el, label, note, sentence, setBadge, set
 import { demandBars, localDayStart, stateTimeline } from "./charts.js";
 
 const POLL_MS = 10000;
+// Report links shown; the rest: `edge-agent report --list` (a year of reports is ~1,500 files).
+const REPORTS_SHOWN = 40;
 const MACHINE_STATES = ["run", "idle", "off", "fault", "unknown"];
 // The notes the agent attaches to the document (edge_agent/console/energy.py), by code.
 const NOTES = ["metrics_off", "started_today", "blocks_unpublished", "no_shifts", "shift_windows_off", "timeline_truncated"];
@@ -24,6 +27,8 @@ export function mount(main, { live }) {
   const machines = el("div", { class: "stack" });
   const metersEmpty = note("energy.no_meters");
   const machinesEmpty = note("energy.no_machines");
+  const reports = el("ul", { class: "reports", data: { testid: "energy-reports" } });
+  const reportsEmpty = note("energy.no_reports");
   metersEmpty.hidden = true;
   machinesEmpty.hidden = true;
   main.append(
@@ -31,6 +36,7 @@ export function mount(main, { live }) {
     problem, notes, loading,
     el("div", { class: "section-head" }, label("h2", "energy.meters")), metersEmpty, meters,
     el("div", { class: "section-head" }, label("h2", "energy.machines"), legend()), machinesEmpty, machines,
+    el("div", { class: "section-head" }, label("h2", "energy.reports")), reportsEmpty, reports,
   );
 
   const meterViews = new Map();
@@ -71,7 +77,17 @@ export function mount(main, { live }) {
     }
   }
 
+  async function loadReports() {
+    try {
+      const doc = await getJSON("/reports");
+      if (!stopped) renderReports(reports, reportsEmpty, doc.reports || []);
+    } catch {
+      // The figures above show what is wrong with the agent; the list stays as it was.
+    }
+  }
+
   load();
+  loadReports();
   const timer = setInterval(load, POLL_MS);
   // The SVG charts are sized in pixels: redraw when the page's width changes.
   let width = main.clientWidth;
@@ -104,6 +120,23 @@ function renderNotes(box, list, tz) {
     box.append(li);
   }
   box.hidden = list.length === 0;
+}
+
+function renderReports(box, empty, list) {
+  clear(box);
+  for (const report of list.slice(0, REPORTS_SHOWN)) {
+    const name = report.shift ? `${report.day} · ${report.shift}` : report.day;
+    const files = report.files || {};
+    const li = el("li", { data: { testid: "report", report: report.report } },
+      label("span", report.report === "shift" ? "energy.report_shift" : "energy.report_daily", { class: "meta" }), " ");
+    li.append(files.html ? el("a", { attrs: { href: files.html, target: "_blank", rel: "noopener" } }, data("span", name)) : data("span", name));
+    for (const kind of ["csv", "json"]) {
+      if (files[kind]) li.append(" ", el("a", { attrs: { href: files[kind], download: "" }, text: kind.toUpperCase() }));
+    }
+    box.append(li);
+  }
+  if (list.length > REPORTS_SHOWN) box.append(el("li", {}, label("span", "energy.reports_more", { class: "meta" })));
+  empty.hidden = list.length > 0;
 }
 
 function sync(box, views, items, create, update) {
