@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.guard import DemandGuardConfig, EventsConfig
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
@@ -96,6 +97,10 @@ class MeterConfig(EnergyConfig):
 
     name: Name | None = Field(default=None, description="Metric device name; default: device.")
     device: Name
+    demand_guard: DemandGuardConfig | None = Field(
+        default=None,
+        description="Predicted end-of-block demand against a limit, with events (guard).",
+    )
 
     @property
     def metric_name(self) -> str:
@@ -299,6 +304,10 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+    events: EventsConfig = Field(
+        default_factory=EventsConfig,
+        description="Idle-energy and stalled-meter events (guard); none unless configured.",
+    )
 
 
 def summary_lines(metrics: MetricsConfig) -> list[str]:
@@ -306,7 +315,9 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
     lines = [f"metrics: windows {', '.join(metrics.windows)}; grace {metrics.grace:g}s"]
     for meter in metrics.meters:
         sources = [s for s, given in (("counter", meter.counter), ("power", meter.power)) if given]
-        lines.append(f"  meter {meter.metric_name}: {' + '.join(sources)} of {meter.device}")
+        guard = meter.demand_guard
+        limit = f", {guard.kind} demand {guard.limit_kw:g} kW guarded" if guard else ""
+        lines.append(f"  meter {meter.metric_name}: {' + '.join(sources)} of {meter.device}{limit}")
     for machine in metrics.machines:
         how = "state tag" if machine.state is not None else "state from power"
         extras = [x for x, given in (("parts", machine.parts), ("energy", machine.energy)) if given]
@@ -320,6 +331,13 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
         lines.append(f"  shifts: {shifts}")
     if metrics.plant_total:
         lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
+    detectors = (
+        ("idle_energy", metrics.events.idle_energy),
+        ("meter_stalled", metrics.events.meter_stalled),
+    )
+    events = [name for name, config in detectors if config is not None]
+    if events:
+        lines.append(f"  events: {', '.join(events)}")
     lines.append(
         f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh, "
         f"{metrics.grid_emission_factor:g} kgCO2e/kWh"

@@ -139,6 +139,12 @@ def check_metrics(
     for i, name in enumerate(metrics.plant_total):
         if name not in meter_names and name not in unchecked.metrics:
             found.append(((*base, "plant_total", i), f"{name!r} is not one of metrics.meters"))
+    idle = metrics.events.idle_energy
+    machine_names = {m.metric_name for m in metrics.machines}
+    for name in idle.machines if idle is not None else ():
+        if name not in machine_names and name not in unchecked.metrics:
+            path: Loc = (*base, "events", "idle_energy", "machines", name)
+            found.append((path, f"{name!r} is not one of metrics.machines"))
     return found
 
 
