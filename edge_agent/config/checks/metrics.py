@@ -143,8 +143,8 @@ def check_metrics(
     machine_names = {m.metric_name for m in metrics.machines}
     for name in idle.machines if idle is not None else ():
         if name not in machine_names and name not in unchecked.metrics:
-            path: Loc = (*base, "events", "idle_energy", "machines", name)
-            found.append((path, f"{name!r} is not one of metrics.machines"))
+            where: Loc = (*base, "events", "idle_energy", "machines", name)
+            found.append((where, f"{name!r} is not one of metrics.machines"))
     return found
 
 
