@@ -54,8 +54,8 @@ NS_PER_MIN: Final = 60 * NS_PER_S
 FAMILY: Final = "demand_guard"
 NAMES: Final = ("predicted_kw", "limit_kw", "block_kwh", "minutes_left", "shed_kw")
 EVENT: Final = "demand_limit"
-#: Decimal places: power to the watt, energy to the watt-hour, minutes to the second.
-_DECIMALS: Final = (3, 3, 3, 2, 3)
+_ALL_GOOD: Final = (Quality.GOOD,) * len(NAMES)
+_NO_REASONS: Final = ("",) * len(NAMES)
 _NO_POWER: Final = "no recent power reading (power tag or counter rate)"
 
 
@@ -121,6 +121,8 @@ class DemandGuard:
         self._total_ticks = 0
         self.active: _Active | None = None
         self.last: Prediction | None = None
+        self._attributes: dict[str, str] = {}
+        self._attributes_block = -1
 
     @property
     def primary_tag(self) -> str:
@@ -285,20 +287,25 @@ class DemandGuard:
 
     def _batch(self, p: Prediction) -> SampleBatch:
         """The live ``demand_guard`` batch (timestamp: the poll, window: the running block)."""
-        raw = (p.predicted_kw, self.spec.limit_kw, p.block_kwh, p.minutes_left, p.shed_kw)
-        values: list[Value] = []
-        qualities: list[Quality] = []
-        reasons: list[str] = []
-        for value, places in zip(raw, _DECIMALS, strict=True):
-            if value is None:
-                values.append(None)
-                qualities.append(Quality.UNCERTAIN)
-                reasons.append(_NO_POWER)
-            else:
-                values.append(round(value, places) + 0.0)
-                qualities.append(Quality.GOOD)
-                reasons.append("")
-        info = MetricInfo(FAMILY, DEMAND_WINDOW, (p.block_start_ns, p.block_end_ns))
+        if self._attributes_block != p.block_start_ns:
+            info = MetricInfo(FAMILY, DEMAND_WINDOW, (p.block_start_ns, p.block_end_ns))
+            self._attributes = info.attributes()
+            self._attributes_block = p.block_start_ns
+        if p.predicted_kw is not None and p.shed_kw is not None:
+            values: list[Value] = [
+                round(p.predicted_kw, 3) + 0.0,
+                self.spec.limit_kw,
+                round(p.block_kwh, 3) + 0.0,
+                round(p.minutes_left, 2) + 0.0,
+                round(p.shed_kw, 3) + 0.0,
+            ]
+            qualities, reasons = list(_ALL_GOOD), list(_NO_REASONS)
+        else:
+            values = [None, self.spec.limit_kw, round(p.block_kwh, 3) + 0.0]
+            values += [round(p.minutes_left, 2) + 0.0, None]
+            qualities = [Quality.UNCERTAIN, Quality.GOOD, Quality.GOOD, Quality.GOOD]
+            qualities.append(Quality.UNCERTAIN)
+            reasons = [_NO_POWER, "", "", "", _NO_POWER]
         return SampleBatch(
             device=self.meter.name,
             group=metric_group(DEMAND_WINDOW),
@@ -307,7 +314,7 @@ class DemandGuard:
             values=values,
             qualities=qualities,
             reasons=reasons,
-            attributes=info.attributes(),
+            attributes=dict(self._attributes),
         )
 
     def state(self) -> dict[str, Any]:

@@ -308,7 +308,7 @@ class MetricsProcessor:
                     out += self.total.close(name, window, self.context)
         for meter in self.meters:
             meter.just_closed.clear()
-        if self.watchers:
+        if self.watchers and now_ns > self.started_ns:  # at start: nowhere to send them
             self.watchers.expire(now_ns)
             if self._extra:
                 out[:0] = self._drain()
