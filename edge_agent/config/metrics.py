@@ -25,6 +25,7 @@ from edge_agent.config.carriers import (
     grid_setting,
     meter_units,
 )
+from edge_agent.config.guard import DemandGuardConfig, EventsConfig
 from edge_agent.config.reports import ReportsConfig
 from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
@@ -189,6 +190,11 @@ class MeterConfig(EnergyConfig):
         )
 
     # ---- end carriers
+
+    demand_guard: DemandGuardConfig | None = Field(
+        default=None,
+        description="Predicted end-of-block demand against a limit, with events (guard).",
+    )
 
     @property
     def metric_name(self) -> str:
@@ -391,6 +397,10 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+    events: EventsConfig = Field(
+        default_factory=EventsConfig,
+        description="Idle-energy and stalled-meter events (guard); none unless configured.",
+    )
     # reports part (issue 16)
     reports: ReportsConfig = ReportsConfig()
 
@@ -412,7 +422,9 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
     lines = [f"metrics: windows {', '.join(metrics.windows)}; grace {metrics.grace:g}s"]
     for meter in metrics.meters:
         sources = [s for s, given in (("counter", meter.counter), ("power", meter.power)) if given]
-        lines.append(f"  meter {meter.metric_name}: {' + '.join(sources)} of {meter.device}")
+        guard = meter.demand_guard
+        limit = f", {guard.kind} demand {guard.limit_kw:g} kW guarded" if guard else ""
+        lines.append(f"  meter {meter.metric_name}: {' + '.join(sources)} of {meter.device}{limit}")
     for machine in metrics.machines:
         how = "state tag" if machine.state is not None else "state from power"
         extras = [x for x, given in (("parts", machine.parts), ("energy", machine.energy)) if given]
@@ -426,6 +438,13 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
         lines.append(f"  shifts: {shifts}")
     if metrics.plant_total:
         lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
+    detectors = (
+        ("idle_energy", metrics.events.idle_energy),
+        ("meter_stalled", metrics.events.meter_stalled),
+    )
+    events = [name for name, config in detectors if config is not None]
+    if events:
+        lines.append(f"  events: {', '.join(events)}")
     lines.append(f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh")
     lines.append(f"  grid emission factor: {grid_factor(metrics.grid_emission_factor)[1]}")
     for meter in metrics.meters:

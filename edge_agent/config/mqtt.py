@@ -43,6 +43,16 @@ class MqttSinkConfig(Strict):
         description="Retained metadata of each device (units, descriptions, types, enum "
         "maps, addresses). Placeholders: {plant}, {site}, {device} (required). '' = none.",
     )
+    events_topic: str = Field(
+        default="edge/{plant}/events",
+        description="Topic of event messages (demand limit, idle energy, stalled meter). "
+        "Placeholders: {plant}, {site}, {device}, {event}.",
+    )
+    reports_topic: str = Field(
+        default="edge/{plant}/reports/{report}",
+        description="Topic of the daily and shift reports, retained. Placeholders: {plant}, "
+        "{site}, {report} (daily or shift).",
+    )
     qos: Literal[0, 1] = 1
     keepalive: int = Field(default=30, ge=5, le=3600)
     username: str = ""
@@ -56,6 +66,8 @@ _TOPIC_FIELDS = {
     "status_topic": ("plant", "site"),
     "metrics_topic": ("plant", "site", "device", "window", "family"),
     "meta_topic": ("plant", "site", "device"),
+    "events_topic": ("plant", "site", "device", "event"),
+    "reports_topic": ("plant", "site", "report"),
 }
 
 
@@ -75,6 +87,8 @@ def mqtt_sink_problems(sink: MqttSinkConfig, plant: PlantIdentity) -> list[tuple
         "group": "group",
         "window": "15m",
         "family": "energy",
+        "event": "demand_limit",
+        "report": "daily",
     }
     for field, allowed in _TOPIC_FIELDS.items():
         template: str = getattr(sink, field)

@@ -30,6 +30,18 @@ WINDOW: Final = "window"
 WINDOW_START: Final = "window_start"
 WINDOW_END: Final = "window_end"
 SHIFT: Final = "shift"
+#: ``attributes[KIND]`` of an event batch (:mod:`~edge_agent.metrics.events` writes them)
+#: and of a report batch (one JSON report as the string value ``report``).
+KIND_EVENT: Final = "event"
+KIND_REPORT: Final = "report"
+EVENT: Final = "event"
+SEVERITY: Final = "severity"
+STATE: Final = "state"
+REPORT: Final = "report"
+DAY: Final = "day"
+#: ``group`` of event and report batches.
+EVENTS_GROUP: Final = "events"
+REPORTS_GROUP: Final = "reports"
 #: ``group`` of a metric batch: this prefix and the window name.
 GROUP_PREFIX: Final = "metrics:"
 
@@ -86,3 +98,56 @@ def metric_info(batch: SampleBatch) -> MetricInfo | None:
     return MetricInfo(
         attributes.get(FAMILY, ""), attributes.get(WINDOW, ""), bounds, attributes.get(SHIFT)
     )
+
+
+class EventInfo(NamedTuple):
+    """What an event batch says about itself (docs/METRICS.md, "Demand guard and events").
+
+    ``event``: its type (``demand_limit``, ``idle_energy``, ``meter_stalled``...),
+    ``severity``: info, warning or critical, ``state``: start or end.
+    """
+
+    event: str
+    severity: str
+    state: str
+
+
+def event_attributes(event: str, severity: str, state: str) -> dict[str, str]:
+    """The attributes :func:`event_info` reads back."""
+    return {KIND: KIND_EVENT, EVENT: event, SEVERITY: severity, STATE: state}
+
+
+def event_info(batch: SampleBatch) -> EventInfo | None:
+    """The event view of ``batch``, or ``None`` for any other batch (one truth test for
+    an ordinary batch, as :func:`metric_info`)."""
+    attributes = batch.attributes
+    if not attributes or attributes.get(KIND) != KIND_EVENT:
+        return None
+    return EventInfo(
+        attributes.get(EVENT, ""), attributes.get(SEVERITY, ""), attributes.get(STATE, "")
+    )
+
+
+class ReportInfo(NamedTuple):
+    """What a report batch says about itself: ``daily`` or ``shift``, its local day
+    (``2026-12-04``) and, for a shift report, the shift's name."""
+
+    report: str
+    day: str
+    shift: str | None = None
+
+
+def report_attributes(report: str, day: str, shift: str | None = None) -> dict[str, str]:
+    """The attributes :func:`report_info` reads back."""
+    attributes = {KIND: KIND_REPORT, REPORT: report, DAY: day}
+    if shift is not None:
+        attributes[SHIFT] = shift
+    return attributes
+
+
+def report_info(batch: SampleBatch) -> ReportInfo | None:
+    """The report view of ``batch``, or ``None`` for any other batch."""
+    attributes = batch.attributes
+    if not attributes or attributes.get(KIND) != KIND_REPORT:
+        return None
+    return ReportInfo(attributes.get(REPORT, ""), attributes.get(DAY, ""), attributes.get(SHIFT))

@@ -36,7 +36,12 @@ MACHINE_ENERGY_NAMES: Final = ("idle_energy_kwh", "kwh_per_good_part")
 #: ``amount`` and ``late_amount`` are in the meter's counter unit (docs/METRICS.md).
 CARRIER_NAMES: Final = ("amount", "kgce", "kgco2e", "coverage", "late_amount")
 DEMAND_BLOCK_NAMES: Final = ("demand_kw", "peak_demand_kw")
-DEMAND_DAY_NAMES: Final = ("peak_demand_kw", "peak_demand_at_s")
+DEMAND_DAY_NAMES: Final = (
+    "peak_demand_kw",
+    "peak_demand_at_s",
+    "month_peak_kw",
+    "month_peak_at_s",
+)
 UTILIZATION_NAMES: Final = (
     "off_s",
     "idle_s",
@@ -62,10 +67,11 @@ UTILIZATION_NAMES: Final = (
 DECIMALS: Final = {
     **dict.fromkeys(("energy_kwh", "late_kwh", "energy_integrated_kwh", "idle_energy_kwh"), 3),
     "kwh_per_good_part": 5,
-    **dict.fromkeys(("mean_kw", "demand_kw", "peak_demand_kw"), 3),
+    **dict.fromkeys(("mean_kw", "demand_kw", "peak_demand_kw", "month_peak_kw"), 3),
     **dict.fromkeys(("kgce", "kgco2e"), 4),
     **dict.fromkeys(("off_s", "idle_s", "run_s", "fault_s", "unknown_s", "planned_s"), 3),
     "peak_demand_at_s": 0,
+    "month_peak_at_s": 0,
     **dict.fromkeys(
         (
             "coverage",
@@ -107,6 +113,8 @@ NONE_REASONS: Final = {
     "demand_kw": "no data",
     "peak_demand_kw": "no block of this day had data",
     "peak_demand_at_s": "no block of this day had data",
+    "month_peak_kw": "no block of this month had data",
+    "month_peak_at_s": "no block of this month had data",
 }
 
 
@@ -199,7 +207,8 @@ def energy_and_demand_batches(
         day_start = ctx.day.window_at(window.start_ns)
         peak = None
         if demand is not None and day_start is not None:
-            peak = peaks.add_block(day_start.start_ns, window.start_ns, demand)
+            month_ns = None if ctx.month_start is None else ctx.month_start(window.start_ns)
+            peak = peaks.add_block(day_start.start_ns, window.start_ns, demand, month_ns)
         elif day_start is not None:
             peak = peaks.peak_of(day_start.start_ns)
         if day_start is not None:
@@ -222,9 +231,14 @@ def energy_and_demand_batches(
             )
     elif kind == DAY and emitted:
         peak = peaks.peak_of(window.start_ns)
+        month = None
+        if ctx.month_start is not None:
+            month = peaks.month_peak_of(ctx.month_start(window.start_ns))
         values_day = [
             None if peak is None else peak.peak_kw,
             None if peak is None else peak.block_start_ns / NS_PER_S,
+            None if month is None else month.peak_kw,
+            None if month is None else month.block_start_ns / NS_PER_S,
         ]
         out.append(
             metric_batch(

@@ -15,6 +15,7 @@ and on stop, and restored at start, so that a restart loses and doubles nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -30,6 +31,7 @@ from edge_agent.episodes import Episode
 from edge_agent.metrics.build import energy_spec, machine_spec
 from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
+from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
@@ -41,6 +43,7 @@ from edge_agent.metrics.units.feed import Handler
 from edge_agent.metrics.units.machine import MachineUnit
 from edge_agent.metrics.units.meter import MeterUnit
 from edge_agent.metrics.units.total import PlantTotal
+from edge_agent.metrics.watchers import Watchers
 from edge_agent.metrics.windows import (
     DAY,
     NS_PER_S,
@@ -114,6 +117,7 @@ class MetricsProcessor:
             min_coverage=metrics.min_coverage,
             emitted=frozenset(metrics.windows),
             day=DayWindows(local),
+            month_start=functools.partial(month_start_ns, local),
         )
         self._grace_ns = round(metrics.grace * NS_PER_S)
         self.events: list[tuple[str, dict[str, Any]]] = []
@@ -134,7 +138,9 @@ class MetricsProcessor:
                 continue
             meter_unit = MeterUnit(meter.metric_name, meter.device, spec, self.kinds, self.events)
             self.meters.append(meter_unit)
-            self._fingerprints[meter_unit.name] = _fingerprint("meter", meter.model_dump(), names)
+            # The guard's settings change no window: changing a limit keeps them.
+            dump = meter.model_dump(exclude={"demand_guard"})
+            self._fingerprints[meter_unit.name] = _fingerprint("meter", dump, names)
         for machine in metrics.machines:
             try:
                 machine_spec_ = machine_spec(machine, tags)
@@ -154,10 +160,14 @@ class MetricsProcessor:
         if metrics.plant_total:
             members = [m for m in self.meters if m.name in metrics.plant_total]
             self.total = PlantTotal(config.plant.name, members)
+        #: Demand guard and event batches made while feeding, sent out with the batch.
+        self._extra: list[SampleBatch] = []
+        self._event_sent = False
+        self.watchers = Watchers(metrics, self.meters, self.machines, self._extra, self._sent)
         self._needs: dict[str, dict[str, list[tuple[int, Handler]]]] = {}
-        for unit in self.units:
-            for device, tag, priority, handler in unit.handlers():
-                self._needs.setdefault(device, {}).setdefault(tag, []).append((priority, handler))
+        handlers = [h for unit in self.units for h in unit.handlers()]
+        for device, tag, priority, handler in [*handlers, *self.watchers.handlers()]:
+            self._needs.setdefault(device, {}).setdefault(tag, []).append((priority, handler))
         self._routes: dict[tuple[str, str], Any] = {}
         self._holds = Holds(tags.change_groups())
         self.started_ns = self.now_ns()
@@ -195,7 +205,25 @@ class MetricsProcessor:
                 self._feed(batch, route, now_ns)
         else:
             self._alive(batch, now_ns)
+        if self._extra:
+            return [batch, *self._drain(), *(closed or ())]
         return [batch, *closed] if closed else (batch,)
+
+    def _sent(self) -> None:
+        self._event_sent = True
+
+    def _drain(self) -> list[SampleBatch]:
+        """The guard and event batches made so far; an event is saved before it leaves.
+
+        Saved first: a crash after the save loses at most this event, never sends its
+        start twice (the restored state knows it went out).
+        """
+        extra = list(self._extra)
+        self._extra.clear()
+        if self._event_sent:
+            self._event_sent = False
+            self.save()
+        return extra
 
     def _alive(self, batch: SampleBatch, now_ns: int) -> None:
         """A batch without samples: a change-based group's proof of life, or nothing."""
@@ -311,6 +339,10 @@ class MetricsProcessor:
                     out += self.total.close(name, window, self.context)
         for meter in self.meters:
             meter.just_closed.clear()
+        if self.watchers and now_ns > self.started_ns:  # at start: nowhere to send them
+            self.watchers.expire(now_ns)
+            if self._extra:
+                out[:0] = self._drain()
         deadlines = [
             when
             for unit in self.units
@@ -361,6 +393,7 @@ class MetricsProcessor:
                 for unit in self.units
             },
             "total": None if self.total is None else self.total.state(),
+            "watchers": self.watchers.state(),
         }
 
     def save(self) -> bool:
@@ -390,5 +423,6 @@ class MetricsProcessor:
             restored.append(unit.name)
         if self.total is not None and data.get("total") is not None:
             self.total.restore(data["total"])
+        self.watchers.restore(data.get("watchers"))
         if restored:
             log.info("metrics state restored", units=restored)

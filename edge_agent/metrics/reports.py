@@ -34,16 +34,14 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from edge_agent.metrics.contract import metric_info
+from edge_agent.metrics.contract import REPORTS_GROUP, metric_info, report_attributes
 from edge_agent.metrics.report_figures import CURRENCY, EPOCH_S, coverage_of, match
 from edge_agent.metrics.windows import DAY, NS_PER_S, SHIFT
 from edge_agent.model import Quality, SampleBatch
 
 log = structlog.get_logger("edge_agent.metrics")
 
-#: ``attributes["kind"]`` of a report batch, its ``group`` and its one value's name.
-KIND_REPORT: Final = "report"
-REPORT_GROUP: Final = "reports"
+#: The one value's name of a report batch (its attributes and group: contract.py).
 REPORT_VALUE: Final = "report"
 DAILY: Final = "daily"
 SHIFTLY: Final = "shift"
@@ -84,13 +82,13 @@ def report_stem(document: Document) -> str:
 
 def report_batch(document: Document) -> SampleBatch:
     """The contract's report batch of ``document`` (ENERGY-CONTRACT.md)."""
-    attributes = {"kind": KIND_REPORT, "report": document["report"], "day": document["day"]}
-    if document.get("shift"):
-        attributes["shift"] = document["shift"]
+    attributes = report_attributes(
+        document["report"], document["day"], document.get("shift") or None
+    )
     text = json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return SampleBatch(
         device=document["plant"],
-        group=REPORT_GROUP,
+        group=REPORTS_GROUP,
         timestamp_ns=int(document["start_s"] * NS_PER_S),
         names=(REPORT_VALUE,),
         values=[text],

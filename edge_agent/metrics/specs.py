@@ -85,6 +85,9 @@ class Context:
     emitted: frozenset[str]
     day: WindowKind
     planned: Callable[[int, int], int] = field(default=lambda a, b: b - a)
+    #: Start (ns) of the local calendar month containing a time: month peak demand.
+    #: ``None``: no month figures (a context built without a time zone).
+    month_start: Callable[[int], int] | None = None
 
 
 def shift_specs(metrics: MetricsConfig) -> list[ShiftSpec]:

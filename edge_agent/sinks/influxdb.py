@@ -43,7 +43,7 @@ from edge_agent.config import InfluxSinkConfig, PlantConfig, TagCatalog
 from edge_agent.config.catalog import DeviceInfo
 from edge_agent.config.influx import QUALITY_SUFFIX, UNIT_TAG
 from edge_agent.errors import SinkError
-from edge_agent.metrics.contract import metric_info
+from edge_agent.metrics.contract import KIND, KIND_REPORT, EventInfo, event_info, metric_info
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.line_protocol import (
     PRECISION_NS,
@@ -71,6 +71,8 @@ _PRECISION: Final = {
 #: hands over whichever tags changed, so its batches name ever new sets of tags: the
 #: cache starts over when full rather than grow without bound.
 MAX_LAYOUTS: Final = 4096
+#: Measurement of event batches (docs/INFLUXDB.md): tags plant, device, event, severity, state.
+EVENTS_MEASUREMENT: Final = "events"
 
 
 class DeadLetters(Protocol):
@@ -220,6 +222,8 @@ class InfluxSink:
     def _deliver(self, batches: list[SampleBatch]) -> list[_Refused]:
         lines: list[str] = []
         for batch in batches:
+            if batch.attributes and batch.attributes.get(KIND) == KIND_REPORT:
+                continue  # a report's figures are here already as metric batches: delivered
             layout = self._layout(batch)
             if layout.parts is None:
                 lines.extend(
@@ -295,20 +299,32 @@ class InfluxSink:
 
     def _layout(self, batch: SampleBatch) -> _Layout:
         info = metric_info(batch)
+        event = None
         if info is None:
             family = window = shift = ""
+            event = event_info(batch)
         else:
             family, window, shift = info.family, info.window, info.shift or ""
-        key = (batch.device, batch.group, family, window, shift, tuple(batch.names))
+        key: tuple[Any, ...] = (batch.device, batch.group, family, window, shift)
+        if event is not None:
+            key += tuple(event)
+        key += (tuple(batch.names),)
         layout = self._layouts.get(key)
         if layout is None:
-            layout = self._make_layout(batch, family, window, shift)
+            layout = self._make_layout(batch, family, window, shift, event)
             if len(self._layouts) >= MAX_LAYOUTS:
                 self._layouts.clear()
             self._layouts[key] = layout
         return layout
 
-    def _make_layout(self, batch: SampleBatch, family: str, window: str, shift: str) -> _Layout:
+    def _make_layout(
+        self,
+        batch: SampleBatch,
+        family: str,
+        window: str,
+        shift: str,
+        event: EventInfo | None = None,
+    ) -> _Layout:
         config = self.config
         name_of = config.name_of
         info = self._devices.get(batch.device)
@@ -326,6 +342,10 @@ class InfluxSink:
             tags["window"] = window
             if shift:
                 tags["shift"] = shift
+        elif event is not None:
+            # An event batch (edge_agent.metrics.contract): timestamp = its start or end.
+            measurement = EVENTS_MEASUREMENT
+            tags.update(event=event.event, severity=event.severity, state=event.state)
         else:
             measurement = config.measurement_of(info, batch.device)
             if config.group_tag:
@@ -334,7 +354,8 @@ class InfluxSink:
         keys, quality_keys = field_keys(
             names, QUALITY_SUFFIX if config.quality == "field" else None
         )
-        units = _units(info, batch.names) if config.units == "tag" and not family else {}
+        plain = not family and event is None
+        units = _units(info, batch.names) if config.units == "tag" and plain else {}
         if len(units) <= 1:
             unit = next(iter(units), "")
             return _Layout(line_prefix(measurement, {**tags, UNIT_TAG: unit}), keys, quality_keys)

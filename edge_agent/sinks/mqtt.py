@@ -35,7 +35,15 @@ from edge_agent.config.catalog import DeviceInfo
 from edge_agent.config.mqtt import mqtt_sink_problems
 from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
-from edge_agent.metrics.contract import MetricInfo, metric_info
+from edge_agent.metrics.contract import (
+    KIND,
+    KIND_EVENT,
+    KIND_REPORT,
+    MetricInfo,
+    event_info,
+    metric_info,
+    report_info,
+)
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.meta import encode_meta
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
@@ -157,7 +165,12 @@ class MqttSink:
         plant, site = self._plant, self._site
         messages = [(self._topic(b), encode_batch(b, plant, site)) for b in batches]
         try:
-            await self._connection.publish(messages, qos=self._qos, idle_timeout=self._ack_timeout)
+            if any(b.attributes and b.attributes.get(KIND) == KIND_REPORT for b in batches):
+                await self._publish_runs(batches, messages)
+            else:
+                await self._connection.publish(
+                    messages, qos=self._qos, idle_timeout=self._ack_timeout
+                )
         except MqttError:
             if self._connection.connected:
                 # Not a loss but a stall: the broker stopped confirming. Re-making the
@@ -165,6 +178,23 @@ class MqttSink:
                 # queue the same messages twice.
                 self._connection.abort("the broker stopped confirming messages")
             raise
+
+    async def _publish_runs(
+        self, batches: Sequence[SampleBatch], messages: list[tuple[str, bytes]]
+    ) -> None:
+        """Reports are retained (the last report of each kind stays on the broker for a
+        consumer that connects later), the rest not: one publish per run of either, in
+        order."""
+        start = 0
+        while start < len(messages):
+            retain = report_info(batches[start]) is not None
+            end = start + 1
+            while end < len(messages) and (report_info(batches[end]) is not None) == retain:
+                end += 1
+            await self._connection.publish(
+                messages[start:end], qos=self._qos, retain=retain, idle_timeout=self._ack_timeout
+            )
+            start = end
 
     async def publish_status(self, payload: bytes) -> bool:
         """Replace the retained status with ``payload`` (the agent's status document).
@@ -236,6 +266,9 @@ class MqttSink:
             info = metric_info(batch)
             if info is not None:
                 return self._metrics_topic(batch, info)
+            kind = batch.attributes.get(KIND) if batch.attributes else None
+            if kind in (KIND_EVENT, KIND_REPORT):
+                return self._event_topic(batch)
             topic = self._topic_template.format(
                 plant=self._plant, site=self._site, device=batch.device, group=batch.group
             )
@@ -257,6 +290,20 @@ class MqttSink:
             )
             self._metric_topics[key] = topic
         return topic
+
+    def _event_topic(self, batch: SampleBatch) -> str:
+        """``events_topic`` of an event batch, ``reports_topic`` of a report batch."""
+        event, report = event_info(batch), report_info(batch)
+        if report is not None:
+            return self.config.reports_topic.format(
+                plant=self._plant, site=self._site, report=report.report or "report"
+            )
+        return self.config.events_topic.format(
+            plant=self._plant,
+            site=self._site,
+            device=batch.device,
+            event=event.event if event is not None and event.event else "event",
+        )
 
     async def _supervise(self) -> None:
         """Connect, announce ``online``, wait for the loss, back off, repeat until cancelled."""

@@ -72,7 +72,7 @@ class Plant:
         """The line meter's energy windows by start, the last publication of each kept."""
         found: dict[int, dict[str, Any]] = {}
         for b in self.published:
-            if (b.device, b.group, b.attributes["family"]) == (
+            if (b.device, b.group, b.attributes.get("family")) == (
                 "line-meter",
                 f"metrics:{window}",
                 "energy",
@@ -85,7 +85,12 @@ class Plant:
 
 
 def keys(batches: list[SampleBatch]) -> list[tuple[str, str, str, int]]:
-    return [(b.device, b.group, b.attributes["family"], b.timestamp_ns) for b in batches]
+    """A metric batch by window and family; an event (demo config) by its state and time:
+    neither is published twice."""
+    return [
+        (b.device, b.group, b.attributes.get("family") or b.attributes["state"], b.timestamp_ns)
+        for b in batches
+    ]
 
 
 def test_a_stop_in_the_middle_of_a_window_loses_and_doubles_nothing(tmp_path: Path) -> None:

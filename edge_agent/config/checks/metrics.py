@@ -147,6 +147,12 @@ def check_metrics(
                     f"{name!r} is a {carriers[name]} meter; the plant total adds electricity only",
                 )
             )
+    idle = metrics.events.idle_energy
+    machine_names = {m.metric_name for m in metrics.machines}
+    for name in idle.machines if idle is not None else ():
+        if name not in machine_names and name not in unchecked.metrics:
+            where: Loc = (*base, "events", "idle_energy", "machines", name)
+            found.append((where, f"{name!r} is not one of metrics.machines"))
     return found
 
 
