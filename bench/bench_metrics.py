@@ -6,6 +6,11 @@ machines with state, parts and energy; windows 1m, 15m, 1h, 1d, shift) with
 synthetic 1 s batches in simulated time, and prints microseconds per batch for a
 meter batch, a machine batch, and a batch the metrics do not use (pass-through).
 Windows close as the simulated clock passes them, so closing is included.
+
+The demo's meters are priced by a time-of-use tariff (metrics.tariffs): the meter
+batch is also timed with the tariffs taken out, and the tariff calendar's split of
+one energy interval is timed alone, inside a period (the hot path) and across a
+period boundary.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from pathlib import Path
 
 from edge_agent.config.loader import load_config
 from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.tariff import PERIODS, TariffCalendar
+from edge_agent.metrics.windows import NS_PER_S, LocalTime
 from edge_agent.model import Quality, SampleBatch, Value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +69,13 @@ METER_NAMES = ("power_active", "energy_import")
 MACHINE_NAMES = ("state", "power", "parts_total", "parts_good", "parts_scrap", "energy")
 
 
-def run(seconds: int) -> dict[str, float]:
+def run(seconds: int, tariffs: bool = True) -> dict[str, float]:
     clock = Clock()
     config = load_config(ROOT / "configs" / "demo-plant.yaml", env={})
+    if not tariffs:
+        assert config.metrics is not None
+        metrics = config.metrics.model_copy(update={"tariffs": []})
+        config = config.model_copy(update={"metrics": metrics})
     processor = MetricsProcessor(config, clock=clock)
     spent = {"meter": 0.0, "machine": 0.0, "other": 0.0}
     for second in range(seconds):
@@ -76,12 +87,35 @@ def run(seconds: int) -> dict[str, float]:
     return {kind: total / seconds * 1e6 for kind, total in spent.items()}
 
 
+def tariff_split(count: int) -> dict[str, float]:
+    """Nanoseconds of TariffCalendar.add for one 1 s interval: inside a period (the
+    cached stretch) and across a period boundary (a fresh look-up each time)."""
+    config = load_config(ROOT / "configs" / "demo-plant.yaml", env={})
+    assert config.metrics is not None
+    calendar = TariffCalendar(config.metrics.tariffs[0].spec(), LocalTime(config.plant.timezone))
+    into = [0.0] * len(PERIODS)
+    t0 = START * NS_PER_S
+    calendar.add(into, t0, t0 + NS_PER_S, 1.0)
+    started = time.perf_counter()
+    for k in range(count):
+        calendar.add(into, t0 + k * NS_PER_S, t0 + (k + 1) * NS_PER_S, 1.0)
+    inside = (time.perf_counter() - started) / count * 1e9
+    boundary = (START + 3 * 3600) * NS_PER_S  # 11:00 local: peak -> flat
+    started = time.perf_counter()
+    for _ in range(count // 10):
+        calendar.add(into, boundary - NS_PER_S // 2, boundary + NS_PER_S // 2, 1.0)
+        calendar.add(into, t0, t0 + NS_PER_S, 1.0)  # back in the morning: never cached
+    across = (time.perf_counter() - started) / (count // 10) / 2 * 1e9
+    return {"inside": inside, "across": across}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds per run")
     parser.add_argument("--runs", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
     results = [run(args.seconds) for _ in range(args.runs)]
+    plain = min(run(args.seconds, tariffs=False)["meter"] for _ in range(args.runs))
     for kind, label in (
         ("meter", "meter batch (counter + power -> 6 window kinds)"),
         ("machine", "machine batch (state, 3 parts counters, counter + power)"),
@@ -89,6 +123,14 @@ def main() -> None:
     ):
         best = min(r[kind] for r in results)
         print(f"{label:60s} {best:6.1f} µs per batch")
+    print(f"{'meter batch without its tariff':60s} {plain:6.1f} µs per batch")
+    splits = [tariff_split(100_000) for _ in range(args.runs)]
+    for kind, label in (
+        ("inside", "tariff split of a 1 s interval inside a period"),
+        ("across", "tariff split of a 1 s interval across a period boundary"),
+    ):
+        best = min(r[kind] for r in splits)
+        print(f"{label:60s} {best:6.0f} ns per interval")
 
 
 if __name__ == "__main__":

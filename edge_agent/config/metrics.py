@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.tariff import TariffConfig
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
@@ -96,6 +97,11 @@ class MeterConfig(EnergyConfig):
 
     name: Name | None = Field(default=None, description="Metric device name; default: device.")
     device: Name
+    tariff: Name | None = Field(
+        default=None,
+        description="Name of the time-of-use tariff (metrics.tariffs) its energy is priced by; "
+        "default: the only tariff when exactly one is configured.",
+    )
 
     @property
     def metric_name(self) -> str:
@@ -292,6 +298,10 @@ class MetricsConfig(Strict):
     shifts: list[ShiftConfig] = Field(default_factory=list)
     meters: list[MeterConfig] = Field(default_factory=list)
     machines: list[MachineConfig] = Field(default_factory=list)
+    tariffs: list[TariffConfig] = Field(
+        default_factory=list,
+        description="Time-of-use tariffs (docs/METRICS.md, cost by time-of-use tariff).",
+    )
     plant_total: list[Name] = Field(
         default_factory=list,
         description="Meters whose sum is published as the plant's energy (device = plant name).",
@@ -299,6 +309,12 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+
+    def tariff_of(self, meter: MeterConfig) -> TariffConfig | None:
+        """The tariff pricing ``meter``: its own, else the only one configured, else none."""
+        if meter.tariff is None:
+            return self.tariffs[0] if len(self.tariffs) == 1 else None
+        return next((t for t in self.tariffs if t.name == meter.tariff), None)
 
 
 def summary_lines(metrics: MetricsConfig) -> list[str]:
@@ -320,6 +336,12 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
         lines.append(f"  shifts: {shifts}")
     if metrics.plant_total:
         lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
+    for tariff in metrics.tariffs:
+        priced = [m.metric_name for m in metrics.meters if metrics.tariff_of(m) is tariff]
+        lines.append(
+            f"  tariff {tariff.name} ({tariff.currency}, {len(tariff.seasons)} seasons): "
+            + (", ".join(priced) if priced else "no meter")
+        )
     lines.append(
         f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh, "
         f"{metrics.grid_emission_factor:g} kgCO2e/kWh"

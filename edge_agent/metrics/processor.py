@@ -33,6 +33,7 @@ from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
+from edge_agent.metrics.tariff import TariffCalendar
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
 from edge_agent.metrics.units.feed import Handler
 from edge_agent.metrics.units.machine import MachineUnit
@@ -112,15 +113,24 @@ class MetricsProcessor:
         self.meters: list[MeterUnit] = []
         self.machines: list[MachineUnit] = []
         self._fingerprints: dict[str, str] = {}
+        tariffs = {t.name: t.spec() for t in metrics.tariffs}
         for meter in metrics.meters:
             try:
                 spec = energy_spec(meter, meter.device, tags)
             except KeyError as exc:
                 _skipped(meter.metric_name, exc)
                 continue
-            meter_unit = MeterUnit(meter.metric_name, meter.device, spec, self.kinds, self.events)
+            tariff = metrics.tariff_of(meter)
+            calendar = None if tariff is None else TariffCalendar(tariffs[tariff.name], local)
+            meter_unit = MeterUnit(
+                meter.metric_name, meter.device, spec, self.kinds, self.events, calendar
+            )
             self.meters.append(meter_unit)
-            self._fingerprints[meter_unit.name] = _fingerprint("meter", meter.model_dump(), names)
+            # The tariff's name only: a new price or calendar keeps the open windows.
+            priced_by = () if tariff is None else (tariff.name,)
+            self._fingerprints[meter_unit.name] = _fingerprint(
+                "meter", meter.model_dump(exclude={"tariff"}), names, *priced_by
+            )
         for machine in metrics.machines:
             try:
                 machine_spec_ = machine_spec(machine, tags)

@@ -19,6 +19,7 @@ from edge_agent.config.metrics import (
     MetricsConfig,
     PowerTag,
 )
+from edge_agent.config.tariff import tariff_problems, tariff_warnings
 from edge_agent.metrics.specs import shift_specs
 from edge_agent.metrics.utilization import STATE_NAMES
 from edge_agent.metrics.windows import SHIFT, overlapping_shifts, shift_spec_problems
@@ -35,6 +36,8 @@ class Unchecked:
     tags: set[tuple[str, str]] = field(default_factory=set)
     metrics: set[str] = field(default_factory=set)
     shifts: bool = False
+    tariffs: bool = False
+    pruned_tariffs: set[str] = field(default_factory=set)
 
 
 class _Tags:
@@ -139,7 +142,48 @@ def check_metrics(
     for i, name in enumerate(metrics.plant_total):
         if name not in meter_names and name not in unchecked.metrics:
             found.append(((*base, "plant_total", i), f"{name!r} is not one of metrics.meters"))
+    found += _check_tariffs(metrics, base, unchecked)
     return found
+
+
+def _check_tariffs(metrics: MetricsConfig, base: Loc, unchecked: Unchecked) -> list[Finding]:
+    """Each tariff alone, names unique, meters name a tariff there is, one currency per total."""
+    found = duplicates(
+        [((*base, "tariffs", i, "name"), t.name) for i, t in enumerate(metrics.tariffs)],
+        "tariff",
+        format_path,
+    )
+    for i, tariff in enumerate(metrics.tariffs):
+        if tariff.name in unchecked.pruned_tariffs:
+            continue  # a span or a season was cut: its own error says it, not a gap
+        found += [((*base, "tariffs", i, *path), m) for path, m in tariff_problems(tariff)]
+    names = [t.name for t in metrics.tariffs]
+    for i, meter in enumerate(metrics.meters):
+        if meter.tariff is not None and meter.tariff not in names and not unchecked.tariffs:
+            known = f"tariffs: {', '.join(names)}" if names else "metrics.tariffs is empty"
+            found.append(
+                ((*base, "meters", i, "tariff"), f"no tariff named {meter.tariff!r} ({known})")
+            )
+    members = [m for m in metrics.meters if m.metric_name in metrics.plant_total]
+    currencies = sorted({t.currency for m in members if (t := metrics.tariff_of(m)) is not None})
+    if len(currencies) > 1:
+        found.append(
+            (
+                (*base, "plant_total"),
+                f"the plant total's meters are priced in {' and '.join(currencies)}: "
+                "their costs cannot be added (give them tariffs in one currency)",
+            )
+        )
+    return found
+
+
+def tariff_warning_findings(metrics: MetricsConfig) -> list[Finding]:
+    """Tariff prices that break the NDRC's 2021 ratios (warnings, not errors)."""
+    return [
+        (("metrics", "tariffs", i, *path), message)
+        for i, tariff in enumerate(metrics.tariffs)
+        for path, message in tariff_warnings(tariff)
+    ]
 
 
 def _check_shifts(metrics: MetricsConfig, base: Loc) -> list[Finding]:
