@@ -25,7 +25,7 @@ from edge_agent.metrics.windows import MINUTES_PER_DAY, parse_clock
 #: A place in the tariff (relative to it) and what is wrong there.
 Found = tuple[tuple[str | int, ...], str]
 
-#: NDRC 2021 (发改价格〔2021〕1093号): peak/valley at least 3:1 (4:1 where the
+#: NDRC 2021 (notice 发改价格[2021]1093号): peak/valley at least 3:1 (4:1 where the
 #: load gap is large), critical peak at least 20 % above peak.
 MIN_PEAK_VALLEY_RATIO: Final = 3.0
 MIN_CRITICAL_OVER_PEAK: Final = 1.2
@@ -78,7 +78,9 @@ class SeasonConfig(Strict):
     months: list[Month] = Field(min_length=1)
     workday: list[PeriodSpan] = Field(min_length=1)
     holiday: list[PeriodSpan] | None = Field(
-        default=None, description="Day plan of holidays and weekends; default: workday's."
+        default=None,
+        min_length=1,
+        description="Day plan of holidays and weekends; default: workday's.",
     )
 
 
@@ -136,7 +138,8 @@ def tariff_problems(tariff: TariffConfig) -> list[Found]:
             found.append(
                 (
                     ("seasons", i, "name"),
-                    f"duplicate season {season.name!r} (also at seasons[{seen_season[season.name]}])",
+                    f"duplicate season {season.name!r} "
+                    f"(also at seasons[{seen_season[season.name]}])",
                 )
             )
         seen_season.setdefault(season.name, i)
@@ -160,10 +163,13 @@ def tariff_problems(tariff: TariffConfig) -> list[Found]:
     return found
 
 
-def _coverage(path: tuple[str | int, ...], spans: Sequence[PeriodSpan], tariff: TariffConfig) -> list[Found]:
+def _coverage(
+    path: tuple[str | int, ...], spans: Sequence[PeriodSpan], tariff: TariffConfig
+) -> list[Found]:
     """Every minute of the day in exactly one span; each span's period priced."""
     found: list[Found] = []
     owner: list[int | None] = [None] * MINUTES_PER_DAY
+    empty = False
     for j, span in enumerate(spans):
         if span.period not in tariff.prices:
             found.append(
@@ -180,9 +186,11 @@ def _coverage(path: tuple[str | int, ...], spans: Sequence[PeriodSpan], tariff: 
                     "00:00 to 24:00)",
                 )
             )
+            empty = True
             continue
         start, end = span.minutes
         clash: list[int] = []
+        others: set[int] = set()
         for minute in range(start, end):
             slot = minute % MINUTES_PER_DAY
             previous = owner[slot]
@@ -190,17 +198,17 @@ def _coverage(path: tuple[str | int, ...], spans: Sequence[PeriodSpan], tariff: 
                 owner[slot] = j
             else:
                 clash.append(slot)
+                others.add(previous)
         if clash:
-            others = sorted({owner[m] for m in clash if owner[m] is not None})
             found.append(
                 (
                     (*path, j),
                     f"{_stretches(clash)} is covered twice (also by "
-                    f"{', '.join(f'{path[-1]}[{k}]' for k in others)})",
+                    f"{', '.join(f'{path[-1]}[{k}]' for k in sorted(others))})",
                 )
             )
     gaps = [m for m in range(MINUTES_PER_DAY) if owner[m] is None]
-    if gaps:
+    if gaps and not empty:  # an empty span is the likelier mistake: its finding says it
         found.append((path, f"{_stretches(gaps)} is in no period"))
     return found
 
@@ -217,7 +225,10 @@ def _dates(tariff: TariffConfig) -> list[Found]:
     for k, day in enumerate(tariff.workdays):
         if day in holidays:
             found.append(
-                (("workdays", k), f"{day.isoformat()} is also in holidays: a day is one or the other")
+                (
+                    ("workdays", k),
+                    f"{day.isoformat()} is also in holidays: a day is one or the other",
+                )
             )
         elif day.weekday() < 5:
             found.append(
@@ -245,7 +256,11 @@ def tariff_warnings(tariff: TariffConfig) -> list[Found]:
                     "NDRC's 2021 time-of-use rules: check the prices for a typo",
                 )
             )
-    if critical is not None and peak is not None and critical < peak * MIN_CRITICAL_OVER_PEAK - 1e-9:
+    if (
+        critical is not None
+        and peak is not None
+        and critical < peak * MIN_CRITICAL_OVER_PEAK - 1e-9
+    ):
         found.append(
             (
                 ("prices", "critical_peak"),

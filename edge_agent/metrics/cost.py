@@ -53,7 +53,9 @@ def tariff_values(
     kwh = [0.0] * PERIOD_COUNT
     cost = [0.0] * PERIOD_COUNT
     for acc, spec in members:
-        for p, (k, c) in enumerate(zip(acc.period_kwh, cost_by_period(acc.period_kwh, spec), strict=True)):
+        for p, (k, c) in enumerate(
+            zip(acc.period_kwh, cost_by_period(acc.period_kwh, spec), strict=True)
+        ):
             kwh[p] += k
             cost[p] += c
     values: list[float | None] = [kwh[p] for p in priced]

@@ -164,7 +164,7 @@ class TariffCalendar:
         out: list[tuple[int, int, int]] = []
         t = a_ns
         while t < b_ns:
-            lo, hi, period = self._stretch(t)
+            _lo, hi, period = self._stretch(t)
             end = min(hi, b_ns)
             if out and out[-1][2] == period and out[-1][1] == t:
                 out[-1] = (out[-1][0], end, period)

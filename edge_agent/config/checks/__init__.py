@@ -35,8 +35,8 @@ __all__ = [
     "PlantParts",
     "check_parts",
     "check_plant",
-    "metrics_warnings",
     "format_path",
+    "metrics_warnings",
 ]
 
 

@@ -196,8 +196,8 @@ class PlantParts:
     #: Metric names of meters and machines cut away; True when a shift was cut.
     unchecked_metrics: set[str] = field(default_factory=set)
     shifts_cut: bool = False
-    #: True when a tariff was cut: references to tariffs are not checked.
-    tariffs_cut: bool = False
+    #: Names of tariffs cut away: references to them are not checked.
+    tariffs_cut: set[str] = field(default_factory=set)
     #: Names of tariffs with a part cut away: their calendars are not checked.
     tariffs_pruned: set[str] = field(default_factory=set)
     pruner: Pruner | None = None
@@ -257,8 +257,10 @@ class PlantParts:
                     continue
                 if path[1] == "shifts":
                     parts.shifts_cut = True
-                if path[1] == "tariffs":
-                    parts.tariffs_cut = True
+                if path[1] == "tariffs" and isinstance(raw, dict):
+                    name = raw.get("name")
+                    if isinstance(name, str):
+                        parts.tariffs_cut.add(name)
                 if path[1] in ("meters", "machines") and isinstance(raw, dict):
                     name = raw.get("name") or raw.get("device")
                     if isinstance(name, str):

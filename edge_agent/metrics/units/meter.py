@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.cost import tariff_batch
 from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.output import (
     CROSS_CHECK_NAMES,
@@ -14,7 +15,6 @@ from edge_agent.metrics.output import (
     energy_and_demand_batches,
     energy_values,
 )
-from edge_agent.metrics.cost import tariff_batch
 from edge_agent.metrics.specs import Context, EnergySpec
 from edge_agent.metrics.tariff import TariffCalendar
 from edge_agent.metrics.tracks import OpenWindow, Stager, WindowTrack
