@@ -25,6 +25,7 @@ import structlog
 
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.metrics import MetricsConfig
+from edge_agent.config.tariff import TariffConfig, tariff_problems
 from edge_agent.metrics.build import energy_spec, machine_spec
 from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
@@ -64,6 +65,15 @@ def _skipped(unit: str, exc: KeyError) -> None:
     log.warning(
         "metrics unit skipped: its device or tag is not configured", unit=unit, error=str(exc)
     )
+
+
+def _bad_tariff(tariff: TariffConfig) -> bool:
+    """A tariff with gaps or overlaps (``check`` reports them in a plant file; a config
+    assembled in code may have them): left out, its meters are not priced."""
+    problems = tariff_problems(tariff)
+    if problems:
+        log.warning("tariff left out: " + problems[0][1], tariff=tariff.name)
+    return bool(problems)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -113,7 +123,7 @@ class MetricsProcessor:
         self.meters: list[MeterUnit] = []
         self.machines: list[MachineUnit] = []
         self._fingerprints: dict[str, str] = {}
-        tariffs = {t.name: t.spec() for t in metrics.tariffs}
+        tariffs = {t.name: t.spec() for t in metrics.tariffs if not _bad_tariff(t)}
         for meter in metrics.meters:
             try:
                 spec = energy_spec(meter, meter.device, tags)
@@ -121,7 +131,8 @@ class MetricsProcessor:
                 _skipped(meter.metric_name, exc)
                 continue
             tariff = metrics.tariff_of(meter)
-            calendar = None if tariff is None else TariffCalendar(tariffs[tariff.name], local)
+            spec_of = None if tariff is None else tariffs.get(tariff.name)
+            calendar = None if spec_of is None else TariffCalendar(spec_of, local)
             meter_unit = MeterUnit(
                 meter.metric_name, meter.device, spec, self.kinds, self.events, calendar
             )

@@ -185,6 +185,8 @@ class TariffCalendar:
         index = bisect.bisect_right(plan.starts, into) - 1
         base = day * NS_PER_DAY - offset
         lo, hi = base + plan.starts[index], base + plan.ends[index]
+        if index < 0 or hi <= t_ns:  # the config layer's checks make this impossible
+            raise ValueError(f"tariff {self.spec.name!r}: no period at {into // NS_PER_MIN} min")
         # A UTC-offset change inside the stretch ends it (the wall clock jumps there).
         if local.offset_ns(hi - 1) != offset:
             hi = local.transition(t_ns, hi - 1)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from edge_agent.config import PlantConfig
 from edge_agent.config.loader import load_config, parse_config
@@ -102,7 +103,7 @@ class Clock:
 class Feed:
     """36 kW every second at ``t + 0.5``, the counter following; metric batches kept."""
 
-    def __init__(self, plant: PlantConfig, start: float, store: StateStore | None = None):
+    def __init__(self, plant: PlantConfig, start: float, store: StateStore | None = None) -> None:
         self.clock = Clock(start)
         self.start = start
         #: When the next sample is taken.
@@ -287,6 +288,22 @@ def test_a_state_saved_before_tariffs_loads_with_no_period_kwh(tmp_path: Path) -
     assert energy["energy_kwh"] == pytest.approx(60 * 60 * KWH_PER_S, abs=1e-3)
     # What was counted before the upgrade has no period; from then on it has.
     assert got["kwh_peak"] + got["kwh_valley"] == pytest.approx(30 * 60 * KWH_PER_S, abs=0.02)
+
+
+def test_a_tariff_with_a_gap_assembled_in_code_is_left_out_not_looped_on() -> None:
+    plant = config()
+    assert plant.metrics is not None
+    (grid,) = plant.metrics.tariffs
+    season = grid.seasons[0].model_copy(update={"workday": grid.seasons[0].workday[1:]})
+    broken = grid.model_copy(update={"seasons": [season]})
+    metrics = plant.metrics.model_copy(update={"tariffs": [broken]})
+    hour = local("Asia/Shanghai", 2026, 5, 6, 7, 0)
+    with capture_logs() as logs:
+        feed = Feed(plant.model_copy(update={"metrics": metrics}), hour - 60.5)
+    assert any(e["event"].startswith("tariff left out: ") for e in logs)
+    feed.run(hour + 3600 + 10)
+    assert not any(b.attributes["family"] == "tariff" for b in feed.out)
+    assert feed.find("counted", "1h", "energy", hour)["energy_kwh"] == pytest.approx(36.0, abs=0.01)
 
 
 def test_a_meter_without_a_tariff_publishes_no_tariff_family() -> None:
