@@ -339,7 +339,8 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
     for tariff in metrics.tariffs:
         priced = [m.metric_name for m in metrics.meters if metrics.tariff_of(m) is tariff]
         lines.append(
-            f"  tariff {tariff.name} ({tariff.currency}, {len(tariff.seasons)} seasons): "
+            f"  tariff {tariff.name} ({tariff.currency}, {len(tariff.seasons)} "
+            f"season{'' if len(tariff.seasons) == 1 else 's'}): "
             + (", ".join(priced) if priced else "no meter")
         )
     lines.append(
