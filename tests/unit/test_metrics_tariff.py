@@ -21,6 +21,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.config import PlantConfig
 from edge_agent.config.loader import load_config, parse_config
+from edge_agent.config.metrics import summary_lines
 from edge_agent.config.tariff import TariffConfig, tariff_problems, tariff_warnings
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.store import STATE_FILE, StateStore
@@ -336,5 +337,8 @@ def test_the_example_calendar_is_valid_labelled_and_copied_into_the_demo() -> No
     assert demo.metrics is not None
     assert demo.metrics.tariffs == [example]
     assert all(demo.metrics.tariff_of(m) == example for m in demo.metrics.meters)
+    assert "  tariff example-cn-tou (CNY, 2 seasons): line-meter, compressor-meter" in (
+        summary_lines(demo.metrics)
+    )
     summer = next(s for s in example.seasons if 7 in s.months)
     assert any(span.period == "critical_peak" for span in summer.workday)
