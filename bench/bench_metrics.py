@@ -10,6 +10,11 @@ Windows close as the simulated clock passes them, so closing is included.
 The demo's line meter has a demand guard and the plant has idle-energy and
 stalled-meter events: the meter and machine batches pay for them. ``--no-guard``
 runs the same plant without them, to show what they cost.
+
+The demo's meters are priced by a time-of-use tariff (metrics.tariffs): the meter
+batch is also timed with the tariffs taken out, and the tariff calendar's split of
+one energy interval is timed alone, inside a period (the hot path) and across a
+period boundary.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 
 from edge_agent.config.loader import load_config
 from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.tariff import PERIODS, TariffCalendar
+from edge_agent.metrics.windows import NS_PER_S, LocalTime
 from edge_agent.model import Quality, SampleBatch, Value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,15 +73,17 @@ METER_NAMES = ("power_active", "energy_import")
 MACHINE_NAMES = ("state", "power", "parts_total", "parts_good", "parts_scrap", "energy")
 
 
-def run(seconds: int, guard: bool = True) -> dict[str, float]:
+def run(seconds: int, guard: bool = True, tariffs: bool = True) -> dict[str, float]:
     clock = Clock()
     config = load_config(ROOT / "configs" / "demo-plant.yaml", env={})
+    assert config.metrics is not None
+    metrics = config.metrics
     if not guard:
-        assert config.metrics is not None
-        meters = [m.model_copy(update={"demand_guard": None}) for m in config.metrics.meters]
-        metrics = config.metrics.model_copy(
-            update={"meters": meters, "events": type(config.metrics.events)()}
-        )
+        meters = [m.model_copy(update={"demand_guard": None}) for m in metrics.meters]
+        metrics = metrics.model_copy(update={"meters": meters, "events": type(metrics.events)()})
+    if not tariffs:
+        metrics = metrics.model_copy(update={"tariffs": []})
+    if metrics is not config.metrics:
         config = config.model_copy(update={"metrics": metrics})
     processor = MetricsProcessor(config, clock=clock)
     spent = {"meter": 0.0, "machine": 0.0, "other": 0.0}
@@ -87,6 +96,28 @@ def run(seconds: int, guard: bool = True) -> dict[str, float]:
     return {kind: total / seconds * 1e6 for kind, total in spent.items()}
 
 
+def tariff_split(count: int) -> dict[str, float]:
+    """Nanoseconds of TariffCalendar.add for one 1 s interval: inside a period (the
+    cached stretch) and across a period boundary (a fresh look-up each time)."""
+    config = load_config(ROOT / "configs" / "demo-plant.yaml", env={})
+    assert config.metrics is not None
+    calendar = TariffCalendar(config.metrics.tariffs[0].spec(), LocalTime(config.plant.timezone))
+    into = [0.0] * len(PERIODS)
+    t0 = START * NS_PER_S
+    calendar.add(into, t0, t0 + NS_PER_S, 1.0)
+    started = time.perf_counter()
+    for k in range(count):
+        calendar.add(into, t0 + k * NS_PER_S, t0 + (k + 1) * NS_PER_S, 1.0)
+    inside = (time.perf_counter() - started) / count * 1e9
+    boundary = (START + 3 * 3600) * NS_PER_S  # 11:00 local: peak -> flat
+    started = time.perf_counter()
+    for _ in range(count // 10):
+        calendar.add(into, boundary - NS_PER_S // 2, boundary + NS_PER_S // 2, 1.0)
+        calendar.add(into, t0, t0 + NS_PER_S, 1.0)  # back in the morning: never cached
+    across = (time.perf_counter() - started) / (count // 10) / 2 * 1e9
+    return {"inside": inside, "across": across}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=3600, help="simulated seconds per run")
@@ -96,6 +127,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     results = [run(args.seconds, not args.no_guard) for _ in range(args.runs)]
+    plain = min(
+        run(args.seconds, not args.no_guard, tariffs=False)["meter"] for _ in range(args.runs)
+    )
     for kind, label in (
         ("meter", "meter batch (counter + power -> 6 window kinds, guard)"),
         ("machine", "machine batch (state, 3 parts counters, counter + power)"),
@@ -103,6 +137,14 @@ def main() -> None:
     ):
         best = min(r[kind] for r in results)
         print(f"{label:60s} {best:6.1f} µs per batch")
+    print(f"{'meter batch without its tariff':60s} {plain:6.1f} µs per batch")
+    splits = [tariff_split(100_000) for _ in range(args.runs)]
+    for kind, label in (
+        ("inside", "tariff split of a 1 s interval inside a period"),
+        ("across", "tariff split of a 1 s interval across a period boundary"),
+    ):
+        best = min(r[kind] for r in splits)
+        print(f"{label:60s} {best:6.0f} ns per interval")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pydantic_core import ErrorDetails
 
 from edge_agent.config.base import FROM_YAML
 from edge_agent.config.builder import Builder, SourceMap
-from edge_agent.config.checks import PlantParts, check_parts
+from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.checks.parts import document_path
 from edge_agent.config.hints import (
@@ -240,7 +240,7 @@ def inspect_config(
         problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
     warnings = [
         (source.line_of(path), f"{format_path(path)}: warning: {message}")
-        for path, message in address_warnings(data)
+        for path, message in [*address_warnings(data), *metrics_warnings(parts)]
     ]
     warnings.sort(key=lambda p: p[0])
     if valid is not None and not problems and not in_templates:

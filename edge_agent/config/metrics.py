@@ -27,6 +27,7 @@ from edge_agent.config.carriers import (
 )
 from edge_agent.config.guard import DemandGuardConfig, EventsConfig
 from edge_agent.config.reports import ReportsConfig
+from edge_agent.config.tariff import TariffConfig
 from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
@@ -170,6 +171,9 @@ class MeterConfig(EnergyConfig):
                     "metrics.grid_emission_factor)"
                 )
             return self
+        for key in ("tariff", "demand_guard"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key}: for electricity meters only (this one is {self.carrier})")
         if self.units.kgce_per_unit <= 0:  # computing units raises naming the field
             raise ValueError("kgce_per_unit must be positive")
         return self
@@ -194,6 +198,11 @@ class MeterConfig(EnergyConfig):
     demand_guard: DemandGuardConfig | None = Field(
         default=None,
         description="Predicted end-of-block demand against a limit, with events (guard).",
+    )
+    tariff: Name | None = Field(
+        default=None,
+        description="Name of the time-of-use tariff (metrics.tariffs) its energy is priced by; "
+        "default: the only tariff when exactly one is configured.",
     )
 
     @property
@@ -390,6 +399,10 @@ class MetricsConfig(Strict):
     shifts: list[ShiftConfig] = Field(default_factory=list)
     meters: list[MeterConfig] = Field(default_factory=list)
     machines: list[MachineConfig] = Field(default_factory=list)
+    tariffs: list[TariffConfig] = Field(
+        default_factory=list,
+        description="Time-of-use tariffs (docs/METRICS.md, cost by time-of-use tariff).",
+    )
     plant_total: list[Name] = Field(
         default_factory=list,
         description="Meters whose sum is published as the plant's energy (device = plant name).",
@@ -416,6 +429,15 @@ class MetricsConfig(Strict):
     def _grid_setting(cls, value: object) -> object:
         return grid_setting(value)
 
+    def tariff_of(self, meter: MeterConfig) -> TariffConfig | None:
+        """The tariff pricing ``meter``: its own, else the only one configured, else none
+        (tariffs price electricity: a meter of another carrier has none)."""
+        if not meter.is_electric:
+            return None
+        if meter.tariff is None:
+            return self.tariffs[0] if len(self.tariffs) == 1 else None
+        return next((t for t in self.tariffs if t.name == meter.tariff), None)
+
 
 def summary_lines(metrics: MetricsConfig) -> list[str]:
     """What ``edge-agent check`` prints about the metrics section."""
@@ -438,6 +460,13 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
         lines.append(f"  shifts: {shifts}")
     if metrics.plant_total:
         lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
+    for tariff in metrics.tariffs:
+        priced = [m.metric_name for m in metrics.meters if metrics.tariff_of(m) is tariff]
+        lines.append(
+            f"  tariff {tariff.name} ({tariff.currency}, {len(tariff.seasons)} "
+            f"season{'' if len(tariff.seasons) == 1 else 's'}): "
+            + (", ".join(priced) if priced else "no meter")
+        )
     detectors = (
         ("idle_energy", metrics.events.idle_energy),
         ("meter_stalled", metrics.events.meter_stalled),

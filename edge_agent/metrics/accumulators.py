@@ -8,9 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_agent.metrics.tariff import PERIODS
+
+#: How many time-of-use periods a window keeps kWh for (critical peak ... deep valley).
+PERIOD_COUNT = len(PERIODS)
+
 
 class EnergyAcc:
-    """Energy of one window: primary source (counter, else power), and power as cross-check."""
+    """Energy of one window: primary source (counter, else power), and power as cross-check.
+
+    ``period_kwh``: the primary kWh by time-of-use period (in the order of
+    :data:`~edge_agent.metrics.tariff.PERIODS`), filled only for a meter with a tariff;
+    late energy is in the period it was used in.
+    """
 
     __slots__ = (
         "alt_covered_ns",
@@ -19,6 +29,7 @@ class EnergyAcc:
         "idle_kwh",
         "kwh",
         "late_kwh",
+        "period_kwh",
         "touched",
     )
 
@@ -30,6 +41,7 @@ class EnergyAcc:
         self.alt_kwh = 0.0
         self.alt_covered_ns = 0
         self.idle_kwh = 0.0
+        self.period_kwh = [0.0] * PERIOD_COUNT
 
     def state(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -42,13 +54,19 @@ class EnergyAcc:
         self.alt_kwh += other.alt_kwh
         self.alt_covered_ns += other.alt_covered_ns
         self.idle_kwh += other.idle_kwh
+        mine, theirs = self.period_kwh, other.period_kwh
+        for k in range(PERIOD_COUNT):
+            mine[k] += theirs[k]
 
     @classmethod
     def load(cls, state: dict[str, Any]) -> EnergyAcc:
+        """From :meth:`state`; a state saved before a field existed leaves it at zero."""
         acc = cls()
         for name in cls.__slots__:
             if name in state:
                 setattr(acc, name, state[name])
+        periods = [float(v) for v in acc.period_kwh][:PERIOD_COUNT]
+        acc.period_kwh = periods + [0.0] * (PERIOD_COUNT - len(periods))
         return acc
 
 

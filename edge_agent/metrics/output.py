@@ -19,6 +19,7 @@ from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import Block, PeakTracker, mean_kw
 from edge_agent.metrics.energy import NS_PER_S, deviation_pct
 from edge_agent.metrics.specs import Context
+from edge_agent.metrics.tariff import PERIODS
 from edge_agent.metrics.tracks import OpenWindow
 from edge_agent.metrics.windows import DAY
 from edge_agent.model import Quality, SampleBatch, Value
@@ -88,6 +89,12 @@ DECIMALS: Final = {
     # A carrier's amount is in its counter unit (t, GJ, m3): six places cover g and kJ.
     **dict.fromkeys(("amount", "late_amount"), 6),
     **dict.fromkeys(("parts_produced", "parts_good", "parts_scrap"), 0),
+    # The tariff family (metrics/cost.py): kWh to the watt-hour, money to 0.0001 (a
+    # minute's cost is a few fen), the peak share like every ratio.
+    **{f"kwh_{period}": 3 for period in PERIODS},
+    **{f"cost_{period}": 4 for period in PERIODS},
+    "cost": 4,
+    "peak_share": 4,
 }
 #: For a metric not in :data:`DECIMALS` (a family added later): still no float noise.
 DEFAULT_DECIMALS: Final = 6
@@ -115,6 +122,7 @@ NONE_REASONS: Final = {
     "peak_demand_at_s": "no block of this day had data",
     "month_peak_kw": "no block of this month had data",
     "month_peak_at_s": "no block of this month had data",
+    "peak_share": "no energy in the window",
 }
 
 

@@ -27,6 +27,7 @@ import structlog
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.carriers import grid_factor
 from edge_agent.config.metrics import MeterConfig, MetricsConfig
+from edge_agent.config.tariff import TariffConfig, tariff_problems
 from edge_agent.episodes import Episode
 from edge_agent.metrics.build import energy_spec, machine_spec
 from edge_agent.metrics.contract import metric_info
@@ -37,6 +38,7 @@ from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
+from edge_agent.metrics.tariff import TariffCalendar
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
 from edge_agent.metrics.units.carrier import CarrierSpec, CarrierUnit
 from edge_agent.metrics.units.feed import Handler
@@ -72,6 +74,15 @@ def _skipped(unit: str, exc: KeyError) -> None:
     log.warning(
         "metrics unit skipped: its device or tag is not configured", unit=unit, error=str(exc)
     )
+
+
+def _bad_tariff(tariff: TariffConfig) -> bool:
+    """A tariff with gaps or overlaps (``check`` reports them in a plant file; a config
+    assembled in code may have them): left out, its meters are not priced."""
+    problems = tariff_problems(tariff)
+    if problems:
+        log.warning("tariff left out: " + problems[0][1], tariff=tariff.name)
+    return bool(problems)
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -127,6 +138,7 @@ class MetricsProcessor:
         #: Meters of other energy carriers (gas, steam, water ...): the ``carrier`` family.
         self.carriers: list[CarrierUnit] = []
         self._fingerprints: dict[str, str] = {}
+        tariffs = {t.name: t.spec() for t in metrics.tariffs if not _bad_tariff(t)}
         for meter in metrics.meters:
             if not meter.is_electric:
                 self._add_carrier(meter, tags, names)
@@ -136,11 +148,18 @@ class MetricsProcessor:
             except KeyError as exc:
                 _skipped(meter.metric_name, exc)
                 continue
-            meter_unit = MeterUnit(meter.metric_name, meter.device, spec, self.kinds, self.events)
+            tariff = metrics.tariff_of(meter)
+            spec_of = None if tariff is None else tariffs.get(tariff.name)
+            calendar = None if spec_of is None else TariffCalendar(spec_of, local)
+            meter_unit = MeterUnit(
+                meter.metric_name, meter.device, spec, self.kinds, self.events, calendar
+            )
             self.meters.append(meter_unit)
-            # The guard's settings change no window: changing a limit keeps them.
-            dump = meter.model_dump(exclude={"demand_guard"})
-            self._fingerprints[meter_unit.name] = _fingerprint("meter", dump, names)
+            # Neither the guard's settings nor the tariff's prices and calendar change a
+            # window: changing them keeps the open windows (the tariff's name does not).
+            priced_by = () if tariff is None else (tariff.name,)
+            dump = meter.model_dump(exclude={"demand_guard", "tariff"})
+            self._fingerprints[meter_unit.name] = _fingerprint("meter", dump, names, *priced_by)
         for machine in metrics.machines:
             try:
                 machine_spec_ = machine_spec(machine, tags)

@@ -50,14 +50,28 @@ metrics:
 """
 
 
-def _plant() -> PlantConfig:
-    return parse_config(PLANT, "plant.yaml", env={})
+#: A time-of-use tariff whose valley ends at 08:01 (T0 is a Sunday: the holiday plan,
+#: which is the workday plan here).
+TARIFF = """  tariffs:
+    - name: grid
+      prices: {peak: 1.1, valley: 0.3}
+      seasons:
+        - name: all
+          months: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+          workday:
+            - {start: "08:01", end: "20:00", period: peak}
+            - {start: "20:00", end: "08:01", period: valley}
+"""
 
 
-def metric_batches() -> list[SampleBatch]:
+def _plant(tariff: bool = False) -> PlantConfig:
+    return parse_config(PLANT + (TARIFF if tariff else ""), "plant.yaml", env={})
+
+
+def metric_batches(tariff: bool = False) -> list[SampleBatch]:
     """150 s of a 60 kW load through the real metrics processor: its windows, in order."""
     now = [float(T0)]
-    processor = MetricsProcessor(_plant(), clock=lambda: now[0])
+    processor = MetricsProcessor(_plant(tariff), clock=lambda: now[0])
     out: list[SampleBatch] = []
     for second in range(150):
         now[0] = T0 + second
@@ -138,6 +152,26 @@ async def test_metric_windows_land_per_family_with_window_and_shift_tags(
     }
     assert by_window["shift"]["metric"]["shift"] == "early"
     assert by_window["shift"]["values"] == [pytest.approx(2.0, abs=0.02)]  # 60 kW, 2 min
+
+
+async def test_tariff_windows_land_as_their_own_measurement(
+    victoria: VictoriaMetrics, tmp_path: Path
+) -> None:
+    made = metric_batches(tariff=True)
+    tariff = [b for b in made if b.attributes["family"] == "tariff"]
+    assert {b.attributes["window"] for b in tariff} == {"1m", "shift"}
+    await _write(victoria, await _through_the_outbox(tmp_path, made))
+    found = {s["metric"]["window"]: s for s in victoria.export('{__name__="tariff_cost"}')}
+    for window, series in found.items():
+        expected = [b for b in tariff if b.attributes["window"] == window]
+        assert series["values"] == pytest.approx(
+            [b.values[b.names.index("cost")] for b in expected]
+        )
+        assert series["timestamps"] == [b.timestamp_ns // 1_000_000 for b in expected]
+    # The shift 08:00-08:02: a minute of valley, a minute of peak, 1 kWh each.
+    assert found["shift"]["values"] == [pytest.approx(1.0 * 0.3 + 1.0 * 1.1, abs=0.02)]
+    (peak,) = victoria.export('{__name__="tariff_kwh_peak", window="shift"}')
+    assert peak["values"] == [pytest.approx(1.0, abs=0.01)]
 
 
 async def test_subscription_batches_land_at_each_values_own_time(

@@ -48,6 +48,12 @@ metrics:
       parts: {total: parts_total, good: parts_good, scrap: parts_scrap}
       energy: {counter: {tag: energy}, power: {tag: power}}
   plant_total: [line-meter]
+  tariffs:                     # one period all day: the cost is the energy times the price
+    - name: flat-rate
+      prices: {flat: 0.5}
+      seasons:
+        - {name: all, months: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+           workday: [{start: "00:00", end: "24:00", period: flat}]}
 """
 
 
@@ -125,7 +131,22 @@ async def test_metric_windows_arrive_over_mqtt_and_survive_an_agent_restart(
         ("cnc-1", "utilization"),
         ("cnc-1", "energy"),
         ("demo-plant", "energy"),
+        ("line-meter", "tariff"),
+        ("demo-plant", "tariff"),
     }
+    energy_by_start = {
+        d["ts_ns"]: d["values"]["energy_kwh"]["v"]
+        for d in metrics
+        if (d["device"], d["attributes"]["family"]) == ("line-meter", "energy")
+    }
+    for doc in metrics:
+        if (doc["device"], doc["attributes"]["family"]) != ("line-meter", "tariff"):
+            continue
+        assert doc["attributes"]["currency"] == "CNY"
+        kwh = energy_by_start[doc["ts_ns"]]
+        if kwh is not None:
+            assert doc["values"]["kwh_flat"]["v"] == pytest.approx(kwh, abs=1e-3)
+            assert doc["values"]["cost"]["v"] == pytest.approx(kwh * 0.5, abs=1e-3)
 
     # The line meter: windows summed vs. the register readings the agent published.
     energy = sorted(

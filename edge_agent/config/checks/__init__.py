@@ -16,7 +16,7 @@ from typing import Any
 from edge_agent.config.base import PlantIdentity
 from edge_agent.config.catalog import TagCatalog
 from edge_agent.config.checks.common import Finding, Loc, format_path, used_twice
-from edge_agent.config.checks.metrics import Unchecked, check_metrics
+from edge_agent.config.checks.metrics import Unchecked, check_metrics, tariff_warning_findings
 from edge_agent.config.checks.modbus import (
     check_modbus_connections,
     check_modbus_device,
@@ -36,6 +36,7 @@ __all__ = [
     "check_parts",
     "check_plant",
     "format_path",
+    "metrics_warnings",
 ]
 
 
@@ -107,6 +108,8 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
             tags=parts.unchecked_tags,
             metrics=parts.unchecked_metrics,
             shifts=parts.shifts_cut,
+            tariffs=parts.tariffs_cut,
+            pruned_tariffs=parts.tariffs_pruned,
         )
         plant_name = parts.identity.name if parts.identity is not None else None
         findings += [
@@ -114,3 +117,10 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
             for path, message in check_metrics(parts.metrics, plant_name, catalog, unchecked)
         ]
     return findings
+
+
+def metrics_warnings(parts: PlantParts) -> list[Finding]:
+    """What is probably a mistake in the metrics section but may be meant (tariff prices)."""
+    if parts.metrics is None:
+        return []
+    return [(parts.original(path), m) for path, m in tariff_warning_findings(parts.metrics)]

@@ -19,6 +19,7 @@ from edge_agent.config.metrics import (
     MetricsConfig,
     PowerTag,
 )
+from edge_agent.config.tariff import tariff_problems, tariff_warnings
 from edge_agent.metrics.specs import shift_specs
 from edge_agent.metrics.utilization import STATE_NAMES
 from edge_agent.metrics.windows import SHIFT, overlapping_shifts, shift_spec_problems
@@ -35,6 +36,8 @@ class Unchecked:
     tags: set[tuple[str, str]] = field(default_factory=set)
     metrics: set[str] = field(default_factory=set)
     shifts: bool = False
+    tariffs: set[str] = field(default_factory=set)
+    pruned_tariffs: set[str] = field(default_factory=set)
 
 
 class _Tags:
@@ -153,6 +156,71 @@ def check_metrics(
         if name not in machine_names and name not in unchecked.metrics:
             where: Loc = (*base, "events", "idle_energy", "machines", name)
             found.append((where, f"{name!r} is not one of metrics.machines"))
+    found += _check_tariffs(metrics, base, unchecked)
+    return found
+
+
+def _check_tariffs(metrics: MetricsConfig, base: Loc, unchecked: Unchecked) -> list[Finding]:
+    """Each tariff alone, names unique, meters name a tariff there is, one currency per total."""
+    found: list[Finding] = []
+    names: list[str] = []
+    for i, tariff in enumerate(metrics.tariffs):
+        if tariff.name in names:
+            found.append(
+                (
+                    (*base, "tariffs", i, "name"),
+                    f"tariff name {tariff.name!r} is used twice (meters name their tariff)",
+                )
+            )
+        names.append(tariff.name)
+    for i, tariff in enumerate(metrics.tariffs):
+        if tariff.name in unchecked.pruned_tariffs:
+            continue  # a span or a season was cut: its own error says it, not a gap
+        found += [((*base, "tariffs", i, *path), m) for path, m in tariff_problems(tariff)]
+    for i, meter in enumerate(metrics.meters):
+        if meter.tariff is not None and meter.tariff not in {*names, *unchecked.tariffs}:
+            close = difflib.get_close_matches(meter.tariff, names, n=1, cutoff=0.6)
+            known = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"tariffs: {', '.join(dict.fromkeys(names))}"
+                if names
+                else "metrics.tariffs is empty"
+            )
+            found.append(
+                ((*base, "meters", i, "tariff"), f"no tariff named {meter.tariff!r} ({known})")
+            )
+    members = [m for m in metrics.meters if m.metric_name in metrics.plant_total]
+    currencies = sorted({t.currency for m in members if (t := metrics.tariff_of(m)) is not None})
+    if len(currencies) > 1:
+        found.append(
+            (
+                (*base, "plant_total"),
+                f"the plant total's meters are priced in {' and '.join(currencies)}: "
+                "their costs cannot be added (give them tariffs in one currency)",
+            )
+        )
+    return found
+
+
+def tariff_warning_findings(metrics: MetricsConfig) -> list[Finding]:
+    """Tariff prices that break the NDRC's 2021 ratios, and a plant total that cannot be
+    priced because some of its meters have a tariff and some not (warnings, not errors)."""
+    found: list[Finding] = [
+        (("metrics", "tariffs", i, *path), message)
+        for i, tariff in enumerate(metrics.tariffs)
+        for path, message in tariff_warnings(tariff)
+    ]
+    members = [m for m in metrics.meters if m.metric_name in metrics.plant_total]
+    unpriced = [m.metric_name for m in members if metrics.tariff_of(m) is None]
+    if unpriced and len(unpriced) < len(members):
+        found.append(
+            (
+                ("metrics", "plant_total"),
+                f"{', '.join(repr(n) for n in unpriced)} {'has' if len(unpriced) == 1 else 'have'}"
+                " no tariff: the plant total publishes no cost (give every meter of it a tariff)",
+            )
+        )
     return found
 
 

@@ -124,6 +124,10 @@ class Pruner:
             if path[: len(base)] == base
         ]
 
+    def value_at(self, path: Loc) -> Any:
+        """The raw value at ``path`` of the file (nothing cut)."""
+        return self._at(path)
+
     def _at(self, path: Loc) -> Any:
         current: Any = self.data
         for part in path:
@@ -192,6 +196,10 @@ class PlantParts:
     #: Metric names of meters and machines cut away; True when a shift was cut.
     unchecked_metrics: set[str] = field(default_factory=set)
     shifts_cut: bool = False
+    #: Names of tariffs cut away: references to them are not checked.
+    tariffs_cut: set[str] = field(default_factory=set)
+    #: Names of tariffs with a part cut away: their calendars are not checked.
+    tariffs_pruned: set[str] = field(default_factory=set)
     pruner: Pruner | None = None
 
     def original(self, path: Loc) -> Loc:
@@ -241,10 +249,18 @@ class PlantParts:
         if isinstance(data.get("metrics"), dict):
             parts.metrics = pruner.validate(_METRICS, ("metrics",))
             for path, raw in pruner.removed_under(("metrics",)):
+                if len(path) > 3 and path[1] == "tariffs" and isinstance(path[-1], int):
+                    name = pruner.value_at(path[:3])
+                    if isinstance(name, dict) and isinstance(name.get("name"), str):
+                        parts.tariffs_pruned.add(name["name"])
                 if len(path) != 3:  # a key or an item deeper inside
                     continue
                 if path[1] == "shifts":
                     parts.shifts_cut = True
+                if path[1] == "tariffs" and isinstance(raw, dict):
+                    name = raw.get("name")
+                    if isinstance(name, str):
+                        parts.tariffs_cut.add(name)
                 if path[1] in ("meters", "machines") and isinstance(raw, dict):
                     name = raw.get("name") or raw.get("device")
                     if isinstance(name, str):

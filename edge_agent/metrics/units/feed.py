@@ -19,6 +19,7 @@ from edge_agent.metrics.energy import (
     PowerStep,
 )
 from edge_agent.metrics.specs import EnergySpec
+from edge_agent.metrics.tariff import TariffCalendar
 from edge_agent.model import Value
 
 #: A handler gets the time and value of one good sample of the tag it was registered for.
@@ -52,8 +53,11 @@ class EnergyFeed:
         is_idle: Callable[[], bool] = lambda: False,
         events: list[tuple[str, dict[str, Any]]] | None = None,
         unit: str = "",
+        tariff: TariffCalendar | None = None,
     ) -> None:
         self.spec = spec
+        #: Splits primary energy by time-of-use period (a meter with a tariff only).
+        self.tariff = tariff
         self._spread_into = spread
         self._energy_of = energy_of
         self._is_idle = is_idle
@@ -112,6 +116,8 @@ class EnergyFeed:
         span = t2 - t1
         idle = covered and primary and self._is_idle()
         energy_of = self._energy_of
+        # Late parts too go to the period of their own time ([a, b) is when it was used).
+        periods = self.tariff.add if primary and self.tariff is not None else None
 
         def add(acc: Any, a: int, b: int, late: bool) -> None:
             energy = energy_of(acc)
@@ -119,6 +125,8 @@ class EnergyFeed:
             if primary:
                 energy.kwh += share
                 energy.touched = True
+                if periods is not None:
+                    periods(energy.period_kwh, a, b, share)
                 if late:
                     energy.late_kwh += share
                     return

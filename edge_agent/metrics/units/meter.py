@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.cost import tariff_batch
 from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.output import (
     CROSS_CHECK_NAMES,
@@ -15,6 +16,7 @@ from edge_agent.metrics.output import (
     energy_values,
 )
 from edge_agent.metrics.specs import Context, EnergySpec
+from edge_agent.metrics.tariff import TariffCalendar
 from edge_agent.metrics.tracks import OpenWindow, Stager, WindowTrack
 from edge_agent.metrics.units.feed import EnergyFeed, Handler
 from edge_agent.metrics.windows import WindowKind
@@ -31,6 +33,7 @@ class MeterUnit:
         spec: EnergySpec,
         kinds: Sequence[WindowKind],
         events: list[tuple[str, dict[str, Any]]],
+        tariff: TariffCalendar | None = None,
     ) -> None:
         self.name = name
         self.device = device
@@ -38,7 +41,10 @@ class MeterUnit:
             k.name: WindowTrack(k, EnergyAcc) for k in kinds
         }
         self.stager = Stager(list(self.tracks.values()), EnergyAcc, EnergyAcc.merge)
-        self.feed = EnergyFeed(spec, self.stager.spread, lambda acc: acc, events=events, unit=name)
+        self.feed = EnergyFeed(
+            spec, self.stager.spread, lambda acc: acc, events=events, unit=name, tariff=tariff
+        )
+        self.tariff = None if tariff is None else tariff.spec
         self.peaks = PeakTracker()
         self._names = ENERGY_NAMES + (CROSS_CHECK_NAMES if spec.counter and spec.power else ())
         #: Energy of the windows closed in the current close pass, by (kind, start): what
@@ -55,9 +61,12 @@ class MeterUnit:
         coverage = acc.covered_ns / length
         if self.feed.spec.counter and self.feed.spec.power:
             values += cross_check_values(acc, length, ctx.min_coverage)
-        return energy_and_demand_batches(
+        out = energy_and_demand_batches(
             self.name, kind, window, self._names, values, kwh, coverage, self.peaks, ctx
         )
+        if self.tariff is not None and kind in ctx.emitted:
+            out.append(tariff_batch(self.name, kind, window, [(acc, self.tariff)], coverage, ctx))
+        return out
 
     def state(self) -> dict[str, Any]:
         return {
