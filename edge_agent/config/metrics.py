@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.baseline import BaselineConfig, FitCsv
 from edge_agent.metrics.conversions import GRID_FACTOR_CN_2022, KGCE_PER_KWH_EQUIVALENT
 from edge_agent.metrics.utilization import StateName
 from edge_agent.metrics.windows import WEEKDAYS, Weekday, parse_clock, parse_window
@@ -299,6 +300,11 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+    # baseline part (issue 16): ISO 50006 baselines and measured savings
+    baselines: list[BaselineConfig] = Field(
+        default_factory=list,
+        description="Energy baselines: savings and EnPIs per window (docs/METRICS.md).",
+    )
 
 
 def summary_lines(metrics: MetricsConfig) -> list[str]:
@@ -320,6 +326,16 @@ def summary_lines(metrics: MetricsConfig) -> list[str]:
         lines.append(f"  shifts: {shifts}")
     if metrics.plant_total:
         lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
+    for baseline in metrics.baselines:
+        source = (
+            f"csv {baseline.fit.csv}"
+            if isinstance(baseline.fit, FitCsv)
+            else f"{baseline.fit.start} to {baseline.fit.to}"
+        )
+        lines.append(
+            f"  baseline {baseline.name}: {' + '.join(baseline.meters)} per {baseline.window} "
+            f"on {', '.join(baseline.variables)}; fit from {source}"
+        )
     lines.append(
         f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh, "
         f"{metrics.grid_emission_factor:g} kgCO2e/kWh"

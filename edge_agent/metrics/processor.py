@@ -31,6 +31,7 @@ from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
+from edge_agent.metrics.savings import SavingsUnit, build_savings
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tracks import A, OpenWindow, WindowTrack
@@ -140,8 +141,19 @@ class MetricsProcessor:
         if metrics.plant_total:
             members = [m for m in self.meters if m.name in metrics.plant_total]
             self.total = PlantTotal(config.plant.name, members)
+        # Baselines (issue 16): savings per window from the meters' and machines' windows.
+        self.savings: list[SavingsUnit] = build_savings(
+            metrics,
+            self.meters,
+            self.machines,
+            self.kinds,
+            local,
+            tags,
+            None if store is None else store.path.parent,
+            self.now_ns(),
+        )
         self._needs: dict[str, dict[str, list[tuple[int, Handler]]]] = {}
-        for unit in self.units:
+        for unit in [*self.units, *self.savings]:
             for device, tag, priority, handler in unit.handlers():
                 self._needs.setdefault(device, {}).setdefault(tag, []).append((priority, handler))
         self._routes: dict[tuple[str, str], Any] = {}
@@ -267,9 +279,11 @@ class MetricsProcessor:
         for kind in self.kinds:
             name = kind.name
             closed: dict[tuple[int, int, str], OpenWindow[Any]] = {}
+            by_meter: dict[tuple[int, int, str], OpenWindow[Any]] = {}
             for meter in self.meters:
                 for window in self._pop(meter.tracks[name], now_ns):
                     out += meter.close(name, window, self.context)
+                    by_meter.setdefault((window.start_ns, window.end_ns, window.label), window)
                     if self.total is not None and meter in self.total.members:
                         closed.setdefault((window.start_ns, window.end_ns, window.label), window)
             for machine in self.machines:
@@ -278,8 +292,16 @@ class MetricsProcessor:
             if self.total is not None:
                 for window in closed.values():
                     out += self.total.close(name, window, self.context)
+            for saving in self.savings:
+                for window in by_meter.values():
+                    if (name, window.start_ns) in saving.meters[0].just_closed:
+                        out += saving.close(name, window, self.context)
+        for saving in self.savings:
+            out += saving.announce(now_ns, self.context)
         for meter in self.meters:
             meter.just_closed.clear()
+        for machine in self.machines:
+            machine.just_closed.clear()
         deadlines = [
             when
             for unit in self.units
@@ -314,6 +336,7 @@ class MetricsProcessor:
                 for unit in self.units
             },
             "total": None if self.total is None else self.total.state(),
+            "savings": {unit.name: unit.state() for unit in self.savings},
         }
 
     def save(self) -> bool:
@@ -343,5 +366,12 @@ class MetricsProcessor:
             restored.append(unit.name)
         if self.total is not None and data.get("total") is not None:
             self.total.restore(data["total"])
+        for saving in self.savings:
+            entry = data.get("savings", {}).get(saving.name)
+            if entry is not None and not saving.restore(entry):
+                log.warning(
+                    "baseline config changed; its cumulative savings start again",
+                    baseline=saving.name,
+                )
         if restored:
             log.info("metrics state restored", units=restored)

@@ -12,6 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from edge_agent.config.catalog import TagCatalog
+from edge_agent.config.checks.baseline import check_baselines
 from edge_agent.config.checks.common import Finding, Loc, duplicates, format_path
 from edge_agent.config.metrics import (
     EnergyConfig,
@@ -139,6 +140,7 @@ def check_metrics(
     for i, name in enumerate(metrics.plant_total):
         if name not in meter_names and name not in unchecked.metrics:
             found.append(((*base, "plant_total", i), f"{name!r} is not one of metrics.meters"))
+    found += check_baselines(metrics, plant_name, tags, unchecked.metrics)
     return found
 
 
