@@ -7,15 +7,16 @@ its meter adds a base load. So an hourly window's energy is, in expectation::
     kWh = (base + idle - kw_per_degc x reference) + kwh_per_part x parts + kw_per_degc x T
 
 which is what a baseline on ``[parts_good, temperature]`` must recover. The same harness
-writes the demo's baseline CSV (``python -m tests.baseline_sim --days 14``): the demo
-oven's windows before its efficiency change, as the agent measured them.
+writes the demo's baseline CSV, the oven's windows before its efficiency change as the
+agent measured them::
+
+    python -m tests.baseline_sim --days 14 --window 15m --out configs/demo-baseline.csv
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ devices:
           - {name: parts_scrap, address: 4, type: uint32}
           - {name: outdoor_c, address: 6, type: float32, unit: degC}
 metrics:
-  windows: [1h, 1d]
+  windows: [15m, 1h, 1d]
   meters:
     - {device: oven-meter, counter: {tag: energy_import}, max_power: 200}
   machines:
@@ -180,9 +181,10 @@ class Run:
                 yield dict(zip(batch.names, batch.values, strict=True)), batch
 
 
-def write_csv(days: int, out: Any) -> None:
-    """The oven's hourly windows before its efficiency change, as the agent measured them."""
-    config = plant(baseline_yaml("oven-line", f'{{from: "2024-05-06", to: "2024-05-{5 + days:02d}"}}'))
+def write_csv(days: int, window: str, out: Any) -> None:
+    """The oven's windows before its efficiency change, as the agent measured them."""
+    period = f'{{from: "2024-05-06", to: "2024-05-{5 + days:02d}"}}'
+    config = plant(baseline_yaml("oven-line", period, window=window))
     run = Run(config, None)
     run.until(local(6 + days) + 60)
     unit = run.processor.savings[0]
@@ -198,8 +200,17 @@ def write_csv(days: int, out: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--window", default="1h")
+    parser.add_argument("--out", type=Path, required=True, help="CSV file to write")
     args = parser.parse_args(argv)
-    write_csv(args.days, sys.stdout)
+    with open(args.out, "w", encoding="utf-8") as out:
+        out.write(
+            "# The oven of tests/baseline_sim.py (the demo plant's oven-1 and oven-meter share "
+            "its model) before its efficiency change, as the agent measured it. Regenerate:\n"
+            f"# python -m tests.baseline_sim --days {args.days} --window {args.window} "
+            f"--out {args.out}\n"
+        )
+        write_csv(args.days, args.window, out)
 
 
 if __name__ == "__main__":

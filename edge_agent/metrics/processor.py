@@ -163,7 +163,7 @@ class MetricsProcessor:
         if store is not None:
             self._restore(store.load())
         self._next_deadline_ns = 0
-        self._close_due(self.started_ns)
+        self._close_due(self.started_ns, announce=False)  # nothing is due yet; arms the timer
 
     # ------------------------------------------------------------------ hot path
 
@@ -271,7 +271,7 @@ class MetricsProcessor:
         """Close every window whose end + grace has passed; return their metric batches."""
         return self._close_due(self.now_ns() if now is None else round(now * NS_PER_S))
 
-    def _close_due(self, now_ns: int) -> list[SampleBatch]:
+    def _close_due(self, now_ns: int, *, announce: bool = True) -> list[SampleBatch]:
         grace, not_before = self._grace_ns, self.started_ns + self._grace_ns
         out: list[SampleBatch] = []
         for unit in self.units:
@@ -296,8 +296,8 @@ class MetricsProcessor:
                 for window in by_meter.values():
                     if (name, window.start_ns) in saving.meters[0].just_closed:
                         out += saving.close(name, window, self.context)
-        for saving in self.savings:
-            out += saving.announce(now_ns, self.context)
+        for saving in self.savings if announce else ():
+            out += saving.announce(now_ns, self.context)  # a fit not yet published
         for meter in self.meters:
             meter.just_closed.clear()
         for machine in self.machines:

@@ -8,14 +8,14 @@ to ``baseline-<name>.windows.jsonl`` in the state directory and synced to disk.
   is not appended again (after a crash between a window's close and the next state save,
   the restored window closes a second time: the first record stands).
 * **Restarts.** The file is read at start; a torn last line (power cut while appending)
-  is skipped with a warning, the lines before it are kept.
+  is skipped with a warning and cut off the file, the lines before it are kept.
 * **Bounded.** At most :data:`MAX_RECORDS` records are kept (hourly windows: about 2.3
   years; daily: decades). When the file holds :data:`COMPACT_AT` lines it is rewritten
   atomically (temporary file, fsync, rename) with the newest :data:`MAX_RECORDS`.
 
 :func:`read_csv` reads a user's baseline data: a header naming ``energy_kwh`` and one
-column per variable (``start`` optional, for the reader), one window per row. Every bad
-row is an error naming its line.
+column per variable (``start`` optional, for the reader), one window per row; lines
+starting with ``#`` are comments. Every bad row is an error naming its line.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class WindowHistory:
         except OSError as exc:
             log.warning("cannot read baseline windows", path=str(path), error=str(exc))
             return
+        if text and not text.endswith("\n"):
+            self._cut_torn_tail(path)  # the next append must not join the torn line
         lines = text.splitlines()
         for number, line in enumerate(lines, start=1):
             self._lines += 1
@@ -112,6 +114,17 @@ class WindowHistory:
                 self._starts.add(record.start_ns)
                 self.records.append(record)
         self.records.sort(key=lambda r: r.start_ns)
+
+    @staticmethod
+    def _cut_torn_tail(path: Path) -> None:
+        try:
+            data = path.read_bytes()
+            with open(path, "r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            log.warning("cannot cut a torn baseline window line", path=str(path), error=str(exc))
 
     def add(self, record: Record) -> bool:
         """Keep ``record`` unless its window is already kept; False if it was."""
@@ -178,10 +191,13 @@ def _number(text: str) -> float | None:
 
 def parse_csv(text: str, variables: list[str]) -> list[Record]:
     """Rows of a baseline CSV as records (window bounds 0: a CSV row is not dated here)."""
+    # Comment lines (#...) become blank lines: the line numbers stay the file's.
+    text = "\n".join("" if line.lstrip().startswith("#") else line for line in text.splitlines())
     reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
+    header = next((row for row in reader if any(cell.strip() for cell in row)), None)
     if header is None:
-        raise CsvError(["line 1: the file is empty (expected a header row)"])
+        raise CsvError(["the file has no header row (energy_kwh,<variable>...)"])
+    header_line = reader.line_num
     columns = [c.strip() for c in header]
     problems: list[str] = []
     expected = [ENERGY_COLUMN, *variables]
@@ -189,14 +205,16 @@ def parse_csv(text: str, variables: list[str]) -> list[Record]:
     unknown = [c for c in columns if c not in expected and c != START_COLUMN]
     doubled = sorted({c for c in columns if columns.count(c) > 1})
     if missing:
-        problems.append(f"line 1: no column {', '.join(missing)} (header: {','.join(columns)})")
+        problems.append(
+            f"line {header_line}: no column {', '.join(missing)} (header: {','.join(columns)})"
+        )
     if unknown:
         problems.append(
-            f"line 1: unknown column {', '.join(unknown)} "
+            f"line {header_line}: unknown column {', '.join(unknown)} "
             f"(allowed: {START_COLUMN}, {', '.join(expected)})"
         )
     if doubled:
-        problems.append(f"line 1: column {', '.join(doubled)} given twice")
+        problems.append(f"line {header_line}: column {', '.join(doubled)} given twice")
     if problems:
         raise CsvError(problems)
     index = {c: columns.index(c) for c in expected}

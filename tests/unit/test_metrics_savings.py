@@ -104,15 +104,18 @@ def savings(outcome: Outcome, name: str) -> list[tuple[dict[str, Any], Any]]:
 
 def test_fitted_coefficients_are_the_models(outcome: Outcome) -> None:
     fit = outcome.first.savings[0].fitting.fit
-    assert fit is not None and fit.valid, fit
-    assert fit.coefficients is not None and fit.intercept is not None
+    assert fit is not None
+    assert fit.valid, fit.reason
+    assert fit.coefficients is not None
+    assert fit.intercept is not None
     assert fit.n == 14 * 24
     parts, temperature = fit.coefficients
     assert parts == pytest.approx(KWH_PER_PART, rel=0.02)
     assert temperature == pytest.approx(KW_PER_DEGC, rel=0.02)
     intercept = BASE_KW + IDLE_KW - KW_PER_DEGC * REFERENCE_C
     assert fit.intercept == pytest.approx(intercept, rel=0.02)
-    assert fit.r2 is not None and fit.r2 > 0.95
+    assert fit.r2 is not None
+    assert fit.r2 > 0.95
     published = [v for v, _ in outcome.run.batches("oven-line", "baseline") if v["valid"] == 1]
     assert published, "the fit is published"
     assert published[0]["coef_parts_good"] == pytest.approx(parts, abs=1e-6)
@@ -126,14 +129,15 @@ def test_measured_savings_are_the_true_savings(outcome: Outcome) -> None:
     true_kwh = (outcome.true_uj[last_end_s] - outcome.true_uj[CHANGE]) / UJ_PER_KWH
     assert outcome.true_uj[CHANGE] == 0, "no savings before the change"
     assert true_kwh > 100
-    final = [v for v, b in rows if int(b.attributes["window_end"]) == last_end][0]
+    final = next(v for v, b in rows if int(b.attributes["window_end"]) == last_end)
     assert final["cumulative_avoided_kwh"] == pytest.approx(true_kwh, rel=0.02)
     assert final["cumulative_avoided_kgce"] == pytest.approx(
         true_kwh * KGCE_PER_KWH_EQUIVALENT, rel=0.02
     )
     # Windows of the baseline period are residuals, not savings: nothing counted there.
     before = [v for v, b in rows if int(b.attributes["window_end"]) <= CHANGE * 10**9]
-    assert before and all(v["cumulative_avoided_kwh"] in (None, 0.0) for v in before)
+    assert before
+    assert all(v["cumulative_avoided_kwh"] in (None, 0.0) for v in before)
     # Per window: expected - actual, and the EnPIs from the same window.
     values, batch = rows[-1]
     assert values["avoided_kwh"] == pytest.approx(
@@ -164,13 +168,17 @@ def test_restart_keeps_savings_without_refit_or_duplicates(outcome: Outcome) -> 
 
 def test_a_poor_fit_is_flagged_and_not_used(outcome: Outcome) -> None:
     fit = outcome.first.savings[1].fitting.fit
-    assert fit is not None and not fit.valid
-    assert "R2" in fit.reason and "CV(RMSE)" in fit.reason
+    assert fit is not None
+    assert not fit.valid
+    assert "R2" in fit.reason
+    assert "CV(RMSE)" in fit.reason
     baseline = [(v, b) for v, b in outcome.run.batches("oven-strict", "baseline")]
-    assert baseline and all(v["valid"] == 0 for v, _ in baseline)
+    assert baseline
+    assert all(v["valid"] == 0 for v, _ in baseline)
     assert "not valid" in baseline[-1][1].reasons[-1]
     for values, batch in savings(outcome, "oven-strict"):
-        assert values["expected_kwh"] is None and values["avoided_kwh"] is None
+        assert values["expected_kwh"] is None
+        assert values["avoided_kwh"] is None
         index = batch.names.index("avoided_kwh")
         assert batch.qualities[index] is Quality.UNCERTAIN
         assert values["actual_kwh"] is not None  # the EnPIs and energy still stand
@@ -178,11 +186,15 @@ def test_a_poor_fit_is_flagged_and_not_used(outcome: Outcome) -> None:
 
 def test_a_csv_baseline_gives_savings_from_the_first_window(outcome: Outcome) -> None:
     fit = outcome.first.savings[2].fitting.fit
-    assert fit is not None and fit.valid and fit.n == CSV_ROWS
+    assert fit is not None
+    assert fit.valid
+    assert fit.n == CSV_ROWS
     assert fit.coefficients is not None
     assert fit.coefficients[0] == pytest.approx(KWH_PER_PART, rel=0.02)
     first_values, _ = savings(outcome, "oven-csv")[0]
     assert first_values["expected_kwh"] is not None
     # Before the change the oven matches its model: savings near zero.
-    before = [v["avoided_kwh"] for v, b in savings(outcome, "oven-csv") if b.timestamp_ns < CHANGE * 10**9]
+    before = [
+        v["avoided_kwh"] for v, b in savings(outcome, "oven-csv") if b.timestamp_ns < CHANGE * 10**9
+    ]
     assert abs(sum(before)) / len(before) < 0.5
