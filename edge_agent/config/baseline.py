@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from edge_agent.bundled import configs_dir
 from edge_agent.config.base import Duration, Name, Strict
 from edge_agent.metrics.baseline import MACHINE_VARIABLES, TEMPERATURE_VARIABLES
 from edge_agent.metrics.windows import parse_window
@@ -117,7 +118,9 @@ class BaselineConfig(Strict):
 def resolve_csv_paths(data: Any, file: str) -> None:
     """Make each ``metrics.baselines[].fit.csv`` written relative absolute from the plant
     file's directory (as ``templates_dir`` is), before validation: the agent may run from
-    any directory."""
+    any directory. A name that is not there but is a file shipped with edge-agent
+    (``demo-baseline.csv``) is the shipped one, as bundled templates are found by name: a
+    copy of the demo plant works anywhere."""
     metrics = data.get("metrics") if isinstance(data, dict) else None
     baselines = metrics.get("baselines") if isinstance(metrics, dict) else None
     if not isinstance(baselines, list):
@@ -130,4 +133,7 @@ def resolve_csv_paths(data: Any, file: str) -> None:
         if isinstance(value, str) and value:
             path = Path(value).expanduser()
             if not path.is_absolute():
-                fit["csv"] = str(Path(file).parent / path)
+                beside = Path(file).parent / path
+                bundled = configs_dir() / path
+                use = bundled if not beside.exists() and bundled.is_file() else beside
+                fit["csv"] = str(use)

@@ -74,8 +74,8 @@ class BaselineFitting:
         #: Fits made by this process (a restart with an unchanged config makes none).
         self.fits_made = 0
         if self._load():
-            self.announce = True
-        elif spec.csv is not None:
+            return  # published when it was made; each day's batch repeats it
+        if spec.csv is not None:
             self._fit_csv()
         elif spec.period is not None and started_ns >= spec.period[1]:
             self._fit_history()
