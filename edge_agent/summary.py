@@ -8,7 +8,7 @@ from __future__ import annotations
 from drivers.registry import device_summary
 from edge_agent.config import InfluxSinkConfig, PlantConfig
 from edge_agent.config.console import is_loopback
-from edge_agent.config.metrics import summary_lines
+from edge_agent.config.metrics_summary import summary_lines
 from edge_agent.redaction import redact_urls
 from edge_agent.state_dir import resolved
 

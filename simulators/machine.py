@@ -22,6 +22,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
+from simulators.energy_model import (
+    EfficiencyChange,
+    EnergyModel,
+    Outdoor,
+    OutdoorTemperature,
+    PowerModel,
+)
 from simulators.schema import Quantity, Strict, Value
 from simulators.shifts import WEEKDAYS, ShiftCalendar, ShiftWindow, Weekday, parse_clock
 from simulators.stepping import MW_PER_KW, UJ_PER_KWH, SteppedModel, noise_at, noise_key
@@ -44,6 +51,7 @@ STATUS_BITS: Mapping[str, int] = MappingProxyType(
 # Noise channels: distinct streams of the counter-based noise.
 _CH_POWER = 1
 _CH_SPEED = 2
+_CH_OUTDOOR = 3
 
 
 class StateValues(Strict):
@@ -123,6 +131,14 @@ class MachineParams(Strict):
     initial_scrap: int = Field(default=0, ge=0, description="Scrap counter at start.")
     initial_energy_kwh: float = Field(default=0.0, ge=0)
     energy_resolution_kwh: float = Field(default=0.001, ge=1e-6)
+    energy_model: EnergyModel | None = Field(
+        default=None,
+        description="Power from idle + energy per part + temperature (replaces power_kw).",
+    )
+    outdoor: Outdoor = Outdoor()
+    efficiency_change: EfficiencyChange | None = Field(
+        default=None, description="A known efficiency change at a known time (energy_model)."
+    )
 
     @field_validator("programs")
     @classmethod
@@ -214,6 +230,7 @@ MACHINE_QUANTITIES: Mapping[str, Quantity] = MappingProxyType(
         "position_um": Quantity("int", "µm", "axis or ram position, moves with the cycle"),
         "position_mm": Quantity("float", "mm", "position_um / 1000 (for points scaled to mm)"),
         "run_seconds": Quantity("int", "s", "whole seconds spent in run since start"),
+        "outdoor_c": Quantity("float", "degC", "outdoor temperature (the energy model's)"),
     }
 )
 
@@ -228,6 +245,8 @@ class MachineTruth:
     energy_uj: int
     parts_good: int
     parts_scrap: int
+    #: Energy the machine would have drawn without its efficiency change.
+    counterfactual_energy_uj: int = 0
 
     @property
     def elapsed_s(self) -> float:
@@ -289,6 +308,13 @@ class Machine(SteppedModel):
         self._progress_ms = 0
         self._cycle_ms = self._draw_cycle_ms()
         self._last_cycle_ms = 0
+        self._outdoor = OutdoorTemperature(
+            params.outdoor, noise_key(seed, _CH_OUTDOOR), timezone, self._start_ms
+        )
+        model, change = params.energy_model, params.efficiency_change
+        self._power_model = None if model is None else PowerModel(model, change)
+        self._cf_power_mw = 0
+        self._cf_energy_uj = 0
         self._enter_step(0)
 
     # ------------------------------------------------------------------ reads
@@ -320,7 +346,12 @@ class Machine(SteppedModel):
             energy_uj=self.energy_uj(),
             parts_good=self._parts_good,
             parts_scrap=self._parts_scrap,
+            counterfactual_energy_uj=self._cf_energy_uj + self._cf_power_mw * self._into_step_ms(),
         )
+
+    def outdoor_c(self) -> float:
+        """Outdoor temperature during the current step."""
+        return self._outdoor.celsius(self._start_ms + self._k * self._step_ms)
 
     def read(self) -> dict[str, Value]:
         """Every quantity of :data:`MACHINE_QUANTITIES` at the model's current time."""
@@ -364,22 +395,43 @@ class Machine(SteppedModel):
             "position_um": position_um,
             "position_mm": position_um / 1000,
             "run_seconds": run_ms // 1000,
+            "outdoor_c": self.outdoor_c(),
         }
 
     # --------------------------------------------------------------- stepping
 
     def _enter_step(self, k: int) -> None:
-        self._update_state(self._start_ms + k * self._step_ms, first=k == 0)
+        t_ms = self._start_ms + k * self._step_ms
+        self._update_state(t_ms, first=k == 0)
+        if self._power_model is not None:
+            self._enter_modelled_step(k, t_ms)
+            return
         nominal = self._nominal_mw[self._state]
         if nominal:
             factor = 1 + self.params.power_noise * noise_at(self._power_key, k)
             self._power_mw = round(nominal * factor)
         else:
             self._power_mw = 0
+        self._cf_power_mw = self._power_mw
+
+    def _enter_modelled_step(self, k: int, t_ms: int) -> None:
+        """Power of the energy model (simulators/energy_model.py) while powered."""
+        assert self._power_model is not None
+        if self._state is MachineState.OFF:
+            self._power_mw = self._cf_power_mw = 0
+            return
+        running = self._state is MachineState.RUN
+        actual, counterfactual = self._power_model.nominal_mw(
+            t_ms, running, self._cycle_ms, self._outdoor.celsius(t_ms)
+        )
+        factor = 1 + self.params.power_noise * noise_at(self._power_key, k)
+        self._power_mw = round(actual * factor)
+        self._cf_power_mw = round(counterfactual * factor)
 
     def _leave_step(self) -> None:
         step = self._step_ms
         self._energy_uj += self._power_mw * step
+        self._cf_energy_uj += self._cf_power_mw * step
         self._state_ms[self._state] += step
         if self._state is not MachineState.RUN or not self._cycle_ms:
             return

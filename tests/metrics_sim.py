@@ -94,6 +94,7 @@ def _machine_quantities(machine: Machine) -> dict[str, Any]:
         "parts_good": good,
         "parts_scrap": scrap,
         "energy_kwh": count * resolution,
+        "outdoor_c": machine.outdoor_c(),
     }
 
 
@@ -247,4 +248,8 @@ def metric_tags(config: PlantConfig) -> dict[str, set[str]]:
             wanted.update(
                 s.tag for s in (machine.energy.counter, machine.energy.power) if s is not None
             )
+    for baseline in metrics.baselines:
+        if baseline.temperature is not None:
+            t = baseline.temperature
+            tags.setdefault(t.device, set()).add(t.tag)
     return tags

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge_agent.config.base import FROM_YAML
+from edge_agent.config.baseline import resolve_csv_paths
 from edge_agent.config.builder import Builder, SourceMap
 from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
@@ -216,6 +217,7 @@ def inspect_config(
     # come first, each once, with that file's own line.
     expansion = expand_templates(data, source, file, describe_error, limits, shape.values)
     data, in_templates = expansion.data, expansion.template_problems
+    resolve_csv_paths(data, file)  # baseline CSVs are relative to the plant file
     builder.reported |= expansion.reported
     problems += expansion.problems
     try:

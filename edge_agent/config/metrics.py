@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from edge_agent.config.base import Duration, Name, Strict
+from edge_agent.config.baseline import BaselineConfig
 from edge_agent.config.carriers import (
     DEFAULT_GRID_SELECTION,
     ELECTRICITY,
@@ -21,7 +22,6 @@ from edge_agent.config.carriers import (
     GridFactorSelection,
     MeterUnits,
     electric_problem,
-    grid_factor,
     grid_setting,
     meter_units,
 )
@@ -410,6 +410,11 @@ class MetricsConfig(Strict):
     save_interval: Duration = Field(
         default=60.0, ge=1, le=3600, description="Seconds between saves of the accumulators."
     )
+    # baseline part (issue 16): ISO 50006 baselines and measured savings
+    baselines: list[BaselineConfig] = Field(
+        default_factory=list,
+        description="Energy baselines: savings and EnPIs per window (docs/METRICS.md).",
+    )
     events: EventsConfig = Field(
         default_factory=EventsConfig,
         description="Idle-energy and stalled-meter events (guard); none unless configured.",
@@ -437,55 +442,3 @@ class MetricsConfig(Strict):
         if meter.tariff is None:
             return self.tariffs[0] if len(self.tariffs) == 1 else None
         return next((t for t in self.tariffs if t.name == meter.tariff), None)
-
-
-def summary_lines(metrics: MetricsConfig) -> list[str]:
-    """What ``edge-agent check`` prints about the metrics section."""
-    lines = [f"metrics: windows {', '.join(metrics.windows)}; grace {metrics.grace:g}s"]
-    for meter in metrics.meters:
-        sources = [s for s, given in (("counter", meter.counter), ("power", meter.power)) if given]
-        guard = meter.demand_guard
-        limit = f", {guard.kind} demand {guard.limit_kw:g} kW guarded" if guard else ""
-        lines.append(f"  meter {meter.metric_name}: {' + '.join(sources)} of {meter.device}{limit}")
-    for machine in metrics.machines:
-        how = "state tag" if machine.state is not None else "state from power"
-        extras = [x for x, given in (("parts", machine.parts), ("energy", machine.energy)) if given]
-        lines.append(
-            f"  machine {machine.metric_name}: {how}"
-            + (f", {', '.join(extras)}" if extras else "")
-            + (f", ideal cycle {machine.ideal_cycle_time:g}s" if machine.ideal_cycle_time else "")
-        )
-    if metrics.shifts:
-        shifts = ", ".join(f"{s.name} {s.start}-{s.end}" for s in metrics.shifts)
-        lines.append(f"  shifts: {shifts}")
-    if metrics.plant_total:
-        lines.append(f"  plant total: {' + '.join(metrics.plant_total)}")
-    for tariff in metrics.tariffs:
-        priced = [m.metric_name for m in metrics.meters if metrics.tariff_of(m) is tariff]
-        lines.append(
-            f"  tariff {tariff.name} ({tariff.currency}, {len(tariff.seasons)} "
-            f"season{'' if len(tariff.seasons) == 1 else 's'}): "
-            + (", ".join(priced) if priced else "no meter")
-        )
-    detectors = (
-        ("idle_energy", metrics.events.idle_energy),
-        ("meter_stalled", metrics.events.meter_stalled),
-    )
-    events = [name for name, config in detectors if config is not None]
-    if events:
-        lines.append(f"  events: {', '.join(events)}")
-    lines.append(f"  {metrics.coal_equivalent.coefficient:g} kgce/kWh")
-    lines.append(f"  grid emission factor: {grid_factor(metrics.grid_emission_factor)[1]}")
-    for meter in metrics.meters:
-        if not meter.is_electric:
-            units = meter.units
-            lines.append(
-                f"  carrier {meter.metric_name}: {meter.carrier}, "
-                f"{units.kgce_per_unit:g} kgce/{units.amount_unit} ({units.kgce_source})"
-            )
-            if meter.carrier == "natural_gas" and units.kgce_source.startswith("GB/T"):
-                lines.append(
-                    "    natural gas ranges about 1.10-1.33 kgce/m3 with its calorific value: "
-                    "set calorific_value (MJ per unit, from the gas bill)"
-                )
-    return lines

@@ -36,6 +36,7 @@ from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
 from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
+from edge_agent.metrics.savings import SavingsUnit, build_savings
 from edge_agent.metrics.specs import Context, shift_specs
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tariff import TariffCalendar
@@ -183,8 +184,19 @@ class MetricsProcessor:
         self._extra: list[SampleBatch] = []
         self._event_sent = False
         self.watchers = Watchers(metrics, self.meters, self.machines, self._extra, self._sent)
+        # Baselines (issue 16): savings per window from the meters' and machines' windows.
+        self.savings: list[SavingsUnit] = build_savings(
+            metrics,
+            self.meters,
+            self.machines,
+            self.kinds,
+            local,
+            tags,
+            None if store is None else store.path.parent,
+            self.now_ns(),
+        )
         self._needs: dict[str, dict[str, list[tuple[int, Handler]]]] = {}
-        handlers = [h for unit in self.units for h in unit.handlers()]
+        handlers = [h for unit in [*self.units, *self.savings] for h in unit.handlers()]
         for device, tag, priority, handler in [*handlers, *self.watchers.handlers()]:
             self._needs.setdefault(device, {}).setdefault(tag, []).append((priority, handler))
         self._routes: dict[tuple[str, str], Any] = {}
@@ -194,7 +206,7 @@ class MetricsProcessor:
         if store is not None:
             self._restore(store.load())
         self._next_deadline_ns = 0
-        self._close_due(self.started_ns)
+        self._close_due(self.started_ns, announce=False)  # nothing is due yet; arms the timer
 
     def _add_carrier(self, meter: MeterConfig, tags: TagCatalog, names: list[str]) -> None:
         units = meter.units
@@ -334,7 +346,7 @@ class MetricsProcessor:
         """Close every window whose end + grace has passed; return their metric batches."""
         return self._close_due(self.now_ns() if now is None else round(now * NS_PER_S))
 
-    def _close_due(self, now_ns: int) -> list[SampleBatch]:
+    def _close_due(self, now_ns: int, *, announce: bool = True) -> list[SampleBatch]:
         grace, not_before = self._grace_ns, self.started_ns + self._grace_ns
         out: list[SampleBatch] = []
         for unit in self.units:
@@ -342,9 +354,11 @@ class MetricsProcessor:
         for kind in self.kinds:
             name = kind.name
             closed: dict[tuple[int, int, str], OpenWindow[Any]] = {}
+            by_meter: dict[tuple[int, int, str], OpenWindow[Any]] = {}
             for meter in self.meters:
                 for window in self._pop(meter.tracks[name], now_ns):
                     out += meter.close(name, window, self.context)
+                    by_meter.setdefault((window.start_ns, window.end_ns, window.label), window)
                     if self.total is not None and meter in self.total.members:
                         closed.setdefault((window.start_ns, window.end_ns, window.label), window)
             for machine in self.machines:
@@ -356,8 +370,16 @@ class MetricsProcessor:
             if self.total is not None:
                 for window in closed.values():
                     out += self.total.close(name, window, self.context)
+            for saving in self.savings:
+                for window in by_meter.values():
+                    if (name, window.start_ns) in saving.meters[0].just_closed:
+                        out += saving.close(name, window, self.context)
+        for saving in self.savings if announce else ():
+            out += saving.announce(now_ns, self.context)  # a fit not yet published
         for meter in self.meters:
             meter.just_closed.clear()
+        for machine in self.machines:
+            machine.just_closed.clear()
         if self.watchers and now_ns > self.started_ns:  # at start: nowhere to send them
             self.watchers.expire(now_ns)
             if self._extra:
@@ -412,6 +434,7 @@ class MetricsProcessor:
                 for unit in self.units
             },
             "total": None if self.total is None else self.total.state(),
+            "savings": {unit.name: unit.state() for unit in self.savings},
             "watchers": self.watchers.state(),
         }
 
@@ -442,6 +465,13 @@ class MetricsProcessor:
             restored.append(unit.name)
         if self.total is not None and data.get("total") is not None:
             self.total.restore(data["total"])
+        for saving in self.savings:
+            entry = data.get("savings", {}).get(saving.name)
+            if entry is not None and not saving.restore(entry):
+                log.warning(
+                    "baseline config changed; its cumulative savings start again",
+                    baseline=saving.name,
+                )
         self.watchers.restore(data.get("watchers"))
         if restored:
             log.info("metrics state restored", units=restored)

@@ -43,7 +43,16 @@ CLI = (sys.executable, "-m", "edge_agent")
 DEMO_CONFIG = ROOT / "configs" / "demo-plant.yaml"
 DEMO_PROFILE = ROOT / "simulators" / "profiles" / "demo-plant.yaml"
 DEMO_PORTS = (15020, 15021)
-DEMO_DEVICES = {"line-meter", "cnc-1", "press-1", "compressor-1", "compressor-meter", "dryer-gas"}
+DEMO_DEVICES = {
+    "line-meter",
+    "cnc-1",
+    "press-1",
+    "compressor-1",
+    "compressor-meter",
+    "oven-1",
+    "oven-meter",
+    "dryer-gas",
+}
 TYPES = "bool, int16, uint16, int32, uint32, int64, uint64, float32, float64, string"
 
 #: Bound on a short command (import, load, print) on a loaded 2-core CI machine.
@@ -362,7 +371,7 @@ def test_check_demo_plant_prints_the_summary(tmp_path: Path) -> None:
     assert "no sinks: values are collected but published nowhere" in lines
     total = re.search(r"^total: (\d+) devices, (\d+) tags, ([\d.]+) reads/s", out, re.M)
     assert total, out
-    assert (int(total[1]), int(total[2])) == (len(doc["devices"]), n_tags) == (6, 53)
+    assert (int(total[1]), int(total[2])) == (len(doc["devices"]), n_tags) == (8, 60)
     assert float(total[3]) > 0
 
 

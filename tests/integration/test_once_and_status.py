@@ -26,7 +26,16 @@ from tests.service_support import wait_for
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-DEVICES = ("line-meter", "cnc-1", "press-1", "compressor-1", "compressor-meter", "dryer-gas")
+DEVICES = (
+    "line-meter",
+    "cnc-1",
+    "press-1",
+    "compressor-1",
+    "compressor-meter",
+    "oven-1",
+    "oven-meter",
+    "dryer-gas",
+)
 #: A tag where the line meter has a hole (registers 12-15 answer exception 2).
 GHOST = "          - {name: ghost, table: input, address: 12, type: float32, unit: V}\n"
 FREQUENCY = "          - {name: frequency, table: input, address: 24, type: float32, unit: Hz}\n"

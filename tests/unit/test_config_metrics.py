@@ -10,7 +10,8 @@ from edge_agent.config import MqttSinkConfig, PlantIdentity, base
 from edge_agent.config import metrics as config_metrics
 from edge_agent.config.carriers import grid_factor
 from edge_agent.config.loader import load_config
-from edge_agent.config.metrics import CoalEquivalent, MetricsConfig, summary_lines
+from edge_agent.config.metrics import CoalEquivalent, MetricsConfig
+from edge_agent.config.metrics_summary import summary_lines
 from edge_agent.config.mqtt import mqtt_sink_problems
 from edge_agent.errors import ConfigError
 
@@ -36,12 +37,11 @@ def test_defaults_are_documented_values() -> None:
 def test_the_demo_plant_configures_every_metric() -> None:
     plant = load_config(DEMO, env={})
     assert plant.metrics is not None
-    assert {m.metric_name for m in plant.metrics.meters} == {
-        "line-meter",
-        "compressor-meter",
-        "dryer-gas",
-    }
-    assert {m.metric_name for m in plant.metrics.machines} == {"cnc-1", "press-1", "compressor-1"}
+    meters = {m.metric_name for m in plant.metrics.meters}
+    assert meters == {"line-meter", "compressor-meter", "oven-meter", "dryer-gas"}
+    machines = {m.metric_name for m in plant.metrics.machines}
+    assert machines == {"cnc-1", "press-1", "compressor-1", "oven-1"}
+    assert [b.name for b in plant.metrics.baselines] == ["oven-savings"]
     lines = summary_lines(plant.metrics)
     assert lines[0] == "metrics: windows 1m, 15m, 1h, 1d, shift; grace 5s"
     assert "  plant total: line-meter + compressor-meter" in lines

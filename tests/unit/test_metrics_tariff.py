@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.config import PlantConfig
 from edge_agent.config.loader import load_config, parse_config
-from edge_agent.config.metrics import summary_lines
+from edge_agent.config.metrics_summary import summary_lines
 from edge_agent.config.tariff import TariffConfig, tariff_problems, tariff_warnings
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.store import STATE_FILE, StateStore
@@ -341,7 +341,7 @@ def test_the_example_calendar_is_valid_labelled_and_copied_into_the_demo() -> No
     assert all(demo.metrics.tariff_of(m) == example for m in electric)
     # Tariffs price electricity: the demo's gas meter has none.
     assert all(demo.metrics.tariff_of(m) is None for m in demo.metrics.meters if not m.is_electric)
-    assert "  tariff example-cn-tou (CNY, 2 seasons): line-meter, compressor-meter" in (
+    assert "  tariff example-cn-tou (CNY, 2 seasons): line-meter, compressor-meter, oven-meter" in (
         summary_lines(demo.metrics)
     )
     summer = next(s for s in example.seasons if 7 in s.months)

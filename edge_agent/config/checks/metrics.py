@@ -12,6 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 
 from edge_agent.config.catalog import TagCatalog
+from edge_agent.config.checks.baseline import check_baselines
 from edge_agent.config.checks.common import Finding, Loc, duplicates, format_path
 from edge_agent.config.metrics import (
     EnergyConfig,
@@ -157,6 +158,7 @@ def check_metrics(
             where: Loc = (*base, "events", "idle_energy", "machines", name)
             found.append((where, f"{name!r} is not one of metrics.machines"))
     found += _check_tariffs(metrics, base, unchecked)
+    found += check_baselines(metrics, plant_name, tags, unchecked.metrics)
     return found
 
 

@@ -87,6 +87,9 @@ class MachineUnit:
         if spec.energy is not None and spec.energy.counter and spec.energy.power:
             self._energy_names += CROSS_CHECK_NAMES
         self.planned: Callable[[int, int], int] = lambda a, b: b - a
+        #: The windows closed in the current close pass, by (kind, start): what baselines
+        #: take their parts and run time from (as the plant total takes meters' energy).
+        self.just_closed: dict[tuple[str, int], MachineAcc] = {}
 
     # ------------------------------------------------------------------ feeding
 
@@ -226,6 +229,7 @@ class MachineUnit:
         ]
 
     def close(self, kind: str, window: OpenWindow[MachineAcc], ctx: Context) -> list[SampleBatch]:
+        self.just_closed[(kind, window.start_ns)] = window.acc
         if kind not in ctx.emitted:
             return []
         acc, length = window.acc, window.end_ns - window.start_ns

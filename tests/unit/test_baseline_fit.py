@@ -1,0 +1,148 @@
+"""The baseline's pure parts: the OLS fit and its statistics, the CSV, the window history,
+and the config checks of ``metrics.baselines``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config.loader import parse_config
+from edge_agent.errors import ConfigError
+from edge_agent.metrics.baseline import Fit, QualityLimits, fit_baseline
+from edge_agent.metrics.baseline_inputs import above
+from edge_agent.metrics.window_history import (
+    CsvError,
+    Record,
+    WindowHistory,
+    parse_csv,
+)
+from tests.baseline_sim import DEVICES, baseline_yaml
+
+
+def test_ols_statistics_by_hand() -> None:
+    # y = 1 + 2x plus residuals +0.1, -0.1, -0.1, +0.1 (zero mean, orthogonal to x).
+    x = [0.0, 1.0, 2.0, 3.0]
+    y = [1.1, 2.9, 4.9, 7.1]
+    fit = fit_baseline(y, [[v] for v in x], ["parts_good"], QualityLimits())
+    assert fit.intercept == pytest.approx(1.0)
+    assert fit.coefficients == pytest.approx((2.0,))
+    ss_res = 4 * 0.01
+    mean = sum(y) / 4
+    ss_tot = sum((v - mean) ** 2 for v in y)
+    assert fit.r2 == pytest.approx(1 - ss_res / ss_tot)
+    # ASHRAE Guideline 14: n - p degrees of freedom, p = 2 (intercept + one slope).
+    assert fit.cv_rmse == pytest.approx(math.sqrt(ss_res / (4 - 2)) / mean)
+    assert fit.ranges == ((0.0, 3.0),)
+    assert fit.valid
+    assert fit.n == 4
+    assert fit.outside([3.5])
+    assert not fit.outside([2.0])
+    assert Fit.load(fit.state()) == fit
+
+
+def test_poor_and_impossible_fits_are_flagged() -> None:
+    noisy = fit_baseline(
+        [1.0, 5.0, 2.0, 6.0, 1.5],
+        [[1], [2], [3], [4], [5]],
+        ["run_hours"],
+        QualityLimits(0.75, 0.2),
+    )
+    assert not noisy.valid
+    assert "R2" in noisy.reason
+    assert "CV(RMSE)" in noisy.reason
+    few = fit_baseline([1.0, 2.0], [[1], [2]], ["run_hours"], QualityLimits())
+    assert not few.valid
+    assert "need more than 2" in few.reason
+    constant = fit_baseline([1.0, 2.0, 3.0], [[4], [4], [4]], ["run_hours"], QualityLimits())
+    assert not constant.valid
+    assert "run_hours did not vary" in constant.reason
+    collinear = fit_baseline(
+        [1.0, 2.0, 3.0, 4.5],
+        [[1, 2], [2, 4], [3, 6], [4, 8]],
+        ["parts_good", "run_hours"],
+        QualityLimits(),
+    )
+    assert not collinear.valid
+    assert "collinear" in collinear.reason
+
+
+def test_degree_hours_of_a_straight_line() -> None:
+    assert above(20.0, 24.0, 18.0) == pytest.approx(4.0)
+    assert above(10.0, 14.0, 18.0) == 0.0
+    assert above(16.0, 20.0, 18.0) == pytest.approx(0.5 * 2 / 2)  # half the time, mean 1
+    assert above(-16.0, -20.0, -18.0) == pytest.approx(0.5)  # heating: the same, mirrored
+
+
+def test_csv_rows_and_their_errors_by_line() -> None:
+    text = "# comment\nstart,energy_kwh,parts_good\n2024-01-01T00:00,10,3\n,11,4\n,12,5\n"
+    records = parse_csv(text, ["parts_good"])
+    assert [r.energy_kwh for r in records] == [10.0, 11.0, 12.0]
+    bad = "energy_kwh,parts_good\n10,3\nten,4\n12\n-1,5\n13,nan\n"
+    with pytest.raises(CsvError) as caught:
+        parse_csv(bad, ["parts_good"])
+    assert caught.value.problems == [
+        "line 3: energy_kwh 'ten' is not a finite number",
+        "line 4: 1 cells, the header has 2",
+        "line 5: energy_kwh is negative",
+        "line 6: parts_good 'nan' is not a finite number",
+    ]
+    with pytest.raises(CsvError, match="line 1: no column temperature"):
+        parse_csv("energy_kwh,parts_good\n1,2\n", ["parts_good", "temperature"])
+
+
+def test_history_survives_restarts_without_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "baseline-x.windows.jsonl"
+    history = WindowHistory(path)
+    first = Record(0, 3600, 10.0, {"parts_good": 3.0}, 1.0)
+    assert history.add(first)
+    assert not history.add(first)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write('{"start_ns": 3600, "end_')  # torn by a power cut
+    again = WindowHistory(path)
+    assert again.records == [first]
+    assert not again.add(Record(0, 3600, 99.0, {}, 1.0)), "a window is kept once"
+    assert again.add(Record(3600, 7200, 11.0, {"parts_good": None}, 0.5))
+    assert [r.start_ns for r in WindowHistory(path).records] == [0, 3600]
+
+
+def test_history_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_agent.metrics.window_history as module
+
+    monkeypatch.setattr(module, "MAX_RECORDS", 3)
+    monkeypatch.setattr(module, "COMPACT_AT", 5)
+    path = tmp_path / "h.jsonl"
+    history = WindowHistory(path)
+    for k in range(5):
+        history.add(Record(k, k + 1, 1.0, {}, 1.0))
+    assert len(path.read_text().splitlines()) == 3
+    assert [r.start_ns for r in WindowHistory(path).records] == [2, 3, 4]
+
+
+def test_config_checks_name_the_line(tmp_path: Path) -> None:
+    csv = tmp_path / "b.csv"
+    csv.write_text("energy_kwh,parts_good,temperature\n1,2,x\n")
+    text = DEVICES.replace("windows: [15m, 1h, 1d]", "windows: [15m, 1d]") + baseline_yaml(
+        "oven-meter", f"{{csv: {csv}}}"
+    ).replace("[oven-1]", "[oven-2]").replace("tag: outdoor_c", "tag: outdoor")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, str(tmp_path / "plant.yaml"), env={})
+    message = str(caught.value)
+    assert "'oven-meter' is already the name of a meter" in message
+    assert "'oven-2' is not one of metrics.machines" in message
+    assert "window '1h' is not computed" in message
+    assert "device 'oven-1' has no tag 'outdoor'" in message
+    assert "line 2: temperature 'x' is not a finite number" in message
+
+
+def test_csv_path_is_relative_to_the_plant_file(tmp_path: Path) -> None:
+    (tmp_path / "b.csv").write_text(
+        "energy_kwh,parts_good,temperature\n1,2,3\n2,3,5\n3,5,4\n4,6,8\n"
+    )
+    config = parse_config(
+        DEVICES + baseline_yaml("oven", "{csv: b.csv}"), str(tmp_path / "plant.yaml"), env={}
+    )
+    assert config.metrics is not None
+    fit = config.metrics.baselines[0].fit
+    assert Path(getattr(fit, "csv")) == tmp_path / "b.csv"  # noqa: B009 -- a union member's field

@@ -1,0 +1,200 @@
+"""Baselines and measured savings against the simulator's exact ground truth (issue 16).
+
+Three weeks of a simulated oven line (tests/baseline_sim.py) pass through the real
+metrics processor with hourly windows: two weeks of baseline period, then the oven's
+idle power is cut by 30 % and a week of savings follows. The agent restarts from its
+state directory in the third week. Checked:
+
+* the fit's coefficients are the model's within 2 %;
+* the measured cumulative savings are the simulator's true savings within 2 %, in kWh
+  and kgce (0.1229 kgce/kWh);
+* the restart kept the cumulative savings and made no new fit, and the window history
+  holds each window once;
+* a baseline held to an impossible quality is flagged (valid 0) and gives no savings;
+* a CSV baseline fits at start, so savings show from the first window.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
+from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.model import Quality
+from simulators.stepping import UJ_PER_KWH
+from tests.baseline_sim import (
+    BASE_KW,
+    CHANGE,
+    END,
+    IDLE_KW,
+    KW_PER_DEGC,
+    KWH_PER_PART,
+    REFERENCE_C,
+    START,
+    Run,
+    baseline_yaml,
+    local,
+    plant,
+)
+
+RESTART = local(23, 7) + 1234  # a Thursday morning of the savings week, mid-window
+PERIOD = '{from: "2024-05-06", to: "2024-05-19"}'
+CSV_ROWS = 60
+
+
+def csv_text() -> str:
+    """Windows computed from the model itself (its expectation, with a little scatter)."""
+    lines = ["start,energy_kwh,parts_good,temperature"]
+    intercept = BASE_KW + IDLE_KW - KW_PER_DEGC * REFERENCE_C
+    for k in range(CSV_ROWS):
+        parts = 5 + (k * 37) % 50
+        temperature = 8 + (k * 13) % 30
+        scatter = 0.05 * ((k * 7) % 5 - 2)
+        kwh = intercept + KWH_PER_PART * parts + KW_PER_DEGC * temperature + scatter
+        lines.append(f"2024-04-{1 + k // 24:02d}T{k % 24:02d}:00,{kwh:.4f},{parts},{temperature}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Outcome:
+    first: MetricsProcessor
+    second: MetricsProcessor
+    run: Run
+    state_dir: Path
+    #: Simulated true avoided energy (uJ) at each hour boundary.
+    true_uj: dict[int, int] = field(default_factory=dict)
+    cumulative_at_restart: float = 0.0
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
+    state_dir = tmp_path_factory.mktemp("state")
+    csv = state_dir.parent / "oven-baseline.csv"
+    csv.write_text(csv_text())
+    config = plant(
+        baseline_yaml("oven-line", PERIOD)
+        + baseline_yaml("oven-strict", PERIOD, "{min_r2: 0.99999, max_cv_rmse: 0.0001}")
+        + baseline_yaml("oven-csv", f"{{csv: {csv}}}")
+    )
+    run = Run(config, state_dir)
+    true_uj: dict[int, int] = {}
+
+    def record(t: int) -> None:
+        if t % 3600 == 0:
+            truth = run.polling.simulation.machine("oven-1").truth()
+            true_uj[t] = truth.counterfactual_energy_uj - truth.energy_uj
+
+    run.until(RESTART, record)
+    first = run.processor
+    cumulative = first.savings[0].cumulative_kwh
+    first.save()
+    run.processor = run.new_processor()  # the agent restarts: state from the directory
+    run.until(END + 60, record)
+    return Outcome(first, run.processor, run, state_dir, true_uj, cumulative)
+
+
+def savings(outcome: Outcome, name: str) -> list[tuple[dict[str, Any], Any]]:
+    return list(outcome.run.batches(name, "savings"))
+
+
+def test_fitted_coefficients_are_the_models(outcome: Outcome) -> None:
+    fit = outcome.first.savings[0].fitting.fit
+    assert fit is not None
+    assert fit.valid, fit.reason
+    assert fit.coefficients is not None
+    assert fit.intercept is not None
+    assert fit.n == 14 * 24
+    parts, temperature = fit.coefficients
+    assert parts == pytest.approx(KWH_PER_PART, rel=0.02)
+    assert temperature == pytest.approx(KW_PER_DEGC, rel=0.02)
+    intercept = BASE_KW + IDLE_KW - KW_PER_DEGC * REFERENCE_C
+    assert fit.intercept == pytest.approx(intercept, rel=0.02)
+    assert fit.r2 is not None
+    assert fit.r2 > 0.95
+    published = [v for v, _ in outcome.run.batches("oven-line", "baseline") if v["valid"] == 1]
+    assert published, "the fit is published"
+    assert published[0]["coef_parts_good"] == pytest.approx(parts, abs=1e-6)
+    assert published[0]["n"] == fit.n
+
+
+def test_measured_savings_are_the_true_savings(outcome: Outcome) -> None:
+    rows = savings(outcome, "oven-line")
+    last_end = max(int(b.attributes["window_end"]) for _, b in rows)
+    last_end_s = last_end // 10**9
+    true_kwh = (outcome.true_uj[last_end_s] - outcome.true_uj[CHANGE]) / UJ_PER_KWH
+    assert outcome.true_uj[CHANGE] == 0, "no savings before the change"
+    assert true_kwh > 100
+    final = next(v for v, b in rows if int(b.attributes["window_end"]) == last_end)
+    assert final["cumulative_avoided_kwh"] == pytest.approx(true_kwh, rel=0.02)
+    assert final["cumulative_avoided_kgce"] == pytest.approx(
+        true_kwh * KGCE_PER_KWH_EQUIVALENT, rel=0.02
+    )
+    # Windows of the baseline period are residuals, not savings: nothing counted there.
+    before = [v for v, b in rows if int(b.attributes["window_end"]) <= CHANGE * 10**9]
+    assert before
+    assert all(v["cumulative_avoided_kwh"] in (None, 0.0) for v in before)
+    # Per window: expected - actual, and the EnPIs from the same window.
+    values, batch = rows[-1]
+    assert values["avoided_kwh"] == pytest.approx(
+        values["expected_kwh"] - values["actual_kwh"], abs=2e-3
+    )
+    assert values["kwh_per_good_part"] == pytest.approx(
+        values["actual_kwh"] / outcome_parts(outcome, batch), rel=1e-3
+    )
+
+
+def outcome_parts(outcome: Outcome, batch: Any) -> float:
+    for values, other in outcome.run.batches("oven-1", "utilization"):
+        if other.timestamp_ns == batch.timestamp_ns and other.attributes["window"] == "1h":
+            return float(values["parts_good"])
+    raise AssertionError("no utilization window")
+
+
+def test_restart_keeps_savings_without_refit_or_duplicates(outcome: Outcome) -> None:
+    second = outcome.second.savings[0]
+    assert outcome.cumulative_at_restart > 10
+    assert second.fitting.fits_made == 0, "the saved fit is loaded, not refitted"
+    assert second.cumulative_kwh > outcome.cumulative_at_restart
+    lines = (outcome.state_dir / "baseline-oven-line.windows.jsonl").read_text().splitlines()
+    starts = [json.loads(line)["start_ns"] for line in lines]
+    assert len(starts) == len(set(starts))
+    assert len(starts) == (END - START) // 3600
+
+
+def test_a_poor_fit_is_flagged_and_not_used(outcome: Outcome) -> None:
+    fit = outcome.first.savings[1].fitting.fit
+    assert fit is not None
+    assert not fit.valid
+    assert "R2" in fit.reason
+    assert "CV(RMSE)" in fit.reason
+    baseline = [(v, b) for v, b in outcome.run.batches("oven-strict", "baseline")]
+    assert baseline
+    assert all(v["valid"] == 0 for v, _ in baseline)
+    assert "not valid" in baseline[-1][1].reasons[-1]
+    for values, batch in savings(outcome, "oven-strict"):
+        assert values["expected_kwh"] is None
+        assert values["avoided_kwh"] is None
+        index = batch.names.index("avoided_kwh")
+        assert batch.qualities[index] is Quality.UNCERTAIN
+        assert values["actual_kwh"] is not None  # the EnPIs and energy still stand
+
+
+def test_a_csv_baseline_gives_savings_from_the_first_window(outcome: Outcome) -> None:
+    fit = outcome.first.savings[2].fitting.fit
+    assert fit is not None
+    assert fit.valid
+    assert fit.n == CSV_ROWS
+    assert fit.coefficients is not None
+    assert fit.coefficients[0] == pytest.approx(KWH_PER_PART, rel=0.02)
+    first_values, _ = savings(outcome, "oven-csv")[0]
+    assert first_values["expected_kwh"] is not None
+    # Before the change the oven matches its model: savings near zero.
+    before = [
+        v["avoided_kwh"] for v, b in savings(outcome, "oven-csv") if b.timestamp_ns < CHANGE * 10**9
+    ]
+    assert abs(sum(before)) / len(before) < 0.5
