@@ -35,7 +35,6 @@ from edge_agent.metrics.reports import (
     SHIFTLY,
     Document,
     Reporter,
-    UnitOf,
     content,
     report_stem,
 )
@@ -191,7 +190,6 @@ def build_reporter(
     plant: PlantConfig,
     *,
     clock: Callable[[], float] = time.time,
-    unit_of: UnitOf | None = None,
 ) -> Reporter | None:
     """The plant's reporter writing to ``state_dir/reports``; None when no report is on."""
     metrics = plant.metrics
@@ -209,5 +207,4 @@ def build_reporter(
         site=plant.plant.site,
         files=ReportFiles(reports_root(plant.state_dir), metrics.reports.keep_days),
         clock=clock,
-        unit_of=unit_of,
     )

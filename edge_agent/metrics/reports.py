@@ -54,9 +54,6 @@ STATUS_COMPLETE: Final = "complete"
 STATUS_PARTIAL: Final = "partial"
 STATUS_NO_DATA: Final = "no_data"
 
-#: ``(device, family, name) -> unit`` for a figure whose unit the batch cannot say: a
-#: tariff's currency, a carrier's counter unit. ``None``: the default of the figure.
-UnitOf = Callable[[str, str, str], str | None]
 Document = dict[str, Any]
 
 
@@ -117,7 +114,6 @@ class Reporter:
         site: str = "",
         files: ReportSink | None = None,
         clock: Callable[[], float] = time.time,
-        unit_of: UnitOf | None = None,
     ) -> None:
         self.plant = plant
         self.site = site
@@ -127,7 +123,6 @@ class Reporter:
         self.min_coverage = min_coverage
         self.files = files
         self._clock = clock
-        self._unit_of = unit_of
 
     def __call__(self, closed: Sequence[SampleBatch]) -> list[SampleBatch]:
         """The report batches of every report window closed in ``closed`` (one pass).
@@ -169,7 +164,7 @@ class Reporter:
         batches: Sequence[SampleBatch],
     ) -> Document:
         """The report document of one window from its metric batches."""
-        devices = _devices(batches, self.plant, self._unit_of, self.zone)
+        devices = _devices(batches, self.plant, self.zone)
         notes: list[str] = []
         coverages = [d["coverage"] for d in devices if d["coverage"] is not None]
         for device in devices:
@@ -221,9 +216,7 @@ def _percent(ratio: float) -> str:
 _ROLE_ORDER: Final = {"plant": 0, "meter": 1, "machine": 2, "baseline": 3}
 
 
-def _devices(
-    batches: Sequence[SampleBatch], plant: str, unit_of: UnitOf | None, zone: ZoneInfo
-) -> list[Document]:
+def _devices(batches: Sequence[SampleBatch], plant: str, zone: ZoneInfo) -> list[Document]:
     """Each device's figures, the plant total first, then meters, machines, baselines in
     the order the pass closed them (the plant file's order)."""
     by_device: dict[str, list[tuple[str, SampleBatch]]] = {}
@@ -244,8 +237,9 @@ def _devices(
                 if matched is None:
                     continue
                 unit = matched.unit
-                if unit_of is not None and (unit == CURRENCY or not unit):
-                    unit = unit_of(device, family, name) or unit
+                if unit == CURRENCY or (family == "carrier" and not unit):
+                    # The batch says it (tariff: its currency; carrier: its amount's unit).
+                    unit = batch.attributes.get(CURRENCY if unit else "unit") or unit
                 figure: Document = {
                     "family": family,
                     "name": name,

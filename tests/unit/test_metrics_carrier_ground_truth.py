@@ -137,3 +137,12 @@ def test_coverage_shows_the_gap(run: Run) -> None:
     inside = [b for v, b in windows(run, "1m") if v["coverage"] == 0.0]
     assert inside, "the minutes of the gap have no coverage"
     assert all(b.qualities[3] is Quality.UNCERTAIN for b in inside)
+
+
+def test_each_batch_says_its_carrier_and_the_unit_of_its_amount(run: Run) -> None:
+    """A subscriber (and the reports) read the unit of ``amount`` from the batch itself."""
+    batches = windows(run, "1h")
+    assert batches
+    for _, batch in batches:
+        assert batch.attributes["carrier"] == "natural_gas"
+        assert batch.attributes["unit"] == "Nm3"

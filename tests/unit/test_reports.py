@@ -44,6 +44,7 @@ def metric(
     bounds: tuple[int, int] = (DAY0, DAY1),
     shift: str | None = None,
     quality: Quality = Quality.GOOD,
+    attributes: dict[str, str] | None = None,
 ) -> SampleBatch:
     info = MetricInfo(family, window, (bounds[0] * S, bounds[1] * S), shift)
     names = tuple(values)
@@ -55,7 +56,7 @@ def metric(
         list(values.values()),
         [Quality.UNCERTAIN if v is None else quality for v in values.values()],
         ["no data" if v is None else "" for v in values.values()],
-        attributes=info.attributes(),
+        attributes={**info.attributes(), **(attributes or {})},
     )
 
 
@@ -112,12 +113,12 @@ def day_batches() -> list[SampleBatch]:
     return [
         metric("line-meter", "energy", ENERGY),
         metric("line-meter", "demand", DEMAND_DAY),
-        metric("line-meter", "tariff", TARIFF),
-        metric("gas-meter", "carrier", CARRIER, quality=Quality.UNCERTAIN),
+        metric("line-meter", "tariff", TARIFF, attributes=CNY),
+        metric("gas-meter", "carrier", CARRIER, quality=Quality.UNCERTAIN, attributes=NM3),
         metric("line", "savings", SAVINGS),
         metric("line", "baseline", BASELINE),
         metric(PLANT, "energy", ENERGY),
-        metric(PLANT, "tariff", TARIFF),
+        metric(PLANT, "tariff", TARIFF, attributes=CNY),
         # Not in a daily report: another window, a live family, an event.
         metric("line-meter", "energy", ENERGY, window="1h", bounds=(DAY1 - 3600, DAY1)),
         metric(
@@ -140,7 +141,9 @@ def day_batches() -> list[SampleBatch]:
     ]
 
 
-UNITS = {("line-meter", "tariff"): "CNY", (PLANT, "tariff"): "CNY", ("gas-meter", "carrier"): "Nm3"}
+#: What the tariff and carrier batches say about their units (metrics/cost.py, units/carrier.py).
+CNY = {"currency": "CNY"}
+NM3 = {"carrier": "natural_gas", "unit": "Nm3"}
 
 
 def reporter(files: ReportFiles | None = None, clock: float = DAY1 + 5.0) -> Reporter:
@@ -153,7 +156,6 @@ def reporter(files: ReportFiles | None = None, clock: float = DAY1 + 5.0) -> Rep
         site="一号工厂 <Line & Co>",
         files=files,
         clock=lambda: clock,
-        unit_of=lambda device, family, name: UNITS.get((device, family)),
     )
 
 

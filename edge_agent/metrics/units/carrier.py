@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edge_agent.metrics.accumulators import EnergyAcc
 from edge_agent.metrics.output import CARRIER_NAMES, metric_batch
@@ -23,6 +23,11 @@ from edge_agent.metrics.windows import WindowKind
 from edge_agent.model import SampleBatch
 
 FAMILY = "carrier"
+
+
+#: Batch attributes of the ``carrier`` family: the carrier and the unit of ``amount``.
+CARRIER: Final = "carrier"
+AMOUNT_UNIT: Final = "unit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,18 +84,21 @@ class CarrierUnit:
         if kind not in ctx.emitted:
             return []
         acc, length = window.acc, window.end_ns - window.start_ns
-        return [
-            metric_batch(
-                self.name,
-                kind,
-                window,
-                FAMILY,
-                self._names,
-                self.values(acc, length),
-                acc.covered_ns / length,
-                ctx.min_coverage,
-            )
-        ]
+        batch = metric_batch(
+            self.name,
+            kind,
+            window,
+            FAMILY,
+            self._names,
+            self.values(acc, length),
+            acc.covered_ns / length,
+            ctx.min_coverage,
+        )
+        # What `amount` counts and in what unit, for whoever reads the batch alone (the
+        # reports, a subscriber): the tariff family says its currency the same way.
+        batch.attributes[CARRIER] = self.carrier.carrier
+        batch.attributes[AMOUNT_UNIT] = self.carrier.amount_unit
+        return [batch]
 
     def state(self) -> dict[str, Any]:
         return {
