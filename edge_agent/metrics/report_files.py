@@ -38,6 +38,7 @@ from edge_agent.metrics.reports import (
     content,
     report_stem,
 )
+from edge_agent.metrics.store import atomic_write
 
 log = structlog.get_logger("edge_agent.metrics")
 
@@ -101,21 +102,6 @@ def find_report(root: Path, day: str | None, shift: str | None) -> ReportEntry |
         if shift is None or entry.shift == shift:
             return entry
     return None
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temporary file, fsync, rename, directory fsync."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ReportFiles:

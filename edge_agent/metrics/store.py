@@ -60,16 +60,10 @@ class StateStore:
 
     def save(self, data: dict[str, Any]) -> bool:
         """Replace the file with ``data``; False (logged once per outage) on failure."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             payload = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-            with open(tmp, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-            _sync_directory(self.path.parent)
+            atomic_write(self.path, payload)
         except (OSError, ValueError) as exc:
             if self._failing.begin():
                 log.error(
@@ -83,9 +77,20 @@ class StateStore:
         return True
 
 
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX: fsync the directory)."""
-    fd = os.open(directory, os.O_RDONLY)
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: after a power cut it is the old file or the new one.
+
+    A temporary file in the same directory, flushed to disk, renamed over ``path``, then
+    the directory synced so that the rename itself is durable. Every file the metrics
+    keep in the state directory (state, baseline fits and windows, reports) is written so.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

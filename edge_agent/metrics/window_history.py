@@ -20,7 +20,6 @@ starting with ``#`` are comments. Every bad row is an error naming its line.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import structlog
+
+from edge_agent.metrics.store import atomic_write
 
 log = structlog.get_logger("edge_agent.metrics")
 
@@ -154,19 +155,14 @@ class WindowHistory:
         self._starts = {r.start_ns for r in self.records}
         if self.path is None:
             return
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        text = "".join(
+            json.dumps(record.state(), separators=(",", ":")) + "\n" for record in self.records
+        )
         try:
-            with open(tmp, "w", encoding="utf-8") as handle:
-                for record in self.records:
-                    handle.write(json.dumps(record.state(), separators=(",", ":")) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(self.path, text.encode("utf-8"))
             self._lines = len(self.records)
         except OSError as exc:
             log.error("cannot compact baseline windows", path=str(self.path), error=str(exc))
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
     def between(self, start_ns: int, end_ns: int) -> list[Record]:
         """Records of windows lying wholly inside ``[start_ns, end_ns)``."""
