@@ -25,6 +25,7 @@ from edge_agent.config.carriers import (
     grid_setting,
     meter_units,
 )
+from edge_agent.config.clock import ClockEnd, ClockStart
 from edge_agent.config.guard import DemandGuardConfig, EventsConfig
 from edge_agent.config.reports import ReportsConfig
 from edge_agent.config.tariff import TariffConfig
@@ -301,36 +302,18 @@ class MachineConfig(Strict):
 
 
 class BreakConfig(Strict):
-    start: str
-    end: str
-
-    @field_validator("start", "end")
-    @classmethod
-    def _clock(cls, value: str) -> str:
-        parse_clock(value, allow_24=True)
-        return value
+    start: ClockEnd  # a break may start at 24:00 of a shift that runs past midnight
+    end: ClockEnd
 
 
 class ShiftConfig(Strict):
     """A shift in local time; `end` may be 24:00 or earlier than `start` (crosses midnight)."""
 
     name: Name
-    start: str
-    end: str
+    start: ClockStart
+    end: ClockEnd
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
     breaks: list[BreakConfig] = Field(default_factory=list)
-
-    @field_validator("start")
-    @classmethod
-    def _start(cls, value: str) -> str:
-        parse_clock(value)
-        return value
-
-    @field_validator("end")
-    @classmethod
-    def _end(cls, value: str) -> str:
-        parse_clock(value, allow_24=True)
-        return value
 
     @model_validator(mode="after")
     def _not_empty(self) -> ShiftConfig:

@@ -16,9 +16,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Annotated, Final
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from edge_agent.config.base import Name, Strict
+from edge_agent.config.clock import ClockEnd, ClockStart
 from edge_agent.metrics.tariff import PERIODS, DayPlan, PeriodName, TariffSpec, hhmm
 from edge_agent.metrics.windows import MINUTES_PER_DAY, parse_clock
 
@@ -37,21 +38,9 @@ Price = Annotated[float, Field(ge=0)]
 class PeriodSpan(Strict):
     """One stretch of a day plan; an `end` not after `start` runs past midnight."""
 
-    start: str
-    end: str
+    start: ClockStart
+    end: ClockEnd
     period: PeriodName
-
-    @field_validator("start")
-    @classmethod
-    def _start(cls, value: str) -> str:
-        parse_clock(value)
-        return value
-
-    @field_validator("end")
-    @classmethod
-    def _end(cls, value: str) -> str:
-        parse_clock(value, allow_24=True)
-        return value
 
     @property
     def clock(self) -> tuple[int, int]:
