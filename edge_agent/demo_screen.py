@@ -10,9 +10,11 @@ Nothing here is on the data path: it reads the agent's latest values and live KP
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from edge_agent.metrics.live import LiveKpis, live_kpis
 from edge_agent.model import Value
@@ -144,6 +146,7 @@ class DemoScreen:
         if waiting:
             lines.append(f"{WAITING_FOR_PART} ({', '.join(waiting)})")
         lines.extend(self._rollover_notes(kpis, now))
+        lines.extend(self._energy_notes())
         for runner in self.agent.sinks:
             state = "connected" if runner.sink.connected else "DOWN"
             lines.append(f"sink {runner.sink.name}: {state}, {len(runner.buffer)} batches buffered")
@@ -182,6 +185,56 @@ class DemoScreen:
             hours = left_kwh / demand
             if hours <= ROLLOVER_NOTE_HOURS:
                 lines.append(f"{meter.name}: counter rolls over in ~{_duration(hours)}: handled")
+        return lines
+
+    def _energy_notes(self) -> list[str]:
+        """The demand guards' predictions, running idle and stalled-meter events, and the
+        baselines' savings: issue 16's parts at a glance (the console shows them in full)."""
+        metrics = self.agent.metrics
+        if metrics is None:
+            return []
+        zone = ZoneInfo(metrics.timezone)
+        lines = []
+        for guard in metrics.watchers.guards:
+            last = guard.last
+            if last is None or last.predicted_kw is None:
+                continue
+            line = (
+                f"demand guard {guard.meter.name}: {last.predicted_kw:,.1f} kW predicted for "
+                f"the block to {_clock(last.block_end_ns, zone)}, limit {guard.spec.limit_kw:g} kW"
+            )
+            if guard.active is not None and last.shed_kw:
+                line += (
+                    f": ALARM since {_clock(guard.active.start_ns, zone)}, shed "
+                    f"{last.shed_kw:,.1f} kW for the {last.minutes_left:.0f} min left"
+                )
+            lines.append(line)
+        for idle in metrics.watchers.idle:
+            episode = idle.episode
+            if episode is not None and episode.active:
+                lines.append(
+                    f"idle energy {idle.machine}: idle at {episode.last_kw:,.1f} kW since "
+                    f"{_clock(episode.start_ns, zone)}"
+                )
+        for stalled in metrics.watchers.stalled:
+            episode = stalled.episode
+            if episode is not None and episode.active:
+                lines.append(
+                    f"meter stalled {stalled.meter}: counter still at {episode.last_kw:,.1f} kW "
+                    f"since {_clock(episode.start_ns, zone)}"
+                )
+        for saving in metrics.savings:
+            fit = saving.fitting.fit
+            if fit is None:
+                lines.append(f"baseline {saving.name}: not fitted yet")
+            elif not fit.valid:
+                lines.append(f"baseline {saving.name}: not used ({fit.reason})")
+            else:
+                lines.append(
+                    f"baseline {saving.name}: R2 {fit.r2 or 0:.3f}, saved "
+                    f"{saving.cumulative_kwh:,.2f} kWh ({saving.cumulative_kgce:,.3f} kgce) "
+                    f"in the {saving.kind.name} windows closed so far"
+                )
         return lines
 
     def render(self, width: int, height: int) -> Group:
@@ -227,6 +280,11 @@ class DemoScreen:
             # Packed here, not by rich: rich would break "95.0 s" between value and unit.
             table.add_row(name, "\n".join(pack(texts, width - name_width - 6)))
         return table
+
+
+def _clock(t_ns: int, zone: ZoneInfo) -> str:
+    """``HH:MM`` of ``t_ns`` in the plant's time zone."""
+    return dt.datetime.fromtimestamp(t_ns / 1e9, zone).strftime("%H:%M")
 
 
 def _duration(hours: float) -> str:
