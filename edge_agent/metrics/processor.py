@@ -16,8 +16,6 @@ and on stop, and restored at start, so that a restart loses and doubles nothing.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
@@ -34,6 +32,12 @@ from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.energy import EVENT_GLITCH, EVENT_OUT_OF_RANGE
+from edge_agent.metrics.fingerprints import (
+    carrier_fingerprint,
+    machine_fingerprint,
+    meter_fingerprint,
+    meter_source,
+)
 from edge_agent.metrics.holds import Holds
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.savings import SavingsUnit, build_savings
@@ -86,11 +90,6 @@ def _bad_tariff(tariff: TariffConfig) -> bool:
     return bool(problems)
 
 
-def _fingerprint(*parts: Any) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 _MISSING: Final = object()
 
 
@@ -139,6 +138,9 @@ class MetricsProcessor:
         #: Meters of other energy carriers (gas, steam, water ...): the ``carrier`` family.
         self.carriers: list[CarrierUnit] = []
         self._fingerprints: dict[str, str] = {}
+        #: Per meter, its energy source alone (fingerprints.py: a change elsewhere keeps
+        #: its peak demand of the day and the month).
+        self._sources: dict[str, str] = {}
         tariffs = {t.name: t.spec() for t in metrics.tariffs if not _bad_tariff(t)}
         for meter in metrics.meters:
             if not meter.is_electric:
@@ -156,11 +158,10 @@ class MetricsProcessor:
                 meter.metric_name, meter.device, spec, self.kinds, self.events, calendar
             )
             self.meters.append(meter_unit)
-            # Neither the guard's settings nor the tariff's prices and calendar change a
-            # window: changing them keeps the open windows (the tariff's name does not).
-            priced_by = () if tariff is None else (tariff.name,)
-            dump = meter.model_dump(exclude={"demand_guard", "tariff"})
-            self._fingerprints[meter_unit.name] = _fingerprint("meter", dump, names, *priced_by)
+            self._fingerprints[meter_unit.name] = meter_fingerprint(
+                meter, names, None if tariff is None else tariff.name
+            )
+            self._sources[meter_unit.name] = meter_source(meter)
         for machine in metrics.machines:
             try:
                 machine_spec_ = machine_spec(machine, tags)
@@ -172,8 +173,8 @@ class MetricsProcessor:
             if planned == "shifts" and self.calendar is not None:
                 machine_unit.planned = self.calendar.planned_ns
             self.machines.append(machine_unit)
-            self._fingerprints[machine_unit.name] = _fingerprint(
-                "machine", machine.model_dump(), names, [s.model_dump() for s in metrics.shifts]
+            self._fingerprints[machine_unit.name] = machine_fingerprint(
+                machine, names, metrics.shifts
             )
         self.units: list[Unit] = [*self.meters, *self.machines, *self.carriers]
         self.total: PlantTotal | None = None
@@ -220,7 +221,7 @@ class MetricsProcessor:
         )
         unit = CarrierUnit(meter.metric_name, meter.device, spec, carrier, self.kinds, self.events)
         self.carriers.append(unit)
-        self._fingerprints[unit.name] = _fingerprint("carrier", meter.model_dump(), names)
+        self._fingerprints[unit.name] = carrier_fingerprint(meter, names)
 
     # ------------------------------------------------------------------ hot path
 
@@ -430,7 +431,11 @@ class MetricsProcessor:
             "plant": self.plant,
             "saved_at_ns": self.now_ns(),
             "units": {
-                unit.name: {"fingerprint": self._fingerprints[unit.name], "state": unit.state()}
+                unit.name: {
+                    "fingerprint": self._fingerprints[unit.name],
+                    "source": self._sources.get(unit.name),
+                    "state": unit.state(),
+                }
                 for unit in self.units
             },
             "total": None if self.total is None else self.total.state(),
@@ -456,8 +461,14 @@ class MetricsProcessor:
             if entry is None:
                 continue
             if entry.get("fingerprint") != self._fingerprints[unit.name]:
+                kept = isinstance(unit, MeterUnit) and entry.get("source") == self._sources.get(
+                    unit.name
+                )
+                if isinstance(unit, MeterUnit) and kept:
+                    unit.peaks.restore(entry.get("state", {}).get("peak"))
                 log.warning(
-                    "metrics config of this unit changed; its saved windows are dropped",
+                    "metrics config of this unit changed; its saved windows are dropped"
+                    + ("; its peak demand of the day and the month is kept" if kept else ""),
                     unit=unit.name,
                 )
                 continue
