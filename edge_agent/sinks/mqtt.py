@@ -260,15 +260,17 @@ class MqttSink:
             self._log.error("mqtt connection supervisor died", exc_info=exc)
 
     def _topic(self, batch: SampleBatch) -> str:
-        key = (batch.device, batch.group)
-        topic = self._topics.get(key)
-        if topic is None:
+        if batch.attributes:
+            # Metric, event and report batches first: a device may have a poll group
+            # named like theirs ("events"), whose cached data topic must not catch them.
             info = metric_info(batch)
             if info is not None:
                 return self._metrics_topic(batch, info)
-            kind = batch.attributes.get(KIND) if batch.attributes else None
-            if kind in (KIND_EVENT, KIND_REPORT):
+            if batch.attributes.get(KIND) in (KIND_EVENT, KIND_REPORT):
                 return self._event_topic(batch)
+        key = (batch.device, batch.group)
+        topic = self._topics.get(key)
+        if topic is None:
             topic = self._topic_template.format(
                 plant=self._plant, site=self._site, device=batch.device, group=batch.group
             )
