@@ -80,8 +80,14 @@ def cmd_report(args: argparse.Namespace, load: Loader) -> int:
         if json_file is None:
             print(f"edge-agent report: {entry.stem} has no JSON file in {root}", file=sys.stderr)
             return EXIT_NOT_FOUND
-        document = json.loads((root / json_file).read_text(encoding="utf-8"))
-        print(render_text(document), end="")
+        path = root / json_file
+        try:
+            text = render_text(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            # A file cut by a full disk or edited by hand: say which, not a traceback.
+            print(f"edge-agent report: cannot read {path}: {exc!r}", file=sys.stderr)
+            return EXIT_NOT_FOUND
+        print(text, end="")
         return EXIT_OK
     for suffix in (".html", ".csv", ".json"):
         if suffix in entry.files:

@@ -12,9 +12,11 @@ What is in a report is read from the batches by family and name only
 (:func:`~edge_agent.metrics.contract.metric_info`, :mod:`.report_figures`): every
 value is the one the metric batch carries, with its quality and reason, and a figure
 appears exactly when its family was published for the window. Each figure carries the
-coverage of the window it was computed over; a device whose coverage is below
-``metrics.min_coverage`` gets a plain note ("coverage 62% on line-meter: figures are
-lower bounds") and makes the report's status ``partial``.
+coverage of the window it was computed over. A report built on gaps says so: a device
+covered less than :data:`COMPLETE_COVERAGE` of the window gets a plain note and makes
+the report's status ``partial`` ("coverage 95% on line-meter: 5% of the window has no
+data"; below ``metrics.min_coverage``, where its figures are published uncertain:
+"coverage 62% on line-meter: figures are lower bounds").
 
 The report goes out as one batch (ENERGY-CONTRACT.md, "Report batches"): ``kind
 report``, group ``reports``, device = the plant, one string value ``report`` holding
@@ -51,6 +53,9 @@ REPORT_OF_WINDOW: Final = {DAY: DAILY, SHIFT: SHIFTLY}
 FORMAT: Final = 1
 
 STATUS_COMPLETE: Final = "complete"
+#: A report is ``complete`` only when every device was covered this share of the window
+#: (a day may miss 86 s, a shift of 8 hours 29 s: a reconnect, not a gap).
+COMPLETE_COVERAGE: Final = 0.999
 STATUS_PARTIAL: Final = "partial"
 STATUS_NO_DATA: Final = "no_data"
 
@@ -169,13 +174,17 @@ class Reporter:
         coverages = [d["coverage"] for d in devices if d["coverage"] is not None]
         for device in devices:
             coverage = device["coverage"]
-            if coverage is None or coverage >= self.min_coverage:
+            if coverage is None or coverage >= COMPLETE_COVERAGE:
                 continue
+            name = device["device"]
             if coverage == 0:
-                notes.append(f"no data on {device['device']}: its figures are missing")
+                notes.append(f"no data on {name}: its figures are missing")
+            elif coverage < self.min_coverage:
+                notes.append(f"coverage {_percent(coverage)} on {name}: figures are lower bounds")
             else:
+                missing = _percent(1 - coverage, up=True)
                 notes.append(
-                    f"coverage {_percent(coverage)} on {device['device']}: figures are lower bounds"
+                    f"coverage {_percent(coverage)} on {name}: {missing} of the window has no data"
                 )
         if not coverages or max(coverages) == 0:
             status = STATUS_NO_DATA
@@ -204,13 +213,15 @@ class Reporter:
         }
 
 
-def _percent(ratio: float) -> str:
-    """``62%``: rounded down, so that a note never claims more data than there was (and a
-    gap never disappears in a rounded-up ``100%``); one decimal under 10 %."""
+def _percent(ratio: float, *, up: bool = False) -> str:
+    """``62%``: coverage rounded down, so that a note never claims more data than there
+    was (and a gap never disappears in a rounded-up ``100%``); a missing share rounded
+    ``up`` for the same reason; one decimal under 10 %."""
     value = round(ratio * 100, 6)  # 0.29 * 100 is 28.999999999999996
+    rounding = math.ceil if up else math.floor
     if value < 10:
-        return f"{math.floor(value * 10) / 10:.1f}%"
-    return f"{math.floor(value)}%"
+        return f"{rounding(value * 10) / 10:.1f}%"
+    return f"{rounding(value)}%"
 
 
 _ROLE_ORDER: Final = {"plant": 0, "meter": 1, "machine": 2, "baseline": 3}

@@ -88,6 +88,18 @@ def kept(tmp_path: Path) -> Path:
     return config
 
 
+@pytest.mark.parametrize("damage", ['{"day": "2026-12-04"', '{"day": "2026-12-04"}', "[]"])
+def test_a_damaged_report_file_is_named_not_a_traceback(
+    kept: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON file cut short (a full disk) or edited by hand: ``--text`` says which file
+    it cannot read and exits 1 (found by review: it printed a traceback)."""
+    damaged = kept.parent / "state" / "reports" / "daily" / "2026-12-04.json"
+    damaged.write_text(damage)
+    assert main(["report", "-c", str(kept), "--text"]) == 1
+    assert f"cannot read {damaged}" in capsys.readouterr().err
+
+
 def test_report_prints_the_paths_or_the_report(
     kept: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

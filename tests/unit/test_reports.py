@@ -275,6 +275,19 @@ def test_one_report_per_shift_window_in_a_pass() -> None:
 # ---------------------------------------------------------------------- files
 
 
+def test_a_gap_above_min_coverage_still_says_so_and_is_not_complete() -> None:
+    """Two hours missing of a day (coverage 91.7 %) is above the default min_coverage of
+    90 %: the figures are published good, but the report built on that gap must not say
+    ``complete`` with no word about it (found by review)."""
+    gap = {**ENERGY, "coverage": 22 / 24}
+    batches = [metric("line-meter", "energy", gap), metric("line-meter", "demand", DEMAND_DAY)]
+    document = only_report(reporter()(batches))
+    assert document["status"] == "partial"
+    assert document["notes"] == ["coverage 91% on line-meter: 8.4% of the window has no data"]
+    whole = only_report(reporter()([metric("line-meter", "energy", ENERGY)]))
+    assert (whole["status"], whole["notes"]) == ("complete", [])
+
+
 def test_csv_is_one_row_per_figure_with_unit_and_coverage_for_excel(tmp_path: Path) -> None:
     files = ReportFiles(tmp_path, keep_days=400)
     document = only_report(reporter(files)(day_batches()))
