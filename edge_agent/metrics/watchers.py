@@ -77,6 +77,7 @@ class Watchers:
                     events.meter_stalled.after,
                     events.meter_stalled.min_kw,
                     EventLog(out, on_event),
+                    counter.max_gap_ns,
                 )
                 self.stalled.append(stalled)
                 self._handlers.append(
@@ -113,9 +114,20 @@ class Watchers:
         return list(self._handlers)
 
     def expire(self, now_ns: int) -> None:
-        """End the demand events of blocks that have ended (also without a poll since)."""
+        """End the demand events of blocks that have ended (also without a poll since), and
+        the idle and stalled events whose readings stopped for longer than ``max_gap``."""
         for guard in self.guards:
             guard.expire(now_ns)
+        for idle in self.idle:
+            idle.expire(now_ns)
+        for stalled in self.stalled:
+            stalled.expire(now_ns)
+
+    def deadlines(self) -> list[int]:
+        """When :meth:`expire` ends an active idle or stalled event if no reading comes (a
+        demand event ends with its block's window, which has its own deadline)."""
+        found = [d.deadline_ns() for d in self.idle] + [d.deadline_ns() for d in self.stalled]
+        return [when for when in found if when is not None]
 
     def state(self) -> dict[str, Any]:
         return {

