@@ -165,6 +165,28 @@ class _Episode:
         return cls(int(start), int(last), float(kw), float(kwh), bool(active))
 
 
+def end_removed_detector(event: str, device: str, saved: dict[str, Any], log: EventLog) -> None:
+    """End the ``idle_energy`` or ``meter_stalled`` event a detector left active in the
+    saved state when that detector is gone at restart (``metrics.events`` lost it, the
+    machine or meter was renamed): without this its end would never be sent. It ends at
+    the episode's last reading, the last time the condition was seen to hold (as when
+    readings stop); ``log`` (restored with the detector's sent events) refuses an end
+    sent before.
+    """
+    log.restore(saved.get("sent"))
+    episode = _Episode.load(saved.get("episode"))
+    if episode is None or not episode.active:
+        return
+    minutes = (episode.last_ns - episode.start_ns) / NS_PER_MIN
+    names: tuple[str, ...] = IDLE_NAMES if event == IDLE_ENERGY else STALLED_NAMES
+    numbers = [episode.last_kw, minutes, episode.kwh][: len(names)]
+    reason = (
+        f"{device}: {event.replace('_', ' ')} event over, its detector is no longer "
+        "configured; ended at its last reading"
+    )
+    log.emit(event, device, "warning", episode.start_ns, episode.last_ns, reason, names, numbers)
+
+
 class IdleDetector:
     """``idle_energy`` events of one machine (see the module docstring)."""
 

@@ -329,6 +329,7 @@ class DemandGuard:
             "active": None
             if active is None
             else [active.start_ns, active.block_start_ns, active.block_end_ns, active.last],
+            "severity": self._severity,  # for the end, should the guard be gone at restart
             "sent": self.events.state(),
         }
 
@@ -342,6 +343,33 @@ class DemandGuard:
 
 #: Numbers of a ``demand_limit`` event, after ``start_s``, ``end_s`` and ``reason``.
 NAMES_EVENT: Final = ("predicted_kw", "limit_kw", "shed_kw", "minutes_left")
+
+
+def end_removed_guard(
+    meter: str, saved: dict[str, Any], saved_at_ns: int | None, log: EventLog
+) -> None:
+    """End the event a guard left active in the saved state when that guard is gone at
+    restart (``demand_guard`` removed, the meter renamed): without this its end would
+    never be sent. It ends when the agent last knew it active, the state's save
+    (``saved_at_ns``), at its block's end if that came first; ``log`` (restored with the
+    guard's sent events) refuses an end sent before.
+    """
+    log.restore(saved.get("sent"))
+    active = saved.get("active")
+    if active is None:
+        return
+    start, _, block_end, last = active
+    start, block_end = int(start), int(block_end)
+    end = block_end if saved_at_ns is None else min(max(int(saved_at_ns), start), block_end)
+    numbers = list(last)
+    if end >= block_end:
+        numbers[NAMES_EVENT.index("minutes_left")] = 0.0
+    reason = (
+        f"{meter}: demand limit event over, its demand guard is no longer configured; "
+        "ended when the agent last knew it active"
+    )
+    severity = str(saved.get("severity", "critical"))  # saved before severity was: the default
+    log.emit(EVENT, meter, severity, start, end, reason, NAMES_EVENT, numbers)
 
 
 def _so_far(window: OpenWindow[EnergyAcc], meter: MeterUnit) -> tuple[float, int]:

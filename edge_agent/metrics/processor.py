@@ -474,6 +474,6 @@ class MetricsProcessor:
                     "baseline config changed; its cumulative savings start again",
                     baseline=saving.name,
                 )
-        self.watchers.restore(data.get("watchers"))
+        self.watchers.restore(data.get("watchers"), data.get("saved_at_ns"))
         if restored:
             log.info("metrics state restored", units=restored)

@@ -181,6 +181,40 @@ def test_an_event_whose_block_ended_while_the_agent_was_down_ends_at_the_block_e
     assert (end["state"], end["start_s"], end["end_s"]) == ("end", T0 + 60, T0 + 900)
 
 
+def test_an_active_demand_event_ends_at_a_restart_that_removed_its_guard(
+    tmp_path: Path,
+) -> None:
+    """A demand_limit event is active when the agent stops, and it restarts with the
+    meter's ``demand_guard`` removed. Its end must still go out, or every consumer that
+    pairs start and end (the console, an alarm list in SCADA) shows a critical alarm
+    forever: it ends when the agent last knew it active (the state's save), with the
+    first batch after the restart, and only once (not again at the next restart)."""
+    first = Plant(GUARD, tmp_path)
+    for k in range(120):
+        first.feed(T0 + k, 50.0)
+    assert [e["state"] for e in first.events()] == ["start"]
+    first.processor.save()  # at T0 + 119
+    no_guard = GUARD.replace(
+        "      demand_guard: {limit_kw: 40, hysteresis: 0.02, min_hold: 30s, quiet_start: 60s}\n",
+        "",
+    )
+    assert "demand_guard" not in no_guard
+    second = Plant(no_guard, tmp_path, start=T0 + 130)
+    second.feed(T0 + 130, 50.0)
+    (end,) = second.events()
+    assert (end["state"], end["severity"]) == ("end", "critical")
+    assert (end["start_s"], end["end_s"], end["ts"]) == (T0 + 60, T0 + 119, (T0 + 119) * S)
+    assert end["limit_kw"] == 40.0
+    assert "no longer configured" in end["reason"]
+    for k in range(131, 2000):
+        second.feed(T0 + k, 50.0)
+    assert len(second.events()) == 1, "sent once"
+    third = Plant(no_guard, tmp_path, start=T0 + 2100)
+    for k in range(2100, 2200):
+        third.feed(T0 + k, 50.0)
+    assert third.events() == [], "not again at the next restart"
+
+
 # --------------------------------------------------------------------------- idle energy
 
 IDLE = """
@@ -253,6 +287,32 @@ def test_an_idle_event_active_at_a_restart_ends_at_its_last_reading_if_none_came
     second.tick(T0 + 401)
     (end,) = second.events("idle_energy")
     assert (end["state"], end["start_s"], end["end_s"]) == ("end", T0, T0 + 199)
+
+
+def test_an_active_idle_event_ends_at_a_restart_that_removed_idle_energy_events(
+    tmp_path: Path,
+) -> None:
+    """The agent restarts with ``metrics.events`` no longer asking for idle_energy while
+    a machine's event is active: it ends at its last reading (the last time the
+    condition was seen to hold), sent by the first look of the metrics timer even when
+    no batch comes (the machine is silent)."""
+    first = Plant(IDLE, tmp_path)
+    for k in range(200):
+        first.feed(T0 + k, 3.0, "idle")
+    assert [e["state"] for e in first.events("idle_energy")] == ["start"]
+    first.processor.save()
+    no_events = IDLE.replace("  events:\n    idle_energy: {after: 2m, above_kw: 2}\n", "")
+    assert "idle_energy" not in no_events
+    second = Plant(no_events, tmp_path, start=T0 + 400)
+    assert second.processor.next_deadline() <= T0 + 400, "a close pass is due at once"
+    second.tick(T0 + 401)
+    (end,) = second.events("idle_energy")
+    assert (end["state"], end["severity"]) == ("end", "warning")
+    assert (end["start_s"], end["end_s"]) == (T0, T0 + 199)
+    assert end["idle_minutes"] == pytest.approx(199 / 60, abs=1e-3)
+    for k in range(402, 2000):
+        second.tick(T0 + k)
+    assert len(second.events("idle_energy")) == 1
 
 
 def test_short_idle_spells_are_no_event() -> None:

@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 from edge_agent.config import PlantIdentity
 from edge_agent.config.loader import parse_config
 from edge_agent.config.mqtt import MqttSinkConfig
-from edge_agent.metrics.contract import event_info, metric_info
+from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.events import event_batch
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.reports import Reporter
 from edge_agent.metrics.store import STATE_FILE, StateStore
 from edge_agent.metrics.timer import run_metrics_timer
-from edge_agent.model import Quality, SampleBatch, Value
+from edge_agent.model import Quality, SampleBatch
 from edge_agent.sinks.mqtt import MqttSink
 
 S = 1_000_000_000
@@ -45,47 +45,6 @@ devices:
 metrics:
   windows: [15m]
 """
-
-
-class Plant:
-    """A processor fed one batch per second in simulated time; everything it emits kept."""
-
-    def __init__(self, metrics: str, state_dir: Path | None = None, start: int = T0) -> None:
-        self.config = parse_config(PLANT + metrics, env={})
-        self.now = float(start)
-        store = None if state_dir is None else StateStore(state_dir / STATE_FILE)
-        self.processor = MetricsProcessor(self.config, clock=lambda: self.now, store=store)
-        self.out: list[SampleBatch] = []
-
-    def feed(self, t: float, power: Value, energy: Value, state: Value = "run") -> None:
-        self.now = t
-        values: list[Value] = [power, energy, state]
-        batch = SampleBatch("m", "fast", round(t * S), NAMES, values, [Quality.GOOD] * 3, [""] * 3)
-        self.out += list(self.processor(batch))[1:]
-        if t >= self.processor.next_deadline():
-            self.out += self.processor.close_due(t)
-
-    def tick(self, t: float) -> None:
-        """The metrics timer at ``t`` with no sample (the device is silent)."""
-        self.now = t
-        if t >= self.processor.next_deadline():
-            self.out += self.processor.close_due(t)
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        found = []
-        for b in self.out:
-            info = event_info(b)
-            if info is not None and info.event == kind:
-                values = dict(zip(b.names, b.values, strict=True))
-                found.append({**values, "state": info.state})
-        return found
-
-    def guard(self) -> list[dict[str, Any]]:
-        return [
-            dict(zip(b.names, b.values, strict=True))
-            for b in self.out
-            if (info := metric_info(b)) is not None and info.family == "demand_guard"
-        ]
 
 
 # --------------------------------------------------------------------------- month peak
@@ -152,43 +111,6 @@ def test_the_month_peak_survives_a_restart_that_adds_a_window(tmp_path: Path) ->
     second = MetricsProcessor(changed, clock=lambda: clock[0], store=store)
     days = _run_month(second, clock, _local(11, 1), _local(12, 0, 2))
     assert days[-1]["month_peak_kw"] == 88.0, "January's peak of 10 January, remembered"
-
-
-# --------------------------------------------------------------------------- events
-
-
-GUARD_ONLY = """
-  meters:
-    - device: m
-      power: {tag: power}
-      demand_guard: {limit_kw: 40, quiet_start: 0s}
-"""
-
-
-def test_an_active_demand_event_is_ended_when_its_guard_is_removed_at_a_restart(
-    tmp_path: Path,
-) -> None:
-    """A demand_limit event is active; the agent restarts with the meter's
-    ``demand_guard`` removed (metrics changes need a restart). Watchers.restore only
-    restores guards that still exist (watchers.py:127), so the saved active event is
-    silently dropped: its end is never sent. Every consumer that pairs start and end
-    (the console, an alarm list in SCADA) shows a critical alarm forever. The same for
-    idle_energy and meter_stalled events when ``metrics.events`` loses the detector.
-
-    Expected: an event active in the saved state whose guard or detector is gone is
-    ended at the restart (end = the restart or the last time known), once.
-    """
-    first = Plant(GUARD_ONLY, tmp_path)
-    for k in range(120):
-        first.feed(T0 + k, 50.0, None)
-    assert [e["state"] for e in first.events("demand_limit")] == ["start"]
-    first.processor.save()
-    no_guard = GUARD_ONLY.replace(", demand_guard: {limit_kw: 40, quiet_start: 0s}", "")
-    no_guard = no_guard.replace("      demand_guard: {limit_kw: 40, quiet_start: 0s}\n", "")
-    second = Plant(no_guard, tmp_path, start=T0 + 130)
-    for k in range(130, 2000):
-        second.feed(T0 + k, 50.0, None)
-    assert [e["state"] for e in second.events("demand_limit")] == ["end"]
 
 
 # --------------------------------------------------------------------------- sinks
