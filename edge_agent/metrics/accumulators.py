@@ -20,6 +20,11 @@ class EnergyAcc:
     ``period_kwh``: the primary kWh by time-of-use period (in the order of
     :data:`~edge_agent.metrics.tariff.PERIODS`), filled only for a meter with a tariff;
     late energy is in the period it was used in.
+
+    ``covered_ns``: time of the window with good data (readings within ``max_gap``);
+    ``known_ns``: time whose primary energy is known, covered or bridged by a counter
+    across a gap (the demand guard counts only the rest as unknown, see
+    :mod:`~edge_agent.metrics.guard`). Late energy adds to neither.
     """
 
     __slots__ = (
@@ -27,6 +32,7 @@ class EnergyAcc:
         "alt_kwh",
         "covered_ns",
         "idle_kwh",
+        "known_ns",
         "kwh",
         "late_kwh",
         "period_kwh",
@@ -36,6 +42,7 @@ class EnergyAcc:
     def __init__(self) -> None:
         self.kwh = 0.0
         self.covered_ns = 0
+        self.known_ns = 0
         self.touched = False
         self.late_kwh = 0.0
         self.alt_kwh = 0.0
@@ -49,6 +56,7 @@ class EnergyAcc:
     def merge(self, other: EnergyAcc) -> None:
         self.kwh += other.kwh
         self.covered_ns += other.covered_ns
+        self.known_ns += other.known_ns
         self.touched = self.touched or other.touched
         self.late_kwh += other.late_kwh
         self.alt_kwh += other.alt_kwh
@@ -60,11 +68,14 @@ class EnergyAcc:
 
     @classmethod
     def load(cls, state: dict[str, Any]) -> EnergyAcc:
-        """From :meth:`state`; a state saved before a field existed leaves it at zero."""
+        """From :meth:`state`; a state saved before a field existed leaves it at zero
+        (``known_ns`` at ``covered_ns``: bridged time was not kept apart then)."""
         acc = cls()
         for name in cls.__slots__:
             if name in state:
                 setattr(acc, name, state[name])
+        if "known_ns" not in state:
+            acc.known_ns = acc.covered_ns
         periods = [float(v) for v in acc.period_kwh][:PERIOD_COUNT]
         acc.period_kwh = periods + [0.0] * (PERIOD_COUNT - len(periods))
         return acc

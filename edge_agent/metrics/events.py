@@ -24,7 +24,14 @@ Detectors (fed by the processor after the unit's own handlers, like the guard):
 * :class:`StalledDetector` (``meter_stalled``): a meter's counter has not moved for
   ``after`` while its power stayed above ``min_kw``, *and* the power seen since would
   have counted at least two counts (a slow counter at low power is not a fault). It
-  ends when the counter moves or the power falls to ``min_kw`` or below.
+  ends when the counter moves or the power falls to ``min_kw`` or below; a gap in the
+  counter's readings longer than its ``max_gap`` ends it at the last reading.
+
+A gap is noticed without waiting for the next reading (a machine switched off at the
+mains may send none for a weekend): the processor's close pass calls each
+detector's ``expire`` (through :class:`~edge_agent.metrics.watchers.Watchers`), and
+``deadline_ns`` tells it when the active episode's readings will have been missing
+for longer than ``max_gap``.
 """
 
 from __future__ import annotations
@@ -158,6 +165,28 @@ class _Episode:
         return cls(int(start), int(last), float(kw), float(kwh), bool(active))
 
 
+def end_removed_detector(event: str, device: str, saved: dict[str, Any], log: EventLog) -> None:
+    """End the ``idle_energy`` or ``meter_stalled`` event a detector left active in the
+    saved state when that detector is gone at restart (``metrics.events`` lost it, the
+    machine or meter was renamed): without this its end would never be sent. It ends at
+    the episode's last reading, the last time the condition was seen to hold (as when
+    readings stop); ``log`` (restored with the detector's sent events) refuses an end
+    sent before.
+    """
+    log.restore(saved.get("sent"))
+    episode = _Episode.load(saved.get("episode"))
+    if episode is None or not episode.active:
+        return
+    minutes = (episode.last_ns - episode.start_ns) / NS_PER_MIN
+    names: tuple[str, ...] = IDLE_NAMES if event == IDLE_ENERGY else STALLED_NAMES
+    numbers = [episode.last_kw, minutes, episode.kwh][: len(names)]
+    reason = (
+        f"{device}: {event.replace('_', ' ')} event over, its detector is no longer "
+        "configured; ended at its last reading"
+    )
+    log.emit(event, device, "warning", episode.start_ns, episode.last_ns, reason, names, numbers)
+
+
 class IdleDetector:
     """``idle_energy`` events of one machine (see the module docstring)."""
 
@@ -242,6 +271,19 @@ class IdleDetector:
             [episode.last_kw, minutes, episode.kwh],
         )
 
+    def expire(self, now_ns: int) -> None:
+        """End the episode at its last reading once readings stopped for over ``max_gap``."""
+        episode = self.episode
+        if episode is not None and now_ns - episode.last_ns > self._max_gap_ns:
+            self._finish(episode, episode.last_ns, "readings stopped")
+
+    def deadline_ns(self) -> int | None:
+        """When :meth:`expire` would end the active event if no reading comes."""
+        episode = self.episode
+        if episode is None or not episode.active:
+            return None
+        return episode.last_ns + self._max_gap_ns + 1
+
     def state(self) -> dict[str, Any]:
         return {
             "episode": None if self.episode is None else self.episode.state(),
@@ -266,11 +308,14 @@ class StalledDetector:
         after_s: float,
         min_kw: float,
         log: EventLog,
+        max_gap_ns: int,
     ) -> None:
         self.meter = meter
         self._counter = counter
         self._power = power
         self._power_gap_ns = power_gap_ns
+        #: The counter's max_gap: readings further apart end an episode (:meth:`expire`).
+        self._max_gap_ns = max_gap_ns
         self._min_kwh = STALL_COUNTS * kwh_per_tick
         self._after_ns = round(after_s * NS_PER_S)
         self._min_kw = min_kw
@@ -288,6 +333,7 @@ class StalledDetector:
         self._ticks = ticks
         recent = power.last_ns is not None and t_ns - power.last_ns <= self._power_gap_ns
         kw = power.last_kw if recent else None
+        self.expire(t_ns)  # a gap before this reading ends the episode at the last one
         episode = self.episode
         if moved or kw is None or kw <= self._min_kw:
             if episode is not None:
@@ -345,6 +391,19 @@ class StalledDetector:
             STALLED_NAMES,
             [episode.last_kw, minutes],
         )
+
+    def expire(self, now_ns: int) -> None:
+        """End the episode at its last reading once readings stopped for over ``max_gap``."""
+        episode = self.episode
+        if episode is not None and now_ns - episode.last_ns > self._max_gap_ns:
+            self._finish(episode, episode.last_ns, "readings stopped")
+
+    def deadline_ns(self) -> int | None:
+        """When :meth:`expire` would end the active event if no reading comes."""
+        episode = self.episode
+        if episode is None or not episode.active:
+            return None
+        return episode.last_ns + self._max_gap_ns + 1
 
     def state(self) -> dict[str, Any]:
         return {

@@ -11,14 +11,20 @@ poll's energy), with ``T`` the block's length, ``t`` the poll's time in it:
 ``E`` the block's energy so far (the meter's open ``15m`` window, the Stager's stage
 included, less late energy, which belongs to earlier blocks), ``P`` the current power
 (the power tag; without one, the counter's rate over ``rate_window``), ``t_left`` the
-time to the block's end, ``t_unknown`` the time of the block so far without good
-data (the agent started mid-block, a gap), assumed to have run at ``P`` too.
+time to the block's end, ``t_unknown`` the time of the block so far whose energy is
+not known at all (the agent started mid-block, a gap in the power readings),
+assumed to have run at ``P`` too. A gap the counter bridges (readings further apart
+than ``max_gap``, an agent restart mid-block) is not unknown: its energy is in
+``E`` (``EnergyAcc.known_ns``), and counting its time at ``P`` again would count it
+twice.
 
 Error bound: the prediction is exact when power stays at ``P`` for the rest of the
 block (and for the unknown time). If it changes by at most ``dP`` (``|P(s) - P| <=
-dP`` over the rest of the block), the block's demand ``D`` satisfies
+dP`` over the rest of the block and the unknown time), the block's demand ``D``
+satisfies
 
-    |D - predicted_kw| <= dP x t_left / T  (+ r / T for a counter of resolution r kWh)
+    |D - predicted_kw| <= dP x (t_left + t_unknown) / T  (+ r / T for a counter of
+                                                           resolution r kWh)
 
 because ``D x T = E + integral of P(s) ds`` over ``t_left``, and that integral differs
 from ``P x t_left`` by at most ``dP x t_left``; ``E`` read from a counter is short of
@@ -153,11 +159,11 @@ class DemandGuard:
             window = self._track.containing(t_ns)
             if window is None:
                 return None
-        kwh, covered_ns = _so_far(window, self.meter)
+        kwh, known_ns = _so_far(window, self.meter)
         start, end = window.start_ns, window.end_ns
         length = end - start
         left = end - t_ns
-        unknown = max(0, t_ns - start - covered_ns)
+        unknown = max(0, t_ns - start - known_ns)
         power = self.power_kw(t_ns)
         limit = self.spec.limit_kw
         certain = kwh * NS_PER_HOUR > limit * length
@@ -323,6 +329,7 @@ class DemandGuard:
             "active": None
             if active is None
             else [active.start_ns, active.block_start_ns, active.block_end_ns, active.last],
+            "severity": self._severity,  # for the end, should the guard be gone at restart
             "sent": self.events.state(),
         }
 
@@ -338,14 +345,42 @@ class DemandGuard:
 NAMES_EVENT: Final = ("predicted_kw", "limit_kw", "shed_kw", "minutes_left")
 
 
+def end_removed_guard(
+    meter: str, saved: dict[str, Any], saved_at_ns: int | None, log: EventLog
+) -> None:
+    """End the event a guard left active in the saved state when that guard is gone at
+    restart (``demand_guard`` removed, the meter renamed): without this its end would
+    never be sent. It ends when the agent last knew it active, the state's save
+    (``saved_at_ns``), at its block's end if that came first; ``log`` (restored with the
+    guard's sent events) refuses an end sent before.
+    """
+    log.restore(saved.get("sent"))
+    active = saved.get("active")
+    if active is None:
+        return
+    start, _, block_end, last = active
+    start, block_end = int(start), int(block_end)
+    end = block_end if saved_at_ns is None else min(max(int(saved_at_ns), start), block_end)
+    numbers = list(last)
+    if end >= block_end:
+        numbers[NAMES_EVENT.index("minutes_left")] = 0.0
+    reason = (
+        f"{meter}: demand limit event over, its demand guard is no longer configured; "
+        "ended when the agent last knew it active"
+    )
+    severity = str(saved.get("severity", "critical"))  # saved before severity was: the default
+    log.emit(EVENT, meter, severity, start, end, reason, NAMES_EVENT, numbers)
+
+
 def _so_far(window: OpenWindow[EnergyAcc], meter: MeterUnit) -> tuple[float, int]:
-    """Energy (kWh, late energy left out) and covered time of a block so far, stage included."""
+    """Energy (kWh, late energy left out) of a block so far and the time it is known for
+    (covered, or bridged by the counter), stage included."""
     acc = window.acc
     kwh = acc.kwh - acc.late_kwh
-    covered = acc.covered_ns
+    known = acc.known_ns
     stager = meter.stager
     if stager.dirty and window.start_ns <= stager.start_ns < window.end_ns:
         stage = stager.stage
         kwh += stage.kwh - stage.late_kwh
-        covered += stage.covered_ns
-    return kwh, covered
+        known += stage.known_ns
+    return kwh, known

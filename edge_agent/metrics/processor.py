@@ -381,10 +381,10 @@ class MetricsProcessor:
             meter.just_closed.clear()
         for machine in self.machines:
             machine.just_closed.clear()
-        if self.watchers and now_ns > self.started_ns:  # at start: nowhere to send them
+        if self.watchers and announce:  # not at start (announce=False): nowhere to send them
             self.watchers.expire(now_ns)
-            if self._extra:
-                out[:0] = self._drain()
+        if self._extra and announce:  # also an end made at start (Watchers.restore)
+            out[:0] = self._drain()
         deadlines = [
             when
             for unit in self.units
@@ -418,8 +418,10 @@ class MetricsProcessor:
         return track.pop_due(now_ns, self._grace_ns, self.started_ns + self._grace_ns)
 
     def next_deadline(self) -> float:
-        """When (clock seconds) the next window is due to close."""
-        return self._next_deadline_ns / NS_PER_S
+        """When (clock seconds) the next window is due to close, or an event to end (its
+        readings stopped), or batches made at start are waiting to be sent."""
+        deadline = self.started_ns if self._extra else self._next_deadline_ns
+        return min([deadline, *self.watchers.deadlines()]) / NS_PER_S
 
     # ------------------------------------------------------------------ persistence
 
@@ -483,6 +485,6 @@ class MetricsProcessor:
                     "baseline config changed; its cumulative savings start again",
                     baseline=saving.name,
                 )
-        self.watchers.restore(data.get("watchers"))
+        self.watchers.restore(data.get("watchers"), data.get("saved_at_ns"))
         if restored:
             log.info("metrics state restored", units=restored)

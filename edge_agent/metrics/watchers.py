@@ -13,8 +13,15 @@ from typing import Any, Final
 
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.metrics.energy import NS_PER_S
-from edge_agent.metrics.events import EventLog, IdleDetector, StalledDetector
-from edge_agent.metrics.guard import DemandGuard, GuardSpec
+from edge_agent.metrics.events import (
+    IDLE_ENERGY,
+    METER_STALLED,
+    EventLog,
+    IdleDetector,
+    StalledDetector,
+    end_removed_detector,
+)
+from edge_agent.metrics.guard import DemandGuard, GuardSpec, end_removed_guard
 from edge_agent.metrics.units.feed import Handler
 from edge_agent.metrics.units.machine import MachineUnit
 from edge_agent.metrics.units.meter import MeterUnit
@@ -39,6 +46,7 @@ class Watchers:
         out: list[SampleBatch],
         on_event: Callable[[], None],
     ) -> None:
+        self._out, self._on_event = out, on_event
         self.guards: list[DemandGuard] = []
         self.idle: list[IdleDetector] = []
         self.stalled: list[StalledDetector] = []
@@ -77,6 +85,7 @@ class Watchers:
                     events.meter_stalled.after,
                     events.meter_stalled.min_kw,
                     EventLog(out, on_event),
+                    counter.max_gap_ns,
                 )
                 self.stalled.append(stalled)
                 self._handlers.append(
@@ -113,9 +122,20 @@ class Watchers:
         return list(self._handlers)
 
     def expire(self, now_ns: int) -> None:
-        """End the demand events of blocks that have ended (also without a poll since)."""
+        """End the demand events of blocks that have ended (also without a poll since), and
+        the idle and stalled events whose readings stopped for longer than ``max_gap``."""
         for guard in self.guards:
             guard.expire(now_ns)
+        for idle in self.idle:
+            idle.expire(now_ns)
+        for stalled in self.stalled:
+            stalled.expire(now_ns)
+
+    def deadlines(self) -> list[int]:
+        """When :meth:`expire` ends an active idle or stalled event if no reading comes (a
+        demand event ends with its block's window, which has its own deadline)."""
+        found = [d.deadline_ns() for d in self.idle] + [d.deadline_ns() for d in self.stalled]
+        return [when for when in found if when is not None]
 
     def state(self) -> dict[str, Any]:
         return {
@@ -124,9 +144,13 @@ class Watchers:
             "stalled": {d.meter: d.state() for d in self.stalled},
         }
 
-    def restore(self, state: dict[str, Any] | None) -> None:
+    def restore(self, state: dict[str, Any] | None, saved_at_ns: int | None = None) -> None:
+        """Restore each guard and detector from its saved state; an event active in the
+        state whose guard or detector no longer exists is ended here (``saved_at_ns``:
+        when the state was saved), its batch left in ``out`` for the processor to send."""
         if not state:
             return
+        self._end_removed(state, saved_at_ns)
         for guard in self.guards:
             saved = state.get("guards", {}).get(guard.meter.name)
             if saved is not None:
@@ -139,3 +163,19 @@ class Watchers:
             saved = state.get("stalled", {}).get(stalled.meter)
             if saved is not None:
                 stalled.restore(saved)
+
+    def _end_removed(self, state: dict[str, Any], saved_at_ns: int | None) -> None:
+        kept = {g.meter.name for g in self.guards}
+        for name, saved in state.get("guards", {}).items():
+            if name not in kept:
+                end_removed_guard(name, saved, saved_at_ns, self._log())
+        for key, event, names in (
+            ("idle", IDLE_ENERGY, {d.machine for d in self.idle}),
+            ("stalled", METER_STALLED, {d.meter for d in self.stalled}),
+        ):
+            for name, saved in state.get(key, {}).items():
+                if name not in names:
+                    end_removed_detector(event, name, saved, self._log())
+
+    def _log(self) -> EventLog:
+        return EventLog(self._out, self._on_event)

@@ -65,6 +65,12 @@ class Plant:
         if t >= self.processor.next_deadline():
             self.out += self.processor.close_due(t)
 
+    def tick(self, t: float) -> None:
+        """The metrics timer's look at the clock at ``t`` with no sample (a silent device)."""
+        self.now = t
+        if t >= self.processor.next_deadline():
+            self.out += self.processor.close_due(t)
+
     def events(self, kind: str = "demand_limit") -> list[dict[str, Any]]:
         found = []
         for b in self.out:
@@ -175,6 +181,40 @@ def test_an_event_whose_block_ended_while_the_agent_was_down_ends_at_the_block_e
     assert (end["state"], end["start_s"], end["end_s"]) == ("end", T0 + 60, T0 + 900)
 
 
+def test_an_active_demand_event_ends_at_a_restart_that_removed_its_guard(
+    tmp_path: Path,
+) -> None:
+    """A demand_limit event is active when the agent stops, and it restarts with the
+    meter's ``demand_guard`` removed. Its end must still go out, or every consumer that
+    pairs start and end (the console, an alarm list in SCADA) shows a critical alarm
+    forever: it ends when the agent last knew it active (the state's save), with the
+    first batch after the restart, and only once (not again at the next restart)."""
+    first = Plant(GUARD, tmp_path)
+    for k in range(120):
+        first.feed(T0 + k, 50.0)
+    assert [e["state"] for e in first.events()] == ["start"]
+    first.processor.save()  # at T0 + 119
+    no_guard = GUARD.replace(
+        "      demand_guard: {limit_kw: 40, hysteresis: 0.02, min_hold: 30s, quiet_start: 60s}\n",
+        "",
+    )
+    assert "demand_guard" not in no_guard
+    second = Plant(no_guard, tmp_path, start=T0 + 130)
+    second.feed(T0 + 130, 50.0)
+    (end,) = second.events()
+    assert (end["state"], end["severity"]) == ("end", "critical")
+    assert (end["start_s"], end["end_s"], end["ts"]) == (T0 + 60, T0 + 119, (T0 + 119) * S)
+    assert end["limit_kw"] == 40.0
+    assert "no longer configured" in end["reason"]
+    for k in range(131, 2000):
+        second.feed(T0 + k, 50.0)
+    assert len(second.events()) == 1, "sent once"
+    third = Plant(no_guard, tmp_path, start=T0 + 2100)
+    for k in range(2100, 2200):
+        third.feed(T0 + k, 50.0)
+    assert third.events() == [], "not again at the next restart"
+
+
 # --------------------------------------------------------------------------- idle energy
 
 IDLE = """
@@ -205,6 +245,74 @@ def test_idle_energy_starts_after_the_delay_and_ends_with_its_kwh() -> None:
     assert (end["start_s"], end["end_s"]) == (T0 + 60, T0 + 200)
     assert end["idle_kwh"] == pytest.approx(3.0 * 139 / 3600, abs=1e-3)  # 60 .. 199 s
     assert end["idle_minutes"] == pytest.approx(139 / 60, abs=1e-3)
+
+
+def test_an_idle_energy_event_ends_at_its_last_reading_when_the_machine_goes_silent() -> None:
+    """An idle machine is switched off at the mains (or its gateway goes down): no
+    reading comes to show the gap, for a weekend maybe. The event ends once the readings
+    have been missing for longer than the machine's ``max_gap`` (2.5 s here), at the
+    last reading, sent once: the close pass is due then, not only at the next window's
+    close."""
+    plant = Plant(IDLE)
+    for k in range(60):
+        plant.feed(T0 + k, 20.0, "run")
+    for k in range(60, 300):
+        plant.feed(T0 + k, 3.0, "idle")
+    assert [e["state"] for e in plant.events("idle_energy")] == ["start"]
+    for k in range(300, 303):
+        plant.tick(T0 + k)
+    assert [e["state"] for e in plant.events("idle_energy")] == ["start", "end"], "on time"
+    for k in range(303, 3900):  # an hour without a reading; windows close on time
+        plant.tick(T0 + k)
+    events = plant.events("idle_energy")
+    assert [e["state"] for e in events] == ["start", "end"], "ended once"
+    end = events[1]
+    assert (end["start_s"], end["end_s"], end["ts"]) == (T0 + 60, T0 + 299, (T0 + 299) * S)
+    assert end["idle_minutes"] == pytest.approx(239 / 60, abs=1e-3)
+    assert "readings stopped" in end["reason"]
+
+
+def test_an_idle_event_active_at_a_restart_ends_at_its_last_reading_if_none_came_since(
+    tmp_path: Path,
+) -> None:
+    """The agent stops while a machine idles, and the machine is silent after the
+    restart: the restored episode's readings stopped long ago, so the first close pass
+    ends it at its last reading (the only close pass due until the next window's)."""
+    first = Plant(IDLE, tmp_path)
+    for k in range(200):
+        first.feed(T0 + k, 3.0, "idle")
+    first.processor.save()
+    second = Plant(IDLE, tmp_path, start=T0 + 400)
+    assert second.processor.next_deadline() <= T0 + 400
+    second.tick(T0 + 401)
+    (end,) = second.events("idle_energy")
+    assert (end["state"], end["start_s"], end["end_s"]) == ("end", T0, T0 + 199)
+
+
+def test_an_active_idle_event_ends_at_a_restart_that_removed_idle_energy_events(
+    tmp_path: Path,
+) -> None:
+    """The agent restarts with ``metrics.events`` no longer asking for idle_energy while
+    a machine's event is active: it ends at its last reading (the last time the
+    condition was seen to hold), sent by the first look of the metrics timer even when
+    no batch comes (the machine is silent)."""
+    first = Plant(IDLE, tmp_path)
+    for k in range(200):
+        first.feed(T0 + k, 3.0, "idle")
+    assert [e["state"] for e in first.events("idle_energy")] == ["start"]
+    first.processor.save()
+    no_events = IDLE.replace("  events:\n    idle_energy: {after: 2m, above_kw: 2}\n", "")
+    assert "idle_energy" not in no_events
+    second = Plant(no_events, tmp_path, start=T0 + 400)
+    assert second.processor.next_deadline() <= T0 + 400, "a close pass is due at once"
+    second.tick(T0 + 401)
+    (end,) = second.events("idle_energy")
+    assert (end["state"], end["severity"]) == ("end", "warning")
+    assert (end["start_s"], end["end_s"]) == (T0, T0 + 199)
+    assert end["idle_minutes"] == pytest.approx(199 / 60, abs=1e-3)
+    for k in range(402, 2000):
+        second.tick(T0 + k)
+    assert len(second.events("idle_energy")) == 1
 
 
 def test_short_idle_spells_are_no_event() -> None:
@@ -259,6 +367,27 @@ def test_a_counter_standing_still_under_power_is_a_stalled_meter() -> None:
     assert [e["state"] for e in events] == ["start", "end"]
     assert events[1]["end_s"] == T0 + 200
     assert "counts again" in events[1]["reason"]
+
+
+def test_a_stalled_meter_event_ends_at_its_last_reading_when_the_meter_goes_silent() -> None:
+    """A stalled meter's readings stop (its gateway is down): the event ends once they
+    have been missing for longer than the counter's ``max_gap``, at the last reading,
+    once; not when (or if) a reading comes again."""
+    plant = Plant(STALLED)
+    for k in range(30):
+        plant.feed(T0 + k, 10.0)
+    frozen = round(plant.counter, 2)
+    for k in range(30, 200):
+        plant.feed(T0 + k, 10.0, energy=frozen)
+    assert [e["state"] for e in plant.events("meter_stalled")] == ["start"]
+    for k in range(200, 1800):
+        plant.tick(T0 + k)
+    events = plant.events("meter_stalled")
+    assert [e["state"] for e in events] == ["start", "end"]
+    assert events[1]["end_s"] == T0 + 199
+    assert "readings stopped" in events[1]["reason"]
+    plant.feed(T0 + 1800, 10.0, energy=frozen)  # back, still stalled: a new episode
+    assert [e["state"] for e in plant.events("meter_stalled")] == ["start", "end"]
 
 
 def test_a_slow_counter_at_low_power_is_not_stalled() -> None:

@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_agent.config.loader import parse_config
-from edge_agent.metrics.contract import metric_info
+from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.contract import event_info, metric_info
 from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.store import STATE_FILE, StateStore
 from edge_agent.model import Quality, SampleBatch
 from simulators.profile import parse_profile
 from simulators.stepping import UJ_PER_KWH
@@ -143,3 +148,99 @@ metrics:
     # 600 s into the next block (second 1100 after the start): 7 kWh so far, 5 minutes left.
     assert seen[1100]["block_kwh"] == 7.0
     assert seen[1100]["minutes_left"] == 5.0
+
+
+COUNTER_GUARD = """
+plant: {name: p1, timezone: UTC}
+devices:
+  - name: m
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 1502}
+    poll_groups:
+      - name: fast
+        interval: 1s
+        tags:
+          - {name: power, address: 0, type: float32, unit: kW}
+          - {name: energy, address: 2, type: uint32, scale: 0.01, unit: kWh}
+metrics:
+  windows: [15m]
+  meters:
+    - device: m
+      counter: {tag: energy}
+      power: {tag: power}
+      demand_guard: {limit_kw: 40}
+"""
+T0 = 1_800_000_000  # 2027-01-15 08:00:00 UTC: a block's start
+
+
+def _run_at_32_kw(processor: MetricsProcessor, now: list[float], seconds: Iterable[int]) -> Any:
+    """Polls a counter meter at a constant 32 kW at ``T0 + k``; its guard and event batches."""
+    guard, events = [], []
+    for k in seconds:
+        now[0] = float(T0 + k)
+        counter = round(1000 + 32.0 * k / 3600, 2)
+        batch = SampleBatch(
+            "m",
+            "fast",
+            (T0 + k) * S,
+            ("power", "energy"),
+            [32.0, counter],
+            [Quality.GOOD] * 2,
+            [""] * 2,
+        )
+        out = list(processor(batch))[1:]
+        if now[0] >= processor.next_deadline():
+            out += processor.close_due(now[0])
+        for b in out:
+            info = metric_info(b)
+            if info is not None and info.family == "demand_guard":
+                guard.append(dict(zip(b.names, b.values, strict=True))["predicted_kw"])
+            if event_info(b) is not None:
+                events.append(b)
+    return guard, events
+
+
+def test_a_gap_the_counter_bridges_is_known_energy_not_unknown_time() -> None:
+    """A counter meter at a constant 32 kW (80 % of its 40 kW limit) misses five minutes
+    of polls in a block. The first reading after the gap bridges it: the counter's
+    energy of those five minutes is in the block's energy ``E`` although the gap is not
+    *covered* (longer than ``max_gap``). Taking the same five minutes as unknown time at
+    the current power counted them twice (a prediction of 42.7 kW and a false critical
+    alarm to shed 2.9 kW); time whose energy the counter bridged is known time."""
+    now = [float(T0)]
+    processor = MetricsProcessor(parse_config(COUNTER_GUARD, env={}), clock=lambda: now[0])
+    predicted, events = _run_at_32_kw(processor, now, [*range(61), *range(361, 900)])
+    assert len(predicted) == 600
+    assert max(predicted) < 32.05, f"true block demand 32 kW, predicted up to {max(predicted)}"
+    assert events == []
+
+
+def test_a_restart_mid_block_is_bridged_by_the_counter_not_counted_twice(
+    tmp_path: Path,
+) -> None:
+    """The agent stops for five minutes in a block and restarts with its saved state:
+    the first counter reading after the restart counts the downtime's energy into the
+    block, so the downtime is not unknown time either (same double count as a gap)."""
+    store = StateStore(tmp_path / STATE_FILE)
+    now = [float(T0)]
+    config = parse_config(COUNTER_GUARD, env={})
+    first = MetricsProcessor(config, clock=lambda: now[0], store=store)
+    _run_at_32_kw(first, now, range(61))
+    first.save()
+    now[0] = float(T0 + 360)
+    second = MetricsProcessor(config, clock=lambda: now[0], store=store)
+    predicted, events = _run_at_32_kw(second, now, range(361, 900))
+    assert max(predicted) < 32.05, f"true block demand 32 kW, predicted up to {max(predicted)}"
+    assert events == []
+
+
+def test_a_window_saved_before_known_time_was_kept_takes_its_covered_time() -> None:
+    """States saved by an older agent have no ``known_ns``: its covered time is the time
+    whose energy was known then (the guard then counts a bridged gap as unknown, as it
+    did, never less)."""
+    acc = EnergyAcc()
+    acc.kwh, acc.covered_ns = 2.0, 240 * S
+    old = {k: v for k, v in acc.state().items() if k != "known_ns"}
+    assert EnergyAcc.load(old).known_ns == 240 * S
+    acc.known_ns = 300 * S
+    assert EnergyAcc.load(acc.state()).known_ns == 300 * S

@@ -130,6 +130,7 @@ class EnergyFeed:
                 if late:
                     energy.late_kwh += share
                     return
+                energy.known_ns += b - a  # covered, or bridged by the counter
                 if covered:
                     energy.covered_ns += b - a
                 if idle:
