@@ -153,10 +153,11 @@ def _energy(acc: EnergyAcc | None) -> float | None:
 
 
 def _running_demand(acc: Any) -> float | None:
-    """Mean power so far in the current 15-minute block (over its covered time)."""
-    if acc is None or not acc.covered_ns or not acc.touched:
+    """Mean power so far in the current 15-minute block: its energy over the time whose
+    energy is known (a gap the counter bridged included, its energy being in ``kwh``)."""
+    if acc is None or not acc.known_ns or not acc.touched:
         return None
-    return mean_kw(acc.kwh - acc.late_kwh, acc.covered_ns)
+    return mean_kw(acc.kwh - acc.late_kwh, acc.known_ns)
 
 
 def _peak(peaks: PeakTracker, day_start_ns: int | None) -> dict[str, float | None]:

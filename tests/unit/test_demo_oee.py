@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from edge_agent.config.loader import parse_config
 from edge_agent.demo_screen import oee_cell
-from edge_agent.metrics.live import LiveKpis, live_kpis
+from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.live import LiveKpis, _running_demand, live_kpis
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import Quality, SampleBatch, Value
 
@@ -75,3 +76,13 @@ def test_a_good_oee_is_a_percentage() -> None:
     assert row.oee is not None
     assert row.oee > 0
     assert oee_cell(row, {"cnc"}).endswith("%")
+
+
+def test_the_running_demand_counts_a_bridged_gap_once() -> None:
+    """A counter bridged 5 minutes of a block (its energy known, its time not covered):
+    the running demand is the block's energy over the time it is known for, not over the
+    covered time only (which showed 30 kW as 45; found by review)."""
+    acc = EnergyAcc()
+    acc.kwh, acc.touched = 7.5, True  # 15 minutes at 30 kW
+    acc.covered_ns, acc.known_ns = 600 * 10**9, 900 * 10**9
+    assert _running_demand(acc) == 30.0
