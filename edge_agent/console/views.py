@@ -13,6 +13,7 @@ from typing import Any
 
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.console.energy_figures import event_rows
 from edge_agent.console.ring import Kept, LiveRing
 from edge_agent.driver import ShowsRaw
 from edge_agent.model import Value, iso_utc_ms
@@ -108,6 +109,8 @@ class Views:
             "devices": [self._device_row(source, now) for source in agent.sources],
             "sinks": [self._sink_row(sink) for sink in agent.sinks],
             "outbox": self._outbox(),
+            # The events running now (the energy page lists today's): a start not yet ended.
+            "events": event_rows(self.ring.event_batches(), int(now * NS)),
         }
 
     def _device_row(self, source: SourceRunner, now: float) -> dict[str, Any]:
