@@ -102,6 +102,7 @@ class Views:
         return {
             "plant": agent.config.plant.name,
             "site": agent.config.plant.site,
+            "timezone": agent.config.plant.timezone,
             "uptime_s": round(time.monotonic() - self.stats.started_monotonic, 1),
             "started": _iso_s(agent.started_at),
             "healthy": not problems,
