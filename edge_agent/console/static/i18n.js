@@ -178,7 +178,6 @@ const en = {
   "energy.report_daily": "Day",
   "energy.report_shift": "Shift",
   "energy.reports_more": "Older reports: edge-agent report --list",
-  // Energy management (issue 16): cost by time-of-use period, demand guard, events, carriers, savings.
   "energy.cost_today": "Cost today",
   "energy.peak_share": "Peak share today",
   "energy.total": "Total",
@@ -526,7 +525,6 @@ const zh = {
   "energy.report_daily": "日报",
   "energy.report_shift": "班报",
   "energy.reports_more": "更早的报表：edge-agent report --list",
-  // 能源管理（第 16 期）：分时电费、需量监控、事件、其他能源、节能量。
   "energy.cost_today": "今日电费",
   "energy.peak_share": "今日峰段电量占比",
   "energy.total": "合计",
