@@ -174,7 +174,7 @@ function createEventRow(e) {
   const cells = { severity: badge("severity", e.severity), type: el("span"), start: el("span"), end: el("span"), reason: data("span", "") };
   const tr = el("tr", { data: { testid: "event-row", event: e.event } },
     el("td", {}, cells.severity), el("td", {}, cells.type), el("td", {}, data("span", e.device, { class: "strong" })),
-    el("td", { class: "num" }, cells.start), el("td", { class: "num" }, cells.end), el("td", { class: "reason" }, cells.reason));
+    el("td", { class: "num" }, cells.start), el("td", { class: "num" }, cells.end), el("td", { class: "event-reason" }, cells.reason));
   return { tr, ...cells };
 }
 
