@@ -370,6 +370,7 @@ class Console:
                 self.agent.metrics,
                 self.ring.metric_batches(),
                 timezone=self.agent.config.plant.timezone,
+                events=self.ring.event_batches(),
             )
         )
 

@@ -13,7 +13,9 @@ CONSOLE-CONTRACT.md). Nothing is recomputed for the browser:
   far) come from the processor's open windows through
   :func:`~edge_agent.metrics.live.live_kpis`, and a running shift from its open shift
   window: what those windows will publish when they close, so far;
-* each machine's state band from its :class:`~edge_agent.metrics.timeline.StateTimeline`.
+* each machine's state band from its :class:`~edge_agent.metrics.timeline.StateTimeline`;
+* cost by tariff period, the demand guard, events, other carriers and savings: see
+  :mod:`~edge_agent.console.energy_figures`.
 
 Every number is rounded as it is published (:func:`~edge_agent.metrics.output.published`);
 ``None`` (JSON null) where it is not known. ``notes`` tell the page why something is
@@ -28,8 +30,21 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+from edge_agent.console.energy_figures import (
+    carrier_rows,
+    event_rows,
+    guard_row,
+    month_peak,
+    priced_members,
+    savings_rows,
+    tariff_figures,
+    tariff_of_batch,
+    today_tariff,
+)
 from edge_agent.metrics.accumulators import EnergyAcc
 from edge_agent.metrics.contract import metric_info
+from edge_agent.metrics.cost import FAMILY as TARIFF_FAMILY
+from edge_agent.metrics.guard import FAMILY as GUARD_FAMILY
 from edge_agent.metrics.live import LiveKpis, live_kpis
 from edge_agent.metrics.output import DEMAND_WINDOW, published
 from edge_agent.metrics.processor import MetricsProcessor
@@ -72,12 +87,15 @@ def energy_document(
     now_ns: int | None = None,
     *,
     timezone: str = "UTC",
+    events: Iterable[SampleBatch] = (),
 ) -> dict[str, Any]:
     """The ``/console/api/energy`` document for the local day containing ``now_ns``.
 
     ``metric_batches``: the metric batches the agent published today (any others, and
-    those of other days, are skipped). ``timezone`` is used only without a processor
-    (no ``metrics`` section), to date the empty page.
+    those of other days, are skipped; of a meter's ``demand_guard`` batches the newest
+    made by ``now_ns`` counts). ``events``: the event batches kept (any others are
+    skipped). ``timezone`` is used only without a processor (no ``metrics`` section), to
+    date the empty page.
     """
     if processor is None:
         now_ns = time.time_ns() if now_ns is None else now_ns
@@ -87,6 +105,9 @@ def energy_document(
             "now_s": now_ns / NS_PER_S,
             "meters": [],
             "machines": [],
+            "events": [],
+            "carriers": [],
+            "savings": [],
             "notes": [
                 _note("metrics_off", "", None, "No metrics section in the plant file: no figures.")
             ],
@@ -96,19 +117,35 @@ def energy_document(
     day = processor.context.day.window_at(now_ns)
     assert day is not None, "days leave no hole"
     today = (day.start_ns, day.end_ns)
-    blocks, shifts = _published(metric_batches, today)
+    batches = list(metric_batches)
+    blocks, shifts = _published(batches, today)
+    guard_batches = _newest_guard_batches(batches, now_ns)
     # live_kpis lists the meters, the machines, then the plant total, in the processor's order.
     live = live_kpis(processor, now_ns)
     live_machines = live[len(processor.meters) : len(processor.meters) + len(processor.machines)]
     notes = _notes(processor, today, zone)
     meters: list[dict[str, Any]] = []
+    guards = {guard.meter.name: guard for guard in processor.watchers.guards}
     for unit, live_row in zip(processor.meters, live, strict=False):
         row = _meter(live_row, "meter", unit.peaks.blocks_of(today[0]), blocks)
+        row.update(month_peak(processor, unit.peaks, now_ns))
+        row["tariff"] = _tariff(unit.tariff.name if unit.tariff else None, [unit], now_ns)
+        guard = guards.get(unit.name)
+        row["guard"] = None
+        if guard is not None:
+            row["guard"] = guard_row(guard, guard_batches.get(unit.name), now_ns)
+            if row["guard"]["predicted_kw"] is None:
+                notes.append(_guard_note(unit.name))
         row["shifts"] = _shift_rows(processor, [unit], shifts.get(unit.name, {}), today, now_ns)
         meters.append(row)
     if processor.total is not None:
         total = processor.total
         row = _meter(live[-1], "plant", total.peaks.blocks_of(today[0]), blocks)
+        row.update(month_peak(processor, total.peaks, now_ns))
+        row["tariff"] = _tariff(None, total.members, now_ns)
+        if row["tariff"] is None and any(m.tariff is not None for m in total.members):
+            notes.append(_unpriced_note(total.name))
+        row["guard"] = None
         row["shifts"] = _shift_rows(
             processor, total.members, shifts.get(total.name, {}), today, now_ns
         )
@@ -134,8 +171,67 @@ def energy_document(
         "now_s": now_ns / NS_PER_S,
         "meters": meters,
         "machines": machines,
+        "events": event_rows(events, today[0]),
+        "carriers": _carriers(processor, now_ns, notes),
+        "savings": savings_rows(processor, batches, today),
         "notes": notes,
     }
+
+
+def _tariff(name: str | None, meters: Sequence[MeterUnit], now_ns: int) -> dict[str, Any] | None:
+    """Cost by period today, or None: unpriced (a meter without a tariff; a plant total
+    with a member without one)."""
+    figures = today_tariff(meters, now_ns)
+    return None if figures is None else {"name": name, "today": figures}
+
+
+def _carriers(
+    processor: MetricsProcessor, now_ns: int, notes: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    rows = carrier_rows(processor, now_ns)
+    for row in rows:
+        if not row["has_co2_factor"]:
+            notes.append(
+                _note(
+                    "carrier_no_co2",
+                    row["name"],
+                    None,
+                    f"{row['name']} has no CO2 factor configured: no kgCO2e.",
+                )
+            )
+    return rows
+
+
+def _guard_note(meter: str) -> dict[str, Any]:
+    return _note(
+        "guard_no_reading",
+        meter,
+        None,
+        f"No reading of {meter} with power in this 15-minute block yet: no prediction.",
+    )
+
+
+def _unpriced_note(total: str) -> dict[str, Any]:
+    return _note(
+        "total_unpriced",
+        total,
+        None,
+        f"Not every meter of {total} has a tariff: its cost is not shown (it would "
+        "look whole and not be).",
+    )
+
+
+def _newest_guard_batches(batches: Iterable[SampleBatch], now_ns: int) -> dict[str, SampleBatch]:
+    """Per meter, its newest ``demand_guard`` batch made by ``now_ns``."""
+    newest: dict[str, SampleBatch] = {}
+    for batch in batches:
+        info = metric_info(batch)
+        if info is None or info.family != GUARD_FAMILY or batch.timestamp_ns > now_ns:
+            continue
+        kept = newest.get(batch.device)
+        if kept is None or batch.timestamp_ns >= kept.timestamp_ns:
+            newest[batch.device] = batch
+    return newest
 
 
 # --------------------------------------------------------------------------- published
@@ -145,9 +241,11 @@ Blocks = dict[str, dict[int, dict[str, Any]]]
 
 
 def _published(batches: Iterable[SampleBatch], today: tuple[int, int]) -> tuple[Blocks, Blocks]:
-    """Today's 15-minute blocks and shift rows by unit name and window start, as published."""
+    """Today's 15-minute blocks and shift rows by unit name and window start, as published
+    (a shift row with its cost by period when a ``tariff`` batch of it was published)."""
     blocks: Blocks = {}
     shifts: Blocks = {}
+    costs: Blocks = {}
     for batch in batches:
         info = metric_info(batch)
         if info is None or info.bounds is None:
@@ -172,6 +270,11 @@ def _published(batches: Iterable[SampleBatch], today: tuple[int, int]) -> tuple[
                 "quality": _quality(batch, "energy_kwh"),
                 "open": False,
             }
+        elif info.family == TARIFF_FAMILY and info.window == SHIFT and _overlaps(start, end, today):
+            costs.setdefault(batch.device, {})[start] = tariff_of_batch(batch)
+    for device, rows in shifts.items():
+        for start, row in rows.items():
+            row["tariff"] = costs.get(device, {}).get(start)
     return blocks, shifts
 
 
@@ -227,6 +330,7 @@ def _shift_rows(
     (one meter, or the plant total's members, as :class:`PlantTotal` sums them)."""
     rows = dict(published_)
     running: dict[int, list[OpenWindow[EnergyAcc]]] = {}
+    by_meter: dict[int, dict[str, EnergyAcc]] = {}
     for meter in meters:
         track = meter.tracks.get(SHIFT)
         for window in [] if track is None else track.open:
@@ -236,6 +340,7 @@ def _shift_rows(
                 and window.start_ns < today[1]
             ):
                 running.setdefault(window.start_ns, []).append(window)
+                by_meter.setdefault(window.start_ns, {})[meter.name] = window.acc
     conv, min_coverage = processor.context.conversions, processor.config.min_coverage
     for start, windows in running.items():
         if start in rows:
@@ -254,7 +359,11 @@ def _shift_rows(
             "kgco2e": _round("kgco2e", None if kwh is None else conv.kgco2e(kwh)),
             "quality": "good" if kwh is not None and coverage >= min_coverage else "uncertain",
             "open": True,
+            "tariff": None,
         }
+        members = priced_members(meters, [by_meter[start].get(m.name) for m in meters])
+        if members is not None:
+            rows[start]["tariff"] = tariff_figures(members)
     return [rows[start] for start in sorted(rows)]
 
 

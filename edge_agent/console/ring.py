@@ -13,7 +13,10 @@ batches per group, whichever is reached first, and ``history_memory`` for the pl
 (:func:`points_within`).
 
 Metric batches (windows the metrics publish) are kept apart, by day, for the energy
-page: a day of 15-minute blocks is 96 batches per meter.
+page: a day of 15-minute blocks is 96 batches per meter. A demand guard's batch (one per
+poll, live) is kept as the newest per meter only: kept like the others it would push a
+day's blocks out of their group in 25 minutes. Event batches are kept apart too, the
+newest :data:`EVENTS_KEPT` (for the energy and plant pages; nothing survives a restart).
 """
 
 from __future__ import annotations
@@ -24,11 +27,15 @@ from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.metrics.contract import metric_info
+from edge_agent.metrics.contract import event_info, metric_info
 from edge_agent.model import Quality, SampleBatch, Value
 
 #: Metric batches kept per (device, group): a day of 1-minute windows and then some.
 METRIC_BATCHES_KEPT = 1_500
+#: Event batches kept (a start and an end each): the console shows today's recent ones.
+EVENTS_KEPT = 200
+#: The metric family that is live (a batch per poll), kept as the newest per device only.
+LIVE_FAMILY = "demand_guard"
 #: What one kept value costs at most: a float (24 bytes), its slots in the value and
 #: reason tuples, its quality byte, and its share of the entry
 #: (tests/unit/test_console_server.py measures it).
@@ -105,6 +112,9 @@ class LiveRing:
         #: have left the ring: a steady value was reported once, long ago, and still holds.
         self._held: dict[tuple[str, str], dict[str, tuple[Kept, int]]] = {}
         self._metrics: dict[tuple[str, str], deque[SampleBatch]] = {}
+        #: The newest live (demand guard) batch per device.
+        self._live_metrics: dict[str, SampleBatch] = {}
+        self._events: deque[SampleBatch] = deque(maxlen=EVENTS_KEPT)
         #: Per names tuple (shared by a group's batches): tag -> index.
         self._indexes: dict[int, tuple[Sequence[str], dict[str, int]]] = {}
 
@@ -113,11 +123,7 @@ class LiveRing:
         if batch.historical:
             return  # replayed from a backlog: not what is happening now
         key = (batch.device, batch.group)
-        if batch.attributes and metric_info(batch) is not None:
-            kept = self._metrics.get(key)
-            if kept is None:
-                kept = self._metrics[key] = deque(maxlen=METRIC_BATCHES_KEPT)
-            kept.append(batch)
+        if batch.attributes and self._kept_apart(key, batch):
             return
         ring = self._groups.get(key)
         if ring is None:
@@ -132,6 +138,23 @@ class LiveRing:
             dropped = ring.popleft()
             if changes_only:
                 self._hold(key, dropped)
+
+    def _kept_apart(self, key: tuple[str, str], batch: SampleBatch) -> bool:
+        """A metric or event batch is kept apart from the poll groups (True)."""
+        info = metric_info(batch)
+        if info is not None:
+            if info.family == LIVE_FAMILY:
+                self._live_metrics[batch.device] = batch
+                return True
+            kept = self._metrics.get(key)
+            if kept is None:
+                kept = self._metrics[key] = deque(maxlen=METRIC_BATCHES_KEPT)
+            kept.append(batch)
+            return True
+        if event_info(batch) is not None:
+            self._events.append(batch)
+            return True
+        return False
 
     def _hold(self, key: tuple[str, str], kept: Kept) -> None:
         """A change-only batch leaves the ring: its values still hold until they change
@@ -255,15 +278,20 @@ class LiveRing:
         return out
 
     def metric_batches(self, since_ns: int = 0) -> list[SampleBatch]:
-        """Metric batches whose window starts at or after ``since_ns``, oldest first."""
+        """Metric batches whose window starts (a live batch: made) at or after ``since_ns``,
+        oldest first; of the live family, the newest per device only."""
         found = [
             batch
-            for kept in self._metrics.values()
+            for kept in (*self._metrics.values(), self._live_metrics.values())
             for batch in kept
             if batch.timestamp_ns >= since_ns
         ]
         found.sort(key=lambda b: b.timestamp_ns)
         return found
+
+    def event_batches(self) -> list[SampleBatch]:
+        """The newest :data:`EVENTS_KEPT` event batches, in the order they were made."""
+        return list(self._events)
 
     @property
     def kept_values(self) -> int:

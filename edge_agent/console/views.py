@@ -13,6 +13,7 @@ from typing import Any
 
 from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.console.energy_figures import event_rows
 from edge_agent.console.ring import Kept, LiveRing
 from edge_agent.driver import ShowsRaw
 from edge_agent.model import Value, iso_utc_ms
@@ -101,6 +102,7 @@ class Views:
         return {
             "plant": agent.config.plant.name,
             "site": agent.config.plant.site,
+            "timezone": agent.config.plant.timezone,
             "uptime_s": round(time.monotonic() - self.stats.started_monotonic, 1),
             "started": _iso_s(agent.started_at),
             "healthy": not problems,
@@ -108,6 +110,8 @@ class Views:
             "devices": [self._device_row(source, now) for source in agent.sources],
             "sinks": [self._sink_row(sink) for sink in agent.sinks],
             "outbox": self._outbox(),
+            # The events running now (the energy page lists today's): a start not yet ended.
+            "events": event_rows(self.ring.event_batches(), int(now * NS)),
         }
 
     def _device_row(self, source: SourceRunner, now: float) -> dict[str, Any]:

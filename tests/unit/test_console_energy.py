@@ -278,6 +278,7 @@ def test_shift_rows_are_published_then_running(plant: Plant) -> None:
         "kgco2e": published["kgco2e"],
         "quality": "uncertain",  # the agent saw only its last half hour
         "open": False,
+        "tariff": None,  # no tariff: no cost (tests/unit/test_console_energy_management.py)
     }
     assert published["_quality"]["energy_kwh"] == "uncertain"
     assert night["energy_kwh"] == pytest.approx((15 * 40 + 15 * 50) / 60, abs=0.05)
@@ -497,6 +498,9 @@ def test_without_metrics_the_page_says_so() -> None:
         "now_s": local(16, 5, 30),
         "meters": [],
         "machines": [],
+        "events": [],
+        "carriers": [],
+        "savings": [],
         "notes": [
             {
                 "code": "metrics_off",

@@ -4,18 +4,24 @@
 // good part and idle energy. Every number is the one the agent publishes (GET /energy), shown
 // as it comes: nothing is recomputed here. Meters and machines change slowly: polled every 10 s.
 // Below them, links to the daily and shift reports the agent kept (GET /reports), newest first.
+// Energy management (energy_figures.js): today's events first; per meter the cost by time-of-use
+// period, the month's peak and the demand guard; the other carriers and the savings after them.
 
 import { getJSON } from "./api.js";
 import { DASH, fmtClock, fmtFigure, fmtFixed, fmtInt, fmtPct, t } from "./i18n.js";
 import { KeyedRows, badge, clear, data, el, label, note, sentence, setBadge, setText, table } from "./dom.js";
 import { demandBars, localDayStart, stateTimeline } from "./charts.js";
+import {
+  carriersTable, createCost, createGuard, eventsTable, monthPeakStat, savingsTable, updateMonthPeak,
+} from "./energy_figures.js";
 
 const POLL_MS = 10000;
 // Report links shown; the rest: `edge-agent report --list` (a year of reports is ~1,500 files).
 const REPORTS_SHOWN = 40;
 const MACHINE_STATES = ["run", "idle", "off", "fault", "unknown"];
 // The notes the agent attaches to the document (edge_agent/console/energy.py), by code.
-const NOTES = ["metrics_off", "started_today", "blocks_unpublished", "no_shifts", "shift_windows_off", "timeline_truncated"];
+const NOTES = ["metrics_off", "started_today", "blocks_unpublished", "no_shifts", "shift_windows_off", "timeline_truncated",
+  "guard_no_reading", "total_unpriced", "carrier_no_co2"];
 
 export function mount(main, { live }) {
   live.follow(null);
@@ -29,12 +35,20 @@ export function mount(main, { live }) {
   const machinesEmpty = note("energy.no_machines");
   const reports = el("ul", { class: "reports", data: { testid: "energy-reports" } });
   const reportsEmpty = note("energy.no_reports");
+  const events = eventsTable("energy.no_events");
+  const carriers = carriersTable();
+  const savings = savingsTable();
+  const carriersHead = el("div", { class: "section-head" }, label("h2", "energy.carriers"));
+  const savingsHead = el("div", { class: "section-head" }, label("h2", "energy.savings"));
   metersEmpty.hidden = true;
   machinesEmpty.hidden = true;
   main.append(
     el("div", { class: "page-head" }, label("h1", "energy.title"), date),
     problem, notes, loading,
+    el("div", { class: "section-head" }, label("h2", "energy.events")), el("section", { class: "card" }, events.node),
     el("div", { class: "section-head" }, label("h2", "energy.meters")), metersEmpty, meters,
+    carriersHead, el("section", { class: "card", data: { testid: "carriers" } }, carriers.node),
+    savingsHead, el("section", { class: "card", data: { testid: "savings" } }, savings.node),
     el("div", { class: "section-head" }, label("h2", "energy.machines"), legend()), machinesEmpty, machines,
     el("div", { class: "section-head" }, label("h2", "energy.reports")), reportsEmpty, reports,
   );
@@ -59,6 +73,14 @@ export function mount(main, { live }) {
     sync(meters, meterViews, doc.meters || [], (m) => createMeter(m), (view, m) => view.update(m, day0, nowS, tz));
     sync(machines, machineViews, doc.machines || [], (m) => createMachine(m), (view, m) => view.update(m, day0, nowS, tz));
     renderNotes(notes, doc.notes || [], tz);
+    events.update(doc.events || [], tz);
+    carriers.update(doc.carriers || []);
+    savings.update(doc.savings || []);
+    for (const [head, list] of [[carriersHead, doc.carriers], [savingsHead, doc.savings]]) {
+      const hidden = !(list || []).length;
+      head.hidden = hidden;
+      head.nextElementSibling.hidden = hidden;
+    }
     metersEmpty.hidden = (doc.meters || []).length > 0;
     machinesEmpty.hidden = (doc.machines || []).length > 0;
   }
@@ -190,6 +212,9 @@ function createMeter(meter) {
   const peak = stat("energy.peak");
   const kgce = stat("energy.kgce");
   const kgco2e = stat("energy.kgco2e");
+  const month = monthPeakStat();
+  const cost = createCost();
+  const guard = createGuard();
   const bars = el("div", { class: "bars-box" });
   const barsEmpty = note("energy.no_blocks");
   const shifts = table([
@@ -199,10 +224,11 @@ function createMeter(meter) {
   ], { class: "shifts compact" });
   const node = el("section", { class: "card meter", data: { testid: "meter", meter: meter.name } },
     el("div", { class: "card-head" }, data("h3", meter.name), kind),
-    el("div", { class: "stats" }, today.node, demand.node, peak.node, kgce.node, kgco2e.node),
+    el("div", { class: "stats" }, today.node, demand.node, peak.node, month.node, kgce.node, kgco2e.node, ...cost.stats),
+    guard.node,
     el("div", { class: "meter-body" },
       el("div", { class: "bars-col" }, label("h4", "energy.bars"), bars, barsEmpty),
-      el("div", { class: "shifts-col" }, label("h4", "energy.shifts"), el("div", { class: "scroll-x" }, shifts.table))),
+      el("div", { class: "shifts-col" }, label("h4", "energy.shifts"), el("div", { class: "scroll-x" }, shifts.table), cost.node)),
   );
   let zone;
   const shiftRows = new KeyedRows(shifts.body, createShiftRow, (row, shift) => updateShiftRow(row, shift, zone));
@@ -217,6 +243,9 @@ function createMeter(meter) {
       setText(peak.sub, typeof m.peak_demand_at_s === "number" ? t("energy.peak_at", { time: fmtClock(m.peak_demand_at_s, tz) }) : "");
       setStat(kgce, m.kgce, "kgce");
       setStat(kgco2e, m.kgco2e, "kgCO2e");
+      updateMonthPeak(month, m, tz);
+      cost.update(m, tz);
+      guard.update(m, tz);
       clear(bars);
       bars.append(demandBars(bars, m, day0, nowS, tz));
       barsEmpty.hidden = (m.blocks || []).length > 0;

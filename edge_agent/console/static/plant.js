@@ -8,6 +8,7 @@ import {
 import { KeyedRows, badge, data, el, label, note, sentence, setAttr, setBadge, setText, table } from "./dom.js";
 import { drawSparkline } from "./charts.js";
 import { state as api } from "./api.js";
+import { eventsTable } from "./energy_figures.js";
 
 const DEVICE_COLUMNS = [
   { key: "col.device", col: "w-name" },
@@ -44,9 +45,15 @@ export function mount(main, { live }) {
   devicesEmpty.hidden = true;
   sinksEmpty.hidden = true;
   const loading = note("common.loading");
+  // Events running now (demand limit, idle energy, stalled meter): shown only while there are.
+  const events = eventsTable("plant.no_events");
+  const eventsCard = el("section", { class: "card", data: { testid: "plant-events" } },
+    el("div", { class: "card-head" }, label("h2", "plant.events")), events.node);
+  eventsCard.hidden = true;
   main.append(
     el("div", { class: "page-head" }, label("h1", "plant.title"), summary, meta),
     loading,
+    eventsCard,
     el("section", { class: "card" },
       el("div", { class: "card-head" }, label("h2", "plant.devices")),
       el("div", { class: "scroll-x" }, devices.table), devicesEmpty),
@@ -73,6 +80,8 @@ export function mount(main, { live }) {
     sinksEmpty.hidden = sinkList.length > 0;
     sinks.table.hidden = sinkList.length === 0;
     outboxView.update(plant.outbox);
+    events.update(plant.events || [], plant.timezone || undefined);
+    eventsCard.hidden = !(plant.events || []).length;
     const online = list.filter((d) => d.state === "online").length;
     setText(summary, t("plant.summary", { online: fmtInt(online), total: fmtInt(list.length) }));
     const shown = plant.version || (api.session && api.session.version) || DASH;
