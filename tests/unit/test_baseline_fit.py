@@ -136,6 +136,44 @@ def test_config_checks_name_the_line(tmp_path: Path) -> None:
     assert "line 2: temperature 'x' is not a finite number" in message
 
 
+GAS_BASELINE = """
+plant: {name: line-1, timezone: UTC}
+devices:
+  - name: gas
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - {name: volume, address: 0, type: uint32, scale: 0.01}
+          - {name: outdoor, address: 2, type: float32}
+metrics:
+  windows: [1h]
+  meters:
+    - {device: gas, name: boiler-gas, carrier: natural_gas, counter: {tag: volume, unit: Nm3}}
+  baselines:
+    - name: boiler-savings
+      meters: [boiler-gas]
+      window: 1h
+      variables: [heating_degree_hours]
+      temperature: {device: gas, tag: outdoor}
+      fit: {from: "2027-01-01", to: "2027-01-28"}
+"""
+
+
+def test_check_refuses_a_baseline_of_a_non_electric_meter(tmp_path: Path) -> None:
+    """A baseline's savings are kWh, converted with electricity's kgce and grid CO2
+    factors, and the savings unit only finds electricity meters: a gas meter in
+    ``meters`` would pass ``check`` and then be skipped at run time with a warning, and
+    the plant would never get its savings. ``check`` refuses it at its line, as it does
+    for a carrier meter in ``plant_total``."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GAS_BASELINE, str(tmp_path / "plant.yaml"), env={})
+    message = str(caught.value)
+    assert "plant.yaml:18: metrics.baselines[0].meters[0]" in message
+    assert "'boiler-gas' is a natural gas meter; baselines model electricity" in message
+
+
 def test_csv_path_is_relative_to_the_plant_file(tmp_path: Path) -> None:
     (tmp_path / "b.csv").write_text(
         "energy_kwh,parts_good,temperature\n1,2,3\n2,3,5\n3,5,4\n4,6,8\n"

@@ -1,0 +1,403 @@
+"""Review of issue 16, the numbers (tariffs, carriers, baselines, savings, restore).
+
+One test per finding; each fails on the merged code and says what is wrong and what a
+plant should get instead.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from structlog.testing import capture_logs
+
+from edge_agent.config.baseline import BaselineConfig
+from edge_agent.config.loader import parse_config
+from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.baseline_fitting import BaselineFitting
+from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, baseline_spec
+from edge_agent.metrics.conversions import Conversions
+from edge_agent.metrics.demand import month_start_ns
+from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.savings import SavingsUnit
+from edge_agent.metrics.specs import Context
+from edge_agent.metrics.store import STATE_FILE, StateStore
+from edge_agent.metrics.tracks import OpenWindow
+from edge_agent.metrics.window_history import Record, WindowHistory
+from edge_agent.metrics.windows import DayWindows, LocalTime, build_kind
+from edge_agent.model import Quality, SampleBatch
+
+S = 1_000_000_000
+T0 = 1_800_000_000  # 2027-01-15 08:00:00 UTC, a whole hour
+DAY_S = 86_400
+
+PLANT = """
+plant: {name: p1, timezone: UTC}
+devices:
+  - name: m
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 1502}
+    poll_groups:
+      - name: fast
+        interval: 1s
+        tags:
+          - {name: power, address: 0, type: float32, unit: kW}
+          - {name: energy, address: 2, type: uint32, scale: 0.01, unit: kWh}
+"""
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _batch(t: float, kw: float, counter: float) -> SampleBatch:
+    return SampleBatch(
+        "m",
+        "fast",
+        round(t * S),
+        ("power", "energy"),
+        [kw, round(counter, 2)],
+        [Quality.GOOD, Quality.GOOD],
+        ["", ""],
+    )
+
+
+def _values(batch: SampleBatch) -> dict[str, Any]:
+    return dict(zip(batch.names, batch.values, strict=True))
+
+
+def _find(out: list[SampleBatch], device: str, window: str, family: str) -> list[SampleBatch]:
+    return [
+        b
+        for b in out
+        if (b.device, b.group, b.attributes.get("family")) == (device, f"metrics:{window}", family)
+    ]
+
+
+# --------------------------------------------------------------------------- 1
+
+
+#: metrics-state.json exactly as the agent before issue 16 (c883c95) wrote it for
+#: OLD_STATE_PLANT after 600 s at 60 kW from T0 (counter 1000 kWh at T0).
+OLD_STATE = (
+    '{"version":1,"plant":"p1","saved_at_ns":1800000599000000000,"units":{"metered":'
+    '{"fingerprint":"5d81def9f9bf60ff","state":{"feed":{"counter":{"last_ticks":100998,'
+    '"last_ns":1800000599000000000,"rollovers":0,"resets":0,"jumps":0,"glitches":0,'
+    '"suspect":null},"power":{"last_ns":1800000599000000000,"last_kw":60.0}},"tracks":'
+    '{"15m":[[1800000000000000000,1800000900000000000,"",{"alt_covered_ns":599000000000,'
+    '"alt_kwh":9.983333333333409,"covered_ns":599000000000,"idle_kwh":0.0,'
+    '"kwh":9.979999999999867,"late_kwh":0.0,"touched":true}]],"1d":[[1799971200000000000,'
+    '1800057600000000000,"",{"alt_covered_ns":599000000000,"alt_kwh":9.983333333333409,'
+    '"covered_ns":599000000000,"idle_kwh":0.0,"kwh":9.979999999999867,"late_kwh":0.0,'
+    '"touched":true}]]},"peak":null}}},"total":null}'
+)
+OLD_STATE_METRICS = """
+metrics:
+  windows: [15m]
+  grace: 5s
+  meters:
+    - {name: metered, device: m, counter: {tag: energy}, power: {tag: power}, max_power: 500}
+"""
+
+
+def test_a_state_file_from_before_issue_16_keeps_the_open_windows_of_unchanged_meters(
+    tmp_path: Path,
+) -> None:
+    """An agent upgraded to issue 16 with an unchanged plant file throws away every
+    meter's saved open windows (and its last counter reading): the meter fingerprint
+    (processor.py, ``_fingerprint("meter", dump, ...)``) hashes ``meter.model_dump()``,
+    which now holds the new keys ``carrier``, ``kgce_per_unit``, ``calorific_value`` and
+    ``kgco2e_per_unit``, so it differs from the one the old version saved. The first
+    15-minute block, hour and day after the upgrade lose their energy so far (here 10 of
+    15 kWh), and docs/METRICS.md's promise that an old state file "loads with the period
+    kWh of its open windows at zero" never happens. Expected: a meter whose settings did
+    not change restores; only settings that change a window change the fingerprint."""
+    (tmp_path / STATE_FILE).write_text(OLD_STATE)
+    config = parse_config(PLANT + OLD_STATE_METRICS + f"state_dir: {tmp_path}\n", env={})
+    clock = Clock(T0 + 600.0)
+    with capture_logs() as logs:
+        processor = MetricsProcessor(config, clock=clock, store=StateStore(tmp_path / STATE_FILE))
+    out: list[SampleBatch] = []
+    for second in range(600, 906):
+        clock.now = T0 + second
+        out += list(processor(_batch(clock.now, 60.0, 1000 + 60 * second / 3600)))[1:]
+    out += processor.close_due(T0 + 906.0)
+    events = [entry["event"] for entry in logs]
+    assert "metrics config of this unit changed; its saved windows are dropped" not in events
+    (block,) = [b for b in _find(out, "metered", "15m", "energy") if b.timestamp_ns == T0 * S]
+    assert _values(block)["energy_kwh"] == pytest.approx(15.0, abs=0.02)
+
+
+# --------------------------------------------------------------------------- 2
+
+
+def _baseline(window: str) -> BaselineConfig:
+    return BaselineConfig.model_validate(
+        {
+            "name": "oven-savings",
+            "meters": ["oven-meter"],
+            "machines": ["oven-1"],
+            "window": window,
+            "variables": ["parts_good"],
+            "fit": {"from": "2027-01-01", "to": "2027-01-07"},
+        }
+    )
+
+
+def test_a_refit_after_the_baseline_window_changes_does_not_use_the_old_windows(
+    tmp_path: Path,
+) -> None:
+    """``baseline-<name>.windows.jsonl`` is named after the baseline only and its records
+    carry no key of the settings they were recorded under (window, meters, machines,
+    temperature). When the plant changes its baseline (here ``window: 1h`` to ``1d``,
+    after the baseline period), the fit key changes, the agent refits at start from that
+    file, and fits *hourly* records as if they were daily windows: a "valid" baseline
+    (R2 = 1) that predicts 5 kWh of idle energy for a whole day instead of 120, so every
+    daily window shows a large negative "saving", published good. (Changing ``meters``
+    from [a] to [a, b] does the same with energy of a alone.) Expected: records made
+    under other settings are not fitted; with none of the new kind the baseline waits or
+    is flagged, never valid."""
+    local = LocalTime("UTC")
+    hourly = baseline_spec(_baseline("1h"), local, None)
+    assert hourly.period is not None
+    start, end = hourly.period
+    files = tmp_path / "baseline-oven-savings"
+    recorded = WindowHistory(files.with_suffix(".windows.jsonl"))
+    for hour in range((end - start) // NS_PER_HOUR):
+        parts = float((hour * 7) % 13 * 10)
+        a = start + hour * NS_PER_HOUR
+        variables: dict[str, float | None] = {
+            "parts_good": parts,
+            "parts_produced": parts,
+            "run_hours": 1.0,
+        }
+        recorded.add(Record(a, a + NS_PER_HOUR, 5.0 + 0.2 * parts, variables, 1.0))
+
+    daily = baseline_spec(_baseline("1d"), local, None)
+    assert daily.fit_key != hourly.fit_key
+    fitting = BaselineFitting(
+        daily,
+        WindowHistory(files.with_suffix(".windows.jsonl")),
+        StateStore(files.with_suffix(".fit.json")),
+        end + NS_PER_HOUR,
+        0.9,
+    )
+    assert fitting.usable() is None, (
+        f"a 1d baseline fitted from {fitting.fit and fitting.fit.n} hourly windows: "
+        f"intercept {fitting.fit and fitting.fit.intercept} kWh per day"
+    )
+
+
+# --------------------------------------------------------------------------- 3
+
+DAY_PLANT = """
+metrics:
+  windows: {windows}
+  grace: 5s
+  meters:
+    - name: metered
+      device: m
+      counter: {{tag: energy, max_gap: 90s}}
+      power: {{tag: power, max_gap: 90s}}
+"""
+D0 = 1_799_884_800  # 2027-01-14 00:00 UTC
+
+
+def _run_day_plant(
+    processor: MetricsProcessor,
+    clock: Clock,
+    start: int,
+    stop: int,
+    kw_at: Any,
+    counter: list[float],
+) -> list[SampleBatch]:
+    """A sample every 30 s from ``start`` to ``stop`` (s); ``counter[0]`` the kWh so far."""
+    out: list[SampleBatch] = []
+    for t in range(start, stop, 30):
+        clock.now = float(t)
+        kw = kw_at(t)
+        out += list(processor(_batch(t, kw, counter[0])))[1:]
+        counter[0] += kw * 30 / 3600
+        if t >= processor.next_deadline():
+            out += processor.close_due(t)
+    return out
+
+
+def test_the_month_peak_survives_a_restart_with_another_window_list(tmp_path: Path) -> None:
+    """The month's maximum demand (the billing figure issue 16 asks to keep across
+    restarts) lives in the meter's saved state, and the whole state is dropped when the
+    meter's fingerprint changes. The fingerprint also hashes the list of computed windows
+    and the tariff's name, so adding ``1h`` to ``metrics.windows`` (or renaming the tariff)
+    mid-month forgets the month's peak: here a 120 kW block on the 14th, then the next
+    full day (good coverage) publishes ``month_peak_kw`` 60, quality good. Expected: the
+    month peak (like the day's) is kept across a change that does not touch the meter's
+    energy source, or published uncertain when it cannot be known."""
+    store = StateStore(tmp_path / STATE_FILE)
+    counter = [1000.0]
+    clock = Clock(float(D0))
+    before = parse_config(PLANT + DAY_PLANT.format(windows="[15m, 1d]"), env={})
+    first = MetricsProcessor(before, clock=clock, store=store)
+    high_block = D0 + 10 * 3600
+    _run_day_plant(
+        first,
+        clock,
+        D0,
+        D0 + 12 * 3600,
+        lambda t: 120.0 if high_block <= t < high_block + 900 else 60.0,
+        counter,
+    )
+    first.save()
+
+    after = parse_config(PLANT + DAY_PLANT.format(windows="[15m, 1h, 1d]"), env={})
+    second = MetricsProcessor(after, clock=clock, store=store)
+    out = _run_day_plant(
+        second, clock, D0 + 12 * 3600, D0 + 2 * DAY_S + 60, lambda t: 60.0, counter
+    )
+    (day,) = [
+        b for b in _find(out, "metered", "1d", "demand") if b.timestamp_ns == (D0 + DAY_S) * S
+    ]
+    index = day.names.index("month_peak_kw")
+    assert (day.values[index], day.qualities[index]) != (60.0, Quality.GOOD)
+    assert day.values[index] == pytest.approx(120.0, abs=0.1)
+
+
+# --------------------------------------------------------------------------- 5
+
+
+def test_cumulative_avoided_kgce_is_the_cumulative_kwh_at_the_coefficient_in_use(
+    tmp_path: Path,
+) -> None:
+    """``cumulative_avoided_kgce`` is summed window by window with the coal coefficient of
+    the moment and restored as a number; the savings key (the baseline's own settings)
+    does not include ``metrics.coal_equivalent``. A plant that switches from the
+    equivalent value (0.1229 kgce/kWh) to the equal value (say 0.30, what its tce target
+    is stated in) keeps the old kgce and adds new kgce to it: after 100 kWh avoided at
+    each coefficient it reports 42.29 kgce for 200 kWh, neither 24.58 nor 60. Expected:
+    cumulative kgce = cumulative kWh x the coefficient in use (computed when published),
+    or the sums restart when the coefficient changes."""
+    local = LocalTime("UTC")
+    csv = tmp_path / "base.csv"
+    csv.write_text("energy_kwh,temperature\n" + "".join(f"{100 + 2 * t},{t}\n" for t in range(10)))
+    config = BaselineConfig.model_validate(
+        {
+            "name": "b",
+            "meters": ["m"],
+            "window": "1h",
+            "variables": ["temperature"],
+            "temperature": {"device": "w", "tag": "t"},
+            "fit": {"csv": str(csv)},
+            "quality": {"min_r2": 0.5, "max_cv_rmse": 1.0},
+        }
+    )
+    spec = baseline_spec(config, local, 3600.0)  # max_gap 2.5 h: hourly samples bridge
+    kind = build_kind("1h", local, None)
+
+    class Meter:
+        just_closed: ClassVar[dict[tuple[str, int], EnergyAcc]] = {}
+
+    def unit() -> SavingsUnit:
+        fitting = BaselineFitting(spec, WindowHistory(None), None, T0 * S, 0.9)
+        assert fitting.usable() is not None
+        return SavingsUnit(spec, [Meter()], [], kind, fitting)  # type: ignore[list-item]
+
+    def context(kgce_per_kwh: float) -> Context:
+        return Context(
+            conversions=Conversions(kgce_per_kwh, 0.5306),
+            min_coverage=0.9,
+            emitted=frozenset({"1h"}),
+            day=DayWindows(local),
+            month_start=lambda t: month_start_ns(local, t),
+        )
+
+    def hour(savings: SavingsUnit, index: int, ctx: Context) -> SampleBatch:
+        start = (T0 + index * 3600) * S
+        end = start + NS_PER_HOUR
+        assert savings.feed is not None
+        savings.feed.on_sample(start, 5.0)
+        savings.feed.on_sample(end, 5.0)  # 5 degC all hour: expected 110 kWh
+        acc = EnergyAcc()
+        acc.kwh, acc.touched, acc.covered_ns = 10.0, True, NS_PER_HOUR  # 100 kWh avoided
+        Meter.just_closed = {("1h", start): acc}
+        (batch,) = savings.close("1h", OpenWindow(start, end, "", None), ctx)
+        return batch
+
+    first = unit()
+    hour(first, 0, context(0.1229))
+    saved = json.loads(json.dumps(first.state()))
+    second = unit()
+    assert second.restore(saved)
+    batch = hour(second, 1, context(0.30))
+    values = _values(batch)
+    assert values["cumulative_avoided_kwh"] == pytest.approx(200.0)
+    assert values["cumulative_avoided_kgce"] == pytest.approx(200.0 * 0.30)
+
+
+# --------------------------------------------------------------------------- 6
+
+TARIFF_PLANT = """
+metrics:
+  windows: [15m]
+  grace: 5s
+  tariffs:
+    - name: grid
+      prices: {{peak: 1.0, flat: 0.6, valley: 0.25{deep_price}}}
+      seasons:
+        - name: all
+          months: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+          workday:
+            - {{start: "00:00", end: "08:00", period: valley}}
+            - {{start: "08:00", end: "09:00", period: {eight}}}
+            - {{start: "09:00", end: "17:00", period: peak}}
+            - {{start: "17:00", end: "24:00", period: flat}}
+  meters:
+    - {{name: metered, device: m, counter: {{tag: energy}}, power: {{tag: power}}}}
+"""
+
+
+def test_energy_of_a_period_an_edited_tariff_no_longer_has_is_still_priced(
+    tmp_path: Path,
+) -> None:
+    """Editing a tariff's calendar keeps the meters' open windows (by design,
+    docs/METRICS.md), with their kWh already split into the old periods. When the edit
+    removes a period (here 08:00-09:00 deep valley becomes flat, deep_valley leaves
+    ``prices``), the restored window's deep-valley kWh are neither published
+    (``tariff_names`` lists only priced periods) nor priced (``cost_by_period`` gives 0
+    where the tariff has no price): 10 of the block's 15 kWh are free, ``cost`` is a third
+    of the bill, quality good, and the published ``kwh_<period>`` no longer add up to
+    ``energy_kwh`` as the docs promise. Expected: every kWh of the window is in a
+    published period and priced (e.g. re-split on restore, or the window's tariff values
+    uncertain)."""
+    store = StateStore(tmp_path / STATE_FILE)
+    start = T0  # 08:00 UTC on a Friday
+    clock = Clock(float(start))
+    old = parse_config(
+        PLANT + TARIFF_PLANT.format(deep_price=", deep_valley: 0.1", eight="deep_valley"),
+        env={},
+    )
+    first = MetricsProcessor(old, clock=clock, store=store)
+    for second in range(601):
+        clock.now = start + second
+        list(first(_batch(clock.now, 60.0, 1000 + 60 * second / 3600)))
+    first.save()
+
+    new = parse_config(PLANT + TARIFF_PLANT.format(deep_price="", eight="flat"), env={})
+    second_agent = MetricsProcessor(new, clock=clock, store=store)
+    out: list[SampleBatch] = []
+    for second in range(601, 906):
+        clock.now = start + second
+        out += list(second_agent(_batch(clock.now, 60.0, 1000 + 60 * second / 3600)))[1:]
+    out += second_agent.close_due(start + 906.0)
+    (energy,) = [b for b in _find(out, "metered", "15m", "energy") if b.timestamp_ns == start * S]
+    (tariff,) = [b for b in _find(out, "metered", "15m", "tariff") if b.timestamp_ns == start * S]
+    kwh = _values(energy)["energy_kwh"]
+    values = _values(tariff)
+    assert kwh == pytest.approx(15.0, abs=0.02)
+    periods = sum(v for n, v in values.items() if n.startswith("kwh_"))
+    assert periods == pytest.approx(kwh, abs=0.01)
+    assert values["cost"] == pytest.approx(kwh * 0.6, abs=0.01)
