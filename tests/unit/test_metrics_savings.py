@@ -11,7 +11,8 @@ state directory in the third week. Checked:
 * the restart kept the cumulative savings and made no new fit, and the window history
   holds each window once;
 * a baseline held to an impossible quality is flagged (valid 0) and gives no savings;
-* a CSV baseline fits at start, so savings show from the first window.
+* a CSV baseline fits at start, so savings show from the first window;
+* (a savings unit alone) the running kgce follows the coefficient in use.
 """
 
 from __future__ import annotations
@@ -23,8 +24,18 @@ from typing import Any
 
 import pytest
 
-from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
+from edge_agent.config.baseline import BaselineConfig
+from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.baseline_fitting import BaselineFitting
+from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, baseline_spec
+from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT, Conversions
+from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.savings import SavingsUnit
+from edge_agent.metrics.specs import Context
+from edge_agent.metrics.tracks import OpenWindow
+from edge_agent.metrics.window_history import WindowHistory
+from edge_agent.metrics.windows import DayWindows, LocalTime, build_kind
 from edge_agent.model import Quality
 from simulators.stepping import UJ_PER_KWH
 from tests.baseline_sim import (
@@ -198,3 +209,81 @@ def test_a_csv_baseline_gives_savings_from_the_first_window(outcome: Outcome) ->
         v["avoided_kwh"] for v, b in savings(outcome, "oven-csv") if b.timestamp_ns < CHANGE * 10**9
     ]
     assert abs(sum(before)) / len(before) < 0.5
+
+
+# --------------------------------------------------------------------------- units
+
+
+class _Meter:
+    """What the savings unit reads of a meter: the energy of the windows just closed."""
+
+    def __init__(self) -> None:
+        self.just_closed: dict[tuple[str, int], EnergyAcc] = {}
+
+
+def _csv_savings(tmp_path: Path, meter: _Meter) -> SavingsUnit:
+    """A savings unit on hourly windows with a CSV fit of E = 100 + 2 x temperature."""
+    csv = tmp_path / "base.csv"
+    csv.write_text("energy_kwh,temperature\n" + "".join(f"{100 + 2 * t},{t}\n" for t in range(10)))
+    config = BaselineConfig.model_validate(
+        {
+            "name": "b",
+            "meters": ["m"],
+            "window": "1h",
+            "variables": ["temperature"],
+            "temperature": {"device": "w", "tag": "t"},
+            "fit": {"csv": str(csv)},
+            "quality": {"min_r2": 0.5, "max_cv_rmse": 1.0},
+        }
+    )
+    utc = LocalTime("UTC")
+    spec = baseline_spec(config, utc, 3600.0)  # max_gap 2.5 h: hourly samples bridge
+    fitting = BaselineFitting(spec, WindowHistory(None), None, 0, 0.9)
+    assert fitting.usable() is not None
+    kind = build_kind("1h", utc, None)
+    return SavingsUnit(spec, [meter], [], kind, fitting)  # type: ignore[list-item]
+
+
+def _context(kgce_per_kwh: float) -> Context:
+    utc = LocalTime("UTC")
+    return Context(
+        conversions=Conversions(kgce_per_kwh, 0.5306),
+        min_coverage=0.9,
+        emitted=frozenset({"1h"}),
+        day=DayWindows(utc),
+        month_start=lambda t: month_start_ns(utc, t),
+    )
+
+
+def _close_hour(unit: SavingsUnit, meter: _Meter, start_s: int, ctx: Context) -> dict[str, Any]:
+    """One hour at 5 degC (expected 110 kWh) in which the meter measured 10 kWh."""
+    start = start_s * 10**9
+    end = start + NS_PER_HOUR
+    assert unit.feed is not None
+    unit.feed.on_sample(start, 5.0)
+    unit.feed.on_sample(end, 5.0)
+    acc = EnergyAcc()
+    acc.kwh, acc.touched, acc.covered_ns = 10.0, True, NS_PER_HOUR
+    meter.just_closed = {("1h", start): acc}
+    (batch,) = unit.close("1h", OpenWindow(start, end, "", None), ctx)
+    return dict(zip(batch.names, batch.values, strict=True))
+
+
+def test_cumulative_kgce_is_the_cumulative_kwh_at_the_coefficient_in_use(tmp_path: Path) -> None:
+    """A plant that changes ``coal_equivalent`` (from the equivalent value 0.1229 to the
+    equal value its tce target is stated in, say 0.30) across a restart must not get
+    kgce of two coefficients added together (100 kWh x 0.1229 + 100 kWh x 0.30 = 42.29,
+    neither figure): the running kgce is the running kWh at the coefficient in use."""
+    meter = _Meter()
+    first = _csv_savings(tmp_path, meter)
+    hour = 1_800_000_000  # a whole hour
+    values = _close_hour(first, meter, hour, _context(0.1229))
+    assert values["avoided_kwh"] == pytest.approx(100.0)
+    assert values["cumulative_avoided_kgce"] == pytest.approx(100.0 * 0.1229)
+    saved = json.loads(json.dumps(first.state()))
+    second = _csv_savings(tmp_path, meter)
+    assert second.restore(saved)
+    values = _close_hour(second, meter, hour + 3600, _context(0.30))
+    assert values["cumulative_avoided_kwh"] == pytest.approx(200.0)
+    assert values["cumulative_avoided_kgce"] == pytest.approx(200.0 * 0.30)
+    assert values["avoided_kgce"] == pytest.approx(100.0 * 0.30)

@@ -6,27 +6,20 @@ plant should get instead.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.config.baseline import BaselineConfig
 from edge_agent.config.loader import parse_config
-from edge_agent.metrics.accumulators import EnergyAcc
 from edge_agent.metrics.baseline_fitting import BaselineFitting
 from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, baseline_spec
-from edge_agent.metrics.conversions import Conversions
-from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.processor import MetricsProcessor
-from edge_agent.metrics.savings import SavingsUnit
-from edge_agent.metrics.specs import Context
 from edge_agent.metrics.store import STATE_FILE, StateStore
-from edge_agent.metrics.tracks import OpenWindow
 from edge_agent.metrics.window_history import Record, WindowHistory
-from edge_agent.metrics.windows import DayWindows, LocalTime, build_kind
+from edge_agent.metrics.windows import LocalTime
 from edge_agent.model import Quality, SampleBatch
 
 S = 1_000_000_000
@@ -265,77 +258,6 @@ def test_the_month_peak_survives_a_restart_with_another_window_list(tmp_path: Pa
     index = day.names.index("month_peak_kw")
     assert (day.values[index], day.qualities[index]) != (60.0, Quality.GOOD)
     assert day.values[index] == pytest.approx(120.0, abs=0.1)
-
-
-# --------------------------------------------------------------------------- 5
-
-
-def test_cumulative_avoided_kgce_is_the_cumulative_kwh_at_the_coefficient_in_use(
-    tmp_path: Path,
-) -> None:
-    """``cumulative_avoided_kgce`` is summed window by window with the coal coefficient of
-    the moment and restored as a number; the savings key (the baseline's own settings)
-    does not include ``metrics.coal_equivalent``. A plant that switches from the
-    equivalent value (0.1229 kgce/kWh) to the equal value (say 0.30, what its tce target
-    is stated in) keeps the old kgce and adds new kgce to it: after 100 kWh avoided at
-    each coefficient it reports 42.29 kgce for 200 kWh, neither 24.58 nor 60. Expected:
-    cumulative kgce = cumulative kWh x the coefficient in use (computed when published),
-    or the sums restart when the coefficient changes."""
-    local = LocalTime("UTC")
-    csv = tmp_path / "base.csv"
-    csv.write_text("energy_kwh,temperature\n" + "".join(f"{100 + 2 * t},{t}\n" for t in range(10)))
-    config = BaselineConfig.model_validate(
-        {
-            "name": "b",
-            "meters": ["m"],
-            "window": "1h",
-            "variables": ["temperature"],
-            "temperature": {"device": "w", "tag": "t"},
-            "fit": {"csv": str(csv)},
-            "quality": {"min_r2": 0.5, "max_cv_rmse": 1.0},
-        }
-    )
-    spec = baseline_spec(config, local, 3600.0)  # max_gap 2.5 h: hourly samples bridge
-    kind = build_kind("1h", local, None)
-
-    class Meter:
-        just_closed: ClassVar[dict[tuple[str, int], EnergyAcc]] = {}
-
-    def unit() -> SavingsUnit:
-        fitting = BaselineFitting(spec, WindowHistory(None), None, T0 * S, 0.9)
-        assert fitting.usable() is not None
-        return SavingsUnit(spec, [Meter()], [], kind, fitting)  # type: ignore[list-item]
-
-    def context(kgce_per_kwh: float) -> Context:
-        return Context(
-            conversions=Conversions(kgce_per_kwh, 0.5306),
-            min_coverage=0.9,
-            emitted=frozenset({"1h"}),
-            day=DayWindows(local),
-            month_start=lambda t: month_start_ns(local, t),
-        )
-
-    def hour(savings: SavingsUnit, index: int, ctx: Context) -> SampleBatch:
-        start = (T0 + index * 3600) * S
-        end = start + NS_PER_HOUR
-        assert savings.feed is not None
-        savings.feed.on_sample(start, 5.0)
-        savings.feed.on_sample(end, 5.0)  # 5 degC all hour: expected 110 kWh
-        acc = EnergyAcc()
-        acc.kwh, acc.touched, acc.covered_ns = 10.0, True, NS_PER_HOUR  # 100 kWh avoided
-        Meter.just_closed = {("1h", start): acc}
-        (batch,) = savings.close("1h", OpenWindow(start, end, "", None), ctx)
-        return batch
-
-    first = unit()
-    hour(first, 0, context(0.1229))
-    saved = json.loads(json.dumps(first.state()))
-    second = unit()
-    assert second.restore(saved)
-    batch = hour(second, 1, context(0.30))
-    values = _values(batch)
-    assert values["cumulative_avoided_kwh"] == pytest.approx(200.0)
-    assert values["cumulative_avoided_kgce"] == pytest.approx(200.0 * 0.30)
 
 
 # --------------------------------------------------------------------------- 6
