@@ -3,7 +3,8 @@
 * ``fit: {csv: path}``: fitted at start from the CSV.
 * ``fit: {from, to}``: fitted from the agent's own recorded windows
   (:mod:`edge_agent.metrics.window_history`) as soon as the period is over: at the close
-  of its last window, or at start if the agent was down then. Only windows with the
+  of its last window, or at start if the agent was down then. Only windows recorded
+  under the baseline's current settings (:attr:`BaselineSpec.record_key`), with the
   minimum coverage and every variable known go into the fit.
 
 A fit is saved (``baseline-<name>.fit.json`` in the state directory, atomically) with a
@@ -19,6 +20,7 @@ The ``baseline`` family (docs/METRICS.md): ``r2``, ``cv_rmse``, ``n``, ``interce
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -116,19 +118,32 @@ class BaselineFitting:
     def _fit_history(self) -> None:
         assert self.spec.period is not None
         start, end = self.spec.period
+        recorded = self.history.between(start, end)
+        # Records made under other settings (another window kind, other meters) hold
+        # other quantities: fitting them would give a baseline of something else.
+        mine = [r for r in recorded if r.key == self.spec.record_key]
         usable = [
             r
-            for r in self.history.between(start, end)
+            for r in mine
             if r.coverage >= self._min_coverage
             and r.energy_kwh is not None
             and all(r.variables.get(v) is not None for v in self.spec.variables)
         ]
-        self._fit(usable)
+        other = len(recorded) - len(mine)
+        note = (
+            f"; {other} windows of the period were recorded under other settings (window, "
+            "meters, machines or temperature changed since) and are not used"
+            if other
+            else ""
+        )
+        self._fit(usable, note)
 
-    def _fit(self, records: list[Record]) -> None:
+    def _fit(self, records: list[Record], note: str = "") -> None:
         energy = [r.energy_kwh for r in records if r.energy_kwh is not None]
         rows = [[r.variables[v] or 0.0 for v in self.spec.variables] for r in records]
         self.fit = fit_baseline(energy, rows, self.spec.variables, self.spec.quality)
+        if note and not self.fit.valid:
+            self.fit = dataclasses.replace(self.fit, reason=self.fit.reason + note)
         self.fits_made += 1
         self.announce = True
         fit = self.fit

@@ -172,7 +172,9 @@ class SavingsUnit:
                 heating_degree_hours=temperature.degree_hours(heating=True),
                 cooling_degree_hours=temperature.degree_hours(heating=False),
             )
-        return Record(window.start_ns, window.end_ns, energy, variables, coverage)
+        return Record(
+            window.start_ns, window.end_ns, energy, variables, coverage, self.spec.record_key
+        )
 
     def _savings_batch(self, window: OpenWindow[Any], record: Record, ctx: Context) -> SampleBatch:
         conv = ctx.conversions

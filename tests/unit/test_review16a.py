@@ -12,14 +12,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from edge_agent.config.baseline import BaselineConfig
 from edge_agent.config.loader import parse_config
-from edge_agent.metrics.baseline_fitting import BaselineFitting
-from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, baseline_spec
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.metrics.store import STATE_FILE, StateStore
-from edge_agent.metrics.window_history import Record, WindowHistory
-from edge_agent.metrics.windows import LocalTime
 from edge_agent.model import Quality, SampleBatch
 
 S = 1_000_000_000
@@ -125,66 +120,6 @@ def test_a_state_file_from_before_issue_16_keeps_the_open_windows_of_unchanged_m
     assert "metrics config of this unit changed; its saved windows are dropped" not in events
     (block,) = [b for b in _find(out, "metered", "15m", "energy") if b.timestamp_ns == T0 * S]
     assert _values(block)["energy_kwh"] == pytest.approx(15.0, abs=0.02)
-
-
-# --------------------------------------------------------------------------- 2
-
-
-def _baseline(window: str) -> BaselineConfig:
-    return BaselineConfig.model_validate(
-        {
-            "name": "oven-savings",
-            "meters": ["oven-meter"],
-            "machines": ["oven-1"],
-            "window": window,
-            "variables": ["parts_good"],
-            "fit": {"from": "2027-01-01", "to": "2027-01-07"},
-        }
-    )
-
-
-def test_a_refit_after_the_baseline_window_changes_does_not_use_the_old_windows(
-    tmp_path: Path,
-) -> None:
-    """``baseline-<name>.windows.jsonl`` is named after the baseline only and its records
-    carry no key of the settings they were recorded under (window, meters, machines,
-    temperature). When the plant changes its baseline (here ``window: 1h`` to ``1d``,
-    after the baseline period), the fit key changes, the agent refits at start from that
-    file, and fits *hourly* records as if they were daily windows: a "valid" baseline
-    (R2 = 1) that predicts 5 kWh of idle energy for a whole day instead of 120, so every
-    daily window shows a large negative "saving", published good. (Changing ``meters``
-    from [a] to [a, b] does the same with energy of a alone.) Expected: records made
-    under other settings are not fitted; with none of the new kind the baseline waits or
-    is flagged, never valid."""
-    local = LocalTime("UTC")
-    hourly = baseline_spec(_baseline("1h"), local, None)
-    assert hourly.period is not None
-    start, end = hourly.period
-    files = tmp_path / "baseline-oven-savings"
-    recorded = WindowHistory(files.with_suffix(".windows.jsonl"))
-    for hour in range((end - start) // NS_PER_HOUR):
-        parts = float((hour * 7) % 13 * 10)
-        a = start + hour * NS_PER_HOUR
-        variables: dict[str, float | None] = {
-            "parts_good": parts,
-            "parts_produced": parts,
-            "run_hours": 1.0,
-        }
-        recorded.add(Record(a, a + NS_PER_HOUR, 5.0 + 0.2 * parts, variables, 1.0))
-
-    daily = baseline_spec(_baseline("1d"), local, None)
-    assert daily.fit_key != hourly.fit_key
-    fitting = BaselineFitting(
-        daily,
-        WindowHistory(files.with_suffix(".windows.jsonl")),
-        StateStore(files.with_suffix(".fit.json")),
-        end + NS_PER_HOUR,
-        0.9,
-    )
-    assert fitting.usable() is None, (
-        f"a 1d baseline fitted from {fitting.fit and fitting.fit.n} hourly windows: "
-        f"intercept {fitting.fit and fitting.fit.intercept} kWh per day"
-    )
 
 
 # --------------------------------------------------------------------------- 3
