@@ -3,7 +3,10 @@
 * ``fit: {csv: path}``: fitted at start from the CSV.
 * ``fit: {from, to}``: fitted from the agent's own recorded windows
   (:mod:`edge_agent.metrics.window_history`) as soon as the period is over: at the close
-  of its last window, or at start if the agent was down then. Only windows recorded
+  of its last window, or, if the agent was down then, at the first close pass after
+  start in which no restored window of the period is still open (:meth:`fit_if_due`):
+  a window left open across the downtime closes first and is in the fit, which is then
+  saved for good. Only windows recorded
   under the baseline's current settings (:attr:`BaselineSpec.record_key`), with the
   minimum coverage and every variable known go into the fit.
 
@@ -75,12 +78,15 @@ class BaselineFitting:
         self.announce = False
         #: Fits made by this process (a restart with an unchanged config makes none).
         self.fits_made = 0
+        #: The period ended before this start: fit once its restored windows have closed.
+        self.due = False
         if self._load():
             return  # published when it was made; each day's batch repeats it
         if spec.csv is not None:
             self._fit_csv()
         elif spec.period is not None and started_ns >= spec.period[1]:
-            self._fit_history()
+            self.due = True
+            self.reason = "not fitted yet: waiting for the baseline period's last windows"
         else:
             self.reason = f"not fitted yet: the baseline period ends {self._period_end()}"
 
@@ -163,6 +169,19 @@ class BaselineFitting:
         """Fit from history once the window closing the baseline period has closed."""
         period = self.spec.period
         if self.fit is None and period is not None and end_ns >= period[1]:
+            self.due = False
+            self._fit_history()
+
+    def fit_if_due(self, open_starts: list[int]) -> None:
+        """Make a fit that was due at start, unless a window of the period (``open_starts``:
+        the starts of the meters' open windows of the baseline's kind) is still open."""
+        period = self.spec.period
+        if not self.due or period is None:
+            return
+        if any(start < period[1] for start in open_starts):
+            return
+        self.due = False
+        if self.fit is None:
             self._fit_history()
 
     # ------------------------------------------------------------------ using

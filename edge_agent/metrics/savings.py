@@ -258,7 +258,13 @@ class SavingsUnit:
         return batch
 
     def announce(self, now_ns: int, ctx: Context) -> list[SampleBatch]:
-        """The baseline batch of a fit made since the last close pass (with today's bounds)."""
+        """The baseline batch of a fit made since the last close pass (with today's bounds).
+
+        A fit due since start is made here, after the pass closed the windows restored
+        open: one of the baseline period left open across the downtime is in it."""
+        self.fitting.fit_if_due(
+            [w.start_ns for m in self.meters for w in m.tracks[self.spec.window].open]
+        )
         if not self.fitting.announce:
             return []
         day = ctx.day.window_at(now_ns)
