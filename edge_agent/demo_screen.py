@@ -223,6 +223,7 @@ class DemoScreen:
                     f"meter stalled {stalled.meter}: counter still at {episode.last_kw:,.1f} kW "
                     f"since {_clock(episode.start_ns, zone)}"
                 )
+        kgce = metrics.context.conversions.kgce
         for saving in metrics.savings:
             fit = saving.fitting.fit
             if fit is None:
@@ -232,7 +233,7 @@ class DemoScreen:
             else:
                 lines.append(
                     f"baseline {saving.name}: R2 {fit.r2 or 0:.3f}, saved "
-                    f"{saving.cumulative_kwh:,.2f} kWh ({saving.cumulative_kgce:,.3f} kgce) "
+                    f"{saving.cumulative_kwh:,.2f} kWh ({kgce(saving.cumulative_kwh):,.3f} kgce) "
                     f"in the {saving.kind.name} windows closed so far"
                 )
         return lines

@@ -3,7 +3,11 @@
 * ``fit: {csv: path}``: fitted at start from the CSV.
 * ``fit: {from, to}``: fitted from the agent's own recorded windows
   (:mod:`edge_agent.metrics.window_history`) as soon as the period is over: at the close
-  of its last window, or at start if the agent was down then. Only windows with the
+  of its last window, or, if the agent was down then, at the first close pass after
+  start in which no restored window of the period is still open (:meth:`fit_if_due`):
+  a window left open across the downtime closes first and is in the fit, which is then
+  saved for good. Only windows recorded
+  under the baseline's current settings (:attr:`BaselineSpec.record_key`), with the
   minimum coverage and every variable known go into the fit.
 
 A fit is saved (``baseline-<name>.fit.json`` in the state directory, atomically) with a
@@ -19,6 +23,7 @@ The ``baseline`` family (docs/METRICS.md): ``r2``, ``cv_rmse``, ``n``, ``interce
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -73,12 +78,15 @@ class BaselineFitting:
         self.announce = False
         #: Fits made by this process (a restart with an unchanged config makes none).
         self.fits_made = 0
+        #: The period ended before this start: fit once its restored windows have closed.
+        self.due = False
         if self._load():
             return  # published when it was made; each day's batch repeats it
         if spec.csv is not None:
             self._fit_csv()
         elif spec.period is not None and started_ns >= spec.period[1]:
-            self._fit_history()
+            self.due = True
+            self.reason = "not fitted yet: waiting for the baseline period's last windows"
         else:
             self.reason = f"not fitted yet: the baseline period ends {self._period_end()}"
 
@@ -116,19 +124,32 @@ class BaselineFitting:
     def _fit_history(self) -> None:
         assert self.spec.period is not None
         start, end = self.spec.period
+        recorded = self.history.between(start, end)
+        # Records made under other settings (another window kind, other meters) hold
+        # other quantities: fitting them would give a baseline of something else.
+        mine = [r for r in recorded if r.key == self.spec.record_key]
         usable = [
             r
-            for r in self.history.between(start, end)
+            for r in mine
             if r.coverage >= self._min_coverage
             and r.energy_kwh is not None
             and all(r.variables.get(v) is not None for v in self.spec.variables)
         ]
-        self._fit(usable)
+        other = len(recorded) - len(mine)
+        note = (
+            f"; {other} windows of the period were recorded under other settings (window, "
+            "meters, machines or temperature changed since) and are not used"
+            if other
+            else ""
+        )
+        self._fit(usable, note)
 
-    def _fit(self, records: list[Record]) -> None:
+    def _fit(self, records: list[Record], note: str = "") -> None:
         energy = [r.energy_kwh for r in records if r.energy_kwh is not None]
         rows = [[r.variables[v] or 0.0 for v in self.spec.variables] for r in records]
         self.fit = fit_baseline(energy, rows, self.spec.variables, self.spec.quality)
+        if note and not self.fit.valid:
+            self.fit = dataclasses.replace(self.fit, reason=self.fit.reason + note)
         self.fits_made += 1
         self.announce = True
         fit = self.fit
@@ -148,6 +169,19 @@ class BaselineFitting:
         """Fit from history once the window closing the baseline period has closed."""
         period = self.spec.period
         if self.fit is None and period is not None and end_ns >= period[1]:
+            self.due = False
+            self._fit_history()
+
+    def fit_if_due(self, open_starts: list[int]) -> None:
+        """Make a fit that was due at start, unless a window of the period (``open_starts``:
+        the starts of the meters' open windows of the baseline's kind) is still open."""
+        period = self.spec.period
+        if not self.due or period is None:
+            return
+        if any(start < period[1] for start in open_starts):
+            return
+        self.due = False
+        if self.fit is None:
             self._fit_history()
 
     # ------------------------------------------------------------------ using

@@ -52,6 +52,9 @@ class BaselineSpec:
     quality: QualityLimits
     #: Identifies what the fit depends on: a saved fit is reused only while it is equal.
     fit_key: str
+    #: Identifies what a recorded window holds (window, meters, machines, temperature):
+    #: a fit from history takes only the records of its own key.
+    record_key: str
     #: Identifies the whole baseline: cumulative savings restart when it changes.
     key: str
 
@@ -98,6 +101,7 @@ def baseline_spec(
         csv=csv_path,
         quality=QualityLimits(config.quality.min_r2, config.quality.max_cv_rmse),
         fit_key=fit_key,
+        record_key=_digest(dump["window"], dump["meters"], dump["machines"], dump["temperature"]),
         key=_digest(dump, csv_digest),
     )
 

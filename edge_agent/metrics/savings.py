@@ -7,7 +7,9 @@ its own track. Then (docs/METRICS.md, "Baselines, EnPIs and savings"):
 
 * ``expected_kwh`` = the baseline's prediction for the window's variables,
 * ``actual_kwh`` = the metered energy, ``avoided_kwh`` = expected - actual, in kgce and
-  kgCO2e with the plant's factors, and running totals kept across restarts;
+  kgCO2e with the plant's factors, and running totals kept across restarts: the running
+  kWh is summed, the running kgce is that sum x the kgce/kWh in use when it is published
+  (summing each window's kgce would mix coefficients once ``coal_equivalent`` changes);
 * the EnPIs ``kwh_per_good_part`` and ``kwh_per_operating_hour`` (run hours).
 
 Without a valid fit, expected and avoided are ``None`` with the reason. Variables outside
@@ -92,7 +94,6 @@ class SavingsUnit:
             else TemperatureFeed(spec.temperature, self.track.spread)
         )
         self.cumulative_kwh = 0.0
-        self.cumulative_kgce = 0.0
         #: Windows starting before this were counted already (a restored window that
         #: closes a second time after a crash is not counted twice).
         self.counted_until_ns = 0
@@ -171,7 +172,9 @@ class SavingsUnit:
                 heating_degree_hours=temperature.degree_hours(heating=True),
                 cooling_degree_hours=temperature.degree_hours(heating=False),
             )
-        return Record(window.start_ns, window.end_ns, energy, variables, coverage)
+        return Record(
+            window.start_ns, window.end_ns, energy, variables, coverage, self.spec.record_key
+        )
 
     def _savings_batch(self, window: OpenWindow[Any], record: Record, ctx: Context) -> SampleBatch:
         conv = ctx.conversions
@@ -215,9 +218,8 @@ class SavingsUnit:
             if counts:
                 assert avoided is not None
                 self.cumulative_kwh += avoided
-                self.cumulative_kgce += conv.kgce(avoided)
                 self.counted_until_ns = window.end_ns
-        cumulative = None if fit is None else (self.cumulative_kwh, self.cumulative_kgce)
+        cumulative = None if fit is None else (self.cumulative_kwh, conv.kgce(self.cumulative_kwh))
         values = [
             expected,
             actual,
@@ -256,7 +258,13 @@ class SavingsUnit:
         return batch
 
     def announce(self, now_ns: int, ctx: Context) -> list[SampleBatch]:
-        """The baseline batch of a fit made since the last close pass (with today's bounds)."""
+        """The baseline batch of a fit made since the last close pass (with today's bounds).
+
+        A fit due since start is made here, after the pass closed the windows restored
+        open: one of the baseline period left open across the downtime is in it."""
+        self.fitting.fit_if_due(
+            [w.start_ns for m in self.meters for w in m.tracks[self.spec.window].open]
+        )
         if not self.fitting.announce:
             return []
         day = ctx.day.window_at(now_ns)
@@ -271,7 +279,6 @@ class SavingsUnit:
         return {
             "key": self.spec.key,
             "cumulative_kwh": self.cumulative_kwh,
-            "cumulative_kgce": self.cumulative_kgce,
             "counted_until_ns": self.counted_until_ns,
             "temperature": None if self.feed is None else self.feed.state(),
             "track": self.track.state(),
@@ -282,7 +289,7 @@ class SavingsUnit:
         if state.get("key") != self.spec.key:
             return False
         self.cumulative_kwh = float(state.get("cumulative_kwh", 0.0))
-        self.cumulative_kgce = float(state.get("cumulative_kgce", 0.0))
+        # A "cumulative_kgce" of an older state file is not read: kgce follows the kWh.
         self.counted_until_ns = int(state.get("counted_until_ns", 0))
         if self.feed is not None:
             self.feed.restore(state.get("temperature"))

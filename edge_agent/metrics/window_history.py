@@ -4,9 +4,15 @@ Each closed window of a baseline's kind becomes one :class:`Record` (window star
 end, the energy of its meters, its variables, its coverage), appended as one JSON line
 to ``baseline-<name>.windows.jsonl`` in the state directory and synced to disk.
 
-* **No duplicates.** A record is keyed by its window start; a start already in the file
-  is not appended again (after a crash between a window's close and the next state save,
-  the restored window closes a second time: the first record stands).
+* **Settings.** Each record carries the key of the settings it was made under (the
+  baseline's window, meters, machines and temperature: :attr:`BaselineSpec.record_key`).
+  A fit takes only records of its own key: after such a change the old windows (hourly
+  where daily ones are wanted, or the energy of other meters) stay in the file, bounded
+  like the rest, and are not fitted. A record of a file written before keys existed has
+  the key ``""`` and matches no settings.
+* **No duplicates.** A record is identified by its key and window start; one already in
+  the file is not appended again (after a crash between a window's close and the next
+  state save, the restored window closes a second time: the first record stands).
 * **Restarts.** The file is read at start; a torn last line (power cut while appending)
   is skipped with a warning and cut off the file, the lines before it are kept.
 * **Bounded.** At most :data:`MAX_RECORDS` records are kept (hourly windows: about 2.3
@@ -46,13 +52,15 @@ MAX_CSV_ROWS: Final = 100_000
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One closed window of a baseline: energy, variables (None: unknown), coverage."""
+    """One closed window of a baseline: energy, variables (None: unknown), coverage, and
+    the key of the settings it was recorded under (module docstring)."""
 
     start_ns: int
     end_ns: int
     energy_kwh: float | None
     variables: dict[str, float | None]
     coverage: float
+    key: str = ""
 
     def state(self) -> dict[str, Any]:
         return {
@@ -61,6 +69,7 @@ class Record:
             "energy_kwh": self.energy_kwh,
             "variables": self.variables,
             "coverage": self.coverage,
+            "key": self.key,
         }
 
     @classmethod
@@ -74,6 +83,7 @@ class Record:
                 str(k): None if v is None else float(v) for k, v in data["variables"].items()
             },
             coverage=float(data["coverage"]),
+            key=str(data.get("key", "")),
         )
 
 
@@ -83,7 +93,7 @@ class WindowHistory:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.records: list[Record] = []
-        self._starts: set[int] = set()
+        self._kept: set[tuple[str, int]] = set()
         self._lines = 0
         if path is not None:
             self._read(path)
@@ -111,8 +121,8 @@ class WindowHistory:
                     error=str(exc),
                 )
                 continue
-            if record.start_ns not in self._starts:
-                self._starts.add(record.start_ns)
+            if (record.key, record.start_ns) not in self._kept:
+                self._kept.add((record.key, record.start_ns))
                 self.records.append(record)
         self.records.sort(key=lambda r: r.start_ns)
 
@@ -129,9 +139,9 @@ class WindowHistory:
 
     def add(self, record: Record) -> bool:
         """Keep ``record`` unless its window is already kept; False if it was."""
-        if record.start_ns in self._starts:
+        if (record.key, record.start_ns) in self._kept:
             return False
-        self._starts.add(record.start_ns)
+        self._kept.add((record.key, record.start_ns))
         self.records.append(record)
         if self.path is None:
             del self.records[:-MAX_RECORDS]
@@ -152,7 +162,7 @@ class WindowHistory:
     def compact(self) -> None:
         """Keep the newest :data:`MAX_RECORDS`, rewriting the file atomically."""
         del self.records[:-MAX_RECORDS]
-        self._starts = {r.start_ns for r in self.records}
+        self._kept = {(r.key, r.start_ns) for r in self.records}
         if self.path is None:
             return
         text = "".join(
@@ -165,7 +175,7 @@ class WindowHistory:
             log.error("cannot compact baseline windows", path=str(self.path), error=str(exc))
 
     def between(self, start_ns: int, end_ns: int) -> list[Record]:
-        """Records of windows lying wholly inside ``[start_ns, end_ns)``."""
+        """Records of windows lying wholly inside ``[start_ns, end_ns)``, of any key."""
         return [r for r in self.records if start_ns <= r.start_ns and r.end_ns <= end_ns]
 
 

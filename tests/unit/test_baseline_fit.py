@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.config.baseline import BaselineConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
 from edge_agent.metrics.baseline import Fit, QualityLimits, fit_baseline
-from edge_agent.metrics.baseline_inputs import above
+from edge_agent.metrics.baseline_fitting import BaselineFitting
+from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, above, baseline_spec
+from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.window_history import (
     CsvError,
     Record,
     WindowHistory,
     parse_csv,
 )
+from edge_agent.metrics.windows import LocalTime
 from tests.baseline_sim import DEVICES, baseline_yaml
 
 
@@ -120,6 +124,84 @@ def test_history_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert [r.start_ns for r in WindowHistory(path).records] == [2, 3, 4]
 
 
+def _oven_baseline(window: str) -> BaselineConfig:
+    return BaselineConfig.model_validate(
+        {
+            "name": "oven-savings",
+            "meters": ["oven-meter"],
+            "machines": ["oven-1"],
+            "window": window,
+            "variables": ["parts_good"],
+            "fit": {"from": "2027-01-01", "to": "2027-01-07"},
+        }
+    )
+
+
+def test_a_refit_uses_only_windows_recorded_under_the_current_settings(tmp_path: Path) -> None:
+    """The history file is named after the baseline alone. When the plant changes the
+    baseline's window (here ``1h`` to ``1d``, after the baseline period) the agent
+    refits at start from that file; hourly records fitted as if they were days gave a
+    "valid" baseline (R2 = 1) predicting 5 kWh of idle energy a day instead of 120, and
+    every day a large negative saving, published good. (Changing ``meters`` does the
+    same with the energy of other meters.) Each record carries the key of the settings
+    it was made under, and a fit takes only records of its own key: here none, so the
+    baseline is flagged with the reason, not used."""
+    utc = LocalTime("UTC")
+    hourly = baseline_spec(_oven_baseline("1h"), utc, None)
+    assert hourly.period is not None
+    start, end = hourly.period
+    path = tmp_path / "baseline-oven-savings.windows.jsonl"
+    recorded = WindowHistory(path)
+    for hour in range((end - start) // NS_PER_HOUR):
+        parts = float((hour * 7) % 13 * 10)
+        a = start + hour * NS_PER_HOUR
+        variables: dict[str, float | None] = {"parts_good": parts, "run_hours": 1.0}
+        record = Record(a, a + NS_PER_HOUR, 5.0 + 0.2 * parts, variables, 1.0, hourly.record_key)
+        assert recorded.add(record)
+
+    daily = baseline_spec(_oven_baseline("1d"), utc, None)
+    assert daily.record_key != hourly.record_key
+    history = WindowHistory(path)
+    # A day's record is kept though an hour of the old settings started at the same time.
+    assert history.add(Record(end, end + 24 * NS_PER_HOUR, 120.0, {}, 1.0, daily.record_key))
+    fitting = BaselineFitting(
+        daily, history, StateStore(tmp_path / "baseline-oven-savings.fit.json"), end, 0.9
+    )
+    fitting.fit_if_due([])  # the agent's first close pass: nothing of the period open
+    assert fitting.fit is not None
+    assert fitting.usable() is None
+    assert "168 windows of the period were recorded under other settings" in fitting.fit.reason
+    # The same records under their own settings do fit (R2 = 1: exactly linear).
+    again = BaselineFitting(hourly, WindowHistory(path), None, end, 0.9)
+    again.fit_if_due([])
+    assert again.usable() is not None
+
+
+def test_records_from_before_settings_keys_are_not_fitted(tmp_path: Path) -> None:
+    """A history file written before records carried a settings key cannot say what its
+    windows hold: its records are read with the key ``""`` and never fitted. (A fit made
+    from them then is in ``.fit.json`` and still loads while the settings are the same.)"""
+    hourly = baseline_spec(_oven_baseline("1h"), LocalTime("UTC"), None)
+    assert hourly.period is not None
+    start, end = hourly.period
+    path = tmp_path / "h.jsonl"
+    lines = []
+    for hour in range((end - start) // NS_PER_HOUR):
+        a = start + hour * NS_PER_HOUR
+        parts = (hour * 7) % 13 * 10
+        lines.append(
+            f'{{"start_ns":{a},"end_ns":{a + NS_PER_HOUR},"energy_kwh":{5 + 0.2 * parts},'
+            f'"variables":{{"parts_good":{parts}}},"coverage":1.0}}\n'
+        )
+    path.write_text("".join(lines))
+    history = WindowHistory(path)
+    assert {r.key for r in history.records} == {""}
+    fitting = BaselineFitting(hourly, history, None, end, 0.9)
+    fitting.fit_if_due([])
+    assert fitting.fit is not None
+    assert fitting.usable() is None
+
+
 def test_config_checks_name_the_line(tmp_path: Path) -> None:
     csv = tmp_path / "b.csv"
     csv.write_text("energy_kwh,parts_good,temperature\n1,2,x\n")
@@ -134,6 +216,44 @@ def test_config_checks_name_the_line(tmp_path: Path) -> None:
     assert "window '1h' is not computed" in message
     assert "device 'oven-1' has no tag 'outdoor'" in message
     assert "line 2: temperature 'x' is not a finite number" in message
+
+
+GAS_BASELINE = """
+plant: {name: line-1, timezone: UTC}
+devices:
+  - name: gas
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - {name: volume, address: 0, type: uint32, scale: 0.01}
+          - {name: outdoor, address: 2, type: float32}
+metrics:
+  windows: [1h]
+  meters:
+    - {device: gas, name: boiler-gas, carrier: natural_gas, counter: {tag: volume, unit: Nm3}}
+  baselines:
+    - name: boiler-savings
+      meters: [boiler-gas]
+      window: 1h
+      variables: [heating_degree_hours]
+      temperature: {device: gas, tag: outdoor}
+      fit: {from: "2027-01-01", to: "2027-01-28"}
+"""
+
+
+def test_check_refuses_a_baseline_of_a_non_electric_meter(tmp_path: Path) -> None:
+    """A baseline's savings are kWh, converted with electricity's kgce and grid CO2
+    factors, and the savings unit only finds electricity meters: a gas meter in
+    ``meters`` would pass ``check`` and then be skipped at run time with a warning, and
+    the plant would never get its savings. ``check`` refuses it at its line, as it does
+    for a carrier meter in ``plant_total``."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(GAS_BASELINE, str(tmp_path / "plant.yaml"), env={})
+    message = str(caught.value)
+    assert "plant.yaml:18: metrics.baselines[0].meters[0]" in message
+    assert "'boiler-gas' is a natural gas meter; baselines model electricity" in message
 
 
 def test_csv_path_is_relative_to_the_plant_file(tmp_path: Path) -> None:

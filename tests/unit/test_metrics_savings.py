@@ -11,7 +11,9 @@ state directory in the third week. Checked:
 * the restart kept the cumulative savings and made no new fit, and the window history
   holds each window once;
 * a baseline held to an impossible quality is flagged (valid 0) and gives no savings;
-* a CSV baseline fits at start, so savings show from the first window.
+* a CSV baseline fits at start, so savings show from the first window;
+* (a savings unit alone) the running kgce follows the coefficient in use;
+* (a one-day period) a fit due at start includes the period's window restored open.
 """
 
 from __future__ import annotations
@@ -23,9 +25,21 @@ from typing import Any
 
 import pytest
 
-from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT
+from edge_agent.config.baseline import BaselineConfig
+from edge_agent.config.loader import parse_config
+from edge_agent.metrics.accumulators import EnergyAcc
+from edge_agent.metrics.baseline_fitting import BaselineFitting
+from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, baseline_spec
+from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT, Conversions
+from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.processor import MetricsProcessor
-from edge_agent.model import Quality
+from edge_agent.metrics.savings import SavingsUnit
+from edge_agent.metrics.specs import Context
+from edge_agent.metrics.store import STATE_FILE, StateStore
+from edge_agent.metrics.tracks import OpenWindow
+from edge_agent.metrics.window_history import WindowHistory
+from edge_agent.metrics.windows import DayWindows, LocalTime, build_kind
+from edge_agent.model import Quality, SampleBatch
 from simulators.stepping import UJ_PER_KWH
 from tests.baseline_sim import (
     BASE_KW,
@@ -198,3 +212,169 @@ def test_a_csv_baseline_gives_savings_from_the_first_window(outcome: Outcome) ->
         v["avoided_kwh"] for v, b in savings(outcome, "oven-csv") if b.timestamp_ns < CHANGE * 10**9
     ]
     assert abs(sum(before)) / len(before) < 0.5
+
+
+# --------------------------------------------------------------------------- units
+
+
+class _Meter:
+    """What the savings unit reads of a meter: the energy of the windows just closed."""
+
+    def __init__(self) -> None:
+        self.just_closed: dict[tuple[str, int], EnergyAcc] = {}
+
+
+def _csv_savings(tmp_path: Path, meter: _Meter) -> SavingsUnit:
+    """A savings unit on hourly windows with a CSV fit of E = 100 + 2 x temperature."""
+    csv = tmp_path / "base.csv"
+    csv.write_text("energy_kwh,temperature\n" + "".join(f"{100 + 2 * t},{t}\n" for t in range(10)))
+    config = BaselineConfig.model_validate(
+        {
+            "name": "b",
+            "meters": ["m"],
+            "window": "1h",
+            "variables": ["temperature"],
+            "temperature": {"device": "w", "tag": "t"},
+            "fit": {"csv": str(csv)},
+            "quality": {"min_r2": 0.5, "max_cv_rmse": 1.0},
+        }
+    )
+    utc = LocalTime("UTC")
+    spec = baseline_spec(config, utc, 3600.0)  # max_gap 2.5 h: hourly samples bridge
+    fitting = BaselineFitting(spec, WindowHistory(None), None, 0, 0.9)
+    assert fitting.usable() is not None
+    kind = build_kind("1h", utc, None)
+    return SavingsUnit(spec, [meter], [], kind, fitting)  # type: ignore[list-item]
+
+
+def _context(kgce_per_kwh: float) -> Context:
+    utc = LocalTime("UTC")
+    return Context(
+        conversions=Conversions(kgce_per_kwh, 0.5306),
+        min_coverage=0.9,
+        emitted=frozenset({"1h"}),
+        day=DayWindows(utc),
+        month_start=lambda t: month_start_ns(utc, t),
+    )
+
+
+def _close_hour(unit: SavingsUnit, meter: _Meter, start_s: int, ctx: Context) -> dict[str, Any]:
+    """One hour at 5 degC (expected 110 kWh) in which the meter measured 10 kWh."""
+    start = start_s * 10**9
+    end = start + NS_PER_HOUR
+    assert unit.feed is not None
+    unit.feed.on_sample(start, 5.0)
+    unit.feed.on_sample(end, 5.0)
+    acc = EnergyAcc()
+    acc.kwh, acc.touched, acc.covered_ns = 10.0, True, NS_PER_HOUR
+    meter.just_closed = {("1h", start): acc}
+    (batch,) = unit.close("1h", OpenWindow(start, end, "", None), ctx)
+    return dict(zip(batch.names, batch.values, strict=True))
+
+
+def test_cumulative_kgce_is_the_cumulative_kwh_at_the_coefficient_in_use(tmp_path: Path) -> None:
+    """A plant that changes ``coal_equivalent`` (from the equivalent value 0.1229 to the
+    equal value its tce target is stated in, say 0.30) across a restart must not get
+    kgce of two coefficients added together (100 kWh x 0.1229 + 100 kWh x 0.30 = 42.29,
+    neither figure): the running kgce is the running kWh at the coefficient in use."""
+    meter = _Meter()
+    first = _csv_savings(tmp_path, meter)
+    hour = 1_800_000_000  # a whole hour
+    values = _close_hour(first, meter, hour, _context(0.1229))
+    assert values["avoided_kwh"] == pytest.approx(100.0)
+    assert values["cumulative_avoided_kgce"] == pytest.approx(100.0 * 0.1229)
+    saved = json.loads(json.dumps(first.state()))
+    second = _csv_savings(tmp_path, meter)
+    assert second.restore(saved)
+    values = _close_hour(second, meter, hour + 3600, _context(0.30))
+    assert values["cumulative_avoided_kwh"] == pytest.approx(200.0)
+    assert values["cumulative_avoided_kgce"] == pytest.approx(200.0 * 0.30)
+    assert values["avoided_kgce"] == pytest.approx(100.0 * 0.30)
+
+
+PERIOD_PLANT = """
+plant: {name: p1, timezone: UTC}
+devices:
+  - name: m
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 1502}
+    poll_groups:
+      - name: fast
+        interval: 30s
+        tags:
+          - {name: power, address: 0, type: float32, unit: kW}
+          - {name: energy, address: 2, type: uint32, scale: 0.01, unit: kWh}
+          - {name: outdoor, address: 4, type: float32}
+metrics:
+  windows: [1h]
+  grace: 5s
+  meters:
+    - name: metered
+      device: m
+      counter: {tag: energy, max_gap: 120s}
+      power: {tag: power, max_gap: 120s}
+  baselines:
+    - name: b
+      meters: [metered]
+      window: 1h
+      variables: [temperature]
+      temperature: {device: m, tag: outdoor}
+      fit: {from: "2027-01-14", to: "2027-01-14"}
+      quality: {min_r2: 0.5, max_cv_rmse: 1.0}
+"""
+PERIOD_DAY = 1_799_884_800  # 2027-01-14 00:00 UTC
+DAY_S = 86_400
+
+
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _poll(processor: MetricsProcessor, clock: _Clock, t: int, counter: list[float]) -> None:
+    """One poll at ``t`` (s): outdoor temperature by the hour, power 20 kW + 2 kW/degC."""
+    clock.now = float(t)
+    celsius = float((t // 3600 * 7) % 13)
+    kw = 20.0 + 2.0 * celsius
+    batch = SampleBatch(
+        "m",
+        "fast",
+        t * 10**9,
+        ("power", "energy", "outdoor"),
+        [kw, round(counter[0], 2), celsius],
+        [Quality.GOOD] * 3,
+        [""] * 3,
+    )
+    list(processor(batch))
+    counter[0] += kw * 30 / 3600
+    if t >= processor.next_deadline():
+        processor.close_due(t)
+
+
+def test_a_fit_due_at_start_waits_for_the_period_window_left_open(tmp_path: Path) -> None:
+    """An agent down across the end of the baseline period fits at start. It fitted in
+    the processor's constructor, before the period's last hour (restored open from the
+    state file) had closed: that hour was left out of a fit that is then saved for good.
+    The fit is made at the first close pass in which no window of the period is open."""
+    state = StateStore(tmp_path / STATE_FILE)
+    config = parse_config(PERIOD_PLANT + f"state_dir: {tmp_path}\n", env={})
+    clock = _Clock(float(PERIOD_DAY))
+    counter = [1000.0]
+    first = MetricsProcessor(config, clock=clock, store=state)
+    for t in range(PERIOD_DAY, PERIOD_DAY + DAY_S - 30, 30):  # down from 23:59:30
+        _poll(first, clock, t, counter)
+    first.save()
+    assert first.savings[0].fitting.fit is None
+
+    clock.now = PERIOD_DAY + DAY_S + 60.0  # back a minute after the period's end
+    second = MetricsProcessor(config, clock=clock, store=state)
+    for t in range(PERIOD_DAY + DAY_S + 60, PERIOD_DAY + DAY_S + 600, 30):
+        _poll(second, clock, t, counter)
+    fit = second.savings[0].fitting.fit
+    assert fit is not None
+    assert fit.n == 24, "the hour 23:00-24:00 restored open is in the fit"
+    saved = json.loads((tmp_path / "baseline-b.fit.json").read_text())
+    assert saved["fit"]["n"] == 24

@@ -269,6 +269,58 @@ def test_a_restart_in_the_middle_of_a_window_keeps_the_kwh_per_period(tmp_path: 
     assert got["kwh_peak"] == pytest.approx(10 * 60 * KWH_PER_S, abs=1e-6)
 
 
+def test_kwh_of_a_period_an_edited_tariff_dropped_are_priced_in_its_current_periods(
+    tmp_path: Path,
+) -> None:
+    """Editing a tariff keeps the open windows, their kWh already split into the old
+    periods. Here 07:00-07:50 was deep valley and the edit makes it valley (deep_valley
+    leaves ``prices``) while the agent was down at 07:10. Those 6 kWh were published in
+    no ``kwh_<period>`` and priced at nothing, quality good. Now they go to the periods
+    the tariff gives the window's time: the 07:00 block is all valley now, so that is
+    exact and good; the hour 07:00-08:00 is valley then peak from 07:50, so the 6 kWh are
+    spread by time (an estimate: truly all valley) and its tariff values are uncertain,
+    with the reason."""
+    old = PLANT.replace("{{peak: 1.1,", "{{deep_valley: 0.1, peak: 1.1,").replace(
+        '{{start: "21:00", end: "07:50", period: valley}}',
+        '{{start: "21:00", end: "07:00", period: valley}}\n'
+        '            - {{start: "07:00", end: "07:50", period: deep_valley}}',
+    )
+    assert old.count("deep_valley") == 2
+    text = old.format(
+        zone="Asia/Shanghai", interval="1s", extra_tariffs="", counted="", integrated=""
+    )
+    hour = local("Asia/Shanghai", 2026, 5, 6, 7, 0)  # a Wednesday
+    first = Feed(
+        parse_config(text + f"state_dir: {tmp_path}\n", env={}),
+        hour - 60.5,
+        StateStore(tmp_path / STATE_FILE),
+    )
+    first.run(hour + 10 * 60)
+    first.processor.save()
+    second = Feed(config(state_dir=tmp_path), hour - 60.5, StateStore(tmp_path / STATE_FILE))
+    second.t = first.t
+    second.run(hour + 3600 + 10)
+
+    block = second.find("counted", "15m", "tariff", hour)
+    assert block["kwh_valley"] == pytest.approx(15 * 60 * KWH_PER_S, abs=1e-6)
+    assert block["cost"] == pytest.approx(15 * 60 * KWH_PER_S * 0.28, abs=1e-6)
+    assert set(block["_batch"].qualities) == {Quality.GOOD}
+
+    for device, meters in (("counted", 1), ("integrated", 1), ("p1", 2)):
+        got = second.find(device, "1h", "tariff", hour)
+        energy = second.find(device, "1h", "energy", hour)["energy_kwh"]
+        assert energy == pytest.approx(meters * 60 * 60 * KWH_PER_S, abs=0.02)
+        # 6 kWh before the restart: 5/6 of them to valley (07:00-07:50), 1/6 to peak.
+        assert got["kwh_valley"] == pytest.approx(meters * (24 + 5), abs=0.02)
+        assert got["kwh_peak"] == pytest.approx(meters * (6 + 1), abs=0.02)
+        assert got["kwh_valley"] + got["kwh_peak"] + got["kwh_flat"] == pytest.approx(energy)
+        assert got["cost"] == pytest.approx(meters * (29 * 0.28 + 7 * 1.1), abs=0.02)
+        batch = got["_batch"]
+        assert set(batch.qualities) == {Quality.UNCERTAIN}
+        assert "tariff 'grid' was edited while this window was open" in batch.reasons[0]
+        assert "kWh of deep_valley (no longer priced)" in batch.reasons[0]
+
+
 def test_a_state_saved_before_tariffs_loads_with_no_period_kwh(tmp_path: Path) -> None:
     hour = local("Asia/Shanghai", 2026, 5, 6, 7, 0)
     plant = config(state_dir=tmp_path)

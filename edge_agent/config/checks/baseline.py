@@ -2,8 +2,9 @@
 
 Called from :func:`edge_agent.config.checks.metrics.check_metrics` with its tag view, in
 the same one pass: names unique and not taken by a meter, machine or the plant total;
-meters and machines exist; parts variables have a good-parts count; the temperature tag
-is a number; the window is computed; a CSV is readable, with each bad row by line.
+meters and machines exist; meters are electricity meters; parts variables have a
+good-parts count; the temperature tag is a number; the window is computed; a CSV is
+readable, with each bad row by line.
 """
 
 from __future__ import annotations
@@ -60,10 +61,20 @@ def _check_one(
 ) -> list[Finding]:
     found: list[Finding] = []
     meters = {m.metric_name for m in metrics.meters}
+    carriers = {m.metric_name: m.carrier for m in metrics.meters if not m.is_electric}
     machines = {m.metric_name: m for m in metrics.machines}
     for i, name in enumerate(baseline.meters):
         if name not in meters and name not in unchecked_metrics:
             found.append(((*path, "meters", i), f"{name!r} is not one of metrics.meters"))
+        elif name in carriers:
+            # Savings are kWh, converted with electricity's kgce and grid CO2 factors.
+            found.append(
+                (
+                    (*path, "meters", i),
+                    f"{name!r} is a {carriers[name].replace('_', ' ')} meter; baselines model "
+                    "electricity (savings are kWh, in kgce and kgCO2e at electricity's factors)",
+                )
+            )
     wants_good = "parts_good" in baseline.variables
     wants_total = "parts_produced" in baseline.variables
     for i, name in enumerate(baseline.machines):

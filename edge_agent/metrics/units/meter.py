@@ -64,8 +64,9 @@ class MeterUnit:
         out = energy_and_demand_batches(
             self.name, kind, window, self._names, values, kwh, coverage, self.peaks, ctx
         )
-        if self.tariff is not None and kind in ctx.emitted:
-            out.append(tariff_batch(self.name, kind, window, [(acc, self.tariff)], coverage, ctx))
+        calendar = self.feed.tariff
+        if calendar is not None and kind in ctx.emitted:
+            out.append(tariff_batch(self.name, kind, window, [(acc, calendar)], coverage, ctx))
         return out
 
     def state(self) -> dict[str, Any]:

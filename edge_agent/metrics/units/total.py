@@ -10,7 +10,7 @@ from edge_agent.metrics.cost import tariff_batch
 from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.output import ENERGY_NAMES, energy_and_demand_batches, energy_values
 from edge_agent.metrics.specs import Context
-from edge_agent.metrics.tariff import TariffSpec
+from edge_agent.metrics.tariff import TariffCalendar
 from edge_agent.metrics.tracks import OpenWindow
 from edge_agent.metrics.units.meter import MeterUnit
 from edge_agent.model import SampleBatch
@@ -31,11 +31,11 @@ class PlantTotal:
         total = EnergyAcc()
         length = window.end_ns - window.start_ns
         coverage = 1.0
-        priced: list[tuple[EnergyAcc, TariffSpec]] = []
+        priced: list[tuple[EnergyAcc, TariffCalendar]] = []
         for member in self.members:
             acc = member.just_closed.get((kind, window.start_ns))
-            if member.tariff is not None:
-                priced.append((acc or EnergyAcc(), member.tariff))
+            if member.feed.tariff is not None:
+                priced.append((acc or EnergyAcc(), member.feed.tariff))
             if acc is None:
                 coverage = 0.0
                 continue
