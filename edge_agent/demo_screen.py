@@ -189,7 +189,8 @@ class DemoScreen:
 
     def _energy_notes(self) -> list[str]:
         """The demand guards' predictions, running idle and stalled-meter events, and the
-        baselines' savings: issue 16's parts at a glance (the console shows them in full)."""
+        baselines' savings: issue 16's parts at a glance, each on one line of an 80-column
+        terminal (the console's energy page shows them in full)."""
         metrics = self.agent.metrics
         if metrics is None:
             return []
@@ -200,20 +201,17 @@ class DemoScreen:
             if last is None or last.predicted_kw is None:
                 continue
             line = (
-                f"demand guard {guard.meter.name}: {last.predicted_kw:,.1f} kW predicted for "
-                f"the block to {_clock(last.block_end_ns, zone)}, limit {guard.spec.limit_kw:g} kW"
+                f"demand guard {guard.meter.name}: {last.predicted_kw:,.1f} kW by "
+                f"{_clock(last.block_end_ns, zone)}, limit {guard.spec.limit_kw:g} kW"
             )
             if guard.active is not None and last.shed_kw:
-                line += (
-                    f": ALARM since {_clock(guard.active.start_ns, zone)}, shed "
-                    f"{last.shed_kw:,.1f} kW for the {last.minutes_left:.0f} min left"
-                )
+                line += f": ALARM, shed {last.shed_kw:,.1f} kW"
             lines.append(line)
         for idle in metrics.watchers.idle:
             episode = idle.episode
             if episode is not None and episode.active:
                 lines.append(
-                    f"idle energy {idle.machine}: idle at {episode.last_kw:,.1f} kW since "
+                    f"idle energy {idle.machine}: {episode.last_kw:,.1f} kW idle since "
                     f"{_clock(episode.start_ns, zone)}"
                 )
         for stalled in metrics.watchers.stalled:
@@ -233,8 +231,7 @@ class DemoScreen:
             else:
                 lines.append(
                     f"baseline {saving.name}: R2 {fit.r2 or 0:.3f}, saved "
-                    f"{saving.cumulative_kwh:,.2f} kWh ({kgce(saving.cumulative_kwh):,.3f} kgce) "
-                    f"in the {saving.kind.name} windows closed so far"
+                    f"{saving.cumulative_kwh:,.2f} kWh = {kgce(saving.cumulative_kwh):,.3f} kgce"
                 )
         return lines
 

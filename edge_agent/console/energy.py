@@ -363,7 +363,7 @@ def _shift_rows(
         }
         members = priced_members(meters, [by_meter[start].get(m.name) for m in meters])
         if members is not None:
-            rows[start]["tariff"] = tariff_figures(members)
+            rows[start]["tariff"] = tariff_figures(members, start, first.end_ns)
     return [rows[start] for start in sorted(rows)]
 
 

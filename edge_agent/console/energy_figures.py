@@ -34,8 +34,8 @@ from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.guard import DemandGuard
 from edge_agent.metrics.output import published
 from edge_agent.metrics.processor import MetricsProcessor
-from edge_agent.metrics.tariff import PERIODS, TariffSpec
-from edge_agent.metrics.tracks import WindowTrack
+from edge_agent.metrics.tariff import PERIODS, TariffCalendar
+from edge_agent.metrics.tracks import OpenWindow, WindowTrack
 from edge_agent.metrics.units.meter import MeterUnit
 from edge_agent.metrics.windows import DAY, NS_PER_S
 from edge_agent.model import Quality, SampleBatch, Value
@@ -65,26 +65,32 @@ def number(value: Value) -> float | None:
     return None
 
 
+def open_window(track: WindowTrack[Any] | None, now_ns: int) -> OpenWindow[Any] | None:
+    """The window of ``track`` open at ``now_ns``, or None."""
+    return None if track is None else track.containing(now_ns)
+
+
 def open_acc(track: WindowTrack[Any] | None, now_ns: int) -> Any:
     """The accumulator of the window of ``track`` open at ``now_ns``, or None."""
-    for window in [] if track is None else track.open:
-        if window.start_ns <= now_ns < window.end_ns:
-            return window.acc
-    return None
+    window = open_window(track, now_ns)
+    return None if window is None else window.acc
 
 
 # --------------------------------------------------------------------------- tariff
 
 
-def tariff_figures(members: Sequence[tuple[EnergyAcc, TariffSpec]]) -> dict[str, Any]:
-    """kWh and cost per period, total cost and peak share of one or more meters' windows,
-    as :func:`~edge_agent.metrics.cost.tariff_batch` publishes them."""
-    priced, values = tariff_values(members)
+def tariff_figures(
+    members: Sequence[tuple[EnergyAcc, TariffCalendar]], start_ns: int, end_ns: int
+) -> dict[str, Any]:
+    """kWh and cost per period, total cost and peak share of one or more meters' windows
+    ``[start_ns, end_ns)``, as :func:`~edge_agent.metrics.cost.tariff_batch` publishes them
+    (``estimate``: why they are, when a period an edited tariff dropped was repriced)."""
+    priced, values, estimate = tariff_values(members, start_ns, end_ns)
     by_name = dict(zip(tariff_names(priced), values, strict=True))
     periods = []
     for p in priced:
         name = PERIODS[p]
-        prices = {spec.prices[p] for _, spec in members}
+        prices = {calendar.spec.prices[p] for _, calendar in members}
         periods.append(
             {
                 "period": name,
@@ -95,10 +101,11 @@ def tariff_figures(members: Sequence[tuple[EnergyAcc, TariffSpec]]) -> dict[str,
             }
         )
     return {
-        "currency": members[0][1].currency,
+        "currency": members[0][1].spec.currency,
         "periods": periods,
         "cost": rounded("cost", by_name["cost"]),
         "peak_share": rounded("peak_share", by_name["peak_share"]),
+        "estimate": estimate or None,
     }
 
 
@@ -125,21 +132,26 @@ def tariff_of_batch(batch: SampleBatch) -> dict[str, Any]:
 
 def priced_members(
     meters: Sequence[MeterUnit], accs: Sequence[EnergyAcc | None]
-) -> list[tuple[EnergyAcc, TariffSpec]] | None:
+) -> list[tuple[EnergyAcc, TariffCalendar]] | None:
     """Each meter's window with its tariff; None when a meter has none (as the plant total:
     a cost with a meter left unpriced would look whole and not be)."""
     members = []
     for meter, acc in zip(meters, accs, strict=True):
-        if meter.tariff is None:
+        calendar = meter.feed.tariff
+        if calendar is None:
             return None
-        members.append((acc or EnergyAcc(), meter.tariff))
+        members.append((acc or EnergyAcc(), calendar))
     return members or None
 
 
 def today_tariff(meters: Sequence[MeterUnit], now_ns: int) -> dict[str, Any] | None:
     """Cost by period so far today from the meters' open ``1d`` windows, or None unpriced."""
-    members = priced_members(meters, [open_acc(m.tracks.get(DAY), now_ns) for m in meters])
-    return None if members is None else tariff_figures(members)
+    windows = [open_window(m.tracks.get(DAY), now_ns) for m in meters]
+    members = priced_members(meters, [None if w is None else w.acc for w in windows])
+    day = next((w for w in windows if w is not None), None)
+    if members is None or day is None:
+        return None
+    return tariff_figures(members, day.start_ns, day.end_ns)
 
 
 # --------------------------------------------------------------------------- demand
@@ -262,6 +274,7 @@ def savings_rows(
     """Per baseline: its fit, today's closed windows summed, the running totals, the EnPIs
     of its last closed window."""
     rows = []
+    conversions = processor.context.conversions
     for unit in processor.savings:
         windows = []
         for batch in batches:
@@ -296,7 +309,9 @@ def savings_rows(
                 "cumulative_avoided_kwh": rounded("cumulative_avoided_kwh", unit.cumulative_kwh)
                 if usable
                 else None,
-                "cumulative_avoided_kgce": rounded("cumulative_avoided_kgce", unit.cumulative_kgce)
+                "cumulative_avoided_kgce": rounded(
+                    "cumulative_avoided_kgce", conversions.kgce(unit.cumulative_kwh)
+                )
                 if usable
                 else None,
                 "last": None if not windows else _savings_last(windows[-1]),
