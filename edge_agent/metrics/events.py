@@ -81,8 +81,10 @@ def event_batch(
     qualities = [Quality.GOOD] * len(values)
     reasons = [""] * len(values)
     for index, value in enumerate(values):
-        if value is None and index != 1:
-            qualities[index], reasons[index] = Quality.UNCERTAIN, "not known"
+        if value is None:
+            # A null is never good (docs/MQTT.md): an active event's end is not yet known.
+            reason_ = "the event is still active" if index == 1 else "not known"
+            qualities[index], reasons[index] = Quality.UNCERTAIN, reason_
     return SampleBatch(
         device=device,
         group=EVENTS_GROUP,

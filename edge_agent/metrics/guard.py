@@ -89,6 +89,9 @@ class Prediction:
     shed_kw: float | None
     #: The block's energy alone exceeds the limit: it will end above it, whatever happens.
     certain: bool
+    #: How long the block's energy is known for (the quiet start counts this, not the
+    #: time since the block began: an agent started late in a block knows little).
+    known_ns: int = 0
 
     @property
     def minutes_left(self) -> float:
@@ -167,8 +170,9 @@ class DemandGuard:
         power = self.power_kw(t_ns)
         limit = self.spec.limit_kw
         certain = kwh * NS_PER_HOUR > limit * length
+        known = t_ns - start - unknown
         if power is None:
-            return Prediction(t_ns, start, end, kwh, None, None, certain)
+            return Prediction(t_ns, start, end, kwh, None, None, certain, known)
         power = max(power, 0.0)  # an export reading does not lower the import block
         predicted = (kwh * NS_PER_HOUR + power * (left + unknown)) / length
         shed = 0.0
@@ -177,7 +181,7 @@ class DemandGuard:
             rest = left + unknown
             allowed = (limit * length - kwh * NS_PER_HOUR) / rest if rest else 0.0
             shed = power - max(allowed, 0.0)
-        return Prediction(t_ns, start, end, kwh, predicted, max(shed, 0.0), certain)
+        return Prediction(t_ns, start, end, kwh, predicted, max(shed, 0.0), certain, known)
 
     def power_kw(self, t_ns: int) -> float | None:
         """Current power: the power tag's last reading if recent, else the counter's rate."""
@@ -230,7 +234,9 @@ class DemandGuard:
             if clear and p.t_ns - active.start_ns >= spec.min_hold_ns:
                 self._end(p.t_ns, "the prediction is back below the limit")
             return
-        quiet = p.t_ns - p.block_start_ns < spec.quiet_start_ns and not p.certain
+        # Quiet until the block's energy is known for quiet_start (from the block's start,
+        # or from the agent's first reading when it started late in the block).
+        quiet = p.known_ns < spec.quiet_start_ns and not p.certain
         if predicted is not None and predicted > spec.limit_kw and not quiet:
             self._start(p)
 

@@ -9,7 +9,7 @@ them (:func:`~edge_agent.metrics.output.published`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from edge_agent.metrics.accumulators import EnergyAcc, MachineAcc
 from edge_agent.metrics.demand import PeakTracker, mean_kw
@@ -152,10 +152,18 @@ def _energy(acc: EnergyAcc | None) -> float | None:
     return acc.kwh if acc is not None and acc.touched else None
 
 
+#: The running block's demand is shown once this much of it is known (a minute).
+MIN_RUNNING_NS: Final = 60 * NS_PER_S
+
+
 def _running_demand(acc: Any) -> float | None:
     """Mean power so far in the current 15-minute block: its energy over the time whose
-    energy is known (a gap the counter bridged included, its energy being in ``kwh``)."""
-    if acc is None or not acc.known_ns or not acc.touched:
+    energy is known (a gap the counter bridged included, its energy being in ``kwh``).
+
+    None until :data:`MIN_RUNNING_NS` is known: one count of a 0.01 kWh counter in the
+    block's first second would read as 36 kW.
+    """
+    if acc is None or acc.known_ns < MIN_RUNNING_NS or not acc.touched:
         return None
     return mean_kw(acc.kwh - acc.late_kwh, acc.known_ns)
 

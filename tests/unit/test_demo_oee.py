@@ -86,3 +86,14 @@ def test_the_running_demand_counts_a_bridged_gap_once() -> None:
     acc.kwh, acc.touched = 7.5, True  # 15 minutes at 30 kW
     acc.covered_ns, acc.known_ns = 600 * 10**9, 900 * 10**9
     assert _running_demand(acc) == 30.0
+
+
+def test_the_running_demand_waits_for_a_minute_of_the_block() -> None:
+    """One count of a 0.01 kWh counter in the block's first second is not 36 kW (found
+    by the new-user trial): the running demand shows once a minute of the block is known."""
+    acc = EnergyAcc()
+    acc.kwh, acc.touched = 0.01, True
+    acc.covered_ns = acc.known_ns = 10**9
+    assert _running_demand(acc) is None
+    acc.kwh, acc.covered_ns, acc.known_ns = 0.5, 60 * 10**9, 60 * 10**9
+    assert _running_demand(acc) == 30.0

@@ -108,6 +108,22 @@ def test_no_event_in_the_quiet_start_then_one_with_the_kw_to_shed() -> None:
     assert "40 kW" in start["reason"]
 
 
+def test_an_agent_started_late_in_a_block_is_quiet_until_it_knows_enough() -> None:
+    """Started 4 s before the block ends, the agent knows 4 s of it: a prediction resting
+    on 896 s of assumed power is no alarm (found by the new-user trial: a critical event
+    "shed 13.7 kW for the 0.1 minutes left"). The next block, known from its start, gets
+    its event after the quiet start as usual."""
+    start = T0 + 896
+    plant = Plant(GUARD, start=start)
+    for t in range(start, start + 4):
+        plant.feed(t, 50.0)
+    assert plant.events() == []
+    for t in range(T0 + 900, T0 + 961):
+        plant.feed(t, 50.0)
+    (event,) = plant.events()
+    assert event["start_s"] == T0 + 960
+
+
 def test_a_prediction_wobbling_at_the_limit_does_not_flap_and_the_end_comes_once() -> None:
     plant = Plant(GUARD)
     for k in range(70):
