@@ -1,7 +1,7 @@
 """The console's energy and production page: today's figures as the agent publishes them.
 
 :func:`energy_document` builds the ``/console/api/energy`` answer (shape in
-CONSOLE-CONTRACT.md). Nothing is recomputed for the browser:
+docs/CONSOLE.md, "The energy document"). Nothing is recomputed for the browser:
 
 * closed windows come from the **metric batches the agent published** today (15-minute
   ``demand`` blocks, ``shift`` energy), read through

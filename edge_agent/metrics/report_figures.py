@@ -3,9 +3,10 @@
 A report is built from the metric batches by family and name only (the contract of
 :mod:`edge_agent.metrics.contract`), so a figure is shown exactly when its family was
 published for the window: a plant without a tariff has no cost rows, a meter without
-a baseline no savings. The families and names are those of docs/METRICS.md and
-ENERGY-CONTRACT.md; a name of a listed family that is not listed here (the utilization
-family's time split, the energy cross-check) is left to the metric batches.
+a baseline no savings. The families and names are those of docs/METRICS.md ("What is
+published", "What a report holds"); a name of a listed family that is not listed here
+(the utilization family's time split, the energy cross-check) is left to the metric
+batches.
 
 Labels are English and Simplified Chinese: the CSV carries both (Excel opens it with
 either team), the HTML page shows both.

@@ -18,7 +18,7 @@ the report's status ``partial`` ("coverage 95% on line-meter: 5% of the window h
 data"; below ``metrics.min_coverage``, where its figures are published uncertain:
 "coverage 62% on line-meter: figures are lower bounds").
 
-The report goes out as one batch (ENERGY-CONTRACT.md, "Report batches"): ``kind
+The report goes out as one batch (docs/METRICS.md, "The report batch"): ``kind
 report``, group ``reports``, device = the plant, one string value ``report`` holding
 the JSON document; the sinks publish it (MQTT ``edge/{plant}/reports/{report}``,
 retained). :mod:`.report_files` keeps it as JSON, CSV and HTML in the state directory.
@@ -83,7 +83,7 @@ def report_stem(document: Document) -> str:
 
 
 def report_batch(document: Document) -> SampleBatch:
-    """The contract's report batch of ``document`` (ENERGY-CONTRACT.md)."""
+    """The report batch of ``document`` (docs/METRICS.md, "The report batch")."""
     attributes = report_attributes(
         document["report"], document["day"], document.get("shift") or None
     )

@@ -2,7 +2,7 @@
 
 The other parts of issue 16 add families (tariff, carrier, savings, baseline, the
 demand month figures); the reporter reads batches by family and name only, so these
-tests build the batches exactly as ENERGY-CONTRACT.md names them and check what a
+tests build the batches exactly as docs/METRICS.md ("What is published") names them and check what a
 report shows of each, in which order, with which unit and coverage. Then the files:
 CSV for Excel (BOM, one row per figure), the printable HTML page (escaped, no script,
 its style allowed by the hash the console sends), atomic replacement, pruning.

@@ -1,4 +1,4 @@
-// The console's JSON API (CONSOLE-CONTRACT.md): the session, GETs, POSTs with the CSRF token,
+// The console's JSON API (docs/CONSOLE.md, "API"): the session, GETs, POSTs with the CSRF token,
 // and the one rule for a lost login: any 401 sends the browser to the login page.
 
 export const BASE = "/console/api";
