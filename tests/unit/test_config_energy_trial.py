@@ -1,0 +1,95 @@
+"""What a new user's trial of the energy features found in ``check`` (issue 16).
+
+Each test is one finding of the trial: a bad setting must not hide the other problems
+of the same file, a misspelt selection gets its "did you mean", a configuration that
+silently loses cost is warned about, and every message points at the line it is about.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from edge_agent.config.loader import inspect_config, parse_config
+from edge_agent.errors import ConfigError
+
+HEAD = """\
+plant: {name: line-1, timezone: Asia/Shanghai}
+devices:
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - {name: energy, address: 0, type: uint32, scale: 0.01}
+          - {name: volume, address: 2, type: uint32, scale: 0.01}
+metrics:
+"""
+
+#: A tariff whose prices break the NDRC ratio (a warning) and whose calendar misses
+#: December and 23:00-24:00 (two errors).
+GAPPY_TARIFF = """\
+  tariffs:
+    - name: grid
+      prices: {peak: 1.1, flat: 0.66, valley: 0.55}
+      seasons:
+        - name: all
+          months: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+          workday:
+            - {start: "00:00", end: "08:00", period: valley}
+            - {start: "08:00", end: "23:00", period: flat}
+  meters:
+    - {device: meter, counter: {tag: energy}, tariff: grid}
+"""
+
+WHOLE_YEAR = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"
+
+
+def report(text: str) -> list[str]:
+    """Problems and warnings of ``text`` in line order (``check``'s output)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "plant.yaml", env={})
+    return caught.value.report
+
+
+def test_a_bad_grid_factor_selection_hides_no_tariff_problem() -> None:
+    lines = report(
+        HEAD + "  grid_emission_factor: {year: 2022, scope: regional, region: huadong}\n"
+        + GAPPY_TARIFF
+    )
+    text = "\n".join(lines)
+    assert "plant.yaml:12: metrics.grid_emission_factor: " in text
+    assert "23:00-24:00 is in no period" in text
+    assert "month 12 is in no season" in text
+    assert "warning: peak/valley is 2.00:1" in text
+
+
+def test_a_misspelt_region_gets_did_you_mean_and_the_rows_compactly() -> None:
+    (line,) = report(HEAD + "  grid_emission_factor: {year: 2022, scope: regional, region: huadong}\n")
+    assert "'huadong'" in line
+    assert "did you mean east (华东 East China)?" in line
+    # The rows of that year and scope, with their values, and not every row of the table.
+    assert "2022 regional: north 0.6776, northeast 0.5564, east 0.5617," in line
+    assert "2023" not in line
+    (line,) = report(HEAD + "  grid_emission_factor: {year: 2023, scope: regional, region: 华东}\n")
+    assert "did you mean east (华东 East China)?" in line
+
+
+def test_a_misspelt_scope_and_carrier_get_did_you_mean() -> None:
+    (line,) = report(HEAD + "  grid_emission_factor: {year: 2023, scope: regionl, region: east}\n")
+    assert "did you mean regional?" in line
+    (line,) = report(
+        HEAD + "  meters:\n    - {device: meter, carrier: gas, counter: {tag: volume, unit: m3}}\n"
+    )
+    assert "'gas' is not one of electricity, natural_gas," in line
+    assert line.endswith("did you mean natural_gas?")
+    (line,) = report(
+        HEAD + "  meters:\n    - {device: meter, carrier: 天然气, counter: {tag: volume, unit: m3}}\n"
+    )
+    assert line.endswith("did you mean natural_gas?")
+
+
+def test_a_year_without_rows_lists_what_the_table_has_compactly() -> None:
+    (line,) = report(HEAD + "  grid_emission_factor: {year: 2024, scope: national}\n")
+    assert "no grid emission factor for 2024 national" in line
+    assert "national: 2021 0.5568, 2022 0.5366, 2023 0.5306" in line
