@@ -33,6 +33,7 @@ from pydantic_core import ErrorDetails
 from edge_agent.config.base import FROM_YAML
 from edge_agent.config.baseline import resolve_csv_paths
 from edge_agent.config.builder import Builder, SourceMap
+from edge_agent.config.carriers import carrier_hint
 from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.checks.parts import document_path
@@ -116,6 +117,8 @@ def _message(error: ErrorDetails, written: str | None = None, table: Any = None)
         hint = type_hint(value, allowed) if field == "type" else None
         if field == "byte_order":
             hint = byte_order_hint(value)
+        if field == "carrier":
+            hint = carrier_hint(value)
         if not hint and isinstance(value, str):  # a typo: 'flaot32', 'holdnig'
             close = difflib.get_close_matches(value, allowed.split(", "), n=1, cutoff=0.7)
             hint = f"did you mean {close[0]}?" if close else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config.loader import inspect_config, parse_config
+from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
 
 HEAD = """\
@@ -54,7 +54,8 @@ def report(text: str) -> list[str]:
 
 def test_a_bad_grid_factor_selection_hides_no_tariff_problem() -> None:
     lines = report(
-        HEAD + "  grid_emission_factor: {year: 2022, scope: regional, region: huadong}\n"
+        HEAD
+        + "  grid_emission_factor: {year: 2022, scope: regional, region: huadong}\n"
         + GAPPY_TARIFF
     )
     text = "\n".join(lines)
@@ -65,7 +66,8 @@ def test_a_bad_grid_factor_selection_hides_no_tariff_problem() -> None:
 
 
 def test_a_misspelt_region_gets_did_you_mean_and_the_rows_compactly() -> None:
-    (line,) = report(HEAD + "  grid_emission_factor: {year: 2022, scope: regional, region: huadong}\n")
+    huadong = "  grid_emission_factor: {year: 2022, scope: regional, region: huadong}\n"
+    (line,) = report(HEAD + huadong)
     assert "'huadong'" in line
     assert "did you mean east (华东 East China)?" in line
     # The rows of that year and scope, with their values, and not every row of the table.
@@ -83,9 +85,10 @@ def test_a_misspelt_scope_and_carrier_get_did_you_mean() -> None:
     )
     assert "'gas' is not one of electricity, natural_gas," in line
     assert line.endswith("did you mean natural_gas?")
-    (line,) = report(
-        HEAD + "  meters:\n    - {device: meter, carrier: 天然气, counter: {tag: volume, unit: m3}}\n"
+    chinese = (
+        "  meters:\n    - {device: meter, carrier: 天然气, counter: {tag: volume, unit: m3}}\n"
     )
+    (line,) = report(HEAD + chinese)
     assert line.endswith("did you mean natural_gas?")
 
 
