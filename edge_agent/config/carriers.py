@@ -12,13 +12,21 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, model_validator
 
 from edge_agent.config.base import Strict
-from edge_agent.metrics.carriers import CARRIERS, ELECTRICITY, UNIT_GROUPS, convert, group_of
+from edge_agent.metrics.carriers import (
+    CARRIERS,
+    ELECTRICITY,
+    KJ_PER_KGCE,
+    UNIT_GROUPS,
+    convert,
+    group_of,
+)
 from edge_agent.metrics.carriers import kgce_from_calorific_value as _kgce_from_mj
 from edge_agent.metrics.emission_factors import (
     DEFAULT_GRID_FACTOR,
@@ -111,6 +119,11 @@ def meter_units(
         flow_factor = convert(flow_amount, amount)
     if kgce_per_unit is not None and calorific_value is not None:
         raise ValueError("give kgce_per_unit or calorific_value, not both")
+    reference = found.reference(amount)
+    if reference is not None and (kgce_per_unit is not None or calorific_value is not None):
+        problem = _implausible(carrier, amount, reference[0], kgce_per_unit, calorific_value)
+        if problem is not None:
+            raise ValueError(problem)
     if kgce_per_unit is not None:
         return MeterUnits(amount, 1.0, flow_factor, kgce_per_unit, "configured kgce_per_unit")
     if calorific_value is not None:
@@ -121,13 +134,93 @@ def meter_units(
             _kgce_from_mj(calorific_value),
             f"configured calorific value {calorific_value:g} MJ/{amount} / 29.3076 MJ per kgce",
         )
-    reference = found.reference(amount)
     if reference is None:
         raise ValueError(
             f"kgce_per_unit: {carrier} in {amount} has no reference coefficient that could be "
             "sourced (docs/METRICS.md, Energy carriers): set kgce_per_unit or calorific_value"
         )
     return MeterUnits(amount, 1.0, flow_factor, reference[0], reference[1])
+
+
+#: Carriers whose coefficient is the energy spent making them (GB/T 2589 Table B.1,
+#: working media): it depends on the plant's machines, so a plant's own value may lie
+#: further from the table's than a fuel's calorific value can.
+_WORKING_MEDIA = frozenset(
+    ("compressed_air", "water_new", "water_softened", "water_deaerated", "oxygen", "nitrogen")
+)
+#: A plant's own coefficient lies within these multiples of the reference: a fuel's
+#: calorific value varies by its source (natural gas 1.10-1.33 kgce/m3), a unit mistake
+#: is a factor of 3.6 (kWh), 238.85 (kcal), 10 (tce per 10 000 units) or 1000.
+_FUEL_BAND = (0.5, 2.0)
+_MEDIUM_BAND = (0.2, 5.0)
+#: (unit it may be in, MJ per that unit's one, how to say it) for a calorific value.
+_MJ_GUESSES = (
+    ("kcal", 1 / 238.8459, "1 MJ = 238.85 kcal"),
+    ("kJ", 0.001, "1 MJ = 1000 kJ"),
+    ("kWh", 3.6, "1 kWh = 3.6 MJ"),
+    ("GJ", 1000.0, "1 GJ = 1000 MJ"),
+)
+
+
+def _implausible(
+    carrier: str,
+    amount: str,
+    reference_kgce: float,
+    kgce_per_unit: float | None,
+    calorific_value: float | None,
+) -> str | None:
+    """Why the plant's own coefficient cannot be meant, with the unit it was probably
+    written in; None if it is plausible (module docstring of :mod:`edge_agent.metrics.carriers`:
+    a plant may know its gas better than the table, not 233 times better)."""
+    low, high = _MEDIUM_BAND if carrier in _WORKING_MEDIA else _FUEL_BAND
+    mj_per_kgce = KJ_PER_KGCE / 1000
+    if calorific_value is not None:
+        key, value, unit = "calorific_value", calorific_value, "MJ"
+        reference = reference_kgce * mj_per_kgce
+        guesses = [
+            (f"{name}/{amount}", value * mj, f"{how}, so {value * mj:.4g} MJ/{amount}")
+            for name, mj, how in _MJ_GUESSES
+        ]
+    else:
+        assert kgce_per_unit is not None
+        key, value, unit = "kgce_per_unit", kgce_per_unit, "kgce"
+        reference = reference_kgce
+        guesses = [
+            (
+                f"tce/{amount}",
+                value * 1000,
+                f"1 tce = 1000 kgce, so {value * 1000:.5g} kgce/{amount}",
+            ),
+            (
+                f"tce per 10 000 {amount} (吨标准煤/万{amount}, as statistics print it)",
+                value / 10,
+                f"so {value / 10:.5g} kgce/{amount}",
+            ),
+            (
+                f"a calorific value in MJ/{amount}",
+                value / mj_per_kgce,
+                f"write calorific_value: {value:g} (or kgce_per_unit: {value / mj_per_kgce:.5g})",
+            ),
+        ]
+    if low * reference <= value <= high * reference:
+        return None
+    shown = f"{reference:.5g}" if unit == "kgce" else f"{reference:.4g}"
+    text = (
+        f"{key}: {value:g} {unit}/{amount} is {_num(value / reference)}x the GB/T 2589 "
+        f"reference {shown} {unit}/{amount} of {carrier_of(carrier)}, outside the "
+        f"plausible {low:g}x-{high:g}x ({_num(low * reference)}-{_num(high * reference)} "
+        f"{unit}/{amount})"
+    )
+    fitting = [g for g in guesses if low * reference <= g[1] <= high * reference]
+    if fitting:
+        name, _, how = min(fitting, key=lambda g: abs(math.log(g[1] / reference)))
+        text += f"; {value:g} looks like {name}: {how}"
+    return text
+
+
+def _num(value: float) -> str:
+    """Three significant digits, never an exponent: 2000, 17.8, 0.607."""
+    return f"{float(f'{value:.3g}'):g}" if value >= 1e-4 else f"{value:.3g}"
 
 
 def electric_problem(counter_unit: str | None, power_unit: str | None) -> str | None:
