@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config.loader import parse_config
+from edge_agent.config.loader import inspect_config, parse_config
 from edge_agent.errors import ConfigError
 
 HEAD = """\
@@ -96,3 +96,44 @@ def test_a_year_without_rows_lists_what_the_table_has_compactly() -> None:
     (line,) = report(HEAD + "  grid_emission_factor: {year: 2024, scope: national}\n")
     assert "no grid emission factor for 2024 national" in line
     assert "national: 2021 0.5568, 2022 0.5366, 2023 0.5306" in line
+
+
+def flat_tariff(name: str) -> str:
+    return (
+        f"    - name: {name}\n"
+        "      prices: {flat: 0.6}\n"
+        f"      seasons: [{{name: all, months: {WHOLE_YEAR}, "
+        'workday: [{start: "00:00", end: "24:00", period: flat}]}]\n'
+    )
+
+
+def test_a_second_tariff_warns_of_each_electricity_meter_it_leaves_unpriced() -> None:
+    """With one tariff, a meter without ``tariff:`` is priced by it; a second tariff
+    takes that default away and the meter's cost vanished while ``check`` said valid."""
+    meters = (
+        "  meters:\n"
+        "    - {device: meter, counter: {tag: energy}}\n"
+        "    - {device: meter, name: sub, counter: {tag: energy}, tariff: grid}\n"
+        "    - {device: meter, name: gas, carrier: natural_gas, counter: {tag: volume, unit: m3}}\n"
+    )
+    one = HEAD + "  tariffs:\n" + flat_tariff("grid") + meters
+    assert inspect_config(one, "plant.yaml", env={}).warnings == []
+    two = HEAD + "  tariffs:\n" + flat_tariff("grid") + flat_tariff("spare") + meters
+    (warning,) = inspect_config(two, "plant.yaml", env={}).warnings
+    assert warning.startswith("plant.yaml:20: metrics.meters[0]: warning: meter 'meter' has no ")
+    assert "2 tariffs" in warning
+    assert "set tariff: grid or spare" in warning
+
+
+def test_a_gas_meter_in_the_plant_total_gets_no_tariff_warning() -> None:
+    """Its error says it does not belong there; "has no tariff" was noise (tariffs price
+    electricity only)."""
+    text = (
+        HEAD + "  tariffs:\n" + flat_tariff("grid") + "  meters:\n"
+        "    - {device: meter, counter: {tag: energy}}\n"
+        "    - {device: meter, name: gas, carrier: natural_gas, counter: {tag: volume, unit: m3}}\n"
+        "  plant_total: [meter, gas]\n"
+    )
+    lines = report(text)
+    assert [line for line in lines if "tariff" in line] == []
+    assert any("'gas' is a natural_gas meter" in line for line in lines)
