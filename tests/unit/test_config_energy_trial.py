@@ -137,3 +137,29 @@ def test_a_gas_meter_in_the_plant_total_gets_no_tariff_warning() -> None:
     lines = report(text)
     assert [line for line in lines if "tariff" in line] == []
     assert any("'gas' is a natural_gas meter" in line for line in lines)
+
+
+def test_unit_and_coefficient_errors_point_at_their_own_line() -> None:
+    """They were at the meter's first line, away from the line to change."""
+    text = HEAD + (
+        "  meters:\n"
+        "    - device: meter\n"  # line 13
+        "      name: oil\n"
+        "      carrier: diesel\n"
+        "      counter:\n"
+        "        tag: volume\n"
+        "        unit: m3\n"  # line 18
+        "    - device: meter\n"  # line 19
+        "      name: gas\n"
+        "      carrier: natural_gas\n"
+        "      counter: {tag: volume, unit: m3}\n"
+        "      calorific_value: 8300\n"  # line 23
+        "    - device: meter\n"  # line 24
+        "      name: flow\n"
+        "      carrier: natural_gas\n"
+        "      power: {tag: volume, unit: t/h}\n"  # line 27
+    )
+    lines = report(text)
+    assert lines[0].startswith("plant.yaml:18: metrics.meters[0].counter.unit: diesel is counted")
+    assert lines[1].startswith("plant.yaml:23: metrics.meters[1].calorific_value: 8300 MJ/m3 is")
+    assert lines[2].startswith("plant.yaml:27: metrics.meters[2].power.unit: a natural_gas flow")
