@@ -33,6 +33,7 @@ from pydantic_core import ErrorDetails
 from edge_agent.config.base import FROM_YAML
 from edge_agent.config.baseline import resolve_csv_paths
 from edge_agent.config.builder import Builder, SourceMap
+from edge_agent.config.carriers import carrier_hint
 from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.checks.parts import document_path
@@ -116,6 +117,8 @@ def _message(error: ErrorDetails, written: str | None = None, table: Any = None)
         hint = type_hint(value, allowed) if field == "type" else None
         if field == "byte_order":
             hint = byte_order_hint(value)
+        if field == "carrier":
+            hint = carrier_hint(value)
         if not hint and isinstance(value, str):  # a typo: 'flaot32', 'holdnig'
             close = difflib.get_close_matches(value, allowed.split(", "), n=1, cutoff=0.7)
             hint = f"did you mean {close[0]}?" if close else None
@@ -231,6 +234,7 @@ def inspect_config(
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
             written = builder.bool_words.get(source.written_at(path))
             message = _message(error, written, _table_of(data, path))
+            path, message = _at_named_key(data, path, message)
             problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
         # The cross-checks still run, on every part that is valid on its own.
         parts = PlantParts.of_data(data, FROM_YAML)
@@ -255,16 +259,41 @@ def inspect_config(
     )
 
 
-def _table_of(data: dict[str, Any], path: Loc) -> Any:
-    """The ``table:`` beside ``path`` (a tag's address), as written."""
+#: ``counter.unit: ...``: a model's own rule naming the key it is about.
+_KEY_PREFIX = re.compile(r"(?:^|(?<=; ))([a-z_]+(?:\.[a-z_]+)*): ")
+
+
+def _at_named_key(data: dict[str, Any], path: Loc, message: str) -> tuple[Loc, str]:
+    """A rule of a whole item that names its key (``counter.unit: diesel is counted in
+    kg, t, not m3``) is put at that key's line, when the file has the key there."""
+    match = _KEY_PREFIX.match(message)
+    if match is None or _KEY_PREFIX.search(message, match.end()) is not None:
+        return path, message  # none, or several keys' problems in one message
+    keys = tuple(match.group(1).split("."))
+    current = _value_at(data, path)
+    for key in keys:
+        if not isinstance(current, dict) or key not in current:
+            return path, message
+        current = current[key]
+    return (*path, *keys), message[match.end() :]
+
+
+def _value_at(data: dict[str, Any], path: Loc) -> Any:
+    """The value at ``path``, as written; None where there is none."""
     current: Any = data
-    for part in path[:-1]:
+    for part in path:
         if isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             current = current[part]
         elif isinstance(current, dict):
             current = current.get(part)
         else:
             return None
+    return current
+
+
+def _table_of(data: dict[str, Any], path: Loc) -> Any:
+    """The ``table:`` beside ``path`` (a tag's address), as written."""
+    current = _value_at(data, path[:-1])
     return current.get("table") if isinstance(current, dict) else None
 
 

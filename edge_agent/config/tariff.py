@@ -147,7 +147,8 @@ def tariff_problems(tariff: TariffConfig) -> list[Found]:
                 found += _coverage(("seasons", i, day_type), spans, tariff)
     missing = [m for m in range(1, 13) if m not in month_in]
     if missing:
-        found.append((("seasons",), f"months {_listed(missing)} are in no season"))
+        months = f"month {missing[0]} is" if len(missing) == 1 else f"months {_listed(missing)} are"
+        found.append((("seasons",), f"{months} in no season"))
     found += _dates(tariff)
     return found
 

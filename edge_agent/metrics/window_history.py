@@ -21,7 +21,11 @@ to ``baseline-<name>.windows.jsonl`` in the state directory and synced to disk.
 
 :func:`read_csv` reads a user's baseline data: a header naming ``energy_kwh`` and one
 column per variable (``start`` optional, for the reader), one window per row; lines
-starting with ``#`` are comments. Every bad row is an error naming its line.
+starting with ``#`` are comments. Every bad row is an error naming its line. The file is
+UTF-8 (with or without the BOM Excel's "CSV UTF-8" writes); failing that, GB18030, the
+superset of the GBK that Excel on Chinese Windows writes as "CSV (Comma delimited)"
+(:func:`csv_encoding` tells which, so ``check`` can say it guessed); failing both, an
+error naming the file.
 """
 
 from __future__ import annotations
@@ -258,12 +262,50 @@ def parse_csv(text: str, variables: list[str]) -> list[Record]:
     return records
 
 
-def read_csv(path: Path, variables: list[str]) -> list[Record]:
-    """:func:`parse_csv` of a file; :class:`CsvError` (with the path) if it cannot be read."""
+#: The encodings a baseline CSV is read in, in this order (module docstring).
+UTF8: Final = "utf-8"
+GB18030: Final = "gb18030"
+
+
+def _decode(data: bytes, path: Path) -> tuple[str, str]:
+    """``(text, encoding)``: UTF-8 (a BOM dropped), else GB18030; CsvError if neither."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig"), UTF8
+    except UnicodeDecodeError as exc:
+        first = exc
+    try:
+        return data.decode(GB18030), GB18030
+    except UnicodeDecodeError:
+        pass
+    line = data.count(b"\n", 0, first.start) + 1
+    raise CsvError(
+        [
+            f"{path}: line {line}: byte 0x{data[first.start]:02x} is text in neither UTF-8 nor "
+            "GB18030 (Chinese Excel's CSV): save it as CSV UTF-8 (Excel: Save As, "
+            '"CSV UTF-8 (Comma delimited)")'
+        ]
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except OSError as exc:
         raise CsvError([f"cannot read {path}: {exc.strerror or exc}"]) from None
+
+
+def csv_encoding(path: Path) -> str | None:
+    """The encoding :func:`read_csv` reads ``path`` in; None if it cannot read it (its
+    error says why)."""
+    try:
+        return _decode(_read_bytes(path), path)[1]
+    except CsvError:
+        return None
+
+
+def read_csv(path: Path, variables: list[str]) -> list[Record]:
+    """:func:`parse_csv` of a file; :class:`CsvError` (with the path) if it cannot be read."""
+    text, _ = _decode(_read_bytes(path), path)
     try:
         return parse_csv(text, variables)
     except CsvError as exc:

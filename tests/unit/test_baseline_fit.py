@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config.baseline import BaselineConfig
-from edge_agent.config.loader import parse_config
+from edge_agent.config.loader import inspect_config, parse_config
 from edge_agent.errors import ConfigError
 from edge_agent.metrics.baseline import Fit, QualityLimits, fit_baseline
 from edge_agent.metrics.baseline_fitting import BaselineFitting
@@ -20,6 +20,7 @@ from edge_agent.metrics.window_history import (
     Record,
     WindowHistory,
     parse_csv,
+    read_csv,
 )
 from edge_agent.metrics.windows import LocalTime
 from tests.baseline_sim import DEVICES, baseline_yaml
@@ -266,3 +267,64 @@ def test_csv_path_is_relative_to_the_plant_file(tmp_path: Path) -> None:
     assert config.metrics is not None
     fit = config.metrics.baselines[0].fit
     assert Path(getattr(fit, "csv")) == tmp_path / "b.csv"  # noqa: B009 -- a union member's field
+
+
+#: A baseline CSV as Excel on Chinese Windows saves it ("CSV (Comma delimited)"): GBK,
+#: with Chinese in a comment and in the dates of the start column.
+EXCEL_ROWS = (
+    "# 烘箱基线数据 (2026年1月)\n"
+    "start,energy_kwh,parts_good,temperature\n"
+    "2026年1月5日 08:00,1,2,3\n"
+    "2026年1月5日 09:00,2,3,5\n"
+    "2026年1月5日 10:00,3,5,4\n"
+    "2026年1月5日 11:00,4,6,8\n"
+)
+
+
+def test_a_csv_saved_by_chinese_excel_is_read_as_gb18030_and_check_says_so(
+    tmp_path: Path,
+) -> None:
+    """Excel on Chinese Windows saves CSV in GBK: not UTF-8. It was a UnicodeDecodeError
+    traceback in ``check`` (and a reload that failed part-way). GB18030, the superset of
+    GBK, reads it; ``check`` says it guessed, as a warning."""
+    (tmp_path / "b.csv").write_bytes(EXCEL_ROWS.encode("gbk"))
+    text = DEVICES + baseline_yaml("oven", "{csv: b.csv}")
+    report = inspect_config(text, str(tmp_path / "plant.yaml"), env={})
+    (warning,) = [w for w in report.warnings if "b.csv" in w]
+    assert ": metrics.baselines[0].fit.csv: warning: " in warning
+    assert "not UTF-8: read as GB18030" in warning
+    assert "save it as CSV UTF-8" in warning
+    assert [r.energy_kwh for r in read_csv(tmp_path / "b.csv", ["parts_good", "temperature"])] == [
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+    ]
+
+
+def test_a_csv_in_utf8_with_or_without_bom_reads_without_a_warning(tmp_path: Path) -> None:
+    for name, data in (
+        ("plain.csv", EXCEL_ROWS.encode("utf-8")),
+        ("bom.csv", EXCEL_ROWS.encode("utf-8-sig")),
+    ):
+        (tmp_path / name).write_bytes(data)
+        text = DEVICES + baseline_yaml("oven", f"{{csv: {name}}}")
+        report = inspect_config(text, str(tmp_path / "plant.yaml"), env={})
+        assert not [w for w in report.warnings if name in w], name
+        records = read_csv(tmp_path / name, ["parts_good", "temperature"])
+        assert [r.energy_kwh for r in records] == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_csv_in_neither_encoding_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    # Excel's "Unicode Text" is UTF-16: neither UTF-8 nor GB18030.
+    (tmp_path / "b.csv").write_bytes(EXCEL_ROWS.encode("utf-16"))
+    text = DEVICES + baseline_yaml("oven", "{csv: b.csv}")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, str(tmp_path / "plant.yaml"), env={})
+    (line,) = caught.value.problems
+    assert ": metrics.baselines[0].fit.csv: " in line
+    assert str(tmp_path / "b.csv") in line
+    assert "neither UTF-8 nor GB18030" in line
+    assert "save it as CSV UTF-8" in line
+    with pytest.raises(CsvError, match="save it as CSV UTF-8"):
+        read_csv(tmp_path / "b.csv", ["parts_good", "temperature"])

@@ -174,3 +174,47 @@ def test_electricity_meters_refuse_carrier_factors() -> None:
         MeterConfig(device="m", counter={"tag": "e"}, kgco2e_per_unit=0.2)
     with pytest.raises(ValueError, match=r"counter\.unit: electricity is counted in"):
         MeterConfig(device="m", counter={"tag": "e", "unit": "Nm3"})
+
+
+def test_a_calorific_value_in_kcal_is_refused_with_the_unit_guessed() -> None:
+    """Gas bills print the calorific value in kcal/m3 (8 300): taken as MJ it gave
+    283 kgce/m3, 233 times the reference. A value outside 0.5x-2x of the reference
+    calorific value (1.2143 kgce/m3 x 29.3076 = 35.59 MJ/m3) is refused, its unit guessed."""
+    with pytest.raises(
+        ValueError, match=r"8300 looks like kcal/Nm3: 1 MJ = 238\.85 kcal, so 34\.75 MJ/Nm3"
+    ) as caught:
+        meter_units("natural_gas", "Nm3", None, None, 8300)
+    assert str(caught.value).startswith("calorific_value: 8300 MJ/Nm3 is")
+    assert "35.59 MJ/Nm3" in str(caught.value)  # the reference it was compared with
+    with pytest.raises(ValueError, match=r"35590 looks like kJ/m3: 1 MJ = 1000 kJ, so 35\.59"):
+        meter_units("natural_gas", "m3", None, None, 35590)
+    with pytest.raises(ValueError, match=r"10\.5 looks like kWh/m3: 1 kWh = 3\.6 MJ, so 37\.8"):
+        meter_units("natural_gas", "m3", None, None, 10.5)
+    # A plant's own value within the band, and a carrier without a reference, are taken.
+    assert meter_units("natural_gas", "m3", None, None, 31.4).kgce_per_unit == pytest.approx(
+        31.4 / 29.3076
+    )
+    assert meter_units("steam", "t", None, None, 2756.7).kgce_per_unit == pytest.approx(
+        2756.7 / 29.3076
+    )
+    # 180 is in no known unit of gas's calorific value: refused, no guess.
+    with pytest.raises(ValueError, match=r"17\.8-71\.2 MJ/m3\)$"):
+        meter_units("natural_gas", "m3", None, None, 180)
+
+
+def test_a_kgce_per_unit_far_from_the_reference_is_refused_with_the_unit_guessed() -> None:
+    with pytest.raises(ValueError, match=r"12\.143 looks like tce per 10 000 m3") as caught:
+        meter_units("natural_gas", "m3", None, 12.143, None)
+    assert "so 1.2143 kgce/m3" in str(caught.value)
+    with pytest.raises(ValueError, match=r"35\.59 looks like a calorific value in MJ/m3"):
+        meter_units("natural_gas", "m3", None, 35.59, None)
+    with pytest.raises(ValueError, match=r"0\.0014571 looks like tce/kg: 1 tce = 1000 kgce"):
+        meter_units("diesel", "kg", None, 0.0014571, None)
+    # Oil-field gas (1.33) is a plant's own value: taken.
+    assert meter_units("natural_gas", "m3", None, 1.33, None).kgce_per_unit == 1.33
+    # A working medium's coefficient is the energy spent making it, which depends on the
+    # plant's machines: compressed air from an efficient compressor at 0.1 kWh/m3 is
+    # 0.0123 kgce/m3, a third of the table's 0.04; taken. Ten times off is not.
+    assert meter_units("compressed_air", "m3", None, 0.0123, None).kgce_per_unit == 0.0123
+    with pytest.raises(ValueError, match=r"kgce_per_unit: 0\.4 kgce/m3 is"):
+        meter_units("compressed_air", "m3", None, 0.4, None)

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_agent.config.base import PlantIdentity
 from edge_agent.config.catalog import TagCatalog
+from edge_agent.config.checks.baseline import baseline_warnings
 from edge_agent.config.checks.common import Finding, Loc, format_path, used_twice
 from edge_agent.config.checks.metrics import Unchecked, check_metrics, tariff_warning_findings
 from edge_agent.config.checks.modbus import (
@@ -120,7 +121,9 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
 
 
 def metrics_warnings(parts: PlantParts) -> list[Finding]:
-    """What is probably a mistake in the metrics section but may be meant (tariff prices)."""
+    """What is probably a mistake in the metrics section but may be meant (tariff prices),
+    or was guessed (a baseline CSV's encoding)."""
     if parts.metrics is None:
         return []
-    return [(parts.original(path), m) for path, m in tariff_warning_findings(parts.metrics)]
+    found = tariff_warning_findings(parts.metrics) + baseline_warnings(parts.metrics)
+    return [(parts.original(path), m) for path, m in found]

@@ -4,7 +4,8 @@ Called from :func:`edge_agent.config.checks.metrics.check_metrics` with its tag 
 the same one pass: names unique and not taken by a meter, machine or the plant total;
 meters and machines exist; meters are electricity meters; parts variables have a
 good-parts count; the temperature tag is a number; the window is computed; a CSV is
-readable, with each bad row by line.
+readable, with each bad row by line. :func:`baseline_warnings`: a CSV that is not UTF-8
+and was read as GB18030 (Chinese Excel's CSV), which ``check`` says.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from edge_agent.config.baseline import BaselineConfig, FitCsv
 from edge_agent.config.checks.common import Finding, Loc, duplicates, format_path
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.metrics.output import DEMAND_WINDOW
-from edge_agent.metrics.window_history import CsvError, read_csv
+from edge_agent.metrics.window_history import GB18030, CsvError, csv_encoding, read_csv
 from edge_agent.metrics.windows import DAY
 
 
@@ -113,4 +114,21 @@ def _check_one(
             read_csv(Path(baseline.fit.csv), list(baseline.variables))
         except CsvError as exc:
             found += [((*path, "fit", "csv"), problem) for problem in exc.problems]
+    return found
+
+
+def baseline_warnings(metrics: MetricsConfig) -> list[Finding]:
+    """A CSV read as GB18030: right for Chinese Excel's "CSV (Comma delimited)", but a
+    guess, so ``check`` says it (a warning: the fit uses the file)."""
+    found: list[Finding] = []
+    for index, baseline in enumerate(metrics.baselines):
+        if isinstance(baseline.fit, FitCsv) and csv_encoding(Path(baseline.fit.csv)) == GB18030:
+            found.append(
+                (
+                    ("metrics", "baselines", index, "fit", "csv"),
+                    f"{baseline.fit.csv} is not UTF-8: read as GB18030, the encoding of "
+                    '"CSV (Comma delimited)" from Excel on Chinese Windows; to be sure of '
+                    'the reading, save it as CSV UTF-8 ("CSV UTF-8 (Comma delimited)")',
+                )
+            )
     return found

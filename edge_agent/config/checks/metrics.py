@@ -206,14 +206,30 @@ def _check_tariffs(metrics: MetricsConfig, base: Loc, unchecked: Unchecked) -> l
 
 
 def tariff_warning_findings(metrics: MetricsConfig) -> list[Finding]:
-    """Tariff prices that break the NDRC's 2021 ratios, and a plant total that cannot be
-    priced because some of its meters have a tariff and some not (warnings, not errors)."""
+    """Tariff prices that break the NDRC's 2021 ratios, electricity meters left unpriced
+    by a second tariff, and a plant total that cannot be priced because some of its
+    meters have a tariff and some not (warnings, not errors)."""
     found: list[Finding] = [
         (("metrics", "tariffs", i, *path), message)
         for i, tariff in enumerate(metrics.tariffs)
         for path, message in tariff_warnings(tariff)
     ]
-    members = [m for m in metrics.meters if m.metric_name in metrics.plant_total]
+    if len(metrics.tariffs) > 1:
+        # The only tariff prices every meter without ``tariff:``; a second one ends that
+        # default, and the cost of those meters would vanish without a word.
+        names = " or ".join(dict.fromkeys(t.name for t in metrics.tariffs))
+        for i, meter in enumerate(metrics.meters):
+            if meter.is_electric and meter.tariff is None:
+                found.append(
+                    (
+                        ("metrics", "meters", i),
+                        f"meter {meter.metric_name!r} has no tariff: with "
+                        f"{len(metrics.tariffs)} tariffs none is the default (only a single "
+                        f"tariff is), so its energy has no cost; set tariff: {names}",
+                    )
+                )
+    # Tariffs price electricity; a carrier meter in the total has an error of its own.
+    members = [m for m in metrics.meters if m.metric_name in metrics.plant_total and m.is_electric]
     unpriced = [m.metric_name for m in members if metrics.tariff_of(m) is None]
     if unpriced and len(unpriced) < len(members):
         found.append(

@@ -9,7 +9,10 @@ failed is cut away until the rest validates:
 - an unknown key is dropped (its error is reported; the rest of its item is fine);
 - any other error drops the innermost list item holding it (a tag, a poll group, a
   meter, a shift), so the other tags of the device are still checked;
-- a part with an error outside any list item (a device's connection, a sink's
+- a setting no cross-check reads (:data:`METRICS_SETTINGS`: the grid emission factor,
+  the coal equivalent, ...) is dropped when it fails, so the part is checked with its
+  default: a misspelt grid region does not hide a gap in a tariff;
+- a part with any other error outside a list item (a device's connection, a sink's
   required field) is left out; a device then gets the rules of its valid tags only.
 
 Dropped items are never guessed at (a bad ``type`` is not replaced by a default that
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -42,6 +45,22 @@ _DEVICE: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
 _SINK: TypeAdapter[Any] = TypeAdapter(SinkConfig)
 _METRICS: TypeAdapter[MetricsConfig] = TypeAdapter(MetricsConfig)
 _IDENTITY: TypeAdapter[PlantIdentity] = TypeAdapter(PlantIdentity)
+
+#: Settings of ``metrics:`` that no cross-check reads and whose default makes no finding
+#: of its own: one that fails is cut and the rest of the section is checked. Not
+#: ``windows`` or ``grace``: their defaults would make findings (a window "not
+#: computed", a dwell "longer than grace") about a value the plant did not write.
+METRICS_SETTINGS: Final = frozenset(
+    ("metrics", key)
+    for key in (
+        "grid_emission_factor",
+        "coal_equivalent",
+        "min_coverage",
+        "save_interval",
+        "reports",
+        "events",
+    )
+)
 
 
 def document_path(loc: Sequence[str | int], data: Any) -> Loc:
@@ -77,9 +96,12 @@ class Pruner:
         #: Paths (in the file's coordinates) of list items and keys cut away.
         self.removed: set[Loc] = set()
 
-    def validate(self, adapter: TypeAdapter[Any], base: Loc) -> Any | None:
+    def validate(
+        self, adapter: TypeAdapter[Any], base: Loc, settings: frozenset[Loc] = frozenset()
+    ) -> Any | None:
         """The value at ``base`` validated, with failing items inside it cut; None if
-        it fails outside any item."""
+        it fails outside any item. ``settings``: paths of keys that may be cut as a whole
+        when an error is inside them and in no list item (the default then applies)."""
         for _ in range(_MAX_ROUNDS):
             pruned = self._without(self._at(base), base)
             try:
@@ -92,7 +114,9 @@ class Pruner:
                     if error["type"] == "extra_forbidden" and path[len(base) :]:
                         cut.add(path)
                         continue
-                    item = self._innermost_item(path, base)
+                    item = self._innermost_item(path, base) or next(
+                        (s for s in settings if path[: len(s)] == s), None
+                    )
                     if item is None:
                         return None
                     cut.add(item)
@@ -247,7 +271,7 @@ class PlantParts:
             if sink is not None:
                 parts.sinks.append((index, sink))
         if isinstance(data.get("metrics"), dict):
-            parts.metrics = pruner.validate(_METRICS, ("metrics",))
+            parts.metrics = pruner.validate(_METRICS, ("metrics",), METRICS_SETTINGS)
             for path, raw in pruner.removed_under(("metrics",)):
                 if len(path) > 3 and path[1] == "tariffs" and isinstance(path[-1], int):
                     name = pruner.value_at(path[:3])
