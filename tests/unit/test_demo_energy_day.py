@@ -209,12 +209,28 @@ def test_the_daily_report_has_the_baseline_and_the_day_saved_against_it(day: Day
         for b in day.metrics
         if b.device == "oven-savings"
         and b.attributes["family"] == "savings"
+        and b.attributes["window"] == "15m"
         and start <= b.timestamp_ns < end
     ]
     assert len(windows) == 96
-    avoided = [b.values[b.names.index("avoided_kwh")] for b in windows]
-    assert all(isinstance(a, float) for a in avoided)
-    assert sum(a for a in avoided if isinstance(a, float)) > 0
+    # The day's savings in the report: the sums of its 96 windows (savings_day.py).
+    for name in ("expected_kwh", "actual_kwh", "avoided_kwh"):
+        summed = sum(float(b.values[b.names.index(name)]) for b in windows)  # type: ignore[arg-type]
+        assert v(figs, "savings", name) == pytest.approx(summed, abs=1e-3)
+    avoided = v(figs, "savings", "avoided_kwh")
+    assert avoided > 0
+    assert v(figs, "savings", "avoided_kgce") == pytest.approx(avoided * 0.1229, abs=0.001)
+    last = windows[-1]
+    assert v(figs, "savings", "cumulative_avoided_kwh") == pytest.approx(
+        last.values[last.names.index("cumulative_avoided_kwh")], abs=1e-6
+    )
+    oven = figures(document, "oven-1")
+    assert v(figs, "savings", "kwh_per_good_part") == pytest.approx(
+        v(figs, "savings", "actual_kwh") / v(oven, "utilization", "parts_good"), rel=1e-4
+    )
+    assert v(figs, "savings", "actual_kwh") == pytest.approx(
+        v(figures(document, "oven-meter"), "energy", "energy_kwh"), abs=0.01
+    )
 
 
 def test_the_days_events_have_demand_limit_starts_and_ends_in_pairs(day: Day) -> None:
