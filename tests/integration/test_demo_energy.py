@@ -182,6 +182,10 @@ def _events(sub: Subscriber) -> list[dict[str, Any]]:
 
 
 def _check_mqtt(sub: Subscriber, first_poll_ns: int) -> None:
+    # No report of a day or shift not yet over (today's daily report was sent at start).
+    for report in documents(sub, "/reports/daily") + documents(sub, "/reports/shift"):
+        assert json.loads(value(report, "report"))["end_s"] <= time.time(), report["attributes"]
+
     # Tariff: per window, the cost is the kWh of each period at its price (CNY).
     tariff = of_family(sub, "tariff")
     assert {d["device"] for d in tariff} >= {PLANT, "line-meter", "oven-meter"}
