@@ -41,6 +41,7 @@ from edge_agent.metrics.baseline_inputs import (
     baseline_spec,
 )
 from edge_agent.metrics.output import metric_batch
+from edge_agent.metrics.savings_day import DaySavings
 from edge_agent.metrics.specs import Context
 from edge_agent.metrics.store import StateStore
 from edge_agent.metrics.tracks import OpenWindow, WindowTrack
@@ -97,6 +98,8 @@ class SavingsUnit:
         #: Windows starting before this were counted already (a restored window that
         #: closes a second time after a crash is not counted twice).
         self.counted_until_ns = 0
+        #: The running day's sums, for its ``1d`` savings batch (windows shorter than a day).
+        self.day: DaySavings | None = None
 
     def handlers(self) -> list[tuple[str, str, int, Handler]]:
         if self.feed is None:
@@ -112,8 +115,17 @@ class SavingsUnit:
         if kind == self.spec.window:
             out += self._close_window(window, ctx)
         if kind == DAY:
+            day, self.day = self.day, None
+            if day is not None and day.start_ns == window.start_ns and DAY in ctx.emitted:
+                out.append(day.batch(self.name, SAVINGS_NAMES, window, ctx, self._cumulative(ctx)))
             out.append(self.fitting.batch(window, ctx))
         return out
+
+    def _cumulative(self, ctx: Context) -> tuple[float, float] | None:
+        """The running sums in kWh and kgce (at the coefficient in use), as windows have."""
+        if self.fitting.usable() is None:
+            return None
+        return self.cumulative_kwh, ctx.conversions.kgce(self.cumulative_kwh)
 
     def _close_window(self, window: OpenWindow[Any], ctx: Context) -> list[SampleBatch]:
         record = self.record(window, self._temperature(window))
@@ -255,7 +267,29 @@ class SavingsUnit:
             if why and (values[index] is None or name in _PREDICTED):
                 batch.qualities[index] = Quality.UNCERTAIN
                 batch.reasons[index] = why
+        self._add_to_day(window, record, expected, avoided, reasons.get("expected_kwh", ""), ctx)
         return batch
+
+    def _add_to_day(
+        self,
+        window: OpenWindow[Any],
+        record: Record,
+        expected: float | None,
+        avoided: float | None,
+        uncertain: str,
+        ctx: Context,
+    ) -> None:
+        """The window into its day's sums (savings_day.py), for the ``1d`` batch."""
+        if self.spec.window == DAY:
+            return
+        day = ctx.day.window_at(window.start_ns)
+        if day is None:
+            return
+        if self.day is None or self.day.start_ns != day.start_ns:
+            self.day = DaySavings(day.start_ns, day.end_ns)
+        if not uncertain and record.coverage < ctx.min_coverage:
+            uncertain = f"coverage {record.coverage:.1%} below {ctx.min_coverage:.0%}"
+        self.day.add(record, expected, avoided, uncertain)
 
     def announce(self, now_ns: int, ctx: Context) -> list[SampleBatch]:
         """The baseline batch of a fit made since the last close pass (with today's bounds).
@@ -282,6 +316,7 @@ class SavingsUnit:
             "counted_until_ns": self.counted_until_ns,
             "temperature": None if self.feed is None else self.feed.state(),
             "track": self.track.state(),
+            "day": None if self.day is None else self.day.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> bool:
@@ -291,6 +326,7 @@ class SavingsUnit:
         self.cumulative_kwh = float(state.get("cumulative_kwh", 0.0))
         # A "cumulative_kgce" of an older state file is not read: kgce follows the kWh.
         self.counted_until_ns = int(state.get("counted_until_ns", 0))
+        self.day = DaySavings.load(state.get("day"))
         if self.feed is not None:
             self.feed.restore(state.get("temperature"))
             self.track.restore(state.get("track", []), TemperatureAcc.load)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from edge_agent.episodes import Episodes
-from edge_agent.metrics.contract import metric_info
+from edge_agent.metrics.contract import event_info, metric_info, report_info
 from edge_agent.model import SampleBatch, Value
 
 log = structlog.get_logger("edge_agent.pipeline")
@@ -112,11 +112,16 @@ class Pipeline:
         """Latest value of every tag of ``device`` (for displays; not on the hot path)."""
         values: dict[str, LatestValue] = {}
         for (name, _group), batch in sorted(self.latest_batches.items()):
-            if name != device or metric_info(batch) is not None:
-                continue  # metric windows are not tags (the live view shows them apart)
+            if name != device or not _is_data(batch):
+                continue  # metric windows and events are not tags (shown apart)
             for index, (tag, value, quality, reason) in enumerate(batch):
                 values[tag] = LatestValue(value, quality.label, reason, batch.sample_time_ns(index))
         return values
+
+
+def _is_data(batch: SampleBatch) -> bool:
+    """Whether ``batch`` holds tag values: not a metric window, an event or a report."""
+    return metric_info(batch) is None and event_info(batch) is None and report_info(batch) is None
 
 
 def _name(processor: Processor) -> str:

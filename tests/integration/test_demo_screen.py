@@ -31,6 +31,7 @@ HEADLINES = (
     "MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.",
     "OEE: waiting for the first part (cnc-1, press-1)",
     "compressor-meter: counter rolls over in ~",
+    "baseline oven-savings: R2 0.99",  # issue 16: the baseline, fitted at start
 )
 #: The demo runs this long at most, should the test fail to stop it.
 DEMO_SECONDS = 60

@@ -44,7 +44,7 @@ def test_the_demo_plant_configures_every_metric() -> None:
     assert [b.name for b in plant.metrics.baselines] == ["oven-savings"]
     lines = summary_lines(plant.metrics)
     assert lines[0] == "metrics: windows 1m, 15m, 1h, 1d, shift; grace 5s"
-    assert "  plant total: line-meter + compressor-meter" in lines
+    assert "  plant total: line-meter + compressor-meter + oven-meter" in lines
 
 
 def test_metrics_topic_placeholders_are_checked() -> None:

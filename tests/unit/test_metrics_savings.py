@@ -112,8 +112,12 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     return Outcome(first, run.processor, run, state_dir, true_uj, cumulative)
 
 
-def savings(outcome: Outcome, name: str) -> list[tuple[dict[str, Any], Any]]:
-    return list(outcome.run.batches(name, "savings"))
+def savings(outcome: Outcome, name: str, window: str = "1h") -> list[tuple[dict[str, Any], Any]]:
+    return [
+        (values, batch)
+        for values, batch in outcome.run.batches(name, "savings")
+        if batch.attributes["window"] == window
+    ]
 
 
 def test_fitted_coefficients_are_the_models(outcome: Outcome) -> None:
@@ -378,3 +382,45 @@ def test_a_fit_due_at_start_waits_for_the_period_window_left_open(tmp_path: Path
     assert fit.n == 24, "the hour 23:00-24:00 restored open is in the fit"
     saved = json.loads((tmp_path / "baseline-b.fit.json").read_text())
     assert saved["fit"]["n"] == 24
+
+
+def test_each_day_has_the_sums_of_its_windows_across_the_restart(outcome: Outcome) -> None:
+    """The 1d savings batch (the daily report's figures) sums the day's hourly windows;
+    the restart day (the 23rd, restarted mid-morning) loses nothing of its sums."""
+    hours = savings(outcome, "oven-line")
+    days = savings(outcome, "oven-line", "1d")
+    assert [b.timestamp_ns // 10**9 for _, b in days] == [local(d) for d in range(6, 27)]
+    for day, batch in days:
+        start, end = batch.timestamp_ns, int(batch.attributes["window_end"])
+        inside = [(v, b) for v, b in hours if start <= b.timestamp_ns < end]
+        assert len(inside) == 24
+        for name in ("actual_kwh", "expected_kwh", "avoided_kwh"):
+            known = [v[name] for v, _ in inside if v[name] is not None]
+            index = batch.names.index(name)
+            if not known:
+                assert day[name] is None
+                continue
+            assert day[name] == pytest.approx(sum(known), abs=1e-4), name
+            flagged = sum(
+                b.qualities[index] is Quality.UNCERTAIN for v, b in inside if v[name] is not None
+            )
+            if len(known) < 24:  # the day the fit was made: its sums say they are partial
+                why = f"{24 - len(known)} of 24 windows without a prediction"
+            elif flagged:  # outside the baseline's validity range (ISO 50006)
+                why = f"{flagged} of 24 windows uncertain: ISO 50006: the baseline is not valid"
+            else:
+                why = ""
+            assert batch.reasons[index].startswith(why), batch.reasons[index]
+            assert (batch.qualities[index] is Quality.UNCERTAIN) is bool(why)
+        if day["avoided_kwh"] is not None:
+            assert day["avoided_kgce"] == pytest.approx(
+                day["avoided_kwh"] * KGCE_PER_KWH_EQUIVALENT, abs=1e-5
+            )
+        assert day["cumulative_avoided_kwh"] == inside[-1][0]["cumulative_avoided_kwh"]
+    restart_day = next(v for v, b in days if b.timestamp_ns == local(23) * 10**9)
+    assert restart_day["avoided_kwh"] > 0
+    # Before its fit (the baseline period), a day has its energy but no prediction.
+    first, batch = days[0]
+    assert first["expected_kwh"] is None
+    assert first["actual_kwh"] > 0
+    assert batch.qualities[batch.names.index("avoided_kwh")] is Quality.UNCERTAIN

@@ -11,6 +11,8 @@ from structlog.testing import capture_logs
 
 from edge_agent.config.loader import parse_config
 from edge_agent.driver import GroupSpec
+from edge_agent.metrics.contract import MetricInfo, metric_group
+from edge_agent.metrics.events import event_batch
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.runtime.pipeline import Pipeline
@@ -126,3 +128,24 @@ async def test_an_absurd_counter_reading_does_not_stop_the_poller(tmp_path: Path
     assert driver.reads >= 6
     assert [b.values[0] for b in received[:3]] == [100.0, 1e303, float("inf")]
     assert pipeline.processor_errors == 0, "the counter left the odd readings out itself"
+
+
+def test_latest_values_are_the_devices_tags_not_its_events_or_metrics() -> None:
+    """An event (device = the meter, group ``events``) and a metric window are published
+    for the device but are not its tags: the demo's live view showed them as tags."""
+    pipeline = Pipeline()
+    pipeline.emit(_batch(12.5))
+    reason = "m: predicted 48.2 kW, above the contracted limit of 40 kW"
+    names = ("predicted_kw", "limit_kw", "shed_kw", "minutes_left")
+    values: list[float | None] = [48.2, 40.0, 9.1, 7.5]
+    pipeline.emit(
+        event_batch("demand_limit", "m", "critical", "start", 2, None, reason, names, values)
+    )
+    window = MetricInfo("energy", "1m", (0, 60_000_000_000), None)
+    pipeline.emit(
+        SampleBatch(
+            "m", metric_group("1m"), 0, ("energy_kwh",), [1.0], [Quality.GOOD], [""],
+            attributes=window.attributes(),
+        )
+    )  # fmt: skip
+    assert list(pipeline.latest("m")) == ["energy"]

@@ -272,6 +272,14 @@ def test_one_report_per_shift_window_in_a_pass() -> None:
     assert [b.timestamp_ns for b in out] == [early[0] * S, late[0] * S]
 
 
+def test_no_report_of_a_day_that_is_not_over() -> None:
+    """A baseline fitted at start is published with today's bounds (savings.py): today's
+    report is made when today closes, not from that batch in the morning."""
+    fitted = metric("oven", "baseline", {"r2": 0.99, "cv_rmse": 0.02, "valid": 1.0})
+    assert reporter(clock=DAY0 + 8 * 3600)([fitted]) == []
+    assert len(reporter(clock=DAY1 + 5)([fitted])) == 1
+
+
 # ---------------------------------------------------------------------- files
 
 
@@ -400,9 +408,11 @@ def test_reports_older_than_keep_days_are_pruned(tmp_path: Path) -> None:
     files = ReportFiles(tmp_path, keep_days=2)
     for k in range(4):
         bounds = (DAY0 + k * 86_400, DAY1 + k * 86_400)
-        reporter(files)([metric("line-meter", "energy", ENERGY, bounds=bounds)])
+        reporter(files, clock=bounds[1] + 5)(
+            [metric("line-meter", "energy", ENERGY, bounds=bounds)]
+        )
         shift = (bounds[0] + 6 * 3600, bounds[0] + 14 * 3600)
-        reporter(files)(
+        reporter(files, clock=bounds[1] + 5)(
             [metric("line-meter", "energy", ENERGY, window="shift", bounds=shift, shift="a")]
         )
     assert [(e.kind, e.stem) for e in list_reports(tmp_path)] == [
