@@ -66,7 +66,7 @@ def live_kpis(processor: MetricsProcessor, now_ns: int | None = None) -> list[Li
                 meter.name,
                 "meter",
                 energy,
-                _running_demand(block),
+                _running_demand(block, meter.feed.counter is not None),
                 None,
                 None,
                 None,
@@ -99,7 +99,11 @@ def live_kpis(processor: MetricsProcessor, now_ns: int | None = None) -> list[Li
         demand = None
         if machine.feed is not None:
             block_acc = _open_at(machine.tracks[DEMAND_WINDOW].open, now_ns)
-            demand = None if block_acc is None else _running_demand(block_acc.energy)
+            demand = (
+                None
+                if block_acc is None
+                else _running_demand(block_acc.energy, machine.feed.counter is not None)
+            )
         oee = figures.pop("oee", None)
         rows.append(
             LiveKpis(
@@ -152,19 +156,23 @@ def _energy(acc: EnergyAcc | None) -> float | None:
     return acc.kwh if acc is not None and acc.touched else None
 
 
-#: The running block's demand is shown once this much of it is known (a minute).
+#: Below this much known time a counter's block mean is its resolution's noise (one 0.01
+#: kWh count in the block's first second reads as 36 kW): integrated power is used then.
 MIN_RUNNING_NS: Final = 60 * NS_PER_S
 
 
-def _running_demand(acc: Any) -> float | None:
+def _running_demand(acc: Any, counted: bool = False) -> float | None:
     """Mean power so far in the current 15-minute block: its energy over the time whose
     energy is known (a gap the counter bridged included, its energy being in ``kwh``).
 
-    None until :data:`MIN_RUNNING_NS` is known: one count of a 0.01 kWh counter in the
-    block's first second would read as 36 kW.
+    ``counted``: the energy comes from a counter. Until :data:`MIN_RUNNING_NS` of the
+    block is known its mean is the integrated power tag's, if the meter has one (smooth
+    from the first interval), else not shown yet.
     """
-    if acc is None or acc.known_ns < MIN_RUNNING_NS or not acc.touched:
+    if acc is None or not acc.known_ns or not acc.touched:
         return None
+    if counted and acc.known_ns < MIN_RUNNING_NS:
+        return mean_kw(acc.alt_kwh, acc.alt_covered_ns) if acc.alt_covered_ns else None
     return mean_kw(acc.kwh - acc.late_kwh, acc.known_ns)
 
 

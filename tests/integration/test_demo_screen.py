@@ -29,7 +29,9 @@ DEVICES = ("line-meter", "cnc-1", "press-1", "compressor-1", "compressor-meter",
 HEADLINES = (
     "edge-agent demo: plant demo-plant",
     "MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.",
-    "OEE: waiting for the first part (cnc-1, press-1)",
+    # The press (5 s cycle) may have made its first part by the time all is on screen,
+    # when it runs at start; the CNC (95 s) has not.
+    "OEE: waiting for the first part (cnc-1",
     "compressor-meter: counter rolls over in ~",
     "baseline oven-savings: R2 0.99",  # issue 16: the baseline, fitted at start
 )
@@ -119,9 +121,9 @@ def test_demo_shows_its_headline_on_one_screen(columns: int, lines: int) -> None
     for device in DEVICES:
         row = _device_row(screen, device)
         assert "online" in row, shown
-    for machine in ("cnc-1", "press-1"):
-        row = _device_row(screen, machine)
-        assert row.split()[-1] == "waiting", shown
+    assert _device_row(screen, "cnc-1").split()[-1] == "waiting", shown
+    press = _device_row(screen, "press-1").split()[-1]
+    assert press == "waiting" or press.endswith("%"), shown
     meters = [_device_row(screen, d) for d in ("line-meter", "compressor-meter")]
     assert all(" kWh " in row and row.rstrip().endswith("kW") for row in meters), shown
     wide = columns >= 120 and lines >= 40

@@ -88,12 +88,16 @@ def test_the_running_demand_counts_a_bridged_gap_once() -> None:
     assert _running_demand(acc) == 30.0
 
 
-def test_the_running_demand_waits_for_a_minute_of_the_block() -> None:
+def test_a_counter_block_starts_with_the_power_tags_mean_until_a_minute_is_known() -> None:
     """One count of a 0.01 kWh counter in the block's first second is not 36 kW (found
-    by the new-user trial): the running demand shows once a minute of the block is known."""
+    by the new-user trial): until a minute of the block is known the running demand is
+    the integrated power tag's, or not shown without one."""
     acc = EnergyAcc()
     acc.kwh, acc.touched = 0.01, True
     acc.covered_ns = acc.known_ns = 10**9
-    assert _running_demand(acc) is None
+    assert _running_demand(acc, counted=True) is None
+    acc.alt_kwh, acc.alt_covered_ns = 30.0 / 3600, 10**9  # 30 kW for a second
+    assert _running_demand(acc, counted=True) == 30.0
+    assert _running_demand(acc) == 36.0  # energy from power: already its mean
     acc.kwh, acc.covered_ns, acc.known_ns = 0.5, 60 * 10**9, 60 * 10**9
-    assert _running_demand(acc) == 30.0
+    assert _running_demand(acc, counted=True) == 30.0
