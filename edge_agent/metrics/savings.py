@@ -14,8 +14,9 @@ its own track. Then (docs/METRICS.md, "Baselines, EnPIs and savings"):
 
 Without a valid fit, expected and avoided are ``None`` with the reason. Variables outside
 the baseline's validity range make the window's savings uncertain (ISO 50006 caution).
-A window below the minimum coverage is uncertain and left out of the running totals: a
-meter or a counter that was partly unread may fake savings.
+A window below the minimum coverage, or whose energy or machine states are not known
+for the whole of it (:data:`WHOLE_WINDOW`: the agent started mid-window), is uncertain
+and left out of the running totals: a meter or a counter partly unread fakes savings.
 
 The unit also records each window (:mod:`edge_agent.metrics.window_history`) and fits
 the baseline once its period is over (:mod:`edge_agent.metrics.baseline_fitting`).
@@ -69,6 +70,9 @@ SAVINGS_NAMES: Final = (
 #: Samples that depend on the baseline's prediction.
 _PREDICTED: Final = frozenset({"expected_kwh", "avoided_kwh", "avoided_kgce", "avoided_kgco2e"})
 _CUMULATIVE: Final = frozenset({"cumulative_avoided_kwh", "cumulative_avoided_kgce"})
+#: Savings are counted only for windows known this completely (energy counted or bridged,
+#: machine states): the baseline expects the whole window.
+WHOLE_WINDOW: Final = 0.999
 
 
 class SavingsUnit:
@@ -131,7 +135,21 @@ class SavingsUnit:
         record = self.record(window, self._temperature(window))
         self.fitting.history.add(record)
         self.fitting.window_closed(window.end_ns)  # fits once the baseline period is over
-        return [self._savings_batch(window, record, ctx)]
+        return [self._savings_batch(window, record, ctx, self._known_share(window))]
+
+    def _known_share(self, window: OpenWindow[Any]) -> float:
+        """The share of the window whose energy (counted or bridged) and machine states are
+        known, the lowest of the baseline's meters and machines."""
+        key = (self.spec.window, window.start_ns)
+        length = window.end_ns - window.start_ns
+        shares = [1.0]
+        for meter in self.meters:
+            acc: EnergyAcc | None = meter.just_closed.get(key)
+            shares.append(0.0 if acc is None else acc.known_ns / length)
+        for machine in self.machines:
+            macc: MachineAcc | None = machine.just_closed.get(key)
+            shares.append(0.0 if macc is None else sum(macc.state_ns) / length)
+        return min(shares)
 
     def _temperature(self, window: OpenWindow[Any]) -> TemperatureAcc | None:
         if self.feed is None:
@@ -188,7 +206,9 @@ class SavingsUnit:
             window.start_ns, window.end_ns, energy, variables, coverage, self.spec.record_key
         )
 
-    def _savings_batch(self, window: OpenWindow[Any], record: Record, ctx: Context) -> SampleBatch:
+    def _savings_batch(
+        self, window: OpenWindow[Any], record: Record, ctx: Context, known_share: float = 1.0
+    ) -> SampleBatch:
         conv = ctx.conversions
         actual = record.energy_kwh
         good = record.variables.get("parts_good")
@@ -212,6 +232,17 @@ class SavingsUnit:
             else:
                 expected = fit.predict(known)
                 avoided = expected - actual
+                if known_share < WHOLE_WINDOW:
+                    # The baseline expects the whole window; the energy is short of what was
+                    # drawn in the part not known (an agent started mid-window): counted,
+                    # that difference would be savings that never were.
+                    reasons.update(
+                        dict.fromkeys(
+                            _PREDICTED,
+                            f"energy or production known for {known_share:.1%} of the window "
+                            "only: not counted in the savings",
+                        )
+                    )
                 outside = fit.outside(known)
                 if outside:
                     reasons.update(
@@ -222,6 +253,7 @@ class SavingsUnit:
                     )
             counts = (
                 avoided is not None
+                and known_share >= WHOLE_WINDOW
                 and record.coverage >= ctx.min_coverage
                 and window.start_ns >= self.counted_until_ns
                 # The baseline period's own windows are the fit's residuals, not savings.

@@ -262,18 +262,43 @@ def _context(kgce_per_kwh: float) -> Context:
     )
 
 
-def _close_hour(unit: SavingsUnit, meter: _Meter, start_s: int, ctx: Context) -> dict[str, Any]:
-    """One hour at 5 degC (expected 110 kWh) in which the meter measured 10 kWh."""
+def _close_hour(
+    unit: SavingsUnit, meter: _Meter, start_s: int, ctx: Context, known: float = 1.0
+) -> dict[str, Any]:
+    """One hour at 5 degC (expected 110 kWh) in which the meter measured 10 kWh, its energy
+    known for ``known`` of the hour."""
     start = start_s * 10**9
     end = start + NS_PER_HOUR
     assert unit.feed is not None
     unit.feed.on_sample(start, 5.0)
     unit.feed.on_sample(end, 5.0)
     acc = EnergyAcc()
-    acc.kwh, acc.touched, acc.covered_ns = 10.0, True, NS_PER_HOUR
+    acc.kwh, acc.touched = 10.0, True
+    acc.covered_ns = acc.known_ns = round(known * NS_PER_HOUR)
     meter.just_closed = {("1h", start): acc}
     (batch,) = unit.close("1h", OpenWindow(start, end, "", None), ctx)
-    return dict(zip(batch.names, batch.values, strict=True))
+    values: dict[str, Any] = dict(zip(batch.names, batch.values, strict=True))
+    values["quality"] = dict(zip(batch.names, (q.label for q in batch.qualities), strict=True))
+    values["reason"] = dict(zip(batch.names, batch.reasons, strict=True))
+    return values
+
+
+def test_a_window_known_only_in_part_is_not_counted_in_the_savings(tmp_path: Path) -> None:
+    """The agent started 2.4 minutes into the hour: the meter's energy misses what was drawn
+    before, the baseline expects the whole hour, so the difference is no saving (found by
+    the new-user trial: the first window after a start overstated savings by 12 %). Its
+    savings are uncertain with the reason and left out of the running total; the next,
+    whole window counts."""
+    meter = _Meter()
+    unit = _csv_savings(tmp_path, meter)
+    hour = 1_800_000_000
+    first = _close_hour(unit, meter, hour, _context(0.1229), known=0.96)
+    assert first["quality"]["avoided_kwh"] == "uncertain"
+    assert "known for 96.0% of the window" in first["reason"]["avoided_kwh"]
+    assert first["cumulative_avoided_kwh"] == 0.0
+    second = _close_hour(unit, meter, hour + 3600, _context(0.1229))
+    assert second["quality"]["avoided_kwh"] == "good"
+    assert second["cumulative_avoided_kwh"] == pytest.approx(100.0)
 
 
 def test_cumulative_kgce_is_the_cumulative_kwh_at_the_coefficient_in_use(tmp_path: Path) -> None:
