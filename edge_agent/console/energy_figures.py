@@ -29,11 +29,13 @@ from typing import Any, Final
 
 from edge_agent.metrics.accumulators import EnergyAcc
 from edge_agent.metrics.contract import event_info, metric_info
+from edge_agent.metrics.conversions import Conversions
 from edge_agent.metrics.cost import CURRENCY, tariff_names, tariff_values
 from edge_agent.metrics.demand import PeakTracker
 from edge_agent.metrics.guard import DemandGuard
 from edge_agent.metrics.output import published
 from edge_agent.metrics.processor import MetricsProcessor
+from edge_agent.metrics.savings import SavingsUnit
 from edge_agent.metrics.tariff import PERIODS, TariffCalendar
 from edge_agent.metrics.tracks import OpenWindow, WindowTrack
 from edge_agent.metrics.units.meter import MeterUnit
@@ -305,7 +307,7 @@ def savings_rows(
                 },
                 "usable": usable,
                 "reason": None if usable else fitting.not_usable_reason(),
-                "today": _savings_today(windows),
+                "today": _savings_today(windows, unit, today, conversions),
                 "cumulative_avoided_kwh": rounded("cumulative_avoided_kwh", unit.cumulative_kwh)
                 if usable
                 else None,
@@ -320,25 +322,42 @@ def savings_rows(
     return rows
 
 
-def _savings_today(windows: Sequence[SampleBatch]) -> dict[str, Any]:
-    """Today's closed windows with a prediction, summed; how many of them were uncertain
-    (outside the baseline's validity range, or low coverage)."""
-    sums: dict[str, float] = dict.fromkeys(_SAVINGS_SUMS, 0.0)
+def _savings_today(
+    windows: Sequence[SampleBatch],
+    unit: SavingsUnit,
+    today: tuple[int, int],
+    conversions: Conversions,
+) -> dict[str, Any]:
+    """Today's closed windows summed as the unit sums them for its ``1d`` batch
+    (savings_day.py: what the running totals count on its data, a window known in part or
+    below the minimum coverage left out), or, for a daily baseline, its window of today;
+    how many windows had a prediction and how many of those were uncertain."""
+    day = unit.day
+    if day is not None and day.start_ns == today[0]:
+        sums: dict[str, float | None] = {
+            "expected_kwh": day.expected_kwh,
+            "actual_kwh": day.actual_kwh,
+            "avoided_kwh": day.avoided_kwh,
+            "avoided_kgce": conversions.kgce(day.avoided_kwh),
+            "avoided_kgco2e": conversions.kgco2e(day.avoided_kwh),
+        }
+        out: dict[str, Any] = {
+            name: rounded(name, value) if day.predicted else None for name, value in sums.items()
+        }
+        out.update(windows=len(windows), counted=day.predicted, uncertain=day.uncertain)
+        return out
+    totals: dict[str, float] = dict.fromkeys(_SAVINGS_SUMS, 0.0)
     counted = uncertain = 0
     for batch in windows:
         values = dict(zip(batch.names, batch.values, strict=True))
-        avoided = number(values.get("avoided_kwh"))
-        if avoided is None:
+        if number(values.get("avoided_kwh")) is None:
             continue
         counted += 1
-        index = list(batch.names).index("avoided_kwh")
-        if batch.qualities[index] is not Quality.GOOD:
+        if batch.qualities[list(batch.names).index("avoided_kwh")] is not Quality.GOOD:
             uncertain += 1
         for name in _SAVINGS_SUMS:
-            sums[name] += number(values.get(name)) or 0.0
-    out: dict[str, Any] = {
-        name: rounded(name, value) if counted else None for name, value in sums.items()
-    }
+            totals[name] += number(values.get(name)) or 0.0
+    out = {name: rounded(name, value) if counted else None for name, value in totals.items()}
     out.update(windows=len(windows), counted=counted, uncertain=uncertain)
     return out
 

@@ -299,7 +299,11 @@ class SavingsUnit:
             if why and (values[index] is None or name in _PREDICTED):
                 batch.qualities[index] = Quality.UNCERTAIN
                 batch.reasons[index] = why
-        self._add_to_day(window, record, expected, avoided, reasons.get("expected_kwh", ""), ctx)
+        # The day sums what the totals would count on its data: not a window known in part
+        # or below the minimum coverage (a baseline-period day still shows its residuals).
+        whole = known_share >= WHOLE_WINDOW and record.coverage >= ctx.min_coverage
+        uncertain = reasons.get("expected_kwh", "")
+        self._add_to_day(window, record, expected, avoided, uncertain, whole, ctx)
         return batch
 
     def _add_to_day(
@@ -309,9 +313,11 @@ class SavingsUnit:
         expected: float | None,
         avoided: float | None,
         uncertain: str,
+        counted: bool,
         ctx: Context,
     ) -> None:
-        """The window into its day's sums (savings_day.py), for the ``1d`` batch."""
+        """The window into its day's sums (savings_day.py), for the ``1d`` batch: what the
+        running totals counted, so that the day and the totals tell one story."""
         if self.spec.window == DAY:
             return
         day = ctx.day.window_at(window.start_ns)
@@ -321,7 +327,7 @@ class SavingsUnit:
             self.day = DaySavings(day.start_ns, day.end_ns)
         if not uncertain and record.coverage < ctx.min_coverage:
             uncertain = f"coverage {record.coverage:.1%} below {ctx.min_coverage:.0%}"
-        self.day.add(record, expected, avoided, uncertain)
+        self.day.add(record, expected, avoided, uncertain, counted)
 
     def announce(self, now_ns: int, ctx: Context) -> list[SampleBatch]:
         """The baseline batch of a fit made since the last close pass (with today's bounds).

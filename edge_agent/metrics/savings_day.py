@@ -5,10 +5,10 @@ that works in 15-minute or hourly windows would have no savings there. So its sa
 unit also publishes a ``savings`` batch on the ``1d`` window (docs/METRICS.md,
 "Baselines, EnPIs and savings"), the sums of the day's windows:
 
-* ``expected_kwh``, ``avoided_kwh`` (and its kgce and kgCO2e): sums over the windows with
-  a prediction. Uncertain, with the count, when some windows with energy had none or an
-  uncertain one (outside the validity range, or below the minimum coverage): the sums
-  then cover only part of the day.
+* ``expected_kwh``, ``avoided_kwh`` (and its kgce and kgCO2e): sums over the windows the
+  running totals count. Uncertain, with the count, when some windows with energy had no
+  prediction or an uncertain one (outside the validity range: counted; below the minimum
+  coverage or known in part: left out, the sums then cover only part of the day).
 * ``actual_kwh``: the metered energy of all the day's windows.
 * ``cumulative_*``: the running totals when the day closes.
 * the EnPIs: the day's energy over its good parts and its run hours.
@@ -56,8 +56,10 @@ class DaySavings:
         expected: float | None,
         avoided: float | None,
         uncertain: str,
+        counted: bool = True,
     ) -> None:
-        """One closed window of the day: its record, prediction, and why it is uncertain."""
+        """One closed window of the day: its record, prediction, why it is uncertain, and
+        whether the running totals counted it (only those are summed)."""
         self.covered_ns += record.coverage * (record.end_ns - record.start_ns)
         if record.energy_kwh is not None:
             self.with_energy += 1
@@ -71,11 +73,13 @@ class DaySavings:
         if expected is None or avoided is None:
             return
         self.predicted += 1
-        self.expected_kwh += expected
-        self.avoided_kwh += avoided
         if uncertain:
             self.uncertain += 1
             self.reason = self.reason or uncertain
+        if not counted:
+            return  # left out of the sums as out of the running totals
+        self.expected_kwh += expected
+        self.avoided_kwh += avoided
 
     def batch(
         self,
