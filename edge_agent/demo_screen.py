@@ -207,20 +207,17 @@ class DemoScreen:
             if guard.active is not None and last.shed_kw:
                 line += f": ALARM, shed {last.shed_kw:,.1f} kW"
             lines.append(line)
-        for idle in metrics.watchers.idle:
-            episode = idle.episode
+        running = [
+            *((f"idle energy {d.machine}", "idle", d.episode) for d in metrics.watchers.idle),
+            *(
+                (f"meter stalled {d.meter}", "no count", d.episode)
+                for d in metrics.watchers.stalled
+            ),
+        ]
+        for label, what, episode in running:
             if episode is not None and episode.active:
-                lines.append(
-                    f"idle energy {idle.machine}: {episode.last_kw:,.1f} kW idle since "
-                    f"{_clock(episode.start_ns, zone)}"
-                )
-        for stalled in metrics.watchers.stalled:
-            episode = stalled.episode
-            if episode is not None and episode.active:
-                lines.append(
-                    f"meter stalled {stalled.meter}: counter still at {episode.last_kw:,.1f} kW "
-                    f"since {_clock(episode.start_ns, zone)}"
-                )
+                since = _clock(episode.start_ns, zone)
+                lines.append(f"{label}: {episode.last_kw:,.1f} kW, {what} since {since}")
         kgce = metrics.context.conversions.kgce
         for saving in metrics.savings:
             fit = saving.fitting.fit

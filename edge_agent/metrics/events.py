@@ -189,7 +189,31 @@ def end_removed_detector(event: str, device: str, saved: dict[str, Any], log: Ev
     log.emit(event, device, "warning", episode.start_ns, episode.last_ns, reason, names, numbers)
 
 
-class IdleDetector:
+class _Detector:
+    """What both detectors share: one episode at a time, ended at its last reading when
+    its readings stop for longer than ``max_gap`` (the processor's close pass asks)."""
+
+    episode: _Episode | None
+    _max_gap_ns: int
+
+    def _finish(self, episode: _Episode, end_ns: int, why: str) -> None:
+        raise NotImplementedError
+
+    def expire(self, now_ns: int) -> None:
+        """End the episode at its last reading once readings stopped for over ``max_gap``."""
+        episode = self.episode
+        if episode is not None and now_ns - episode.last_ns > self._max_gap_ns:
+            self._finish(episode, episode.last_ns, "readings stopped")
+
+    def deadline_ns(self) -> int | None:
+        """When :meth:`expire` would end the active event if no reading comes."""
+        episode = self.episode
+        if episode is None or not episode.active:
+            return None
+        return episode.last_ns + self._max_gap_ns + 1
+
+
+class IdleDetector(_Detector):
     """``idle_energy`` events of one machine (see the module docstring)."""
 
     def __init__(
@@ -273,19 +297,6 @@ class IdleDetector:
             [episode.last_kw, minutes, episode.kwh],
         )
 
-    def expire(self, now_ns: int) -> None:
-        """End the episode at its last reading once readings stopped for over ``max_gap``."""
-        episode = self.episode
-        if episode is not None and now_ns - episode.last_ns > self._max_gap_ns:
-            self._finish(episode, episode.last_ns, "readings stopped")
-
-    def deadline_ns(self) -> int | None:
-        """When :meth:`expire` would end the active event if no reading comes."""
-        episode = self.episode
-        if episode is None or not episode.active:
-            return None
-        return episode.last_ns + self._max_gap_ns + 1
-
     def state(self) -> dict[str, Any]:
         return {
             "episode": None if self.episode is None else self.episode.state(),
@@ -297,7 +308,7 @@ class IdleDetector:
         self.log.restore(state.get("sent"))
 
 
-class StalledDetector:
+class StalledDetector(_Detector):
     """``meter_stalled`` events of one meter with a counter and a power tag."""
 
     def __init__(
@@ -393,19 +404,6 @@ class StalledDetector:
             STALLED_NAMES,
             [episode.last_kw, minutes],
         )
-
-    def expire(self, now_ns: int) -> None:
-        """End the episode at its last reading once readings stopped for over ``max_gap``."""
-        episode = self.episode
-        if episode is not None and now_ns - episode.last_ns > self._max_gap_ns:
-            self._finish(episode, episode.last_ns, "readings stopped")
-
-    def deadline_ns(self) -> int | None:
-        """When :meth:`expire` would end the active event if no reading comes."""
-        episode = self.episode
-        if episode is None or not episode.active:
-            return None
-        return episode.last_ns + self._max_gap_ns + 1
 
     def state(self) -> dict[str, Any]:
         return {
