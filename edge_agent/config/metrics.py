@@ -405,13 +405,6 @@ class MetricsConfig(Strict):
     # reports part (issue 16)
     reports: ReportsConfig = ReportsConfig()
 
-    @model_validator(mode="after")
-    def _reports_have_windows(self) -> MetricsConfig:
-        problems = self.reports.problems(self.windows)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
     @field_validator("grid_emission_factor", mode="before")
     @classmethod
     def _grid_setting(cls, value: object) -> object:

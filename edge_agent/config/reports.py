@@ -3,8 +3,8 @@
 A report is made from the metric batches of its window, so it needs the window
 published: the daily report ``1d`` in ``metrics.windows``, the shift report ``shift``.
 Left unset, each report is on exactly when its window is published; set to true
-without its window, the plant file is refused (a report asked for and never made
-would be found out weeks later).
+without its window, ``check`` refuses the plant file (a report asked for and never
+made would be found out weeks later).
 """
 
 from __future__ import annotations
@@ -42,11 +42,13 @@ class ReportsConfig(Strict):
             (SHIFT in windows) if self.shift is None else self.shift,
         )
 
-    def problems(self, windows: Sequence[str]) -> list[str]:
-        """Reports switched on whose window is not published."""
+    def problems(self, windows: Sequence[str]) -> list[tuple[str, str]]:
+        """``(key, message)`` of each report switched on whose window is not published
+        (checked with the devices, so that the rest of the metrics section is still
+        checked: every problem in one pass)."""
         out = []
         if self.daily and DAY not in windows:
-            out.append("reports.daily needs 1d in metrics.windows (the report is made from it)")
+            out.append(("daily", "needs 1d in metrics.windows (the report is made from it)"))
         if self.shift and SHIFT not in windows:
-            out.append("reports.shift needs shift in metrics.windows (the report is made from it)")
+            out.append(("shift", "needs shift in metrics.windows (the report is made from it)"))
         return out

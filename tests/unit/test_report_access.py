@@ -57,9 +57,22 @@ def test_a_report_asked_for_without_its_window_is_refused(tmp_path: Path) -> Non
     text = plant_text(tmp_path, "[15m, 1h]", "  reports: {daily: true, keep_days: 30}")
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "plant.yaml", env={})
-    assert "reports.daily needs 1d in metrics.windows" in str(caught.value)
+    assert "plant.yaml:16: metrics.reports.daily: needs 1d in metrics.windows" in str(caught.value)
     with pytest.raises(ConfigError, match="keep_days"):
         parse_config(plant_text(tmp_path, reports="  reports: {keep_days: 0}"), "p.yaml", env={})
+
+
+def test_a_report_without_its_window_hides_no_other_problem(tmp_path: Path) -> None:
+    """Every problem in one pass (found by the new-user trial's helper): a report asked
+    for without its window is reported beside the meter's unknown tag, not instead."""
+    text = plant_text(tmp_path, "[15m, 1h]", "  reports: {shift: true}").replace(
+        "counter: {tag: energy}", "counter: {tag: energie}"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "plant.yaml", env={})
+    message = str(caught.value)
+    assert "metrics.reports.shift: needs shift in metrics.windows" in message
+    assert "energie" in message
 
 
 def test_the_agent_makes_a_reporter_only_when_a_report_is_on(tmp_path: Path) -> None:

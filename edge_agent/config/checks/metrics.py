@@ -159,6 +159,10 @@ def check_metrics(
             found.append((where, f"{name!r} is not one of metrics.machines"))
     found += _check_tariffs(metrics, base, unchecked)
     found += check_baselines(metrics, plant_name, tags, unchecked.metrics)
+    found += [
+        ((*base, "reports", key), message)
+        for key, message in metrics.reports.problems(metrics.windows)
+    ]
     return found
 
 
