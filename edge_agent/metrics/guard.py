@@ -91,7 +91,7 @@ class Prediction:
     certain: bool
     #: How long the block's energy is known for (the quiet start counts this, not the
     #: time since the block began: an agent started late in a block knows little).
-    known_ns: int = 0
+    known_ns: int
 
     @property
     def minutes_left(self) -> float:

@@ -207,7 +207,7 @@ class SavingsUnit:
         )
 
     def _savings_batch(
-        self, window: OpenWindow[Any], record: Record, ctx: Context, known_share: float = 1.0
+        self, window: OpenWindow[Any], record: Record, ctx: Context, known_share: float
     ) -> SampleBatch:
         conv = ctx.conversions
         actual = record.energy_kwh
