@@ -12,12 +12,19 @@ calls. We do not: :meth:`MqttConnection.connect` opens the socket with asyncio
 (:func:`edge_agent.sinks.tcp.open_socket`: ``loop.sock_connect``, then a
 non-blocking TLS handshake) and hands the connected socket to paho, whose
 ``reconnect()`` then only sends CONNECT. The hand-over is the one place that
-touches paho internals: :class:`_Client` overrides the private
+touches paho internals: :class:`MqttClient` overrides the private
 ``Client._create_socket`` (present in paho 2.0 to 2.2; a test exercises it, and
 the pyproject pin ``paho-mqtt<3`` bounds the risk).
 
 One connection per :class:`MqttConnection` at a time; the owner reconnects by
 calling :meth:`MqttConnection.connect` again after :meth:`wait_closed` returns.
+
+Besides publishing, a connection can subscribe (messages are handed to the owner's
+``on_message`` callback, on the loop) and *fence*: a round trip that proves the broker
+has read every packet sent before it on this connection. That is how a QoS 0 publish
+(which Sparkplug B prescribes for its data) is confirmed at all: MQTT brokers handle a
+connection's packets in order, so the UNSUBACK of an UNSUBSCRIBE sent after the
+messages arrives only once the broker has taken them.
 """
 
 from __future__ import annotations
@@ -26,8 +33,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import paho.mqtt.client as mqtt
@@ -36,11 +42,19 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.errors import SinkError
+from edge_agent.sinks.mqtt_client import (
+    MqttClient,
+    MqttConnectError,
+    MqttError,
+    PendingDelivery,
+    Will,
+)
 from edge_agent.sinks.tcp import OpenError, open_socket
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
+
+__all__ = ["MessageHandler", "MqttConnectError", "MqttConnection", "MqttError", "Will"]
 
 log = structlog.get_logger("edge_agent.sink.mqtt")
 
@@ -51,47 +65,11 @@ _UNSPECIFIED: Final = 0x80
 MISC_INTERVAL_S: Final = 1.0
 
 
-class MqttError(SinkError):
-    """An MQTT operation failed; the batches involved stay buffered and are retried."""
+#: ``on_message(topic, payload, retained)``: an incoming message, called on the loop.
+MessageHandler = Callable[[str, bytes, bool], None]
 
-
-class MqttConnectError(MqttError):
-    """The connection to the broker could not be established (TCP, TLS or CONNACK)."""
-
-
-@dataclass(slots=True)
-class Will:
-    """The message the broker publishes for us if our connection dies uncleanly."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(slots=True, eq=False)  # eq=False: hashed by identity, kept in sets
-class _Delivery:
-    """The messages of one :meth:`MqttConnection.publish` call still waiting for confirmation."""
-
-    done: asyncio.Future[MqttError | None]
-    last_progress: float
-    remaining: set[int] = field(default_factory=set)
-
-
-class _Client(mqtt.Client):
-    """A paho client that uses the socket we opened instead of opening one itself."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.prepared_socket: socket.socket | None = None
-
-    def _create_socket(self) -> SocketLike:
-        # Called by reconnect(). paho would call socket.create_connection() and do a
-        # blocking TLS handshake here; we have already done both without blocking.
-        sock, self.prepared_socket = self.prepared_socket, None
-        if sock is None:
-            raise ConnectionError("no socket prepared: connect through MqttConnection.connect()")
-        return sock
+#: Topic of the fence's UNSUBSCRIBE: never subscribed, so the round trip changes nothing.
+_FENCE_TOPIC: Final = "edge-agent/fence"
 
 
 class MqttConnection:
@@ -116,6 +94,7 @@ class MqttConnection:
         will: Will | None = None,
         max_inflight: int = 100,
         connect_timeout: float = 10.0,
+        on_message: MessageHandler | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -124,7 +103,7 @@ class MqttConnection:
         # reconnect_on_failure=False: on a CONNACK asking for an older protocol paho
         # would otherwise call reconnect() from inside loop_read, i.e. reopen a socket
         # synchronously; we want the failure reported and the owner to retry.
-        client = _Client(
+        client = MqttClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=True,
@@ -142,6 +121,11 @@ class MqttConnection:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_suback
+        client.on_unsubscribe = self._on_suback
+        self._on_message_handler = on_message
+        if on_message is not None:
+            client.on_message = self._on_message
         # Only records host, port and keepalive; opens nothing.
         client.connect_async(host, port, keepalive)
         self._client = client
@@ -151,7 +135,9 @@ class MqttConnection:
         self._closed = asyncio.Event()
         self._closed.set()
         self._connected = False
-        self._pending: dict[int, _Delivery] = {}
+        self._pending: dict[int, PendingDelivery] = {}
+        #: SUBSCRIBE / UNSUBSCRIBE waiting for their acknowledgement, by message id.
+        self._acks: dict[int, asyncio.Future[list[int] | MqttError]] = {}
         self.disconnect_reason = ""
 
     # ------------------------------------------------------------------ state
@@ -165,6 +151,14 @@ class MqttConnection:
         """Wait until the current connection is gone; return why (for logging)."""
         await self._closed.wait()
         return self.disconnect_reason
+
+    def set_will(self, will: Will | None) -> None:
+        """Replace the will; it goes out with the next :meth:`connect` (a Sparkplug edge
+        node's NDEATH carries a new bdSeq for every session)."""
+        if will is None:
+            self._client.will_clear()
+        else:
+            self._client.will_set(will.topic, will.payload, will.qos, will.retain)
 
     # ------------------------------------------------------------------ connect
 
@@ -238,7 +232,7 @@ class MqttConnection:
         if not self._connected:
             raise MqttError(f"{self._where}: not connected")
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(loop.create_future(), loop.time())
+        delivery = PendingDelivery(loop.create_future(), loop.time())
         try:
             for topic, payload in messages:
                 # Synchronous from here to the await: the socket cannot close under us,
@@ -267,6 +261,54 @@ class MqttConnection:
         finally:
             for mid in delivery.remaining:
                 self._pending.pop(mid, None)
+
+    # ------------------------------------------------------------------ subscribe, fence
+
+    async def subscribe(self, topics: Sequence[tuple[str, int]], *, within: float) -> list[int]:
+        """Subscribe to ``(filter, qos)`` pairs; return the granted QoS of each.
+
+        Raises :class:`MqttError` when not connected, when the connection drops first,
+        when no SUBACK comes within ``within`` seconds, or when the broker refuses a
+        filter (SUBACK 0x80): a subscription the owner relies on must not be assumed."""
+        granted = await self._round_trip(
+            lambda: self._client.subscribe(list(topics)), within, "SUBACK"
+        )
+        refused = [topic for (topic, _), code in zip(topics, granted, strict=False) if code >= 0x80]
+        if refused or len(granted) != len(topics):
+            raise MqttError(f"{self._where}: the broker refused the subscription to {refused}")
+        return granted
+
+    async def fence(self, *, within: float) -> None:
+        """Return once the broker has read everything this connection sent before the call.
+
+        One UNSUBSCRIBE of a topic never subscribed, answered in order after the packets
+        before it: the confirmation of QoS 0 messages. Raises :class:`MqttError` like
+        :meth:`subscribe`."""
+        await self._round_trip(lambda: self._client.unsubscribe(_FENCE_TOPIC), within, "UNSUBACK")
+
+    async def _round_trip(
+        self,
+        send: Callable[[], tuple[MQTTErrorCode, int | None]],
+        within: float,
+        answer: str,
+    ) -> list[int]:
+        if not self._connected:
+            raise MqttError(f"{self._where}: not connected")
+        future: asyncio.Future[list[int] | MqttError] = asyncio.get_running_loop().create_future()
+        rc, mid = send()  # synchronous: paho only queues the packet
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise MqttError(f"{self._where}: {answer} request failed: {mqtt.error_string(rc)}")
+        self._acks[mid] = future
+        try:
+            async with asyncio.timeout(within):
+                result = await future
+        except TimeoutError:
+            raise MqttError(f"{self._where}: no {answer} within {within:g} s") from None
+        finally:
+            self._acks.pop(mid, None)
+        if isinstance(result, MqttError):
+            raise result
+        return result
 
     # ------------------------------------------------------------------ close
 
@@ -342,6 +384,10 @@ class MqttConnection:
         for delivery in set(pending.values()):
             if not delivery.done.done():
                 delivery.done.set_result(failure)
+        acks, self._acks = self._acks, {}
+        for ack in acks.values():
+            if not ack.done():
+                ack.set_result(failure)
         if connack is not None and not connack.done():
             connack.set_result(MqttConnectError(f"{self._where}: connection closed before CONNACK"))
 
@@ -429,3 +475,25 @@ class MqttConnection:
         delivery.last_progress = asyncio.get_running_loop().time()
         if not delivery.remaining and not delivery.done.done():
             delivery.done.set_result(None)
+
+    def _on_suback(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        future = self._acks.get(mid)
+        if future is not None and not future.done():
+            future.set_result([reason.value for reason in reasons])
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        handler = self._on_message_handler
+        if handler is None:
+            return
+        try:
+            handler(message.topic, bytes(message.payload), bool(message.retain))
+        except Exception:
+            # Called from paho's loop_read: an exception here would end reading for good.
+            log.exception("mqtt message handler failed", topic=message.topic)
