@@ -1,0 +1,180 @@
+"""Sparkplug metric tables: aliases, folder names of metric/event/report batches, learning.
+
+Aliases are unique across the edge node (tck-id-payloads-alias-uniqueness) and kept by a
+device's rebirth; a name not born yet or a value the born datatype cannot carry makes
+``admit`` ask for a DBIRTH before the batch's DDATA.
+"""
+
+from __future__ import annotations
+
+import json
+
+from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.metrics.events import event_batch
+from edge_agent.metrics.output import ENERGY_NAMES, metric_batch
+from edge_agent.metrics.reports import report_batch
+from edge_agent.metrics.tracks import OpenWindow
+from edge_agent.model import Quality, SampleBatch
+from edge_agent.sinks.sparkplug.datatypes import DataType
+from edge_agent.sinks.sparkplug.metric_table import (
+    PLACEHOLDER,
+    AliasAllocator,
+    DeviceTable,
+    family_folder,
+    naming,
+)
+
+T0 = 1_795_719_600_000_000_000
+
+
+def modbus_device(name: str = "press-1") -> DeviceInfo:
+    tags = [
+        TagInfo(name, "fast", "power_kw", "uint32", None, 1.0, scale=0.1, unit="kW"),
+        TagInfo(name, "fast", "running", "bool", None, 1.0),
+        TagInfo(name, "fast", "temp", "int16", None, 1.0),
+    ]
+    return DeviceInfo.of(name, "modbus", tags)
+
+
+def opcua_device() -> DeviceInfo:
+    tags = [TagInfo("oven", "sub", n, None, None, 1.0, change_based=True) for n in ("a", "b")]
+    return DeviceInfo.of("oven", "opcua", tags)
+
+
+def batch(device: str, names: tuple[str, ...], values: list[object], **kw: object) -> SampleBatch:
+    n = len(names)
+    return SampleBatch(
+        device,
+        "g",
+        T0,
+        names,
+        values,
+        [Quality.GOOD] * n,
+        [""] * n,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_aliases_are_unique_across_devices_and_stable_across_rebirths() -> None:
+    allocator = AliasAllocator()
+    node = [allocator.alias("", "bdSeq"), allocator.alias("", "Node Control/Rebirth")]
+    press = DeviceTable.from_device(modbus_device("press-1"), allocator)
+    other = DeviceTable.from_device(modbus_device("press-2"), allocator)
+    aliases = node + [s.alias for t in (press, other) for s in t.metrics.values()]
+    assert len(aliases) == len(set(aliases)) == 8
+    before = {name: slot.alias for name, slot in press.metrics.items()}
+    assert press.admit(batch("press-1", ("new_tag",), [1.0]))  # a name not born: rebirth
+    assert {n: s.alias for n, s in press.metrics.items() if n in before} == before
+    again = DeviceTable.from_device(modbus_device("press-1"), allocator)  # a reload
+    assert {n: s.alias for n, s in again.metrics.items()} == before
+    assert press.metrics["new_tag"].alias not in aliases
+
+
+def test_a_catalog_device_is_born_typed_and_admits_its_batches_without_rebirth() -> None:
+    table = DeviceTable.from_device(modbus_device(), AliasAllocator())
+    assert [s.datatype for s in table.metrics.values()] == [
+        DataType.Double,
+        DataType.Boolean,
+        DataType.Int16,
+    ]
+    assert table.metrics["power_kw"].unit == "kW"
+    good = batch("press-1", ("power_kw", "running", "temp"), [12.1, True, -4])
+    assert not table.admit(good)
+    bad = SampleBatch.all_bad("press-1", "fast", T0, ("power_kw", "running", "temp"), "timeout")
+    assert not table.admit(bad)
+
+
+def test_a_value_the_born_datatype_cannot_carry_changes_it_by_rebirth() -> None:
+    table = DeviceTable.from_device(modbus_device(), AliasAllocator())
+    assert table.admit(batch("press-1", ("temp",), [2.5]))  # a float for an Int16
+    assert table.metrics["temp"].datatype == DataType.Double
+    assert not table.admit(batch("press-1", ("temp",), [3]))  # an int fits a Double
+
+
+def test_tags_typed_by_the_server_learn_from_their_first_value() -> None:
+    table = DeviceTable.from_device(opcua_device(), AliasAllocator())
+    assert all(s.datatype == PLACEHOLDER and not s.typed for s in table.metrics.values())
+    names = ("a", "b")
+    first = SampleBatch(
+        "oven", "sub", T0, names, [21.5, None], [Quality.GOOD, Quality.BAD], ["", "timeout"]
+    )
+    assert table.admit(first)  # a: String placeholder -> Double
+    assert table.metrics["a"].datatype == DataType.Double
+    assert not table.metrics["b"].typed
+    assert not table.admit(batch("oven", names, [22.0, "open"]))  # the placeholder was right
+    assert table.metrics["b"].typed
+    assert table.metrics["b"].datatype == DataType.String
+    assert not table.admit(batch("oven", names, [22.5, "shut"]))
+
+
+def test_a_learned_integer_that_outgrows_int64_is_reborn_unsigned() -> None:
+    table = DeviceTable.from_device(opcua_device(), AliasAllocator())
+    assert table.admit(batch("oven", ("a",), [5]))
+    assert table.metrics["a"].datatype == DataType.Int64
+    assert not table.admit(batch("oven", ("a",), [2**63 - 1]))
+    assert table.admit(batch("oven", ("a",), [2**63]))  # same Python type, out of range
+    assert table.metrics["a"].datatype == DataType.UInt64
+    assert not table.admit(batch("oven", ("a",), [2**64]))  # nothing carries it: sent bad
+
+
+def window(start_ns: int, minutes: int, label: str = "") -> OpenWindow[None]:
+    return OpenWindow(start_ns, start_ns + minutes * 60 * 10**9, label, None)
+
+
+def test_metric_batches_are_named_family_window_name() -> None:
+    energy = metric_batch(
+        "line-meter", "15m", window(T0, 15), "energy", ENERGY_NAMES, [1.0] * 6, 1.0, 0.9
+    )
+    how = naming(energy)
+    assert how.names(energy.names)[:2] == ("Energy/15m/energy_kwh", "Energy/15m/mean_kw")
+    assert how.window == "15m"
+    shift = metric_batch(
+        "press-1", "shift", window(T0, 480, "early"), "oee", ("oee",), [0.8], 1.0, 0.9
+    )
+    assert naming(shift).names(shift.names) == ("OEE/shift/oee",)
+    table = DeviceTable.from_device(modbus_device("line-meter"), AliasAllocator())
+    assert table.admit(energy)  # the first window: new names, a rebirth
+    assert table.metrics["Energy/15m/energy_kwh"].window == "15m"
+    assert table.metrics["Energy/15m/energy_kwh"].datatype == DataType.Double
+    assert not table.admit(energy)
+
+
+def test_family_folders() -> None:
+    assert [family_folder(f) for f in ("energy", "oee", "tariff", "water")] == [
+        "Energy",
+        "OEE",
+        "Tariff",
+        "Water",
+    ]
+
+
+def test_event_and_report_batches() -> None:
+    event = event_batch(
+        "demand_limit", "plant", "warning", "start", T0, None, "over 80%", ("kw",), [812.0]
+    )
+    assert naming(event).names(event.names) == (
+        "Events/demand_limit/start_s",
+        "Events/demand_limit/end_s",
+        "Events/demand_limit/reason",
+        "Events/demand_limit/kw",
+    )
+    table = DeviceTable(device_id="plant", allocator=AliasAllocator())
+    assert table.admit(event)
+    # end_s is None while the event runs: still born a Double, not the placeholder.
+    assert table.metrics["Events/demand_limit/end_s"].datatype == DataType.Double
+    assert table.metrics["Events/demand_limit/reason"].datatype == DataType.String
+    document = {"plant": "plant", "report": "daily", "day": "2026-12-04", "start_s": T0 / 1e9}
+    report = report_batch(document)
+    assert naming(report).names(report.names) == ("Reports/daily",)
+    assert table.admit(report)
+    assert table.metrics["Reports/daily"].datatype == DataType.String
+    assert json.loads(str(report.values[0]))["day"] == "2026-12-04"
+
+
+def test_see_keeps_one_batch_per_group() -> None:
+    table = DeviceTable.from_device(modbus_device(), AliasAllocator())
+    names = ("power_kw", "running", "temp")
+    for value in (1.0, 2.0, 3.0):
+        table.see(batch("press-1", names, [value, True, 1]))
+    [latest] = table.latest_batches()
+    assert latest.values[0] == 3.0
