@@ -1,5 +1,6 @@
-"""How long the two wire formats take per value: MQTT JSON and InfluxDB line protocol,
-and what rounding the values at the source (edge_agent/rounding.py) costs and saves.
+"""How long the wire formats take per value: MQTT JSON, InfluxDB line protocol and
+Sparkplug B DDATA, and what rounding the values at the source (edge_agent/rounding.py)
+costs and saves.
 
 Run from the repository root: ``python -m bench.bench_encode``. A 500-tag batch in the
 mix of types of ``bench_codec`` (float32 read as Python floats, scaled integers,
@@ -9,7 +10,11 @@ path (a dict per value for JSON, a Python step per value for line protocol), whi
 is what both were before the fast paths and what they still do for the rare batch
 that needs it (NaN, bad values, per-value timestamps). The fast paths get a new value
 list per call, as from a poll, so each pays for the value text itself, except in
-"both sinks", where the second reuses the first's. Best of 15 interleaved rounds.
+"both sinks", where the second reuses the first's. Sparkplug DDATA goes to a device
+born from the same tags (scaled numbers Double, the enum label String, float32 Float),
+the reused-message fast path beside the general path (a new Payload, one sample at a
+time, as for a batch with a bad value); ``admit`` is the per-batch check the sink runs
+before it. Best of 15 interleaved rounds.
 
 The values are rounded as the drivers deliver them (float32 as their shortest decimal,
 scaled integers exact in decimal); ``--unrounded`` encodes them as they were before
@@ -31,9 +36,12 @@ from collections.abc import Callable
 from bench.bench_codec import MIX, make_tags
 from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.planner import AdaptivePlan
+from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.rounding import DecimalScale, shortest_float32
 from edge_agent.sinks import line_protocol, payload
+from edge_agent.sinks.sparkplug import ddata
+from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable
 
 
 def _float32(x: float) -> float:
@@ -87,6 +95,30 @@ def make_batch(tags: int, seed: int = 1, rounded: bool = True) -> SampleBatch:
     )
 
 
+def sparkplug_table(batch: SampleBatch) -> DeviceTable:
+    """The Sparkplug device of ``batch``, born from the tags of bench_codec's mix."""
+    infos = []
+    for i, name in enumerate(batch.names):
+        value_type, options = MIX[i % len(MIX)]
+        enum = options.get("enum")
+        scale = options.get("scale", 1.0)
+        infos.append(
+            TagInfo(
+                batch.device,
+                batch.group,
+                name,
+                value_type,
+                enum if isinstance(enum, dict) else None,
+                1.0,
+                scale=float(scale) if isinstance(scale, int | float) else 1.0,
+            )
+        )
+    table = DeviceTable.from_device(DeviceInfo.of(batch.device, "modbus", infos), AliasAllocator())
+    if table.admit(batch):
+        raise SystemExit("the bench batch does not fit its Sparkplug device: fix the bench")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--tags", type=int, default=500)
@@ -99,6 +131,7 @@ def main() -> None:
     prefix = line_protocol.line_prefix("cnc", {"plant": "plant-a", "device": "cnc-07"})
     keys, quality_keys = line_protocol.field_keys(batch.names, None)
     every = range(len(batch))
+    table = sparkplug_table(batch)
 
     def fresh() -> SampleBatch:
         """The batch with a new value list, as every poll makes: the shared value text
@@ -121,6 +154,13 @@ def main() -> None:
         "line protocol, general path (per value)": lambda: line_protocol._line(
             batch, every, prefix, keys, quality_keys
         ),
+        "Sparkplug DDATA, fast path (encode_data)": lambda: ddata.encode_data(
+            table, fresh(), 1, False
+        ),
+        "Sparkplug DDATA, general path (per value)": lambda: ddata._general(
+            table, table.plan(batch), batch, 1, 0, 0, False
+        ),
+        "Sparkplug admit (the check before DDATA)": lambda: table.admit(fresh()),
         "both sinks, fast paths (value text shared)": both_sinks,
         "C json encoder on the bare value list": lambda: payload._ENCODER.encode(batch.values),
         "a fresh batch (the copy above)": fresh,
