@@ -25,7 +25,6 @@ Three questions, answered once each here (docs/SPARKPLUG.md, "Datatypes"):
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from typing import Final
 
@@ -220,9 +219,3 @@ def from_wire_int(datatype: DataType, raw: int) -> int:
         return raw
     raw &= (1 << width) - 1
     return raw - (1 << width) if raw >= 1 << (width - 1) else raw
-
-
-def float_is_finite(value: float) -> bool:
-    """Sparkplug could carry NaN and infinities, but the JSON sink calls them bad ("not
-    finite"); the Sparkplug sink says the same (docs/SPARKPLUG.md, "Quality")."""
-    return math.isfinite(value)

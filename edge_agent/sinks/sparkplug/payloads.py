@@ -45,10 +45,13 @@ from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable,
 __all__ = [
     "BD_SEQ",
     "NODE_DEVICE",
+    "QUALITY_BAD",
+    "QUALITY_GOOD",
     "REBIRTH",
     "SCAN_RATE",
     "Command",
     "CommandError",
+    "decode_command",
     "encode_data",
     "encode_dbirth",
     "encode_ddeath",
@@ -257,6 +260,3 @@ def _value(metric: Any, datatype: DataType | None) -> Value:
     if signed and isinstance(raw, int) and not isinstance(raw, bool) and datatype is not None:
         return from_wire_int(datatype, raw)
     return raw
-
-
-__all__ += ["QUALITY_BAD", "decode_command"]
