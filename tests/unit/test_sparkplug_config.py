@@ -71,7 +71,8 @@ def test_a_plant_file_with_a_sparkplug_sink_loads_with_credentials_from_the_envi
 )
 def test_an_id_must_be_one_topic_level(value: str, problem: str) -> None:
     found = id_problem(value)
-    assert found is not None and problem in found
+    assert found is not None
+    assert problem in found
 
 
 @pytest.mark.parametrize("value", ["Plant 1", "Werk-Süd", "工厂1", "a.b_c"])
