@@ -32,9 +32,10 @@ from edge_agent.sinks.base import Feed, Holding, Lingering, Sink
 
 log = structlog.get_logger("edge_agent.sink")
 
-#: Longest single wait for a holding sink before the runner looks again (a drain, or
-#: a sink that became ready without saying so, is noticed within this).
-HOLD_WAIT_S = 5.0
+#: Longest single wait for a holding sink before the runner looks again: its reason
+#: (shown as ``last_error``) stays current within this, and a sink that became ready
+#: without saying so is noticed.
+HOLD_WAIT_S = 1.0
 
 
 class SinkState(enum.Enum):

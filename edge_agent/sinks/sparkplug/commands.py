@@ -16,13 +16,14 @@ from typing import Final
 import structlog
 
 from edge_agent.episodes import Episode
-from edge_agent.sinks.sparkplug.payloads import decode_command
+from edge_agent.sinks.sparkplug.payloads import REBIRTH, CommandError, decode_command
 from edge_agent.sinks.sparkplug.topics import CommandTopic
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
 
-REBIRTH: Final = "Node Control/Rebirth"
-REFUSAL: Final = "writes through Sparkplug are refused until the safe-writes policy exists (issue 18)"
+REFUSAL: Final = (
+    "writes through Sparkplug are refused until the safe-writes policy exists (issue 18)"
+)
 
 
 @dataclass(slots=True)
@@ -47,19 +48,19 @@ class CommandHandler:
         """True when ``payload`` (on ``command``'s topic) asks for a rebirth."""
         try:
             metrics = decode_command(payload)
-        except Exception as exc:  # noqa: BLE001 - any malformed payload: count it, go on
+        except CommandError as exc:
             self.counters.commands_undecodable += 1
             if self._undecodable.begin():
                 log.warning(
                     "sparkplug command payload not decodable; ignored (quiet until one decodes)",
                     sink=self.sink,
                     device=command.device,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=str(exc),
                 )
             return False
         self._undecodable.end()
         rebirth = False
-        for name, alias, value in metrics:
+        for name, alias, value, _datatype in metrics:
             if command.device is None and (name == REBIRTH or alias == self.rebirth_alias):
                 if value is True:
                     rebirth = True

@@ -15,7 +15,8 @@ Rules (docs/SPARKPLUG.md, "Session and delivery"):
   tck-id-payloads-sequence-num-incrementing]; NDEATH has none [tck-id-payloads-ndeath-seq].
 - A device is born before its first DDATA of the session, and again before a DDATA that
   needs a metric or datatype its birth did not have
-  [tck-id-message-flow-device-birth-publish-nbirth-wait, tck-id-operational-behavior-data-publish-dbirth].
+  [tck-id-message-flow-device-birth-publish-nbirth-wait,
+  tck-id-operational-behavior-data-publish-dbirth].
 - Device offline/online from the stream: a data batch whose samples are all bad for a
   connection reason kills the device (one DDEATH) [tck-id-operational-behavior-device-ddeath];
   further such batches are dropped and counted; the next batch with a value that is not
@@ -36,7 +37,6 @@ from edge_agent.metrics.contract import metric_info
 from edge_agent.model import REASON_DECODE, REASON_SENTINEL, Quality, SampleBatch
 from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable
 from edge_agent.sinks.sparkplug.payloads import (
-    NodeInfo,
     encode_data,
     encode_dbirth,
     encode_ddeath,
@@ -74,6 +74,16 @@ def is_connection_loss(batch: SampleBatch) -> bool:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What the NBIRTH says about the node besides bdSeq and Rebirth."""
+
+    #: ``Node Control/Scan Rate``: the plant's shortest poll interval, ms.
+    scan_rate_ms: int
+    #: ``Properties/<key>`` strings: agent version, plant, site.
+    properties: Mapping[str, str]
 
 
 @dataclass(slots=True)
@@ -173,7 +183,15 @@ class EdgeNode:
         self._seq = 0
         self._changed.clear()
         self._removed.clear()
-        messages = [(self.topics.nbirth, encode_nbirth(self.info, bd_seq, self._next_seq(), now_ms()))]
+        nbirth = encode_nbirth(
+            bd_seq,
+            self._next_seq(),
+            now_ms(),
+            self.allocator,
+            self.info.scan_rate_ms,
+            self.info.properties,
+        )
+        messages = [(self.topics.nbirth, nbirth)]
         self.counters.births += 1
         for device_id, device in self._devices.items():
             device.born = False
@@ -189,7 +207,10 @@ class EdgeNode:
         device.born = True
         device.birth_ns = self.clock_ns()
         self.counters.device_births += 1
-        payload = encode_dbirth(device.table, self._next_seq(), device.birth_ns // 1_000_000)
+        table = device.table
+        payload = encode_dbirth(
+            table, table.latest_batches(), self._next_seq(), device.birth_ns // 1_000_000
+        )
         return self.topics.device("DBIRTH", device_id), payload
 
     def _ddeath(self, device_id: str, device: _Device) -> Message:
@@ -229,9 +250,9 @@ class EdgeNode:
             if device.born:
                 messages.append(self._ddeath(device_id, device))
         for device_id in sorted(self._changed):
-            device = self._devices.get(device_id)
-            if device is not None and not device.dead:
-                messages.append(self._dbirth(device_id, device))
+            changed = self._devices.get(device_id)
+            if changed is not None and not changed.dead:
+                messages.append(self._dbirth(device_id, changed))
         self._changed.clear()
         self._removed.clear()
         return messages

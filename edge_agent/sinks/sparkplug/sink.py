@@ -43,14 +43,14 @@ from edge_agent.config.sparkplug import scan_rate_ms, sparkplug_sink_problems
 from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.model import SampleBatch
-from edge_agent.sinks.mqtt import _tls_context
+from edge_agent.sinks.mqtt import tls_context
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
 from edge_agent.sinks.mqtt_client import MqttConnectError
 from edge_agent.sinks.sparkplug.bdseq import BdSeqStore, bdseq_path
-from edge_agent.sinks.sparkplug.commands import REBIRTH, CommandHandler
+from edge_agent.sinks.sparkplug.commands import CommandHandler
 from edge_agent.sinks.sparkplug.host_state import HostWatch, Verdict
-from edge_agent.sinks.sparkplug.node import EdgeNode, Message
-from edge_agent.sinks.sparkplug.payloads import NodeInfo
+from edge_agent.sinks.sparkplug.node import EdgeNode, Message, NodeInfo
+from edge_agent.sinks.sparkplug.payloads import NODE_DEVICE, REBIRTH
 from edge_agent.sinks.sparkplug.topics import Topics, state_topic
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
@@ -91,14 +91,14 @@ class SparkplugSink:
         info = NodeInfo(
             scan_rate_ms=scan_rate_ms(described),
             properties={
-                "Properties/Agent version": __version__,
-                "Properties/Plant": plant.name,
-                "Properties/Site": plant.site,
+                "Agent version": __version__,
+                "Plant": plant.name,
+                "Site": plant.site,
             },
         )
         self.node = EdgeNode(self.topics, info, config.device_id)
         self.node.describe(described)
-        self.commands = CommandHandler(config.name, self.node.allocator.alias("", REBIRTH))
+        self.commands = CommandHandler(config.name, self.node.allocator.alias(NODE_DEVICE, REBIRTH))
         self.bdseq = BdSeqStore(bdseq_path(state_dir, config.name))
         self.host = HostWatch() if config.primary_host else None
         self._state_topic = state_topic(config.primary_host) if config.primary_host else ""
@@ -112,7 +112,7 @@ class SparkplugSink:
             keepalive=config.keepalive,
             username=config.username,
             password=config.password,
-            ssl_context=_tls_context(config) if config.tls is not None else None,
+            ssl_context=tls_context(config.tls, config.name) if config.tls is not None else None,
             max_inflight=config.max_inflight,
             connect_timeout=connect_timeout,
             on_message=self._on_message,
