@@ -6,7 +6,7 @@ Each device's lines come from its driver kind (:func:`drivers.registry.device_su
 from __future__ import annotations
 
 from drivers.registry import device_summary
-from edge_agent.config import InfluxSinkConfig, PlantConfig
+from edge_agent.config import InfluxSinkConfig, PlantConfig, SparkplugSinkConfig
 from edge_agent.config.console import is_loopback
 from edge_agent.config.metrics_summary import summary_lines
 from edge_agent.redaction import redact_urls
@@ -42,6 +42,13 @@ def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
                 )
                 continue
             tls = ", tls" if sink.tls else ""
+            if isinstance(sink, SparkplugSinkConfig):
+                host = f", primary host {sink.primary_host}" if sink.primary_host else ""
+                lines.append(
+                    f"sink {sink.name}: sparkplug {sink.host}:{sink.port}{tls}, "
+                    f"spBv1.0/{sink.group_id}/+/{sink.edge_node_id}{host}"
+                )
+                continue
             lines.append(
                 f"sink {sink.name}: mqtt {sink.host}:{sink.port} qos {sink.qos}{tls}, "
                 f"topic {sink.topic}"

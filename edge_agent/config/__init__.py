@@ -3,7 +3,7 @@
 Layout, from the bottom up: :mod:`.base` (Strict, Name, Duration, Interval,
 TimeZoneName, PlantIdentity) and :mod:`.catalog` (the typed tag catalog) import
 nothing of this package; one module per section builds on them (:mod:`.modbus`,
-:mod:`.opcua`, :mod:`.mqtt`, :mod:`.influx`, :mod:`.outbox`, :mod:`.service`,
+:mod:`.opcua`, :mod:`.mqtt`, :mod:`.influx`, :mod:`.sparkplug`, :mod:`.outbox`, :mod:`.service`,
 :mod:`.metrics`); :mod:`.plant` joins them into the device and sink unions and
 :class:`PlantConfig`. Above the models: :mod:`.checks` (cross-field rules) and
 :mod:`.loader` (YAML with lines and limits, every problem as ``file:line: path:
@@ -43,6 +43,7 @@ from edge_agent.config.opcua import OpcUaDeviceConfig
 from edge_agent.config.outbox import OutboxConfig
 from edge_agent.config.plant import DeviceConfig, PlantConfig, SinkConfig
 from edge_agent.config.service import HealthConfig, LoggingConfig, ServiceConfig
+from edge_agent.config.sparkplug import SparkplugSinkConfig
 
 __all__ = [
     "MAX_INTERVAL_S",
@@ -75,6 +76,7 @@ __all__ = [
     "PollGroup",
     "ServiceConfig",
     "SinkConfig",
+    "SparkplugSinkConfig",
     "Strict",
     "TagCatalog",
     "TagInfo",

@@ -23,10 +23,13 @@ from edge_agent.config.mqtt import MqttSinkConfig
 from edge_agent.config.opcua import OpcUaDeviceConfig
 from edge_agent.config.outbox import OutboxConfig
 from edge_agent.config.service import LoggingConfig, ServiceConfig
+from edge_agent.config.sparkplug import SparkplugSinkConfig
 
 DeviceConfig = Annotated[ModbusDeviceConfig | OpcUaDeviceConfig, Field(discriminator="driver")]
 
-SinkConfig = Annotated[MqttSinkConfig | InfluxSinkConfig, Field(discriminator="type")]
+SinkConfig = Annotated[
+    MqttSinkConfig | InfluxSinkConfig | SparkplugSinkConfig, Field(discriminator="type")
+]
 
 
 class PlantConfig(Strict):

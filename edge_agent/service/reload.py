@@ -35,8 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.registry import connection_key
-from edge_agent.config import DeviceConfig, InfluxSinkConfig, PlantConfig, SinkConfig
+from edge_agent.config import (
+    DeviceConfig,
+    InfluxSinkConfig,
+    PlantConfig,
+    SinkConfig,
+    SparkplugSinkConfig,
+)
 from edge_agent.config.loader import load_config
+from edge_agent.config.sparkplug import scan_rate_ms
 from edge_agent.errors import ConfigError
 
 #: Top-level sections this module applies live; any other difference waits for a restart.
@@ -140,6 +147,11 @@ def _sink_inputs(sink: SinkConfig, plant: PlantConfig) -> object:
     tag, and for InfluxDB each device's type, labels and units (measurement and tags).
     The MQTT sink's device metadata is not among them: it is handed over live
     (:class:`~edge_agent.sinks.base.MetaPublisher`), without a reconnect."""
+    if isinstance(sink, SparkplugSinkConfig):
+        # The NBIRTH carries the plant's name, site and shortest poll interval; the bdSeq
+        # file lives in state_dir. The devices come live (MetaPublisher: a DBIRTH).
+        described = [d.describe() for d in plant.devices]
+        return plant.plant, plant.state_dir, scan_rate_ms(described)
     if isinstance(sink, InfluxSinkConfig):
         described = [d.describe() for d in plant.devices]
         return plant.plant, [

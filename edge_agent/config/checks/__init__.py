@@ -4,7 +4,8 @@ Pydantic checks each value alone; what needs a whole device, several devices or 
 whole plant is checked here, after validation, so that every finding names its own
 line. Each protocol's rules are one entry of :data:`DEVICE_RULES`; each sink's rules
 sit beside its model (:func:`~edge_agent.config.mqtt.mqtt_sink_problems`,
-:func:`~edge_agent.config.influx.influx_sink_problems`).
+:func:`~edge_agent.config.influx.influx_sink_problems`,
+:func:`~edge_agent.config.sparkplug.sparkplug_sink_problems`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edge_agent.config.checks.parts import PlantParts
 from edge_agent.config.influx import influx_sink_problems
 from edge_agent.config.mqtt import MqttSinkConfig, mqtt_sink_problems
 from edge_agent.config.plant import PlantConfig
+from edge_agent.config.sparkplug import SparkplugSinkConfig, sparkplug_sink_problems
 
 __all__ = [
     "DEVICE_RULES",
@@ -96,6 +98,13 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
     catalog = TagCatalog.of_described(described)
     identity = parts.identity or PlantIdentity.model_construct(name="plant", site="")
     for index, sink in parts.sinks:
+        if isinstance(sink, SparkplugSinkConfig):
+            names = [name for _, name in parts.device_names]
+            findings += [
+                (("sinks", index, *path), message)
+                for path, message in sparkplug_sink_problems(sink, names)
+            ]
+            continue
         problems = (
             mqtt_sink_problems(sink, identity)
             if isinstance(sink, MqttSinkConfig)

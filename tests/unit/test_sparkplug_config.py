@@ -1,0 +1,124 @@
+"""The ``type: sparkplug`` sink section: ids that are one topic level, device_ids that
+name real devices and stay unique, credentials as the MQTT sink takes them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import PlantConfig, SparkplugSinkConfig
+from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.config.loader import load_config
+from edge_agent.config.sparkplug import id_problem, scan_rate_ms, sparkplug_sink_problems
+from edge_agent.errors import ConfigError
+
+PLANT = """\
+plant: {name: line-1}
+state_dir: STATE
+devices:
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups: [{interval: 2s, tags: [{name: p, address: 0}]}]
+sinks:
+  - name: scada
+    type: sparkplug
+    host: 127.0.0.1
+    group_id: Plant1
+    edge_node_id: line-1
+    username: ${SPB_USER}
+    password: ${SPB_PASSWORD}
+    device_ids: {meter: Meter 1}
+"""
+
+
+def _sink(**fields: object) -> SparkplugSinkConfig:
+    base: dict[str, object] = {
+        "name": "scada",
+        "type": "sparkplug",
+        "host": "127.0.0.1",
+        "group_id": "G",
+        "edge_node_id": "N",
+    }
+    return SparkplugSinkConfig.model_validate(base | fields)
+
+
+def test_a_plant_file_with_a_sparkplug_sink_loads_with_credentials_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text(PLANT.replace("STATE", str(tmp_path)))
+    plant = load_config(path, env={"SPB_USER": "edge", "SPB_PASSWORD": "s3cret"})
+    sink = plant.sinks[0]
+    assert isinstance(sink, SparkplugSinkConfig)
+    assert (sink.username, sink.password) == ("edge", "s3cret")
+    assert "s3cret" not in repr(sink)
+    assert sink.device_id("meter") == "Meter 1"
+    assert sink.device_id("plant") == "plant"  # a virtual device keeps its name
+    assert sink.primary_host == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("", "must not be empty"),
+        ("a/b", "'/'"),
+        ("a+b", "'+'"),
+        ("#", "'#'"),
+        ("a\0b", "NUL"),
+    ],
+)
+def test_an_id_must_be_one_topic_level(value: str, problem: str) -> None:
+    found = id_problem(value)
+    assert found is not None
+    assert problem in found
+
+
+@pytest.mark.parametrize("value", ["Plant 1", "Werk-Süd", "工厂1", "a.b_c"])
+def test_spaces_and_non_ascii_are_fine_in_an_id(value: str) -> None:
+    assert id_problem(value) is None
+
+
+def test_every_id_field_is_checked_with_its_path() -> None:
+    sink = _sink(group_id="a/b", edge_node_id="", primary_host="h#", device_ids={"meter": "x+"})
+    paths = [path for path, _ in sparkplug_sink_problems(sink, ["meter"])]
+    assert paths == [("group_id",), ("edge_node_id",), ("primary_host",), ("device_ids", "meter")]
+
+
+def test_device_ids_must_name_devices_and_stay_unique() -> None:
+    sink = _sink(device_ids={"meter": "press", "ghost": "g"})
+    problems = dict(sparkplug_sink_problems(sink, ["meter", "press"]))
+    assert "no device named 'ghost'" in problems[("device_ids", "ghost")]
+    assert "share the Sparkplug device id 'press'" in problems[("device_ids", "meter")]
+    # Without the device names (a sink built alone) only the ids are checked.
+    assert sparkplug_sink_problems(sink, None) == []
+
+
+def test_a_password_needs_a_username() -> None:
+    assert sparkplug_sink_problems(_sink(password="x")) == [
+        (("password",), "a password needs a username")
+    ]
+
+
+def test_check_reports_sparkplug_problems_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "plant.yaml"
+    path.write_text(
+        PLANT.replace("STATE", str(tmp_path)).replace("group_id: Plant1", "group_id: a/b")
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={"SPB_USER": "edge", "SPB_PASSWORD": "s3cret"})
+    assert any(":12: sinks[0].group_id: 'a/b' holds '/'" in p for p in raised.value.problems)
+
+
+def test_the_scan_rate_is_the_shortest_poll_interval_in_ms() -> None:
+    def tag(name: str, interval: float) -> TagInfo:
+        return TagInfo("d", "g", name, "float32", None, interval)
+
+    devices = [DeviceInfo.of("d", "modbus", [tag("a", 2.0), tag("b", 0.25)])]
+    assert scan_rate_ms(devices) == 250
+    assert scan_rate_ms([]) == 0
+
+
+def test_the_sink_is_one_of_the_plant_file_sink_types() -> None:
+    assert "sparkplug" in str(PlantConfig.model_json_schema()["$defs"]["SparkplugSinkConfig"])
