@@ -104,7 +104,7 @@ def run_outage(
                     )
                 )
             )
-            subscriber, sub_out = _start_subscriber(broker.port, work)
+            subscriber, sub_out = _start_subscriber(broker.port, work, spec)
             stack.callback(subscriber.stop)
             agent = Child("agent", _agent_argv(config, None, options.artifacts, stem), work)
             agent.start()

@@ -49,7 +49,13 @@ from bench.measure import (
 from bench.plant import PlantSpec, agent_document, dump, profile_document, published_counts
 from bench.procs import BenchError, Child, memory_kib, python
 from bench.report import Window, analyse_deliveries, analyse_floor, check_targets
-from bench.stages import SUBSCRIBE_FILTER, StageContext, build_pipeline
+from bench.stages import (
+    SPARKPLUG_FILTER,
+    SUBSCRIBE_FILTER,
+    StageContext,
+    build_pipeline,
+    counting_sink,
+)
 from tests.servers import Mosquitto, free_port
 
 _SERVER_LINE = re.compile(r"^\s+(\S+): modbus-tcp 127\.0\.0\.1:(\d+) ")
@@ -110,10 +116,19 @@ def simulators(
             child.stop()
 
 
-def _start_subscriber(port: int, work: Path) -> tuple[Child, Path]:
-    """The subscriber process, subscribed; returns it and where it will write its records."""
+def _start_subscriber(
+    port: int, work: Path, spec: PlantSpec, sparkplug: bool = False
+) -> tuple[Child, Path]:
+    """The subscriber process, subscribed; returns it and where it will write its records.
+
+    ``sparkplug``: the agent publishes as a Sparkplug edge node; the subscriber decodes
+    its births and DDATA and needs the poll groups' size to tell a DDATA's group."""
     out = work / "subscriber.json"
-    argv = ["--port", str(port), "--topic", SUBSCRIBE_FILTER, "--out", str(out)]
+    argv = ["--port", str(port), "--out", str(out)]
+    if sparkplug:
+        argv += ["--topic", SPARKPLUG_FILTER, "--sparkplug-group-tags", str(spec.group_tags)]
+    else:
+        argv += ["--topic", SUBSCRIBE_FILTER]
     subscriber = Child("subscriber", python("-m", "bench.subscriber", *argv), work).start()
     try:
         subscriber.wait_line("ready", timeout=30)
@@ -241,7 +256,8 @@ def run_scale(
             )
             config = work / "plant.yaml"
             config.write_text(dump(doc))
-            subscriber, sub_out = _start_subscriber(broker.port, work)
+            sparkplug = counting_sink(options.pipeline) == "sparkplug"
+            subscriber, sub_out = _start_subscriber(broker.port, work, spec, sparkplug)
             stack.callback(subscriber.stop)
             agent = Child(
                 "agent", _agent_argv(config, options.profiler, options.artifacts, stem), work

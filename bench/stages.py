@@ -27,6 +27,10 @@ DATA_TOPIC = "bench/{plant}/{device}/{group}"
 SUBSCRIBE_FILTER = "bench/#"
 #: Metric batches land under the same filter; the subscriber counts them apart.
 METRICS_TOPIC = "bench/{plant}/{device}/metrics"
+#: The Sparkplug stage's group and node ids, and the subscriber's filter for it.
+SPARKPLUG_GROUP = "bench"
+SPARKPLUG_NODE = "bench-node"
+SPARKPLUG_FILTER = f"spBv1.0/{SPARKPLUG_GROUP}/#"
 
 
 @dataclass
@@ -65,6 +69,28 @@ def _mqtt(ctx: StageContext, setup: PipelineSetup) -> None:
             "qos": 1,
         }
     )
+
+
+def _sparkplug(ctx: StageContext, setup: PipelineSetup) -> None:
+    # Instead of the JSON MQTT sink (never beside it: the subscriber counts one of them):
+    # a Sparkplug B edge node on the same broker, its data at QoS 0 as the specification
+    # requires, each send confirmed by the sink's fence before the outbox lets go of it.
+    setup.sinks.append(
+        {
+            "name": "sparkplug",
+            "type": "sparkplug",
+            "host": "127.0.0.1",
+            "port": ctx.broker_port,
+            "group_id": SPARKPLUG_GROUP,
+            "edge_node_id": SPARKPLUG_NODE,
+        }
+    )
+
+
+def counting_sink(requested: Sequence[str] | None) -> str:
+    """The stage whose messages the subscriber counts: ``sparkplug`` when asked for, else
+    the JSON ``mqtt`` sink, which is then always on."""
+    return "sparkplug" if requested is not None and "sparkplug" in requested else "mqtt"
 
 
 #: Stages whose code is not on this branch yet; an entry goes when its stage is written.
@@ -159,6 +185,7 @@ STAGES: dict[str, Callable[[StageContext, PipelineSetup], None]] = {
     "metrics": _metrics,
     "outbox": _outbox,
     "mqtt": _mqtt,
+    "sparkplug": _sparkplug,
     "influxdb": _influxdb,
 }
 
@@ -178,7 +205,13 @@ def build_pipeline(requested: Sequence[str] | None, ctx: StageContext) -> Pipeli
     A stage asked for by name that cannot run raises :class:`NotMerged`.
     """
     setup = PipelineSetup()
-    names = list(STAGES) if requested is None else ["mqtt", *[s for s in requested if s != "mqtt"]]
+    counted = counting_sink(requested)
+    if requested is None:
+        names = [name for name in STAGES if name != "sparkplug"]
+    elif counted == "sparkplug" and "mqtt" in requested:
+        raise ValueError("the sparkplug stage replaces the mqtt stage: ask for one of them")
+    else:
+        names = [counted, *[s for s in requested if s != counted]]
     for name in names:
         stage = STAGES.get(name)
         if stage is None:

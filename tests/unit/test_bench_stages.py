@@ -96,3 +96,24 @@ def test_the_outage_view_counts_distinct_batches_duplicates_and_gaps() -> None:
     assert view["duplicate_messages"] == 1
     assert view["historical_messages"] == 2
     assert view["ticks_missing_between_first_and_last"] == 2
+
+
+def test_the_sparkplug_stage_replaces_the_json_mqtt_sink() -> None:
+    import contextlib
+    from pathlib import Path
+
+    import pytest
+
+    from bench.stages import StageContext, build_pipeline, counting_sink
+
+    spec = PlantSpec(devices=1, tags=4, interval_s=1.0)
+    with contextlib.ExitStack() as stack:
+        context = StageContext(1883, Path("/tmp/unused"), stack, spec)
+        sparkplug = build_pipeline(["sparkplug"], context)
+        json_only = build_pipeline(["metrics"], context)
+        with pytest.raises(ValueError, match="replaces the mqtt stage"):
+            build_pipeline(["sparkplug", "mqtt"], context)
+    assert [s["type"] for s in sparkplug.sinks] == ["sparkplug"]
+    assert [s["type"] for s in json_only.sinks] == ["mqtt"]
+    assert counting_sink(["sparkplug", "outbox"]) == "sparkplug"
+    assert counting_sink(None) == "mqtt"
