@@ -32,7 +32,7 @@ from edge_agent.outbox.store import DEAD_LETTER_LIMIT
 from edge_agent.runtime.source_runner import DeviceState
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import ServiceStats, health_problems
-from edge_agent.sinks.base import RefusalCounting
+from edge_agent.sinks.base import EventCounting, RefusalCounting
 
 PREFIX = "edge_agent"
 
@@ -198,6 +198,12 @@ class AgentCollector(Collector):
             "Points the server refused for good, moved to the dead letters (InfluxDB).",
             labels=["sink"],
         )
+        events = CounterMetricFamily(
+            f"{PREFIX}_sink_events",
+            "Events of a sink's own (Sparkplug: sessions, births, deaths, rebirth requests, "
+            "commands refused, ...), docs/SPARKPLUG.md.",
+            labels=["sink", "event"],
+        )
         now = time.monotonic()
         for runner in sinks:
             name, c = runner.sink.name, runner.counters
@@ -211,7 +217,10 @@ class AgentCollector(Collector):
             dropped.add_metric([name], runner.buffer.dropped_batches)
             if isinstance(runner.sink, RefusalCounting):
                 refused.add_metric([name], runner.sink.lines_refused)
-        yield from (sent, samples, failed, connected, down, backlog, dropped, refused)
+            if isinstance(runner.sink, EventCounting):
+                for event, count in runner.sink.event_counts().items():
+                    events.add_metric([name, event], count)
+        yield from (sent, samples, failed, connected, down, backlog, dropped, refused, events)
 
     def _outbox(self) -> Iterator[Metric]:
         """The durable outbox (docs/OUTBOX.md): what it holds, what it lost, replay."""

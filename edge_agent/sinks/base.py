@@ -18,7 +18,7 @@ satisfies the protocol without importing it: the outbox sits below the sinks it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edge_agent.model import Pending, SampleBatch
@@ -65,6 +65,16 @@ class RefusalCounting(Protocol):
 
     @property
     def lines_refused(self) -> int: ...
+
+
+@runtime_checkable
+class EventCounting(Protocol):
+    """A sink that counts events of its own beyond deliveries (the Sparkplug sink: sessions,
+    births, deaths, commands refused), for ``/metrics``."""
+
+    def event_counts(self) -> Mapping[str, int]:
+        """Event name -> count since the sink was made; names stay the same across calls."""
+        ...
 
 
 @runtime_checkable

@@ -212,6 +212,22 @@ class SparkplugSink:
         """LiveTap: every batch as it is collected, so births carry current values. O(1)."""
         self.node.see_live(batch)
 
+    def event_counts(self) -> dict[str, int]:
+        """EventCounting: what /metrics shows as ``edge_agent_sink_events{sink, event}``."""
+        node, commands = self.node.counters, self.commands.counters
+        return {
+            "sessions": self.sessions,
+            "node_births": node.births,
+            "device_births": node.device_births,
+            "device_deaths": node.device_deaths,
+            "dead_batches_skipped": node.dead_batches_skipped,
+            "historical_batches": node.historical_batches,
+            "rebirth_requests": commands.rebirth_requests,
+            "commands_refused": commands.commands_refused,
+            "commands_undecodable": commands.commands_undecodable,
+            "state_messages_ignored": self.state_messages_ignored,
+        }
+
     @property
     def holding_reason(self) -> str:
         """Holding: why sends wait ("" while a session is born)."""
