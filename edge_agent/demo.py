@@ -1,7 +1,9 @@
 """``edge-agent demo``: the bundled simulators plus the agent, with live values in the terminal.
 
 Works with nothing else installed: without ``--mqtt`` there is no sink and one line
-says so; with ``--mqtt HOST:PORT`` the same values are published there too.
+says so; with ``--mqtt HOST:PORT`` the same values are published there too. With
+``--sparkplug HOST:PORT`` (alone or beside ``--mqtt``) the plant is published as a
+Sparkplug B edge node: group id and edge node id are the plant's name.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.bundled import DEMO_CONSOLE_PORT, configs_dir
-from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config import MqttSinkConfig, PlantConfig, SparkplugSinkConfig
 from edge_agent.config.console import ConsoleConfig
 from edge_agent.config.loader import load_config
 from edge_agent.config.service import HealthConfig
@@ -37,8 +39,19 @@ def demo_config_path() -> Path:
     return configs_dir() / "demo-plant.yaml"
 
 
+def _host_port(option: str, value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError([f"{option} {value!r}: expected HOST:PORT, e.g. 127.0.0.1:1883"])
+    return host, int(port)
+
+
 def _demo_config(
-    config_path: Path | None, mqtt: str | None, state_dir: Path, console_port: int = 0
+    config_path: Path | None,
+    mqtt: str | None,
+    state_dir: Path,
+    console_port: int = 0,
+    sparkplug: str | None = None,
 ) -> PlantConfig:
     path = config_path or demo_config_path()
     config = load_config(path, env={"EDGE_AGENT_STATE": str(state_dir)})
@@ -51,13 +64,26 @@ def _demo_config(
             }
         )
         config = config.model_copy(update={"service": service})
-    if mqtt is None:
+    sinks = list(config.sinks)
+    if mqtt is not None:
+        host, port = _host_port("--mqtt", mqtt)
+        sinks.append(MqttSinkConfig(name="demo-mqtt", type="mqtt", host=host, port=port))
+    if sparkplug is not None:
+        host, port = _host_port("--sparkplug", sparkplug)
+        name = config.plant.name
+        sinks.append(
+            SparkplugSinkConfig(
+                name="demo-sparkplug",
+                type="sparkplug",
+                host=host,
+                port=port,
+                group_id=name,
+                edge_node_id=name,
+            )
+        )
+    if sinks == config.sinks:
         return config
-    host, _, port = mqtt.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError([f"--mqtt {mqtt!r}: expected HOST:PORT, e.g. 127.0.0.1:1883"])
-    sink = MqttSinkConfig(name="demo-mqtt", type="mqtt", host=host, port=int(port))
-    return config.model_copy(update={"sinks": [*config.sinks, sink]})
+    return config.model_copy(update={"sinks": sinks})
 
 
 def _units(config: PlantConfig) -> dict[str, dict[str, str]]:
@@ -162,19 +188,26 @@ def run_demo(
     mqtt: str | None,
     duration: float | None,
     console_port: int = DEMO_CONSOLE_PORT,
+    sparkplug: str | None = None,
 ) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as state_dir:
         try:
-            config = _demo_config(config_path, mqtt, Path(state_dir), console_port)
+            config = _demo_config(config_path, mqtt, Path(state_dir), console_port, sparkplug)
         except ConfigError as exc:
             print("\n".join(exc.problems), file=sys.stderr)
             return 2
         # Only warnings go to stderr: the live table owns the terminal.
         configure_logging("warning")
-        if mqtt is None:
+        if mqtt is None and sparkplug is None:
             print("MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.")
-        else:
+        if mqtt is not None:
             print(f"publishing to MQTT broker {mqtt} on edge/{config.plant.name}/<device>/data")
+        if sparkplug is not None:
+            name = config.plant.name
+            print(
+                f"publishing as Sparkplug B edge node to {sparkplug}: group id {name!r} and "
+                f"edge node id {name!r} (the plant name), spBv1.0/{name}/+/{name}/#"
+            )
         print("simulated plant on 127.0.0.1:15020 and :15021; Ctrl-C to stop")
         health = config.service.health
         if config.service.console is not None and health is not None:

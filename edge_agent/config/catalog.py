@@ -64,6 +64,9 @@ class TagInfo:
     #: "address": 40}`` (Modbus, plus ``bit`` for a bit in a register), ``{"node":
     #: "ns=2;s=Press.Power"}`` (OPC UA). Published as it is (the MQTT meta message).
     address: Mapping[str, str | int] = field(default_factory=dict)
+    #: Added after scaling (Modbus ``offset``): with ``scale``, it tells whether the driver
+    #: turns the raw integer into a float (the Sparkplug datatype depends on it).
+    offset: float = 0.0
 
     @property
     def integer_bits(self) -> int:

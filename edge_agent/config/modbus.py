@@ -278,6 +278,7 @@ class ModbusDeviceConfig(Strict):
                     unit=tag.unit,
                     description=tag.description,
                     address=tag.where(),
+                    offset=tag.offset,
                 )
                 for tag in group.tags
             ]

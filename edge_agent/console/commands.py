@@ -25,6 +25,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config_path=Path(args.config) if args.config else None,
         mqtt=args.mqtt,
         duration=args.duration,
+        sparkplug=args.sparkplug,
         console_port=args.console_port,
     )
 
@@ -51,6 +52,12 @@ def add_demo_and_console_commands(commands: Commands[argparse.ArgumentParser]) -
         "demo", help="start the bundled simulators and the agent, and show live values"
     )
     demo.add_argument("--mqtt", metavar="HOST:PORT", help="also publish to this MQTT broker")
+    demo.add_argument(
+        "--sparkplug",
+        metavar="HOST:PORT",
+        help="also publish as a Sparkplug B edge node to this MQTT broker "
+        "(group id and edge node id: the plant name)",
+    )
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("-c", "--config", help="plant file (default: configs/demo-plant.yaml)")
     demo.add_argument(

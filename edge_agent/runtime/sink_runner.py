@@ -8,6 +8,11 @@ A runner may *linger*: wait a moment after the first batch is ready so the rest 
 the poll tick joins it in one send. Twenty devices polled on the same second finish
 their reads tens of ms apart; without it an HTTP sink makes one request per device
 per tick, and each request costs far more than the lines in it (docs/BENCHMARKS.md).
+
+A sink may *hold* (:class:`~edge_agent.sinks.base.Holding`: the Sparkplug sink while its
+primary host is offline): the runner then sends nothing, shows why as the last error,
+and waits for the sink to be ready again, with no backoff between: delivery resumes the
+moment the sink's session is back.
 """
 
 from __future__ import annotations
@@ -23,9 +28,14 @@ import structlog
 from edge_agent.backoff import Backoff
 from edge_agent.errors import SinkError
 from edge_agent.model import Pending, SampleBatch
-from edge_agent.sinks.base import Feed, Lingering, Sink
+from edge_agent.sinks.base import Feed, Holding, Lingering, Sink
 
 log = structlog.get_logger("edge_agent.sink")
+
+#: Longest single wait for a holding sink before the runner looks again: its reason
+#: (shown as ``last_error``) stays current within this, and a sink that became ready
+#: without saying so is noticed.
+HOLD_WAIT_S = 1.0
 
 
 class SinkState(enum.Enum):
@@ -40,6 +50,9 @@ class SinkState(enum.Enum):
     DELIVERING = "delivering"
     #: Sends fail: the batches stay in the feed and are retried with backoff.
     FAILING = "failing"
+    #: The sink holds deliveries (:class:`~edge_agent.sinks.base.Holding`): nothing is
+    #: sent until it is ready; ``last_error`` says why.
+    HOLDING = "holding"
 
 
 @dataclass(slots=True)
@@ -95,9 +108,17 @@ class SinkRunner:
                 # Peek again: the batches handed out are still the first pending ones,
                 # now with whatever joined them (no ack in between).
                 pending = await self.buffer.peek(self.max_batches_per_send)
+            if isinstance(self.sink, Holding) and self.sink.holding_reason:
+                await self._hold(self.sink)
+                continue
             try:
                 await self.sink.send([p.batch for p in pending])
             except SinkError as exc:
+                if isinstance(self.sink, Holding) and self.sink.holding_reason:
+                    # The send failed because the sink lost what it holds for (its
+                    # session): wait for it instead of backing off, no time lost after.
+                    self._on_failure(exc)
+                    continue
                 self._on_failure(exc)
                 await self._pause(max(self._backoff.next_delay(), exc.retry_after or 0.0))
                 continue
@@ -111,6 +132,24 @@ class SinkRunner:
                 continue
             self.buffer.ack(pending[-1].seq)
             self._on_success(pending[-1].batch, len(pending), sum(len(p.batch) for p in pending))
+
+    async def _hold(self, sink: Holding) -> None:
+        """Wait (bounded) for a holding sink to be ready; say once why it holds."""
+        reason = sink.holding_reason
+        self.counters.last_error = reason
+        if self.state is not SinkState.HOLDING:
+            if self.state is SinkState.DELIVERING:
+                self.counters.down_since_monotonic = time.monotonic()
+            self.state = SinkState.HOLDING
+            log.info(
+                "sink holds its deliveries; batches stay buffered",
+                sink=self.sink.name,
+                reason=reason,
+                buffered=len(self.buffer),
+            )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HOLD_WAIT_S):
+                await sink.wait_ready()
 
     def _should_linger(self, pending: list[Pending]) -> bool:
         """Wait for company only when it can come and is worth waiting for: not when a full
@@ -149,9 +188,10 @@ class SinkRunner:
     def _on_failure(self, exc: SinkError) -> None:
         self.counters.send_failures += 1
         self.counters.last_error = str(exc)
-        if self.state is SinkState.DELIVERING:
+        if self.state is not SinkState.FAILING:
+            if self.state is SinkState.DELIVERING:
+                self.counters.down_since_monotonic = time.monotonic()
             self.state = SinkState.FAILING
-            self.counters.down_since_monotonic = time.monotonic()
             log.warning(
                 "sink delivery failing; batches stay buffered and are retried",
                 sink=self.sink.name,
@@ -164,7 +204,7 @@ class SinkRunner:
         self.counters.samples_sent += samples
         self.counters.last_success_monotonic = time.monotonic()
         self._backoff.reset()
-        if self.state is SinkState.FAILING:
+        if self.state is not SinkState.DELIVERING:
             self.state = SinkState.DELIVERING
             self.counters.down_since_monotonic = None
             log.info("sink delivering again", sink=self.sink.name, buffered=len(self.buffer))

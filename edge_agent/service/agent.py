@@ -30,7 +30,7 @@ from edge_agent.runtime.sink_runner import SinkCounters, SinkRunner
 from edge_agent.runtime.source_runner import DeviceCounters, DeviceState, SourceRunner
 from edge_agent.service.parts import build_metrics, build_sink, new_outbox
 from edge_agent.service.reload import ReloadPlan, ReloadResult, plan_reload
-from edge_agent.sinks.base import MetaPublisher, Sink
+from edge_agent.sinks.base import LiveTap, MetaPublisher, Sink
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -92,6 +92,10 @@ class Agent:
         if self.outbox is None:
             raise RuntimeError("the agent has no outbox: a plant with sinks makes one")
         runner = SinkRunner(sink, self.outbox.add_sink(sink.name))
+        if isinstance(sink, LiveTap):
+            # Beside the outbox: it sees each batch as collected, however far behind
+            # its deliveries are (the Sparkplug births carry current values).
+            self.pipeline.add_consumer(sink.see_live)
         if carried is not None:
             runner.counters = replace(carried, down_since_monotonic=None, last_error="")
         self.sinks.append(runner)
@@ -216,6 +220,7 @@ class Agent:
         for runner in [r for r in self.sinks if r.sink.name in plan.sinks_changed]:
             await self._stop_runner(runner)  # an unconfirmed send stays in its view: re-sent
             await runner.sink.stop()  # before the new one connects: its "offline" comes first
+            self._untap(runner.sink)
             self.sinks.remove(runner)
             self._add_sink(sinks[runner.sink.name], carried=runner.counters)
         for name in plan.sinks_added:
@@ -231,9 +236,14 @@ class Agent:
             if isinstance(runner.sink, MetaPublisher):
                 runner.sink.describe_devices(devices)
 
+    def _untap(self, sink: Sink) -> None:
+        if isinstance(sink, LiveTap):
+            self.pipeline.remove_consumer(sink.see_live)
+
     async def _remove_sink(self, runner: SinkRunner, within: float) -> None:
         name = runner.sink.name
         self.sinks.remove(runner)
+        self._untap(runner.sink)
         if self.outbox is not None:
             self.outbox.view(name).freeze()  # no new batches for it from now on
         drained = await runner.drain(within)

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.config import MqttSinkConfig, PlantConfig, SinkConfig, TagCatalog
+from edge_agent.config import (
+    MqttSinkConfig,
+    PlantConfig,
+    SinkConfig,
+    SparkplugSinkConfig,
+    TagCatalog,
+)
 from edge_agent.metrics.processor import MetricsProcessor
 from edge_agent.outbox import Outbox
 from edge_agent.sinks.base import Sink
@@ -19,6 +25,15 @@ def build_sink(config: SinkConfig, plant: PlantConfig, outbox: Outbox | None = N
         from edge_agent.sinks.mqtt import MqttSink  # lazy: paho is only needed with MQTT
 
         return MqttSink(config, plant.plant, devices=TagCatalog.of(plant.devices).devices.values())
+    if isinstance(config, SparkplugSinkConfig):
+        from edge_agent.sinks.sparkplug.sink import SparkplugSink  # lazy: paho, protobuf
+
+        return SparkplugSink(
+            config,
+            plant.plant,
+            plant.state_dir,
+            devices=TagCatalog.of(plant.devices).devices.values(),
+        )
     from edge_agent.sinks.influxdb import InfluxSink  # lazy: influxdb-client likewise
 
     return InfluxSink(config, plant, dead_letters=outbox)

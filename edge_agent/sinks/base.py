@@ -7,7 +7,7 @@ Buffering, retry, backoff and counters belong to
 
 What only some sinks can do is declared as a capability protocol of its own
 (:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`,
-:class:`MetaPublisher`), checked with
+:class:`MetaPublisher`, :class:`LiveTap`, :class:`Holding`), checked with
 ``isinstance``: a new sink opts in by having the member, and a typo is a type error,
 not a feature silently off.
 
@@ -84,6 +84,35 @@ class MetaPublisher(Protocol):
     else at the next connection)."""
 
     def describe_devices(self, devices: Iterable[DeviceInfo]) -> None: ...
+
+
+@runtime_checkable
+class LiveTap(Protocol):
+    """A sink that wants every batch as it is collected, beside the outbox (the Sparkplug
+    sink: its births carry the current values even while the outbox replays old ones).
+    The agent adds ``see_live`` to the pipeline's consumers with the sink and removes it
+    with the sink."""
+
+    def see_live(self, batch: SampleBatch) -> None:
+        """Called on the loop for every batch; must cost O(1) (keep a reference)."""
+        ...
+
+
+@runtime_checkable
+class Holding(Protocol):
+    """A sink that may hold its deliveries by design (the Sparkplug sink while its primary
+    host is offline, or while its session is not born): its runner does not send then,
+    shows :attr:`holding_reason` as the sink's last error, and resumes as soon as
+    :meth:`wait_ready` returns, without a backoff in between."""
+
+    @property
+    def holding_reason(self) -> str:
+        """Why sends are held now; "" when the sink can take a send."""
+        ...
+
+    async def wait_ready(self) -> None:
+        """Return once the sink can take a send (the runner bounds the wait)."""
+        ...
 
 
 class Feed(Protocol):

@@ -419,10 +419,14 @@ class MqttSink:
 
 
 def _tls_context(config: MqttSinkConfig) -> ssl.SSLContext:
-    """TLS client context: verification of the broker's certificate and host name by default."""
-    tls: MqttTls | None = config.tls
-    assert tls is not None
-    where = f"sinks.{config.name}.tls"
+    assert config.tls is not None
+    return tls_context(config.tls, config.name)
+
+
+def tls_context(tls: MqttTls, sink: str) -> ssl.SSLContext:
+    """TLS client context of sink ``sink`` (MQTT, Sparkplug): verification of the broker's
+    certificate and host name by default."""
+    where = f"sinks.{sink}.tls"
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
@@ -441,6 +445,6 @@ def _tls_context(config: MqttSinkConfig) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
         log.warning(
             "mqtt TLS certificate verification is off: the broker is not authenticated",
-            sink=config.name,
+            sink=sink,
         )
     return context

@@ -1,0 +1,291 @@
+"""The metrics of each Sparkplug device as born: names, aliases, datatypes, properties.
+
+One :class:`DeviceTable` per Sparkplug device, built from the tag catalog
+(:meth:`DeviceTable.from_device`) and extended by the batches it is shown
+(:meth:`DeviceTable.admit`): a name it has not born yet (a metric batch's first window,
+an event's first occurrence) or a value its datatype cannot carry (an OPC UA tag typed
+by its first value) makes ``admit`` answer True, and the sink sends a new DBIRTH of the
+device before the DDATA that needs it. Aliases come from one :class:`AliasAllocator` per
+edge node, once per (device, name) for the life of the process, so a rebirth keeps them
+(tck-id-payloads-alias-uniqueness).
+
+Metric names (docs/SPARKPLUG.md, "Metric names and folders"): a tag's metric is its name;
+a metric batch's are ``<Family>/<window>/<name>`` (``Energy/15m/kwh``), an event batch's
+``Events/<event>/<name>``, a report batch's single value ``Reports/<report>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from edge_agent.config.catalog import DeviceInfo
+from edge_agent.metrics.contract import event_info, metric_info, report_info
+from edge_agent.model import SampleBatch, Value
+from edge_agent.sinks.sparkplug.datatypes import (
+    INT_RANGE,
+    PYTHON_TYPE,
+    DataType,
+    fits,
+    tag_datatype,
+    value_datatype,
+)
+
+#: Metric families (``family`` of a metric batch) -> their folder; any other family is
+#: its name capitalised.
+FAMILY_FOLDERS: Final = {
+    "energy": "Energy",
+    "demand": "Demand",
+    "utilization": "Utilization",
+    "oee": "OEE",
+    "tariff": "Tariff",
+    "carrier": "Carrier",
+    "guard": "Guard",
+    "baseline": "Baseline",
+    "savings": "Savings",
+}
+EVENTS_FOLDER: Final = "Events"
+REPORTS_FOLDER: Final = "Reports"
+
+#: The datatype a metric is born with while nothing tells its type (a tag typed by the
+#: server whose first sample is bad, an event's ``end_s`` while the event runs). The
+#: first value that says otherwise changes it, with a rebirth (docs/SPARKPLUG.md).
+PLACEHOLDER: Final = DataType.String
+
+#: Event sample names whose type is known before their first value.
+_EVENT_TYPES: Final = {"start_s": DataType.Double, "end_s": DataType.Double}
+
+
+def family_folder(family: str) -> str:
+    """``energy`` -> ``Energy``, ``oee`` -> ``OEE``, ``water`` -> ``Water``."""
+    return FAMILY_FOLDERS.get(family) or family[:1].upper() + family[1:]
+
+
+@dataclass(frozen=True, slots=True)
+class Naming:
+    """How the samples of one kind of batch are named as metrics.
+
+    ``prefix`` goes before each sample name; ``single`` (report batches) replaces the
+    one sample's name altogether. ``window`` is set for metric batches.
+    """
+
+    prefix: str = ""
+    single: str | None = None
+    window: str | None = None
+
+    def names(self, sample_names: Sequence[str]) -> tuple[str, ...]:
+        if self.single is not None:
+            return (self.single,) * len(sample_names)
+        prefix = self.prefix
+        return tuple(prefix + name for name in sample_names) if prefix else tuple(sample_names)
+
+
+PLAIN: Final = Naming()
+
+
+def naming(batch: SampleBatch) -> Naming:
+    """The naming of ``batch`` (one truth test for a plain batch)."""
+    if not batch.attributes:
+        return PLAIN
+    info = metric_info(batch)
+    if info is not None:
+        return Naming(f"{family_folder(info.family)}/{info.window}/", window=info.window)
+    event = event_info(batch)
+    if event is not None:
+        return Naming(f"{EVENTS_FOLDER}/{event.event}/")
+    report = report_info(batch)
+    if report is not None:
+        return Naming(single=f"{REPORTS_FOLDER}/{report.report}")
+    return PLAIN
+
+
+class AliasAllocator:
+    """Aliases for one edge node: unique across all its devices, stable for the process.
+
+    Node metrics use the device ``""``. Aliases start at 1 and are never reused.
+    """
+
+    __slots__ = ("_aliases",)
+
+    def __init__(self) -> None:
+        self._aliases: dict[tuple[str, str], int] = {}
+
+    def alias(self, device: str, name: str) -> int:
+        key = (device, name)
+        found = self._aliases.get(key)
+        if found is None:
+            found = self._aliases[key] = len(self._aliases) + 1
+        return found
+
+
+@dataclass(slots=True)
+class MetricSlot:
+    """One metric as born: the name and alias never change; the datatype may, by rebirth."""
+
+    name: str
+    alias: int
+    datatype: DataType
+    #: False while the datatype is the :data:`PLACEHOLDER` (nothing told the type yet).
+    typed: bool
+    #: True when the datatype comes from values rather than the catalog: such a metric's
+    #: integers are range-checked on every batch (they might outgrow Int64).
+    learned: bool
+    unit: str = ""
+    description: str = ""
+    #: The metric window (``15m``, ``shift``), for metrics of metric batches.
+    window: str | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """What one names tuple (one poll group's batches) means for this table."""
+
+    slots: tuple[MetricSlot, ...]
+    #: Python type of each value as the born datatypes expect it, NoneType for a slot
+    #: whose datatype is the placeholder (so any first value is looked at).
+    expected: tuple[type, ...]
+    #: Positions of learned integer metrics (range-checked on every batch).
+    learned_ints: tuple[int, ...]
+    generation: int
+    #: Per-plan data of the encoder (payloads.py), rebuilt with the plan.
+    codec: object = None
+
+
+@dataclass(slots=True)
+class DeviceTable:
+    """One Sparkplug device's metrics, in birth order, with the latest batches seen live."""
+
+    device_id: str
+    allocator: AliasAllocator
+    metrics: dict[str, MetricSlot] = field(default_factory=dict)
+    #: Raised whenever a slot changes (a name added, a datatype set): plans are rebuilt.
+    generation: int = 0
+    #: Set when a name is added or a born datatype changes: a DBIRTH is due (admit()).
+    _due: bool = False
+    #: Aliases whose last live value went out with a quality other than GOOD (so the next
+    #: GOOD one carries Quality 192 once): kept by the encoders.
+    not_good: set[int] = field(default_factory=set)
+    #: The latest live batch of each (names, naming), for births (:meth:`see`).
+    latest: dict[tuple[Sequence[str], Naming], SampleBatch] = field(default_factory=dict)
+    _plans: dict[tuple[Sequence[str], Naming], Plan] = field(default_factory=dict)
+
+    @classmethod
+    def from_device(
+        cls, info: DeviceInfo, allocator: AliasAllocator, device_id: str | None = None
+    ) -> DeviceTable:
+        """The table of an agent device: every tag of the catalog, with its datatype."""
+        table = cls(info.name if device_id is None else device_id, allocator)
+        for tag in info.tags.values():
+            datatype = tag_datatype(tag)
+            table._add(
+                tag.name,
+                datatype,
+                learned=datatype is None,
+                unit=tag.unit,
+                description=tag.description,
+            )
+        return table
+
+    def _add(
+        self,
+        name: str,
+        datatype: DataType | None,
+        learned: bool,
+        unit: str = "",
+        description: str = "",
+        window: str | None = None,
+    ) -> MetricSlot:
+        slot = MetricSlot(
+            name,
+            self.allocator.alias(self.device_id, name),
+            PLACEHOLDER if datatype is None else datatype,
+            typed=datatype is not None,
+            learned=learned,
+            unit=unit,
+            description=description,
+            window=window,
+        )
+        self.metrics[name] = slot
+        self.generation += 1
+        self._due = True
+        return slot
+
+    def plan(self, batch: SampleBatch) -> Plan:
+        """The plan of ``batch``'s names (cached; rebuilt after any change of the table).
+
+        Adds the names the table does not hold yet (see :meth:`admit`).
+        """
+        names = batch.names
+        key = (names if isinstance(names, tuple) else tuple(names), naming(batch))
+        plan = self._plans.get(key)
+        if plan is not None and plan.generation == self.generation:
+            return plan
+        plan = self._build(key)
+        self._plans[key] = plan
+        return plan
+
+    def _build(self, key: tuple[Sequence[str], Naming]) -> Plan:
+        names, how = key
+        slots = []
+        for sample_name, name in zip(names, how.names(names), strict=True):
+            slot = self.metrics.get(name)
+            if slot is None:
+                known = _EVENT_TYPES.get(sample_name) if how.prefix.startswith("Events/") else None
+                slot = self._add(name, known, learned=known is None, window=how.window)
+            slots.append(slot)
+        expected = tuple(
+            PYTHON_TYPE.get(slot.datatype, object) if slot.typed else type(None) for slot in slots
+        )
+        learned_ints = tuple(
+            i
+            for i, slot in enumerate(slots)
+            if slot.learned and slot.typed and slot.datatype in INT_RANGE
+        )
+        return Plan(tuple(slots), expected, learned_ints, self.generation)
+
+    def admit(self, batch: SampleBatch) -> bool:
+        """Learn what ``batch`` tells; True when a DBIRTH is due before its DDATA.
+
+        Due when the batch holds a name not born yet, or a value the born datatype cannot
+        carry (the datatype then becomes the value's: :func:`value_datatype`), or the first
+        value of a metric born with the placeholder datatype says another type. Values no
+        datatype can carry change nothing: the encoder sends them as bad.
+        """
+        self._due = False
+        plan = self.plan(batch)
+        values = batch.values
+        if tuple(map(type, values)) != plan.expected:
+            self._learn(plan.slots, values)
+        elif plan.learned_ints:  # right types; integers typed by value may outgrow theirs
+            ints = plan.learned_ints
+            self._learn([plan.slots[i] for i in ints], [values[i] for i in ints])
+        due, self._due = self._due, False
+        return due
+
+    def _learn(self, slots: Sequence[MetricSlot], values: Sequence[Value]) -> None:
+        for slot, value in zip(slots, values, strict=True):
+            if value is None or (slot.typed and fits(slot.datatype, value)):
+                continue
+            datatype = value_datatype(value)
+            if datatype is None:
+                continue  # nothing can carry it: sent as bad, the datatype stays
+            if not slot.typed and datatype == slot.datatype:
+                slot.typed = True  # the placeholder was right: no rebirth needed
+            else:
+                slot.datatype, slot.typed, slot.learned = datatype, True, True
+                self._due = True
+            self.generation += 1
+
+    def see(self, batch: SampleBatch) -> None:
+        """Remember ``batch`` as the latest of its group for births: O(1) per batch."""
+        names = batch.names
+        key = (names if isinstance(names, tuple) else tuple(names), naming(batch))
+        self.latest[key] = batch
+
+    def latest_batches(self) -> Iterable[SampleBatch]:
+        return self.latest.values()
+
+    def forget(self) -> None:
+        """Drop the latest batches (a device whose values are no longer current)."""
+        self.latest.clear()

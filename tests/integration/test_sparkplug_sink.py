@@ -1,0 +1,350 @@
+"""The Sparkplug sink's session on a real mosquitto, read back by a raw paho subscriber
+and decoded with the generated protobuf module (docs/SPARKPLUG.md).
+
+The spec-conformance module (tests/integration/test_sparkplug_conformance.py) checks the
+assertions one by one on captured traffic; these tests show the behaviours the sink
+owns: birth order, seq, bdSeq and the Will, rebirth, device death, the primary host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.config import PlantIdentity, SparkplugSinkConfig
+from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.model import REASON_TIMEOUT, Quality, SampleBatch
+from edge_agent.runtime.sink_runner import SinkRunner, SinkState
+from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
+from edge_agent.sinks.sparkplug.sink import SparkplugSink
+from tests.memory_buffer import MemoryBuffer
+from tests.mqtt_support import Received, Subscriber, fast_backoff
+from tests.servers import LOOPBACK, Mosquitto
+
+pytestmark = pytest.mark.integration
+
+GROUP, NODE = "Plant1", "line-1"
+TAGS = ("power_kw", "running")
+
+
+def _devices() -> list[DeviceInfo]:
+    def tag(name: str, value_type: str, unit: str = "") -> TagInfo:
+        return TagInfo("meter", "fast", name, value_type, None, 1.0, unit=unit)
+
+    return [
+        DeviceInfo.of("meter", "modbus", [tag("power_kw", "float32", "kW"), tag("running", "bool")])
+    ]
+
+
+def _config(broker: Mosquitto, **overrides: Any) -> SparkplugSinkConfig:
+    values: dict[str, Any] = {
+        "name": "scada",
+        "type": "sparkplug",
+        "host": LOOPBACK,
+        "port": broker.port,
+        "keepalive": 5,
+        "group_id": GROUP,
+        "edge_node_id": NODE,
+        "device_ids": {"meter": "Meter 1"},
+    }
+    return SparkplugSinkConfig(**(values | overrides))
+
+
+def _sink(broker: Mosquitto, state_dir: Path, **overrides: Any) -> SparkplugSink:
+    return SparkplugSink(
+        _config(broker, **overrides),
+        PlantIdentity(name="line-1", site="Hall 3"),
+        state_dir,
+        devices=_devices(),
+        ack_timeout=3.0,
+        connect_timeout=2.0,
+        backoff=fast_backoff(),
+    )
+
+
+def _batch(power: float, *, ts_ns: int | None = None, running: bool = True) -> SampleBatch:
+    return SampleBatch(
+        "meter",
+        "fast",
+        time.time_ns() if ts_ns is None else ts_ns,
+        TAGS,
+        [power, running],
+        [Quality.GOOD, Quality.GOOD],
+        ["", ""],
+    )
+
+
+def _dead(ts_ns: int | None = None) -> SampleBatch:
+    now = time.time_ns() if ts_ns is None else ts_ns
+    return SampleBatch.all_bad("meter", "fast", now, TAGS, REASON_TIMEOUT)
+
+
+def _kind(message: Received) -> str:
+    return message.topic.split("/")[2]
+
+
+def _decode(message: Received) -> Any:
+    return pb.Payload.FromString(message.payload)
+
+
+def _metric(payload: Any, name: str) -> Any:
+    return next(m for m in payload.metrics if m.name == name)
+
+
+def _spb(subscriber: Subscriber) -> list[Received]:
+    return [m for m in subscriber.messages if m.topic.startswith(f"spBv1.0/{GROUP}/")]
+
+
+async def _until(subscriber: Subscriber, what: str, condition: Callable[[], bool]) -> None:
+    await subscriber.wait_until(condition, what, within=8.0)
+
+
+async def _kinds(subscriber: Subscriber, *kinds: str) -> list[Received]:
+    """Wait until the Sparkplug messages end with ``kinds`` in this order."""
+
+    def arrived() -> bool:
+        got = [_kind(m) for m in _spb(subscriber)]
+        return got[-len(kinds) :] == list(kinds)
+
+    await _until(subscriber, " ".join(kinds), arrived)
+    return _spb(subscriber)
+
+
+@asynccontextmanager
+async def _running(sink: SparkplugSink) -> AsyncIterator[SparkplugSink]:
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+async def _born(sink: SparkplugSink, within: float = 8.0) -> None:
+    async with asyncio.timeout(within):
+        await sink.wait_ready()
+
+
+def _publish(port: int, topic: str, payload: bytes, *, retain: bool = False) -> None:
+    """One QoS 1 message from another client, confirmed (loopback: instant)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-pub-{time.time_ns()}")
+    client.connect(LOOPBACK, port, keepalive=10)
+    info = client.publish(topic, payload, qos=1, retain=retain)
+    deadline = time.monotonic() + 5.0
+    while not info.is_published():
+        assert time.monotonic() < deadline, "publish not confirmed"
+        client.loop(0.01)
+    client.disconnect()
+    client.loop(0.01)
+
+
+def _command(metrics: dict[str, bool | float]) -> bytes:
+    payload = pb.Payload(timestamp=int(time.time() * 1000))
+    for name, value in metrics.items():
+        metric = payload.metrics.add(name=name)
+        if isinstance(value, bool):
+            metric.datatype, metric.boolean_value = 11, value
+        else:
+            metric.datatype, metric.double_value = 10, float(value)
+    return payload.SerializeToString()
+
+
+def _state(online: bool, timestamp_ms: int) -> bytes:
+    return json.dumps({"online": online, "timestamp": timestamp_ms}).encode()
+
+
+def _seqs(messages: list[Received]) -> list[int]:
+    return [_decode(m).seq for m in messages if _kind(m) != "NDEATH"]
+
+
+# ---------------------------------------------------------------------------- tests
+
+
+async def test_nbirth_then_every_dbirth_then_data_with_aliases_only(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    sink.see_live(_batch(41.5))  # the birth carries the current value
+    async with _running(sink):
+        await _born(sink)
+        await sink.send([_batch(42.0)])
+        messages = await _kinds(sub, "NBIRTH", "DBIRTH", "DDATA")
+    nbirth, dbirth, ddata = (_decode(m) for m in messages[-3:])
+    assert messages[-3].topic == f"spBv1.0/{GROUP}/NBIRTH/{NODE}"
+    assert messages[-2].topic == f"spBv1.0/{GROUP}/DBIRTH/{NODE}/Meter 1"
+    assert messages[-1].topic == f"spBv1.0/{GROUP}/DDATA/{NODE}/Meter 1"
+    assert not any(m.retain for m in messages)
+    assert [nbirth.seq, dbirth.seq, ddata.seq] == [0, 1, 2]
+    bd_seq = _metric(nbirth, "bdSeq")
+    assert (bd_seq.datatype, bd_seq.long_value) == (4, 0)  # Int64, the first session
+    assert _metric(nbirth, "Node Control/Rebirth").boolean_value is False
+    assert _metric(nbirth, "Node Control/Scan Rate").long_value == 1000
+    assert _metric(nbirth, "Properties/Plant").string_value == "line-1"
+    power = _metric(dbirth, "power_kw")
+    assert power.float_value == 41.5
+    assert all(m.HasField("alias") for m in dbirth.metrics)
+    assert all(not m.HasField("name") for m in ddata.metrics)
+    assert {m.alias for m in ddata.metrics} == {m.alias for m in dbirth.metrics}
+    assert ddata.metrics[0].float_value == 42.0
+    assert not ddata.metrics[0].is_historical
+
+
+async def test_seq_runs_over_all_messages_and_wraps_after_255(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    async with _running(sink):
+        await _born(sink)
+        for start in range(0, 300, 50):
+            await sink.send([_batch(float(i)) for i in range(start, start + 50)])
+        await _until(sub, "302 messages", lambda: len(_spb(sub)) >= 302)
+    seqs = _seqs(_spb(sub))
+    assert seqs == [i % 256 for i in range(302)]
+
+
+async def test_the_will_carries_the_bdseq_of_the_nbirth_and_the_next_session_the_next(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    async with _running(sink):
+        await _born(sink)
+        sink._connection.abort("test: the link breaks")  # no DISCONNECT: the broker sends the Will
+        messages = await _kinds(sub, "NDEATH", "NBIRTH", "DBIRTH")
+    births = [_decode(m) for m in messages if _kind(m) == "NBIRTH"]
+    deaths = [m for m in messages if _kind(m) == "NDEATH"]
+    will = _decode(deaths[0])
+    assert _metric(will, "bdSeq").long_value == _metric(births[0], "bdSeq").long_value == 0
+    assert not will.HasField("seq")
+    assert _metric(births[1], "bdSeq").long_value == 1
+    assert births[1].seq == 0
+
+
+async def test_bdseq_is_persisted_across_a_new_sink_and_a_clean_stop_sends_ndeath(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    async with _running(_sink(mosquitto, tmp_path)) as first:
+        await _born(first)
+    await _kinds(sub, "NBIRTH", "DBIRTH", "NDEATH")
+    async with _running(_sink(mosquitto, tmp_path)) as second:
+        await _born(second)
+        messages = await _kinds(sub, "NDEATH", "NBIRTH", "DBIRTH")
+    births = [_decode(m) for m in messages if _kind(m) == "NBIRTH"]
+    death = _decode(next(m for m in messages if _kind(m) == "NDEATH"))
+    assert _metric(death, "bdSeq").long_value == 0
+    assert [_metric(b, "bdSeq").long_value for b in births] == [0, 1]
+    assert json.loads((tmp_path / "sparkplug-scada.json").read_text()) == {"bdSeq": 1}
+
+
+async def test_ncmd_rebirth_is_answered_by_a_complete_rebirth_and_writes_are_refused(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    async with _running(sink):
+        await _born(sink)
+        await sink.send([_batch(1.0)])
+        await _kinds(sub, "NBIRTH", "DBIRTH", "DDATA")
+        _publish(
+            mosquitto.port, f"spBv1.0/{GROUP}/DCMD/{NODE}/Meter 1", _command({"power_kw": 5.0})
+        )
+        _publish(mosquitto.port, f"spBv1.0/{GROUP}/NCMD/{NODE}", b"\xff\xff not protobuf")
+        _publish(
+            mosquitto.port, f"spBv1.0/{GROUP}/NCMD/{NODE}", _command({"Node Control/Rebirth": True})
+        )
+        await _kinds(sub, "DDATA", "DCMD", "NCMD", "NCMD", "NBIRTH", "DBIRTH")
+        await sink.send([_batch(2.0)])
+        messages = await _kinds(sub, "NBIRTH", "DBIRTH", "DDATA")
+    births = [_decode(m) for m in messages if _kind(m) == "NBIRTH"]
+    assert [b.seq for b in births] == [0, 0]
+    assert _metric(births[0], "bdSeq").long_value == _metric(births[1], "bdSeq").long_value
+    assert _decode(messages[-1]).seq == 2
+    assert sink.commands.counters.rebirth_requests == 1
+    assert sink.commands.counters.commands_refused == 1
+    assert sink.commands.counters.commands_undecodable == 1
+
+
+async def test_a_device_that_cannot_be_reached_dies_once_and_is_born_again(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    async with _running(sink):
+        await _born(sink)
+        await sink.send([_batch(1.0), _dead(), _dead(), _dead()])
+        sink.see_live(_batch(3.0))
+        await sink.send([_batch(3.0)])
+        messages = await _kinds(sub, "DBIRTH", "DDATA", "DDEATH", "DBIRTH", "DDATA")
+    kinds = [_kind(m) for m in messages]
+    assert kinds == ["NBIRTH", "DBIRTH", "DDATA", "DDEATH", "DBIRTH", "DDATA"]
+    assert _seqs(messages) == [0, 1, 2, 3, 4, 5]
+    assert _metric(_decode(messages[-2]), "power_kw").float_value == 3.0
+    assert sink.node.counters.dead_batches_skipped == 2
+
+
+async def test_primary_host_offline_holds_the_data_and_it_arrives_historical_after(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """[tck-id-message-flow-edge-node-birth-publish-phid-wait,
+    tck-id-message-flow-edge-node-birth-publish-phid-offline,
+    tck-id-operational-behavior-edge-node-termination-host-offline-timestamp]"""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path, primary_host="scada")
+    buffer = MemoryBuffer(1000)
+    runner = SinkRunner(sink, buffer)
+    task = asyncio.create_task(runner.run())
+    state = "spBv1.0/STATE/scada"
+    try:
+        buffer.append(_batch(1.0))
+        await sub.wait_until(lambda: sink.connected, "the sink's connection")
+        await sub.wait_until(
+            lambda: "waiting for the primary host scada" in runner.counters.last_error,
+            "the runner holding for the host",
+        )
+        assert runner.state is SinkState.HOLDING
+        assert not any(_kind(m) == "NBIRTH" for m in _spb(sub))
+        t0 = int(time.time() * 1000)
+        _publish(mosquitto.port, state, _state(True, t0), retain=True)
+        await _kinds(sub, "NBIRTH", "DBIRTH", "DDATA")
+        # Host offline: NDEATH, then the sink reconnects and waits; what is collected
+        # meanwhile waits in the buffer.
+        _publish(mosquitto.port, state, _state(False, t0 + 1), retain=True)
+        await _kinds(sub, "NDEATH")
+        held = [_batch(10.0 + i) for i in range(5)]
+        for batch in held:
+            buffer.append(batch)
+        await sub.wait_until(
+            lambda: sink.sessions == 2 and "waiting for" in sink.holding_reason,
+            "the next session waiting for the host",
+        )
+        # An old host session's message (older timestamp): ignored, no birth.
+        _publish(mosquitto.port, state, _state(True, t0 - 5), retain=False)
+        await sub.wait_until(lambda: sink.state_messages_ignored >= 1, "the stale STATE")
+        assert _kind(_spb(sub)[-1]) == "NDEATH"
+        assert len(buffer) == 5
+        _publish(mosquitto.port, state, _state(True, t0 + 2), retain=True)
+        messages = await _kinds(sub, "NBIRTH", "DBIRTH", *["DDATA"] * 5)
+        await sub.wait_until(lambda: len(buffer) == 0, "the buffer delivered")
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        await sink.stop()
+    births = [_decode(m) for m in messages if _kind(m) == "NBIRTH"]
+    death = _decode(next(m for m in messages if _kind(m) == "NDEATH"))
+    assert _metric(death, "bdSeq").long_value == _metric(births[0], "bdSeq").long_value
+    assert _metric(births[1], "bdSeq").long_value == _metric(births[0], "bdSeq").long_value + 1
+    delivered = [_decode(m) for m in messages[-5:]]
+    assert [d.metrics[0].float_value for d in delivered] == [10.0, 11.0, 12.0, 13.0, 14.0]
+    assert all(m.is_historical for d in delivered for m in d.metrics)
+    assert runner.state is SinkState.DELIVERING
