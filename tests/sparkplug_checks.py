@@ -9,11 +9,12 @@ not produce fails ("nothing to check") unless the rule is one the node never exe
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 
 from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
 from tests.sparkplug_story import DEVICE_IDS
-from tests.sparkplug_view import BIRTHS, DATA, SENT_WINDOW_MS, Sent, Session, View, bdseq_of
+from tests.sparkplug_view import BIRTHS, DATA, SENT_WINDOW_MS, Sent, View, bdseq_of
 
 Check = Callable[[View], list[str]]
 REBIRTH = "Node Control/Rebirth"
@@ -23,7 +24,9 @@ PROPERTY_TYPES = frozenset(range(1, 22)) - {16, 17, 18, 19}  # basic + PropertyS
 QUALITY_CODES = frozenset({0, 192, 500})
 
 
-def each(items: Iterable[Sent], rule: Callable[[Sent], str | None], *, may_be_empty: bool = False) -> list[str]:
+def each(
+    items: Iterable[Sent], rule: Callable[[Sent], str | None], *, may_be_empty: bool = False
+) -> list[str]:
     items = list(items)
     if not items and not may_be_empty:
         return ["nothing to check: the story produced no such message"]
@@ -68,7 +71,9 @@ def topic_structure(view: View) -> list[str]:
 
 
 def namespace(view: View) -> list[str]:
-    return each(view.sent, lambda s: None if s.levels[0] == "spBv1.0" else "namespace is not spBv1.0")
+    return each(
+        view.sent, lambda s: None if s.levels[0] == "spBv1.0" else "namespace is not spBv1.0"
+    )
 
 
 def _valid_id(value: str) -> str | None:
@@ -84,16 +89,38 @@ def _valid_id(value: str) -> str | None:
 
 
 def group_id(view: View) -> list[str]:
-    return each(view.sent, lambda s: _valid_id(s.levels[1]) or (None if s.levels[1] == "Conformance" else "not the configured group_id"))
+    return each(
+        view.sent,
+        lambda s: (
+            _valid_id(s.levels[1])
+            or (None if s.levels[1] == "Conformance" else "not the configured group_id")
+        ),
+    )
 
 
 def edge_node_id(view: View) -> list[str]:
-    return each(view.sent, lambda s: _valid_id(s.levels[3]) or (None if s.levels[3] == "edge-1" else "not the configured edge_node_id"))
+    return each(
+        view.sent,
+        lambda s: (
+            _valid_id(s.levels[3])
+            or (None if s.levels[3] == "edge-1" else "not the configured edge_node_id")
+        ),
+    )
 
 
 def device_id(view: View) -> list[str]:
     devices = [s for s in view.sent if len(s.levels) == 5]
-    return each(devices, lambda s: _valid_id(s.device) or (None if s.device in view.device_ids else f"{s.device!r} is not a configured device id"))
+    return each(
+        devices,
+        lambda s: (
+            _valid_id(s.device)
+            or (
+                None
+                if s.device in view.device_ids
+                else f"{s.device!r} is not a configured device id"
+            )
+        ),
+    )
 
 
 def unique_device_ids(view: View) -> list[str]:
@@ -107,11 +134,17 @@ def unique_device_ids(view: View) -> list[str]:
 
 
 def device_id_levels(view: View) -> list[str]:
-    return each(view.sent_of("DBIRTH", "DDEATH", "DDATA"), lambda s: None if len(s.levels) == 5 and s.device else "no device_id level")
+    return each(
+        view.sent_of("DBIRTH", "DDEATH", "DDATA"),
+        lambda s: None if len(s.levels) == 5 and s.device else "no device_id level",
+    )
 
 
 def no_device_id_levels(view: View) -> list[str]:
-    problems = each(view.sent_of("NBIRTH", "NDEATH", "NDATA"), lambda s: None if len(s.levels) == 4 else "a device_id level")
+    problems = each(
+        view.sent_of("NBIRTH", "NDEATH", "NDATA"),
+        lambda s: None if len(s.levels) == 4 else "a device_id level",
+    )
     for session in view.sessions.values():
         will_topic = session.connect.will_topic or ""
         if len(will_topic.split("/")) != 4:
@@ -121,15 +154,31 @@ def no_device_id_levels(view: View) -> list[str]:
 
 def case_distinct_ids(view: View) -> list[str]:
     ids = [*view.device_ids]
-    return [] if len({i.lower() for i in ids}) == len(ids) else [f"device ids equal in lower case: {ids}"]
+    return (
+        []
+        if len({i.lower() for i in ids}) == len(ids)
+        else [f"device ids equal in lower case: {ids}"]
+    )
 
 
 def topic_is(message_type: str) -> Check:
     def check(view: View) -> list[str]:
         if message_type.startswith("N"):
             expected = view.node_topic(message_type)
-            return each(view.sent_of(message_type), lambda s: None if s.topic == expected else f"expected {expected}", may_be_empty=message_type == "NDATA")
-        return each(view.sent_of(message_type), lambda s: None if s.topic == view.device_topic(message_type, s.device) and s.device in view.device_ids else "not namespace/group_id/TYPE/edge_node_id/device_id")
+            return each(
+                view.sent_of(message_type),
+                lambda s: None if s.topic == expected else f"expected {expected}",
+                may_be_empty=message_type == "NDATA",
+            )
+        return each(
+            view.sent_of(message_type),
+            lambda s: (
+                None
+                if s.topic == view.device_topic(message_type, s.device)
+                and s.device in view.device_ids
+                else "not namespace/group_id/TYPE/edge_node_id/device_id"
+            ),
+        )
 
     return check
 
@@ -138,20 +187,36 @@ def topic_is(message_type: str) -> Check:
 
 
 def qos0(*types: str) -> Check:
-    return lambda view: each(view.sent_of(*types), lambda s: None if s.qos == 0 else f"QoS {s.qos}", may_be_empty=types == ("NDATA",))
+    return lambda view: each(
+        view.sent_of(*types),
+        lambda s: None if s.qos == 0 else f"QoS {s.qos}",
+        may_be_empty=types == ("NDATA",),
+    )
 
 
 def not_retained(*types: str) -> Check:
-    return lambda view: each(view.sent_of(*types), lambda s: "retained" if s.retain else None, may_be_empty=types == ("NDATA",))
+    return lambda view: each(
+        view.sent_of(*types),
+        lambda s: "retained" if s.retain else None,
+        may_be_empty=types == ("NDATA",),
+    )
 
 
 def clean_session(view: View) -> list[str]:
-    return [f"session {s.number}: clean session off" for s in view.sessions.values() if not s.connect.clean_session] or _need_sessions(view)
+    return [
+        f"session {s.number}: clean session off"
+        for s in view.sessions.values()
+        if not s.connect.clean_session
+    ] or _need_sessions(view)
 
 
 def mqtt_311(view: View) -> list[str]:
     """The MQTT 5.0 rules do not apply: every CONNECT is MQTT 3.1.1 (protocol level 4)."""
-    return [f"session {s.number}: protocol level {s.connect.protocol_level}" for s in view.sessions.values() if s.connect.protocol_level != 4] or _need_sessions(view)
+    return [
+        f"session {s.number}: protocol level {s.connect.protocol_level}"
+        for s in view.sessions.values()
+        if s.connect.protocol_level != 4
+    ] or _need_sessions(view)
 
 
 def _need_sessions(view: View) -> list[str]:
@@ -162,11 +227,22 @@ def _need_sessions(view: View) -> list[str]:
 
 
 def has_seq(*types: str) -> Check:
-    return lambda view: each(view.sent_of(*types), lambda s: None if s.decoded.HasField("seq") and 0 <= s.decoded.seq <= 255 else "no seq (0-255)", may_be_empty=types == ("NDATA",))
+    return lambda view: each(
+        view.sent_of(*types),
+        lambda s: (
+            None if s.decoded.HasField("seq") and 0 <= s.decoded.seq <= 255 else "no seq (0-255)"
+        ),
+        may_be_empty=types == ("NDATA",),
+    )
 
 
 def nbirth_seq_zero(view: View) -> list[str]:
-    return each(view.sent_of("NBIRTH"), lambda s: None if s.decoded.HasField("seq") and s.decoded.seq == 0 else f"seq {s.decoded.seq}")
+    return each(
+        view.sent_of("NBIRTH"),
+        lambda s: (
+            None if s.decoded.HasField("seq") and s.decoded.seq == 0 else f"seq {s.decoded.seq}"
+        ),
+    )
 
 
 def seq_follows(*types: str) -> Check:
@@ -194,7 +270,9 @@ def seq_follows(*types: str) -> Check:
 
 
 def no_seq_in_ndeath(view: View) -> list[str]:
-    problems = each(view.sent_of("NDEATH"), lambda s: "has a seq" if s.decoded.HasField("seq") else None)
+    problems = each(
+        view.sent_of("NDEATH"), lambda s: "has a seq" if s.decoded.HasField("seq") else None
+    )
     for session in view.sessions.values():
         will = session.will
         if will is not None and will.HasField("seq"):
@@ -212,7 +290,11 @@ def stamped_when_sent(*types: str) -> Check:
         if not s.decoded.HasField("timestamp"):
             return "no payload timestamp"
         off = s.decoded.timestamp - s.at_ms
-        return None if abs(off) <= SENT_WINDOW_MS else f"payload timestamp {off / 1000:+.1f} s from when it was sent"
+        return (
+            None
+            if abs(off) <= SENT_WINDOW_MS
+            else f"payload timestamp {off / 1000:+.1f} s from when it was sent"
+        )
 
     return lambda view: each(view.sent_of(*types), rule, may_be_empty=types == ("NDATA",))
 
@@ -222,7 +304,9 @@ def utc(view: View) -> list[str]:
     first = min(p.start_ns for p in view.story.phases.values()) // 1_000_000 - 60_000
 
     def rule(s: Sent) -> str | None:
-        stamps = [s.decoded.timestamp] + [m.timestamp for m in s.decoded.metrics if m.HasField("timestamp")]
+        stamps = [s.decoded.timestamp] + [
+            m.timestamp for m in s.decoded.metrics if m.HasField("timestamp")
+        ]
         bad = [t for t in stamps if not first <= t <= s.at_ms + SENT_WINDOW_MS]
         return f"timestamps not UTC ms of this run: {bad[:3]}" if bad else None
 
@@ -230,7 +314,14 @@ def utc(view: View) -> list[str]:
 
 
 def metric_timestamps(view: View) -> list[str]:
-    return each(view.sent_of(*BIRTHS, *DATA), lambda s: None if all(m.HasField("timestamp") for m in s.decoded.metrics) else "a metric without timestamp")
+    return each(
+        view.sent_of(*BIRTHS, *DATA),
+        lambda s: (
+            None
+            if all(m.HasField("timestamp") for m in s.decoded.metrics)
+            else "a metric without timestamp"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------- metrics
@@ -271,7 +362,8 @@ def rebirth_metric(*, alias_allowed: bool = True) -> Check:
             return f"{len(found)} metrics named {REBIRTH!r}"
         m = found[0]
         if m.datatype != BOOLEAN or m.WhichOneof("value") != "boolean_value" or m.boolean_value:
-            return f"{REBIRTH}: datatype {m.datatype}, value {m.WhichOneof('value')}={getattr(m, m.WhichOneof('value') or 'name')}"
+            field = m.WhichOneof("value")
+            return f"{REBIRTH}: datatype {m.datatype}, {field}={getattr(m, field or 'name')}"
         if not alias_allowed and m.HasField("alias"):
             return f"{REBIRTH} has alias {m.alias}"
         return None
@@ -293,7 +385,9 @@ def bdseq_matches_will(view: View) -> list[str]:
         for s in session.of_type("NBIRTH", "NDEATH"):
             checked += 1
             if bdseq_of(s.decoded) != session.will_bdseq:
-                problems.append(f"{s}: bdSeq {bdseq_of(s.decoded)}, the Will of its CONNECT {session.will_bdseq}")
+                problems.append(
+                    f"{s}: bdSeq {bdseq_of(s.decoded)}, its CONNECT's Will {session.will_bdseq}"
+                )
     return problems or ([] if checked else ["nothing to check"])
 
 
@@ -301,25 +395,45 @@ def bdseq_increments(view: View) -> list[str]:
     """bdSeq starts at 0 (a new state directory) and is +1 on every CONNECT, kill -9 included."""
     values = [s.will_bdseq for s in view.sessions.values()]
     problems = [] if values and values[0] == 0 else [f"first bdSeq {values[:1]}, expected 0"]
-    problems += [f"CONNECT {i + 2}: bdSeq {b} after {a}" for i, (a, b) in enumerate(zip(values, values[1:], strict=False)) if a is None or b != (a + 1) % 256]
+    problems += [
+        f"CONNECT {i + 2}: bdSeq {b} after {a}"
+        for i, (a, b) in enumerate(itertools.pairwise(values))
+        if a is None or b != (a + 1) % 256
+    ]
     return problems
 
 
 def will_set(view: View) -> list[str]:
-    return [f"session {s.number}: no Will" for s in view.sessions.values() if s.connect.will_topic is None] or _need_sessions(view)
+    return [
+        f"session {s.number}: no Will"
+        for s in view.sessions.values()
+        if s.connect.will_topic is None
+    ] or _need_sessions(view)
 
 
 def will_topic(view: View) -> list[str]:
     expected = view.node_topic("NDEATH")
-    return [f"session {s.number}: Will topic {s.connect.will_topic!r}" for s in view.sessions.values() if s.connect.will_topic != expected] or _need_sessions(view)
+    return [
+        f"session {s.number}: Will topic {s.connect.will_topic!r}"
+        for s in view.sessions.values()
+        if s.connect.will_topic != expected
+    ] or _need_sessions(view)
 
 
 def will_qos1(view: View) -> list[str]:
-    return [f"session {s.number}: Will QoS {s.connect.will_qos}" for s in view.sessions.values() if s.connect.will_qos != 1] or _need_sessions(view)
+    return [
+        f"session {s.number}: Will QoS {s.connect.will_qos}"
+        for s in view.sessions.values()
+        if s.connect.will_qos != 1
+    ] or _need_sessions(view)
 
 
 def will_not_retained(view: View) -> list[str]:
-    return [f"session {s.number}: Will retained" for s in view.sessions.values() if s.connect.will_retain] or _need_sessions(view)
+    return [
+        f"session {s.number}: Will retained"
+        for s in view.sessions.values()
+        if s.connect.will_retain
+    ] or _need_sessions(view)
 
 
 def will_is_sparkplug(view: View) -> list[str]:
@@ -336,7 +450,11 @@ def ndeath_payload(view: View) -> list[str]:
     """The NDEATH (Will and explicit) holds exactly one metric: bdSeq."""
     payloads = [(f"session {s.number} Will", s.will) for s in view.sessions.values()]
     payloads += [(str(s), s.decoded) for s in view.sent_of("NDEATH")]
-    return [f"{where}: metrics {[m.name for m in p.metrics] if p else None}" for where, p in payloads if p is None or [m.name for m in p.metrics] != ["bdSeq"]]
+    return [
+        f"{where}: metrics {[m.name for m in p.metrics] if p else None}"
+        for where, p in payloads
+        if p is None or [m.name for m in p.metrics] != ["bdSeq"]
+    ]
 
 
 def will_delivered_on_kill(view: View) -> list[str]:

@@ -3,20 +3,14 @@ and of the metric definitions (aliases, datatypes, properties). See tests/sparkp
 
 from __future__ import annotations
 
-from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
+import itertools
+
 from tests.sparkplug_checks import (
-    DATASET,
-    INT32,
-    PROPERTY_TYPES,
-    QUALITY_CODES,
-    REBIRTH,
-    TEMPLATE,
-    VALID_DATATYPES,
     Check,
     each,
 )
 from tests.sparkplug_story import DEVICE_IDS
-from tests.sparkplug_view import BIRTHS, DATA, Sent, Session, View, matches
+from tests.sparkplug_view import DATA, Sent, Session, View, matches
 
 # ---------------------------------------------------------------------- order
 
@@ -34,7 +28,12 @@ def births_first(view: View) -> list[str]:
 
 def connect_first(view: View) -> list[str]:
     """The node publishes only inside an MQTT session (its CONNECT came first)."""
-    return [f"{s}: before its CONNECT" for session in view.sessions.values() for s in session.sent if s.order < session.connect_order]
+    return [
+        f"{s}: before its CONNECT"
+        for session in view.sessions.values()
+        for s in session.sent
+        if s.order < session.connect_order
+    ]
 
 
 def dbirth_after_nbirth(view: View) -> list[str]:
@@ -83,7 +82,9 @@ def data_after_births(*types: str) -> Check:
                     devices_born.discard(s.device)
                 elif s.message_type in types:
                     checked += 1
-                    if not node_born or (s.message_type == "DDATA" and s.device not in devices_born):
+                    if not node_born or (
+                        s.message_type == "DDATA" and s.device not in devices_born
+                    ):
                         problems.append(f"{s}: before the births it depends on")
         return problems or ([] if checked or types == ("NDATA",) else ["nothing to check"])
 
@@ -104,17 +105,29 @@ def subscribed_before_births(topic_of: str, *, qos: int | None = 1) -> Check:
             if not births:
                 continue
             if topic_of == "DCMD":
-                targets = [(b.order, view.device_topic("DCMD", b.device)) for b in births if b.message_type == "DBIRTH"]
+                targets = [
+                    (b.order, view.device_topic("DCMD", b.device))
+                    for b in births
+                    if b.message_type == "DBIRTH"
+                ]
             else:
                 topic = view.state_topic if topic_of == "STATE" else view.node_topic("NCMD")
                 targets = [(births[0].order, topic)]
             for before, topic in targets:
                 checked += 1
-                found = [(f, q) for order, f, q in session.subscribed if order < before and matches(f, topic)]
+                found = [
+                    (f, q)
+                    for order, f, q in session.subscribed
+                    if order < before and matches(f, topic)
+                ]
                 if not found:
-                    problems.append(f"session {session.number}: no subscription to {topic} before its birth")
+                    problems.append(
+                        f"session {session.number}: no subscription to {topic} before its birth"
+                    )
                 elif qos is not None and all(q != qos for _, q in found):
-                    problems.append(f"session {session.number}: {topic} subscribed at QoS {found[0][1]}, not {qos}")
+                    problems.append(
+                        f"session {session.number}: {topic} at QoS {found[0][1]}, not {qos}"
+                    )
         return problems or ([] if checked else ["nothing to check"])
 
     return check
@@ -127,7 +140,12 @@ def no_birth_while_host_offline(view: View) -> list[str]:
     """Every NBIRTH/DBIRTH went out while the primary host was online by the newest STATE
     (this covers the wait at start, the stale online STATE while the host was offline,
     and the online STATE of another host id)."""
-    problems = each(view.sent_of("NBIRTH", "DBIRTH"), lambda s: None if view.host_online_at(s.at_ns) else "born while the primary host was offline")
+    problems = each(
+        view.sent_of("NBIRTH", "DBIRTH"),
+        lambda s: (
+            None if view.host_online_at(s.at_ns) else "born while the primary host was offline"
+        ),
+    )
     waiting = view.phase_sent("waiting", "NBIRTH", "DBIRTH", "DDATA", "NDATA")
     problems += [f"{s}: sent before the primary host was ever online" for s in waiting]
     if not view.story.phases.get("waiting"):
@@ -136,7 +154,11 @@ def no_birth_while_host_offline(view: View) -> list[str]:
 
 
 def _host_offline_ns(view: View) -> int:
-    offline = [ns for ns, online, _ in view.story.host.published if not online and ns >= view.story.phases["host"].start_ns]
+    offline = [
+        ns
+        for ns, online, _ in view.story.host.published
+        if not online and ns >= view.story.phases["host"].start_ns
+    ]
     return offline[0]
 
 
@@ -148,13 +170,17 @@ def ndeath_then_disconnect_on_host_offline(view: View) -> list[str]:
         return ["no session when the host went offline"]
     after = [s for s in session.sent if s.at_ns >= _host_offline_ns(view)]
     deaths = [s for s in after if s.message_type == "NDEATH"]
-    problems = [] if deaths else [f"session {session.number}: no NDEATH after the host went offline"]
+    problems = (
+        [] if deaths else [f"session {session.number}: no NDEATH after the host went offline"]
+    )
     if session.disconnect_order is None:
         problems.append(f"session {session.number}: no DISCONNECT after the host went offline")
     elif deaths and deaths[-1].order > session.disconnect_order:
         problems.append("DISCONNECT before the NDEATH")
     if deaths and any(s.order > deaths[0].order for s in after):
-        problems.append(f"published after its NDEATH: {[str(s) for s in after if s.order > deaths[0].order][:3]}")
+        problems.append(
+            f"after its NDEATH: {[str(s) for s in after if s.order > deaths[0].order][:3]}"
+        )
     return problems
 
 
@@ -171,7 +197,9 @@ def stale_offline_ignored(view: View) -> list[str]:
     problems = [] if session else ["no session when the stale STATE came"]
     if session and session.closed_ns and session.closed_ns <= span.end_ns:
         problems.append(f"session {session.number} ended at the stale offline STATE")
-    problems += [f"{s}: NDEATH for a stale offline STATE" for s in view.phase_sent("stale", "NDEATH")]
+    problems += [
+        f"{s}: NDEATH for a stale offline STATE" for s in view.phase_sent("stale", "NDEATH")
+    ]
     if not view.phase_sent("stale", "DDATA"):
         problems.append("no data went out during the stale STATE")
     return problems
@@ -180,7 +208,11 @@ def stale_offline_ignored(view: View) -> list[str]:
 def single_server(view: View) -> list[str]:
     """Never two connections at once: each session ended before the next CONNECT."""
     sessions = sorted(view.sessions.values(), key=lambda s: s.connect_ns)
-    return [f"session {b.number} connected while session {a.number} was open" for a, b in zip(sessions, sessions[1:], strict=False) if not a.closed_ns or a.closed_ns > b.connect_ns]
+    return [
+        f"session {b.number} connected while session {a.number} was open"
+        for a, b in itertools.pairwise(sessions)
+        if not a.closed_ns or a.closed_ns > b.connect_ns
+    ]
 
 
 # ---------------------------------------------------------------------- rebirth, death
@@ -203,7 +235,11 @@ def rebirth_stops_data(view: View) -> list[str]:
         return ["no NBIRTH after the rebirth request"]
     request = view.story.host.rebirth_requests[0]
     between = [s for s in session.of_type(*DATA) if request <= s.at_ns < nbirth.at_ns]
-    return [f"{len(between)} DATA messages between the request and the NBIRTH"] if len(between) > len(DEVICE_IDS) else []
+    return (
+        [f"{len(between)} DATA messages between the request and the NBIRTH"]
+        if len(between) > len(DEVICE_IDS)
+        else []
+    )
 
 
 def rebirth_complete(view: View) -> list[str]:
@@ -212,7 +248,9 @@ def rebirth_complete(view: View) -> list[str]:
     if nbirth is None or session is None:
         return ["no NBIRTH after the rebirth request"]
     dbirths = {s.device for s in session.of_type("DBIRTH") if s.order > nbirth.order}
-    return [] if dbirths >= set(view.device_ids) else [f"DBIRTHs after the rebirth: {sorted(dbirths)}"]
+    return (
+        [] if dbirths >= set(view.device_ids) else [f"DBIRTHs after the rebirth: {sorted(dbirths)}"]
+    )
 
 
 def rebirth_same_bdseq(view: View) -> list[str]:
@@ -222,7 +260,11 @@ def rebirth_same_bdseq(view: View) -> list[str]:
     if nbirth is None or session is None:
         return ["no NBIRTH after the rebirth request"]
     first = session.of_type("NBIRTH")[0]
-    problems = [] if bdseq_of(nbirth.decoded) == session.will_bdseq == bdseq_of(first.decoded) else ["bdSeq changed"]
+    problems = (
+        []
+        if bdseq_of(nbirth.decoded) == session.will_bdseq == bdseq_of(first.decoded)
+        else ["bdSeq changed"]
+    )
     return problems + ([] if first is not nbirth else ["the rebirth came with a new session"])
 
 
@@ -241,172 +283,6 @@ def ddeath_on_device_loss(view: View) -> list[str]:
     return []
 
 
-# ---------------------------------------------------------------------- metrics
-
-
-def _births_by_session(view: View) -> dict[int, dict[int, tuple[str, str]]]:
-    """session -> alias -> (device or "", name), from every birth of the session."""
-    out: dict[int, dict[int, tuple[str, str]]] = {}
-    for session in view.sessions.values():
-        table = out.setdefault(session.number, {})
-        for s in session.of_type(*BIRTHS):
-            for m in s.decoded.metrics:
-                if m.HasField("alias"):
-                    table.setdefault(m.alias, (s.device, m.name))
-    return out
-
-
-def alias_unique(view: View) -> list[str]:
-    problems = []
-    for session in view.sessions.values():
-        owners: dict[int, tuple[str, str]] = {}
-        for s in session.of_type(*BIRTHS):
-            for m in s.decoded.metrics:
-                if m.HasField("alias") and owners.setdefault(m.alias, (s.device, m.name)) != (s.device, m.name):
-                    problems.append(f"{s}: alias {m.alias} of {m.name!r} also names {owners[m.alias]}")
-    return problems or ([] if view.sent_of(*BIRTHS) else ["no births"])
-
-
-def births_named_and_aliased(view: View) -> list[str]:
-    def rule(s: Sent) -> str | None:
-        for m in s.decoded.metrics:
-            if not m.name:
-                return f"alias {m.alias}: no name"
-            if not m.HasField("alias") and m.name != REBIRTH:
-                return f"{m.name}: no alias (DATA messages carry aliases only)"
-        return None
-
-    return each(view.sent_of(*BIRTHS), rule)
-
-
-def data_aliases_only(*types: str) -> Check:
-    def rule(s: Sent) -> str | None:
-        bad = [m.name or m.alias for m in s.decoded.metrics if m.HasField("name") or not m.HasField("alias")]
-        return f"metrics with a name or without an alias: {bad[:3]}" if bad else None
-
-    return lambda view: each(view.sent_of(*types), rule, may_be_empty=types == ("NDATA",))
-
-
-def data_in_birth(*types: str) -> Check:
-    """Every metric of a DATA message was in its session's births (by alias)."""
-
-    def check(view: View) -> list[str]:
-        tables = _births_by_session(view)
-
-        def rule(s: Sent) -> str | None:
-            table = tables[s.session]
-            unknown = [m.alias for m in s.decoded.metrics if table.get(m.alias, (None,))[0] != s.device]
-            return f"aliases not born for this device: {unknown[:3]}" if unknown else None
-
-        return each(view.sent_of(*types), rule, may_be_empty=types == ("NDATA",))
-
-    return check
-
-
-def names_case_distinct(view: View) -> list[str]:
-    def rule(s: Sent) -> str | None:
-        names = [m.name for m in s.decoded.metrics]
-        return None if len({n.lower() for n in names}) == len(names) else "metric names equal in lower case"
-
-    return each(view.sent_of(*BIRTHS), rule)
-
-
-def datatypes_valid(view: View) -> list[str]:
-    def rule(s: Sent) -> str | None:
-        bad = [(m.name, m.datatype) for m in s.decoded.metrics if m.HasField("datatype") and m.datatype not in VALID_DATATYPES]
-        return f"datatypes not in the spec's table: {bad[:3]}" if bad else None
-
-    return each(view.sent, rule)
-
-
-def datatype_in_births(view: View) -> list[str]:
-    return each(view.sent_of(*BIRTHS), lambda s: None if all(m.HasField("datatype") for m in s.decoded.metrics) else "a metric without datatype")
-
-
-def no_datatype_in_data(view: View) -> list[str]:
-    return each(view.sent_of(*DATA), lambda s: "a metric with a datatype" if any(m.HasField("datatype") for m in s.decoded.metrics) else None)
-
-
-def _property_sets(s: Sent) -> list[tuple[str, pb.Payload.PropertySet]]:
-    return [(m.name or str(m.alias), m.properties) for m in s.decoded.metrics if m.HasField("properties")]
-
-
-def properties_sized(view: View) -> list[str]:
-    def rule(s: Sent) -> str | None:
-        bad = [n for n, p in _property_sets(s) if len(p.keys) != len(p.values)]
-        return f"keys and values differ in number: {bad[:3]}" if bad else None
-
-    return each(view.sent, rule)
-
-
-def property_types(*, births_only: bool) -> Check:
-    def rule(s: Sent) -> str | None:
-        for name, p in _property_sets(s):
-            for key, value in zip(p.keys, p.values, strict=False):
-                if births_only and not value.HasField("type"):
-                    return f"{name}.{key}: no type"
-                if value.HasField("type") and value.type not in PROPERTY_TYPES:
-                    return f"{name}.{key}: type {value.type}"
-        return None
-
-    types = BIRTHS if births_only else ("NBIRTH", "DBIRTH", "DDATA", "NDATA", "DDEATH")
-    return lambda view: each(view.sent_of(*types), rule)
-
-
-def quality_property(*, values: bool) -> Check:
-    def check(view: View) -> list[str]:
-        seen = 0
-
-        def rule(s: Sent) -> str | None:
-            nonlocal seen
-            for name, p in _property_sets(s):
-                for key, value in zip(p.keys, p.values, strict=False):
-                    if key != "Quality":
-                        continue
-                    seen += 1
-                    if not values and value.type != INT32:
-                        return f"{name}: Quality type {value.type}"
-                    if values and (value.WhichOneof("value") != "int_value" or value.int_value not in QUALITY_CODES):
-                        return f"{name}: Quality {value.WhichOneof('value')}={getattr(value, value.WhichOneof('value') or 'type')}"
-            return None
-
-        problems = each(view.sent, rule)
-        return problems + ([] if seen else ["no Quality property anywhere"])
-
-    return check
-
-
-def no_datasets_or_templates(view: View) -> list[str]:
-    """The node publishes no DataSet or Template: the rules for them hold vacuously."""
-
-    def rule(s: Sent) -> str | None:
-        bad = [m.name or m.alias for m in s.decoded.metrics if m.datatype in (DATASET, TEMPLATE) or m.WhichOneof("value") in ("dataset_value", "template_value")]
-        return f"DataSet/Template metrics: {bad[:3]}" if bad else None
-
-    return each(view.sent, rule)
-
-
-def chronological(*types: str) -> Check:
-    """A metric listed more than once in a payload (not historical) is in time order."""
-
-    def rule(s: Sent) -> str | None:
-        last: dict[object, int] = {}
-        for m in s.decoded.metrics:
-            if m.is_historical:
-                continue
-            key = m.name or m.alias
-            if m.timestamp < last.get(key, 0):
-                return f"{key}: out of time order"
-            last[key] = m.timestamp
-        return None
-
-    return lambda view: each(view.sent_of(*types), rule)
-
-
-def data_not_empty(*types: str) -> Check:
-    return lambda view: each(view.sent_of(*types), lambda s: None if s.decoded.metrics else "no metrics", may_be_empty=types == ("NDATA",))
-
-
 def intentional_disconnects(view: View) -> list[str]:
     """Every DISCONNECT the node sent (host offline, shutdown) came right after an NDEATH
     with the session's bdSeq."""
@@ -419,12 +295,20 @@ def intentional_disconnects(view: View) -> list[str]:
         checked += 1
         before = [s for s in session.sent if s.order < session.disconnect_order]
         if not before or before[-1].message_type != "NDEATH":
-            problems.append(f"session {session.number}: DISCONNECT without an NDEATH right before it")
+            problems.append(
+                f"session {session.number}: DISCONNECT without an NDEATH right before it"
+            )
         elif bdseq_of(before[-1].decoded) != session.will_bdseq:
             problems.append(f"session {session.number}: NDEATH bdSeq differs from its Will's")
-    return problems + ([] if checked >= 2 else [f"{checked} intentional disconnects seen, expected 2"])
+    return problems + (
+        [] if checked >= 2 else [f"{checked} intentional disconnects seen, expected 2"]
+    )
 
 
 def shutdown_clean(view: View) -> list[str]:
     codes = view.story.exit_codes
-    return [] if codes[-1:] == [0] else [f"the agent's exit codes {codes}\n{view.story.agent_log[-2000:]}"]
+    return (
+        []
+        if codes[-1:] == [0]
+        else [f"the agent's exit codes {codes}\n{view.story.agent_log[-2000:]}"]
+    )

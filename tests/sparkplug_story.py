@@ -205,8 +205,10 @@ class _Run:
         self.device_started_ns = back
         await self.plant.start_server("utility")
         await self.wait(
-            lambda m: any(_device_of(x) == compressor for x in _after(m, back, "DBIRTH"))
-            and _data_per_device(m, back, 2),
+            lambda m: (
+                any(_device_of(x) == compressor for x in _after(m, back, "DBIRTH"))
+                and _data_per_device(m, back, 2)
+            ),
             "DBIRTH of compressor-1 and its data",
         )
         self.phase("device", start)
@@ -292,9 +294,7 @@ def good_samples(messages: list[Captured]) -> dict[str, list[tuple[int, bool]]]:
 def _all_good_data_in(messages: list[Captured], served: dict[str, int]) -> bool:
     samples = good_samples(messages)
     # At most the read in flight at the kill -9 is lost (never appended to the outbox).
-    return all(
-        len({t for t, _ in samples[DEVICE_IDS[d]]}) >= served[d] - 1 for d in DEVICES
-    )
+    return all(len({t for t, _ in samples[DEVICE_IDS[d]]}) >= served[d] - 1 for d in DEVICES)
 
 
 async def run_story(tmp: Path) -> Story:

@@ -19,6 +19,7 @@ times are taken when paho reads the message, not when a test gets round to pumpi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -282,4 +283,4 @@ def _now_ms() -> int:
 
 def pairs(items: list[Captured]) -> Iterator[tuple[Captured, Captured]]:
     """Consecutive pairs (a, b) of ``items``."""
-    return zip(items, items[1:], strict=False)
+    return itertools.pairwise(items)

@@ -35,10 +35,10 @@ PEER = ROOT / "tests" / "peers" / "sparkplug"
 #: at the protobuf level).
 TAHU_GAPS = {
     7: "Tahu 1.0.3 reads UInt32 from long_value; Sparkplug 3.0 puts it in int_value (uint32)",
-    **{
-        n: "Tahu 1.0.3 has no Sparkplug 3.0 array datatypes (22-34): it reads them as null"
-        for n in range(22, 35)
-    },
+    **dict.fromkeys(
+        range(22, 35),
+        "Tahu 1.0.3 has no Sparkplug 3.0 array datatypes (22-34): it reads them as null",
+    ),
 }
 _SIGNED32 = {1, 2, 3}  # Int8, Int16, Int32: two's complement in a uint32
 _INT64 = 4
@@ -92,7 +92,7 @@ def _json_value(value: Any) -> Any:
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
-    return bool(a == b) and type(a) is type(b) or (_number(a) and _number(b) and a == b)
+    return (bool(a == b) and type(a) is type(b)) or (_number(a) and _number(b) and a == b)
 
 
 def _number(x: Any) -> bool:

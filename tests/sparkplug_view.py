@@ -166,7 +166,9 @@ class View:
 
     def session_at(self, at_ns: int) -> Session | None:
         for session in self.sessions.values():
-            if session.connect_ns <= at_ns and (not session.closed_ns or at_ns <= session.closed_ns):
+            if session.connect_ns <= at_ns and (
+                not session.closed_ns or at_ns <= session.closed_ns
+            ):
                 return session
         return None
 
