@@ -38,8 +38,6 @@ class CommandHandler:
     """Reads one command message; says whether a rebirth is asked for."""
 
     sink: str
-    #: Alias of ``Node Control/Rebirth`` in our NBIRTH (a host may address it by alias).
-    rebirth_alias: int
     counters: CommandCounters = field(default_factory=CommandCounters)
     _refused: set[tuple[str, str]] = field(default_factory=set)
     _undecodable: Episode = field(default_factory=Episode)
@@ -61,7 +59,9 @@ class CommandHandler:
         self._undecodable.end()
         rebirth = False
         for name, alias, value, _datatype in metrics:
-            if command.device is None and (name == REBIRTH or alias == self.rebirth_alias):
+            # By name only: the NBIRTH gives the metric no alias (tck-id-operational-behavior-
+            # data-commands-rebirth-name-aliases), so no alias can mean it.
+            if command.device is None and name == REBIRTH:
                 if value is True:
                     rebirth = True
                     self.counters.rebirth_requests += 1

@@ -83,7 +83,9 @@ def encode_nbirth(
 ) -> bytes:
     """The NBIRTH: bdSeq (Int64), ``Node Control/Rebirth`` (false), ``Node Control/Scan
     Rate`` (Int64, ms) and a String ``Properties/<key>`` per property (agent version,
-    plant, site), each with name, alias, datatype and timestamp."""
+    plant, site), each with name, alias, datatype and timestamp; ``Node Control/Rebirth``
+    without an alias (tck-id-operational-behavior-data-commands-rebirth-name-aliases: a
+    host asks for a rebirth by name, whatever aliases it knows)."""
     payload = pb.Payload(timestamp=timestamp_ms, seq=seq)
     metrics: list[tuple[str, DataType, Value]] = [
         (BD_SEQ, DataType.Int64, bd_seq),
@@ -94,12 +96,9 @@ def encode_nbirth(
         (PROPERTIES_FOLDER + key, DataType.String, text) for key, text in properties.items()
     ]
     for name, datatype, value in metrics:
-        metric = payload.metrics.add(
-            name=name,
-            alias=allocator.alias(NODE_DEVICE, name),
-            timestamp=timestamp_ms,
-            datatype=datatype,
-        )
+        metric = payload.metrics.add(name=name, timestamp=timestamp_ms, datatype=datatype)
+        if name != REBIRTH:
+            metric.alias = allocator.alias(NODE_DEVICE, name)
         set_sample(metric, datatype, value, Quality.GOOD, "")
     return payload.SerializeToString()
 

@@ -50,7 +50,6 @@ from edge_agent.sinks.sparkplug.bdseq import BdSeqStore, bdseq_path
 from edge_agent.sinks.sparkplug.commands import CommandHandler
 from edge_agent.sinks.sparkplug.host_state import HostWatch, Verdict
 from edge_agent.sinks.sparkplug.node import EdgeNode, Message, NodeInfo
-from edge_agent.sinks.sparkplug.payloads import NODE_DEVICE, REBIRTH
 from edge_agent.sinks.sparkplug.topics import Topics, state_topic
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
@@ -98,7 +97,7 @@ class SparkplugSink:
         )
         self.node = EdgeNode(self.topics, info, config.device_id)
         self.node.describe(described)
-        self.commands = CommandHandler(config.name, self.node.allocator.alias(NODE_DEVICE, REBIRTH))
+        self.commands = CommandHandler(config.name)
         self.bdseq = BdSeqStore(bdseq_path(state_dir, config.name))
         self.host = HostWatch() if config.primary_host else None
         self._state_topic = state_topic(config.primary_host) if config.primary_host else ""
