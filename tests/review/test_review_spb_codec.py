@@ -347,20 +347,6 @@ def test_a_float32_metric_never_turns_a_finite_value_into_infinity() -> None:
     assert props(metric)["Quality"] == 0
 
 
-def test_a_metric_window_ddata_is_not_stamped_before_its_metrics() -> None:
-    """Payload timestamp = the batch's timestamp_ns, which for a metric batch is the window
-    START, while each metric is stamped with the window END: a 15 m window's DDATA says it
-    was published 15 minutes before its values were captured (a shift or day window: hours
-    before). The payload timestamp is the publish time (Sparkplug_6 "payload/timestamp")."""
-    start = T0
-    window = OpenWindow(start, start + 900 * S, "", None)
-    energy = metric_batch("dev", "15m", window, "energy", ("energy_kwh",), [2.5], 1.0, 0.9)
-    t = table()
-    t.admit(energy)
-    message = parse(encode_data(t, energy, 0, False))
-    assert all(message.timestamp >= m.timestamp for m in message.metrics)
-
-
 def test_a_tag_name_is_never_also_a_metric_folder() -> None:
     """Tag names may be ``Energy``, ``Events``, ``OEE`` (NAME_PATTERN), and a device that is
     also a metric unit then has a metric ``Energy`` beside the folder ``Energy/15m/...``:
