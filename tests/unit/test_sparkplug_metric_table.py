@@ -7,6 +7,7 @@ device's rebirth; a name not born yet or a value the born datatype cannot carry 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from edge_agent.config.catalog import DeviceInfo, TagInfo
@@ -21,6 +22,7 @@ from edge_agent.sinks.sparkplug.metric_table import (
     AliasAllocator,
     DeviceTable,
     family_folder,
+    known_time_ns,
     naming,
 )
 
@@ -178,3 +180,27 @@ def test_see_keeps_one_batch_per_group() -> None:
         table.see(batch("press-1", names, [value, True, 1]))
     [latest] = table.latest_batches()
     assert latest.values[0] == 3.0
+
+
+def test_known_time_is_the_end_of_a_window_or_report_and_the_batch_time_otherwise() -> None:
+    """A metric batch's time is its window start and a report's the start of its day, but
+    neither is known before the period ends: that end is the time of the values (the DDATA
+    stamp, and what the session compares with a birth to call a batch historical)."""
+    s = 1_000_000_000
+    plain = batch("press-1", ("temp",), [1])
+    assert known_time_ns(plain) == T0
+    window = OpenWindow(T0, T0 + 900 * s, "", None)
+    energy = metric_batch("press-1", "15m", window, "energy", ENERGY_NAMES[:1], [2.5], 1.0, 0.9)
+    assert energy.timestamp_ns == T0
+    assert known_time_ns(energy) == T0 + 900 * s
+    event = event_batch("demand_limit", "plant", "warning", "start", T0, None, "", (), [])
+    assert known_time_ns(event) == event.timestamp_ns
+    day = {"plant": "plant", "report": "daily", "day": "2026-12-04"}
+    report = report_batch({**day, "start_s": T0 / 1e9, "end_s": T0 / 1e9 + 86_400})
+    assert report.timestamp_ns == T0
+    assert known_time_ns(report) == T0 + 86_400 * s
+    # A document that does not say when it ends (not written by this agent): its time.
+    for end in ("tomorrow", None, T0 / 1e9 - 60):
+        assert known_time_ns(report_batch({**day, "start_s": T0 / 1e9, "end_s": end})) == T0
+    for text in ('{"end_s": 1e400}', "[]", "not json"):
+        assert known_time_ns(dataclasses.replace(report, values=[text])) == T0

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.metrics.output import metric_batch
+from edge_agent.metrics.reports import report_batch
 from edge_agent.metrics.tracks import OpenWindow
 from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.sinks.sparkplug import ddata
@@ -299,6 +300,27 @@ def test_a_metric_window_carries_its_window() -> None:
     assert props(data)["window_end"] == (DataType.DateTime, (start + 900 * 10**9) // 10**6)
     assert data.double_value == 2.5
     assert not data.HasField("name")
+
+
+def test_a_window_or_report_ddata_is_not_stamped_before_its_metrics() -> None:
+    """The payload timestamp is when the message's values became known (Sparkplug_6,
+    payload ``timestamp``: the time the message was published): a 15 m window's DDATA at
+    the window end, not its start (15 minutes before its values were captured); a daily
+    report's at the end of the day (review finding, issue 17)."""
+    window = OpenWindow(T0, T0 + 900 * 10**9, "", None)
+    energy = metric_batch("press", "15m", window, "energy", ("energy_kwh",), [2.5], 1.0, 0.9)
+    document = {"plant": "press", "report": "daily", "day": "2026-12-04"}
+    report = report_batch({**document, "start_s": T0 / 1e9, "end_s": T0 / 1e9 + 86_400})
+    t = table()
+    for batch, end_ms in ((energy, T0_MS + 900_000), (report, T0_MS + 86_400_000)):
+        t.admit(batch)
+        message = parse(encode_data(t, batch, 0, False))
+        assert message.timestamp == end_ms
+        assert all(m.timestamp == end_ms for m in message.metrics)
+        [born] = [
+            m for m in parse(encode_dbirth(t, [batch], 1, T0_MS)).metrics if m.is_null is False
+        ]
+        assert born.timestamp == end_ms
 
 
 def test_decode_command_reads_an_ncmd_rebirth() -> None:

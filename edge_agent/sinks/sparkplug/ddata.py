@@ -34,7 +34,7 @@ from edge_agent.sinks.sparkplug.datatypes import (
     fits,
     wire_int,
 )
-from edge_agent.sinks.sparkplug.metric_table import DeviceTable, Plan
+from edge_agent.sinks.sparkplug.metric_table import DeviceTable, Plan, known_time_ns
 
 #: Values of the ``Quality`` property (Int32; tck-id-payloads-propertyset-quality-value-value).
 QUALITY_BAD: Final = 0
@@ -226,11 +226,9 @@ def encode_data(table: DeviceTable, batch: SampleBatch, seq: int, historical: bo
     quality memory of live values (``table.not_good``) alone.
     """
     plan = table.plan(batch)
-    timestamp_ms = batch.timestamp_ns // 1_000_000
-    info = metric_info(batch) if batch.attributes else None
-    stamp_ms = timestamp_ms
-    if info is not None and info.bounds is not None:
-        stamp_ms = info.bounds[1] // 1_000_000
+    # The payload and its metrics are stamped when the values became known (a metric
+    # window's end, a report's end): never a payload older than its metrics.
+    timestamp_ms = stamp_ms = known_time_ns(batch) // 1_000_000
     fast = _fast(table, plan, batch, seq, timestamp_ms, stamp_ms, historical)
     if fast is not None:
         return fast

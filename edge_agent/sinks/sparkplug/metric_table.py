@@ -16,6 +16,7 @@ a metric batch's are ``<Family>/<window>/<name>`` (``Energy/15m/kwh``), an event
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -98,6 +99,41 @@ def naming(batch: SampleBatch) -> Naming:
     if report is not None:
         return Naming(single=f"{REPORTS_FOLDER}/{report.report}")
     return PLAIN
+
+
+def known_time_ns(batch: SampleBatch) -> int:
+    """When the values of ``batch`` became known (ns): the window END of a metric batch,
+    the END of the reported period of a report batch, the batch time of any other.
+
+    A metric batch's ``timestamp_ns`` is its window start and a report batch's the start
+    of the day or shift it reports (edge_agent/metrics/contract.py, reports.py), yet
+    neither value exists before the period is over. This is the time the DDATA of such a
+    batch is stamped with (a payload is never stamped before its metrics), and the time
+    compared with a device's birth to decide whether a batch is historical (a live 15 m
+    window or daily report is not history because its period began before the birth).
+    One truth test for an ordinary batch.
+    """
+    if not batch.attributes:
+        return batch.timestamp_ns
+    info = metric_info(batch)
+    if info is not None:
+        return batch.timestamp_ns if info.bounds is None else info.bounds[1]
+    if report_info(batch) is not None:
+        return _report_end_ns(batch)
+    return batch.timestamp_ns
+
+
+def _report_end_ns(batch: SampleBatch) -> int:
+    """The ``end_s`` of a report batch's JSON document (its attributes carry only the day
+    and shift), to the millisecond; the batch time when the document does not say."""
+    try:
+        end_s = json.loads(str(batch.values[0]))["end_s"]
+        if isinstance(end_s, bool) or not isinstance(end_s, int | float):
+            return batch.timestamp_ns
+        end_ns = round(end_s * 1000) * 1_000_000  # OverflowError, ValueError: inf, nan
+    except (IndexError, KeyError, TypeError, ValueError, OverflowError):
+        return batch.timestamp_ns
+    return max(end_ns, batch.timestamp_ns)
 
 
 class AliasAllocator:

@@ -28,7 +28,6 @@ from typing import Any, Final, NamedTuple
 
 from google.protobuf.message import DecodeError
 
-from edge_agent.metrics.contract import metric_info
 from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sinks.sparkplug.datatypes import FIELD, DataType, from_wire_int
@@ -40,7 +39,12 @@ from edge_agent.sinks.sparkplug.ddata import (
     set_sample,
     window_properties,
 )
-from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable, naming
+from edge_agent.sinks.sparkplug.metric_table import (
+    AliasAllocator,
+    DeviceTable,
+    known_time_ns,
+    naming,
+)
 
 __all__ = [
     "BD_SEQ",
@@ -180,21 +184,13 @@ def _current(latest: Iterable[SampleBatch]) -> dict[str, _Current]:
     for batch in latest:
         how = naming(batch)
         stamps = batch.timestamps_ns
-        base_ms = _batch_time_ms(batch)
+        base_ms = known_time_ns(batch) // 1_000_000
         for i, name in enumerate(how.names(batch.names)):
             stamp = base_ms if stamps is None else stamps[i] // 1_000_000
             current[name] = _Current(
                 batch.values[i], batch.qualities[i], batch.reasons[i], stamp, batch
             )
     return current
-
-
-def _batch_time_ms(batch: SampleBatch) -> int:
-    """A metric's time: the window end for a metric window's batch, else the batch's."""
-    info = metric_info(batch)
-    if info is not None and info.bounds is not None:
-        return info.bounds[1] // 1_000_000
-    return batch.timestamp_ns // 1_000_000
 
 
 class CommandError(ValueError):
