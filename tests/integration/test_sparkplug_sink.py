@@ -453,7 +453,8 @@ async def test_a_reload_never_lets_ddata_use_an_alias_before_its_dbirth(
 ) -> None:
     """describe_devices (a reload) and a send that takes the lock before the session
     task: the DBIRTH with the new tag goes out before the DDATA that uses it
-    [tck-id-operational-behavior-data-publish-dbirth, tck-id-payloads-alias-data-cmd-requirement]."""
+    [tck-id-operational-behavior-data-publish-dbirth,
+    tck-id-payloads-alias-data-cmd-requirement]."""
     sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
     sink = _sink(mosquitto, tmp_path)
     async with _running(sink):

@@ -261,7 +261,7 @@ class EdgeNode:
     ) -> bytes:
         try:
             return encode_dbirth(table, latest, self._seq, stamp_ms)
-        except Exception as exc:  # any encoder failure: the birth goes out, values BAD
+        except Exception as exc:  # noqa: BLE001 - any encoder failure: the birth goes out, values BAD
             self._unencodable(device_id, exc)
             bad = [_not_encodable(batch, exc) for batch in latest]
             return encode_dbirth(table, bad, self._seq, stamp_ms)
@@ -309,7 +309,7 @@ class EdgeNode:
         historical = batch.historical or known_time_ns(batch) < device.birth_ns
         try:
             payload = encode_data(device.table, batch, self._seq, historical)
-        except Exception as exc:  # any encoder failure: the batch goes out BAD, counted
+        except Exception as exc:  # noqa: BLE001 - any encoder failure: the batch goes out BAD
             self._unencodable(device_id, exc)
             payload = encode_data(device.table, _not_encodable(batch, exc), self._seq, historical)
         if historical:

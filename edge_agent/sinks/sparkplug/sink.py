@@ -313,7 +313,7 @@ class SparkplugSink:
             self._log.info("sparkplug connected", client_id=self.client_id, bd_seq=bd_seq)
             try:
                 reason = await self._session(bd_seq)
-            except Exception as exc:  # a bug of ours: never the end of the session task
+            except Exception as exc:  # noqa: BLE001 - a bug of ours must not end the session task
                 self._log.exception("sparkplug session failed; reconnecting")
                 reason = f"internal error: {type(exc).__name__}: {exc}"
                 self._drop(reason)
