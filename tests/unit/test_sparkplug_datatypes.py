@@ -96,6 +96,9 @@ def test_fits() -> None:
     assert not fits(DataType.Float, 1)
     assert not fits(DataType.String, 1.0)
     assert not fits(DataType.Double, None)
+    assert fits(DataType.Float, 3.4028234663852886e38)
+    assert not fits(DataType.Float, 1e39)  # would travel as inf
+    assert not fits(DataType.Float, -1e39)
 
 
 @pytest.mark.parametrize(
@@ -175,3 +178,31 @@ def test_the_fields_are_those_tahu_and_the_tck_read() -> None:
     longs = {d for d, f in FIELD.items() if f == "long_value"}
     assert ints == {DataType.Int8, DataType.Int16, DataType.Int32, DataType.UInt8, DataType.UInt16}
     assert longs == {DataType.UInt32, DataType.Int64, DataType.UInt64, DataType.DateTime}
+
+
+def test_a_float32_metric_never_turns_a_finite_value_into_infinity() -> None:
+    """A double beyond float32's range set into float_value reads back as inf: sent BAD
+    with a reason, never inf as GOOD (review finding, issue 17)."""
+    metric = pb.Payload().metrics.add()
+    assert set_sample(metric, DataType.Float, 1e39, Quality.GOOD, "") != QUALITY_GOOD
+    assert metric.is_null
+    assert metric.WhichOneof("value") is None
+    assert (
+        "beyond the range of the metric's datatype Float"
+        in metric.properties.values[1].string_value
+    )
+
+
+def test_a_string_protobuf_cannot_encode_is_sent_bad() -> None:
+    """asyncua decodes OPC UA strings with errors="surrogateescape": bytes that are not
+    UTF-8 arrive as lone surrogates, which protobuf refuses to set (UnicodeEncodeError)."""
+    metric = pb.Payload().metrics.add()
+    assert set_sample(metric, DataType.String, "Pumpe \udcc3", Quality.GOOD, "") == 0
+    assert metric.is_null
+    assert metric.WhichOneof("value") is None
+    assert "not valid UTF-8" in metric.properties.values[1].string_value
+    uncertain = pb.Payload().metrics.add()
+    assert set_sample(uncertain, DataType.String, "\ud800", Quality.UNCERTAIN, "\udcff") == 0
+    assert uncertain.is_null
+    # A reason (or unit, description) that is not UTF-8 goes out escaped, not refused.
+    assert uncertain.properties.values[1].string_value == "uncertain: \\udcff"

@@ -8,7 +8,9 @@ device's rebirth; a name not born yet or a value the born datatype cannot carry 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+from typing import Any
 
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.metrics.events import event_batch
@@ -16,8 +18,10 @@ from edge_agent.metrics.output import ENERGY_NAMES, metric_batch
 from edge_agent.metrics.reports import report_batch
 from edge_agent.metrics.tracks import OpenWindow
 from edge_agent.model import Quality, SampleBatch
+from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sinks.sparkplug.datatypes import DataType
 from edge_agent.sinks.sparkplug.metric_table import (
+    MAX_PLANS,
     PLACEHOLDER,
     AliasAllocator,
     DeviceTable,
@@ -25,8 +29,13 @@ from edge_agent.sinks.sparkplug.metric_table import (
     known_time_ns,
     naming,
 )
+from edge_agent.sinks.sparkplug.payloads import encode_data, encode_dbirth
 
 T0 = 1_795_719_600_000_000_000
+
+
+def parse(data: bytes) -> Any:
+    return pb.Payload.FromString(data)
 
 
 def modbus_device(name: str = "press-1") -> DeviceInfo:
@@ -128,16 +137,19 @@ def test_metric_batches_are_named_family_window_name() -> None:
         "line-meter", "15m", window(T0, 15), "energy", ENERGY_NAMES, [1.0] * 6, 1.0, 0.9
     )
     how = naming(energy)
-    assert how.names(energy.names)[:2] == ("Energy/15m/energy_kwh", "Energy/15m/mean_kw")
+    assert how.names(energy.names)[:2] == (
+        "Edge Metrics/Energy/15m/energy_kwh",
+        "Edge Metrics/Energy/15m/mean_kw",
+    )
     assert how.window == "15m"
     shift = metric_batch(
         "press-1", "shift", window(T0, 480, "early"), "oee", ("oee",), [0.8], 1.0, 0.9
     )
-    assert naming(shift).names(shift.names) == ("OEE/shift/oee",)
+    assert naming(shift).names(shift.names) == ("Edge Metrics/OEE/shift/oee",)
     table = DeviceTable.from_device(modbus_device("line-meter"), AliasAllocator())
     assert table.admit(energy)  # the first window: new names, a rebirth
-    assert table.metrics["Energy/15m/energy_kwh"].window == "15m"
-    assert table.metrics["Energy/15m/energy_kwh"].datatype == DataType.Double
+    assert table.metrics["Edge Metrics/Energy/15m/energy_kwh"].window == "15m"
+    assert table.metrics["Edge Metrics/Energy/15m/energy_kwh"].datatype == DataType.Double
     assert not table.admit(energy)
 
 
@@ -155,21 +167,21 @@ def test_event_and_report_batches() -> None:
         "demand_limit", "plant", "warning", "start", T0, None, "over 80%", ("kw",), [812.0]
     )
     assert naming(event).names(event.names) == (
-        "Events/demand_limit/start_s",
-        "Events/demand_limit/end_s",
-        "Events/demand_limit/reason",
-        "Events/demand_limit/kw",
+        "Edge Metrics/Events/demand_limit/start_s",
+        "Edge Metrics/Events/demand_limit/end_s",
+        "Edge Metrics/Events/demand_limit/reason",
+        "Edge Metrics/Events/demand_limit/kw",
     )
     table = DeviceTable(device_id="plant", allocator=AliasAllocator())
     assert table.admit(event)
     # end_s is None while the event runs: still born a Double, not the placeholder.
-    assert table.metrics["Events/demand_limit/end_s"].datatype == DataType.Double
-    assert table.metrics["Events/demand_limit/reason"].datatype == DataType.String
+    assert table.metrics["Edge Metrics/Events/demand_limit/end_s"].datatype == DataType.Double
+    assert table.metrics["Edge Metrics/Events/demand_limit/reason"].datatype == DataType.String
     document = {"plant": "plant", "report": "daily", "day": "2026-12-04", "start_s": T0 / 1e9}
     report = report_batch(document)
-    assert naming(report).names(report.names) == ("Reports/daily",)
+    assert naming(report).names(report.names) == ("Edge Metrics/Reports/daily",)
     assert table.admit(report)
-    assert table.metrics["Reports/daily"].datatype == DataType.String
+    assert table.metrics["Edge Metrics/Reports/daily"].datatype == DataType.String
     assert json.loads(str(report.values[0]))["day"] == "2026-12-04"
 
 
@@ -204,3 +216,99 @@ def test_known_time_is_the_end_of_a_window_or_report_and_the_batch_time_otherwis
         assert known_time_ns(report_batch({**day, "start_s": T0 / 1e9, "end_s": end})) == T0
     for text in ('{"end_s": 1e400}', "[]", "not json"):
         assert known_time_ns(dataclasses.replace(report, values=[text])) == T0
+
+
+def _change(names: list[str], values: list[float], at: int) -> SampleBatch:
+    """An OPC UA change batch: only the tags that changed, each with its own time."""
+    n = len(names)
+    return SampleBatch(
+        "oven", "sub", at, names, values, [Quality.GOOD] * n, [""] * n, timestamps_ns=[at] * n
+    )
+
+
+def test_dbirth_carries_the_newest_value_of_an_opcua_subscription_tag() -> None:
+    """Subscription batches name only the tags that changed: the birth's value of each
+    tag is its newest, whatever subset named it last
+    (tck-id-operational-behavior-data-publish-dbirth-values; review finding, issue 17)."""
+    s = 1_000_000_000
+    table = DeviceTable.from_device(opcua_device(), AliasAllocator())
+    batches = [
+        (["a", "b"], [1.0, 10.0]),
+        (["a"], [2.0]),
+        (["a", "b"], [3.0, 30.0]),
+        (["b"], [40.0]),
+    ]
+    for i, (names, values) in enumerate(batches, start=1):
+        seen = _change(names, values, T0 + i * s)
+        table.admit(seen)
+        table.see(seen)
+    table.see(SampleBatch.alive("oven", "sub", T0 + 9 * s))  # a proof of life: no value
+    birth = {m.name: m for m in parse(encode_dbirth(table, table.latest_batches(), 0, 0)).metrics}
+    assert (birth["a"].double_value, birth["a"].timestamp) == (3.0, (T0 + 3 * s) // 10**6)
+    assert (birth["b"].double_value, birth["b"].timestamp) == (40.0, (T0 + 4 * s) // 10**6)
+
+
+def test_a_name_in_two_groups_is_born_with_its_newest_value() -> None:
+    """After a reload moved a tag to another group, both groups' latest batches hold it:
+    the birth takes the newer by time, not the order the groups were first seen."""
+    table = DeviceTable.from_device(opcua_device(), AliasAllocator())
+    newer = _change(["a"], [2.0], T0 + 2_000_000_000)
+    older = dataclasses.replace(_change(["a"], [1.0], T0 + 1_000_000_000), group="old")
+    for seen in (newer, older):
+        table.admit(seen)
+        table.see(seen)
+    birth = {m.name: m for m in parse(encode_dbirth(table, table.latest_batches(), 0, 0)).metrics}
+    assert birth["a"].double_value == 2.0
+
+
+def test_subscription_subsets_do_not_grow_the_table_without_bound() -> None:
+    """Every distinct subset of changed tags used to add an entry to ``latest`` and a
+    plan to the plan cache, forever: up to 2**tags of each (review finding)."""
+    names = [f"t{i}" for i in range(8)]
+    tags = [TagInfo("oven", "sub", n, None, None, 1.0, change_based=True) for n in names]
+    table = DeviceTable.from_device(DeviceInfo.of("oven", "opcua", tags), AliasAllocator())
+    at = T0
+    for size in range(1, len(names) + 1):
+        for subset in itertools.combinations(names, size):
+            at += 1_000_000_000
+            seen = _change(list(subset), [float(size)] * size, at)
+            table.see(seen)
+            table.admit(seen)
+            encode_data(table, seen, 0, False)
+    assert len(table.latest) == 1
+    entry = next(iter(table.latest.values()))
+    assert len(entry.older or ()) + len(entry.batch.names) == len(names)
+    assert len(table._plans) <= MAX_PLANS
+    born = parse(encode_dbirth(table, table.latest_batches(), 0, 0)).metrics
+    assert {m.name: m.double_value for m in born} == dict.fromkeys(names, 8.0)
+
+
+def test_a_tag_name_is_never_also_a_metric_folder() -> None:
+    """Tag names may be ``Energy``, ``energy``, ``Events`` (NAME_PATTERN), and a device
+    that is also a metrics unit holds its metric windows, events and reports in folders:
+    "a defined folder should always remain a folder" (Sparkplug_6, Metric name), and
+    Ignition cannot hold a tag and a folder of one name side by side, in any case. They
+    all sit in ``Edge Metrics``, a name no tag can have (review finding, issue 17)."""
+    table = DeviceTable.from_device(
+        DeviceInfo.of(
+            "press-1",
+            "modbus",
+            [
+                TagInfo("press-1", "g", n, "float64", None, 1.0)
+                for n in ("Energy", "events", "Edge")
+            ],
+        ),
+        AliasAllocator(),
+    )
+    window = OpenWindow(T0, T0 + 900 * 10**9, "", None)
+    table.admit(metric_batch("press-1", "15m", window, "energy", ("energy_kwh",), [2.5], 1.0, 0.9))
+    table.admit(event_batch("demand_limit", "press-1", "warning", "start", T0, None, "", (), []))
+    document = {"plant": "press-1", "report": "daily", "day": "2026-12-04", "start_s": T0 / 1e9}
+    table.admit(report_batch(document))
+    names = {name.casefold() for name in table.metrics}
+    folders = set()
+    for name in names:
+        parts = name.split("/")[:-1]
+        folders |= {"/".join(parts[: i + 1]) for i in range(len(parts))}
+    assert len(folders) > 3
+    assert not names & folders, names & folders

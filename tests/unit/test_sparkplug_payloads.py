@@ -192,14 +192,16 @@ VALUES: dict[str, Any] = {
     "running": st.booleans() | st.none(),
     "temp": st.integers(-(2**15), 2**15 - 1) | st.none() | st.floats(),
     "count": st.integers(-(2**63), 2**63 - 1) | st.none(),
-    "label": st.text() | st.none(),
+    # Lone surrogates: what asyncua makes of bytes that are not UTF-8 (surrogateescape).
+    "label": st.text(st.characters() | st.integers(0xD800, 0xDFFF).map(chr)) | st.none(),
 }
+REASONS = st.text(st.characters() | st.integers(0xD800, 0xDFFF).map(chr), max_size=5)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(*(st.tuples(VALUES[n], QUALITIES, st.text(max_size=5)) for n in NAMES)),
+        st.tuples(*(st.tuples(VALUES[n], QUALITIES, REASONS) for n in NAMES)),
         min_size=1,
         max_size=6,
     ),
@@ -239,6 +241,8 @@ def test_never_a_wrong_value_as_good(rows: list[Any], historical: bool) -> None:
                 assert decoded(metric, datatype) == value or _float32(value, metric)
                 if isinstance(value, float):
                     assert math.isfinite(value)
+                if isinstance(value, str):
+                    assert not _surrogates(value)
             if sent_quality == 192 and quality is Quality.GOOD:
                 assert has_value
             if not historical:
@@ -247,6 +251,10 @@ def test_never_a_wrong_value_as_good(rows: list[Any], historical: bool) -> None:
                 if "Quality" in p and p["Quality"][1] == 192:
                     assert last_sent[metric.alias] != 192  # ... and only then
                 last_sent[metric.alias] = sent_quality
+
+
+def _surrogates(text: str) -> bool:
+    return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
 
 
 def _float32(value: Value, metric: Any) -> bool:
@@ -292,7 +300,7 @@ def test_a_metric_window_carries_its_window() -> None:
     t = table()
     assert t.admit(energy)
     birth = {m.name: m for m in parse(encode_dbirth(t, [energy], 1, T0_MS)).metrics}
-    metric = birth["Energy/15m/energy_kwh"]
+    metric = birth["Edge Metrics/Energy/15m/energy_kwh"]
     assert metric.timestamp == (start + 900 * 10**9) // 10**6  # the window end
     assert props(metric)["window"] == (DataType.String, "15m")
     assert props(metric)["window_start"] == (DataType.DateTime, start // 10**6)
@@ -348,3 +356,131 @@ def test_decode_command_never_crashes(data: bytes) -> None:
     except CommandError:
         return
     assert all(isinstance(c, Command) for c in commands)
+
+
+def _opcua_table(*names: str) -> DeviceTable:
+    tags = [TagInfo("press", "sub", n, None, None, 1.0, change_based=True) for n in names]
+    return DeviceTable.from_device(DeviceInfo.of("press", "opcua", tags), AliasAllocator())
+
+
+def _batch(names: tuple[str, ...], values: list[Value]) -> SampleBatch:
+    n = len(values)
+    return SampleBatch("press", "sub", T0, names, values, [Quality.GOOD] * n, [""] * n)
+
+
+def test_an_opcua_string_with_undecodable_bytes_is_sent_bad_not_raised() -> None:
+    """asyncua decodes OPC UA Strings with errors="surrogateescape", so bytes that are not
+    UTF-8 arrive as lone surrogates, which protobuf refuses (UnicodeEncodeError): the
+    batch would be re-sent forever, a poison batch stopping the sink. It goes out BAD,
+    on the reused-message path and the general one alike (review finding, issue 17)."""
+    t = _opcua_table("label", "temp")
+    names = ("label", "temp")
+    first = _batch(names, ["ok", 20.5])
+    t.admit(first)
+    encode_data(t, first, 0, False)
+    for seq in (1, 2):  # the second: with the return-to-GOOD memory of the first
+        poisoned = _batch(names, ["Pumpe \udcc3", 21.0])
+        assert not t.admit(poisoned)
+        label, temp = parse(encode_data(t, poisoned, seq, False)).metrics
+        assert label.is_null
+        assert label.WhichOneof("value") is None
+        assert props(label)["Quality"] == (DataType.Int32, 0)
+        assert "UTF-8" in props(label)["Reason"][1]
+        assert temp.double_value == 21.0
+    again = parse(encode_data(t, first, 3, False)).metrics[0]
+    assert again.string_value == "ok"
+    assert props(again)["Quality"] == (DataType.Int32, 192)
+
+
+def test_a_dbirth_with_an_undecodable_string_does_not_raise() -> None:
+    """The same value as the latest live one: births would raise at every new session."""
+    t = _opcua_table("label")
+    t.admit(_batch(("label",), ["ok"]))
+    [label] = parse(encode_dbirth(t, [_batch(("label",), ["Pumpe \udcc3"])], 0, T0_MS)).metrics
+    assert label.is_null
+    assert props(label)["Quality"] == (DataType.Int32, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats()
+        | st.text(st.characters() | st.integers(0xD800, 0xDFFF).map(chr), max_size=4),
+        min_size=4,
+        max_size=4,
+    ),
+    stamps=st.none() | st.lists(st.integers(-(2**70), 2**70), min_size=4, max_size=4),
+    reason=st.text(st.characters() | st.integers(0xD800, 0xDFFF).map(chr), max_size=4),
+    learn=st.booleans(),
+)
+def test_no_value_reason_or_time_makes_an_encoder_raise(
+    values: list[Value], stamps: list[int] | None, reason: str, learn: bool
+) -> None:
+    """Whatever a driver hands over, each encoder returns bytes: what protobuf cannot
+    carry goes out BAD (a value) or escaped (a reason), a time before 1970 or beyond
+    uint64 as the batch's time."""
+    tags = [
+        TagInfo("press", "fast", n, vt, None, 1.0)
+        for n, vt in (("f", "float32"), ("i", "int16"), ("u", "uint64"), ("s", "string"))
+    ]
+    t = DeviceTable.from_device(DeviceInfo.of("press", "modbus", tags), AliasAllocator())
+    names = ("f", "i", "u", "s")
+    n = len(names)
+    for quality in Quality:
+        batch = SampleBatch(
+            "press", "fast", T0, names, values, [quality] * n, [reason] * n, timestamps_ns=stamps
+        )
+        if learn:
+            t.admit(batch)
+        for metric in parse(encode_data(t, batch, 1, False)).metrics:
+            assert (metric.WhichOneof("value") is None) == metric.is_null
+            if metric.HasField("float_value"):
+                assert math.isfinite(metric.float_value)
+        parse(encode_dbirth(t, [batch], 2, T0_MS))
+
+
+def test_a_float32_metric_never_turns_a_finite_value_into_infinity() -> None:
+    """A double beyond float32's range set into float_value reads back as inf, GOOD: it
+    is sent BAD, and the Float datatype is kept (a float32 tag's value is wrong, not its
+    type), on both paths (review finding, issue 17)."""
+    tag = TagInfo("press", "fast", "flow", "float32", None, 1.0)
+    t = DeviceTable.from_device(DeviceInfo.of("press", "modbus", [tag]), AliasAllocator())
+    for values in ([1e39], [-1e39]):
+        big = SampleBatch("press", "fast", T0, ("flow",), values, [Quality.GOOD], [""])
+        assert not t.admit(big)
+        assert t.metrics["flow"].datatype == DataType.Float
+        [metric] = parse(encode_data(t, big, 0, False)).metrics
+        assert metric.is_null, metric.float_value
+        assert props(metric)["Quality"] == (DataType.Int32, 0)
+        assert "float32" in props(metric)["Reason"][1]
+
+
+def test_decode_command_never_returns_bytes_for_names_or_values() -> None:
+    """proto2 strings are not UTF-8 checked by upb: a name or string_value that is not
+    UTF-8 comes back as bytes; decode_command refuses such a payload (review finding)."""
+    name = b"\xff\xfeRebirth"
+    metric = b"\x0a" + bytes([len(name)]) + name + b"\x7a\x01\xff"  # name, string_value
+    with pytest.raises(CommandError, match="not UTF-8"):
+        decode_command(b"\x12" + bytes([len(metric)]) + metric)
+    value_only = b"\x0a\x01x\x7a\x01\xff"
+    with pytest.raises(CommandError, match="not UTF-8"):
+        decode_command(b"\x12" + bytes([len(value_only)]) + value_only)
+
+
+@pytest.mark.parametrize(
+    ("datatype", "expected"),
+    [(None, True), (DataType.Boolean, True), (DataType.String, None), (DataType.Int32, None)],
+)
+def test_a_rebirth_is_boolean_true_only(datatype: DataType | None, expected: Value) -> None:
+    """tck-id-operational-behavior-data-commands-ncmd-rebirth-value: Boolean true. A value
+    not in the field of its declared datatype is no value (review finding: a String
+    Rebirth with boolean_value true was taken for a rebirth request)."""
+    payload = pb.Payload(timestamp=T0_MS)
+    metric = payload.metrics.add(name=REBIRTH, boolean_value=True)
+    if datatype is not None:
+        metric.datatype = datatype
+    [command] = decode_command(payload.SerializeToString())
+    assert command.value is expected

@@ -138,6 +138,8 @@ PYTHON_TYPE: Final[Mapping[DataType, type]] = {
 
 #: Doubles hold every integer up to this magnitude exactly.
 _EXACT_IN_DOUBLE: Final = 2**53
+#: The largest finite float32; a double beyond it would be set into ``float_value`` as inf.
+FLOAT32_MAX: Final = 3.4028234663852886e38
 
 
 def tag_datatype(tag: TagInfo) -> DataType | None:
@@ -182,8 +184,9 @@ def fits(datatype: DataType, value: Value) -> bool:
     """True when ``value`` travels as ``datatype`` without loss or change of meaning.
 
     A bool is never an integer here (Python's bool is an int: True would be 1), an int
-    fits a Double only while the double holds it exactly, and a Float takes any float
-    (the value was a float32 to begin with: :func:`tag_datatype`).
+    fits a Double only while the double holds it exactly, and a Float takes a float within
+    float32's range (the value was a float32 to begin with: :func:`tag_datatype`; one
+    beyond would travel as infinity).
     """
     expected = PYTHON_TYPE.get(datatype)
     if expected is None or value is None:
@@ -195,6 +198,8 @@ def fits(datatype: DataType, value: Value) -> bool:
             low, high = INT_RANGE[datatype]
             return low <= value <= high
         return datatype is DataType.Double and abs(value) <= _EXACT_IN_DOUBLE
+    if datatype is DataType.Float:
+        return type(value) is float and -FLOAT32_MAX <= value <= FLOAT32_MAX
     return type(value) is expected
 
 

@@ -11,9 +11,10 @@ Metric objects and passing them to Payload() 740 ns, ``metrics.add(**fields)`` 4
 message 162 ns (``python -m bench.bench_encode``; the reused message is what is kept).
 
 Any other batch (a sample not GOOD, a value that does not fit its datatype or is not a
-finite float, per-value timestamps, a metric whose last live value was not GOOD) takes
-the general path: a new Payload, each sample set by :func:`set_sample`. Both paths give
-the same bytes for a batch both can encode (tests/unit/test_sparkplug_payloads.py).
+finite float, text protobuf refuses, per-value timestamps, a metric whose last live value
+was not GOOD) takes the general path: a new Payload, each sample set by
+:func:`set_sample`. Both paths give the same bytes for a batch both can encode
+(tests/unit/test_sparkplug_payloads.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sinks.sparkplug.datatypes import (
     FIELD,
+    FLOAT32_MAX,
     INT_RANGE,
     SIGNED_WIDTH,
     DataType,
@@ -43,8 +45,39 @@ QUALITY: Final = "Quality"
 REASON: Final = "Reason"
 #: Reason of a sample that went out null because its datatype cannot carry the value.
 REASON_NOT_FINITE: Final = "not finite"
+#: Reason of a string value that is not valid UTF-8 text (Sparkplug strings are UTF-8).
+REASON_NOT_UTF8: Final = "text that is not valid UTF-8 (bytes the source sent undecoded)"
 
 Metric = Any  # pb.Payload.Metric (upb's class is not a static type mypy can follow)
+
+
+#: What protobuf raises for a value it cannot carry (text that is not UTF-8, an integer
+#: beyond its field): caught around every value set, so that one such sample goes out BAD
+#: and never stops the encoder (a batch that raised would be re-sent forever).
+ENCODE_ERRORS: Final = (ValueError, TypeError, OverflowError)
+_UINT64_END: Final = 2**64
+
+
+def wire_text(text: str) -> str:
+    """``text`` as protobuf can carry it: unchanged, unless it holds lone surrogates
+    (asyncua decodes OPC UA strings with ``surrogateescape``; YAML and JSON ``\\udcc3``
+    escapes), which become ``\\udcc3`` escapes. For names and properties (a reason, a
+    unit); a string *value* that is not UTF-8 goes out BAD instead (:func:`set_sample`)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+def wire_ms(stamp_ns: int, default_ms: int) -> int:
+    """A per-value time in ms as the uint64 ``timestamp`` field carries it; ``default_ms``
+    (the batch's time) for one it cannot: before 1970 (an OPC UA server whose clock or
+    SourceTimestamp says 1601) or beyond 2**64 ms."""
+    stamp_ms = stamp_ns // 1_000_000
+    return stamp_ms if 0 <= stamp_ms < _UINT64_END else default_ms
 
 
 def set_property(metric: Metric, key: str, datatype: DataType, value: int | str) -> None:
@@ -52,6 +85,8 @@ def set_property(metric: Metric, key: str, datatype: DataType, value: int | str)
     properties = metric.properties
     properties.keys.append(key)
     entry = properties.values.add(type=datatype)
+    if isinstance(value, str):
+        value = wire_text(value)
     setattr(entry, FIELD[datatype], value)  # int, long or string value: non-negative ints
 
 
@@ -65,15 +100,12 @@ def set_sample(
     A BAD sample never gets a value; an UNCERTAIN one never goes without Quality 0.
     """
     if quality is Quality.GOOD and value is not None:
-        problem = _problem(datatype, value)
+        problem = _set_value(metric, datatype, value)
         if problem is None:
-            _set_value(metric, datatype, value)
             return QUALITY_GOOD
         value, reason = None, problem
     elif quality is Quality.UNCERTAIN:
-        if value is not None and _problem(datatype, value) is None:
-            _set_value(metric, datatype, value)
-        else:
+        if value is None or _set_value(metric, datatype, value) is not None:
             metric.is_null = True
         reason = f"uncertain: {reason or 'no reason given'}"
     else:
@@ -91,15 +123,28 @@ def _problem(datatype: DataType, value: Value) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{REASON_NOT_FINITE} ({value!r})"
     if not fits(datatype, value):
-        return f"value {value!r} does not fit the metric's datatype {datatype.name}"
+        shown = wire_text(repr(value))
+        if datatype is DataType.Float and isinstance(value, float):
+            return f"value {shown} is beyond the range of the metric's datatype Float (float32)"
+        return f"value {shown} does not fit the metric's datatype {datatype.name}"
     return None
 
 
-def _set_value(metric: Metric, datatype: DataType, value: Value) -> None:
+def _set_value(metric: Metric, datatype: DataType, value: Value) -> str | None:
+    """Set ``value`` as ``datatype`` on ``metric``; or leave it unset and say why not."""
+    problem = _problem(datatype, value)
+    if problem is not None:
+        return problem
     field = FIELD[datatype]
     if field in ("int_value", "long_value"):
         value = wire_int(datatype, value)  # type: ignore[arg-type]  # fits() said int
-    setattr(metric, field, value)
+    try:
+        setattr(metric, field, value)
+    except UnicodeEncodeError:
+        return REASON_NOT_UTF8
+    except ENCODE_ERRORS as exc:  # the last guard: fits() let through what protobuf refuses
+        return wire_text(f"cannot be encoded as {datatype.name}: {exc}")
+    return None
 
 
 def window_properties(metric: Metric, batch: SampleBatch) -> None:
@@ -161,7 +206,15 @@ def _checker(datatype: DataType) -> Callable[[tuple[Any, ...]], bool]:
     if datatype in INT_RANGE:
         low, high = INT_RANGE[datatype]
         return lambda values: low <= min(values) and max(values) <= high
-    if datatype in (DataType.Float, DataType.Double):
+    if datatype is DataType.Float:
+        # float32 range first (a finite double beyond it would be set as inf), then finite:
+        # min() and max() of values within the range cannot overflow their sum.
+        return lambda values: (
+            min(values) >= -FLOAT32_MAX
+            and max(values) <= FLOAT32_MAX
+            and math.isfinite(sum(values))
+        )
+    if datatype is DataType.Double:
         # The sum of finite floats is finite unless it overflows (then the general path
         # finds nothing wrong and sends them all the same): one C loop, no branch per value.
         return lambda values: math.isfinite(sum(values))
@@ -276,8 +329,13 @@ def _fast(
         codec.historical = historical
     for metric in codec.metrics:
         metric.timestamp = stamp_ms
-    for group, chosen in zip(codec.groups, picked, strict=True):
-        group.put(group.metrics, chosen)  # type: ignore[misc]  # None excluded above
+    try:
+        for group, chosen in zip(codec.groups, picked, strict=True):
+            group.put(group.metrics, chosen)  # type: ignore[misc]  # None excluded above
+    except ENCODE_ERRORS:
+        # Text that is not UTF-8 (protobuf refuses it): the general path sends it BAD.
+        # Every field of the reused message is set again by its next batch.
+        return None
     return message.SerializeToString()
 
 
@@ -301,7 +359,7 @@ def _general(
     for i in order:
         slot = plan.slots[i]
         metric = payload.metrics.add(
-            alias=slot.alias, timestamp=stamp_ms if stamps is None else stamps[i] // 1_000_000
+            alias=slot.alias, timestamp=stamp_ms if stamps is None else wire_ms(stamps[i], stamp_ms)
         )
         if historical:
             metric.is_historical = True

@@ -10,20 +10,22 @@ edge node, once per (device, name) for the life of the process, so a rebirth kee
 (tck-id-payloads-alias-uniqueness).
 
 Metric names (docs/SPARKPLUG.md, "Metric names and folders"): a tag's metric is its name;
-a metric batch's are ``<Family>/<window>/<name>`` (``Energy/15m/kwh``), an event batch's
-``Events/<event>/<name>``, a report batch's single value ``Reports/<report>``.
+a metric batch's are ``Edge Metrics/<Family>/<window>/<name>``
+(``Edge Metrics/Energy/15m/kwh``), an event batch's ``Edge Metrics/Events/<event>/<name>``,
+a report batch's single value ``Edge Metrics/Reports/<report>``: one folder no tag name
+can equal (:data:`EDGE_METRICS`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from edge_agent.config.catalog import DeviceInfo
 from edge_agent.metrics.contract import event_info, metric_info, report_info
-from edge_agent.model import SampleBatch, Value
+from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.sinks.sparkplug.datatypes import (
     INT_RANGE,
     PYTHON_TYPE,
@@ -46,8 +48,15 @@ FAMILY_FOLDERS: Final = {
     "baseline": "Baseline",
     "savings": "Savings",
 }
-EVENTS_FOLDER: Final = "Events"
-REPORTS_FOLDER: Final = "Reports"
+#: The one folder that holds a unit's metric windows, events and reports on its device.
+#: Its space keeps it apart from every tag: a tag name (config NAME_PATTERN) holds no
+#: space and no ``/``, so no tag can ever be named like this folder, or stand beside one
+#: of its subfolders, in any case (Sparkplug_6, Metric name: "a defined folder should
+#: always remain a folder"; Ignition's tag paths do not tell case apart, and a meter's
+#: counter is often a tag named ``energy``). The spec's own ``Node Control`` is spelled so.
+EDGE_METRICS: Final = "Edge Metrics"
+EVENTS_FOLDER: Final = f"{EDGE_METRICS}/Events"
+REPORTS_FOLDER: Final = f"{EDGE_METRICS}/Reports"
 
 #: The datatype a metric is born with while nothing tells its type (a tag typed by the
 #: server whose first sample is bad, an event's ``end_s`` while the event runs). The
@@ -68,12 +77,14 @@ class Naming:
     """How the samples of one kind of batch are named as metrics.
 
     ``prefix`` goes before each sample name; ``single`` (report batches) replaces the
-    one sample's name altogether. ``window`` is set for metric batches.
+    one sample's name altogether. ``window`` is set for metric batches, ``event`` for
+    event batches.
     """
 
     prefix: str = ""
     single: str | None = None
     window: str | None = None
+    event: bool = False
 
     def names(self, sample_names: Sequence[str]) -> tuple[str, ...]:
         if self.single is not None:
@@ -91,10 +102,12 @@ def naming(batch: SampleBatch) -> Naming:
         return PLAIN
     info = metric_info(batch)
     if info is not None:
-        return Naming(f"{family_folder(info.family)}/{info.window}/", window=info.window)
+        return Naming(
+            f"{EDGE_METRICS}/{family_folder(info.family)}/{info.window}/", window=info.window
+        )
     event = event_info(batch)
     if event is not None:
-        return Naming(f"{EVENTS_FOLDER}/{event.event}/")
+        return Naming(f"{EVENTS_FOLDER}/{event.event}/", event=True)
     report = report_info(batch)
     if report is not None:
         return Naming(single=f"{REPORTS_FOLDER}/{report.report}")
@@ -188,9 +201,79 @@ class Plan:
     codec: object = None
 
 
+#: Most plans a table keeps: one per poll group, and one per distinct subset of names of
+#: OPC UA change batches (up to 2**tags of them), so the oldest goes beyond this.
+MAX_PLANS: Final = 64
+
+#: The key of a group's latest values in :attr:`DeviceTable.latest`: the batch's group
+#: and naming (metric batches of several families share a window's group).
+LatestKey = tuple[str, Naming]
+
+
+#: A sample kept apart from its batch (:class:`Latest`): value, quality, reason, its
+#: per-value time (None: the batch's), and its batch's (time, attributes, historical).
+_Kept = tuple[Value, Quality, str, "int | None", tuple[int, dict[str, str], bool]]
+
+
+@dataclass(slots=True)
+class Latest:
+    """The latest live values of one group, for births (:meth:`DeviceTable.see`).
+
+    ``batch`` is the latest batch of the group. A polled group's batches all name the
+    same tags, so each one replaces the last: one reference per batch. An OPC UA change
+    batch names only the tags that changed; the samples of the previous batch that the
+    new one does not carry move to ``older``, one small tuple per name (never a whole old
+    batch kept alive for one value): at most one sample per tag in all.
+    """
+
+    batch: SampleBatch
+    older: dict[str, _Kept] | None = None
+
+    def take(self, batch: SampleBatch) -> None:
+        """``batch`` is the group's newest (the live tap sees a group's batches in the
+        order they were collected, and a driver hands over a tag's changes in order)."""
+        old = self.batch
+        self.batch = batch
+        names = batch.names
+        if old.names is names or old.names == names:
+            return
+        older = self.older if self.older is not None else {}
+        fresh = set(names)
+        origin = (old.timestamp_ns, old.attributes, old.historical)
+        stamps: Sequence[int | None] = old.timestamps_ns or [None] * len(old.names)
+        for name, value, quality, reason, stamp in zip(
+            old.names, old.values, old.qualities, old.reasons, stamps, strict=True
+        ):
+            if name not in fresh:
+                older[name] = (value, quality, reason, stamp, origin)
+        if older:
+            for name in names:
+                older.pop(name, None)
+        self.older = older or None
+
+    def batches(self) -> Iterator[SampleBatch]:
+        """The latest batch, and each older sample as a batch of its own."""
+        batch = self.batch
+        for name, (value, quality, reason, stamp, origin) in (self.older or {}).items():
+            at, attributes, historical = origin
+            yield SampleBatch(
+                batch.device,
+                batch.group,
+                at,
+                (name,),
+                [value],
+                [quality],
+                [reason],
+                None if stamp is None else [stamp],
+                historical,
+                attributes,
+            )
+        yield batch
+
+
 @dataclass(slots=True)
 class DeviceTable:
-    """One Sparkplug device's metrics, in birth order, with the latest batches seen live."""
+    """One Sparkplug device's metrics, in birth order, with the latest values seen live."""
 
     device_id: str
     allocator: AliasAllocator
@@ -202,8 +285,9 @@ class DeviceTable:
     #: Aliases whose last live value went out with a quality other than GOOD (so the next
     #: GOOD one carries Quality 192 once): kept by the encoders.
     not_good: set[int] = field(default_factory=set)
-    #: The latest live batch of each (names, naming), for births (:meth:`see`).
-    latest: dict[tuple[Sequence[str], Naming], SampleBatch] = field(default_factory=dict)
+    #: The latest live values of each group, for births (:meth:`see`): O(tags) in all.
+    latest: dict[LatestKey, Latest] = field(default_factory=dict)
+    #: Plans by (names, naming), at most :data:`MAX_PLANS` (the oldest made goes first).
     _plans: dict[tuple[Sequence[str], Naming], Plan] = field(default_factory=dict)
 
     @classmethod
@@ -254,11 +338,14 @@ class DeviceTable:
         """
         names = batch.names
         key = (names if isinstance(names, tuple) else tuple(names), naming(batch))
-        plan = self._plans.get(key)
-        if plan is not None and plan.generation == self.generation:
-            return plan
-        plan = self._build(key)
-        self._plans[key] = plan
+        plans = self._plans
+        plan = plans.get(key)
+        if plan is not None:
+            if plan.generation == self.generation:
+                return plan
+        elif len(plans) >= MAX_PLANS:
+            del plans[next(iter(plans))]
+        plan = plans[key] = self._build(key)
         return plan
 
     def _build(self, key: tuple[Sequence[str], Naming]) -> Plan:
@@ -267,7 +354,7 @@ class DeviceTable:
         for sample_name, name in zip(names, how.names(names), strict=True):
             slot = self.metrics.get(name)
             if slot is None:
-                known = _EVENT_TYPES.get(sample_name) if how.prefix.startswith("Events/") else None
+                known = _EVENT_TYPES.get(sample_name) if how.event else None
                 slot = self._add(name, known, learned=known is None, window=how.window)
             slots.append(slot)
         expected = tuple(
@@ -306,6 +393,10 @@ class DeviceTable:
             datatype = value_datatype(value)
             if datatype is None:
                 continue  # nothing can carry it: sent as bad, the datatype stays
+            if slot.datatype is DataType.Float and datatype is DataType.Double:
+                # A float32 tag's value beyond float32's range: the driver decoded a
+                # float32, so the value is wrong, not the type. Sent as bad.
+                continue
             if not slot.typed and datatype == slot.datatype:
                 slot.typed = True  # the placeholder was right: no rebirth needed
             else:
@@ -314,14 +405,24 @@ class DeviceTable:
             self.generation += 1
 
     def see(self, batch: SampleBatch) -> None:
-        """Remember ``batch`` as the latest of its group for births: O(1) per batch."""
-        names = batch.names
-        key = (names if isinstance(names, tuple) else tuple(names), naming(batch))
-        self.latest[key] = batch
+        """Remember ``batch``'s values as the latest of its group, for births: one
+        reference per batch of a polled group; a change batch that names other tags than
+        the one before costs one step per name of the two (:class:`Latest`)."""
+        if not batch.names:
+            return  # a proof of life of a change-based group: no value
+        key = (batch.group, naming(batch))
+        entry = self.latest.get(key)
+        if entry is None:
+            self.latest[key] = Latest(batch)
+        else:
+            entry.take(batch)
 
     def latest_batches(self) -> Iterable[SampleBatch]:
-        return self.latest.values()
+        """The batches that hold the latest live values (a name may be in several, from
+        different groups: the births take the newest by time)."""
+        for entry in self.latest.values():
+            yield from entry.batches()
 
     def forget(self) -> None:
-        """Drop the latest batches (a device whose values are no longer current)."""
+        """Drop the latest values (a device whose values are no longer current)."""
         self.latest.clear()

@@ -38,6 +38,8 @@ from edge_agent.sinks.sparkplug.ddata import (
     set_property,
     set_sample,
     window_properties,
+    wire_ms,
+    wire_text,
 )
 from edge_agent.sinks.sparkplug.metric_table import (
     AliasAllocator,
@@ -150,7 +152,9 @@ def encode_dbirth(
         key=lambda slot: _time(current.get(slot.name), timestamp_ms),
     )
     for slot in slots:
-        metric = payload.metrics.add(name=slot.name, alias=slot.alias, datatype=slot.datatype)
+        metric = payload.metrics.add(
+            name=wire_text(slot.name), alias=slot.alias, datatype=slot.datatype
+        )
         found = current.get(slot.name)
         if found is None:
             metric.timestamp = timestamp_ms
@@ -179,17 +183,21 @@ def _time(found: _Current | None, default_ms: int) -> int:
 
 
 def _current(latest: Iterable[SampleBatch]) -> dict[str, _Current]:
-    """The latest sample of each metric name among ``latest`` (later batches win)."""
+    """The newest sample of each metric name among ``latest``, by its time (a name may
+    be in batches of two groups, e.g. after a reload moved its tag); among equal times
+    the later batch wins."""
     current: dict[str, _Current] = {}
     for batch in latest:
         how = naming(batch)
         stamps = batch.timestamps_ns
         base_ms = known_time_ns(batch) // 1_000_000
         for i, name in enumerate(how.names(batch.names)):
-            stamp = base_ms if stamps is None else stamps[i] // 1_000_000
-            current[name] = _Current(
-                batch.values[i], batch.qualities[i], batch.reasons[i], stamp, batch
-            )
+            stamp = base_ms if stamps is None else wire_ms(stamps[i], base_ms)
+            found = current.get(name)
+            if found is None or found.timestamp_ms <= stamp:
+                current[name] = _Current(
+                    batch.values[i], batch.qualities[i], batch.reasons[i], stamp, batch
+                )
     return current
 
 
@@ -199,7 +207,8 @@ class CommandError(ValueError):
 
 class Command(NamedTuple):
     """One metric of an NCMD or DCMD: its name or alias (whichever was sent; either may
-    be None) and value (None when ``is_null`` or absent)."""
+    be None) and value (None when ``is_null``, absent, or not in the field its declared
+    datatype puts it in)."""
 
     name: str | None
     alias: int | None
@@ -207,34 +216,50 @@ class Command(NamedTuple):
     datatype: DataType | None
 
 
-#: Oneof value fields we read back, and the datatype to assume when none is given.
-_PLAIN_FIELDS: Final = {
-    "int_value": DataType.UInt32,
-    "long_value": DataType.UInt64,
-    "float_value": DataType.Float,
-    "double_value": DataType.Double,
-    "boolean_value": DataType.Boolean,
-    "string_value": DataType.String,
+#: Oneof value fields we read back.
+_PLAIN_FIELDS: Final = frozenset(
+    {"int_value", "long_value", "float_value", "double_value", "boolean_value", "string_value"}
+)
+#: The fields a value of a declared datatype may come in: its own (:data:`FIELD`), and
+#: for UInt32 also ``int_value``, where the specification's table puts it.
+_ACCEPTED: Final = {
+    **{datatype: frozenset({field}) for datatype, field in FIELD.items()},
+    DataType.UInt32: frozenset({"int_value", "long_value"}),
 }
 
 
 def decode_command(payload: bytes) -> list[Command]:
     """The metrics of an NCMD/DCMD payload; CommandError (with what is wrong, in words)
-    for bytes that are not a Sparkplug B payload. Never raises anything else."""
+    for bytes that are not a Sparkplug B payload, including a name or string value that
+    is not UTF-8 (protobuf hands those over as bytes). Never raises anything else.
+
+    A metric that declares a datatype has its value only in that datatype's field: a
+    ``Node Control/Rebirth`` declared String (or Int32 ...) with ``boolean_value`` true
+    has no value, so it asks for nothing (tck-id-operational-behavior-data-commands-
+    ncmd-rebirth-value: Boolean true). Without a datatype (commands need not carry one,
+    tck-id-payloads-metric-datatype-not-req) the value is the field's.
+    """
     try:
         message = pb.Payload.FromString(payload)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise CommandError(f"not a Sparkplug B payload ({len(payload)} bytes): {exc}") from None
     commands = []
     for metric in message.metrics:
-        datatype = _datatype(metric.datatype) if metric.HasField("datatype") else None
+        name = metric.name if metric.HasField("name") else None
+        if isinstance(name, bytes):
+            raise CommandError(f"a metric name is not UTF-8 text: {name!r}")
+        value: Value = None
+        datatype = None
+        if metric.HasField("datatype"):
+            datatype = _datatype(metric.datatype)
+            if datatype is not None and not metric.is_null:
+                value = _value(metric, datatype)
+        elif not metric.is_null:
+            value = _value(metric, None)
+        if isinstance(value, bytes):
+            raise CommandError(f"the string value of {name or 'a metric'} is not UTF-8 text")
         commands.append(
-            Command(
-                metric.name if metric.HasField("name") else None,
-                metric.alias if metric.HasField("alias") else None,
-                None if metric.is_null else _value(metric, datatype),
-                datatype,
-            )
+            Command(name, metric.alias if metric.HasField("alias") else None, value, datatype)
         )
     return commands
 
@@ -247,11 +272,14 @@ def _datatype(number: int) -> DataType | None:
 
 
 def _value(metric: Any, datatype: DataType | None) -> Value:
+    """The value in ``metric``'s field; None when there is none we accept (bytes,
+    dataset, template) or it is not where ``datatype`` puts it."""
     which = metric.WhichOneof("value")
     if which not in _PLAIN_FIELDS:
-        return None  # no value, or one we never accept (bytes, dataset, template)
+        return None
+    if datatype is not None and which not in _ACCEPTED.get(datatype, ()):
+        return None
     raw: Value = getattr(metric, which)
-    signed = datatype is not None and FIELD.get(datatype) == which
-    if signed and isinstance(raw, int) and not isinstance(raw, bool) and datatype is not None:
+    if datatype is not None and isinstance(raw, int) and not isinstance(raw, bool):
         return from_wire_int(datatype, raw)
     return raw
