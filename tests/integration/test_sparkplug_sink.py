@@ -25,6 +25,7 @@ from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.model import REASON_TIMEOUT, Quality, SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
+from edge_agent.sinks.sparkplug.node import EdgeNode
 from edge_agent.sinks.sparkplug.sink import SparkplugSink
 from tests.memory_buffer import MemoryBuffer
 from tests.mqtt_support import Received, Subscriber, fast_backoff
@@ -348,3 +349,256 @@ async def test_primary_host_offline_holds_the_data_and_it_arrives_historical_aft
     assert [d.metrics[0].float_value for d in delivered] == [10.0, 11.0, 12.0, 13.0, 14.0]
     assert all(m.is_historical for d in delivered for m in d.metrics)
     assert runner.state is SinkState.DELIVERING
+
+
+# ------------------------------------------------------------ primary host: STATE races
+
+STATE = "spBv1.0/STATE/scada"
+
+
+async def test_host_offline_then_online_read_together_ends_the_session_and_births_again(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """A host restart: its Will (offline), then its new birth, read from one socket read
+    before the session task looks. The offline one ends the session all the same (NDEATH,
+    DISCONNECT [tck-id-message-flow-edge-node-birth-publish-phid-offline]); the next
+    session is born on the online STATE, the sink never holds for good."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path, primary_host="scada")
+    t0 = int(time.time() * 1000)
+    _publish(mosquitto.port, STATE, _state(True, t0), retain=True)
+    async with _running(sink):
+        await _born(sink)
+        # Both confirmed before the loop runs again (the helper blocks).
+        _publish(mosquitto.port, STATE, _state(False, t0 + 1), retain=True)
+        _publish(mosquitto.port, STATE, _state(True, t0 + 2), retain=True)
+        host = sink.host
+        assert host is not None
+        await _until(
+            sub,
+            "the sink to read both STATE messages",
+            lambda: host.state is not None and host.state.timestamp_ms == t0 + 2,
+        )
+        await _kinds(sub, "NDEATH", "NBIRTH", "DBIRTH")
+        await _born(sink)
+    assert sink.sessions == 2
+
+
+async def test_no_birth_in_a_new_session_before_the_host_says_online_in_it(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """The broker restarts without the retained STATE: what the last session heard is not
+    enough [tck-id-message-flow-edge-node-birth-publish-phid-wait,
+    tck-id-operational-behavior-edge-node-birth-sequence-wait]; the online STATE of this
+    session is."""
+    sink = _sink(mosquitto, tmp_path, primary_host="scada")
+    _publish(mosquitto.port, STATE, _state(True, int(time.time() * 1000)), retain=True)
+    async with _running(sink):
+        await _born(sink)
+        mosquitto.stop()
+        mosquitto.start()  # same port, nothing retained
+        deadline = time.monotonic() + 10.0
+        while not (
+            sink.sessions >= 2
+            and sink.connected
+            and (sink.born or "waiting for the primary host" in sink.holding_reason)
+        ):
+            assert time.monotonic() < deadline, f"no new session: {sink.holding_reason!r}"
+            await asyncio.sleep(0.01)
+        assert not sink.born, "born in a new session without any STATE from the primary host"
+        _publish(mosquitto.port, STATE, _state(True, int(time.time() * 1000)), retain=True)
+        await _born(sink)
+
+
+async def test_no_data_goes_out_when_the_host_went_offline_while_the_births_were_confirmed(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """The host's offline STATE arrives while the births are in flight: the runner is not
+    let go after them; NDEATH follows, no DDATA before it
+    [tck-id-message-flow-edge-node-birth-publish-phid-offline]."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path, primary_host="scada")
+    t0 = int(time.time() * 1000)
+    _publish(mosquitto.port, STATE, _state(True, t0), retain=True)
+    fence = sink._connection.fence
+    fences = 0
+
+    async def host_goes_offline_during_the_first_fence(*, within: float) -> None:
+        nonlocal fences
+        fences += 1
+        if fences == 1:  # the births' fence: the host dies meanwhile
+            _publish(mosquitto.port, STATE, _state(False, t0 + 1), retain=True)
+        await fence(within=within)
+
+    sink._connection.fence = host_goes_offline_during_the_first_fence  # type: ignore[method-assign]
+    buffer = MemoryBuffer(100)
+    buffer.append(_batch(1.0))
+    runner = SinkRunner(sink, buffer)
+    task = asyncio.create_task(runner.run())
+    try:
+        await _until(sub, "the NDEATH", lambda: "NDEATH" in map(_kind, _spb(sub)))
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        await sink.stop()
+    kinds = [_kind(m) for m in _spb(sub)]
+    assert "DDATA" not in kinds[: kinds.index("NDEATH")], kinds
+
+
+# ------------------------------------------------------------------------------ reload
+
+
+async def test_a_reload_never_lets_ddata_use_an_alias_before_its_dbirth(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """describe_devices (a reload) and a send that takes the lock before the session
+    task: the DBIRTH with the new tag goes out before the DDATA that uses it
+    [tck-id-operational-behavior-data-publish-dbirth,
+    tck-id-payloads-alias-data-cmd-requirement]."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    async with _running(sink):
+        await _born(sink)
+        await sink.send([_batch(1.0)])
+        await _kinds(sub, "NBIRTH", "DBIRTH", "DDATA")
+        tags = [
+            TagInfo("meter", "fast", name, value_type, None, 1.0)
+            for name, value_type in (("power_kw", "float32"), ("running", "bool"))
+        ]
+        tags.append(TagInfo("meter", "fast", "voltage", "float32", None, 1.0))
+        sink.describe_devices([DeviceInfo.of("meter", "modbus", tags)])
+        batch = SampleBatch(
+            "meter",
+            "fast",
+            time.time_ns(),
+            ("power_kw", "running", "voltage"),
+            [2.0, True, 230.0],
+            [Quality.GOOD] * 3,
+            [""] * 3,
+        )
+        await sink.send([batch])
+        await sink.send([batch])
+        messages = await _kinds(sub, "DBIRTH", "DDATA", "DDATA")
+    born: set[int] = set()
+    for message in messages:
+        if _kind(message) == "DBIRTH":
+            born = {m.alias for m in _decode(message).metrics}
+        elif _kind(message) == "DDATA":
+            assert {m.alias for m in _decode(message).metrics} <= born
+    assert [_kind(m) for m in messages].count("DBIRTH") == 2
+
+
+# ------------------------------------------------------------ failures of our own, contained
+
+
+def _opcua_sink(broker: Mosquitto, state_dir: Path) -> SparkplugSink:
+    return SparkplugSink(
+        _config(broker),
+        PlantIdentity(name="line-1", site="Hall 3"),
+        state_dir,
+        devices=[
+            DeviceInfo.of("meter", "opcua", [TagInfo("meter", "fast", "state", None, None, 1.0)])
+        ],
+        ack_timeout=3.0,
+        connect_timeout=2.0,
+        backoff=fast_backoff(),
+    )
+
+
+def _text(text: str) -> SampleBatch:
+    return SampleBatch("meter", "fast", time.time_ns(), ("state",), [text], [Quality.GOOD], [""])
+
+
+async def test_a_live_string_with_a_lone_surrogate_does_not_end_the_session_task(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """asyncua decodes a Latin-1 PLC string ("St\\xf6rung") with surrogateescape: a GOOD
+    "St\\udcf6rung" that protobuf cannot encode. Seen live, it is in the births: the node
+    is born all the same (the value bad), the session task lives on."""
+    sink = _opcua_sink(mosquitto, tmp_path)
+    sink.see_live(_text("St\udcf6rung"))
+    async with _running(sink):
+        try:
+            await _born(sink, within=8.0)
+        except TimeoutError:
+            task = sink._supervisor
+            died = task is not None and task.done()
+            pytest.fail(f"never born: {sink.holding_reason!r}; session task ended: {died}")
+
+
+async def test_a_batch_with_a_lone_surrogate_does_not_block_every_batch_after_it(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _opcua_sink(mosquitto, tmp_path)
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer, backoff=fast_backoff())
+    task = asyncio.create_task(runner.run())
+    try:
+        for text in ("St\udcf6rung", "Betrieb"):
+            buffer.append(_text(text))
+        await sub.wait_until(lambda: len(buffer) == 0, "both batches delivered", within=8.0)
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        await sink.stop()
+    assert sink.sessions == 1
+
+
+async def test_a_failure_in_the_births_ends_the_session_not_the_session_task(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in births() (here: it raises once) is logged, the connection dropped (the
+    Will), and the next session is born: the sink does not stay connected and unborn."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    births = EdgeNode.births
+    calls = 0
+
+    def fails_once(node: EdgeNode, bd_seq: int) -> list[tuple[str, bytes]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug")
+        return births(node, bd_seq)
+
+    monkeypatch.setattr(EdgeNode, "births", fails_once)
+    async with _running(sink):
+        await _born(sink)
+        messages = await _kinds(sub, "NBIRTH", "DBIRTH")
+    assert sink.sessions == 2
+    assert [_kind(m) for m in messages] == ["NDEATH", "NBIRTH", "DBIRTH"]
+
+
+async def test_a_batch_the_node_fails_on_costs_one_session_and_is_skipped_after(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in deliver() on one batch: the session ends (its state may be half-changed),
+    and when the runner sends the batch again it is skipped, counted: never an endless
+    retry, and the batches after it are delivered."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    deliver = EdgeNode.deliver
+
+    def fragile(node: EdgeNode, batch: SampleBatch) -> list[tuple[str, bytes]]:
+        if batch.values[0] == 13.0:
+            raise RuntimeError("a bug")
+        return deliver(node, batch)
+
+    monkeypatch.setattr(EdgeNode, "deliver", fragile)
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer, backoff=fast_backoff())
+    task = asyncio.create_task(runner.run())
+    try:
+        for power in (13.0, 14.0):
+            buffer.append(_batch(power))
+        await sub.wait_until(lambda: len(buffer) == 0, "the batches delivered", within=8.0)
+        await _until(sub, "the DDATA", lambda: "DDATA" in map(_kind, _spb(sub)))
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        await sink.stop()
+    ddata = [_decode(m) for m in _spb(sub) if _kind(m) == "DDATA"]
+    assert [d.metrics[0].float_value for d in ddata] == [14.0]
+    assert sink.sessions == 2
+    assert sink.event_counts()["unencodable_batches"] == 1

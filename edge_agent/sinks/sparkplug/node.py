@@ -13,29 +13,43 @@ Rules (docs/SPARKPLUG.md, "Session and delivery"):
 - seq: NBIRTH 0, then +1 for every message of the session (DBIRTH, DDATA, DDEATH),
   255 wraps to 0 [tck-id-payloads-sequence-num-zero-nbirth,
   tck-id-payloads-sequence-num-incrementing]; NDEATH has none [tck-id-payloads-ndeath-seq].
+  A number is taken only by a message that was encoded: no gap when one cannot be.
 - A device is born before its first DDATA of the session, and again before a DDATA that
   needs a metric or datatype its birth did not have
   [tck-id-message-flow-device-birth-publish-nbirth-wait,
-  tck-id-operational-behavior-data-publish-dbirth].
-- Device offline/online from the stream: a data batch whose samples are all bad for a
-  connection reason kills the device (one DDEATH) [tck-id-operational-behavior-device-ddeath];
-  further such batches are dropped and counted; the next batch with a value that is not
-  bad brings a DBIRTH (current values), then its DDATA.
-- Historical: a batch read back from the outbox as historical, or collected before its
-  device's latest DBIRTH (a metric window: its end), goes out with ``is_historical``.
+  tck-id-operational-behavior-data-publish-dbirth]. A birth first learns the datatypes
+  the latest live values tell (an OPC UA tag), so it carries them typed and good.
+- A reload (:meth:`EdgeNode.describe`) only records what changed: the DBIRTH of a changed
+  device and the DDEATH of a removed one go out before the next message of the node
+  (every :meth:`EdgeNode.deliver` starts with :meth:`EdgeNode.reconcile`), so no DDATA
+  ever uses an alias or a datatype its device was not born with. Batches of a removed
+  device still in the outbox are dropped (counted), never a device again.
+- Device offline/online (:mod:`.reach`): dead (one DDEATH) only when every poll group's
+  latest batch is all bad for a connection reason [tck-id-operational-behavior-device-ddeath];
+  further such batches are dropped and counted; the next batch of a group that answers
+  brings a DBIRTH (current values), then its DDATA. A metric, event or report batch of a
+  dead device goes out inside a short birth: DBIRTH, DDATA, DDEATH.
+- Historical: a batch read back from the outbox as historical, or whose values became
+  known (:func:`~.metric_table.known_time_ns`: a window's or report's end) before its
+  device's latest DBIRTH, goes out with ``is_historical``.
+- A batch that cannot be encoded goes out with every sample BAD ("not encodable"),
+  counted; it never stops the batches after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import structlog
+
 from edge_agent.config.catalog import DeviceInfo
-from edge_agent.metrics.contract import metric_info
-from edge_agent.model import REASON_DECODE, REASON_SENTINEL, Quality, SampleBatch
-from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable
+from edge_agent.model import Quality, SampleBatch, Value
+from edge_agent.sinks.sparkplug.datatypes import fits
+from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable, known_time_ns
 from edge_agent.sinks.sparkplug.payloads import (
     encode_data,
     encode_dbirth,
@@ -43,7 +57,10 @@ from edge_agent.sinks.sparkplug.payloads import (
     encode_nbirth,
     encode_ndeath,
 )
+from edge_agent.sinks.sparkplug.reach import Reach, is_poll_batch
 from edge_agent.sinks.sparkplug.topics import Topics
+
+log = structlog.get_logger("edge_agent.sink.sparkplug")
 
 #: (topic, payload) of one message.
 Message = tuple[str, bytes]
@@ -51,25 +68,9 @@ Message = tuple[str, bytes]
 #: seq runs 0..255 and wraps.
 SEQ_MODULO: Final = 256
 
-#: Reasons of bad samples that say something about a value, not about the link to the
-#: device: a batch bad only for these does not make the device dead.
-_VALUE_REASONS: Final = frozenset({REASON_DECODE, REASON_SENTINEL})
-#: Modbus exception codes that mean the device cannot be reached (gateway path
-#: unavailable, gateway target failed to respond); the others are answers.
-_LINK_EXCEPTIONS: Final = frozenset({"exception code 10", "exception code 11"})
-
-
-def is_connection_loss(batch: SampleBatch) -> bool:
-    """True when every sample of ``batch`` is bad for a reason that says the device is
-    not reachable (timeout, disconnected, invalid response, ...), not one about a value."""
-    if not batch.qualities or batch.qualities.count(Quality.BAD) != len(batch.qualities):
-        return False
-    for reason in set(batch.reasons):
-        if reason in _VALUE_REASONS:
-            return False
-        if reason.startswith("exception code") and reason not in _LINK_EXCEPTIONS:
-            return False
-    return True
+#: Reason of the samples of a batch the encoder failed on (a bug, or a value no check
+#: foresaw): the batch goes out with every sample BAD, never blocks the ones after it.
+REASON_NOT_ENCODABLE: Final = "not encodable"
 
 
 def now_ms() -> int:
@@ -95,7 +96,15 @@ class NodeCounters:
     device_deaths: int = 0
     #: Batches of a dead device that were not sent (its DDEATH says it).
     dead_batches_skipped: int = 0
+    #: Batches of a device a reload removed, still in the outbox: not sent.
+    removed_batches_dropped: int = 0
+    #: Batches (or births) the encoder failed on: sent with every sample BAD.
+    unencodable_batches: int = 0
     historical_batches: int = 0
+
+
+#: A device's catalog part as described: (name, datatype, typed, unit, description) per tag.
+Catalog = tuple[tuple[object, ...], ...]
 
 
 @dataclass(slots=True)
@@ -103,11 +112,13 @@ class _Device:
     table: DeviceTable
     #: An agent device (from the catalog) rather than a virtual one (plant totals ...).
     described: bool
+    catalog: Catalog = ()
+    reach: Reach = field(default_factory=Reach)
     #: DBIRTH sent in the current session, no DDEATH since.
     born: bool = False
-    #: The latest batch delivered said the device cannot be reached.
+    #: Every poll group said the device cannot be reached (:mod:`.reach`).
     dead: bool = False
-    #: Time of its latest DBIRTH (ns): batches collected before are historical.
+    #: Time of its latest DBIRTH (ns): batches known before are historical.
     birth_ns: int = 0
 
 
@@ -126,6 +137,10 @@ class EdgeNode:
     #: Sparkplug device ids whose DBIRTH (changed by a reload) or DDEATH (removed) is due.
     _changed: set[str] = field(default_factory=set)
     _removed: dict[str, _Device] = field(default_factory=dict)
+    #: Device ids a reload removed: their batches still in the outbox are dropped.
+    _gone: set[str] = field(default_factory=set)
+    #: (device id, exception type) already logged as not encodable.
+    _unencodable_logged: set[tuple[str, str]] = field(default_factory=set)
     _seq: int = 0
 
     # ------------------------------------------------------------------ devices
@@ -133,32 +148,38 @@ class EdgeNode:
     def describe(self, devices: Iterable[DeviceInfo]) -> bool:
         """Take the plant's devices; True when something changed that
         :meth:`reconcile` must publish (a DBIRTH of a changed device, a DDEATH of a removed
-        one). A new or changed device gets a new table (aliases kept by the allocator)."""
+        one). A new or changed device gets a new table (aliases kept by the allocator); a
+        change is a tag added, removed or changed (type, unit, description)."""
         wanted = {self.device_id(info.name): info for info in devices}
         for device_id, info in wanted.items():
-            old = self._devices.get(device_id)
             fresh = DeviceTable.from_device(info, self.allocator, device_id)
-            if old is not None and old.described and _same_metrics(old.table, fresh):
+            catalog = _catalog(fresh)
+            groups = {tag.group for tag in info.tags.values()}
+            self._gone.discard(device_id)
+            self._removed.pop(device_id, None)
+            old = self._devices.get(device_id)
+            if old is not None and old.described and old.catalog == catalog:
+                old.reach.regroup(groups)
                 continue
             if old is not None:
-                # Keep what was seen live, where the new table still has every name.
-                for batch in old.table.latest_batches():
-                    if all(name in fresh.metrics for name in batch.names):
-                        fresh.see(batch)
-                old.table, old.described = fresh, True
+                _carry_live(old.table, fresh)
+                old.table, old.described, old.catalog = fresh, True, catalog
+                old.reach.regroup(groups)
             else:
-                self._devices[device_id] = _Device(fresh, described=True)
+                self._devices[device_id] = _Device(fresh, True, catalog, Reach(groups))
             self._changed.add(device_id)
-            self._removed.pop(device_id, None)
         for device_id in [d for d, dev in self._devices.items() if dev.described]:
             if device_id not in wanted:
                 self._removed[device_id] = self._devices.pop(device_id)
                 self._changed.discard(device_id)
+                self._gone.add(device_id)
         return bool(self._changed or self._removed)
 
     def see_live(self, batch: SampleBatch) -> None:
         """A batch as it was collected: the latest values for births. O(1)."""
-        self._device(self.device_id(batch.device)).table.see(batch)
+        device_id = self.device_id(batch.device)
+        if device_id not in self._gone:
+            self._device(device_id).table.see(batch)
 
     def _device(self, device_id: str) -> _Device:
         device = self._devices.get(device_id)
@@ -179,39 +200,71 @@ class EdgeNode:
 
     def births(self, bd_seq: int) -> list[Message]:
         """A new session (or a rebirth): NBIRTH with seq 0, then the DBIRTH of every device
-        that is not dead [tck-id-operational-behavior-data-commands-rebirth-action-1..3]."""
-        self._seq = 0
+        that is not dead [tck-id-operational-behavior-data-commands-rebirth-action-1..3].
+
+        In a rebirth, a device a reload removed meanwhile and still born in this session
+        gets its DDEATH first (it will not be born again)."""
+        messages = [
+            self._ddeath(device_id, device)
+            for device_id, device in self._removed.items()
+            if device.born
+        ]
         self._changed.clear()
         self._removed.clear()
+        self._seq = 0
         nbirth = encode_nbirth(
             bd_seq,
-            self._next_seq(),
+            self._seq,
             now_ms(),
             self.allocator,
             self.info.scan_rate_ms,
             self.info.properties,
         )
-        messages = [(self.topics.nbirth, nbirth)]
+        self._next_seq()
+        messages.append((self.topics.nbirth, nbirth))
         self.counters.births += 1
         for device_id, device in self._devices.items():
             device.born = False
             if not device.dead:
-                messages.append(self._dbirth(device_id, device))
+                messages += self._dbirth(device_id, device)
         return messages
+
+    def end_session(self) -> None:
+        """The MQTT session ended: its NDEATH (sent or the Will) ended every device too."""
+        for device in self._devices.values():
+            device.born = False
+        self._removed.clear()
 
     def ndeath(self, bd_seq: int) -> Message:
         """The NDEATH of session ``bd_seq`` (the Will, or sent before a clean disconnect)."""
         return self.topics.ndeath, encode_ndeath(bd_seq, now_ms())
 
-    def _dbirth(self, device_id: str, device: _Device) -> Message:
-        device.born = True
-        device.birth_ns = self.clock_ns()
-        self.counters.device_births += 1
+    def _dbirth(self, device_id: str, device: _Device) -> list[Message]:
+        """The DBIRTH of ``device`` (none for a device with no metric yet: a virtual one
+        seen only in empty batches)."""
         table = device.table
-        payload = encode_dbirth(
-            table, table.latest_batches(), self._next_seq(), device.birth_ns // 1_000_000
-        )
-        return self.topics.device("DBIRTH", device_id), payload
+        latest = list(table.latest_batches())
+        for batch in latest:
+            table.admit(batch)  # learn what the live values tell (OPC UA types) first
+        if not table.metrics:
+            return []
+        birth_ns = self.clock_ns()
+        payload = self._encode_birth(device_id, table, latest, birth_ns // 1_000_000)
+        device.born = True
+        device.birth_ns = birth_ns
+        self.counters.device_births += 1
+        self._next_seq()
+        return [(self.topics.device("DBIRTH", device_id), payload)]
+
+    def _encode_birth(
+        self, device_id: str, table: DeviceTable, latest: list[SampleBatch], stamp_ms: int
+    ) -> bytes:
+        try:
+            return encode_dbirth(table, latest, self._seq, stamp_ms)
+        except Exception as exc:  # noqa: BLE001 - any encoder failure: the birth goes out, values BAD
+            self._unencodable(device_id, exc)
+            bad = [_not_encodable(batch, exc) for batch in latest]
+            return encode_dbirth(table, bad, self._seq, stamp_ms)
 
     def _ddeath(self, device_id: str, device: _Device) -> Message:
         device.born = False
@@ -220,31 +273,69 @@ class EdgeNode:
         return self.topics.device("DDEATH", device_id), payload
 
     def deliver(self, batch: SampleBatch) -> list[Message]:
-        """The messages that deliver ``batch``: [DBIRTH or DDEATH,] DDATA, or nothing
-        (a dead device's batch, counted)."""
+        """The messages that deliver ``batch``: what a reload changed first, then
+        [DBIRTH or DDEATH,] DDATA, or nothing (a dead or removed device's batch, counted)."""
+        messages = self.reconcile()
         device_id = self.device_id(batch.device)
+        if device_id in self._gone:
+            self.counters.removed_batches_dropped += 1
+            return messages
         device = self._device(device_id)
-        if is_connection_loss(batch):
-            if device.dead:
-                self.counters.dead_batches_skipped += 1
-                return []
-            device.dead = True
-            return [self._ddeath(device_id, device)] if device.born else []
-        device.dead = False
+        if is_poll_batch(batch):
+            device.reach.record(batch)
+            if device.reach.dead:
+                if device.dead:
+                    self.counters.dead_batches_skipped += 1
+                    return messages
+                device.dead = True
+                if device.born:
+                    messages.append(self._ddeath(device_id, device))
+                return messages
+            device.dead = False
+        if not batch.names:
+            return messages
+        messages += self._data(device_id, device, batch)
+        if device.dead and device.born:
+            # A metric window, event or report of a device that cannot be reached: born
+            # for it, dead again at once.
+            messages.append(self._ddeath(device_id, device))
+        return messages
+
+    def _data(self, device_id: str, device: _Device, batch: SampleBatch) -> list[Message]:
         messages = []
         learned = device.table.admit(batch)
         if learned or not device.born:
-            messages.append(self._dbirth(device_id, device))
-        historical = batch.historical or _collected_ns(batch) < device.birth_ns
+            messages += self._dbirth(device_id, device)
+        historical = batch.historical or known_time_ns(batch) < device.birth_ns
+        try:
+            payload = encode_data(device.table, batch, self._seq, historical)
+        except Exception as exc:  # noqa: BLE001 - any encoder failure: the batch goes out BAD
+            self._unencodable(device_id, exc)
+            payload = encode_data(device.table, _not_encodable(batch, exc), self._seq, historical)
         if historical:
             self.counters.historical_batches += 1
-        payload = encode_data(device.table, batch, self._next_seq(), historical)
+        self._next_seq()
         messages.append((self.topics.device("DDATA", device_id), payload))
         return messages
 
+    def _unencodable(self, device_id: str, exc: Exception) -> None:
+        self.counters.unencodable_batches += 1
+        key = (device_id, type(exc).__name__)
+        if key not in self._unencodable_logged:
+            self._unencodable_logged.add(key)
+            log.error(
+                "sparkplug: values could not be encoded; sent as bad (logged once per "
+                "device and error)",
+                device=device_id,
+                reason=REASON_NOT_ENCODABLE,
+                exc_info=exc,
+            )
+
     def reconcile(self) -> list[Message]:
         """What a reload changed, for a born session: a DBIRTH of each changed device that
-        is born (or not dead), a DDEATH of each removed device that was born."""
+        is not dead, a DDEATH of each removed device that was born."""
+        if not (self._changed or self._removed):
+            return []
         messages = []
         for device_id, device in self._removed.items():
             if device.born:
@@ -252,7 +343,7 @@ class EdgeNode:
         for device_id in sorted(self._changed):
             changed = self._devices.get(device_id)
             if changed is not None and not changed.dead:
-                messages.append(self._dbirth(device_id, changed))
+                messages += self._dbirth(device_id, changed)
         self._changed.clear()
         self._removed.clear()
         return messages
@@ -263,21 +354,40 @@ class EdgeNode:
         return {device_id: device.born for device_id, device in self._devices.items()}
 
 
-def _collected_ns(batch: SampleBatch) -> int:
-    """When ``batch`` was collected: a metric window's end, else the batch time."""
-    info = metric_info(batch)
-    if info is not None and info.bounds is not None:
-        return info.bounds[1]
-    return batch.timestamp_ns
+def _not_encodable(batch: SampleBatch, exc: Exception) -> SampleBatch:
+    """``batch`` with every sample BAD, the reason naming the encoder's error."""
+    n = len(batch.names)
+    return dataclasses.replace(
+        batch,
+        values=[None] * n,
+        qualities=[Quality.BAD] * n,
+        reasons=[f"{REASON_NOT_ENCODABLE} ({type(exc).__name__})"] * n,
+    )
 
 
-def _same_metrics(old: DeviceTable, new: DeviceTable) -> bool:
-    """Whether a reload left the catalog part of a device as it was born (a datatype
-    learned from values, where the catalog has none, is no change)."""
-    for slot in new.metrics.values():
-        mine = old.metrics.get(slot.name)
-        if mine is None or (mine.unit, mine.description) != (slot.unit, slot.description):
+def _catalog(table: DeviceTable) -> Catalog:
+    """What a reload compares: the catalog's metrics (a datatype the catalog leaves to
+    the values stays the placeholder here, so learning one is no change)."""
+    return tuple(
+        (slot.name, slot.datatype, slot.typed, slot.unit, slot.description)
+        for slot in table.metrics.values()
+    )
+
+
+def _carry_live(old: DeviceTable, fresh: DeviceTable) -> None:
+    """Keep the live batches a reload does not make wrong: every metric window, event and
+    report, and a poll batch whose names the new table still has, with values that fit
+    their (possibly new) datatypes."""
+    for batch in old.latest_batches():
+        if not is_poll_batch(batch) or _fits(fresh, batch.names, batch.values):
+            fresh.see(batch)
+
+
+def _fits(table: DeviceTable, names: Sequence[str], values: Sequence[Value]) -> bool:
+    for name, value in zip(names, values, strict=True):
+        slot = table.metrics.get(name)
+        if slot is None:
             return False
-        if slot.typed and mine.datatype != slot.datatype:
+        if value is not None and slot.typed and not fits(slot.datatype, value):
             return False
     return True

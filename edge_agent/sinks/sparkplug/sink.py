@@ -9,14 +9,19 @@ One MQTT session at a time, each its own Sparkplug session:
    tck-id-message-flow-edge-node-birth-publish-will-message-will-retained];
 2. CONNECT, then SUBSCRIBE (QoS 1) to NCMD, DCMD and, with a primary host, its STATE
    topic, all before any birth [tck-id-message-flow-edge-node-ncmd-subscribe];
-3. with a primary host: wait until its newest STATE says online
-   [tck-id-message-flow-edge-node-birth-publish-phid-wait];
+3. with a primary host: wait until a STATE received *in this session* says online (what
+   an earlier session heard is not enough: the broker may have restarted, the host not be
+   back) [tck-id-message-flow-edge-node-birth-publish-phid-wait,
+   tck-id-operational-behavior-edge-node-birth-sequence-wait];
 4. NBIRTH (seq 0, the same bdSeq), every DBIRTH, confirmed by a fence; from then on the
    runner's sends go out as DDATA (QoS 0, one message per batch, confirmed by a fence
-   before ``send`` returns);
+   before ``send`` returns). The runner may send only once the births are confirmed
+   *and* the host has not said offline since they began;
 5. the end: a lost connection (the broker sends the Will), a failed confirmation (the
-   connection is dropped: the Will), the primary host going offline (NDEATH, then
-   DISCONNECT [tck-id-message-flow-edge-node-birth-publish-phid-offline]), or ``stop``
+   connection is dropped: the Will), the primary host going offline at any moment after
+   the births began, even if it is back already (NDEATH, then DISCONNECT
+   [tck-id-message-flow-edge-node-birth-publish-phid-offline]), a failure of our own (logged,
+   the connection dropped: the Will), or ``stop``
    (NDEATH, then DISCONNECT [tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath]).
    Then again from 1.
 
@@ -123,6 +128,12 @@ class SparkplugSink:
         #: Wakes the session task: a rebirth asked for, a STATE change, a reload.
         self._wake = asyncio.Event()
         self._rebirth_due = False
+        #: The primary host's STATE as heard in the current session: online now, and
+        #: whether it said offline since the session began.
+        self._host_online = False
+        self._host_left = False
+        #: (device, group, time) of a batch the node failed on: skipped when sent again.
+        self._poison: tuple[str, str, int] | None = None
         self._holding = "not connected to the broker yet"
         self._supervisor: asyncio.Task[None] | None = None
         self._stopped = False
@@ -171,13 +182,27 @@ class SparkplugSink:
         async with self._lock:
             if not self._ready.is_set():
                 raise SinkError(f"sparkplug sink {self.name}: {self._holding}")
-            try:
-                messages = [m for batch in batches for m in self.node.deliver(batch)]
-            except Exception:
-                # Sequence numbers were taken for messages that will never go out: this
-                # session's seq has a gap now. End it; the next one starts afresh.
-                self._drop("a batch could not be encoded")
-                raise
+            messages = []
+            for batch in batches:
+                key = (batch.device, batch.group, batch.timestamp_ns)
+                if key == self._poison:
+                    # It broke a session already: skip it (counted), never retry forever.
+                    self.node.counters.unencodable_batches += 1
+                    self._log.error(
+                        "sparkplug batch skipped", device=batch.device, group=batch.group
+                    )
+                    continue
+                try:
+                    messages += self.node.deliver(batch)
+                except Exception as exc:  # a bug: the node's state may be half-changed
+                    self._poison = key
+                    self._log.exception(
+                        "sparkplug batch could not be delivered; session ends, batch skipped",
+                        device=batch.device,
+                        group=batch.group,
+                    )
+                    self._drop("a batch could not be encoded")
+                    raise SinkError(f"sparkplug sink {self.name}: {exc!r}") from exc
             await self._publish(messages)
 
     async def stop(self) -> None:
@@ -220,6 +245,8 @@ class SparkplugSink:
             "device_births": node.device_births,
             "device_deaths": node.device_deaths,
             "dead_batches_skipped": node.dead_batches_skipped,
+            "removed_batches_dropped": node.removed_batches_dropped,
+            "unencodable_batches": node.unencodable_batches,
             "historical_batches": node.historical_batches,
             "rebirth_requests": commands.rebirth_requests,
             "commands_refused": commands.commands_refused,
@@ -284,9 +311,15 @@ class SparkplugSink:
             started = asyncio.get_running_loop().time()
             self.sessions += 1
             self._log.info("sparkplug connected", client_id=self.client_id, bd_seq=bd_seq)
-            reason = await self._session(bd_seq)
+            try:
+                reason = await self._session(bd_seq)
+            except Exception as exc:  # noqa: BLE001 - a bug of ours must not end the session task
+                self._log.exception("sparkplug session failed; reconnecting")
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                self._drop(reason)
             bd_seq = None
             self._ready.clear()
+            self.node.end_session()
             self._holding = f"not connected to the broker: {reason}"
             self._log.warning("sparkplug session ended; reconnecting", reason=reason)
             if asyncio.get_running_loop().time() - started >= STABLE_SESSION_S:
@@ -298,15 +331,18 @@ class SparkplugSink:
         subscriptions = [(self.topics.ncmd, 1), (self.topics.dcmd, 1)]
         if self._state_topic:
             subscriptions.append((self._state_topic, 1))
+        self._host_online = self._host_left = False
         closed = asyncio.ensure_future(self._connection.wait_closed())
         born = False
         try:
             await self._connection.subscribe(subscriptions, within=self._ack_timeout)
             while not closed.done():
                 self._wake.clear()
-                if self.host is not None and not self.host.online:
-                    if born:
+                if self.host is not None:
+                    if born and self._host_left:
                         return await self._host_went_offline(bd_seq)
+                    self._host_left = False  # nothing born yet: nothing to end
+                if self.host is not None and not self._host_online:
                     self._holding = (
                         f"waiting for the primary host {self.config.primary_host} to be "
                         f"online ({self._state_topic})"
@@ -319,7 +355,10 @@ class SparkplugSink:
                             if not born:
                                 self._log.info("sparkplug session born", bd_seq=bd_seq)
                             born = True
-                            self._ready.set()
+                            # The host may have said offline while the births were on
+                            # their way: then no data; the loop ends the session.
+                            if not self._host_left:
+                                self._ready.set()
                         else:
                             await self._publish(self.node.reconcile())
                 wake = asyncio.ensure_future(self._wake.wait())
@@ -403,8 +442,12 @@ class SparkplugSink:
             # An old host session's message (its Will, delivered late): not the news.
             self.state_messages_ignored += 1
             return
+        self._host_online = verdict is Verdict.ONLINE
         if verdict is Verdict.OFFLINE:
-            self._ready.clear()  # hold now: nothing more goes out in this session
+            # Hold now: nothing more goes out in this session, even if the host is back
+            # before the session task looks (it ends the session: NDEATH, a new one).
+            self._host_left = True
+            self._ready.clear()
             self._holding = f"the primary host {self.config.primary_host} is offline"
         self._log.info("sparkplug primary host state", online=verdict is Verdict.ONLINE)
         self._wake.set()
