@@ -137,10 +137,7 @@ class SinkRunner:
         """Wait (bounded) for a holding sink to be ready; say once why it holds."""
         reason = sink.holding_reason
         self.counters.last_error = reason
-        if self.state is not SinkState.HOLDING:
-            if self.state is SinkState.DELIVERING:
-                self.counters.down_since_monotonic = time.monotonic()
-            self.state = SinkState.HOLDING
+        if self._enter(SinkState.HOLDING):
             log.info(
                 "sink holds its deliveries; batches stay buffered",
                 sink=self.sink.name,
@@ -185,13 +182,20 @@ class SinkRunner:
         finally:
             self._draining -= 1
 
+    def _enter(self, state: SinkState) -> bool:
+        """Move to ``state`` (holding or failing); True when that is a change, to be said
+        once. Delivery counts as down from the moment it stopped, whichever came first."""
+        if self.state is state:
+            return False
+        if self.state is SinkState.DELIVERING:
+            self.counters.down_since_monotonic = time.monotonic()
+        self.state = state
+        return True
+
     def _on_failure(self, exc: SinkError) -> None:
         self.counters.send_failures += 1
         self.counters.last_error = str(exc)
-        if self.state is not SinkState.FAILING:
-            if self.state is SinkState.DELIVERING:
-                self.counters.down_since_monotonic = time.monotonic()
-            self.state = SinkState.FAILING
+        if self._enter(SinkState.FAILING):
             log.warning(
                 "sink delivery failing; batches stay buffered and are retried",
                 sink=self.sink.name,
