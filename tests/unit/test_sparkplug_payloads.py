@@ -5,6 +5,7 @@ UNCERTAIN one never without Quality 0 (docs/SPARKPLUG.md, "Quality")."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
@@ -155,9 +156,9 @@ def test_ddata_has_aliases_only() -> None:
     -metric-datatype-not-req."""
     t = table()
     birth = {m.name: m.alias for m in parse(encode_dbirth(t, [], 0, T0_MS)).metrics}
-    message = parse(encode_data(t, good(GOOD_VALUES), 2, historical=False))
+    message = parse(encode_data(t, good(GOOD_VALUES), 2, historical=False, sent_ms=T0_MS + 7))
     assert message.seq == 2
-    assert message.timestamp == T0_MS
+    assert message.timestamp == T0_MS + 7  # when published; the metrics: when read
     assert [m.alias for m in message.metrics] == [birth[n] for n in NAMES]
     for metric, slot, value in zip(message.metrics, t.metrics.values(), GOOD_VALUES, strict=True):
         assert not metric.HasField("name")
@@ -311,10 +312,10 @@ def test_a_metric_window_carries_its_window() -> None:
 
 
 def test_a_window_or_report_ddata_is_not_stamped_before_its_metrics() -> None:
-    """The payload timestamp is when the message's values became known (Sparkplug_6,
-    payload ``timestamp``: the time the message was published): a 15 m window's DDATA at
-    the window end, not its start (15 minutes before its values were captured); a daily
-    report's at the end of the day (review finding, issue 17)."""
+    """A metric window's values are stamped at the window end, not its start (15 minutes
+    before its values were captured); a daily report's at the end of the day (review
+    finding, issue 17). The payload is stamped when it is published, never before its
+    metrics (tck-id-payloads-ddata-timestamp)."""
     window = OpenWindow(T0, T0 + 900 * 10**9, "", None)
     energy = metric_batch("press", "15m", window, "energy", ("energy_kwh",), [2.5], 1.0, 0.9)
     document = {"plant": "press", "report": "daily", "day": "2026-12-04"}
@@ -322,8 +323,9 @@ def test_a_window_or_report_ddata_is_not_stamped_before_its_metrics() -> None:
     t = table()
     for batch, end_ms in ((energy, T0_MS + 900_000), (report, T0_MS + 86_400_000)):
         t.admit(batch)
+        before_ms = time.time_ns() // 1_000_000
         message = parse(encode_data(t, batch, 0, False))
-        assert message.timestamp == end_ms
+        assert before_ms <= message.timestamp <= time.time_ns() // 1_000_000
         assert all(m.timestamp == end_ms for m in message.metrics)
         [born] = [
             m for m in parse(encode_dbirth(t, [batch], 1, T0_MS)).metrics if m.is_null is False

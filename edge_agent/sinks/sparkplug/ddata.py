@@ -20,6 +20,7 @@ was not GOOD) takes the general path: a new Payload, each sample set by
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any, Final
@@ -271,17 +272,26 @@ _PUT: Final = {
 }
 
 
-def encode_data(table: DeviceTable, batch: SampleBatch, seq: int, historical: bool) -> bytes:
+def encode_data(
+    table: DeviceTable,
+    batch: SampleBatch,
+    seq: int,
+    historical: bool,
+    *,
+    sent_ms: int | None = None,
+) -> bytes:
     """The DDATA of ``batch`` for a device born as ``table`` (call ``table.admit`` first:
     a value that does not fit goes out as BAD here, it is not learned).
 
     ``historical`` sets ``is_historical`` on every metric; such a batch leaves the
-    quality memory of live values (``table.not_good``) alone.
+    quality memory of live values (``table.not_good``) alone. ``sent_ms``: the payload
+    timestamp, the time of publishing (tck-id-payloads-ddata-timestamp), now unless given.
     """
     plan = table.plan(batch)
-    # The payload and its metrics are stamped when the values became known (a metric
-    # window's end, a report's end): never a payload older than its metrics.
-    timestamp_ms = stamp_ms = known_time_ns(batch) // 1_000_000
+    # The payload is stamped when it is published, a replayed one too; its metrics when
+    # their values became known (a poll's time, a metric window's end, a report's end).
+    stamp_ms = known_time_ns(batch) // 1_000_000
+    timestamp_ms = time.time_ns() // 1_000_000 if sent_ms is None else sent_ms
     fast = _fast(table, plan, batch, seq, timestamp_ms, stamp_ms, historical)
     if fast is not None:
         return fast
