@@ -136,8 +136,11 @@ class SinkRunner:
     async def _hold(self, sink: Holding) -> None:
         """Wait (bounded) for a holding sink to be ready; say once why it holds."""
         reason = sink.holding_reason
+        changed = reason != self.counters.last_error
         self.counters.last_error = reason
-        if self.state is not SinkState.HOLDING:
+        if self.state is not SinkState.HOLDING or changed:
+            # Said again when the reason changes ("not connected" -> "waiting for the
+            # primary host"): the log tells why nothing is sent.
             if self.state is SinkState.DELIVERING:
                 self.counters.down_since_monotonic = time.monotonic()
             self.state = SinkState.HOLDING
