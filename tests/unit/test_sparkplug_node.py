@@ -456,6 +456,30 @@ def test_a_batch_collected_before_the_birth_is_historical() -> None:
     assert not parse(new[1]).metrics[0].is_historical
 
 
+def test_a_poll_in_flight_at_the_birth_is_the_current_value_not_history() -> None:
+    """Found by the plant-engineer trial on the demo: the first poll starts (its batch
+    time) before the session is born and answers after it, so the DBIRTH carries every
+    metric null "no value yet", and the DDATA with the first values, stamped before the
+    birth, went out ``is_historical``: a host keeps showing "no value yet" (BAD) until
+    the next poll, a whole poll interval (a minute on a slow group) after every start.
+    Nothing newer than this batch was ever published for these metrics, so it is their
+    current value. Still historical: what the birth already carried something newer than
+    (test_a_batch_collected_before_the_birth_is_historical keeps its meaning once the
+    birth carried a newer value)."""
+    now = [T0 + S // 2]  # born half a second after the poll started
+    node = edge_node(now)
+    node.describe([device(modbus_tag("a", "int16"))])
+    [_, dbirth] = node.births(0)
+    assert parse(dbirth[1]).metrics[0].is_null  # the poll had not answered yet
+    first = batch(("a",), [1], at=T0)  # the poll started before the birth ...
+    now[0] = T0 + S
+    node.see_live(first)  # ... and answered after it
+    [ddata] = node.deliver(first)
+    assert not parse(ddata[1]).metrics[0].is_historical, (
+        "the first value of a metric born null went out historical: a host never shows it"
+    )
+
+
 # ------------------------------------------------------------ batches that cannot be encoded
 
 
