@@ -104,8 +104,9 @@ def test_a_device_id_must_not_be_taken_by_a_metric_unit_nor_differ_only_in_case(
     [tck-id-case-sensitivity-sparkplug-ids]."""
     sink = _sink(device_ids={"cnc-1": "demo-plant"})
     problems = dict(sparkplug_sink_problems(sink, ["cnc-1"], units=["demo-plant"]))
-    assert "cnc-1, demo-plant would share the Sparkplug device id 'demo-plant'" in (
-        problems[("device_ids", "cnc-1")]
+    assert (
+        "cnc-1, demo-plant would share the Sparkplug device id 'demo-plant'"
+        in (problems[("device_ids", "cnc-1")])
     )
     sink = _sink(device_ids={"cnc-1": "Press-1"})
     problems = dict(sparkplug_sink_problems(sink, ["cnc-1", "press-1"]))
@@ -117,7 +118,8 @@ def test_a_device_id_must_not_be_taken_by_a_metric_unit_nor_differ_only_in_case(
 def test_check_finds_a_device_id_taken_by_the_plant_total(tmp_path: Path) -> None:
     path = tmp_path / "plant.yaml"
     text = PLANT.replace("STATE", str(tmp_path)).replace("{meter: Meter 1}", "{meter: line-1}")
-    path.write_text(text + "metrics:\n  meters: [{device: meter, power: {tag: p}}]\n  plant_total: [meter]\n")
+    metrics = "metrics:\n  meters: [{device: meter, power: {tag: p}}]\n  plant_total: [meter]\n"
+    path.write_text(text + metrics)
     with pytest.raises(ConfigError) as raised:
         load_config(path, env={"SPB_USER": "edge", "SPB_PASSWORD": "s3cret"})
     assert any(

@@ -137,7 +137,8 @@ def _metric_units(metrics: MetricsConfig | None, plant_name: str) -> list[str]:
     baselines (docs/SPARKPLUG.md, "Metric names and folders")."""
     if metrics is None:
         return []
-    units = [unit.name or unit.device for unit in [*metrics.meters, *metrics.machines]]
+    units = [meter.name or meter.device for meter in metrics.meters]
+    units += [machine.name or machine.device for machine in metrics.machines]
     if metrics.plant_total:
         units.append(plant_name)
     return units + [baseline.name for baseline in metrics.baselines]
