@@ -79,13 +79,17 @@ def id_problem(value: str) -> str | None:
 
 
 def sparkplug_sink_problems(
-    sink: SparkplugSinkConfig, device_names: Iterable[str] | None = None
+    sink: SparkplugSinkConfig,
+    device_names: Iterable[str] | None = None,
+    units: Iterable[str] = (),
 ) -> list[tuple[tuple[str | int, ...], str]]:
     """(path inside the sink, message) for every problem with its ids and credentials.
 
     ``device_names``: every device of the plant (None: not known, the ``device_ids``
-    rules are skipped). The one place these rules live: ``check`` reports them with
-    their line, the sink raises them when built from code.
+    rules are skipped). ``units``: the metric units (plant total, baselines, a meter or
+    machine with a name of its own), each a Sparkplug device of its own name: no agent
+    device may be mapped onto one. The one place these rules live: ``check`` reports
+    them with their line, the sink raises them when built from code.
     """
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for field in ("group_id", "edge_node_id"):
@@ -108,25 +112,43 @@ def sparkplug_sink_problems(
                 problems.append(
                     (("device_ids", device), f"no device named {device!r} (devices: {known})")
                 )
-        owners: dict[str, list[str]] = {}
-        for device in names:
-            owners.setdefault(sink.device_id(device), []).append(device)
-        for device_id, devices in owners.items():
-            if len(devices) > 1:
-                where = (
-                    "device_ids",
-                    next((d for d in devices if d in sink.device_ids), devices[0]),
-                )
-                problems.append(
-                    (
-                        where,
-                        f"devices {', '.join(devices)} would share the Sparkplug device id "
-                        f"{device_id!r}: each device needs an id of its own",
-                    )
-                )
+        problems += _shared_ids(sink, names, [u for u in units if u not in names])
     if sink.password and not sink.username:
         # MQTT 3.1.1 cannot send a password without a user name; paho would drop it.
         problems.append((("password",), "a password needs a username"))
+    return problems
+
+
+def _shared_ids(
+    sink: SparkplugSinkConfig, names: list[str], units: list[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Devices (and metric units) that would share a Sparkplug device id, or hold ids
+    that differ only in case: a host that does not tell case apart (Ignition's tag
+    paths) would merge them [tck-id-topic-structure-namespace-unique-device-id,
+    tck-id-case-sensitivity-sparkplug-ids]."""
+    owners: dict[str, list[tuple[str, str]]] = {}
+    for device in [*names, *dict.fromkeys(units)]:
+        device_id = sink.device_id(device)
+        owners.setdefault(device_id.casefold(), []).append((device, device_id))
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for owned in owners.values():
+        if len(owned) < 2:
+            continue
+        devices = [device for device, _ in owned]
+        where = ("device_ids", next((d for d in devices if d in sink.device_ids), devices[0]))
+        ids = list(dict.fromkeys(device_id for _, device_id in owned))
+        if len(ids) == 1:
+            message = (
+                f"devices {', '.join(devices)} would share the Sparkplug device id "
+                f"{ids[0]!r}: each device needs an id of its own"
+            )
+        else:
+            message = (
+                f"the Sparkplug device ids {' and '.join(repr(i) for i in ids)} differ only "
+                f"in case (devices {', '.join(devices)}): a host such as Ignition does not "
+                "tell them apart; give each device an id of its own"
+            )
+        problems.append((where, message))
     return problems
 
 

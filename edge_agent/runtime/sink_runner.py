@@ -134,10 +134,13 @@ class SinkRunner:
             self._on_success(pending[-1].batch, len(pending), sum(len(p.batch) for p in pending))
 
     async def _hold(self, sink: Holding) -> None:
-        """Wait (bounded) for a holding sink to be ready; say once why it holds."""
+        """Wait (bounded) for a holding sink to be ready; say why it holds, once per reason."""
         reason = sink.holding_reason
+        changed = reason != self.counters.last_error
         self.counters.last_error = reason
-        if self._enter(SinkState.HOLDING):
+        # Said again when the reason changes ("not connected" -> "waiting for the primary
+        # host"): the log tells why nothing is sent.
+        if self._enter(SinkState.HOLDING) or changed:
             log.info(
                 "sink holds its deliveries; batches stay buffered",
                 sink=self.sink.name,

@@ -18,6 +18,7 @@ from typing import Any
 from edge_agent import __version__
 from edge_agent.config.service import HealthConfig
 from edge_agent.outbox import SinkView
+from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.liveness import LoopMonitor, stalled_pollers
@@ -113,16 +114,7 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
         },
         "device_states": {source.device: _device_state(source) for source in agent.sources},
         "backlog_batches": sum(len(sink.buffer) for sink in agent.sinks),
-        "sinks": {
-            sink.sink.name: {
-                "connected": sink.sink.connected,
-                "backlog_batches": len(sink.buffer),
-                "dropped_batches": sink.buffer.dropped_batches,
-                "batches_sent": sink.counters.batches_sent,
-                **_replay(sink.buffer),
-            }
-            for sink in agent.sinks
-        },
+        "sinks": {sink.sink.name: sink_status(sink) for sink in agent.sinks},
         **_outbox(agent),
         "reloads": {
             "applied": stats.reloads_applied,
@@ -130,6 +122,22 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
             **({"last": _iso(stats.last_reload_wall)} if stats.last_reload_wall else {}),
             **({"last_problems": stats.last_reload_problems} if stats.last_reload_problems else {}),
         },
+    }
+
+
+def sink_status(sink: SinkRunner) -> dict[str, Any]:
+    """One sink for ``edge-agent status``: connected, whether it delivers, fails or holds
+    (and why: a Sparkplug sink waiting for its primary host is connected yet sends
+    nothing), the backlog and what was sent."""
+    state = sink.state
+    return {
+        "connected": sink.sink.connected,
+        "state": state.value,
+        **({"reason": sink.counters.last_error} if state is not SinkState.DELIVERING else {}),
+        "backlog_batches": len(sink.buffer),
+        "dropped_batches": sink.buffer.dropped_batches,
+        "batches_sent": sink.counters.batches_sent,
+        **_replay(sink.buffer),
     }
 
 

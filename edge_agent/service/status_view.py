@@ -145,6 +145,10 @@ def render_status(
     width = max((len(name) for name in sinks), default=6)
     for name, sink in sinks.items():
         state = "connected" if sink.get("connected") else "DOWN"
+        if sink.get("state") in ("holding", "failing"):
+            # Connected yet not sending (a Sparkplug sink waiting for its primary host),
+            # or sends failing: the state and why, not a reassuring "connected".
+            state = str(sink["state"]) if sink.get("connected") else "DOWN"
         text = f"  {name:<{width}}  {state:<10}  backlog {sink.get('backlog_batches', 0)} batches"
         stored = backlog.get(name)
         if stored is not None:
@@ -154,6 +158,8 @@ def render_status(
         if sink.get("dropped_batches"):
             text += f", {sink['dropped_batches']} dropped"
         lines.append(text)
+        if sink.get("reason"):
+            lines.append(f"  {'':<{width}}  {sink['state']}: {sink['reason']}")
 
     outbox = document.get("outbox")
     if outbox is None:

@@ -60,8 +60,9 @@ def test_outages_lose_nothing_and_stored_data_arrives_flagged_historical(
     story: Story, view: View
 ) -> None:
     """Broker restart, kill -9 and the host outage: every read the simulators answered
-    reached the host (at most the one in flight at the kill is lost); data collected
-    before its device's current birth arrives with is_historical; within a session a
+    reached the host (at most the one in flight at the kill is lost); a value is flagged
+    is_historical exactly when its device's current birth already carried one at least as
+    new (the outage's data, replayed after the new birth); within a session a
     device's data comes in order, as two lanes at most (stored data oldest first, paced,
     beside live data in collection order)."""
     samples = good_samples(story.delivered)
@@ -75,17 +76,23 @@ def test_outages_lose_nothing_and_stored_data_arrives_flagged_historical(
         assert held, f"{device_id}: nothing collected during the host outage arrived"
         assert all(h for _, h in held), f"{device_id}: outage data not flagged historical"
     for session in view.sessions.values():
-        born: dict[str, int] = {}
+        # alias -> the time of the value its device's latest DBIRTH carried (None: null)
+        born: dict[int, int | None] = {}
         stamps: dict[str, list[int]] = {}
         for sent in session.sent:
             if sent.message_type == "DBIRTH":
-                born[sent.device] = sent.decoded.timestamp
+                born.update(
+                    (m.alias, None if m.is_null else m.timestamp) for m in sent.decoded.metrics
+                )
             elif sent.message_type == "DDATA" and sent.decoded.metrics:
-                first = sent.decoded.metrics[0]
-                stamps.setdefault(sent.device, []).append(first.timestamp)
-                if first.timestamp < born[sent.device]:
-                    assert all(m.is_historical for m in sent.decoded.metrics), (
-                        f"{sent}: collected before its DBIRTH, not flagged historical"
+                stamps.setdefault(sent.device, []).append(sent.decoded.metrics[0].timestamp)
+                for metric in sent.decoded.metrics:
+                    carried = born[metric.alias]
+                    # History exactly when the host already holds a value at least as new.
+                    stale = carried is not None and metric.timestamp <= carried
+                    assert metric.is_historical == stale, (
+                        f"{sent}: alias {metric.alias} at {metric.timestamp}, the birth "
+                        f"carried {carried}: is_historical should be {stale}"
                     )
         for device_id, seq in stamps.items():
             assert _lanes(seq) <= 2, f"session {session.number} {device_id}: out of order {seq}"

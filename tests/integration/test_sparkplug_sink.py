@@ -19,11 +19,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from structlog.testing import capture_logs
 
 from edge_agent.config import PlantIdentity, SparkplugSinkConfig
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.model import REASON_TIMEOUT, Quality, SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner, SinkState
+from edge_agent.service.status import sink_status
+from edge_agent.service.status_view import render_status
 from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sinks.sparkplug.node import EdgeNode
 from edge_agent.sinks.sparkplug.sink import SparkplugSink
@@ -349,6 +352,43 @@ async def test_primary_host_offline_holds_the_data_and_it_arrives_historical_aft
     assert [d.metrics[0].float_value for d in delivered] == [10.0, 11.0, 12.0, 13.0, 14.0]
     assert all(m.is_historical for d in delivered for m in d.metrics)
     assert runner.state is SinkState.DELIVERING
+
+
+async def test_an_operator_sees_why_a_sink_waiting_for_its_host_sends_nothing(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path
+) -> None:
+    """Found by the plant-engineer trial: with the primary host offline, ``edge-agent
+    status`` said ``scada  connected  backlog 112 batches`` (healthy, no reason) and the
+    log said only "holds ... not connected to the broker yet" then "sparkplug connected":
+    nothing told why no data flowed. docs/SPARKPLUG.md promises the holding reason in the
+    status; the log says it again whenever the reason changes."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path, primary_host="scada")
+    buffer = MemoryBuffer(1000)
+    runner = SinkRunner(sink, buffer)
+    with capture_logs() as logs:
+        task = asyncio.create_task(runner.run())
+        try:
+            buffer.append(_batch(1.0))
+            await sub.wait_until(
+                lambda: "waiting for the primary host scada" in runner.counters.last_error,
+                "the runner holding for the host",
+            )
+            entry = sink_status(runner)
+        finally:
+            task.cancel()
+            await asyncio.wait([task])
+            await sink.stop()
+    assert entry["state"] == "holding"
+    assert "waiting for the primary host scada to be online" in entry["reason"]
+    document = {"healthy": True, "sinks": {"scada": entry}}
+    text = render_status(document)
+    [line] = [x for x in text.splitlines() if x.startswith("  scada")]
+    assert "holding" in line, text
+    assert "connected" not in line, text
+    assert "holding: waiting for the primary host scada to be online" in text, text
+    reasons = [e["reason"] for e in logs if e["event"].startswith("sink holds")]
+    assert any("waiting for the primary host scada" in r for r in reasons), reasons
 
 
 # ------------------------------------------------------------ primary host: STATE races

@@ -95,6 +95,39 @@ def test_device_ids_must_name_devices_and_stay_unique() -> None:
     assert sparkplug_sink_problems(sink, None) == []
 
 
+def test_a_device_id_must_not_be_taken_by_a_metric_unit_nor_differ_only_in_case() -> None:
+    """Found by the plant-engineer trial: ``device_ids: {cnc-1: demo-plant}`` passed
+    ``check``, so the CNC and the plant total published on one Sparkplug device, both
+    with ``Edge Metrics/Energy/15m/energy_kwh``: two units' values under one name
+    [tck-id-topic-structure-namespace-unique-device-id]. Ids equal but for case are as bad
+    for a host that does not tell them apart (Ignition)
+    [tck-id-case-sensitivity-sparkplug-ids]."""
+    sink = _sink(device_ids={"cnc-1": "demo-plant"})
+    problems = dict(sparkplug_sink_problems(sink, ["cnc-1"], units=["demo-plant"]))
+    assert (
+        "cnc-1, demo-plant would share the Sparkplug device id 'demo-plant'"
+        in (problems[("device_ids", "cnc-1")])
+    )
+    sink = _sink(device_ids={"cnc-1": "Press-1"})
+    problems = dict(sparkplug_sink_problems(sink, ["cnc-1", "press-1"]))
+    assert "'Press-1' and 'press-1' differ only in case" in problems[("device_ids", "cnc-1")]
+    # A unit that is an agent device too (a meter's metrics) is no second owner.
+    assert sparkplug_sink_problems(_sink(), ["meter"], units=["meter"]) == []
+
+
+def test_check_finds_a_device_id_taken_by_the_plant_total(tmp_path: Path) -> None:
+    path = tmp_path / "plant.yaml"
+    text = PLANT.replace("STATE", str(tmp_path)).replace("{meter: Meter 1}", "{meter: line-1}")
+    metrics = "metrics:\n  meters: [{device: meter, power: {tag: p}}]\n  plant_total: [meter]\n"
+    path.write_text(text + metrics)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={"SPB_USER": "edge", "SPB_PASSWORD": "s3cret"})
+    assert any(
+        ":16: sinks[0].device_ids.meter: devices meter, line-1 would share" in p
+        for p in raised.value.problems
+    ), raised.value.problems
+
+
 def test_a_password_needs_a_username() -> None:
     assert sparkplug_sink_problems(_sink(password="x")) == [
         (("password",), "a password needs a username")

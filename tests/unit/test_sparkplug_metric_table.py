@@ -13,7 +13,9 @@ import json
 from typing import Any
 
 from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.metrics.contract import MetricInfo, metric_group
 from edge_agent.metrics.events import event_batch
+from edge_agent.metrics.guard import FAMILY as GUARD_FAMILY
 from edge_agent.metrics.output import ENERGY_NAMES, metric_batch
 from edge_agent.metrics.reports import report_batch
 from edge_agent.metrics.tracks import OpenWindow
@@ -32,6 +34,7 @@ from edge_agent.sinks.sparkplug.metric_table import (
 from edge_agent.sinks.sparkplug.payloads import encode_data, encode_dbirth
 
 T0 = 1_795_719_600_000_000_000
+S = 1_000_000_000
 
 
 def parse(data: bytes) -> Any:
@@ -162,6 +165,16 @@ def test_family_folders() -> None:
     ]
 
 
+def test_the_demand_guard_family_has_a_folder_of_its_own_not_a_capitalised_key() -> None:
+    """The guard's family is ``demand_guard`` (metrics/guard.py): found by the plant-engineer
+    trial as ``Edge Metrics/Demand_guard/15m/...`` on the demo, while docs/SPARKPLUG.md
+    promised a ``Guard`` folder for a family no module writes."""
+    assert family_folder(GUARD_FAMILY) == "Demand Guard"
+    table = DeviceTable(device_id="meter", allocator=AliasAllocator())
+    assert table.admit(_guard_batch(T0 + 60 * S))
+    assert "Edge Metrics/Demand Guard/15m/predicted_kw" in table.metrics
+
+
 def test_event_and_report_batches() -> None:
     event = event_batch(
         "demand_limit", "plant", "warning", "start", T0, None, "over 80%", ("kw",), [812.0]
@@ -216,6 +229,44 @@ def test_known_time_is_the_end_of_a_window_or_report_and_the_batch_time_otherwis
         assert known_time_ns(report_batch({**day, "start_s": T0 / 1e9, "end_s": end})) == T0
     for text in ('{"end_s": 1e400}', "[]", "not json"):
         assert known_time_ns(dataclasses.replace(report, values=[text])) == T0
+
+
+def test_a_running_window_figure_is_known_at_its_poll_not_at_the_window_end() -> None:
+    """The demand guard sends its prediction for the running 15 m block with every poll:
+    the batch time is the poll, the window the block. Stamping it with the block's end put
+    every guard metric up to 15 minutes in the future (seen on the demo: 10 minutes ahead
+    of the NBIRTH). A closed
+    window (batch time = its start) is still known at its end."""
+    poll = T0 + 5 * 60 * S
+    guard = _guard_batch(poll)
+    assert known_time_ns(guard) == poll
+    sent_ms = poll // 1_000_000 + 40
+    payload = parse(encode_data(_born(guard), guard, 1, historical=False, sent_ms=sent_ms))
+    assert payload.timestamp == sent_ms
+    assert {m.timestamp for m in payload.metrics} == {poll // 1_000_000}
+
+
+def _guard_batch(poll_ns: int) -> SampleBatch:
+    """A live ``demand_guard`` batch as metrics/guard.py makes it: the poll's time, the
+    running block's bounds."""
+    info = MetricInfo(GUARD_FAMILY, "15m", (T0, T0 + 900 * S))
+    names = ("predicted_kw", "limit_kw")
+    return SampleBatch(
+        "meter",
+        metric_group("15m"),
+        poll_ns,
+        names,
+        [25.0, 12.0],
+        [Quality.GOOD] * 2,
+        [""] * 2,
+        attributes=info.attributes(),
+    )
+
+
+def _born(batch: SampleBatch) -> DeviceTable:
+    table = DeviceTable(device_id=batch.device, allocator=AliasAllocator())
+    table.admit(batch)
+    return table
 
 
 def _change(names: list[str], values: list[float], at: int) -> SampleBatch:

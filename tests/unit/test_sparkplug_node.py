@@ -419,41 +419,73 @@ def test_a_batch_with_one_good_sample_is_reachable() -> None:
 
 
 def test_a_report_made_after_the_devices_birth_is_live_not_historical() -> None:
-    """A report batch's time is the start of its period; what is compared with the birth
-    is when its values became known (the period's end): a daily report made at midnight on
-    a device born during that day is live, and a host updates the report tag's value."""
+    """A report batch's time is the start of its period; what counts is when its values
+    became known (the period's end): the daily report made at midnight on a device born
+    during that day (its birth carried yesterday's report) is live, and a host updates the
+    report tag's value."""
     day_start = 1_767_225_600_000_000_000  # 2026-01-01T00:00Z
     now = [day_start + 10 * 3600 * S]  # the session is born at 10:00
     node = edge_node(now)
 
-    def report(final: bool) -> SampleBatch:
+    def report(day: str, start_ns: int) -> SampleBatch:
         return report_batch(
             {
                 "plant": "plant",
                 "report": "daily",
-                "day": "2026-01-01",
-                "start_s": day_start / S,
-                "end_s": day_start / S + 86_400,
-                "final": final,
+                "day": day,
+                "start_s": start_ns / S,
+                "end_s": start_ns / S + 86_400,
             }
         )
 
-    node.see_live(report(False))  # first day: the name is learned, born
+    node.see_live(report("2025-12-31", day_start - 86_400 * S))  # made last midnight
     node.births(0)
-    now[0] = day_start + 24 * 3600 * S  # the report is made at midnight, after the birth
-    messages = node.deliver(report(True))
+    now[0] = day_start + 24 * 3600 * S  # today's report is made at midnight
+    messages = node.deliver(report("2026-01-01", day_start))
     ddata = parse(messages[-1][1])
     assert not any(m.is_historical for m in ddata.metrics), "a live report flagged historical"
 
 
-def test_a_batch_collected_before_the_birth_is_historical() -> None:
+def test_a_batch_no_newer_than_what_the_birth_carried_is_historical() -> None:
+    """The host outage: the live tap saw every batch, the birth carried the newest; the
+    older ones delivered after it (and the carried one itself) are history, a newer one
+    is live."""
     node = edge_node(T0 + 10 * S)
     node.describe([device(modbus_tag("a", "int16"))])
+    old, carried = batch(("a",), [1], at=T0), batch(("a",), [2], at=T0 + 5 * S)
+    node.see_live(old)
+    node.see_live(carried)
     node.births(0)
-    [old] = node.deliver(batch(("a",), [1], at=T0))
-    [new] = node.deliver(batch(("a",), [2], at=T0 + 11 * S))
-    assert parse(old[1]).metrics[0].is_historical
+    [first] = node.deliver(old)
+    [again] = node.deliver(carried)
+    [new] = node.deliver(batch(("a",), [3], at=T0 + 11 * S))
+    assert parse(first[1]).metrics[0].is_historical
+    assert parse(again[1]).metrics[0].is_historical
     assert not parse(new[1]).metrics[0].is_historical
+
+
+def test_a_poll_in_flight_at_the_birth_is_the_current_value_not_history() -> None:
+    """Found by the plant-engineer trial on the demo: the first poll starts (its batch
+    time) before the session is born and answers after it, so the DBIRTH carries every
+    metric null "no value yet", and the DDATA with the first values, stamped before the
+    birth, went out ``is_historical``: a host keeps showing "no value yet" (BAD) until
+    the next poll, a whole poll interval (a minute on a slow group) after every start.
+    Nothing newer than this batch was ever published for these metrics, so it is their
+    current value. Still historical: what the birth already carried something newer than
+    (test_a_batch_collected_before_the_birth_is_historical keeps its meaning once the
+    birth carried a newer value)."""
+    now = [T0 + S // 2]  # born half a second after the poll started
+    node = edge_node(now)
+    node.describe([device(modbus_tag("a", "int16"))])
+    [_, dbirth] = node.births(0)
+    assert parse(dbirth[1]).metrics[0].is_null  # the poll had not answered yet
+    first = batch(("a",), [1], at=T0)  # the poll started before the birth ...
+    now[0] = T0 + S
+    node.see_live(first)  # ... and answered after it
+    [ddata] = node.deliver(first)
+    assert not parse(ddata[1]).metrics[0].is_historical, (
+        "the first value of a metric born null went out historical: a host never shows it"
+    )
 
 
 # ------------------------------------------------------------ batches that cannot be encoded

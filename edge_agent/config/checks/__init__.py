@@ -27,6 +27,7 @@ from edge_agent.config.checks.modbus import (
 from edge_agent.config.checks.opcua import check_opcua_device, check_opcua_partial
 from edge_agent.config.checks.parts import PlantParts
 from edge_agent.config.influx import influx_sink_problems
+from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.mqtt import MqttSinkConfig, mqtt_sink_problems
 from edge_agent.config.plant import PlantConfig
 from edge_agent.config.sparkplug import SparkplugSinkConfig, sparkplug_sink_problems
@@ -100,9 +101,10 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
     for index, sink in parts.sinks:
         if isinstance(sink, SparkplugSinkConfig):
             names = [name for _, name in parts.device_names]
+            units = _metric_units(parts.metrics, identity.name)
             findings += [
                 (("sinks", index, *path), message)
-                for path, message in sparkplug_sink_problems(sink, names)
+                for path, message in sparkplug_sink_problems(sink, names, units)
             ]
             continue
         problems = (
@@ -127,6 +129,19 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
             for path, message in check_metrics(parts.metrics, plant_name, catalog, unchecked)
         ]
     return findings
+
+
+def _metric_units(metrics: MetricsConfig | None, plant_name: str) -> list[str]:
+    """The metric units, each a device of its own name on a Sparkplug edge node: the
+    meters and machines (their own ``name`` or their device's), the plant total, the
+    baselines (docs/SPARKPLUG.md, "Metric names and folders")."""
+    if metrics is None:
+        return []
+    units = [meter.name or meter.device for meter in metrics.meters]
+    units += [machine.name or machine.device for machine in metrics.machines]
+    if metrics.plant_total:
+        units.append(plant_name)
+    return units + [baseline.name for baseline in metrics.baselines]
 
 
 def metrics_warnings(parts: PlantParts) -> list[Finding]:

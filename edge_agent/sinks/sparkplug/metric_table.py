@@ -44,7 +44,7 @@ FAMILY_FOLDERS: Final = {
     "oee": "OEE",
     "tariff": "Tariff",
     "carrier": "Carrier",
-    "guard": "Guard",
+    "demand_guard": "Demand Guard",
     "baseline": "Baseline",
     "savings": "Savings",
 }
@@ -116,7 +116,9 @@ def naming(batch: SampleBatch) -> Naming:
 
 def known_time_ns(batch: SampleBatch) -> int:
     """When the values of ``batch`` became known (ns): the window END of a metric batch,
-    the END of the reported period of a report batch, the batch time of any other.
+    the END of the reported period of a report batch, the batch time of any other (and of
+    a metric batch stamped after its window start: a running window's live figure, such
+    as the demand guard's prediction for the current block, is known at its poll).
 
     A metric batch's ``timestamp_ns`` is its window start and a report batch's the start
     of the day or shift it reports (edge_agent/metrics/contract.py, reports.py), yet
@@ -130,7 +132,11 @@ def known_time_ns(batch: SampleBatch) -> int:
         return batch.timestamp_ns
     info = metric_info(batch)
     if info is not None:
-        return batch.timestamp_ns if info.bounds is None else info.bounds[1]
+        if info.bounds is None or batch.timestamp_ns > info.bounds[0]:
+            # A running window's live figure (the demand guard's prediction for the
+            # current block) is stamped with its poll: known then, not at the block's end.
+            return batch.timestamp_ns
+        return info.bounds[1]
     if report_info(batch) is not None:
         return _report_end_ns(batch)
     return batch.timestamp_ns

@@ -29,9 +29,11 @@ Rules (docs/SPARKPLUG.md, "Session and delivery"):
   further such batches are dropped and counted; the next batch of a group that answers
   brings a DBIRTH (current values), then its DDATA. A metric, event or report batch of a
   dead device goes out inside a short birth: DBIRTH, DDATA, DDEATH.
-- Historical: a batch read back from the outbox as historical, or whose values became
-  known (:func:`~.metric_table.known_time_ns`: a window's or report's end) before its
-  device's latest DBIRTH, goes out with ``is_historical``.
+- Historical: a batch read back from the outbox as historical, or one no newer than what
+  its device's latest DBIRTH carried for its poll group (the time its values became known,
+  :func:`~.metric_table.known_time_ns`: a poll's time, a window's or report's end), goes
+  out with ``is_historical``: the host already holds something at least as current. A
+  poll that started before the birth and answered after it is the current value.
 - A batch that cannot be encoded goes out with every sample BAD ("not encodable"),
   counted; it never stops the batches after it.
 """
@@ -49,7 +51,13 @@ import structlog
 from edge_agent.config.catalog import DeviceInfo
 from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.sinks.sparkplug.datatypes import fits
-from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable, known_time_ns
+from edge_agent.sinks.sparkplug.metric_table import (
+    AliasAllocator,
+    DeviceTable,
+    Naming,
+    known_time_ns,
+    naming,
+)
 from edge_agent.sinks.sparkplug.payloads import (
     encode_data,
     encode_dbirth,
@@ -118,8 +126,9 @@ class _Device:
     born: bool = False
     #: Every poll group said the device cannot be reached (:mod:`.reach`).
     dead: bool = False
-    #: Time of its latest DBIRTH (ns): batches known before are historical.
-    birth_ns: int = 0
+    #: What its latest DBIRTH carried: (group, naming) -> the newest time (ns) its values
+    #: became known; a batch of that group no newer is history to the host.
+    carried: dict[tuple[str, Naming], int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -251,7 +260,11 @@ class EdgeNode:
         birth_ns = self.clock_ns()
         payload = self._encode_birth(device_id, table, latest, birth_ns // 1_000_000)
         device.born = True
-        device.birth_ns = birth_ns
+        carried: dict[tuple[str, Naming], int] = {}
+        for batch in latest:
+            key = (batch.group, naming(batch))
+            carried[key] = max(carried.get(key, 0), known_time_ns(batch))
+        device.carried = carried
         self.counters.device_births += 1
         self._next_seq()
         return [(self.topics.device("DBIRTH", device_id), payload)]
@@ -306,7 +319,9 @@ class EdgeNode:
         learned = device.table.admit(batch)
         if learned or not device.born:
             messages += self._dbirth(device_id, device)
-        historical = batch.historical or known_time_ns(batch) < device.birth_ns
+        historical = batch.historical or known_time_ns(batch) <= device.carried.get(
+            (batch.group, naming(batch)), -1
+        )
         try:
             payload = encode_data(device.table, batch, self._seq, historical)
         except Exception as exc:  # noqa: BLE001 - any encoder failure: the batch goes out BAD
