@@ -327,6 +327,7 @@ async def test_primary_host_offline_holds_the_data_and_it_arrives_historical_aft
         await _kinds(sub, "NDEATH")
         held = [_batch(10.0 + i) for i in range(5)]
         for batch in held:
+            sink.see_live(batch)  # as the pipeline hands each batch to the tap and the outbox
             buffer.append(batch)
         await sub.wait_until(
             lambda: sink.sessions == 2 and "waiting for" in sink.holding_reason,
