@@ -363,3 +363,27 @@ def test_a_tag_name_is_never_also_a_metric_folder() -> None:
         folders |= {"/".join(parts[: i + 1]) for i in range(len(parts))}
     assert len(folders) > 3
     assert not names & folders, names & folders
+
+
+def test_a_window_figure_that_opens_null_is_born_double_and_not_born_again() -> None:
+    """Found by the plant-engineer trial: a metric window's figure whose first batch is
+    uncertain and null was born String (the placeholder) and born again as Double at its
+    first value, so every meter and machine had a second DBIRTH a minute after start. A
+    window's figures are numbers: born Double, an integer or a float fits it."""
+
+    def window(value: float | int | None) -> SampleBatch:
+        batch = _guard_batch(T0 + 60 * S)
+        quality = Quality.GOOD if value is not None else Quality.UNCERTAIN
+        return dataclasses.replace(
+            batch, values=[value, 12.0], qualities=[quality, Quality.GOOD], reasons=["", ""]
+        )
+
+    table = DeviceTable(device_id="meter", allocator=AliasAllocator())
+    assert table.admit(window(None))  # new names: a birth is due
+    [slot] = [s for s in table.metrics.values() if s.name.endswith("predicted_kw")]
+    assert slot.datatype is DataType.Double
+    assert not table.admit(window(25.5)), "born again at the first value"
+    assert not table.admit(window(26)), "born again for an integer"
+    message = parse(encode_data(table, window(26), 1, False))
+    assert message.metrics[0].double_value == 26.0
+    assert slot.datatype is DataType.Double

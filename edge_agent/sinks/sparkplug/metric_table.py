@@ -322,10 +322,14 @@ class DeviceTable:
         description: str = "",
         window: str | None = None,
     ) -> MetricSlot:
+        # Until a value tells the type: Double for a metric window's figure (they are
+        # numbers; a window that opens uncertain and null would otherwise be born String
+        # and born again at its first value), String for anything else.
+        placeholder = PLACEHOLDER if window is None else DataType.Double
         slot = MetricSlot(
             name,
             self.allocator.alias(self.device_id, name),
-            PLACEHOLDER if datatype is None else datatype,
+            placeholder if datatype is None else datatype,
             typed=datatype is not None,
             learned=learned,
             unit=unit,
@@ -403,8 +407,13 @@ class DeviceTable:
                 # A float32 tag's value beyond float32's range: the driver decoded a
                 # float32, so the value is wrong, not the type. Sent as bad.
                 continue
-            if not slot.typed and datatype == slot.datatype:
-                slot.typed = True  # the placeholder was right: no rebirth needed
+            if not slot.typed and (
+                datatype == slot.datatype
+                or (slot.datatype is DataType.Double and datatype is DataType.Int64)
+            ):
+                # The placeholder was right (or a window's Double carries this integer):
+                # no rebirth needed.
+                slot.typed = True
             else:
                 slot.datatype, slot.typed, slot.learned = datatype, True, True
                 self._due = True
