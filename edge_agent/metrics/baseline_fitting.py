@@ -195,8 +195,9 @@ class BaselineFitting:
             return "baseline " + self.reason
         return "baseline not valid: " + self.fit.reason
 
-    def batch(self, window: OpenWindow[Any], ctx: Context) -> SampleBatch:
-        """The ``baseline`` batch (see the module docstring), for ``window``'s bounds."""
+    def batch(self, window: OpenWindow[Any], ctx: Context, as_of: int | None = None) -> SampleBatch:
+        """The ``baseline`` batch (see the module docstring), for ``window``'s bounds: of
+        the closed day, or of the running day with ``as_of`` (a fit announced at once)."""
         self.announce = False
         variables = self.spec.variables
         names = baseline_names(variables)
@@ -210,7 +211,9 @@ class BaselineFitting:
             values += [low for low, _ in fit.ranges] + [high for _, high in fit.ranges]
             values.append(1.0 if fit.valid else 0.0)
             reason = "" if fit.valid else self.not_usable_reason()
-        batch = metric_batch(self.spec.name, DAY, window, "baseline", names, values, 1.0, 0.0)
+        batch = metric_batch(
+            self.spec.name, DAY, window, "baseline", names, values, 1.0, 0.0, as_of
+        )
         for index, value in enumerate(values):
             if value is None:
                 batch.qualities[index] = Quality.UNCERTAIN

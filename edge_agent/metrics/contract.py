@@ -3,10 +3,13 @@
 A metric batch is an ordinary :class:`~edge_agent.model.SampleBatch` (docs/METRICS.md,
 "What is published"): ``device`` = unit name, ``group`` = ``metrics:<window>``,
 ``timestamp_ns`` = window start, and string attributes ``kind: metrics``, ``family``,
-``window``, ``window_start``, ``window_end`` (nanoseconds as decimal strings) and, for a
-shift window, ``shift``. Those attributes are the disk and wire format (the outbox
-stores them as they are, the MQTT payload carries them in this order), so they stay
-plain strings; :class:`MetricInfo` is their typed view.
+``window``, ``window_start``, ``window_end`` (nanoseconds as decimal strings), for a
+shift window ``shift`` and, for a figure of a window that is still running (the demand
+guard's live prediction, a baseline fit announced during the day), ``as_of``: when its
+values were known (ns as a decimal string). A batch without ``as_of`` is a closed
+window's figure, known at the window's end. Those attributes are the disk and wire
+format (the outbox stores them as they are, the MQTT payload carries them in this
+order), so they stay plain strings; :class:`MetricInfo` is their typed view.
 
 :mod:`~edge_agent.metrics.output` writes them (:meth:`MetricInfo.attributes`); the
 sinks and the pipeline read them through :func:`metric_info` and nothing else.
@@ -30,6 +33,8 @@ WINDOW: Final = "window"
 WINDOW_START: Final = "window_start"
 WINDOW_END: Final = "window_end"
 SHIFT: Final = "shift"
+#: When a running window's figure was known (ns); absent for a closed window's.
+AS_OF: Final = "as_of"
 #: ``attributes[KIND]`` of an event batch (:mod:`~edge_agent.metrics.events` writes them)
 #: and of a report batch (one JSON report as the string value ``report``).
 KIND_EVENT: Final = "event"
@@ -55,13 +60,17 @@ class MetricInfo(NamedTuple):
     ``bounds`` is ``(start_ns, end_ns)`` of the window; ``None`` when the attributes do
     not hold two integers there (not written by this agent): such a batch still goes to
     the metric topic and measurement, only without a readable window. ``shift`` is the
-    shift's name for a shift window, ``None`` otherwise.
+    shift's name for a shift window, ``None`` otherwise. ``as_of`` (ns) is set for the
+    figure of a window that is still running: the time its values were known (the
+    producer says it; a figure stamped at its window's start is no proof of either);
+    ``None`` for a closed window's figure, known at the window's end (:func:`known_at_ns`).
     """
 
     family: str
     window: str
     bounds: tuple[int, int] | None
     shift: str | None = None
+    as_of: int | None = None
 
     def attributes(self) -> dict[str, str]:
         """The batch attributes that :func:`metric_info` reads back as this."""
@@ -71,6 +80,8 @@ class MetricInfo(NamedTuple):
             attributes[WINDOW_END] = str(self.bounds[1])
         if self.shift is not None:
             attributes[SHIFT] = self.shift
+        if self.as_of is not None:
+            attributes[AS_OF] = str(self.as_of)
         return attributes
 
 
@@ -95,9 +106,33 @@ def metric_info(batch: SampleBatch) -> MetricInfo | None:
         )
     except (KeyError, ValueError):
         bounds = None
+    as_of = attributes.get(AS_OF)
+    if as_of is not None:
+        try:
+            known: int | None = int(as_of)
+        except ValueError:
+            known = None  # not written by this agent: taken as a closed window's figure
+    else:
+        known = None
     return MetricInfo(
-        attributes.get(FAMILY, ""), attributes.get(WINDOW, ""), bounds, attributes.get(SHIFT)
+        attributes.get(FAMILY, ""),
+        attributes.get(WINDOW, ""),
+        bounds,
+        attributes.get(SHIFT),
+        known,
     )
+
+
+def known_at_ns(info: MetricInfo, timestamp_ns: int) -> int:
+    """When the values of a metric batch (``info``, stamped ``timestamp_ns``) were known:
+    ``as_of`` for a running window's figure, else the window's end (a closed window's
+    figure exists only once the window is over), else the batch time (no readable
+    window)."""
+    if info.as_of is not None:
+        return info.as_of
+    if info.bounds is not None:
+        return info.bounds[1]
+    return timestamp_ns
 
 
 class EventInfo(NamedTuple):

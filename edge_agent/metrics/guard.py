@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edge_agent.metrics.accumulators import EnergyAcc
-from edge_agent.metrics.contract import MetricInfo, metric_group
+from edge_agent.metrics.contract import AS_OF, MetricInfo, metric_group
 from edge_agent.metrics.events import EventLog
 from edge_agent.metrics.output import DEMAND_WINDOW
 from edge_agent.metrics.tracks import OpenWindow
@@ -298,7 +298,8 @@ class DemandGuard:
     # ------------------------------------------------------------------ output, state
 
     def _batch(self, p: Prediction) -> SampleBatch:
-        """The live ``demand_guard`` batch (timestamp: the poll, window: the running block)."""
+        """The live ``demand_guard`` batch (timestamp: the poll, window: the running block,
+        ``as_of``: the poll, as the contract marks a running window's figure)."""
         if self._attributes_block != p.block_start_ns:
             info = MetricInfo(FAMILY, DEMAND_WINDOW, (p.block_start_ns, p.block_end_ns))
             self._attributes = info.attributes()
@@ -326,7 +327,7 @@ class DemandGuard:
             values=values,
             qualities=qualities,
             reasons=reasons,
-            attributes=dict(self._attributes),
+            attributes={**self._attributes, AS_OF: str(p.t_ns)},
         )
 
     def state(self) -> dict[str, Any]:

@@ -135,8 +135,10 @@ def metric_batch(
     values: Sequence[float | None],
     coverage: float,
     min_coverage: float,
+    as_of: int | None = None,
 ) -> SampleBatch:
-    """One metric batch of a closed window (see the module docstring)."""
+    """One metric batch of a closed window (see the module docstring); of a running
+    window with ``as_of``, the time its values were known (the contract's ``as_of``)."""
     low = coverage < min_coverage
     base_quality = Quality.UNCERTAIN if low else Quality.GOOD
     base_reason = f"coverage {coverage:.1%} below {min_coverage:.0%}" if low else ""
@@ -151,7 +153,7 @@ def metric_batch(
         else:
             qualities.append(base_quality)
             reasons.append(base_reason)
-    info = MetricInfo(family, kind, (window.start_ns, window.end_ns), window.label or None)
+    info = MetricInfo(family, kind, (window.start_ns, window.end_ns), window.label or None, as_of)
     return SampleBatch(
         device=device,
         group=metric_group(kind),

@@ -330,7 +330,8 @@ class SavingsUnit:
         self.day.add(record, expected, avoided, uncertain, counted)
 
     def announce(self, now_ns: int, ctx: Context) -> list[SampleBatch]:
-        """The baseline batch of a fit made since the last close pass (with today's bounds).
+        """The baseline batch of a fit made since the last close pass (with today's bounds,
+        and ``as_of`` = ``now_ns``: the day is still running, the fit is known now).
 
         A fit due since start is made here, after the pass closed the windows restored
         open: one of the baseline period left open across the downtime is in it."""
@@ -343,7 +344,7 @@ class SavingsUnit:
         if day is None:
             return []
         window: OpenWindow[Any] = OpenWindow(day.start_ns, day.end_ns, day.label, None)
-        return [self.fitting.batch(window, ctx)]
+        return [self.fitting.batch(window, ctx, as_of=now_ns)]
 
     # ------------------------------------------------------------------ state
 

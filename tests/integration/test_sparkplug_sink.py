@@ -23,6 +23,8 @@ from structlog.testing import capture_logs
 
 from edge_agent.config import PlantIdentity, SparkplugSinkConfig
 from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.errors import SinkError
+from edge_agent.metrics.contract import MetricInfo, metric_group
 from edge_agent.model import REASON_TIMEOUT, Quality, SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from edge_agent.service.status import sink_status
@@ -621,10 +623,10 @@ async def test_a_batch_the_node_fails_on_costs_one_session_and_is_skipped_after(
     sink = _sink(mosquitto, tmp_path)
     deliver = EdgeNode.deliver
 
-    def fragile(node: EdgeNode, batch: SampleBatch) -> list[tuple[str, bytes]]:
+    def fragile(node: EdgeNode, batch: SampleBatch, **options: Any) -> list[tuple[str, bytes]]:
         if batch.values[0] == 13.0:
             raise RuntimeError("a bug")
-        return deliver(node, batch)
+        return deliver(node, batch, **options)
 
     monkeypatch.setattr(EdgeNode, "deliver", fragile)
     buffer = MemoryBuffer(100)
@@ -643,3 +645,82 @@ async def test_a_batch_the_node_fails_on_costs_one_session_and_is_skipped_after(
     assert [d.metrics[0].float_value for d in ddata] == [14.0]
     assert sink.sessions == 2
     assert sink.event_counts()["unencodable_batches"] == 1
+
+
+def _metric_batch(
+    unit: str, family: str, bounds: tuple[int, int], names: tuple[str, ...], values: list[Any]
+) -> SampleBatch:
+    """A closed window's metric batch as edge_agent/metrics writes it (stamped at its start)."""
+    return SampleBatch(
+        unit,
+        metric_group("15m"),
+        bounds[0],
+        names,
+        values,
+        [Quality.GOOD] * len(values),
+        [""] * len(values),
+        attributes=MetricInfo(family, "15m", bounds).attributes(),
+    )
+
+
+async def test_a_deliver_bug_skips_only_its_own_batch_not_a_sibling_metric_batch(
+    mosquitto: Mosquitto, subscriber_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch skipped after a bug in deliver() was known by (device, group, time), which
+    metric batches of several families of one unit and window share (group metrics:15m,
+    time = window start), as do the daily and the first shift's report: a bug on the
+    energy batch made the sink skip the demand batch of the same window too, acknowledged
+    and never published (review of the delta since 939608a)."""
+    sub = await subscriber_factory(mosquitto.port, "spBv1.0/#")
+    sink = _sink(mosquitto, tmp_path)
+    deliver = EdgeNode.deliver
+
+    def fragile(node: EdgeNode, item: SampleBatch, **options: Any) -> list[tuple[str, bytes]]:
+        if item.attributes.get("family") == "energy":
+            raise RuntimeError("a bug")
+        return deliver(node, item, **options)
+
+    monkeypatch.setattr(EdgeNode, "deliver", fragile)
+    start = (time.time_ns() // (15 * 60 * 10**9) - 1) * 15 * 60 * 10**9
+    window = (start, start + 15 * 60 * 10**9)
+    energy = _metric_batch("plant", "energy", window, ("kwh",), [12.5])
+    demand = _metric_batch("plant", "demand", window, ("demand_kw",), [50.0])
+    buffer = MemoryBuffer(100)
+    runner = SinkRunner(sink, buffer, backoff=fast_backoff())
+    task = asyncio.create_task(runner.run())
+    try:
+        buffer.append(energy)
+        buffer.append(demand)
+        await sub.wait_until(lambda: len(buffer) == 0, "the batches acknowledged", within=8.0)
+        await _until(sub, "the DDATA", lambda: "DDATA" in map(_kind, _spb(sub)))
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        await sink.stop()
+    ddata = [_decode(m) for m in _spb(sub) if _kind(m) == "DDATA"]
+    assert [d.metrics[0].double_value for d in ddata] == [50.0], "only the energy batch skipped"
+    assert sink.event_counts()["unencodable_batches"] == 1
+
+
+async def test_a_send_the_host_went_offline_during_is_not_acknowledged(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """send() looked at the session once, before it published. The host's offline STATE,
+    confirmed by the broker before the DDATA is even written, is read by the sink while
+    the DDATA and its fence are in flight: the send must fail (the batch stays in the
+    outbox and goes out again, historical, after the next birth), not be acknowledged as
+    delivered to a host that never got it, as the births' fence already does
+    (test_no_data_goes_out_when_the_host_went_offline_while_the_births_were_confirmed)
+    [tck-id-operational-behavior-edge-node-termination-host-offline]."""
+    sink = _sink(mosquitto, tmp_path, primary_host="scada")
+    t0 = int(time.time() * 1000)
+    _publish(mosquitto.port, STATE, _state(True, t0), retain=True)
+    async with _running(sink):
+        await _born(sink)
+        _publish(mosquitto.port, STATE, _state(False, t0 + 1), retain=True)  # confirmed
+        with pytest.raises(SinkError, match="offline"):
+            await sink.send([_batch(1.0)])
+        host = sink.host
+        assert host is not None
+        assert host.state is not None
+        assert host.state.timestamp_ms == t0 + 1, "the sink read the offline STATE meanwhile"

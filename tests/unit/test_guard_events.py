@@ -90,6 +90,26 @@ class Plant:
         ]
 
 
+def test_a_guard_batch_says_it_is_a_running_blocks_figure_known_at_its_poll() -> None:
+    """Every live ``demand_guard`` batch carries ``as_of`` = its poll, also the poll on the
+    block's very first second: its time alone (= the block start there) cannot tell a
+    running block's figure from a closed one's (review of the Sparkplug delta since
+    939608a: such a batch was taken as known at the block's end)."""
+    plant = Plant(GUARD)
+    for k in range(3):
+        plant.feed(T0 + k, 50.0)
+    guards = [b for b in plant.out if (i := metric_info(b)) and i.family == "demand_guard"]
+    assert guards
+    at_block_start = 0
+    for batch in guards:
+        info = metric_info(batch)
+        assert info is not None
+        assert info.bounds is not None
+        assert info.as_of == batch.timestamp_ns
+        at_block_start += info.bounds[0] == batch.timestamp_ns
+    assert at_block_start == 1, "the poll on the block's first second is among them"
+
+
 def test_no_event_in_the_quiet_start_then_one_with_the_kw_to_shed() -> None:
     plant = Plant(GUARD)
     for k in range(60):

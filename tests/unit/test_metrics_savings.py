@@ -30,6 +30,7 @@ from edge_agent.config.loader import parse_config
 from edge_agent.metrics.accumulators import EnergyAcc
 from edge_agent.metrics.baseline_fitting import BaselineFitting
 from edge_agent.metrics.baseline_inputs import NS_PER_HOUR, baseline_spec
+from edge_agent.metrics.contract import metric_info
 from edge_agent.metrics.conversions import KGCE_PER_KWH_EQUIVALENT, Conversions
 from edge_agent.metrics.demand import month_start_ns
 from edge_agent.metrics.processor import MetricsProcessor
@@ -200,6 +201,29 @@ def test_a_poor_fit_is_flagged_and_not_used(outcome: Outcome) -> None:
         index = batch.names.index("avoided_kwh")
         assert batch.qualities[index] is Quality.UNCERTAIN
         assert values["actual_kwh"] is not None  # the EnPIs and energy still stand
+
+
+def test_an_announced_fit_says_when_it_was_known_and_a_closed_day_does_not(
+    outcome: Outcome,
+) -> None:
+    """A fit announced at once goes out with today's bounds while the day still runs: its
+    ``as_of`` (the contract's mark of a running window's figure) is the close pass that
+    announced it, inside the day; the baseline batch of a closed day has none (known at
+    the day's end). Without it a sink cannot tell the announce from the day's close: both
+    are stamped at the day's start (review of the Sparkplug delta since 939608a)."""
+    batches = [b for _, b in outcome.run.batches("oven-csv", "baseline")]
+    announced = [b for b in batches if (info := metric_info(b)) and info.as_of is not None]
+    closed = [b for b in batches if (info := metric_info(b)) and info.as_of is None]
+    assert announced, "the CSV fit made at start is announced"
+    assert closed
+    for batch in announced:
+        info = metric_info(batch)
+        assert info is not None
+        assert info.bounds is not None
+        assert info.as_of is not None
+        assert info.bounds[0] <= info.as_of < info.bounds[1]
+        assert batch.timestamp_ns == info.bounds[0]
+        assert list(batch.attributes)[-1] == "as_of"
 
 
 def test_a_csv_baseline_gives_savings_from_the_first_window(outcome: Outcome) -> None:

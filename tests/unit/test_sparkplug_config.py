@@ -128,6 +128,45 @@ def test_check_finds_a_device_id_taken_by_the_plant_total(tmp_path: Path) -> Non
     ), raised.value.problems
 
 
+@pytest.mark.parametrize(
+    ("device_ids", "metrics", "found"),
+    [
+        # Reports are on by default (1d is a default window) and go to device = the plant
+        # name whether or not plant_total is set (metrics/reports.py report_batch).
+        ("{meter: line-1}", "", True),
+        # Compared case-insensitively, like every id (Ignition does not tell case apart).
+        ("{meter: Line-1}", "", True),
+        (
+            "{meter: line-1}",
+            "  windows: [15m, shift]\n  shifts: [{name: day, start: '06:00'}]\n",
+            True,
+        ),
+        # No report, no plant total: nothing goes to the plant's name.
+        ("{meter: line-1}", "  windows: [15m]\n", False),
+        ("{meter: line-1}", "  reports: {daily: false}\n", False),
+    ],
+)
+def test_check_finds_a_device_mapped_onto_the_plant_that_reports_go_to(
+    tmp_path: Path, device_ids: str, metrics: str, found: bool
+) -> None:
+    """The plant's name is a metric unit whenever its reports are on, not only with
+    plant_total: ``device_ids {meter: line-1}`` made the meter's windows and the plant's
+    reports share one Sparkplug device (review of the delta since 939608a)."""
+    path = tmp_path / "plant.yaml"
+    text = PLANT.replace("STATE", str(tmp_path)).replace("{meter: Meter 1}", device_ids)
+    meters = "metrics:\n  meters: [{device: meter, power: {tag: p}}]\n"
+    path.write_text(text + meters + metrics)
+    env = {"SPB_USER": "edge", "SPB_PASSWORD": "s3cret"}
+    if not found:
+        load_config(path, env=env)
+        return
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env=env)
+    assert any("line-1" in p.casefold() and "device_ids" in p for p in raised.value.problems), (
+        raised.value.problems
+    )
+
+
 def test_a_password_needs_a_username() -> None:
     assert sparkplug_sink_problems(_sink(password="x")) == [
         (("password",), "a password needs a username")

@@ -240,6 +240,12 @@ def test_a_running_window_figure_is_known_at_its_poll_not_at_the_window_end() ->
     poll = T0 + 5 * 60 * S
     guard = _guard_batch(poll)
     assert known_time_ns(guard) == poll
+    # A poll on the block's first second too: its as_of says it, not a guess from its
+    # time (which equals the window start, as a closed window's does).
+    assert known_time_ns(_guard_batch(T0)) == T0
+    closed_late = dataclasses.replace(guard, attributes=_guard_batch(T0).attributes | {})
+    del closed_late.attributes["as_of"]
+    assert known_time_ns(closed_late) == T0 + 900 * S, "no as_of: a closed window's figure"
     sent_ms = poll // 1_000_000 + 40
     payload = parse(encode_data(_born(guard), guard, 1, historical=False, sent_ms=sent_ms))
     assert payload.timestamp == sent_ms
@@ -248,8 +254,8 @@ def test_a_running_window_figure_is_known_at_its_poll_not_at_the_window_end() ->
 
 def _guard_batch(poll_ns: int) -> SampleBatch:
     """A live ``demand_guard`` batch as metrics/guard.py makes it: the poll's time, the
-    running block's bounds."""
-    info = MetricInfo(GUARD_FAMILY, "15m", (T0, T0 + 900 * S))
+    running block's bounds, ``as_of`` = the poll."""
+    info = MetricInfo(GUARD_FAMILY, "15m", (T0, T0 + 900 * S), None, poll_ns)
     names = ("predicted_kw", "limit_kw")
     return SampleBatch(
         "meter",

@@ -7,6 +7,8 @@ module and read as a host would: per alias, the datatype of the device's latest 
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from drivers.modbus.driver import UNREACHABLE_CODES
 from drivers.opcua.groups import REASON_NOT_MONITORED, REASON_WATCHDOG
 from drivers.opcua.session import REASON_UNTRUSTED
 from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.metrics.contract import MetricInfo, metric_group
 from edge_agent.metrics.reports import report_batch
 from edge_agent.model import (
     REASON_DECODE,
@@ -40,6 +43,7 @@ from edge_agent.sinks.sparkplug.topics import Topics
 
 T0 = 1_795_719_600_000_000_000
 S = 1_000_000_000
+HOUR = 3600 * S
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -372,6 +376,81 @@ def test_a_metric_window_of_a_dead_device_goes_out_inside_a_short_birth() -> Non
     assert kinds(node.births(0)) == ["NBIRTH"]  # still dead
 
 
+def test_a_replayed_outage_from_the_backlog_does_not_kill_a_live_device() -> None:
+    """The outbox sends the live lane first and replays the backlog (historical) beside it
+    (edge_agent/outbox/sink_view.py), so the sink's stream is not in time order. An
+    all-timeout batch from an outage an hour ago, replayed while the device answers live,
+    must not be taken as the group's latest batch: the live device would get a DDEATH
+    (the host marks every metric stale) and flap with every replayed outage, which
+    reach.py exists to prevent [tck-id-operational-behavior-device-ddeath]. It goes out
+    as historical DDATA, its samples BAD with their reason (review of the delta since
+    939608a)."""
+    node = edge_node(T0 + 2 * HOUR)
+    node.describe([device(modbus_tag("a", "int16"))])
+    node.births(0)
+    live = batch(("a",), [1], at=T0 + 2 * HOUR)
+    node.see_live(live)
+    node.deliver(live)
+    old_outage = SampleBatch.all_bad("dev", "g", T0 + HOUR, ("a",), REASON_TIMEOUT)
+    messages = node.deliver(dataclasses.replace(old_outage, historical=True))
+    assert kinds(messages) == ["DDATA"], "a batch replayed from the backlog killed a live device"
+    [metric] = parse(messages[0][1]).metrics
+    assert metric.is_historical
+    assert metric.is_null
+    assert props(metric)["Quality"] == 0
+    assert node.counters.device_deaths == 0
+
+
+def test_a_replayed_good_batch_does_not_bring_a_dead_device_back() -> None:
+    """The other way round: a good reading from before the device went quiet, replayed
+    from the backlog, is data the host has not seen (never dropped, never held: it would
+    stop the outbox behind it) but says nothing about now: it goes out inside a short
+    birth, historical, and the device stays dead (its next unreachable live batch is
+    skipped, no new DBIRTH)."""
+    node = edge_node(T0 + 2 * HOUR)
+    host = Host()
+    node.describe([device(modbus_tag("a", "int16"))])
+    messages = node.births(0)
+    lost = SampleBatch.all_bad("dev", "g", T0 + 2 * HOUR, ("a",), REASON_TIMEOUT)
+    node.see_live(lost)
+    messages += node.deliver(lost)
+    assert kinds(messages)[-1] == "DDEATH"
+    replayed = batch(("a",), [7], at=T0 + HOUR, historical=True)
+    out = node.deliver(replayed)
+    assert kinds(out) == ["DBIRTH", "DDATA", "DDEATH"]
+    birth, data = parse(out[0][1]), parse(out[1][1])
+    assert birth.metrics[0].is_null, "the birth carries the current value: unreachable"
+    assert data.metrics[0].is_historical
+    assert data.metrics[0].int_value == 7
+    assert node.deliver(lost) == [], "still dead: the replayed batch did not revive it"
+    host.read(messages + out)
+    assert node.counters.dead_batches_skipped == 1
+
+
+def test_the_batches_of_a_dead_device_in_one_send_share_one_short_birth() -> None:
+    """A backlog replayed for a dead device (or several metric windows of one) in one
+    send: one DBIRTH, every DDATA, one DDEATH (``settle``), not a birth and a death per
+    batch: the host does not see the device flap at the replay rate."""
+    node = edge_node(T0 + 2 * HOUR)
+    host = Host()
+    node.describe([device(modbus_tag("a", "int16"))])
+    messages = node.births(0)
+    messages += node.deliver(SampleBatch.all_bad("dev", "g", T0 + 2 * HOUR, ("a",), REASON_TIMEOUT))
+    out = []
+    for k in range(3):
+        replayed = batch(("a",), [k], at=T0 + HOUR + k * S, historical=True)
+        out += node.deliver(replayed, settle=False)
+    out += node.settle()
+    assert kinds(out) == ["DBIRTH", "DDATA", "DDATA", "DDATA", "DDEATH"]
+    host.read(messages + out)
+    assert node.settle() == []
+    # A live batch that answers during the send: the device lives, no DDEATH is due.
+    node.deliver(batch(("a",), [9], at=T0 + HOUR, historical=True), settle=False)
+    node.deliver(batch(("a",), [10], at=T0 + 2 * HOUR + S), settle=False)
+    assert node.settle() == []
+    assert node.device_ids == {"dev": True}
+
+
 def test_connection_reasons_are_the_drivers_own_strings() -> None:
     """reach.py writes the drivers' reasons out (edge_agent/ does not import drivers/):
     they must stay the same strings."""
@@ -444,6 +523,97 @@ def test_a_report_made_after_the_devices_birth_is_live_not_historical() -> None:
     messages = node.deliver(report("2026-01-01", day_start))
     ddata = parse(messages[-1][1])
     assert not any(m.is_historical for m in ddata.metrics), "a live report flagged historical"
+
+
+def _window_batch(
+    unit: str,
+    family: str,
+    bounds: tuple[int, int],
+    names: tuple[str, ...],
+    values: list[float],
+    as_of: int | None = None,
+) -> SampleBatch:
+    """A metric batch as edge_agent/metrics writes it: stamped at its window start, or,
+    for a running window's figure (``as_of``), as metrics/guard.py stamps its live batch:
+    at its poll; a baseline announced during the day stays stamped at the day's start
+    (metrics/savings.py ``announce``)."""
+    at = as_of if as_of is not None and family == "demand_guard" else bounds[0]
+    return SampleBatch(
+        unit,
+        metric_group("15m" if family == "demand_guard" else "1d"),
+        at,
+        names,
+        list(values),
+        [Quality.GOOD] * len(values),
+        [""] * len(values),
+        attributes=MetricInfo(
+            family, "15m" if family == "demand_guard" else "1d", bounds, None, as_of
+        ).attributes(),
+    )
+
+
+def test_a_baseline_announced_mid_day_is_not_stamped_at_the_end_of_the_day() -> None:
+    """metrics/savings.py announces a new fit at once with today's bounds (stamped at the
+    day's start, docs/METRICS.md "Family baseline"). Taken as a closed window's figure it
+    would be known at the day's END: the DDATA's metrics stamped up to 24 h after the
+    payload's own timestamp, the DBIRTH carrying the same future time (the demo's oven
+    baseline at every start). Its ``as_of`` says when it was known (review of the delta
+    since 939608a)."""
+    now = time.time_ns()
+    day = (now - 10 * HOUR, now + 14 * HOUR)
+    node = edge_node(now)
+    node.births(0)
+    announce = _window_batch("oven", "baseline", day, ("r2", "n"), [0.93, 30.0], as_of=now)
+    node.see_live(announce)
+    messages = node.deliver(announce)
+    birth = [parse(p) for t, p in messages if kind(t) == "DBIRTH"]
+    [data] = [parse(p) for t, p in messages if kind(t) == "DDATA"]
+    late = [m.timestamp for m in data.metrics if m.timestamp > data.timestamp]
+    assert not late, f"DDATA metrics stamped {(late[0] - data.timestamp) / 3.6e6:.1f} h ahead"
+    assert birth
+    assert all(m.timestamp <= now // 1_000_000 for b in birth for m in b.metrics)
+
+
+def test_the_day_close_baseline_after_a_mid_day_announce_is_live_not_historical() -> None:
+    """The same rule's consequence: the announce's DBIRTH (new names) recorded as carried
+    the day's end for (metrics:1d, Baseline), so the baseline of the day's close (same
+    bounds) was "no newer" and went out is_historical: a host kept the mid-day figures
+    as current."""
+    day = (T0, T0 + 24 * HOUR)
+    node = edge_node(T0 + 10 * HOUR)
+    node.births(0)
+    announce = _window_batch(
+        "oven", "baseline", day, ("r2", "n"), [0.93, 30.0], as_of=T0 + 10 * HOUR
+    )
+    node.see_live(announce)
+    node.deliver(announce)
+    closing = _window_batch("oven", "baseline", day, ("r2", "n"), [0.95, 31.0])
+    node.see_live(closing)
+    [(_, payload)] = node.deliver(closing)
+    data = parse(payload)
+    assert not any(m.is_historical for m in data.metrics)
+    assert {m.timestamp for m in data.metrics} == {day[1] // 1_000_000}
+
+
+def test_a_guard_poll_at_the_exact_block_start_does_not_freeze_the_block_as_history() -> None:
+    """The guard's live batch is stamped with its poll; a poll whose (OPC UA source)
+    timestamp is exactly the block start (servers that stamp on whole seconds) was taken
+    for a closed window's figure, known at the block's END: its DBIRTH carried the block
+    end, and every later guard batch of the block went out historical."""
+    block = (T0, T0 + 15 * 60 * S)
+    node = edge_node(T0 + 1)
+    node.births(0)
+    names = ("predicted_kw", "limit_kw")
+    first = _window_batch("meter", "demand_guard", block, names, [410.0, 500.0], as_of=T0)
+    node.see_live(first)
+    node.deliver(first)
+    later = _window_batch("meter", "demand_guard", block, names, [420.0, 500.0], as_of=T0 + 5 * S)
+    node.see_live(later)
+    [(_, payload)] = node.deliver(later)
+    data = parse(payload)
+    assert not any(m.is_historical for m in data.metrics), (
+        "a live guard prediction 5 s into the block went out historical"
+    )
 
 
 def test_a_batch_no_newer_than_what_the_birth_carried_is_historical() -> None:

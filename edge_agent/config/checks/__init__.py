@@ -133,13 +133,15 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
 
 def _metric_units(metrics: MetricsConfig | None, plant_name: str) -> list[str]:
     """The metric units, each a device of its own name on a Sparkplug edge node: the
-    meters and machines (their own ``name`` or their device's), the plant total, the
-    baselines (docs/SPARKPLUG.md, "Metric names and folders")."""
+    meters and machines (their own ``name`` or their device's), the plant (its total, and
+    its daily and shift reports: those go to device = the plant's name whether or not
+    ``plant_total`` is set, metrics/reports.py), the baselines (docs/SPARKPLUG.md,
+    "Metric names and folders")."""
     if metrics is None:
         return []
     units = [meter.name or meter.device for meter in metrics.meters]
     units += [machine.name or machine.device for machine in metrics.machines]
-    if metrics.plant_total:
+    if metrics.plant_total or any(metrics.reports.on(metrics.windows)):
         units.append(plant_name)
     return units + [baseline.name for baseline in metrics.baselines]
 

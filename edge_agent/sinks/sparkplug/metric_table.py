@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from edge_agent.config.catalog import DeviceInfo
-from edge_agent.metrics.contract import event_info, metric_info, report_info
+from edge_agent.metrics.contract import event_info, known_at_ns, metric_info, report_info
 from edge_agent.model import Quality, SampleBatch, Value
 from edge_agent.sinks.sparkplug.datatypes import (
     INT_RANGE,
@@ -115,15 +115,19 @@ def naming(batch: SampleBatch) -> Naming:
 
 
 def known_time_ns(batch: SampleBatch) -> int:
-    """When the values of ``batch`` became known (ns): the window END of a metric batch,
-    the END of the reported period of a report batch, the batch time of any other (and of
-    a metric batch stamped after its window start: a running window's live figure, such
-    as the demand guard's prediction for the current block, is known at its poll).
+    """When the values of ``batch`` became known (ns): for a metric batch, its ``as_of``
+    when the producer says it is a running window's figure (the demand guard's live
+    prediction, a baseline fit announced during the day), else its window END
+    (:func:`~edge_agent.metrics.contract.known_at_ns`); the END of the reported period of
+    a report batch; the batch time of any other.
 
-    A metric batch's ``timestamp_ns`` is its window start and a report batch's the start
-    of the day or shift it reports (edge_agent/metrics/contract.py, reports.py), yet
-    neither value exists before the period is over. This is the time the DDATA of such a
-    batch is stamped with (a payload is never stamped before its metrics), and the time
+    A metric batch's ``timestamp_ns`` is its window start (or, for the guard, its poll)
+    and a report batch's the start of the day or shift it reports
+    (edge_agent/metrics/contract.py, reports.py), yet a closed window's value does not
+    exist before the period is over, and the timestamp alone cannot tell a running
+    window's figure stamped at the very start (an announce at midnight, a poll on the
+    block's first second) from a closed one. This is the time the DDATA of such a batch
+    is stamped with (a payload is never stamped before its metrics), and the time
     compared with a device's birth to decide whether a batch is historical (a live 15 m
     window or daily report is not history because its period began before the birth).
     One truth test for an ordinary batch.
@@ -132,11 +136,7 @@ def known_time_ns(batch: SampleBatch) -> int:
         return batch.timestamp_ns
     info = metric_info(batch)
     if info is not None:
-        if info.bounds is None or batch.timestamp_ns > info.bounds[0]:
-            # A running window's live figure (the demand guard's prediction for the
-            # current block) is stamped with its poll: known then, not at the block's end.
-            return batch.timestamp_ns
-        return info.bounds[1]
+        return known_at_ns(info, batch.timestamp_ns)
     if report_info(batch) is not None:
         return _report_end_ns(batch)
     return batch.timestamp_ns

@@ -25,10 +25,13 @@ Rules (docs/SPARKPLUG.md, "Session and delivery"):
   ever uses an alias or a datatype its device was not born with. Batches of a removed
   device still in the outbox are dropped (counted), never a device again.
 - Device offline/online (:mod:`.reach`): dead (one DDEATH) only when every poll group's
-  latest batch is all bad for a connection reason [tck-id-operational-behavior-device-ddeath];
-  further such batches are dropped and counted; the next batch of a group that answers
-  brings a DBIRTH (current values), then its DDATA. A metric, event or report batch of a
-  dead device goes out inside a short birth: DBIRTH, DDATA, DDEATH.
+  latest *live* batch is all bad for a connection reason
+  [tck-id-operational-behavior-device-ddeath]; further such batches are dropped and
+  counted; the next live batch of a group that answers brings a DBIRTH (current values),
+  then its DDATA. A batch replayed from the backlog (``historical``) never changes
+  whether a device is dead: it goes out as historical DDATA. A metric, event or report
+  batch or a replayed batch of a dead device goes out inside a short birth: DBIRTH,
+  DDATA, DDEATH (one wrap per send).
 - Historical: a batch read back from the outbox as historical, or one no newer than what
   its device's latest DBIRTH carried for its poll group (the time its values became known,
   :func:`~.metric_table.known_time_ns`: a poll's time, a window's or report's end), goes
@@ -150,6 +153,8 @@ class EdgeNode:
     _gone: set[str] = field(default_factory=set)
     #: (device id, exception type) already logged as not encodable.
     _unencodable_logged: set[tuple[str, str]] = field(default_factory=set)
+    #: Dead devices born for a batch of their own: their DDEATH is due (:meth:`settle`).
+    _dying: set[str] = field(default_factory=set)
     _seq: int = 0
 
     # ------------------------------------------------------------------ devices
@@ -243,6 +248,7 @@ class EdgeNode:
         for device in self._devices.values():
             device.born = False
         self._removed.clear()
+        self._dying.clear()
 
     def ndeath(self, bd_seq: int) -> Message:
         """The NDEATH of session ``bd_seq`` (the Will, or sent before a clean disconnect)."""
@@ -285,16 +291,26 @@ class EdgeNode:
         payload = encode_ddeath(self._next_seq(), now_ms())
         return self.topics.device("DDEATH", device_id), payload
 
-    def deliver(self, batch: SampleBatch) -> list[Message]:
+    def deliver(self, batch: SampleBatch, *, settle: bool = True) -> list[Message]:
         """The messages that deliver ``batch``: what a reload changed first, then
-        [DBIRTH or DDEATH,] DDATA, or nothing (a dead or removed device's batch, counted)."""
+        [DBIRTH or DDEATH,] DDATA, or nothing (a dead or removed device's batch, counted).
+
+        A batch of a dead device that still goes out (a metric window, event or report, a
+        batch replayed from the backlog) is wrapped in a short birth: DBIRTH, DDATA,
+        DDEATH. With ``settle`` False the DDEATH waits for :meth:`settle`, so that the
+        batches of one send share one wrap (a replayed backlog of a dead device does not
+        make it flap at the replay rate); the caller must call :meth:`settle` before
+        publishing."""
         messages = self.reconcile()
         device_id = self.device_id(batch.device)
         if device_id in self._gone:
             self.counters.removed_batches_dropped += 1
             return messages
         device = self._device(device_id)
-        if is_poll_batch(batch):
+        if is_poll_batch(batch) and not batch.historical:
+            # Only live batches say whether a device answers now: the outbox replays its
+            # backlog beside the live lane, out of time order (an outage an hour old
+            # must not kill a device that answers).
             device.reach.record(batch)
             if device.reach.dead:
                 if device.dead:
@@ -309,9 +325,22 @@ class EdgeNode:
             return messages
         messages += self._data(device_id, device, batch)
         if device.dead and device.born:
-            # A metric window, event or report of a device that cannot be reached: born
-            # for it, dead again at once.
-            messages.append(self._ddeath(device_id, device))
+            # A metric window, event, report or replayed batch of a device that cannot be
+            # reached: born for it, dead again at once (or at the end of the send).
+            self._dying.add(device_id)
+            if settle:
+                messages += self.settle()
+        return messages
+
+    def settle(self) -> list[Message]:
+        """The DDEATH of each dead device born for a batch of its own since the last call
+        (see :meth:`deliver`)."""
+        messages = []
+        for device_id in sorted(self._dying):
+            device = self._devices.get(device_id)
+            if device is not None and device.dead and device.born:
+                messages.append(self._ddeath(device_id, device))
+        self._dying.clear()
         return messages
 
     def _data(self, device_id: str, device: _Device, batch: SampleBatch) -> list[Message]:

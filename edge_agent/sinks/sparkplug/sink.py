@@ -59,6 +59,9 @@ from edge_agent.sinks.sparkplug.topics import Topics, state_topic
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
 
+#: What tells one batch from every other: see :func:`batch_identity`.
+BatchIdentity = tuple[str, str, int, tuple[str, ...], tuple[tuple[str, str], ...], str]
+
 #: A session that lived this long resets the reconnect backoff.
 STABLE_SESSION_S: Final = 10.0
 #: Bound on the graceful part of stop(): NDEATH, then DISCONNECT.
@@ -132,8 +135,8 @@ class SparkplugSink:
         #: whether it said offline since the session began.
         self._host_online = False
         self._host_left = False
-        #: (device, group, time) of a batch the node failed on: skipped when sent again.
-        self._poison: tuple[str, str, int] | None = None
+        #: :func:`batch_identity` of a batch the node failed on: skipped when sent again.
+        self._poison: BatchIdentity | None = None
         self._holding = "not connected to the broker yet"
         self._supervisor: asyncio.Task[None] | None = None
         self._stopped = False
@@ -183,19 +186,21 @@ class SparkplugSink:
             if not self._ready.is_set():
                 raise SinkError(f"sparkplug sink {self.name}: {self._holding}")
             messages = []
+            skipped = False
             for batch in batches:
-                key = (batch.device, batch.group, batch.timestamp_ns)
-                if key == self._poison:
+                key = batch_identity(batch) if self._poison is not None else None
+                if key is not None and key == self._poison:
                     # It broke a session already: skip it (counted), never retry forever.
+                    skipped = True
                     self.node.counters.unencodable_batches += 1
                     self._log.error(
                         "sparkplug batch skipped", device=batch.device, group=batch.group
                     )
                     continue
                 try:
-                    messages += self.node.deliver(batch)
+                    messages += self.node.deliver(batch, settle=False)
                 except Exception as exc:  # a bug: the node's state may be half-changed
-                    self._poison = key
+                    self._poison = batch_identity(batch)
                     self._log.exception(
                         "sparkplug batch could not be delivered; session ends, batch skipped",
                         device=batch.device,
@@ -203,7 +208,15 @@ class SparkplugSink:
                     )
                     self._drop("a batch could not be encoded")
                     raise SinkError(f"sparkplug sink {self.name}: {exc!r}") from exc
+            messages += self.node.settle()
             await self._publish(messages)
+            if self._host_left:
+                # The primary host said offline while these were on their way: it may
+                # never have got them. Not acknowledged: the outbox keeps them, and they
+                # go out again (historical) after the next birth.
+                raise SinkError(f"sparkplug sink {self.name}: {self._holding}")
+            if skipped:
+                self._poison = None  # used: the skipped batch is acknowledged with the rest
 
     async def stop(self) -> None:
         """NDEATH, then DISCONNECT (so the broker drops the Will), end every task. Idempotent."""
@@ -451,3 +464,20 @@ class SparkplugSink:
             self._holding = f"the primary host {self.config.primary_host} is offline"
         self._log.info("sparkplug primary host state", online=verdict is Verdict.ONLINE)
         self._wake.set()
+
+
+def batch_identity(batch: SampleBatch) -> BatchIdentity:
+    """What tells ``batch`` apart from every other batch it may be sent beside, as read
+    back from the outbox: device, group and time are not enough (the metric batches of
+    several families of one unit and window share them, as do the daily and the first
+    shift's report of a day; a baseline's announce and its day close share even their
+    names). The attributes and the names tell the families and reports apart, the values
+    (as text: a NaN read back equals itself) what is left."""
+    return (
+        batch.device,
+        batch.group,
+        batch.timestamp_ns,
+        tuple(batch.names),
+        tuple(sorted(batch.attributes.items())),
+        repr(batch.values),
+    )
