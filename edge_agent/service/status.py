@@ -22,6 +22,7 @@ from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.liveness import LoopMonitor, stalled_pollers
+from edge_agent.sinks.base import Holding
 
 #: States in which a device delivers nothing good.
 DOWN_STATES = (DeviceState.OFFLINE, DeviceState.CONNECTING)
@@ -125,15 +126,33 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
     }
 
 
+def sink_state(sink: SinkRunner) -> tuple[SinkState, str]:
+    """Where ``sink``'s deliveries stand now, and why ("" while delivering).
+
+    A sink that may hold (:class:`~edge_agent.sinks.base.Holding`) is asked directly: its
+    runner learns that it holds only when it has something to send, so with an empty
+    buffer the runner would still say "delivering" for a Sparkplug sink waiting for its
+    primary host, and "holding" for one born again since."""
+    inner = sink.sink
+    if isinstance(inner, Holding):
+        reason = inner.holding_reason
+        if reason:
+            return SinkState.HOLDING, reason
+        if sink.state is SinkState.HOLDING:
+            return SinkState.DELIVERING, ""  # ready: the next send goes out
+    state = sink.state
+    return state, "" if state is SinkState.DELIVERING else sink.counters.last_error
+
+
 def sink_status(sink: SinkRunner) -> dict[str, Any]:
     """One sink for ``edge-agent status``: connected, whether it delivers, fails or holds
     (and why: a Sparkplug sink waiting for its primary host is connected yet sends
     nothing), the backlog and what was sent."""
-    state = sink.state
+    state, reason = sink_state(sink)
     return {
         "connected": sink.sink.connected,
         "state": state.value,
-        **({"reason": sink.counters.last_error} if state is not SinkState.DELIVERING else {}),
+        **({"reason": reason} if state is not SinkState.DELIVERING else {}),
         "backlog_batches": len(sink.buffer),
         "dropped_batches": sink.buffer.dropped_batches,
         "batches_sent": sink.counters.batches_sent,
@@ -220,9 +239,19 @@ def status_line(agent: Agent, stats: ServiceStats) -> str:
             parts.append(f"outbox lost {outbox.lost_batches} batches to damage")
         if outbox.dead_letters:
             parts.append(f"{outbox.dead_letters} dead letters")
-    sinks_down = [sink.sink.name for sink in agent.sinks if not sink.sink.connected]
-    if sinks_down:
-        parts.append(f"sink down: {_names(sinks_down)}")
+    # Not connected; else connected yet holding (a Sparkplug sink waiting for its primary
+    # host) or failing (a broker or database that refuses): each needs a look.
+    by_state: dict[str, list[str]] = {}
+    for sink in agent.sinks:
+        if not sink.sink.connected:
+            by_state.setdefault("down", []).append(sink.sink.name)
+            continue
+        state, _ = sink_state(sink)
+        if state is not SinkState.DELIVERING:
+            by_state.setdefault(state.value, []).append(sink.sink.name)
+    for label in ("down", SinkState.HOLDING.value, SinkState.FAILING.value):
+        if label in by_state:
+            parts.append(f"sink {label}: {_names(by_state[label])}")
     if stats.last_reload_problems:
         count = len(stats.last_reload_problems)
         parts.append(f"last reload refused ({count} problem{'s' if count != 1 else ''})")

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
 from edge_agent.backoff import Backoff
+from edge_agent.config.loader import parse_config
 from edge_agent.errors import SinkError
 from edge_agent.model import SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner, SinkState
+from edge_agent.service.agent import Agent
+from edge_agent.service.status import ServiceStats, sink_status, status_line
 from edge_agent.sinks.base import Holding
 from tests.memory_buffer import MemoryBuffer
 
@@ -127,3 +131,80 @@ async def test_a_sink_that_does_not_hold_is_not_asked() -> None:
     from tests.unit.test_sink_runner import FlakySink
 
     assert not isinstance(FlakySink(SinkError("x")), Holding)
+
+
+PLANT = """
+plant: {{name: p1}}
+state_dir: {state}
+devices:
+  - name: meter
+    driver: modbus
+    connection: {{transport: tcp, host: 127.0.0.1}}
+    poll_groups:
+      - {{interval: 1s, tags: [{{name: v, address: 0}}]}}
+"""
+
+
+class FailingSink:
+    """Connected, every send refused (a database that answers 400 to everything)."""
+
+    name = "failing"
+    connected = True
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, batches: Sequence[SampleBatch]) -> None:
+        raise SinkError("refused")
+
+    async def stop(self) -> None:
+        return None
+
+
+class HostWaitingSink(HoldingSink):
+    """Connected to its broker while it holds (a Sparkplug sink waiting for its host)."""
+
+    name = "scada"
+
+    @property
+    def connected(self) -> bool:
+        return True
+
+
+async def test_a_holding_sink_with_nothing_to_send_shows_holding_not_delivering(
+    tmp_path: Path,
+) -> None:
+    """Review note on the Sparkplug delta: the runner learns that its sink holds only when
+    it has something to send, so with an empty buffer a sink waiting for its primary host
+    showed "delivering" (and one born again since, "holding"), and the systemd status line
+    named only sinks not connected. The sink is asked directly; the line names a sink that
+    holds or fails too."""
+    holding, failing = HostWaitingSink(), FailingSink()
+    holding_runner = SinkRunner(holding, MemoryBuffer(10))
+    failing_buffer = MemoryBuffer(10)
+    failing_runner = SinkRunner(failing, failing_buffer, backoff=Backoff(initial=30, cap=30))
+    assert holding_runner.state is SinkState.DELIVERING  # nothing sent, nothing learned
+    entry = sink_status(holding_runner)
+    assert (entry["state"], entry["reason"]) == ("holding", "waiting for primary host scada")
+    agent = Agent(parse_config(PLANT.format(state=tmp_path), "plant.yaml", env={}))
+    agent.sinks += [holding_runner, failing_runner]
+    stats = ServiceStats()
+    failing_buffer.append(_batch(1))
+    task = asyncio.create_task(failing_runner.run())
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0)
+            if failing_runner.state is SinkState.FAILING:
+                break
+        assert failing_runner.state is SinkState.FAILING
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+    line = status_line(agent, stats)
+    assert "sink holding: scada" in line, line
+    assert "sink failing: failing" in line, line
+    assert "sink down" not in line, line
+    holding.release()
+    holding_runner.state = SinkState.HOLDING  # held before; ready since, nothing to send
+    assert sink_status(holding_runner)["state"] == "delivering"
+    assert "holding" not in status_line(agent, stats)
