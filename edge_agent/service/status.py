@@ -246,9 +246,9 @@ def status_line(agent: Agent, stats: ServiceStats) -> str:
         if not sink.sink.connected:
             by_state.setdefault("down", []).append(sink.sink.name)
             continue
-        state, _ = sink_state(sink)
-        if state is not SinkState.DELIVERING:
-            by_state.setdefault(state.value, []).append(sink.sink.name)
+        delivery, _ = sink_state(sink)
+        if delivery is not SinkState.DELIVERING:
+            by_state.setdefault(delivery.value, []).append(sink.sink.name)
     for label in ("down", SinkState.HOLDING.value, SinkState.FAILING.value):
         if label in by_state:
             parts.append(f"sink {label}: {_names(by_state[label])}")
