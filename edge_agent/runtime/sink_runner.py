@@ -108,13 +108,13 @@ class SinkRunner:
                 # Peek again: the batches handed out are still the first pending ones,
                 # now with whatever joined them (no ack in between).
                 pending = await self.buffer.peek(self.max_batches_per_send)
-            if isinstance(self.sink, Holding) and self.sink.holding_reason:
-                await self._hold(self.sink)
+            if self._holds():
+                await self._hold()
                 continue
             try:
                 await self.sink.send([p.batch for p in pending])
             except SinkError as exc:
-                if isinstance(self.sink, Holding) and self.sink.holding_reason:
+                if self._holds():
                     # The send failed because the sink lost what it holds for (its
                     # session): wait for it instead of backing off, no time lost after.
                     self._on_failure(exc)
@@ -133,8 +133,10 @@ class SinkRunner:
             self.buffer.ack(pending[-1].seq)
             self._on_success(pending[-1].batch, len(pending), sum(len(p.batch) for p in pending))
 
-    async def _hold(self, sink: Holding) -> None:
+    async def _hold(self) -> None:
         """Wait (bounded) for a holding sink to be ready; say why it holds, once per reason."""
+        sink = self.sink
+        assert isinstance(sink, Holding)
         reason = sink.holding_reason
         changed = reason != self.counters.last_error
         self.counters.last_error = reason
@@ -173,17 +175,25 @@ class SinkRunner:
     async def drain(self, within: float) -> bool:
         """Wait up to ``within`` seconds for the buffer to empty (graceful stop). True if it did.
 
-        Cuts short a backoff or linger under way, and sends without lingering meanwhile."""
+        Cuts short a backoff or linger under way, and sends without lingering meanwhile. A
+        sink that holds (:class:`~edge_agent.sinks.base.Holding`) is not waited for."""
         self._backoff.reset()
         self._draining += 1
         self._wake.set()
         try:
             deadline = time.monotonic() + within
             while len(self.buffer) and time.monotonic() < deadline:
+                if self.state is SinkState.HOLDING and self._holds():
+                    # A sink that holds (its primary host offline) cannot deliver now:
+                    # waiting would only stall the stop; the outbox keeps the batches.
+                    break
                 await asyncio.sleep(0.02)
             return not len(self.buffer)
         finally:
             self._draining -= 1
+
+    def _holds(self) -> bool:
+        return isinstance(self.sink, Holding) and bool(self.sink.holding_reason)
 
     def _enter(self, state: SinkState) -> bool:
         """Move to ``state`` (holding or failing); True when that is a change, to be said

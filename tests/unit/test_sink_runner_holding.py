@@ -208,3 +208,26 @@ async def test_a_holding_sink_with_nothing_to_send_shows_holding_not_delivering(
     holding_runner.state = SinkState.HOLDING  # held before; ready since, nothing to send
     assert sink_status(holding_runner)["state"] == "delivering"
     assert "holding" not in status_line(agent, stats)
+
+
+async def test_a_drain_does_not_wait_for_a_sink_that_holds() -> None:
+    """A stop or a reload drains each runner for up to a few seconds; a sink that holds
+    (its primary host offline) cannot deliver meanwhile, so the drain says so at once
+    instead of stalling the stop (the batches stay in the durable outbox). Found by the
+    plant-engineer trial: SIGTERM waited the whole drain timeout while the host was away."""
+    sink = HoldingSink()
+    buffer = MemoryBuffer(10)
+    runner = SinkRunner(sink, buffer)
+    buffer.append(_batch(0))
+    task = asyncio.create_task(runner.run())
+    try:
+        await _settle()
+        assert runner.state is SinkState.HOLDING
+        async with asyncio.timeout(5):  # not the 30 s it was given
+            assert not await runner.drain(within=30.0)
+        assert len(buffer) == 1  # kept, not lost
+        sink.release()
+        assert await runner.drain(within=30.0)  # ready again: drained as before
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
