@@ -132,6 +132,12 @@ def _message(error: ErrorDetails, written: str | None = None, table: Any = None)
         return f"{short_repr(ctx.get('tag'))} is not one of {expected}"
     if kind == "union_tag_not_found":
         return f"required field '{ctx.get('discriminator', '').strip(chr(39))}' is missing"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        # group_id: 1, client_id: 2024: YAML reads them as numbers.
+        if is_secret_location(error["loc"]):  # never echo a password
+            return "read as a number where text is expected: write it in quotes"
+        shown = written if written is not None else short_repr(value)
+        return f'{shown} was read as a number where text is expected: write "{shown}" in quotes'
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
