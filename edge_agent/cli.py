@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
@@ -20,16 +20,16 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
-def _load_or_report(path: str) -> PlantConfig | None:
-    report = _report(path)
+def _load_or_report(path: str, env: Mapping[str, str] | None = None) -> PlantConfig | None:
+    report = _report(path, env)
     return None if report is None else report.plant
 
 
-def _report(path: str) -> ConfigReport | None:
+def _report(path: str, env: Mapping[str, str] | None = None) -> ConfigReport | None:
     """The plant file at ``path`` with its warnings printed (stderr), or None after
     printing its problems and warnings in line order."""
     try:
-        report = load_report(path)
+        report = load_report(path, env)
     except ConfigError as exc:
         for line in exc.report:
             print(line, file=sys.stderr)
@@ -120,13 +120,14 @@ def cmd_once(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from edge_agent.service.status_view import (
         StatusUnavailable,
+        env_without_secrets,
         fetch_status,
         render_status,
         sink_backlog,
         status_url,
     )
 
-    config = _load_or_report(args.config)
+    config = _load_or_report(args.config, env_without_secrets(args.config))
     if config is None:
         return EXIT_CONFIG
     try:

@@ -7,10 +7,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from edge_agent.service.status_view import fetch_status
+from edge_agent.config.loader import load_config
+from edge_agent.service.status_view import env_without_secrets, fetch_status, status_url
 
 DOCUMENT = {"plant": "p", "state": "online"}
 
@@ -56,3 +58,43 @@ def test_status_is_not_asked_through_the_shells_http_proxy(
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     assert fetch_status(agent_url) == DOCUMENT
+
+
+_PLANT_WITH_A_SECRET = """\
+plant: {name: p1}
+devices:
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1}
+    poll_groups: [{interval: 1s, tags: [{name: v, address: 0}]}]
+sinks:
+  - name: scada
+    type: sparkplug
+    host: 127.0.0.1
+    group_id: G
+    edge_node_id: N
+    username: edge
+    password: ${EDGE_TEST_SPB_PASSWORD}
+service:
+  health:
+    port: ${EDGE_TEST_HEALTH_PORT:-19899}
+"""
+
+
+def test_status_finds_the_agent_without_the_sinks_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the plant-engineer trial: `edge-agent status` refused to run without the
+    sink's password in the shell, though it only needs the health address. A variable the
+    file lacks here gets a stand-in; defaults still apply; other problems are reported."""
+    monkeypatch.delenv("EDGE_TEST_SPB_PASSWORD", raising=False)
+    monkeypatch.delenv("EDGE_TEST_HEALTH_PORT", raising=False)
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(_PLANT_WITH_A_SECRET)
+    env = env_without_secrets(str(plant))
+    assert env is not None
+    assert "EDGE_TEST_HEALTH_PORT" not in env  # its default applies
+    config = load_config(plant, env)
+    assert status_url(config) == "http://127.0.0.1:19899"
+    plant.write_text(_PLANT_WITH_A_SECRET.replace("group_id: G", "group_id: a/b"))
+    assert env_without_secrets(str(plant)) is None  # a real problem: reported as usual
