@@ -184,8 +184,8 @@ def test_reload_by_sighup_stop_by_sigterm_and_no_secret_in_any_output(tmp_path: 
             refused = next(e for e in _events(stderr.read_text()) if e["event"] == refusal)
             text = "\n".join(refused["problems"])
             assert (
-                f"{config}:{password_line}: sinks[0].password: input should be a valid string"
-                in text
+                f"{config}:{password_line}: sinks[0].password: read as a number where text is "
+                "expected: write it in quotes" in text
             ), text
             assert f"{config}:{typo_line}: sinks[0].keepalivee: unknown key 'keepalivee'" in text, (
                 text
