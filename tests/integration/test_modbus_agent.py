@@ -205,7 +205,14 @@ async def test_a_silent_unit_times_out_while_its_gateway_neighbours_keep_flowing
             assert all(b.good_count == 0 for b in press)
             assert "timeout" in {r for b in press for r in b.reasons}
             for neighbour in ("line-meter", "cnc-1"):
-                batches = [b for b in window if b.device == neighbour and b.group != "slow"]
+                # The neighbours' own reads, not their metric batches: a 1 m window that
+                # closes in these 3 s after a start covers a few seconds of the minute and
+                # is rightly uncertain ("coverage 3.4% below 90%").
+                batches = [
+                    b
+                    for b in window
+                    if b.device == neighbour and b.group != "slow" and not b.attributes
+                ]
                 assert len(batches) >= 2, neighbour
                 assert all(b.good_count == len(b) for b in batches), neighbour
             plant.set_unit_fault("press-1", None)
