@@ -192,6 +192,21 @@ class SinkRunner:
         finally:
             self._draining -= 1
 
+    def standing(self) -> tuple[SinkState, str]:
+        """Where the deliveries stand now, and why ("" while delivering), for the status.
+
+        :attr:`state` changes only when the runner has something to send; a sink that may
+        hold is asked directly, so with an empty buffer a Sparkplug sink waiting for its
+        primary host shows holding, and one born again since shows delivering."""
+        if isinstance(self.sink, Holding):
+            reason = self.sink.holding_reason
+            if reason:
+                return SinkState.HOLDING, reason
+            if self.state is SinkState.HOLDING:
+                return SinkState.DELIVERING, ""  # ready: the next send goes out
+        state = self.state
+        return state, "" if state is SinkState.DELIVERING else self.counters.last_error
+
     def _holds(self) -> bool:
         return isinstance(self.sink, Holding) and bool(self.sink.holding_reason)
 

@@ -22,7 +22,6 @@ from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.liveness import LoopMonitor, stalled_pollers
-from edge_agent.sinks.base import Holding
 
 #: States in which a device delivers nothing good.
 DOWN_STATES = (DeviceState.OFFLINE, DeviceState.CONNECTING)
@@ -126,29 +125,11 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
     }
 
 
-def sink_state(sink: SinkRunner) -> tuple[SinkState, str]:
-    """Where ``sink``'s deliveries stand now, and why ("" while delivering).
-
-    A sink that may hold (:class:`~edge_agent.sinks.base.Holding`) is asked directly: its
-    runner learns that it holds only when it has something to send, so with an empty
-    buffer the runner would still say "delivering" for a Sparkplug sink waiting for its
-    primary host, and "holding" for one born again since."""
-    inner = sink.sink
-    if isinstance(inner, Holding):
-        reason = inner.holding_reason
-        if reason:
-            return SinkState.HOLDING, reason
-        if sink.state is SinkState.HOLDING:
-            return SinkState.DELIVERING, ""  # ready: the next send goes out
-    state = sink.state
-    return state, "" if state is SinkState.DELIVERING else sink.counters.last_error
-
-
 def sink_status(sink: SinkRunner) -> dict[str, Any]:
     """One sink for ``edge-agent status``: connected, whether it delivers, fails or holds
     (and why: a Sparkplug sink waiting for its primary host is connected yet sends
     nothing), the backlog and what was sent."""
-    state, reason = sink_state(sink)
+    state, reason = sink.standing()
     return {
         "connected": sink.sink.connected,
         "state": state.value,
@@ -246,7 +227,7 @@ def status_line(agent: Agent, stats: ServiceStats) -> str:
         if not sink.sink.connected:
             by_state.setdefault("down", []).append(sink.sink.name)
             continue
-        delivery, _ = sink_state(sink)
+        delivery, _ = sink.standing()
         if delivery is not SinkState.DELIVERING:
             by_state.setdefault(delivery.value, []).append(sink.sink.name)
     for label in ("down", SinkState.HOLDING.value, SinkState.FAILING.value):
