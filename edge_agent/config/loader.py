@@ -37,6 +37,7 @@ from edge_agent.config.carriers import carrier_hint
 from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.checks.parts import document_path
+from edge_agent.config.collector_pause import collector_paused
 from edge_agent.config.hints import (
     BOOLEAN_WORDS,
     address_hint,
@@ -205,6 +206,13 @@ def inspect_config(
 ) -> ConfigReport:
     """Validate YAML ``text``: the plant and its warnings, or :class:`ConfigError`
     listing every problem (with the warnings in :attr:`ConfigError.report`)."""
+    with collector_paused():
+        return _inspect(text, file, env, limits)
+
+
+def _inspect(
+    text: str, file: str, env: Mapping[str, str] | None, limits: LoadLimits
+) -> ConfigReport:
     check_text_size(text, file, limits)
     shape = scan_document(text, file, limits)
     try:
