@@ -8,7 +8,7 @@ The core reaches drivers only through :mod:`drivers.registry`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -95,4 +95,84 @@ class ShowsRaw(Protocol):
     def raw(self, group: str) -> Sequence[str]:
         """Per tag of ``group``, in batch order: what the last read decoded it from
         (registers in hex, a bit, a node id); ``""`` where nothing was read."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TagReading:
+    """One tag read on demand (not by a poll): its value as a poll would have decoded it
+    (engineering units, enum label), or None with the reason it is bad."""
+
+    value: bool | int | float | str | None
+    good: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedWrite:
+    """A write encoded for the device, not sent yet (a dry run stops here).
+
+    ``expected`` is what a read of the tag should show once the device holds what is
+    sent: the requested value through the encoding and back (a float32's rounding, a
+    scaled integer's step), so the read-back compares like with like. ``sent`` says in
+    words what goes on the wire (``holding 100-101 <- 40D0 0000 (function 16)``).
+    ``payload`` is the driver's own (registers, a Variant); nobody else reads it.
+    """
+
+    tag: str
+    requested: bool | int | float | str
+    expected: bool | int | float | str
+    sent: str
+    payload: object
+
+
+class WriteRefused(Exception):
+    """The value cannot be written to the tag as configured (not representable in the
+    tag's type, not one of its enum labels, a string too long, a read-only node);
+    nothing was sent. The message says why, in words for the person who sent it."""
+
+
+class WriteFailed(Exception):
+    """The device answered the write with an error (Modbus exception code, OPC UA bad
+    status): it did not take it. The message names the code and its meaning."""
+
+
+class WriteOutcomeUnknown(Exception):
+    """The write was sent and no valid answer came (timeout, garbled or mismatched
+    reply, connection lost): the device may or may not have taken it. Never retried;
+    the gate reads the tag back to find out."""
+
+
+@runtime_checkable
+class Writes(Protocol):
+    """Optional: a driver that can write its device's tags (and call its methods).
+
+    The driver writes whatever it is asked: the policy (which tags, which values, who,
+    how often) is the gate's (:mod:`edge_agent.writes`). Every request shares the
+    device's connection with the polls, one at a time, within the device's timeout.
+    """
+
+    async def prepare(self, tag: str, value: bool | int | float | str) -> PreparedWrite:
+        """Encode ``value`` for ``tag`` (the inverse of the tag's decoding); raise
+        :class:`WriteRefused` when it cannot be represented. May ask the device (an OPC
+        UA node's DataType); raises DriverError when it cannot."""
+        ...
+
+    async def write(self, prepared: PreparedWrite) -> None:
+        """Send it, once. Returns when the device confirmed; raises :class:`WriteFailed`
+        or :class:`WriteOutcomeUnknown` (never retries)."""
+        ...
+
+    async def read_tag(self, tag: str) -> TagReading:
+        """Read ``tag`` from the device now (the value before, the read-back, a
+        condition). Raises DriverError when the device does not answer."""
+        ...
+
+    async def call(
+        self, method: str, args: Mapping[str, bool | int | float | str]
+    ) -> tuple[bool | int | float | str, ...]:
+        """Call a configured method with its arguments (typed by the driver); its output
+        arguments. Raises :class:`WriteRefused` (no such method, an argument that does
+        not fit), :class:`WriteFailed` or :class:`WriteOutcomeUnknown`; a driver
+        without methods raises WriteRefused."""
         ...

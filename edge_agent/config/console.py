@@ -41,6 +41,10 @@ class ConsoleUser(Strict):
         default=False,
         description="May use the commissioning page (read, probe, read a device once).",
     )
+    writes: bool = Field(
+        default=False,
+        description="May send write commands (to tags whose write: block lists console).",
+    )
 
     @field_validator("password_hash")
     @classmethod

@@ -20,6 +20,7 @@ from pydantic import (
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
 from edge_agent.config.catalog import INTEGER_BITS, DeviceInfo, TagInfo, code_name
+from edge_agent.config.writes import ModbusWrites, WritePolicy
 
 ModbusTable = Literal["coil", "discrete_input", "holding", "input"]
 ModbusType = Literal[
@@ -93,6 +94,9 @@ class ModbusTag(Strict):
     )
     unit: str = ""
     description: str = ""
+    write: WritePolicy | None = Field(
+        default=None, description="Make the tag writable (docs/WRITES.md); read-only without."
+    )
 
     @field_validator("scale")
     @classmethod
@@ -167,6 +171,7 @@ class TagOverride(Strict):
     sentinel: int | float | None = None
     unit: str | None = None
     description: str | None = None
+    write: WritePolicy | None = None
 
     @field_validator("scale")
     @classmethod
@@ -226,6 +231,10 @@ class ModbusDeviceConfig(Strict):
     )
     device_type: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    writes: ModbusWrites = Field(
+        default_factory=ModbusWrites,
+        description="Bounds and function codes of the writes to this device's tags.",
+    )
     template: Name | None = Field(
         default=None, description="Device template (edge-agent templates list) giving the tags."
     )

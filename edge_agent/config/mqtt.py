@@ -59,6 +59,11 @@ class MqttSinkConfig(Strict):
     password: str = Field(default="", repr=False)
     tls: MqttTls | None = None
     max_inflight: int = Field(default=100, ge=1, le=65535)
+    commands: bool = Field(
+        default=False,
+        description="Take write commands on edge/{plant}/{device}/cmd and answer on "
+        ".../cmd/result; audit records go to edge/{plant}/audit (docs/WRITES.md).",
+    )
 
 
 _TOPIC_FIELDS = {

@@ -29,6 +29,7 @@ from pydantic import AfterValidator, Field
 
 from edge_agent.config.base import MAX_INTERVAL_S, Duration, Interval, Name, Strict
 from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.config.writes import DeviceWrites, WritePolicy
 
 IdType = Literal["i", "s", "g", "b"]
 
@@ -292,6 +293,9 @@ class OpcUaTag(Strict):
         le=MAX_ARRAY_LENGTH_LIMIT,
         description="Overrides the device's max_array_length for this tag.",
     )
+    write: WritePolicy | None = Field(
+        default=None, description="Make the tag writable (docs/WRITES.md); read-only without."
+    )
 
 
 class OpcUaPollGroup(Strict):
@@ -361,6 +365,9 @@ class OpcUaDeviceConfig(Strict):
     )
     device_type: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
+    writes: DeviceWrites = Field(
+        default_factory=DeviceWrites, description="Bounds of the writes to this device's tags."
+    )
     poll_groups: list[OpcUaPollGroup] = Field(min_length=1)
 
     def describe(self) -> DeviceInfo:

@@ -24,6 +24,7 @@ from edge_agent.config.opcua import OpcUaDeviceConfig
 from edge_agent.config.outbox import OutboxConfig
 from edge_agent.config.service import LoggingConfig, ServiceConfig
 from edge_agent.config.sparkplug import SparkplugSinkConfig
+from edge_agent.config.writes import CommandsConfig
 
 DeviceConfig = Annotated[ModbusDeviceConfig | OpcUaDeviceConfig, Field(discriminator="driver")]
 
@@ -46,3 +47,8 @@ class PlantConfig(Strict):
     logging: LoggingConfig = LoggingConfig()
     service: ServiceConfig = ServiceConfig()
     metrics: MetricsConfig | None = None
+    commands: CommandsConfig = Field(
+        default_factory=CommandsConfig,
+        description="How write commands reach the agent (docs/WRITES.md); tags are "
+        "read-only unless they have a write: block.",
+    )

@@ -7,7 +7,7 @@ Buffering, retry, backoff and counters belong to
 
 What only some sinks can do is declared as a capability protocol of its own
 (:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`,
-:class:`MetaPublisher`, :class:`LiveTap`, :class:`Holding`), checked with
+:class:`MetaPublisher`, :class:`LiveTap`, :class:`Holding`, :class:`TakesCommands`), checked with
 ``isinstance``: a new sink opts in by having the member, and a typo is a type error,
 not a feature silently off.
 
@@ -25,6 +25,7 @@ from edge_agent.model import Pending, SampleBatch
 
 if TYPE_CHECKING:  # the config package loads pydantic; the runners need not
     from edge_agent.config.catalog import DeviceInfo
+    from edge_agent.writes.model import WriteGate
 
 
 class Sink(Protocol):
@@ -122,6 +123,23 @@ class Holding(Protocol):
 
     async def wait_ready(self) -> None:
         """Return once the sink can take a send (the runner bounds the wait)."""
+        ...
+
+
+@runtime_checkable
+class TakesCommands(Protocol):
+    """A sink whose connection also carries write commands in (MQTT ``.../cmd``, Sparkplug
+    NCMD/DCMD) and their results and the audit records out. The agent hands it the one
+    gate every command goes through (:class:`edge_agent.writes.model.WriteGate`), again
+    after a reload; a sink that has no gate refuses every command."""
+
+    def take_commands(self, gate: WriteGate | None) -> None:
+        """Route commands to ``gate`` from now on (None: refuse them)."""
+        ...
+
+    def publish_audit(self, record: Mapping[str, object]) -> None:
+        """Publish one audit record (``edge/{plant}/audit``), best effort: the audit log
+        file is the record that is kept; O(1), never raises."""
         ...
 
 

@@ -1,0 +1,117 @@
+"""What a write command is, what comes of it, and the door every channel goes through.
+
+Pure data: no I/O. The channels build :class:`WriteRequest` s; the
+:class:`WriteGate` (:class:`edge_agent.writes.service.WriteService`) decides and acts,
+and answers with a :class:`WriteResult`, which is also what the audit log keeps.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge_agent.config.writes import WriteChannel
+
+#: A value as a command carries it and as a tag shows it: a number (engineering units,
+#: after scale and offset), an enum label, true/false, a text.
+WriteValue = bool | int | float | str
+
+
+class Outcome(enum.Enum):
+    """How a command ended. Only APPLIED means the device shows the value."""
+
+    #: Refused before anything was sent to the device (policy, signature, rate, state).
+    REFUSED = "refused"
+    #: Passed every check; ``dry_run`` asked that nothing be written.
+    DRY_RUN = "dry_run"
+    #: Written and read back within the tolerance (or confirmed by the device, for a
+    #: tag with ``read_back: false``: then ``read_back`` is None).
+    APPLIED = "applied"
+    #: Written (the device confirmed) but the value read back differs, or never came.
+    MISMATCH = "mismatch"
+    #: The device answered the write with an error (a Modbus exception, a bad status).
+    FAILED = "failed"
+    #: No answer to the write (timeout, garbled reply) and the read-back shows the value
+    #: from before: the write did not take effect.
+    NOT_APPLIED = "not_applied"
+    #: No answer to the write and no read-back that tells: nobody knows. Never retried.
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class SignedForm:
+    """What a signature covers (the canonical bytes, see :mod:`edge_agent.writes.signing`)
+    and the signature as sent (lower-case hex)."""
+
+    canonical: bytes
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """One command, as a channel understood it (never trusted: the gate checks it all)."""
+
+    #: The command's id (chosen by the sender, unique; a signed command's nonce).
+    id: str
+    channel: WriteChannel
+    #: Who sent it, where known: the console user, the local socket's Unix user, the
+    #: MQTT client if the broker tells, ``""`` when unknown. Never a secret.
+    identity: str
+    device: str
+    #: The tag to write; exactly one of ``tag`` and ``method`` is set.
+    tag: str | None = None
+    value: WriteValue | None = None
+    #: An OPC UA method configured on the device, with its arguments by name.
+    method: str | None = None
+    args: Mapping[str, WriteValue] = field(default_factory=dict)
+    #: When the sender issued it, and when it stops being valid (ns since the epoch);
+    #: None when the channel has no such notion (the CLI and the console: now).
+    issued_at_ns: int | None = None
+    expires_at_ns: int | None = None
+    dry_run: bool = False
+    #: The signed form of an MQTT command that carried a signature.
+    signed: SignedForm | None = None
+    #: When the agent received it (ns since the epoch).
+    received_at_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """The answer to one command; the audit record is this plus the request's fields."""
+
+    id: str
+    device: str
+    target: str  # the tag, or the method's name
+    outcome: Outcome
+    #: Why: the refusal, the device's error, the mismatch; ``""`` when applied.
+    reason: str = ""
+    requested: WriteValue | Mapping[str, WriteValue] | None = None
+    #: The tag's value read just before the write (None: not read, e.g. refused early).
+    before: WriteValue | None = None
+    #: The value read back after the write (None: none read).
+    read_back: WriteValue | None = None
+    #: What went on the wire, for people (``holding 100 <- 0x0041 (function 6)``).
+    sent: str = ""
+    #: A method call's output arguments.
+    output: tuple[WriteValue, ...] = ()
+    received_at_ns: int = 0
+    #: When the write was sent and when the read-back confirmed it (0: not reached).
+    written_at_ns: int = 0
+    confirmed_at_ns: int = 0
+    finished_at_ns: int = 0
+
+    @property
+    def accepted(self) -> bool:
+        """Passed the policy (whatever the device then did)."""
+        return self.outcome is not Outcome.REFUSED
+
+
+class WriteGate(Protocol):
+    """The one door to the devices' writes; every channel goes through it."""
+
+    async def submit(self, request: WriteRequest) -> WriteResult:
+        """Check ``request`` against the policy, write, read back, audit; never raises
+        for anything the request or the device did (that is a result)."""
+        ...
