@@ -29,7 +29,13 @@ from pydantic import AfterValidator, Field
 
 from edge_agent.config.base import MAX_INTERVAL_S, Duration, Interval, Name, Strict
 from edge_agent.config.catalog import DeviceInfo, TagInfo
-from edge_agent.config.writes import DeviceWrites, WritePolicy
+from edge_agent.config.writes import (
+    AllowedValue,
+    DeviceWrites,
+    WriteChannel,
+    WriteCondition,
+    WritePolicy,
+)
 
 IdType = Literal["i", "s", "g", "b"]
 
@@ -298,6 +304,31 @@ class OpcUaTag(Strict):
     )
 
 
+class MethodArgument(Strict):
+    """One input argument of a configured method: its name (the command's ``args`` key)
+    and the values allowed; the type is the method's own (its InputArguments)."""
+
+    name: Name
+    min: float | None = None
+    max: float | None = None
+    step: float | None = Field(default=None, gt=0)
+    allowed: list[AllowedValue] | None = Field(default=None, min_length=1)
+
+
+class OpcUaMethod(Strict):
+    """A method a command may call (deny by default: only the methods listed here)."""
+
+    name: Name = Field(description="What commands call it by; unique among the device's tags.")
+    object: NodeAddressText = Field(description="The object the method is called on.")
+    method: NodeAddressText = Field(description="The method's node.")
+    arguments: list[MethodArgument] = Field(
+        default_factory=list, description="Its input arguments, in the method's order."
+    )
+    channels: list[WriteChannel] = Field(min_length=1, description="Who may call it.")
+    max_per_minute: int = Field(default=6, ge=1, le=600)
+    only_when: WriteCondition | None = None
+
+
 class OpcUaPollGroup(Strict):
     name: Name = "default"
     mode: Literal["read", "subscribe"] = "read"
@@ -367,6 +398,9 @@ class OpcUaDeviceConfig(Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     writes: DeviceWrites = Field(
         default_factory=DeviceWrites, description="Bounds of the writes to this device's tags."
+    )
+    methods: list[OpcUaMethod] = Field(
+        default_factory=list, description="Methods write commands may call (docs/WRITES.md)."
     )
     poll_groups: list[OpcUaPollGroup] = Field(min_length=1)
 
