@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from asyncua import ua
+from asyncua.ua import uaprotocol_auto
 
 from drivers.opcua.convert import convert_value
 from drivers.opcua.encode import encode
@@ -31,6 +32,9 @@ from edge_agent.model import Quality
 
 Value = bool | int | float | str
 _CALL_RESULT_BAD = 0x8000_0000
+#: asyncua's ``ua.Argument`` is a hand-written class; the InputArguments a server sends
+#: decode as the generated one of the same name.
+_ARGUMENT_CLASSES = (ua.Argument, uaprotocol_auto.Argument)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +159,7 @@ class MethodCalls:
         (found,) = await session.translate(
             [browse_path(method_id, [(0, "InputArguments")], ua.ObjectIds.HasProperty)]
         )
-        declared: list[ua.Argument] = []
+        declared: list[uaprotocol_auto.Argument] = []
         if found.StatusCode.is_good() and found.Targets:
             target = found.Targets[0].TargetId
             property_id = ua.NodeId(target.Identifier, target.NamespaceIndex, target.NodeIdType)
@@ -164,7 +168,7 @@ class MethodCalls:
             )
             raw = data.Value.Value if data.Value is not None else None
             if isinstance(raw, list):
-                declared = [a for a in raw if isinstance(a, ua.Argument)]
+                declared = [a for a in raw if isinstance(a, _ARGUMENT_CLASSES)]
         names = [a.name for a in method.arguments]
         if len(declared) != len(names):
             theirs = ", ".join(a.Name or "?" for a in declared) or "none"
