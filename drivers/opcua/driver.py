@@ -21,18 +21,20 @@ keeps flowing. Tags that could not be resolved or monitored are retried every
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import structlog
 
 from drivers.opcua.groups import Group, ReadGroup, SubscribeGroup
 from drivers.opcua.limits import chunks
+from drivers.opcua.methods import MethodCalls
 from drivers.opcua.nodes import resolve
 from drivers.opcua.security import OwnCertificateSource, Pki, application_uri
 from drivers.opcua.session import Session
+from drivers.opcua.writes import TagWrites
 from edge_agent.config import PlantConfig
 from edge_agent.config.opcua import OpcUaDeviceConfig
-from edge_agent.driver import GroupSpec
+from edge_agent.driver import GroupSpec, PreparedWrite, TagReading
 from edge_agent.errors import DriverConnectError, DriverError, DriverReadError
 from edge_agent.model import SampleBatch
 
@@ -69,6 +71,8 @@ class OpcUaDriver:
                 self._groups[group.name] = ReadGroup(config, group)
         self._session: Session | None = None
         self._tag_count = sum(len(g.tags) for g in config.poll_groups)
+        self._writes = TagWrites(config, list(self._groups.values()), lambda: self._session)
+        self._methods = MethodCalls(config, lambda: self._session)
 
     @property
     def device(self) -> str:
@@ -112,6 +116,7 @@ class OpcUaDriver:
                 await group.attach(session, resolution.part(start, end))
                 group.tags.next_retry = time.monotonic() + RETRY_SECONDS
                 start = end
+            await self._writes.check_access(session)
         except BaseException as exc:
             await session.close()
             if isinstance(exc, DriverError) and not isinstance(exc, DriverConnectError):
@@ -185,6 +190,24 @@ class OpcUaDriver:
         reads = sum(1 for _ in chunks(range(len(compiled.spec.names)), limit))
         connect = CONNECT_REQUESTS + sum(1 for _ in chunks(range(self._tag_count), limit))
         return self.config.timeout * (connect + reads) + BUDGET_SLACK
+
+    # ------------------------------------------------------------------ writes
+    # The Writes capability (edge_agent.driver.Writes): drivers.opcua.writes and
+    # drivers.opcua.methods, on the session the polls use.
+
+    async def prepare(self, tag: str, value: bool | int | float | str) -> PreparedWrite:
+        return await self._writes.prepare(tag, value)
+
+    async def write(self, prepared: PreparedWrite) -> None:
+        await self._writes.write(prepared)
+
+    async def read_tag(self, tag: str) -> TagReading:
+        return await self._writes.read_tag(tag)
+
+    async def call(
+        self, method: str, args: Mapping[str, bool | int | float | str]
+    ) -> tuple[bool | int | float | str, ...]:
+        return await self._methods.call(method, args)
 
     async def close(self) -> None:
         if self._session is not None:

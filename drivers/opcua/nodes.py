@@ -156,13 +156,13 @@ async def enumerations(
             type_of[i] = raw
     if not type_of:
         return enums
-    labels = await _labels(session, sorted(set(type_of.values()), key=lambda n: n.to_string()))
+    labels = await enum_labels(session, sorted(set(type_of.values()), key=lambda n: n.to_string()))
     for i, data_type in type_of.items():
         enums[i] = labels.get(data_type)
     return enums
 
 
-async def _labels(
+async def enum_labels(
     session: Session, data_types: Sequence[ua.NodeId]
 ) -> dict[ua.NodeId, Mapping[int, str]]:
     """EnumStrings (index -> text) or EnumValues (value -> display name) per DataType."""
