@@ -1,5 +1,5 @@
 """``edge-agent`` command line: run (--once), check, schema, simulate, demo, status, outbox,
-browse, certs, read, probe, templates, report."""
+browse, certs, read, probe, templates, report, write, audit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from edge_agent import __version__
 from edge_agent.config import PlantConfig
 from edge_agent.config.loader import ConfigReport, load_report
 from edge_agent.errors import ConfigError
+from edge_agent.writes.cli import add_write_commands
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -478,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_template_commands(commands)
     _add_once_and_status(commands)
     _add_report_command(commands)
+    add_write_commands(commands)
     return parser
 
 
