@@ -167,7 +167,8 @@ class Device:
         scale = self.scales.get(tag)
         if scale is None:
             return PreparedWrite(tag, value, value, f"{tag} <- {value!r}", value)
-        assert isinstance(value, int | float) and not isinstance(value, bool)
+        assert isinstance(value, int | float)
+        assert not isinstance(value, bool)
         raw = value / scale
         if abs(raw - round(raw)) > 1e-6:
             raise WriteRefused(f"{value} is not a multiple of the tag's scale {scale}")

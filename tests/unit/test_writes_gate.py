@@ -27,9 +27,11 @@ def _refused(gate: Gate, result: WriteResult, reason: str) -> None:
     assert result.outcome is Outcome.REFUSED, result
     assert reason in result.reason, result.reason
     assert not result.accepted
-    assert gate.device.writes == [] and gate.opcua.writes == []
+    assert gate.device.writes == []
+    assert gate.opcua.writes == []
     record = gate.audit.records[-1]
-    assert record["outcome"] == "refused" and record["reason"] == result.reason
+    assert record["outcome"] == "refused"
+    assert record["reason"] == result.reason
     assert record["accepted"] is False
 
 
@@ -39,15 +41,22 @@ def _refused(gate: Gate, result: WriteResult, reason: str) -> None:
 async def test_a_write_is_sent_once_read_back_and_audited(gate: Gate) -> None:
     result = await gate.send(id="set-1", value=6.5)
     assert result.outcome is Outcome.APPLIED, result.reason
-    assert result.before == 7.0 and isclose(result.read_back, 6.5)
+    assert result.before == 7.0
+    assert isclose(result.read_back, 6.5)
     assert gate.device.writes == [("write", 65)]
     assert result.sent == "holding <- 0x0041 (function 6)"
-    assert result.written_at_ns and result.confirmed_at_ns and result.finished_at_ns
+    assert result.written_at_ns
+    assert result.confirmed_at_ns
+    assert result.finished_at_ns
     record = gate.audit.records[-1]
-    assert record["id"] == "set-1" and record["outcome"] == "applied"
-    assert record["channel"] == "cli" and record["identity"] == "operator"
-    assert record["plant"] == "hall-1" and record["tag"] == "pressure_setpoint"
-    assert record["signed"] is False and record["dry_run"] is False
+    assert record["id"] == "set-1"
+    assert record["outcome"] == "applied"
+    assert record["channel"] == "cli"
+    assert record["identity"] == "operator"
+    assert record["plant"] == "hall-1"
+    assert record["tag"] == "pressure_setpoint"
+    assert record["signed"] is False
+    assert record["dry_run"] is False
     assert record["time"] == "2026-12-05T06:00:00.000Z"
 
 
@@ -75,7 +84,8 @@ async def test_a_value_the_device_does_not_show_within_the_time_is_a_mismatch(ga
     )
     assert len(gate.device.writes) == 1, "never a second write"
     # Read right after the write, then every 100 ms for 2 s: 21 reads, nothing after.
-    assert len(gate.clock.sleeps) == 20 and sum(gate.clock.sleeps) == pytest.approx(2.0)
+    assert len(gate.clock.sleeps) == 20
+    assert sum(gate.clock.sleeps) == pytest.approx(2.0)
     assert result.confirmed_at_ns == 0
 
 
@@ -93,16 +103,19 @@ async def test_a_slow_read_back_stops_at_within_not_after(gate: Gate) -> None:
 async def test_a_device_that_says_no_is_failed(gate: Gate) -> None:
     gate.device.write_mode = "failed"
     result = await gate.send(value=6.5)
-    assert result.outcome is Outcome.FAILED and result.accepted
+    assert result.outcome is Outcome.FAILED
+    assert result.accepted
     assert "exception code 3 (illegal data value)" in result.reason
-    assert len(gate.device.writes) == 1 and gate.device.values["pressure_setpoint"] == 7.0
+    assert len(gate.device.writes) == 1
+    assert gate.device.values["pressure_setpoint"] == 7.0
 
 
 async def test_no_answer_and_the_old_value_read_back_is_not_applied(gate: Gate) -> None:
     gate.device.write_mode = "silent_lost"
     result = await gate.send(value=6.5)
     assert result.outcome is Outcome.NOT_APPLIED
-    assert result.read_back == 7.0 and result.before == 7.0
+    assert result.read_back == 7.0
+    assert result.before == 7.0
     assert "no answer to the write (no answer within 1 s)" in result.reason
     assert len(gate.device.writes) == 1, "a write without an answer is never sent again"
 
@@ -111,7 +124,8 @@ async def test_no_answer_and_the_new_value_read_back_is_applied(gate: Gate) -> N
     gate.device.write_mode = "silent_applied"
     result = await gate.send(value=6.5)
     assert result.outcome is Outcome.APPLIED
-    assert "no answer to the write" in result.reason and "shows the value" in result.reason
+    assert "no answer to the write" in result.reason
+    assert "shows the value" in result.reason
     assert len(gate.device.writes) == 1
 
 
@@ -122,8 +136,10 @@ async def test_no_answer_and_no_read_back_is_unknown(gate: Gate) -> None:
     result = await gate.send(value=6.5)
     # The value before could not be read either (bad): nothing tells.
     assert result.outcome is Outcome.UNKNOWN
-    assert result.before is None and result.read_back is None
-    assert "does not tell" in result.reason and "timeout" in result.reason
+    assert result.before is None
+    assert result.read_back is None
+    assert "does not tell" in result.reason
+    assert "timeout" in result.reason
     assert len(gate.device.writes) == 1
 
 
@@ -137,14 +153,16 @@ async def test_no_answer_on_a_tag_not_read_back_is_unknown(gate: Gate) -> None:
 
 async def test_a_tag_not_read_back_is_applied_when_the_device_confirms(gate: Gate) -> None:
     result = await gate.send(tag="pump", value=1)
-    assert result.outcome is Outcome.APPLIED and result.read_back is None
+    assert result.outcome is Outcome.APPLIED
+    assert result.read_back is None
     assert gate.device.writes == [("write", True)], "1 is handed on as true"
     assert result.confirmed_at_ns == 0
 
 
 async def test_a_dry_run_checks_everything_and_writes_nothing(gate: Gate) -> None:
     result = await gate.send(value=6.5, dry_run=True)
-    assert result.outcome is Outcome.DRY_RUN and result.accepted
+    assert result.outcome is Outcome.DRY_RUN
+    assert result.accepted
     assert result.sent == "holding <- 0x0041 (function 6)"
     assert gate.device.writes == []
     assert gate.audit.records[-1]["dry_run"] is True
@@ -166,7 +184,8 @@ async def test_a_method_is_called_once_with_its_arguments(gate: Gate) -> None:
     assert result.output == (1, "ok")
     assert gate.opcua.writes == [("call", ("ack", {"code": 7, "who": "operator"}))]
     document = result.to_json()
-    assert document["method"] == "ack" and "tag" not in document
+    assert document["method"] == "ack"
+    assert "tag" not in document
     assert document["requested"] == {"code": 7, "who": "operator"}
     assert document["output"] == [1, "ok"]
 
@@ -195,12 +214,14 @@ async def test_a_method_s_arguments_are_checked(
 async def test_a_failed_or_unanswered_call(gate: Gate) -> None:
     gate.opcua.write_mode = "failed"
     result = await gate.send(device="press-2", method="ack", args={"code": 1, "who": "operator"})
-    assert result.outcome is Outcome.FAILED and "BadUserAccessDenied" in result.reason
+    assert result.outcome is Outcome.FAILED
+    assert "BadUserAccessDenied" in result.reason
     gate.opcua.write_mode = "silent_lost"
     result = await gate.send(
         id="again", device="press-2", method="ack", args={"code": 1, "who": "operator"}
     )
-    assert result.outcome is Outcome.UNKNOWN and "may or may not have run" in result.reason
+    assert result.outcome is Outcome.UNKNOWN
+    assert "may or may not have run" in result.reason
     assert len(gate.opcua.writes) == 2
 
 
@@ -228,7 +249,8 @@ async def test_malformed_commands_are_refused(
 
 async def test_a_malformed_id_is_not_echoed(gate: Gate) -> None:
     result = await gate.send(id="a\nb")
-    assert result.id == "" and result.to_json()["id"] is None
+    assert result.id == ""
+    assert result.to_json()["id"] is None
 
 
 async def test_signatures(gate: Gate) -> None:
@@ -236,7 +258,8 @@ async def test_signatures(gate: Gate) -> None:
 
     text = '{"id": "s1", "tag": "pressure_setpoint", "value": 6.5}'
     good = await gate.send(id="s1", channel="mqtt", issued_at_ns=T0, signed=signed(text))
-    assert good.outcome is Outcome.APPLIED and gate.audit.records[-1]["signed"] is True
+    assert good.outcome is Outcome.APPLIED
+    assert gate.audit.records[-1]["signed"] is True
     upper = signed(text)
     upper = type(upper)(upper.canonical, upper.signature.upper())
     assert (await gate.send(id="s2", channel="mqtt", issued_at_ns=T0, signed=upper)).accepted
@@ -290,7 +313,8 @@ async def test_signatures_off_are_not_checked() -> None:
     )
     gate = make_gate(config)
     result = await gate.send(channel="mqtt", issued_at_ns=T0, signed=signed("{}", key="other"))
-    assert result.outcome is Outcome.APPLIED and gate.audit.records[-1]["signed"] is False
+    assert result.outcome is Outcome.APPLIED
+    assert gate.audit.records[-1]["signed"] is False
 
 
 @pytest.mark.parametrize(
@@ -379,7 +403,8 @@ async def test_a_console_user_allowed_to_write(gate: Gate) -> None:
         ({"value": 4.9}, "4.9 bar is below min 5 bar for pressure_setpoint"),
         (
             {"value": 6.55},
-            "6.55 bar is not on a step of 0.1 from min 5 for pressure_setpoint: the nearest allowed values are 6.5 and 6.6",
+            "6.55 bar is not on a step of 0.1 from min 5 for pressure_setpoint: "
+            "the nearest allowed values are 6.5 and 6.6",
         ),
         ({"value": "6.5"}, "pressure_setpoint takes a number, not the text '6.5'"),
         ({"value": True}, "pressure_setpoint takes a number, not true"),
@@ -417,7 +442,8 @@ async def test_steps_are_exact_within_floating_point(gate: Gate) -> None:
 async def test_an_enum_code_is_handed_on_as_its_label(gate: Gate) -> None:
     result = await gate.send(tag="mode", value=1)
     assert result.outcome is Outcome.APPLIED, result.reason
-    assert gate.device.writes == [("write", "auto")] and result.requested == 1
+    assert gate.device.writes == [("write", "auto")]
+    assert result.requested == 1
 
 
 async def test_a_value_the_driver_cannot_represent_is_refused(gate: Gate) -> None:
@@ -435,7 +461,8 @@ async def test_rate_limit_per_tag_counts_writes_sent_in_a_sliding_minute(gate: G
     _refused(
         gate,
         result,
-        "rate limit: 3 writes to pressure_setpoint in the last 60 s (max_per_minute 3); the next is allowed in 30.0 s",
+        "rate limit: 3 writes to pressure_setpoint in the last 60 s (max_per_minute 3); "
+        "the next is allowed in 30.0 s",
     )
     gate.clock.advance(30)
     assert (await gate.send(id="r4", value=6.0)).outcome is Outcome.APPLIED
@@ -560,10 +587,12 @@ async def test_neither_record_nor_log_holds_the_key_or_the_signature(gate: Gate)
         await gate.send(id="k1", channel="mqtt", issued_at_ns=T0, signed=form)
         await gate.send(id="k2", channel="mqtt", issued_at_ns=T0, signed=signed(text, "x" * 20))
     dumped = json.dumps(gate.audit.records) + json.dumps(logs, default=str)
-    assert KEY not in dumped and form.signature not in dumped
+    assert KEY not in dumped
+    assert form.signature not in dumped
     lines = [e for e in logs if e["event"] == "write command"]
     assert len(lines) == 2
-    assert lines[0]["outcome"] == "applied" and lines[1]["reason"] == "bad signature"
+    assert lines[0]["outcome"] == "applied"
+    assert lines[1]["reason"] == "bad signature"
     assert {"id", "channel", "identity", "device", "tag", "outcome", "reason"} <= set(lines[0])
 
 
@@ -591,7 +620,8 @@ async def test_the_result_document(gate: Gate) -> None:
     assert document["received_at"] == "2026-12-05T06:00:00.000Z"
     json.dumps(document)  # plain JSON
     refused = (await gate.send(id="doc2", value=99.0)).to_json()
-    assert refused["written_at"] is None and refused["timing_ms"] == {
+    assert refused["written_at"] is None
+    assert refused["timing_ms"] == {
         "to_write": None,
         "to_confirm": None,
         "total": 0.0,
