@@ -2,8 +2,8 @@
 commands, and the devices the gate reaches through the agent's pollers.
 
 The Agent holds one :class:`~edge_agent.writes.service.WriteService` for its life (a
-plant with anything writable, or a sink that takes commands, has one; a plant that
-writes nothing and takes no commands has none). Every
+plant with anything writable, or an MQTT sink with ``commands: true``, has one; a plant
+that writes nothing and takes no commands has none). Every
 :class:`~edge_agent.sinks.base.TakesCommands` sink is handed the gate and publishes
 the audit records. On reload the gate follows the new policy and keeps its rate
 windows and the ids it has seen; sinks that come with the reload get the gate too.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.config import MqttSinkConfig, PlantConfig, SparkplugSinkConfig
+from edge_agent.config import MqttSinkConfig, PlantConfig
 from edge_agent.config.writes import AuditFiles
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink, TakesCommands
@@ -39,12 +39,12 @@ def open_audit_log(directory: Path, files: AuditFiles) -> AuditStore:
 
 
 def wants_gate(config: PlantConfig) -> bool:
-    """Anything writable, or a sink that carries commands (their refusals are audited)."""
-    carries = any(
-        (isinstance(s, MqttSinkConfig) and s.commands) or isinstance(s, SparkplugSinkConfig)
-        for s in config.sinks
-    )
-    return carries or PlantWrites.of(config).anything_writable
+    """Anything writable, or an MQTT sink asked to take commands (their refusals are
+    audited). A Sparkplug sink alone does not make one: Sparkplug hosts send DCMDs as a
+    matter of course, and a plant that lets nothing be written refuses them in the sink
+    (logged once per reason) without an audit log to keep."""
+    takes = any(isinstance(s, MqttSinkConfig) and s.commands for s in config.sinks)
+    return takes or PlantWrites.of(config).anything_writable
 
 
 class RunnerDevices:
