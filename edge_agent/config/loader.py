@@ -34,7 +34,7 @@ from edge_agent.config.base import FROM_YAML
 from edge_agent.config.baseline import resolve_csv_paths
 from edge_agent.config.builder import Builder, SourceMap
 from edge_agent.config.carriers import carrier_hint
-from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings
+from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings, write_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.checks.parts import document_path
 from edge_agent.config.collector_pause import collector_paused
@@ -260,7 +260,11 @@ def _inspect(
         problems.append((source.line_of(path), f"{format_path(path)}: {message}"))
     warnings = [
         (source.line_of(path), f"{format_path(path)}: warning: {message}")
-        for path, message in [*address_warnings(data), *metrics_warnings(parts)]
+        for path, message in [
+            *address_warnings(data),
+            *metrics_warnings(parts),
+            *write_warnings(parts),
+        ]
     ]
     warnings.sort(key=lambda p: p[0])
     if valid is not None and not problems and not in_templates:

@@ -30,7 +30,9 @@ from edge_agent.runtime.sink_runner import SinkCounters, SinkRunner
 from edge_agent.runtime.source_runner import DeviceCounters, DeviceState, SourceRunner
 from edge_agent.service.parts import build_metrics, build_sink, new_outbox
 from edge_agent.service.reload import ReloadPlan, ReloadResult, plan_reload
+from edge_agent.service.writes_wiring import AuditFactory, WritesWiring
 from edge_agent.sinks.base import LiveTap, MetaPublisher, Sink
+from edge_agent.writes.service import WriteService
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -54,11 +56,16 @@ class Agent:
     #: Held while the set of runners changes (reload), so a stop never races a reload.
     reconfiguring: asyncio.Lock = field(default_factory=asyncio.Lock)
     metrics: MetricsProcessor | None = None
+    #: Opens the audit log of the write gate; None: the real one in state_dir/audit.
+    audit_factory: AuditFactory | None = None
+    _writes: WritesWiring = field(init=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: asyncio.TaskGroup | None = None
     _running: dict[SourceRunner | SinkRunner, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._writes = WritesWiring(lambda: self.sources, self.audit_factory)
+        self._writes.configure(self.config)
         self.metrics = build_metrics(self.config)
         if self.metrics is not None:
             self.pipeline.add_processor(self.metrics)
@@ -98,6 +105,7 @@ class Agent:
             self.pipeline.add_consumer(sink.see_live)
         if carried is not None:
             runner.counters = replace(carried, down_since_monotonic=None, last_error="")
+        self._writes.connect(sink)
         self.sinks.append(runner)
         self._spawn(runner, f"sink:{sink.name}")
 
@@ -228,6 +236,7 @@ class Agent:
         for driver in drivers:
             self._add_source(driver, carried=carried_devices.get(driver.device))
         self.config = new
+        self._writes.configure(new, [r.sink for r in self.sinks])
         self._in_config_order()
         # The sinks that publish device metadata take it live: changed devices are
         # published again and removed ones cleared, without a reconnect.
@@ -237,6 +246,7 @@ class Agent:
                 runner.sink.describe_devices(devices)
 
     def _untap(self, sink: Sink) -> None:
+        self._writes.disconnect(sink)
         if isinstance(sink, LiveTap):
             self.pipeline.remove_consumer(sink.see_live)
 
@@ -278,6 +288,7 @@ class Agent:
         try:
             if self.outbox is not None and not self.outbox.opened:
                 await self.outbox.start()  # before the sinks: they read from it
+            self._writes.start()  # the ids already handled, before a sink takes a command
             await self._run_tasks()
         finally:
             # After the sinks stopped, also when a task failed or we were cancelled: what
@@ -344,6 +355,12 @@ class Agent:
         await _cancel_all(sink_tasks)
         for runner in self.sinks:
             await runner.sink.stop()
+
+    @property
+    def writes(self) -> WriteService | None:
+        """The one gate every write command goes through (the local socket, the console);
+        None when the plant writes nothing and no sink takes commands."""
+        return self._writes.service
 
     def device_states(self) -> dict[str, DeviceState]:
         return {s.device: s.state for s in self.sources}

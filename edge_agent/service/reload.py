@@ -24,6 +24,12 @@ applies. Rules, in the order they are applied:
 
 Settings that cannot change under a running agent (``state_dir``, ``outbox``, and
 sections this module does not know) are reported as "takes effect at the next start".
+
+The write gate follows the new file live (:mod:`edge_agent.service.writes_wiring`): the
+``write:`` blocks, the console users allowed to write and ``commands:`` signatures,
+key and max_age apply to the next command, and the rate windows and ids already seen
+are kept. ``commands.audit`` (the log's files) and ``commands.socket`` /
+``socket_group`` (the local socket) take effect at the next start.
 """
 
 from __future__ import annotations
@@ -49,7 +55,11 @@ from edge_agent.errors import ConfigError
 #: Top-level sections this module applies live; any other difference waits for a restart.
 #: ``templates_dir`` acts through the devices (templates are expanded, and read again, on
 #: every load), which are compared one by one.
-_LIVE_SECTIONS = frozenset({"plant", "devices", "sinks", "logging", "service", "templates_dir"})
+_LIVE_SECTIONS = frozenset(
+    {"plant", "devices", "sinks", "logging", "service", "templates_dir", "commands"}
+)
+#: Settings of ``commands:`` that the gate does not take live.
+_COMMANDS_AT_START = ("audit", "socket", "socket_group")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,8 @@ class ReloadPlan:
     sinks_changed: tuple[str, ...] = ()
     logging_changed: bool = False
     service_changed: bool = False
+    #: The ``commands:`` section differs (the gate takes signatures, key, max_age live).
+    commands_changed: bool = False
     #: Top-level settings that changed but only apply at the next start.
     needs_restart: tuple[str, ...] = ()
 
@@ -123,6 +135,11 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
         for name in type(new).model_fields
         if name not in _LIVE_SECTIONS and getattr(old, name) != getattr(new, name)
     ]
+    later += [
+        f"commands.{key}"
+        for key in _COMMANDS_AT_START
+        if getattr(old.commands, key) != getattr(new.commands, key)
+    ]
     if new.metrics is not None and old.plant != new.plant:
         # Sinks pick up a new plant name or site live; the metrics keep the time zone and
         # names their open windows were started with until the next start.
@@ -137,6 +154,7 @@ def plan_reload(old: PlantConfig, new: PlantConfig) -> ReloadPlan:
         sinks_changed=tuple(sinks_changed),
         logging_changed=old.logging != new.logging,
         service_changed=old.service != new.service,
+        commands_changed=old.commands != new.commands,
         needs_restart=tuple(later),
     )
 

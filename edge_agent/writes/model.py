@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from edge_agent.config.writes import WriteChannel
+from edge_agent.model import iso_utc_ms
 
 #: A value as a command carries it and as a tag shows it: a number (engineering units,
 #: after scale and offset), an enum label, true/false, a text.
@@ -101,11 +102,80 @@ class WriteResult:
     written_at_ns: int = 0
     confirmed_at_ns: int = 0
     finished_at_ns: int = 0
+    #: Whether ``target`` is a tag (the result says ``"tag"``) or a method (``"method"``).
+    target_kind: Literal["tag", "method"] = "tag"
 
     @property
     def accepted(self) -> bool:
         """Passed the policy (whatever the device then did)."""
         return self.outcome is not Outcome.REFUSED
+
+    def to_json(self) -> dict[str, object]:
+        """The result document (``edge/{plant}/{device}/cmd/result``, the CLI's answer):
+        times RFC 3339 UTC with milliseconds, absent ones null; never a secret (a
+        result holds none: the request's signature and the key are not in it)."""
+        requested: object = self.requested
+        if isinstance(requested, Mapping):
+            requested = dict(requested)
+        document: dict[str, object] = {
+            "id": self.id or None,
+            "device": self.device or None,
+            self.target_kind: self.target or None,
+            "accepted": self.accepted,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "requested": requested,
+            "before": self.before,
+            "read_back": self.read_back,
+            "sent": self.sent,
+            "output": list(self.output),
+            "received_at": _time(self.received_at_ns),
+            "written_at": _time(self.written_at_ns),
+            "confirmed_at": _time(self.confirmed_at_ns),
+            "finished_at": _time(self.finished_at_ns),
+            "timing_ms": {
+                "to_write": _ms(self.received_at_ns, self.written_at_ns),
+                "to_confirm": _ms(self.written_at_ns, self.confirmed_at_ns),
+                "total": _ms(self.received_at_ns, self.finished_at_ns),
+            },
+        }
+        return document
+
+
+def _time(ns: int) -> str | None:
+    return iso_utc_ms(ns) if ns else None
+
+
+def _ms(start_ns: int, end_ns: int) -> float | None:
+    """Milliseconds from ``start_ns`` to ``end_ns`` (0.1 ms), None when either is absent."""
+    if not start_ns or not end_ns:
+        return None
+    return round((end_ns - start_ns) / 1e6, 1)
+
+
+def audit_record(
+    request: WriteRequest, result: WriteResult, plant: str, *, signed: bool
+) -> dict[str, object]:
+    """The audit record of one command: its result plus who sent it, how and when.
+
+    ``signed`` is whether a signature was checked and found good (never the signature
+    itself: the log holds no secret, and a signature would let a reader replay nothing
+    but would still be a credential's fingerprint).
+    """
+    record: dict[str, object] = {"time": _time(result.finished_at_ns)}
+    record.update(result.to_json())
+    record.update(
+        {
+            "channel": request.channel,
+            "identity": request.identity,
+            "plant": plant,
+            "dry_run": request.dry_run,
+            "signed": signed,
+            "issued_at": _time(request.issued_at_ns or 0),
+            "expires_at": _time(request.expires_at_ns or 0),
+        }
+    )
+    return record
 
 
 class WriteGate(Protocol):

@@ -26,6 +26,7 @@ from edge_agent.config.checks.modbus import (
 )
 from edge_agent.config.checks.opcua import check_opcua_device, check_opcua_partial
 from edge_agent.config.checks.parts import PlantParts
+from edge_agent.config.checks.writes import check_writes, writes_warnings
 from edge_agent.config.influx import influx_sink_problems
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.mqtt import MqttSinkConfig, mqtt_sink_problems
@@ -41,6 +42,7 @@ __all__ = [
     "check_plant",
     "format_path",
     "metrics_warnings",
+    "write_warnings",
 ]
 
 
@@ -89,6 +91,7 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
             (parts.original(path), message)
             for path, message in DEVICE_RULES[device.driver].device(index, device)
         ]
+        findings += [(parts.original(path), m) for path, m in check_writes(index, device)]
         by_driver.setdefault(device.driver, []).append((index, device))
     for driver, devices in by_driver.items():
         across = DEVICE_RULES[driver].across
@@ -153,3 +156,9 @@ def metrics_warnings(parts: PlantParts) -> list[Finding]:
         return []
     found = tariff_warning_findings(parts.metrics) + baseline_warnings(parts.metrics)
     return [(parts.original(path), m) for path, m in found]
+
+
+def write_warnings(parts: PlantParts) -> list[Finding]:
+    """Write channels no command can arrive on yet (a sink or a console user missing)."""
+    found = writes_warnings(parts.devices, parts.sinks, parts.service)
+    return [(parts.original(path), message) for path, message in found]

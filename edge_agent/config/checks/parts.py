@@ -36,6 +36,7 @@ from edge_agent.config.base import PlantIdentity
 from edge_agent.config.checks.common import Loc
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.plant import DeviceConfig, PlantConfig, SinkConfig
+from edge_agent.config.service import ServiceConfig
 
 #: Rounds of cutting per part: each round drops every item an error was in, and items
 #: nest four deep at most (device, poll group, tag; metrics, machine, ...).
@@ -45,6 +46,7 @@ _DEVICE: TypeAdapter[Any] = TypeAdapter(DeviceConfig)
 _SINK: TypeAdapter[Any] = TypeAdapter(SinkConfig)
 _METRICS: TypeAdapter[MetricsConfig] = TypeAdapter(MetricsConfig)
 _IDENTITY: TypeAdapter[PlantIdentity] = TypeAdapter(PlantIdentity)
+_SERVICE: TypeAdapter[ServiceConfig] = TypeAdapter(ServiceConfig)
 
 #: Settings of ``metrics:`` that no cross-check reads and whose default makes no finding
 #: of its own: one that fails is cut and the rest of the section is checked. Not
@@ -209,6 +211,8 @@ class PlantParts:
     broken_devices: list[tuple[int, Any]] = field(default_factory=list)
     sinks: list[tuple[int, Any]] = field(default_factory=list)
     metrics: MetricsConfig | None = None
+    #: The ``service:`` section (its console users may write); None when it is invalid.
+    service: ServiceConfig | None = None
     #: The name of every device and sink as written (valid or not), for duplicates.
     device_names: list[tuple[Loc, str]] = field(default_factory=list)
     sink_names: list[tuple[Loc, str]] = field(default_factory=list)
@@ -237,6 +241,7 @@ class PlantParts:
             devices=list(enumerate(plant.devices)),
             sinks=list(enumerate(plant.sinks)),
             metrics=plant.metrics,
+            service=plant.service,
             device_names=[(("devices", i, "name"), d.name) for i, d in enumerate(plant.devices)],
             sink_names=[(("sinks", i, "name"), s.name) for i, s in enumerate(plant.sinks)],
         )
@@ -247,6 +252,10 @@ class PlantParts:
         pruner = Pruner(data, context)
         identity = pruner.validate(_IDENTITY, ("plant",)) if "plant" in data else None
         parts = cls(identity=identity, pruner=pruner)
+        if "service" in data:
+            parts.service = pruner.validate(_SERVICE, ("service",))
+        else:
+            parts.service = ServiceConfig()
         devices = data.get("devices")
         for index, item in enumerate(devices if isinstance(devices, list) else []):
             name = item.get("name") if isinstance(item, dict) else None

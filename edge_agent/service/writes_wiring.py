@@ -1,0 +1,112 @@
+"""The agent's side of safe writes: the one gate, its audit log, the sinks that carry
+commands, and the devices the gate reaches through the agent's pollers.
+
+The Agent holds one :class:`~edge_agent.writes.service.WriteService` for its life (a
+plant with anything writable, or an MQTT sink with ``commands: true``, has one; a plant
+that writes nothing and takes no commands has none). Every
+:class:`~edge_agent.sinks.base.TakesCommands` sink is handed the gate and publishes
+the audit records. On reload the gate follows the new policy and keeps its rate
+windows and the ids it has seen; sinks that come with the reload get the gate too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import structlog
+
+from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config.writes import AuditFiles
+from edge_agent.runtime.source_runner import DeviceState, SourceRunner
+from edge_agent.sinks.base import Sink, TakesCommands
+from edge_agent.writes.policy import PlantWrites
+from edge_agent.writes.service import AuditStore, WriteService
+
+log = structlog.get_logger("edge_agent.service")
+
+#: Opens the audit log in a directory with its rotation settings.
+AuditFactory = Callable[[Path, AuditFiles], AuditStore]
+
+
+def open_audit_log(directory: Path, files: AuditFiles) -> AuditStore:
+    """The audit log of :mod:`edge_agent.writes.audit` (``<state_dir>/audit``)."""
+    # The audit log is its own part of issue 18; imported here only, when a gate is made.
+    from edge_agent.writes.audit import AuditLog  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+    log_: AuditStore = AuditLog(directory, files.max_bytes, files.keep)
+    return log_
+
+
+def wants_gate(config: PlantConfig) -> bool:
+    """Anything writable, or an MQTT sink asked to take commands (their refusals are
+    audited). A Sparkplug sink alone does not make one: Sparkplug hosts send DCMDs as a
+    matter of course, and a plant that lets nothing be written refuses them in the sink
+    (logged once per reason) without an audit log to keep."""
+    takes = any(isinstance(s, MqttSinkConfig) and s.commands for s in config.sinks)
+    return takes or PlantWrites.of(config).anything_writable
+
+
+class RunnerDevices:
+    """:class:`~edge_agent.writes.service.DeviceAccess` over the agent's pollers (the list
+    changes on reload: it is asked for each time)."""
+
+    def __init__(self, sources: Callable[[], Sequence[SourceRunner]]) -> None:
+        self._sources = sources
+
+    def device(self, name: str) -> tuple[object, DeviceState] | None:
+        for runner in self._sources():
+            if runner.device == name:
+                return runner.driver, runner.state
+        return None
+
+
+class WritesWiring:
+    """Builds the gate when the plant needs one and keeps the command sinks on it."""
+
+    def __init__(
+        self,
+        sources: Callable[[], Sequence[SourceRunner]],
+        audit_factory: AuditFactory | None = None,
+    ) -> None:
+        self._devices = RunnerDevices(sources)
+        self._audit_factory = audit_factory or open_audit_log
+        self.service: WriteService | None = None
+        self._sinks: list[TakesCommands] = []
+
+    def configure(self, config: PlantConfig, sinks: Iterable[Sink] = ()) -> None:
+        """At start and on every reload: the gate follows ``config``; made the first time
+        the plant needs one (then the sinks already running get it)."""
+        policy = PlantWrites.of(config)
+        if self.service is not None:
+            self.service.update(policy)
+            return
+        if not wants_gate(config):
+            return
+        audit = self._audit_factory(config.state_dir / "audit", config.commands.audit)
+        self.service = WriteService(policy, self._devices, audit)
+        for sink in sinks:
+            self.connect(sink)
+
+    def start(self) -> None:
+        """Before the sinks take commands: the ids of the audit log's replay window."""
+        if self.service is not None:
+            self.service.start()
+
+    def connect(self, sink: Sink) -> None:
+        """Hand ``sink`` the gate, if it carries commands; it publishes the audit records."""
+        if not isinstance(sink, TakesCommands) or sink in self._sinks:
+            return
+        sink.take_commands(self.service)
+        if self.service is not None:
+            self.service.add_listener(sink.publish_audit)
+            self._sinks.append(sink)
+
+    def disconnect(self, sink: Sink) -> None:
+        """``sink`` stops: no more commands through it, no more audit records to it."""
+        if not isinstance(sink, TakesCommands) or sink not in self._sinks:
+            return
+        self._sinks.remove(sink)
+        sink.take_commands(None)
+        if self.service is not None:
+            self.service.remove_listener(sink.publish_audit)
