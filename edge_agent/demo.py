@@ -67,7 +67,10 @@ def _demo_config(
     sinks = list(config.sinks)
     if mqtt is not None:
         host, port = _host_port("--mqtt", mqtt)
-        sinks.append(MqttSinkConfig(name="demo-mqtt", type="mqtt", host=host, port=port))
+        # It takes write commands too: the demo's writable setpoints (docs/WRITES.md).
+        sinks.append(
+            MqttSinkConfig(name="demo-mqtt", type="mqtt", host=host, port=port, commands=True)
+        )
     if sparkplug is not None:
         host, port = _host_port("--sparkplug", sparkplug)
         name = config.plant.name
@@ -202,6 +205,15 @@ def run_demo(
             print("MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.")
         if mqtt is not None:
             print(f"publishing to MQTT broker {mqtt} on edge/{config.plant.name}/<device>/data")
+            print(
+                f"write commands on edge/{config.plant.name}/<device>/cmd, results on "
+                ".../cmd/result (docs/WRITES.md)"
+            )
+        path = config_path or demo_config_path()
+        print(
+            f"write a setpoint: EDGE_AGENT_STATE={state_dir} edge-agent write -c {path} "
+            "compressor-1 pressure_setpoint 6.5"
+        )
         if sparkplug is not None:
             name = config.plant.name
             print(

@@ -237,6 +237,7 @@ class Agent:
             self._add_source(driver, carried=carried_devices.get(driver.device))
         self.config = new
         self._writes.configure(new, [r.sink for r in self.sinks])
+        await self._writes.open_socket(new)
         self._in_config_order()
         # The sinks that publish device metadata take it live: changed devices are
         # published again and removed ones cleared, without a reconnect.
@@ -289,6 +290,7 @@ class Agent:
             if self.outbox is not None and not self.outbox.opened:
                 await self.outbox.start()  # before the sinks: they read from it
             self._writes.start()  # the ids already handled, before a sink takes a command
+            await self._writes.open_socket(self.config)
             await self._run_tasks()
         finally:
             # After the sinks stopped, also when a task failed or we were cancelled: what
@@ -335,6 +337,7 @@ class Agent:
         sink_tasks: list[asyncio.Task[None]],
         metrics_tasks: Sequence[asyncio.Task[None]] = (),
     ) -> None:
+        await self._writes.close_socket()  # no new commands while polling stops
         await _cancel_all(source_tasks)
         # After the pollers (their last samples are in), before the sinks drain and the
         # outbox closes: every window it closed is in the outbox, and it saves the open

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.config import MqttSinkConfig, PlantConfig
+from edge_agent.config import MqttSinkConfig, PlantConfig, SparkplugSinkConfig
 from edge_agent.config.writes import AuditFiles
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.sinks.base import Sink, TakesCommands
+from edge_agent.writes.audit import AuditLog
+from edge_agent.writes.local_socket import LocalCommandSocket, LocalSocketError, socket_path
 from edge_agent.writes.policy import PlantWrites
 from edge_agent.writes.service import AuditStore, WriteService
 
@@ -31,19 +33,17 @@ AuditFactory = Callable[[Path, AuditFiles], AuditStore]
 
 def open_audit_log(directory: Path, files: AuditFiles) -> AuditStore:
     """The audit log of :mod:`edge_agent.writes.audit` (``<state_dir>/audit``)."""
-    # The audit log is its own part of issue 18; imported here only, when a gate is made.
-    from edge_agent.writes.audit import AuditLog  # type: ignore[import-not-found,import-untyped,unused-ignore]
-
-    log_: AuditStore = AuditLog(directory, files.max_bytes, files.keep)
-    return log_
+    return AuditLog(directory, files.max_bytes, files.keep)
 
 
 def wants_gate(config: PlantConfig) -> bool:
-    """Anything writable, or an MQTT sink asked to take commands (their refusals are
-    audited). A Sparkplug sink alone does not make one: Sparkplug hosts send DCMDs as a
-    matter of course, and a plant that lets nothing be written refuses them in the sink
-    (logged once per reason) without an audit log to keep."""
-    takes = any(isinstance(s, MqttSinkConfig) and s.commands for s in config.sinks)
+    """Anything writable, or a sink that carries commands in (an MQTT sink with
+    ``commands: true``, any Sparkplug sink: hosts may send a DCMD): every command that
+    arrives, refused ones too, is audited, and the audit log is the gate's."""
+    takes = any(
+        (isinstance(s, MqttSinkConfig) and s.commands) or isinstance(s, SparkplugSinkConfig)
+        for s in config.sinks
+    )
     return takes or PlantWrites.of(config).anything_writable
 
 
@@ -73,6 +73,7 @@ class WritesWiring:
         self._audit_factory = audit_factory or open_audit_log
         self.service: WriteService | None = None
         self._sinks: list[TakesCommands] = []
+        self._socket: LocalCommandSocket | None = None
 
     def configure(self, config: PlantConfig, sinks: Iterable[Sink] = ()) -> None:
         """At start and on every reload: the gate follows ``config``; made the first time
@@ -92,6 +93,27 @@ class WritesWiring:
         """Before the sinks take commands: the ids of the audit log's replay window."""
         if self.service is not None:
             self.service.start()
+
+    async def open_socket(self, config: PlantConfig) -> None:
+        """The local socket ``edge-agent write`` talks to, when the plant has a gate and
+        ``commands.socket`` is on; at start, and after a reload that made the first gate."""
+        if self._socket is not None or self.service is None or not config.commands.socket:
+            return
+        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        listener = LocalCommandSocket(
+            socket_path(config.state_dir), self.service, group=config.commands.socket_group
+        )
+        try:
+            await listener.start()
+        except LocalSocketError:
+            return  # start() said why; MQTT and the console still reach the gate
+        self._socket = listener
+
+    async def close_socket(self) -> None:
+        """No new commands from the socket; those in flight finish (bounded)."""
+        listener, self._socket = self._socket, None
+        if listener is not None:
+            await listener.close()
 
     def connect(self, sink: Sink) -> None:
         """Hand ``sink`` the gate, if it carries commands; it publishes the audit records."""

@@ -30,12 +30,10 @@ import stat
 import struct
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
-from edge_agent.model import iso_utc_ms
 from edge_agent.writes.model import Outcome, WriteGate, WriteRequest, WriteResult
 
 log = structlog.get_logger("edge_agent.writes.socket")
@@ -315,7 +313,7 @@ def refusal(
 ) -> dict[str, object]:
     """The answer to a request that never reached the gate (or that the gate failed on)."""
     now = time.time_ns()
-    document = result_document(
+    return result_document(
         WriteResult(
             id=command or "",
             device=request.device if request else "",
@@ -327,47 +325,8 @@ def refusal(
             finished_at_ns=now,
         )
     )
-    for key in ("id", "device", "tag"):
-        document[key] = document[key] or None
-    return document
 
 
 def result_document(result: WriteResult) -> dict[str, object]:
-    """The result document of docs/WRITES.md (what MQTT publishes on ``cmd/result``).
-
-    Stands in for ``WriteResult.to_json()`` until the gate's part brings it; then
-    this calls that.
-    """
-    requested: object = result.requested
-    if isinstance(requested, Mapping):
-        requested = dict(requested)
-    return {
-        "id": result.id,
-        "device": result.device,
-        "tag": result.target,
-        "accepted": result.accepted,
-        "outcome": result.outcome.value,
-        "reason": result.reason,
-        "requested": requested,
-        "before": result.before,
-        "read_back": result.read_back,
-        "sent": result.sent,
-        "output": list(result.output),
-        "received_at": _time(result.received_at_ns),
-        "written_at": _time(result.written_at_ns),
-        "confirmed_at": _time(result.confirmed_at_ns),
-        "finished_at": _time(result.finished_at_ns),
-        "timing_ms": {
-            "to_write": _ms(result.received_at_ns, result.written_at_ns),
-            "to_confirm": _ms(result.written_at_ns, result.confirmed_at_ns),
-            "total": _ms(result.received_at_ns, result.finished_at_ns),
-        },
-    }
-
-
-def _time(ns: int) -> str | None:
-    return iso_utc_ms(ns) if ns else None
-
-
-def _ms(start_ns: int, end_ns: int) -> float | None:
-    return round((end_ns - start_ns) / 1e6, 1) if start_ns and end_ns else None
+    """The result document of docs/WRITES.md (what MQTT publishes on ``cmd/result``)."""
+    return result.to_json()

@@ -1,5 +1,5 @@
 """A command's value -> the Variant of the node's own type (drivers.opcua.encode), and
-check's static rule for OPC UA writes (drivers.opcua.write_rules)."""
+check's static rule for OPC UA writes (edge_agent.config.checks.opcua_writes)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from asyncua import ua
 
 from drivers.opcua.convert import convert_value
 from drivers.opcua.encode import INTEGER_RANGES, encode
-from drivers.opcua.write_rules import opcua_write_problems
+from edge_agent.config.checks.opcua_writes import opcua_write_problems
 from edge_agent.config.opcua import OpcUaDeviceConfig
 from edge_agent.driver import WriteRefused
 

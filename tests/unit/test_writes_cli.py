@@ -113,7 +113,7 @@ devices:
     poll_groups:
       - interval: 1s
         tags:
-          - {{name: setpoint, address: 10, write: {{channels: [cli]}}}}
+          - {{name: setpoint, address: 10, write: {{channels: [cli], min: 0, max: 100}}}}
           - {{name: pressure, address: 20}}
 """
 

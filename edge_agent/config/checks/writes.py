@@ -21,6 +21,7 @@ from typing import Any
 
 from edge_agent.config.catalog import NOT_NUMERIC, TagInfo
 from edge_agent.config.checks.common import Finding, Loc
+from edge_agent.config.checks.opcua_writes import opcua_write_problems
 from edge_agent.config.modbus import ModbusDeviceConfig
 from edge_agent.config.mqtt import MqttSinkConfig
 from edge_agent.config.opcua import OpcUaDeviceConfig, OpcUaMethod
@@ -61,6 +62,7 @@ def check_writes(index: int, device: Any) -> list[Finding]:
                 for key, m in _condition_rules(policy.only_when, tags)
             ]
     if isinstance(device, OpcUaDeviceConfig):
+        found += [((*base, *path), message) for path, message in opcua_write_problems(device)]
         found += _method_findings(base, device.methods, tags)
     return found
 
