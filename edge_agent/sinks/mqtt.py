@@ -25,7 +25,7 @@ import enum
 import secrets
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import structlog
 
@@ -49,9 +49,7 @@ from edge_agent.sinks.meta import encode_meta
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
 from edge_agent.sinks.mqtt_commands import MqttCommands
 from edge_agent.sinks.payload import encode_batch
-
-if TYPE_CHECKING:
-    from edge_agent.writes.model import WriteGate
+from edge_agent.writes.model import WriteGate
 
 log = structlog.get_logger("edge_agent.sink.mqtt")
 
