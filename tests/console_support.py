@@ -52,11 +52,17 @@ async def running_console(
     *,
     scheme: str = "http",
     environment: Mapping[str, str] | None = None,
+    replace: Mapping[str, str] | None = None,
 ) -> AsyncIterator[RunningConsole]:
+    """``replace``: text replacements in the demo plant file (a tag made writable)."""
     async with serve_profile(demo_profile()) as plant:
         ports = {name: plant.port(name) for name in plant.servers}
         config = demo_config(
-            ports, tmp_path, extra_yaml=extra_yaml or console_yaml(), environment=environment
+            ports,
+            tmp_path,
+            extra_yaml=extra_yaml or console_yaml(),
+            environment=environment,
+            **(replace or {}),
         )
         agent = Agent(config)
         supervisor = Supervisor(agent)

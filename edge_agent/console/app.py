@@ -37,7 +37,7 @@ from edge_agent.console.answers import (
     redirect,
     static_files,
 )
-from edge_agent.console.auth import COMMISSION, VIEW, Auth, Session
+from edge_agent.console.auth import COMMISSION, VIEW, WRITE, Auth, Session
 from edge_agent.console.commissioning import (
     CommissioningGate,
     commission_once,
@@ -51,6 +51,7 @@ from edge_agent.console.reports import read_report, report_answer, reports_docum
 from edge_agent.console.ring import LiveRing, points_within
 from edge_agent.console.stream import HoldOpen, LiveStreams
 from edge_agent.console.views import Views, redacted_config
+from edge_agent.console.writes import WriteDoor
 from edge_agent.metrics.report_files import reports_root
 from edge_agent.model import SampleBatch
 from edge_agent.service.agent import Agent
@@ -110,6 +111,8 @@ class Console:
         self.files = static_files()
         #: One commissioning request at a time per agent.
         self.gate = CommissioningGate()
+        #: Write commands from the device page (``writes.gate``: set by the agent's wiring).
+        self.writes = WriteDoor()
         self._started = False
 
     def _size_ring(self) -> None:
@@ -190,6 +193,7 @@ class Console:
         router.add_get("/console/api/energy", self._energy)
         router.add_get("/console/api/reports", self._reports)
         router.add_get(REPORTS_PREFIX + "{path:.+}", self._report_file)
+        router.add_post("/console/api/write", self._write)
         for action, handler in (
             ("read", commission_read),
             ("probe", commission_probe),
@@ -235,6 +239,9 @@ class Console:
                 return json_answer({"error": "commissioning is off"}, HTTPStatus.NOT_FOUND)
             if COMMISSION not in session.permissions:
                 return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
+        if path == "/console/api/write" and WRITE not in session.permissions:
+            # A logged-in user with writes: true; an anonymous visitor never writes.
+            return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
         return None
 
     def _set_cookie(self, response: web.StreamResponse, session: Session) -> None:
@@ -381,6 +388,10 @@ class Console:
     async def _report_file(self, request: web.Request) -> web.Response:
         root = reports_root(self.agent.config.state_dir)
         return report_answer(await self.worker.call(read_report, root, request.match_info["path"]))
+
+    async def _write(self, request: web.Request) -> web.Response:
+        """The guard checked the ``write`` permission and the CSRF token."""
+        return await self.writes.write(request, user=request[SESSION_KEY].user or "")
 
     def _commissioning(self, handler: CommissionHandler) -> Handler:
         """``handler`` for the running config, as the logged-in user (the guard has

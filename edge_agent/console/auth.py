@@ -42,6 +42,8 @@ log = structlog.get_logger("edge_agent.console")
 
 VIEW = "view"
 COMMISSION = "commission"
+#: May send write commands (a user with ``writes: true``); never an anonymous visitor.
+WRITE = "write"
 #: Sessions held at once; the oldest anonymous ones go first when full.
 MAX_SESSIONS = 1_000
 #: Failed logins allowed per address (and per user name) in the window before a wait.
@@ -178,7 +180,11 @@ class Auth:
         """A logged-in session for ``user``; an anonymous one (kept nowhere) for None."""
         if user is None:
             return self._anonymous(ANONYMOUS + secrets.token_urlsafe(24))
-        permissions = frozenset({VIEW, COMMISSION} if user.commissioning else {VIEW})
+        permissions = frozenset(
+            {VIEW}
+            | ({COMMISSION} if user.commissioning else set())
+            | ({WRITE} if user.writes else set())
+        )
         session = Session(
             token=secrets.token_urlsafe(32),
             csrf=secrets.token_urlsafe(32),

@@ -15,6 +15,7 @@ from edge_agent.config import PlantConfig, TagCatalog
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.console.energy_figures import event_rows
 from edge_agent.console.ring import Kept, LiveRing
+from edge_agent.console.writes import WritePolicies
 from edge_agent.driver import ShowsRaw
 from edge_agent.model import Value, iso_utc_ms
 from edge_agent.runtime.source_runner import SourceRunner
@@ -73,6 +74,7 @@ class Views:
 
     def __init__(self, agent: Agent, stats: ServiceStats, ring: LiveRing) -> None:
         self.agent = agent
+        self.write_policies = WritePolicies()
         self.stats = stats
         self.ring = ring
         self._catalog: tuple[PlantConfig, TagCatalog] | None = None
@@ -245,6 +247,7 @@ class Views:
             "last_good": _iso_ns(counters.last_good_ns),
             "tags": [self._tag_row(tag, values.get(tag.name)) for tag in info.tags.values()],
         }
+        self.write_policies.annotate(self.agent.config, name, document["tags"])
         if events:
             document["events"] = [
                 {

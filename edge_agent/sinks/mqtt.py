@@ -24,7 +24,7 @@ import asyncio
 import enum
 import secrets
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 import structlog
@@ -47,7 +47,9 @@ from edge_agent.metrics.contract import (
 from edge_agent.model import SampleBatch
 from edge_agent.sinks.meta import encode_meta
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
+from edge_agent.sinks.mqtt_commands import MqttCommands
 from edge_agent.sinks.payload import encode_batch
+from edge_agent.writes.model import WriteGate
 
 log = structlog.get_logger("edge_agent.sink.mqtt")
 
@@ -112,6 +114,12 @@ class MqttSink:
             raise ConfigError(problems)
         self.status_topic = config.status_topic.format(plant=plant.name, site=plant.site)
         self.client_id = config.client_id or f"edge-agent-{plant.name}-{secrets.token_hex(4)}"
+        #: Write commands in, results and audit records out (``commands: true``).
+        self.commands = (
+            MqttCommands(config.name, plant.name, ack_timeout=ack_timeout)
+            if config.commands
+            else None
+        )
         self._connection = MqttConnection(
             host=config.host,
             port=config.port,
@@ -123,7 +131,10 @@ class MqttSink:
             will=Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
             max_inflight=config.max_inflight,
             connect_timeout=connect_timeout,
+            on_message=self.commands.on_message if self.commands is not None else None,
         )
+        if self.commands is not None:
+            self.commands.connection = self._connection
         self._supervisor: asyncio.Task[None] | None = None
         self._status = _Status.OFFLINE
         #: Device -> its meta message, as it should stand on the broker.
@@ -226,6 +237,17 @@ class MqttSink:
             self._meta_due |= changed
             self._meta_changed.set()
 
+    def take_commands(self, gate: WriteGate | None) -> None:
+        """TakesCommands: route commands to ``gate``; a sink without ``commands: true``
+        subscribes to none."""
+        if self.commands is not None:
+            self.commands.take(gate)
+
+    def publish_audit(self, record: Mapping[str, object]) -> None:
+        """TakesCommands: one audit record on ``edge/{plant}/audit`` (``commands: true``)."""
+        if self.commands is not None:
+            self.commands.publish_audit(record)
+
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
         if self._status is _Status.STOPPED:
@@ -236,6 +258,8 @@ class MqttSink:
             task.cancel()
             # asyncio.wait, not "await task": our own cancellation must still propagate.
             await asyncio.wait({task})
+        if self.commands is not None:  # the commands under way end, their results go out
+            await self.commands.stop()
         if self._connection.connected:
             try:
                 await self._connection.publish(
@@ -333,6 +357,12 @@ class MqttSink:
             except MqttError as exc:
                 self._log.warning("mqtt online status not confirmed", error=str(exc))
                 self._connection.abort("online status not confirmed")
+            if self.commands is not None and self._connection.connected:
+                try:
+                    await self.commands.connected()
+                except MqttError as exc:
+                    self._log.warning("mqtt command topic not subscribed", error=str(exc))
+                    self._connection.abort("command subscription not granted")
             # stop() sets STOPPED, then cancels this task, which resumes only to end: the
             # assignments here never overwrite STOPPED.
             self._status = _Status.ONLINE

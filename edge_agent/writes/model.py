@@ -76,6 +76,12 @@ class WriteRequest:
     signed: SignedForm | None = None
     #: When the agent received it (ns since the epoch).
     received_at_ns: int = 0
+    #: Set by a channel that could not take the command as it came (an MQTT payload that
+    #: is not a command document, a Sparkplug metric without a value): why. The gate
+    #: refuses such a request with this reason before any other check, and audits it.
+    #: A channel sets neither ``tag`` nor ``method`` on it, so it is malformed even to a
+    #: gate that overlooked this field.
+    refusal: str = ""
 
 
 @dataclass(frozen=True, slots=True)

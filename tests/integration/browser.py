@@ -220,6 +220,8 @@ class ConsoleThread:
 
     tmp_path: Path
     extra_yaml: str = ""
+    #: Text replacements in the demo plant file (see ``running_console``).
+    replace: dict[str, str] = field(default_factory=dict)
     console: RunningConsole | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
@@ -292,7 +294,7 @@ class ConsoleThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        async with running_console(self.tmp_path, self.extra_yaml) as console:
+        async with running_console(self.tmp_path, self.extra_yaml, replace=self.replace) as console:
             self.console = console
             self._ready.set()
             await self._stop.wait()

@@ -6,6 +6,7 @@ import { getJSON } from "./api.js";
 import { DASH, fmtAge, fmtDateTime, fmtInt, fmtTimeMs, fmtValue, t } from "./i18n.js";
 import { KeyedRows, badge, clear, data, el, label, note, sentence, setAttr, setBadge, setText, table } from "./dom.js";
 import { historyChart } from "./charts.js";
+import { writeCard } from "./write.js";
 
 const EVENTS_MS = 10000;
 
@@ -61,6 +62,7 @@ export function mount(main, { live, param }) {
   failuresBox.hidden = true;
   const problem = el("div");
   const loading = note("common.loading");
+  const writes = writeCard();
 
   main.append(
     el("div", { class: "page-head" },
@@ -74,6 +76,7 @@ export function mount(main, { live, param }) {
         el("div", { class: "toolbar" }, filter, count)),
       note("device.chart_hint"),
       el("div", { class: "scroll-x" }, tags.table)),
+    writes.card,
     el("section", { class: "card" },
       el("div", { class: "card-head" }, label("h2", "device.events")),
       el("div", { class: "scroll-x" }, events.table), eventsEmpty, failuresBox),
@@ -179,6 +182,7 @@ export function mount(main, { live, param }) {
     doc = next;
     renderHead();
     renderTags();
+    writes.update(next);
     if (next.events) renderEvents(next.events);
     if (next.failures) {
       const list = Object.entries(next.failures).sort((a, b) => b[1] - a[1]);

@@ -1,29 +1,53 @@
-"""NCMD and DCMD: the rebirth request is answered, every other command refused.
+"""NCMD and DCMD: the rebirth request is answered, device metric writes go to the write gate.
 
 ``Node Control/Rebirth`` = true on the NCMD topic asks for a complete rebirth
 [tck-id-operational-behavior-data-commands-ncmd-rebirth-name,
-tck-id-operational-behavior-data-commands-ncmd-rebirth-value]. Writes to a device or
-node metric are refused until the safe-writes policy exists (issue 18): logged once per
-(device, metric) with the reason, and counted. A payload that does not decode is logged
-(once until one decodes again) and counted; nothing here may raise into paho's reader.
+tck-id-operational-behavior-data-commands-ncmd-rebirth-value].
+
+A DCMD metric is a write of the tag of the same name on the agent device the Sparkplug
+device id stands for (the sink's ``device_ids``, read backwards), an alias resolved
+through the aliases the births gave. It goes to the one write gate
+(:class:`~edge_agent.writes.model.WriteGate`) as channel ``sparkplug``, each metric as a
+command of its own, handled as a task (at most :data:`MAX_IN_FLIGHT` at once; further
+ones refused "busy"). Sparkplug has no result topic: an applied write shows in the
+device's next DDATA; a refusal is logged once per (device, metric, reason) and counted,
+and the gate audits every command. A metric that names nothing the agent knows, or has
+no value, goes to the gate as a refusal (``WriteRequest.refusal``) so it is audited too.
+Any other NCMD metric is refused the same way: node metrics are not tags. Without a gate
+every write is refused "writes are not enabled on this agent".
+
+A payload that does not decode is logged (once until one decodes again) and counted;
+nothing here may raise into paho's reader.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 import structlog
 
 from edge_agent.episodes import Episode
+from edge_agent.sinks.sparkplug.metric_table import AliasAllocator
 from edge_agent.sinks.sparkplug.payloads import REBIRTH, CommandError, decode_command
 from edge_agent.sinks.sparkplug.topics import CommandTopic
+from edge_agent.writes.model import Outcome, WriteGate, WriteRequest, WriteValue
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
 
-REFUSAL: Final = (
-    "writes through Sparkplug are refused until the safe-writes policy exists (issue 18)"
+NOT_ENABLED: Final = "writes are not enabled on this agent"
+NODE_METRIC: Final = (
+    "node metrics are not tags: the edge node takes only Node Control/Rebirth (NCMD); "
+    "write a device's tag with a DCMD"
 )
+#: Writes handled at once; one more is refused "busy" (never an unbounded queue).
+MAX_IN_FLIGHT: Final = 8
+#: How long stop() lets the writes under way finish.
+STOP_GRACE_S: Final = 5.0
 
 
 @dataclass(slots=True)
@@ -31,16 +55,34 @@ class CommandCounters:
     rebirth_requests: int = 0
     commands_refused: int = 0
     commands_undecodable: int = 0
+    #: Writes the gate let through (applied, dry run, or failed at the device).
+    commands_accepted: int = 0
 
 
 @dataclass(slots=True)
 class CommandHandler:
-    """Reads one command message; says whether a rebirth is asked for."""
+    """Reads one command message; says whether a rebirth is asked for; hands writes over."""
 
     sink: str
+    #: Agent device name -> Sparkplug device id (the sink's ``device_ids``).
+    device_id: Callable[[str], str] = lambda name: name
+    #: The edge node's aliases (the births'), to read a metric sent by alias only.
+    aliases: AliasAllocator = field(default_factory=AliasAllocator)
+    #: Who the gate and the audit log see as the sender.
+    identity: str = "sparkplug"
+    max_in_flight: int = MAX_IN_FLIGHT
     counters: CommandCounters = field(default_factory=CommandCounters)
-    _refused: set[tuple[str, str]] = field(default_factory=set)
+    gate: WriteGate | None = None
+    #: Sparkplug device id -> agent device.
+    _devices: dict[str, str] = field(default_factory=dict)
+    _refused: set[tuple[str, str, str]] = field(default_factory=set)
     _undecodable: Episode = field(default_factory=Episode)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _stopping: bool = False
+
+    def describe(self, devices: Iterable[str]) -> None:
+        """The plant's agent devices (again after every reload)."""
+        self._devices = {self.device_id(name): name for name in devices}
 
     def handle(self, command: CommandTopic, payload: bytes) -> bool:
         """True when ``payload`` (on ``command``'s topic) asks for a rebirth."""
@@ -58,6 +100,7 @@ class CommandHandler:
             return False
         self._undecodable.end()
         rebirth = False
+        received_at = time.time_ns()
         for name, alias, value, _datatype in metrics:
             # By name only: the NBIRTH gives the metric no alias (tck-id-operational-behavior-
             # data-commands-rebirth-name-aliases), so no alias can mean it.
@@ -66,16 +109,102 @@ class CommandHandler:
                     rebirth = True
                     self.counters.rebirth_requests += 1
                 continue
-            self.counters.commands_refused += 1
-            metric = name if name is not None else f"alias {alias}"
-            key = (command.device or "", metric)
-            if key not in self._refused:
-                self._refused.add(key)
-                log.warning(
-                    "sparkplug command refused",
-                    sink=self.sink,
-                    device=command.device or "(edge node)",
-                    metric=metric,
-                    reason=REFUSAL,
-                )
+            self._write(command.device, name, alias, value, received_at)
         return rebirth
+
+    def _write(
+        self,
+        sparkplug_device: str | None,
+        name: str | None,
+        alias: int | None,
+        value: WriteValue | None,
+        received_at: int,
+    ) -> None:
+        """One command metric: to the gate (as a task), or refused at once."""
+        if name is None and alias is not None and sparkplug_device is not None:
+            name = self.aliases.name_of(sparkplug_device, alias)
+        metric = name if name is not None else f"alias {alias}"
+        device = self._devices.get(sparkplug_device) if sparkplug_device is not None else None
+        shown_device = device or sparkplug_device or ""
+        refusal = ""
+        if sparkplug_device is None:
+            refusal = NODE_METRIC
+        elif device is None:
+            refusal = f"no device of this agent has the Sparkplug device id {sparkplug_device!r}"
+        elif name is None:
+            refusal = f"{metric} is no metric of device {sparkplug_device!r}"
+        elif value is None:
+            refusal = f"metric {name} carries no value (null, or not in the field of its datatype)"
+        gate = self.gate
+        if gate is None or self._stopping or len(self._tasks) >= self.max_in_flight:
+            reason = (
+                NOT_ENABLED
+                if gate is None
+                else "the agent is stopping"
+                if self._stopping
+                else f"busy: {len(self._tasks)} writes are being handled"
+            )
+            self._count_refusal(shown_device, metric, reason)
+            return
+        request = WriteRequest(
+            id=f"sparkplug-{uuid.uuid4().hex}",
+            channel="sparkplug",
+            identity=self.identity,
+            device=shown_device,
+            tag=None if refusal else name,
+            value=None if refusal else value,
+            received_at_ns=received_at,
+            refusal=refusal,
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._submit(gate, request, metric), name=f"sparkplug-write-{shown_device}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _submit(self, gate: WriteGate, request: WriteRequest, metric: str) -> None:
+        try:
+            result = await gate.submit(request)
+        except Exception:  # a gate bug: logged; the session and its reader go on
+            log.exception(
+                "write gate failed on a sparkplug command", sink=self.sink, device=request.device
+            )
+            return
+        if result.outcome is Outcome.REFUSED:
+            self._count_refusal(request.device, metric, result.reason)
+        else:
+            self.counters.commands_accepted += 1
+            log.info(
+                "sparkplug write",
+                sink=self.sink,
+                device=request.device,
+                metric=metric,
+                outcome=result.outcome.value,
+                reason=result.reason,
+            )
+
+    def _count_refusal(self, device: str, metric: str, reason: str) -> None:
+        self.counters.commands_refused += 1
+        key = (device, metric, reason)
+        if key not in self._refused:
+            if len(self._refused) >= 1000:  # reasons may hold values: bounded all the same
+                self._refused.clear()
+            self._refused.add(key)
+            log.warning(
+                "sparkplug command refused",
+                sink=self.sink,
+                device=device or "(edge node)",
+                metric=metric,
+                reason=reason,
+            )
+
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Take no more writes; let those under way finish for up to ``grace_s``, then
+        cancel them."""
+        self._stopping = True
+        tasks = set(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace_s)
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)

@@ -173,6 +173,15 @@ class AliasAllocator:
             found = self._aliases[key] = len(self._aliases) + 1
         return found
 
+    def name_of(self, device: str, alias: int) -> str | None:
+        """The metric of ``device`` that ``alias`` stands for (a DCMD may send only the
+        alias, tck-id-payloads-alias-data-cmd-requirement); None if it is none of its.
+        A scan: commands are rare, and the table is the one the births were made from."""
+        for (owner, name), known in self._aliases.items():
+            if known == alias:
+                return name if owner == device else None
+        return None
+
 
 @dataclass(slots=True)
 class MetricSlot:

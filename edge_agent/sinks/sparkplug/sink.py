@@ -34,7 +34,7 @@ births are confirmed. What is published, and when a batch is historical, is deci
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -56,6 +56,7 @@ from edge_agent.sinks.sparkplug.commands import CommandHandler
 from edge_agent.sinks.sparkplug.host_state import HostWatch, Verdict
 from edge_agent.sinks.sparkplug.node import EdgeNode, Message, NodeInfo
 from edge_agent.sinks.sparkplug.topics import Topics, state_topic
+from edge_agent.writes.model import WriteGate
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
 
@@ -105,7 +106,10 @@ class SparkplugSink:
         )
         self.node = EdgeNode(self.topics, info, config.device_id)
         self.node.describe(described)
-        self.commands = CommandHandler(config.name)
+        self.commands = CommandHandler(
+            config.name, config.device_id, self.node.allocator, config.primary_host or "sparkplug"
+        )
+        self.commands.describe(d.name for d in described)
         self.bdseq = BdSeqStore(bdseq_path(state_dir, config.name))
         self.host = HostWatch() if config.primary_host else None
         self._state_topic = state_topic(config.primary_host) if config.primary_host else ""
@@ -230,6 +234,7 @@ class SparkplugSink:
             task.cancel()
             # asyncio.wait, not "await task": our own cancellation must still propagate.
             await asyncio.wait({task})
+        await self.commands.stop()
         bd_seq = self.bdseq.current
         if self._connection.connected and bd_seq is not None:
             try:
@@ -264,6 +269,7 @@ class SparkplugSink:
             "rebirth_requests": commands.rebirth_requests,
             "commands_refused": commands.commands_refused,
             "commands_undecodable": commands.commands_undecodable,
+            "commands_accepted": commands.commands_accepted,
             "state_messages_ignored": self.state_messages_ignored,
         }
 
@@ -278,8 +284,17 @@ class SparkplugSink:
     def describe_devices(self, devices: Iterable[DeviceInfo]) -> None:
         """MetaPublisher: a reload's devices. A changed device is born again, a removed one
         gets its DDEATH, by the session task (now if born, else with the next births)."""
+        devices = list(devices)
+        self.commands.describe(d.name for d in devices)
         if self.node.describe(devices):
             self._wake.set()
+
+    def take_commands(self, gate: WriteGate | None) -> None:
+        """TakesCommands: DCMD metric writes go to ``gate`` (None: refused)."""
+        self.commands.gate = gate
+
+    def publish_audit(self, record: Mapping[str, object]) -> None:
+        """TakesCommands: Sparkplug has no audit topic (the MQTT sink's carries them)."""
 
     # ------------------------------------------------------------------ session
 
