@@ -165,16 +165,28 @@ def _model_value(point: Point, words: Sequence[int]) -> Value:
 
 
 def _echo(pdu: ModbusPDU, words: list[int]) -> ModbusPDU:
-    ids = {"dev_id": pdu.dev_id, "transaction_id": pdu.transaction_id}
+    dev, tid, address = pdu.dev_id, pdu.transaction_id, pdu.address
     if isinstance(pdu, WriteSingleCoilRequest):
-        return WriteSingleCoilResponse(address=pdu.address, bits=[bool(words[0])], **ids)
+        return WriteSingleCoilResponse(
+            address=address, bits=[bool(words[0])], dev_id=dev, transaction_id=tid
+        )
     if isinstance(pdu, WriteSingleRegisterRequest):
-        return WriteSingleRegisterResponse(address=pdu.address, registers=words, **ids)
+        return WriteSingleRegisterResponse(
+            address=address, registers=words, dev_id=dev, transaction_id=tid
+        )
     if isinstance(pdu, WriteMultipleCoilsRequest):
-        return WriteMultipleCoilsResponse(address=pdu.address, count=pdu.count, **ids)
+        return WriteMultipleCoilsResponse(
+            address=address, count=pdu.count, dev_id=dev, transaction_id=tid
+        )
     if isinstance(pdu, WriteMultipleRegistersRequest):
-        return WriteMultipleRegistersResponse(address=pdu.address, count=pdu.count, **ids)
+        return WriteMultipleRegistersResponse(
+            address=address, count=pdu.count, dev_id=dev, transaction_id=tid
+        )
     assert isinstance(pdu, MaskWriteRegisterRequest)
     return MaskWriteRegisterResponse(
-        address=pdu.address, and_mask=pdu.and_mask, or_mask=pdu.or_mask, **ids
+        address=address,
+        and_mask=pdu.and_mask,
+        or_mask=pdu.or_mask,
+        dev_id=dev,
+        transaction_id=tid,
     )
