@@ -8,231 +8,77 @@ seeded per-cycle variation; each part is good or scrap by a seeded draw.
 
 No I/O and no clock of its own: time comes from :meth:`advance_to`. Ground
 truth (energy, time in each state, parts) is kept in integers and is exact.
+
+Settings (:meth:`Machine.write`): a client may set the ``mode`` (0 auto: follow the
+shifts; 1 stop: off until set back to auto) and, on a compressor, the
+``pressure_setpoint_bar`` (see :class:`~simulators.machine_params.CompressorParams`
+for its effect on power and duty). The new value shows at once in :meth:`read` (a
+device shows the setting it stored) and acts from the step after the write: every
+decision is taken at a step boundary, so ground truth stays exact and the same seeds
+with the same writes at the same times give the same plant. Each accepted write is
+kept in :attr:`MachineTruth.changes`.
 """
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-
-from simulators.energy_model import (
-    EfficiencyChange,
-    EnergyModel,
-    Outdoor,
-    OutdoorTemperature,
-    PowerModel,
+from simulators.energy_model import OutdoorTemperature, PowerModel
+from simulators.machine_params import (
+    AnyMachineParams,
+    CncParams,
+    CompressorParams,
+    MachineParams,
+    PressParams,
+    Shift,
+    StateValues,
 )
-from simulators.schema import Quantity, Strict, Value
-from simulators.shifts import WEEKDAYS, ShiftCalendar, ShiftWindow, Weekday, parse_clock
+from simulators.machine_state import (
+    COMPRESSOR_QUANTITIES,
+    COMPRESSOR_SETTINGS,
+    MACHINE_QUANTITIES,
+    MACHINE_SETTINGS,
+    STATUS_BITS,
+    MachineMode,
+    MachineState,
+    SettingChange,
+    SettingError,
+)
+from simulators.schema import Value
+from simulators.shifts import ShiftCalendar
 from simulators.stepping import MW_PER_KW, UJ_PER_KWH, SteppedModel, noise_at, noise_key
 
+__all__ = [
+    "ACKNOWLEDGE",
+    "COMPRESSOR_QUANTITIES",
+    "MACHINE_QUANTITIES",
+    "STATUS_BITS",
+    "AnyMachineParams",
+    "CncParams",
+    "CompressorParams",
+    "Machine",
+    "MachineMode",
+    "MachineParams",
+    "MachineState",
+    "MachineTruth",
+    "PressParams",
+    "SettingChange",
+    "SettingError",
+    "Shift",
+    "StateValues",
+]
 
-class MachineState(enum.IntEnum):
-    """Served as a uint16: 0 off, 1 idle, 2 run, 3 fault."""
-
-    OFF = 0
-    IDLE = 1
-    RUN = 2
-    FAULT = 3
-
-
-#: Bits of the ``status_word`` quantity (bit 0 = least significant).
-STATUS_BITS: Mapping[str, int] = MappingProxyType(
-    {"powered": 0, "running": 1, "fault": 2, "idle": 3}
-)
+#: The quantity of an alarm acknowledgement in :attr:`MachineTruth.changes`.
+ACKNOWLEDGE = "acknowledge_alarm"
 
 # Noise channels: distinct streams of the counter-based noise.
 _CH_POWER = 1
 _CH_SPEED = 2
 _CH_OUTDOOR = 3
-
-
-class StateValues(Strict):
-    """One number per machine state (power in kW, speed in rpm, ...)."""
-
-    off: float = Field(default=0.0, ge=0)
-    idle: float = Field(ge=0)
-    run: float = Field(ge=0)
-    fault: float = Field(ge=0)
-
-    def of(self, state: MachineState) -> float:
-        return {
-            MachineState.OFF: self.off,
-            MachineState.IDLE: self.idle,
-            MachineState.RUN: self.run,
-            MachineState.FAULT: self.fault,
-        }[state]
-
-
-class Shift(Strict):
-    """A shift in local time; ``end`` may be ``"24:00"`` or earlier than ``start`` (overnight)."""
-
-    start: str
-    end: str
-
-    @field_validator("start")
-    @classmethod
-    def _valid_start(cls, value: str) -> str:
-        parse_clock(value)
-        return value
-
-    @field_validator("end")
-    @classmethod
-    def _valid_end(cls, value: str) -> str:
-        parse_clock(value, allow_24=True)
-        return value
-
-    def window(self) -> ShiftWindow:
-        start, end = parse_clock(self.start), parse_clock(self.end, allow_24=True)
-        if start == end:
-            raise ValueError("a shift of zero length (for the whole day write 00:00 to 24:00)")
-        return ShiftWindow(start, end)
-
-
-_TWO_SHIFTS = (Shift(start="06:00", end="14:00"), Shift(start="14:00", end="22:00"))
-
-
-class MachineParams(Strict):
-    """Parameters common to every machine kind; each kind sets its own defaults."""
-
-    kind: Literal["cnc", "press", "compressor", "drive"]
-    shifts: tuple[Shift, ...] = Field(default=_TWO_SHIFTS, min_length=1)
-    days: tuple[Weekday, ...] = Field(default=WEEKDAYS, min_length=1)
-    power_kw: StateValues
-    power_noise: float = Field(default=0.05, ge=0, lt=1, description="Relative, uniform ±.")
-    speed_rpm: StateValues
-    speed_noise: float = Field(default=0.01, ge=0, lt=1)
-    cycle_time_s: float | None = Field(
-        gt=0, description="Ideal cycle time; None for equipment that makes no parts."
-    )
-    cycle_variation: float = Field(
-        default=0.1, ge=0, le=1, description="Each cycle lasts ideal x (1 + U(0, variation))."
-    )
-    scrap_rate: float = Field(default=0.02, ge=0, le=1)
-    mean_run_s: float = Field(default=1800.0, gt=0)
-    mean_idle_s: float = Field(default=240.0, gt=0)
-    fault_probability: float = Field(
-        default=0.2, ge=0, le=1, description="Share of stops that are faults, not idle gaps."
-    )
-    mean_fault_s: float = Field(default=600.0, gt=0)
-    alarm_codes: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
-        default=(1001,), min_length=1
-    )
-    programs: tuple[str, ...] = Field(default=("MAIN",), min_length=1)
-    position_amplitude_mm: float = Field(default=0.0, ge=0, le=2000)
-    initial_good: int = Field(default=0, ge=0, description="Good-part counter at start.")
-    initial_scrap: int = Field(default=0, ge=0, description="Scrap counter at start.")
-    initial_energy_kwh: float = Field(default=0.0, ge=0)
-    energy_resolution_kwh: float = Field(default=0.001, ge=1e-6)
-    energy_model: EnergyModel | None = Field(
-        default=None,
-        description="Power from idle + energy per part + temperature (replaces power_kw).",
-    )
-    outdoor: Outdoor = Outdoor()
-    efficiency_change: EfficiencyChange | None = Field(
-        default=None, description="A known efficiency change at a known time (energy_model)."
-    )
-
-    @field_validator("programs")
-    @classmethod
-    def _ascii_programs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not all(p.isascii() and p.isprintable() for p in value):
-            raise ValueError("program names must be printable ASCII (they are served as bytes)")
-        return value
-
-    @field_validator("shifts")
-    @classmethod
-    def _valid_shifts(cls, value: tuple[Shift, ...]) -> tuple[Shift, ...]:
-        for shift in value:
-            shift.window()
-        return value
-
-
-class CncParams(MachineParams):
-    kind: Literal["cnc"]
-    power_kw: StateValues = StateValues(idle=2.5, run=14.0, fault=1.2)
-    speed_rpm: StateValues = StateValues(idle=0.0, run=8000.0, fault=0.0)
-    cycle_time_s: float | None = Field(default=95.0, gt=0)
-    alarm_codes: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
-        default=(1001, 2040, 3002, 4105), min_length=1
-    )
-    programs: tuple[str, ...] = Field(
-        default=("O1001 FLANGE", "O1002 SHAFT", "O2050 HOUSING"), min_length=1
-    )
-    position_amplitude_mm: float = Field(default=150.0, ge=0, le=2000)
-
-
-class PressParams(MachineParams):
-    kind: Literal["press"]
-    power_kw: StateValues = StateValues(idle=5.0, run=28.0, fault=3.0)
-    power_noise: float = Field(default=0.15, ge=0, lt=1)
-    speed_rpm: StateValues = StateValues(idle=0.0, run=12.0, fault=0.0)
-    cycle_time_s: float | None = Field(default=5.0, gt=0)
-    scrap_rate: float = Field(default=0.01, ge=0, le=1)
-    mean_run_s: float = Field(default=1200.0, gt=0)
-    alarm_codes: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
-        default=(11, 12, 31), min_length=1
-    )
-    programs: tuple[str, ...] = Field(default=("DIE-17 BRACKET", "DIE-22 COVER"), min_length=1)
-    position_amplitude_mm: float = Field(default=120.0, ge=0, le=2000)
-
-
-class CompressorParams(MachineParams):
-    """Run = loaded, idle = unloaded (motor turning, no air delivered)."""
-
-    kind: Literal["compressor"]
-    shifts: tuple[Shift, ...] = Field(default=(Shift(start="05:30", end="22:30"),), min_length=1)
-    power_kw: StateValues = StateValues(idle=9.0, run=30.0, fault=0.0)
-    power_noise: float = Field(default=0.03, ge=0, lt=1)
-    speed_rpm: StateValues = StateValues(idle=1480.0, run=1470.0, fault=0.0)
-    cycle_time_s: float | None = Field(default=None, gt=0)
-    scrap_rate: float = Field(default=0.0, ge=0, le=1)
-    mean_run_s: float = Field(default=90.0, gt=0)
-    mean_idle_s: float = Field(default=45.0, gt=0)
-    fault_probability: float = Field(default=0.005, ge=0, le=1)
-    mean_fault_s: float = Field(default=900.0, gt=0)
-    alarm_codes: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
-        default=(51, 52), min_length=1
-    )
-    programs: tuple[str, ...] = Field(default=("AUTO",), min_length=1)
-
-
-AnyMachineParams = CncParams | PressParams | CompressorParams
-
-#: Everything a machine can serve, with its kind, unit of measure and meaning.
-MACHINE_QUANTITIES: Mapping[str, Quantity] = MappingProxyType(
-    {
-        "state": Quantity("int", "", "0 off, 1 idle, 2 run, 3 fault"),
-        "status_word": Quantity("int", "", "bit 0 powered, bit 1 running, bit 2 fault, bit 3 idle"),
-        "powered": Quantity("bool", "", "state is not off"),
-        "idle": Quantity("bool", "", "state is idle"),
-        "running": Quantity("bool", "", "state is run"),
-        "fault": Quantity("bool", "", "state is fault"),
-        "alarm_code": Quantity("int", "", "active alarm, 0 when not in fault"),
-        "power_kw": Quantity("float", "kW", "motor power during the current step"),
-        "energy_kwh": Quantity(
-            "float", "kWh", "energy counter: initial + consumed, floored to energy_resolution_kwh"
-        ),
-        "parts_total": Quantity("int", "", "parts_good + parts_scrap"),
-        "parts_good": Quantity("int", "", "initial_good + good parts made since start"),
-        "parts_scrap": Quantity("int", "", "initial_scrap + scrap parts made since start"),
-        "ideal_cycle_time_s": Quantity("float", "s", "0 for equipment that makes no parts"),
-        "last_cycle_time_s": Quantity("float", "s", "duration of the last finished cycle"),
-        "program": Quantity("str", "", "active program (changes at shift start)"),
-        "speed_rpm": Quantity("float", "rpm", "spindle / strokes per min / motor speed"),
-        "position_um": Quantity("int", "µm", "axis or ram position, moves with the cycle"),
-        "position_mm": Quantity("float", "mm", "position_um / 1000 (for points scaled to mm)"),
-        "run_seconds": Quantity("int", "s", "whole seconds spent in run since start"),
-        "outdoor_c": Quantity("float", "degC", "outdoor temperature (the energy model's)"),
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -247,6 +93,8 @@ class MachineTruth:
     parts_scrap: int
     #: Energy the machine would have drawn without its efficiency change.
     counterfactual_energy_uj: int = 0
+    #: Every accepted write since start, oldest first (the settings' history).
+    changes: tuple[SettingChange, ...] = ()
 
     @property
     def elapsed_s(self) -> float:
@@ -315,6 +163,16 @@ class Machine(SteppedModel):
         self._power_model = None if model is None else PowerModel(model, change)
         self._cf_power_mw = 0
         self._cf_energy_uj = 0
+        self._mode = MachineMode.AUTO
+        #: What :meth:`read` shows: the settings as last written (they act a step later).
+        self._settings: dict[str, Value] = {"mode": int(MachineMode.AUTO)}
+        self._pending: dict[str, Value] = {}
+        self._changes: list[SettingChange] = []
+        self._loaded_factor = 1.0
+        self._acknowledged = False
+        if isinstance(params, CompressorParams):
+            self._settings["pressure_setpoint_bar"] = params.setpoint_bar
+            self._apply_setpoint(params.setpoint_bar)
         self._enter_step(0)
 
     # ------------------------------------------------------------------ reads
@@ -347,7 +205,98 @@ class Machine(SteppedModel):
             parts_good=self._parts_good,
             parts_scrap=self._parts_scrap,
             counterfactual_energy_uj=self._cf_energy_uj + self._cf_power_mw * self._into_step_ms(),
+            changes=tuple(self._changes),
         )
+
+    # --------------------------------------------------------------- settings
+
+    @property
+    def settings(self) -> frozenset[str]:
+        """The quantities :meth:`write` takes."""
+        if isinstance(self.params, CompressorParams):
+            return COMPRESSOR_SETTINGS
+        return MACHINE_SETTINGS
+
+    @property
+    def mode(self) -> MachineMode:
+        """The mode acting in the current step."""
+        return self._mode
+
+    def write(self, quantity: str, value: Value) -> SettingChange:
+        """Set ``quantity`` now; it acts from the next step (see the module docstring).
+
+        Raises :class:`SettingError` for a quantity that is not a setting or a value
+        the machine does not take (nothing changes then).
+        """
+        accepted = self.check(quantity, value)
+        return self._record(quantity, accepted)
+
+    def acknowledge_alarm(self, code: int) -> SettingChange:
+        """Acknowledge the active alarm ``code``: the fault ends at the next step (the
+        machine goes idle, then runs again as after any stop). Raises
+        :class:`SettingError` when no alarm is active or another one is."""
+        if self._state is not MachineState.FAULT:
+            raise SettingError("no alarm is active")
+        if code != self._alarm:
+            raise SettingError(f"alarm {self._alarm} is active, not {code}")
+        return self._record(ACKNOWLEDGE, code)
+
+    def _record(self, quantity: str, accepted: Value) -> SettingChange:
+        change = SettingChange(
+            time_ms=self._now_ms,
+            step=self._k + 1,
+            effective_ms=self.boundary_ms(self._k + 1),
+            quantity=quantity,
+            value=accepted,
+        )
+        if quantity != ACKNOWLEDGE:
+            self._settings[quantity] = accepted
+        self._pending[quantity] = accepted
+        self._changes.append(change)
+        return change
+
+    def check(self, quantity: str, value: Value) -> Value:
+        """The value :meth:`write` would store for ``value`` (an int mode, a float
+        setpoint); :class:`SettingError` if the machine does not take it."""
+        if quantity not in self.settings:
+            takes = ", ".join(sorted(self.settings))
+            raise SettingError(f"{quantity!r} is not a setting of this machine (takes: {takes})")
+        if isinstance(value, str) or (isinstance(value, float) and not math.isfinite(value)):
+            raise SettingError(f"{quantity}: {value!r} is not a finite number")
+        if quantity == "mode":
+            if value not in tuple(MachineMode) or (
+                isinstance(value, float) and not value.is_integer()
+            ):
+                raise SettingError(f"mode: {value!r} is not 0 (auto) or 1 (stop)")
+            return int(value)
+        params = self.params
+        assert isinstance(params, CompressorParams)
+        low, high = params.setpoint_min_bar, params.setpoint_max_bar
+        if not low <= value <= high:
+            raise SettingError(f"pressure_setpoint_bar: {value} is outside {low}-{high} bar")
+        return float(value)
+
+    def _apply_pending(self) -> None:
+        for quantity, value in self._pending.items():
+            if quantity == "mode":
+                self._mode = MachineMode(value)
+            elif quantity == ACKNOWLEDGE:
+                self._acknowledged = True
+            elif quantity == "pressure_setpoint_bar":
+                assert isinstance(value, float)
+                self._apply_setpoint(value)
+        self._pending.clear()
+
+    def _apply_setpoint(self, setpoint_bar: float) -> None:
+        params = self.params
+        assert isinstance(params, CompressorParams)
+        power, duty = params.pressure_factors(setpoint_bar)
+        self._loaded_factor = power
+        nominal = [params.power_kw.of(s) * MW_PER_KW for s in MachineState]
+        nominal[MachineState.RUN] *= power
+        self._nominal_mw = tuple(nominal)
+        means = [1000 * params.mean_idle_s / duty, 1000 * params.mean_run_s * duty]
+        self._mean_ms = (0.0, means[0], means[1], 1000 * params.mean_fault_s)
 
     def outdoor_c(self) -> float:
         """Outdoor temperature during the current step."""
@@ -396,12 +345,15 @@ class Machine(SteppedModel):
             "position_mm": position_um / 1000,
             "run_seconds": run_ms // 1000,
             "outdoor_c": self.outdoor_c(),
+            **self._settings,
         }
 
     # --------------------------------------------------------------- stepping
 
     def _enter_step(self, k: int) -> None:
         t_ms = self._start_ms + k * self._step_ms
+        if self._pending:
+            self._apply_pending()
         self._update_state(t_ms, first=k == 0)
         if self._power_model is not None:
             self._enter_modelled_step(k, t_ms)
@@ -424,6 +376,11 @@ class Machine(SteppedModel):
         actual, counterfactual = self._power_model.nominal_mw(
             t_ms, running, self._cycle_ms, self._outdoor.celsius(t_ms)
         )
+        if running and self._loaded_factor != 1.0:
+            actual, counterfactual = (
+                actual * self._loaded_factor,
+                counterfactual * self._loaded_factor,
+            )
         factor = 1 + self.params.power_noise * noise_at(self._power_key, k)
         self._power_mw = round(actual * factor)
         self._cf_power_mw = round(counterfactual * factor)
@@ -446,8 +403,12 @@ class Machine(SteppedModel):
             self._cycle_ms = self._draw_cycle_ms()
 
     def _update_state(self, t_ms: int, *, first: bool) -> None:
-        if not self._calendar.in_shift_ms(t_ms):
+        acknowledged, self._acknowledged = self._acknowledged, False
+        if self._mode is MachineMode.STOP or not self._calendar.in_shift_ms(t_ms):
             self._state, self._alarm = MachineState.OFF, 0
+            return
+        if acknowledged and self._state is MachineState.FAULT:
+            self._enter(MachineState.IDLE, t_ms)
             return
         if self._state is MachineState.OFF:
             # Shift start (or a start in the middle of a shift).

@@ -15,7 +15,12 @@ deprecated ``ModbusServerContext``, so nothing logs deprecation warnings:
   unknown unit id with the first device, and has no way to make one unit
   silent. Refused requests are swapped for a PDU whose ``datastore_update``
   returns the exception (or raises ``NoSuchIdException``, which the server,
-  built with ``ignore_missing_devices=True``, turns into silence).
+  built with ``ignore_missing_devices=True``, turns into silence);
+* writes (functions 5, 6, 15, 16, 22) to a unit with writable points are swapped for
+  a PDU that hands them to :func:`simulators.modbus_writes.handle_write` (its module
+  doc says what a unit accepts and which exception it answers otherwise); a unit
+  without writable points answers every write with exception 1, as a read-only
+  device does.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.equipment import Model, Simulation
+from simulators.modbus_writes import WRITE_CODES, handle_write
 from simulators.ports import bind_error, listen_failure
 from simulators.profile import Point, RtuServer, TcpServer, Unit
 from simulators.registers import BIT_TABLES, Table, encode, encode_bit
@@ -51,7 +57,6 @@ if _PYMODBUS_LOG.level == logging.NOTSET:
     _PYMODBUS_LOG.setLevel(logging.CRITICAL)
 
 _READ_TABLES: Mapping[int, Table] = {1: "coil", 2: "discrete_input", 3: "holding", 4: "input"}
-_WRITE_CODES = frozenset({5, 6, 15, 16, 22, 23})
 _MAX_COUNT: Mapping[Table, int] = {
     "coil": 2000,
     "discrete_input": 2000,
@@ -103,6 +108,9 @@ class UnitEndpoint:
         #: Read requests answered with data (refused or faulted ones are not counted):
         #: what end-to-end tests compare the delivered sample count with.
         self.reads_served = 0
+        #: Write requests applied to the model, and refused with an exception.
+        self.writes_applied = 0
+        self.writes_refused = 0
         self._simulation = simulation
         self._clock = clock
         self._points: dict[Table, tuple[Point, ...]] = {
@@ -117,6 +125,22 @@ class UnitEndpoint:
         self._starts: dict[Table, list[int]] = {
             table: [p.address for p in points] for table, points in self._points.items()
         }
+        self._writable: dict[Table, tuple[Point, ...]] = {
+            table: tuple(p for p in points if p.writable) for table, points in self._points.items()
+        }
+        self.takes_writes = any(self._writable.values())
+
+    def writable_points(self, table: Table) -> tuple[Point, ...]:
+        """The writable points of ``table`` (holding or coil), by address."""
+        return self._writable[table]
+
+    def advance(self) -> None:
+        """Bring the models to the clock's now (before a write: it happens now)."""
+        self._simulation.advance_to(self._clock())
+
+    def served_words(self, point: Point) -> list[int]:
+        """What ``point`` serves now (the registers a mask write starts from)."""
+        return point_words(point, self.model.read()[point.source])
 
     def check(self, function_code: int, address: int, count: int) -> Verdict:
         """How the unit answers a request: normally (None), an exception, or silence."""
@@ -124,9 +148,12 @@ class UnitEndpoint:
             return _FAULT_ANSWER[self.fault]
         table = _READ_TABLES.get(function_code)
         if table is None:
-            # The simulated equipment is read-only; other functions (diagnostics,
+            # Writes: a unit without writable points implements no write function;
+            # the others are vetted by handle_write. Other functions (diagnostics,
             # device identification) are left to pymodbus.
-            return ExcCodes.ILLEGAL_FUNCTION if function_code in _WRITE_CODES else None
+            if function_code in WRITE_CODES and not self.takes_writes:
+                return ExcCodes.ILLEGAL_FUNCTION
+            return None
         if not 1 <= count <= _MAX_COUNT[table]:
             return ExcCodes.ILLEGAL_VALUE
         valid = self._valid[table]
@@ -237,6 +264,20 @@ class _Refusal(ModbusPDU):
         return ExceptionResponse(self.function_code, self._answer)
 
 
+class _Write(ModbusPDU):
+    """Stands in for a write request to a unit that takes writes (see modbus_writes)."""
+
+    def __init__(self, request: ModbusPDU, endpoint: UnitEndpoint) -> None:
+        super().__init__(dev_id=request.dev_id, transaction_id=request.transaction_id)
+        self.function_code = request.function_code
+        self._request = request
+        self._endpoint = endpoint
+
+    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
+        del context, device_id
+        return await handle_write(self._endpoint, self._request)
+
+
 class _Guard:
     """``trace_pdu`` hook of a server: vets every request against the register maps."""
 
@@ -251,7 +292,9 @@ class _Guard:
         if endpoint is None:
             return _Refusal(pdu, self._unknown_unit)
         verdict = endpoint.check(pdu.function_code, pdu.address, pdu.count)
-        return pdu if verdict is None else _Refusal(pdu, verdict)
+        if verdict is not None:
+            return _Refusal(pdu, verdict)
+        return _Write(pdu, endpoint) if pdu.function_code in WRITE_CODES else pdu
 
 
 class ServerRunner:

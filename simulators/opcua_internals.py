@@ -5,7 +5,9 @@
 * client sessions refuse requests above the configured operation limits with
   BadTooManyOperations (asyncua enforces none), count what was asked, and refuse to
   read variables whose AccessLevel forbids it (asyncua serves them regardless);
-* users: anonymous if allowed, user name and password, or an allowed X.509 certificate.
+* users: anonymous if allowed, user name and password, or an allowed X.509 certificate;
+* client writes are vetted by the simulator's :class:`~simulators.opcua_writes.OpcUaWrites`
+  before asyncua stores them, and accepted ones handed to the models.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asyncua import ua
 from asyncua.common.utils import ServiceError
@@ -27,6 +29,9 @@ from asyncua.server.standard_address_space import standard_address_space
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+if TYPE_CHECKING:
+    from simulators.opcua_writes import OpcUaWrites
 
 APPLICATION_URI = "urn:edge-agent:simulator"
 
@@ -86,6 +91,27 @@ class LimitedSession(InternalSession):
     limits = OperationLimits()
     stats = RequestStats()
     unreadable: frozenset[ua.NodeId] = frozenset()
+    writes: OpcUaWrites | None = None
+
+    async def write(self, params: ua.WriteParameters) -> list[ua.StatusCode]:
+        rules = self.writes
+        if rules is None:
+            return await super().write(params)
+        verdicts = [rules.vet(item) for item in params.NodesToWrite]
+        passing = [item for item, v in zip(params.NodesToWrite, verdicts, strict=True) if v is None]
+        stored = iter(
+            await super().write(ua.WriteParameters(NodesToWrite=passing)) if passing else []
+        )
+        results: list[ua.StatusCode] = []
+        for item, verdict in zip(params.NodesToWrite, verdicts, strict=True):
+            if verdict is not None:
+                results.append(verdict)
+                continue
+            status = next(stored)
+            results.append(status)
+            if status.is_good():
+                rules.apply(item)
+        return results
 
     def _check(self, count: int, limit: int) -> None:
         if limit and count > limit:
@@ -145,6 +171,8 @@ class SimInternalServer(InternalServer):
         self._stats = stats
         #: Nodes whose value is not readable (AccessLevel without CurrentRead).
         self.unreadable: frozenset[ua.NodeId] = frozenset()
+        #: The simulator's write rules (None: asyncua's own).
+        self.writes: OpcUaWrites | None = None
 
     async def load_standard_address_space(self, shelf_file: Path | None = None) -> None:
         global _TEMPLATE
@@ -167,6 +195,7 @@ class SimInternalServer(InternalServer):
         session.limits = self._limits
         session.stats = self._stats
         session.unreadable = self.unreadable
+        session.writes = self.writes
         return session
 
 

@@ -12,6 +12,11 @@ ground truth, under the namespace :data:`NAMESPACE_URI`::
       Bulk/g00.../            optional N Double nodes ns=<i>;s=b0000... (100 per folder)
                               that change at every update
 
+Variables are read-only (AccessLevel CurrentRead) except the settings a profile lists
+under a unit's ``writable:`` (CurrentRead|CurrentWrite); machines with ``methods: true``
+also have ``AcknowledgeAlarm(code: UInt16)``. :mod:`simulators.opcua_writes` says how
+writes and calls are vetted and how the models follow them.
+
 Values change in real time: every ``update_interval`` the models are advanced to the
 clock's now and every changed value is written with that time as source timestamp.
 :meth:`OpcUaSimulator.refresh` does the same on demand (tests with a frozen clock).
@@ -50,8 +55,9 @@ from simulators.opcua_internals import (
     Users,
     server_certificate,
 )
+from simulators.opcua_writes import METHOD_NAME, OpcUaWrites, WritableNode, method_arguments
 from simulators.ports import listen_failure
-from simulators.profile import OpcUaServer
+from simulators.profile import OpcUaServer, WritableVariable
 from simulators.schema import Value
 
 # asyncua's server logs every refused request, dropped client and failed start at
@@ -107,6 +113,7 @@ _MACHINE_TYPES: Mapping[str, ua.VariantType] = {
     "speed_rpm": ua.VariantType.Float,
     "position_um": ua.VariantType.Int32,
     "run_seconds": ua.VariantType.UInt64,
+    "mode": ua.VariantType.UInt16,
 }
 _METER_TYPES: Mapping[str, ua.VariantType] = {"energy_import_counter": ua.VariantType.UInt64}
 #: Meter arrays: name -> the quantities of the three phases.
@@ -141,6 +148,10 @@ class ServerOptions:
     #: every one. An untrusted client is refused with BadCertificateUntrusted, and the
     #: set may be added to while running (the server admin trusting a certificate).
     trusted_clients: set[bytes] | None = None
+    #: unit -> the settings clients may write (every other variable is read-only).
+    writable: Mapping[str, Sequence[WritableVariable]] = field(default_factory=dict)
+    #: Machines that have the AcknowledgeAlarm method.
+    methods: frozenset[str] = frozenset()
 
 
 # ---------------------------------------------------------------------- simulator
@@ -180,6 +191,7 @@ class OpcUaSimulator:
         self._refresh_lock = asyncio.Lock()
         self.refreshed_at = 0.0
         self.stats = RequestStats()
+        self.writes = OpcUaWrites(simulation, clock)
 
     @classmethod
     def from_spec(
@@ -207,6 +219,8 @@ class OpcUaSimulator:
             ),
             bulk_nodes=spec.bulk_nodes,
             update_interval=spec.update_interval,
+            writable={u.name: u.writable for u in spec.units if u.writable},
+            methods=frozenset(u.name for u in spec.units if u.methods),
         )
         return cls(
             simulation, options, units=[u.name for u in spec.units], clock=clock, name=spec.name
@@ -249,7 +263,9 @@ class OpcUaSimulator:
         if self._server is not None:
             return
         options = self.options
-        server = Server(iserver=SimInternalServer(options.limits, self.stats))
+        iserver = SimInternalServer(options.limits, self.stats)
+        iserver.writes = self.writes
+        server = Server(iserver=iserver)
         await server.init()
         server.set_endpoint(self.endpoint)
         server.set_server_name("edge-agent equipment simulator")
@@ -375,6 +391,8 @@ class OpcUaSimulator:
             ua.VariantType.LocalizedText,
         )
         self._points = {}
+        self.writes.writable.clear()
+        self.writes.read_only.clear()
         for unit in self.units:
             model = self.simulation.model(unit)
             folder = await objects.add_object(ua.NodeId(unit, ns), ua.QualifiedName(unit, ns))
@@ -403,6 +421,7 @@ class OpcUaSimulator:
                     )
                     points.append((array, _Point(node, ua.VariantType.Double)))
             self._points[unit] = points
+            await self._writable(server, unit, folder, points)
         await self._type_check(server, state_type.nodeid)
         self._bulk = []
         if self.options.bulk_nodes:
@@ -418,6 +437,28 @@ class OpcUaSimulator:
                 ]
                 nodes = await _add_doubles(server, group.nodeid, ns, names)
                 self._bulk += [_Point(node, ua.VariantType.Double) for node in nodes]
+
+    async def _writable(
+        self, server: Server, unit: str, folder: Node, points: list[tuple[str, _Point]]
+    ) -> None:
+        """Open the unit's settings to writes; register the rest as read-only."""
+        specs = {w.quantity: w for w in self.options.writable.get(unit, ())}
+        for quantity, point in points:
+            spec = specs.get(quantity)
+            if spec is None:
+                self.writes.read_only.add(point.node)
+                continue
+            await server.get_node(point.node).set_writable()
+            self.writes.writable[point.node] = WritableNode(unit, quantity, point.variant, spec)
+        if unit in self.options.methods:
+            ns = self.namespace_index
+            await folder.add_method(
+                ua.NodeId(f"{unit}.{METHOD_NAME}", ns),
+                ua.QualifiedName(METHOD_NAME, ns),
+                self.writes.acknowledge(unit),
+                list(method_arguments()),
+                [],
+            )
 
     async def _variable(
         self,

@@ -4,6 +4,12 @@ A profile is validated once and frozen. Unknown keys, duplicate keys,
 overlapping points, unknown quantities and dangling meter loads are all errors
 (raised as :class:`ProfileError` with one line per finding). Addresses not
 covered by a point answer ILLEGAL DATA ADDRESS on the wire, as real devices do.
+
+Points are read-only unless declared ``writable: true``; only a model's settings
+(every machine's ``mode``, a compressor's ``pressure_setpoint_bar``) can be, and only
+in the holding or coil table. ``min`` / ``max`` bound what the device takes, in
+physical units; a value outside them is answered with exception 3 (ILLEGAL DATA
+VALUE), as a device that checks its parameters does.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ from simulators.equipment import (
 )
 from simulators.gas_meter import GasMeterParams
 from simulators.machine import CncParams, CompressorParams, PressParams
+from simulators.machine_state import (
+    COMPRESSOR_QUANTITIES,
+    COMPRESSOR_SETTINGS,
+    MACHINE_SETTINGS,
+)
 from simulators.meter import MeterParams
 from simulators.registers import (
     BIT_TABLES,
@@ -72,6 +83,11 @@ class Point(Strict):
     )
     unit: str = Field(default="", description="Unit of measure, documentation only.")
     description: str = ""
+    writable: bool = Field(
+        default=False, description="Clients may write it (a model setting; holding or coil)."
+    )
+    min: float | None = Field(default=None, description="Lowest value taken (physical).")
+    max: float | None = Field(default=None, description="Highest value taken (physical).")
 
     @field_validator("scale")
     @classmethod
@@ -91,7 +107,20 @@ class Point(Strict):
             raise ValueError("a string's byte_order is ABCD or BADC")
         if self.address + self.size > 65536:
             raise ValueError("the point runs past address 65535")
+        if self.writable and self.table not in ("holding", "coil"):
+            raise ValueError("only holding registers and coils can be writable")
+        if not self.writable and (self.min is not None or self.max is not None):
+            raise ValueError("min / max bound writes: only for writable points")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
         return self
+
+    def takes(self, value: float) -> bool:
+        """Whether ``value`` (physical) is within the point's ``min`` / ``max``."""
+        slack = 1e-9  # relative: 5.5 decoded from raw 550 x 0.01 is 5.500000000000001
+        if self.min is not None and value < self.min - slack * max(1.0, abs(self.min)):
+            return False
+        return self.max is None or value <= self.max + slack * max(1.0, abs(self.max))
 
     @property
     def source(self) -> str:
@@ -117,7 +146,14 @@ class Unit(Strict):
     points: tuple[Point, ...] = Field(min_length=1)
 
     @property
+    def settings(self) -> frozenset[str]:
+        """The quantities of the model a client may write."""
+        return model_settings(self.model)
+
+    @property
     def quantities(self) -> dict[str, Quantity]:
+        if isinstance(self.model, CompressorParams):
+            return dict(COMPRESSOR_QUANTITIES)
         if isinstance(self.model, MeterParams):
             return dict(METER_QUANTITIES)
         if isinstance(self.model, DriveParams):
@@ -149,6 +185,12 @@ class Unit(Strict):
                 )
             elif (point.type == "string") != (quantity.kind == "str"):
                 yield f"point {point.name!r}: {point.source!r} is {quantity.kind}, not {point.type}"
+            if point.writable and point.source not in self.settings:
+                takes = ", ".join(sorted(self.settings)) or "none"
+                yield (
+                    f"point {point.name!r}: {point.source!r} cannot be writable "
+                    f"(the settings of a {self.model.kind} are: {takes})"
+                )
             for address in point.addresses():
                 other = used.setdefault((point.table, address), point.name)
                 if other != point.name:
@@ -174,6 +216,20 @@ class RtuServer(Strict):
     units: tuple[Unit, ...] = Field(min_length=1)
 
 
+class WritableVariable(Strict):
+    """A variable of an OPC UA unit that clients may write (a model setting)."""
+
+    quantity: Name
+    min: float | None = Field(default=None, description="Lowest value taken.")
+    max: float | None = Field(default=None, description="Highest value taken.")
+
+    @model_validator(mode="after")
+    def _in_order(self) -> WritableVariable:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
 class OpcUaUnit(Strict):
     """One equipment model served as an object of an OPC UA server (no register map:
     every quantity becomes a variable, see :mod:`simulators.opcua_server`)."""
@@ -181,6 +237,40 @@ class OpcUaUnit(Strict):
     name: Name = Field(description="Model name; meters refer to machines by it.")
     seed: int | None = Field(default=None, description="Default: derived from profile seed.")
     model: ModelParams
+    writable: tuple[WritableVariable, ...] = Field(
+        default=(),
+        description="Settings served CurrentRead|CurrentWrite; every other variable is read-only.",
+    )
+    methods: bool = Field(
+        default=False,
+        description="Machines: add the method AcknowledgeAlarm(code: UInt16) to the object.",
+    )
+
+    @model_validator(mode="after")
+    def _settings_only(self) -> OpcUaUnit:
+        settings = model_settings(self.model)
+        names = [w.quantity for w in self.writable]
+        for name in names:
+            if name not in settings:
+                takes = ", ".join(sorted(settings)) or "none"
+                raise ValueError(
+                    f"{name!r} cannot be writable (the settings of a {self.model.kind} are: "
+                    f"{takes})"
+                )
+        if len(set(names)) != len(names):
+            raise ValueError("writable lists a quantity twice")
+        if self.methods and isinstance(self.model, MeterParams | GasMeterParams):
+            raise ValueError("methods: only machines have alarms to acknowledge")
+        return self
+
+
+def model_settings(params: object) -> frozenset[str]:
+    """The settings (writable quantities) of a model kind."""
+    if isinstance(params, CompressorParams):
+        return COMPRESSOR_SETTINGS
+    if isinstance(params, MeterParams | GasMeterParams):
+        return frozenset()
+    return MACHINE_SETTINGS
 
 
 OpcUaEndpoint = Literal[

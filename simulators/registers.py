@@ -20,6 +20,9 @@ Conventions (the same ones the agent's config uses)::
 * Strings: ASCII, first character in the high byte of the first register,
   NUL padded to ``length`` registers (``BADC`` swaps the bytes in each register).
 * Bits (coils, discrete inputs): one bool per address.
+
+:func:`decode` is the inverse, for the registers a client writes: the simulator
+turns them back into a physical value with the same rules, again without drivers/.
 """
 
 from __future__ import annotations
@@ -111,3 +114,49 @@ def encode_bit(value: bool | float | str) -> bool:
     if isinstance(value, str):
         raise TypeError("cannot encode a string as a bit")
     return bool(value)
+
+
+#: Signed integer types: their raw value is two's complement.
+_SIGNED = frozenset({"int16", "int32", "int64"})
+
+
+def from_registers(registers: list[int]) -> bytes:
+    """The big-endian bytes of ``registers`` (each 0-65535)."""
+    if any(not 0 <= r <= 0xFFFF for r in registers):
+        raise ValueError("a register holds 0-65535")
+    return b"".join(r.to_bytes(2, "big") for r in registers)
+
+
+def decode(
+    registers: list[int],
+    type_: RegisterType,
+    *,
+    byte_order: ByteOrder = "ABCD",
+    scale: float = 1.0,
+    offset: float = 0.0,
+    length: int | None = None,
+) -> int | float | str:
+    """The physical value ``registers`` hold: the inverse of :func:`encode`.
+
+    Integer types with scale 1 and offset 0 give an exact ``int``; otherwise
+    ``raw * scale + offset`` as a float. Floats give the IEEE 754 value (NaN and
+    infinities included: whoever takes the value decides). Strings stop at the
+    first NUL; a non-ASCII byte raises ``ValueError``.
+    """
+    if type_ == "bool":
+        raise TypeError("bool points live in coil / discrete_input tables")
+    size = register_count(type_, length)
+    if len(registers) != size:
+        raise ValueError(f"{type_} takes {size} registers, got {len(registers)}")
+    data = reorder(from_registers(registers), byte_order)  # each order is its own inverse
+    if type_ == "string":
+        text = data.split(b"\0", 1)[0]
+        return text.decode("ascii")  # raises UnicodeDecodeError (a ValueError)
+    code, _count = _STRUCT[type_]
+    if code in "fd":
+        number = struct.unpack(f">{code}", data)[0]
+        return float(number * scale + offset) if (scale, offset) != (1, 0) else float(number)
+    raw = int.from_bytes(data, "big", signed=type_ in _SIGNED)
+    if scale == 1 and offset == 0:
+        return raw
+    return raw * scale + offset

@@ -220,11 +220,15 @@ async def test_reads_next_to_holes_succeed(plant: Plant) -> None:
 async def test_unknown_unit_and_writes_are_refused(plant: Plant) -> None:
     async with tcp_client(plant.port("line-gateway")) as client:
         unknown = await client.read_holding_registers(0, count=1, device_id=9)
-        write = await client.write_register(0, 1, device_id=2)
+        # press-1 has no writable point: it implements no write function.
+        write = await client.write_register(0, 1, device_id=3)
+        # cnc-1 takes writes to its mode only: its state register and lamps are read-only.
+        read_only = await client.write_register(0, 1, device_id=2)
         coil = await client.write_coil(0, True, device_id=2)
     assert unknown.exception_code == 11  # gateway: target device failed to respond
     assert write.exception_code == 1
-    assert coil.exception_code == 1
+    assert read_only.exception_code == 2
+    assert coil.exception_code == 2
 
 
 async def test_stopped_server_closes_clients_and_restarts_on_the_same_port(
