@@ -21,11 +21,12 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, connection_key
+from drivers.modbus.channel import ModbusChannel, connection_key
 from drivers.modbus.codec import codes_follow, fill_bad
 from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.frames import EXCEPTION_MEANINGS
 from drivers.modbus.planner import AdaptivePlan, ReadRequest
+from drivers.modbus.replies import ModbusExceptionResponse
 from edge_agent.config import ModbusDeviceConfig, ModbusTag, PollGroup
 from edge_agent.driver import GroupSpec
 from edge_agent.errors import DriverReadError
