@@ -212,9 +212,9 @@ def _integer(tag: ModbusTag, value: WriteValue) -> int:
         raw = int(nearest)
     if not low <= raw <= high:
         ends = sorted((_eng(tag, low), _eng(tag, high)))
-        span = f"{low}-{high} raw"
+        span = f"{_span(low, high)} raw"
         if tag.scale != 1.0 or tag.offset != 0.0:
-            span += f", i.e. {_num(ends[0])}-{_num(ends[1])}{_unit(tag)}"
+            span += f", i.e. {_span(*ends)}{_unit(tag)}"
         raise NotRepresentable(
             f"{_show_value(tag, number)} is out of range: tag {tag.name} ({tag.type}) holds {span}"
         )
@@ -280,7 +280,15 @@ def _eng(tag: ModbusTag, raw: int) -> float:
 
 
 def _num(number: float) -> str:
-    return f"{number:.15g}"
+    """A number as a person writes it: 6.5, 0.1, 6553 (not 6553.0 or 6.500000000000001)."""
+    if isinstance(number, float) and number.is_integer() and abs(number) < 1e16:
+        return str(int(number))
+    return repr(number)
+
+
+def _span(low: float, high: float) -> str:
+    """``0-65535``; ``-32768 to 32767`` (a dash between negative numbers misleads)."""
+    return f"{_num(low)} to {_num(high)}" if low < 0 or high < 0 else f"{_num(low)}-{_num(high)}"
 
 
 def _unit(tag: ModbusTag) -> str:
