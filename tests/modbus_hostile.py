@@ -10,6 +10,11 @@ should have refused, shows up as a good sample that differs from the truth.
   one after the other, as a gateway with a serial line behind it sends them.
 * :class:`HostileRtuBus`: one thread on the server end of a socat pty pair, answering
   for every unit on the bus strictly in order, as a single slave's firmware does.
+
+Writes (fc 5, 6, 15, 16, 22) are answered honestly with their echo (the values are not
+kept: reads still answer the truth); a behaviour may swallow them or garble the echo.
+The TCP server counts ``overlaps``: requests that arrived while an earlier one was still
+waiting for its answer (a master must send one request at a time).
 """
 
 from __future__ import annotations
@@ -55,7 +60,13 @@ class Asked:
     unit: int
     function: int
     address: int
-    count: int  # for fc 8: the echoed data word
+    count: int  # for fc 8: the echoed data word; fc 5/6: the value; fc 22: the AND mask
+    #: The rest of the PDU (fc 15/16: byte count and values; fc 22: the OR mask).
+    data: bytes = b""
+
+    def pdu(self) -> bytes:
+        """The request's PDU as it was received."""
+        return struct.pack(">BHH", self.function, self.address, self.count) + self.data
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,10 @@ def honest_pdu(asked: Asked) -> bytes:
         )
     if asked.function == 8 and asked.address == 0:
         return struct.pack(">BHH", 8, 0, asked.count)
+    if asked.function in (5, 6, 22):
+        return asked.pdu()
+    if asked.function in (15, 16):
+        return struct.pack(">BHH", asked.function, asked.address, asked.count)
     return exception_pdu(asked.function, 1)
 
 
@@ -135,6 +150,9 @@ class HostileTcpServer:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)  # answers on their way
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    #: Requests that arrived while an earlier one still waited for its answer.
+    overlaps: int = 0
+    _waiting: int = 0
 
     async def __aenter__(self) -> HostileTcpServer:
         self._server = await asyncio.start_server(self._serve, LOOPBACK, self.port)
@@ -165,9 +183,14 @@ class HostileTcpServer:
                 tid, _, length, unit = struct.unpack(">HHHB", header)
                 pdu = await reader.readexactly(length - 1)
                 function, address, count = struct.unpack(">BHH", pdu[:5])
-                asked = Asked(len(self.asked), tid, unit, function, address, count)
+                asked = Asked(len(self.asked), tid, unit, function, address, count, pdu[5:])
                 self.asked.append(asked)
-                for reply in self.behaviours.get(unit, honest)(asked):
+                if self._waiting:
+                    self.overlaps += 1
+                replies = list(self.behaviours.get(unit, honest)(asked))
+                if replies:
+                    self._waiting += 1
+                for n, reply in enumerate(replies):
                     frame = reply.raw
                     if frame is None:
                         tid_out = tid if reply.tid is None else reply.tid
@@ -177,7 +200,8 @@ class HostileTcpServer:
                     if self.in_order:
                         ready = max(ready + 0.001, loop.time() + delay)  # strictly after
                         delay = ready - loop.time()
-                    send = asyncio.create_task(self._send(writer, frame, delay))
+                    last = n == len(replies) - 1
+                    send = asyncio.create_task(self._send(writer, frame, delay, last))
                     self._tasks.add(send)
                     send.add_done_callback(self._tasks.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -187,12 +211,15 @@ class HostileTcpServer:
             writer.close()
             self._handlers.discard(task)
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, frame: bytes, delay: float) -> None:
+    async def _send(
+        self, writer: asyncio.StreamWriter, frame: bytes, delay: float, last: bool
+    ) -> None:
         if delay:
             await asyncio.sleep(delay)
         if not writer.is_closing():
             writer.write(frame)
+        if last:
+            self._waiting -= 1
 
 
 class HostileRtuBus:
@@ -224,14 +251,19 @@ class HostileRtuBus:
         while not self._stop.is_set():
             with contextlib.suppress(serial.SerialException):
                 pending += self._port.read(64)
-            # Every request the agent sends (fc 1-4 reads, fc 8 echo) is 8 bytes long.
+            # Reads (fc 1-4), the echo (fc 8) and single writes (fc 5, 6) are 8 bytes
+            # long; a mask write (22) 10; multiple writes (15, 16) 9 + their byte count.
             while len(pending) >= 8:
-                frame, pending = pending[:8], pending[8:]
-                if crc16(frame[:6]) != frame[6:]:
+                size = _request_size(pending)
+                if size is None or len(pending) < size:
+                    break
+                frame, pending = pending[:size], pending[size:]
+                if crc16(frame[:-2]) != frame[-2:]:
                     pending = b""  # out of step: drop what we have, as a slave would
                     break
                 unit, function, address, count = struct.unpack(">BBHH", frame[:6])
-                asked = Asked(len(self.asked), 0, unit, function, address, count)
+                data = frame[6:-2]
+                asked = Asked(len(self.asked), 0, unit, function, address, count, data)
                 self.asked.append(asked)
                 for reply in self.behaviours.get(unit, honest)(asked):
                     when = max(ready.get(unit, 0.0) + 0.001, time.monotonic() + reply.delay)
@@ -243,3 +275,13 @@ class HostileRtuBus:
                     heapq.heappush(outbox, (when, order, out))
             while outbox and outbox[0][0] <= time.monotonic():
                 self._port.write(heapq.heappop(outbox)[2])
+
+
+def _request_size(pending: bytes) -> int | None:
+    """Length of the RTU request at the start of ``pending`` (None: not known yet)."""
+    function = pending[1]
+    if function == 22:
+        return 10
+    if function in (15, 16):
+        return 9 + pending[6] if len(pending) >= 7 else None
+    return 8

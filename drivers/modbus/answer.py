@@ -16,13 +16,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.channel import (
-    NOT_IN_STEP,
-    ModbusChannel,
-    ModbusExceptionResponse,
-    exception_meaning,
-)
+from drivers.modbus.channel import NOT_IN_STEP, ModbusChannel
 from drivers.modbus.frames import READ_FUNCTIONS
+from drivers.modbus.replies import ModbusExceptionResponse, exception_meaning
 from drivers.registry import Explanation
 from edge_agent.config import ModbusTable
 from edge_agent.config.hints import register_number

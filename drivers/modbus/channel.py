@@ -37,6 +37,16 @@ RTU
     the only assumption left is that it does not answer later than that). Before
     every request the line must be quiet and whatever arrived unasked is dropped.
 
+Writes
+    go through the same lock and the same checks (:mod:`drivers.modbus.frames_write`:
+    the echo must be exactly the write's). A write is never retried: once its frame
+    went out, a timeout, an invalid or mismatched reply or a lost connection is
+    :class:`WriteUnconfirmed` (the device may or may not have taken it); a write that
+    times out leaves its RTU unit in doubt like a read, and its TCP transaction id
+    reserved. Before the frame goes out, a failure is a plain DriverError: nothing was
+    sent. :meth:`ModbusChannel.read_modify_write` reads a register and writes it back
+    changed while holding the lock: no other request of ours comes in between.
+
 A shared channel uses the longest timeout of its devices.
 """
 
@@ -46,36 +56,41 @@ import asyncio
 import os
 import random
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from drivers.modbus.frames import (
-    EXCEPTION_MEANINGS,
     READ_FUNCTIONS,
     Echo,
     ExceptionReply,
     Frame,
     FrameError,
     Read,
-    Request,
     answers_echo,
     check_read,
     drop_line_noise,
-    echoed,
     rtu_adu,
     split_rtu,
     split_tcp,
     tcp_adu,
 )
+from drivers.modbus.frames_write import (
+    Write,
+    apply_masks,
+    check_write,
+    write_register,
+    write_registers,
+)
 from drivers.modbus.link import Link, SerialLink, TcpLink
+from drivers.modbus.probes import ProbeLog
+from drivers.modbus.replies import ModbusExceptionResponse, WriteUnconfirmed, exception_meaning
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.errors import DriverError, DriverReadError
 from edge_agent.model import (
     REASON_DISCONNECTED,
     REASON_INVALID_RESPONSE,
     REASON_TIMEOUT,
-    exception_reason,
 )
 
 #: Requests with no answer from any unit, in a row, before the connection is dropped.
@@ -90,30 +105,9 @@ MAX_STALE_TIDS = 32
 RTU_LATE_LIMIT = 10
 #: Shortest silence that ends a frame on a serial line (at least 3.5 characters).
 MIN_RTU_GAP_S = 0.02
-#: Unanswered diagnostics probes remembered per RTU unit (a slave queues none; past
-#: this, the oldest is forgotten).
-MAX_PROBES = 16
 
-
-@dataclass(slots=True)
-class _Probe:
-    """A diagnostics echo sent to an RTU unit and not answered yet."""
-
-    data: int
-    #: No read went to the unit since: its answer proves every read answer is past.
-    after_last_read: bool = True
-
-
-class ModbusExceptionResponse(DriverReadError):
-    """The device answered with a Modbus exception code (e.g. 2, ILLEGAL DATA ADDRESS)."""
-
-    def __init__(self, code: int, detail: str = "") -> None:
-        self.code = code
-        super().__init__(exception_reason(code), detail)
-
-
-def exception_meaning(code: int) -> str:
-    return EXCEPTION_MEANINGS.get(code, "undefined")
+Request = Read | Echo | Write
+_Reply = TypeVar("_Reply")
 
 
 def connection_key(connection: ModbusTcp | ModbusRtu) -> str:
@@ -158,7 +152,9 @@ class ModbusChannel:
         # RTU: units in doubt (since when), and units known to answer diagnostics.
         self._in_doubt: dict[int, float] = {}
         self._answer_echo: set[int] = set()
-        self._probes: dict[int, deque[_Probe]] = {}  # per unit, oldest first
+        self._probes = ProbeLog()
+        #: The last request whose frame went out (under the lock): was the write sent?
+        self._sent: Request | None = None
         self._echo_data = random.randrange(0x10000)
         if isinstance(connection, ModbusRtu):
             self._gap = max(MIN_RTU_GAP_S, 3.5 * 11 / connection.baudrate)
@@ -195,33 +191,89 @@ class ModbusChannel:
         """One read request; registers for register tables, bits (padded to 8) for bit tables."""
         request = Read(unit_id, READ_FUNCTIONS[table], address, count)
         async with self._lock:
-            if self._link is None and self._reopen:
-                # Dropped on purpose by an earlier read: the readers queued behind it
-                # (neighbours on the gateway) should not pay for it.
-                self._reopen = False
-                try:
-                    await self._open()
-                except DriverError as exc:
-                    raise DriverReadError(REASON_DISCONNECTED, exc.detail) from None
-            link = self._link
-            if link is None or not link.is_open:
-                why = link.closed_because if link is not None else "not connected"
-                self._drop_link()
-                raise DriverReadError(REASON_DISCONNECTED, f"{self.key}: {why}")
-            self.requests += 1
-            if self.serial:
-                reply = await self._read_rtu(link, request)
-            else:
-                await self._pause()
-                try:
-                    reply = await self._read_tcp(link, request)
-                finally:
-                    self._last_frame_end = time.monotonic()
+            reply = await self._ask(request, partial(check_read, request))
         if isinstance(reply, ExceptionReply):
             raise ModbusExceptionResponse(
                 reply.code, f"{exception_meaning(reply.code)}: {table} {address}+{count}"
             )
         return reply
+
+    async def write(self, request: Write) -> None:
+        """Send one write, once; return when the device confirmed it (its exact echo).
+
+        Raises :class:`ModbusExceptionResponse` (the device refused it),
+        :class:`WriteUnconfirmed` (sent, outcome unknown) or another DriverReadError
+        (not sent: not connected, an RTU unit still in doubt, a line never quiet).
+        """
+        async with self._lock:
+            await self._write(request)
+
+    async def read_modify_write(
+        self, unit_id: int, address: int, and_mask: int, or_mask: int, *, multiple: bool
+    ) -> tuple[int, int]:
+        """Change bits of one holding register: read it, write back
+        ``(value & and_mask) | (or_mask & ~and_mask)`` with function 6 (16 if
+        ``multiple``), both under the lock. Returns (before, after).
+
+        A failed read raises as :meth:`read` does, with nothing written. What the lock
+        cannot exclude: the device itself (or another master) changing the register
+        between the read and the write; function 22 (mask write) does not have that gap.
+        """
+        request = Read(unit_id, READ_FUNCTIONS["holding"], address, 1)
+        async with self._lock:
+            reply = await self._ask(request, partial(check_read, request))
+            if isinstance(reply, ExceptionReply):
+                raise ModbusExceptionResponse(
+                    reply.code,
+                    f"{exception_meaning(reply.code)}: reading holding {address} to change "
+                    "bits of it; nothing written",
+                )
+            before = int(reply[0])
+            after = apply_masks(before, and_mask, or_mask)
+            if multiple:
+                await self._write(write_registers(unit_id, address, [after]))
+            else:
+                await self._write(write_register(unit_id, address, after))
+        return before, after
+
+    async def _write(self, request: Write) -> None:
+        self._sent = None
+        try:
+            reply = await self._ask(request, partial(check_write, request))
+        except DriverReadError as exc:
+            if self._sent is request:
+                raise WriteUnconfirmed(exc.reason, exc.detail) from None
+            raise
+        finally:
+            self._sent = None
+        if reply is not None:
+            raise ModbusExceptionResponse(
+                reply.code, f"{exception_meaning(reply.code)}: {request.describe()}"
+            )
+
+    async def _ask(self, request: Read | Write, check: Callable[[Frame], _Reply]) -> _Reply:
+        """One request and its checked reply, under the lock (the caller holds it)."""
+        if self._link is None and self._reopen:
+            # Dropped on purpose by an earlier read: the readers queued behind it
+            # (neighbours on the gateway) should not pay for it.
+            self._reopen = False
+            try:
+                await self._open()
+            except DriverError as exc:
+                raise DriverReadError(REASON_DISCONNECTED, exc.detail) from None
+        link = self._link
+        if link is None or not link.is_open:
+            why = link.closed_because if link is not None else "not connected"
+            self._drop_link()
+            raise DriverReadError(REASON_DISCONNECTED, f"{self.key}: {why}")
+        self.requests += 1
+        if self.serial:
+            return await self._ask_rtu(link, request, check)
+        await self._pause()
+        try:
+            return await self._ask_tcp(link, request, check)
+        finally:
+            self._last_frame_end = time.monotonic()
 
     async def close(self) -> None:
         async with self._lock:
@@ -229,10 +281,11 @@ class ModbusChannel:
 
     # ------------------------------------------------------------------ TCP
 
-    async def _read_tcp(
-        self, link: Link, request: Read
-    ) -> tuple[int, ...] | list[bool] | ExceptionReply:
+    async def _ask_tcp(
+        self, link: Link, request: Read | Write, check: Callable[[Frame], _Reply]
+    ) -> _Reply:
         tid = self._next_tid()
+        self._sent = request
         link.send(tcp_adu(tid, request))
         deadline = time.monotonic() + self.timeout
         answered = False
@@ -279,7 +332,7 @@ class ModbusChannel:
                     raise self._invalid(request, f"transaction id {reply_tid}, {tid} expected")
                 answered = True
                 self._unanswered = 0
-                return self._check(request, frame)
+                return self._check(request, frame, check)
         finally:
             if not answered and self._link is link:
                 self._stale_tids[tid] = request.unit
@@ -302,16 +355,16 @@ class ModbusChannel:
 
     # ------------------------------------------------------------------ RTU
 
-    async def _read_rtu(
-        self, link: Link, request: Read
-    ) -> tuple[int, ...] | list[bool] | ExceptionReply:
+    async def _ask_rtu(
+        self, link: Link, request: Read | Write, check: Callable[[Frame], _Reply]
+    ) -> _Reply:
         unit = request.unit
         if unit in self._in_doubt:
             await self._settle(link, unit)
         settled = False
         try:
             frame = await self._exchange(link, request)
-            reply = self._check(request, frame)
+            reply = self._check(request, frame, check)
             settled = True
         except TimeoutError:
             self._timed_out()
@@ -354,7 +407,8 @@ class ModbusChannel:
         """
         await self._quiet(link, request)
         await self._pause()  # also between a diagnostics echo and the read after it
-        self._sending(request)
+        self._probes.sending(request)
+        self._sent = request
         link.send(rtu_adu(request))
         try:
             return await self._receive(link, request)
@@ -381,41 +435,13 @@ class ModbusChannel:
                     raise TimeoutError
                 continue
             if answers_echo(frame):
-                proves = self._probe_answered(frame)
+                proves = self._probes.answered(frame)
                 if probing and proves and frame.unit == request.unit:
                     return frame
                 continue  # a probe's answer is never a read's; an old one proves nothing
             if probing or (frame.unit != request.unit and frame.unit in self._in_doubt):
                 continue  # late answers of units in doubt (while probing, the unit's own)
             return frame
-
-    def _sending(self, request: Request) -> None:
-        probes = self._probes.setdefault(request.unit, deque(maxlen=MAX_PROBES))
-        if isinstance(request, Echo):
-            probes.append(_Probe(request.data))
-            return
-        # The probes still unanswered are answered before this read: from now on their
-        # answers no longer prove the unit in step (this read's answer may follow them).
-        for probe in probes:
-            probe.after_last_read = False
-
-    def _probe_answered(self, frame: Frame) -> bool:
-        """Take the probe ``frame`` answers off its unit's list (with the earlier ones: a
-        slave answers in order); True if that probe was sent after the unit's last read."""
-        probes = self._probes.get(frame.unit)
-        answer = echoed(frame)
-        if not probes or answer is None:
-            return False
-        if isinstance(answer, ExceptionReply):
-            index = 0  # an exception carries no data word: it answers the oldest probe
-        else:
-            found = [i for i, probe in enumerate(probes) if probe.data == answer]
-            if not found:
-                return False  # not the echo of a probe we are waiting for
-            index = found[0]
-        for _ in range(index):
-            probes.popleft()
-        return probes.popleft().after_last_read
 
     async def _quiet(self, link: Link, request: Request) -> None:
         """Wait until the line has been silent for a frame gap, then drop what arrived."""
@@ -431,9 +457,11 @@ class ModbusChannel:
 
     # ------------------------------------------------------------------ both
 
-    def _check(self, request: Read, frame: Frame) -> tuple[int, ...] | list[bool] | ExceptionReply:
+    def _check(
+        self, request: Read | Write, frame: Frame, check: Callable[[Frame], _Reply]
+    ) -> _Reply:
         try:
-            return check_read(request, frame)
+            return check(frame)
         except FrameError as exc:
             raise self._invalid(request, str(exc)) from None
 

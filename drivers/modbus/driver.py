@@ -13,27 +13,29 @@ Failure policy, per request:
 * timeout, lost connection, gateway path/target failures (codes 10, 11): the whole
   read fails (:class:`DriverReadError`); a unit that misses one request will miss the
   next, and each miss would cost a full timeout on a connection others share.
+
+Writes (:class:`edge_agent.driver.Writes`) are :mod:`drivers.modbus.tag_writes`'.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from drivers.modbus.channel import ModbusChannel, ModbusExceptionResponse, connection_key
+from drivers.modbus.channel import ModbusChannel, connection_key
 from drivers.modbus.codec import codes_follow, fill_bad
 from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.frames import EXCEPTION_MEANINGS
 from drivers.modbus.planner import AdaptivePlan, ReadRequest
+from drivers.modbus.replies import ModbusExceptionResponse
+from drivers.modbus.tag_writes import UNREACHABLE_CODES, TagWrites
 from edge_agent.config import ModbusDeviceConfig, ModbusTag, PollGroup
-from edge_agent.driver import GroupSpec
+from edge_agent.driver import GroupSpec, PreparedWrite, TagReading, WriteRefused
 from edge_agent.errors import DriverReadError
 from edge_agent.model import Quality, SampleBatch, Value, exception_reason
 
 ILLEGAL_DATA_ADDRESS = 2
-#: Gateway path unavailable / gateway target failed to respond: the unit is unreachable.
-UNREACHABLE_CODES = frozenset({10, 11})
 #: Seconds added to every read budget for scheduling slack.
 BUDGET_SLACK = 1.0
 #: Tags named in one log line before "and N more".
@@ -64,6 +66,7 @@ class ModbusDriver:
         self._closed = False
         #: Per group, each tag's registers as hex (``run --once``); None: not recorded.
         self._raw: dict[str, list[str]] | None = None
+        self._writes = TagWrites(config, channel)
 
     @property
     def device(self) -> str:
@@ -169,6 +172,26 @@ class ModbusDriver:
         per_request = self.channel.timeout * (frames + 1 if self.channel.serial else 1)
         per_request += self.channel.inter_frame_delay * frames
         return (own + self.channel.pollers) * per_request + BUDGET_SLACK
+
+    async def prepare(self, tag: str, value: bool | int | float | str) -> PreparedWrite:
+        """Encode ``value`` for ``tag`` (:class:`edge_agent.driver.Writes`)."""
+        return self._writes.prepare(tag, value)
+
+    async def write(self, prepared: PreparedWrite) -> None:
+        """Send it once: WriteFailed, WriteOutcomeUnknown, or DriverError when not sent."""
+        await self._writes.write(prepared)
+
+    async def read_tag(self, tag: str) -> TagReading:
+        """Read ``tag`` now, decoded as a poll would (an enum tag gives its label)."""
+        return await self._writes.read_tag(tag)
+
+    async def call(
+        self, method: str, args: Mapping[str, bool | int | float | str]
+    ) -> tuple[bool | int | float | str, ...]:
+        """Modbus has no methods: refused."""
+        raise WriteRefused(
+            f"device {self.device} is a Modbus device: it has no method {method} to call"
+        )
 
     async def close(self) -> None:
         if self._closed:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from edge_agent.config import ModbusTable
 
@@ -101,6 +101,16 @@ class Echo:
         return struct.pack(">BHH", DIAGNOSTICS, RETURN_QUERY_DATA, self.data)
 
 
+class Sendable(Protocol):
+    """What goes on the wire: a unit and a PDU (reads, the echo, the writes of
+    :mod:`drivers.modbus.frames_write`)."""
+
+    @property
+    def unit(self) -> int: ...
+
+    def pdu(self) -> bytes: ...
+
+
 Request = Read | Echo
 
 
@@ -131,7 +141,7 @@ class ExceptionReply:
 # ----------------------------------------------------------------------------- TCP
 
 
-def tcp_adu(tid: int, request: Request) -> bytes:
+def tcp_adu(tid: int, request: Sendable) -> bytes:
     pdu = request.pdu()
     return _MBAP.pack(tid, 0, len(pdu) + 1, request.unit) + pdu
 
@@ -181,7 +191,7 @@ def _crc_table() -> tuple[int, ...]:
 _CRC_TABLE: Final = _crc_table()
 
 
-def rtu_adu(request: Request) -> bytes:
+def rtu_adu(request: Sendable) -> bytes:
     body = bytes([request.unit]) + request.pdu()
     return body + struct.pack("<H", crc16(body))
 
@@ -190,8 +200,9 @@ def rtu_length(buffer: bytearray) -> int | None:
     """Length of the RTU reply that starts ``buffer``, or None until it can be known.
 
     Only the replies to what we send have a known length: exceptions (5 bytes), reads
-    fc 1-4 (byte count + 5) and the diagnostics echo (8). Any other function code is
-    not a reply to us: :class:`FrameError`.
+    fc 1-4 (byte count + 5), the diagnostics echo and the writes fc 5, 6, 15, 16 (8),
+    the mask write fc 22 (10). Any other function code is not a reply to us:
+    :class:`FrameError`.
     """
     if len(buffer) < 2:
         return None
@@ -200,9 +211,13 @@ def rtu_length(buffer: bytearray) -> int | None:
         return 5
     if function in (1, 2, 3, 4):
         return buffer[2] + 5 if len(buffer) >= 3 else None
-    if function == DIAGNOSTICS:
+    if function in (DIAGNOSTICS, 5, 6, 15, 16):
         return 8
-    raise FrameError(f"function code {function:#04x} from unit {buffer[0]}: not a reply to a read")
+    if function == 22:
+        return 10
+    raise FrameError(
+        f"function code {function:#04x} from unit {buffer[0]}: not a reply to a request of ours"
+    )
 
 
 #: Bytes an RS-485 line shows when a transceiver switches over (a glitch read as 0x00 or

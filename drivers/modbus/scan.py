@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from drivers.modbus.answer import Answer, Outcome
-from drivers.modbus.channel import exception_meaning
+from drivers.modbus.replies import exception_meaning
 from edge_agent.config import ModbusTable
 
 Ask = Callable[[ModbusTable, int, int, int], Awaitable[Answer]]
