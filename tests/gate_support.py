@@ -10,6 +10,7 @@ a write, not answer, take its time, hold a different value) are switches on it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
@@ -146,7 +147,8 @@ class Device:
     scales: dict[str, float] = field(default_factory=dict)
     requests: list[tuple[str, Any]] = field(default_factory=list)
     #: "ok", "failed" (an exception answer), "silent_applied" / "silent_lost" (no
-    #: answer; the value taken or not), "stores_other" (confirms, holds another value).
+    #: answer; the value taken or not), "stores_other" (confirms, holds another value),
+    #: "not_connected" (nothing sent), "hangs" (sent, never answered).
     write_mode: str = "ok"
     #: Reads after a write before the device shows the new value.
     lag_reads: int = 0
@@ -156,6 +158,8 @@ class Device:
     #: Tag -> reason: the tag reads bad.
     bad: dict[str, str] = field(default_factory=dict)
     call_output: tuple[WriteValue, ...] = (0,)
+    #: Set once a write in mode "hangs" has been sent.
+    hanging: asyncio.Event = field(default_factory=asyncio.Event)
     _pending: tuple[str, WriteValue, int] | None = None
 
     @property
@@ -179,7 +183,12 @@ class Device:
         return PreparedWrite(tag, value, expected, f"holding <- 0x{raw:04X} (function 6)", raw)
 
     async def write(self, prepared: PreparedWrite) -> None:
+        if self.write_mode == "not_connected":  # the driver's "nothing was sent"
+            raise DriverError("disconnected", "not connected")
         self.requests.append(("write", prepared.payload))
+        if self.write_mode == "hangs":  # sent; the answer never comes
+            self.hanging.set()
+            await asyncio.Event().wait()
         tag, expected = prepared.tag, prepared.expected
         if self.write_mode == "failed":
             raise WriteFailed("exception code 3 (illegal data value)")

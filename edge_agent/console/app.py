@@ -111,8 +111,10 @@ class Console:
         self.files = static_files()
         #: One commissioning request at a time per agent.
         self.gate = CommissioningGate()
-        #: Write commands from the device page (``writes.gate``: set by the agent's wiring).
+        #: Write commands from the device page, through the agent's gate (it may be made
+        #: by a reload: asked for each time).
         self.writes = WriteDoor()
+        self.writes.gate = lambda: self.agent.writes
         self._started = False
 
     def _size_ring(self) -> None:

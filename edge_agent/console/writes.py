@@ -29,7 +29,6 @@ from edge_agent.config import PlantConfig
 from edge_agent.config.writes import WritePolicy
 from edge_agent.console.answers import JSON, json_answer, json_object
 from edge_agent.writes.model import Outcome, WriteGate, WriteRequest, WriteResult
-from edge_agent.writes.result_json import result_document
 
 NOT_ENABLED: Final = "writes are not enabled on this agent"
 #: Longest text value taken from the form (a Modbus string is at most 250 bytes).
@@ -128,7 +127,7 @@ class WriteDoor:
             )
         else:
             result = await gate.submit(command)
-        return json_answer(result_document(result))
+        return json_answer(result.to_json())
 
 
 def _problem(body: dict[str, Any] | None) -> str:

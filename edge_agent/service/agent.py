@@ -237,7 +237,8 @@ class Agent:
             self._add_source(driver, carried=carried_devices.get(driver.device))
         self.config = new
         self._writes.configure(new, [r.sink for r in self.sinks])
-        await self._writes.open_socket(new)
+        if self._tasks is not None:  # running: the reload may have made the first gate
+            await self._writes.open_socket(new)
         self._in_config_order()
         # The sinks that publish device metadata take it live: changed devices are
         # published again and removed ones cleared, without a reconnect.

@@ -8,6 +8,7 @@ and answers with a :class:`WriteResult`, which is also what the audit log keeps.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -122,7 +123,7 @@ class WriteResult:
         result holds none: the request's signature and the key are not in it)."""
         requested: object = self.requested
         if isinstance(requested, Mapping):
-            requested = dict(requested)
+            requested = {name: _finite(value) for name, value in requested.items()}
         document: dict[str, object] = {
             "id": self.id or None,
             "device": self.device or None,
@@ -130,11 +131,11 @@ class WriteResult:
             "accepted": self.accepted,
             "outcome": self.outcome.value,
             "reason": self.reason,
-            "requested": requested,
-            "before": self.before,
-            "read_back": self.read_back,
+            "requested": _finite(requested),
+            "before": _finite(self.before),
+            "read_back": _finite(self.read_back),
             "sent": self.sent,
-            "output": list(self.output),
+            "output": [_finite(value) for value in self.output],
             "received_at": _time(self.received_at_ns),
             "written_at": _time(self.written_at_ns),
             "confirmed_at": _time(self.confirmed_at_ns),
@@ -146,6 +147,11 @@ class WriteResult:
             },
         }
         return document
+
+
+def _finite(value: object) -> object:
+    """A NaN or infinity (a device may read back one) is null: JSON has no such number."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _time(ns: int) -> str | None:

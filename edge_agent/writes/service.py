@@ -103,6 +103,12 @@ class AuditStore(Protocol):
 AuditListener = Callable[[Mapping[str, object]], None]
 
 
+#: The reason of a write the agent's stop cut short (the outcome is unknown).
+STOPPED_MID_WRITE = (
+    "the agent stopped while the write was under way: it may or may not have been applied"
+)
+
+
 @dataclass(slots=True)
 class _Progress:
     """What is known about one command so far (for its result, whatever ends it)."""
@@ -172,12 +178,23 @@ class WriteService:
             result = await self._handle(request, progress)
         except Refused as refused:
             result = self._result(request, progress, Outcome.REFUSED, refused.reason)
+        except asyncio.CancelledError:
+            # The agent is stopping. A write already under way may have reached the
+            # device: the audit log must say so before the cancellation goes on.
+            if progress.written_ns:
+                reason = STOPPED_MID_WRITE
+                self._finish(
+                    request, self._result(request, progress, Outcome.UNKNOWN, reason), progress
+                )
+            raise
         self._finish(request, result, progress)
         return result
 
     async def _handle(self, request: WriteRequest, progress: _Progress) -> WriteResult:
         policy = self.policy
         commands = policy.commands
+        if request.refusal:  # the channel could not read it as a command
+            raise Refused(request.refusal)
         well_formed(request)  # 1
         progress.signed = signature(commands, request)  # 2
         now = self._now()  # 3
@@ -257,6 +274,8 @@ class WriteService:
             await self._driver_call(driver.write(prepared))
         except WriteRefused as exc:
             return self._result(request, progress, Outcome.REFUSED, str(exc))
+        except DriverError as exc:  # the driver's word for "not sent": no connection
+            return self._result(request, progress, Outcome.REFUSED, f"nothing was sent: {exc}")
         except WriteFailed as exc:
             self._rates.sent(request.device, tag.name, progress.written_ns)
             return self._result(request, progress, Outcome.FAILED, f"the device said no: {exc}")
@@ -357,6 +376,8 @@ class WriteService:
             output = await self._driver_call(driver.call(method, args))
         except WriteRefused as exc:
             return self._result(request, progress, Outcome.REFUSED, str(exc))
+        except DriverError as exc:  # the driver's word for "not sent": no connection
+            return self._result(request, progress, Outcome.REFUSED, f"nothing was sent: {exc}")
         except WriteFailed as exc:
             self._rates.sent(request.device, method, progress.written_ns)
             return self._result(request, progress, Outcome.FAILED, f"the device said no: {exc}")

@@ -21,7 +21,7 @@ from edge_agent.writes.command_json import (
     sign_command,
 )
 from edge_agent.writes.model import Outcome, WriteRequest, WriteResult
-from edge_agent.writes.result_json import result_document, result_json
+from edge_agent.writes.result_json import result_json
 
 PLANT, DEVICE = "plant-a", "compressor-1"
 KEY = b"k" * 32
@@ -378,7 +378,7 @@ def test_result_document_fields() -> None:
         confirmed_at_ns=T_NS + 108_300_000,
         finished_at_ns=T_NS + 108_400_000,
     )
-    assert result_document(result) == {
+    assert result.to_json() == {
         "id": "c-1",
         "device": DEVICE,
         "tag": "pressure_setpoint",

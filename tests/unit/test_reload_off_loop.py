@@ -74,9 +74,9 @@ def test_no_garbage_collection_stops_the_world_while_a_large_file_parses(
         load_config(plant)
     finally:
         gc.callbacks.remove(seen)
-    # One young collection when it resumes (it takes the new objects in, a few ms);
-    # no walk of the older generations.
-    assert [g for g in collections if g > 0] == [], collections
+    # None while it parses; one when it resumes (the first allocation after it takes
+    # the new objects in; which generation depends on the counts before the parse).
+    assert len(collections) <= 1, collections
     assert gc.isenabled()
 
 

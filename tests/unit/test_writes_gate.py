@@ -7,6 +7,7 @@ request, so "nothing was written" and "written once" are facts, not assumptions.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -636,3 +637,31 @@ async def test_a_reload_keeps_the_rate_windows_and_the_ids(gate: Gate) -> None:
     gate.service.update(PlantWrites.of(plant()))
     assert "rate limit" in (await gate.send(id="w9", value=6.0)).reason
     assert "duplicate id" in (await gate.send(id="w0", value=6.0)).reason
+
+
+async def test_a_write_the_driver_could_not_send_is_refused_and_audited(gate: Gate) -> None:
+    """Not connected when the write was due (the driver's DriverError: nothing went out):
+    answered and audited, not a crash of the channel that carried it."""
+    gate.device.write_mode = "not_connected"
+    result = await gate.send(id="set-nc", value=6.5)
+    assert result.outcome is Outcome.REFUSED
+    assert "nothing was sent" in result.reason
+    assert gate.device.writes == []
+    assert gate.audit.records[-1]["id"] == "set-nc"
+    assert gate.audit.records[-1]["outcome"] == "refused"
+
+
+async def test_a_write_cut_short_by_the_agent_stopping_is_audited_as_unknown(gate: Gate) -> None:
+    """The write went out and the agent stopped before its answer: the audit log says
+    the outcome is unknown (it may have been applied), then the cancellation goes on."""
+    gate.device.write_mode = "hangs"
+    command = asyncio.create_task(gate.send(id="set-stop", value=6.5))
+    await asyncio.wait_for(gate.device.hanging.wait(), 5)
+    command.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await command
+    assert gate.device.writes == [("write", 65)]
+    record = gate.audit.records[-1]
+    assert record["id"] == "set-stop"
+    assert record["outcome"] == "unknown"
+    assert "agent stopped" in str(record["reason"])
