@@ -73,7 +73,11 @@ async def test_a_user_with_writes_sends_through_the_gate(tmp_path: Path) -> None
             csrf = await _login(alice, "alice")
             async with alice.get("/console/api/session") as response:
                 assert "write" in (await response.json())["permissions"]
-            # No gate yet: refused in words, nothing sent anywhere.
+            # The agent's own gate (the plant has a writable tag): its dry run passes.
+            status, result = await _write(alice, csrf, BODY)
+            assert (status, result["outcome"]) == (200, "dry_run"), result
+            # No gate: refused in words, nothing sent anywhere.
+            _door(running).gate = lambda: None
             status, result = await _write(alice, csrf, BODY)
             assert status == 200
             assert (result["outcome"], result["reason"]) == ("refused", NOT_ENABLED)

@@ -10,6 +10,7 @@ comes is an unknown outcome, sent exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -60,9 +61,15 @@ def _tags(names: list[str], ns: int) -> str:
     lines = []
     for name in names:
         extra = ", enum: {0: stop, 1: run}" if name == "Mode" else ""
+        # The write: block check cannot know a node's type: each says what it allows
+        # (the driver's tests call the driver directly; the gate is not in the way).
+        if name in ROUND_TRIPS:
+            bounds = f"allowed: [{json.dumps(ROUND_TRIPS[name][0])}]"
+        else:
+            bounds = "min: -1000000, max: 1000000"
         lines.append(
             f"      - {{name: {name}, node: '{node_text(name, ns)}'{extra}, "
-            "write: {channels: [cli]}}"
+            f"write: {{channels: [cli], {bounds}}}}}"
         )
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ devices:
             scale: 0.1
             write: {{channels: [cli, mqtt], min: 0, max: 10}}
           - {{name: pressure, address: 20}}
-          - {{name: mode, address: 30, write: {{channels: [mqtt]}}}}
+          - {{name: mode, address: 30, write: {{channels: [mqtt], min: 0, max: 3}}}}
 """
 
 
