@@ -5,7 +5,7 @@ A write needs a logged-in user with ``writes: true`` (the ``write`` permission, 
 by the console's guard before this runs, and again by the gate from the identity) and
 the session's CSRF token, like every POST. A console on loopback without users lets
 anyone look but nobody write: a write names who sent it, and an anonymous visitor is
-nobody (docs/writes-channels.md).
+nobody (docs/WRITES.md).
 
 The body ``{"device", "tag", "value", "dry_run"}`` becomes a
 :class:`~edge_agent.writes.model.WriteRequest` of channel ``console`` with the user's

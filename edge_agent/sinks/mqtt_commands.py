@@ -1,4 +1,4 @@
-"""Write commands over the MQTT sink's connection (``commands: true``; docs/writes-channels.md).
+"""Write commands over the MQTT sink's connection (``commands: true``; docs/WRITES.md).
 
 In: ``edge/{plant}/{device}/cmd`` (subscribed at QoS 1 after every connection: the
 sessions are clean, so a broker forgets the subscription with the connection). Each

@@ -5,7 +5,7 @@ Pure: bytes in, a :class:`~edge_agent.writes.model.WriteRequest` or a
 tests fuzz it). The checks here are only about the document's shape; every rule of
 the policy (signature, age, id reuse, tag, range ...) is the gate's.
 
-Two forms (docs/writes-channels.md):
+Two forms (docs/WRITES.md):
 
 * unsigned: ``{"id", "tag"|"method", "value"|"args", "issued_at", "expires_at"?,
   "dry_run"?}`` (``plant`` and ``device`` may be given; then they must match the topic);

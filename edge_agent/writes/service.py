@@ -1,6 +1,6 @@
 """The one gate every write command goes through (:class:`WriteService`).
 
-The order of the checks is the contract's (docs/writes-policy.md, "The order of the
+The order of the checks is the contract's (docs/WRITES.md, "The order of the
 checks") and is kept exactly: well formed, signature, time, id, target and channel,
 value, rate, device state, condition, dry run, value before, one write and its
 read-back, audit. Each refusal has its own sentence; nothing is sent to a device for
