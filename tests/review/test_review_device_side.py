@@ -1,0 +1,279 @@
+"""Review of issue 18 (safe writes), the device side and the gate: each test names a way
+a wrong or unsafe write could come about, and fails while the code lets it happen.
+
+Real servers where the existing tests use them (tests/modbus_hostile.py); the gate on
+its stand-ins (tests/gate_support.py); the encoders and the config check as pure units.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from drivers.modbus.encode import NotRepresentable, encode
+from edge_agent.config import ModbusTag
+from edge_agent.config.checks import check_plant
+from edge_agent.config.loader import parse_config
+from edge_agent.driver import WriteFailed, WriteOutcomeUnknown
+from edge_agent.writes.model import Outcome
+from edge_agent.writes.policy import PlantWrites, ValueRefused, WritableTag, check_value
+from tests.gate_support import T0, make_gate, plant_text
+from tests.integration.test_modbus_writes_hostile import gateway, on_writes
+from tests.integration.test_opcua_writes import _driver as _opcua_driver
+from tests.modbus_hostile import Reply, exception_pdu
+from tests.opcua_write_server import write_server
+
+# -- the gate: the replay guard across a reload
+
+
+async def test_raising_max_age_on_reload_does_not_let_a_forgotten_id_be_replayed() -> None:
+    """Ids are kept 2 x max_age. A reload that raises max_age (30 s -> 300 s: commands
+    were refused as too old) must not make a captured command valid again after its id
+    was forgotten under the old window: the device would be written a second time."""
+    gate = make_gate()
+    first = await gate.send(id="captured", channel="mqtt", issued_at_ns=T0, value=6.0)
+    assert first.outcome is Outcome.APPLIED, first.reason
+    gate.clock.advance(61)  # past 2 x 30 s: the next command forgets the id
+    other = await gate.send(id="other", channel="mqtt", issued_at_ns=gate.clock.now, value=6.5)
+    assert other.outcome is Outcome.APPLIED, other.reason
+    longer = parse_config(plant_text().replace("max_age: 30s", "max_age: 300s"), env={})
+    gate.service.update(PlantWrites.of(longer))
+    gate.device.requests.clear()
+    replay = await gate.send(id="captured", channel="mqtt", issued_at_ns=T0, value=6.0)
+    assert replay.outcome is Outcome.REFUSED, (
+        f"a replayed command (issued 61 s ago, id seen before) was {replay.outcome.value}"
+    )
+    assert gate.device.writes == [], "the replayed command reached the device"
+
+
+# -- the gate: a value no float can hold
+
+
+OPCUA_ALLOWED = "write: {channels: [cli], allowed: [0, 50, 100]}"
+
+
+async def test_a_huge_integer_is_refused_and_audited_not_an_exception() -> None:
+    """An OPC UA tag limited by ``allowed: [0, 50, 100]`` and a command value of 10**400
+    (the local socket and the console take any JSON integer): the gate must refuse it
+    with a reason and audit it. It raises OverflowError instead (math.isfinite in
+    values_match), so the command is missing from the audit log and the CLI is told
+    "internal error: the write may or may not have been sent"."""
+    text = plant_text().replace("write: {channels: [cli], min: 0, max: 100}", OPCUA_ALLOWED)
+    assert OPCUA_ALLOWED in text
+    gate = make_gate(parse_config(text, env={}))
+    result = await gate.send(device="press-2", tag="speed", value=10**400)
+    assert result.outcome is Outcome.REFUSED
+    assert gate.audit.records[-1]["outcome"] == "refused"
+    assert gate.opcua.writes == []
+
+
+# -- integers: a fraction is never rounded away
+
+
+def test_a_fraction_on_a_large_integer_tag_is_refused_not_rounded() -> None:
+    """A uint32 tag (scale 1) and 3000000000.5: the raw value is not whole, so it must
+    be refused. The 1e-9 *relative* tolerance is 3 raw units at this size (meant for
+    float noise, which is ~1e-16): the value is rounded to 3000000000 and, since
+    ``expected`` is the rounded value, the gate reports it applied."""
+    tag = ModbusTag.model_validate({"name": "preset", "address": 7, "type": "uint32"})
+    with pytest.raises(NotRepresentable):
+        encode(tag, 3_000_000_000.5)
+
+
+def test_the_gates_step_check_refuses_a_value_half_a_step_off() -> None:
+    """step: 1 on a counter preset: 3000000000.5 is half a step off, yet within
+    1e-9 x 3e9 = 3 of a step, so the gate lets it through."""
+    tag = ModbusTag.model_validate(
+        {
+            "name": "preset",
+            "address": 7,
+            "type": "uint32",
+            "write": {"channels": ["cli"], "min": 0, "max": 4e9, "step": 1},
+        }
+    )
+    assert tag.write is not None
+    writable = WritableTag("d", "preset", tag.write, "uint32")
+    with pytest.raises(ValueRefused, match="not on a step"):
+        check_value(writable, 3_000_000_000.5)
+
+
+# -- check: a method argument with no bounds
+
+
+METHOD_PLANT = """
+plant: {name: p}
+devices:
+  - name: press-1
+    driver: opcua
+    endpoint: opc.tcp://127.0.0.1:4840
+    methods:
+      - name: set_speed
+        object: ns=2;s=Press
+        method: ns=2;s=Press.SetSpeed
+        channels: [cli]
+        arguments:
+          - {name: speed}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - {name: speed_now, node: ns=2;s=Press.Speed}
+"""
+
+
+def test_check_requires_bounds_on_a_method_argument() -> None:
+    """A tag's write: block needs min and max (or allowed): "the range a command may set
+    is never open-ended". A method argument with neither passes check, and the gate
+    then lets any value of the method's type through (speed 1e300)."""
+    findings = check_plant(parse_config(METHOD_PLANT, env={}))
+    about_argument = [f for f in findings if "arguments" in f[0]]
+    assert about_argument, f"no finding on the unbounded argument speed: {findings}"
+
+
+# -- Modbus: an exception that is not the device saying no
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("code", "why"),
+    [
+        (
+            11,
+            "a TCP/RTU gateway sent the write down the serial line; the device's answer "
+            "did not come back in time: the device may well hold the value",
+        ),
+        (5, "acknowledge: the device accepted the request and is still processing it"),
+    ],
+    ids=["gateway-target-11", "acknowledge-5"],
+)
+async def test_a_gateway_timeout_or_acknowledge_to_a_write_is_an_unknown_outcome(
+    code: int, why: str
+) -> None:
+    """Exception 11 (gateway target device failed to respond) and 5 (acknowledge) do not
+    mean "the device said no". Reported as WriteFailed, the gate says *failed*, skips the
+    read-back, and the operator is invited to send it again: a second write of something
+    the device may already have taken. They must be WriteOutcomeUnknown (resolved by
+    the read-back, never retried)."""
+    answer = on_writes(lambda asked: [Reply(exception_pdu(asked.function, code))])
+    async with gateway({1: answer}) as (server, drivers):
+        prepared = await drivers["d1"].prepare("sp", 6.5)
+        try:
+            await drivers["d1"].write(prepared)
+        except WriteOutcomeUnknown:
+            pass
+        except WriteFailed as exc:
+            pytest.fail(f"exception {code} ({why}) reported as a failed write: {exc}")
+        else:
+            pytest.fail(f"exception {code} taken as a confirmed write")
+        assert len([a for a in server.asked if a.function == 6]) == 1
+
+
+# -- OPC UA: the connection's error is not the server's answer to the write
+
+
+class _ErrorAfterWrite:
+    """A TCP proxy in front of an OPC UA server (security None) that passes everything,
+    except the server's answer to a Write: the server has taken the write, and the
+    client gets an ERR message (BadTcpInternalError) in place of the answer, then the
+    connection closes, as when a server's channel fails after it processed a request."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> _ErrorAfterWrite:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _serve(
+        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
+    ) -> None:
+        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers += [client_out, server_out]
+        writes: set[bytes] = set()  # request ids of Write requests
+
+        async def chunk(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+            header = await reader.readexactly(8)
+            body = await reader.readexactly(struct.unpack("<I", header[4:8])[0] - 8)
+            return header, body
+
+        async def upstream() -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    header, body = await chunk(client_in)
+                    # MSG: channel id, token id, sequence number, request id, type id
+                    if header[:3] == b"MSG" and body[16:20] == WRITE_REQUEST:
+                        writes.add(body[12:16])
+                    server_out.write(header + body)
+
+        async def downstream() -> None:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    header, body = await chunk(server_in)
+                    if header[:3] == b"MSG" and body[12:16] in writes:
+                        reason = b"the channel failed"
+                        error = struct.pack("<Ii", 0x80820000, len(reason)) + reason
+                        client_out.write(b"ERRF" + struct.pack("<I", 8 + len(error)) + error)
+                        await client_out.drain()
+                        client_out.close()
+                        server_out.close()
+                        return
+                    client_out.write(header + body)
+
+        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
+        self._tasks.update(tasks)
+        await asyncio.gather(*tasks)
+
+
+#: WriteRequest_Encoding_DefaultBinary (i=673) as a four-byte NodeId.
+WRITE_REQUEST = b"\x01\x00\xa1\x02"
+
+
+@pytest.mark.integration
+async def test_a_connection_error_after_the_write_was_sent_is_unknown_not_failed(
+    tmp_path: Path,
+) -> None:
+    """The server took the write; the answer was lost to a channel error (an ERR message
+    from the server, then the connection closed). asyncua fails every pending request
+    with that UaStatusCodeError, and send_once maps any UaStatusCodeError to WriteFailed:
+    the gate reports *failed* ("the device said no") while the node holds the value, and
+    skips the read-back. Anything but the server's answer to this request is unknown."""
+    async with write_server() as served, _ErrorAfterWrite(_port(served.endpoint)) as proxy:
+        proxied = replace(served, endpoint=f"opc.tcp://127.0.0.1:{proxy.port}")
+        driver = _opcua_driver(proxied, tmp_path)
+        await driver.connect()
+        try:
+            prepared = await driver.prepare("Double", 42.5)
+            outcome = "confirmed"
+            try:
+                await driver.write(prepared)
+            except WriteOutcomeUnknown:
+                outcome = "unknown"
+            except WriteFailed as exc:
+                outcome = f"failed: {exc}"
+        finally:
+            await driver.close()
+        held = await served.served("Double")
+        assert held.Value is not None
+        assert held.Value.Value == 42.5, "the server took the write"
+        assert outcome == "unknown", outcome
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1].split("/")[0])
