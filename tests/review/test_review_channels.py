@@ -280,7 +280,8 @@ async def test_a_reload_that_makes_the_gate_remembers_the_ids_of_the_audit_log(
     without = parse_config(RELOAD_PLANT % {"state": tmp_path, "write": ""}, env={})
     with_writes = parse_config(RELOAD_PLANT % {"state": tmp_path, "write": WRITE}, env={})
     agent = Agent(without)
-    assert agent.writes is None
+    no_gate = agent.writes
+    assert no_gate is None
     running = asyncio.create_task(agent.run())
     try:
         async with asyncio.timeout(5):
