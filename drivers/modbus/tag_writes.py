@@ -11,8 +11,10 @@ often) is the gate's. What is decided here:
   :meth:`~drivers.modbus.channel.ModbusChannel.read_modify_write`). A value is always
   one request: never split (the device would hold half a value in between).
 * what came of it: the device's echo -> done; an exception reply ->
-  :class:`~edge_agent.driver.WriteFailed` with the code and its meaning; sent but no
-  valid answer -> :class:`~edge_agent.driver.WriteOutcomeUnknown`, never retried;
+  :class:`~edge_agent.driver.WriteFailed` with the code and its meaning, except the
+  codes that do not prove the value was refused (4, 5, 11: :data:`UNDECIDED_CODES`);
+  those, and sent but no valid answer -> :class:`~edge_agent.driver.WriteOutcomeUnknown`,
+  never retried;
   not sent (not connected) -> DriverError.
 * ``read_tag``: exactly the tag's registers (or bit), now, decoded by the decoder a
   poll uses.
@@ -47,6 +49,11 @@ from edge_agent.model import Quality
 
 #: Gateway path unavailable / gateway target failed to respond: the unit is unreachable.
 UNREACHABLE_CODES = frozenset({10, 11})
+#: Exception answers to a write that do not prove it was not taken: 4 server device
+#: failure (it may have acted in part), 5 acknowledge (taken, still being carried out),
+#: 11 gateway target failed to respond (the gateway sent it on; the answer was lost).
+#: The outcome is unknown and the read-back decides; every other code is a refusal.
+UNDECIDED_CODES = frozenset({4, 5, 11})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +168,13 @@ class TagWrites:
             else:
                 await self.channel.write(request)
         except ModbusExceptionResponse as exc:
-            raise WriteFailed(
-                f"{what}: the device answered exception code {exc.code} "
-                f"({exception_meaning(exc.code)}); {exc.detail}"
-            ) from None
+            answer = f"exception code {exc.code} ({exception_meaning(exc.code)}); {exc.detail}"
+            if exc.code in UNDECIDED_CODES:
+                raise WriteOutcomeUnknown(
+                    f"{what}: the answer was {answer}, which does not say the value was not "
+                    "taken; the device may or may not hold it"
+                ) from None
+            raise WriteFailed(f"{what}: the device answered {answer}") from None
         except WriteUnconfirmed as exc:
             raise WriteOutcomeUnknown(
                 f"{what}: sent, but {exc}; the device may or may not have taken it"
