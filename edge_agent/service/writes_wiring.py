@@ -74,6 +74,7 @@ class WritesWiring:
         self.service: WriteService | None = None
         self._sinks: list[TakesCommands] = []
         self._socket: LocalCommandSocket | None = None
+        self._started = False
 
     def configure(self, config: PlantConfig, sinks: Iterable[Sink] = ()) -> None:
         """At start and on every reload: the gate follows ``config``; made the first time
@@ -86,11 +87,14 @@ class WritesWiring:
             return
         audit = self._audit_factory(config.state_dir / "audit", config.commands.audit)
         self.service = WriteService(policy, self._devices, audit)
+        if self._started:  # made by a reload: the replay window's ids, as at a start
+            self.service.start()
         for sink in sinks:
             self.connect(sink)
 
     def start(self) -> None:
         """Before the sinks take commands: the ids of the audit log's replay window."""
+        self._started = True
         if self.service is not None:
             self.service.start()
 

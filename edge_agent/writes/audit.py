@@ -24,21 +24,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from edge_agent.model import iso_utc_ms
-from edge_agent.redaction import is_secret_key, redact
+from edge_agent.writes.scrub import clean
 
 #: The live file's name in the audit directory; rotated ones add ``.1``, ``.2`` ...
 FILE_NAME = "audit.jsonl"
 #: Keys dropped from a record besides those :func:`is_secret_key` names.
-_ALSO_SECRET = frozenset({"key", "signature", "hmac", "signed_form", "canonical"})
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -69,33 +66,6 @@ class Skipped:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: skipped: {self.why}"
-
-
-def clean(record: Mapping[str, object]) -> dict[str, object]:
-    """``record`` as it may be kept: secret keys dropped, registered secrets redacted,
-    enums as their values, non-finite floats as text (JSON has no NaN)."""
-    return {str(k): _clean(v) for k, v in record.items() if not _secret(str(k))}
-
-
-def _secret(key: str) -> bool:
-    return is_secret_key(key) or key.lower() in _ALSO_SECRET
-
-
-def _clean(value: object) -> object:
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Enum):
-        return _clean(value.value)
-    if isinstance(value, Mapping):
-        return clean(value)
-    if isinstance(value, Sequence | set | frozenset) and not isinstance(value, bytes | bytearray):
-        return [_clean(item) for item in value]
-    # A programming error, not a command's doing: loud, never str() (it could hold a secret).
-    raise TypeError(f"audit record: a {type(value).__name__} is not JSON")
 
 
 class AuditLog:

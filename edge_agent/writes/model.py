@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 
 from edge_agent.config.writes import WriteChannel
 from edge_agent.model import iso_utc_ms
+from edge_agent.writes.scrub import clean
 
 #: A value as a command carries it and as a tag shows it: a number (engineering units,
 #: after scale and offset), an enum label, true/false, a text.
@@ -146,7 +147,9 @@ class WriteResult:
                 "total": _ms(self.received_at_ns, self.finished_at_ns),
             },
         }
-        return document
+        # Published (cmd/result) like the audit record: the same scrub (an argument
+        # named like a secret is dropped, a registered secret redacted in any text).
+        return clean(document)
 
 
 def _finite(value: object) -> object:

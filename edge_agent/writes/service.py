@@ -57,6 +57,7 @@ from edge_agent.writes.policy import (
     values_match,
 )
 from edge_agent.writes.ratelimit import RateLimiter
+from edge_agent.writes.scrub import clean
 from edge_agent.writes.signing import IdCache, time_refusal
 from edge_agent.writes.steps import (
     ID_PATTERN,
@@ -107,6 +108,8 @@ AuditListener = Callable[[Mapping[str, object]], None]
 STOPPED_MID_WRITE = (
     "the agent stopped while the write was under way: it may or may not have been applied"
 )
+#: The reason of a command the agent's stop cut short before its write (nothing sent).
+STOPPED_BEFORE_WRITE = "the agent stopped before the write: nothing was sent"
 
 
 @dataclass(slots=True)
@@ -156,9 +159,14 @@ class WriteService:
         self._ids.seed(self._audit.recent_ids(since))
 
     def update(self, policy: PlantWrites) -> None:
-        """Follow a reloaded plant file; rate windows and ids seen are kept."""
+        """Follow a reloaded plant file; rate windows and ids seen are kept. A longer
+        ``max_age`` widens the window a command is valid in: the ids the shorter one had
+        forgotten come back from the audit log, or a copy could be replayed."""
+        longer = policy.commands.max_age > self._ids.max_age_s
         self.policy = policy
         self._ids.max_age_s = policy.commands.max_age
+        if longer:
+            self.start()
 
     def add_listener(self, listener: AuditListener) -> None:
         if listener not in self._listeners:
@@ -179,13 +187,14 @@ class WriteService:
         except Refused as refused:
             result = self._result(request, progress, Outcome.REFUSED, refused.reason)
         except asyncio.CancelledError:
-            # The agent is stopping. A write already under way may have reached the
-            # device: the audit log must say so before the cancellation goes on.
+            # The agent is stopping: the command is audited before the cancellation goes
+            # on. A write already under way may have reached the device (unknown); one
+            # that had not begun was not sent (refused).
             if progress.written_ns:
-                reason = STOPPED_MID_WRITE
-                self._finish(
-                    request, self._result(request, progress, Outcome.UNKNOWN, reason), progress
-                )
+                stopped = self._result(request, progress, Outcome.UNKNOWN, STOPPED_MID_WRITE)
+            else:
+                stopped = self._result(request, progress, Outcome.REFUSED, STOPPED_BEFORE_WRITE)
+            self._finish(request, stopped, progress)
             raise
         self._finish(request, result, progress)
         return result
@@ -452,7 +461,8 @@ class WriteService:
     def _finish(self, request: WriteRequest, result: WriteResult, progress: _Progress) -> None:
         if progress.id_taken:
             self._ids.remember(request.id, result.finished_at_ns, result.outcome.value)
-        record = audit_record(request, result, self.policy.plant, signed=progress.signed)
+        # Cleaned once, for the file and the topic alike: no secret leaves the agent.
+        record = clean(audit_record(request, result, self.policy.plant, signed=progress.signed))
         try:
             self._audit.append(record)
         except OSError as exc:
