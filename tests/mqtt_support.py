@@ -114,6 +114,14 @@ class Subscriber:
     def close(self) -> None:
         self._client.disconnect()  # no thread and no write callback: written right away
         self._client.loop(0.0)
+        close_paho_sockets(self._client)
+
+
+def close_paho_sockets(client: mqtt.Client) -> None:
+    """Close the socket pair paho's ``loop()`` makes (a TCP pair on loopback) and the
+    connection. paho closes them only in ``__del__``: a client freed by the cycle
+    collector after its sockets were finalised is a ResourceWarning (an error here)."""
+    client._reset_sockets()  # paho has no public call that closes the pair
 
 
 def sink_config(broker: Mosquitto, **overrides: Any) -> MqttSinkConfig:

@@ -20,7 +20,7 @@ from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.mqtt_commands import NOT_ENABLED
 from edge_agent.writes.command_json import sign_command
 from edge_agent.writes.model import WriteRequest
-from tests.mqtt_support import Subscriber, make_sink, wait_connected
+from tests.mqtt_support import Subscriber, close_paho_sockets, make_sink, wait_connected
 from tests.servers import LOOPBACK, Mosquitto
 from tests.writes_support import RecordingGate
 
@@ -51,6 +51,7 @@ class Sender:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop(0.0)
+        close_paho_sockets(self.client)
 
 
 async def commands_sink(
