@@ -371,7 +371,7 @@ def test_check_demo_plant_prints_the_summary(tmp_path: Path) -> None:
     assert "no sinks: values are collected but published nowhere" in lines
     total = re.search(r"^total: (\d+) devices, (\d+) tags, ([\d.]+) reads/s", out, re.M)
     assert total, out
-    assert (int(total[1]), int(total[2])) == (len(doc["devices"]), n_tags) == (8, 60)
+    assert (int(total[1]), int(total[2])) == (len(doc["devices"]), n_tags) == (8, 62)
     assert float(total[3]) > 0
 
 

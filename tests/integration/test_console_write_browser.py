@@ -90,8 +90,10 @@ def test_a_user_with_writes_sends_from_the_device_page(
         form = _form(browser)
         assert "min 0" in form.text
         assert "max 100" in form.text
-        # Only the writable tag has a form.
-        assert len(browser.find("write-form")) == 1
+        # Only the writable tags have a form: alarm_code (made writable here) and mode
+        # (writable in the demo plant).
+        assert len(browser.find("write-form")) == 2
+        assert browser.find("write-form", tag="mode")
         result = _send(browser, form, "7", dry_run=True)
         assert result.get_attribute("data-outcome") == "dry_run"
         assert result.text.startswith("Dry run")

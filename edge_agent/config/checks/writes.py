@@ -26,7 +26,6 @@ from edge_agent.config.modbus import ModbusDeviceConfig
 from edge_agent.config.mqtt import MqttSinkConfig
 from edge_agent.config.opcua import OpcUaDeviceConfig, OpcUaMethod
 from edge_agent.config.service import ServiceConfig
-from edge_agent.config.sparkplug import SparkplugSinkConfig
 from edge_agent.config.writes import AllowedValue, WriteCondition, WritePolicy
 
 _READ_ONLY = {
@@ -214,18 +213,24 @@ def writes_warnings(
     sinks: Sequence[tuple[int, Any]],
     service: ServiceConfig | None,
 ) -> list[Finding]:
-    """Once per channel, at its first use: the channels no command can arrive on yet."""
+    """Once per channel, at its first use: a carrier the file has that does not carry
+    commands (MQTT sinks, none with ``commands: true``; a console, no user with
+    ``writes: true``). A file with no MQTT sink or no console at all says nothing about
+    them: the carrier may come from elsewhere (``edge-agent demo --mqtt`` adds a sink)
+    or later, and nothing reaches the tag meanwhile. Sparkplug sinks always carry DCMDs.
+    """
+    mqtt_sinks = [s for _, s in sinks if isinstance(s, MqttSinkConfig)]
+    console = None if service is None else service.console
     carriers = {
-        "mqtt": any(isinstance(s, MqttSinkConfig) and s.commands for _, s in sinks),
-        "sparkplug": any(isinstance(s, SparkplugSinkConfig) for _, s in sinks),
+        "mqtt": not mqtt_sinks or any(s.commands for s in mqtt_sinks),
+        "sparkplug": True,
         # Unknown (the service section is invalid): say nothing about the console.
-        "console": service is None
-        or (service.console is not None and any(u.writes for u in service.console.users)),
+        "console": console is None or any(u.writes for u in console.users),
         "cli": True,
     }
     why = {
-        "mqtt": "no MQTT sink takes commands (add commands: true to a type: mqtt sink)",
-        "sparkplug": "there is no Sparkplug sink to carry DCMDs",
+        "mqtt": "no MQTT sink takes commands (add commands: true to the type: mqtt sink "
+        "that should)",
         "console": "no console user may write (writes: true under service.console.users)",
     }
     uses: dict[str, list[Loc]] = {}
