@@ -7,12 +7,6 @@ its stand-ins (tests/gate_support.py); the encoders and the config check as pure
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import struct
-from dataclasses import replace
-from pathlib import Path
-
 import pytest
 
 from drivers.modbus.encode import NotRepresentable, encode
@@ -24,9 +18,7 @@ from edge_agent.writes.model import Outcome
 from edge_agent.writes.policy import PlantWrites, ValueRefused, WritableTag, check_value
 from tests.gate_support import T0, make_gate, plant_text
 from tests.integration.test_modbus_writes_hostile import gateway, on_writes
-from tests.integration.test_opcua_writes import _driver as _opcua_driver
 from tests.modbus_hostile import Reply, exception_pdu
-from tests.opcua_write_server import write_server
 
 # -- the gate: the replay guard across a reload
 
@@ -170,110 +162,3 @@ async def test_a_gateway_timeout_or_acknowledge_to_a_write_is_an_unknown_outcome
         else:
             pytest.fail(f"exception {code} taken as a confirmed write")
         assert len([a for a in server.asked if a.function == 6]) == 1
-
-
-# -- OPC UA: the connection's error is not the server's answer to the write
-
-
-class _ErrorAfterWrite:
-    """A TCP proxy in front of an OPC UA server (security None) that passes everything,
-    except the server's answer to a Write: the server has taken the write, and the
-    client gets an ERR message (BadTcpInternalError) in place of the answer, then the
-    connection closes, as when a server's channel fails after it processed a request."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def __aenter__(self) -> _ErrorAfterWrite:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(
-        self, client_in: asyncio.StreamReader, client_out: asyncio.StreamWriter
-    ) -> None:
-        server_in, server_out = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        self._writers += [client_out, server_out]
-        writes: set[bytes] = set()  # request ids of Write requests
-
-        async def chunk(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-            header = await reader.readexactly(8)
-            body = await reader.readexactly(struct.unpack("<I", header[4:8])[0] - 8)
-            return header, body
-
-        async def upstream() -> None:
-            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-                while True:
-                    header, body = await chunk(client_in)
-                    # MSG: channel id, token id, sequence number, request id, type id
-                    if header[:3] == b"MSG" and body[16:20] == WRITE_REQUEST:
-                        writes.add(body[12:16])
-                    server_out.write(header + body)
-
-        async def downstream() -> None:
-            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
-                while True:
-                    header, body = await chunk(server_in)
-                    if header[:3] == b"MSG" and body[12:16] in writes:
-                        reason = b"the channel failed"
-                        error = struct.pack("<Ii", 0x80820000, len(reason)) + reason
-                        client_out.write(b"ERRF" + struct.pack("<I", 8 + len(error)) + error)
-                        await client_out.drain()
-                        client_out.close()
-                        server_out.close()
-                        return
-                    client_out.write(header + body)
-
-        tasks = [asyncio.create_task(upstream()), asyncio.create_task(downstream())]
-        self._tasks.update(tasks)
-        await asyncio.gather(*tasks)
-
-
-#: WriteRequest_Encoding_DefaultBinary (i=673) as a four-byte NodeId.
-WRITE_REQUEST = b"\x01\x00\xa1\x02"
-
-
-@pytest.mark.integration
-async def test_a_connection_error_after_the_write_was_sent_is_unknown_not_failed(
-    tmp_path: Path,
-) -> None:
-    """The server took the write; the answer was lost to a channel error (an ERR message
-    from the server, then the connection closed). asyncua fails every pending request
-    with that UaStatusCodeError, and send_once maps any UaStatusCodeError to WriteFailed:
-    the gate reports *failed* ("the device said no") while the node holds the value, and
-    skips the read-back. Anything but the server's answer to this request is unknown."""
-    async with write_server() as served, _ErrorAfterWrite(_port(served.endpoint)) as proxy:
-        proxied = replace(served, endpoint=f"opc.tcp://127.0.0.1:{proxy.port}")
-        driver = _opcua_driver(proxied, tmp_path)
-        await driver.connect()
-        try:
-            prepared = await driver.prepare("Double", 42.5)
-            outcome = "confirmed"
-            try:
-                await driver.write(prepared)
-            except WriteOutcomeUnknown:
-                outcome = "unknown"
-            except WriteFailed as exc:
-                outcome = f"failed: {exc}"
-        finally:
-            await driver.close()
-        held = await served.served("Double")
-        assert held.Value is not None
-        assert held.Value.Value == 42.5, "the server took the write"
-        assert outcome == "unknown", outcome
-
-
-def _port(endpoint: str) -> int:
-    return int(endpoint.rsplit(":", 1)[1].split("/")[0])
