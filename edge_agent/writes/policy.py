@@ -7,14 +7,16 @@ device's own bound. Deny by default: a tag without a ``write:`` block is not her
 
 :func:`check_value` and :func:`check_arguments` are the contract's step 6 before the
 driver's ``prepare``: the value's type by the tag's declared type (a number, an enum
-label or code, true/false, a text), ``min``/``max``, ``step`` (within 1e-9 relative)
-and ``allowed``. Each refusal is one sentence naming the rule and the limit, in the
-tag's unit: ``7.5 bar is above max 7.0 bar for pressure_setpoint``.
+label or code, true/false, a text), ``min``/``max``, ``step`` (within 1e-9 of a step
+plus float noise, never a real fraction of one) and ``allowed``. Each refusal is one
+sentence naming the rule and the limit, in the tag's unit: ``7.5 bar is above max 7.0
+bar for pressure_setpoint``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,8 +33,12 @@ from edge_agent.config.writes import (
 )
 from edge_agent.writes.model import WriteValue
 
-#: How close to a step a value must be (relative): 6.5 from 0.1 x 65 in floats.
+#: How close to a step a value must be, as a fraction of the step.
 STEP_TOLERANCE = 1e-9
+#: Plus a few float64 ulps (relative) of the numbers compared: floating-point noise
+#: (6.5 from 5 + 15 x 0.1), never a real fraction of a step however large the value
+#: (a tolerance relative to the value lets 3000000000.5 pass a step of 1).
+FLOAT_NOISE = 4 * sys.float_info.epsilon
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +306,7 @@ def _check_number(
     steps = (value - base) / step
     nearest = round(steps)
     off = abs(value - (base + nearest * step))
-    if off <= STEP_TOLERANCE * max(abs(value), abs(step), abs(base)):
+    if off <= STEP_TOLERANCE * abs(step) + FLOAT_NOISE * (abs(value) + abs(base)):
         return
     below = base + math.floor(steps) * step
     above = base + math.ceil(steps) * step

