@@ -232,7 +232,12 @@ def _integer(tag: ModbusTag, value: WriteValue) -> int:
 
 
 def _float(tag: ModbusTag, value: WriteValue) -> bytes:
-    number = float(_number(tag, value))
+    try:
+        number = float(_number(tag, value))
+    except OverflowError:  # an int beyond any float (10**400)
+        raise NotRepresentable(
+            f"a number that large is beyond what tag {tag.name} ({tag.type}) can hold"
+        ) from None
     raw = number if tag.scale == 1.0 and tag.offset == 0.0 else (number - tag.offset) / tag.scale
     code = _STRUCT[tag.type]
     try:

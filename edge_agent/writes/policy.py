@@ -170,6 +170,7 @@ def check_value(tag: WritableTag, value: WriteValue) -> WriteValue:
     tags take true/false or 0/1 (handed on as a bool); numeric tags a finite number
     within ``min``/``max``, on a ``step``, among ``allowed``; string tags a text.
     """
+    _check_size(tag.name, value)
     kind = tag.kind
     if kind == "enum":
         return _check_enum(tag, value)
@@ -210,6 +211,7 @@ def check_arguments(
     for argument in configured:
         value = args[argument.name]
         label = f"argument {argument.name} of {method.name}"
+        _check_size(label, value)
         if argument.min is not None or argument.max is not None or argument.step is not None:
             value = _number(label, value)
             _check_number(label, value, argument.min, argument.max, argument.step, "")
@@ -226,8 +228,10 @@ def values_match(read: WriteValue | None, expected: WriteValue, tolerance: float
     if isinstance(read, bool) or isinstance(expected, bool):
         return isinstance(read, bool) and isinstance(expected, bool) and read == expected
     if isinstance(read, int | float) and isinstance(expected, int | float):
-        if not (math.isfinite(read) and math.isfinite(expected)):
-            return False
+        if isinstance(read, int) and isinstance(expected, int):
+            return abs(read - expected) <= tolerance  # exact, whatever their size
+        if not (_float_sized(read) and _float_sized(expected)):
+            return False  # NaN, infinity, or an int no float comes near
         return abs(read - expected) <= tolerance
     return type(read) is type(expected) and read == expected
 
@@ -244,6 +248,27 @@ def describe_values(values: Sequence[AllowedValue]) -> str:
 
 
 # -- the rules
+
+#: The largest number a command may carry: beyond it no float (and no device type) can
+#: hold it, and a float conversion would raise instead of refusing.
+LARGEST = int(sys.float_info.max)
+
+
+def _float_sized(number: int | float) -> bool:
+    """A finite float, or an int that converts to one (checked without converting)."""
+    if isinstance(number, float):
+        return math.isfinite(number)
+    return abs(number) <= LARGEST
+
+
+def _check_size(name: str, value: WriteValue) -> None:
+    """Refuse an integer beyond any float (10**400: JSON has no limit) before anything
+    converts it to a float; it is not repeated in full (it may have 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _float_sized(value):
+        raise ValueRefused(
+            f"a number of {len(str(abs(value)))} digits is too large for {name} "
+            f"(no tag or argument holds a number beyond ±{sys.float_info.max:.2g})"
+        )
 
 
 def _has_bounds(policy: WritePolicy) -> bool:

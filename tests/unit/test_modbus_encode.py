@@ -187,6 +187,8 @@ def test_enums() -> None:
         ({}, float("nan"), "finite number"),
         ({"type": "float32"}, float("inf"), "finite number"),
         ({"type": "float32"}, 1e39, "beyond what tag t"),
+        ({"type": "float64"}, 10**400, "beyond what tag t"),
+        ({"scale": 0.1}, 10**400, "out of range"),
         ({}, "6.5", "takes a number"),
         ({}, True, "takes a number"),
         ({"sentinel": 65535}, 65535, "sentinel"),

@@ -31,6 +31,12 @@ def test_integers_carry_the_nodes_type_and_its_whole_range(vtype: ua.VariantType
             encode(outside, vtype)
 
 
+def test_an_int_beyond_any_float_is_refused_not_an_exception() -> None:
+    for vtype in (VT.Double, VT.Float, VT.Int64):
+        with pytest.raises(WriteRefused):
+            encode(10**400, vtype)
+
+
 def test_an_integer_type_refuses_fractions_bools_text_and_nan() -> None:
     with pytest.raises(WriteRefused, match=r"not a whole number.*nearest values .* are 6 and 7"):
         encode(6.5, VT.Int16)
