@@ -83,12 +83,16 @@ METHODS = """\
         object: ns={ns};s=w.Machine
         method: ns={ns};s=w.Machine.SetRecipe
         arguments:
-          [{{name: recipe}}, {{name: speed}}, {{name: note}}, {{name: mode}}, {{name: hold}}]
+          - {{name: recipe, min: 0, max: 1000}}
+          - {{name: speed, min: 0, max: 10}}
+          - {{name: note, allowed: [night, day]}}
+          - {{name: mode, allowed: [Running, Suspended]}}
+          - {{name: hold, min: 0, max: 3600}}
         channels: [cli]
       - name: refuse
         object: ns={ns};s=w.Machine
         method: ns={ns};s=w.Machine.Refuse
-        arguments: [{{name: level}}]
+        arguments: [{{name: level, min: 0, max: 1000}}]
         channels: [cli]
 """
 

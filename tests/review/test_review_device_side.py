@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config.checks import check_plant
 from edge_agent.config.loader import parse_config
 from edge_agent.driver import WriteFailed, WriteOutcomeUnknown
 from edge_agent.writes.model import Outcome
@@ -39,38 +38,6 @@ async def test_raising_max_age_on_reload_does_not_let_a_forgotten_id_be_replayed
         f"a replayed command (issued 61 s ago, id seen before) was {replay.outcome.value}"
     )
     assert gate.device.writes == [], "the replayed command reached the device"
-
-
-# -- check: a method argument with no bounds
-
-
-METHOD_PLANT = """
-plant: {name: p}
-devices:
-  - name: press-1
-    driver: opcua
-    endpoint: opc.tcp://127.0.0.1:4840
-    methods:
-      - name: set_speed
-        object: ns=2;s=Press
-        method: ns=2;s=Press.SetSpeed
-        channels: [cli]
-        arguments:
-          - {name: speed}
-    poll_groups:
-      - interval: 1s
-        tags:
-          - {name: speed_now, node: ns=2;s=Press.Speed}
-"""
-
-
-def test_check_requires_bounds_on_a_method_argument() -> None:
-    """A tag's write: block needs min and max (or allowed): "the range a command may set
-    is never open-ended". A method argument with neither passes check, and the gate
-    then lets any value of the method's type through (speed 1e300)."""
-    findings = check_plant(parse_config(METHOD_PLANT, env={}))
-    about_argument = [f for f in findings if "arguments" in f[0]]
-    assert about_argument, f"no finding on the unbounded argument speed: {findings}"
 
 
 # -- Modbus: an exception that is not the device saying no
