@@ -156,9 +156,15 @@ class WriteService:
         self._ids.seed(self._audit.recent_ids(since))
 
     def update(self, policy: PlantWrites) -> None:
-        """Follow a reloaded plant file; rate windows and ids seen are kept."""
+        """Follow a reloaded plant file; rate windows and ids seen are kept. A longer
+        ``max_age`` makes older commands valid again, so the ids of that longer window
+        are read back from the audit log (as at start): an id forgotten under the old
+        window must not let a copy of its command through."""
+        longer = policy.commands.max_age > self._ids.max_age_s
         self.policy = policy
         self._ids.max_age_s = policy.commands.max_age
+        if longer:
+            self._ids.seed(self._audit.recent_ids(self._now() - self._ids.keep_ns))
 
     def add_listener(self, listener: AuditListener) -> None:
         if listener not in self._listeners:

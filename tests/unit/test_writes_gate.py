@@ -727,6 +727,26 @@ async def test_a_reload_keeps_the_rate_windows_and_the_ids(gate: Gate) -> None:
     assert "duplicate id" in (await gate.send(id="w0", value=6.0)).reason
 
 
+async def test_raising_max_age_on_reload_does_not_let_a_forgotten_id_be_replayed(
+    gate: Gate,
+) -> None:
+    """Ids are kept 2 x max_age. A reload that raises max_age (30 s -> 300 s) makes a
+    command issued 61 s ago valid again: its id, forgotten under the old window, must
+    be known again, or a captured copy writes the device a second time."""
+    from edge_agent.writes.policy import PlantWrites
+
+    first = await gate.send(id="captured", channel="mqtt", issued_at_ns=T0, value=6.0)
+    assert first.outcome is Outcome.APPLIED, first.reason
+    gate.clock.advance(61)  # past 2 x 30 s: the next command forgets the id
+    other = await gate.send(id="other", channel="mqtt", issued_at_ns=gate.clock.now, value=6.5)
+    assert other.outcome is Outcome.APPLIED, other.reason
+    longer = parse_config(plant_text().replace("max_age: 30s", "max_age: 300s"), env={})
+    gate.service.update(PlantWrites.of(longer))
+    gate.device.requests.clear()
+    replay = await gate.send(id="captured", channel="mqtt", issued_at_ns=T0, value=6.0)
+    _refused(gate, replay, "duplicate id")
+
+
 async def test_a_write_the_driver_could_not_send_is_refused_and_audited(gate: Gate) -> None:
     """Not connected when the write was due (the driver's DriverError: nothing went out):
     answered and audited, not a crash of the channel that carried it."""
