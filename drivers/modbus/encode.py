@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
@@ -40,8 +41,13 @@ from edge_agent.rounding import DecimalScale
 
 WriteValue = bool | int | float | str
 
-#: How far from a whole raw number a value may be (relative) and still be written.
+#: How far from a whole raw number a value may be and still be written: floating-point
+#: noise only (a value typed as 0.1 + 0.2), never a real fraction of a raw unit.
+#: Absolute, plus a few ulps of the numbers the raw value is computed from (a relative
+#: tolerance such as 1e-9 x raw would round 3000000000.5 on a uint32 to a whole number).
 WHOLE_TOLERANCE: Final = Decimal("1e-9")
+#: A few float64 ulps (relative): the noise a float carries from where it was computed.
+FLOAT_NOISE: Final = Decimal(4 * sys.float_info.epsilon)
 _EXACT = Context(prec=80)
 _STRUCT: Final = {
     "int16": "h",
@@ -197,7 +203,11 @@ def _integer(tag: ModbusTag, value: WriteValue) -> int:
             _EXACT.subtract(_decimal(number), _decimal(tag.offset)), _decimal(tag.scale)
         )
         nearest = exact.to_integral_value()
-        if abs(exact - nearest) > WHOLE_TOLERANCE * max(Decimal(1), abs(exact)):
+        noise = _EXACT.divide(
+            FLOAT_NOISE * (abs(_decimal(number)) + abs(_decimal(tag.offset))),
+            abs(_decimal(tag.scale)),
+        )
+        if abs(exact - nearest) > WHOLE_TOLERANCE + noise:
             below = int(exact.to_integral_value(ROUND_FLOOR))
             above = int(exact.to_integral_value(ROUND_CEILING))
             holds = [
@@ -222,7 +232,12 @@ def _integer(tag: ModbusTag, value: WriteValue) -> int:
 
 
 def _float(tag: ModbusTag, value: WriteValue) -> bytes:
-    number = float(_number(tag, value))
+    try:
+        number = float(_number(tag, value))
+    except OverflowError:  # an int beyond any float (10**400)
+        raise NotRepresentable(
+            f"a number that large is beyond what tag {tag.name} ({tag.type}) can hold"
+        ) from None
     raw = number if tag.scale == 1.0 and tag.offset == 0.0 else (number - tag.offset) / tag.scale
     code = _STRUCT[tag.type]
     try:

@@ -139,7 +139,10 @@ def _number(value: Value, vtype: ua.VariantType, target: str) -> float:
         raise WriteRefused(f"{target} holds a number ({vtype.name}), not {_shown(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise WriteRefused(f"{value} is not a value {target} can take (a finite number is)")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float (10**400)
+        raise WriteRefused(f"a number that large is beyond what {target} can hold") from None
     if number != value:
         raise WriteRefused(
             f"{value} cannot be held exactly by a {vtype.name} (nearest: {number!r}); "

@@ -23,7 +23,7 @@ import math
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import structlog
 from asyncua import Client, ua
@@ -32,6 +32,7 @@ from asyncua.common.utils import Buffer, NotEnoughData
 from asyncua.ua.ua_binary import nodeid_from_binary, struct_from_binary
 from asyncua.ua.uaerrors import BadTooManyOperations, UaError, UaStatusCodeError
 
+from drivers.opcua.answered import note_sent
 from drivers.opcua.limits import OperationLimits, ReadSize, chunks
 from drivers.opcua.quality import status_name
 from drivers.opcua.security import (
@@ -91,7 +92,8 @@ CERTIFICATE_REFUSALS = frozenset(
 
 
 class _ChannelProtocol(UASocketProtocol):
-    """asyncua's socket protocol, keeping the server's answer to OpenSecureChannel.
+    """asyncua's socket protocol, keeping the server's answer to OpenSecureChannel and
+    reporting each request it sends (:mod:`drivers.opcua.answered`).
 
     A server that refuses the channel (node-opcua, for an application certificate it
     does not trust) answers the OPN with a ServiceFault. asyncua hands that answer to
@@ -100,6 +102,11 @@ class _ChannelProtocol(UASocketProtocol):
     """
 
     _channel_answer: Buffer | None = None
+
+    def _send_request(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        future = super()._send_request(*args, **kwargs)
+        note_sent(future)  # a write tells the server's answer from a channel failure
+        return future
 
     def _call_callback(self, request_id: int, body: Buffer | ua.Acknowledge) -> None:
         exchange = self._open_secure_channel_exchange

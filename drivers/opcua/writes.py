@@ -5,10 +5,11 @@ node is resolved, this session's user may write it (UserAccessLevel), it is not 
 array, and the value fits the node's own DataType (:mod:`drivers.opcua.encode`).
 :meth:`TagWrites.write` sends one Write of the Value attribute (no timestamps, no
 status: the server stamps it) on the device's session, the one the polls and
-subscriptions use, and never sends it again: a Good status returns, a Bad status is
-:class:`WriteFailed` with the code, and no answer (a timeout, the connection lost
-after sending) is :class:`WriteOutcomeUnknown`, which the gate resolves by reading
-the tag back. What is known per node is read once per session (:class:`FactCache`).
+subscriptions use, and never sends it again: a Good status returns, a Bad status
+answering it is :class:`WriteFailed` with the code, and no answer (a timeout, the
+connection or the channel failing after sending) is :class:`WriteOutcomeUnknown`,
+which the gate resolves by reading the tag back. What is known per node is read once
+per session (:class:`FactCache`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from asyncua import ua
 from asyncua.ua.status_codes import get_name_and_doc
 from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 
+from drivers.opcua.answered import watch
 from drivers.opcua.convert import decode
 from drivers.opcua.encode import encode
 from drivers.opcua.groups import Group
@@ -71,24 +73,35 @@ async def send_once(service: Callable[[], Awaitable[R]], answer_within: float, w
     """Send one request that changes the device, once; map what can go wrong.
 
     Before this is called nothing was sent; once it runs, the request may have
-    reached the server, so anything but an answer is :class:`WriteOutcomeUnknown`.
-    A ServiceFault (the whole request refused) is :class:`WriteFailed`.
+    reached the server, so anything but the server's answer to this very request is
+    :class:`WriteOutcomeUnknown`. Only a Bad status answering it (a ServiceFault, a
+    bad ServiceResult) is :class:`WriteFailed`: the same status from a failing
+    channel (an ERR message fails every pending request) says nothing about whether
+    the server took it (:mod:`drivers.opcua.answered`).
     """
-    try:
-        async with asyncio.timeout(answer_within + SEND_SLACK):
-            return await service()
-    except UaStatusCodeError as exc:
-        raise WriteFailed(f"the server refused the {what}: {status_words(exc.code)}") from exc
-    except TimeoutError as exc:
-        raise WriteOutcomeUnknown(
-            f"no answer to the {what} within {answer_within:g}s: the device may or may not have "
-            "taken it (not sent again)"
-        ) from exc
-    except (ConnectionError, OSError, UaError) as exc:
-        raise WriteOutcomeUnknown(
-            f"the connection failed after the {what} was sent ({exc or type(exc).__name__}): "
-            "the device may or may not have taken it (not sent again)"
-        ) from exc
+    with watch() as exchange:
+        try:
+            async with asyncio.timeout(answer_within + SEND_SLACK):
+                return await service()
+        except UaStatusCodeError as exc:
+            if exchange.answered():
+                raise WriteFailed(
+                    f"the server refused the {what}: {status_words(exc.code)}"
+                ) from exc
+            raise WriteOutcomeUnknown(
+                f"the connection failed after the {what} was sent ({status_words(exc.code)}): "
+                "the device may or may not have taken it (not sent again)"
+            ) from exc
+        except TimeoutError as exc:
+            raise WriteOutcomeUnknown(
+                f"no answer to the {what} within {answer_within:g}s: the device may or may "
+                "not have taken it (not sent again)"
+            ) from exc
+        except (ConnectionError, OSError, UaError) as exc:
+            raise WriteOutcomeUnknown(
+                f"the connection failed after the {what} was sent ({exc or type(exc).__name__}): "
+                "the device may or may not have taken it (not sent again)"
+            ) from exc
 
 
 def outcome_of(code: int, what: str) -> None:

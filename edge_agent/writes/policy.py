@@ -7,14 +7,16 @@ device's own bound. Deny by default: a tag without a ``write:`` block is not her
 
 :func:`check_value` and :func:`check_arguments` are the contract's step 6 before the
 driver's ``prepare``: the value's type by the tag's declared type (a number, an enum
-label or code, true/false, a text), ``min``/``max``, ``step`` (within 1e-9 relative)
-and ``allowed``. Each refusal is one sentence naming the rule and the limit, in the
-tag's unit: ``7.5 bar is above max 7.0 bar for pressure_setpoint``.
+label or code, true/false, a text), ``min``/``max``, ``step`` (within 1e-9 of a step
+plus float noise, never a real fraction of one) and ``allowed``. Each refusal is one
+sentence naming the rule and the limit, in the tag's unit: ``7.5 bar is above max 7.0
+bar for pressure_setpoint``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -31,8 +33,12 @@ from edge_agent.config.writes import (
 )
 from edge_agent.writes.model import WriteValue
 
-#: How close to a step a value must be (relative): 6.5 from 0.1 x 65 in floats.
+#: How close to a step a value must be, as a fraction of the step.
 STEP_TOLERANCE = 1e-9
+#: Plus a few float64 ulps (relative) of the numbers compared: floating-point noise
+#: (6.5 from 5 + 15 x 0.1), never a real fraction of a step however large the value
+#: (a tolerance relative to the value lets 3000000000.5 pass a step of 1).
+FLOAT_NOISE = 4 * sys.float_info.epsilon
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,7 @@ def check_value(tag: WritableTag, value: WriteValue) -> WriteValue:
     tags take true/false or 0/1 (handed on as a bool); numeric tags a finite number
     within ``min``/``max``, on a ``step``, among ``allowed``; string tags a text.
     """
+    _check_size(tag.name, value)
     kind = tag.kind
     if kind == "enum":
         return _check_enum(tag, value)
@@ -204,6 +211,7 @@ def check_arguments(
     for argument in configured:
         value = args[argument.name]
         label = f"argument {argument.name} of {method.name}"
+        _check_size(label, value)
         if argument.min is not None or argument.max is not None or argument.step is not None:
             value = _number(label, value)
             _check_number(label, value, argument.min, argument.max, argument.step, "")
@@ -220,8 +228,10 @@ def values_match(read: WriteValue | None, expected: WriteValue, tolerance: float
     if isinstance(read, bool) or isinstance(expected, bool):
         return isinstance(read, bool) and isinstance(expected, bool) and read == expected
     if isinstance(read, int | float) and isinstance(expected, int | float):
-        if not (math.isfinite(read) and math.isfinite(expected)):
-            return False
+        if isinstance(read, int) and isinstance(expected, int):
+            return abs(read - expected) <= tolerance  # exact, whatever their size
+        if not (_float_sized(read) and _float_sized(expected)):
+            return False  # NaN, infinity, or an int no float comes near
         return abs(read - expected) <= tolerance
     return type(read) is type(expected) and read == expected
 
@@ -238,6 +248,27 @@ def describe_values(values: Sequence[AllowedValue]) -> str:
 
 
 # -- the rules
+
+#: The largest number a command may carry: beyond it no float (and no device type) can
+#: hold it, and a float conversion would raise instead of refusing.
+LARGEST = int(sys.float_info.max)
+
+
+def _float_sized(number: int | float) -> bool:
+    """A finite float, or an int that converts to one (checked without converting)."""
+    if isinstance(number, float):
+        return math.isfinite(number)
+    return abs(number) <= LARGEST
+
+
+def _check_size(name: str, value: WriteValue) -> None:
+    """Refuse an integer beyond any float (10**400: JSON has no limit) before anything
+    converts it to a float; it is not repeated in full (it may have 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _float_sized(value):
+        raise ValueRefused(
+            f"a number of {len(str(abs(value)))} digits is too large for {name} "
+            f"(no tag or argument holds a number beyond ±{sys.float_info.max:.2g})"
+        )
 
 
 def _has_bounds(policy: WritePolicy) -> bool:
@@ -300,7 +331,7 @@ def _check_number(
     steps = (value - base) / step
     nearest = round(steps)
     off = abs(value - (base + nearest * step))
-    if off <= STEP_TOLERANCE * max(abs(value), abs(step), abs(base)):
+    if off <= STEP_TOLERANCE * abs(step) + FLOAT_NOISE * (abs(value) + abs(base)):
         return
     below = base + math.floor(steps) * step
     above = base + math.ceil(steps) * step

@@ -160,13 +160,35 @@ async def test_an_unconfirmed_write_is_unknown_and_never_sent_twice(
         assert len(_writes(server.asked)) == 1, "the write went out once"
 
 
-async def test_an_exception_reply_is_a_failed_write() -> None:
-    refuse = on_writes(lambda asked: [Reply(exception_pdu(asked.function, 4))])
+@pytest.mark.parametrize(
+    ("code", "meaning"), [(2, "illegal data address"), (3, "illegal data value")]
+)
+async def test_an_exception_reply_is_a_failed_write(code: int, meaning: str) -> None:
+    refuse = on_writes(lambda asked: [Reply(exception_pdu(asked.function, code))])
     async with gateway({1: refuse}) as (server, drivers):
         prepared = await drivers["d1"].prepare("sp", 6.5)
-        with pytest.raises(WriteFailed, match=r"exception code 4 \(server device failure\)"):
+        with pytest.raises(WriteFailed, match=rf"exception code {code} \({meaning}\)"):
             await drivers["d1"].write(prepared)
         assert len(_writes(server.asked)) == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        4,  # server device failure: it may have acted (in part) before failing
+        5,  # acknowledge: taken, still being carried out
+        11,  # gateway target failed to respond: sent on, the device's answer lost
+    ],
+)
+async def test_an_exception_that_is_not_a_refusal_is_an_unknown_outcome(code: int) -> None:
+    """Reported as failed, the gate would skip the read-back and invite the operator to
+    send it again: a second write of what the device may already hold."""
+    answer = on_writes(lambda asked: [Reply(exception_pdu(asked.function, code))])
+    async with gateway({1: answer}) as (server, drivers):
+        prepared = await drivers["d1"].prepare("sp", 6.5)
+        with pytest.raises(WriteOutcomeUnknown, match=rf"exception code {code} .*may or may not"):
+            await drivers["d1"].write(prepared)
+        assert len(_writes(server.asked)) == 1, "the write went out once"
 
 
 async def test_a_write_confirmed_with_transaction_id_0() -> None:

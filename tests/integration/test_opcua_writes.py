@@ -4,7 +4,8 @@ Each value goes out as the node's own type (checked in the server's own copy of 
 DataValue), reads back through the driver as a poll would publish it, and reads back
 the same through an independent asyncua client. Refusals send nothing (the server
 counts every Write it sees); bad statuses name the code; a Write whose answer never
-comes is an unknown outcome, sent exactly once.
+comes is an unknown outcome, sent exactly once; so is one whose answer is lost to a
+channel error (only the server's answer to the request itself is a failure).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from structlog.testing import capture_logs
 from drivers.opcua import OpcUaDriver, build_opcua_drivers
 from drivers.opcua.convert import convert_value
 from edge_agent.driver import WriteFailed, WriteOutcomeUnknown, WriteRefused, Writes
+from tests.opcua_answer_proxy import CALL_REQUEST, WRITE_REQUEST, AnswerProxy, port_of
 from tests.opcua_support import plant_config
 from tests.opcua_write_server import (
     ARRAY,
@@ -80,12 +83,16 @@ METHODS = """\
         object: ns={ns};s=w.Machine
         method: ns={ns};s=w.Machine.SetRecipe
         arguments:
-          [{{name: recipe}}, {{name: speed}}, {{name: note}}, {{name: mode}}, {{name: hold}}]
+          - {{name: recipe, min: 0, max: 1000}}
+          - {{name: speed, min: 0, max: 10}}
+          - {{name: note, allowed: [night, day]}}
+          - {{name: mode, allowed: [Running, Suspended]}}
+          - {{name: hold, min: 0, max: 3600}}
         channels: [cli]
       - name: refuse
         object: ns={ns};s=w.Machine
         method: ns={ns};s=w.Machine.Refuse
-        arguments: [{{name: level}}]
+        arguments: [{{name: level, min: 0, max: 1000}}]
         channels: [cli]
 """
 
@@ -211,6 +218,57 @@ async def test_no_answer_is_an_unknown_outcome_and_the_write_is_not_repeated(
     assert [name for name, _ in served.writes] == ["Slow"]
     assert held.Value is not None
     assert held.Value.Value == 4.25
+
+
+async def test_a_channel_error_after_the_write_was_sent_is_unknown_not_failed(
+    served: WriteServer, tmp_path: Path
+) -> None:
+    """The server took the write; its answer was lost to a channel error (an ERR
+    message, then the connection closed). asyncua fails every pending request with that
+    status: it is not the server's answer to the write, so the outcome is unknown (the
+    gate's read-back decides), not "the device said no"."""
+    async with AnswerProxy(port_of(served.endpoint), WRITE_REQUEST, "error") as proxy:
+        driver = _driver(replace(served, endpoint=f"opc.tcp://127.0.0.1:{proxy.port}"), tmp_path)
+        await driver.connect()
+        try:
+            prepared = await driver.prepare("Double", 42.5)
+            with pytest.raises(WriteOutcomeUnknown, match=r"BadTcpInternalError.*not sent again"):
+                await driver.write(prepared)
+        finally:
+            await driver.close()
+    held = await served.served("Double")
+    assert held.Value is not None
+    assert held.Value.Value == 42.5, "the server took the write"
+    assert [name for name, _ in served.writes] == ["Double"]
+
+
+async def test_a_channel_error_after_a_method_call_was_sent_is_unknown_not_failed(
+    served: WriteServer, tmp_path: Path
+) -> None:
+    async with AnswerProxy(port_of(served.endpoint), CALL_REQUEST, "error") as proxy:
+        driver = _driver(replace(served, endpoint=f"opc.tcp://127.0.0.1:{proxy.port}"), tmp_path)
+        await driver.connect()
+        try:
+            with pytest.raises(WriteOutcomeUnknown, match=r"BadTcpInternalError.*not sent again"):
+                await driver.call("refuse", {"level": 7})
+        finally:
+            await driver.close()
+    assert [method for method, _ in served.calls] == ["Refuse"], "the server ran the call"
+
+
+async def test_a_service_fault_answering_the_write_is_a_failure(
+    served: WriteServer, tmp_path: Path
+) -> None:
+    """The server's own answer to the request, a ServiceFault, is its word: failed."""
+    async with AnswerProxy(port_of(served.endpoint), WRITE_REQUEST, "fault") as proxy:
+        driver = _driver(replace(served, endpoint=f"opc.tcp://127.0.0.1:{proxy.port}"), tmp_path)
+        await driver.connect()
+        try:
+            prepared = await driver.prepare("Double", 1.5)
+            with pytest.raises(WriteFailed, match=r"refused .*BadUserAccessDenied"):
+                await driver.write(prepared)
+        finally:
+            await driver.close()
 
 
 async def test_a_write_prepared_on_an_old_session_is_not_sent(

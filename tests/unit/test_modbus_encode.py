@@ -187,6 +187,8 @@ def test_enums() -> None:
         ({}, float("nan"), "finite number"),
         ({"type": "float32"}, float("inf"), "finite number"),
         ({"type": "float32"}, 1e39, "beyond what tag t"),
+        ({"type": "float64"}, 10**400, "beyond what tag t"),
+        ({"scale": 0.1}, 10**400, "out of range"),
         ({}, "6.5", "takes a number"),
         ({}, True, "takes a number"),
         ({"sentinel": 65535}, 65535, "sentinel"),
@@ -204,11 +206,36 @@ def test_refusals_say_why(fields: dict[str, Any], value: Any, message: str) -> N
         encode(tag(**fields), value)
 
 
-def test_whole_within_a_relative_tolerance() -> None:
-    scaled = tag(scale=0.1)
-    assert encode(scaled, 6.5000000001).registers == (65,)
-    with pytest.raises(NotRepresentable):
-        encode(scaled, 6.50001)
+@pytest.mark.parametrize(
+    ("fields", "value", "registers"),
+    [
+        ({"scale": 0.1}, 6.5000000001, (65,)),  # within 1e-9 of a raw unit
+        ({"scale": 0.01}, 6.5, (650,)),  # 650.0000000000001 in floats
+        ({"scale": 0.1}, 0.1 + 0.2, (3,)),  # 0.30000000000000004
+        ({"scale": 0.1, "offset": 1e7, "type": "int32"}, 1e7 + 0.1, (0, 1)),  # cancellation
+        ({"type": "uint32"}, 3_000_000_000.0, (0xB2D0, 0x5E00)),
+    ],
+)
+def test_whole_within_float_noise(
+    fields: dict[str, Any], value: float, registers: tuple[int, ...]
+) -> None:
+    assert encode(tag(**fields), value).registers == registers
+
+
+@pytest.mark.parametrize(
+    ("fields", "value"),
+    [
+        ({"scale": 0.1}, 6.50001),
+        ({"type": "uint32"}, 3_000_000_000.5),  # 1e-9 x raw would be 3 raw units
+        ({"type": "int64", "scale": 0.5}, 1e12 + 0.25),
+        ({"type": "uint32", "offset": 1.0}, 4_000_000_000.5),
+    ],
+)
+def test_a_fraction_of_a_raw_unit_is_refused_however_large_the_value(
+    fields: dict[str, Any], value: float
+) -> None:
+    with pytest.raises(NotRepresentable, match=r"whole number|multiple"):
+        encode(tag(**fields), value)
 
 
 def test_big_integers_stay_exact() -> None:

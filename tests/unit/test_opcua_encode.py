@@ -31,9 +31,19 @@ def test_integers_carry_the_nodes_type_and_its_whole_range(vtype: ua.VariantType
             encode(outside, vtype)
 
 
+def test_an_int_beyond_any_float_is_refused_not_an_exception() -> None:
+    for vtype in (VT.Double, VT.Float, VT.Int64):
+        with pytest.raises(WriteRefused):
+            encode(10**400, vtype)
+
+
 def test_an_integer_type_refuses_fractions_bools_text_and_nan() -> None:
     with pytest.raises(WriteRefused, match=r"not a whole number.*nearest values .* are 6 and 7"):
         encode(6.5, VT.Int16)
+    # Exactly whole, with no tolerance (no scale here, so no float noise to forgive):
+    # a fraction is never rounded away, however large the number.
+    with pytest.raises(WriteRefused, match=r"not a whole number.*3000000000 and 3000000001"):
+        encode(3_000_000_000.5, VT.UInt32)
     assert encode(6.0, VT.Int16).variant.Value == 6  # a whole float is that integer
     assert type(encode(6.0, VT.Int16).variant.Value) is int
     for wrong in (True, "6", math.nan, math.inf):

@@ -9,13 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import sys
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from edge_agent.config import PlantConfig
+from edge_agent.config.loader import parse_config
 from edge_agent.runtime.source_runner import DeviceState
 from edge_agent.writes.model import Outcome, WriteResult
-from tests.gate_support import KEY, NS, T0, Gate, NotWritable, isclose, make_gate, plant
+from tests.gate_support import (
+    KEY,
+    NS,
+    T0,
+    Gate,
+    NotWritable,
+    isclose,
+    make_gate,
+    plant,
+    plant_text,
+)
 
 
 @pytest.fixture
@@ -440,6 +457,77 @@ async def test_steps_are_exact_within_floating_point(gate: Gate) -> None:
         gate.clock.advance(61)
 
 
+#: speed on press-2 limited by a list instead of min/max: only values_match sees it.
+OPCUA_ALLOWED = "write: {channels: [cli], allowed: [0, 50, 100]}"
+
+
+def _allowed_plant() -> PlantConfig:
+    text = plant_text().replace("write: {channels: [cli], min: 0, max: 100}", OPCUA_ALLOWED)
+    assert OPCUA_ALLOWED in text
+    return parse_config(text, env={})
+
+
+@pytest.mark.parametrize("huge", [10**400, -(10**400), 2**1024], ids=["1e400", "-1e400", "2^1024"])
+async def test_a_huge_integer_is_refused_and_audited_not_an_exception(huge: int) -> None:
+    """The local socket and the console take any JSON integer: no float holds 10**400
+    (math.isfinite raised OverflowError, the command went unaudited and the CLI was
+    told "internal error: the write may or may not have been sent")."""
+    gate = make_gate(_allowed_plant())
+    for fields in (
+        {"device": "press-2", "tag": "speed", "value": huge},
+        {"value": huge},
+        {"tag": "mode", "value": huge},
+        {"device": "press-2", "method": "ack", "args": {"code": huge, "who": "operator"}},
+    ):
+        result = await gate.send(**fields)
+        _refused(gate, result, "too large")
+        assert len(result.reason) < 200, "the number is not repeated in full"
+
+
+#: Every kind of value a channel can deliver (JSON: ints of any size, floats, bools,
+#: texts), and the floats JSON cannot carry but Python code might hand on.
+_VALUES = (
+    st.integers()
+    | st.integers(min_value=2**1000, max_value=10**400).flatmap(lambda n: st.sampled_from([n, -n]))
+    | st.sampled_from([int(sys.float_info.max), int(sys.float_info.max) + 1, 2**64, -(2**63)])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([-0.0, 0.0, math.nan, math.inf, -math.inf, 5e-324])
+    | st.booleans()
+    | st.text(max_size=12)
+)
+_TARGETS: list[dict[str, Any]] = [
+    {},
+    {"tag": "mode"},
+    {"tag": "pump"},
+    {"tag": "label"},
+    {"device": "press-2", "tag": "speed"},
+]
+_CONFIGS: dict[str, PlantConfig] = {}
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(_VALUES, min_size=1, max_size=6), allowed=st.booleans())
+def test_no_value_makes_the_gate_raise(values: list[Any], allowed: bool) -> None:
+    """Whatever the value, submit answers (a result, audited, valid JSON) and never
+    raises: an exception would leave the command unaudited and its outcome unknown."""
+    if "plain" not in _CONFIGS:
+        _CONFIGS["plain"], _CONFIGS["allowed"] = plant(), _allowed_plant()
+
+    async def drive() -> None:
+        gate = make_gate(_CONFIGS["allowed" if allowed else "plain"])
+        for n, value in enumerate(values):
+            for target in _TARGETS:
+                result = await gate.send(**target, value=value)
+                json.dumps(result.to_json(), allow_nan=False)
+                gate.clock.advance(61)  # past the rate limits: the value decides
+            args = {"code": value, "who": value}
+            result = await gate.send(device="press-2", method="ack", args=args)
+            json.dumps(result.to_json(), allow_nan=False)
+            assert len(gate.audit.records) == (n + 1) * (len(_TARGETS) + 1)
+
+    asyncio.run(drive())
+
+
 async def test_an_enum_code_is_handed_on_as_its_label(gate: Gate) -> None:
     result = await gate.send(tag="mode", value=1)
     assert result.outcome is Outcome.APPLIED, result.reason
@@ -637,6 +725,26 @@ async def test_a_reload_keeps_the_rate_windows_and_the_ids(gate: Gate) -> None:
     gate.service.update(PlantWrites.of(plant()))
     assert "rate limit" in (await gate.send(id="w9", value=6.0)).reason
     assert "duplicate id" in (await gate.send(id="w0", value=6.0)).reason
+
+
+async def test_raising_max_age_on_reload_does_not_let_a_forgotten_id_be_replayed(
+    gate: Gate,
+) -> None:
+    """Ids are kept 2 x max_age. A reload that raises max_age (30 s -> 300 s) makes a
+    command issued 61 s ago valid again: its id, forgotten under the old window, must
+    be known again, or a captured copy writes the device a second time."""
+    from edge_agent.writes.policy import PlantWrites
+
+    first = await gate.send(id="captured", channel="mqtt", issued_at_ns=T0, value=6.0)
+    assert first.outcome is Outcome.APPLIED, first.reason
+    gate.clock.advance(61)  # past 2 x 30 s: the next command forgets the id
+    other = await gate.send(id="other", channel="mqtt", issued_at_ns=gate.clock.now, value=6.5)
+    assert other.outcome is Outcome.APPLIED, other.reason
+    longer = parse_config(plant_text().replace("max_age: 30s", "max_age: 300s"), env={})
+    gate.service.update(PlantWrites.of(longer))
+    gate.device.requests.clear()
+    replay = await gate.send(id="captured", channel="mqtt", issued_at_ns=T0, value=6.0)
+    _refused(gate, replay, "duplicate id")
 
 
 async def test_a_write_the_driver_could_not_send_is_refused_and_audited(gate: Gate) -> None:

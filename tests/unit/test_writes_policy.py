@@ -1,9 +1,13 @@
-"""The plant's write policy as the gate reads it: deny by default, template tags included."""
+"""The plant's write policy as the gate reads it: deny by default, template tags included;
+the step rule at the edges of floating point."""
 
 from __future__ import annotations
 
+import pytest
+
+from edge_agent.config import ModbusTag
 from edge_agent.config.loader import parse_config
-from edge_agent.writes.policy import PlantWrites
+from edge_agent.writes.policy import PlantWrites, ValueRefused, WritableTag, check_value
 from tests.gate_support import plant
 
 TEMPLATE_PLANT = """
@@ -42,3 +46,36 @@ def test_a_plant_without_write_blocks_writes_nothing() -> None:
     text = TEMPLATE_PLANT.split("    overrides:")[0]
     writes = PlantWrites.of(parse_config(text, env={}))
     assert not writes.anything_writable
+
+
+def _preset(step: float, low: float = 0) -> WritableTag:
+    tag = ModbusTag.model_validate(
+        {
+            "name": "preset",
+            "address": 7,
+            "type": "uint32",
+            "write": {"channels": ["cli"], "min": low, "max": 4e9, "step": step},
+        }
+    )
+    assert tag.write is not None
+    return WritableTag("d", "preset", tag.write, "uint32")
+
+
+@pytest.mark.parametrize(
+    ("step", "low", "value"),
+    [(1, 0, 3_000_000_000.5), (1, 0, 1e9 + 0.01), (0.5, 1, 3_999_999_999.25)],
+)
+def test_a_fraction_of_a_step_is_refused_however_large_the_value(
+    step: float, low: float, value: float
+) -> None:
+    """A tolerance relative to the value (1e-9 x 3e9 = 3) let half a step through."""
+    with pytest.raises(ValueRefused, match="not on a step"):
+        check_value(_preset(step, low), value)
+
+
+@pytest.mark.parametrize(
+    ("step", "low", "value"),
+    [(0.01, 0, 6.5), (0.1, 0, 0.1 + 0.2), (0.1, 5, 6.5), (1, 0, 3_000_000_000.0)],
+)
+def test_float_noise_is_on_a_step(step: float, low: float, value: float) -> None:
+    assert check_value(_preset(step, low), value) == value

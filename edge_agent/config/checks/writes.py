@@ -197,6 +197,15 @@ def _method_findings(
             low, high = argument.min, argument.max
             if low is not None and high is not None and low > high:
                 found.append(((*where, "min"), f"min {low:g} is above max {high:g}"))
+            if argument.allowed is None and (low is None or high is None):
+                found.append(
+                    (
+                        (*where, "min" if low is None else "max"),
+                        f"argument {argument.name}'s type is the server's: it needs min and "
+                        "max (a number) or allowed (the values a command may set): the range "
+                        "a command may set is never open-ended",
+                    )
+                )
         if method.only_when is not None:
             found += [
                 ((*path, "only_when", key), message)
