@@ -30,18 +30,8 @@ from edge_agent.writes.policy import PlantWrites
 from edge_agent.writes.service import WriteService
 from tests.gate_support import Devices, make_gate, plant
 from tests.integration.test_mqtt_commands import Sender
-from tests.integration.test_sparkplug_sink import (
-    GROUP,
-    NODE,
-    _born,
-    _command,
-    _publish,
-    _running,
-    _sink,
-)
 from tests.mqtt_support import make_sink, wait_connected
 from tests.servers import Mosquitto
-from tests.writes_support import RecordingGate
 
 NS = 1_000_000_000
 
@@ -55,43 +45,6 @@ def short_dir() -> Any:
     """A short directory for a Unix socket (sun_path is 108 bytes)."""
     with tempfile.TemporaryDirectory(prefix="rv", dir="/tmp") as name:
         yield Path(name)
-
-
-# --------------------------------------------------------------------------- Sparkplug
-
-
-@pytest.mark.integration
-async def test_every_metric_of_one_dcmd_reaches_the_gate_and_its_audit(
-    mosquitto: Mosquitto, tmp_path: Path
-) -> None:
-    """A Sparkplug host writes a recipe: ten setpoints in one DCMD (one message, as
-    hosts do). Each metric is a command, and "the gate audits every command"; Sparkplug
-    has no result topic, so the audit log is the only trace. The handler spawns one task
-    per metric and refuses the ninth and later "busy" at once (the first eight have not
-    run yet): those are neither written nor audited, only counted and logged once."""
-    gate = RecordingGate()  # the stand-in gate: each request it sees is one audit record
-    sink = _sink(mosquitto, tmp_path)
-    assert isinstance(sink, TakesCommands)
-    sink.take_commands(gate)
-    names = [f"setpoint_{n}" for n in range(10)]
-    async with _running(sink):
-        await _born(sink)
-        _publish(
-            mosquitto.port,
-            f"spBv1.0/{GROUP}/DCMD/{NODE}/Meter 1",
-            _command(dict.fromkeys(names, 1.0)),
-        )
-        # Each metric ends accepted or refused (counted): then all ten were handled.
-        async with asyncio.timeout(5):
-            while (
-                sum(sink.event_counts()[k] for k in ("commands_accepted", "commands_refused")) < 10
-            ):
-                await asyncio.sleep(0.01)
-    seen = sorted(r.tag or "" for r in gate.requests)
-    assert seen == names, (
-        f"{10 - len(seen)} metric(s) of the DCMD never reached the gate (not audited); "
-        f"counters: {sink.event_counts()}"
-    )
 
 
 # --------------------------------------------------------------------------- MQTT audit topic
