@@ -1,8 +1,9 @@
 """A small honest stand-in for the write gate, and a client for the local socket.
 
 The gate here decides nothing: it records each request and answers with the outcome
-it was given, as the real gate's result would look. Tests of the channel use it; the
-gate's own rules are tested with the gate.
+it was given, as the real gate's result would look; a request a channel could not read
+(``refusal`` set) it refuses with that reason, as the contract says every gate does.
+Tests of the channel use it; the gate's own rules are tested with the gate.
 """
 
 from __future__ import annotations
@@ -32,20 +33,23 @@ class RecordingGate:
             await self.hold.wait()
         written = time.time_ns()
         self.finished += 1
-        sent = self.outcome not in (Outcome.REFUSED, Outcome.DRY_RUN)
+        outcome, reason = self.outcome, self.reason
+        if request.refusal:
+            outcome, reason = Outcome.REFUSED, request.refusal
+        sent = outcome not in (Outcome.REFUSED, Outcome.DRY_RUN)
         return WriteResult(
             id=request.id,
             device=request.device,
             target=request.tag or "",
-            outcome=self.outcome,
-            reason=self.reason,
+            outcome=outcome,
+            reason=reason,
             requested=request.value,
             before=7.0 if sent else None,
-            read_back=request.value if self.outcome is Outcome.APPLIED else None,
-            sent="holding 10 <- 0x0041 (function 6)" if self.outcome is not Outcome.REFUSED else "",
+            read_back=request.value if outcome is Outcome.APPLIED else None,
+            sent="holding 10 <- 0x0041 (function 6)" if outcome is not Outcome.REFUSED else "",
             received_at_ns=request.received_at_ns,
             written_at_ns=written if sent else 0,
-            confirmed_at_ns=written + 100_000_000 if self.outcome is Outcome.APPLIED else 0,
+            confirmed_at_ns=written + 100_000_000 if outcome is Outcome.APPLIED else 0,
             finished_at_ns=written + 101_000_000,
         )
 

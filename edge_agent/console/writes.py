@@ -12,6 +12,12 @@ The body ``{"device", "tag", "value", "dry_run"}`` becomes a
 name as identity, handed to the one gate; the answer is the result document. The gate
 comes from the agent through :attr:`WriteDoor.gate` (a callable: the agent makes a new
 gate on reload); without one every write is refused "writes are not enabled".
+
+A body the endpoint cannot take (not a JSON object, an unknown field, a value that is no
+value) is answered 400 with the reason, and handed to the gate all the same, as a
+refusal (``WriteRequest.refusal``) so the audit log has it with the user's name: every
+command that reached the write code leaves a record. A request refused for its login,
+CSRF token or permission never reaches this code (the console's guard answers it).
 """
 
 from __future__ import annotations
@@ -95,16 +101,19 @@ class WriteDoor:
 
     async def write(self, request: web.Request, *, user: str) -> web.Response:
         """``POST /console/api/write`` for ``user`` (permission and CSRF already checked)."""
+        received = time.time_ns()
+        ident = f"console-{uuid.uuid4().hex}"
         try:
             body = json_object(await request.read()) if request.content_type == JSON else None
         except web.HTTPRequestEntityTooLarge:
+            await self._audit_refusal(ident, user, None, "the body is too large", received)
             return json_answer({"error": "too large"}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         problem = _problem(body)
         if body is None or problem:
+            await self._audit_refusal(ident, user, body, problem, received)
             return json_answer({"error": "bad request", "reason": problem}, HTTPStatus.BAD_REQUEST)
-        received = time.time_ns()
         command = WriteRequest(
-            id=f"console-{uuid.uuid4().hex}",
+            id=ident,
             channel="console",
             identity=user,
             device=body["device"],
@@ -128,6 +137,26 @@ class WriteDoor:
         else:
             result = await gate.submit(command)
         return json_answer(result.to_json())
+
+    async def _audit_refusal(
+        self, ident: str, user: str, body: dict[str, Any] | None, problem: str, received: int
+    ) -> None:
+        """A body this endpoint refuses, to the gate as a refusal so it is audited (the
+        answer stays this endpoint's 400). Without a gate there is no audit log."""
+        gate = self.gate()
+        if gate is None:
+            return
+        device = body.get("device") if body is not None else None
+        await gate.submit(
+            WriteRequest(
+                id=ident,
+                channel="console",
+                identity=user,
+                device=device if isinstance(device, str) and 0 < len(device) <= 128 else "",
+                received_at_ns=received,
+                refusal=problem,
+            )
+        )
 
 
 def _problem(body: dict[str, Any] | None) -> str:

@@ -21,6 +21,7 @@ the broker is back; queueing old descriptions would only replay outdated ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import secrets
 import ssl
@@ -247,6 +248,14 @@ class MqttSink:
         """TakesCommands: one audit record on ``edge/{plant}/audit`` (``commands: true``)."""
         if self.commands is not None:
             self.commands.publish_audit(record)
+
+    def event_counts(self) -> dict[str, int]:
+        """EventCounting: the command side's counts (``commands: true``; none without),
+        e.g. the commands answered "busy", which are not audited (docs/WRITES.md)."""
+        if self.commands is None:
+            return {}
+        counts = dataclasses.asdict(self.commands.counters)
+        return {f"commands_{name}": count for name, count in counts.items()}
 
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""

@@ -8,8 +8,13 @@ the client) is the command's identity in the audit log.
 One connection carries one command: a JSON line ``{"id", "device", "tag", "value",
 "dry_run"}`` (at most 16 KiB), answered with one JSON line, the result document. The
 command goes to the :class:`~edge_agent.writes.model.WriteGate` like any other channel's
-(channel ``cli``); nothing here decides whether it may be written. Anything malformed
-is answered (outcome ``refused`` with the reason), never a crash.
+(channel ``cli``); nothing here decides whether it may be written. A request that
+cannot be read (not JSON, a null value, an unknown field, longer than 16 KiB) goes to
+the gate too, as a refusal (``WriteRequest.refusal``, with the id where one could be
+read), so it is audited like every command; the answer is the gate's (outcome
+``refused`` with the reason), never a crash. Only a connection that sends no request
+at all (silent, empty) or finds the socket busy is answered here, unaudited: there is
+no command to record.
 
 The socket is bound in a private temporary directory, given its mode (and group),
 and only then renamed into place, so there is no moment at which it is open to
@@ -171,27 +176,32 @@ class LocalCommandSocket:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> dict[str, object]:
         received_at_ns = time.time_ns()
+        identity = peer_user(writer.get_extra_info("socket"))
         try:
             async with asyncio.timeout(CLIENT_TIMEOUT_S):
                 line = await reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as exc:
             line = exc.partial  # the client closed its side after the request
         except asyncio.LimitOverrunError:
-            return refusal(None, f"request longer than {MAX_REQUEST_BYTES} bytes")
+            parsed = unreadable(
+                None, f"request longer than {MAX_REQUEST_BYTES} bytes", identity, received_at_ns
+            )
+            return await self._submit(parsed)
         except TimeoutError:
             return refusal(None, f"no request line within {CLIENT_TIMEOUT_S:g} s")
         if not line.strip():
             return refusal(None, "empty request")
-        identity = peer_user(writer.get_extra_info("socket"))
-        parsed = parse_request(line, identity, received_at_ns)
-        if isinstance(parsed, dict):
-            return parsed
+        return await self._submit(parse_request(line, identity, received_at_ns))
+
+    async def _submit(self, parsed: WriteRequest) -> dict[str, object]:
         try:
             result = await self.gate.submit(parsed)
         except Exception as exc:
+            log.exception("write gate failed", id=parsed.id, device=parsed.device)
+            if parsed.refusal:  # nothing could have been written for it
+                return refusal(parsed.id, parsed.refusal, parsed)
             # The gate must not raise; if it does, the person is told the truth: nobody
             # knows whether the write went out.
-            log.exception("write gate failed", id=parsed.id, device=parsed.device)
             return refusal(
                 parsed.id,
                 f"internal error in the agent ({type(exc).__name__}): the write may or may "
@@ -263,41 +273,65 @@ def peer_user(sock: socket.socket | None) -> str:
         return f"uid {uid}"
 
 
-def parse_request(
-    line: bytes, identity: str, received_at_ns: int
-) -> WriteRequest | dict[str, object]:
-    """The request on ``line``, or the refusal to answer it with."""
+def parse_request(line: bytes, identity: str, received_at_ns: int) -> WriteRequest:
+    """The request on ``line``; one that cannot be read is a refusal for the gate (its
+    ``refusal`` says why; the id and device where they could be read), so it is audited."""
     try:
         data = json.loads(line, parse_constant=_no_constant)
     except ValueError as exc:  # not UTF-8 (UnicodeDecodeError) or not JSON
-        return refusal(None, f"not a JSON request line: {exc}")
+        return unreadable(None, f"not a JSON request line: {exc}", identity, received_at_ns)
     if not isinstance(data, dict):
-        return refusal(None, "the request must be a JSON object")
+        return unreadable(None, "the request must be a JSON object", identity, received_at_ns)
     command = data.get("id")
+    device = data.get("device")
+    named = device if isinstance(device, str) and 0 < len(device) <= 128 else ""
     if not isinstance(command, str) or not ID_PATTERN.match(command):
-        return refusal(None, "id: 1-128 characters of A-Z a-z 0-9 _ . : - expected")
-    unknown = sorted(set(data) - _FIELDS)
-    if unknown:
-        return refusal(command, f"unknown field(s): {', '.join(map(str, unknown))}")
-    device, tag, value = data.get("device"), data.get("tag"), data.get("value")
-    if not isinstance(device, str) or not device:
-        return refusal(command, "device: a device name expected")
-    if not isinstance(tag, str) or not tag:
-        return refusal(command, "tag: a tag name expected")
-    if not isinstance(value, bool | int | float | str):
-        return refusal(command, "value: a number, true/false or a text expected")
-    dry_run = data.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        return refusal(command, "dry_run: true or false expected")
+        reason = "id: 1-128 characters of A-Z a-z 0-9 _ . : - expected"
+        return unreadable(None, reason, identity, received_at_ns, named)
+    problem = _problem(data)
+    if problem:
+        return unreadable(command, problem, identity, received_at_ns, named)
     return WriteRequest(
         id=command,
         channel="cli",
         identity=identity,
-        device=device,
-        tag=tag,
-        value=value,
-        dry_run=dry_run,
+        device=data["device"],
+        tag=data["tag"],
+        value=data["value"],
+        dry_run=data.get("dry_run", False),
         received_at_ns=received_at_ns,
+    )
+
+
+def _problem(data: dict[str, object]) -> str:
+    """What is wrong with a request object that has an id ("" when nothing)."""
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        return f"unknown field(s): {', '.join(map(str, unknown))}"
+    device, tag, value = data.get("device"), data.get("tag"), data.get("value")
+    if not isinstance(device, str) or not device:
+        return "device: a device name expected"
+    if not isinstance(tag, str) or not tag:
+        return "tag: a tag name expected"
+    if not isinstance(value, bool | int | float | str):
+        return "value: a number, true/false or a text expected"
+    if not isinstance(data.get("dry_run", False), bool):
+        return "dry_run: true or false expected"
+    return ""
+
+
+def unreadable(
+    command: str | None, reason: str, identity: str, received_at_ns: int, device: str = ""
+) -> WriteRequest:
+    """A request the socket could not read, for the gate to refuse and audit: neither
+    tag nor method set, so it is malformed to any gate whatever it makes of ``refusal``."""
+    return WriteRequest(
+        id=command or "",
+        channel="cli",
+        identity=identity,
+        device=device,
+        received_at_ns=received_at_ns,
+        refusal=reason,
     )
 
 
@@ -311,7 +345,8 @@ def refusal(
     request: WriteRequest | None = None,
     outcome: Outcome = Outcome.REFUSED,
 ) -> dict[str, object]:
-    """The answer to a request that never reached the gate (or that the gate failed on)."""
+    """The answer to a request that never reached the gate (no request was sent, the
+    socket was busy) or that the gate failed on."""
     now = time.time_ns()
     return result_document(
         WriteResult(

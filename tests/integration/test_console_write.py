@@ -1,7 +1,8 @@
 """The console's write endpoint over real HTTP (``POST /console/api/write``): a logged-in
 user with ``writes: true`` and the CSRF token, or no write at all; the request handed to
-the gate (the stand-in of tests/writes_support.py) as channel console with the user's name;
-the device page told which tags are writable."""
+the gate (the stand-in of tests/writes_support.py) as channel console with the user's name,
+a bad body too (as a refusal, so it is audited); the device page told which tags are
+writable."""
 
 from __future__ import annotations
 
@@ -119,7 +120,16 @@ async def test_a_user_with_writes_sends_through_the_gate(tmp_path: Path) -> None
                 status, answer = await _write(alice, csrf, bad)
                 assert status == 400, bad
                 assert words in answer["reason"]
-            assert len(gate.requests) == 2
+                # ... and audited: to the gate as a refusal with the user's name, the
+                # same words (once answered 400 and never audited; review of issue 18).
+                refused = gate.requests[-1]
+                assert (refused.channel, refused.identity) == ("console", "alice")
+                assert refused.refusal == answer["reason"]
+                assert (refused.tag, refused.value) == (None, None)
+                assert refused.device == (
+                    "cnc-1" if isinstance(bad, dict) and bad["device"] else ""
+                )
+            assert len(gate.requests) == 2 + 6
             async with alice.get("/console/api/device/cnc-1") as response:
                 rows = {row["name"]: row for row in (await response.json())["tags"]}
             assert rows["alarm_code"]["writable"] is True
@@ -137,7 +147,7 @@ async def test_a_user_with_writes_sends_through_the_gate(tmp_path: Path) -> None
         async with running.session() as nobody:
             status, answer = await _write(nobody, await _csrf(nobody), BODY)
             assert status == 401
-        assert len(gate.requests) == 2
+        assert len(gate.requests) == 2 + 6  # refused before the write code: not audited
 
 
 async def test_a_loopback_console_without_users_never_writes(tmp_path: Path) -> None:

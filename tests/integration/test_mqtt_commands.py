@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import PlantIdentity
-from edge_agent.sinks.base import TakesCommands
+from edge_agent.sinks.base import EventCounting, TakesCommands
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.mqtt_commands import NOT_ENABLED
 from edge_agent.writes.command_json import sign_command
@@ -282,6 +282,11 @@ async def test_commands_beyond_the_bound_are_answered_busy(
             ("h-1", "applied"),
         ]
         assert sink.commands.counters.refused_busy == 1
+        # Not audited (a flood would cost an fsync each), so counted where /metrics
+        # shows it: edge_agent_sink_events{event="commands_refused_busy"}.
+        assert isinstance(sink, EventCounting)
+        assert sink.event_counts()["commands_refused_busy"] == 1
+        assert sink.event_counts()["commands_received"] == 3
     finally:
         sender.close()
         await sink.stop()
@@ -377,6 +382,7 @@ async def test_a_sink_without_commands_subscribes_to_none(
         await audit_sub.wait_count(1)
         assert [r.id for r in gate.requests] == ["one"]
         assert plain_gate.requests == []
+        assert plain.event_counts() == {}
         assert [json.loads(m.payload)["id"] for m in audit_sub.messages] == ["one"]
     finally:
         sender.close()

@@ -129,20 +129,94 @@ async def test_null_value_is_refused_with_its_metric(
     )
 
 
-async def test_writes_beyond_the_bound_are_refused_busy_and_stop_ends_the_rest(
+async def test_every_metric_of_one_dcmd_reaches_the_gate_in_order(
+    mosquitto: Mosquitto, tmp_path: Any
+) -> None:
+    """A Sparkplug host writes a recipe: ten setpoints in one DCMD (one message, as
+    hosts do). Each metric is a command and Sparkplug has no result topic, so the audit
+    log is the only trace: every one reaches the gate (which audits it), in order. (The
+    handler once spawned a task per metric and refused the ninth and later "busy",
+    neither written nor audited; review of issue 18.)"""
+    gate = RecordingGate()  # the stand-in gate: each request it sees is one audit record
+    sink = _sink(mosquitto, tmp_path)
+    assert isinstance(sink, TakesCommands)
+    sink.take_commands(gate)
+    names = [f"setpoint_{n}" for n in range(10)]
+    async with _running(sink):
+        await _born(sink)
+        _publish(mosquitto.port, f"{DCMD}/Meter 1", _command(dict.fromkeys(names, 1.0)))
+        # Each metric ends accepted or refused (counted): then all ten were handled.
+        async with asyncio.timeout(5):
+            while (
+                sum(sink.event_counts()[k] for k in ("commands_accepted", "commands_refused")) < 10
+            ):
+                await asyncio.sleep(0.01)
+    seen = [r.tag or "" for r in gate.requests]
+    assert seen == names, (
+        f"{10 - len(seen)} metric(s) of the DCMD never reached the gate (not audited); "
+        f"counters: {sink.event_counts()}"
+    )
+
+
+async def test_a_dcmd_beyond_the_bound_has_each_metric_refused_busy_through_the_gate(
+    mosquitto: Mosquitto, tmp_path: Any
+) -> None:
+    """One DCMD is being handled (the gate holds it) and the bound is one: the next
+    DCMD's metrics are refused "busy", each through the gate, so each is audited."""
+    hold = asyncio.Event()
+    gate = RecordingGate(hold=hold)
+    sink: SparkplugSink = _sink(mosquitto, tmp_path)
+    sink.take_commands(gate)
+    sink.commands.max_in_flight = 1
+    async with _running(sink):
+        await _born(sink)
+        _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 1.0}))
+        await _requests(gate, 1)
+        _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 2.0, "running": True}))
+        await _requests(gate, 2)  # the stand-in holds the refusals too, one by one
+        hold.set()
+        first, *busy = await _requests(gate, 3)
+        async with asyncio.timeout(5):
+            while (
+                sink.event_counts()["commands_accepted"] + sink.event_counts()["commands_refused"]
+                < 3
+            ):
+                await asyncio.sleep(0.01)
+    assert (first.tag, first.value, first.refusal) == ("power_kw", 1.0, "")
+    assert [(r.tag, r.value) for r in busy] == [(None, None), (None, None)]
+    assert [r.refusal.split("; ")[1] for r in busy] == [
+        "metric power_kw was not written",
+        "metric running was not written",
+    ]
+    assert all(r.refusal.startswith("busy: 1 Sparkplug commands") for r in busy)
+    assert sink.event_counts()["commands_refused"] == 2
+    assert sink.event_counts()["commands_dropped"] == 0
+
+
+async def test_in_a_flood_beyond_both_bounds_a_dcmd_is_dropped_counted_and_stop_ends_the_rest(
     mosquitto: Mosquitto, tmp_path: Any
 ) -> None:
     gate = RecordingGate(hold=asyncio.Event())
     sink: SparkplugSink = _sink(mosquitto, tmp_path)
     sink.take_commands(gate)
     sink.commands.max_in_flight = 1
+    sink.commands.max_refusing = 1
     async with _running(sink):
         await _born(sink)
-        _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 1.0, "running": True}))
+        _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 1.0}))
         await _requests(gate, 1)
-        async with asyncio.timeout(5):
-            while sink.event_counts()["commands_refused"] < 1:
-                await asyncio.sleep(0.01)
+        _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 2.0}))
+        await _requests(gate, 2)  # refused busy, held by the gate as the first is
+        with capture_logs() as logs:
+            _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 3.0}))
+            _publish(mosquitto.port, f"{DCMD}/Meter 1", _command({"power_kw": 4.0}))
+            async with asyncio.timeout(5):
+                while sink.event_counts()["commands_dropped"] < 2:
+                    await asyncio.sleep(0.01)
         await sink.commands.stop(grace_s=0.0)
-    assert len(gate.requests) == 1
+    assert len(gate.requests) == 2
+    assert [e["event"] for e in logs if "dropping" in e["event"]] == [
+        "sparkplug commands arrive faster than they can even be refused; dropping some "
+        "unaudited (quiet until one is handled again)"
+    ]
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("sparkplug-write")]

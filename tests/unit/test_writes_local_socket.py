@@ -21,13 +21,17 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from edge_agent.writes import local_socket
+from edge_agent.writes.audit import AuditLog
 from edge_agent.writes.local_socket import (
+    ID_PATTERN,
     LocalCommandSocket,
     LocalSocketError,
     parse_request,
     socket_path,
 )
-from edge_agent.writes.model import Outcome, WriteRequest
+from edge_agent.writes.policy import PlantWrites
+from edge_agent.writes.service import WriteService
+from tests.gate_support import Devices, plant
 from tests.writes_socket_support import FailingGate, RecordingGate, ask, request_line
 
 
@@ -81,7 +85,8 @@ async def test_an_identity_in_the_request_is_refused_not_believed(
     answer = await ask(server.path, request_line(identity="operator-with-rights"))
     assert answer["outcome"] == "refused"
     assert "unknown field(s): identity" in str(answer["reason"])
-    assert gate.requests == []
+    [request] = gate.requests  # to the gate as a refusal, so audited, as the kernel's user
+    assert (request.identity, request.tag, request.value) == (_user(), None, None)
 
 
 async def test_the_socket_file_is_for_its_owner_only(server: LocalCommandSocket) -> None:
@@ -176,7 +181,6 @@ BAD_LINES = [
     (b"not json\n", "not a JSON request line"),
     (b"[1, 2]\n", "must be a JSON object"),
     (b"\xff\xfe\n", "not a JSON request line"),
-    (b"\n", "empty request"),
     (b'{"device": "press-1", "tag": "t", "value": 1}\n', "id: 1-128 characters"),
     (request_line(id="has space"), "id: 1-128 characters"),
     (request_line(id="x" * 129), "id: 1-128 characters"),
@@ -200,6 +204,20 @@ async def test_a_malformed_request_is_answered_refused(
     assert answer["outcome"] == "refused"
     assert answer["accepted"] is False
     assert reason in str(answer["reason"])
+    # The gate has it, as a refusal (so the audit log has it), never as a write.
+    [request] = gate.requests
+    assert reason in request.refusal
+    assert (request.channel, request.identity) == ("cli", _user())
+    assert (request.tag, request.method, request.value) == (None, None, None)
+    assert request.id == (answer["id"] or "")
+
+
+async def test_an_empty_line_is_answered_here_it_is_no_command(
+    server: LocalCommandSocket, gate: RecordingGate
+) -> None:
+    answer = await ask(server.path, b"\n")
+    assert answer["outcome"] == "refused"
+    assert "empty request" in str(answer["reason"])
     assert gate.requests == []
 
 
@@ -209,7 +227,8 @@ async def test_a_request_over_16_kib_is_refused(
     answer = await ask(server.path, request_line(value="x" * 17_000))
     assert answer["outcome"] == "refused"
     assert "longer than 16384 bytes" in str(answer["reason"])
-    assert gate.requests == []
+    [request] = gate.requests  # audited as a refusal, with who sent it
+    assert (request.id, request.identity, request.tag) == ("", _user(), None)
 
 
 async def test_a_request_without_its_newline_is_taken_at_end_of_input(
@@ -355,12 +374,82 @@ _objects = st.fixed_dictionaries(
 @given(st.binary(max_size=200) | _objects.map(lambda o: json.dumps(o).encode()))
 def test_parse_request_never_raises(line: bytes) -> None:
     parsed = parse_request(line, "root", 1)
-    if isinstance(parsed, WriteRequest):
-        assert parsed.channel == "cli"
-        assert parsed.identity == "root"
+    assert parsed.channel == "cli"
+    assert parsed.identity == "root"
+    if parsed.refusal:  # for the gate to refuse and audit: never a write to any gate
+        assert (parsed.tag, parsed.method, parsed.value) == (None, None, None)
+        assert parsed.id == "" or ID_PATTERN.match(parsed.id)
+    else:
         assert isinstance(parsed.value, bool | int | float | str)
         assert parsed.device
         assert parsed.tag
-    else:
-        assert parsed["outcome"] == Outcome.REFUSED.value
-        json.dumps(parsed, allow_nan=False)  # the answer is itself valid JSON
+
+
+# --------------------------------------------------------------------------- with the gate
+
+
+@pytest.fixture
+async def audited(tmp_path: Path) -> AsyncIterator[tuple[LocalCommandSocket, AuditLog]]:
+    """The socket in front of the real gate and a real audit log (no device is running:
+    every command ends refused, which is all these tests need)."""
+    audit = AuditLog(tmp_path / "audit", 10**6, 3)
+    service = WriteService(PlantWrites.of(plant()), Devices(), audit)
+    service.start()
+    serving = LocalCommandSocket(socket_path(tmp_path / "state"), service)
+    await serving.start()
+    try:
+        yield serving, audit
+    finally:
+        await serving.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # a null value (a script's variable that was empty)
+        (
+            {"id": "cli-7", "device": "compressor-1", "tag": "pressure_setpoint", "value": None},
+            "value: a number",
+        ),
+        # a typo'd field: "dryrun" (the person meant a dry run)
+        (
+            {
+                "id": "cli-8",
+                "device": "compressor-1",
+                "tag": "pressure_setpoint",
+                "value": 6.5,
+                "dryrun": True,
+            },
+            "unknown field(s): dryrun",
+        ),
+    ],
+)
+async def test_a_refused_local_request_is_audited(
+    audited: tuple[LocalCommandSocket, AuditLog], body: dict[str, object], reason: str
+) -> None:
+    """ "Every command, accepted or refused, is appended to an audit log": the socket
+    once answered a request it could not read itself, and the audit log never heard of
+    it, although the sender (SO_PEERCRED) and the id were known (review of issue 18)."""
+    server, audit = audited
+    answer = await ask(server.path, json.dumps(body).encode() + b"\n")
+    assert answer["outcome"] == "refused"
+    [record] = audit.read()
+    assert record["id"] == body["id"]
+    assert (record["channel"], record["identity"], record["device"]) == (
+        "cli",
+        _user(),
+        "compressor-1",
+    )
+    assert reason in str(record["reason"])
+    assert record["reason"] == answer["reason"]
+
+
+async def test_a_line_that_is_not_json_is_audited_without_an_id(
+    audited: tuple[LocalCommandSocket, AuditLog],
+) -> None:
+    server, audit = audited
+    answer = await ask(server.path, b"write the pressure to 6.5 please\n")
+    assert answer["outcome"] == "refused"
+    [record] = audit.read()
+    assert (record["id"], record["channel"], record["identity"]) == (None, "cli", _user())
+    assert str(record["reason"]).startswith("not a JSON request line")

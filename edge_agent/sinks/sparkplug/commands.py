@@ -8,13 +8,21 @@ A DCMD metric is a write of the tag of the same name on the agent device the Spa
 device id stands for (the sink's ``device_ids``, read backwards), an alias resolved
 through the aliases the births gave. It goes to the one write gate
 (:class:`~edge_agent.writes.model.WriteGate`) as channel ``sparkplug``, each metric as a
-command of its own, handled as a task (at most :data:`MAX_IN_FLIGHT` at once; further
-ones refused "busy"). Sparkplug has no result topic: an applied write shows in the
-device's next DDATA; a refusal is logged once per (device, metric, reason) and counted,
-and the gate audits every command. A metric that names nothing the agent knows, or has
-no value, goes to the gate as a refusal (``WriteRequest.refusal``) so it is audited too.
-Any other NCMD metric is refused the same way: node metrics are not tags. Without a gate
-every write is refused "writes are not enabled on this agent".
+command of its own. One DCMD is one message from one host (a recipe: ten setpoints at
+once): its metrics go to the gate one after the other, in their order, in one task; at
+most :data:`MAX_IN_FLIGHT` DCMDs are handled at once. The metrics of one more DCMD are
+refused "busy", through the gate all the same (as refusals), so each is audited: a
+command that arrived leaves a trace. Only beyond a second bound (:data:`MAX_REFUSING`
+DCMDs being audited as busy: a flood) is a DCMD dropped unaudited, counted and logged
+once per burst.
+
+Sparkplug has no result topic: an applied write shows in the device's next DDATA; a
+refusal is logged once per (device, metric, reason) and counted, and the gate audits
+every command. A metric that names nothing the agent knows, or has no value, goes to the
+gate as a refusal (``WriteRequest.refusal``) so it is audited too. Any other NCMD metric
+is refused the same way: node metrics are not tags. Without a gate every write is
+refused "writes are not enabled on this agent" (counted and logged; there is no audit
+log to write to).
 
 A payload that does not decode is logged (once until one decodes again) and counted;
 nothing here may raise into paho's reader.
@@ -25,8 +33,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import structlog
@@ -44,8 +52,12 @@ NODE_METRIC: Final = (
     "node metrics are not tags: the edge node takes only Node Control/Rebirth (NCMD); "
     "write a device's tag with a DCMD"
 )
-#: Writes handled at once; one more is refused "busy" (never an unbounded queue).
+#: DCMDs handled at once; the metrics of one more are refused "busy" (never an unbounded
+#: queue), and audited as such.
 MAX_IN_FLIGHT: Final = 8
+#: Busy DCMDs being audited at once (the gate refuses them without waiting on a device,
+#: so these end at once unless the loop is flooded); one more is dropped, counted.
+MAX_REFUSING: Final = 32
 #: How long stop() lets the writes under way finish.
 STOP_GRACE_S: Final = 5.0
 
@@ -57,6 +69,8 @@ class CommandCounters:
     commands_undecodable: int = 0
     #: Writes the gate let through (applied, dry run, or failed at the device).
     commands_accepted: int = 0
+    #: Metrics of DCMDs dropped unaudited in a flood (beyond both bounds).
+    commands_dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -71,13 +85,18 @@ class CommandHandler:
     #: Who the gate and the audit log see as the sender.
     identity: str = "sparkplug"
     max_in_flight: int = MAX_IN_FLIGHT
+    max_refusing: int = MAX_REFUSING
     counters: CommandCounters = field(default_factory=CommandCounters)
     gate: WriteGate | None = None
     #: Sparkplug device id -> agent device.
     _devices: dict[str, str] = field(default_factory=dict)
     _refused: set[tuple[str, str, str]] = field(default_factory=set)
     _undecodable: Episode = field(default_factory=Episode)
+    _flooded: Episode = field(default_factory=Episode)
+    #: DCMDs being handled (each a task running its metrics in order).
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    #: Busy DCMDs whose metrics are being audited as refusals.
+    _refusing: set[asyncio.Task[None]] = field(default_factory=set)
     _stopping: bool = False
 
     def describe(self, devices: Iterable[str]) -> None:
@@ -101,6 +120,7 @@ class CommandHandler:
         self._undecodable.end()
         rebirth = False
         received_at = time.time_ns()
+        writes: list[tuple[WriteRequest, str]] = []
         for name, alias, value, _datatype in metrics:
             # By name only: the NBIRTH gives the metric no alias (tck-id-operational-behavior-
             # data-commands-rebirth-name-aliases), so no alias can mean it.
@@ -109,23 +129,25 @@ class CommandHandler:
                     rebirth = True
                     self.counters.rebirth_requests += 1
                 continue
-            self._write(command.device, name, alias, value, received_at)
+            writes.append(self._request(command.device, name, alias, value, received_at))
+        if writes:
+            self._dispatch(writes)
         return rebirth
 
-    def _write(
+    def _request(
         self,
         sparkplug_device: str | None,
         name: str | None,
         alias: int | None,
         value: WriteValue | None,
         received_at: int,
-    ) -> None:
-        """One command metric: to the gate (as a task), or refused at once."""
+    ) -> tuple[WriteRequest, str]:
+        """One command metric as the gate's request (a refusal when it names nothing the
+        agent knows), and the metric as the log names it."""
         if name is None and alias is not None and sparkplug_device is not None:
             name = self.aliases.name_of(sparkplug_device, alias)
         metric = name if name is not None else f"alias {alias}"
         device = self._devices.get(sparkplug_device) if sparkplug_device is not None else None
-        shown_device = device or sparkplug_device or ""
         refusal = ""
         if sparkplug_device is None:
             refusal = NODE_METRIC
@@ -135,32 +157,91 @@ class CommandHandler:
             refusal = f"{metric} is no metric of device {sparkplug_device!r}"
         elif value is None:
             refusal = f"metric {name} carries no value (null, or not in the field of its datatype)"
-        gate = self.gate
-        if gate is None or self._stopping or len(self._tasks) >= self.max_in_flight:
-            reason = (
-                NOT_ENABLED
-                if gate is None
-                else "the agent is stopping"
-                if self._stopping
-                else f"busy: {len(self._tasks)} writes are being handled"
-            )
-            self._count_refusal(shown_device, metric, reason)
-            return
         request = WriteRequest(
             id=f"sparkplug-{uuid.uuid4().hex}",
             channel="sparkplug",
             identity=self.identity,
-            device=shown_device,
+            device=device or sparkplug_device or "",
             tag=None if refusal else name,
             value=None if refusal else value,
             received_at_ns=received_at,
             refusal=refusal,
         )
-        task = asyncio.get_running_loop().create_task(
-            self._submit(gate, request, metric), name=f"sparkplug-write-{shown_device}"
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return request, metric
+
+    def _dispatch(self, writes: Sequence[tuple[WriteRequest, str]]) -> None:
+        """One message's metrics: to the gate in one task, in their order; refused
+        "busy" (still through the gate, so audited) beyond the bound; refused here only
+        without a gate, while stopping, or in a flood beyond both bounds."""
+        gate = self.gate
+        if gate is None or self._stopping:
+            reason = NOT_ENABLED if gate is None else "the agent is stopping"
+            for request, metric in writes:
+                self._count_refusal(request.device, metric, reason)
+            return
+        device = writes[0][0].device
+        loop = asyncio.get_running_loop()
+        if len(self._tasks) < self.max_in_flight:
+            self._flooded.end()
+            task = loop.create_task(
+                self._submit_all(gate, writes), name=f"sparkplug-write-{device}"
+            )
+            tasks = self._tasks
+        elif len(self._refusing) < self.max_refusing:
+            busy = f"busy: {len(self._tasks)} Sparkplug commands (DCMD) are being handled"
+            refusals = [
+                (
+                    request
+                    if request.refusal
+                    else replace(
+                        request,
+                        tag=None,
+                        value=None,
+                        refusal=f"{busy}; metric {metric} was not written",
+                    ),
+                    metric,
+                )
+                for request, metric in writes
+            ]
+            task = loop.create_task(
+                self._submit_all(gate, refusals), name=f"sparkplug-write-busy-{device}"
+            )
+            tasks = self._refusing
+        else:
+            self.counters.commands_dropped += len(writes)
+            if self._flooded.begin():
+                log.warning(
+                    "sparkplug commands arrive faster than they can even be refused; "
+                    "dropping some unaudited (quiet until one is handled again)",
+                    sink=self.sink,
+                    in_flight=len(self._tasks),
+                    refusing=len(self._refusing),
+                )
+            return
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _submit_all(
+        self, gate: WriteGate, writes: Sequence[tuple[WriteRequest, str]]
+    ) -> None:
+        done = 0
+        try:
+            for request, metric in writes:
+                await self._submit(gate, request, metric)
+                done += 1
+        except asyncio.CancelledError:
+            # stop() ran out of grace: the metrics not yet handed over never reach the
+            # gate (nothing was written for them); said here, with their names.
+            rest = writes[done + 1 :]
+            if rest:
+                self.counters.commands_refused += len(rest)
+                log.warning(
+                    "sparkplug command cut short by the stop: metrics not handled",
+                    sink=self.sink,
+                    device=rest[0][0].device,
+                    metrics=[metric for _request, metric in rest],
+                )
+            raise
 
     async def _submit(self, gate: WriteGate, request: WriteRequest, metric: str) -> None:
         try:
@@ -202,7 +283,7 @@ class CommandHandler:
         """Take no more writes; let those under way finish for up to ``grace_s``, then
         cancel them."""
         self._stopping = True
-        tasks = set(self._tasks)
+        tasks = self._tasks | self._refusing
         if tasks:
             await asyncio.wait(tasks, timeout=grace_s)
             for task in tasks:

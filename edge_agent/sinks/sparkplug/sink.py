@@ -270,6 +270,7 @@ class SparkplugSink:
             "commands_refused": commands.commands_refused,
             "commands_undecodable": commands.commands_undecodable,
             "commands_accepted": commands.commands_accepted,
+            "commands_dropped": commands.commands_dropped,
             "state_messages_ignored": self.state_messages_ignored,
         }
 
