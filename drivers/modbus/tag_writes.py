@@ -54,6 +54,15 @@ UNREACHABLE_CODES = frozenset({10, 11})
 #: 11 gateway target failed to respond (the gateway sent it on; the answer was lost).
 #: The outcome is unknown and the read-back decides; every other code is a refusal.
 UNDECIDED_CODES = frozenset({4, 5, 11})
+#: What a refusal most often means on site, after the code and its meaning.
+REFUSAL_HINTS = {
+    1: ": the device does not take this function code (writes: {functions: multiple} "
+    "sends 15/16 only; mask_write: false avoids 22)",
+    2: ": the device does not let this address be written (read-only, or another address)",
+    3: ": the device's own limits may be narrower than the write: block allows",
+    6: ": the device is busy; send it again later",
+    10: ": the gateway has no path to the unit (its routing table or wiring)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +177,14 @@ class TagWrites:
             else:
                 await self.channel.write(request)
         except ModbusExceptionResponse as exc:
-            answer = f"exception code {exc.code} ({exception_meaning(exc.code)}); {exc.detail}"
+            answer = f"exception code {exc.code} ({exception_meaning(exc.code)})"
             if exc.code in UNDECIDED_CODES:
                 raise WriteOutcomeUnknown(
                     f"{what}: the answer was {answer}, which does not say the value was not "
                     "taken; the device may or may not hold it"
                 ) from None
-            raise WriteFailed(f"{what}: the device answered {answer}") from None
+            hint = REFUSAL_HINTS.get(exc.code, "")
+            raise WriteFailed(f"{answer} to {prepared.sent}{hint}") from None
         except WriteUnconfirmed as exc:
             raise WriteOutcomeUnknown(
                 f"{what}: sent, but {exc}; the device may or may not have taken it"

@@ -101,7 +101,8 @@ class WriteResult:
     before: WriteValue | None = None
     #: The value read back after the write (None: none read).
     read_back: WriteValue | None = None
-    #: What went on the wire, for people (``holding 100 <- 0x0041 (function 6)``).
+    #: What went on the wire, for people (``holding 0 <- 0x028A (function 6)``); for a
+    #: dry run what would have; empty when refused (nothing was sent).
     sent: str = ""
     #: A method call's output arguments.
     output: tuple[WriteValue, ...] = ()

@@ -287,7 +287,7 @@ class WriteService:
             return self._result(request, progress, Outcome.REFUSED, f"nothing was sent: {exc}")
         except WriteFailed as exc:
             self._rates.sent(request.device, tag.name, progress.written_ns)
-            return self._result(request, progress, Outcome.FAILED, f"the device said no: {exc}")
+            return self._result(request, progress, Outcome.FAILED, f"the device refused it: {exc}")
         except WriteOutcomeUnknown as exc:
             self._rates.sent(request.device, tag.name, progress.written_ns)
             return await self._unknown(request, progress, driver, tag, prepared, str(exc))
@@ -389,7 +389,7 @@ class WriteService:
             return self._result(request, progress, Outcome.REFUSED, f"nothing was sent: {exc}")
         except WriteFailed as exc:
             self._rates.sent(request.device, method, progress.written_ns)
-            return self._result(request, progress, Outcome.FAILED, f"the device said no: {exc}")
+            return self._result(request, progress, Outcome.FAILED, f"the device refused it: {exc}")
         except WriteOutcomeUnknown as exc:
             self._rates.sent(request.device, method, progress.written_ns)
             reason = f"no answer to the call ({exc}): it may or may not have run"
@@ -450,7 +450,8 @@ class WriteService:
             requested=request.value if is_tag else dict(request.args),
             before=progress.before,
             read_back=read,
-            sent=progress.sent,
+            # A refused command sent nothing: it must not read as if it had.
+            sent="" if outcome is Outcome.REFUSED else progress.sent,
             received_at_ns=progress.received_ns,
             written_at_ns=progress.written_ns,
             confirmed_at_ns=confirmed,

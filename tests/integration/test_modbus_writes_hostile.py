@@ -167,9 +167,13 @@ async def test_an_exception_reply_is_a_failed_write(code: int, meaning: str) -> 
     refuse = on_writes(lambda asked: [Reply(exception_pdu(asked.function, code))])
     async with gateway({1: refuse}) as (server, drivers):
         prepared = await drivers["d1"].prepare("sp", 6.5)
-        with pytest.raises(WriteFailed, match=rf"exception code {code} \({meaning}\)"):
+        with pytest.raises(WriteFailed, match=rf"exception code {code} \({meaning}\)") as failed:
             await drivers["d1"].write(prepared)
         assert len(_writes(server.asked)) == 1
+    # Said once, with what was sent and what the code most often means on site.
+    assert str(failed.value).startswith(f"exception code {code} ({meaning}) to {prepared.sent}")
+    if code == 3:
+        assert str(failed.value).endswith("limits may be narrower than the write: block allows")
 
 
 @pytest.mark.parametrize(

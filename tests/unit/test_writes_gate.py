@@ -47,8 +47,10 @@ def _refused(gate: Gate, result: WriteResult, reason: str) -> None:
     assert not result.accepted
     assert gate.device.writes == []
     assert gate.opcua.writes == []
+    assert result.sent == "", "a refused command sent nothing and must not read as sent"
     record = gate.audit.records[-1]
     assert record["outcome"] == "refused"
+    assert record["sent"] == ""
     assert record["reason"] == result.reason
     assert record["accepted"] is False
 
