@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from edge_agent.config.catalog import NOT_NUMERIC, TagInfo
+from edge_agent.config.catalog import INTEGER_BITS, NOT_NUMERIC, TagInfo
 from edge_agent.config.checks.common import Finding, Loc
 from edge_agent.config.checks.opcua_writes import opcua_write_problems
 from edge_agent.config.modbus import ModbusDeviceConfig
@@ -117,9 +117,46 @@ def _policy_rules(policy: WritePolicy, info: TagInfo, opcua: bool) -> Iterator[t
             f"{name}'s type is the server's: its write: block needs min and max (a "
             "number) or allowed (the values a command may set)",
         )
+    if kind == "number" and not opcua:
+        yield from _register_rules(policy, info)
     if policy.allowed is not None:
         for problem in _allowed_problems(policy.allowed, info, kind):
             yield "allowed", problem
+
+
+def _register_rules(policy: WritePolicy, info: TagInfo) -> Iterator[tuple[str, str]]:
+    """What an integer register can hold, through its scale and offset: a range beyond
+    it, or a step that is not a whole number of its counts, allows values no command
+    could ever write (each would be refused at the device's door, not here)."""
+    bits = INTEGER_BITS.get(info.value_type or "")
+    if not bits:
+        return
+    signed = (info.value_type or "").startswith("int")
+    low_raw, high_raw = (
+        (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    )
+    scale, offset = info.scale, info.offset
+    ends = sorted((low_raw * scale + offset, high_raw * scale + offset))
+    held = f"a {info.value_type}" + (f" x {scale:g}" if scale != 1 else "")
+    held += f" + {offset:g}" if offset else ""
+    span = f"{_number(ends[0])} to {_number(ends[1])}"
+    if policy.min is not None and policy.min < ends[0]:
+        yield "min", f"min {policy.min:g} is below what {held} can hold ({span})"
+    if policy.max is not None and policy.max > ends[1]:
+        yield "max", f"max {policy.max:g} is above what {held} can hold ({span})"
+    if policy.step is not None:
+        counts = policy.step / abs(scale)
+        if abs(counts - round(counts)) > 1e-9 * max(1.0, abs(counts)) or round(counts) == 0:
+            yield (
+                "step",
+                f"step {policy.step:g} is not a whole number of {info.name}'s counts of "
+                f"{abs(scale):g}: values on the step could not be written exactly",
+            )
+
+
+def _number(value: float) -> str:
+    """A bound for people: whole numbers without a decimal point, the rest as :g."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _allowed_problems(allowed: Sequence[AllowedValue], info: TagInfo, kind: str) -> Iterator[str]:
