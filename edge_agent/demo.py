@@ -212,7 +212,7 @@ def run_demo(
         path = config_path or demo_config_path()
         print(
             f"write a setpoint: EDGE_AGENT_STATE={state_dir} edge-agent write -c {path} "
-            "compressor-1 pressure_setpoint 6.5"
+            "compressor-1 pressure_setpoint 5.5"
         )
         if sparkplug is not None:
             name = config.plant.name
