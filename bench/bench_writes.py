@@ -3,7 +3,7 @@
 The demo plant as it ships (its simulators and the agent as separate processes, a real
 mosquitto), with the compressor's ``pressure_setpoint`` made writable often enough for a
 benchmark (the demo's own limit is a few writes a minute). Commands alternate between two
-setpoints, one at a time, each waiting for its result:
+setpoints, one at a time, each waiting for its result, started 20 a second (``--rate``):
 
 * over MQTT: publish on ``edge/{plant}/compressor-1/cmd``, wait for ``.../cmd/result``;
 * over the local socket of ``edge-agent write`` (one JSON line each way).
@@ -143,13 +143,18 @@ def _agent_split(document: dict[str, Any]) -> tuple[float, float]:
 
 
 def _measure(
-    name: str, count: int, send: Callable[[float], tuple[float, dict[str, Any]]]
+    name: str, count: int, rate: float, send: Callable[[float], tuple[float, dict[str, Any]]]
 ) -> dict[str, Any]:
+    """``count`` commands, one at a time, started ``rate`` a second (never two at once)."""
+    started = time.monotonic()
     seen: list[float] = []
     to_write: list[float] = []
     to_confirm: list[float] = []
     outcomes: dict[str, int] = {}
     for i in range(count):
+        wait = started + i / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         latency, document = send(SETPOINTS[i % 2])
         outcome = str(document.get("outcome"))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
@@ -166,7 +171,9 @@ def _measure(
     }
 
 
-def run(count: int, quiet_s: float, work: Path, *, nagle: bool = False) -> dict[str, Any]:
+def run(
+    count: int, quiet_s: float, work: Path, *, rate: float = 20.0, nagle: bool = False
+) -> dict[str, Any]:
     # mosquitto leaves Nagle's algorithm on by default: its PUBACK and the PUBLISH after
     # it wait for the peer's delayed ACK (about 40 ms a hop). Off here, as a plant broker
     # for commands should be configured (docs/WRITES.md); --nagle measures the default.
@@ -232,14 +239,17 @@ def run(count: int, quiet_s: float, work: Path, *, nagle: bool = False) -> dict[
         quiet_start = time.monotonic()
         time.sleep(quiet_s)
         writes_start = time.monotonic()
-        mqtt_figures = _measure("mqtt", count, over_mqtt)
+        mqtt_figures = _measure("mqtt", count, rate, over_mqtt)
         socket_path = work / "state" / "commands.sock"
-        socket_figures = _measure("socket", count, lambda v: _socket_round_trip(socket_path, v))
+        socket_figures = _measure(
+            "socket", count, rate, lambda v: _socket_round_trip(socket_path, v)
+        )
         writes_end = time.monotonic()
         return {
             "machine": machine_info(),
             "broker_nagle": nagle,
             "commands_per_channel": count,
+            "commands_per_second": rate,
             "channels": [mqtt_figures, socket_figures],
             "poll_jitter_quiet_ms": _jitter_ms(results.polls, quiet_start, writes_start),
             "poll_jitter_writing_ms": _jitter_ms(results.polls, writes_start, writes_end),
@@ -257,13 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=200, help="commands per channel")
     parser.add_argument("--quiet", type=float, default=20.0, help="seconds of polls before")
+    parser.add_argument("--rate", type=float, default=20.0, help="commands started per second")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here too")
     parser.add_argument(
         "--nagle", action="store_true", help="leave Nagle on (mosquitto's and paho's default)"
     )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-writes-") as work:
-        figures = run(args.commands, args.quiet, Path(work), nagle=args.nagle)
+        figures = run(args.commands, args.quiet, Path(work), rate=args.rate, nagle=args.nagle)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out is not None:

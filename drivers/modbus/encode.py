@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal
 from typing import Final
 
-from drivers.modbus.compiler import compile_decoder
+from drivers.modbus.compiler import STRUCT_CODE, compile_decoder
 from drivers.modbus.planner import ReadRequest
 from edge_agent.config import ByteOrder, ModbusTag
 from edge_agent.config.catalog import INTEGER_BITS
@@ -49,16 +49,6 @@ WHOLE_TOLERANCE: Final = Decimal("1e-9")
 #: A few float64 ulps (relative): the noise a float carries from where it was computed.
 FLOAT_NOISE: Final = Decimal(4 * sys.float_info.epsilon)
 _EXACT = Context(prec=80)
-_STRUCT: Final = {
-    "int16": "h",
-    "uint16": "H",
-    "int32": "i",
-    "uint32": "I",
-    "int64": "q",
-    "uint64": "Q",
-    "float32": "f",
-    "float64": "d",
-}
 #: Where each byte of the big-endian value (A = index 0) travels, per byte order, by
 #: the value's size in bytes: the table in :mod:`drivers.modbus.codec`'s docstring.
 _WIRE_ORDER: Final[dict[int, dict[str, tuple[int, ...]]]] = {
@@ -105,7 +95,7 @@ def encode(tag: ModbusTag, value: WriteValue, default_order: ByteOrder = "ABCD")
         raw = _enum_code(tag, value) if tag.enum is not None else _integer(tag, value)
         if tag.sentinel is not None and raw == tag.sentinel:
             raise _sentinel(tag, value)
-        registers = _registers(struct.pack(">" + _STRUCT[tag.type], raw), order)
+        registers = _registers(struct.pack(">" + STRUCT_CODE[tag.type], raw), order)
     else:
         registers = _registers(_float(tag, value), order)
     return _finish(tag, default_order, registers, None, list(registers))
@@ -239,7 +229,7 @@ def _float(tag: ModbusTag, value: WriteValue) -> bytes:
             f"a number that large is beyond what tag {tag.name} ({tag.type}) can hold"
         ) from None
     raw = number if tag.scale == 1.0 and tag.offset == 0.0 else (number - tag.offset) / tag.scale
-    code = _STRUCT[tag.type]
+    code = STRUCT_CODE[tag.type]
     try:
         if not math.isfinite(raw):
             raise OverflowError

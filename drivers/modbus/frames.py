@@ -267,16 +267,9 @@ def check_read(request: Read, frame: Frame) -> tuple[int, ...] | list[bool] | Ex
     fit the request exactly, or the frame is an exception reply to this very function
     code with a code Modbus defines.
     """
-    if frame.unit != request.unit:
-        raise FrameError(f"unit {frame.unit} answered a request to unit {request.unit}")
-    if frame.function == request.function | EXCEPTION_FLAG:
-        return check_exception(frame)
-    if frame.function != request.function:
-        kind = "an exception reply to" if frame.is_exception else "a reply to"
-        raise FrameError(
-            f"{kind} function {frame.function & ~EXCEPTION_FLAG} "
-            f"came for a read with function {request.function}"
-        )
+    refused = check_header(request.unit, request.function, frame, "a read")
+    if refused is not None:
+        return refused
     body = frame.body
     if not body:
         raise FrameError("a reply without byte count")
@@ -292,6 +285,24 @@ def check_read(request: Read, frame: Frame) -> tuple[int, ...] | list[bool] | Ex
     if request.reads_bits:
         return [bool(byte >> bit & 1) for byte in data for bit in range(8)]
     return struct.unpack(f">{request.count}H", data)
+
+
+def check_header(unit: int, function: int, frame: Frame, what: str) -> ExceptionReply | None:
+    """The unit and function code of a reply to ``what`` (``a read``, ``a write``) with
+    ``function`` sent to ``unit``: an :class:`ExceptionReply` when it is a defined
+    exception to this very function code, None when the body is to be checked next;
+    :class:`FrameError` for any other unit or function code."""
+    if frame.unit != unit:
+        raise FrameError(f"unit {frame.unit} answered a request to unit {unit}")
+    if frame.function == function | EXCEPTION_FLAG:
+        return check_exception(frame)
+    if frame.function != function:
+        kind = "an exception reply to" if frame.is_exception else "a reply to"
+        raise FrameError(
+            f"{kind} function {frame.function & ~EXCEPTION_FLAG} "
+            f"came for {what} with function {function}"
+        )
+    return None
 
 
 def check_exception(frame: Frame) -> ExceptionReply:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from drivers.modbus.frames import EXCEPTION_FLAG, ExceptionReply, Frame, FrameError, check_exception
+from drivers.modbus.frames import ExceptionReply, Frame, FrameError, check_header
 
 WRITE_COIL: Final = 5
 WRITE_REGISTER: Final = 6
@@ -136,16 +136,9 @@ def apply_masks(current: int, and_mask: int, or_mask: int) -> int:
 def check_write(request: Write, frame: Frame) -> ExceptionReply | None:
     """None when ``frame`` confirms ``request``; an :class:`ExceptionReply` when the device
     refused it. Raises :class:`FrameError` for anything else (see the module doc)."""
-    if frame.unit != request.unit:
-        raise FrameError(f"unit {frame.unit} answered a write to unit {request.unit}")
-    if frame.function == request.function | EXCEPTION_FLAG:
-        return check_exception(frame)
-    if frame.function != request.function:
-        kind = "an exception reply to" if frame.is_exception else "a reply to"
-        raise FrameError(
-            f"{kind} function {frame.function & ~EXCEPTION_FLAG} "
-            f"came for a write with function {request.function}"
-        )
+    refused = check_header(request.unit, request.function, frame, "a write")
+    if refused is not None:
+        return refused
     expected = request.echo()
     if frame.body != expected:
         raise FrameError(

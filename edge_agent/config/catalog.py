@@ -39,6 +39,20 @@ def code_name(enum_tag: str) -> str:
 NOT_NUMERIC = frozenset({"bool", "string", "str", "boolean", "bytes", "datetime"})
 
 
+def write_kind(enum: Mapping[int, str] | None, value_type: str | None) -> str:
+    """What a write to a tag takes: ``enum`` (a label), ``bool``, ``string``, ``number``,
+    or ``any`` (an OPC UA node's type, known only from the server)."""
+    if enum is not None:
+        return "enum"
+    if value_type is None:
+        return "any"
+    if value_type in ("bool", "boolean"):
+        return "bool"
+    if value_type in NOT_NUMERIC:
+        return "string"
+    return "number"
+
+
 @dataclass(frozen=True, slots=True)
 class TagInfo:
     """What the rest of the agent may know about one tag, independent of its driver."""

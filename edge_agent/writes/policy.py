@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config.catalog import NOT_NUMERIC
+from edge_agent.config.catalog import write_kind
 from edge_agent.config.modbus import ModbusDeviceConfig
 from edge_agent.config.opcua import OpcUaDeviceConfig, OpcUaMethod
 from edge_agent.config.plant import PlantConfig
@@ -57,15 +57,7 @@ class WritableTag:
     @property
     def kind(self) -> str:
         """``enum``, ``bool``, ``string``, ``number`` or ``any`` (type known only later)."""
-        if self.enum is not None:
-            return "enum"
-        if self.value_type is None:
-            return "any"
-        if self.value_type in ("bool", "boolean"):
-            return "bool"
-        if self.value_type in NOT_NUMERIC:
-            return "string"
-        return "number"
+        return write_kind(self.enum, self.value_type)
 
 
 @dataclass(frozen=True, slots=True)

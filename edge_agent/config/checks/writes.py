@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from edge_agent.config.catalog import INTEGER_BITS, NOT_NUMERIC, TagInfo
+from edge_agent.config.catalog import INTEGER_BITS, TagInfo, write_kind
 from edge_agent.config.checks.common import Finding, Loc
 from edge_agent.config.checks.opcua_writes import opcua_write_problems
 from edge_agent.config.modbus import ModbusDeviceConfig
@@ -74,16 +74,7 @@ def _tags(base: Loc, device: ModbusDeviceConfig | OpcUaDeviceConfig) -> Iterator
 
 
 def _kind(info: TagInfo) -> str:
-    """``enum``, ``bool``, ``string``, ``number`` or ``any`` (OPC UA: the server's type)."""
-    if info.enum is not None:
-        return "enum"
-    if info.value_type is None:
-        return "any"
-    if info.value_type in ("bool", "boolean"):
-        return "bool"
-    if info.value_type in NOT_NUMERIC:
-        return "string"
-    return "number"
+    return write_kind(info.enum, info.value_type)
 
 
 def _policy_rules(policy: WritePolicy, info: TagInfo, opcua: bool) -> Iterator[tuple[str, str]]:
