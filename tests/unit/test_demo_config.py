@@ -75,5 +75,5 @@ def test_without_a_console_port_a_copy_s_console_still_needs_its_listener(
         "service:\n  console:\n    users:\n"
         f"      - {{name: alice, password_hash: '{PASSWORD_HASH}'}}\n"
     )
-    with pytest.raises(ConfigError, match="add service.health"):
+    with pytest.raises(ConfigError, match=r"add service\.health"):
         _demo_config(_copy(tmp_path, users), None, tmp_path / "state", 0)
