@@ -374,8 +374,7 @@ def no_log_words(directory: Path, state_dir: Path, config_text: str) -> str:
     log is made by the first)."""
     words = [
         f"edge-agent audit: no audit log at {directory.absolute()} (no such directory).",
-        "Either the agent has not handled a write command yet, or it keeps its state "
-        "elsewhere:",
+        "Either the agent has not handled a write command yet, or it keeps its state elsewhere:",
     ]
     if not state_dir.is_absolute():
         words.append(
