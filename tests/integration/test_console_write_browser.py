@@ -148,8 +148,9 @@ def test_a_console_without_users_says_which_tags_are_writable(
     """The demo's console (loopback, no users): nobody writes, and the device page says
     so where a tag is writable instead of showing nothing."""
     with (
-        ConsoleThread(tmp_path_factory.mktemp("console"), console_yaml(), replace=dict(WRITABLE))
-        as running,
+        ConsoleThread(
+            tmp_path_factory.mktemp("console"), console_yaml(), replace=dict(WRITABLE)
+        ) as running,
         chromium(language) as browser,
     ):
         browser.base = running.base
