@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.bundled import DEMO_CONSOLE_PORT, configs_dir
 from edge_agent.config import MqttSinkConfig, PlantConfig, SparkplugSinkConfig
 from edge_agent.config.console import ConsoleConfig
-from edge_agent.config.loader import load_config
+from edge_agent.config.loader import Adjust, load_config
 from edge_agent.config.service import HealthConfig
 from edge_agent.demo_screen import WAITING_FOR_PART, DemoScreen, tag_texts
 from edge_agent.errors import ConfigError
@@ -46,6 +47,19 @@ def _host_port(option: str, value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _console_listener(port: int) -> Adjust:
+    """A copy with a console (its users) but no listener for it gets the demo's: on
+    loopback, on the console port. Added before validation, which refuses a console
+    without one."""
+
+    def adjust(data: dict[str, Any]) -> None:
+        service = data.get("service")
+        if isinstance(service, dict) and service.get("console") is not None:
+            service.setdefault("health", {"listen": "127.0.0.1", "port": port})
+
+    return adjust
+
+
 def _demo_config(
     config_path: Path | None,
     mqtt: str | None,
@@ -54,7 +68,10 @@ def _demo_config(
     sparkplug: str | None = None,
 ) -> PlantConfig:
     path = config_path or demo_config_path()
-    config = load_config(path, env={"EDGE_AGENT_STATE": str(state_dir)})
+    # The shell's variables (a copy's ${COMMAND_KEY}), the demo's own state directory.
+    env = {**os.environ, "EDGE_AGENT_STATE": str(state_dir)}
+    adjust = _console_listener(console_port) if console_port else None
+    config = load_config(path, env=env, adjust=adjust)
     if console_port and config.service.console is None:
         # On loopback only, without users: a look at the demo plant, nothing more.
         service = config.service.model_copy(
@@ -214,6 +231,7 @@ def run_demo(
             f"write a setpoint: EDGE_AGENT_STATE={state_dir} edge-agent write -c {path} "
             "compressor-1 pressure_setpoint 5.5"
         )
+        print(f"audit log of writes: EDGE_AGENT_STATE={state_dir} edge-agent audit -c {path}")
         if sparkplug is not None:
             name = config.plant.name
             print(

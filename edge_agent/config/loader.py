@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -188,14 +188,20 @@ class ConfigReport:
         return 1 if self.source is None else self.source.line_of(path)
 
 
+#: Changes the document (plain dicts and lists, ``${VAR}`` expanded) before it is
+#: validated: what a caller adds to any plant file (the demo's console listener).
+Adjust = Callable[[dict[str, Any]], None]
+
+
 def parse_config(
     text: str,
     file: str = "plant.yaml",
     env: Mapping[str, str] | None = None,
     limits: LoadLimits = DEFAULT_LIMITS,
+    adjust: Adjust | None = None,
 ) -> PlantConfig:
     """Validate YAML ``text``; raise :class:`ConfigError` listing every problem found."""
-    return inspect_config(text, file, env, limits).plant
+    return inspect_config(text, file, env, limits, adjust).plant
 
 
 def inspect_config(
@@ -203,15 +209,20 @@ def inspect_config(
     file: str = "plant.yaml",
     env: Mapping[str, str] | None = None,
     limits: LoadLimits = DEFAULT_LIMITS,
+    adjust: Adjust | None = None,
 ) -> ConfigReport:
     """Validate YAML ``text``: the plant and its warnings, or :class:`ConfigError`
     listing every problem (with the warnings in :attr:`ConfigError.report`)."""
     with collector_paused():
-        return _inspect(text, file, env, limits)
+        return _inspect(text, file, env, limits, adjust)
 
 
 def _inspect(
-    text: str, file: str, env: Mapping[str, str] | None, limits: LoadLimits
+    text: str,
+    file: str,
+    env: Mapping[str, str] | None,
+    limits: LoadLimits,
+    adjust: Adjust | None = None,
 ) -> ConfigReport:
     check_text_size(text, file, limits)
     shape = scan_document(text, file, limits)
@@ -230,6 +241,8 @@ def _inspect(
     problems = shape.problems + builder.problems
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
+    if adjust is not None:
+        adjust(data)
     # Devices with `template:` become plain devices; problems inside a template file
     # come first, each once, with that file's own line.
     expansion = expand_templates(data, source, file, describe_error, limits, shape.values)
@@ -324,8 +337,11 @@ def load_report(
 
 
 def load_config(
-    path: Path | str, env: Mapping[str, str] | None = None, limits: LoadLimits = DEFAULT_LIMITS
+    path: Path | str,
+    env: Mapping[str, str] | None = None,
+    limits: LoadLimits = DEFAULT_LIMITS,
+    adjust: Adjust | None = None,
 ) -> PlantConfig:
     """Read and validate the plant file at ``path``."""
     path = Path(path)
-    return parse_config(read_plant_file(path, limits), str(path), env, limits)
+    return parse_config(read_plant_file(path, limits), str(path), env, limits, adjust)

@@ -241,8 +241,9 @@ class Console:
                 return json_answer({"error": "commissioning is off"}, HTTPStatus.NOT_FOUND)
             if COMMISSION not in session.permissions:
                 return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
-        if path == "/console/api/write" and WRITE not in session.permissions:
-            # A logged-in user with writes: true; an anonymous visitor never writes.
+        if path == "/console/api/write" and session.user is None:
+            # An anonymous visitor never writes, and is nobody to audit. A logged-in
+            # user without writes: true is refused by the write code, audited.
             return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
         return None
 
@@ -392,8 +393,13 @@ class Console:
         return report_answer(await self.worker.call(read_report, root, request.match_info["path"]))
 
     async def _write(self, request: web.Request) -> web.Response:
-        """The guard checked the ``write`` permission and the CSRF token."""
-        return await self.writes.write(request, user=request[SESSION_KEY].user or "")
+        """The guard checked the login and the CSRF token; the door refuses (and audits)
+        a user without the ``write`` permission."""
+        session = request[SESSION_KEY]
+        user = session.user
+        if user is None:  # the guard answers these; never a command of nobody
+            return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
+        return await self.writes.write(request, user=user, may_write=WRITE in session.permissions)
 
     def _commissioning(self, handler: CommissionHandler) -> Handler:
         """``handler`` for the running config, as the logged-in user (the guard has

@@ -2,10 +2,12 @@
 each tag's write policy.
 
 A write needs a logged-in user with ``writes: true`` (the ``write`` permission, checked
-by the console's guard before this runs, and again by the gate from the identity) and
-the session's CSRF token, like every POST. A console on loopback without users lets
-anyone look but nobody write: a write names who sent it, and an anonymous visitor is
-nobody (docs/WRITES.md).
+here, and again by the gate from the identity) and the session's CSRF token, like every
+POST. A logged-in user without the permission is answered 403 and the command goes to
+the gate as a refusal all the same, so it is audited and logged with the user's name:
+every command of somebody we know leaves a record. A console on loopback without users
+lets anyone look but nobody write: a write names who sent it, and an anonymous visitor
+is nobody (the console's guard answers it, unaudited; docs/WRITES.md).
 
 The body ``{"device", "tag", "value", "dry_run"}`` becomes a
 :class:`~edge_agent.writes.model.WriteRequest` of channel ``console`` with the user's
@@ -17,7 +19,7 @@ A body the endpoint cannot take (not a JSON object, an unknown field, a value th
 value) is answered 400 with the reason, and handed to the gate all the same, as a
 refusal (``WriteRequest.refusal``) so the audit log has it with the user's name: every
 command that reached the write code leaves a record. A request refused for its login,
-CSRF token or permission never reaches this code (the console's guard answers it).
+CSRF token never reaches this code (the console's guard answers it).
 """
 
 from __future__ import annotations
@@ -99,10 +101,13 @@ class WriteDoor:
         #: The agent's current gate; set by the service wiring (None: writes are off).
         self.gate: Callable[[], WriteGate | None] = lambda: None
 
-    async def write(self, request: web.Request, *, user: str) -> web.Response:
-        """``POST /console/api/write`` for ``user`` (permission and CSRF already checked)."""
+    async def write(self, request: web.Request, *, user: str, may_write: bool) -> web.Response:
+        """``POST /console/api/write`` for the logged-in ``user`` (CSRF already checked);
+        ``may_write``: the user has ``writes: true``."""
         received = time.time_ns()
         ident = f"console-{uuid.uuid4().hex}"
+        if not may_write:
+            return await self._refuse_user(request, ident, user, received)
         try:
             body = json_object(await request.read()) if request.content_type == JSON else None
         except web.HTTPRequestEntityTooLarge:
@@ -138,6 +143,18 @@ class WriteDoor:
             result = await gate.submit(command)
         return json_answer(result.to_json())
 
+    async def _refuse_user(
+        self, request: web.Request, ident: str, user: str, received: int
+    ) -> web.Response:
+        """A user without ``writes: true``: 403, and the command audited as refused (with
+        its device where the body names one)."""
+        try:
+            body = json_object(await request.read()) if request.content_type == JSON else None
+        except web.HTTPRequestEntityTooLarge:
+            body = None
+        await self._audit_refusal(ident, user, body, may_not_write(user), received)
+        return json_answer({"error": "permission"}, HTTPStatus.FORBIDDEN)
+
     async def _audit_refusal(
         self, ident: str, user: str, body: dict[str, Any] | None, problem: str, received: int
     ) -> None:
@@ -157,6 +174,13 @@ class WriteDoor:
                 refusal=problem,
             )
         )
+
+
+def may_not_write(user: str) -> str:
+    """The refusal of a command from a user without the write permission."""
+    return (
+        f"user {user} may not write: writes: true is not set for this user in service.console.users"
+    )
 
 
 def _problem(body: dict[str, Any] | None) -> str:
@@ -184,4 +208,4 @@ def _is_value(value: object) -> bool:
     return isinstance(value, str) and len(value) <= MAX_TEXT
 
 
-__all__ = ["NOT_ENABLED", "WriteDoor", "WritePolicies", "policy_summary"]
+__all__ = ["NOT_ENABLED", "WriteDoor", "WritePolicies", "may_not_write", "policy_summary"]

@@ -40,6 +40,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)", re.I)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 #: The name in "environment variable NAME is not set" (edge_agent/config/builder.py).
 _UNSET_VARIABLE = re.compile(r"environment variable (\w+) is not set")
+#: ``state_dir: ${EDGE_AGENT_STATE:-./state}``, as the bundled plant files have it.
+_FROM_ENVIRONMENT = re.compile(r"^state_dir:\s*[\"']?\$\{EDGE_AGENT_STATE\b", re.M)
 
 
 def add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -317,7 +319,12 @@ def since_ns(text: str, now_ns: int | None = None) -> int:
     return (moment - epoch) // dt.timedelta(microseconds=1) * 1000
 
 
-_COLUMNS = ("time", "channel", "identity", "device", "tag", "requested", "outcome", "reason")
+_COLUMNS = (
+    *("time", "id", "channel", "identity", "device", "tag", "requested", "outcome", "reason"),
+)
+#: The table's id column is cut to this many characters (a console id is 40 long); the
+#: start is enough to find a command, ``--json`` has it whole.
+ID_WIDTH = 16
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -328,6 +335,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 2
     files = plant.commands.audit
     log = AuditLog(audit_directory(plant.state_dir), files.max_bytes, files.keep)
+    if not log.directory.is_dir():
+        text = Path(args.config).read_text(errors="replace")  # read just now: it is there
+        print(no_log_words(log.directory, plant.state_dir, text), file=sys.stderr)
+        return 1
     try:
         records = [
             r for r in log.read(args.since) if args.device is None or r.get("device") == args.device
@@ -356,6 +367,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def no_log_words(directory: Path, state_dir: Path, config_text: str) -> str:
+    """Why there may be no audit directory where this command looked: the agent keeps
+    it elsewhere (a relative state_dir is the agent's working directory's, or the file
+    takes it from the agent's environment), or it has not handled a command yet (the
+    log is made by the first)."""
+    words = [
+        f"edge-agent audit: no audit log at {directory.absolute()} (no such directory).",
+        "Either the agent has not handled a write command yet, or it keeps its state elsewhere:",
+    ]
+    if not state_dir.is_absolute():
+        words.append(
+            f"  - state_dir {_shown_relative(state_dir)} is relative: it is taken from the "
+            "directory the agent was started in (run this command there, or give state_dir "
+            "as an absolute path)"
+        )
+    if _FROM_ENVIRONMENT.search(config_text):
+        here = os.environ.get("EDGE_AGENT_STATE")
+        words.append(
+            "  - the plant file takes state_dir from EDGE_AGENT_STATE, "
+            + (f"here {here}" if here else "which is not set in this shell")
+            + ": set it as the agent has it (the systemd unit: /var/lib/edge-agent; "
+            "`edge-agent demo`: the temporary directory its banner prints)"
+        )
+    return "\n".join(words)
+
+
+def _shown_relative(path: Path) -> str:
+    """``./state`` as written (Path drops the ``./``)."""
+    text = str(path)
+    return text if text.startswith(".") else f"./{text}"
+
+
 def render_table(records: Iterable[Mapping[str, object]]) -> str:
     """One command a line, the reason last (unpadded: it may be long)."""
     rows = [_COLUMNS] + [tuple(_cell(record, column) for column in _COLUMNS) for record in records]
@@ -372,5 +415,7 @@ def _cell(record: Mapping[str, object], column: str) -> str:
     if column == "tag" and not record.get("tag") and record.get("method"):
         return f"{record['method']}()"
     value = record.get(column)
-    text = "" if value is None else show(value)
-    return text.replace("\n", " ")
+    text = ("" if value is None else show(value)).replace("\n", " ")
+    if column == "id" and len(text) > ID_WIDTH:
+        return text[: ID_WIDTH - 1] + "…"
+    return text

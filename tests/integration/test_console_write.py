@@ -13,6 +13,7 @@ import pytest
 from aiohttp import ClientSession
 
 from edge_agent.console.writes import NOT_ENABLED
+from edge_agent.writes.audit import AuditLog, audit_directory
 from edge_agent.writes.model import WriteRequest
 from tests.console_support import (
     PASSWORD,
@@ -37,6 +38,9 @@ USERS = console_yaml(
     "{name: bob, password_hash: '" + PASSWORD_HASH + "'}]}"
 )
 BODY = {"device": "cnc-1", "tag": "alarm_code", "value": 7, "dry_run": True}
+BOB_MAY_NOT = (
+    "user bob may not write: writes: true is not set for this user in service.console.users"
+)
 
 
 async def _csrf(client: ClientSession) -> str:
@@ -70,6 +74,7 @@ def _door(running: RunningConsole) -> Any:
 async def test_a_user_with_writes_sends_through_the_gate(tmp_path: Path) -> None:
     async with running_console(tmp_path, USERS, replace=WRITABLE) as running:
         gate = RecordingGate()
+        own_gate = _door(running).gate
         async with running.session() as alice:
             csrf = await _login(alice, "alice")
             async with alice.get("/console/api/session") as response:
@@ -144,10 +149,37 @@ async def test_a_user_with_writes_sends_through_the_gate(tmp_path: Path) -> None
             csrf = await _login(bob, "bob")
             status, answer = await _write(bob, csrf, BODY)
             assert (status, answer) == (403, {"error": "permission"})
+            # ... and audited: bob is somebody, and he sent a command (a trial of issue
+            # 18: once answered 403 with no audit record and no log line).
+            refused = gate.requests[-1]
+            assert refused == WriteRequest(
+                id=refused.id,
+                channel="console",
+                identity="bob",
+                device="cnc-1",
+                received_at_ns=refused.received_at_ns,
+                refusal=BOB_MAY_NOT,
+            )
+            assert refused.id.startswith("console-")
+            assert len(gate.requests) == 2 + 6 + 1
+            # Through the agent's own gate: in the audit log, refused, bob's name.
+            _door(running).gate = own_gate
+            status, answer = await _write(bob, csrf, [1])  # even a body that is no command
+            assert (status, answer) == (403, {"error": "permission"})
+        records = AuditLog(audit_directory(running.agent.config.state_dir), 10**6, 1).read()
+        last = list(records)[-1]
+        assert (last["channel"], last["identity"], last["outcome"], last["reason"]) == (
+            "console",
+            "bob",
+            "refused",
+            BOB_MAY_NOT,
+        )
+        _door(running).gate = lambda: gate
         async with running.session() as nobody:
             status, answer = await _write(nobody, await _csrf(nobody), BODY)
             assert status == 401
-        assert len(gate.requests) == 2 + 6  # refused before the write code: not audited
+        # Not logged in: nobody we know, refused before the write code, not audited.
+        assert len(gate.requests) == 2 + 6 + 1
 
 
 async def test_a_loopback_console_without_users_never_writes(tmp_path: Path) -> None:

@@ -109,12 +109,17 @@ def test_a_user_with_writes_sends_from_the_device_page(
         ]
         assert browser.problems() == []
 
-        # bob may look, not write: no form at all.
+        # bob may look, not write: no form, but the page says what is writable and who
+        # may write it (a trial of issue 18 saw nothing there and did not know why).
         _signed_in(browser, "bob")
         browser.open("/console/#/device/cnc-1")
         browser.wait(lambda: browser.find("tag-row", tag="alarm_code"), 15, "the tags")
-        card = browser.find("write-card")[0]
-        assert not card.is_displayed()
+        card = browser.wait(lambda: browser.find("write-locked"), 15, "the note")[0]
+        assert card.is_displayed()
+        assert "sign in as a user with writes: true" in card.text
+        assert "alarm_code" in card.text
+        assert browser.find("write-form") == []
+        assert browser.find("write-no-users") == []  # this console has users
         assert len(gate.requests) == 2
 
 
@@ -127,4 +132,34 @@ def test_the_write_form_in_chinese(console: ConsoleThread, gate: RecordingGate) 
         result = _send(browser, form, "9", dry_run=True)
         assert result.text.startswith("试运行")
         assert browser.find("write-card")[0].text.startswith("写入")
+        assert browser.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("language", "words", "no_users"),
+    [
+        ("en", "sign in as a user with writes: true", "This console has no users"),
+        ("zh-CN", "writes: true", "此控制台没有用户"),
+    ],
+)
+def test_a_console_without_users_says_which_tags_are_writable(
+    tmp_path_factory: pytest.TempPathFactory, language: str, words: str, no_users: str
+) -> None:
+    """The demo's console (loopback, no users): nobody writes, and the device page says
+    so where a tag is writable instead of showing nothing."""
+    with (
+        ConsoleThread(
+            tmp_path_factory.mktemp("console"), console_yaml(), replace=dict(WRITABLE)
+        ) as running,
+        chromium(language) as browser,
+    ):
+        browser.base = running.base
+        browser.open("/console/#/device/cnc-1")
+        locked = browser.wait(lambda: browser.find("write-locked"), 15, "the note")[0]
+        assert locked.is_displayed()
+        assert words in locked.text
+        assert no_users in locked.text
+        assert "alarm_code" in locked.text
+        assert "mode" in locked.text
+        assert browser.find("write-form") == []
         assert browser.problems() == []

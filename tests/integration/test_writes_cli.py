@@ -289,6 +289,7 @@ async def test_audit_prints_a_table_and_json_lines(tmp_path: Path) -> None:
     log.append(
         {
             "time": "2026-12-05T06:00:00.000Z",
+            "id": "cli-5",
             "channel": "cli",
             "identity": "operator",
             "device": "press-1",
@@ -303,10 +304,10 @@ async def test_audit_prints_a_table_and_json_lines(tmp_path: Path) -> None:
     assert (code, err) == (0, "")
     head, row = out.splitlines()
     assert head.split() == [
-        *("time", "channel", "identity", "device", "tag", "requested", "outcome", "reason")
+        *("time", "id", "channel", "identity", "device", "tag", "requested", "outcome", "reason")
     ]
-    assert (
-        row == "2026-12-05T06:00:00.000Z  cli      operator  press-1  setpoint  6.5        applied"
+    assert row == (
+        "2026-12-05T06:00:00.000Z  cli-5  cli      operator  press-1  setpoint  6.5        applied"
     )
     assert head.index("outcome") == row.index("applied")  # columns line up
     code, out, _ = await _cli("audit", "-c", str(plant), "--json")

@@ -118,9 +118,9 @@ devices:
 """
 
 
-def _plant(tmp_path: Path) -> Path:
+def _plant(tmp_path: Path, state_dir: str | None = None) -> Path:
     path = tmp_path / "plant.yaml"
-    path.write_text(PLANT.format(state_dir=tmp_path / "state"))
+    path.write_text(PLANT.format(state_dir=state_dir or tmp_path / "state"))
     return path
 
 
@@ -138,6 +138,7 @@ def _audit(tmp_path: Path) -> AuditLog:
         {"time": "2026-12-05T05:00:00.000Z", "device": "press-1", "tag": "setpoint"},
         {
             "time": "2026-12-05T06:00:00.000Z",
+            "id": "m-7",
             "channel": "mqtt",
             "identity": "",
             "device": "oven-1",
@@ -148,6 +149,7 @@ def _audit(tmp_path: Path) -> AuditLog:
         },
         {
             "time": "2026-12-05T07:00:00.000Z",
+            "id": "console-0123456789abcdef0123456789abcdef",
             "channel": "console",
             "identity": "li.wei",
             "device": "press-1",
@@ -171,12 +173,14 @@ def test_audit_prints_every_record_in_a_table(
     lines = out.splitlines()
     assert len(lines) == 4
     assert lines[0].split() == [
-        *("time", "channel", "identity", "device", "tag", "requested", "outcome", "reason")
+        *("time", "id", "channel", "identity", "device", "tag", "requested", "outcome", "reason")
     ]
     assert lines[2].split() == [
-        *("2026-12-05T06:00:00.000Z", "mqtt", "oven-1", "ack()", '{"alarm":', "3}"),
+        *("2026-12-05T06:00:00.000Z", "m-7", "mqtt", "oven-1", "ack()", '{"alarm":', "3}"),
         *("refused", "too", "old"),
     ]
+    # A long id is cut to its start (narrow; --json has it whole), enough to find it.
+    assert lines[3].startswith("2026-12-05T07:00:00.000Z  console-0123456…  console  li.wei")
     assert lines[3].endswith("li.wei    press-1  mode      run           applied")
     assert err == ""
 
@@ -203,7 +207,41 @@ def test_audit_says_what_it_skipped(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_audit_without_records_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["audit", "-c", str(_plant(tmp_path)), "--since", "1h"]) == 0
+    _audit(tmp_path)
+    assert main(["audit", "-c", str(_plant(tmp_path)), "--since", "2027-01-01T00:00Z"]) == 0
     out, _ = capsys.readouterr()
     assert out == f"no write commands recorded in that time ({tmp_path / 'state' / 'audit'})\n"
-    assert not (tmp_path / "state").exists()  # reading creates nothing
+    # An audit directory without a record yet (emptied by hand, or a crash before the
+    # first line): nothing recorded, which is an answer (exit 0).
+    for path in (tmp_path / "state" / "audit").iterdir():
+        path.unlink()
+    assert main(["audit", "-c", str(_plant(tmp_path))]) == 0
+    out, err = capsys.readouterr()
+    assert (out, err) == (f"no write commands recorded ({tmp_path / 'state' / 'audit'})\n", "")
+
+
+def test_audit_where_there_is_no_log_says_where_it_looked_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative state_dir read from another directory than the agent's (a trial: it
+    printed "no write commands recorded (state/audit)" and exited 0)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    plant = _plant(tmp_path, "./state")
+    assert main(["audit", "-c", str(plant)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    looked = elsewhere / "state" / "audit"
+    assert err.startswith(f"edge-agent audit: no audit log at {looked} (no such directory)")
+    assert "state_dir ./state is relative: it is taken from the directory the agent was" in err
+    assert "EDGE_AGENT_STATE" not in err  # this file does not take it from there
+    # The bundled files' way: from the agent's environment, ./state without it.
+    monkeypatch.delenv("EDGE_AGENT_STATE", raising=False)
+    plant = _plant(tmp_path, "${EDGE_AGENT_STATE:-./state}")
+    assert main(["audit", "-c", str(plant)]) == 1
+    _, err = capsys.readouterr()
+    assert f"no audit log at {looked} (no such directory)" in err
+    assert "takes state_dir from EDGE_AGENT_STATE, which is not set in this shell" in err
+    assert "`edge-agent demo`: the temporary directory its banner prints" in err
+    assert not (elsewhere / "state").exists()  # reading creates nothing

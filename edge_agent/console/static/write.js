@@ -2,9 +2,11 @@
 // console), shown to a user with the write permission. The value is read like the CLI reads it
 // (JSON where it is JSON: 6.5, true, "text"; else the text itself: run), sent with POST
 // /console/api/write, and the result document shown: the outcome, why, and the value read back.
-// Every rule is the agent's; the form only says what the policy allows.
+// Every rule is the agent's; the form only says what the policy allows. Without the permission
+// (a user without writes: true, or the demo's console without users) the card lists the tags
+// that are writable and says who may write them, instead of showing nothing.
 
-import { ApiError, can, postJSON } from "./api.js";
+import { ApiError, can, postJSON, state } from "./api.js";
 import { fmtValue, t } from "./i18n.js";
 import { clear, data, el, label, note, setAttr, setText } from "./dom.js";
 
@@ -18,15 +20,35 @@ export function writeCard() {
 
   function update(doc) {
     const tags = (doc.tags || []).filter((tag) => tag.writable && tag.write && tag.write.console);
-    const key = JSON.stringify([doc.name, tags.map((tag) => [tag.name, tag.write])]);
+    const allowed = can("write");
+    const key = JSON.stringify([doc.name, allowed, tags.map((tag) => [tag.name, tag.write])]);
     if (key === shown) return;
     shown = key;
     clear(list);
-    card.hidden = tags.length === 0 || !can("write");
-    if (!card.hidden) for (const tag of tags) list.append(writeForm(doc.name, tag));
+    card.hidden = tags.length === 0;
+    if (card.hidden) return;
+    if (allowed) for (const tag of tags) list.append(writeForm(doc.name, tag));
+    else list.append(lockedNote(tags));
   }
 
   return { card, update };
+}
+
+/** The writable tags without forms, and who may write them. */
+function lockedNote(tags) {
+  const session = state.session || {};
+  const box = el("div", { class: "write-locked", data: { testid: "write-locked" } },
+    note("write.locked"));
+  if (!session.login_required && !session.authenticated) {
+    box.append(el("p", { class: "note note-muted", i18n: "write.no_users", data: { testid: "write-no-users" } }));
+  }
+  const items = el("ul", { class: "write-locked-tags" });
+  for (const tag of tags) {
+    items.append(el("li", {},
+      data("span", tag.name, { class: "strong" }), " ", data("span", policyText(tag.write), { class: "sub" })));
+  }
+  box.append(items);
+  return box;
 }
 
 function writeForm(device, tag) {
