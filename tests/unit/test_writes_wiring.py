@@ -157,3 +157,14 @@ def test_the_reload_plan_of_commands(tmp_path: Path) -> None:
     assert plan.commands_changed
     assert plan.needs_restart == ("commands.audit", "commands.socket")
     assert plan.describe()["commands_changed"] is True
+
+
+def test_the_audit_directory_exists_from_the_start(tmp_path: Path) -> None:
+    """Made with the gate, not at the first command: `edge-agent audit` on an agent that
+    has had no command yet finds an empty log (exit 0), not none ("wrong state_dir?")."""
+    agent = Agent(_config(tmp_path))
+    assert agent.writes is not None
+    audit = tmp_path / "audit"
+    assert audit.is_dir()
+    assert audit.stat().st_mode & 0o777 == 0o700
+    assert list(audit.iterdir()) == []
