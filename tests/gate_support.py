@@ -265,6 +265,9 @@ class MemoryAudit:
             raise OSError(28, self.broken)
         self.records.append(dict(record))
 
+    def ready(self) -> str:
+        return ""
+
     def recent_ids(self, since_ns: int) -> dict[str, tuple[int, str]]:
         from datetime import datetime
 

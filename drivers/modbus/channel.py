@@ -84,7 +84,12 @@ from drivers.modbus.frames_write import (
 )
 from drivers.modbus.link import Link, SerialLink, TcpLink
 from drivers.modbus.probes import ProbeLog
-from drivers.modbus.replies import ModbusExceptionResponse, WriteUnconfirmed, exception_meaning
+from drivers.modbus.replies import (
+    ModbusExceptionResponse,
+    ReadBeforeWriteRefused,
+    WriteUnconfirmed,
+    exception_meaning,
+)
 from edge_agent.config import ModbusRtu, ModbusTable, ModbusTcp
 from edge_agent.errors import DriverError, DriverReadError
 from edge_agent.model import (
@@ -223,7 +228,7 @@ class ModbusChannel:
         async with self._lock:
             reply = await self._ask(request, partial(check_read, request))
             if isinstance(reply, ExceptionReply):
-                raise ModbusExceptionResponse(
+                raise ReadBeforeWriteRefused(
                     reply.code,
                     f"{exception_meaning(reply.code)}: reading holding {address} to change "
                     "bits of it; nothing written",

@@ -15,6 +15,11 @@ class ModbusExceptionResponse(DriverReadError):
         super().__init__(exception_reason(code), detail)
 
 
+class ReadBeforeWriteRefused(ModbusExceptionResponse):
+    """The read of a read-modify-write was answered with an exception: nothing was
+    written, whatever the code (4 or 11 included, which after a write leave it unknown)."""
+
+
 class WriteUnconfirmed(DriverReadError):
     """A write went out and no valid answer came (timeout, invalid or mismatched reply,
     connection lost): the device may or may not have taken it. Never retried."""

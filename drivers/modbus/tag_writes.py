@@ -36,7 +36,12 @@ from drivers.modbus.frames_write import (
     write_register,
     write_registers,
 )
-from drivers.modbus.replies import ModbusExceptionResponse, WriteUnconfirmed, exception_meaning
+from drivers.modbus.replies import (
+    ModbusExceptionResponse,
+    ReadBeforeWriteRefused,
+    WriteUnconfirmed,
+    exception_meaning,
+)
 from edge_agent.config import ModbusDeviceConfig, ModbusRtu, ModbusTag
 from edge_agent.driver import (
     PreparedWrite,
@@ -176,6 +181,11 @@ class TagWrites:
                 )
             else:
                 await self.channel.write(request)
+        except ReadBeforeWriteRefused as exc:
+            raise WriteFailed(
+                f"exception code {exc.code} ({exception_meaning(exc.code)}) to reading the "
+                f"register before changing its bit ({prepared.sent}): nothing was written"
+            ) from None
         except ModbusExceptionResponse as exc:
             answer = f"exception code {exc.code} ({exception_meaning(exc.code)})"
             if exc.code in UNDECIDED_CODES:

@@ -33,13 +33,6 @@ AuditFactory = Callable[[Path, AuditFiles], AuditStore]
 
 def open_audit_log(directory: Path, files: AuditFiles) -> AuditStore:
     """The audit log of :mod:`edge_agent.writes.audit` (``<state_dir>/audit``)."""
-    # Made now, not at the first command: `edge-agent audit` then finds an empty log (no
-    # command yet), not none (which says "wrong state_dir?"). A directory that cannot be
-    # made is said here; every write is refused until the log can be written.
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        log.error("audit log directory cannot be made; writes will be refused", error=str(exc))
     return AuditLog(directory, files.max_bytes, files.keep)
 
 

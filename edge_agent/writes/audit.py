@@ -85,6 +85,18 @@ class AuditLog:
 
     # ------------------------------------------------------------------ writing
 
+    def ready(self) -> str:
+        """Make the log's directory now (0700), not at the first command: `edge-agent
+        audit` then finds an empty log, not none (which says "wrong state_dir?"). Why
+        the log cannot be written there, or ``""``."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"{self.directory}: {exc.strerror or exc}"
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            return f"{self.directory}: not writable by this user"
+        return ""
+
     def append(self, record: Mapping[str, object]) -> None:
         """Write ``record`` (plus ``time`` if it has none) as one line, fsynced.
 

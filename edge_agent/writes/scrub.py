@@ -10,13 +10,20 @@ redacted in every text, enums become their values and non-finite floats text.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from enum import Enum
 
-from edge_agent.redaction import is_secret_key, redact
+from edge_agent.redaction import redact
 
-#: Keys dropped besides those :func:`~edge_agent.redaction.is_secret_key` names.
-_ALSO_SECRET = frozenset({"key", "signature", "hmac", "signed_form", "canonical"})
+#: The last word of a key that holds a secret (``password``, ``auth_token``, ``api_key``,
+#: ``pin``). By the last word, not anywhere in the name: a method argument
+#: ``token_count`` or ``bypass`` is what a command set, and the record must say so.
+_SECRET_WORD = re.compile(
+    r"(?:^|[_\-.])(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|api_?key|credentials?|pin"
+    r"|signature|hmac|signed_form|canonical)$",
+    re.IGNORECASE,
+)
 
 
 def clean(record: Mapping[str, object]) -> dict[str, object]:
@@ -26,7 +33,7 @@ def clean(record: Mapping[str, object]) -> dict[str, object]:
 
 
 def _secret(key: str) -> bool:
-    return is_secret_key(key) or key.lower() in _ALSO_SECRET
+    return bool(_SECRET_WORD.search(key))
 
 
 def _clean(value: object) -> object:

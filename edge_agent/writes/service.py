@@ -99,6 +99,10 @@ class AuditStore(Protocol):
         """Ids of the commands recorded since ``since_ns``: id -> (time ns, outcome)."""
         ...
 
+    def ready(self) -> str:
+        """Make the log's place if need be; why it cannot be written there, or ``""``."""
+        ...
+
 
 #: Called with every audit record (a sink's ``publish_audit``); must not raise.
 AuditListener = Callable[[Mapping[str, object]], None]
@@ -155,6 +159,10 @@ class WriteService:
     def start(self) -> None:
         """Remember the ids the audit log holds from the replay window (a restart must
         not let a copy of a command that was handled before it through)."""
+        problem = self._audit.ready()
+        if problem:  # no write may go out that cannot be audited: refused from the start
+            log.error("audit log cannot be written; writes are refused", error=problem)
+            self.audit_unavailable(problem)
         since = self._now() - self._ids.keep_ns
         self._ids.seed(self._audit.recent_ids(since))
 
@@ -166,7 +174,15 @@ class WriteService:
         self.policy = policy
         self._ids.max_age_s = policy.commands.max_age
         if longer:
-            self.start()
+            try:
+                self.start()
+            except OSError as exc:  # the window's ids unknown: no write until audited again
+                self.audit_unavailable(f"its ids cannot be read back: {exc}")
+
+    def audit_unavailable(self, reason: str) -> None:
+        """The audit log cannot be written (its directory cannot be made): every write
+        is refused until an append succeeds (refusals are still tried, and may)."""
+        self._audit_error = reason
 
     def add_listener(self, listener: AuditListener) -> None:
         if listener not in self._listeners:

@@ -290,3 +290,27 @@ async def test_rtu_write_confirmed(tmp_path: Path) -> None:
                 for tag, value in [("wide", 2.5), ("sp", 6.5), ("flag", True), ("pump", False)]:
                     await driver.write(await driver.prepare(tag, value))
                 assert [a.function for a in bus.asked] == [16, 6, 22, 5]
+
+
+@pytest.mark.parametrize("code", [4, 11])
+async def test_an_exception_to_the_read_of_a_bit_change_is_not_an_unknown_write(
+    code: int,
+) -> None:
+    """Exceptions 4, 5 and 11 answering a write leave its outcome unknown; answering the
+    read before a bit change (mask_write: false) they mean nothing was written: failed,
+    not unknown (which made the gate count a write, read back, and audit ``unknown`` for
+    a command that never reached the device)."""
+    from tests.integration.test_modbus_writes_hostile import _writes, gateway
+    from tests.modbus_hostile import Reply, exception_pdu, honest
+
+    def refuse_the_read(asked: Asked) -> list[Reply]:
+        if asked.function == 3 and asked.address == 20:
+            return [Reply(exception_pdu(3, code))]
+        return honest(asked)
+
+    async with gateway({1: refuse_the_read}) as (server, drivers):
+        prepared = await drivers["d1"].prepare("flag", True)
+        with pytest.raises((WriteFailed, DriverError, WriteOutcomeUnknown)) as raised:
+            await drivers["d1"].write(prepared)
+        assert _writes(server.asked) == []  # nothing was written
+    assert not isinstance(raised.value, WriteOutcomeUnknown), str(raised.value)

@@ -17,6 +17,7 @@ from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
 from edge_agent.sinks.sparkplug.commands import NODE_METRIC
 from edge_agent.sinks.sparkplug.sink import SparkplugSink
 from edge_agent.writes.model import WriteRequest
+from tests.gate_support import make_gate
 from tests.integration.test_sparkplug_sink import (
     GROUP,
     NODE,
@@ -220,3 +221,32 @@ async def test_in_a_flood_beyond_both_bounds_a_dcmd_is_dropped_counted_and_stop_
         "unaudited (quiet until one is handled again)"
     ]
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("sparkplug-write")]
+
+
+def _dcmd(values: list[str]) -> bytes:
+    from edge_agent.sinks.sparkplug import sparkplug_b_pb2 as pb
+
+    payload = pb.Payload(timestamp=1)
+    for value in values:
+        metric = payload.metrics.add(name="mode")
+        metric.datatype, metric.string_value = 12, value  # String
+    return payload.SerializeToString()
+
+
+async def test_every_metric_of_a_dcmd_the_stop_cuts_short_is_audited() -> None:
+    """A DCMD's metrics run one after the other in one task; stop() cancels it after its
+    grace. The metric under way is audited by the gate (unknown: it was being written),
+    the ones after it go to the gate as refusals (they were only counted and logged:
+    commands that arrived and left no audit record, and Sparkplug has no result topic)."""
+    from edge_agent.sinks.sparkplug.commands import CommandHandler
+    from edge_agent.sinks.sparkplug.topics import CommandTopic
+
+    gate = make_gate()
+    gate.device.write_mode = "hangs"
+    handler = CommandHandler(sink="spb", gate=gate.service)
+    handler.describe(["compressor-1"])
+    handler.handle(CommandTopic("compressor-1"), _dcmd(["auto", "off", "auto"]))
+    await gate.device.hanging.wait()  # the first metric's write is out
+    await handler.stop(grace_s=0)
+    assert len(gate.device.writes) == 1
+    assert [r["outcome"] for r in gate.audit.records] == ["unknown", "refused", "refused"]

@@ -11,6 +11,7 @@ import asyncio
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -775,3 +776,66 @@ async def test_a_write_cut_short_by_the_agent_stopping_is_audited_as_unknown(gat
     assert record["id"] == "set-stop"
     assert record["outcome"] == "unknown"
     assert "agent stopped" in str(record["reason"])
+
+
+def _method_plant(first: str, second: str) -> str:
+    """The gate's plant with method ack's arguments renamed (and the second a bool)."""
+    code = "{name: code, min: 0, max: 99, step: 1}"
+    who = "{name: who, allowed: [operator, shift-lead]}"
+    text = plant_text().replace(code, code.replace("code", first))
+    return text.replace(who, f"{{name: {second}, allowed: [true, false]}}")
+
+
+async def test_a_method_argument_named_like_bypass_or_token_count_is_audited() -> None:
+    """A key is a secret by its last word (``password``, ``auth_token``), not by a
+    fragment anywhere: method arguments named ``token_count`` or ``bypass`` stay in the
+    result and the audit record (they vanished when any key holding ``token`` or ending
+    in ``pass`` was dropped: the log of a call that set a bypass did not say to what)."""
+    gate = make_gate(parse_config(_method_plant("token_count", "bypass"), env={}))
+    result = await gate.send(
+        device="press-2", method="ack", args={"token_count": 5, "bypass": True}
+    )
+    assert result.outcome is Outcome.APPLIED
+    assert gate.opcua.writes == [("call", ("ack", {"token_count": 5, "bypass": True}))]
+    assert result.to_json()["requested"] == {"token_count": 5, "bypass": True}
+    assert gate.audit.records[-1]["requested"] == {"token_count": 5, "bypass": True}
+
+
+async def test_a_gate_whose_audit_directory_cannot_be_made_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    """The gate asks its audit log at start whether it can be written (its directory
+    made): when not, every write is refused from the first (the first command was
+    written and then had no audit record, the gate refusing only after an append had
+    failed)."""
+    from edge_agent.config.writes import AuditFiles
+    from edge_agent.service.writes_wiring import open_audit_log
+    from edge_agent.writes.model import WriteRequest
+    from edge_agent.writes.policy import PlantWrites
+    from edge_agent.writes.service import WriteService
+
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the state directory should be\n")
+    audit = open_audit_log(blocker / "audit", AuditFiles())
+    gate = make_gate()
+    # The gate as the wiring makes it (WritesWiring.configure), on that log.
+    service = WriteService(
+        PlantWrites.of(plant()),
+        gate.devices,
+        audit,
+        time_ns=gate.clock.time_ns,
+        sleep=gate.clock.sleep,
+    )
+    service.start()
+    request = WriteRequest(
+        id="c1",
+        channel="cli",
+        identity="operator",
+        device="compressor-1",
+        tag="pressure_setpoint",
+        value=6.5,
+        received_at_ns=gate.clock.now,
+    )
+    result = await service.submit(request)
+    assert gate.device.writes == [], f"written without an audit record: {result.outcome}"
+    assert result.outcome is Outcome.REFUSED

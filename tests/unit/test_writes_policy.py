@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config import ModbusTag
+from drivers.modbus.encode import encode
+from edge_agent.config import ModbusDeviceConfig, ModbusTag
 from edge_agent.config.loader import parse_config
 from edge_agent.writes.policy import PlantWrites, ValueRefused, WritableTag, check_value
 from tests.gate_support import plant
@@ -79,3 +80,47 @@ def test_a_fraction_of_a_step_is_refused_however_large_the_value(
 )
 def test_float_noise_is_on_a_step(step: float, low: float, value: float) -> None:
     assert check_value(_preset(step, low), value) == value
+
+
+BOILER = """
+plant: {name: p}
+devices:
+  - name: boiler
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 5020}
+    poll_groups:
+      - interval: 1s
+        tags:
+          - name: supply_setpoint
+            address: 10
+            scale: %(scale)s
+            offset: %(offset)s
+            type: %(type)s
+            write: {channels: [cli], min: %(min)s, max: %(max)s}
+"""
+
+
+@pytest.mark.parametrize(
+    ("type_", "scale", "offset", "low", "high"),
+    [
+        # the whole of a uint16 in 0.001 degC from -40: -40.000 to 25.535
+        ("uint16", "0.001", "-40", "-40", "25.535"),
+        # the whole of an int16 in 0.01 K shown in degC: -600.83 to 54.52
+        ("int16", "0.01", "-273.15", "-600.83", "54.52"),
+    ],
+)
+def test_a_range_that_is_exactly_what_the_register_holds_is_no_error(
+    type_: str, scale: str, offset: str, low: str, high: str
+) -> None:
+    """The register's ends are products in floating point: 65535 x 0.001 - 40 comes out
+    one ulp below 25.535. ``max: 25.535`` is what a uint16 x 0.001 - 40 holds (the
+    driver writes it, raw 65535) and no error (it was, with a message that contradicted
+    itself)."""
+    values = {"type": type_, "scale": scale, "offset": offset, "min": low, "max": high}
+    config = parse_config(BOILER % values, env={})  # ConfigError today
+    [device] = config.devices
+    assert isinstance(device, ModbusDeviceConfig)
+    tag = device.poll_groups[0].tags[0]
+    assert isinstance(tag, ModbusTag)
+    for bound in (float(low), float(high)):
+        encode(tag, bound)  # the device can be sent both ends

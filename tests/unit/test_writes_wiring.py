@@ -160,11 +160,15 @@ def test_the_reload_plan_of_commands(tmp_path: Path) -> None:
 
 
 def test_the_audit_directory_exists_from_the_start(tmp_path: Path) -> None:
-    """Made with the gate, not at the first command: `edge-agent audit` on an agent that
-    has had no command yet finds an empty log (exit 0), not none ("wrong state_dir?")."""
-    agent = Agent(_config(tmp_path))
-    assert agent.writes is not None
+    """Made when the gate starts, not at the first command: `edge-agent audit` on an
+    agent that has had no command yet finds an empty log (exit 0), not none ("wrong
+    state_dir?")."""
+    wiring = WritesWiring(list)
+    wiring.configure(_config(tmp_path))
+    assert wiring.service is not None
     audit = tmp_path / "audit"
+    assert not audit.exists()
+    wiring.start()
     assert audit.is_dir()
     assert audit.stat().st_mode & 0o777 == 0o700
     assert list(audit.iterdir()) == []

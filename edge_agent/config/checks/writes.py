@@ -129,11 +129,14 @@ def _register_rules(policy: WritePolicy, info: TagInfo) -> Iterator[tuple[str, s
     scale, offset = info.scale, info.offset
     ends = sorted((low_raw * scale + offset, high_raw * scale + offset))
     held = f"a {info.value_type}" + (f" x {scale:g}" if scale != 1 else "")
-    held += f" + {offset:g}" if offset else ""
+    held += (f" + {offset:g}" if offset > 0 else f" - {-offset:g}") if offset else ""
     span = f"{_number(ends[0])} to {_number(ends[1])}"
-    if policy.min is not None and policy.min < ends[0]:
+    # The ends are products in floating point: a bound written as the exact decimal end
+    # may land a step of rounding beyond it, and is still what the register holds.
+    slack = 1e-9 * max(1.0, abs(ends[0]), abs(ends[1]))
+    if policy.min is not None and policy.min < ends[0] - slack:
         yield "min", f"min {policy.min:g} is below what {held} can hold ({span})"
-    if policy.max is not None and policy.max > ends[1]:
+    if policy.max is not None and policy.max > ends[1] + slack:
         yield "max", f"max {policy.max:g} is above what {held} can hold ({span})"
     if policy.step is not None:
         counts = policy.step / abs(scale)

@@ -230,16 +230,21 @@ class CommandHandler:
                 await self._submit(gate, request, metric)
                 done += 1
         except asyncio.CancelledError:
-            # stop() ran out of grace: the metrics not yet handed over never reach the
-            # gate (nothing was written for them); said here, with their names.
-            rest = writes[done + 1 :]
-            if rest:
-                self.counters.commands_refused += len(rest)
-                log.warning(
-                    "sparkplug command cut short by the stop: metrics not handled",
-                    sink=self.sink,
-                    device=rest[0][0].device,
-                    metrics=[metric for _request, metric in rest],
+            # stop() ran out of grace: the metric under way is the gate's (it audits a
+            # command the stop cuts short); the ones not yet handed over go to it as
+            # refusals, so each is audited (Sparkplug has no result topic: the audit log
+            # is a DCMD's only trace). A refusal finishes without waiting for anything,
+            # so the cancelled task can still hand them over.
+            for request, metric in writes[done + 1 :]:
+                stopped = (
+                    f"the agent stopped before metric {metric} was handled: nothing was written"
+                )
+                await self._submit(
+                    gate,
+                    request
+                    if request.refusal
+                    else replace(request, tag=None, value=None, refusal=stopped),
+                    metric,
                 )
             raise
 
