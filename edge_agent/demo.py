@@ -25,6 +25,7 @@ from edge_agent.config.service import HealthConfig
 from edge_agent.demo_screen import WAITING_FOR_PART, DemoScreen, tag_texts
 from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
+from edge_agent.redaction import register_secrets, secret_values
 from edge_agent.service.agent import Agent
 from edge_agent.service.supervisor import Supervisor
 
@@ -216,7 +217,9 @@ def run_demo(
         except ConfigError as exc:
             print("\n".join(exc.problems), file=sys.stderr)
             return 2
-        # Only warnings go to stderr: the live table owns the terminal.
+        # Only warnings go to stderr: the live table owns the terminal. A copy's secrets
+        # (from the environment) are known to the redaction first, as `run` does.
+        register_secrets(secret_values(config))
         configure_logging("warning")
         if mqtt is None and sparkplug is None:
             print("MQTT publishing is off (--mqtt HOST:PORT publishes); values shown here only.")
