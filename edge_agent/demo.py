@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -105,6 +106,19 @@ def _demo_config(
     if sinks == config.sinks:
         return config
     return config.model_copy(update={"sinks": sinks})
+
+
+#: Lines a terminal needs for the live screen to leave room for the write and audit
+#: command lines (two long lines that wrap); in a smaller one the screen comes first.
+HINT_LINES = 40
+
+
+def _room_for_hints() -> bool:
+    """The write/audit command lines fit: output is not a terminal (a log keeps every
+    line), or the terminal is tall enough that the live screen still fits under them."""
+    if not sys.stdout.isatty():
+        return True
+    return shutil.get_terminal_size().lines >= HINT_LINES
 
 
 def _units(config: PlantConfig) -> dict[str, dict[str, str]]:
@@ -229,12 +243,13 @@ def run_demo(
                 f"write commands on edge/{config.plant.name}/<device>/cmd, results on "
                 ".../cmd/result (docs/WRITES.md)"
             )
-        path = config_path or demo_config_path()
-        print(
-            f"write a setpoint: EDGE_AGENT_STATE={state_dir} edge-agent write -c {path} "
-            "compressor-1 pressure_setpoint 5.5"
-        )
-        print(f"audit log of writes: EDGE_AGENT_STATE={state_dir} edge-agent audit -c {path}")
+        if _room_for_hints():
+            path = config_path or demo_config_path()
+            print(
+                f"write a setpoint: EDGE_AGENT_STATE={state_dir} edge-agent write -c {path} "
+                "compressor-1 pressure_setpoint 5.5"
+            )
+            print(f"audit log of writes: EDGE_AGENT_STATE={state_dir} edge-agent audit -c {path}")
         if sparkplug is not None:
             name = config.plant.name
             print(

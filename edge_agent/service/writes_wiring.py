@@ -23,7 +23,8 @@ from edge_agent.sinks.base import Sink, TakesCommands
 from edge_agent.writes.audit import AuditLog
 from edge_agent.writes.local_socket import LocalCommandSocket, LocalSocketError, socket_path
 from edge_agent.writes.policy import PlantWrites
-from edge_agent.writes.service import AuditStore, WriteService
+from edge_agent.writes.ports import AuditStore
+from edge_agent.writes.service import WriteService
 
 log = structlog.get_logger("edge_agent.service")
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -56,6 +56,7 @@ from edge_agent.writes.policy import (
     describe_values,
     values_match,
 )
+from edge_agent.writes.ports import AuditListener, AuditStore, DeviceAccess
 from edge_agent.writes.ratelimit import RateLimiter
 from edge_agent.writes.scrub import clean
 from edge_agent.writes.signing import IdCache, time_refusal
@@ -78,34 +79,6 @@ log = structlog.get_logger("edge_agent.writes")
 DRIVER_GUARD_S = 60.0
 
 _T = TypeVar("_T")
-
-
-class DeviceAccess(Protocol):
-    """How the gate reaches a running device (the agent implements it over its runners)."""
-
-    def device(self, name: str) -> tuple[object, DeviceState] | None:
-        """The device's driver and its state now; None when it is not running."""
-        ...
-
-
-class AuditStore(Protocol):
-    """The audit log as the gate uses it (:class:`edge_agent.writes.audit.AuditLog`)."""
-
-    def append(self, record: Mapping[str, object]) -> None:
-        """One record, flushed and fsynced; OSError when it cannot be written."""
-        ...
-
-    def recent_ids(self, since_ns: int) -> dict[str, tuple[int, str]]:
-        """Ids of the commands recorded since ``since_ns``: id -> (time ns, outcome)."""
-        ...
-
-    def ready(self) -> str:
-        """Make the log's place if need be; why it cannot be written there, or ``""``."""
-        ...
-
-
-#: Called with every audit record (a sink's ``publish_audit``); must not raise.
-AuditListener = Callable[[Mapping[str, object]], None]
 
 
 #: The reason of a write the agent's stop cut short (the outcome is unknown).

@@ -249,7 +249,11 @@ ALLOWED_ENGLISH = {
 #: Technical tokens a plant engineer types as they are: types, byte orders, hex words.
 TECHNICAL = re.compile(r"u?int(16|32|64)|float(32|64)|[A-H]{2,8}|(0x)?[0-9A-F]{1,4}|\d.*")
 #: Whole phrases left as they are: addresses (target examples) and the CLI's own command.
-VERBATIM = re.compile(r"\b[a-z]+://\S*|\brun --once\b")
+VERBATIM = re.compile(
+    r"\b[a-z]+://\S*|\brun --once\b"
+    # the plant file's own keys, which the user types as they are
+    r"|\bwrites: true\b|\bservice\.console\.users\b"
+)
 
 
 def _words(text: str) -> list[str]:
