@@ -119,16 +119,16 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from edge_agent.config.stand_ins import stand_in_environment
     from edge_agent.service.status_view import (
         StatusUnavailable,
-        env_without_secrets,
         fetch_status,
         render_status,
         sink_backlog,
         status_url,
     )
 
-    config = _load_or_report(args.config, env_without_secrets(args.config))
+    config = _load_or_report(args.config, stand_in_environment(args.config))
     if config is None:
         return EXIT_CONFIG
     try:

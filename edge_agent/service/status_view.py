@@ -9,8 +9,6 @@ outbox file, read only), the outbox. ``--json`` passes the document through.
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
 import ssl
 import urllib.error
@@ -19,8 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.config import PlantConfig
-from edge_agent.config.loader import load_report
-from edge_agent.errors import ConfigError
 
 #: Seconds to wait for the agent's answer; it answers from its event loop at once.
 TIMEOUT_S = 5.0
@@ -45,26 +41,6 @@ _DIRECT = urllib.request.build_opener(
 
 class StatusUnavailable(Exception):
     """The agent's /status could not be had; the message says why, for a person."""
-
-
-#: The name in "environment variable NAME is not set" (config/builder.py).
-_UNSET_VARIABLE = re.compile(r"environment variable (\w+) is not set")
-
-
-def env_without_secrets(path: str) -> dict[str, str] | None:
-    """The environment for a command that reads the plant file only to find the agent
-    (``status``): a variable the file needs but this shell lacks (a sink's password,
-    kept in the service's environment file) is filled with a stand-in, used for nothing.
-    None when the file has other problems (reported as usual)."""
-    try:
-        load_report(path)
-    except ConfigError as exc:
-        names = [_UNSET_VARIABLE.search(p) for p in exc.problems]
-        if names and all(names):
-            return {**os.environ, **{m.group(1): "(not set here)" for m in names if m}}
-    except OSError:
-        pass
-    return None
 
 
 def status_url(config: PlantConfig) -> str:

@@ -53,6 +53,11 @@ def parse_time_ns(text: str) -> int | None:
         return None
     if moment.tzinfo is None:
         return None
+    return datetime_ns(moment)
+
+
+def datetime_ns(moment: dt.datetime) -> int:
+    """An aware datetime in ns since the epoch (exact to its microsecond)."""
     return (moment - _EPOCH) // dt.timedelta(microseconds=1) * 1000
 
 

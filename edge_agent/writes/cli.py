@@ -25,8 +25,9 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from edge_agent.config import PlantConfig
+from edge_agent.config import PlantConfig, parse_duration
 from edge_agent.config.writes import WritePolicy
+from edge_agent.writes.audit import datetime_ns
 
 EXIT_APPLIED = 0
 EXIT_REFUSED = 1
@@ -36,10 +37,6 @@ EXIT_UNREACHABLE = 3
 EXIT_BY_OUTCOME = {"applied": 0, "dry_run": 0, "refused": 1}
 #: The longest answer read (a result document is about 1 KiB).
 MAX_ANSWER_BYTES = 1024 * 1024
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)", re.I)
-_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-#: The name in "environment variable NAME is not set" (edge_agent/config/builder.py).
-_UNSET_VARIABLE = re.compile(r"environment variable (\w+) is not set")
 #: ``state_dir: ${EDGE_AGENT_STATE:-./state}``, as the bundled plant files have it.
 _FROM_ENVIRONMENT = re.compile(r"^state_dir:\s*[\"']?\$\{EDGE_AGENT_STATE\b", re.M)
 
@@ -81,30 +78,22 @@ def add_write_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _load(path: str) -> PlantConfig | None:
-    """The plant file, its problems printed (None then). A variable the file needs but
-    this shell lacks (the command key, passwords kept in the service's environment
-    file) is filled with a stand-in, used for nothing: only state_dir and the tags are
-    read here."""
+    """The plant file, its problems printed (None then). Only state_dir and the tags are
+    read here: a variable this shell lacks gets a stand-in (the command key, passwords
+    kept in the service's environment file)."""
     from edge_agent.config.loader import load_report
+    from edge_agent.config.stand_ins import stand_in_environment
     from edge_agent.errors import ConfigError
 
-    env = dict(os.environ)
-    while True:
-        try:
-            return load_report(path, env).plant
-        except ConfigError as exc:
-            unset = {m.group(1) for p in exc.problems if (m := _UNSET_VARIABLE.search(p))}
-            if unset and not unset <= env.keys():
-                # Again with them: a rule that follows from the value (signatures:
-                # required needs a key) must not be reported for a stand-in.
-                env.update(dict.fromkeys(unset, "(not set here)"))
-                continue
-            for line in exc.report:
-                print(line, file=sys.stderr)
-            print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        except OSError as exc:
-            print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
-        return None
+    try:
+        return load_report(path, stand_in_environment(path)).plant
+    except ConfigError as exc:
+        for line in exc.report:
+            print(line, file=sys.stderr)
+        print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc}", file=sys.stderr)
+    return None
 
 
 # --------------------------------------------------------------------------- write
@@ -303,9 +292,11 @@ def since_ns(text: str, now_ns: int | None = None) -> int:
     """``1h`` (that long ago), or a time: RFC 3339 with an offset, or without one in the
     machine's local time; ns since the epoch."""
     now_ns = time.time_ns() if now_ns is None else now_ns
-    duration = _DURATION.fullmatch(text.strip())
-    if duration:
-        seconds = float(duration.group(1)) * _SECONDS[duration.group(2).lower()]
+    try:  # the plant file's durations: 90s, 30m, 1h, 2d
+        seconds = parse_duration(text.strip())
+    except ValueError:
+        seconds = None
+    if isinstance(seconds, float):
         return now_ns - int(seconds * 1e9)
     try:
         moment = dt.datetime.fromisoformat(text.strip())
@@ -315,8 +306,7 @@ def since_ns(text: str, now_ns: int | None = None) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.astimezone()  # the machine's local time
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (moment - epoch) // dt.timedelta(microseconds=1) * 1000
+    return datetime_ns(moment)
 
 
 _COLUMNS = (

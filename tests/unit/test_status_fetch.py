@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config.loader import load_config
-from edge_agent.service.status_view import env_without_secrets, fetch_status, status_url
+from edge_agent.config.stand_ins import stand_in_environment
+from edge_agent.service.status_view import fetch_status, status_url
 
 DOCUMENT = {"plant": "p", "state": "online"}
 
@@ -91,10 +92,10 @@ def test_status_finds_the_agent_without_the_sinks_secrets(
     monkeypatch.delenv("EDGE_TEST_HEALTH_PORT", raising=False)
     plant = tmp_path / "plant.yaml"
     plant.write_text(_PLANT_WITH_A_SECRET)
-    env = env_without_secrets(str(plant))
+    env = stand_in_environment(str(plant))
     assert env is not None
     assert "EDGE_TEST_HEALTH_PORT" not in env  # its default applies
     config = load_config(plant, env)
     assert status_url(config) == "http://127.0.0.1:19899"
     plant.write_text(_PLANT_WITH_A_SECRET.replace("group_id: G", "group_id: a/b"))
-    assert env_without_secrets(str(plant)) is None  # a real problem: reported as usual
+    assert stand_in_environment(str(plant)) is None  # a real problem: reported as usual
