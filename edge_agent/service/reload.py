@@ -56,7 +56,16 @@ from edge_agent.errors import ConfigError
 #: ``templates_dir`` acts through the devices (templates are expanded, and read again, on
 #: every load), which are compared one by one.
 _LIVE_SECTIONS = frozenset(
-    {"plant", "devices", "sinks", "logging", "service", "templates_dir", "commands"}
+    {
+        "plant",
+        "devices",
+        "sinks",
+        "logging",
+        "service",
+        "templates_dir",
+        "commands",
+        "remote_config",
+    }
 )
 #: Settings of ``commands:`` that the gate does not take live.
 _COMMANDS_AT_START = ("audit", "socket", "socket_group")
