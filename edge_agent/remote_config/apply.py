@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -121,7 +122,7 @@ class RemoteConfig:
             result = await self._apply(new)
             if not result.applied:
                 raise refuse("apply", "the reload could not be applied", list(result.problems))
-            self._commit(document, versions, previous, temp)
+            warnings = self._commit(document, versions, previous, temp)
             temp = None
         finally:
             files.discard(temp)
@@ -140,6 +141,7 @@ class RemoteConfig:
                 sha256=document.sha256,
                 running_version=document.version,
                 later=later,
+                problems=warnings,
             )
         )
         settings = new.remote_config
@@ -181,27 +183,31 @@ class RemoteConfig:
 
     def _commit(
         self, document: ConfigDocument, versions: Versions, previous: Applied, temp: Path
-    ) -> None:
+    ) -> list[str]:
         """Applied: the versions first (a crash after this refuses the same document
-        again rather than letting it in twice), then the last known good, then the file."""
-        self.store.save(
-            Versions(
-                highest=document.version,
-                running=Applied(document.version, document.sha256),
-                last_good=previous,
+        again rather than letting it in twice), then the last known good, then the file.
+        Returns what went wrong (the document runs all the same: it is reported)."""
+        warnings: list[str] = []
+        try:
+            self.store.save(
+                Versions(
+                    highest=document.version,
+                    running=Applied(document.version, document.sha256),
+                    last_good=previous,
+                )
             )
-        )
+        except StoreError as exc:
+            warnings.append(f"the version could not be recorded: {exc}")
         try:
             files.copy_atomically(self.plant_file, files.last_good_path(self.plant_file), "new")
             files.replace(temp, self.plant_file)
         except OSError as exc:
-            # Running, but not on disk: the next start runs the previous file.
-            log.error(
-                "remote config applied but the plant file could not be written; the next "
-                "start runs the previous file",
-                version=document.version,
-                error=str(exc),
+            warnings.append(
+                f"{self.plant_file}: not written ({exc}); the next start runs the previous file"
             )
+        for warning in warnings:
+            log.error("remote config applied, but " + warning, version=document.version)
+        return warnings
 
     async def _watch(self, document: ConfigDocument, before: set[str], within: float) -> None:
         missing = await devices_not_back(before, self._states, within)
@@ -243,12 +249,13 @@ class RemoteConfig:
                 )
             )
             return
-        versions = self.store.load()
-        self.store.save(
-            Versions(
-                highest=versions.highest, running=versions.last_good, last_good=versions.last_good
-            )
-        )
+        running: int | None = None
+        try:
+            versions = self.store.load()
+            running = versions.last_good.version
+            self.store.save(replace(versions, running=versions.last_good))
+        except StoreError as exc:
+            log.error("rolled back, but the versions could not be recorded", error=str(exc))
         try:
             files.copy_atomically(last_good, self.plant_file, "rollback")
         except OSError as exc:
@@ -259,7 +266,7 @@ class RemoteConfig:
                 status=state.ROLLED_BACK,
                 version=document.version,
                 sha256=document.sha256,
-                running_version=versions.last_good.version,
+                running_version=running,
                 reason=f"devices not online within rollback_after: {', '.join(missing)}",
                 devices_not_back=missing,
             )

@@ -30,6 +30,8 @@ class MqttTopics:
         #: Set by the sink right after it made the connection.
         self.connection: MqttConnection | None = None
         self._subscriptions: list[Subscription] = []
+        #: Subscriptions granted (one per connection that had any).
+        self.granted = 0
 
     def dispatcher(self, fallback: TopicHandler | None) -> TopicHandler:
         """The connection's message handler: ours first, then ``fallback``."""
@@ -70,6 +72,7 @@ class MqttTopics:
             log.warning("mqtt topics not subscribed", sink=self.sink, error=str(exc))
             connection.abort("subscription not granted")
             return
+        self.granted += 1
         log.info("mqtt topics subscribed", sink=self.sink, topics=[t for t, _ in topics])
         for subscription in subscriptions:
             if subscription.on_subscribed is not None:
