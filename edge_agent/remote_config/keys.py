@@ -60,7 +60,8 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
 
 def _ed25519(key: object) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyProblem(f"not an Ed25519 key but {type(key).__name__.lstrip('_')}")
+        kind = type(key).__name__.lstrip("_").removesuffix("PublicKey")
+        raise KeyProblem(f"not an Ed25519 key but a key of type {kind}")
     return key
 
 

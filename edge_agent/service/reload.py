@@ -30,6 +30,9 @@ The write gate follows the new file live (:mod:`edge_agent.service.writes_wiring
 key and max_age apply to the next command, and the rate windows and ids already seen
 are kept. ``commands.audit`` (the log's files) and ``commands.socket`` /
 ``socket_group`` (the local socket) take effect at the next start.
+
+``remote_config:`` follows the new file live as well: its keys verify the next
+document, and the subscription moves to the sink it names (docs/REMOTE_CONFIG.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ What ``edge-agent run`` does around the agent, all as tasks on its one event loo
   one-line status changes, ``WATCHDOG=1`` only while the agent makes progress
   (:mod:`edge_agent.service.liveness`);
 * the health and metrics endpoint (:mod:`edge_agent.service.health`), if configured;
-* the retained status document on every MQTT sink every ``service.status_interval``.
+* the retained status document on every MQTT sink every ``service.status_interval``;
+* signed plant files from ``edge/{plant}/config/set`` (``remote_config:``), applied as a
+  reload is (:meth:`Supervisor.apply_config`; :mod:`edge_agent.remote_config`).
 """
 
 from __future__ import annotations

@@ -262,7 +262,9 @@ class PlantParts:
         else:
             parts.service = ServiceConfig()
         if isinstance(data.get("remote_config"), dict):
-            parts.remote_config = pruner.validate(_REMOTE, ("remote_config",))
+            parts.remote_config = pruner.validate(
+                _REMOTE, ("remote_config",), frozenset({("remote_config", "rollback_after")})
+            )
         devices = data.get("devices")
         for index, item in enumerate(devices if isinstance(devices, list) else []):
             name = item.get("name") if isinstance(item, dict) else None
