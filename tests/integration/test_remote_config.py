@@ -168,6 +168,12 @@ def _removes_remote_config(setup: Setup, text: str) -> bytes:
     return setup.sign(setup.text((*BASE, ADDED), remote_config=False), 5)
 
 
+def _secret_in_clear(setup: Setup, text: str) -> bytes:
+    return setup.sign(
+        text.replace("keepalive: 5}", "keepalive: 5, username: u, password: s3cr3t-value}"), 5
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "check", "says"),
     [
@@ -178,6 +184,7 @@ def _removes_remote_config(setup: Setup, text: str) -> bytes:
         (_hash_mismatch, "hash", "SHA-256"),
         (_fails_validation, "validation", "fails the checks"),
         (_removes_remote_config, "lockout", "no remote_config"),
+        (_secret_in_clear, "secrets", "writes a secret"),
     ],
     ids=lambda v: v.__name__.lstrip("_") if callable(v) else None,
 )
@@ -230,6 +237,24 @@ async def test_an_older_version_and_a_replay_are_refused_also_after_a_restart(
         assert replay["running_version"] == 3
         assert [s.device for s in supervisor.agent.sources] == [*BASE, ADDED]
     assert setup.path.read_bytes() == applied
+
+
+async def test_keys_rotate_as_docs_remote_config_md_says(setup: Setup) -> None:
+    """Old key signs a file listing both; the new key signs; the new key drops the old;
+    the old key is then refused."""
+    new_key = Ed25519PrivateKey.generate()
+    both = setup.text(keys=[setup.key, new_key])
+    only_new = setup.text((*BASE, ADDED), keys=[new_key])
+    async with running_agent(setup.path) as supervisor:
+        port = setup.broker.port
+        assert (await push(port, setup.sign(both, 1, setup.key)))["status"] == "applied"
+        assert (await push(port, setup.sign(both, 2, new_key)))["status"] == "applied"
+        assert (await push(port, setup.sign(only_new, 3, new_key)))["status"] == "applied"
+        old = await push(port, setup.sign(setup.text(keys=[setup.key]), 4, setup.key))
+        assert old["status"] == "refused"
+        assert old["reason"].startswith("key: ")
+        assert [s.device for s in supervisor.agent.sources] == [*BASE, ADDED]
+    assert setup.path.read_bytes() == only_new.encode()
 
 
 async def test_devices_that_do_not_come_back_roll_the_document_back(
