@@ -14,6 +14,7 @@ from edge_agent import __version__
 from edge_agent.config import PlantConfig
 from edge_agent.config.loader import ConfigReport, load_report
 from edge_agent.errors import ConfigError
+from edge_agent.remote_config.cli import add_config_commands
 from edge_agent.writes.cli import add_write_commands
 
 EXIT_OK = 0
@@ -480,6 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_once_and_status(commands)
     _add_report_command(commands)
     add_write_commands(commands)
+    add_config_commands(commands)
     return parser
 
 

@@ -22,6 +22,7 @@ from edge_agent.config.modbus import ModbusDeviceConfig
 from edge_agent.config.mqtt import MqttSinkConfig
 from edge_agent.config.opcua import OpcUaDeviceConfig
 from edge_agent.config.outbox import OutboxConfig
+from edge_agent.config.remote_config import RemoteConfigSettings
 from edge_agent.config.service import LoggingConfig, ServiceConfig
 from edge_agent.config.sparkplug import SparkplugSinkConfig
 from edge_agent.config.writes import CommandsConfig
@@ -51,4 +52,8 @@ class PlantConfig(Strict):
         default_factory=CommandsConfig,
         description="How write commands reach the agent (docs/WRITES.md); tags are "
         "read-only unless they have a write: block.",
+    )
+    remote_config: RemoteConfigSettings | None = Field(
+        default=None,
+        description="Take this plant file, signed, over MQTT (docs/REMOTE_CONFIG.md).",
     )

@@ -14,6 +14,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import structlog
 
@@ -35,6 +36,16 @@ from edge_agent.sinks.base import LiveTap, MetaPublisher, Sink
 from edge_agent.writes.service import WriteService
 
 log = structlog.get_logger("edge_agent.service")
+
+
+class SinkFollower(Protocol):
+    """What rides a sink beside the data (remote configuration's topics): told the config
+    and the sinks at :meth:`Agent.follow_sinks` and after every reload, and of each sink
+    that stops."""
+
+    def configure(self, config: PlantConfig, sinks: Sequence[Sink]) -> None: ...
+
+    def disconnect(self, sink: Sink) -> None: ...
 
 
 @dataclass
@@ -59,6 +70,7 @@ class Agent:
     #: Opens the audit log of the write gate; None: the real one in state_dir/audit.
     audit_factory: AuditFactory | None = None
     _writes: WritesWiring = field(init=False)
+    _followers: list[SinkFollower] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: asyncio.TaskGroup | None = None
     _running: dict[SourceRunner | SinkRunner, asyncio.Task[None]] = field(default_factory=dict)
@@ -237,6 +249,8 @@ class Agent:
             self._add_source(driver, carried=carried_devices.get(driver.device))
         self.config = new
         self._writes.configure(new, [r.sink for r in self.sinks])
+        for follower in self._followers:
+            follower.configure(new, [r.sink for r in self.sinks])
         if self._tasks is not None:  # running: the reload may have made the first gate
             await self._writes.open_socket(new)
         self._in_config_order()
@@ -247,8 +261,15 @@ class Agent:
             if isinstance(runner.sink, MetaPublisher):
                 runner.sink.describe_devices(devices)
 
+    def follow_sinks(self, follower: SinkFollower) -> None:
+        """Keep ``follower`` told of the sinks (now, after each reload, at each stop)."""
+        self._followers.append(follower)
+        follower.configure(self.config, [r.sink for r in self.sinks])
+
     def _untap(self, sink: Sink) -> None:
         self._writes.disconnect(sink)
+        for follower in self._followers:
+            follower.disconnect(sink)
         if isinstance(sink, LiveTap):
             self.pipeline.remove_consumer(sink.see_live)
 

@@ -30,6 +30,9 @@ The write gate follows the new file live (:mod:`edge_agent.service.writes_wiring
 key and max_age apply to the next command, and the rate windows and ids already seen
 are kept. ``commands.audit`` (the log's files) and ``commands.socket`` /
 ``socket_group`` (the local socket) take effect at the next start.
+
+``remote_config:`` follows the new file live as well: its keys verify the next
+document, and the subscription moves to the sink it names (docs/REMOTE_CONFIG.md).
 """
 
 from __future__ import annotations
@@ -56,7 +59,16 @@ from edge_agent.errors import ConfigError
 #: ``templates_dir`` acts through the devices (templates are expanded, and read again, on
 #: every load), which are compared one by one.
 _LIVE_SECTIONS = frozenset(
-    {"plant", "devices", "sinks", "logging", "service", "templates_dir", "commands"}
+    {
+        "plant",
+        "devices",
+        "sinks",
+        "logging",
+        "service",
+        "templates_dir",
+        "commands",
+        "remote_config",
+    }
 )
 #: Settings of ``commands:`` that the gate does not take live.
 _COMMANDS_AT_START = ("audit", "socket", "socket_group")

@@ -10,7 +10,9 @@ What ``edge-agent run`` does around the agent, all as tasks on its one event loo
   one-line status changes, ``WATCHDOG=1`` only while the agent makes progress
   (:mod:`edge_agent.service.liveness`);
 * the health and metrics endpoint (:mod:`edge_agent.service.health`), if configured;
-* the retained status document on every MQTT sink every ``service.status_interval``.
+* the retained status document on every MQTT sink every ``service.status_interval``;
+* signed plant files from ``edge/{plant}/config/set`` (``remote_config:``), applied as a
+  reload is (:meth:`Supervisor.apply_config`; :mod:`edge_agent.remote_config`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -28,6 +30,8 @@ from edge_agent.config import PlantConfig
 from edge_agent.config.service import ServiceConfig
 from edge_agent.console.logring import LogRing
 from edge_agent.errors import ConfigError, SinkError
+from edge_agent.remote_config.apply import RemoteConfig
+from edge_agent.remote_config.wiring import RemoteConfigChannel
 from edge_agent.service.agent import Agent
 from edge_agent.service.health import HealthServer
 from edge_agent.service.liveness import LoopMonitor, liveness_problems
@@ -87,6 +91,8 @@ class Supervisor:
         self.log_ring = LogRing()
         self._reload_requested = asyncio.Event()
         self._status_sent = ""
+        #: Signed plant files over MQTT (``remote_config:``), for a plant run from a file.
+        self.remote = self._remote_config()
 
     # ------------------------------------------------------------------ control
 
@@ -127,6 +133,9 @@ class Supervisor:
                         tasks.create_task(self._status_documents(), name="status-mqtt"),
                         tasks.create_task(self._reloads(), name="reload"),
                     ]
+                    if self.remote is not None:
+                        channel, remote = self.remote
+                        helpers.append(tasks.create_task(channel.run(remote.handle), name="remote"))
                     if self.notifier.watchdog_seconds:
                         helpers.append(tasks.create_task(self._watchdog(), name="watchdog"))
                 started.cancel()
@@ -149,11 +158,19 @@ class Supervisor:
         if self.config_path is None:
             log.warning("reload ignored: the agent was not started from a config file")
             return None
-        self.notifier.reloading()
         log.info("config reload requested", file=str(self.config_path))
+        return await self._reloading(self._reload_file(self.config_path))
+
+    async def apply_config(self, new: PlantConfig) -> ReloadResult:
+        """Apply ``new`` (loaded and validated) as a reload does: remote configuration."""
+        return await self._reloading(self.agent.reconfigure(new, on_config=self.on_config))
+
+    async def _reloading(self, work: Awaitable[ReloadResult]) -> ReloadResult:
+        """``work`` between systemd's RELOADING=1 and READY=1, counted for the status."""
+        self.notifier.reloading()
         old_service = self.agent.config.service
         try:
-            result = await self._reload_file(self.config_path)
+            result = await work
         except Exception as exc:
             # A bug part-way through must not end data collection: say so loudly.
             log.exception("config reload failed part-way; check the running state")
@@ -170,6 +187,25 @@ class Supervisor:
         self._status_sent = line
         self.notifier.ready(line)  # ends systemd's "reloading" state
         return result
+
+    def _remote_config(self) -> tuple[RemoteConfigChannel, RemoteConfig] | None:
+        """The channel follows the sinks from now on (it subscribes when the plant file,
+        now or after a reload, has ``remote_config:``); documents wait until the agent
+        has started."""
+        if self.config_path is None:
+            return None
+        channel = RemoteConfigChannel()
+        agent = self.agent
+        remote = RemoteConfig(
+            self.config_path,
+            agent.config.state_dir,
+            config=lambda: agent.config,
+            device_states=agent.device_states,
+            apply=self.apply_config,
+            report=channel.report,
+        )
+        agent.follow_sinks(channel)
+        return channel, remote
 
     async def _reload_file(self, path: Path | str) -> ReloadResult:
         """Parse ``path`` off the event loop, then apply it if it is valid."""

@@ -7,7 +7,8 @@ Buffering, retry, backoff and counters belong to
 
 What only some sinks can do is declared as a capability protocol of its own
 (:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`,
-:class:`MetaPublisher`, :class:`LiveTap`, :class:`Holding`, :class:`TakesCommands`), checked with
+:class:`MetaPublisher`, :class:`LiveTap`, :class:`Holding`, :class:`TakesCommands`,
+:class:`CarriesTopics`), checked with
 ``isinstance``: a new sink opts in by having the member, and a typo is a type error,
 not a feature silently off.
 
@@ -18,7 +19,8 @@ satisfies the protocol without importing it: the outbox sits below the sinks it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edge_agent.model import Pending, SampleBatch
@@ -141,6 +143,49 @@ class TakesCommands(Protocol):
         """Publish one audit record (``edge/{plant}/audit``), best effort: the audit log
         file is the record that is kept; O(1), never raises."""
         ...
+
+
+#: ``handler(topic, payload, retained)``: a message that arrived, called on the loop;
+#: O(1) (queue it), never raises.
+TopicHandler = Callable[[str, bytes, bool], None]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Subscription:
+    """One topic the agent wants on a sink's connection (remote configuration's
+    ``edge/{plant}/config/set``): an exact topic, no wildcards, QoS 1."""
+
+    topic: str
+    handler: TopicHandler
+    #: Called on the loop after each connection once the broker granted the subscription:
+    #: what waited for the connection (a state report) can go now. O(1), never raises.
+    on_subscribed: Callable[[], None] | None = None
+
+
+class TopicCarrier(Protocol):
+    """The part of a sink's connection others may use (:class:`CarriesTopics`)."""
+
+    def add(self, subscription: Subscription) -> None:
+        """Subscribe after every connection from now on (and now, if connected)."""
+        ...
+
+    def remove(self, subscription: Subscription) -> None:
+        """No more messages to ``subscription``'s handler."""
+        ...
+
+    async def publish_retained(self, topic: str, payload: bytes) -> bool:
+        """Publish retained at QoS 1; True once confirmed, False when not connected or
+        not confirmed (the caller tries again after the next connection)."""
+        ...
+
+
+@runtime_checkable
+class CarriesTopics(Protocol):
+    """A sink whose connection also carries topics of the agent's own beside the data
+    (the MQTT sink: remote configuration in, its state report out)."""
+
+    @property
+    def topics(self) -> TopicCarrier: ...
 
 
 class Feed(Protocol):

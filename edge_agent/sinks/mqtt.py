@@ -49,6 +49,7 @@ from edge_agent.model import SampleBatch
 from edge_agent.sinks.meta import encode_meta
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
 from edge_agent.sinks.mqtt_commands import MqttCommands
+from edge_agent.sinks.mqtt_topics import MqttTopics
 from edge_agent.sinks.payload import encode_batch
 from edge_agent.writes.model import WriteGate
 
@@ -121,6 +122,8 @@ class MqttSink:
             if config.commands
             else None
         )
+        #: Topics of the agent's own (remote configuration): CarriesTopics.
+        self.topics = MqttTopics(config.name, ack_timeout=ack_timeout)
         self._connection = MqttConnection(
             host=config.host,
             port=config.port,
@@ -132,8 +135,9 @@ class MqttSink:
             will=Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
             max_inflight=config.max_inflight,
             connect_timeout=connect_timeout,
-            on_message=self.commands.on_message if self.commands is not None else None,
+            on_message=self.topics.dispatcher(self.commands.on_message if self.commands else None),
         )
+        self.topics.connection = self._connection
         if self.commands is not None:
             self.commands.connection = self._connection
         self._supervisor: asyncio.Task[None] | None = None
@@ -372,6 +376,7 @@ class MqttSink:
                 except MqttError as exc:
                     self._log.warning("mqtt command topic not subscribed", error=str(exc))
                     self._connection.abort("command subscription not granted")
+            await self.topics.connected()
             # stop() sets STOPPED, then cancels this task, which resumes only to end: the
             # assignments here never overwrite STOPPED.
             self._status = _Status.ONLINE

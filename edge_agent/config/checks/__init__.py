@@ -26,6 +26,7 @@ from edge_agent.config.checks.modbus import (
 )
 from edge_agent.config.checks.opcua import check_opcua_device, check_opcua_partial
 from edge_agent.config.checks.parts import PlantParts
+from edge_agent.config.checks.remote_config import check_remote_config
 from edge_agent.config.checks.writes import check_writes, writes_warnings
 from edge_agent.config.influx import influx_sink_problems
 from edge_agent.config.metrics import MetricsConfig
@@ -116,6 +117,7 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
             else influx_sink_problems(sink, described)
         )
         findings += [(("sinks", index, field), message) for field, message in problems]
+    findings += check_remote_config(parts.remote_config, parts.sinks, parts.sink_names)
     if parts.metrics is not None:
         names = [name for _, name in parts.device_names]
         unchecked = Unchecked(

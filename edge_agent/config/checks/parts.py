@@ -36,6 +36,7 @@ from edge_agent.config.base import PlantIdentity
 from edge_agent.config.checks.common import Loc
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.plant import DeviceConfig, PlantConfig, SinkConfig
+from edge_agent.config.remote_config import RemoteConfigSettings
 from edge_agent.config.service import ServiceConfig
 
 #: Rounds of cutting per part: each round drops every item an error was in, and items
@@ -47,6 +48,7 @@ _SINK: TypeAdapter[Any] = TypeAdapter(SinkConfig)
 _METRICS: TypeAdapter[MetricsConfig] = TypeAdapter(MetricsConfig)
 _IDENTITY: TypeAdapter[PlantIdentity] = TypeAdapter(PlantIdentity)
 _SERVICE: TypeAdapter[ServiceConfig] = TypeAdapter(ServiceConfig)
+_REMOTE: TypeAdapter[RemoteConfigSettings] = TypeAdapter(RemoteConfigSettings)
 
 #: Settings of ``metrics:`` that no cross-check reads and whose default makes no finding
 #: of its own: one that fails is cut and the rest of the section is checked. Not
@@ -213,6 +215,8 @@ class PlantParts:
     metrics: MetricsConfig | None = None
     #: The ``service:`` section (its console users may write); None when it is invalid.
     service: ServiceConfig | None = None
+    #: ``remote_config:``; None when absent or invalid.
+    remote_config: RemoteConfigSettings | None = None
     #: The name of every device and sink as written (valid or not), for duplicates.
     device_names: list[tuple[Loc, str]] = field(default_factory=list)
     sink_names: list[tuple[Loc, str]] = field(default_factory=list)
@@ -242,6 +246,7 @@ class PlantParts:
             sinks=list(enumerate(plant.sinks)),
             metrics=plant.metrics,
             service=plant.service,
+            remote_config=plant.remote_config,
             device_names=[(("devices", i, "name"), d.name) for i, d in enumerate(plant.devices)],
             sink_names=[(("sinks", i, "name"), s.name) for i, s in enumerate(plant.sinks)],
         )
@@ -256,6 +261,10 @@ class PlantParts:
             parts.service = pruner.validate(_SERVICE, ("service",))
         else:
             parts.service = ServiceConfig()
+        if isinstance(data.get("remote_config"), dict):
+            parts.remote_config = pruner.validate(
+                _REMOTE, ("remote_config",), frozenset({("remote_config", "rollback_after")})
+            )
         devices = data.get("devices")
         for index, item in enumerate(devices if isinstance(devices, list) else []):
             name = item.get("name") if isinstance(item, dict) else None

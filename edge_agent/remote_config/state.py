@@ -1,0 +1,69 @@
+"""The report on ``edge/{plant}/config/state`` (retained, QoS 1): what became of the last
+document, and which version runs now.
+
+One JSON object::
+
+    {"plant": "line-7", "version": 12, "sha256": "9b1d...", "status": "applied",
+     "reason": "", "problems": [], "time": "2026-03-01T08:00:02.114Z",
+     "running_version": 12, "takes_effect_at_next_start": [], "devices_not_back": []}
+
+``status`` is ``applied``, ``refused`` (nothing changed; ``reason`` says which check,
+``problems`` the ``config/set v12:40: ...`` lines of a file that failed validation, else
+the reason again), ``rolled_back`` (applied, then undone: ``devices_not_back``) or
+``rollback_failed`` (the last known good could not be put back; the document stays).
+``version``/``sha256`` are the document's (null when it could not be read);
+``running_version`` is the version of the plant file running now (null: a local file).
+Every text is passed through the secret redaction first: a problem quoting a value that
+came from ``${VAR}`` shows ``***``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Final
+
+from edge_agent.model import iso_utc_ms
+from edge_agent.redaction import redact
+
+APPLIED: Final = "applied"
+REFUSED: Final = "refused"
+ROLLED_BACK: Final = "rolled_back"
+ROLLBACK_FAILED: Final = "rollback_failed"
+
+
+def set_topic(plant: str) -> str:
+    return f"edge/{plant}/config/set"
+
+
+def state_topic(plant: str) -> str:
+    return f"edge/{plant}/config/state"
+
+
+def state_payload(
+    *,
+    plant: str,
+    status: str,
+    version: int | None,
+    sha256: str | None,
+    running_version: int | None,
+    reason: str = "",
+    problems: Sequence[str] = (),
+    later: Sequence[str] = (),
+    devices_not_back: Sequence[str] = (),
+    now_ns: int | None = None,
+) -> bytes:
+    document = {
+        "plant": plant,
+        "version": version,
+        "sha256": sha256,
+        "status": status,
+        "reason": redact(reason),
+        "problems": [redact(p) for p in problems],
+        "time": iso_utc_ms(time.time_ns() if now_ns is None else now_ns),
+        "running_version": running_version,
+        "takes_effect_at_next_start": list(later),
+        "devices_not_back": list(devices_not_back),
+    }
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,95 @@
+"""The versions remote configuration has applied, kept in the state directory.
+
+``<state_dir>/remote-config.json`` holds the highest version ever applied (a document
+must be newer: a replay, even after a restart, is refused), the version and hash of the
+file running now, and those of the last known good (what a rollback puts back). A
+version that was applied and then rolled back stays the highest: the document that
+was undone cannot be replayed either.
+
+Written atomically (temporary file, fsync, rename, fsync of the directory). A store
+that exists but cannot be read refuses every document until it is repaired or removed
+(deny by default: an unknown last version would let any old document back in).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.remote_config.files import replace, write_temp
+
+FILE_NAME = "remote-config.json"
+
+
+class StoreError(Exception):
+    """The store cannot be read or written; the message says which file and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One plant file: its remote version (None: a local file, never pushed) and hash."""
+
+    version: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    highest: int = 0
+    running: Applied = field(default_factory=Applied)
+    last_good: Applied = field(default_factory=Applied)
+
+    def running_version(self, file_sha256: str) -> int | None:
+        """The running version if the plant file is still the one it came as (else the
+        file was edited locally: None)."""
+        return self.running.version if self.running.sha256 == file_sha256 else None
+
+
+class VersionStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / FILE_NAME
+
+    def load(self) -> Versions:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return Versions()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"{self.path}: cannot read it: {exc}") from None
+        try:
+            data = json.loads(text)
+            return Versions(
+                highest=_whole(data["highest"]),
+                running=_applied(data["running"]),
+                last_good=_applied(data["last_good"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"{self.path}: damaged ({exc}); every document is refused until it is "
+                "repaired or removed (removing it lets any older document back in)"
+            ) from None
+
+    def save(self, versions: Versions) -> None:
+        data = json.dumps(asdict(versions), indent=2).encode("utf-8")
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            replace(write_temp(self.path, "new", data), self.path)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write it: {exc}") from None
+
+
+def _whole(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{value!r} is not a version")
+    return value
+
+
+def _applied(value: Any) -> Applied:
+    if not isinstance(value, dict):
+        raise TypeError("not an object")
+    version, sha256 = value["version"], value["sha256"]
+    if sha256 is not None and not isinstance(sha256, str):
+        raise TypeError("sha256 is not a string")
+    return Applied(None if version is None else _whole(version), sha256)

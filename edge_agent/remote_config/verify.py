@@ -1,0 +1,86 @@
+"""Whether a config document may be applied: the checks, in their order.
+
+1. **parse**: a JSON envelope of this format, signed (:mod:`.document`);
+2. **plant**: written for this plant (a document for another plant is refused);
+3. **key**: signed by a key this agent knows (``remote_config.public_keys``);
+4. **signature**: the Ed25519 signature verifies over the exact signed bytes;
+5. **hash**: the file's SHA-256 is the signed one (the file is what was signed);
+6. **version**: newer than the last version applied (kept in the state directory, so
+   a restart opens no window for a replay).
+
+The first failing check refuses the document with a plain reason. Validation like
+``edge-agent check`` and the lock-out rules come after, on the file itself
+(:mod:`.apply`). Every check is cheap: a forged document costs one signature check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge_agent.remote_config.document import ConfigDocument, DocumentError, parse_document
+
+
+@dataclass
+class Refusal(Exception):
+    """A document that is not applied: which check refused it and why."""
+
+    #: parse, plant, key, signature, hash, version, validation, lockout, apply, store.
+    check: str
+    reason: str
+    #: ``file:line`` problems of a document that failed validation (else empty).
+    problems: tuple[str, ...] = field(default=())
+    version: int | None = None
+    sha256: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.reason}"
+
+
+def verify(
+    payload: bytes,
+    *,
+    plant: str,
+    keys: Mapping[str, Ed25519PublicKey],
+    last_version: int,
+) -> ConfigDocument:
+    """The document in ``payload`` if it passes every check; else :class:`Refusal`."""
+    try:
+        document = parse_document(payload)
+    except DocumentError as exc:
+        raise Refusal("parse", str(exc)) from None
+
+    def refuse(check: str, reason: str) -> Refusal:
+        return Refusal(check, reason, version=document.version, sha256=document.sha256)
+
+    if document.plant != plant:
+        raise refuse(
+            "plant", f"the document is for plant {document.plant!r}; this agent is {plant!r}"
+        )
+    key = keys.get(document.key_id)
+    if key is None:
+        raise refuse(
+            "key",
+            f"signed by key {document.key_id}, which is not in remote_config.public_keys",
+        )
+    try:
+        key.verify(document.signature, document.signed)
+    except InvalidSignature:
+        raise refuse(
+            "signature", f"the signature does not verify with key {document.key_id}"
+        ) from None
+    actual = hashlib.sha256(document.file).hexdigest()
+    if not hmac.compare_digest(actual, document.sha256):
+        raise refuse("hash", f"the file's SHA-256 is {actual}, the signed one {document.sha256}")
+    if document.version <= last_version:
+        raise refuse(
+            "version",
+            f"version {document.version} is not newer than version {last_version}, the last "
+            "applied (an older document, or a replay)",
+        )
+    return document

@@ -1,0 +1,124 @@
+"""Remote configuration on the MQTT sink named by ``remote_config.sink``: the
+subscription to ``edge/{plant}/config/set``, the queue of documents, the state report.
+
+It follows the agent's sinks (:meth:`edge_agent.service.agent.Agent.follow_sinks`): at
+start and after every reload it subscribes on the sink the config names (a sink the
+reload made anew gets the subscription again; a SIGHUP that adds ``remote_config:`` or
+moves it to another sink takes effect at once), and lets go of a sink that stops.
+
+Documents are queued (a few; one more is dropped and logged: a flood of documents must
+not become a flood of reloads) and taken one at a time by :meth:`run`. The last state
+report waits for the connection: one that could not be published (the document just
+applied restarted the very sink that carries it) goes out after the next connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import structlog
+
+from edge_agent.config import PlantConfig
+from edge_agent.remote_config.state import set_topic, state_topic
+from edge_agent.sinks.base import CarriesTopics, Sink, Subscription, TopicCarrier
+
+log = structlog.get_logger("edge_agent.remote_config")
+
+#: Documents waiting to be taken; beyond, they are dropped (and logged).
+QUEUE: Final = 4
+
+Handle = Callable[[bytes, bool], Awaitable[None]]
+
+
+class RemoteConfigChannel:
+    """The topics of remote configuration on one sink at a time (module docstring)."""
+
+    def __init__(self, queue: int = QUEUE) -> None:
+        self._sink: Sink | None = None
+        self._carrier: TopicCarrier | None = None
+        self._subscription: Subscription | None = None
+        self._state_topic = ""
+        self._documents: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(queue)
+        self._state: bytes | None = None
+        self._wake = asyncio.Event()
+        self.dropped = 0
+
+    @property
+    def sink(self) -> str | None:
+        """The sink carrying the topics now."""
+        return None if self._sink is None else self._sink.name
+
+    # ------------------------------------------------------------------ SinkFollower
+
+    def configure(self, config: PlantConfig, sinks: Sequence[Sink]) -> None:
+        settings = config.remote_config
+        target = None
+        if settings is not None:
+            target = next((s for s in sinks if s.name == settings.sink), None)
+        topic = set_topic(config.plant.name)
+        current = self._subscription
+        if target is self._sink and current is not None and current.topic == topic:
+            return
+        self._let_go()
+        if target is None or not isinstance(target, CarriesTopics):
+            if settings is not None:  # check refuses this; a sink that failed to build
+                log.error("remote config has no MQTT sink to ride", sink=settings.sink)
+            return
+        self._subscription = Subscription(topic, self._on_message, self._wake.set)
+        self._state_topic = state_topic(config.plant.name)
+        self._sink, self._carrier = target, target.topics
+        target.topics.add(self._subscription)
+        log.info("remote config subscribed", sink=target.name, topic=topic)
+
+    def disconnect(self, sink: Sink) -> None:
+        if sink is self._sink:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        carrier, subscription = self._carrier, self._subscription
+        self._sink = self._carrier = self._subscription = None
+        if carrier is not None and subscription is not None:
+            carrier.remove(subscription)
+
+    # ------------------------------------------------------------------ in and out
+
+    def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        try:
+            self._documents.put_nowait((payload, retained))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning(
+                "remote config document dropped: too many waiting", waiting=self._documents.qsize()
+            )
+
+    def report(self, payload: bytes) -> None:
+        """Publish ``payload`` on ``config/state`` (retained), now or once connected."""
+        self._state = payload
+        self._wake.set()
+
+    async def run(self, handle: Handle) -> None:
+        """Take the documents one by one and publish the reports, until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._take(handle), name="remote-config-documents")
+            tasks.create_task(self._publish(), name="remote-config-state")
+
+    async def _take(self, handle: Handle) -> None:
+        while True:
+            payload, retained = await self._documents.get()
+            try:
+                await handle(payload, retained)
+            except Exception:  # a bug in one document must not stop the agent
+                log.exception("remote config document failed part-way; check the running state")
+
+    async def _publish(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            payload, carrier = self._state, self._carrier
+            if payload is None or carrier is None:
+                continue
+            published = await carrier.publish_retained(self._state_topic, payload)
+            if published and self._state is payload:
+                self._state = None

@@ -1,0 +1,280 @@
+"""Remote configuration's pure parts: keys, the canonical bytes that are signed, the
+checks in their order, the version store, and the ``remote_config:`` section's rules."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.config.loader import parse_config
+from edge_agent.errors import ConfigError
+from edge_agent.remote_config.document import FORMAT, parse_document, sign_document
+from edge_agent.remote_config.keys import (
+    KeyProblem,
+    key_id,
+    keys_by_id,
+    parse_private_key,
+    parse_public_key,
+    private_pem,
+    public_line,
+    raw_public,
+)
+from edge_agent.remote_config.store import Applied, StoreError, Versions, VersionStore
+from edge_agent.remote_config.verify import Refusal, verify
+
+FILE = b"plant: {name: line-7}\r\n# exact bytes: CRLF and all\n"
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+OTHER = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+KEYS = keys_by_id([public_line(KEY.public_key())])
+
+
+def _doc(file: bytes = FILE, version: int = 3, key: Ed25519PrivateKey = KEY) -> dict[str, str]:
+    signed = sign_document(
+        file, plant="line-7", version=version, key=key, issued_at="2026-03-01T08:00:00Z"
+    )
+    envelope: dict[str, str] = json.loads(signed)
+    return envelope
+
+
+def _payload(envelope: dict[str, str]) -> bytes:
+    return json.dumps(envelope).encode()
+
+
+def _refusal(payload: bytes, last_version: int = 2) -> Refusal:
+    with pytest.raises(Refusal) as caught:
+        verify(payload, plant="line-7", keys=KEYS, last_version=last_version)
+    return caught.value
+
+
+# ---------------------------------------------------------------------- keys
+
+
+def test_a_public_key_has_one_id_however_it_is_written() -> None:
+    public = KEY.public_key()
+    raw = base64.b64encode(raw_public(public)).decode()
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    ids = {key_id(parse_public_key(text)) for text in (raw, public_line(public), pem)}
+    assert ids == {key_id(public)}
+    assert key_id(public).startswith("ed25519:")
+    assert len(key_id(public)) == len("ed25519:") + 16
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("not base64!", "expected base64"),
+        (base64.b64encode(b"x" * 31).decode(), "neither a raw key"),
+        (
+            base64.b64encode(
+                X25519PrivateKey.generate()
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            ).decode(),
+            "not an Ed25519 key",
+        ),
+    ],
+)
+def test_a_key_that_is_not_an_ed25519_public_key_is_refused(text: str, says: str) -> None:
+    with pytest.raises(KeyProblem, match=says):
+        parse_public_key(text)
+
+
+def test_a_private_key_reads_from_pem_or_a_base64_seed() -> None:
+    seed = base64.b64encode(bytes(range(32))).decode()
+    for text in (private_pem(KEY).decode(), seed):
+        assert raw_public(parse_private_key(text).public_key()) == raw_public(KEY.public_key())
+    with pytest.raises(KeyProblem, match="32"):
+        parse_private_key(base64.b64encode(b"short").decode())
+
+
+# ---------------------------------------------------------------------- the document
+
+
+def test_the_signature_covers_the_exact_signed_string() -> None:
+    envelope = _doc()
+    signed = envelope["signed"]
+    # Canonical as written by sign_document: sorted keys, no spaces.
+    inner = json.loads(signed)
+    assert signed == json.dumps(inner, sort_keys=True, separators=(",", ":"))
+    assert inner == {
+        "format": FORMAT,
+        "plant": "line-7",
+        "version": 3,
+        "sha256": hashlib.sha256(FILE).hexdigest(),
+        "issued_at": "2026-03-01T08:00:00Z",
+        "key_id": key_id(KEY.public_key()),
+    }
+    KEY.public_key().verify(base64.b64decode(envelope["signature"]), signed.encode())
+    document = parse_document(_payload(envelope))
+    assert document.signed == signed.encode()
+    assert document.file == FILE  # the exact bytes
+    assert document.name == "config/set v3"
+
+
+def test_a_document_parses_however_its_envelope_is_spaced() -> None:
+    """The receiver never re-serialises: any JSON spelling of the same strings verifies."""
+    payload = json.dumps(_doc(), indent=7, sort_keys=True).encode()
+    assert verify(payload, plant="line-7", keys=KEYS, last_version=0).version == 3
+
+
+def test_the_signed_string_re_spaced_no_longer_verifies() -> None:
+    envelope = _doc()
+    envelope["signed"] = json.dumps(json.loads(envelope["signed"]), indent=1)
+    assert _refusal(_payload(envelope)).check == "signature"
+
+
+# ---------------------------------------------------------------------- the order of checks
+
+
+def test_a_valid_document_passes() -> None:
+    document = verify(_payload(_doc()), plant="line-7", keys=KEYS, last_version=2)
+    assert (document.version, document.plant, document.file) == (3, "line-7", FILE)
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (b"\xff", "not a JSON document"),
+        (b"[]", "not an object"),
+        (b'{"signed": "{}", "file": ""}', "not signed"),
+        (b'{"signed": "{}", "file": "", "signature": ""}', "not signed"),
+        (json.dumps({**_doc(), "extra": 1}).encode(), "unknown member 'extra'"),
+        (json.dumps({**_doc(), "signature": "AAAA"}).encode(), "64"),
+        (json.dumps({**_doc(), "file": "%%%"}).encode(), "file: not base64"),
+    ],
+)
+def test_what_is_not_a_signed_document_is_refused_at_parse(payload: bytes, says: str) -> None:
+    refusal = _refusal(payload)
+    assert refusal.check == "parse"
+    assert says in refusal.reason
+
+
+def test_the_signed_part_must_be_complete_and_this_format() -> None:
+    def signed_with(**changes: object) -> bytes:
+        inner = json.loads(_doc()["signed"])
+        inner.update(changes)
+        signed = json.dumps(inner)
+        return _payload(
+            {
+                "signed": signed,
+                "signature": base64.b64encode(KEY.sign(signed.encode())).decode(),
+                "file": base64.b64encode(FILE).decode(),
+            }
+        )
+
+    assert "format" in _refusal(signed_with(format="edge-agent/write/1")).reason
+    assert "whole number" in _refusal(signed_with(version=True)).reason
+    assert "whole number" in _refusal(signed_with(version=0)).reason
+    assert "hex" in _refusal(signed_with(sha256="ABC")).reason
+    assert "ISO 8601" in _refusal(signed_with(issued_at="yesterday")).reason
+
+
+def test_each_check_in_its_order() -> None:
+    # A document failing several checks is refused by the first of them.
+    forged = _doc(key=OTHER)  # unknown key ...
+    forged["file"] = base64.b64encode(b"other").decode()  # ... and a wrong hash
+    assert _refusal(_payload(forged), last_version=9).check == "key"
+
+    other_plant = json.loads(
+        sign_document(FILE, plant="line-8", version=1, key=OTHER)  # and an unknown key
+    )
+    assert _refusal(_payload(other_plant)).check == "plant"
+
+    tampered = _doc()
+    inner = json.loads(tampered["signed"])
+    inner["version"] = 99  # a replayed document with its version raised
+    tampered["signed"] = json.dumps(inner, sort_keys=True, separators=(",", ":"))
+    assert _refusal(_payload(tampered)).check == "signature"
+
+    swapped = _doc()
+    swapped["file"] = base64.b64encode(FILE + b"x").decode()
+    refusal = _refusal(_payload(swapped), last_version=9)
+    assert refusal.check == "hash"  # before the version
+    assert (refusal.version, refusal.sha256) == (3, hashlib.sha256(FILE).hexdigest())
+
+    assert _refusal(_payload(_doc(version=3)), last_version=3).check == "version"
+    assert _refusal(_payload(_doc(version=2)), last_version=3).check == "version"
+
+
+# ---------------------------------------------------------------------- the store
+
+
+def test_the_store_keeps_the_versions_across_instances(tmp_path: Path) -> None:
+    store = VersionStore(tmp_path / "state")
+    assert store.load() == Versions()
+    saved = Versions(7, Applied(7, "ab" * 32), Applied(None, "cd" * 32))
+    store.save(saved)
+    assert VersionStore(tmp_path / "state").load() == saved
+    assert saved.running_version("ab" * 32) == 7
+    assert saved.running_version("ef" * 32) is None  # edited locally since
+
+
+def test_a_damaged_store_refuses_rather_than_forgets(tmp_path: Path) -> None:
+    store = VersionStore(tmp_path)
+    store.path.write_text('{"highest": "7"}')
+    with pytest.raises(StoreError, match="refused until it is repaired"):
+        store.load()
+
+
+# ---------------------------------------------------------------------- the plant file
+
+
+PLANT = """\
+plant: {name: line-7}
+devices:
+  - name: meter
+    driver: modbus
+    connection: {transport: tcp, host: 127.0.0.1, port: 5020}
+    unit_id: 1
+    poll_groups:
+      - name: fast
+        interval: 1s
+        tags:
+          - {name: power, table: holding, address: 0, type: float32}
+sinks:
+  - {name: cloud, type: mqtt, host: 127.0.0.1}
+  - {name: db, type: influxdb, url: "http://127.0.0.1:8086", bucket: b, org: o, token: t}
+remote_config:
+  sink: SINK
+  public_keys:
+    - "KEY"
+  rollback_after: 2m
+"""
+
+
+def _plant(sink: str = "cloud", key: str | None = None) -> str:
+    return PLANT.replace("SINK", sink).replace("KEY", key or public_line(KEY.public_key()))
+
+
+def test_remote_config_in_a_plant_file() -> None:
+    plant = parse_config(_plant(), "plant.yaml", env={})
+    assert plant.remote_config is not None
+    assert plant.remote_config.sink == "cloud"
+    assert plant.remote_config.rollback_after == 120.0
+
+
+@pytest.mark.parametrize(
+    ("sink", "key", "problem"),
+    [
+        ("nowhere", None, "plant.yaml:16: remote_config.sink: no sink is named 'nowhere'"),
+        ("db", None, "plant.yaml:16: remote_config.sink: sink 'db' is of type influxdb"),
+        ("cloud", "AAAA", "plant.yaml:18: remote_config.public_keys[0]: not an Ed25519 public key"),
+    ],
+)
+def test_check_refuses_a_remote_config_that_cannot_work(
+    sink: str, key: str | None, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_plant(sink, key), "plant.yaml", env={})
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
