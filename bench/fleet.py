@@ -418,6 +418,17 @@ def run_fleet(options: FleetOptions, log: Callable[[str], None] = print) -> dict
                         served[(agent_id, device)] = times
             counts = published_counts(spec)
             arrivals = parse_arrivals(received["records"])
+            held = None
+            if outage is not None:
+                outage.resumed_s = resumed_after(
+                    arrivals,
+                    [c.removeprefix("fleet-") for c in outage.agents],
+                    round(outage.killed_at * 1e9),
+                )
+                # Batches stamped from the kill until the last agent delivered again were
+                # held back by the outage: their latency is reported apart.
+                last = max(outage.resumed_s.values(), default=0.0)
+                held = (round(outage.killed_at * 1e9), round((outage.killed_at + last) * 1e9))
             result = account(
                 served,
                 arrivals,
@@ -425,6 +436,7 @@ def run_fleet(options: FleetOptions, log: Callable[[str], None] = print) -> dict
                 max_lag_ns=MAX_LAG_NS,
                 values_per_batch={(a, d, g): n for a in names for (d, g), n in counts.items()},
                 latency_window=(round(start * 1e9), round(end * 1e9)),
+                outage=held,
             )
             record.update(
                 fleet_figures(
@@ -451,11 +463,6 @@ def run_fleet(options: FleetOptions, log: Callable[[str], None] = print) -> dict
             }
             record["agent_exit_codes"] = sorted(set(codes.values()))
             if outage is not None:
-                outage.resumed_s = resumed_after(
-                    arrivals,
-                    [c.removeprefix("fleet-") for c in outage.agents],
-                    round(outage.killed_at * 1e9),
-                )
                 record["failover"] = outage.summary()
             fleet_warnings(record)
         path = options.artifacts / f"{stem}.json"

@@ -72,11 +72,13 @@ class Accounting:
     values_bad: int = 0
     short_batches: int = 0
     latency_ms: list[float] = field(default_factory=list)
+    outage_latency_ms: list[float] = field(default_factory=list)
     lost_by_agent: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        figures = {k: v for k, v in vars(self).items() if k != "latency_ms"}
+        figures = {k: v for k, v in vars(self).items() if not k.endswith("latency_ms")}
         figures["latency_ms"] = percentiles(self.latency_ms)
+        figures["outage_latency_ms"] = percentiles(self.outage_latency_ms)
         return figures
 
 
@@ -93,13 +95,16 @@ def account(
     max_lag_ns: int,
     values_per_batch: Mapping[tuple[str, str, str], int] | None = None,
     latency_window: tuple[int, int] | None = None,
+    outage: tuple[int, int] | None = None,
 ) -> Accounting:
     """Match served reads (``(agent, device) -> served times``) with the arrived batches.
 
     ``values_per_batch``: (agent, device, group) -> values a complete batch carries; a batch
     with fewer is counted in ``short_batches`` (missing values inside a batch are a loss too).
     ``latency_window``: (start_ns, end_ns) of the batch timestamps whose latency counts
-    (the measured window); all first arrivals when None.
+    (the measured window); all first arrivals when None. ``outage``: (start_ns, end_ns) of
+    batch timestamps held back by a dead node; their latency goes to ``outage_latency_ms``,
+    the rest to ``latency_ms`` (the fleet's steady state).
     """
     out = Accounting()
     first: dict[tuple[str, str, str, int], Arrival] = {}
@@ -117,7 +122,10 @@ def account(
         out.values_delivered += arrival.values
         out.values_bad += arrival.values - arrival.good
         if latency_window is None or latency_window[0] <= ts < latency_window[1]:
-            out.latency_ms.append((arrival.arrival_ns - ts) / 1e6)
+            held = outage is not None and outage[0] <= ts < outage[1]
+            (out.outage_latency_ms if held else out.latency_ms).append(
+                (arrival.arrival_ns - ts) / 1e6
+            )
         if values_per_batch is not None:
             expected = values_per_batch.get((agent, device, group))
             if expected is not None and arrival.values < expected:

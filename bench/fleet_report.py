@@ -148,7 +148,7 @@ def markdown_row(record: Mapping[str, Any]) -> str:
     lat = d.get("latency_ms", {})
     f = record.get("failover")
     load = record.get("load_average_at_start", ["?"])[0]
-    failover = f"{f['reconnect_s']['p50']} / {f['reconnect_s']['max']}" if f else "n/a"
+    failover = f"{f['resumed_s']['p50']} / {f['resumed_s']['max']}" if f else "n/a"
     return (
         f"| {p['agents']} | {'yes' if p['kill_node'] else 'no'} | {load} | "
         f"{a.get('cpu_pct_mean')} / {a.get('cpu_pct_max')} | {a.get('peak_rss_mb_max')} | "
@@ -180,7 +180,8 @@ def render_fleet(record: Mapping[str, Any]) -> str:
         f"per agent, {t.get('mean_message_bytes')} B per message)",
         f"  delivery: {d.get('served_required')} reads served, {d.get('matched')} matched, "
         f"lost {d.get('lost')}, duplicates {d.get('duplicates')}, unmatched batches "
-        f"{d.get('unmatched_batches')}, latency {d.get('latency_ms')}",
+        f"{d.get('unmatched_batches')}, latency {d.get('latency_ms')}, "
+        f"held back by the outage {d.get('outage_latency_ms')}",
         f"  helpers: consumer {h.get('consumer_pct')}%, simulators {h.get('simulators_pct')}, "
         f"machine busy {h.get('machine_busy_cores')} cores, foreign {h.get('foreign_cores')}",
         f"  load average: start {record.get('load_average_at_start')}, "

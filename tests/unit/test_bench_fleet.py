@@ -89,3 +89,12 @@ def test_a_batch_with_values_missing_is_counted_short() -> None:
 def test_failover_time_is_counted_to_the_first_batch_after_the_kill() -> None:
     arrivals = [arrival(S, at=2 * S), arrival(3 * S, at=9 * S), arrival(4 * S, at=10 * S)]
     assert resumed_after(arrivals, ["gw000", "gw001"], since_ns=5 * S) == {"gw000": 4.0}
+
+
+def test_latency_of_batches_held_back_by_the_outage_is_reported_apart() -> None:
+    arrivals = [arrival(S), arrival(2 * S, at=8 * S), arrival(9 * S)]
+    result = account(
+        served_at(1, 2, 9), arrivals, cut_ns=10 * S, max_lag_ns=LAG, outage=(2 * S, 8 * S)
+    )
+    assert result.outage_latency_ms == [6000.0]
+    assert result.latency_ms == [10.0, 10.0]
