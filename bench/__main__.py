@@ -15,6 +15,10 @@ a fixed window after a warm-up, and writes a JSON record per run to --out):
   outbox         outbox append / replay rates, then (with --outage) the scale pipeline
                  with the broker and VictoriaMetrics stopped for that long, and the
                  drain time
+  fleet          --agents N agent processes, each with its own small plant (--devices 5
+                 x --tags 20 at --interval 1s), publishing to a 3-node NATS cluster; a
+                 central consumer checks every served read arrived; --kill-node kills a
+                 node mid-run and restarts it (exit 1 if anything was lost)
 
 The codec micro-benchmark stays separate: python -m bench.bench_codec.
 Exit codes: 0 done, 1 a run failed or (smoke) its report is incomplete or lossy,
@@ -81,10 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "scenario",
-        choices=["modbus-scale", "modbus-floor", "growth", "smoke", "opcua", "outbox"],
+        choices=["modbus-scale", "modbus-floor", "growth", "smoke", "opcua", "outbox", "fleet"],
     )
-    parser.add_argument("--devices", type=int, default=20, help="simulated devices (default 20)")
-    parser.add_argument("--tags", type=int, default=500, help="tags per device (default 500)")
+    parser.add_argument(
+        "--devices", type=int, default=None, help="simulated devices (20; fleet: 5 per agent)"
+    )
+    parser.add_argument(
+        "--tags", type=int, default=None, help="tags per device (default 500; fleet: 20)"
+    )
     parser.add_argument(
         "--interval",
         type=_intervals,
@@ -131,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--append-batches", type=int, default=50_000, help="outbox: batches appended / replayed"
+    )
+    parser.add_argument("--agents", type=int, default=3, help="fleet: agent processes (default 3)")
+    parser.add_argument(
+        "--kill-node",
+        action="store_true",
+        help="fleet: kill the broker node holding most agents a third into the window, "
+        "restart it at two thirds",
+    )
+    parser.add_argument(
+        "--brokers",
+        choices=["cluster", "one"],
+        default="cluster",
+        help="fleet: 'cluster' (default) gives each agent all three nodes (brokers:, shuffled); "
+        "'one' the first node only (host:/port:, for an agent without broker lists)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="JSON records")
     parser.add_argument(
@@ -239,8 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.devices < 1 or args.tags < 1:
-        parser.error("--devices and --tags must be positive")
+    fleet = args.scenario == "fleet"
+    if args.devices is None:
+        args.devices = 5 if fleet else 20
+    if args.tags is None:
+        args.tags = 20 if fleet else 500
+    if args.devices < 1 or args.tags < 1 or args.agents < 1:
+        parser.error("--devices, --tags and --agents must be positive")
     pipeline = None if args.pipeline == "all" else [s for s in args.pipeline.split(",") if s]
     try:
         check_requested(pipeline)
@@ -270,6 +297,8 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _opcua(args, argv)
     if scenario == "outbox":
         return _outbox(args, argv)
+    if scenario == "fleet":
+        return _fleet(args, argv)
     if scenario == "smoke":
         # Small and short, at 1 s: an overloaded CI machine must not turn a late read
         # into a "lost" value (a read a whole interval late is counted as missed).
@@ -355,6 +384,39 @@ def _outbox(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return EXIT_FAILED
     print(f"  record: {_save(record, args, argv, 'outbox')}")
     return 0
+
+
+def _fleet(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Issue 19: a fleet of agents on one machine (bench/fleet.py); exit 1 if anything was lost."""
+    from bench.fleet import FleetOptions, run_fleet
+    from bench.fleet_report import render_fleet
+
+    options = FleetOptions(
+        agents=args.agents,
+        devices=args.devices,
+        tags=args.tags,
+        interval_s=(args.interval or [1.0])[0],
+        duration_s=60.0 if args.duration is None else args.duration,
+        warmup_s=args.warmup,
+        kill_node=args.kill_node,
+        brokers=args.brokers,
+        sim_procs=args.sim_procs,
+        keep=args.keep,
+        label=args.label,
+        artifacts=args.out,
+    )
+    print(
+        f"fleet: {options.agents} agents x {options.devices} devices x {options.tags} tags "
+        f"every {options.interval_s:g} s",
+        flush=True,
+    )
+    record = run_fleet(options, log=lambda line: print(line, flush=True))
+    _stamp(record, argv)
+    Path(record["result_file"]).write_text(json.dumps(record, indent=2) + "\n")
+    print(render_fleet(record))
+    print(f"  record: {record['result_file']}", flush=True)
+    delivery = record.get("delivery", {})
+    return EXIT_FAILED if delivery.get("lost") or delivery.get("short_batches") else 0
 
 
 def growth_table(records: Sequence[dict[str, Any]]) -> str:
