@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import zipfile
 from pathlib import Path
 
 import deb_wheels  # beside this file; sys.path[0] when run as a script
@@ -127,6 +128,11 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def _unpacked(wheel: Path) -> int:
+    with zipfile.ZipFile(wheel) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
 def stage(tree: Path, wheels: Path, arch: str, python: str, version: str, deb_version: str) -> None:
     """The package's files and DEBIAN/ control files under ``tree``."""
     shutil.copytree(wheels, tree / OPT / "wheels")
@@ -145,7 +151,10 @@ def stage(tree: Path, wheels: Path, arch: str, python: str, version: str, deb_ve
     _write(tree / "etc" / "edge-agent" / "edge-agent.env", env, 0o600)  # secrets: root only
     _write(tree / "usr" / "share" / "doc" / "edge-agent" / "copyright", COPYRIGHT)
 
-    size_kib = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file()) // 1024
+    # The files, and the venv postinst unpacks the wheels into (about their contents).
+    files = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    venv = sum(_unpacked(wheel) for wheel in wheels.glob("*.whl"))
+    size_kib = (files + venv) // 1024
     minor = int(python.split(".")[1])
     control = {
         "Package": "edge-agent",
