@@ -150,6 +150,11 @@ def stage(tree: Path, wheels: Path, arch: str, python: str, version: str, deb_ve
     env = (ROOT / "systemd" / "edge-agent.env.example").read_text()
     _write(tree / "etc" / "edge-agent" / "edge-agent.env", env, 0o600)  # secrets: root only
     _write(tree / "usr" / "share" / "doc" / "edge-agent" / "copyright", COPYRIGHT)
+    # The drop-in of a remotely configured gateway (docs/REMOTE_CONFIG.md): installed by hand.
+    drop_in = (ROOT / "systemd" / "remote-config.conf").read_text()
+    _write(
+        tree / "usr" / "share" / "doc" / "edge-agent" / "examples" / "remote-config.conf", drop_in
+    )
 
     # The files, and the venv postinst unpacks the wheels into (about their contents).
     files = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "edge-agent.service"
+REMOTE_CONFIG_DROP_IN = ROOT / "systemd" / "remote-config.conf"
 MAX_EXPOSURE = 2.0
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
@@ -75,6 +76,8 @@ def test_the_unit_declares_the_service_contract() -> None:
     assert _directives("ConfigurationDirectory") == ["edge-agent"]
     assert _directives("DynamicUser") == ["yes"]
     assert _directives("EnvironmentFile") == ["-/etc/edge-agent/edge-agent.env"]
+    # Timestamps come from the wall clock: start after the first time sync where one is awaited.
+    assert "time-sync.target" in _directives("After")[0].split()
     # Stop: the default drain (5 s) plus each sink's bounded goodbye fit well inside.
     assert int(_directives("TimeoutStopSec")[0].rstrip("s")) >= 20
     # Descriptors: room for a large plant above the usual soft limit of 1024.
@@ -99,6 +102,19 @@ def test_verify_is_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     # verify reports unknown or malformed settings as warnings with status 0: clean means silent.
     assert result.stdout + result.stderr == ""
+
+    # The drop-in of a remotely configured gateway (docs/REMOTE_CONFIG.md) verifies too,
+    # and moves the plant file into the one directory the service may write.
+    drop_ins = units / f"{UNIT.name}.d"
+    drop_ins.mkdir()
+    shutil.copy(REMOTE_CONFIG_DROP_IN, drop_ins / REMOTE_CONFIG_DROP_IN.name)
+    with_drop_in = _analyze("verify", f"--root={root}", "--no-pager", UNIT.name)
+    assert with_drop_in.returncode == 0, with_drop_in.stdout + with_drop_in.stderr
+    assert with_drop_in.stdout + with_drop_in.stderr == ""
+    starts = re.findall(r"^ExecStart=(.*)$", REMOTE_CONFIG_DROP_IN.read_text(), re.M)
+    assert starts == ["", "/opt/edge-agent/bin/edge-agent run -c %S/edge-agent/plant.yaml"]
+    assert _directives("StateDirectory") == ["edge-agent"]  # %S/edge-agent is writable
+    (drop_ins / REMOTE_CONFIG_DROP_IN.name).unlink()
 
     # And it does catch mistakes: the same check on a unit with a typo is not silent.
     (units / UNIT.name).write_text(UNIT.read_text().replace("ProtectHome=yes", "ProtectHom=yes"))
