@@ -55,7 +55,7 @@ from tests.mqtt_support import Subscriber
 from tests.nats_cluster import NatsCluster, NatsNode, nats_cluster
 from tests.plant import demo_config, demo_profile
 from tests.servers import LOOPBACK, Mosquitto, free_port
-from tests.sparkplug_support import Recorder, decode
+from tests.sparkplug_support import Recorder, _Paho, decode
 
 pytestmark = pytest.mark.integration
 
@@ -323,3 +323,43 @@ async def test_a_broker_that_refuses_is_skipped_without_a_backoff_pause(
         assert sink.event_counts()["failovers"] == 0, "the first connection is no failover"
     finally:
         await sink.stop()
+
+
+async def test_sparkplug_moves_to_the_broker_where_the_primary_host_is_online(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Two isolated brokers; on the first the primary host's retained STATE says offline,
+    on the second online: the edge node leaves the first and is born on the second
+    (Sparkplug 3.0, "Multiple Isolated MQTT Servers")."""
+    second = Mosquitto(port=free_port(), workdir=tmp_path / "second")
+    second.start()
+    try:
+        now_ms = int(time.time() * 1000)
+        for broker, online in ((mosquitto, False), (second, True)):
+            host = _Paho(broker.port, f"scada-{broker.port}")
+            host.start()
+            payload = json.dumps({"online": online, "timestamp": now_ms}).encode()
+            host.publish("spBv1.0/STATE/scada", payload, qos=1, retain=True)
+            host.disconnect()
+        config = SparkplugSinkConfig(
+            name="spb",
+            type="sparkplug",
+            group_id="g",
+            edge_node_id="n",
+            primary_host="scada",
+            brokers=[  # type: ignore[list-item]
+                {"host": LOOPBACK, "port": mosquitto.port},
+                {"host": LOOPBACK, "port": second.port},
+            ],
+        )
+        slow = Backoff(initial=60.0, cap=60.0, minimum=60.0)
+        sink = SparkplugSink(config, PlantIdentity(name="p"), tmp_path, backoff=slow)
+        await sink.start()
+        try:
+            await _until(lambda: sink.born, 20, "a session born on the second broker")
+            assert sink.broker == f"{LOOPBACK}:{second.port}"
+            assert sink.event_counts()["failovers"] == 1
+        finally:
+            await sink.stop()
+    finally:
+        second.stop()
