@@ -6,7 +6,12 @@ Each device's lines come from its driver kind (:func:`drivers.registry.device_su
 from __future__ import annotations
 
 from drivers.registry import device_summary
-from edge_agent.config import InfluxSinkConfig, PlantConfig, SparkplugSinkConfig
+from edge_agent.config import (
+    InfluxSinkConfig,
+    MqttBrokerConfig,
+    PlantConfig,
+    SparkplugSinkConfig,
+)
 from edge_agent.config.console import is_loopback
 from edge_agent.config.metrics_summary import summary_lines
 from edge_agent.redaction import redact_urls
@@ -41,17 +46,16 @@ def render_summary(config: PlantConfig, path: str, warnings: int = 0) -> str:
                     f"measurement per {sink.measurement}"
                 )
                 continue
-            tls = ", tls" if sink.tls else ""
+            tls = ", tls" if sink.tls or any(e.tls for e in sink.endpoints()) else ""
             if isinstance(sink, SparkplugSinkConfig):
                 host = f", primary host {sink.primary_host}" if sink.primary_host else ""
                 lines.append(
-                    f"sink {sink.name}: sparkplug {sink.host}:{sink.port}{tls}, "
+                    f"sink {sink.name}: sparkplug {_brokers(sink)}{tls}, "
                     f"spBv1.0/{sink.group_id}/+/{sink.edge_node_id}{host}"
                 )
                 continue
             lines.append(
-                f"sink {sink.name}: mqtt {sink.host}:{sink.port} qos {sink.qos}{tls}, "
-                f"topic {sink.topic}"
+                f"sink {sink.name}: mqtt {_brokers(sink)} qos {sink.qos}{tls}, topic {sink.topic}"
             )
         outbox = config.outbox
         lines.append(
@@ -100,6 +104,13 @@ def _service_lines(config: PlantConfig) -> list[str]:
         )
         lines.append(f"web console {base}/console/: {login}, {commissioning}")
     return lines
+
+
+def _brokers(sink: MqttBrokerConfig) -> str:
+    """``host:port``, or every broker of a failover list and its order."""
+    endpoints = sink.endpoints()
+    text = ", ".join(endpoint.address for endpoint in endpoints)
+    return text if len(endpoints) == 1 else f"{text} ({sink.broker_order} failover)"
 
 
 def _count(number: int, word: str) -> str:

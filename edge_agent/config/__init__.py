@@ -38,7 +38,7 @@ from edge_agent.config.modbus import (
     ModbusType,
     PollGroup,
 )
-from edge_agent.config.mqtt import MqttSinkConfig, MqttTls
+from edge_agent.config.mqtt import BrokerEndpoint, MqttBrokerConfig, MqttSinkConfig, MqttTls
 from edge_agent.config.opcua import OpcUaDeviceConfig
 from edge_agent.config.outbox import OutboxConfig
 from edge_agent.config.plant import DeviceConfig, PlantConfig, SinkConfig
@@ -50,6 +50,7 @@ __all__ = [
     "MIN_INTERVAL_S",
     "NAME_PATTERN",
     "REGISTER_COUNT",
+    "BrokerEndpoint",
     "ByteOrder",
     "DeviceConfig",
     "DeviceInfo",
@@ -66,6 +67,7 @@ __all__ = [
     "ModbusTag",
     "ModbusTcp",
     "ModbusType",
+    "MqttBrokerConfig",
     "MqttSinkConfig",
     "MqttTls",
     "Name",

@@ -1,8 +1,12 @@
-"""The ``type: mqtt`` sink of the plant file: broker, topics, credentials, TLS.
+"""The MQTT broker connection shared by the ``mqtt`` and ``sparkplug`` sinks, and the
+``type: mqtt`` sink of the plant file: broker(s), topics, credentials, TLS.
 
+A sink names one broker (``host:``, ``port:``, ``tls:``) or several
+(``brokers:``, tried in turn: docs/MQTT.md, "Several brokers (failover)").
 :func:`mqtt_sink_problems` holds the rules that need the plant identity (topic
-templates rendered with the real names); ``check`` reports them with their line and
-the sink raises them when it is built from code.
+templates rendered with the real names) and :func:`broker_problems` those of the
+broker list; ``check`` reports them with their line and the sink raises them when it
+is built from code.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from edge_agent.config.base import Name, PlantIdentity, Strict
+
+#: The port of a broker that gives none (MQTT's registered port).
+MQTT_PORT = 1883
 
 
 class MqttTls(Strict):
@@ -22,12 +29,107 @@ class MqttTls(Strict):
     verify: bool = Field(default=True, description="Check the broker's certificate and hostname.")
 
 
-class MqttSinkConfig(Strict):
-    name: Name
-    type: Literal["mqtt"]
+class BrokerEndpoint(Strict):
+    """One broker of a ``brokers:`` list (one node of a cluster, or one of several brokers)."""
+
     host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=MQTT_PORT, ge=1, le=65535)
+    tls: MqttTls | None = Field(
+        default=None, description="TLS of this broker; absent = the sink's own tls."
+    )
+
+    @property
+    def address(self) -> str:
+        """``host:port`` (``[v6]:port`` for an IPv6 literal), as logs and the status show it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+class MqttBrokerConfig(Strict):
+    """The broker connection of an MQTT-based sink: one broker or a list, client id,
+    credentials, TLS. ``type`` is each sink's own."""
+
+    name: Name
+    type: str
+    host: str | None = Field(
+        default=None, min_length=1, description="The broker; or several in brokers:."
+    )
+    port: int = Field(default=MQTT_PORT, ge=1, le=65535, description="The port of host:.")
+    brokers: list[BrokerEndpoint] | None = Field(
+        default=None,
+        description="Several brokers (the nodes of a cluster), tried in turn when the "
+        "connection is lost or refused; instead of host:.",
+    )
+    broker_order: Literal["ordered", "shuffled"] = Field(
+        default="ordered",
+        description="ordered: the first broker that answers, from the top after a failed "
+        "round; shuffled: a random order picked at start (spreads a fleet over the nodes).",
+    )
     client_id: str = ""
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    username: str = ""
+    password: str = Field(default="", repr=False)
+    tls: MqttTls | None = None
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+
+    @field_validator("brokers")
+    @classmethod
+    def _some_brokers(cls, brokers: list[BrokerEndpoint] | None) -> list[BrokerEndpoint] | None:
+        if brokers is not None and not brokers:
+            raise ValueError("the list is empty: name at least one broker (host:, port:)")
+        return brokers
+
+    @model_validator(mode="after")
+    def _one_way_to_the_broker(self) -> MqttBrokerConfig:
+        # Messages start with the key they are about: check puts them on its line.
+        if self.host is None and self.brokers is None:
+            raise ValueError(
+                "no broker: give host: (one broker) or brokers: (a list, for failover)"
+            )
+        if self.host is not None and self.brokers is not None:
+            raise ValueError(
+                "brokers: host: and brokers: are both given: write one broker as host: "
+                "(with port:, tls:) or every broker in brokers:"
+            )
+        if self.brokers is not None and "port" in self.model_fields_set:
+            raise ValueError("port: belongs to host:; with brokers: give each broker its own port")
+        return self
+
+    def endpoints(self) -> list[BrokerEndpoint]:
+        """The brokers in the order written: ``brokers:``, or the one of ``host:``. An
+        endpoint's ``tls`` is None where the sink's own :attr:`tls` applies."""
+        if self.brokers is not None:
+            return list(self.brokers)
+        assert self.host is not None  # the model validator's rule
+        return [BrokerEndpoint(host=self.host, port=self.port)]
+
+    def endpoint_tls(self, endpoint: BrokerEndpoint) -> MqttTls | None:
+        """The TLS settings that apply to ``endpoint``: its own, else the sink's."""
+        return endpoint.tls if endpoint.tls is not None else self.tls
+
+
+def broker_problems(sink: MqttBrokerConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path inside the sink, message) for a broker listed twice in ``brokers:``: a
+    failover to the same broker is none, and a shuffled order would favour it."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    first: dict[tuple[str, int], int] = {}
+    for index, endpoint in enumerate(sink.brokers or ()):
+        key = (endpoint.host.casefold(), endpoint.port)
+        if key in first:
+            problems.append(
+                (
+                    ("brokers", index),
+                    f"{endpoint.address} is listed twice (also brokers[{first[key]}]): "
+                    "each broker once",
+                )
+            )
+        else:
+            first[key] = index
+    return problems
+
+
+class MqttSinkConfig(MqttBrokerConfig):
+    type: Literal["mqtt"]
     topic: str = Field(
         default="edge/{plant}/{device}/data",
         description="Placeholders: {plant}, {site}, {device}, {group}.",
@@ -54,11 +156,6 @@ class MqttSinkConfig(Strict):
         "{site}, {report} (daily or shift).",
     )
     qos: Literal[0, 1] = 1
-    keepalive: int = Field(default=30, ge=5, le=3600)
-    username: str = ""
-    password: str = Field(default="", repr=False)
-    tls: MqttTls | None = None
-    max_inflight: int = Field(default=100, ge=1, le=65535)
     commands: bool = Field(
         default=False,
         description="Take write commands on edge/{plant}/{device}/cmd and answer on "

@@ -1,7 +1,8 @@
 """The ``type: sparkplug`` sink of the plant file: a Sparkplug B 3.0 edge node (docs/SPARKPLUG.md).
 
-The broker connection is the MQTT sink's (host, port, client id, credentials from the
-environment with ``${VAR}``, :class:`~edge_agent.config.mqtt.MqttTls`); the Sparkplug
+The broker connection is the MQTT sink's (:class:`~edge_agent.config.mqtt.MqttBrokerConfig`:
+one broker or a ``brokers:`` list, client id, credentials from the environment with
+``${VAR}``, TLS); the Sparkplug
 part is the namespace: ``group_id``, ``edge_node_id``, the Sparkplug id of each agent
 device (``device_ids``) and the optional primary host application.
 
@@ -17,9 +18,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge_agent.config.base import Name, Strict
 from edge_agent.config.catalog import DeviceInfo
-from edge_agent.config.mqtt import MqttTls
+from edge_agent.config.mqtt import MqttBrokerConfig
 
 #: Characters a Sparkplug id cannot hold: the MQTT topic level separator and wildcards
 #: (Sparkplug 3.0, "Topic Namespace Elements": group_id, edge_node_id, device_id and
@@ -27,11 +27,8 @@ from edge_agent.config.mqtt import MqttTls
 FORBIDDEN_ID_CHARACTERS = "/+#"
 
 
-class SparkplugSinkConfig(Strict):
-    name: Name
+class SparkplugSinkConfig(MqttBrokerConfig):
     type: Literal["sparkplug"]
-    host: str = Field(min_length=1)
-    port: int = Field(default=1883, ge=1, le=65535)
     client_id: str = Field(
         default="",
         description="MQTT client id; '' = edge-agent-<group_id>-<edge_node_id>. The broker "
@@ -50,11 +47,6 @@ class SparkplugSinkConfig(Strict):
         description="Host application id to wait for (spBv1.0/STATE/<id>): no birth and "
         "no data while it is offline; the data waits in the outbox. '' = none.",
     )
-    keepalive: int = Field(default=30, ge=5, le=3600)
-    username: str = ""
-    password: str = Field(default="", repr=False)
-    tls: MqttTls | None = None
-    max_inflight: int = Field(default=100, ge=1, le=65535)
 
     def device_id(self, device: str) -> str:
         """The Sparkplug device id of agent device (or metric unit) ``device``."""

@@ -272,7 +272,7 @@ def _mqtt_error() -> type[Exception]:
 async def _connect(args: argparse.Namespace, on_message: Any) -> MqttConnection:
     from edge_agent.config import MqttTls
     from edge_agent.errors import ConfigError
-    from edge_agent.sinks.mqtt import tls_context
+    from edge_agent.sinks.brokers import tls_context
     from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError
 
     host, _, port = args.broker.rpartition(":")

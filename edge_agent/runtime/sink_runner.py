@@ -32,6 +32,11 @@ from edge_agent.sinks.base import Feed, Holding, Lingering, Sink
 
 log = structlog.get_logger("edge_agent.sink")
 
+#: How often a backoff after a send failed for want of a connection looks whether the sink
+#: is connected again (an MQTT sink that failed over to the next broker): the backlog
+#: then goes out at once instead of at the end of a backoff grown during the outage.
+RECONNECT_POLL_S = 0.05
+
 #: Longest single wait for a holding sink before the runner looks again: its reason
 #: (shown as ``last_error``) stays current within this, and a sink that became ready
 #: without saying so is noticed.
@@ -120,7 +125,9 @@ class SinkRunner:
                     self._on_failure(exc)
                     continue
                 self._on_failure(exc)
-                await self._pause(max(self._backoff.next_delay(), exc.retry_after or 0.0))
+                delay = max(self._backoff.next_delay(), exc.retry_after or 0.0)
+                # Not connected: retry when the sink is connected again, or after the delay.
+                await self._pause(delay, reconnect=not self.sink.connected and not exc.retry_after)
                 continue
             except Exception as exc:
                 # A bug in a sink must not end delivery (nor the agent): keep the batches,
@@ -165,12 +172,16 @@ class SinkRunner:
             and not self._draining
         )
 
-    async def _pause(self, seconds: float) -> None:
-        """Back off (or linger), unless :meth:`drain` wakes us: a stop should not wait it out."""
+    async def _pause(self, seconds: float, *, reconnect: bool = False) -> None:
+        """Back off (or linger), unless :meth:`drain` wakes us: a stop should not wait it out.
+        ``reconnect``: end the pause, too, as soon as the sink is connected."""
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await self._wake.wait()
+                while reconnect and not self.sink.connected and not self._wake.is_set():
+                    await asyncio.sleep(RECONNECT_POLL_S)
+                if not reconnect:
+                    await self._wake.wait()
 
     async def drain(self, within: float) -> bool:
         """Wait up to ``within`` seconds for the buffer to empty (graceful stop). True if it did.

@@ -22,6 +22,7 @@ from edge_agent.runtime.sink_runner import SinkRunner, SinkState
 from edge_agent.runtime.source_runner import DeviceState, SourceRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.liveness import LoopMonitor, stalled_pollers
+from edge_agent.sinks.base import BrokerConnected
 
 #: States in which a device delivers nothing good.
 DOWN_STATES = (DeviceState.OFFLINE, DeviceState.CONNECTING)
@@ -126,12 +127,14 @@ def status_document(agent: Agent, stats: ServiceStats) -> dict[str, Any]:
 
 
 def sink_status(sink: SinkRunner) -> dict[str, Any]:
-    """One sink for ``edge-agent status``: connected, whether it delivers, fails or holds
-    (and why: a Sparkplug sink waiting for its primary host is connected yet sends
-    nothing), the backlog and what was sent."""
+    """One sink for ``edge-agent status``: connected (an MQTT or Sparkplug sink: to which
+    broker, or which it is trying), whether it delivers, fails or holds (and why: a
+    Sparkplug sink waiting for its primary host is connected yet sends nothing), the
+    backlog and what was sent."""
     state, reason = sink.standing()
     return {
         "connected": sink.sink.connected,
+        **({"broker": sink.sink.broker} if isinstance(sink.sink, BrokerConnected) else {}),
         "state": state.value,
         **({"reason": reason} if state is not SinkState.DELIVERING else {}),
         "backlog_batches": len(sink.buffer),

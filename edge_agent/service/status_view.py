@@ -157,6 +157,8 @@ def render_status(
             text += f", {rows} undelivered in the outbox{since}"
         if sink.get("dropped_batches"):
             text += f", {sink['dropped_batches']} dropped"
+        if sink.get("broker"):  # the broker connected to, or the one being tried
+            text += f", {'broker' if sink.get('connected') else 'trying'} {sink['broker']}"
         lines.append(text)
         if sink.get("reason"):
             lines.append(f"  {'':<{width}}  {sink['state']}: {sink['reason']}")

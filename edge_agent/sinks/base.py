@@ -8,7 +8,7 @@ Buffering, retry, backoff and counters belong to
 What only some sinks can do is declared as a capability protocol of its own
 (:class:`Lingering`, :class:`RefusalCounting`, :class:`StatusPublisher`,
 :class:`MetaPublisher`, :class:`LiveTap`, :class:`Holding`, :class:`TakesCommands`,
-:class:`CarriesTopics`), checked with
+:class:`CarriesTopics`, :class:`BrokerConnected`), checked with
 ``isinstance``: a new sink opts in by having the member, and a typo is a type error,
 not a feature silently off.
 
@@ -77,6 +77,17 @@ class EventCounting(Protocol):
 
     def event_counts(self) -> Mapping[str, int]:
         """Event name -> count since the sink was made; names stay the same across calls."""
+        ...
+
+
+@runtime_checkable
+class BrokerConnected(Protocol):
+    """A sink whose connection goes to one broker of a list (the MQTT and Sparkplug sinks):
+    the status shows which."""
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker connected to, or of the one being tried."""
         ...
 
 

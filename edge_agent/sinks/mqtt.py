@@ -9,8 +9,10 @@ retry after a lost PUBACK therefore duplicates messages; consumers de-duplicate
 on ``(device, group, ts_ns)`` if they care.
 
 The sink keeps its connection up by itself (a supervisor task reconnecting with
-jittered backoff) and says so once per change of state in the log. Buffering,
-retry of batches and their backoff stay in the runner.
+jittered backoff, going over to the next broker of a ``brokers:`` list at once:
+:mod:`edge_agent.sinks.broker_rotation`) and says so once per change of state in the
+log. Buffering, retry of batches and their backoff stay in the runner; the batches it
+sends again after an unconfirmed send are counted (:mod:`edge_agent.sinks.resends`).
 
 The meta messages (:mod:`edge_agent.sinks.meta`) do not go through the outbox: each is
 the whole, current description of a device, retained by the broker, and published
@@ -24,16 +26,15 @@ import asyncio
 import dataclasses
 import enum
 import secrets
-import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 import structlog
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import MqttSinkConfig, MqttTls, PlantIdentity
+from edge_agent.config import MqttSinkConfig, PlantIdentity
 from edge_agent.config.catalog import DeviceInfo
-from edge_agent.config.mqtt import mqtt_sink_problems
+from edge_agent.config.mqtt import broker_problems, mqtt_sink_problems
 from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.metrics.contract import (
@@ -46,11 +47,13 @@ from edge_agent.metrics.contract import (
     report_info,
 )
 from edge_agent.model import SampleBatch
+from edge_agent.sinks.brokers import BrokerSwitch
 from edge_agent.sinks.meta import encode_meta
-from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
+from edge_agent.sinks.mqtt_bridge import MqttError, Will
 from edge_agent.sinks.mqtt_commands import MqttCommands
 from edge_agent.sinks.mqtt_topics import MqttTopics
 from edge_agent.sinks.payload import encode_batch
+from edge_agent.sinks.resends import Resends
 from edge_agent.writes.model import WriteGate
 
 log = structlog.get_logger("edge_agent.sink.mqtt")
@@ -112,6 +115,10 @@ class MqttSink:
             f"sinks.{config.name}.{field}: {message}"
             for field, message in mqtt_sink_problems(config, plant)
         ]
+        problems += [
+            f"sinks.{config.name}.{'.'.join(map(str, path))}: {message}"
+            for path, message in broker_problems(config)
+        ]
         if problems:
             raise ConfigError(problems)
         self.status_topic = config.status_topic.format(plant=plant.name, site=plant.site)
@@ -124,17 +131,12 @@ class MqttSink:
         )
         #: Topics of the agent's own (remote configuration): CarriesTopics.
         self.topics = MqttTopics(config.name, ack_timeout=ack_timeout)
-        self._connection = MqttConnection(
-            host=config.host,
-            port=config.port,
-            client_id=self.client_id,
-            keepalive=config.keepalive,
-            username=config.username,
-            password=config.password,
-            ssl_context=_tls_context(config) if config.tls is not None else None,
-            will=Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
-            max_inflight=config.max_inflight,
+        #: The broker(s): which one the connection goes to, the failovers between them.
+        self.brokers = BrokerSwitch(config)
+        self._connection = self.brokers.connection(
+            self.client_id,
             connect_timeout=connect_timeout,
+            will=Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
             on_message=self.topics.dispatcher(self.commands.on_message if self.commands else None),
         )
         self.topics.connection = self._connection
@@ -152,7 +154,8 @@ class MqttSink:
         self._meta_backoff = meta_backoff or Backoff(initial=10.0, cap=600.0, minimum=5.0)
         self._meta_failed = False
         self.describe_devices(devices)
-        self._log = log.bind(sink=config.name, broker=f"{config.host}:{config.port}")
+        self.resends = Resends()
+        self._log = log.bind(sink=config.name)
 
     # ------------------------------------------------------------------ Sink protocol
 
@@ -163,6 +166,11 @@ class MqttSink:
     @property
     def connected(self) -> bool:
         return self._connection.connected
+
+    @property
+    def broker(self) -> str:
+        """BrokerConnected: ``host:port`` of the broker connected to, or being tried."""
+        return self.brokers.current.address
 
     async def start(self) -> None:
         """Start connecting in the background; never raises because the broker is away."""
@@ -180,6 +188,7 @@ class MqttSink:
             raise SinkError(f"mqtt sink {self.name}: not connected to the broker")
         plant, site = self._plant, self._site
         messages = [(self._topic(b), encode_batch(b, plant, site)) for b in batches]
+        self.resends.sending(batches)
         try:
             if any(b.attributes and b.attributes.get(KIND) == KIND_REPORT for b in batches):
                 await self._publish_runs(batches, messages)
@@ -188,6 +197,7 @@ class MqttSink:
                     messages, qos=self._qos, idle_timeout=self._ack_timeout
                 )
         except MqttError:
+            self.resends.unconfirmed(batches)
             if self._connection.connected:
                 # Not a loss but a stall: the broker stopped confirming. Re-making the
                 # connection also clears paho's copies, so the runner's retry does not
@@ -254,12 +264,15 @@ class MqttSink:
             self.commands.publish_audit(record)
 
     def event_counts(self) -> dict[str, int]:
-        """EventCounting: the command side's counts (``commands: true``; none without),
-        e.g. the commands answered "busy", which are not audited (docs/WRITES.md)."""
-        if self.commands is None:
-            return {}
-        counts = dataclasses.asdict(self.commands.counters)
-        return {f"commands_{name}": count for name, count in counts.items()}
+        """EventCounting: failovers to another broker, batches sent again after an
+        unconfirmed send (the only duplicates), and the command side's counts
+        (``commands: true``), e.g. the commands answered "busy", which are not audited
+        (docs/WRITES.md)."""
+        counts = {"failovers": self.brokers.failovers, "batches_resent": self.resends.count}
+        if self.commands is not None:
+            commands = dataclasses.asdict(self.commands.counters)
+            counts |= {f"commands_{name}": count for name, count in commands.items()}
+        return counts
 
     async def stop(self) -> None:
         """Publish the retained ``offline``, disconnect cleanly, end every task. Idempotent."""
@@ -285,7 +298,7 @@ class MqttSink:
                 # The will says "offline" anyway if the broker sees us vanish.
                 self._log.warning("mqtt offline status not confirmed", error=str(exc))
             await self._connection.disconnect(STOP_TIMEOUT_S)
-            self._log.info("mqtt disconnected")
+            self._log.info("mqtt disconnected", broker=self.broker)
         await self._connection.aclose()
 
     # ------------------------------------------------------------------ internals
@@ -345,9 +358,14 @@ class MqttSink:
         )
 
     async def _supervise(self) -> None:
-        """Connect, announce ``online``, wait for the loss, back off, repeat until cancelled."""
+        """Connect, announce ``online``, wait for the loss, back off, repeat until cancelled.
+
+        With several brokers, a failed attempt or a lost connection goes on to the next
+        at once; the backoff comes only after a whole round failed (:class:`BrokerSwitch`).
+        """
         unreachable = Episode()
         while True:
+            self.brokers.aim(self._connection)
             try:
                 await self._connection.connect()
             except MqttError as exc:
@@ -355,11 +373,13 @@ class MqttSink:
                     self._log.warning(
                         "mqtt broker unreachable; retrying in the background", error=str(exc)
                     )
-                await asyncio.sleep(self._backoff.next_delay())
+                if self.brokers.failed():
+                    await asyncio.sleep(self._backoff.next_delay())
                 continue
             unreachable.end()  # "mqtt connected" below says it
             connected_at = asyncio.get_running_loop().time()
-            self._log.info("mqtt connected", client_id=self.client_id)
+            self._log.info("mqtt connected", client_id=self.client_id, broker=self.broker)
+            self.brokers.connected()
             try:
                 await self._connection.publish(
                     [(self.status_topic, STATUS_ONLINE)],
@@ -382,12 +402,16 @@ class MqttSink:
             self._status = _Status.ONLINE
             reason = await self._serve_connection()
             self._status = _Status.OFFLINE
-            self._log.warning("mqtt connection lost; reconnecting", reason=reason)
+            self._log.warning(
+                "mqtt connection lost; reconnecting", reason=reason, broker=self.broker
+            )
             # Only a connection that lasted resets the backoff: a broker that accepts
             # and then drops us at once must not be hammered in a tight loop.
-            if asyncio.get_running_loop().time() - connected_at >= STABLE_CONNECTION_S:
+            lasted = asyncio.get_running_loop().time() - connected_at >= STABLE_CONNECTION_S
+            if lasted:
                 self._backoff.reset()
-            await asyncio.sleep(self._backoff.next_delay())
+            if self.brokers.failed(lasted=lasted):
+                await asyncio.sleep(self._backoff.next_delay())
 
     async def _serve_connection(self) -> str:
         """Publish every meta message, then each change handed over, until the connection
@@ -460,35 +484,3 @@ class MqttSink:
 
     def _meta_topic(self, device: str) -> str:
         return self.config.meta_topic.format(plant=self._plant, site=self._site, device=device)
-
-
-def _tls_context(config: MqttSinkConfig) -> ssl.SSLContext:
-    assert config.tls is not None
-    return tls_context(config.tls, config.name)
-
-
-def tls_context(tls: MqttTls, sink: str) -> ssl.SSLContext:
-    """TLS client context of sink ``sink`` (MQTT, Sparkplug): verification of the broker's
-    certificate and host name by default."""
-    where = f"sinks.{sink}.tls"
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED + check_hostname
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        if tls.ca_file is not None:
-            context.load_verify_locations(cafile=tls.ca_file)
-        else:
-            context.load_default_certs()
-        if tls.cert_file is not None:
-            context.load_cert_chain(tls.cert_file, tls.key_file)
-        elif tls.key_file is not None:
-            raise ConfigError([f"{where}: key_file needs cert_file"])
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError([f"{where}: cannot load certificates: {exc}"]) from exc
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        log.warning(
-            "mqtt TLS certificate verification is off: the broker is not authenticated",
-            sink=sink,
-        )
-    return context

@@ -43,6 +43,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.sinks.mqtt_client import (
+    MessageHandler,
     MqttClient,
     MqttConnectError,
     MqttError,
@@ -63,10 +64,6 @@ _UNSPECIFIED: Final = 0x80
 
 #: How often paho's ``loop_misc`` runs: sends PINGREQ and notices a missing PINGRESP.
 MISC_INTERVAL_S: Final = 1.0
-
-
-#: ``on_message(topic, payload, retained)``: an incoming message, called on the loop.
-MessageHandler = Callable[[str, bytes, bool], None]
 
 #: Topic of the fence's UNSUBSCRIBE: never subscribed, so the round trip changes nothing.
 _FENCE_TOPIC: Final = "edge-agent/fence"
@@ -96,10 +93,7 @@ class MqttConnection:
         connect_timeout: float = 10.0,
         on_message: MessageHandler | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
         self.connect_timeout = connect_timeout
-        self._ssl_context = ssl_context
         # reconnect_on_failure=False: on a CONNACK asking for an older protocol paho
         # would otherwise call reconnect() from inside loop_read, i.e. reopen a socket
         # synchronously; we want the failure reported and the owner to retry.
@@ -126,9 +120,9 @@ class MqttConnection:
         self._on_message_handler = on_message
         if on_message is not None:
             client.on_message = self._on_message
-        # Only records host, port and keepalive; opens nothing.
-        client.connect_async(host, port, keepalive)
         self._client = client
+        self._keepalive = keepalive
+        self.retarget(host, port, ssl_context)
         self._fd = -1
         self._misc_task: asyncio.Task[None] | None = None
         self._connack: asyncio.Future[MqttConnectError | None] | None = None
@@ -151,6 +145,13 @@ class MqttConnection:
         """Wait until the current connection is gone; return why (for logging)."""
         await self._closed.wait()
         return self.disconnect_reason
+
+    def retarget(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> None:
+        """Aim the next :meth:`connect` at another broker (a failover); not while connected."""
+        if self._client.socket() is not None:
+            raise RuntimeError("MqttConnection.retarget() called while a connection is open")
+        self.host, self.port, self._ssl_context = host, port, ssl_context
+        self._client.connect_async(host, port, self._keepalive)  # records them; opens nothing
 
     def set_will(self, will: Will | None) -> None:
         """Replace the will; it goes out with the next :meth:`connect` (a Sparkplug edge

@@ -1,10 +1,12 @@
 """The small parts of the MQTT connection (:mod:`edge_agent.sinks.mqtt_bridge`): its errors,
-the will, a pending delivery, and the paho client that takes the socket we opened."""
+the will, a pending delivery, the message handler's shape, and the paho client that takes
+the socket we opened."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,9 @@ from edge_agent.errors import SinkError
 
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
+
+#: ``on_message(topic, payload, retained)``: an incoming message, called on the loop.
+MessageHandler = Callable[[str, bytes, bool], None]
 
 
 class MqttError(SinkError):

@@ -4,6 +4,7 @@ Pydantic checks each value alone; what needs a whole device, several devices or 
 whole plant is checked here, after validation, so that every finding names its own
 line. Each protocol's rules are one entry of :data:`DEVICE_RULES`; each sink's rules
 sit beside its model (:func:`~edge_agent.config.mqtt.mqtt_sink_problems`,
+:func:`~edge_agent.config.mqtt.broker_problems`,
 :func:`~edge_agent.config.influx.influx_sink_problems`,
 :func:`~edge_agent.config.sparkplug.sparkplug_sink_problems`).
 """
@@ -30,7 +31,12 @@ from edge_agent.config.checks.remote_config import check_remote_config
 from edge_agent.config.checks.writes import check_writes, writes_warnings
 from edge_agent.config.influx import influx_sink_problems
 from edge_agent.config.metrics import MetricsConfig
-from edge_agent.config.mqtt import MqttSinkConfig, mqtt_sink_problems
+from edge_agent.config.mqtt import (
+    MqttBrokerConfig,
+    MqttSinkConfig,
+    broker_problems,
+    mqtt_sink_problems,
+)
 from edge_agent.config.plant import PlantConfig
 from edge_agent.config.sparkplug import SparkplugSinkConfig, sparkplug_sink_problems
 
@@ -103,6 +109,8 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
     catalog = TagCatalog.of_described(described)
     identity = parts.identity or PlantIdentity.model_construct(name="plant", site="")
     for index, sink in parts.sinks:
+        if isinstance(sink, MqttBrokerConfig):
+            findings += [(("sinks", index, *path), m) for path, m in broker_problems(sink)]
         if isinstance(sink, SparkplugSinkConfig):
             names = [name for _, name in parts.device_names]
             units = _metric_units(parts.metrics, identity.name)

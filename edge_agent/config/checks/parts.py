@@ -71,10 +71,12 @@ def document_path(loc: Sequence[str | int], data: Any) -> Loc:
     """Drop the discriminator tags pydantic inserts into ``loc`` (e.g. ``'modbus'``)."""
     path: list[str | int] = []
     current = data
+    tagged = False  # the previous part was a tag: this one is a field (``identity.username``)
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
         if part == "[key]":
             continue
+        after_tag, tagged = tagged, False
         if isinstance(current, list) and isinstance(part, int):
             path.append(part)
             current = current[part] if 0 <= part < len(current) else None
@@ -84,11 +86,23 @@ def document_path(loc: Sequence[str | int], data: Any) -> Loc:
         elif isinstance(current, dict) and isinstance(part, int) and str(part) in current:
             path.append(part)
             current = current[str(part)]
+        elif last and not after_tag and isinstance(current, dict) and _is_tag(current, part):
+            break  # a rule of the whole item (a model validator): the item's own path
         elif last or not isinstance(current, dict):
             path.append(part)
             current = None
-        # else: a discriminator tag; the data has no such key, skip it.
+        else:  # a discriminator tag; the data has no such key, skip it.
+            tagged = True
     return tuple(path)
+
+
+#: The keys whose value pydantic puts into ``loc`` to say which model of a union it used.
+_DISCRIMINATORS = ("type", "driver", "transport")
+
+
+def _is_tag(item: dict[str, Any], part: str | int) -> bool:
+    """``part`` is the discriminator tag of ``item`` (``sinks[0]`` with ``type: mqtt``)."""
+    return any(item.get(key) == part for key in _DISCRIMINATORS)
 
 
 class Pruner:

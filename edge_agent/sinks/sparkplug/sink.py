@@ -25,6 +25,11 @@ One MQTT session at a time, each its own Sparkplug session:
    (NDEATH, then DISCONNECT [tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath]).
    Then again from 1.
 
+Several brokers (``brokers:``, :class:`~edge_agent.sinks.brokers.BrokerSwitch`): a session
+that ends, or an attempt that fails, goes on to the next at once; a failover is a new
+session (new bdSeq and Will, NBIRTH). STATE is read per broker: an offline STATE moves on
+[tck-id-operational-behavior-edge-node-termination-host-offline-reconnect] (docs/SPARKPLUG.md).
+
 While no session is born the sink *holds* (:class:`~edge_agent.sinks.base.Holding`): the
 runner sends nothing, the batches stay in the outbox, and delivery resumes the moment the
 births are confirmed. What is published, and when a batch is historical, is decided by
@@ -34,6 +39,7 @@ births are confirmed. What is published, and when a batch is historical, is deci
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -44,13 +50,15 @@ from edge_agent import __version__
 from edge_agent.backoff import Backoff
 from edge_agent.config import PlantIdentity, SparkplugSinkConfig
 from edge_agent.config.catalog import DeviceInfo
+from edge_agent.config.mqtt import broker_problems
 from edge_agent.config.sparkplug import scan_rate_ms, sparkplug_sink_problems
 from edge_agent.episodes import Episode
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.model import SampleBatch
-from edge_agent.sinks.mqtt import tls_context
-from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError, Will
+from edge_agent.sinks.brokers import BrokerSwitch
+from edge_agent.sinks.mqtt_bridge import MqttError, Will
 from edge_agent.sinks.mqtt_client import MqttConnectError
+from edge_agent.sinks.resends import BatchIdentity, Resends, batch_identity
 from edge_agent.sinks.sparkplug.bdseq import BdSeqStore, bdseq_path
 from edge_agent.sinks.sparkplug.commands import CommandHandler
 from edge_agent.sinks.sparkplug.host_state import HostWatch, Verdict
@@ -59,9 +67,6 @@ from edge_agent.sinks.sparkplug.topics import Topics, state_topic
 from edge_agent.writes.model import WriteGate
 
 log = structlog.get_logger("edge_agent.sink.sparkplug")
-
-#: What tells one batch from every other: see :func:`batch_identity`.
-BatchIdentity = tuple[str, str, int, tuple[str, ...], tuple[tuple[str, str], ...], str]
 
 #: A session that lived this long resets the reconnect backoff.
 STABLE_SESSION_S: Final = 10.0
@@ -90,7 +95,10 @@ class SparkplugSink:
         described = list(devices)
         problems = [
             f"sinks.{config.name}.{'.'.join(map(str, path))}: {message}"
-            for path, message in sparkplug_sink_problems(config, [d.name for d in described])
+            for path, message in [
+                *sparkplug_sink_problems(config, [d.name for d in described]),
+                *broker_problems(config),
+            ]
         ]
         if problems:
             raise ConfigError(problems)
@@ -116,17 +124,9 @@ class SparkplugSink:
         self.client_id = config.client_id or f"edge-agent-{config.group_id}-{config.edge_node_id}"
         self._ack_timeout = ack_timeout
         self._backoff = backoff or Backoff(initial=0.5, cap=30.0)
-        self._connection = MqttConnection(
-            host=config.host,
-            port=config.port,
-            client_id=self.client_id,
-            keepalive=config.keepalive,
-            username=config.username,
-            password=config.password,
-            ssl_context=tls_context(config.tls, config.name) if config.tls is not None else None,
-            max_inflight=config.max_inflight,
-            connect_timeout=connect_timeout,
-            on_message=self._on_message,
+        self.brokers = BrokerSwitch(config, "sparkplug")
+        self._connection = self.brokers.connection(
+            self.client_id, connect_timeout=connect_timeout, on_message=self._on_message
         )
         #: One writer of the session at a time: births, sends and the NDEATH keep order.
         self._lock = asyncio.Lock()
@@ -146,10 +146,9 @@ class SparkplugSink:
         self._stopped = False
         self.sessions = 0
         self.state_messages_ignored = 0
+        self.resends = Resends()
         self._state_invalid = Episode()
-        self._log = log.bind(
-            sink=config.name, broker=f"{config.host}:{config.port}", node=self.topics.nbirth
-        )
+        self._log = log.bind(sink=config.name, node=self.topics.nbirth)
 
     # ------------------------------------------------------------------ Sink protocol
 
@@ -160,6 +159,11 @@ class SparkplugSink:
     @property
     def connected(self) -> bool:
         return self._connection.connected
+
+    @property
+    def broker(self) -> str:
+        """BrokerConnected: ``host:port`` of the broker connected to, or being tried."""
+        return self.brokers.current.address
 
     @property
     def born(self) -> bool:
@@ -213,11 +217,17 @@ class SparkplugSink:
                     self._drop("a batch could not be encoded")
                     raise SinkError(f"sparkplug sink {self.name}: {exc!r}") from exc
             messages += self.node.settle()
-            await self._publish(messages)
+            self.resends.sending(batches)
+            try:
+                await self._publish(messages)
+            except MqttError:
+                self.resends.unconfirmed(batches)
+                raise
             if self._host_left:
                 # The primary host said offline while these were on their way: it may
                 # never have got them. Not acknowledged: the outbox keeps them, and they
                 # go out again (historical) after the next birth.
+                self.resends.unconfirmed(batches)
                 raise SinkError(f"sparkplug sink {self.name}: {self._holding}")
             if skipped:
                 self._poison = None  # used: the skipped batch is acknowledged with the rest
@@ -256,22 +266,15 @@ class SparkplugSink:
 
     def event_counts(self) -> dict[str, int]:
         """EventCounting: what /metrics shows as ``edge_agent_sink_events{sink, event}``."""
-        node, commands = self.node.counters, self.commands.counters
+        node = dataclasses.asdict(self.node.counters)
         return {
             "sessions": self.sessions,
-            "node_births": node.births,
-            "device_births": node.device_births,
-            "device_deaths": node.device_deaths,
-            "dead_batches_skipped": node.dead_batches_skipped,
-            "removed_batches_dropped": node.removed_batches_dropped,
-            "unencodable_batches": node.unencodable_batches,
-            "historical_batches": node.historical_batches,
-            "rebirth_requests": commands.rebirth_requests,
-            "commands_refused": commands.commands_refused,
-            "commands_undecodable": commands.commands_undecodable,
-            "commands_accepted": commands.commands_accepted,
-            "commands_dropped": commands.commands_dropped,
+            "node_births": node.pop("births"),
+            **node,
+            **dataclasses.asdict(self.commands.counters),
             "state_messages_ignored": self.state_messages_ignored,
+            "failovers": self.brokers.failovers,
+            "batches_resent": self.resends.count,
         }
 
     @property
@@ -321,6 +324,7 @@ class SparkplugSink:
                     continue
                 ndeath = self.node.ndeath(bd_seq)[1]
                 self._connection.set_will(Will(self.topics.ndeath, ndeath, qos=1, retain=False))
+            self.brokers.aim(self._connection)
             try:
                 await self._connection.connect()
             except MqttConnectError as exc:
@@ -334,12 +338,16 @@ class SparkplugSink:
                         "sparkplug broker unreachable; retrying in the background",
                         error=str(exc),
                     )
-                await asyncio.sleep(self._backoff.next_delay())
+                if self.brokers.failed():
+                    await asyncio.sleep(self._backoff.next_delay())
                 continue
             unreachable.end()
             started = asyncio.get_running_loop().time()
             self.sessions += 1
-            self._log.info("sparkplug connected", client_id=self.client_id, bd_seq=bd_seq)
+            self._log.info(
+                "sparkplug connected", client_id=self.client_id, bd_seq=bd_seq, broker=self.broker
+            )
+            self.brokers.connected()
             try:
                 reason = await self._session(bd_seq)
             except Exception as exc:  # noqa: BLE001 - a bug of ours must not end the session task
@@ -350,10 +358,14 @@ class SparkplugSink:
             self._ready.clear()
             self.node.end_session()
             self._holding = f"not connected to the broker: {reason}"
-            self._log.warning("sparkplug session ended; reconnecting", reason=reason)
-            if asyncio.get_running_loop().time() - started >= STABLE_SESSION_S:
+            self._log.warning(
+                "sparkplug session ended; reconnecting", reason=reason, broker=self.broker
+            )
+            lasted = asyncio.get_running_loop().time() - started >= STABLE_SESSION_S
+            if lasted:
                 self._backoff.reset()
-            await asyncio.sleep(self._backoff.next_delay())
+            if self.brokers.failed(lasted=lasted):
+                await asyncio.sleep(self._backoff.next_delay())
 
     async def _session(self, bd_seq: int) -> str:
         """Subscribe, wait for the host, be born, keep the session; return why it ended."""
@@ -368,8 +380,10 @@ class SparkplugSink:
             while not closed.done():
                 self._wake.clear()
                 if self.host is not None:
-                    if born and self._host_left:
-                        return await self._host_went_offline(bd_seq)
+                    # Before the births, an offline STATE ends the session only where
+                    # another broker may have the host online.
+                    if self._host_left and (born or self.brokers.several):
+                        return await self._host_went_offline(bd_seq, born)
                     self._host_left = False  # nothing born yet: nothing to end
                 if self.host is not None and not self._host_online:
                     self._holding = (
@@ -405,16 +419,18 @@ class SparkplugSink:
             closed.cancel()
             await asyncio.wait({closed})
 
-    async def _host_went_offline(self, bd_seq: int) -> str:
-        """The primary host is offline: NDEATH, DISCONNECT; the next session waits for it
+    async def _host_went_offline(self, bd_seq: int, born: bool) -> str:
+        """The primary host is offline: NDEATH (if born), DISCONNECT; the next session goes
+        to the next broker and waits for it there
         [tck-id-operational-behavior-edge-node-termination-host-offline]."""
         self._holding = f"the primary host {self.config.primary_host} is offline"
         self._log.warning(
             "sparkplug primary host offline: NDEATH, disconnect, data waits in the outbox",
             host=self.config.primary_host,
         )
-        async with self._lock:
-            await self._send_ndeath(bd_seq)
+        if born:
+            async with self._lock:
+                await self._send_ndeath(bd_seq)
         await self._connection.disconnect(STOP_TIMEOUT_S)
         return f"the primary host {self.config.primary_host} went offline"
 
@@ -480,20 +496,3 @@ class SparkplugSink:
             self._holding = f"the primary host {self.config.primary_host} is offline"
         self._log.info("sparkplug primary host state", online=verdict is Verdict.ONLINE)
         self._wake.set()
-
-
-def batch_identity(batch: SampleBatch) -> BatchIdentity:
-    """What tells ``batch`` apart from every other batch it may be sent beside, as read
-    back from the outbox: device, group and time are not enough (the metric batches of
-    several families of one unit and window share them, as do the daily and the first
-    shift's report of a day; a baseline's announce and its day close share even their
-    names). The attributes and the names tell the families and reports apart, the values
-    (as text: a NaN read back equals itself) what is left."""
-    return (
-        batch.device,
-        batch.group,
-        batch.timestamp_ns,
-        tuple(batch.names),
-        tuple(sorted(batch.attributes.items())),
-        repr(batch.values),
-    )
