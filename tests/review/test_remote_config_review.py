@@ -20,13 +20,14 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.cli import main
+from edge_agent.remote_config.cli import _close, _connect
 from edge_agent.remote_config.document import sign_document
 from edge_agent.remote_config.keys import keys_by_id, public_line
 from edge_agent.remote_config.verify import Refusal, verify
 from edge_agent.runtime.source_runner import DeviceState
 from simulators.serve import serve_profile
 from tests.plant import demo_profile
-from tests.remote_config_support import PLANT, plant_text, push, running_agent
+from tests.remote_config_support import PLANT, broker_args, plant_text, push, running_agent
 from tests.servers import Mosquitto, free_port
 from tests.service_support import wait_for
 
@@ -268,3 +269,60 @@ def test_sign_does_not_print_a_private_key_given_in_place_of_its_file(
     out, err = capsys.readouterr()
     assert code == 2
     assert seed not in out + err, err
+
+
+# ---------------------------------------------------------------------- replays
+
+
+@pytest.mark.integration
+async def test_a_document_that_moves_state_dir_opens_no_window_for_a_replay(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """The version store lives in state_dir (store.py), which a document may change
+    (it takes effect at the next start). After that start the store is read from the
+    new, empty directory: highest is 0 and every document signed before, captured from
+    the broker by anyone, is applied again ("a restart opens no window for a replay")."""
+    first = setup.text((*BASE, ADDED))
+    moved = setup.text(
+        (*BASE, ADDED),
+        edits={"state_dir: ${EDGE_AGENT_STATE:-./state}": f"state_dir: {tmp_path / 'moved'}"},
+    )
+    captured = setup.sign(first, 1)
+    async with running_agent(setup.path):
+        assert (await push(setup.broker.port, captured))["status"] == "applied"
+        answer = await push(setup.broker.port, setup.sign(moved, 2))
+        assert answer["status"] == "applied", answer
+        assert "state_dir" in answer["takes_effect_at_next_start"], answer
+    async with running_agent(setup.path):
+        replay = await push(setup.broker.port, captured)
+        assert replay["status"] == "refused", replay
+
+
+@pytest.mark.integration
+async def test_a_retained_document_is_refused_also_when_the_agent_is_connected(
+    setup: Setup,
+) -> None:
+    """docs/REMOTE_CONFIG.md, check 1: a retained document is refused ("it would come
+    back at every connection"). The agent knows only the retain flag of the delivery,
+    which MQTT 3.1.1 clears for a subscription that already exists: a document
+    published retained while the agent is connected is applied, stays on the broker,
+    and at every later connection the agent reports "refused" over its own "applied"."""
+    payload = setup.sign(setup.text((*BASE, ADDED)), 1)
+    reports: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+    def on_message(topic: str, data: bytes, retained: bool) -> None:
+        if not retained:
+            reports.put_nowait(json.loads(data))
+
+    async with running_agent(setup.path):
+        connection = await _connect(broker_args(setup.broker.port), on_message)
+        try:
+            await connection.subscribe([(f"edge/{PLANT}/config/state", 1)], within=10)
+            await connection.publish(
+                [(f"edge/{PLANT}/config/set", payload)], qos=1, retain=True, idle_timeout=10
+            )
+            async with asyncio.timeout(20):
+                answer = await reports.get()
+        finally:
+            await _close(connection)
+    assert answer["status"] == "refused", answer
