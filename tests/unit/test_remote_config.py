@@ -19,6 +19,7 @@ from edge_agent.cli import main
 from edge_agent.config import PlantConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
+from edge_agent.remote_config import files
 from edge_agent.remote_config.apply import RemoteConfig
 from edge_agent.remote_config.document import FORMAT, parse_document, sign_document
 from edge_agent.remote_config.keys import (
@@ -436,3 +437,16 @@ async def test_a_version_that_cannot_be_recorded_is_not_applied(
     assert report["status"] == "refused"
     assert report["reason"].startswith("store: the version cannot be recorded"), report
     assert path.read_text() == text
+
+
+def test_a_symlinked_plant_file_has_its_target_replaced(tmp_path: Path) -> None:
+    real = tmp_path / "var" / "plant.yaml"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "plant.yaml"
+    link.symlink_to(real)
+    target = files.target_of(link)
+    files.write_atomically(target, "v1", b"new\n")
+    assert link.is_symlink()
+    assert real.read_text() == "new\n"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["plant.yaml"]  # no temporary
