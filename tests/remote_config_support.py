@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.config.loader import load_config
 from edge_agent.remote_config.cli import _push
+from edge_agent.remote_config.document import DocumentError, parse_document
 from edge_agent.remote_config.keys import public_line
 from edge_agent.service.agent import Agent
 from edge_agent.service.supervisor import Supervisor
@@ -106,12 +106,11 @@ def broker_args(port: int, timeout: float = 20.0) -> argparse.Namespace:
 
 async def push(port: int, payload: bytes) -> dict[str, Any]:
     """Publish ``payload`` on config/set and return the agent's report about it (the
-    first new one: a document that cannot be read has no version to match)."""
+    first new one for a payload that is no document: it has no name to match)."""
     try:
-        signed = json.loads(json.loads(payload)["signed"])
-        version, sha256 = signed.get("version"), signed.get("sha256")
-    except (ValueError, KeyError, TypeError):
-        version = sha256 = None
-    answer = await _push(broker_args(port), payload, version, sha256)
+        digest: str | None = parse_document(payload).digest
+    except DocumentError:
+        digest = None
+    answer = await _push(broker_args(port), payload, digest)
     assert answer is not None, "no report from the agent"
     return answer

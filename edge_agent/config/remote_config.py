@@ -50,3 +50,11 @@ class RemoteConfigSettings(Strict):
         description="After applying a document, put the last known good file back when "
         "devices that were online before are not online again within this time; 0: off.",
     )
+    max_age: Duration = Field(
+        default=300.0,
+        gt=0,
+        le=7 * 86_400,
+        description="A document signed (issued_at) longer ago than this, or this far in "
+        "the future, is refused: a copy kept on the broker (retained) or captured cannot "
+        "be applied later. The gateway's clock must be synchronised.",
+    )

@@ -4,10 +4,12 @@
   overwritten), the public half printed as the line for ``remote_config.public_keys``.
 - ``sign --key FILE|--key-env VAR --version N plant.yaml > doc.json``: the document for
   that file, exactly as its bytes are. Refuses a file that fails ``edge-agent check``
-  (secrets the gateway's environment holds are stood in for, as ``status`` does) or has
-  no ``remote_config:`` (the agent would refuse it: it would lock itself out).
+  (secrets the gateway's environment holds are stood in for, as ``status`` does), that
+  writes a secret in clear (the agent's own rule, :mod:`.secrets`) or has no
+  ``remote_config:`` (the agent would refuse it: it would lock itself out).
 - ``push --broker HOST:PORT --plant NAME doc.json``: publish on ``edge/NAME/config/set``
-  (QoS 1, not retained) and wait for the agent's report on ``config/state``. Exit 0
+  (QoS 1, never retained) and wait for the agent's report about this very document
+  on ``config/state``. Exit 0
   applied, 1 refused (its problems printed), 2 no answer in time.
 - ``status --broker HOST:PORT --plant NAME``: the retained report. Exit 0, or 2 if none.
 
@@ -116,6 +118,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from edge_agent.errors import ConfigError
     from edge_agent.remote_config.document import sign_document
     from edge_agent.remote_config.keys import KeyProblem, load_private_key
+    from edge_agent.remote_config.secrets import secrets_in_clear
 
     if args.version < 1:
         print("--version: a whole number from 1", file=sys.stderr)
@@ -136,6 +139,16 @@ def cmd_sign(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except OSError as exc:
         print(f"{path}: cannot read it: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    clear = secrets_in_clear(data.decode("utf-8", errors="replace"), str(path))
+    if clear:
+        for line in clear:
+            print(line, file=sys.stderr)
+        print(
+            f"{path}: writes a secret in clear (the document passes through the broker; "
+            "the agent would refuse it); not signed",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if report.plant.remote_config is None:
         print(
@@ -171,7 +184,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     try:
-        answer = asyncio.run(_push(args, payload, document.version, document.sha256))
+        answer = asyncio.run(_push(args, payload, document.digest))
     except _Unreachable as exc:
         print(f"edge-agent config push: {exc}", file=sys.stderr)
         return EXIT_NO_ANSWER
@@ -204,10 +217,13 @@ class _Unreachable(Exception):
 
 
 async def _push(
-    args: argparse.Namespace, payload: bytes, version: int | None, sha256: str | None
+    args: argparse.Namespace, payload: bytes, digest: str | None
 ) -> dict[str, Any] | None:
-    """Subscribe to the reports first, then publish; the answer is the first report
-    about this document that is not the retained one (that is an older answer)."""
+    """Subscribe to the reports first, then publish (never retained: a retained
+    document would come back at every connection); the answer is the first report that
+    names this very document (``document``: the SHA-256 of its signature) and is not
+    the retained one (that is an older answer). ``digest`` None (a test's payload that
+    is no document): the first new report."""
     from edge_agent.remote_config.state import set_topic, state_topic
 
     answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -220,16 +236,14 @@ async def _push(
     connection = await _connect(args, on_message)
     try:
         await connection.subscribe([(state_topic(args.plant), 1)], within=10.0)
-        await connection.publish([(set_topic(args.plant), payload)], qos=1, idle_timeout=10.0)
+        await connection.publish(
+            [(set_topic(args.plant), payload)], qos=1, retain=False, idle_timeout=10.0
+        )
         try:
             async with asyncio.timeout(args.timeout):
                 while True:
                     report = await answers.get()
-                    # A document the agent could not read is reported without a version.
-                    if report.get("version") in (version, None) and report.get("sha256") in (
-                        sha256,
-                        None,
-                    ):
+                    if digest is None or report.get("document") == digest:
                         return report
         except TimeoutError:
             return None

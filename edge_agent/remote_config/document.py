@@ -18,7 +18,8 @@ canonical form. ``signed`` is itself a JSON object with exactly the members abov
 ``format`` (this format and purpose: a signature made for anything else never verifies
 as a config document), ``plant``, ``version`` (an integer from 1, strictly increasing),
 ``sha256`` (64 lower-case hex digits of the plant file's bytes), ``issued_at`` (ISO 8601
-UTC, for people: the version decides order) and ``key_id`` (which public key,
+with its time zone: the agent refuses a document older than ``remote_config.max_age``;
+the version decides the order) and ``key_id`` (which public key,
 :func:`edge_agent.remote_config.keys.key_id`). The file travels beside it in base64
 (its exact bytes: line ends, encoding) and is bound to the signature by its hash.
 :func:`sign_document` writes this form: sorted keys, no spaces, ASCII.
@@ -67,7 +68,12 @@ class ConfigDocument:
     version: int
     sha256: str
     issued_at: str
+    #: ``issued_at`` in seconds since the epoch.
+    issued: float
     key_id: str
+    #: SHA-256 (hex) of the signature: names this very document in the state report
+    #: (``config push`` waits for the report about its own document, no other).
+    digest: str
 
     @property
     def name(self) -> str:
@@ -95,6 +101,11 @@ def parse_document(payload: bytes) -> ConfigDocument:
     if len(signature) != SIGNATURE_BYTES:
         raise DocumentError(f"signature: {len(signature)} bytes, an Ed25519 signature has 64")
     try:
+        signed = signed_text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A JSON \ud800 escape: a string no UTF-8 bytes spell, so nothing was signed.
+        raise DocumentError("signed: not text (a lone surrogate escape)") from None
+    try:
         inner = json.loads(signed_text)
     except ValueError as exc:
         raise DocumentError(f"signed: not JSON: {exc}") from None
@@ -111,18 +122,24 @@ def parse_document(payload: bytes) -> ConfigDocument:
         raise DocumentError("signed.sha256: not 64 lower-case hex digits")
     issued_at = _string(inner, "issued_at", "signed")
     try:
-        datetime.fromisoformat(issued_at)
+        issued = datetime.fromisoformat(issued_at)
     except ValueError:
         raise DocumentError(f"signed.issued_at: {issued_at!r} is not an ISO 8601 time") from None
+    if issued.utcoffset() is None:
+        raise DocumentError(
+            f"signed.issued_at: {issued_at!r} names no time zone (write it in UTC: ...Z)"
+        )
     return ConfigDocument(
-        signed=signed_text.encode("utf-8"),
+        signed=signed,
         signature=signature,
         file=_base64(file_text, "file"),
         plant=_string(inner, "plant", "signed"),
         version=version,
         sha256=sha256,
         issued_at=issued_at,
+        issued=issued.timestamp(),
         key_id=_string(inner, "key_id", "signed"),
+        digest=hashlib.sha256(signature).hexdigest(),
     )
 
 
@@ -139,6 +156,10 @@ def _string(mapping: dict[str, Any], name: str, where: str) -> str:
     value = mapping[name]
     if not isinstance(value, str):
         raise DocumentError(f"{where}: {name} is not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocumentError(f"{where}: {name} is not text (a lone surrogate escape)") from None
     return value
 
 

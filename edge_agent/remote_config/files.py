@@ -6,7 +6,13 @@ The pushed file is written to a temporary file in the plant file's own directory
 TLS files, resolve as they will once it is the plant file), fsynced, validated and
 applied from there, and only then renamed over the plant file, followed by an fsync
 of the directory so the rename itself survives a power cut. The file it replaces is
-first copied, the same way, to ``<plant file>.last-good``.
+first copied, the same way, to ``<plant file>.last-good``: the last known good is
+always the file that ran before the last document (or rollback) replaced it.
+
+A plant file that is a symbolic link has its target replaced (:func:`target_of`); the
+link stays. Temporary files get a new name each time and are removed when a write
+fails; only a crash between writing one and renaming it leaves one behind (hidden,
+``.plant.yaml.v12.*.tmp``; safe to delete).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 LAST_GOOD_SUFFIX = ".last-good"
@@ -23,25 +30,33 @@ def last_good_path(plant_file: Path) -> Path:
     return plant_file.with_name(plant_file.name + LAST_GOOD_SUFFIX)
 
 
-def temp_path(plant_file: Path, label: str) -> Path:
-    """A hidden name beside the plant file (``.plant.yaml.v12.tmp``)."""
-    return plant_file.with_name(f".{plant_file.name}.{label}.tmp")
+def target_of(plant_file: Path) -> Path:
+    """The file to replace: a symbolic link's target (the link stays a link, as an
+    administrator made it), else the plant file itself."""
+    return Path(os.path.realpath(plant_file))
+
+
+def temp_prefix(plant_file: Path, label: str) -> str:
+    """Hidden names beside the plant file: ``.plant.yaml.v12.<random>.tmp``."""
+    return f".{plant_file.name}.{label}."
 
 
 def write_temp(plant_file: Path, label: str, data: bytes) -> Path:
     """``data`` in a new temporary file beside ``plant_file``, fsynced, with the plant
-    file's permission bits (0600 when there is none). An old one of the same name (a
-    crash) is replaced. Raises OSError."""
-    path = temp_path(plant_file, label)
+    file's permission bits (0600 when there is none). Its name is new each time, so a
+    file or directory left in the way (a crash, a mistake) never blocks a write; it is
+    removed if the write fails. Raises OSError."""
     try:
         mode = stat.S_IMODE(plant_file.stat().st_mode)
     except OSError:
         mode = 0o600
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd, name = tempfile.mkstemp(
+        prefix=temp_prefix(plant_file, label), suffix=".tmp", dir=plant_file.parent
+    )
+    path = Path(name)
     try:
         with os.fdopen(fd, "wb") as file:
+            os.fchmod(file.fileno(), mode)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
@@ -67,8 +82,20 @@ def fsync_dir(directory: Path) -> None:
 
 
 def copy_atomically(source: Path, target: Path, label: str) -> None:
-    """``target`` becomes a copy of ``source``, all at once. Raises OSError."""
-    replace(write_temp(target, label, source.read_bytes()), target)
+    """``target`` becomes a copy of ``source``, all at once. Raises OSError (and leaves
+    no temporary file)."""
+    write_atomically(target, label, source.read_bytes())
+
+
+def write_atomically(target: Path, label: str, data: bytes) -> None:
+    """``target`` holds ``data``, all at once. Raises OSError (and leaves no temporary
+    file)."""
+    temp = write_temp(target, label, data)
+    try:
+        replace(temp, target)
+    except BaseException:
+        discard(temp)
+        raise
 
 
 def discard(path: Path | None) -> None:

@@ -145,8 +145,15 @@ def load_private_key(*, path: str | None, env_name: str | None) -> Ed25519Privat
     if path is not None:
         try:
             text = Path(path).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise KeyProblem(f"{path}: cannot read the private key: {exc}") from None
+        except OSError as exc:
+            # Never the argument itself: it may be the key, given in place of its file
+            # (--key "$SIGNING_KEY"), and would land in a terminal or a CI log.
+            raise KeyProblem(
+                f"the --key file could not be read ({exc.strerror or type(exc).__name__}); "
+                "--key takes the key's file, --key-env the name of a variable holding it"
+            ) from None
+        except UnicodeDecodeError:
+            raise KeyProblem("the --key file is not a PEM private key (not text)") from None
         return parse_private_key(text)
     assert env_name is not None
     value = os.environ.get(env_name)

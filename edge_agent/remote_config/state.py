@@ -3,15 +3,20 @@ document, and which version runs now.
 
 One JSON object::
 
-    {"plant": "line-7", "version": 12, "sha256": "9b1d...", "status": "applied",
+    {"plant": "line-7", "version": 12, "sha256": "9b1d...", "document": "5e0a...",
+     "status": "applied",
      "reason": "", "problems": [], "time": "2026-03-01T08:00:02.114Z",
      "running_version": 12, "takes_effect_at_next_start": [], "devices_not_back": []}
 
 ``status`` is ``applied``, ``refused`` (nothing changed; ``reason`` says which check,
 ``problems`` the ``config/set v12:40: ...`` lines of a file that failed validation, else
 the reason again), ``rolled_back`` (applied, then undone: ``devices_not_back``) or
-``rollback_failed`` (the last known good could not be put back; the document stays).
+``rollback_failed`` (the last known good could not be put back; the document stays)
+or ``not_written`` (applied, but the plant file could not be written and the previous
+config could not be put back: the next start runs the previous file).
 ``version``/``sha256`` are the document's (null when it could not be read);
+``document`` is the SHA-256 of its signature, which names that very document
+(``config push`` waits for the report about its own, not someone else's);
 ``running_version`` is the version of the plant file running now (null: a local file).
 Every text is passed through the secret redaction first: a problem quoting a value that
 came from ``${VAR}`` shows ``***``.
@@ -31,6 +36,7 @@ APPLIED: Final = "applied"
 REFUSED: Final = "refused"
 ROLLED_BACK: Final = "rolled_back"
 ROLLBACK_FAILED: Final = "rollback_failed"
+NOT_WRITTEN: Final = "not_written"
 
 
 def set_topic(plant: str) -> str:
@@ -48,16 +54,18 @@ def state_payload(
     version: int | None,
     sha256: str | None,
     running_version: int | None,
+    document: str | None = None,
     reason: str = "",
     problems: Sequence[str] = (),
     later: Sequence[str] = (),
     devices_not_back: Sequence[str] = (),
     now_ns: int | None = None,
 ) -> bytes:
-    document = {
+    report = {
         "plant": plant,
         "version": version,
         "sha256": sha256,
+        "document": document,
         "status": status,
         "reason": redact(reason),
         "problems": [redact(p) for p in problems],
@@ -66,4 +74,4 @@ def state_payload(
         "takes_effect_at_next_start": list(later),
         "devices_not_back": list(devices_not_back),
     }
-    return json.dumps(document, ensure_ascii=False).encode("utf-8")
+    return json.dumps(report, ensure_ascii=False).encode("utf-8")

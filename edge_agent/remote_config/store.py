@@ -4,7 +4,18 @@
 must be newer: a replay, even after a restart, is refused), the version and hash of the
 file running now, and those of the last known good (what a rollback puts back). A
 version that was applied and then rolled back stays the highest: the document that
-was undone cannot be replayed either.
+was undone cannot be replayed either. It also holds the ids of the keys an applied
+document dropped (``revoked``): they sign nothing from then on, even when a rollback
+puts back a file that lists them, until a later document lists them again.
+
+The highest version is recorded before a document is applied: a crash at any point
+after that can burn a version (the document did not take effect; sign the next one)
+but never let an older document in.
+
+The store lives in ``state_dir``. A document (or a reload) that moves ``state_dir``
+carries the store over: it is written to the new directory too before the document is
+applied, and a store missing from the running ``state_dir`` is taken from the
+directory used before (:class:`RemoteConfig` keeps track).
 
 Written atomically (temporary file, fsync, rename, fsync of the directory). A store
 that exists but cannot be read refuses every document until it is repaired or removed
@@ -18,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.remote_config.files import replace, write_temp
+from edge_agent.remote_config.files import write_atomically
 
 FILE_NAME = "remote-config.json"
 
@@ -40,6 +51,8 @@ class Versions:
     highest: int = 0
     running: Applied = field(default_factory=Applied)
     last_good: Applied = field(default_factory=Applied)
+    #: Ids of keys an applied document dropped: not trusted, whatever a file lists.
+    revoked: tuple[str, ...] = ()
 
     def running_version(self, file_sha256: str) -> int | None:
         """The running version if the plant file is still the one it came as (else the
@@ -49,7 +62,11 @@ class Versions:
 
 class VersionStore:
     def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
         self.path = state_dir / FILE_NAME
+
+    def exists(self) -> bool:
+        return self.path.exists()
 
     def load(self) -> Versions:
         try:
@@ -64,6 +81,7 @@ class VersionStore:
                 highest=_whole(data["highest"]),
                 running=_applied(data["running"]),
                 last_good=_applied(data["last_good"]),
+                revoked=_ids(data.get("revoked", [])),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(
@@ -75,7 +93,7 @@ class VersionStore:
         data = json.dumps(asdict(versions), indent=2).encode("utf-8")
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            replace(write_temp(self.path, "new", data), self.path)
+            write_atomically(self.path, "new", data)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write it: {exc}") from None
 
@@ -93,3 +111,16 @@ def _applied(value: Any) -> Applied:
     if sha256 is not None and not isinstance(sha256, str):
         raise TypeError("sha256 is not a string")
     return Applied(None if version is None else _whole(version), sha256)
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("revoked is not a list of key ids")
+    return tuple(value)
+
+
+def revoked_after(revoked: tuple[str, ...], old: set[str], new: set[str]) -> tuple[str, ...]:
+    """The revoked key ids once a file listing ``new`` replaces one listing ``old``: a
+    key dropped is revoked; one the new file lists (a document signed by a trusted key
+    listing it again) is trusted again."""
+    return tuple(sorted((set(revoked) | (old - new)) - new))

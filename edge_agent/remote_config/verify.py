@@ -5,7 +5,9 @@
 3. **key**: signed by a key this agent knows (``remote_config.public_keys``);
 4. **signature**: the Ed25519 signature verifies over the exact signed bytes;
 5. **hash**: the file's SHA-256 is the signed one (the file is what was signed);
-6. **version**: newer than the last version applied (kept in the state directory, so
+6. **age**: signed (``issued_at``) no longer ago than ``remote_config.max_age`` (nor
+   that far in the future): a retained or captured copy cannot be applied later;
+7. **version**: newer than the last version applied (kept in the state directory, so
    a restart opens no window for a replay).
 
 The first failing check refuses the document with a plain reason. Validation like
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
@@ -30,13 +33,16 @@ from edge_agent.remote_config.document import ConfigDocument, DocumentError, par
 class Refusal(Exception):
     """A document that is not applied: which check refused it and why."""
 
-    #: parse, plant, key, signature, hash, version, validation, lockout, apply, store.
+    #: parse, plant, key, signature, hash, age, version, validation, lockout, secrets,
+    #: store, apply.
     check: str
     reason: str
     #: ``file:line`` problems of a document that failed validation (else empty).
     problems: tuple[str, ...] = field(default=())
     version: int | None = None
     sha256: str | None = None
+    #: SHA-256 of the document's signature (the document's own name in the report).
+    document: str | None = None
 
     def __str__(self) -> str:
         return f"{self.check}: {self.reason}"
@@ -48,19 +54,35 @@ def verify(
     plant: str,
     keys: Mapping[str, Ed25519PublicKey],
     last_version: int,
+    max_age: float | None = None,
+    now: float | None = None,
+    revoked: Collection[str] = (),
 ) -> ConfigDocument:
-    """The document in ``payload`` if it passes every check; else :class:`Refusal`."""
+    """The document in ``payload`` if it passes every check; else :class:`Refusal`.
+    ``max_age`` None: no age check (``config push``'s own look at a file)."""
     try:
         document = parse_document(payload)
     except DocumentError as exc:
         raise Refusal("parse", str(exc)) from None
 
     def refuse(check: str, reason: str) -> Refusal:
-        return Refusal(check, reason, version=document.version, sha256=document.sha256)
+        return Refusal(
+            check,
+            reason,
+            version=document.version,
+            sha256=document.sha256,
+            document=document.digest,
+        )
 
     if document.plant != plant:
         raise refuse(
             "plant", f"the document is for plant {document.plant!r}; this agent is {plant!r}"
+        )
+    if document.key_id in revoked:
+        raise refuse(
+            "key",
+            f"signed by key {document.key_id}, which an applied document dropped (revoked: "
+            "only a document signed by a trusted key that lists it again trusts it again)",
         )
     key = keys.get(document.key_id)
     if key is None:
@@ -77,6 +99,16 @@ def verify(
     actual = hashlib.sha256(document.file).hexdigest()
     if not hmac.compare_digest(actual, document.sha256):
         raise refuse("hash", f"the file's SHA-256 is {actual}, the signed one {document.sha256}")
+    if max_age is not None:
+        age = (time.time() if now is None else now) - document.issued
+        if abs(age) > max_age:
+            when = "ago" if age > 0 else "in the future"
+            raise refuse(
+                "age",
+                f"issued_at {document.issued_at} is {abs(age):.0f} s {when}, more than "
+                f"remote_config.max_age ({max_age:g} s): a stale copy (retained, or "
+                "captured), or a clock out of sync; sign it again",
+            )
     if document.version <= last_version:
         raise refuse(
             "version",

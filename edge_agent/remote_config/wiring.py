@@ -6,8 +6,10 @@ start and after every reload it subscribes on the sink the config names (a sink 
 reload made anew gets the subscription again; a SIGHUP that adds ``remote_config:`` or
 moves it to another sink takes effect at once), and lets go of a sink that stops.
 
-Documents are queued (a few; one more is dropped and logged: a flood of documents must
-not become a flood of reloads) and taken one at a time by :meth:`run`. The last state
+Each message is screened first (:attr:`screen`: parse, key, signature, age, version;
+refused and reported at once if it fails), so only signed documents are queued (a
+few; one more is dropped, counted and logged: a flood of documents must not become a
+flood of reloads) and taken one at a time by :meth:`run`. The last state
 report waits for the connection: one that could not be published (the document just
 applied restarted the very sink that carries it) goes out after the next connection.
 """
@@ -43,7 +45,13 @@ class RemoteConfigChannel:
         self._documents: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(queue)
         self._state: bytes | None = None
         self._wake = asyncio.Event()
+        #: Checks a message before it may wait (a signature check: junk must not take
+        #: the places of real documents); False: refused (and reported) or ignored.
+        self.screen: Callable[[bytes, bool], bool] | None = None
+        #: Signed documents dropped because too many were waiting.
         self.dropped = 0
+        #: Messages refused or ignored before they could wait.
+        self.screened_out = 0
 
     @property
     def sink(self) -> str | None:
@@ -84,13 +92,24 @@ class RemoteConfigChannel:
 
     # ------------------------------------------------------------------ in and out
 
+    @property
+    def connected(self) -> bool:
+        """Whether the sink carrying the topics is connected now."""
+        carrier = self._carrier
+        return carrier is not None and carrier.is_connected
+
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if self.screen is not None and not self.screen(payload, retained):
+            self.screened_out += 1
+            return
         try:
             self._documents.put_nowait((payload, retained))
         except asyncio.QueueFull:
             self.dropped += 1
             log.warning(
-                "remote config document dropped: too many waiting", waiting=self._documents.qsize()
+                "remote config document dropped: too many waiting",
+                waiting=self._documents.qsize(),
+                dropped=self.dropped,
             )
 
     def report(self, payload: bytes) -> None:

@@ -156,42 +156,51 @@ class Agent:
         change is applied fully or not at all; nothing buffered is thrown away.
         """
         async with self.reconfiguring:
-            if self.stopping:
-                return ReloadResult(False, ["the agent is stopping"])
-            old = self.config
-            register_secrets(secret_values(new))  # before anything about ``new`` is logged
-            plan = plan_reload(old, new)
+            return await self.reconfigure_held(new, on_config=on_config)
+
+    async def reconfigure_held(
+        self, new: PlantConfig, *, on_config: Callable[[PlantConfig], None] | None = None
+    ) -> ReloadResult:
+        """:meth:`reconfigure` for a caller that holds :attr:`reconfiguring`: one that
+        reads the plant file and writes it back around the change (a SIGHUP reload,
+        a remote config document), so that no other change comes in between."""
+        assert self.reconfiguring.locked(), "hold agent.reconfiguring"
+        if self.stopping:
+            return ReloadResult(False, ["the agent is stopping"])
+        old = self.config
+        register_secrets(secret_values(new))  # before anything about ``new`` is logged
+        plan = plan_reload(old, new)
+        try:
+            sinks, drivers, made = self._prepare(plan, new)
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the reload is refused
+            # Nothing has been touched yet: refuse, keep running the previous config.
+            problems = exc.problems if isinstance(exc, ConfigError) else [f"{exc}"]
+            log.error(
+                "config reload refused: the new config cannot be built; "
+                "the previous config keeps running",
+                problems=problems,
+                error_type=type(exc).__name__,
+            )
+            return ReloadResult(False, list(problems), plan)
+        if made is not None:
             try:
-                sinks, drivers, made = self._prepare(plan, new)
-            except Exception as exc:  # noqa: BLE001 - whatever fails, the reload is refused
-                # Nothing has been touched yet: refuse, keep running the previous config.
-                problems = exc.problems if isinstance(exc, ConfigError) else [f"{exc}"]
+                await made.start()
+            except OutboxError as exc:
+                await made.close()
                 log.error(
-                    "config reload refused: the new config cannot be built; "
-                    "the previous config keeps running",
-                    problems=problems,
-                    error_type=type(exc).__name__,
+                    "config reload refused: the new sinks need the outbox, which cannot "
+                    "be opened; the previous config keeps running",
+                    error=str(exc),
                 )
-                return ReloadResult(False, list(problems), plan)
-            if made is not None:
-                try:
-                    await made.start()
-                except OutboxError as exc:
-                    await made.close()
-                    log.error(
-                        "config reload refused: the new sinks need the outbox, which cannot "
-                        "be opened; the previous config keeps running",
-                        error=str(exc),
-                    )
-                    return ReloadResult(False, [str(exc)], plan)
-                # Its settings are the new file's: nothing about it waits for a restart.
-                plan = replace(
-                    plan, needs_restart=tuple(n for n in plan.needs_restart if n != "outbox")
-                )
-            if on_config is not None:
-                # First, so that what follows is logged at the new levels, new secrets redacted.
-                on_config(new)
-            await self._apply(new, plan, sinks, drivers, made)
+                return ReloadResult(False, [str(exc)], plan)
+            # Its settings are the new file's: nothing about it waits for a restart.
+            plan = replace(
+                plan, needs_restart=tuple(n for n in plan.needs_restart if n != "outbox")
+            )
+        if on_config is not None:
+            # First, so that what follows is logged at the new levels, new secrets redacted.
+            on_config(new)
+        await self._apply(new, plan, sinks, drivers, made)
         if plan.unchanged:
             log.info("config reloaded: nothing changed")
         else:

@@ -159,11 +159,15 @@ class Supervisor:
             log.warning("reload ignored: the agent was not started from a config file")
             return None
         log.info("config reload requested", file=str(self.config_path))
-        return await self._reloading(self._reload_file(self.config_path))
+        # The file is read inside the lock a remote config document holds from reading
+        # to writing the plant file: a reload never applies a file a document replaced.
+        async with self.agent.reconfiguring:
+            return await self._reloading(self._reload_file(self.config_path))
 
     async def apply_config(self, new: PlantConfig) -> ReloadResult:
-        """Apply ``new`` (loaded and validated) as a reload does: remote configuration."""
-        return await self._reloading(self.agent.reconfigure(new, on_config=self.on_config))
+        """Apply ``new`` (loaded and validated) as a reload does: remote configuration.
+        The caller holds ``agent.reconfiguring`` (:class:`RemoteConfig` does)."""
+        return await self._reloading(self.agent.reconfigure_held(new, on_config=self.on_config))
 
     async def _reloading(self, work: Awaitable[ReloadResult]) -> ReloadResult:
         """``work`` between systemd's RELOADING=1 and READY=1, counted for the status."""
@@ -203,7 +207,10 @@ class Supervisor:
             device_states=agent.device_states,
             apply=self.apply_config,
             report=channel.report,
+            lock=agent.reconfiguring,
+            sink_connected=lambda: channel.connected,
         )
+        channel.screen = remote.screen
         agent.follow_sinks(channel)
         return channel, remote
 
@@ -218,7 +225,7 @@ class Supervisor:
                 problems=exc.problems,
             )
             return ReloadResult(False, list(exc.problems))
-        return await self.agent.reconfigure(new, on_config=self.on_config)
+        return await self.agent.reconfigure_held(new, on_config=self.on_config)
 
     async def _reloads(self) -> None:
         while True:

@@ -189,6 +189,11 @@ class TopicCarrier(Protocol):
         not confirmed (the caller tries again after the next connection)."""
         ...
 
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is up now."""
+        ...
+
 
 @runtime_checkable
 class CarriesTopics(Protocol):

@@ -54,6 +54,11 @@ class MqttTopics:
         if connection is not None and connection.connected:
             connection.abort(f"reconnecting to subscribe to {subscription.topic}")
 
+    @property
+    def is_connected(self) -> bool:
+        connection = self.connection
+        return connection is not None and connection.connected
+
     def remove(self, subscription: Subscription) -> None:
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)

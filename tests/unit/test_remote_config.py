@@ -1,11 +1,13 @@
 """Remote configuration's pure parts: keys, the canonical bytes that are signed, the
-checks in their order, the version store, and the ``remote_config:`` section's rules."""
+checks in their order, the version store, the ``remote_config:`` section's rules, the
+secrets-in-clear rule, and the order of recording and applying (with a fake apply)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from edge_agent.cli import main
+from edge_agent.config import PlantConfig
 from edge_agent.config.loader import parse_config
 from edge_agent.errors import ConfigError
+from edge_agent.remote_config import files
+from edge_agent.remote_config.apply import RemoteConfig
 from edge_agent.remote_config.document import FORMAT, parse_document, sign_document
 from edge_agent.remote_config.keys import (
     KeyProblem,
@@ -26,8 +32,16 @@ from edge_agent.remote_config.keys import (
     public_line,
     raw_public,
 )
-from edge_agent.remote_config.store import Applied, StoreError, Versions, VersionStore
+from edge_agent.remote_config.secrets import secrets_in_clear
+from edge_agent.remote_config.store import (
+    Applied,
+    StoreError,
+    Versions,
+    VersionStore,
+    revoked_after,
+)
 from edge_agent.remote_config.verify import Refusal, verify
+from edge_agent.service.reload import ReloadResult
 
 FILE = b"plant: {name: line-7}\r\n# exact bytes: CRLF and all\n"
 KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -278,3 +292,161 @@ def test_check_refuses_a_remote_config_that_cannot_work(
     with pytest.raises(ConfigError) as caught:
         parse_config(_plant(sink, key), "plant.yaml", env={})
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+# ---------------------------------------------------------------------- review findings
+
+
+def test_a_lone_surrogate_in_the_signed_string_is_refused_at_parse() -> None:
+    """Review: a JSON \\ud800 escape in ``signed`` raised UnicodeEncodeError out of
+    verify() (no report, "failed part-way") instead of a refusal."""
+    envelope = json.loads(
+        sign_document(b"plant: {name: line-7}\n", plant="line-7", version=3, key=KEY)
+    )
+    envelope["signed"] = envelope["signed"].replace('"ed25519:', '"ed25519:\ud800')
+    payload = json.dumps(envelope).encode()
+    with pytest.raises(Refusal) as caught:
+        verify(payload, plant="line-7", keys=KEYS, last_version=0)
+    assert caught.value.check == "parse"
+    # The same escape written inside the signed JSON (ASCII bytes, a surrogate once read).
+    inner = _doc()
+    inner["signed"] = inner["signed"].replace('"ed25519:', '"ed25519:\\ud800')
+    assert _refusal(_payload(inner)).check == "parse"
+
+
+def test_sign_does_not_print_a_private_key_given_in_place_of_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Review: ``--key "$SIGNING_KEY"`` (the key, not its file) repeated the key on
+    stderr in the "cannot read" message."""
+    seed = base64.b64encode(bytes(range(32))).decode()
+    plant = tmp_path / "plant.yaml"
+    plant.write_text("plant: {name: line-7}\n")
+    code = main(["config", "sign", "--key", seed, "--version", "1", str(plant)])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert seed not in out + err, err
+    assert "the --key file could not be read" in err
+
+
+def test_a_document_older_than_max_age_is_refused() -> None:
+    issued = datetime(2026, 3, 1, 8, 0, tzinfo=UTC).timestamp()
+    payload = _payload(_doc())
+
+    def check(now: float) -> None:
+        verify(payload, plant="line-7", keys=KEYS, last_version=0, max_age=300, now=now)
+
+    check(issued + 299)
+    check(issued - 299)  # a clock a little behind the signer's
+    for now in (issued + 301, issued - 301):
+        with pytest.raises(Refusal) as caught:
+            check(now)
+        assert caught.value.check == "age", caught.value
+    naive = _doc()
+    inner = json.loads(naive["signed"])
+    inner["issued_at"] = "2026-03-01T08:00:00"
+    naive["signed"] = json.dumps(inner)
+    assert "time zone" in _refusal(_payload(naive)).reason
+
+
+def test_a_revoked_key_signs_nothing_until_a_document_lists_it_again() -> None:
+    with pytest.raises(Refusal) as caught:
+        verify(
+            _payload(_doc()),
+            plant="line-7",
+            keys=KEYS,
+            last_version=0,
+            revoked=[key_id(KEY.public_key())],
+        )
+    assert caught.value.check == "key"
+    assert "dropped" in caught.value.reason
+    assert revoked_after((), {"a", "b"}, {"b"}) == ("a",)
+    assert revoked_after(("a",), {"b"}, {"b"}) == ("a",)  # a rollback re-lists nothing
+    assert revoked_after(("a",), {"b"}, {"a", "b"}) == ()  # listed again by a document
+
+
+@pytest.mark.parametrize(
+    ("text", "clear"),
+    [
+        ('s: {password: "${PW}"}\n', []),
+        ('s: {password: "${PW:-}"}\n', []),
+        ("s: {password: ''}\n", []),
+        ('s: {password: "s3cr\\x33t"}\n', [1]),  # a YAML escape hides nothing
+        ('s: {password: "${PW:-fallback}"}\n', [1]),  # a default is written in clear
+        ("a: &p literal\ns: {token: *p}\n", [1]),  # an alias: at its anchor's line
+        ('s: {url: "https://u:${PW}@h/?token=${T}"}\n', []),
+        ('s: {url: "https://u:pw@h/"}\n', [1]),
+        ("users:\n  - {name: a, password_hash: $argon2id$x}\n", [2]),  # repr=False field
+        ("tags: {password: 1}\n", [1]),
+        ("not: [yaml\n", []),  # the loader reports it
+    ],
+)
+def test_a_secret_in_clear_is_found_on_the_yaml_node(text: str, clear: list[int]) -> None:
+    found = secrets_in_clear(text, "f")
+    assert [int(p.split(":")[1]) for p in found] == clear, found
+
+
+def test_sign_refuses_a_secret_in_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EDGE_TEST_SIGNING_KEY", base64.b64encode(bytes(range(32))).decode())
+    plant = tmp_path / "plant.yaml"
+    args = ["config", "sign", "--key-env", "EDGE_TEST_SIGNING_KEY", "--version", "1", str(plant)]
+    plant.write_text(_plant())  # the InfluxDB sink's token: t
+    assert main(args) == 2
+    assert "token: a secret written in clear" in capsys.readouterr().err
+    plant.write_text(_plant().replace("token: t}", 'token: "${INFLUX_TOKEN}"}'))
+    assert main(args) == 0
+    assert parse_document(capsys.readouterr().out.encode()).version == 1
+
+
+async def test_a_version_that_cannot_be_recorded_is_not_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a document whose version could not be recorded stayed applied, so an
+    older one got in next. The version is recorded first; if it cannot be, nothing is
+    applied."""
+    text = _plant().replace("  - {name: db, type: influxdb", "  # - {name: db")
+    text += f"state_dir: {tmp_path / 'state'}\n"
+    path = tmp_path / "plant.yaml"
+    path.write_text(text)
+    config = parse_config(text, str(path), env={})
+    applied: list[PlantConfig] = []
+    reports: list[bytes] = []
+
+    async def apply(new: PlantConfig) -> ReloadResult:
+        applied.append(new)
+        return ReloadResult(True)
+
+    def cannot_save(self: VersionStore, versions: Versions) -> None:
+        raise StoreError(f"{self.path}: cannot write it: disk full")
+
+    monkeypatch.setattr(VersionStore, "save", cannot_save)
+    remote = RemoteConfig(
+        path,
+        tmp_path / "state",
+        config=lambda: config,
+        device_states=dict,
+        apply=apply,
+        report=reports.append,
+    )
+    newer = text.replace("rollback_after: 2m", "rollback_after: 3m").encode()
+    await remote.handle(sign_document(newer, plant="line-7", version=5, key=KEY), False)
+    assert applied == []
+    [report] = [json.loads(r) for r in reports]
+    assert report["status"] == "refused"
+    assert report["reason"].startswith("store: the version cannot be recorded"), report
+    assert path.read_text() == text
+
+
+def test_a_symlinked_plant_file_has_its_target_replaced(tmp_path: Path) -> None:
+    real = tmp_path / "var" / "plant.yaml"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "plant.yaml"
+    link.symlink_to(real)
+    target = files.target_of(link)
+    files.write_atomically(target, "v1", b"new\n")
+    assert link.is_symlink()
+    assert real.read_text() == "new\n"
+    assert sorted(p.name for p in real.parent.iterdir()) == ["plant.yaml"]  # no temporary
