@@ -6,23 +6,26 @@ reload also takes from reading the plant file to applying it (so neither puts a 
 back under the other):
 
 1. :func:`~edge_agent.remote_config.verify.verify`: parse, plant, key (listed and not
-   revoked), signature, hash, age, version (newer than the last applied, :mod:`.store`);
-2. the file is written beside the plant file (:mod:`.files`) and loaded from there by
+   revoked), signature, hash, age (on arrival: :meth:`RemoteConfig.screen`), version
+   (newer than the last applied, :mod:`.store`);
+2. no secret in clear (:mod:`.lockout`, :mod:`.secrets`: the document passes through
+   the broker), before validation, whose messages could quote one;
+3. the file is written beside the plant file (:mod:`.files`) and loaded from there by
    the loader ``edge-agent check`` and a reload use, off the event loop; its problems
    name it ``config/set v12:40: ...``;
-3. lock-out: the file must keep ``remote_config:`` (with at least one key, which
-   ``check`` requires) and the plant's name, and write no secret in clear
-   (:mod:`.secrets`: the document passes through the broker);
-4. the version is recorded (with the keys the document drops, revoked) BEFORE anything
-   changes: a store that cannot be written refuses the document, and a crash from here
-   on burns the version at worst, never lets an older one in;
-5. applied by the supervisor as a SIGHUP reload: only what changed restarts, nothing
+4. lock-out: the file must keep ``remote_config:`` (with at least one key, which
+   ``check`` requires) and the plant's name;
+5. the version is recorded BEFORE anything changes: a store that cannot be written
+   refuses the document, and a crash from here on burns the version at worst, never
+   lets an older one in;
+6. applied by the supervisor as a SIGHUP reload: only what changed restarts, nothing
    buffered is lost; a reload that cannot be built refuses the document;
-6. the plant file copied to ``.last-good``, the new file renamed over it (atomic,
+7. the plant file copied to ``.last-good``, the new file renamed over it (atomic,
    fsynced); if that fails, the previous config is applied again and the document
    refused (``not_written`` if even that fails: the state never says ``applied`` for a
-   file that is not on disk);
-7. reported on ``config/state`` (:mod:`.state`); with ``rollback_after``, the devices
+   file that is not on disk); only now are the keys it drops revoked
+   (:mod:`.revocation`);
+8. reported on ``config/state`` (:mod:`.state`); with ``rollback_after``, the devices
    that were online (and the sink carrying remote configuration, if it was connected)
    are waited for (:mod:`.rollback`) and, if one is not back, the last known good is
    reloaded and written back (``rolled_back``).
@@ -31,7 +34,8 @@ Crash windows: docs/REMOTE_CONFIG.md ("If the gateway crashes"); none lets an ol
 version in.
 
 Documents are taken one at a time, in order of arrival; one that arrives during a
-rollback watch waits for it.
+rollback watch waits for it. A replay of a document refused for what its file says, or
+of the one being applied, is dropped silently (:mod:`.recent`).
 """
 
 from __future__ import annotations
@@ -46,19 +50,15 @@ import structlog
 
 from edge_agent.config import PlantConfig
 from edge_agent.errors import ConfigError
-from edge_agent.remote_config import files, state
+from edge_agent.remote_config import files, lockout, state
+from edge_agent.remote_config.carry import Stores
 from edge_agent.remote_config.document import ConfigDocument, DocumentError, parse_document
 from edge_agent.remote_config.keys import keys_by_id
+from edge_agent.remote_config.recent import Recent
+from edge_agent.remote_config.revocation import committed, rolled_back
 from edge_agent.remote_config.rollback import devices_not_back, online
-from edge_agent.remote_config.secrets import secrets_in_clear
-from edge_agent.remote_config.store import (
-    Applied,
-    StoreError,
-    Versions,
-    VersionStore,
-    revoked_after,
-)
-from edge_agent.remote_config.verify import Refusal, verify
+from edge_agent.remote_config.store import Applied, StoreError, Versions, VersionStore
+from edge_agent.remote_config.verify import Refusal, verify_document
 from edge_agent.runtime.source_runner import DeviceState
 from edge_agent.service.reload import ReloadResult, load_for_reload
 
@@ -67,9 +67,12 @@ log = structlog.get_logger("edge_agent.remote_config")
 #: Apply a loaded config as a reload does; called with the lock held.
 ApplyConfig = Callable[[PlantConfig], Awaitable[ReloadResult]]
 
+#: Refusals for what the file says: a replay would be refused again (:mod:`.recent`).
+_FOR_GOOD = frozenset({"validation", "lockout", "secrets"})
+
 
 class _Ignored(Exception):
-    """A retained copy of a document already applied (or older): nothing to report."""
+    """A copy of a document already dealt with: nothing to report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ class RemoteConfig:
         sink_connected: Callable[[], bool] = lambda: True,
     ) -> None:
         self.plant_file = plant_file
-        self._store_dir = state_dir
+        self._stores = Stores(state_dir, lambda: config().state_dir)
         self._config = config
         self._states = device_states
         self._apply = apply
@@ -108,49 +111,48 @@ class RemoteConfig:
         #: Held from reading to writing the plant file (the agent's ``reconfiguring``).
         self._lock = asyncio.Lock() if lock is None else lock
         self._sink_connected = sink_connected
-        #: Retained copies of old documents ignored (not reported).
+        #: Documents refused for what their file says (a replay is dropped silently).
+        self._refused_for_good = Recent()
+        #: Documents that were fresh when they arrived: not refused as stale after
+        #: their wait in the queue (and a rollback watch before them).
+        self._fresh = Recent()
+        #: The document being applied: a replay of it is dropped silently.
+        self._taking: str | None = None
+        #: Copies of documents already dealt with, ignored (not reported).
         self.ignored = 0
-
-    # ------------------------------------------------------------------ the store
 
     @property
     def store(self) -> VersionStore:
-        """The store of the running ``state_dir``; when a reload moved ``state_dir``, the
-        store is carried over from the directory used before (no window for a replay)."""
-        store = VersionStore(self._config().state_dir)
-        if store.state_dir != self._store_dir:
-            before = VersionStore(self._store_dir)
-            if not store.exists() and before.exists():
-                store.save(before.load())
-            self._store_dir = store.state_dir
-        return store
-
-    def _save(self, versions: Versions, dirs: tuple[Path, ...]) -> None:
-        """``versions`` in the store of every directory of ``dirs`` (each once)."""
-        for state_dir in dict.fromkeys(dirs):
-            VersionStore(state_dir).save(versions)
+        """The store of the running ``state_dir``, carried over when it moved (:mod:`.carry`)."""
+        return self._stores.current
 
     # ------------------------------------------------------------------ one message
 
-    def screen(self, payload: bytes, retained: bool) -> bool:
-        """Whether a message may wait for its turn: only a document that passes every
-        cheap check (a signature check, no file written) takes one of the few places;
-        one that does not is refused and reported now (a retained copy of an old
-        document is ignored), so junk cannot push out a real document."""
+    def screen(self, payload: bytes, retained: bool) -> int | None:
+        """The document's version if it may wait for its turn (for the queue's order);
+        None if not. Only a document that passes every cheap check (a signature check,
+        no file written) takes one of the few places; one that does not is refused and
+        reported now (a copy of a document already dealt with is ignored), so junk
+        cannot push out a real document. Its age is checked here, on arrival only."""
         plant = self._config().plant.name
         try:
             versions = self.store.load()
             if retained:
                 self._retained(payload, plant, versions)
-            self._verify(payload, plant, versions)
+            document = self._verify(payload, plant, versions, arrived=True)
         except _Ignored:
-            return False
+            return None
         except Refusal as refusal:
-            self._refused(plant, refusal)
-            return False
+            self._refused(plant, refusal, payload)
+            return None
         except StoreError:
-            return True  # handled (refused and reported) in its turn
-        return True
+            try:  # refused and reported in its turn
+                return parse_document(payload).version
+            except DocumentError as exc:
+                self._refused(plant, Refusal("parse", str(exc)), payload)
+                return None
+        self._fresh.add(document.digest)
+        return document.version
 
     async def handle(self, payload: bytes, retained: bool) -> None:
         """One message from ``config/set``: applied, or refused with its reason."""
@@ -161,14 +163,20 @@ class RemoteConfig:
                 versions = self.store.load()
                 if retained:
                     self._retained(payload, plant, versions)
-                document = self._verify(payload, plant, versions)
-                watch = await self._take(document, versions)
+                document = self._verify(payload, plant, versions, arrived=False)
+                try:
+                    watch = await self._take(document, versions)
+                finally:
+                    self._taking = None
             except _Ignored:
                 return
             except Refusal as refusal:
-                self._refused(plant, refusal)
+                if refusal.document is not None and refusal.check in _FOR_GOOD:
+                    max_age = self._max_age()
+                    self._refused_for_good.add(refusal.document, 2 * max_age)
+                self._refused(plant, refusal, payload)
             except StoreError as exc:
-                self._refused(plant, Refusal("store", str(exc)))
+                self._refused(plant, Refusal("store", str(exc)), payload)
         if watch is not None:
             await self._watch(watch)
 
@@ -198,20 +206,35 @@ class RemoteConfig:
             "parse",
             "a config document must not be a retained message (it would come back at every "
             "connection): publish it with retain false",
-            version=None if document is None else document.version,
-            sha256=None if document is None else document.sha256,
-            document=None if document is None else document.digest,
         )
 
-    def _verify(self, payload: bytes, plant: str, versions: Versions) -> ConfigDocument:
+    def _max_age(self) -> float:
+        settings = self._config().remote_config
+        return settings.max_age if settings is not None else 0.0
+
+    def _verify(
+        self, payload: bytes, plant: str, versions: Versions, *, arrived: bool
+    ) -> ConfigDocument:
+        try:
+            document = parse_document(payload)
+        except DocumentError as exc:
+            raise Refusal("parse", str(exc)) from None
+        if document.digest == self._taking or document.digest in self._refused_for_good:
+            self.ignored += 1
+            log.info("remote config: a copy of a document already taken ignored")
+            raise _Ignored
         settings = self._config().remote_config
         keys = keys_by_id(list(settings.public_keys)) if settings is not None else {}
-        return verify(
-            payload,
+        # The age was checked on arrival (screen): the wait in the queue does not count.
+        fresh = not arrived and document.digest in self._fresh
+        if not arrived:
+            self._fresh.discard(document.digest)
+        return verify_document(
+            document,
             plant=plant,
             keys=keys,
             last_version=versions.highest,
-            max_age=settings.max_age if settings is not None else 0.0,
+            max_age=None if fresh else self._max_age(),
             revoked=versions.revoked,
         )
 
@@ -222,10 +245,11 @@ class RemoteConfig:
 
         def refuse(check: str, reason: str, problems: list[str] | None = None) -> Refusal:
             named = [p.replace(written, document.name) if written else p for p in problems or []]
-            return Refusal(
-                check, reason, tuple(named), document.version, document.sha256, document.digest
-            )
+            return lockout.refusal(document, check, reason, lockout.unquoted(named))
 
+        secrets = lockout.secrets_problems(document)
+        if secrets is not None:
+            raise secrets
         target = files.target_of(self.plant_file)
         try:
             pushed = files.write_temp(target, f"v{document.version}", document.file)
@@ -243,18 +267,20 @@ class RemoteConfig:
                     f"({len(exc.problems)} problems)",
                     list(exc.problems),
                 ) from None
-            self._lock_out(new, document, refuse)
             old = self._config()
+            locked_out = lockout.lock_out(new, old.plant.name, document)
+            if locked_out is not None:
+                raise locked_out
             dirs = (old.state_dir, new.state_dir)
-            recorded = replace(
-                versions, highest=document.version, revoked=_revoked_after(old, new, versions)
-            )
+            # The version only: the keys it drops are revoked once it is written.
+            recorded = replace(versions, highest=document.version)
             try:
-                self._save(recorded, dirs)
+                self._stores.save(recorded, dirs)
             except StoreError as exc:
                 raise refuse(
                     "store", f"the version cannot be recorded, so it is not applied: {exc}"
                 ) from None
+            self._taking = document.digest
             before = online(self._states())
             sink_was_connected = self._sink_connected()
             previous = self._running_of_file(versions)
@@ -267,8 +293,7 @@ class RemoteConfig:
                     list(result.problems),
                 )
             try:
-                files.copy_atomically(target, files.last_good_path(target), "new")
-                files.replace(pushed, target)
+                files.install(pushed, target)
                 temp = None
             except OSError as exc:
                 await self._unwritten(document, old, exc, refuse)
@@ -277,12 +302,7 @@ class RemoteConfig:
             files.discard(temp)
         warnings: list[str] = []
         try:
-            self._save(
-                replace(
-                    recorded, running=Applied(document.version, document.sha256), last_good=previous
-                ),
-                dirs,
-            )
+            self._stores.save(committed(recorded, old, new, document, previous), dirs)
         except StoreError as exc:
             warnings.append(f"the running version could not be recorded: {exc}")
             log.error("remote config applied, but " + warnings[-1], version=document.version)
@@ -343,41 +363,9 @@ class RemoteConfig:
             )
         )
 
-    def _lock_out(
-        self,
-        new: PlantConfig,
-        document: ConfigDocument,
-        refuse: Callable[[str, str, list[str]], Refusal],
-    ) -> None:
-        """A document that would leave the agent unreachable, or carries a secret."""
-        if new.remote_config is None:
-            raise refuse(
-                "lockout",
-                f"{document.name} has no remote_config: section: the agent would take no "
-                "further document; keep it (with the keys that sign the next one)",
-                [],
-            )
-        plant = self._config().plant.name
-        if new.plant.name != plant:
-            raise refuse(
-                "lockout",
-                f"{document.name} renames the plant to {new.plant.name!r}: its topics would "
-                f"change under it; this agent stays {plant!r}",
-                [],
-            )
-        text = document.file.decode("utf-8", errors="replace")
-        clear = secrets_in_clear(text, document.name)
-        if clear:
-            raise refuse(
-                "secrets",
-                f"{document.name} writes a secret (a password, token or key) in clear; "
-                "a pushed file refers to secrets as ${VAR}, set on the gateway",
-                clear,
-            )
-
     def _running_of_file(self, versions: Versions) -> Applied:
         """The plant file as it is now: its pushed version, or None if it is local."""
-        digest = _sha256_of(files.target_of(self.plant_file))
+        digest = files.sha256_of(files.target_of(self.plant_file))
         return Applied(versions.running_version(digest or ""), digest)
 
     # ------------------------------------------------------------------ rollback
@@ -432,9 +420,9 @@ class RemoteConfig:
         try:
             versions = self.store.load()
             running = versions.last_good.version
-            # The keys the document revoked stay revoked (the store keeps them): the
-            # file put back may list them, they sign nothing.
-            self._save(replace(versions, running=versions.last_good), (*watch.dirs, old.state_dir))
+            # Its version stays used up; the keys it revoked stay revoked unless the
+            # file put back would keep none that can sign (:mod:`.revocation`).
+            self._stores.save(rolled_back(versions, old), (*watch.dirs, old.state_dir))
         except StoreError as exc:
             log.error("rolled back, but the versions could not be recorded", error=str(exc))
         try:
@@ -456,7 +444,7 @@ class RemoteConfig:
 
     # ------------------------------------------------------------------ reports
 
-    def _refused(self, plant: str, refusal: Refusal) -> None:
+    def _refused(self, plant: str, refusal: Refusal, payload: bytes) -> None:
         log.warning(
             "remote config refused",
             check=refusal.check,
@@ -471,6 +459,7 @@ class RemoteConfig:
                 version=refusal.version,
                 sha256=refusal.sha256,
                 document=refusal.document,
+                envelope=hashlib.sha256(payload).hexdigest(),
                 running_version=self.running_version(),
                 reason=str(refusal),
                 problems=list(refusal.problems) or [str(refusal)],
@@ -482,19 +471,3 @@ class RemoteConfig:
             return self._running_of_file(self.store.load()).version
         except StoreError:
             return None
-
-
-def _revoked_after(old: PlantConfig, new: PlantConfig, versions: Versions) -> tuple[str, ...]:
-    return revoked_after(versions.revoked, _key_ids(old), _key_ids(new))
-
-
-def _key_ids(config: PlantConfig) -> set[str]:
-    settings = config.remote_config
-    return set(keys_by_id(list(settings.public_keys))) if settings is not None else set()
-
-
-def _sha256_of(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -221,12 +222,15 @@ async def _push(
 ) -> dict[str, Any] | None:
     """Subscribe to the reports first, then publish (never retained: a retained
     document would come back at every connection); the answer is the first report that
-    names this very document (``document``: the SHA-256 of its signature) and is not
-    the retained one (that is an older answer). ``digest`` None (a test's payload that
-    is no document): the first new report."""
+    names this very document (``document``: the SHA-256 of its signature, set only
+    once the agent verified the signature and the file), or refuses these very bytes
+    (``envelope``: a key the agent does not know, another plant), and is not the
+    retained one (that is an older answer). A forged copy carrying this document's
+    signature is answered with neither."""
     from edge_agent.remote_config.state import set_topic, state_topic
 
     answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    envelope = hashlib.sha256(payload).hexdigest()
 
     def on_message(topic: str, data: bytes, retained: bool) -> None:
         report = _json(data)
@@ -243,7 +247,9 @@ async def _push(
             async with asyncio.timeout(args.timeout):
                 while True:
                     report = await answers.get()
-                    if digest is None or report.get("document") == digest:
+                    if (digest is not None and report.get("document") == digest) or (
+                        report.get("status") == "refused" and report.get("envelope") == envelope
+                    ):
                         return report
         except TimeoutError:
             return None

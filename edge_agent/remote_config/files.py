@@ -18,6 +18,7 @@ fails; only a crash between writing one and renaming it leaves one behind (hidde
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import tempfile
@@ -102,3 +103,31 @@ def discard(path: Path | None) -> None:
     if path is not None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def install(pushed: Path, target: Path) -> None:
+    """``target`` copied to its ``.last-good``, then ``pushed`` renamed over it (each step
+    atomic). Raises OSError (``pushed`` is left for the caller to discard)."""
+    copy_atomically(target, last_good_path(target), "new")
+    replace(pushed, target)
+
+
+_hashed: dict[Path, tuple[tuple[int, int, int], str]] = {}
+
+
+def sha256_of(path: Path) -> str | None:
+    """The SHA-256 of the file at ``path`` (None: it cannot be read). Kept while the
+    file's inode, size and time are unchanged: every report names the running version,
+    and a plant file may be megabytes, hashed on the event loop."""
+    try:
+        info = path.stat()
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        known = _hashed.get(path)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    _hashed.clear()  # one plant file per agent
+    _hashed[path] = (stamp, digest)
+    return digest

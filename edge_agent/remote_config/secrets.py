@@ -10,6 +10,13 @@ The rule is checked on the composed YAML node tree, the text as YAML reads it be
 it cannot hide a literal, and a value that comes from the environment is never taken
 for one written in clear, whatever else in the file it equals.
 
+A value YAML reads as an alias or a tag (``password: *Hunter2``, ``password: !Hunter2``:
+generated passwords start with ``*`` or ``!`` often enough) is a secret in clear too,
+and is found even where the file does not compose (an alias with no anchor): the
+loader's message about it would quote it. The agent runs this rule before validation
+(docs/REMOTE_CONFIG.md), so such a file is refused for the secret, at its line, and its
+value is never quoted in a report or the log.
+
 A secret field is one :mod:`edge_agent.redaction` treats as secret: named like one
 (``password``, ``token``, ``secret``, ``api_key``...) or declared ``Field(repr=False)``
 on a model of the plant file (``password_hash``, a write command's ``key``).
@@ -66,20 +73,52 @@ def secrets_in_clear(text: str, file: str) -> list[str]:
     try:
         root = yaml.compose(text, Loader=YAML_LOADER)
     except yaml.YAMLError:
-        return []
+        return _marked_in_clear(text, file)
     problems: list[str] = []
     for key, node in _scalars(root):
         value = node.value
         if is_secret_field(key):
-            clear = bool(value) and not _REFERENCE.fullmatch(value)
+            # A tag of its own (``!Hunter2``) is written text too: YAML's are harmless.
+            tagged = not node.tag.startswith("tag:yaml.org,2002:")
+            clear = tagged or (bool(value) and not _REFERENCE.fullmatch(value))
         else:
             clear = any(not _REFERENCE.fullmatch(s) for s in url_secrets(value))
         if clear:
-            problems.append(
-                f"{file}:{node.start_mark.line + 1}: {key}: a secret written in clear; "
-                "write ${VAR} and set VAR on the gateway"
-            )
+            problems.append(_problem(file, node.start_mark.line, key))
     return sorted(problems, key=lambda p: int(p.removeprefix(file + ":").split(":", 1)[0]))
+
+
+def _problem(file: str, line: int, key: str) -> str:
+    return (
+        f"{file}:{line + 1}: {key}: a secret written in clear; "
+        "write ${VAR} and set VAR on the gateway"
+    )
+
+
+_MARKS = (yaml.AliasToken, yaml.AnchorToken, yaml.TagToken)
+
+
+def _marked_in_clear(text: str, file: str) -> list[str]:
+    """For text that does not compose: every secret field whose value YAML reads as an
+    alias, an anchor or a tag (the composer's message would quote its name)."""
+    problems: list[str] = []
+    key: str | None = None
+    at_key = at_value = False
+    try:
+        for token in yaml.scan(text, Loader=YAML_LOADER):
+            if isinstance(token, yaml.KeyToken):
+                at_key, at_value, key = True, False, None
+            elif at_key and isinstance(token, yaml.ScalarToken):
+                at_key, key = False, str(token.value)
+            elif isinstance(token, yaml.ValueToken):
+                at_value = True
+            else:
+                if at_value and isinstance(token, _MARKS) and key and is_secret_field(key):
+                    problems.append(_problem(file, token.start_mark.line, key))
+                at_value = at_value and isinstance(token, _MARKS)
+    except yaml.YAMLError:
+        pass  # what was scanned so far is looked at; the loader reports the rest
+    return problems
 
 
 def _scalars(root: yaml.Node | None) -> Iterator[tuple[str, yaml.ScalarNode]]:

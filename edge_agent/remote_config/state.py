@@ -14,9 +14,13 @@ the reason again), ``rolled_back`` (applied, then undone: ``devices_not_back``) 
 ``rollback_failed`` (the last known good could not be put back; the document stays)
 or ``not_written`` (applied, but the plant file could not be written and the previous
 config could not be put back: the next start runs the previous file).
-``version``/``sha256`` are the document's (null when it could not be read);
-``document`` is the SHA-256 of its signature, which names that very document
-(``config push`` waits for the report about its own, not someone else's);
+``version``/``sha256`` are the document's and ``document`` is the SHA-256 of its
+signature, which names that very document (``config push`` waits for the report about
+its own, not someone else's); all three are null unless the signature and the file's
+hash were verified (a forged copy carrying a real signature must not get the real
+document reported refused). ``envelope`` (refusals only) is the SHA-256 of the message's
+exact bytes: ``config push`` also takes a refusal of the very bytes it published (a key
+the agent does not know, another plant), which only those bytes can earn.
 ``running_version`` is the version of the plant file running now (null: a local file).
 Every text is passed through the secret redaction first: a problem quoting a value that
 came from ``${VAR}`` shows ``***``.
@@ -55,6 +59,7 @@ def state_payload(
     sha256: str | None,
     running_version: int | None,
     document: str | None = None,
+    envelope: str | None = None,
     reason: str = "",
     problems: Sequence[str] = (),
     later: Sequence[str] = (),
@@ -74,4 +79,6 @@ def state_payload(
         "takes_effect_at_next_start": list(later),
         "devices_not_back": list(devices_not_back),
     }
+    if envelope is not None:
+        report["envelope"] = envelope
     return json.dumps(report, ensure_ascii=False).encode("utf-8")

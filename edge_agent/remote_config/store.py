@@ -5,8 +5,11 @@ must be newer: a replay, even after a restart, is refused), the version and hash
 file running now, and those of the last known good (what a rollback puts back). A
 version that was applied and then rolled back stays the highest: the document that
 was undone cannot be replayed either. It also holds the ids of the keys an applied
-document dropped (``revoked``): they sign nothing from then on, even when a rollback
-puts back a file that lists them, until a later document lists them again.
+document dropped (``revoked``): they sign nothing from then on, even when a local edit
+puts back a file that lists them, until a later document lists them again. A key is
+revoked only once its document is applied and written (:mod:`.revocation`), and the
+keys the running document revoked (``revoked_by_running``) are trusted again when a
+rollback undoes it: the file put back must keep a key that can sign the next document.
 
 The highest version is recorded before a document is applied: a crash at any point
 after that can burn a version (the document did not take effect; sign the next one)
@@ -14,8 +17,9 @@ but never let an older document in.
 
 The store lives in ``state_dir``. A document (or a reload) that moves ``state_dir``
 carries the store over: it is written to the new directory too before the document is
-applied, and a store missing from the running ``state_dir`` is taken from the
-directory used before (:class:`RemoteConfig` keeps track).
+applied, and the store of the directory used before is merged into the running
+``state_dir``'s (:func:`merge`, :mod:`.carry`), so a directory moved back to does not
+bring back its old store.
 
 Written atomically (temporary file, fsync, rename, fsync of the directory). A store
 that exists but cannot be read refuses every document until it is repaired or removed
@@ -25,7 +29,7 @@ that exists but cannot be read refuses every document until it is repaired or re
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,9 @@ class Versions:
     last_good: Applied = field(default_factory=Applied)
     #: Ids of keys an applied document dropped: not trusted, whatever a file lists.
     revoked: tuple[str, ...] = ()
+    #: The ids of ``revoked`` the running document revoked: a rollback of it trusts
+    #: them again (the file it puts back lists them, and must be able to move on).
+    revoked_by_running: tuple[str, ...] = ()
 
     def running_version(self, file_sha256: str) -> int | None:
         """The running version if the plant file is still the one it came as (else the
@@ -82,6 +89,7 @@ class VersionStore:
                 running=_applied(data["running"]),
                 last_good=_applied(data["last_good"]),
                 revoked=_ids(data.get("revoked", [])),
+                revoked_by_running=_ids(data.get("revoked_by_running", [])),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(
@@ -117,6 +125,21 @@ def _ids(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError("revoked is not a list of key ids")
     return tuple(value)
+
+
+def merge(running: Versions, other: Versions) -> Versions:
+    """One store from the running ``state_dir``'s and another directory's (a reload or
+    a document moved ``state_dir``): the one with the higher version wins whole, with
+    its revoked keys (each save writes the full set, so the newer store holds every
+    revocation made since, and a key a later document listed again stays trusted; a
+    union would revoke it again and could leave the running file no key). Equal
+    versions: the running directory's, with the revoked keys of both."""
+    if other.highest > running.highest:
+        return other
+    if other.highest == running.highest:
+        revoked = tuple(sorted(set(running.revoked) | set(other.revoked)))
+        return replace(running, revoked=revoked)
+    return running
 
 
 def revoked_after(revoked: tuple[str, ...], old: set[str], new: set[str]) -> tuple[str, ...]:

@@ -13,6 +13,11 @@
 The first failing check refuses the document with a plain reason. Validation like
 ``edge-agent check`` and the lock-out rules come after, on the file itself
 (:mod:`.apply`). Every check is cheap: a forged document costs one signature check.
+
+A refusal names the document (``document``, the SHA-256 of its signature) only once
+checks 4 and 5 passed: before that, the envelope may be a forged copy carrying a real
+document's signature, and a report naming the real document would tell ``config push``
+that it was refused. Its version and hash are shown once the signature verified.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ class Refusal(Exception):
     problems: tuple[str, ...] = field(default=())
     version: int | None = None
     sha256: str | None = None
-    #: SHA-256 of the document's signature (the document's own name in the report).
+    #: SHA-256 of the document's signature (the document's own name in the report);
+    #: None unless the signature and the file's hash were verified.
     document: str | None = None
 
     def __str__(self) -> str:
@@ -64,8 +70,34 @@ def verify(
         document = parse_document(payload)
     except DocumentError as exc:
         raise Refusal("parse", str(exc)) from None
+    return verify_document(
+        document,
+        plant=plant,
+        keys=keys,
+        last_version=last_version,
+        max_age=max_age,
+        now=now,
+        revoked=revoked,
+    )
+
+
+def verify_document(
+    document: ConfigDocument,
+    *,
+    plant: str,
+    keys: Mapping[str, Ed25519PublicKey],
+    last_version: int,
+    max_age: float | None = None,
+    now: float | None = None,
+    revoked: Collection[str] = (),
+) -> ConfigDocument:
+    """Checks 2 to 7 on a parsed document (:func:`verify`)."""
 
     def refuse(check: str, reason: str) -> Refusal:
+        # Not verified yet: nothing of the envelope names a document.
+        return Refusal(check, reason)
+
+    def refuse_verified(check: str, reason: str) -> Refusal:
         return Refusal(
             check,
             reason,
@@ -98,19 +130,26 @@ def verify(
         ) from None
     actual = hashlib.sha256(document.file).hexdigest()
     if not hmac.compare_digest(actual, document.sha256):
-        raise refuse("hash", f"the file's SHA-256 is {actual}, the signed one {document.sha256}")
+        # The signed part is genuine (its version and hash may be shown); the envelope is
+        # not: it must not name the document.
+        raise Refusal(
+            "hash",
+            f"the file's SHA-256 is {actual}, the signed one {document.sha256}",
+            version=document.version,
+            sha256=document.sha256,
+        )
     if max_age is not None:
         age = (time.time() if now is None else now) - document.issued
         if abs(age) > max_age:
             when = "ago" if age > 0 else "in the future"
-            raise refuse(
+            raise refuse_verified(
                 "age",
                 f"issued_at {document.issued_at} is {abs(age):.0f} s {when}, more than "
                 f"remote_config.max_age ({max_age:g} s): a stale copy (retained, or "
                 "captured), or a clock out of sync; sign it again",
             )
     if document.version <= last_version:
-        raise refuse(
+        raise refuse_verified(
             "version",
             f"version {document.version} is not newer than version {last_version}, the last "
             "applied (an older document, or a replay)",

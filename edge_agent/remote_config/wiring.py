@@ -7,9 +7,12 @@ reload made anew gets the subscription again; a SIGHUP that adds ``remote_config
 moves it to another sink takes effect at once), and lets go of a sink that stops.
 
 Each message is screened first (:attr:`screen`: parse, key, signature, age, version;
-refused and reported at once if it fails), so only signed documents are queued (a
-few; one more is dropped, counted and logged: a flood of documents must not become a
-flood of reloads) and taken one at a time by :meth:`run`. The last state
+refused and reported at once if it fails, dropped silently if it is a replay of a
+document already dealt with), so only signed documents are queued (a few: a flood of
+documents must not become a flood of reloads) and taken one at a time by :meth:`run`.
+When the queue is full, the document with the lowest version is dropped (counted and
+logged), the newcomer if it is the lowest: the operator's newest document is never the
+one pushed out by copies of older ones. The last state
 report waits for the connection: one that could not be published (the document just
 applied restarted the very sink that carries it) goes out after the next connection.
 """
@@ -32,6 +35,8 @@ log = structlog.get_logger("edge_agent.remote_config")
 QUEUE: Final = 4
 
 Handle = Callable[[bytes, bool], Awaitable[None]]
+#: A message's version if it may wait for its turn, None if it was screened out.
+Screen = Callable[[bytes, bool], int | None]
 
 
 class RemoteConfigChannel:
@@ -42,12 +47,14 @@ class RemoteConfigChannel:
         self._carrier: TopicCarrier | None = None
         self._subscription: Subscription | None = None
         self._state_topic = ""
-        self._documents: asyncio.Queue[tuple[bytes, bool]] = asyncio.Queue(queue)
+        #: (payload, retained, version), in order of arrival.
+        self._documents: asyncio.Queue[tuple[bytes, bool, int]] = asyncio.Queue(queue)
         self._state: bytes | None = None
         self._wake = asyncio.Event()
         #: Checks a message before it may wait (a signature check: junk must not take
-        #: the places of real documents); False: refused (and reported) or ignored.
-        self.screen: Callable[[bytes, bool], bool] | None = None
+        #: the places of real documents): its version, or None: refused (and
+        #: reported) or ignored.
+        self.screen: Screen | None = None
         #: Signed documents dropped because too many were waiting.
         self.dropped = 0
         #: Messages refused or ignored before they could wait.
@@ -99,18 +106,26 @@ class RemoteConfigChannel:
         return carrier is not None and carrier.is_connected
 
     def _on_message(self, topic: str, payload: bytes, retained: bool) -> None:
-        if self.screen is not None and not self.screen(payload, retained):
+        version = 0 if self.screen is None else self.screen(payload, retained)
+        if version is None:
             self.screened_out += 1
             return
-        try:
-            self._documents.put_nowait((payload, retained))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            log.warning(
-                "remote config document dropped: too many waiting",
-                waiting=self._documents.qsize(),
-                dropped=self.dropped,
-            )
+        if not self._documents.full():
+            self._documents.put_nowait((payload, retained, version))
+            return
+        waiting = [self._documents.get_nowait() for _ in range(self._documents.qsize())]
+        waiting.append((payload, retained, version))
+        lowest = min(range(len(waiting)), key=lambda i: waiting[i][2])  # the oldest of equals
+        dropped = waiting.pop(lowest)
+        for item in waiting:
+            self._documents.put_nowait(item)
+        self.dropped += 1
+        log.warning(
+            "remote config document dropped: too many waiting (the lowest version goes)",
+            version=dropped[2],
+            waiting=self._documents.qsize(),
+            dropped=self.dropped,
+        )
 
     def report(self, payload: bytes) -> None:
         """Publish ``payload`` on ``config/state`` (retained), now or once connected."""
@@ -125,7 +140,7 @@ class RemoteConfigChannel:
 
     async def _take(self, handle: Handle) -> None:
         while True:
-            payload, retained = await self._documents.get()
+            payload, retained, _ = await self._documents.get()
             try:
                 await handle(payload, retained)
             except Exception:  # a bug in one document must not stop the agent
