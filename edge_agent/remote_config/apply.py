@@ -51,6 +51,7 @@ import structlog
 from edge_agent.config import PlantConfig
 from edge_agent.errors import ConfigError
 from edge_agent.remote_config import files, lockout, state
+from edge_agent.remote_config.audit import ConfigAudit, Report, audited
 from edge_agent.remote_config.carry import Stores
 from edge_agent.remote_config.document import ConfigDocument, DocumentError, parse_document
 from edge_agent.remote_config.keys import keys_by_id
@@ -98,16 +99,19 @@ class RemoteConfig:
         config: Callable[[], PlantConfig],
         device_states: Callable[[], Mapping[str, DeviceState]],
         apply: ApplyConfig,
-        report: Callable[[bytes], None],
+        report: Report,
         lock: asyncio.Lock | None = None,
         sink_connected: Callable[[], bool] = lambda: True,
+        audit: ConfigAudit | None = None,
     ) -> None:
         self.plant_file = plant_file
         self._stores = Stores(state_dir, lambda: config().state_dir)
         self._config = config
         self._states = device_states
         self._apply = apply
-        self._report = report
+        #: ``report(payload, retain)``: every report goes to the audit log first.
+        self._report = audited(report, audit)
+        self._audit = audit
         #: Held from reading to writing the plant file (the agent's ``reconfiguring``).
         self._lock = asyncio.Lock() if lock is None else lock
         self._sink_connected = sink_connected
@@ -272,6 +276,13 @@ class RemoteConfig:
             if locked_out is not None:
                 raise locked_out
             dirs = (old.state_dir, new.state_dir)
+            if self._audit is not None:
+                try:
+                    self._audit.accepted(document)
+                except OSError as exc:
+                    raise refuse(
+                        "audit", f"the audit log cannot be written, so it is not applied: {exc}"
+                    ) from None
             # The version only: the keys it drops are revoked once it is written.
             recorded = replace(versions, highest=document.version)
             try:
@@ -323,7 +334,8 @@ class RemoteConfig:
                 running_version=document.version,
                 later=later,
                 problems=warnings,
-            )
+            ),
+            retain=True,
         )
         settings = new.remote_config
         if settings is None or settings.rollback_after <= 0:
@@ -360,7 +372,8 @@ class RemoteConfig:
                 running_version=None,
                 reason=f"{why}; the document runs, the next start runs the previous file",
                 problems=list(undone.problems),
-            )
+            ),
+            retain=True,
         )
 
     def _running_of_file(self, versions: Versions) -> Applied:
@@ -413,7 +426,8 @@ class RemoteConfig:
                     reason="the last known good could not be applied",
                     problems=problems,
                     devices_not_back=missing,
-                )
+                ),
+                retain=True,
             )
             return
         running: int | None = None
@@ -439,7 +453,8 @@ class RemoteConfig:
                 running_version=running,
                 reason=f"not back within rollback_after: {', '.join(missing)}",
                 devices_not_back=missing,
-            )
+            ),
+            retain=True,
         )
 
     # ------------------------------------------------------------------ reports
@@ -463,7 +478,8 @@ class RemoteConfig:
                 running_version=self.running_version(),
                 reason=str(refusal),
                 problems=list(refusal.problems) or [str(refusal)],
-            )
+            ),
+            retain=refusal.document is not None,
         )
 
     def running_version(self) -> int | None:

@@ -41,7 +41,7 @@ EXIT_USAGE = 2
 
 def add_config_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     config = commands.add_parser(
-        "config", help="signed remote configuration: keygen, sign, push, status"
+        "config", help="signed remote configuration: keygen, sign, push, status, audit"
     )
     actions = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
 
@@ -65,6 +65,47 @@ def add_config_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     _broker_arguments(status)
     status.add_argument("--timeout", type=float, default=5.0, metavar="S", help="(5)")
     status.set_defaults(handler=cmd_status)
+
+    audit = actions.add_parser(
+        "audit", help="this gateway's record of config documents (state_dir/audit/config.jsonl)"
+    )
+    audit.add_argument("-c", "--config", required=True, help="plant YAML file")
+    audit.add_argument("--json", action="store_true", help="the records as JSON lines")
+    audit.set_defaults(handler=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """``config audit``: the records of :mod:`edge_agent.remote_config.audit`, one line each."""
+    from edge_agent.remote_config.audit import config_audit_log
+    from edge_agent.writes.cli import _load
+
+    plant = _load(args.config)
+    if plant is None:
+        return 2
+    files = plant.commands.audit
+    log = config_audit_log(plant.state_dir, files.max_bytes, files.keep)
+    try:
+        records = list(log.read())
+    except OSError as exc:
+        print(f"edge-agent config audit: cannot read {log.directory}: {exc}", file=sys.stderr)
+        return 1
+    for record in records:
+        if args.json:
+            print(json.dumps(record, ensure_ascii=False))
+            continue
+        problems = record.get("problems")
+        first = problems[0] if isinstance(problems, list) and problems else ""
+        why = record.get("reason") or first
+        who = record.get("key_id") or ""
+        print(
+            f"{record.get('time', '?')}  {record.get('event', '?'):<15} "
+            f"v{record.get('version')}  {who}  {why}".rstrip()
+        )
+    if not records:
+        print(f"no config documents recorded ({log.path})")
+    for skipped in log.skipped:
+        print(skipped, file=sys.stderr)
+    return 0
 
 
 def _key_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ applied restarted the very sink that carries it) goes out after the next connect
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -33,6 +34,9 @@ log = structlog.get_logger("edge_agent.remote_config")
 
 #: Documents waiting to be taken; beyond, they are dropped (and logged).
 QUEUE: Final = 4
+#: Refusals of messages whose signature was not checked, waiting to be published (not
+#: retained); beyond, the oldest go: they answer a sender, they record nothing.
+NOTICES: Final = 8
 
 Handle = Callable[[bytes, bool], Awaitable[None]]
 #: A message's version if it may wait for its turn, None if it was screened out.
@@ -50,6 +54,8 @@ class RemoteConfigChannel:
         #: (payload, retained, version), in order of arrival.
         self._documents: asyncio.Queue[tuple[bytes, bool, int]] = asyncio.Queue(queue)
         self._state: bytes | None = None
+        #: Reports published without retain (see :meth:`report`).
+        self._notices: deque[bytes] = deque(maxlen=NOTICES)
         self._wake = asyncio.Event()
         #: Checks a message before it may wait (a signature check: junk must not take
         #: the places of real documents): its version, or None: refused (and
@@ -127,9 +133,17 @@ class RemoteConfigChannel:
             dropped=self.dropped,
         )
 
-    def report(self, payload: bytes) -> None:
-        """Publish ``payload`` on ``config/state`` (retained), now or once connected."""
-        self._state = payload
+    def report(self, payload: bytes, retain: bool = True) -> None:
+        """Publish ``payload`` on ``config/state``, now or once connected.
+
+        Retained: what became of a verified document and what runs (the last one wins).
+        Not retained: a refusal before the signature was checked (anyone with access to
+        the broker can cause one; it answers the sender, ``config push``, and must not
+        replace the retained report that ``config status`` reads)."""
+        if retain:
+            self._state = payload
+        else:
+            self._notices.append(payload)
         self._wake.set()
 
     async def run(self, handle: Handle) -> None:
@@ -150,9 +164,15 @@ class RemoteConfigChannel:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            payload, carrier = self._state, self._carrier
-            if payload is None or carrier is None:
+            carrier = self._carrier
+            if carrier is None:
                 continue
-            published = await carrier.publish_retained(self._state_topic, payload)
+            while self._notices and carrier.is_connected:
+                notice = self._notices.popleft()
+                await carrier.publish(self._state_topic, notice, retain=False)
+            payload = self._state
+            if payload is None:
+                continue
+            published = await carrier.publish(self._state_topic, payload, retain=True)
             if published and self._state is payload:
                 self._state = None

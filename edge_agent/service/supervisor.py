@@ -31,6 +31,7 @@ from edge_agent.config.service import ServiceConfig
 from edge_agent.console.logring import LogRing
 from edge_agent.errors import ConfigError, SinkError
 from edge_agent.remote_config.apply import RemoteConfig
+from edge_agent.remote_config.audit import ConfigAudit, config_audit_log
 from edge_agent.remote_config.wiring import RemoteConfigChannel
 from edge_agent.service.agent import Agent
 from edge_agent.service.health import HealthServer
@@ -200,6 +201,8 @@ class Supervisor:
             return None
         channel = RemoteConfigChannel()
         agent = self.agent
+        files = agent.config.commands.audit
+        audit = ConfigAudit(config_audit_log(agent.config.state_dir, files.max_bytes, files.keep))
         remote = RemoteConfig(
             self.config_path,
             agent.config.state_dir,
@@ -209,6 +212,7 @@ class Supervisor:
             report=channel.report,
             lock=agent.reconfiguring,
             sink_connected=lambda: channel.connected,
+            audit=audit,
         )
         channel.screen = remote.screen
         agent.follow_sinks(channel)

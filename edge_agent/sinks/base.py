@@ -184,9 +184,9 @@ class TopicCarrier(Protocol):
         """No more messages to ``subscription``'s handler."""
         ...
 
-    async def publish_retained(self, topic: str, payload: bytes) -> bool:
-        """Publish retained at QoS 1; True once confirmed, False when not connected or
-        not confirmed (the caller tries again after the next connection)."""
+    async def publish(self, topic: str, payload: bytes, *, retain: bool) -> bool:
+        """Publish at QoS 1; True once confirmed, False when not connected or not
+        confirmed (the caller tries again after the next connection)."""
         ...
 
     @property

@@ -2,8 +2,8 @@
 
 The hook remote configuration rides (docs/REMOTE_CONFIG.md): a list of exact topics,
 each with its handler, subscribed at QoS 1 after every connection (sessions are clean,
-so the broker forgets them with the connection), and a retained publish for the
-answers. Messages on other topics go to the sink's own handler (write commands).
+so the broker forgets them with the connection), and a QoS 1 publish for the
+answers (retained or not). Messages on other topics go to the sink's own handler (write commands).
 
 A subscription added while the sink is connected takes effect by making the connection
 anew (the outbox keeps every batch; this happens only when a reload moves remote
@@ -83,13 +83,13 @@ class MqttTopics:
             if subscription.on_subscribed is not None:
                 subscription.on_subscribed()
 
-    async def publish_retained(self, topic: str, payload: bytes) -> bool:
+    async def publish(self, topic: str, payload: bytes, *, retain: bool) -> bool:
         connection = self.connection
         if connection is None or not connection.connected:
             return False
         try:
             await connection.publish(
-                [(topic, payload)], qos=1, retain=True, idle_timeout=self._ack_timeout
+                [(topic, payload)], qos=1, retain=retain, idle_timeout=self._ack_timeout
             )
         except MqttError as exc:
             log.warning("mqtt message not confirmed", sink=self.sink, topic=topic, error=str(exc))

@@ -77,13 +77,16 @@ class AuditLog:
     """Appends records (the agent) and reads them back (the agent at start, ``edge-agent
     audit``). Nothing is opened or created until the first append."""
 
-    def __init__(self, directory: Path, max_bytes: int, keep: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, keep: int, name: str = FILE_NAME) -> None:
         if max_bytes < 1 or keep < 1:
             raise ValueError("max_bytes and keep must be at least 1")
         self.directory = directory
         self.max_bytes = max_bytes
         self.keep = keep
-        self.path = directory / FILE_NAME
+        #: The live file's name (write commands: ``audit.jsonl``; remote configuration
+        #: keeps its own, ``config.jsonl``, beside it).
+        self.name = name
+        self.path = directory / name
         self._fd: int | None = None
         #: What the last :meth:`read` or :meth:`recent_ids` could not take as records.
         self.skipped: list[Skipped] = []
@@ -195,10 +198,10 @@ class AuditLog:
             if number >= self.keep:
                 path.unlink()
         for number in range(self.keep - 1, 0, -1):
-            older = self.directory / f"{FILE_NAME}.{number}"
+            older = self.directory / f"{self.name}.{number}"
             if older.exists():
-                older.rename(self.directory / f"{FILE_NAME}.{number + 1}")
-        self.path.rename(self.directory / f"{FILE_NAME}.1")
+                older.rename(self.directory / f"{self.name}.{number + 1}")
+        self.path.rename(self.directory / f"{self.name}.1")
         _sync_directory(self.directory)
 
     # ------------------------------------------------------------------ reading
@@ -206,8 +209,8 @@ class AuditLog:
     def _rotated(self) -> list[tuple[int, Path]]:
         """The rotated files there are, by number (1 newest)."""
         found = []
-        for path in self.directory.glob(f"{FILE_NAME}.*"):
-            suffix = path.name.removeprefix(f"{FILE_NAME}.")
+        for path in self.directory.glob(f"{self.name}.*"):
+            suffix = path.name.removeprefix(f"{self.name}.")
             if suffix.isdigit():
                 found.append((int(suffix), path))
         return sorted(found)

@@ -586,3 +586,54 @@ async def test_a_retained_copy_of_an_applied_document_does_not_replace_its_repor
             [(f"edge/{PLANT}/config/set", b"")], qos=1, retain=True, idle_timeout=10
         )
         await _close(connection)
+
+
+async def test_every_signed_document_is_audited_and_junk_replaces_no_report(
+    setup: Setup, subscriber_factory: SubscriberFactory
+) -> None:
+    """The audit trail (state_dir/audit/config.jsonl) holds each signed document taken
+    (``accepted``, with the key that signed it, before anything changed) and each retained
+    report; an unsigned message is answered without retain and recorded nowhere, so the
+    retained report (what ``config status`` reads) still says what became of the last
+    signed document."""
+    second = setup.text((*BASE, ADDED))
+    async with running_agent(setup.path):
+        assert (await push(setup.broker.port, setup.sign(second, 3)))["status"] == "applied"
+        older = await push(setup.broker.port, setup.sign(setup.text(), 2))
+        assert older["status"] == "refused"
+        junk = await push(setup.broker.port, _unsigned(setup, second))
+        assert junk["status"] == "refused"
+        assert junk["reason"].startswith("parse: ")
+    sub = await subscriber_factory(setup.broker.port, f"edge/{PLANT}/config/state")
+    [retained] = await sub.wait_count(1)
+    assert retained.retain
+    assert json.loads(retained.payload)["reason"] == older["reason"]
+
+    records = [
+        json.loads(line)
+        for line in (setup.state / "audit" / "config.jsonl").read_text().splitlines()
+    ]
+    assert [(r["event"], r["version"]) for r in records] == [
+        ("accepted", 3),
+        ("applied", 3),
+        ("refused", 2),
+    ]
+    assert records[0]["key_id"].startswith("ed25519:")
+    assert records[0]["sha256"] == hashlib.sha256(second.encode()).hexdigest()
+    assert records[2]["reason"] == older["reason"]
+    code, out, err = await _cli(setup.path.parent, "audit", "-c", str(setup.path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines] == ["accepted", "applied", "refused"]
+
+
+async def test_a_document_that_cannot_be_audited_is_not_applied(setup: Setup) -> None:
+    before = setup.path.read_bytes()
+    setup.state.mkdir(parents=True)
+    (setup.state / "audit").write_text("not a directory")  # the audit log cannot be made
+    async with running_agent(setup.path) as supervisor:
+        answer = await push(setup.broker.port, setup.sign(setup.text((*BASE, ADDED)), 1))
+        assert answer["status"] == "refused", answer
+        assert answer["reason"].startswith("audit: the audit log cannot be written"), answer
+        assert [s.device for s in supervisor.agent.sources] == list(BASE)
+    assert setup.path.read_bytes() == before

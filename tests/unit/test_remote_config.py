@@ -435,7 +435,7 @@ async def test_a_version_that_cannot_be_recorded_is_not_applied(
         config=lambda: config,
         device_states=dict,
         apply=apply,
-        report=reports.append,
+        report=lambda payload, retain=True: reports.append(payload),
     )
     newer = text.replace("rollback_after: 2m", "rollback_after: 3m").encode()
     await remote.handle(sign_document(newer, plant="line-7", version=5, key=KEY), False)
@@ -517,7 +517,7 @@ class Gateway:
             config=lambda: self.current,
             device_states=self.states,
             apply=self.apply,
-            report=lambda payload: self.reports.append(json.loads(payload)),
+            report=lambda payload, retain=True: self.reports.append(json.loads(payload)),
         )
 
     def states(self) -> dict[str, DeviceState]:
