@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -227,3 +229,95 @@ def test_review_matched_is_counted_against_the_reads_it_is_reported_with() -> No
     result = account(served, arrivals, cut_ns=10 * S, max_lag_ns=LAG)
     assert result.lost == 1
     assert result.served_required - result.matched == result.lost, result.summary()
+
+
+# ---------------------------------------------------------------- the fleet's broker CPU
+
+#: A node that works before it answers, as a restarted NATS node catches its JetStream
+#: streams up (10-35 s, docs/FLEET.md) before it takes MQTT connections.
+_CATCHING_UP = (
+    "import time, sys\n"
+    "t = time.process_time()\n"
+    "while time.process_time() - t < 0.4:\n"
+    "    pass\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+class _Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def monitor(self, path: str) -> Any:
+        return {"connections": []}
+
+
+class _Cluster:
+    """What bench/fleet.py's _kill_and_restart uses of tests/nats_cluster.py: kill_node,
+    and start_node, which returns once the node is ready (as NatsCluster.start_node waits
+    for a CONNACK)."""
+
+    def __init__(self) -> None:
+        self.nodes = [_Node(f"n{i}") for i in range(3)]
+        for node in self.nodes:
+            self.start_node(node)
+
+    def start_node(self, node: _Node) -> None:
+        node.process = subprocess.Popen(
+            [sys.executable, "-c", _CATCHING_UP], stdout=subprocess.PIPE
+        )
+        assert node.process.stdout is not None
+        assert node.process.stdout.readline() == b"ready\n"
+
+    def kill_node(self, node: _Node) -> None:
+        process, node.process = node.process, None
+        if process is not None:
+            process.kill()
+            process.wait(10)
+            if process.stdout is not None:
+                process.stdout.close()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            self.kill_node(node)
+
+
+def test_review_broker_cpu_counts_what_the_restarted_node_spends_before_it_answers() -> None:
+    """bench/fleet.py, _kill_and_restart: ``cluster.start_node(victim)`` returns once the
+    node answers an MQTT CONNECT (tests/nats_cluster.py waits for the CONNACK), and only
+    then ``meter.begin(victim)`` takes its CPU baseline: everything the node spent
+    catching up (JetStream streams, raft logs: 10-35 s by docs/FLEET.md) falls outside
+    the figures. The broker CPU of a --kill-node run, and the "CPU per message" that the
+    sizing of 10,000 gateways extrapolates, leave out the costliest part of a restart.
+
+    Here the restarted node burns 0.4 s of CPU before it is ready; the meter must see it."""
+    from bench.fleet import NodeMeter, _kill_and_restart
+
+    cluster = _Cluster()
+    try:
+        meter = NodeMeter()
+        for node in cluster.nodes:
+            meter.begin(node)  # type: ignore[arg-type]
+        start = time.time()
+        outage = _kill_and_restart(
+            cluster,  # type: ignore[arg-type]
+            cluster.nodes[0],  # type: ignore[arg-type]
+            meter,
+            time.time(),
+            [],
+            lambda line: None,
+        )
+        for node in cluster.nodes:
+            meter.end(node)  # type: ignore[arg-type]
+        seconds = time.time() - start
+        victim = meter.figures(seconds)[outage.node]
+        cpu_s = victim["cpu_pct"] * seconds / 100
+        assert cpu_s >= 0.3, f"the restarted node's CPU counted: {cpu_s:.2f} s of about 0.4 s"
+    finally:
+        cluster.close()
