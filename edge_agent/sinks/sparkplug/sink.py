@@ -27,7 +27,8 @@ One MQTT session at a time, each its own Sparkplug session:
 
 Several brokers (``brokers:``, :class:`~edge_agent.sinks.brokers.BrokerSwitch`): a session
 that ends, or an attempt that fails, goes on to the next at once; a failover is a new
-session (new bdSeq and Will, NBIRTH). STATE is read per broker: an offline STATE moves on
+session (new bdSeq and Will, NBIRTH). STATE is read per broker (each broker's timestamps
+compared only with its own): an offline STATE moves on
 [tck-id-operational-behavior-edge-node-termination-host-offline-reconnect] (docs/SPARKPLUG.md).
 
 While no session is born the sink *holds* (:class:`~edge_agent.sinks.base.Holding`): the
@@ -373,6 +374,8 @@ class SparkplugSink:
         if self._state_topic:
             subscriptions.append((self._state_topic, 1))
         self._host_online = self._host_left = False
+        if self.host is not None:
+            self.host.at(self.broker)  # STATE timestamps are compared per broker only
         closed = asyncio.ensure_future(self._connection.wait_closed())
         born = False
         try:
