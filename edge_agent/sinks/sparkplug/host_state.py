@@ -98,3 +98,30 @@ class HostWatch:
             return Verdict.STALE
         self._states[self.server] = state
         return Verdict.ONLINE if state.online else Verdict.OFFLINE
+
+
+class OfflineRound:
+    """Whether an edge node whose primary host is offline walks on to the next broker.
+
+    An offline STATE ends a born session and walks on
+    [tck-id-operational-behavior-primary-application-state-with-multiple-servers-walk].
+    Before the births it walks on too, as long as some broker of the list has not said
+    offline since the last birth: the host may be online there. Once every broker has
+    said it (on a cluster, where the STATE is one retained message for every node, that is
+    one round), walking on would only count failovers and delay the births by the backoff
+    after the host is back, so the node stays where it is and is born the moment that
+    broker's STATE says online. Only a birth or a session lost for another reason
+    (:meth:`reset`) starts a new round.
+    """
+
+    def __init__(self, brokers: int) -> None:
+        self._brokers = brokers
+        self._said: set[str] = set()
+
+    def offline(self, server: str) -> bool:
+        """``server`` said the host is offline: True while some broker has not said it."""
+        self._said.add(server)
+        return len(self._said) < self._brokers
+
+    def reset(self) -> None:
+        self._said.clear()
