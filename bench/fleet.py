@@ -185,9 +185,13 @@ class NodeMeter:
     spans: dict[str, list[tuple[CpuSample, CpuSample, int]]] = field(default_factory=dict)
     open: dict[str, tuple[int, CpuSample]] = field(default_factory=dict)
 
-    def begin(self, node: NatsNode) -> None:
+    def begin(self, node: NatsNode, *, since_spawn: bool = False) -> None:
+        """Start a span of ``node``'s process: from now, or (``since_spawn``, a node just
+        restarted) from its spawn, so that what it spends before it answers (a NATS node
+        catches its JetStream streams up for 10-35 s) is counted too."""
         assert node.process is not None
-        self.open[node.name] = (node.process.pid, CpuSample.of(node.process.pid))
+        pid = node.process.pid
+        self.open[node.name] = (pid, CpuSample(0.0, {}) if since_spawn else CpuSample.of(pid))
 
     def end(self, node: NatsNode) -> None:
         pid, first = self.open.pop(node.name)
@@ -266,7 +270,7 @@ def _kill_and_restart(
             cluster.start_node(victim)
             outage.restarted_at = time.time()
             outage.rejoin_s = round(outage.restarted_at - started, 2)
-            meter.begin(victim)
+            meter.begin(victim, since_spawn=True)
             log(f"  restarted {victim.name}")
         where = clients_by_node(cluster)
         now = time.time()
@@ -278,7 +282,7 @@ def _kill_and_restart(
         sleep_until(restart_at, watch)
         cluster.start_node(victim)
         outage.restarted_at = time.time()
-        meter.begin(victim)
+        meter.begin(victim, since_spawn=True)
         log(f"  restarted {victim.name}")
     return outage
 

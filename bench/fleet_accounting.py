@@ -13,14 +13,29 @@ is the honest ground truth, for three reasons:
 * the schedule alone (one batch per tick, as bench/report.py counts for one agent) would
   call a tick the agent skipped under load "lost", when no value was ever read.
 
-Matching: the agent stamps a batch with the time its read *started*, so a read served at
-``s`` belongs to a batch stamped in ``[s - max_lag, s]`` (``max_lag``: the device timeout
-and a margin). Served times and distinct batch timestamps of one device are both sorted
-and matched greedily, each batch at most once; that is an exact matching for intervals
-that keep their order. A served read left without a batch is lost. A batch key
-(agent, device, group, timestamp) that arrives more than once counts as duplicates (QoS 1
-after a failover may send a batch the broker had not confirmed again). A batch with no
-served read (a read that timed out and was sent as bad values) is counted apart.
+Matching, and why it is right. The agent stamps a batch with the time its read *started*;
+the simulator logs the time it *answered*. The reads of one device do not overlap (one
+connection, one request at a time, no retries; a tick that finds the last read still
+running is skipped), so a read answered at ``s`` is the read in progress at ``s``: the
+one that started last at or before ``s``. If its batch arrived, it is the *latest*
+arrived batch stamped at or before ``s``, whatever else was lost or sent as bad values
+around it. So each served read, in order, is matched to the latest batch at or before
+it, and only to that one: if that batch is older than ``max_lag`` (the device timeout and
+a margin) or already matched to an earlier served read, the read's own batch never
+arrived, and the read is lost. Earliest-first matching within the window (what this was
+before) is wrong: a neighbouring read's batch (a read the simulator never answered, sent
+as bad values) stands in for a lost one, and every later read shifts by one.
+
+What the logs cannot tell apart: a served read whose latest batch carries only bad
+values. Either the simulator answered after the agent had given up on the read (a timeout
+on a loaded machine: no loss), or the simulator never answered that read and the next
+one's batch was lost. Such matches are counted in ``matched_bad`` and the report warns of
+them; they are not called lost, and not silently good either.
+
+A served read left without a batch is lost. A batch key (agent, device, group, timestamp)
+that arrives more than once counts as duplicates (QoS 1 after a failover may send a batch
+the broker had not confirmed again). A batch that no served read claims (a read that
+timed out and was sent as bad values) is counted apart.
 
 Reads served after ``cut_ns`` (the end of the measured window, when the harness starts
 draining and stopping the agents) are not required: an agent stopped in the middle of a
@@ -29,6 +44,7 @@ read may drop it with its cancelled task, which is a shutdown, not a loss in tra
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +78,11 @@ class Accounting:
 
     served_required: int = 0
     served_tail: int = 0
+    #: Required reads (``served_required``) matched to their batch: ``served_required -
+    #: matched == lost``. Reads of the tail that matched are not counted.
     matched: int = 0
+    #: Of ``matched``: reads whose batch carries only bad values (the module docstring).
+    matched_bad: int = 0
     lost: int = 0
     lost_examples: list[str] = field(default_factory=list)
     batches_distinct: int = 0
@@ -116,9 +136,9 @@ def account(
             first[key] = arrival
     out.duplicates = sum(n - 1 for n in copies.values())
     out.batches_distinct = len(first)
-    stamps: dict[tuple[str, str], list[int]] = defaultdict(list)
+    stamps: dict[tuple[str, str], list[tuple[int, bool]]] = defaultdict(list)
     for (agent, device, group, ts), arrival in first.items():
-        stamps[(agent, device)].append(ts)
+        stamps[(agent, device)].append((ts, arrival.good == 0))
         out.values_delivered += arrival.values
         out.values_bad += arrival.values - arrival.good
         if latency_window is None or latency_window[0] <= ts < latency_window[1]:
@@ -132,27 +152,28 @@ def account(
                 out.short_batches += 1
     lost_by_agent: Counter[str] = Counter()
     for source in sorted(served.keys() | stamps.keys()):
-        times = sorted(served.get(source, ()))
         batches = sorted(stamps.get(source, ()))
-        i = 0
-        for s in times:
-            required = s < cut_ns
-            if required:
-                out.served_required += 1
-            else:
+        starts = [ts for ts, _ in batches]
+        claimed = [False] * len(batches)
+        for s in sorted(served.get(source, ())):
+            # The read in progress at s: the latest batch stamped at or before it.
+            k = bisect_right(starts, s + EARLY_NS) - 1
+            own = k >= 0 and not claimed[k] and starts[k] >= s - max_lag_ns
+            if own:
+                claimed[k] = True
+            if s >= cut_ns:
                 out.served_tail += 1
-            while i < len(batches) and batches[i] < s - max_lag_ns:
-                out.unmatched_batches += 1
-                i += 1
-            if i < len(batches) and batches[i] <= s + EARLY_NS:
+                continue
+            out.served_required += 1
+            if own:
                 out.matched += 1
-                i += 1
-            elif required:
+                out.matched_bad += batches[k][1]
+            else:
                 out.lost += 1
                 lost_by_agent[source[0]] += 1
                 if len(out.lost_examples) < 10:
                     out.lost_examples.append(f"{source[0]}/{source[1]} read served at {s} ns")
-        out.unmatched_batches += len(batches) - i
+        out.unmatched_batches += claimed.count(False)
     out.lost_by_agent = dict(lost_by_agent)
     return out
 

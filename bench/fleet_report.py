@@ -100,6 +100,12 @@ def fleet_warnings(record: dict[str, Any]) -> None:
     if delivery.get("lost"):
         examples = delivery["lost_examples"]
         warnings.append(f"{delivery['lost']} served reads never arrived: {examples}")
+    if delivery.get("matched_bad"):
+        warnings.append(
+            f"{delivery['matched_bad']} served reads matched batches of bad values only: "
+            "answers after the agent's timeout, or a lost batch behind a read the simulator "
+            "never answered (bench/fleet_accounting.py; the logs cannot tell which)"
+        )
     if delivery.get("short_batches"):
         warnings.append(f"{delivery['short_batches']} batches arrived with values missing")
     if delivery.get("values_bad"):
@@ -178,7 +184,8 @@ def render_fleet(record: Mapping[str, Any]) -> str:
         f"  traffic: {t.get('messages_per_s')} msg/s, {t.get('bytes_per_s')} B/s "
         f"({t.get('per_agent_messages_per_s')} msg/s and {t.get('per_agent_bytes_per_s')} B/s "
         f"per agent, {t.get('mean_message_bytes')} B per message)",
-        f"  delivery: {d.get('served_required')} reads served, {d.get('matched')} matched, "
+        f"  delivery: {d.get('served_required')} reads served, {d.get('matched')} matched "
+        f"({d.get('matched_bad')} to batches of bad values), "
         f"lost {d.get('lost')}, duplicates {d.get('duplicates')}, unmatched batches "
         f"{d.get('unmatched_batches')}, latency {d.get('latency_ms')}, "
         f"held back by the outage {d.get('outage_latency_ms')}",

@@ -11,6 +11,9 @@ is built from code.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -29,14 +32,54 @@ class MqttTls(Strict):
     verify: bool = Field(default=True, description="Check the broker's certificate and hostname.")
 
 
+#: One label of a host name: letters, digits, ``-`` and ``_`` (some plant networks name
+#: hosts with one), not starting or ending with ``-``.
+_LABEL = re.compile(r"(?!-)[\w-]{1,63}(?<!-)")
+
+
+def broker_host(host: str) -> str:
+    """``host`` if it is a host name or an IP address (IPv6 without brackets), else a
+    ValueError in words: a port, a URL or brackets written into ``host:`` would only fail
+    at connect time, for ever, as "cannot resolve"."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    labels = host.removesuffix(".").split(".")
+    numeric = all(label.isdigit() for label in labels)
+    if numeric or len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"{host!r} is not a host name or IP address: write the host alone, without a "
+            "port, a scheme (mqtt://) or [brackets], and write port: separately"
+        )
+    return host
+
+
+def broker_key(host: str) -> str:
+    """The one spelling of ``host`` that duplicates are found by: an IP address in its
+    normal form (``0:0:0:0:0:0:0:1`` is ``::1``), a host name case-folded, a final dot
+    dropped."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.casefold().removesuffix(".")
+
+
 class BrokerEndpoint(Strict):
     """One broker of a ``brokers:`` list (one node of a cluster, or one of several brokers)."""
 
-    host: str = Field(min_length=1)
+    host: str = Field(min_length=1, description="A host name or IP address (no port, no [ ]).")
     port: int = Field(default=MQTT_PORT, ge=1, le=65535)
     tls: MqttTls | None = Field(
         default=None, description="TLS of this broker; absent = the sink's own tls."
     )
+
+    @field_validator("host")
+    @classmethod
+    def _a_host(cls, host: str) -> str:
+        return broker_host(host)
 
     @property
     def address(self) -> str:
@@ -71,6 +114,11 @@ class MqttBrokerConfig(Strict):
     password: str = Field(default="", repr=False)
     tls: MqttTls | None = None
     max_inflight: int = Field(default=100, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _a_host(cls, host: str | None) -> str | None:
+        return None if host is None else broker_host(host)
 
     @field_validator("brokers")
     @classmethod
@@ -108,18 +156,23 @@ class MqttBrokerConfig(Strict):
         return endpoint.tls if endpoint.tls is not None else self.tls
 
 
-def broker_problems(sink: MqttBrokerConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    """(path inside the sink, message) for a broker listed twice in ``brokers:``: a
-    failover to the same broker is none, and a shuffled order would favour it."""
+def broker_problems(
+    sink: MqttBrokerConfig, written: Callable[[int], int] | None = None
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path inside the sink, message) for a broker listed twice in ``brokers:``, in any
+    spelling (:func:`broker_key`): a failover to the same broker is none, and a shuffled
+    order would favour it. ``written``: the index in the file of a broker of the model
+    (``check`` cuts an invalid broker out of the list, which shifts the rest)."""
+    place = written or (lambda index: index)
     problems: list[tuple[tuple[str | int, ...], str]] = []
     first: dict[tuple[str, int], int] = {}
     for index, endpoint in enumerate(sink.brokers or ()):
-        key = (endpoint.host.casefold(), endpoint.port)
+        key = (broker_key(endpoint.host), endpoint.port)
         if key in first:
             problems.append(
                 (
-                    ("brokers", index),
-                    f"{endpoint.address} is listed twice (also brokers[{first[key]}]): "
+                    ("brokers", place(index)),
+                    f"{endpoint.address} is listed twice (also brokers[{place(first[key])}]): "
                     "each broker once",
                 )
             )

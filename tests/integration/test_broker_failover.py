@@ -41,7 +41,13 @@ from typing import Any, TypeVar
 import pytest
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import MqttSinkConfig, PlantConfig, PlantIdentity, SparkplugSinkConfig
+from edge_agent.config import (
+    BrokerEndpoint,
+    MqttSinkConfig,
+    PlantConfig,
+    PlantIdentity,
+    SparkplugSinkConfig,
+)
 from edge_agent.metrics.contract import event_info, metric_info
 from edge_agent.model import SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner
@@ -84,11 +90,17 @@ def _agent_config(tmp_path: Path, ports: dict[str, int], sink_yaml: str) -> Plan
     return config.model_copy(update={"devices": devices})
 
 
-async def _until(condition: Callable[[], bool], within: float, what: str, pump: Any = None) -> None:
+async def _until(
+    condition: Callable[[], bool],
+    within: float,
+    what: str,
+    pump: Any = None,
+    detail: Callable[[], str] = lambda: "",
+) -> None:
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}{detail()}")
         if pump is not None:
             pump()
         await asyncio.sleep(0.02)
@@ -362,4 +374,122 @@ async def test_sparkplug_moves_to_the_broker_where_the_primary_host_is_online(
         finally:
             await sink.stop()
     finally:
+        second.stop()
+
+
+def _retain_state(port: int, online: bool, timestamp_ms: int) -> None:
+    """The primary host's retained STATE on one broker, as its birth or death left it."""
+    host = _Paho(port, f"scada-{port}-{timestamp_ms}-{online}")
+    host.start()
+    try:
+        payload = json.dumps({"online": online, "timestamp": timestamp_ms}).encode()
+        host.publish("spBv1.0/STATE/scada", payload, qos=1, retain=True)
+    finally:
+        host.disconnect()
+
+
+def _two_broker_node(first: Mosquitto, second: Mosquitto, tmp_path: Path) -> SparkplugSink:
+    """An edge node on two isolated brokers (in that order) with primary host ``scada``;
+    a backoff of a minute, so that any pause between rounds outlasts the tests' bounds."""
+    config = SparkplugSinkConfig(
+        name="spb",
+        type="sparkplug",
+        group_id="g",
+        edge_node_id="n",
+        primary_host="scada",
+        brokers=[
+            BrokerEndpoint(host=LOOPBACK, port=first.port),
+            BrokerEndpoint(host=LOOPBACK, port=second.port),
+        ],
+    )
+    slow = Backoff(initial=60.0, cap=60.0, minimum=60.0)
+    return SparkplugSink(config, PlantIdentity(name="p"), tmp_path, backoff=slow)
+
+
+async def test_sparkplug_reads_the_state_of_each_broker_on_its_own(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Sparkplug 3.0, "Primary Host Application STATE in Multiple MQTT Server Topologies"
+    (Figure 7): the host connects to every server; each server's STATE carries the time of
+    the host's connection to *that* server. The host connected to B a minute before A.
+    The edge node is born on A; the host loses A (its death on A, stamped with A's birth
+    time); the node must walk to B, where the host is online, and be born there
+    [tck-id-operational-behavior-edge-node-termination-host-offline-reconnect,
+    tck-id-operational-behavior-primary-application-state-with-multiple-servers-walk].
+
+    Compared across brokers (one newest timestamp for all), B's online STATE, older than
+    A's, was "stale", ignored, and the node waited on B for good, the data in the outbox,
+    while the host was online there."""
+    second = Mosquitto(port=free_port(), workdir=tmp_path / "second")
+    second.start()
+    sink: SparkplugSink | None = None
+    try:
+        now_ms = int(time.time() * 1000)
+        on_a, on_b = now_ms, now_ms - 60_000
+        _retain_state(mosquitto.port, True, on_a)
+        _retain_state(second.port, True, on_b)
+        sink = _two_broker_node(mosquitto, second, tmp_path)
+        await sink.start()
+        await _until(lambda: sink is not None and sink.born, 20, "a session born on A")
+        assert sink.broker == f"{LOOPBACK}:{mosquitto.port}"
+        # The host loses its session on A: A delivers its Will (offline, A's birth time).
+        await _off_loop(_retain_state, mosquitto.port, False, on_a)
+        await _until(
+            lambda: sink is not None and sink.broker == f"{LOOPBACK}:{second.port}",
+            20,
+            "the walk to B",
+        )
+        spb = sink
+        await _until(
+            lambda: spb.born,
+            20,
+            "a session born on B, where the host is online",
+            detail=lambda: (
+                f" (holding: {spb.holding_reason!r}; STATE messages ignored as stale "
+                f"or invalid: {spb.state_messages_ignored})"
+            ),
+        )
+    finally:
+        if sink is not None:
+            await sink.stop()
+        second.stop()
+
+
+async def test_sparkplug_stays_where_it_is_once_every_broker_said_the_host_is_offline(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The host is offline on both brokers. The node walks from A to B once (one
+    failover), and then, every broker having said offline, stays on B instead of walking
+    round after round (each walk a failover, and a backoff of up to 30 s between rounds
+    that delays the births after the host's return: a minute here). When B's STATE says
+    online, the node is born there at once."""
+    second = Mosquitto(port=free_port(), workdir=tmp_path / "second")
+    second.start()
+    sink: SparkplugSink | None = None
+    try:
+        now_ms = int(time.time() * 1000)
+        _retain_state(mosquitto.port, False, now_ms)
+        _retain_state(second.port, False, now_ms)
+        sink = _two_broker_node(mosquitto, second, tmp_path)
+        await sink.start()
+        spb = sink
+        await _until(
+            lambda: spb.broker == f"{LOOPBACK}:{second.port}" and spb.connected,
+            20,
+            "the walk to B",
+        )
+        await _until(lambda: "waiting for" in spb.holding_reason, 20, "waiting on B")
+        # The host comes back on B (a newer session): the node is on B and born at once.
+        await _off_loop(_retain_state, second.port, True, now_ms + 1000)
+        await _until(
+            lambda: spb.born,
+            20,
+            "a session born on B",
+            detail=lambda: f" (holding: {spb.holding_reason!r}; broker {spb.broker})",
+        )
+        assert spb.broker == f"{LOOPBACK}:{second.port}"
+        assert spb.event_counts()["failovers"] == 1
+    finally:
+        if sink is not None:
+            await sink.stop()
         second.stop()

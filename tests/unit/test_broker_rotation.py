@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from edge_agent.config import BrokerEndpoint, MqttSinkConfig, SparkplugSinkConfig
+from edge_agent.config import BrokerEndpoint, MqttSinkConfig, PlantIdentity, SparkplugSinkConfig
+from edge_agent.config.mqtt import broker_problems
 from edge_agent.errors import ConfigError
 from edge_agent.model import Quality, SampleBatch
 from edge_agent.sinks.broker_rotation import BrokerRotation, broker_order
@@ -124,6 +127,68 @@ def test_brokers_keep_their_order_and_default_port() -> None:
 def test_exactly_one_way_to_the_broker(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _mqtt(**fields)
+
+
+def _refused(fields: dict[str, Any]) -> bool:
+    """Whether a sink of ``fields`` is refused: by the model, by ``broker_problems`` (what
+    ``check`` adds) or when the sink is built."""
+    from edge_agent.sinks.mqtt import MqttSink
+
+    try:
+        config = MqttSinkConfig.model_validate({"name": "cloud", "type": "mqtt", **fields})
+    except ValidationError:
+        return True
+    if broker_problems(config):
+        return True
+    try:
+        MqttSink(config, PlantIdentity(name="p"))
+    except ConfigError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("10.0.0.11:1883", id="port-written-into-the-host"),
+        pytest.param("mqtt://10.0.0.11", id="a-url"),
+        pytest.param(" ", id="blank"),
+        pytest.param("[::1]", id="bracketed-ipv6"),
+    ],
+)
+def test_a_broker_host_that_cannot_be_a_host_is_refused(host: str) -> None:
+    """Each would fail only at connect time, for ever, as "cannot resolve" (the status
+    showing ``[10.0.0.11:1883]:1883`` or ``[[::1]]:1883``, a ``:`` taken for an IPv6
+    literal): check says it, on its line, for brokers[].host and host: alike."""
+    assert _refused({"brokers": [{"host": host}, {"host": "10.0.0.12"}]})
+    assert _refused({"host": host})
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.11", "::1", "fe80::1%eth0", "broker-a.plant.local", "broker_a", "node1."]
+)
+def test_host_names_and_ip_addresses_are_hosts(host: str) -> None:
+    assert not _refused({"brokers": [{"host": host}, {"host": "10.0.0.12"}]})
+    assert not _refused({"host": host})
+
+
+def test_the_refusal_says_what_a_host_is_and_where_the_port_goes() -> None:
+    with pytest.raises(ValidationError, match=r"not a host name or IP address.*port: separately"):
+        _mqtt(host="10.0.0.11:1883")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param("broker-a", "broker-a ", id="a-stray-space"),
+        pytest.param("broker-a", "BROKER-A.", id="case-and-a-final-dot"),
+        pytest.param("::1", "0:0:0:0:0:0:0:1", id="one-ipv6-address-two-spellings"),
+    ],
+)
+def test_a_broker_listed_twice_in_another_spelling_is_refused(first: str, second: str) -> None:
+    """Folding case only, the same broker written with a trailing space (or an IPv6
+    address in two spellings) passed as two, and a failover to it is none."""
+    assert _refused({"brokers": [{"host": first}, {"host": second}, {"host": "broker-b"}]})
 
 
 def test_a_sink_built_from_code_refuses_a_broker_listed_twice() -> None:

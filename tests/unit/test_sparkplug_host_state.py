@@ -10,6 +10,7 @@ import pytest
 from edge_agent.sinks.sparkplug.host_state import (
     HostState,
     HostWatch,
+    OfflineRound,
     StateError,
     Verdict,
     parse_state,
@@ -57,6 +58,32 @@ def test_the_newest_state_wins_and_an_older_one_is_ignored() -> None:
     assert watch.offer(b'{"online": true, "timestamp": 50}') is Verdict.STALE
     assert not watch.online
     assert watch.offer(b'{"online": true, "timestamp": 200}') is Verdict.ONLINE
+
+
+def test_timestamps_are_compared_per_broker_only() -> None:
+    """Each broker's STATE carries the host's connection time to that broker: B's online,
+    older than A's offline, is B's news; A's order is kept across the visit to B."""
+    watch = HostWatch()
+    watch.at("a:1883")
+    assert watch.offer(b'{"online": false, "timestamp": 200}') is Verdict.OFFLINE
+    watch.at("b:1883")
+    assert watch.state is None
+    assert watch.offer(b'{"online": true, "timestamp": 100}') is Verdict.ONLINE
+    watch.at("a:1883")
+    assert not watch.online
+    assert watch.offer(b'{"online": true, "timestamp": 150}') is Verdict.STALE
+
+
+def test_the_walk_stops_once_every_broker_said_offline_until_a_new_round() -> None:
+    walk = OfflineRound(3)
+    assert walk.offline("a")
+    assert walk.offline("b")
+    assert walk.offline("b"), "the same broker twice is not the whole list"
+    assert not walk.offline("c")
+    assert not walk.offline("a")
+    walk.reset()
+    assert walk.offline("c")
+    assert not OfflineRound(1).offline("a"), "one broker: the node waits where it is"
 
 
 def test_an_invalid_payload_changes_nothing_and_says_why() -> None:

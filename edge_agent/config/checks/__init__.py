@@ -110,7 +110,10 @@ def check_parts(parts: PlantParts, line_of: Callable[[Loc], int] | None = None) 
     identity = parts.identity or PlantIdentity.model_construct(name="plant", site="")
     for index, sink in parts.sinks:
         if isinstance(sink, MqttBrokerConfig):
-            findings += [(("sinks", index, *path), m) for path, m in broker_problems(sink)]
+            findings += [
+                (("sinks", index, *path), m)
+                for path, m in broker_problems(sink, _broker_in_file(parts, index))
+            ]
         if isinstance(sink, SparkplugSinkConfig):
             names = [name for _, name in parts.device_names]
             units = _metric_units(parts.metrics, identity.name)
@@ -172,3 +175,14 @@ def write_warnings(parts: PlantParts) -> list[Finding]:
     """Write channels no command can arrive on yet (a sink or a console user missing)."""
     found = writes_warnings(parts.devices, parts.sinks, parts.service)
     return [(parts.original(path), message) for path, message in found]
+
+
+def _broker_in_file(parts: PlantParts, sink: int) -> Callable[[int], int]:
+    """The index in the file of a broker of sink ``sink``'s model (a broker cut as
+    invalid shifts the indices of the rest)."""
+
+    def written(index: int) -> int:
+        place = parts.original(("sinks", sink, "brokers", index))[-1]
+        return place if isinstance(place, int) else index
+
+    return written

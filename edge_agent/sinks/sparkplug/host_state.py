@@ -60,15 +60,28 @@ class Verdict(enum.Enum):
 
 
 class HostWatch:
-    """The newest state of the primary host, from the STATE messages in arrival order.
+    """The newest state of the primary host on each MQTT server, from the STATE messages
+    in arrival order.
 
-    Kept across MQTT sessions of the edge node: the STATE message is retained, and the
-    broker hands it again after every subscribe; an older one must still lose.
+    One record per server (:meth:`at` picks the server the messages now come from), kept
+    across MQTT sessions of the edge node: the STATE message is retained, and the server
+    hands it again after every subscribe; an older one from the same server must still
+    lose. Another server's timestamps are not compared (the module docstring).
     """
 
     def __init__(self) -> None:
-        self.state: HostState | None = None
+        self._states: dict[str, HostState] = {}
+        self.server = ""
         self.last_error = ""
+
+    def at(self, server: str) -> None:
+        """The STATE messages offered from now on come from ``server`` (``host:port``)."""
+        self.server = server
+
+    @property
+    def state(self) -> HostState | None:
+        """The newest state heard from the current server (None: nothing yet)."""
+        return self._states.get(self.server)
 
     @property
     def online(self) -> bool:
@@ -80,7 +93,35 @@ class HostWatch:
         except StateError as exc:
             self.last_error = str(exc)
             return Verdict.INVALID
-        if self.state is not None and state.timestamp_ms < self.state.timestamp_ms:
+        newest = self.state
+        if newest is not None and state.timestamp_ms < newest.timestamp_ms:
             return Verdict.STALE
-        self.state = state
+        self._states[self.server] = state
         return Verdict.ONLINE if state.online else Verdict.OFFLINE
+
+
+class OfflineRound:
+    """Whether an edge node whose primary host is offline walks on to the next broker.
+
+    An offline STATE ends a born session and walks on
+    [tck-id-operational-behavior-primary-application-state-with-multiple-servers-walk].
+    Before the births it walks on too, as long as some broker of the list has not said
+    offline since the last birth: the host may be online there. Once every broker has
+    said it (on a cluster, where the STATE is one retained message for every node, that is
+    one round), walking on would only count failovers and delay the births by the backoff
+    after the host is back, so the node stays where it is and is born the moment that
+    broker's STATE says online. Only a birth or a session lost for another reason
+    (:meth:`reset`) starts a new round.
+    """
+
+    def __init__(self, brokers: int) -> None:
+        self._brokers = brokers
+        self._said: set[str] = set()
+
+    def offline(self, server: str) -> bool:
+        """``server`` said the host is offline: True while some broker has not said it."""
+        self._said.add(server)
+        return len(self._said) < self._brokers
+
+    def reset(self) -> None:
+        self._said.clear()

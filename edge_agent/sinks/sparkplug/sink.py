@@ -17,17 +17,17 @@ One MQTT session at a time, each its own Sparkplug session:
    runner's sends go out as DDATA (QoS 0, one message per batch, confirmed by a fence
    before ``send`` returns). The runner may send only once the births are confirmed
    *and* the host has not said offline since they began;
-5. the end: a lost connection (the broker sends the Will), a failed confirmation (the
-   connection is dropped: the Will), the primary host going offline at any moment after
-   the births began, even if it is back already (NDEATH, then DISCONNECT
-   [tck-id-message-flow-edge-node-birth-publish-phid-offline]), a failure of our own (logged,
-   the connection dropped: the Will), or ``stop``
-   (NDEATH, then DISCONNECT [tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath]).
+5. the end: a lost connection, a failed confirmation or a failure of our own (logged; the
+   connection is dropped and the broker sends the Will), the primary host going offline at
+   any moment after the births began, even if it is back already (NDEATH, then DISCONNECT
+   [tck-id-message-flow-edge-node-birth-publish-phid-offline]), or ``stop`` (NDEATH, then
+   DISCONNECT [tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath]).
    Then again from 1.
 
 Several brokers (``brokers:``, :class:`~edge_agent.sinks.brokers.BrokerSwitch`): a session
 that ends, or an attempt that fails, goes on to the next at once; a failover is a new
-session (new bdSeq and Will, NBIRTH). STATE is read per broker: an offline STATE moves on
+session (new bdSeq and Will, NBIRTH). STATE is read per broker (:class:`~.host_state.HostWatch`):
+an offline STATE moves on until every broker said it (:class:`~.host_state.OfflineRound`)
 [tck-id-operational-behavior-edge-node-termination-host-offline-reconnect] (docs/SPARKPLUG.md).
 
 While no session is born the sink *holds* (:class:`~edge_agent.sinks.base.Holding`): the
@@ -61,7 +61,7 @@ from edge_agent.sinks.mqtt_client import MqttConnectError
 from edge_agent.sinks.resends import BatchIdentity, Resends, batch_identity
 from edge_agent.sinks.sparkplug.bdseq import BdSeqStore, bdseq_path
 from edge_agent.sinks.sparkplug.commands import CommandHandler
-from edge_agent.sinks.sparkplug.host_state import HostWatch, Verdict
+from edge_agent.sinks.sparkplug.host_state import HostWatch, OfflineRound, Verdict
 from edge_agent.sinks.sparkplug.node import EdgeNode, Message, NodeInfo
 from edge_agent.sinks.sparkplug.topics import Topics, state_topic
 from edge_agent.writes.model import WriteGate
@@ -120,6 +120,7 @@ class SparkplugSink:
         self.commands.describe(d.name for d in described)
         self.bdseq = BdSeqStore(bdseq_path(state_dir, config.name))
         self.host = HostWatch() if config.primary_host else None
+        self._round = OfflineRound(len(config.endpoints()))
         self._state_topic = state_topic(config.primary_host) if config.primary_host else ""
         self.client_id = config.client_id or f"edge-agent-{config.group_id}-{config.edge_node_id}"
         self._ack_timeout = ack_timeout
@@ -137,8 +138,7 @@ class SparkplugSink:
         self._rebirth_due = False
         #: The primary host's STATE as heard in the current session: online now, and
         #: whether it said offline since the session began.
-        self._host_online = False
-        self._host_left = False
+        self._host_online = self._host_left = False
         #: :func:`batch_identity` of a batch the node failed on: skipped when sent again.
         self._poison: BatchIdentity | None = None
         self._holding = "not connected to the broker yet"
@@ -303,8 +303,7 @@ class SparkplugSink:
     # ------------------------------------------------------------------ session
 
     def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
-        # It only ends by cancellation; anything else is a bug that would leave the sink
-        # silently without a session for good, so say it loudly.
+        # Only cancellation ends it; anything else is a bug leaving the sink without a session.
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("sparkplug session task died", exc_info=exc)
 
@@ -354,6 +353,8 @@ class SparkplugSink:
                 self._log.exception("sparkplug session failed; reconnecting")
                 reason = f"internal error: {type(exc).__name__}: {exc}"
                 self._drop(reason)
+            if not self._host_left:
+                self._round.reset()  # lost for another reason than the host: a new round
             bd_seq = None
             self._ready.clear()
             self.node.end_session()
@@ -373,6 +374,8 @@ class SparkplugSink:
         if self._state_topic:
             subscriptions.append((self._state_topic, 1))
         self._host_online = self._host_left = False
+        if self.host is not None:
+            self.host.at(self.broker)  # STATE timestamps are compared per broker only
         closed = asyncio.ensure_future(self._connection.wait_closed())
         born = False
         try:
@@ -380,9 +383,8 @@ class SparkplugSink:
             while not closed.done():
                 self._wake.clear()
                 if self.host is not None:
-                    # Before the births, an offline STATE ends the session only where
-                    # another broker may have the host online.
-                    if self._host_left and (born or self.brokers.several):
+                    # Before the births, only while another broker may have it online.
+                    if self._host_left and (self._round.offline(self.broker) or born):
                         return await self._host_went_offline(bd_seq, born)
                     self._host_left = False  # nothing born yet: nothing to end
                 if self.host is not None and not self._host_online:
@@ -398,6 +400,7 @@ class SparkplugSink:
                             if not born:
                                 self._log.info("sparkplug session born", bd_seq=bd_seq)
                             born = True
+                            self._round.reset()
                             # The host may have said offline while the births were on
                             # their way: then no data; the loop ends the session.
                             if not self._host_left:
@@ -473,18 +476,17 @@ class SparkplugSink:
     def _on_state(self, payload: bytes) -> None:
         assert self.host is not None
         verdict = self.host.offer(payload)
-        if verdict is Verdict.INVALID:
-            self.state_messages_ignored += 1
-            if self._state_invalid.begin():
-                self._log.warning(
-                    "sparkplug STATE message not understood; ignored",
-                    topic=self._state_topic,
-                    error=self.host.last_error,
-                )
-            return
-        self._state_invalid.end()
-        if verdict is Verdict.STALE:
-            # An old host session's message (its Will, delivered late): not the news.
+        if verdict is not Verdict.INVALID:
+            self._state_invalid.end()
+        elif self._state_invalid.begin():
+            self._log.warning(
+                "sparkplug STATE message not understood; ignored",
+                topic=self._state_topic,
+                error=self.host.last_error,
+            )
+        if verdict in (Verdict.INVALID, Verdict.STALE):
+            # Not understood, or an old host session's message on this broker (its Will,
+            # delivered late): not the news.
             self.state_messages_ignored += 1
             return
         self._host_online = verdict is Verdict.ONLINE
