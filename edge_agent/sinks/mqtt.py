@@ -51,7 +51,7 @@ from edge_agent.sinks.brokers import BrokerSwitch
 from edge_agent.sinks.meta import encode_meta
 from edge_agent.sinks.mqtt_bridge import MqttError, Will
 from edge_agent.sinks.mqtt_commands import MqttCommands
-from edge_agent.sinks.mqtt_topics import MqttTopics
+from edge_agent.sinks.mqtt_topics import RESUBSCRIBING, MqttTopics
 from edge_agent.sinks.payload import encode_batch
 from edge_agent.sinks.resends import Resends
 from edge_agent.writes.model import WriteGate
@@ -402,6 +402,9 @@ class MqttSink:
             self._status = _Status.ONLINE
             reason = await self._serve_connection()
             self._status = _Status.OFFLINE
+            if reason.startswith(RESUBSCRIBING):  # our own doing: the same broker, at once
+                self._log.info("mqtt reconnecting to subscribe", reason=reason)
+                continue
             self._log.warning(
                 "mqtt connection lost; reconnecting", reason=reason, broker=self.broker
             )

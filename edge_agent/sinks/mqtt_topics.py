@@ -13,10 +13,16 @@ after any connection, with no second path to keep right.
 
 from __future__ import annotations
 
+from typing import Final
+
 import structlog
 
 from edge_agent.sinks.base import Subscription, TopicHandler
 from edge_agent.sinks.mqtt_bridge import MqttConnection, MqttError
+
+#: Why the connection is made anew when a subscription is added while connected: the
+#: sink reconnects to the same broker at once (not a failover, no backoff).
+RESUBSCRIBING: Final = "reconnecting to subscribe"
 
 log = structlog.get_logger("edge_agent.sink.mqtt")
 
@@ -52,7 +58,7 @@ class MqttTopics:
         self._subscriptions.append(subscription)
         connection = self.connection
         if connection is not None and connection.connected:
-            connection.abort(f"reconnecting to subscribe to {subscription.topic}")
+            connection.abort(f"{RESUBSCRIBING}: {subscription.topic}")
 
     @property
     def is_connected(self) -> bool:

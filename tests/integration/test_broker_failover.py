@@ -53,11 +53,12 @@ from edge_agent.model import SampleBatch
 from edge_agent.runtime.sink_runner import SinkRunner
 from edge_agent.service.agent import Agent
 from edge_agent.service.status import sink_status
+from edge_agent.sinks.base import Subscription
 from edge_agent.sinks.mqtt import MqttSink
 from edge_agent.sinks.sparkplug.metric_table import known_time_ns
 from edge_agent.sinks.sparkplug.sink import SparkplugSink
 from simulators.serve import serve_profile
-from tests.mqtt_support import Subscriber
+from tests.mqtt_support import Subscriber, wait_connected
 from tests.nats_cluster import NatsCluster, NatsNode, nats_cluster
 from tests.plant import demo_config, demo_profile
 from tests.servers import LOOPBACK, Mosquitto, free_port
@@ -492,4 +493,40 @@ async def test_sparkplug_stays_where_it_is_once_every_broker_said_the_host_is_of
     finally:
         if sink is not None:
             await sink.stop()
+        second.stop()
+
+
+async def test_a_subscription_added_while_connected_stays_on_the_same_broker(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Turning remote configuration on by a reload adds a subscription to a connected
+    sink, which makes its connection anew: to the same broker, at once; not a failover
+    to the next one (both brokers here work)."""
+    second = Mosquitto(port=free_port(), workdir=tmp_path / "second")
+    second.start()
+    sink = MqttSink(
+        MqttSinkConfig(
+            name="cloud",
+            type="mqtt",
+            keepalive=5,
+            brokers=[
+                {"host": LOOPBACK, "port": mosquitto.port},
+                {"host": LOOPBACK, "port": second.port},
+            ],  # type: ignore[list-item]
+        ),
+        PlantIdentity(name="p"),
+        connect_timeout=2.0,
+        backoff=Backoff(initial=30.0, cap=30.0, minimum=30.0),  # a backoff would show
+    )
+    try:
+        await sink.start()
+        await wait_connected(sink)
+        subscribed = asyncio.Event()
+        sink.topics.add(Subscription("edge/p/config/set", lambda *_: None, subscribed.set))
+        async with asyncio.timeout(5):
+            await subscribed.wait()
+        assert sink.broker == f"{LOOPBACK}:{mosquitto.port}"
+        assert sink.event_counts()["failovers"] == 0
+    finally:
+        await sink.stop()
         second.stop()
