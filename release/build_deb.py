@@ -26,8 +26,10 @@ shadow an installed package (the name ``packaging`` would have: pip and setuptoo
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,9 +73,28 @@ def run(*args: str | Path, cwd: Path | None = None) -> None:
     subprocess.run([str(a) for a in args], cwd=cwd, check=True, stdin=subprocess.DEVNULL)
 
 
+#: Where the drop-in of a remotely configured gateway is installed. Not under
+#: /usr/share/doc: minimal images exclude that from unpacking (dpkg's path-exclude).
+DROP_IN = "usr/share/edge-agent/remote-config.conf"
+
+
 def project_version() -> str:
-    with (ROOT / "pyproject.toml").open("rb") as file:
-        return str(tomllib.load(file)["project"]["version"])
+    """The project's one version: ``__version__`` in edge_agent/__init__.py.
+
+    pyproject.toml takes it from there too (``dynamic = ["version"]``), so the wheel, the
+    package and what the agent reports agree. Read from the source text, not imported:
+    this script runs before anything of the project is installed.
+    """
+    tree = ast.parse((ROOT / "edge_agent" / "__init__.py").read_text())
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["__version__"]
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            return node.value.value
+    raise SystemExit('edge_agent/__init__.py: no `__version__ = "..."` (the one version)')
 
 
 def build_wheel(into: Path, scratch: Path) -> Path:
@@ -86,8 +107,18 @@ def build_wheel(into: Path, scratch: Path) -> Path:
             shutil.copytree(path, source / name, symlinks=True, ignore=ignore)
         else:
             shutil.copy2(path, source / name)
-    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", into, ".", cwd=source)
+    # --isolated: no pip configuration or PIP_* variable of this machine takes part.
+    run(
+        sys.executable, "-m", "pip", "--isolated", "wheel", "--quiet", "--no-deps",
+        "-w", into, ".", cwd=source,
+    )  # fmt: skip
     (wheel,) = into.glob("edge_agent-*.whl")
+    built = deb_wheels.Wheel.of(wheel).version
+    if built != project_version():
+        raise SystemExit(
+            f"{wheel.name}: version {built}, but edge_agent/__init__.py says "
+            f"{project_version()}: pyproject.toml must take it from there (dynamic)"
+        )
     return wheel
 
 
@@ -96,17 +127,35 @@ def installed_pins(scratch: Path) -> Path:
 
     pip applies the ones that are dependencies of the target; the package then carries
     the versions the test suite ran against, not whatever is newest on the build day.
+    Only what this Python has installed can be pinned: on a clean build machine the
+    rest is the newest that pyproject.toml allows, and this says which.
     """
-    pins = sorted(
-        {
-            f"{d.metadata['Name']}=={d.version}"
-            for d in importlib.metadata.distributions()
-            if d.metadata["Name"] and d.metadata["Name"].lower() != "edge-agent"
-        }
-    )
+    installed = {
+        _normal(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions()
+        if d.metadata["Name"] and _normal(d.metadata["Name"]) != "edge-agent"
+    }
+    pins = sorted(f"{name}=={version}" for name, version in installed.items())
     path = scratch / "constraints.txt"
     path.write_text("\n".join(pins) + "\n")
+    free = [name for name in _direct_dependencies() if name not in installed]
+    if free:
+        print(
+            f"note: not installed here, so not pinned (newest allowed): {', '.join(free)};"
+            " build from the environment the tests ran in to carry their versions",
+            flush=True,
+        )
     return path
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _direct_dependencies() -> list[str]:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        requirements = tomllib.load(file)["project"]["dependencies"]
+    return [_normal(re.split(r"[\s<>=!~;\[(]", r, maxsplit=1)[0]) for r in requirements]
 
 
 def download(wheel: Path, arch: str, python: str, into: Path, pins: Path | None) -> None:
@@ -115,11 +164,24 @@ def download(wheel: Path, arch: str, python: str, into: Path, pins: Path | None)
     platforms = [arg for p in deb_wheels.platforms(arch) for arg in ("--platform", p)]
     constraints = ["-c", str(pins)] if pins else []
     run(
-        sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+        # --isolated: the machine's pip configuration (an index, find-links, a global
+        # constraint file, PIP_* variables) must not change what the package carries.
+        sys.executable, "-m", "pip", "--isolated", "download", "--quiet", "--only-binary=:all:",
         *platforms, "--python-version", python, "--implementation", "cp",
         "--abi", "cp" + python.replace(".", ""), "--abi", "abi3", "--abi", "none",
         *constraints, "-d", into, into / wheel.name,
     )  # fmt: skip
+
+
+#: The line by which postrm purge knows the copy of the drop-in in /etc as ours.
+DROP_IN_MARKER = "# Shipped by the edge-agent package"
+
+
+def drop_in_text() -> str:
+    text = (ROOT / "systemd" / "remote-config.conf").read_text()
+    if not text.startswith(DROP_IN_MARKER):
+        raise SystemExit(f"systemd/remote-config.conf: first line must start {DROP_IN_MARKER!r}")
+    return text
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -150,11 +212,9 @@ def stage(tree: Path, wheels: Path, arch: str, python: str, version: str, deb_ve
     env = (ROOT / "systemd" / "edge-agent.env.example").read_text()
     _write(tree / "etc" / "edge-agent" / "edge-agent.env", env, 0o600)  # secrets: root only
     _write(tree / "usr" / "share" / "doc" / "edge-agent" / "copyright", COPYRIGHT)
-    # The drop-in of a remotely configured gateway (docs/REMOTE_CONFIG.md): installed by hand.
-    drop_in = (ROOT / "systemd" / "remote-config.conf").read_text()
-    _write(
-        tree / "usr" / "share" / "doc" / "edge-agent" / "examples" / "remote-config.conf", drop_in
-    )
+    # The drop-in of a remotely configured gateway (docs/REMOTE_CONFIG.md): copied into
+    # /etc/systemd/system/edge-agent.service.d/ by hand; purge removes that copy.
+    _write(tree / DROP_IN, drop_in_text())
 
     # The files, and the venv postinst unpacks the wheels into (about their contents).
     files = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
@@ -181,6 +241,7 @@ def stage(tree: Path, wheels: Path, arch: str, python: str, version: str, deb_ve
     )
     for script in ("postinst", "prerm", "postrm"):
         text = (HERE / "debian" / script).read_text().replace("@PYVERSION@", version)
+        text = text.replace("@DROP_IN_MARKER@", DROP_IN_MARKER)
         _write(tree / "DEBIAN" / script, text, 0o755)
     for path in tree.rglob("*"):
         if path.is_dir() and not path.is_symlink():

@@ -157,3 +157,23 @@ def test_the_packaged_example_plant_is_valid_with_the_packaged_env_file() -> Non
     config = load_config(ROOT / "release" / "plant.yaml", env=env)
     assert str(config.state_dir) == "/var/lib/edge-agent"  # the unit's StateDirectory
     assert [d.name for d in config.devices] == ["main-meter"]
+
+
+def test_one_version_for_the_wheel_the_package_and_the_agent() -> None:
+    """pyproject.toml and release/build_deb.py take the version edge_agent reports."""
+    import tomllib
+
+    import edge_agent
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        pyproject = tomllib.load(file)
+    assert "version" not in pyproject["project"]
+    assert pyproject["project"]["dynamic"] == ["version"]
+    attr = pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+    assert attr == "edge_agent.__version__"
+    spec = importlib.util.spec_from_file_location("build_deb", ROOT / "release" / "build_deb.py")
+    assert spec is not None
+    assert spec.loader is not None
+    build_deb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_deb)  # finds deb_wheels in sys.modules (loaded above)
+    assert build_deb.project_version() == edge_agent.__version__
