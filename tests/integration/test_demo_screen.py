@@ -93,10 +93,24 @@ def _until_headlines(tmux: Tmux) -> list[str]:
     while time.monotonic() < deadline:
         screen = tmux.screen()
         text = "\n".join(screen)
-        if all(h in text for h in HEADLINES) and all(f"  {d} " in text for d in DEVICES):
+        if (
+            all(h in text for h in HEADLINES)
+            and all(f"  {d} " in text for d in DEVICES)
+            and all(_meter_shows_energy(screen, meter) for meter in METERS)
+        ):
             return screen
         time.sleep(0.3)
     raise AssertionError("the headline never showed; the screen:\n" + "\n".join(screen))
+
+
+#: Meters whose row shows today's energy and demand once their first reads are in (on a
+#: loaded machine the headlines may come first).
+METERS = ("line-meter", "compressor-meter")
+
+
+def _meter_shows_energy(screen: list[str], meter: str) -> bool:
+    rows = [line for line in screen if line.startswith(f"  {meter} ")]
+    return bool(rows) and " kWh " in rows[0] and rows[0].rstrip().endswith("kW")
 
 
 def _device_row(screen: list[str], device: str) -> str:
@@ -124,7 +138,7 @@ def test_demo_shows_its_headline_on_one_screen(columns: int, lines: int) -> None
     assert _device_row(screen, "cnc-1").split()[-1] == "waiting", shown
     press = _device_row(screen, "press-1").split()[-1]
     assert press == "waiting" or press.endswith("%"), shown
-    meters = [_device_row(screen, d) for d in ("line-meter", "compressor-meter")]
+    meters = [_device_row(screen, d) for d in METERS]
     assert all(" kWh " in row and row.rstrip().endswith("kW") for row in meters), shown
     wide = columns >= 120 and lines >= 40
     assert ("latest values" in shown) is wide, shown
