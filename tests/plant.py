@@ -32,6 +32,26 @@ def demo_profile() -> Profile:
     return parse_profile(text, str(PROFILE_FILE))
 
 
+def demo_devices_text(
+    ports: Mapping[str, int], devices: tuple[str, ...], edits: Mapping[str, str] | None = None
+) -> str:
+    """configs/demo-plant.yaml pointed at ``ports``, with ``devices`` only (no metrics:
+    they refer to devices dropped here), text ``edits`` applied, no sinks: a plant file
+    for tests that add their own sink and change devices (reload, remote configuration)."""
+    text = CONFIG_FILE.read_text()
+    for server, port in DEMO_PORTS.items():
+        text = text.replace(f"port: {port}}}", f"port: {ports[server]}}}")
+    text = text.partition("\nmetrics:\n")[0] + "\n"
+    head, _, rest = text.partition("devices:\n")
+    blocks = rest.split("\n  - name: ")
+    kept = [b for b in blocks[1:] if b.split("\n", 1)[0] in devices]
+    text = head + "devices:\n" + "".join(f"\n  - name: {b}" for b in kept).lstrip("\n") + "\n"
+    for old, new in (edits or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
 def demo_config(
     ports: Mapping[str, int],
     state_dir: Path,

@@ -25,7 +25,7 @@ from edge_agent.remote_config.keys import public_line
 from edge_agent.service.agent import Agent
 from edge_agent.service.supervisor import Supervisor
 from edge_agent.sinks.mqtt import MqttSink
-from tests.plant import CONFIG_FILE, DEMO_PORTS
+from tests.plant import demo_devices_text
 from tests.service_support import wait_for
 
 PLANT = "demo-plant"
@@ -43,17 +43,7 @@ def plant_text(
 ) -> str:
     """The demo plant with ``devices`` only, a sink ``cloud`` to the broker and a
     ``remote_config:`` listing the public halves of ``keys``."""
-    text = CONFIG_FILE.read_text()
-    for server, port in DEMO_PORTS.items():
-        text = text.replace(f"port: {port}}}", f"port: {ports[server]}}}")
-    text = text.partition("\nmetrics:\n")[0] + "\n"  # metrics refer to devices dropped here
-    head, _, rest = text.partition("devices:\n")
-    blocks = rest.split("\n  - name: ")
-    kept = [b for b in blocks[1:] if b.split("\n", 1)[0] in devices]
-    text = head + "devices:\n" + "".join(f"\n  - name: {b}" for b in kept).lstrip("\n") + "\n"
-    for old, new in (edits or {}).items():
-        assert old in text, old
-        text = text.replace(old, new)
+    text = demo_devices_text(ports, devices, edits)
     text += (
         "sinks:\n"
         f"  - {{name: cloud, type: mqtt, host: 127.0.0.1, port: {broker_port}, keepalive: 5}}\n"

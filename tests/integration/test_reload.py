@@ -22,7 +22,7 @@ from edge_agent.service.agent import Agent
 from edge_agent.service.supervisor import Supervisor
 from simulators.serve import serve_profile
 from tests.mqtt_support import Subscriber
-from tests.plant import CONFIG_FILE, DEMO_PORTS, demo_profile
+from tests.plant import demo_devices_text, demo_profile
 from tests.servers import Mosquitto
 from tests.service_support import wait_for
 
@@ -49,17 +49,7 @@ def _plant_file(
     edits: dict[str, str] | None = None,
 ) -> Path:
     """The demo plant with ``devices`` only, a sink to ``broker``, and text ``edits``."""
-    text = CONFIG_FILE.read_text()
-    for server, port in DEMO_PORTS.items():
-        text = text.replace(f"port: {port}}}", f"port: {ports[server]}}}")
-    text = text.partition("\nmetrics:\n")[0] + "\n"  # metrics refer to devices dropped here
-    head, _, rest = text.partition("devices:\n")
-    blocks = rest.split("\n  - name: ")
-    kept = [b for b in blocks[1:] if b.split("\n", 1)[0] in devices]
-    text = head + "devices:\n" + "".join(f"\n  - name: {b}" for b in kept).lstrip("\n") + "\n"
-    for old, new in (edits or {}).items():
-        assert old in text, old
-        text = text.replace(old, new)
+    text = demo_devices_text(ports, devices, edits)
     text += (
         "sinks:\n"
         f"  - {{name: broker, type: mqtt, host: 127.0.0.1, port: {broker.port}, "
