@@ -103,11 +103,6 @@ class BrokerSwitch:
         """The broker connected to, or the one being tried (or tried next)."""
         return self._rotation.current
 
-    @property
-    def several(self) -> bool:
-        """More than one broker to go to."""
-        return len(self._rotation.brokers) > 1
-
     def connection(
         self,
         client_id: str,
