@@ -23,6 +23,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -34,7 +35,6 @@ from edge_agent.remote_config.apply import RemoteConfig
 from edge_agent.remote_config.audit import ConfigAudit, config_audit_log
 from edge_agent.remote_config.wiring import RemoteConfigChannel
 from edge_agent.service.agent import Agent
-from edge_agent.service.health import HealthServer
 from edge_agent.service.liveness import LoopMonitor, liveness_problems
 from edge_agent.service.reload import ReloadResult, load_for_reload
 from edge_agent.service.sdnotify import Notifier
@@ -45,6 +45,11 @@ from edge_agent.service.status import (
     status_line,
 )
 from edge_agent.sinks.base import StatusPublisher
+
+if TYPE_CHECKING:
+    # aiohttp, prometheus_client and the console cost ~0.2 s to import: a plant without
+    # service.health never pays it (_start_health imports it when there is a listener).
+    from edge_agent.service.health import HealthServer
 
 log = structlog.get_logger("edge_agent.service")
 
@@ -260,6 +265,8 @@ class Supervisor:
         settings = self.agent.config.service.health
         if settings is None:
             return
+        from edge_agent.service.health import HealthServer  # lazy: aiohttp, prometheus
+
         server = HealthServer(
             self.agent,
             self.stats,

@@ -165,6 +165,21 @@ def test_the_core_model_and_the_calculators_import_no_pydantic(module: str) -> N
     assert result.stdout.strip() == ""
 
 
+def test_the_service_imports_its_web_stack_only_for_a_listener() -> None:
+    """aiohttp, prometheus_client and the console are about a fifth of a second of the
+    start: a plant without ``service.health`` (the demo plant) must not pay for them."""
+    code = (
+        "import sys, edge_agent.cli, edge_agent.service.supervisor\n"
+        "heavy = [m for m in ('aiohttp', 'prometheus_client', 'edge_agent.console.app',"
+        " 'edge_agent.service.health') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == ""
+
+
 def test_the_core_imports_no_protocol_library() -> None:
     """pymodbus and asyncua are the drivers' business (drivers/ and simulators/)."""
     offenders = []
