@@ -9,13 +9,17 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent import __version__
-from edge_agent.config import PlantConfig
-from edge_agent.config.loader import ConfigReport, load_report
+from edge_agent.commissioning_cli import add_commissioning_commands
 from edge_agent.errors import ConfigError
 from edge_agent.remote_config.cli import add_config_commands
 from edge_agent.writes.cli import add_write_commands
+
+if TYPE_CHECKING:  # the config models take a fifth of a second to build: not for --version
+    from edge_agent.config import PlantConfig
+    from edge_agent.config.loader import ConfigReport
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,6 +34,8 @@ def _load_or_report(path: str, env: Mapping[str, str] | None = None) -> PlantCon
 def _report(path: str, env: Mapping[str, str] | None = None) -> ConfigReport | None:
     """The plant file at ``path`` with its warnings printed (stderr), or None after
     printing its problems and warnings in line order."""
+    from edge_agent.config.loader import load_report
+
     try:
         report = load_report(path, env)
     except ConfigError as exc:
@@ -175,6 +181,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def plant_schema() -> dict[str, object]:
     """The JSON Schema of the plant file (committed as configs/schema.json)."""
+    from edge_agent.config import PlantConfig
+
     schema = PlantConfig.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "edge-agent plant configuration"
@@ -277,135 +285,6 @@ def _add_opcua_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     certs.set_defaults(handler=cmd_certs)
 
 
-def _add_commissioning_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> None:
-    """``read`` and ``probe``: find a register's address, type and byte order at the device."""
-
-    def cmd_read(args: argparse.Namespace) -> int:
-        if args.target.lower().startswith("opc.tcp://"):
-            from drivers.opcua.cli import load_plant
-            from drivers.opcua.read import run_read_node  # lazy: asyncua only for OPC UA
-
-            if not args.node:
-                print(
-                    "error: an OPC UA read needs --node ID (see `edge-agent browse URL`)",
-                    file=sys.stderr,
-                )
-                return EXIT_CONFIG
-            config = None
-            if args.config:
-                config = load_plant(args.config)
-                if config is None:
-                    return EXIT_CONFIG
-            return run_read_node(
-                args.target,
-                args.node,
-                config=config,
-                security=args.security,
-                user=args.user,
-                password_env=args.password_env,
-                out=sys.stdout,
-            )
-        from drivers.modbus.commands import read_command
-
-        if args.node:
-            print(
-                "error: --node is for OPC UA (opc.tcp://...); Modbus takes --address",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        return read_command(
-            args.target,
-            unit=args.unit,
-            table=args.table,
-            address=args.address,
-            count=args.count,
-            type_=args.type,
-            byte_order=args.byte_order,
-            scale=args.scale,
-            timeout=args.timeout,
-        )
-
-    def cmd_probe(args: argparse.Namespace) -> int:
-        from drivers.modbus.commands import probe_command
-
-        return probe_command(
-            args.target,
-            unit=args.unit,
-            table=args.table,
-            address=args.address,
-            count=args.count,
-            expect=args.expect,
-            scan_units=args.scan_units,
-            scan_registers=args.scan_registers,
-            first=args.first,
-            last=args.last,
-            block=args.block,
-            pause=args.pause,
-            budget=args.budget,
-            timeout=args.timeout,
-            scales=args.scales,
-            top=args.top,
-        )
-
-    def _add_modbus_arguments(
-        command: argparse.ArgumentParser, *, address_help: str, opcua: bool
-    ) -> None:
-        command.add_argument(
-            "target",
-            help="tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=9600&parity=E"
-            + (" (or opc.tcp://HOST:PORT with --node)" if opcua else ""),
-        )
-        command.add_argument("--unit", type=int, default=1, help="Modbus unit id (1)")
-        command.add_argument(
-            "--table", default="holding", help="holding (default), input, coil or discrete"
-        )
-        command.add_argument("--address", type=int, help=address_help)
-        command.add_argument("--timeout", type=float, default=1.0, help="seconds per request (1)")
-
-    read = commands.add_parser(
-        "read", help="one request: raw registers and the value as every type and byte order"
-    )
-    _add_modbus_arguments(read, address_help="0-based protocol address", opcua=True)
-    read.add_argument("--count", type=int, help="registers (or bits) to read (2; 1 for bits)")
-    read.add_argument("--type", help="decode as this type only (e.g. float32, uint16)")
-    read.add_argument("--byte-order", help="with --type: ABCD (default), CDAB, BADC or DCBA")
-    read.add_argument("--scale", type=float, default=1.0, help="with --type: value = raw x scale")
-    read.add_argument("--node", help="OPC UA: NodeId, nsu=URI;s=..., or /browse/path")
-    read.add_argument("--security", default="None", metavar="POLICY/MODE", help="OPC UA")
-    read.add_argument("--user", default="", help="OPC UA user; password from --password-env")
-    read.add_argument("--password-env", default="OPCUA_PASSWORD", metavar="VAR")
-    read.add_argument("-c", "--config", help="OPC UA: plant file with certificates and trust list")
-    read.set_defaults(handler=cmd_read)
-
-    probe = commands.add_parser(
-        "probe", help="rank decodings in an expected range; scan unit ids or a register map"
-    )
-    _add_modbus_arguments(
-        probe, address_help="0-based address (--expect; start of scans)", opcua=False
-    )
-    mode = probe.add_mutually_exclusive_group(required=True)
-    mode.add_argument(
-        "--expect", metavar="LOW..HIGH", help="e.g. 220..240 (negative: --expect=-5..5)"
-    )
-    mode.add_argument(
-        "--scan-units", metavar="A..B", help="find the unit ids that answer, e.g. 1..247"
-    )
-    mode.add_argument("--scan-registers", action="store_true", help="map readable ranges and holes")
-    probe.add_argument("--count", type=int, default=4, help="--expect: registers to read (4)")
-    probe.add_argument("--scales", default="1,0.1,0.01,0.001", help="--expect: scales to try")
-    probe.add_argument("--top", type=int, default=8, help="--expect: decodings to list (8)")
-    probe.add_argument("--from", dest="first", type=int, metavar="A", help="scan start (0)")
-    probe.add_argument("--to", dest="last", type=int, metavar="B", help="scan end (A+999)")
-    probe.add_argument("--block", type=int, default=100, help="scan: addresses per request (100)")
-    probe.add_argument(
-        "--pause", type=float, default=0.1, help="scan: seconds between requests (0.1)"
-    )
-    probe.add_argument("--budget", type=float, default=300.0, help="scan: seconds at most (300)")
-    probe.set_defaults(handler=cmd_probe)
-
-
 def _add_template_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from edge_agent.template_commands import add_template_commands
 
@@ -476,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     outbox_status.add_argument("--json", action="store_true", help="machine-readable output")
     outbox_status.set_defaults(handler=cmd_outbox_status)
     _add_opcua_commands(commands)
-    _add_commissioning_commands(commands)
+    add_commissioning_commands(commands)
     _add_template_commands(commands)
     _add_once_and_status(commands)
     _add_report_command(commands)

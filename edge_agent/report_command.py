@@ -13,16 +13,16 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from edge_agent.config import PlantConfig
-from edge_agent.metrics.report_files import find_report, list_reports, reports_root
-from edge_agent.metrics.report_render import render_text
+if TYPE_CHECKING:
+    from edge_agent.config import PlantConfig
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1
 EXIT_CONFIG = 2
 
-Loader = Callable[[str], PlantConfig | None]
+Loader = Callable[[str], "PlantConfig | None"]
 
 
 def _day(text: str) -> str:
@@ -52,6 +52,10 @@ def add_report_command(
 
 
 def cmd_report(args: argparse.Namespace, load: Loader) -> int:
+    # The reports' modules load the config models: with the command, not with --help.
+    from edge_agent.metrics.report_files import find_report, list_reports, reports_root
+    from edge_agent.metrics.report_render import render_text
+
     config = load(args.config)
     if config is None:
         return EXIT_CONFIG

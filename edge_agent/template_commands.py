@@ -12,17 +12,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.bundled import templates_dir as bundled_dir
-from edge_agent.config.loader import describe_error
-from edge_agent.config.template_files import (
-    DeviceTemplate,
-    LoadedTemplate,
-    TemplateTag,
-    library,
-    load_template,
-    unknown_template,
-)
+
+if TYPE_CHECKING:  # the config models load with the command, not with `edge-agent --help`
+    from edge_agent.config.template_files import DeviceTemplate, LoadedTemplate, TemplateTag
 
 EXIT_OK = 0
 EXIT_BROKEN = 1
@@ -44,6 +39,9 @@ def add_template_commands(commands: argparse._SubParsersAction[argparse.Argument
 
 
 def run_list(args: argparse.Namespace) -> int:
+    from edge_agent.config.loader import describe_error
+    from edge_agent.config.template_files import library, load_template
+
     known = library(args.dir)
     if not known:
         print("no templates found")
@@ -66,6 +64,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from edge_agent.config.loader import describe_error
+    from edge_agent.config.template_files import library, load_template, unknown_template
+
     known = library(args.dir)
     path = known.get(args.name)
     if path is None:

@@ -24,10 +24,11 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge_agent.config import PlantConfig, parse_duration
-from edge_agent.config.writes import WritePolicy
-from edge_agent.writes.audit import datetime_ns
+if TYPE_CHECKING:  # the config models load with the command that needs them
+    from edge_agent.config import PlantConfig
+    from edge_agent.config.writes import WritePolicy
 
 EXIT_APPLIED = 0
 EXIT_REFUSED = 1
@@ -291,6 +292,9 @@ def show(value: object) -> str:
 def since_ns(text: str, now_ns: int | None = None) -> int:
     """``1h`` (that long ago), or a time: RFC 3339 with an offset, or without one in the
     machine's local time; ns since the epoch."""
+    from edge_agent.config import parse_duration
+    from edge_agent.writes.audit import datetime_ns
+
     now_ns = time.time_ns() if now_ns is None else now_ns
     try:  # the plant file's durations: 90s, 30m, 1h, 2d
         seconds = parse_duration(text.strip())

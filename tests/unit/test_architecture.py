@@ -180,6 +180,23 @@ def test_the_service_imports_its_web_stack_only_for_a_listener() -> None:
     assert result.stdout.strip() == ""
 
 
+def test_the_command_line_imports_the_config_models_only_for_a_command() -> None:
+    """``edge-agent --version`` and ``--help`` are the first things a user times: the
+    pydantic config models (a fifth of a second to build) load with a command that
+    reads a plant file, not with the command line itself."""
+    code = (
+        "import sys, edge_agent.cli\n"
+        "edge_agent.cli.build_parser()\n"
+        "heavy = [m for m in ('edge_agent.config', 'pydantic', 'yaml', 'structlog')"
+        " if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == ""
+
+
 def test_the_core_imports_no_protocol_library() -> None:
     """pymodbus and asyncua are the drivers' business (drivers/ and simulators/)."""
     offenders = []
