@@ -26,10 +26,12 @@ import contextlib
 import logging
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +212,20 @@ async def agent_subscribe(
             await task
 
 
+async def _paired(
+    round_: int,
+    floor: Callable[[], Awaitable[Rate]],
+    agent: Callable[[], Awaitable[Rate]],
+) -> tuple[Rate, Rate]:
+    """One pair, floor first in even rounds and agent first in odd ones: a server that
+    warms up or a machine that gets busy during a round falls on both sides alike."""
+    if round_ % 2 == 0:
+        first = await floor()
+        return first, await agent()
+    second = await agent()
+    return await floor(), second
+
+
 def _line(floor: Rate, agent: Rate) -> str:
     return (
         f"  bare asyncua {floor[0]:8,.0f}/s ({floor[1]:5.1f} µs CPU each)   "
@@ -252,34 +268,73 @@ async def main(
         print(f"  {mode} at {nodes} nodes failed: {text} (the simulator is the bottleneck)")
         records.append({"nodes": nodes, "mode": mode, "error": text})
 
+    def summarize(nodes: int, mode: str) -> None:
+        """The figure of record: median and range over the rounds, and the load."""
+        done = [
+            r for r in records if r["nodes"] == nodes and r["mode"] == mode and "error" not in r
+        ]
+        if not done:
+            return
+        cpu = [r["agent_floor_cpu_ratio"] for r in done if r["agent_floor_cpu_ratio"]]
+        rate = [r["agent_values_per_s"] / r["floor_values_per_s"] for r in done]
+        load = os.getloadavg()[0]
+        line = (
+            f"  {len(done)} pairs: agent/floor CPU per value median {statistics.median(cpu):.2f}"
+            f" (range {min(cpu):.2f}-{max(cpu):.2f}); throughput median"
+            f" {statistics.median(rate):.0%} ({min(rate):.0%}-{max(rate):.0%}); load {load:.2f}"
+        )
+        print(line, flush=True)
+        records.append(
+            {
+                "nodes": nodes,
+                "mode": mode,
+                "summary": {
+                    "pairs": len(done),
+                    "cpu_ratio_median": statistics.median(cpu),
+                    "cpu_ratio_range": [min(cpu), max(cpu)],
+                    "throughput_ratio_median": statistics.median(rate),
+                    "throughput_ratio_range": [min(rate), max(rate)],
+                    "load_average": load,
+                },
+            }
+        )
+
     with tempfile.TemporaryDirectory() as state_dir:
         for nodes in sizes:
             print(f"read mode: bulk reads of {nodes} nodes, values/s (server updates every 1 s)")
             async with serve(update_interval=1.0, nodes=nodes) as endpoint:
-                for _ in range(rounds):
+                for round_ in range(rounds):
                     try:
-                        floor = await floor_read(endpoint, seconds, nodes)
-                        agent = await agent_read(endpoint, seconds, state_dir, nodes)
+                        floor, agent = await _paired(
+                            round_,
+                            partial(floor_read, endpoint, seconds, nodes),
+                            partial(agent_read, endpoint, seconds, state_dir, nodes),
+                        )
                     except (OSError, TimeoutError, ua.UaError) as exc:
                         failed(nodes, "read", exc)
                         break
                     keep(nodes, "read", floor, agent)
+            summarize(nodes, "read")
             interval_ms = max(100, nodes // 10)
             print(
                 f"subscribe mode: {nodes} monitored items, notifications/s "
                 f"(all change every {interval_ms} ms)"
             )
             async with serve(update_interval=interval_ms / 1000, nodes=nodes) as endpoint:
-                for _ in range(rounds):
+                for round_ in range(rounds):
                     try:
-                        floor = await floor_subscribe(endpoint, seconds, nodes, interval_ms)
-                        agent = await agent_subscribe(
-                            endpoint, seconds, state_dir, nodes, interval_ms
+                        floor, agent = await _paired(
+                            round_,
+                            partial(floor_subscribe, endpoint, seconds, nodes, interval_ms),
+                            partial(
+                                agent_subscribe, endpoint, seconds, state_dir, nodes, interval_ms
+                            ),
                         )
                     except (OSError, TimeoutError, ua.UaError) as exc:
                         failed(nodes, "subscribe", exc)
                         break
                     keep(nodes, "subscribe", floor, agent)
+            summarize(nodes, "subscribe")
     return records
 
 
