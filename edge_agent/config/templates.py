@@ -31,7 +31,7 @@ from typing import Any, get_args
 from pydantic import TypeAdapter, ValidationError
 
 from edge_agent.config.base import Interval
-from edge_agent.config.builder import SourceMap
+from edge_agent.config.source_map import SourceMap
 from edge_agent.config.checks.common import Loc, format_path
 from edge_agent.config.metrics import EnergyUnit, PowerUnit
 from edge_agent.config.modbus import TagOverride
