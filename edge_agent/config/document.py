@@ -62,10 +62,16 @@ def read_document(
     source = SourceMap(file)
     builder = Builder(source, env, text)
     feed_scan, feed_builder = scan.feed, builder.feed
+    scan_scalar, build_scalar = scan.scalar, builder.scalar
+    scalar_event = yaml.ScalarEvent
     try:
         for event in yaml.parse(text, Loader=YAML_LOADER):
-            feed_scan(event)
-            feed_builder(event)
+            if type(event) is scalar_event and event.anchor is None:
+                scan_scalar(event)
+                build_scalar(event)
+            else:
+                feed_scan(event)
+                feed_builder(event)
     except yaml.YAMLError as exc:
         raise ConfigError([yaml_problem(exc, file, text)]) from None
     return Document(

@@ -27,6 +27,7 @@ import codecs
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -207,9 +208,7 @@ class ShapeScan:
         self.documents = 0
 
     def shape(self) -> DocumentShape:
-        return DocumentShape(
-            self.total, self.deepest, self.problems, frozenset(self.anchored)
-        )
+        return DocumentShape(self.total, self.deepest, self.problems, frozenset(self.anchored))
 
     def _fail(self, line: int, message: str) -> ConfigError:
         return ConfigError([f"{self.file}:{line}: {message}"])
@@ -237,7 +236,19 @@ class ShapeScan:
         stack = self.stack
         return bool(stack) and stack[-1].is_mapping and stack[-1].at_key
 
-    def feed(self, event: yaml.Event) -> None:
+    def scalar(self, event: yaml.ScalarEvent) -> None:
+        """:meth:`feed` for a scalar without an anchor (nine events in ten), faster."""
+        self.total += 1
+        stack = self.stack
+        if stack:
+            parent = stack[-1]
+            parent.values += 1
+            if parent.is_mapping:
+                parent.at_key = not parent.at_key
+        if self.total > self.limits.max_values:
+            self._over(event)
+
+    def feed(self, event: Any) -> None:  # Any: libyaml's events, taken by type()
         kind = type(event)
         if kind is yaml.ScalarEvent:
             self.total += 1
@@ -272,22 +283,24 @@ class ShapeScan:
         else:
             return
         if self.total > self.limits.max_values:
-            limit = self.limits.max_values
-            if self.aliased * 2 > self.total:
-                message = f"aliases expand the file to more than {limit:,} values"
-            else:
-                message = f"the file holds more than {limit:,} values"
-            raise self._fail(_line(event), message + " (the limit)")
+            self._over(event)
 
-    def _start(self, event: yaml.Event, is_mapping: bool) -> None:
+    def _over(self, event: yaml.Event) -> None:
+        """More values than the limit, counted up to ``event``."""
+        limit = self.limits.max_values
+        if self.aliased * 2 > self.total:
+            message = f"aliases expand the file to more than {limit:,} values"
+        else:
+            message = f"the file holds more than {limit:,} values"
+        raise self._fail(_line(event), message + " (the limit)")
+
+    def _start(self, event: Any, is_mapping: bool) -> None:
         line = _line(event)
         stack = self.stack
         if len(stack) + 1 > self.limits.max_depth:
             raise self._fail(line, _too_deep(self.limits))
         if self._at_key():
-            self.problems.append(
-                (line, f"a {'mapping' if is_mapping else 'list'} cannot be a key")
-            )
+            self.problems.append((line, f"a {'mapping' if is_mapping else 'list'} cannot be a key"))
         anchor = event.anchor
         if anchor is not None:
             self._define(anchor, line)
@@ -298,7 +311,7 @@ class ShapeScan:
             self.deepest = len(stack)
         self.total += 1
 
-    def _alias(self, event: yaml.Event) -> None:
+    def _alias(self, event: Any) -> None:
         line = _line(event)
         name = str(event.anchor)
         if name in self.open_anchors:

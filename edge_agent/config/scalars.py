@@ -31,6 +31,9 @@ _PLAIN_CONSTRUCTORS = {
 }
 #: Marks a key or value that could not be read (already reported).
 UNREADABLE = object()
+#: Marks a scalar :meth:`Scalars.plain` leaves to the full reading.
+SLOW = object()
+_NUMBERS = {_YAML_TAG + name for name in ("int", "float", "null")}
 #: Plain scalars whose tag is remembered: a plant file repeats a few hundred words
 #: (holding, float32, 1s) a hundred thousand times.
 _RESOLVED_CACHE = 4096
@@ -52,6 +55,8 @@ class Scalars:
         self.bool_words: dict[Loc, str] = {}
         self._constructor = yaml.SafeLoader("")
         self._tags: dict[str, str] = {}
+        #: Plain numbers already read (addresses, scales), by their text.
+        self._numbers: dict[str, Any] = {}
 
     def tag(self, event: yaml.ScalarEvent) -> str:
         """The scalar's tag: as written, else as YAML resolves it."""
@@ -68,6 +73,39 @@ class Scalars:
         if event.implicit[0] and len(self._tags) < _RESOLVED_CACHE:
             self._tags[text] = tag
         return str(tag)
+
+    def plain(self, event: yaml.ScalarEvent) -> Any:
+        """What :meth:`value` gives for an untagged string or number without ``${``,
+        the everyday scalar of a plant file, without a path; :data:`SLOW` for any other."""
+        if event.tag is not None:
+            return SLOW
+        text = event.value
+        if not event.implicit[0]:  # quoted, or a block: a string
+            return SLOW if "${" in text else sys.intern(text)
+        tag = self._tags.get(text) or self.tag(event)
+        if tag == _STR_TAG:
+            return SLOW if "${" in text else sys.intern(text)
+        if tag in _NUMBERS:
+            number = self._numbers.get(text, SLOW)
+            if number is not SLOW:
+                return number
+            try:
+                number = _PLAIN_CONSTRUCTORS[tag](self._constructor, yaml.ScalarNode(tag, text))
+            except ValueError:
+                return SLOW
+            if len(self._numbers) < _RESOLVED_CACHE:
+                self._numbers[text] = number
+            return number
+        return SLOW  # a boolean (its word is remembered), a timestamp...
+
+    def plain_key(self, event: yaml.ScalarEvent) -> Any:
+        """:meth:`plain` for a key: a string key; :data:`SLOW` for any other."""
+        if event.tag is not None:
+            return SLOW
+        text = event.value
+        if event.implicit[0] and (self._tags.get(text) or self.tag(event)) != _STR_TAG:
+            return SLOW
+        return sys.intern(text)
 
     def value(self, event: yaml.ScalarEvent, line: int, path: Loc) -> Any:
         """The value of a scalar written as a value (not a key) at ``path``."""

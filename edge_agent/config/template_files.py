@@ -31,9 +31,9 @@ from edge_agent.bundled import templates_dir as bundled_templates_dir
 from edge_agent.config.base import Duration, Interval, Name, Strict
 from edge_agent.config.checks.common import Finding, Loc, format_path
 from edge_agent.config.checks.modbus import check_modbus_device
+from edge_agent.config.document import read_document
 from edge_agent.config.metrics import CounterTag, PowerTag, StateFromTag
 from edge_agent.config.modbus import ByteOrder, ModbusDeviceConfig, ModbusTag
-from edge_agent.config.document import read_document
 from edge_agent.config.reading import DEFAULT_LIMITS, LoadLimits, read_plant_file
 from edge_agent.config.source_map import SourceMap
 from edge_agent.errors import ConfigError

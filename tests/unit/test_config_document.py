@@ -42,7 +42,8 @@ ENV = {"PLC_HOST": "10.0.0.5", "EMPTY": "", "QOS": "1"}
 #: Corners of anchors, aliases, merge keys and odd keys, each a whole document.
 CORNERS = [
     "a: &x {k: 1}\nb: *x\nc: {<<: *x, j: 2}\n",
-    "d: &m\n  name: m1\n  host: ${PLC_HOST}\n  port: ${NOPE}\nlist:\n  - *m\n  - {<<: *m, name: m2}\n",
+    "d: &m\n  name: m1\n  host: ${PLC_HOST}\n  port: ${NOPE}\n"
+    "list:\n  - *m\n  - {<<: *m, name: m2}\n",
     "base: &b {a: 1, b: 2}\nmore: &c {c: 3}\nm: {<<: [*b, *c], a: 9}\nn:\n  <<: [*c, *b]\n",
     "m: {<<: [{x: ${A}}, {y: ${B}}], z: 1}\n",
     "m: {<<: [&a {x: 1}, {y: *a}]}\nlater: *a\n",
@@ -172,7 +173,8 @@ def assert_same(text: str, env: dict[str, str] | None) -> None:
     if isinstance(old, str) or isinstance(new, str):
         assert old == new
         return
-    assert isinstance(old, OldDocument) and isinstance(new, Document)
+    assert isinstance(old, OldDocument)
+    assert isinstance(new, Document)
     assert new.empty == old.empty
     _same_data(old.data, new.data, {})
     assert new.problems == old.problems
