@@ -37,111 +37,33 @@ from typing import Any
 import yaml
 
 from edge_agent.config.checks.common import Loc, format_path, short_repr
+from edge_agent.config.frames import (
+    BESIDE,
+    MERGE,
+    MERGE_KEY,
+    PATH,
+    SKIP,
+    Built,
+    Event,
+    Frame,
+    Map,
+    MergeList,
+    Seq,
+    Skip,
+    as_steps,
+    child_path,
+    is_path_key,
+    write,
+)
 from edge_agent.config.scalars import MERGE_TAG, SLOW, UNREADABLE, Scalars
-from edge_agent.config.source_map import Entry, Items, Keys, Record, SourceMap, Steps, combine
+from edge_agent.config.source_map import Items, Keys, Record, SourceMap, Steps
 
 __all__ = ["Builder", "SourceMap"]
 
-#: libyaml's events, taken by ``type()`` for speed (types-PyYAML's base Event declares
-#: none of ``anchor``, ``tag``, ``value``, and a mark that may be None).
-Event = Any
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 #: A mapping with more keys than this keeps them in a dict (a lookup per key).
 _FEW_KEYS = 32
-
-
-class _Built:
-    """An anchored list or mapping as first built."""
-
-    __slots__ = ("line", "path", "value")
-
-    def __init__(self, value: Any, path: Loc, line: int) -> None:
-        self.value, self.path, self.line = value, path, line
-
-
-class _Frame:
-    """A list or mapping being built (or skipped): what its next event means."""
-
-    __slots__ = ("anchor", "line", "path")
-
-    def __init__(self, path: Loc, line: int, anchor: str | None) -> None:
-        self.path, self.line, self.anchor = path, line, anchor
-
-
-class _Skip(_Frame):
-    """Events nobody builds here: a list or mapping as a key, the value of a key that
-    is skipped, or an anchored value used again (already built)."""
-
-    __slots__ = ("depth", "of_key", "reuse")
-
-    def __init__(self, reuse: _Built | None = None, of_key: bool = False) -> None:
-        super().__init__((), 0, None)
-        self.depth = 1
-        self.reuse = reuse
-        #: A key is skipped (its value comes next), not a value.
-        self.of_key = of_key
-
-
-class _Seq(_Frame):
-    __slots__ = ("items", "kids", "lines")
-
-    def __init__(self, path: Loc, line: int, anchor: str | None) -> None:
-        super().__init__(path, line, anchor)
-        self.items: list[Any] = []
-        self.lines = array("I")
-        self.kids: list[Record | None] | None = None
-
-
-#: What the value after a key means.
-_PATH, _BESIDE, _SKIP, _MERGE, _MERGE_KEY = range(5)
-
-
-class _Map(_Frame):
-    __slots__ = (
-        "at_key",
-        "key",
-        "keys",
-        "kids",
-        "line_list",
-        "merged",
-        "merged_from",
-        "mode",
-        "result",
-        "seen_at",
-        "steps",
-    )
-
-    def __init__(self, path: Loc, line: int, anchor: str | None) -> None:
-        super().__init__(path, line, anchor)
-        self.result: dict[Any, Any] = {}
-        self.seen_at: dict[Any, int] = {}
-        self.merged: dict[Any, Any] = {}
-        self.merged_from: dict[Any, Loc] = {}
-        self.at_key = True
-        self.mode = _PATH
-        self.key: Any = None
-        #: Lines of the keys, in order; once something else is written here (a merge,
-        #: a key that is no path step), ``steps`` takes over.
-        self.keys: list[Any] = []
-        self.line_list: list[int] = []
-        self.kids: list[Record | None] | None = None
-        self.steps: Steps | None = None
-
-
-class _MergeList(_Frame):
-    """``<<: [*a, *b]``: the events, kept until the end, then built last to first."""
-
-    __slots__ = ("building", "depth", "index", "items", "kids")
-
-    def __init__(self, path: Loc, line: int) -> None:
-        super().__init__(path, line, None)
-        self.depth = 1
-        self.items: list[list[Event]] = []
-        self.kids: dict[Any, Entry] = {}
-        #: The items are being built; ``index``: the one being built.
-        self.building = False
-        self.index = 0
 
 
 class Builder:
@@ -157,9 +79,9 @@ class Builder:
         self.bool_words = self.scalars.bool_words
         self.data: Any = None
         self._text = text
-        self._stack: list[_Frame] = []
+        self._stack: list[Frame] = []
         #: Anchor -> the list or mapping as first built.
-        self._built: dict[str, _Built] = {}
+        self._built: dict[str, Built] = {}
         #: Anchor of a scalar -> its event (read again at each alias).
         self._scalar_anchors: dict[str, Event] = {}
         #: Anchor of a list or mapping -> its tag and whether it is a list.
@@ -185,21 +107,21 @@ class Builder:
                 self._value(event, ())
             return
         top = stack[-1]
-        if type(top) is _Map:
+        if type(top) is Map:
             if top.at_key:
                 self._key(top, event)
-            elif top.mode == _SKIP or top.mode == _MERGE_KEY:
+            elif top.mode == SKIP or top.mode == MERGE_KEY:
                 self._skip(top, event)
-            elif top.mode == _MERGE:
+            elif top.mode == MERGE:
                 self._merge_value(top, event)
             else:
-                self._value(event, _child(top))
-        elif type(top) is _Seq:
+                self._value(event, child_path(top))
+        elif type(top) is Seq:
             self._value(event, (*top.path, len(top.items)))
-        elif type(top) is _Skip:
+        elif type(top) is Skip:
             self._skipping(top, event)
         else:
-            assert isinstance(top, _MergeList)
+            assert isinstance(top, MergeList)
             if top.building:
                 self._value(event, (*top.path, "<<", top.index))
             else:
@@ -211,8 +133,8 @@ class Builder:
         stack = self._stack
         top = stack[-1] if stack else None
         kind = type(top)
-        if kind is _Map:
-            assert isinstance(top, _Map)
+        if kind is Map:
+            assert isinstance(top, Map)
             if top.at_key:
                 key = self.scalars.plain_key(event)
                 if key is SLOW or key in top.seen_at or top.steps is not None:
@@ -222,11 +144,11 @@ class Builder:
                 top.seen_at[key] = line
                 top.key = key
                 top.at_key = False
-                top.mode = _PATH
+                top.mode = PATH
                 top.keys.append(key)
                 top.line_list.append(line)
                 return
-            if top.mode != _PATH:
+            if top.mode != PATH:
                 self.feed(event)
                 return
             value = self.scalars.plain(event)
@@ -237,8 +159,8 @@ class Builder:
             top.at_key = True
             if top.steps is None and top.kids is not None:
                 top.kids.append(None)
-        elif kind is _Seq:
-            assert isinstance(top, _Seq)
+        elif kind is Seq:
+            assert isinstance(top, Seq)
             line = event.start_mark.line + 1
             value = self.scalars.plain(event)
             if value is SLOW:
@@ -263,11 +185,11 @@ class Builder:
             built = self._built.get(anchor) if anchor is not None else None
             if built is not None:  # read again (a value built away from its place)
                 self.source.origins[path] = built.path
-                self._stack.append(_Skip(built))
+                self._stack.append(Skip(built))
             elif kind is yaml.MappingStartEvent:
-                self._stack.append(_Map(path, line, anchor))
+                self._stack.append(Map(path, line, anchor))
             else:
-                self._stack.append(_Seq(path, line, anchor))
+                self._stack.append(Seq(path, line, anchor))
         elif isinstance(event, yaml.CollectionEndEvent):
             self._end(self._stack.pop())
 
@@ -301,19 +223,19 @@ class Builder:
                 return events
         raise AssertionError(f"anchor &{anchor} not found again")  # the scan saw it
 
-    def _end(self, frame: _Frame) -> None:
+    def _end(self, frame: Frame) -> None:
         """A list or mapping is complete: give it to its parent."""
         record: Record | None
         value: Any
-        if type(frame) is _Map:
+        if type(frame) is Map:
             value = self._map_value(frame)
             record = self._map_record(frame)
         else:
-            assert isinstance(frame, _Seq)
+            assert isinstance(frame, Seq)
             value = frame.items
             record = Items(frame.lines, frame.kids)
         if frame.anchor is not None:
-            self._built[frame.anchor] = _Built(value, frame.path, frame.line)
+            self._built[frame.anchor] = Built(value, frame.path, frame.line)
         self._done(value, frame.line, record, frame.path)
 
     def _done(self, value: Any, line: int, record: Record | None, origin: Loc) -> None:
@@ -324,7 +246,7 @@ class Builder:
             self.source.tree = record
             return
         top = stack[-1]
-        if type(top) is _Seq:
+        if type(top) is Seq:
             top.items.append(value)
             top.lines.append(line)
             if record is not None:
@@ -333,15 +255,15 @@ class Builder:
                 top.kids.append(record)
             elif top.kids is not None:
                 top.kids.append(None)
-        elif type(top) is _Map:
+        elif type(top) is Map:
             self._map_child(top, value, line, record, origin)
         else:
-            assert isinstance(top, _MergeList)
+            assert isinstance(top, MergeList)
             self._merge_item(top, value, record, origin)
 
     # ------------------------------------------------------------------ mappings
 
-    def _key(self, frame: _Map, event: Event) -> None:
+    def _key(self, frame: Map, event: Event) -> None:
         kind = type(event)
         if kind is yaml.MappingEndEvent:
             self._end(self._stack.pop())
@@ -351,84 +273,84 @@ class Builder:
             scalar = self._scalar_anchors.get(event.anchor)
             if scalar is None:  # a list or mapping as a key: reported by the scan
                 tag, _ = self._collections[event.anchor]
-                frame.mode = _MERGE if tag == MERGE_TAG else _SKIP
+                frame.mode = MERGE if tag == MERGE_TAG else SKIP
                 return
             event = scalar
         elif kind is not yaml.ScalarEvent:  # a list or mapping as a key: skipped
-            frame.mode = _MERGE_KEY if event.tag == MERGE_TAG else _SKIP
-            self._stack.append(_Skip(of_key=True))
+            frame.mode = MERGE_KEY if event.tag == MERGE_TAG else SKIP
+            self._stack.append(Skip(of_key=True))
             return
         line = event.start_mark.line + 1
         key = self.scalars.plain_key(event)
         if key is SLOW:
             tag = self.scalars.tag(event)
             if tag == MERGE_TAG:
-                frame.mode = _MERGE
+                frame.mode = MERGE
                 return
             key = self.scalars.key(event.value, tag, line, frame.path)
             if key is UNREADABLE:
-                frame.mode = _SKIP
+                frame.mode = SKIP
                 return
         seen_at = frame.seen_at
         if key in seen_at:
             path = frame.path
-            where = format_path((*path, key)) if _is_path_key(key) else format_path(path)
+            where = format_path((*path, key)) if is_path_key(key) else format_path(path)
             self.problems.append(
                 (line, f"{where}: duplicate key {short_repr(key)} (first at line {seen_at[key]})")
             )
-            frame.mode = _SKIP
+            frame.mode = SKIP
             return
         seen_at[key] = line
         frame.key = key
-        if type(key) is str or _is_path_key(key):
-            frame.mode = _PATH
+        if type(key) is str or is_path_key(key):
+            frame.mode = PATH
             if frame.steps is None:
                 frame.keys.append(key)
                 frame.line_list.append(line)
             else:
-                _write(frame.steps, key, line, None)
+                write(frame.steps, key, line, None)
         else:  # None, True, 1.5, a date: pydantic says what is wrong with the key
-            frame.mode = _BESIDE
+            frame.mode = BESIDE
 
     def _map_child(
-        self, frame: _Map, value: Any, line: int, record: Record | None, origin: Loc
+        self, frame: Map, value: Any, line: int, record: Record | None, origin: Loc
     ) -> None:
         mode = frame.mode
         frame.at_key = True
-        if mode == _PATH:
+        if mode == PATH:
             frame.result[frame.key] = value
             if frame.steps is not None:
-                _write(frame.steps, frame.key, None, record)
+                write(frame.steps, frame.key, None, record)
             elif record is not None:
                 if frame.kids is None:
                     frame.kids = [None] * (len(frame.keys) - 1)
                 frame.kids.append(record)
             elif frame.kids is not None:
                 frame.kids.append(None)
-        elif mode == _BESIDE:
+        elif mode == BESIDE:
             frame.result[frame.key] = value
             if record is not None:  # its lines are written at this mapping's path
-                steps = _as_steps(frame)
+                steps = as_steps(frame)
                 for step, (step_line, kid) in record.entries().items():
-                    _write(steps, step, step_line, kid)
-        elif mode == _MERGE:
+                    write(steps, step, step_line, kid)
+        elif mode == MERGE:
             self._merge(frame, value, line, origin, (*frame.path, "<<"))
             if record is not None:
-                _write(_as_steps(frame), "<<", None, record)
-        # _SKIP, _MERGE_KEY: a skipped value has nothing to give
+                write(as_steps(frame), "<<", None, record)
+        # SKIP, MERGE_KEY: a skipped value has nothing to give
 
-    def _skip(self, frame: _Map, event: Event) -> None:
+    def _skip(self, frame: Map, event: Event) -> None:
         """The value of a key that is skipped, or what follows a list as a merge key."""
-        if frame.mode == _MERGE_KEY:  # `!!merge [a]: ...` after its key was skipped
-            frame.mode = _MERGE
+        if frame.mode == MERGE_KEY:  # `!!merge [a]: ...` after its key was skipped
+            frame.mode = MERGE
             self._merge_value(frame, event)
             return
         if isinstance(event, yaml.CollectionStartEvent):
-            self._stack.append(_Skip())
+            self._stack.append(Skip())
         else:
             frame.at_key = True
 
-    def _skipping(self, frame: _Skip, event: Event) -> None:
+    def _skipping(self, frame: Skip, event: Event) -> None:
         if isinstance(event, yaml.CollectionStartEvent):
             frame.depth += 1
         elif isinstance(event, yaml.CollectionEndEvent):
@@ -441,10 +363,10 @@ class Builder:
                     return
                 if not frame.of_key:  # the value is done: a key comes next
                     parent = self._stack[-1]
-                    assert isinstance(parent, _Map)
+                    assert isinstance(parent, Map)
                     parent.at_key = True
 
-    def _map_value(self, frame: _Map) -> dict[Any, Any]:
+    def _map_value(self, frame: Map) -> dict[Any, Any]:
         # Explicit keys win over merged ones, and a merged key's line is the line it
         # is written on in the merged mapping.
         result = frame.result
@@ -452,11 +374,11 @@ class Builder:
             return result
         origins = self.source.origins
         for key, origin in frame.merged_from.items():
-            if key not in result and _is_path_key(key):
+            if key not in result and is_path_key(key):
                 origins[(*frame.path, key)] = (*origin, key)
         return {**frame.merged, **result}
 
-    def _map_record(self, frame: _Map) -> Record | None:
+    def _map_record(self, frame: Map) -> Record | None:
         if frame.steps is not None:
             return frame.steps
         keys = frame.keys
@@ -479,16 +401,16 @@ class Builder:
 
     # ------------------------------------------------------------------ merge keys
 
-    def _merge_value(self, frame: _Map, event: Event) -> None:
+    def _merge_value(self, frame: Map, event: Event) -> None:
         """The value of ``<<``: a mapping, an alias, or a list of them."""
         where = (*frame.path, "<<")
         kind = type(event)
         if kind is yaml.SequenceStartEvent:
-            self._stack.append(_MergeList(frame.path, event.start_mark.line + 1))
+            self._stack.append(MergeList(frame.path, event.start_mark.line + 1))
             return
         if kind is yaml.AliasEvent and self._collections.get(event.anchor, ("", False))[1]:
             # `<<: *list`: its items are merged, each built again as a merge list's
-            merge_list = _MergeList(frame.path, self._anchor_line(event.anchor))
+            merge_list = MergeList(frame.path, self._anchor_line(event.anchor))
             events = self._events_of(event.anchor)
             self._stack.append(merge_list)
             for item in events[1:]:
@@ -502,7 +424,7 @@ class Builder:
             return built.line
         return int(self._events_of(anchor)[0].start_mark.line) + 1
 
-    def _buffer(self, frame: _MergeList, event: Event) -> None:
+    def _buffer(self, frame: MergeList, event: Event) -> None:
         if frame.depth == 1:
             if isinstance(event, yaml.CollectionEndEvent):  # the list's own end
                 self._merge_items(frame)
@@ -514,7 +436,7 @@ class Builder:
         elif isinstance(event, yaml.CollectionEndEvent):
             frame.depth -= 1
 
-    def _merge_items(self, frame: _MergeList) -> None:
+    def _merge_items(self, frame: MergeList) -> None:
         """Build the list's items last to first (as PyYAML's merge does), then merge."""
         items, frame.items = frame.items, []
         frame.building = True
@@ -524,21 +446,19 @@ class Builder:
                 self.feed(event)
         self._stack.pop()
         parent = self._stack[-1]
-        assert isinstance(parent, _Map)
+        assert isinstance(parent, Map)
         parent.at_key = True
         if frame.kids:
-            _write(_as_steps(parent), "<<", None, Steps(frame.kids))
+            write(as_steps(parent), "<<", None, Steps(frame.kids))
 
-    def _merge_item(
-        self, frame: _MergeList, value: Any, record: Record | None, origin: Loc
-    ) -> None:
+    def _merge_item(self, frame: MergeList, value: Any, record: Record | None, origin: Loc) -> None:
         parent = self._stack[-2]
-        assert isinstance(parent, _Map)
+        assert isinstance(parent, Map)
         self._merge(parent, value, frame.line, origin, None)
         if record is not None:
             frame.kids[frame.index] = (None, record)
 
-    def _merge(self, frame: _Map, value: Any, line: int, origin: Loc, where: Loc | None) -> None:
+    def _merge(self, frame: Map, value: Any, line: int, origin: Loc, where: Loc | None) -> None:
         """Add a ``<<`` mapping to ``frame``'s merged keys; report anything else."""
         if not isinstance(value, dict):
             self.problems.append((line, f"{format_path(frame.path)}: '<<' needs a mapping"))
@@ -556,40 +476,6 @@ _VALUE_EVENTS = (
 _LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
     yaml, "CSafeLoader", yaml.SafeLoader
 )
-
-
-def _child(frame: _Map) -> Loc:
-    """The path of the value after the mapping's current key."""
-    return (*frame.path, frame.key) if frame.mode == _PATH else frame.path
-
-
-def _as_steps(frame: _Map) -> Steps:
-    """The mapping's lines as a dict of steps, from now on."""
-    if frame.steps is None:
-        kids = frame.kids
-        frame.steps = Steps(
-            {
-                key: (frame.line_list[i], None if kids is None else kids[i])
-                for i, key in enumerate(frame.keys)
-            }
-        )
-        frame.keys, frame.line_list, frame.kids = [], [], None
-    return frame.steps
-
-
-def _write(steps: Steps, step: Any, line: int | None, kid: Record | None) -> None:
-    """Write ``step``'s line and record; what is already there stays where these are None."""
-    old = steps.steps.get(step)
-    if old is None:
-        steps.steps[step] = (line, kid)
-        return
-    old_line, old_kid = old
-    steps.steps[step] = (old_line if line is None else line, combine(old_kid, kid))
-
-
-def _is_path_key(key: Any) -> bool:
-    """Keys that can be part of a :data:`Loc` (``True`` is an int, but not a path step)."""
-    return isinstance(key, str | int) and not isinstance(key, bool)
 
 
 # The interpreter's own limit is far above the scan's depth limit; replays (a value
