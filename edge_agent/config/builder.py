@@ -1,323 +1,483 @@
-"""A composed YAML node tree as plain data, with the line of every key and list item.
+"""A YAML document as plain data, built straight from libyaml's events, with the line
+of every key and list item.
 
 Why not ``yaml.safe_load``: it forgets where each value came from, silently keeps the
-last of two duplicate keys, and cannot tell which scalar held a ``${VAR}``. The
-builder walks the node tree instead, records the line of every key and list item in
-a :class:`SourceMap`, expands environment references, and collects what it finds
-wrong as (line, message) instead of raising.
+last of two duplicate keys, and cannot tell which scalar held a ``${VAR}``. Why not a
+node tree (``yaml.compose``): a node and two marks per key and value cost 3.7 kB per
+tag, 366 MiB for a 100,000-tag plant, only to be thrown away. The builder takes the
+events one at a time instead (:func:`~edge_agent.config.document.read_document` feeds
+it, in the same pass as the shape scan), keeps no mark beyond the event at hand,
+records lines in a compact :class:`~edge_agent.config.source_map.SourceMap`, expands
+environment references (:mod:`.scalars`), and collects what it finds wrong as (line,
+message) instead of raising.
 
-It expects a tree that :func:`~edge_agent.config.reading.scan_document` passed: no
-cycles, bounded depth (it recurses once per level), lists and mappings as keys
-already reported there.
+It expects events the scan passed: no alias before its anchor or inside it, bounded
+depth, lists and mappings as keys already reported there (they are skipped here).
 
-An alias is built once: every later use of the same node is the same Python value,
-not a copy, so aliases cost nothing however often they repeat, and the source map
-remembers where the value was written (:attr:`SourceMap.origins`), so a problem in
-an aliased or merged value still names the line it is written on.
+An alias of a list or mapping is built once: every later use is the same Python
+value, not a copy, so aliases cost nothing however often they repeat, and the source
+map remembers where the value was written (:attr:`SourceMap.origins`), so a problem in
+an aliased or merged value still names the line it is written on. An alias of a
+scalar is read again where it is used. The line of an alias is its anchor's line.
+
+Merge keys (``<<: *defaults``, ``<<: [*a, *b]``): explicit keys win over merged ones,
+the first of a list over later ones; a list's items are built last to first. A value
+that was not built where it is written (it sits under a key that is skipped, or in a
+merge list that is built backwards) is built where an alias first needs it, from its
+events read again from the text: a rare case, it costs a second parse up to there.
 """
 
 from __future__ import annotations
 
-import re
 import sys
+from array import array
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from edge_agent.config.checks.common import Loc, format_path, short_repr
+from edge_agent.config.frames import (
+    BESIDE,
+    MERGE,
+    MERGE_KEY,
+    PATH,
+    SKIP,
+    Built,
+    Event,
+    Frame,
+    Map,
+    MergeList,
+    Seq,
+    Skip,
+    as_steps,
+    child_path,
+    is_path_key,
+    write,
+)
+from edge_agent.config.scalars import MERGE_TAG, SLOW, UNREADABLE, Scalars
+from edge_agent.config.source_map import Items, Keys, Record, SourceMap, Steps
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-_YAML_TAG = "tag:yaml.org,2002:"
-_STR_TAG = _YAML_TAG + "str"
-_PLAIN_TYPES = {_YAML_TAG + name for name in ("bool", "int", "float")}
-#: Constructors of the scalars a plant file is made of besides strings; each reads
-#: only its node, so they can be called directly.
-_PLAIN_CONSTRUCTORS = {
-    tag: yaml.SafeLoader.yaml_constructors[tag] for tag in (*_PLAIN_TYPES, _YAML_TAG + "null")
-}
-#: Marks a key or value that could not be read (already reported).
-_UNREADABLE = object()
+__all__ = ["Builder", "SourceMap"]
 
-
-@dataclass
-class SourceMap:
-    """Line (1-based) of every key and list item of a loaded document."""
-
-    file: str
-    lines: dict[Loc, int] = field(default_factory=dict)
-    #: Path of an alias (or merged key) -> path of the value it repeats, as first built.
-    origins: dict[Loc, Loc] = field(default_factory=dict)
-
-    def line_of(self, path: Loc) -> int:
-        """Line of ``path``, or of its nearest ancestor present in the file.
-
-        Inside an alias the line is the one the value is written on (the anchor's); the
-        alias itself (the exact path) is the line that uses it.
-        """
-        # Each redirect moves to a value built earlier: a chain of aliases, never a loop.
-        for _ in range(len(self.origins) + 1):
-            for end in range(len(path), -1, -1):
-                prefix = path[:end]
-                exact = end == len(path)
-                if exact and prefix in self.lines:
-                    return self.lines[prefix]
-                origin = self.origins.get(prefix)
-                if origin is not None:
-                    path = (*origin, *path[end:])
-                    break
-                if not exact and prefix in self.lines:
-                    return self.lines[prefix]
-            else:
-                return 1
-        return 1
-
-    def written_at(self, path: Loc) -> Loc:
-        """The path ``path``'s value was built at (itself, unless it is inside an alias)."""
-        for _ in range(len(self.origins) + 1):
-            for end in range(len(path), -1, -1):
-                origin = self.origins.get(path[:end])
-                if origin is not None:
-                    path = (*origin, *path[end:])
-                    break
-            else:
-                return path
-        return path
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+#: A mapping with more keys than this keeps them in a dict (a lookup per key).
+_FEW_KEYS = 32
 
 
 class Builder:
-    """Turns a composed YAML node tree into plain data plus a :class:`SourceMap`."""
+    """Turns libyaml's events (:meth:`feed`) into plain data plus a :class:`SourceMap`."""
 
-    def __init__(
-        self,
-        source: SourceMap,
-        env: Mapping[str, str] | None,
-        anchored: frozenset[int] = frozenset(),
-    ) -> None:
-        """``env`` None: the document reads no environment (a template), and says so."""
+    def __init__(self, source: SourceMap, env: Mapping[str, str] | None, text: str) -> None:
+        """``env`` None: the document reads no environment (a template), and says so.
+        ``text``: the document, read again only for a value built away from its place."""
         self.source = source
-        self.env = env
-        self.problems: list[tuple[int, str]] = []
-        #: Paths (as written, see :meth:`SourceMap.written_at`) of values whose problem
-        #: is already reported (an unset variable, an unreadable scalar): a validation
-        #: error there would only repeat it.
-        self.reported: set[Loc] = set()
-        self._constructor = yaml.SafeLoader("")
-        #: Start (``Mark.index``) of every list or mapping with an anchor (from the scan).
-        self._anchored = anchored
-        #: Path -> the text of a value YAML read as a boolean though not written
-        #: true/false (``off``, ``yes``): where a string was meant, the error says to quote it.
-        self.bool_words: dict[Loc, str] = {}
-        #: id of an anchored node -> (its value, the path it was built at).
-        self._built: dict[int, tuple[Any, Loc]] = {}
+        self.scalars = Scalars(env)
+        self.problems = self.scalars.problems
+        self.reported = self.scalars.reported
+        self.bool_words = self.scalars.bool_words
+        self.data: Any = None
+        self._text = text
+        self._stack: list[Frame] = []
+        #: Anchor -> the list or mapping as first built.
+        self._built: dict[str, Built] = {}
+        #: Anchor of a scalar -> its event (read again at each alias).
+        self._scalar_anchors: dict[str, Event] = {}
+        #: Anchor of a list or mapping -> its tag and whether it is a list.
+        self._collections: dict[str, tuple[str, bool]] = {}
+        #: Keys tuples shared by the mappings' records.
+        self._key_tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
-    def document(self, root: yaml.Node) -> Any:
-        """The whole document as plain data."""
-        try:
-            return self.build(root, ())
-        finally:
-            self._built.clear()  # the tree and its ids are about to go
+    # ------------------------------------------------------------------ events
 
-    def build(self, node: yaml.Node, path: Loc) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            return self._scalar_value(node, path)
-        anchored = node.start_mark.index in self._anchored
-        if anchored:
-            first = self._built.get(id(node))
-            if first is not None:  # an alias: the value again, not a copy
-                value, origin = first
-                self.source.origins[path] = origin
-                return value
-        if isinstance(node, yaml.MappingNode):
-            value = self._mapping(node, path)
+    def feed(self, event: Event) -> None:
+        """Take the next event of the document."""
+        kind = type(event)
+        if kind is yaml.ScalarEvent and event.anchor is not None:
+            self._scalar_anchors[event.anchor] = event
+        elif (kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent) and (
+            event.anchor is not None
+        ):
+            tag = event.tag or (_MAP_TAG if kind is yaml.MappingStartEvent else _SEQ_TAG)
+            self._collections[event.anchor] = (tag, kind is yaml.SequenceStartEvent)
+        stack = self._stack
+        if not stack:
+            if kind in _VALUE_EVENTS:
+                self._value(event, ())
+            return
+        top = stack[-1]
+        if type(top) is Map:
+            if top.at_key:
+                self._key(top, event)
+            elif top.mode == SKIP or top.mode == MERGE_KEY:
+                self._skip(top, event)
+            elif top.mode == MERGE:
+                self._merge_value(top, event)
+            else:
+                self._value(event, child_path(top))
+        elif type(top) is Seq:
+            self._value(event, (*top.path, len(top.items)))
+        elif type(top) is Skip:
+            self._skipping(top, event)
         else:
-            value = self._sequence(node, path)
-        if anchored:
-            self._built[id(node)] = (value, path)
-        return value
+            assert isinstance(top, MergeList)
+            if top.building:
+                self._value(event, (*top.path, "<<", top.index))
+            else:
+                self._buffer(top, event)
 
-    def _sequence(self, node: yaml.Node, path: Loc) -> list[Any]:
-        items = []
-        for index, child in enumerate(node.value):
-            self.source.lines[(*path, index)] = child.start_mark.line + 1
-            items.append(self.build(child, (*path, index)))
-        return items
+    def scalar(self, event: Event) -> None:
+        """Take the next event, a scalar without an anchor: :meth:`feed`, faster for
+        the everyday key or value (nine events in ten)."""
+        stack = self._stack
+        top = stack[-1] if stack else None
+        kind = type(top)
+        if kind is Map:
+            assert isinstance(top, Map)
+            if top.at_key:
+                key = self.scalars.plain_key(event)
+                if key is SLOW or key in top.seen_at or top.steps is not None:
+                    self._key(top, event)
+                    return
+                line = event.start_mark.line + 1
+                top.seen_at[key] = line
+                top.key = key
+                top.at_key = False
+                top.mode = PATH
+                top.keys.append(key)
+                top.line_list.append(line)
+                return
+            if top.mode != PATH:
+                self.feed(event)
+                return
+            value = self.scalars.plain(event)
+            if value is SLOW:
+                line = event.start_mark.line + 1
+                value = self.scalars.value(event, line, (*top.path, top.key))
+            top.result[top.key] = value
+            top.at_key = True
+            if top.steps is None and top.kids is not None:
+                top.kids.append(None)
+        elif kind is Seq:
+            assert isinstance(top, Seq)
+            line = event.start_mark.line + 1
+            value = self.scalars.plain(event)
+            if value is SLOW:
+                value = self.scalars.value(event, line, (*top.path, len(top.items)))
+            top.items.append(value)
+            top.lines.append(line)
+            if top.kids is not None:
+                top.kids.append(None)
+        else:
+            self.feed(event)
 
-    def _scalar_value(self, node: yaml.ScalarNode, path: Loc) -> Any:
-        value = self._scalar(node, path)
-        if value is _UNREADABLE:
-            self.reported.add(path)
-            return None
-        if type(value) is bool and node.value.lower() not in ("true", "false"):
-            self.bool_words[path] = node.value
-        if isinstance(value, str) and "${" in value:
-            expanded = self._expand(value, node.start_mark.line + 1, path)
-            if not node.style and _ENV_REF.fullmatch(value):  # plain: None, or '' (libyaml)
-                # A plain `qos: ${QOS:-1}` means what `qos: 1` would: resolve the type
-                # the way YAML resolves a plain scalar. Quote it to keep a string.
-                return self._plain_scalar(expanded)
-            return expanded
-        return value
+    def _value(self, event: Event, path: Loc) -> None:
+        """Start (or, for a scalar or an alias, build) the value at ``path``."""
+        kind = type(event)
+        line = event.start_mark.line + 1
+        if kind is yaml.ScalarEvent:
+            self._done(self.scalars.value(event, line, path), line, None, path)
+        elif kind is yaml.AliasEvent:
+            self._alias(event.anchor, path)
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            anchor = event.anchor
+            built = self._built.get(anchor) if anchor is not None else None
+            if built is not None:  # read again (a value built away from its place)
+                self.source.origins[path] = built.path
+                self._stack.append(Skip(built))
+            elif kind is yaml.MappingStartEvent:
+                self._stack.append(Map(path, line, anchor))
+            else:
+                self._stack.append(Seq(path, line, anchor))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self._end(self._stack.pop())
 
-    def _scalar(self, node: yaml.Node, path: Loc) -> Any:
-        """The value of a scalar (or key) node, holding on to nothing of the node tree.
+    def _alias(self, anchor: str, path: Loc) -> None:
+        scalar = self._scalar_anchors.get(anchor)
+        if scalar is not None:  # a scalar is read again where it is used
+            line = scalar.start_mark.line + 1
+            self._done(self.scalars.value(scalar, line, path), line, None, path)
+            return
+        built = self._built.get(anchor)
+        if built is not None:  # the value again, not a copy
+            self.source.origins[path] = built.path
+            self._done(built.value, built.line, None, built.path)
+            return
+        for event in self._events_of(anchor):  # first built here
+            self.feed(event)
 
-        The constructor remembers every node it built (``constructed_objects``) and a
-        string value is the node's own string: either would keep the whole tree (two
-        marks per node, ~4 kB per tag of a large plant file) alive, or pin the memory
-        it sat in, for as long as the config lives. Forgetting the node and interning
-        strings (tag names, types and tables repeat thousands of times) lets the
-        allocator reuse that memory; a 10,000-tag file then leaves ~15 MB less behind.
-        """
-        tag = node.tag
-        if tag == _STR_TAG:  # most of a plant file: no constructor needed
-            return sys.intern((node.value + " ")[:-1])  # a copy: the node's string is freed
-        plain = _PLAIN_CONSTRUCTORS.get(tag)
-        try:
-            if plain is not None:  # int, float, bool, null: they read only their node
-                return plain(self._constructor, node)
-            value = self._construct(node)
-        except yaml.constructor.ConstructorError as exc:
-            self._unreadable(node, path, exc.problem or "cannot be read")
-            return _UNREADABLE
-        except (ValueError, AttributeError):
-            # ValueError: int() of `!!int abc`, or of a number past Python's 4,300 digits.
-            # AttributeError: PyYAML's timestamp constructor on a `!!timestamp` that is
-            # not a date (it uses the failed match).
-            self._unreadable(node, path, f"{short_repr(node.value)} cannot be read as {_tag(node)}")
-            return _UNREADABLE
-        if type(value) is str:
-            value = sys.intern((value + " ")[:-1])
-        return value
-
-    def _construct(self, node: yaml.Node) -> Any:
-        """What PyYAML makes of ``node`` (a timestamp, !!binary bytes...), forgetting it."""
-        constructor = self._constructor
-        try:
-            return constructor.construct_object(node, deep=True)
-        finally:
-            constructor.constructed_objects.clear()
-            constructor.recursive_objects.clear()  # left behind by a constructor that raised
-
-    def _unreadable(self, node: yaml.Node, path: Loc, problem: str) -> None:
-        if problem.startswith("could not determine a constructor for the tag"):
-            problem = f"unknown tag {_tag(node)!r}"
-        self.problems.append((node.start_mark.line + 1, f"{format_path(path)}: {problem}"))
-
-    def _plain_scalar(self, text: str) -> Any:
-        """``"1"`` -> 1, ``"true"`` -> True, ``"1.5"`` -> 1.5; anything else stays the string.
-
-        Resolved as YAML resolves a plain scalar, without parsing ``text`` as YAML (it
-        comes from the environment and may hold anything).
-        """
-        stripped = text.strip()
-        # types-PyYAML leaves resolve() unannotated.
-        tag = self._constructor.resolve(yaml.ScalarNode, stripped, (True, False))  # type: ignore[no-untyped-call]
-        if not stripped or tag not in _PLAIN_TYPES:
-            return text
-        try:
-            return _PLAIN_CONSTRUCTORS[tag](self._constructor, yaml.ScalarNode(tag, stripped))
-        except ValueError:  # a number past Python's 4,300 digits: the string it is
-            return text
-
-    def _mapping(self, node: yaml.Node, path: Loc) -> dict[Any, Any]:
-        result: dict[Any, Any] = {}
-        merged: dict[Any, Any] = {}
-        merged_from: dict[Any, Loc] = {}
-        seen_at: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == _MERGE_TAG:
-                self._merge(value_node, path, merged, merged_from)
+    def _events_of(self, anchor: str) -> list[Event]:
+        """The events of the anchored list or mapping, read again from the text."""
+        events: list[Event] = []
+        depth = 0
+        for event in yaml.parse(self._text, Loader=_LOADER):
+            if depth == 0 and getattr(event, "anchor", None) != anchor:
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue  # a list or mapping as a key: reported by the scan, at its own line
-            key = self._scalar(key_node, path)
-            if key is _UNREADABLE:
-                continue
-            if key in seen_at:
-                where = format_path((*path, key)) if _is_path_key(key) else format_path(path)
-                self.problems.append(
-                    (
-                        line,
-                        f"{where}: duplicate key {short_repr(key)} (first at line {seen_at[key]})",
-                    )
-                )
-                continue
-            seen_at[key] = line
-            if _is_path_key(key):
-                child_path = (*path, key)
-                self.source.lines[child_path] = line
-            else:  # None, True, 1.5, a date: pydantic says what is wrong with the key
-                child_path = path
-            result[key] = self.build(value_node, child_path)
-        # YAML merge keys (<<: *defaults): explicit keys win over merged ones, and a
-        # merged key's line is the line it is written on in the merged mapping.
-        for key, origin in merged_from.items():
-            if key not in result and _is_path_key(key):
-                self.source.origins[(*path, key)] = (*origin, key)
-        return {**merged, **result}
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            events.append(event)
+            if depth == 0:
+                return events
+        raise AssertionError(f"anchor &{anchor} not found again")  # the scan saw it
 
-    def _merge(
-        self, node: yaml.Node, path: Loc, merged: dict[Any, Any], merged_from: dict[Any, Loc]
+    def _end(self, frame: Frame) -> None:
+        """A list or mapping is complete: give it to its parent."""
+        record: Record | None
+        value: Any
+        if type(frame) is Map:
+            value = self._map_value(frame)
+            record = self._map_record(frame)
+        else:
+            assert isinstance(frame, Seq)
+            value = frame.items
+            record = Items(frame.lines, frame.kids)
+        if frame.anchor is not None:
+            self._built[frame.anchor] = Built(value, frame.path, frame.line)
+        self._done(value, frame.line, record, frame.path)
+
+    def _done(self, value: Any, line: int, record: Record | None, origin: Loc) -> None:
+        """A value is built (``origin``: where it was built first); ``line``: its line."""
+        stack = self._stack
+        if not stack:
+            self.data = value
+            self.source.tree = record
+            return
+        top = stack[-1]
+        if type(top) is Seq:
+            top.items.append(value)
+            top.lines.append(line)
+            if record is not None:
+                if top.kids is None:
+                    top.kids = [None] * (len(top.items) - 1)
+                top.kids.append(record)
+            elif top.kids is not None:
+                top.kids.append(None)
+        elif type(top) is Map:
+            self._map_child(top, value, line, record, origin)
+        else:
+            assert isinstance(top, MergeList)
+            self._merge_item(top, value, record, origin)
+
+    # ------------------------------------------------------------------ mappings
+
+    def _key(self, frame: Map, event: Event) -> None:
+        kind = type(event)
+        if kind is yaml.MappingEndEvent:
+            self._end(self._stack.pop())
+            return
+        frame.at_key = False
+        if kind is yaml.AliasEvent:
+            scalar = self._scalar_anchors.get(event.anchor)
+            if scalar is None:  # a list or mapping as a key: reported by the scan
+                tag, _ = self._collections[event.anchor]
+                frame.mode = MERGE if tag == MERGE_TAG else SKIP
+                return
+            event = scalar
+        elif kind is not yaml.ScalarEvent:  # a list or mapping as a key: skipped
+            frame.mode = MERGE_KEY if event.tag == MERGE_TAG else SKIP
+            self._stack.append(Skip(of_key=True))
+            return
+        line = event.start_mark.line + 1
+        key = self.scalars.plain_key(event)
+        if key is SLOW:
+            tag = self.scalars.tag(event)
+            if tag == MERGE_TAG:
+                frame.mode = MERGE
+                return
+            key = self.scalars.key(event.value, tag, line, frame.path)
+            if key is UNREADABLE:
+                frame.mode = SKIP
+                return
+        seen_at = frame.seen_at
+        if key in seen_at:
+            path = frame.path
+            where = format_path((*path, key)) if is_path_key(key) else format_path(path)
+            self.problems.append(
+                (line, f"{where}: duplicate key {short_repr(key)} (first at line {seen_at[key]})")
+            )
+            frame.mode = SKIP
+            return
+        seen_at[key] = line
+        frame.key = key
+        if type(key) is str or is_path_key(key):
+            frame.mode = PATH
+            if frame.steps is None:
+                frame.keys.append(key)
+                frame.line_list.append(line)
+            else:
+                write(frame.steps, key, line, None)
+        else:  # None, True, 1.5, a date: pydantic says what is wrong with the key
+            frame.mode = BESIDE
+
+    def _map_child(
+        self, frame: Map, value: Any, line: int, record: Record | None, origin: Loc
     ) -> None:
-        """Add the mappings of a ``<<`` value to ``merged``; the first of a list wins."""
-        if isinstance(node, yaml.SequenceNode):
-            sources = [(child, (*path, "<<", index)) for index, child in enumerate(node.value)]
+        mode = frame.mode
+        frame.at_key = True
+        if mode == PATH:
+            frame.result[frame.key] = value
+            if frame.steps is not None:
+                write(frame.steps, frame.key, None, record)
+            elif record is not None:
+                if frame.kids is None:
+                    frame.kids = [None] * (len(frame.keys) - 1)
+                frame.kids.append(record)
+            elif frame.kids is not None:
+                frame.kids.append(None)
+        elif mode == BESIDE:
+            frame.result[frame.key] = value
+            if record is not None:  # its lines are written at this mapping's path
+                steps = as_steps(frame)
+                for step, (step_line, kid) in record.entries().items():
+                    write(steps, step, step_line, kid)
+        elif mode == MERGE:
+            self._merge(frame, value, line, origin, (*frame.path, "<<"))
+            if record is not None:
+                write(as_steps(frame), "<<", None, record)
+        # SKIP, MERGE_KEY: a skipped value has nothing to give
+
+    def _skip(self, frame: Map, event: Event) -> None:
+        """The value of a key that is skipped, or what follows a list as a merge key."""
+        if frame.mode == MERGE_KEY:  # `!!merge [a]: ...` after its key was skipped
+            frame.mode = MERGE
+            self._merge_value(frame, event)
+            return
+        if isinstance(event, yaml.CollectionStartEvent):
+            self._stack.append(Skip())
         else:
-            sources = [(node, (*path, "<<"))]
-        for source, where in reversed(sources):
-            # A mapping written in place is built under "<<", apart from the keys beside
-            # it; an alias is the value built where its anchor is.
-            built = self.build(source, where)
-            if not isinstance(built, dict):
-                self.problems.append(
-                    (node.start_mark.line + 1, f"{format_path(path)}: '<<' needs a mapping")
-                )
-                continue
-            origin = self._built[id(source)][1] if id(source) in self._built else where
-            merged.update(built)
-            merged_from.update(dict.fromkeys(built, origin))
+            frame.at_key = True
 
-    def _expand(self, text: str, line: int, path: Loc) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if self.env is None:
-                self.reported.add(path)
-                self.problems.append(
-                    (
-                        line,
-                        f"{format_path(path)}: a template does not read environment variables "
-                        f"(${{{name}}}); write the value itself, the same for every device",
-                    )
-                )
-                return ""
-            value = self.env.get(name)
-            if value is None or (value == "" and default is not None):
-                if default is not None:
-                    return default
-                self.reported.add(path)
-                self.problems.append(
-                    (
-                        line,
-                        f"{format_path(path)}: environment variable {name} is not set "
-                        f"(write ${{{name}:-default}} to give a default)",
-                    )
-                )
-                return ""
-            return value
+    def _skipping(self, frame: Skip, event: Event) -> None:
+        if isinstance(event, yaml.CollectionStartEvent):
+            frame.depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame.depth -= 1
+            if frame.depth == 0:
+                self._stack.pop()
+                if frame.reuse is not None:
+                    built = frame.reuse
+                    self._done(built.value, built.line, None, built.path)
+                    return
+                if not frame.of_key:  # the value is done: a key comes next
+                    parent = self._stack[-1]
+                    assert isinstance(parent, Map)
+                    parent.at_key = True
 
-        return _ENV_REF.sub(substitute, text)
+    def _map_value(self, frame: Map) -> dict[Any, Any]:
+        # Explicit keys win over merged ones, and a merged key's line is the line it
+        # is written on in the merged mapping.
+        result = frame.result
+        if not frame.merged_from:
+            return result
+        origins = self.source.origins
+        for key, origin in frame.merged_from.items():
+            if key not in result and is_path_key(key):
+                origins[(*frame.path, key)] = (*origin, key)
+        return {**frame.merged, **result}
+
+    def _map_record(self, frame: Map) -> Record | None:
+        if frame.steps is not None:
+            return frame.steps
+        keys = frame.keys
+        if not keys:
+            return None
+        lines = frame.line_list
+        first = lines[0]
+        kids = None if frame.kids is None else tuple(frame.kids)
+        if len(keys) > _FEW_KEYS:
+            return Steps(
+                {key: (lines[i], None if kids is None else kids[i]) for i, key in enumerate(keys)}
+            )
+        shared = tuple(keys)
+        shared = self._key_tuples.setdefault(shared, shared)
+        if lines[-1] - first == len(lines) - 1 and all(
+            line == first + i for i, line in enumerate(lines)
+        ):
+            return Keys(shared, first, kids)
+        return Keys(shared, array("I", lines), kids)
+
+    # ------------------------------------------------------------------ merge keys
+
+    def _merge_value(self, frame: Map, event: Event) -> None:
+        """The value of ``<<``: a mapping, an alias, or a list of them."""
+        where = (*frame.path, "<<")
+        kind = type(event)
+        if kind is yaml.SequenceStartEvent:
+            self._stack.append(MergeList(frame.path, event.start_mark.line + 1))
+            return
+        if kind is yaml.AliasEvent and self._collections.get(event.anchor, ("", False))[1]:
+            # `<<: *list`: its items are merged, each built again as a merge list's
+            merge_list = MergeList(frame.path, self._anchor_line(event.anchor))
+            events = self._events_of(event.anchor)
+            self._stack.append(merge_list)
+            for item in events[1:]:
+                self._buffer(merge_list, item)
+            return
+        self._value(event, where)
+
+    def _anchor_line(self, anchor: str) -> int:
+        built = self._built.get(anchor)
+        if built is not None:
+            return built.line
+        return int(self._events_of(anchor)[0].start_mark.line) + 1
+
+    def _buffer(self, frame: MergeList, event: Event) -> None:
+        if frame.depth == 1:
+            if isinstance(event, yaml.CollectionEndEvent):  # the list's own end
+                self._merge_items(frame)
+                return
+            frame.items.append([])  # an item starts
+        frame.items[-1].append(event)
+        if isinstance(event, yaml.CollectionStartEvent):
+            frame.depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame.depth -= 1
+
+    def _merge_items(self, frame: MergeList) -> None:
+        """Build the list's items last to first (as PyYAML's merge does), then merge."""
+        items, frame.items = frame.items, []
+        frame.building = True
+        for index in range(len(items) - 1, -1, -1):
+            frame.index = index
+            for event in items[index]:
+                self.feed(event)
+        self._stack.pop()
+        parent = self._stack[-1]
+        assert isinstance(parent, Map)
+        parent.at_key = True
+        if frame.kids:
+            write(as_steps(parent), "<<", None, Steps(frame.kids))
+
+    def _merge_item(self, frame: MergeList, value: Any, record: Record | None, origin: Loc) -> None:
+        parent = self._stack[-2]
+        assert isinstance(parent, Map)
+        self._merge(parent, value, frame.line, origin, None)
+        if record is not None:
+            frame.kids[frame.index] = (None, record)
+
+    def _merge(self, frame: Map, value: Any, line: int, origin: Loc, where: Loc | None) -> None:
+        """Add a ``<<`` mapping to ``frame``'s merged keys; report anything else."""
+        if not isinstance(value, dict):
+            self.problems.append((line, f"{format_path(frame.path)}: '<<' needs a mapping"))
+            return
+        frame.merged.update(value)
+        frame.merged_from.update(dict.fromkeys(value, origin))
 
 
-def _is_path_key(key: Any) -> bool:
-    """Keys that can be part of a :data:`Loc` (``True`` is an int, but not a path step)."""
-    return isinstance(key, str | int) and not isinstance(key, bool)
+_VALUE_EVENTS = (
+    yaml.ScalarEvent,
+    yaml.AliasEvent,
+    yaml.MappingStartEvent,
+    yaml.SequenceStartEvent,
+)
+_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
+    yaml, "CSafeLoader", yaml.SafeLoader
+)
 
 
-def _tag(node: yaml.Node) -> str:
-    """``tag:yaml.org,2002:int`` -> ``int``; a local tag stays as written (``!thing``)."""
-    tag = str(node.tag)
-    return tag[len(_YAML_TAG) :] if tag.startswith(_YAML_TAG) else tag
+# The interpreter's own limit is far above the scan's depth limit; replays (a value
+# built away from its place) nest only as deep as aliases chain.
+assert sys.getrecursionlimit() >= 100

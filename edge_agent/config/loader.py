@@ -26,18 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge_agent.config.base import FROM_YAML
 from edge_agent.config.baseline import resolve_csv_paths
-from edge_agent.config.builder import Builder, SourceMap
 from edge_agent.config.carriers import carrier_hint
 from edge_agent.config.checks import PlantParts, check_parts, metrics_warnings, write_warnings
 from edge_agent.config.checks.common import Loc, format_path, short_repr
 from edge_agent.config.checks.parts import document_path
 from edge_agent.config.collector_pause import collector_paused
+from edge_agent.config.document import read_document
 from edge_agent.config.hints import (
     BOOLEAN_WORDS,
     address_hint,
@@ -49,13 +48,11 @@ from edge_agent.config.hints import (
 from edge_agent.config.plant import PlantConfig
 from edge_agent.config.reading import (
     DEFAULT_LIMITS,
-    YAML_LOADER,
     LoadLimits,
     check_text_size,
     read_plant_file,
-    scan_document,
-    yaml_problem,
 )
+from edge_agent.config.source_map import SourceMap
 from edge_agent.config.templates import expand_templates
 from edge_agent.errors import ConfigError
 from edge_agent.redaction import is_secret_location
@@ -225,41 +222,31 @@ def _inspect(
     adjust: Adjust | None = None,
 ) -> ConfigReport:
     check_text_size(text, file, limits)
-    shape = scan_document(text, file, limits)
-    try:
-        node = yaml.compose(text, Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        raise ConfigError([yaml_problem(exc, file, text)]) from None
-    if node is None:
+    document = read_document(text, file, os.environ if env is None else env, limits)
+    if document.empty:
         raise ConfigError([f"{file}:1: the file is empty"])
-    source = SourceMap(file)
-    builder = Builder(source, os.environ if env is None else env, shape.anchored)
-    data = builder.document(node)
-    # The node tree (a node and two marks per key and value) is the largest thing a
-    # big plant file makes: let it go before validation builds the models beside it.
-    del node
-    problems = shape.problems + builder.problems
+    data, source, problems = document.data, document.source, document.problems
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the top level must be a mapping (plant:, devices:, ...)"])
     if adjust is not None:
         adjust(data)
     # Devices with `template:` become plain devices; problems inside a template file
     # come first, each once, with that file's own line.
-    expansion = expand_templates(data, source, file, describe_error, limits, shape.values)
+    expansion = expand_templates(data, source, file, describe_error, limits, document.values)
     data, in_templates = expansion.data, expansion.template_problems
     resolve_csv_paths(data, file)  # baseline CSVs are relative to the plant file
-    builder.reported |= expansion.reported
+    document.reported |= expansion.reported
     problems += expansion.problems
     try:
         plant = PlantConfig.model_validate(data, context=FROM_YAML)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             path = document_path(error["loc"], data)
-            if source.written_at(path) in builder.reported:
+            if source.written_at(path) in document.reported:
                 continue
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 path = (*path, str(error.get("ctx", {}).get("discriminator", "")).strip("'"))
-            written = builder.bool_words.get(source.written_at(path))
+            written = document.bool_words.get(source.written_at(path))
             message = _message(error, written, _table_of(data, path))
             path, message = _at_named_key(data, path, message)
             problems.append((source.line_of(path), f"{format_path(path)}: {message}"))

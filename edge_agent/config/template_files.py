@@ -24,25 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
 from edge_agent.bundled import templates_dir as bundled_templates_dir
 from edge_agent.config.base import Duration, Interval, Name, Strict
-from edge_agent.config.builder import Builder, SourceMap
 from edge_agent.config.checks.common import Finding, Loc, format_path
 from edge_agent.config.checks.modbus import check_modbus_device
+from edge_agent.config.document import read_document
 from edge_agent.config.metrics import CounterTag, PowerTag, StateFromTag
 from edge_agent.config.modbus import ByteOrder, ModbusDeviceConfig, ModbusTag
-from edge_agent.config.reading import (
-    DEFAULT_LIMITS,
-    YAML_LOADER,
-    LoadLimits,
-    read_plant_file,
-    scan_document,
-    yaml_problem,
-)
+from edge_agent.config.reading import DEFAULT_LIMITS, LoadLimits, read_plant_file
+from edge_agent.config.source_map import SourceMap
 from edge_agent.errors import ConfigError
 from edge_agent.metrics.utilization import STATE_NAMES
 
@@ -186,33 +179,29 @@ def load_template(
     loaded = LoadedTemplate(name, path, source=SourceMap(file))
     try:
         text = read_plant_file(path, limits)
-        shape = scan_document(text, file, limits)
-        node = yaml.compose(text, Loader=YAML_LOADER)
+        # No environment: a template describes a device model, the same everywhere.
+        document = read_document(text, file, None, limits)
     except ConfigError as exc:
         loaded.problems = list(exc.problems)
         return loaded
-    except yaml.YAMLError as exc:
-        loaded.problems = [yaml_problem(exc, file, text)]
-        return loaded
-    if node is None:
+    if document.empty:
         loaded.problems = [f"{file}:1: the template file is empty"]
         return loaded
-    # No environment: a template describes a device model, the same everywhere.
-    builder = Builder(loaded.source, None, shape.anchored)
-    data = builder.document(node)
-    problems = list(shape.problems) + list(builder.problems)
+    loaded.source = document.source
+    data = document.data
+    problems = list(document.problems)
     if not isinstance(data, dict):
         loaded.problems = [f"{file}:1: a template is a mapping (template:, title:, poll_groups:)"]
         return loaded
     loaded.data = data
-    loaded.values = shape.values
+    loaded.values = document.values
     findings: list[Finding] = []
     try:
         model = DeviceTemplate.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             at = _path(error["loc"])
-            if loaded.source.written_at(at) not in builder.reported:  # else said already
+            if loaded.source.written_at(at) not in document.reported:  # else said already
                 findings.append((at, describe(error)))
     else:
         findings += _template_rules(model, name)

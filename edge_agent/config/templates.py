@@ -31,11 +31,11 @@ from typing import Any, get_args
 from pydantic import TypeAdapter, ValidationError
 
 from edge_agent.config.base import Interval
-from edge_agent.config.builder import SourceMap
 from edge_agent.config.checks.common import Loc, format_path
 from edge_agent.config.metrics import EnergyUnit, PowerUnit
 from edge_agent.config.modbus import TagOverride
 from edge_agent.config.reading import DEFAULT_LIMITS, LoadLimits
+from edge_agent.config.source_map import SourceMap
 from edge_agent.config.template_files import (
     Describe,
     LoadedTemplate,
