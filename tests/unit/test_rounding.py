@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from decimal import Context, Decimal
 
 import pytest
@@ -11,10 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.rounding import (
+    COMPILED_FROM,
     DecimalScale,
     scaled_float,
     shortest_float32,
     shortest_float32_exact,
+    shortest_float32_listwise,
     shortest_float32_one,
 )
 
@@ -55,11 +58,21 @@ def no_shorter_decimal_round_trips(value: float, original: float) -> bool:
 float32_bits = st.integers(0, 2**32 - 1)
 
 
+#: The compiled path (numpy + orjson, lists of COMPILED_FROM values or more) and the
+#: list path must agree with the reference, and so with each other.
+BOTH = pytest.mark.parametrize(
+    "shortest", [shortest_float32, shortest_float32_listwise], ids=["compiled", "listwise"]
+)
+
+
+@BOTH
 @settings(max_examples=3000, deadline=None)
-@given(st.lists(float32_bits, min_size=1, max_size=60))
-def test_shortest_float32_round_trips_and_is_the_shortest(patterns: list[int]) -> None:
+@given(patterns=st.lists(float32_bits, min_size=1, max_size=60))
+def test_shortest_float32_round_trips_and_is_the_shortest(
+    shortest: Callable[[list[float]], list[float]], patterns: list[int]
+) -> None:
     values = [from_bits(b) for b in patterns]
-    rounded = shortest_float32(values)
+    rounded = shortest(values)
     assert len(rounded) == len(values)
     for value, got in zip(values, rounded, strict=True):
         if math.isnan(value):
@@ -71,7 +84,10 @@ def test_shortest_float32_round_trips_and_is_the_shortest(patterns: list[int]) -
         assert repr(shortest_float32_one(value)) == repr(got)
 
 
-def test_every_power_of_two_and_its_neighbours() -> None:
+@BOTH
+def test_every_power_of_two_and_its_neighbours(
+    shortest: Callable[[list[float]], list[float]],
+) -> None:
     """Where the float32 spacing changes (the only place nearest-decimal search can
     miss the shortest), and the subnormals, which have fewer bits."""
     values = []
@@ -80,7 +96,7 @@ def test_every_power_of_two_and_its_neighbours() -> None:
         values += [from_bits(b) for b in (bits - 1, bits, bits + 1)]
     values += [from_bits(b) for b in (1, 2, 3, 5, 7, 0x7FFFFF, 0x400000, 0x123456)]
     values += [-v for v in values]
-    for value, got in zip(values, shortest_float32(values), strict=True):
+    for value, got in zip(values, shortest(values), strict=True):
         assert bits_of(got) == bits_of(value)
         assert repr(got) == repr(shortest_float32_exact(value)), value
         assert repr(shortest_float32_one(value)) == repr(got)
@@ -104,11 +120,22 @@ def test_every_power_of_two_and_its_neighbours() -> None:
 )
 def test_known_values(value: float, expected: str) -> None:
     assert repr(shortest_float32([value])[0]) == expected
+    # The same value in a list long enough for the compiled path.
+    assert [repr(v) for v in shortest_float32([value] * COMPILED_FROM)] == [
+        expected
+    ] * COMPILED_FROM
 
 
-def test_empty_and_nan() -> None:
-    assert shortest_float32([]) == []
-    assert math.isnan(shortest_float32([1.5, math.nan])[1])
+@BOTH
+def test_empty_and_nan(shortest: Callable[[list[float]], list[float]]) -> None:
+    assert shortest([]) == []
+    nan = from_bits(0x7FC00001)  # a quiet NaN with a payload: passed on as it came
+    got = shortest([1.5, math.nan, nan, -math.inf, math.inf, 0.1])
+    assert got[1] is not got[2]
+    assert bits_of(got[1]) == bits_of(math.nan)
+    assert struct.pack("<d", got[2]) == struct.pack("<d", nan)
+    assert got[0] == 1.5
+    assert got[3:] == [-math.inf, math.inf, shortest_float32_exact(0.1)]
 
 
 # --------------------------------------------------------------------------- scaled integers
