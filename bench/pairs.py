@@ -53,6 +53,7 @@ def run_pairs(
     spec, stem, work, record = _start_record(options, scenario)
     record["params"]["pairs"] = pairs
     record["pipeline"] = []
+    record["loadavg_at_start"] = _loadavg()
     results: list[dict[str, Any]] = []
     try:
         with simulators(spec, options.sim_procs, work) as (sims, ports):
@@ -186,7 +187,7 @@ def render_pairs(record: Mapping[str, Any]) -> str:
             f"{_fmt(delivery.get('latency_ms', {}).get('p99')):<15} {_fmt(foreign):<19} "
             f"{load.get('agent', ['-'])[0]}, {load.get('floor', ['-'])[0]}"
         )
-    start_load = record.get("machine", {}).get("load_average_at_start")
+    start_load = record.get("loadavg_at_start")
     ratio = record.get("agent_floor_ratio_spread", {})
     agent = record.get("agent_cpu_us_per_value", {})
     floor = record.get("floor_cpu_us_per_value", {})
