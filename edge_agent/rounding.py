@@ -25,8 +25,10 @@ it as float32 and orjson writes each float32's shortest decimal (Ryu: shortest, 
 closest of the shortest, ties to the even digit: the definition above) and parses the
 text back, about 60 ns per value against 1 µs for the list path below (one ``%``
 formatting call and one ``struct`` round trip per candidate length for the whole
-list). Both are imported on the first such list, so a plant without float32 tags never
-loads numpy (about 50 ms). Hypothesis tests hold both paths to
+list). Both are imported once :data:`COMPILED_AFTER` values have taken the list path,
+and not in the first :data:`COMPILED_DELAY_S` seconds, so a plant without float32 tags
+never loads numpy (about 50 ms and 13 MB; the InfluxDB client loads it anyway) and no
+plant loads it during its start. Hypothesis tests hold both paths to
 :func:`shortest_float32_exact`; bench/bench_encode.py measures them.
 """
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import operator
 import struct
+import time
 from collections.abc import Sequence
 from decimal import Context, Decimal
 from functools import lru_cache
@@ -72,8 +75,17 @@ def _formatted(values: Sequence[float], digits: int) -> list[float]:
 #: Lists at least this long take the compiled path: below it, building a numpy array and
 #: an orjson call (about 1.5 µs together) cost more than the list path saves.
 COMPILED_FROM: Final = 4
+#: The compiled path is loaded once the list path has taken this many values, and not
+#: before :data:`COMPILED_DELAY_S` after its first: loading numpy costs about 50 ms and
+#: 13 MB once, the list path ~1 µs more per value. So no plant loads it during its start
+#: (its first polls), a 10,000-tag plant loads it a few seconds in, and a small plant,
+#: which gains little, only after minutes.
+COMPILED_AFTER: Final = 10_000
+COMPILED_DELAY_S: Final = 3.0
 
 _compiled: Any = None
+_listed = 0
+_since: float | None = None
 
 
 def shortest_float32(values: Sequence[float]) -> list[float]:
@@ -82,9 +94,23 @@ def shortest_float32(values: Sequence[float]) -> list[float]:
     Every value must be exactly representable as a float32 (as decoded from a
     register or an OPC UA Float). NaN comes back as it came, ±inf as ±inf.
     """
-    if len(values) < COMPILED_FROM:
-        return shortest_float32_listwise(values)
-    global _compiled  # imported once, on the first list long enough
+    global _listed, _since
+    if _compiled is not None:
+        if len(values) >= COMPILED_FROM:
+            return shortest_float32_compiled(values)
+    else:
+        now = time.monotonic()
+        if _since is None:
+            _since = now
+        if _listed >= COMPILED_AFTER and now - _since >= COMPILED_DELAY_S:
+            return shortest_float32_compiled(values)
+        _listed += len(values)
+    return shortest_float32_listwise(values)
+
+
+def shortest_float32_compiled(values: Sequence[float]) -> list[float]:
+    """:func:`shortest_float32` through numpy and orjson (imported on the first call)."""
+    global _compiled
     if _compiled is None:
         _compiled = _load_compiled()
     result: list[Any] = _compiled(values)
@@ -110,8 +136,9 @@ def _load_compiled() -> Any:
 
 
 def shortest_float32_listwise(values: Sequence[float]) -> list[float]:
-    """:func:`shortest_float32` without numpy and orjson: short lists, and the reference
-    the compiled path is tested against besides :func:`shortest_float32_exact`.
+    """:func:`shortest_float32` without numpy and orjson: short lists, the first
+    :data:`COMPILED_AFTER` values, and the reference the compiled path is tested against
+    besides :func:`shortest_float32_exact`.
 
     Works a length at a time over the whole list: all
     values at 7 digits; those that round-trip at 7 may have a 6-digit form, those that

@@ -6,16 +6,19 @@ import math
 import struct
 from collections.abc import Callable
 from decimal import Context, Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent import rounding as rounding_module
 from edge_agent.rounding import (
-    COMPILED_FROM,
+    COMPILED_AFTER,
     DecimalScale,
     scaled_float,
     shortest_float32,
+    shortest_float32_compiled,
     shortest_float32_exact,
     shortest_float32_listwise,
     shortest_float32_one,
@@ -61,7 +64,9 @@ float32_bits = st.integers(0, 2**32 - 1)
 #: The compiled path (numpy + orjson, lists of COMPILED_FROM values or more) and the
 #: list path must agree with the reference, and so with each other.
 BOTH = pytest.mark.parametrize(
-    "shortest", [shortest_float32, shortest_float32_listwise], ids=["compiled", "listwise"]
+    "shortest",
+    [shortest_float32_compiled, shortest_float32_listwise, shortest_float32],
+    ids=["compiled", "listwise", "either"],
 )
 
 
@@ -120,10 +125,7 @@ def test_every_power_of_two_and_its_neighbours(
 )
 def test_known_values(value: float, expected: str) -> None:
     assert repr(shortest_float32([value])[0]) == expected
-    # The same value in a list long enough for the compiled path.
-    assert [repr(v) for v in shortest_float32([value] * COMPILED_FROM)] == [
-        expected
-    ] * COMPILED_FROM
+    assert [repr(v) for v in shortest_float32_compiled([value] * 5)] == [expected] * 5
 
 
 @BOTH
@@ -136,6 +138,36 @@ def test_empty_and_nan(shortest: Callable[[list[float]], list[float]]) -> None:
     assert struct.pack("<d", got[2]) == struct.pack("<d", nan)
     assert got[0] == 1.5
     assert got[3:] == [-math.inf, math.inf, shortest_float32_exact(0.1)]
+
+
+def test_the_compiled_path_is_loaded_after_enough_values_and_not_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not during a plant's first polls (numpy takes 50 ms to load), and not for a plant
+    with few float32 values; then for every list of COMPILED_FROM values or more."""
+    loads: list[int] = []
+    real = rounding_module._load_compiled
+
+    def counted() -> Any:
+        loads.append(1)
+        return real()
+
+    monkeypatch.setattr(rounding_module, "_load_compiled", counted)
+    monkeypatch.setattr(rounding_module, "_compiled", None)
+    monkeypatch.setattr(rounding_module, "_listed", 0)
+    monkeypatch.setattr(rounding_module, "_since", None)
+    block = [from_bits(0x42F6E979)] * 500
+    for _ in range(2 * COMPILED_AFTER // len(block)):
+        assert shortest_float32(block) == [123.456] * 500
+    assert loads == []  # enough values, but the first came less than 3 s ago
+    since = rounding_module._since
+    assert since is not None
+    monkeypatch.setattr(rounding_module, "_since", since - rounding_module.COMPILED_DELAY_S)
+    assert shortest_float32(block) == [123.456] * 500
+    assert loads == [1]
+    assert rounding_module._compiled is not None
+    shortest_float32(block)
+    assert loads == [1]  # once
 
 
 # --------------------------------------------------------------------------- scaled integers
