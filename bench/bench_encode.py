@@ -41,7 +41,11 @@ from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.planner import AdaptivePlan
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.model import Quality, SampleBatch, Value
-from edge_agent.rounding import DecimalScale, shortest_float32, shortest_float32_listwise
+from edge_agent.rounding import (
+    DecimalScale,
+    shortest_float32_compiled,
+    shortest_float32_listwise,
+)
 from edge_agent.sinks import line_protocol, payload
 from edge_agent.sinks.sparkplug import ddata
 from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable
@@ -54,7 +58,7 @@ def _float32(x: float) -> float:
 
 def _short32(x: float) -> float:
     """``x`` as a float32 register holds it, as the driver hands it over (shortest)."""
-    return shortest_float32([_float32(x)])[0]
+    return shortest_float32_listwise([_float32(x)])[0]
 
 
 def typical_values(rng: random.Random, rounded: bool = True) -> list[Callable[[], Value]]:
@@ -203,11 +207,11 @@ def main() -> None:
             decode(registers, out, qualities, reasons)
 
     rounding: dict[str, tuple[Callable[[], object], int]] = {
-        "float32 shortest decimal (shortest_float32)": (
-            lambda: shortest_float32(floats),
+        "float32 shortest decimal (numpy + orjson)": (
+            lambda: shortest_float32_compiled(floats),
             len(floats),
         ),
-        "float32 shortest, list path (before issue 20)": (
+        "float32 shortest decimal, list path (before)": (
             lambda: shortest_float32_listwise(floats),
             len(floats),
         ),
