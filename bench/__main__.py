@@ -6,6 +6,8 @@ a fixed window after a warm-up, and writes a JSON record per run to --out):
   modbus-scale   N devices x M tags through the whole agent (default 20 x 500, at 1 s
                  then 100 ms), followed by the floor on the same plant: the agent's
                  CPU per value divided by the floor's is the figure that matters
+                 (--pairs N: N interleaved agent and floor runs, the ratio's median
+                 and range: the figure of record, see bench/pairs.py)
   modbus-floor   the floor alone: a bare pymodbus client doing the agent's reads
   growth         modbus-scale at 1k, 5k, 10k and 20k tags: cost per value vs size
   smoke          a few seconds at a small size, for CI (exit 1 unless the report is
@@ -118,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-floor", action="store_true", help="skip the floor run")
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="modbus-scale: N interleaved agent and floor runs (A B, B A, ...) on one plant; "
+        "the ratio is the median of the pairs' ratios, with its range (bench/pairs.py). "
+        "The figure of record: --interval 1s --pairs 5 --duration 30s --warmup 5s",
+    )
+    parser.add_argument(
         "--pipeline",
         default="all",
         help="stages, comma separated: metrics,outbox,mqtt,influxdb; 'all' (default) runs every "
@@ -208,6 +218,7 @@ def _run_all(
     run: Callable[..., dict[str, Any]],
     scenario: str,
     argv: Sequence[str],
+    render: Callable[[dict[str, Any]], str] = render_run,
 ) -> list[dict[str, Any]]:
     records = []
     for options in runs:
@@ -218,7 +229,7 @@ def _run_all(
         record = run(options, scenario, log=lambda line: print(line, flush=True))
         _stamp(record, argv)
         Path(record["result_file"]).write_text(json.dumps(record, indent=2) + "\n")
-        print(render_run(record))
+        print(render(record))
         print(f"  record: {record['result_file']}\n", flush=True)
         records.append(record)
     return records
@@ -325,6 +336,16 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if scenario == "modbus-scale":
         intervals = args.interval or [1.0, 0.1]
         runs = [_options(args, interval_s=i) for i in intervals]
+        if args.pairs:
+            if args.no_floor:
+                raise BenchError("--pairs needs the floor; drop --no-floor")
+            from bench.pairs import render_pairs, run_pairs
+
+            def paired(options: ScaleOptions, scenario: str, log: Callable[[str], None]) -> Any:
+                return run_pairs(options, args.pairs, scenario, log)
+
+            _run_all(runs, paired, scenario, argv, render_pairs)
+            return 0
         records = _run_all(runs, run_scale, scenario, argv)
         _plot(records, args, "modbus-scale", f"{args.devices} devices x {args.tags} tags")
         return 0

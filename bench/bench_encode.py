@@ -21,8 +21,9 @@ The values are rounded as the drivers deliver them (float32 as their shortest de
 scaled integers exact in decimal); ``--unrounded`` encodes them as they were before
 (17-digit float32, ``12.100000000000001``), so the two runs show what shorter numbers
 save in the sinks. The rounding itself is timed per value it applies to: the float32
-of a block (``shortest_float32``), a scaled integer (``DecimalScale``) beside the bare
-float arithmetic it replaced, and a whole 500-tag block decode of bench_codec's mix.
+of a block (``shortest_float32``; beside it its list path, without numpy and orjson), a
+scaled integer (``DecimalScale``) beside the bare float arithmetic it replaced, and a
+whole 500-tag block decode of bench_codec's mix.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ from drivers.modbus.compiler import DecoderCache
 from drivers.modbus.planner import AdaptivePlan
 from edge_agent.config.catalog import DeviceInfo, TagInfo
 from edge_agent.model import Quality, SampleBatch, Value
-from edge_agent.rounding import DecimalScale, shortest_float32
+from edge_agent.rounding import (
+    DecimalScale,
+    shortest_float32_compiled,
+    shortest_float32_listwise,
+)
 from edge_agent.sinks import line_protocol, payload
 from edge_agent.sinks.sparkplug import ddata
 from edge_agent.sinks.sparkplug.metric_table import AliasAllocator, DeviceTable
@@ -53,7 +58,7 @@ def _float32(x: float) -> float:
 
 def _short32(x: float) -> float:
     """``x`` as a float32 register holds it, as the driver hands it over (shortest)."""
-    return shortest_float32([_float32(x)])[0]
+    return shortest_float32_listwise([_float32(x)])[0]
 
 
 def typical_values(rng: random.Random, rounded: bool = True) -> list[Callable[[], Value]]:
@@ -145,6 +150,7 @@ def main() -> None:
         "--unrounded", action="store_true", help="encode values as decoded before rounding"
     )
     args = parser.parse_args()
+    shortest_float32_compiled([0.0] * 4)  # the decoders round as an agent past its start
     batch = make_batch(args.tags, rounded=not args.unrounded)
     prefix = line_protocol.line_prefix("cnc", {"plant": "plant-a", "device": "cnc-07"})
     keys, quality_keys = line_protocol.field_keys(batch.names, None)
@@ -202,8 +208,12 @@ def main() -> None:
             decode(registers, out, qualities, reasons)
 
     rounding: dict[str, tuple[Callable[[], object], int]] = {
-        "float32 shortest decimal (shortest_float32)": (
-            lambda: shortest_float32(floats),
+        "float32 shortest decimal (numpy + orjson)": (
+            lambda: shortest_float32_compiled(floats),
+            len(floats),
+        ),
+        "float32 shortest decimal, list path (before)": (
+            lambda: shortest_float32_listwise(floats),
             len(floats),
         ),
         "scaled integer, exact (DecimalScale 0.1)": (lambda: [tenth(r) for r in raws], len(raws)),

@@ -225,105 +225,10 @@ def run_scale(
     """One agent run (and its floor run) at one size and interval; returns the run record."""
     spec, stem, work, record = _start_record(options, scenario)
     try:
-        with contextlib.ExitStack() as stack:
-            sims, ports = stack.enter_context(simulators(spec, options.sim_procs, work))
+        with simulators(spec, options.sim_procs, work) as (sims, ports):
             record["params"]["sim_procs"] = len(sims)
             log(f"  {len(sims)} simulator processes serve {spec.devices} devices")
-            broker = Mosquitto(
-                port=free_port(), workdir=work / "mosquitto", extra_config="max_queued_messages 0\n"
-            )
-            broker.start()
-            stack.callback(broker.stop)
-            assert broker.process is not None
-            pipeline = build_pipeline(
-                options.pipeline, StageContext(broker.port, work, stack, spec)
-            )
-            # The agent's /metrics: its own counters at both ends of the window, and
-            # what each sink confirmed once the backlog is drained (bench/agent_metrics.py).
-            health_port = free_port()
-            pipeline.extra["service"] = {"health": {"port": health_port}}
-            if options.console != "off":
-                pipeline.extra["service"]["console"] = {}
-            record["pipeline"] = ["modbus", *pipeline.stages, "subscriber"]
-            record["pipeline_missing"] = pipeline.missing
-            doc = agent_document(
-                spec,
-                ports,
-                plant="bench",
-                state_dir=str(work / "state"),
-                sinks=pipeline.sinks,
-                extra=pipeline.extra,
-            )
-            config = work / "plant.yaml"
-            config.write_text(dump(doc))
-            sparkplug = counting_sink(options.pipeline) == "sparkplug"
-            subscriber, sub_out = _start_subscriber(broker.port, work, spec, sparkplug)
-            stack.callback(subscriber.stop)
-            agent = Child(
-                "agent", _agent_argv(config, options.profiler, options.artifacts, stem), work
-            )
-            agent.start()
-            stack.callback(agent.stop)
-            record["startup_s"] = _wait_until_delivering(subscriber, agent, spec)
-            log(f"  agent delivering after {record['startup_s']} s; warm-up {options.warmup_s:g} s")
-
-            helpers = [c.pid for c in sims] + [broker.process.pid, subscriber.pid]
-            watch = stack.enter_context(
-                watching(health_port, spec.device_name(0), "t00000")
-                if options.console == "watched"
-                else contextlib.nullcontext()
-            )
-            window, before, after, memory, spy, counters = _measure(
-                agent,
-                helpers,
-                options,
-                stem,
-                watch=[agent, subscriber, *sims],
-                log=log,
-                probe=lambda: agent_metrics.scrape(health_port),
-            )
-            sleep_until(time.time() + max(2.0, 3 * options.interval_s), watch=[agent])
-            final = _drained(health_port, agent)
-            record["agent_counters"] = {
-                "window": agent_metrics.window_counts(*counters),
-                "after_drain": agent_metrics.losses(final),
-            }
-            code = agent.stop(timeout=30)
-            if code != 0:
-                record["warnings"].append(f"the agent exited with code {code}{agent.tail(1500)}")
-            subscriber.stop()
-            received = json.loads(sub_out.read_text())
-            # Every tag plus each enum tag's code: the values the agent publishes per poll.
-            groups = published_counts(spec)
-            delivery = analyse_deliveries(received["records"], window, groups)
-            latency_samples = delivery.pop("_latency_samples_ms")
-            delivery["malformed_messages"] = received["malformed"]
-            delivery["bad_reasons"] = received.get("bad_reasons", {})
-            delivery["metric_batches"] = received.get("metric_batches", 0)
-            sink_losses = record["agent_counters"]["after_drain"]
-            delivery["sink_unconfirmed"] = {
-                name: entry["unconfirmed"]
-                for name, entry in sink_losses.items()
-                if isinstance(entry, dict)
-            }
-            record["window_s"] = window.seconds
-            record["delivery"] = delivery
-            if watch is not None:
-                record["console_watch"] = dataclasses.asdict(watch)
-            record["agent"] = {
-                **cpu_of(before, after, agent.pid, delivery["values_delivered"], window.seconds),
-                "peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
-                "rss_end_mb": round(memory.get("VmRSS", 0) / 1024, 1),
-            }
-            record["helpers"] = helper_shares(
-                before, after, sims, broker.process.pid, subscriber.pid, agent.pid
-            )
-            record["latency_histogram_ms"] = histogram(latency_samples)
-            if spy is not None:
-                record["profile"] = spy
-            elif options.profiler == "pyinstrument":
-                html = options.artifacts / f"{stem}-pyinstrument.html"
-                record["profile"] = str(html) if html.exists() else "pyinstrument wrote nothing"
+            config = run_agent(record, spec, options, sims, ports, work, stem, log)
             if options.floor:
                 log("  floor: bare pymodbus client, same reads, same ticks")
                 record["floor"] = _run_floor(spec, config, work, options, sims, log)
@@ -337,6 +242,113 @@ def run_scale(
             log(f"  work directory kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def run_agent(
+    record: dict[str, Any],
+    spec: PlantSpec,
+    options: ScaleOptions,
+    sims: Sequence[Child],
+    ports: dict[str, int],
+    work: Path,
+    stem: str,
+    log: Callable[[str], None],
+) -> Path:
+    """One agent run on running simulators: its own broker, subscriber and sinks in
+    ``work``; fills ``record`` (delivery, agent, helpers...) and returns the plant file."""
+    with contextlib.ExitStack() as stack:
+        broker = Mosquitto(
+            port=free_port(), workdir=work / "mosquitto", extra_config="max_queued_messages 0\n"
+        )
+        broker.start()
+        stack.callback(broker.stop)
+        assert broker.process is not None
+        pipeline = build_pipeline(options.pipeline, StageContext(broker.port, work, stack, spec))
+        # The agent's /metrics: its own counters at both ends of the window, and
+        # what each sink confirmed once the backlog is drained (bench/agent_metrics.py).
+        health_port = free_port()
+        pipeline.extra["service"] = {"health": {"port": health_port}}
+        if options.console != "off":
+            pipeline.extra["service"]["console"] = {}
+        record["pipeline"] = ["modbus", *pipeline.stages, "subscriber"]
+        record["pipeline_missing"] = pipeline.missing
+        doc = agent_document(
+            spec,
+            ports,
+            plant="bench",
+            state_dir=str(work / "state"),
+            sinks=pipeline.sinks,
+            extra=pipeline.extra,
+        )
+        config = work / "plant.yaml"
+        config.write_text(dump(doc))
+        sparkplug = counting_sink(options.pipeline) == "sparkplug"
+        subscriber, sub_out = _start_subscriber(broker.port, work, spec, sparkplug)
+        stack.callback(subscriber.stop)
+        agent = Child("agent", _agent_argv(config, options.profiler, options.artifacts, stem), work)
+        agent.start()
+        stack.callback(agent.stop)
+        record["startup_s"] = _wait_until_delivering(subscriber, agent, spec)
+        log(f"  agent delivering after {record['startup_s']} s; warm-up {options.warmup_s:g} s")
+
+        helpers = [c.pid for c in sims] + [broker.process.pid, subscriber.pid]
+        watch = stack.enter_context(
+            watching(health_port, spec.device_name(0), "t00000")
+            if options.console == "watched"
+            else contextlib.nullcontext()
+        )
+        window, before, after, memory, spy, counters = _measure(
+            agent,
+            helpers,
+            options,
+            stem,
+            watch=[agent, subscriber, *sims],
+            log=log,
+            probe=lambda: agent_metrics.scrape(health_port),
+        )
+        sleep_until(time.time() + max(2.0, 3 * options.interval_s), watch=[agent])
+        final = _drained(health_port, agent)
+        record["agent_counters"] = {
+            "window": agent_metrics.window_counts(*counters),
+            "after_drain": agent_metrics.losses(final),
+        }
+        code = agent.stop(timeout=30)
+        if code != 0:
+            record["warnings"].append(f"the agent exited with code {code}{agent.tail(1500)}")
+        subscriber.stop()
+        received = json.loads(sub_out.read_text())
+        # Every tag plus each enum tag's code: the values the agent publishes per poll.
+        groups = published_counts(spec)
+        delivery = analyse_deliveries(received["records"], window, groups)
+        latency_samples = delivery.pop("_latency_samples_ms")
+        delivery["malformed_messages"] = received["malformed"]
+        delivery["bad_reasons"] = received.get("bad_reasons", {})
+        delivery["metric_batches"] = received.get("metric_batches", 0)
+        sink_losses = record["agent_counters"]["after_drain"]
+        delivery["sink_unconfirmed"] = {
+            name: entry["unconfirmed"]
+            for name, entry in sink_losses.items()
+            if isinstance(entry, dict)
+        }
+        record["window_s"] = window.seconds
+        record["delivery"] = delivery
+        if watch is not None:
+            record["console_watch"] = dataclasses.asdict(watch)
+        record["agent"] = {
+            **cpu_of(before, after, agent.pid, delivery["values_delivered"], window.seconds),
+            "peak_rss_mb": round(memory.get("VmHWM", 0) / 1024, 1),
+            "rss_end_mb": round(memory.get("VmRSS", 0) / 1024, 1),
+        }
+        record["helpers"] = helper_shares(
+            before, after, sims, broker.process.pid, subscriber.pid, agent.pid
+        )
+        record["latency_histogram_ms"] = histogram(latency_samples)
+        if spy is not None:
+            record["profile"] = spy
+        elif options.profiler == "pyinstrument":
+            html = options.artifacts / f"{stem}-pyinstrument.html"
+            record["profile"] = str(html) if html.exists() else "pyinstrument wrote nothing"
+    return config
 
 
 def _measure(

@@ -11,13 +11,27 @@ Keyed by the list's identity, holding the list itself so the identity cannot be
 reused while it is cached. A batch's lists are fresh per poll and never changed once
 the batch is in the outbox, so the text cannot go stale. Bounded to the last
 :data:`RECENT` lists (a few ticks of a large plant); a miss only costs the encoding.
+
+orjson writes the list first (about 3x quicker than the C json encoder, its checks
+included: 48 against 160 ns per value), and its text is taken when it is provably what
+:data:`ENCODER` writes. Both write the same digits for a float (orjson with Ryu, Python
+with David Gay's dtoa: the shortest that round-trips, the closest of those), ``true``, ``false``,
+``null`` and integers alike, and every ASCII string alike but one holding DEL (each of
+the 128 characters is checked in the tests). They differ in a float's exponent form
+(Python ``1e+16`` and ``1e-05``, orjson ``1e16`` and ``0.00001`` or ``1e-5``), NaN and
+±inf (Python refuses them, orjson writes ``null``), non-ASCII (orjson writes UTF-8),
+DEL (orjson writes it raw, Python ``\\u007f``), and integers beyond 64 bits (orjson
+refuses them). :func:`_trusted` finds each of those in a few C
+scans of the text; the list then goes to :data:`ENCODER`, as before. A string holding
+a digit before an ``e`` or a ``0.0000`` only costs that fallback.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from edge_agent.model import Value
 
@@ -34,18 +48,46 @@ _recent: dict[int, tuple[list[Value], str | None]] = {}
 _lock = threading.Lock()
 
 
+#: Every digit as ``0``: a digit before an ``e`` is then one two-byte search.
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_dumps: Callable[[Any], bytes] | None = None
+
+
 def values_json(values: list[Value]) -> str | None:
     """``ENCODER.encode(values)``, or None when a value is NaN or infinite."""
     key = id(values)
     hit = _recent.get(key)
     if hit is not None and hit[0] is values:
         return hit[1]
+    global _dumps  # orjson on the first list (6 ms to import): not at start
+    if _dumps is None:
+        import orjson
+
+        _dumps = orjson.dumps
+    text: str | None
     try:
-        text: str | None = ENCODER.encode(values)
-    except ValueError:
-        text = None
+        raw = _dumps(values)
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits
+        raw = b""
+    if raw and _trusted(raw, values):
+        text = raw.decode("ascii")
+    else:
+        try:
+            text = ENCODER.encode(values)
+        except ValueError:
+            text = None
     with _lock:
         if len(_recent) >= RECENT:
             del _recent[next(iter(_recent))]  # the oldest: dicts keep insertion order
         _recent[key] = (values, text)
     return text
+
+
+def _trusted(raw: bytes, values: list[Value]) -> bool:
+    """Whether orjson's ``raw`` is exactly ``ENCODER.encode(values)`` (module doc)."""
+    if not raw.isascii() or b"\x7f" in raw or b"0.0000" in raw:
+        return False  # non-ASCII, DEL, a float below 1e-4 that orjson writes plainly
+    if b"0e" in raw.translate(_DIGITS_AS_ZERO):
+        return False  # an exponent: 1e16 and beyond, below 1e-4
+    # orjson writes NaN and ±inf as null: one null per None, or the list holds one.
+    return b"null" not in raw or raw.count(b"null") == values.count(None)

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from decimal import Context, Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent import rounding as rounding_module
 from edge_agent.rounding import (
+    COMPILED_AFTER,
     DecimalScale,
     scaled_float,
     shortest_float32,
+    shortest_float32_compiled,
     shortest_float32_exact,
+    shortest_float32_listwise,
     shortest_float32_one,
 )
 
@@ -55,11 +61,23 @@ def no_shorter_decimal_round_trips(value: float, original: float) -> bool:
 float32_bits = st.integers(0, 2**32 - 1)
 
 
+#: The compiled path (numpy + orjson, lists of COMPILED_FROM values or more) and the
+#: list path must agree with the reference, and so with each other.
+BOTH = pytest.mark.parametrize(
+    "shortest",
+    [shortest_float32_compiled, shortest_float32_listwise, shortest_float32],
+    ids=["compiled", "listwise", "either"],
+)
+
+
+@BOTH
 @settings(max_examples=3000, deadline=None)
-@given(st.lists(float32_bits, min_size=1, max_size=60))
-def test_shortest_float32_round_trips_and_is_the_shortest(patterns: list[int]) -> None:
+@given(patterns=st.lists(float32_bits, min_size=1, max_size=60))
+def test_shortest_float32_round_trips_and_is_the_shortest(
+    shortest: Callable[[list[float]], list[float]], patterns: list[int]
+) -> None:
     values = [from_bits(b) for b in patterns]
-    rounded = shortest_float32(values)
+    rounded = shortest(values)
     assert len(rounded) == len(values)
     for value, got in zip(values, rounded, strict=True):
         if math.isnan(value):
@@ -71,7 +89,10 @@ def test_shortest_float32_round_trips_and_is_the_shortest(patterns: list[int]) -
         assert repr(shortest_float32_one(value)) == repr(got)
 
 
-def test_every_power_of_two_and_its_neighbours() -> None:
+@BOTH
+def test_every_power_of_two_and_its_neighbours(
+    shortest: Callable[[list[float]], list[float]],
+) -> None:
     """Where the float32 spacing changes (the only place nearest-decimal search can
     miss the shortest), and the subnormals, which have fewer bits."""
     values = []
@@ -80,7 +101,7 @@ def test_every_power_of_two_and_its_neighbours() -> None:
         values += [from_bits(b) for b in (bits - 1, bits, bits + 1)]
     values += [from_bits(b) for b in (1, 2, 3, 5, 7, 0x7FFFFF, 0x400000, 0x123456)]
     values += [-v for v in values]
-    for value, got in zip(values, shortest_float32(values), strict=True):
+    for value, got in zip(values, shortest(values), strict=True):
         assert bits_of(got) == bits_of(value)
         assert repr(got) == repr(shortest_float32_exact(value)), value
         assert repr(shortest_float32_one(value)) == repr(got)
@@ -104,11 +125,49 @@ def test_every_power_of_two_and_its_neighbours() -> None:
 )
 def test_known_values(value: float, expected: str) -> None:
     assert repr(shortest_float32([value])[0]) == expected
+    assert [repr(v) for v in shortest_float32_compiled([value] * 5)] == [expected] * 5
 
 
-def test_empty_and_nan() -> None:
-    assert shortest_float32([]) == []
-    assert math.isnan(shortest_float32([1.5, math.nan])[1])
+@BOTH
+def test_empty_and_nan(shortest: Callable[[list[float]], list[float]]) -> None:
+    assert shortest([]) == []
+    nan = from_bits(0x7FC00001)  # a quiet NaN with a payload: passed on as it came
+    got = shortest([1.5, math.nan, nan, -math.inf, math.inf, 0.1])
+    assert got[1] is not got[2]
+    assert bits_of(got[1]) == bits_of(math.nan)
+    assert struct.pack("<d", got[2]) == struct.pack("<d", nan)
+    assert got[0] == 1.5
+    assert got[3:] == [-math.inf, math.inf, shortest_float32_exact(0.1)]
+
+
+def test_the_compiled_path_is_loaded_after_enough_values_and_not_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not during a plant's first polls (numpy takes 50 ms to load), and not for a plant
+    with few float32 values; then for every list of COMPILED_FROM values or more."""
+    loads: list[int] = []
+    real = rounding_module._load_compiled
+
+    def counted() -> Any:
+        loads.append(1)
+        return real()
+
+    monkeypatch.setattr(rounding_module, "_load_compiled", counted)
+    monkeypatch.setattr(rounding_module, "_compiled", None)
+    monkeypatch.setattr(rounding_module, "_listed", 0)
+    monkeypatch.setattr(rounding_module, "_since", None)
+    block = [from_bits(0x42F6E979)] * 500
+    for _ in range(2 * COMPILED_AFTER // len(block)):
+        assert shortest_float32(block) == [123.456] * 500
+    assert loads == []  # enough values, but the first came less than 3 s ago
+    since = rounding_module._since
+    assert since is not None
+    monkeypatch.setattr(rounding_module, "_since", since - rounding_module.COMPILED_DELAY_S)
+    assert shortest_float32(block) == [123.456] * 500
+    assert loads == [1]
+    assert rounding_module._compiled is not None
+    shortest_float32(block)
+    assert loads == [1]  # once
 
 
 # --------------------------------------------------------------------------- scaled integers

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import math
 
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_agent.model import Value
 from edge_agent.sinks import value_text
-from edge_agent.sinks.value_text import RECENT, values_json
+from edge_agent.sinks.value_text import ENCODER, RECENT, values_json
 
 
 def test_text_is_the_strict_compact_json_of_the_list() -> None:
@@ -44,3 +49,65 @@ def test_cache_is_bounded_and_drops_the_oldest() -> None:
     kept = {id(entry[0]) for entry in value_text._recent.values()}
     assert id(lists[-1]) in kept
     assert id(lists[0]) not in kept
+
+
+# ------------------------------------------------------------ orjson first, exactly as before
+
+values_strategy = st.lists(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(min_value=-1e-3, max_value=1e-3),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.booleans(),
+        st.none(),
+        st.text(max_size=8),
+        st.sampled_from(["RUN", "idle", "Stage2e", "null", "10.00001", 'say "hi"', "\x7f"]),
+    ),
+    max_size=40,
+)
+
+
+def reference(values: list[Value]) -> str | None:
+    """What the C json encoder alone writes (None: it refuses NaN and ±inf)."""
+    try:
+        return ENCODER.encode(values)
+    except ValueError:
+        return None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(values_strategy)
+def test_text_is_exactly_the_c_encoders(values: list[Value]) -> None:
+    assert values_json(values) == reference(values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [1e16],  # orjson 1e16, Python 1e+16
+        [1.5e-7],  # orjson 1.5e-7, Python 1.5e-07
+        [1.25e-5],  # orjson 0.0000125, Python 1.25e-05
+        ["é"],  # orjson UTF-8, Python \u00e9
+        ["\x7f"],  # DEL: orjson raw, Python \u007f
+        [None, math.nan],  # orjson null, Python refuses
+        [2**64],  # orjson refuses
+    ],
+    ids=["1e16", "1.5e-7", "1.25e-5", "non-ascii", "del", "nan", "u64+1"],
+)
+def test_every_difference_between_the_two_encoders_is_caught(values: list[Value]) -> None:
+    """Each case is one orjson writes otherwise (or refuses): the guard it trips is needed."""
+    try:
+        differs = orjson.dumps(values).decode() != reference(values)
+    except orjson.JSONEncodeError:
+        differs = True
+    assert differs
+    assert values_json(values) == reference(values)
+
+
+def test_every_ascii_string_is_written_alike() -> None:
+    """Escapes included: orjson and the C encoder agree on every ASCII character but DEL,
+    which is why the text is trusted without looking for a backslash."""
+    differing = [c for c in range(128) if orjson.dumps(chr(c)).decode() != ENCODER.encode(chr(c))]
+    assert differing == [0x7F]
+    every = [chr(c) * 2 for c in range(127)]
+    assert values_json(every) == ENCODER.encode(every)
