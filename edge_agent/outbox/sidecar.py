@@ -199,6 +199,9 @@ class StreamsFile:
     def __init__(self, path: Path) -> None:
         self.path = streams_path(path)
         self._handle: int | None = None
+        #: Records written since the last fsync: the table changes when a stream is
+        #: new, so most periodic syncs have nothing to flush and skip the system call.
+        self._unsynced = False
 
     def rewrite(self, streams: Mapping[int, tuple[str, str, bytes]]) -> None:
         """Replace the copy by ``streams`` (atomically: a new file renamed over it)."""
@@ -219,10 +222,12 @@ class StreamsFile:
         if self._handle is None:
             self._handle = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.write(self._handle, b"".join(_record(i, d, g, n) for i, (d, g, n) in streams.items()))
+        self._unsynced = True
 
     def sync(self) -> None:
-        if self._handle is not None:
+        if self._handle is not None and self._unsynced:
             os.fsync(self._handle)
+            self._unsynced = False
 
     def close(self) -> None:
         if self._handle is not None:

@@ -4,9 +4,11 @@ exactly, and what is lost is counted and said."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
@@ -354,3 +356,24 @@ async def test_a_loss_is_on_the_status_document_and_the_metrics(tmp_path: Path) 
         assert "outbox lost" in status_line(agent, stats)
     finally:
         await agent.outbox.close()
+
+
+def test_the_streams_copy_is_fsynced_only_when_a_record_was_added(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox syncs its side files about once a second; the streams copy changes only
+    when a stream is new, so an fsync with nothing to flush is a system call saved."""
+    from edge_agent.outbox import sidecar
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(sidecar.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    copy = sidecar.StreamsFile(tmp_path / "outbox.db")
+    copy.sync()  # nothing open, nothing written
+    copy.append({1: ("press-1", "fast", b"a\0b")})
+    copy.sync()
+    copy.sync()  # nothing new since
+    copy.append({2: ("press-1", "slow", b"c")})
+    copy.sync()
+    assert len(synced) == 2
+    assert set(sidecar.read_streams(tmp_path / "outbox.db")) == {1, 2}
