@@ -1,8 +1,8 @@
 """The primitives every section of the plant file is built from.
 
-At the bottom of :mod:`edge_agent.config`: it imports nothing of the package, so every
-section module (modbus, opcua, mqtt, influx, outbox, service, metrics) can build on it
-without an import cycle.
+At the bottom of :mod:`edge_agent.config`: it imports nothing of the package but
+:mod:`.field_names` (which imports nothing), so every section module (modbus, opcua,
+mqtt, influx, outbox, service, metrics) can build on it without an import cycle.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
+
+from edge_agent.config.field_names import share_field_names
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 """Names end up in MQTT topics and InfluxDB tags: no spaces, slashes, wildcards."""
@@ -115,6 +117,13 @@ class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Keep the set of given field names shared with every model given the same
+        names (:mod:`edge_agent.config.field_names`): half of a tag's memory otherwise."""
+        object.__setattr__(
+            self, "__pydantic_fields_set__", share_field_names(self.__pydantic_fields_set__)
+        )
 
 
 # The ``plant:`` section: who this agent collects for (names go into topics and tags).
