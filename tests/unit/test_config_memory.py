@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import json
 import pickle
 import tracemalloc
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from pydantic import BaseModel
 
 import edge_agent.config.base as base
-from edge_agent.config import ModbusDeviceConfig, ModbusTag, PlantConfig
+from edge_agent.config import ModbusDeviceConfig, ModbusTag, PlantConfig, TagCatalog
 from edge_agent.config.base import FROM_YAML
 from edge_agent.config.field_names import SharedFieldNames
 from edge_agent.config.loader import load_config
@@ -150,3 +151,50 @@ def test_a_constructed_model_shares_too() -> None:
     constructed = type(plant.plant).model_construct(name="p")
     assert constructed.model_fields_set == {"name"}
     assert constructed.model_fields_set is plant.plant.model_fields_set
+
+
+def test_the_catalog_holds_under_260_bytes_a_modbus_tag() -> None:
+    # A TagInfo (128 bytes) and its place in the device's dict by name; its address used
+    # to be a dict of two or three keys (200 bytes), now a mapping of three slots.
+    count = 2000
+    device = ModbusDeviceConfig.model_validate(_device(_tags(count)), context=FROM_YAML)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        catalog = TagCatalog.of([device])
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert len(catalog.devices["press"].tags) == count
+    assert (after - before) / count < 260
+
+
+def test_a_register_address_reads_as_the_dict_it_replaces() -> None:
+    bit = ModbusTag(name="door", table="holding", address=7, type="bool", bit=3).where()
+    word = ModbusTag(name="power", table="input", address=40, type="float32").where()
+    assert bit == {"table": "holding", "address": 7, "bit": 3}
+    assert {"table": "input", "address": 40} == word  # noqa: SIM300 - dict on the left on purpose
+    assert word != {"table": "input", "address": 40, "bit": 0}
+    assert dict(bit) == {"table": "holding", "address": 7, "bit": 3}
+    assert list(word) == ["table", "address"]
+    assert (len(bit), len(word), word.get("bit"), "bit" in word) == (3, 2, None, False)
+    assert json.dumps(dict(bit)) == '{"table": "holding", "address": 7, "bit": 3}'
+    assert repr(word) == "{'table': 'input', 'address': 40}"
+    with pytest.raises(KeyError):
+        word["bit"]
+
+
+def test_the_meta_message_carries_the_address_as_before() -> None:
+    from edge_agent.sinks.meta import encode_meta
+
+    device = ModbusDeviceConfig.model_validate(
+        _device([{"name": "door", "table": "holding", "address": 7, "type": "bool", "bit": 3}]),
+        context=FROM_YAML,
+    )
+    plant = PlantConfig.model_validate(
+        {"plant": {"name": "p"}, "devices": [_device(_tags(1))]}, context=FROM_YAML
+    )
+    payload = encode_meta(device.describe(), plant.plant)
+    assert b'"address":{"table":"holding","address":7,"bit":3}' in payload
