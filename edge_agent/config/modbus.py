@@ -20,7 +20,13 @@ from pydantic import (
 )
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
-from edge_agent.config.catalog import INTEGER_BITS, DeviceInfo, TagInfo, code_name
+from edge_agent.config.catalog import (
+    INTEGER_BITS,
+    DeviceInfo,
+    TagInfo,
+    code_name,
+    described_once,
+)
 from edge_agent.config.writes import ModbusWrites, WritePolicy
 
 ModbusTable = Literal["coil", "discrete_input", "holding", "input"]
@@ -301,6 +307,7 @@ class ModbusDeviceConfig(Strict):
             raise ValueError("; ".join(problems))
         return result
 
+    @described_once
     def describe(self) -> DeviceInfo:
         """This device for the :class:`~edge_agent.config.catalog.TagCatalog`.
 

@@ -20,8 +20,7 @@ from pydantic import BaseModel
 
 import edge_agent.config.base as base
 from edge_agent.config import ModbusDeviceConfig, ModbusTag, PlantConfig, TagCatalog
-from edge_agent.config.base import FROM_YAML
-from edge_agent.config.field_names import SharedFieldNames
+from edge_agent.config.base import FROM_YAML, SharedFieldNames
 from edge_agent.config.loader import load_config
 from tests.plant import CONFIG_FILE
 
@@ -198,3 +197,21 @@ def test_the_meta_message_carries_the_address_as_before() -> None:
     )
     payload = encode_meta(device.describe(), plant.plant)
     assert b'"address":{"table":"holding","address":7,"bit":3}' in payload
+
+
+def test_a_device_is_described_once_and_its_description_goes_with_it() -> None:
+    from edge_agent.config import catalog
+
+    data = _device(_tags(3))
+    device = ModbusDeviceConfig.model_validate(data, context=FROM_YAML)
+    first = TagCatalog.of([device]).devices["press"]
+    assert device.describe() is first  # the checks, sinks, metrics, writes share it
+    twin = ModbusDeviceConfig.model_validate(data, context=FROM_YAML)
+    assert twin == device
+    assert twin.describe() is not first
+    assert twin.describe() == first
+    key = id(device)
+    assert key in catalog._DESCRIBED
+    del device, first
+    gc.collect()
+    assert key not in catalog._DESCRIBED
