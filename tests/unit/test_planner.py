@@ -7,9 +7,7 @@ any read that covers an unimplemented address (a *hole*) or crosses a *cut*
 
 from __future__ import annotations
 
-import gc
 import itertools
-import tracemalloc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.atoms import build_atoms
 from drivers.modbus.planner import AdaptivePlan, Poll, ReadRequest
 from edge_agent.config import ModbusDeviceConfig, ModbusTable, ModbusTag, ModbusType
 from edge_agent.errors import ConfigError
@@ -480,41 +477,3 @@ def test_coalescing_respects_limits_and_is_maximal(
 def _first_atom_size(tags: Sequence[ModbusTag], request: ReadRequest) -> int:
     first = _atoms([tags[p] for p in request.positions])[0]
     return first[2] - first[1] + 1
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layouts())
-def test_the_compact_atom_table_holds_the_atoms_as_written(
-    layout: tuple[list[ModbusTag], FakeDevice, int, int, int],
-) -> None:
-    tags = layout[0]
-    table = build_atoms(tags, 125, 2000)
-    expected = _atoms(tags)
-    assert len(table) == len(expected)
-    assert [(a.table, a.start, a.end, list(a.positions)) for a in table] == expected
-    for index, (_, _, _, positions) in enumerate(expected):
-        assert table[index].index == index
-        assert all(table.atom_of(p) == index for p in positions)
-    with pytest.raises(KeyError):
-        table.atom_of(len(tags))
-    with pytest.raises(IndexError):
-        table[len(expected)]
-
-
-def test_a_plan_holds_under_100_bytes_a_tag() -> None:
-    # Atoms as a list of frozen objects with a tuple each, and a dict of position -> atom,
-    # took ~250 bytes a tag with the requests (25 MB at 100,000 tags); as columns of
-    # machine integers ~80, most of it the requests' positions.
-    count = 2000
-    tags = [ModbusTag(name=f"t{i}", address=i, type="int16") for i in range(count)]
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        plan = AdaptivePlan(tags)
-        assert len(plan.requests) == 16
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert (after - before) / count < 100
