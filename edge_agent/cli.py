@@ -63,7 +63,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from edge_agent.logs import configure_from_config  # lazy: keep `schema`/`check` light
     from edge_agent.service.agent import Agent
-    from edge_agent.service.heap import settle
     from edge_agent.service.supervisor import serve
 
     config = _load_or_report(args.config)
@@ -77,12 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     on_config(config)
 
     async def main() -> None:
-        agent = Agent(config)
-        # The config and the runners live as long as the process: keep the collector
-        # off them (edge_agent/service/heap.py).
-        settle()
         # SIGTERM/SIGINT stop, SIGHUP reloads args.config; systemd notification if asked.
-        await serve(agent, config_path=args.config, duration=args.duration, on_config=on_config)
+        await serve(
+            Agent(config), config_path=args.config, duration=args.duration, on_config=on_config
+        )
 
     from edge_agent.outbox import OutboxError
 

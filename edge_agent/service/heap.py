@@ -12,8 +12,9 @@ A reload replaces part of them; the replaced runners may sit in reference cycles
 the collector can free, so after a reload that was applied :func:`resettle` thaws
 everything, collects once (one pause, at the reload) and freezes what is left.
 
-Only the service process settles (``edge-agent run``): a test process that runs many
-agents one after another keeps the collector as it is.
+Only the service settles (:func:`~edge_agent.service.supervisor.serve`, what
+``edge-agent run`` runs): a test process that runs many agents one after another keeps
+the collector as it is.
 """
 
 from __future__ import annotations

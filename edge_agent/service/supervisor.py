@@ -35,7 +35,7 @@ from edge_agent.remote_config.apply import RemoteConfig
 from edge_agent.remote_config.audit import ConfigAudit, config_audit_log
 from edge_agent.remote_config.wiring import RemoteConfigChannel
 from edge_agent.service.agent import Agent
-from edge_agent.service.heap import resettle
+from edge_agent.service.heap import resettle, settle
 from edge_agent.service.liveness import LoopMonitor, liveness_problems
 from edge_agent.service.reload import ReloadResult, load_for_reload
 from edge_agent.service.sdnotify import Notifier
@@ -394,5 +394,9 @@ async def serve(
     duration: float | None = None,
     on_config: Callable[[PlantConfig], None] | None = None,
 ) -> None:
-    """Run ``agent`` as a service until SIGTERM/SIGINT, or for ``duration`` seconds."""
+    """Run ``agent`` as a service until SIGTERM/SIGINT, or for ``duration`` seconds.
+
+    The agent is built: what it holds lives as long as the service, so the garbage
+    collector leaves it alone from here on (:mod:`edge_agent.service.heap`)."""
+    settle()
     await Supervisor(agent, config_path=config_path, on_config=on_config).run(duration)
