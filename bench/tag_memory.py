@@ -1,6 +1,6 @@
 """What the agent holds per tag: ``python -m bench.tag_memory [--devices 200 --tags 500]``.
 
-Two measurements, each in a fresh process:
+Three uses, each in a fresh process:
 
 ``python -m bench.tag_memory --devices 200 --tags 500``
     tracemalloc bytes per tag of the scale scenario's plant (bench/plant.py, metrics,
@@ -12,10 +12,15 @@ Two measurements, each in a fresh process:
     One whole ``python -m edge_agent run -c PLANT.yaml``: VmRSS and VmHWM sampled every
     0.5 s, its CPU over the last 20 s of the run, and the pause of every collection of
     Python's garbage collector (gc.callbacks; the longest full ones are the latency
-    tail). Point it at a plant whose devices answer (``python -m bench modbus-scale
-    --keep`` leaves one, with its simulators stopped: start them again, or use the
-    kept plant with devices refusing, which still shows what the config costs).
-    Interleave runs of two trees (PYTHONPATH) for a before/after.
+    tail). Point it at a plant whose devices answer: ``--serve``'s. ``--tree DIR`` runs
+    the agent of another checkout (``git archive REV | tar -x -C DIR``): interleave runs
+    of two trees for a before/after.
+
+``python -m bench.tag_memory --serve DIR [--devices 200 --tags 500]``
+    Serves the scale scenario's plant until interrupted (Ctrl-C or SIGTERM): its
+    simulators, mosquitto and VictoriaMetrics on free loopback ports, and the agent's
+    plant file for them in ``DIR/plant.yaml`` (metrics, outbox, MQTT and InfluxDB, as
+    ``bench modbus-scale`` runs it), so that many ``--run`` use the same devices.
 """
 
 from __future__ import annotations
@@ -128,13 +133,14 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run(path: Path, duration: float) -> None:
+def _run(path: Path, duration: float, tree: Path | None) -> None:
     load = Path("/proc/loadavg").read_text().split()[:3]
     with tempfile.TemporaryDirectory(prefix="bench-tag-memory-") as tmp:
         out = Path(tmp) / "gc.json"
         argv = [sys.executable, "-c", _WATCHED_RUN, str(out), "run", "-c", str(path)]
         argv += ["--duration", f"{duration:g}", "--log-level", "error"]
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        env = dict(os.environ, PYTHONPATH=str(tree)) if tree else None
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env, cwd=tree)
         start = time.monotonic()
         samples: list[tuple[float, int, int, float]] = []
         while child.poll() is None:
@@ -169,6 +175,42 @@ def _run(path: Path, duration: float) -> None:
     )
 
 
+def _serve(devices: int, tags: int, directory: Path) -> None:
+    import contextlib
+    import signal
+
+    from bench.scale import simulators
+    from bench.stages import StageContext, build_pipeline
+    from tests.servers import Mosquitto, free_port
+
+    directory.mkdir(parents=True, exist_ok=True)
+    spec = PlantSpec(devices, tags, 1.0)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
+    with contextlib.ExitStack() as stack:
+        _, ports = stack.enter_context(simulators(spec, 0, directory))
+        broker = Mosquitto(
+            port=free_port(),
+            workdir=directory / "mosquitto",
+            extra_config="max_queued_messages 0\n",
+        )
+        broker.start()
+        stack.callback(broker.stop)
+        pipeline = build_pipeline(None, StageContext(broker.port, directory, stack, spec))
+        document = agent_document(
+            spec,
+            ports,
+            plant="bench",
+            state_dir=str(directory / "state"),
+            sinks=pipeline.sinks,
+            extra=pipeline.extra,
+        )
+        (directory / "plant.yaml").write_text(dump(document))
+        print(f"serving {directory / 'plant.yaml'} ({', '.join(pipeline.stages)})", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--devices", type=int, default=200)
@@ -176,12 +218,16 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12, help="lines shown per stage")
     parser.add_argument("--run", type=Path, help="a plant file: watch a whole agent run")
     parser.add_argument("--duration", type=float, default=45.0, help="seconds (--run)")
+    parser.add_argument("--tree", type=Path, help="the checkout whose agent --run runs")
+    parser.add_argument("--serve", type=Path, help="a directory: serve the plant's devices")
     parser.add_argument("--trace", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.trace:
+    if args.serve:
+        _serve(args.devices, args.tags, args.serve)
+    elif args.trace:
         _trace(args.trace, args.top)
     elif args.run:
-        _run(args.run, args.duration)
+        _run(args.run.resolve(), args.duration, args.tree)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-tag-memory-") as tmp:
             path = _plant_file(args.devices, args.tags, Path(tmp))
