@@ -56,13 +56,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from drivers.modbus.atoms import BIT_TABLES, Atom, build_atoms
 from edge_agent.config import ModbusDeviceConfig, ModbusTable, ModbusTag
-from edge_agent.errors import ConfigError
-
-BIT_TABLES: frozenset[str] = frozenset({"coil", "discrete_input"})
-"""Tables read bit by bit (function codes 1 and 2); the others are 16-bit registers."""
-
-_TABLE_ORDER: dict[str, int] = {"coil": 0, "discrete_input": 1, "holding": 2, "input": 3}
 
 #: Default seconds between two probes of the tags a device refused.
 DEFAULT_REPROBE_AFTER_S = 60.0
@@ -106,65 +101,10 @@ class ReadRequest:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Atom:
-    """Tags whose address spans overlap: the smallest unit a request may hold."""
-
-    index: int  # in AdaptivePlan._atoms, which is sorted by (table, start)
-    table: ModbusTable
-    start: int
-    end: int  # inclusive
-    positions: tuple[int, ...]
-
-
-def _request(atoms: Sequence[_Atom]) -> ReadRequest:
+def _request(atoms: Sequence[Atom]) -> ReadRequest:
     first, last = atoms[0], atoms[-1]
     positions = tuple(p for atom in atoms for p in atom.positions)
     return ReadRequest(first.table, first.start, last.end - first.start + 1, positions)
-
-
-def _build_atoms(
-    tags: Sequence[ModbusTag], max_registers: int, max_bits: int
-) -> tuple[list[_Atom], dict[int, int]]:
-    """Cluster the tags into atoms; return them sorted and the position -> atom map."""
-    spans: list[tuple[int, int, int, int]] = []  # (table order, start, end, position)
-    problems: list[str] = []
-    for position, tag in enumerate(tags):
-        size = tag.register_count
-        if size < 1:
-            problems.append(f"tag {tag.name!r}: a string needs a length (registers)")
-            continue
-        spans.append((_TABLE_ORDER[tag.table], tag.address, tag.address + size - 1, position))
-    spans.sort()
-
-    clusters: list[tuple[ModbusTable, int, int, list[int]]] = []
-    for _, start, end, position in spans:
-        table = tags[position].table
-        if clusters and clusters[-1][0] == table and start <= clusters[-1][2]:
-            last_table, last_start, last_end, members = clusters[-1]
-            members.append(position)
-            clusters[-1] = (last_table, last_start, max(last_end, end), members)
-        else:
-            clusters.append((table, start, end, [position]))
-
-    atoms: list[_Atom] = []
-    atom_of: dict[int, int] = {}
-    for table, start, end, members in clusters:
-        limit = max_bits if table in BIT_TABLES else max_registers
-        if end - start + 1 > limit:
-            names = ", ".join(repr(tags[p].name) for p in members)
-            problems.append(
-                f"{table} {start}-{end} ({names}) needs {end - start + 1} in one read, "
-                f"more than the device's limit of {limit}"
-            )
-            continue
-        atom = _Atom(len(atoms), table, start, end, tuple(members))
-        atoms.append(atom)
-        for position in members:
-            atom_of[position] = atom.index
-    if problems:
-        raise ConfigError(problems)
-    return atoms, atom_of
 
 
 class AdaptivePlan:
@@ -192,7 +132,7 @@ class AdaptivePlan:
         self._max_gap = max_gap
         self._reprobe_after = reprobe_after
         self._clock = clock
-        self._atoms, self._atom_of = _build_atoms(tags, max_registers, max_bits)
+        self._atoms = build_atoms(tags, max_registers, max_bits)
         self._invalid: set[int] = set()  # atom indexes refused on their own
         self._barrier_before: set[int] = set()  # atom indexes no request may reach back over
         #: When the invalid atoms are next read on their own (clock time).
@@ -279,8 +219,8 @@ class AdaptivePlan:
                 self._invalid = set(invalid_before)
                 self._dirty = True
 
-    def _atoms_in(self, request: ReadRequest) -> list[_Atom]:
-        indexes = sorted({self._atom_of[p] for p in request.positions})
+    def _atoms_in(self, request: ReadRequest) -> list[Atom]:
+        indexes = sorted({self._atoms.atom_of(p) for p in request.positions})
         return [self._atoms[i] for i in indexes]
 
     def _split(self, request: ReadRequest) -> tuple[ReadRequest, ReadRequest, int] | None:
@@ -314,7 +254,7 @@ class AdaptivePlan:
     def _coalesce(self) -> tuple[ReadRequest, ...]:
         """Greedy merge in address order; optimal for this interval problem."""
         requests: list[ReadRequest] = []
-        group: list[_Atom] = []
+        group: list[Atom] = []
         for atom in self._atoms:
             if atom.index in self._invalid:
                 # A refused atom holds a refused address: nothing may span it.

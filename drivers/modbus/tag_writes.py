@@ -95,21 +95,31 @@ class TagWrites:
     def __init__(self, config: ModbusDeviceConfig, channel: ModbusChannel) -> None:
         self.config = config
         self.channel = channel
-        self._tags: dict[str, ModbusTag] = {}
-        self._codes: dict[str, ModbusTag] = {}  # state_code -> state
-        for group in config.poll_groups:
-            for tag in group.tags:
-                self._tags[tag.name] = tag
-                if tag.code_name is not None:
-                    self._codes[tag.code_name] = tag
+        # Tag and code tag by name, made at the first write: most devices are never
+        # written, and at 100,000 tags the maps would hold 2.6 MB for nothing.
+        self._by_name: tuple[dict[str, ModbusTag], dict[str, ModbusTag]] | None = None
+
+    def _names(self) -> tuple[dict[str, ModbusTag], dict[str, ModbusTag]]:
+        """(tag name -> tag, code tag name -> its enum tag), e.g. ``state_code -> state``."""
+        if self._by_name is None:
+            tags: dict[str, ModbusTag] = {}
+            codes: dict[str, ModbusTag] = {}
+            for group in self.config.poll_groups:
+                for tag in group.tags:
+                    tags[tag.name] = tag
+                    if tag.code_name is not None:
+                        codes[tag.code_name] = tag
+            self._by_name = (tags, codes)
+        return self._by_name
 
     def prepare(self, name: str, value: WriteValue) -> PreparedWrite:
-        tag = self._tags.get(name)
+        tags, codes = self._names()
+        tag = tags.get(name)
         if tag is None:
-            if name in self._codes:
+            if name in codes:
                 raise WriteRefused(
-                    f"{name} is the raw code of tag {self._codes[name].name}: write "
-                    f"{self._codes[name].name} (a label, or a code) instead"
+                    f"{name} is the raw code of tag {codes[name].name}: write "
+                    f"{codes[name].name} (a label, or a code) instead"
                 )
             raise WriteRefused(f"device {self.config.name} has no tag {name}")
         if tag.table in ("input", "discrete_input"):
@@ -201,10 +211,11 @@ class TagWrites:
             ) from None
 
     async def read_tag(self, name: str) -> TagReading:
-        tag = self._tags.get(name)
+        tags, codes = self._names()
+        tag = tags.get(name)
         code = tag is None
         if tag is None:
-            tag = self._codes.get(name)
+            tag = codes.get(name)
             if tag is None:
                 raise WriteRefused(f"device {self.config.name} has no tag {name}")
         try:

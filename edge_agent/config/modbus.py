@@ -7,6 +7,7 @@ Cross-field rules (overlapping registers, unit ids on a shared connection) are i
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +20,13 @@ from pydantic import (
 )
 
 from edge_agent.config.base import Duration, Interval, Name, Strict
-from edge_agent.config.catalog import INTEGER_BITS, DeviceInfo, TagInfo, code_name
+from edge_agent.config.catalog import (
+    INTEGER_BITS,
+    DeviceInfo,
+    TagInfo,
+    code_name,
+    described_once,
+)
 from edge_agent.config.writes import ModbusWrites, WritePolicy
 
 ModbusTable = Literal["coil", "discrete_input", "holding", "input"]
@@ -59,6 +66,44 @@ REGISTER_COUNT: dict[str, int] = {
     "float32": 2,
     "float64": 4,
 }
+
+
+class RegisterAddress(Mapping[str, str | int]):
+    """Where a Modbus tag is read, as the catalog publishes it: ``{"table": "holding",
+    "address": 40}``, plus ``"bit"`` for a bit in a register.
+
+    A read-only mapping of three slots rather than a dict: the catalog keeps one per tag,
+    and a dict of two or three keys takes 200 bytes, this 56. It compares equal to the
+    dict of the same items, and ``dict(address)`` is that dict.
+    """
+
+    __slots__ = ("_address", "_bit", "_table")
+
+    def __init__(self, table: str, address: int, bit: int | None = None) -> None:
+        self._table = table
+        self._address = address
+        self._bit = bit
+
+    def __getitem__(self, key: str) -> str | int:
+        if key == "table":
+            return self._table
+        if key == "address":
+            return self._address
+        if key == "bit" and self._bit is not None:
+            return self._bit
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        yield "table"
+        yield "address"
+        if self._bit is not None:
+            yield "bit"
+
+    def __len__(self) -> int:
+        return 2 if self._bit is None else 3
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
 
 
 def _usable_scale(value: float) -> float:
@@ -103,12 +148,9 @@ class ModbusTag(Strict):
     def _finite_nonzero_scale(cls, value: float) -> float:
         return _usable_scale(value)
 
-    def where(self) -> dict[str, str | int]:
+    def where(self) -> RegisterAddress:
         """Table and address (and bit) of this tag, for the catalog."""
-        where: dict[str, str | int] = {"table": self.table, "address": self.address}
-        if self.bit is not None:
-            where["bit"] = self.bit
-        return where
+        return RegisterAddress(self.table, self.address, self.bit)
 
     @property
     def code_name(self) -> str | None:
@@ -265,6 +307,7 @@ class ModbusDeviceConfig(Strict):
             raise ValueError("; ".join(problems))
         return result
 
+    @described_once
     def describe(self) -> DeviceInfo:
         """This device for the :class:`~edge_agent.config.catalog.TagCatalog`.
 

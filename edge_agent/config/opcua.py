@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 from pydantic import AfterValidator, Field
 
 from edge_agent.config.base import MAX_INTERVAL_S, Duration, Interval, Name, Strict
-from edge_agent.config.catalog import DeviceInfo, TagInfo
+from edge_agent.config.catalog import DeviceInfo, TagInfo, described_once
 from edge_agent.config.writes import (
     AllowedValue,
     DeviceWrites,
@@ -404,6 +404,7 @@ class OpcUaDeviceConfig(Strict):
     )
     poll_groups: list[OpcUaPollGroup] = Field(min_length=1)
 
+    @described_once
     def describe(self) -> DeviceInfo:
         """This device for the :class:`~edge_agent.config.catalog.TagCatalog`; the value
         type of a node is the server's, known only after connecting."""

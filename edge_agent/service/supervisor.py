@@ -35,6 +35,7 @@ from edge_agent.remote_config.apply import RemoteConfig
 from edge_agent.remote_config.audit import ConfigAudit, config_audit_log
 from edge_agent.remote_config.wiring import RemoteConfigChannel
 from edge_agent.service.agent import Agent
+from edge_agent.service.heap import resettle, settle
 from edge_agent.service.liveness import LoopMonitor, liveness_problems
 from edge_agent.service.reload import ReloadResult, load_for_reload
 from edge_agent.service.sdnotify import Notifier
@@ -187,6 +188,7 @@ class Supervisor:
             result = ReloadResult(False, [f"{type(exc).__name__}: {exc}"])
         self.stats.last_reload_wall = time.time()
         if result.applied:
+            resettle()  # the replaced runners' cycles go, the new ones are frozen
             self.stats.reloads_applied += 1
             self.stats.last_reload_problems = []
             await self._apply_service(old_service, self.agent.config.service)
@@ -392,5 +394,9 @@ async def serve(
     duration: float | None = None,
     on_config: Callable[[PlantConfig], None] | None = None,
 ) -> None:
-    """Run ``agent`` as a service until SIGTERM/SIGINT, or for ``duration`` seconds."""
+    """Run ``agent`` as a service until SIGTERM/SIGINT, or for ``duration`` seconds.
+
+    The agent is built: what it holds lives as long as the service, so the garbage
+    collector leaves it alone from here on (:mod:`edge_agent.service.heap`)."""
+    settle()
     await Supervisor(agent, config_path=config_path, on_config=on_config).run(duration)
