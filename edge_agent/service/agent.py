@@ -30,7 +30,12 @@ from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.runtime.sink_runner import SinkCounters, SinkRunner
 from edge_agent.runtime.source_runner import DeviceCounters, DeviceState, SourceRunner
 from edge_agent.service.parts import build_metrics, build_sink, new_outbox
-from edge_agent.service.reload import ReloadPlan, ReloadResult, plan_reload
+from edge_agent.service.reload import (
+    ReloadPlan,
+    ReloadResult,
+    keep_running_devices,
+    plan_reload,
+)
 from edge_agent.service.writes_wiring import AuditFactory, WritesWiring
 from edge_agent.sinks.base import LiveTap, MetaPublisher, Sink
 from edge_agent.writes.service import WriteService
@@ -141,6 +146,16 @@ class Agent:
         if task is not None:
             await _cancel_all([task])
 
+    def _spawn_all(self, runners: Sequence[SourceRunner] | Sequence[SinkRunner]) -> None:
+        """Start every runner. A function of its own so that no loop variable of
+        :meth:`_run_tasks` (which lives as long as the agent) holds the last runner
+        after a reload has replaced it, with its driver, plan and buffers."""
+        for runner in runners:
+            if isinstance(runner, SourceRunner):
+                self._spawn(runner, f"source:{runner.device}")
+            else:
+                self._spawn(runner, f"sink:{runner.sink.name}")
+
     def _spawn(self, runner: SourceRunner | SinkRunner, name: str) -> None:
         if self._tasks is not None:
             self._running[runner] = self._tasks.create_task(runner.run(), name=name)
@@ -170,6 +185,7 @@ class Agent:
         old = self.config
         register_secrets(secret_values(new))  # before anything about ``new`` is logged
         plan = plan_reload(old, new)
+        new = keep_running_devices(old, new, plan)
         try:
             sinks, drivers, made = self._prepare(plan, new)
         except Exception as exc:  # noqa: BLE001 - whatever fails, the reload is refused
@@ -333,11 +349,9 @@ class Agent:
     async def _run_tasks(self) -> None:
         async with asyncio.TaskGroup() as outer:
             self._tasks = outer
-            for sink in self.sinks:
-                self._spawn(sink, f"sink:{sink.sink.name}")
+            self._spawn_all(self.sinks)
             metrics_tasks = self._start_metrics(outer)
-            for source in self.sources:
-                self._spawn(source, f"source:{source.device}")
+            self._spawn_all(self.sources)
             try:
                 await asyncio.sleep(0)  # every runner takes its first step (sinks start)
                 self.started.set()

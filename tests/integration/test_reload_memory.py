@@ -1,7 +1,5 @@
-"""Review of issue 20's memory-per-tag branch (p20-models): findings as failing tests.
-
-Each test states what should hold and fails on the merged code (42e8fed).
-"""
+"""What a reload leaves behind: one model and one description of each device it keeps
+running, and nothing of the runners it replaced (issue 20: memory per tag at scale)."""
 
 from __future__ import annotations
 
@@ -40,12 +38,11 @@ def _descriptions_of(device: str) -> int:
 async def test_a_reload_keeps_one_description_of_a_device_it_leaves_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Finding (regression of ed97426, described_once): after a reload, a device the
-    reload leaves alone keeps running with its old model (its driver holds it) while the
-    config holds the new, equal model; described_once caches a description for each, so
-    every unchanged device's catalog (about 210 B a tag) is held twice from the first
-    reload on. Before the branch there was one (the sinks drop the old catalog on reload).
-    At 100,000 tags that is ~20 MB more after any reload that changes one device."""
+    """A device the reload leaves alone keeps running with its old model (its driver
+    holds it); the new config is given that model, not the file's equal copy, so its
+    description (described_once keeps one per model) is not held twice: about 0.8 kB a
+    tag of model and catalog (80 MB at 100,000 tags) after any reload that changes one
+    device. Seen failing (2 descriptions) before keep_running_devices."""
     monkeypatch.setenv("EDGE_AGENT_STATE", str(tmp_path / "state"))
     path = tmp_path / "plant.yaml"
     path.write_text(_plant_text(DEMO_PORTS, "1s"))
@@ -56,19 +53,17 @@ async def test_a_reload_keeps_one_description_of_a_device_it_leaves_running(
     assert result.applied, result.problems
     assert result.plan is not None
     assert result.plan.devices_changed == ("compressor-1",)
-    assert _descriptions_of("cnc-1") <= 1  # fails: 2 (the old model's and the new one's)
+    assert _descriptions_of("cnc-1") <= 1
 
 
 @pytest.mark.integration
 async def test_the_runner_a_reload_replaces_is_released(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Finding (pre-existing, not from p20-models; found checking "is the old config
-    released after a reload"): Agent._run_tasks keeps its loop variables ``source`` and
-    ``sink`` bound to the last runners it spawned at start. When a reload replaces the
-    last device (or the last sink), the old runner, its driver, read plans, channel and
-    device model stay referenced by that frame until the agent stops, through every later
-    reload and whatever gc.freeze/resettle does."""
+    """The runner a reload replaces is released, also the last one the agent started:
+    Agent._run_tasks (alive as long as the agent) kept its loop variables bound to the
+    last source and sink runners, and with them a replaced runner's driver, read plans,
+    channel and device model until the agent stopped. Seen failing before."""
     monkeypatch.setenv("EDGE_AGENT_STATE", str(tmp_path / "state"))
     async with serve_profile(demo_profile()) as plant:
         ports = {name: plant.port(name) for name in plant.servers}
@@ -86,7 +81,7 @@ async def test_the_runner_a_reload_replaces_is_released(
             assert result.applied, result.problems
             assert old() not in agent.sources
             gc.collect()
-            assert old() is None  # fails: Agent._run_tasks's ``source`` still holds it
+            assert old() is None
         finally:
             agent.request_stop()
             await asyncio.wait_for(task, 30)
