@@ -25,8 +25,11 @@ _settled = False
 
 
 def settle() -> None:
-    """Freeze what exists now: call once the agent is built, before it starts."""
+    """Freeze what exists now: call once the agent is built, before it starts. A
+    collection first, so that no cycle left by building (none is known) is frozen for
+    the life of the process."""
     global _settled
+    gc.collect()
     gc.freeze()
     _settled = True
 
