@@ -14,6 +14,7 @@ from array import array
 from typing import Any
 
 from edge_agent.config.checks.common import Loc
+from edge_agent.config.replay import Recorded
 from edge_agent.config.source_map import Entry, Record, Steps, combine
 
 #: libyaml's events, taken by ``type()`` for speed (types-PyYAML's base Event declares
@@ -102,12 +103,17 @@ class Map(Frame):
 class MergeList(Frame):
     """``<<: [*a, *b]``: the events, kept until the end, then built last to first."""
 
-    __slots__ = ("building", "depth", "index", "items", "kids")
+    __slots__ = ("building", "depth", "events", "index", "kids", "starts")
 
-    def __init__(self, path: Loc, line: int) -> None:
+    def __init__(self, path: Loc, line: int, events: Recorded | None = None) -> None:
+        """``events``: a merged list's (``<<: *list``), whole, else the list's events are
+        kept as they come (:meth:`~edge_agent.config.builder.Builder.feed`)."""
         super().__init__(path, line, None)
         self.depth = 1
-        self.items: list[list[Event]] = []
+        self.events = Recorded() if events is None else events
+        #: Where each item's events start; the last item's end where the events end
+        #: (a merged list's own end is one before).
+        self.starts: list[int] = []
         self.kids: dict[Any, Entry] = {}
         #: The items are being built; ``index``: the one being built.
         self.building = False
