@@ -27,24 +27,15 @@ before the reader went one-pass (a problem in them is reported at each merge's p
 
 A value built away from its place (a merged list's items, a value under a key that
 is skipped or in a merge list, first needed by a later alias) is built from its events
-as they were recorded the first time through: the events of every anchored list, and
-of an anchored mapping that is not built where it is written. Nothing is ever parsed
-twice, so the work to build any alias or merge is what the scan counted for it
-before the builder saw it (:class:`~edge_agent.config.reading.ShapeScan` counts an
-alias as the whole value it stands for).
-
-That bounds the work by the value limit, but a small file may still stand for two
-million values (each list merges the one before nine times: a "merge bomb"), and
-the scan refuses it only at its last line. So events built again are counted against
-an ``allowance`` (what the file itself holds so far, plus some): past it the builder
-raises :class:`Overbuilt`, and the caller measures the rest of the file before any
-more building (:func:`~edge_agent.config.document.read_document`).
+as recorded the first time through (:mod:`.replay`), never parsed again. Events built
+again count against an ``allowance``: past it the builder raises :class:`Overbuilt`
+(a small file may stand for millions of values, and the scan refuses it only at its
+last line), and the caller measures the rest of the file before building more.
 """
 
 from __future__ import annotations
 
 import sys
-from array import array
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -67,18 +58,17 @@ from edge_agent.config.frames import (
     as_steps,
     child_path,
     is_path_key,
+    map_record,
     write,
 )
-from edge_agent.config.replay import Recorded
+from edge_agent.config.replay import Recorded, Recordings
 from edge_agent.config.scalars import MERGE_TAG, SLOW, UNREADABLE, Scalars
-from edge_agent.config.source_map import Items, Keys, Record, SourceMap, Steps
+from edge_agent.config.source_map import Items, Record, SourceMap, Steps
 
 __all__ = ["Builder", "Overbuilt", "SourceMap"]
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
-#: A mapping with more keys than this keeps them in a dict (a lookup per key).
-_FEW_KEYS = 32
 
 
 class Overbuilt(Exception):
@@ -112,11 +102,10 @@ class Builder:
         self._collections: dict[str, tuple[str, bool]] = {}
         #: Keys tuples shared by the mappings' records.
         self._key_tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        #: Anchor -> the events of its list or mapping, recorded as they came (see the
-        #: module docstring); a mapping built where it is written needs none.
-        self._events: dict[str, Recorded] = {}
-        #: Recordings not finished yet, innermost last: [events, open collections].
-        self._recording: list[list[Any]] = []
+        #: Anchor -> the events of its list or mapping (a mapping built where it is
+        #: written needs none).
+        self._recordings = Recordings()
+        self._events = self._recordings.by_anchor
         self._allowance = allowance
         #: Events built again so far, and how many may be before asking again.
         self._again = 0
@@ -127,8 +116,8 @@ class Builder:
     def feed(self, event: Event) -> None:
         """Take the next event of the document (each event once, in order)."""
         kind = type(event)
-        if self._recording:
-            self._record(event, kind)
+        if self._recordings.open:
+            self._recordings.add(event, kind)
         anchor = getattr(event, "anchor", None)
         if anchor is None:
             self._feed(event)
@@ -138,29 +127,14 @@ class Builder:
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             tag = event.tag or (_MAP_TAG if kind is yaml.MappingStartEvent else _SEQ_TAG)
             self._collections[anchor] = (tag, kind is yaml.SequenceStartEvent)
-            events = Recorded()
-            events.append(event)
             self._feed(event)
             stack = self._stack
             if kind is yaml.SequenceStartEvent or not (
                 stack and type(stack[-1]) is Map and stack[-1].anchor == anchor
             ):  # a list may be merged later; a mapping not built here is built later
-                self._events[anchor] = events
-                self._recording.append([events, 1])
+                self._recordings.start(anchor, event)
         else:
             self._feed(event)
-
-    def _record(self, event: Event, kind: type) -> None:
-        """Add ``event`` to every recording not finished yet."""
-        recording = self._recording
-        step = (kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent) - (
-            kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent
-        )
-        for open_one in recording:
-            open_one[0].append(event)
-            open_one[1] += step
-        if recording[-1][1] == 0:  # the innermost one ends here
-            recording.pop()
 
     def _feed(self, event: Event) -> None:
         """Take the next event, of the document or of a value built again."""
@@ -194,9 +168,9 @@ class Builder:
     def scalar(self, event: Event) -> None:
         """Take the next event, a scalar without an anchor: :meth:`feed`, faster for
         the everyday key or value (nine events in ten)."""
-        if self._recording:
-            for open_one in self._recording:
-                open_one[0].append(event)
+        if self._recordings.open:
+            for events in self._recordings.open:
+                events.append(event)
         stack = self._stack
         top = stack[-1] if stack else None
         kind = type(top)
@@ -290,7 +264,7 @@ class Builder:
         value: Any
         if type(frame) is Map:
             value = self._map_value(frame)
-            record = self._map_record(frame)
+            record = map_record(frame, self._key_tuples)
         else:
             assert isinstance(frame, Seq)
             value = frame.items
@@ -438,27 +412,6 @@ class Builder:
             if key not in result and is_path_key(key):
                 origins[(*frame.path, key)] = (*origin, key)
         return {**frame.merged, **result}
-
-    def _map_record(self, frame: Map) -> Record | None:
-        if frame.steps is not None:
-            return frame.steps
-        keys = frame.keys
-        if not keys:
-            return None
-        lines = frame.line_list
-        first = lines[0]
-        kids = None if frame.kids is None else tuple(frame.kids)
-        if len(keys) > _FEW_KEYS:
-            return Steps(
-                {key: (lines[i], None if kids is None else kids[i]) for i, key in enumerate(keys)}
-            )
-        shared = tuple(keys)
-        shared = self._key_tuples.setdefault(shared, shared)
-        if lines[-1] - first == len(lines) - 1 and all(
-            line == first + i for i, line in enumerate(lines)
-        ):
-            return Keys(shared, first, kids)
-        return Keys(shared, array("I", lines), kids)
 
     # ------------------------------------------------------------------ merge keys
 

@@ -15,7 +15,10 @@ from typing import Any
 
 from edge_agent.config.checks.common import Loc
 from edge_agent.config.replay import Recorded
-from edge_agent.config.source_map import Entry, Record, Steps, combine
+from edge_agent.config.source_map import Entry, Keys, Record, Steps, combine
+
+#: A mapping with more keys than this keeps them in a dict (a lookup per key).
+_FEW_KEYS = 32
 
 #: libyaml's events, taken by ``type()`` for speed (types-PyYAML's base Event declares
 #: none of ``anchor``, ``tag``, ``value``, and a mark that may be None).
@@ -152,3 +155,27 @@ def write(steps: Steps, step: Any, line: int | None, kid: Record | None) -> None
 def is_path_key(key: Any) -> bool:
     """Keys that can be part of a :data:`Loc` (``True`` is an int, but not a path step)."""
     return isinstance(key, str | int) and not isinstance(key, bool)
+
+
+def map_record(frame: Map, key_tuples: dict[tuple[Any, ...], tuple[Any, ...]]) -> Record | None:
+    """The lines of a finished mapping as a record; ``key_tuples``: keys tuples shared
+    by the records of mappings with the same keys."""
+    if frame.steps is not None:
+        return frame.steps
+    keys = frame.keys
+    if not keys:
+        return None
+    lines = frame.line_list
+    first = lines[0]
+    kids = None if frame.kids is None else tuple(frame.kids)
+    if len(keys) > _FEW_KEYS:
+        return Steps(
+            {key: (lines[i], None if kids is None else kids[i]) for i, key in enumerate(keys)}
+        )
+    shared = tuple(keys)
+    shared = key_tuples.setdefault(shared, shared)
+    if lines[-1] - first == len(lines) - 1 and all(
+        line == first + i for i, line in enumerate(lines)
+    ):
+        return Keys(shared, first, kids)
+    return Keys(shared, array("I", lines), kids)

@@ -4,7 +4,11 @@ The builder (:mod:`.builder`) builds most of a file as its events come, but some
 values are built later, or again: the items of a merge list (``<<: [...]``, built last
 to first), the items of a merged list (``<<: *list``, built again at each merge), an
 anchored value first needed by an alias after it was skipped where it is written.
-Their events are kept for that, once, and never read again from the text.
+Their events are kept for that, once, and never read again from the text
+(:class:`Recordings`: the events of every anchored list, and of an anchored mapping
+not built where it is written). The work to build any alias or merge is then what
+the shape scan counted for it (an alias counts as the whole value it stands for)
+before the builder saw it.
 
 A libyaml event and its two marks cost about 300 bytes; most of a plant file is plain
 scalars (``address: 12``) and lists and mappings with no anchor or tag, which are kept
@@ -131,3 +135,38 @@ class Recorded:
 def _mark(line: int) -> yaml.Mark:
     """A mark at the start of ``line`` (shared: nothing changes a mark)."""
     return yaml.Mark("", 0, line, 0, None, 0)
+
+
+class Recordings:
+    """The events of anchored lists and mappings, recorded as the document's events
+    come (:meth:`start` at the anchored one's start, then :meth:`add` each event)."""
+
+    __slots__ = ("by_anchor", "depths", "open")
+
+    def __init__(self) -> None:
+        self.by_anchor: dict[str, Recorded] = {}
+        #: Recordings not finished yet, innermost last, and how many lists and
+        #: mappings each has open.
+        self.open: list[Recorded] = []
+        self.depths: list[int] = []
+
+    def start(self, anchor: str, event: Any) -> None:
+        """Record from ``event``, the start of the list or mapping ``anchor`` names."""
+        events = Recorded()
+        events.append(event)
+        self.by_anchor[anchor] = events
+        self.open.append(events)
+        self.depths.append(1)
+
+    def add(self, event: Any, kind: type) -> None:
+        """Add ``event`` (of type ``kind``) to every recording not finished yet."""
+        step = (kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent) - (
+            kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent
+        )
+        depths = self.depths
+        for index, events in enumerate(self.open):
+            events.append(event)
+            depths[index] += step
+        if depths[-1] == 0:  # the innermost one ends here
+            self.open.pop()
+            depths.pop()
