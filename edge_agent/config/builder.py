@@ -21,17 +21,22 @@ an aliased or merged value still names the line it is written on. An alias of a
 scalar is read again where it is used. The line of an alias is its anchor's line.
 
 Merge keys (``<<: *defaults``, ``<<: [*a, *b]``): explicit keys win over merged ones,
-the first of a list over later ones; a list's items are built last to first. A value
-that was not built where it is written (it sits under a key that is skipped, or in a
-merge list that is built backwards) is built where an alias first needs it, from its
-events read again from the text: a rare case, it costs a second parse up to there.
+the first of a list over later ones; a list's items are built last to first, and the
+items of a merged list (``<<: *list``) are built again at each merge, as they were
+before the reader went one-pass (a problem in them is reported at each merge's path).
+
+A value built away from its place (a merged list's items, a value under a key that
+is skipped or in a merge list, first needed by a later alias) is built from its events
+as recorded the first time through (:mod:`.replay`), never parsed again. Events built
+again count against an ``allowance``: past it the builder raises :class:`Overbuilt`
+(a small file may stand for millions of values, and the scan refuses it only at its
+last line), and the caller measures the rest of the file before building more.
 """
 
 from __future__ import annotations
 
 import sys
-from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -53,32 +58,41 @@ from edge_agent.config.frames import (
     as_steps,
     child_path,
     is_path_key,
+    map_record,
     write,
 )
+from edge_agent.config.replay import Recorded, Recordings
 from edge_agent.config.scalars import MERGE_TAG, SLOW, UNREADABLE, Scalars
-from edge_agent.config.source_map import Items, Keys, Record, SourceMap, Steps
+from edge_agent.config.source_map import Items, Record, SourceMap, Steps
 
-__all__ = ["Builder", "SourceMap"]
+__all__ = ["Builder", "Overbuilt", "SourceMap"]
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
-#: A mapping with more keys than this keeps them in a dict (a lookup per key).
-_FEW_KEYS = 32
+
+
+class Overbuilt(Exception):
+    """Values built again (aliases, merges) went past the builder's allowance."""
 
 
 class Builder:
     """Turns libyaml's events (:meth:`feed`) into plain data plus a :class:`SourceMap`."""
 
-    def __init__(self, source: SourceMap, env: Mapping[str, str] | None, text: str) -> None:
+    def __init__(
+        self,
+        source: SourceMap,
+        env: Mapping[str, str] | None,
+        allowance: Callable[[], int] | None = None,
+    ) -> None:
         """``env`` None: the document reads no environment (a template), and says so.
-        ``text``: the document, read again only for a value built away from its place."""
+        ``allowance``: how many events may be built again so far (asked each time the
+        last answer is used up); None: no bound (the file is known to be in its limits)."""
         self.source = source
         self.scalars = Scalars(env)
         self.problems = self.scalars.problems
         self.reported = self.scalars.reported
         self.bool_words = self.scalars.bool_words
         self.data: Any = None
-        self._text = text
         self._stack: list[Frame] = []
         #: Anchor -> the list or mapping as first built.
         self._built: dict[str, Built] = {}
@@ -88,19 +102,43 @@ class Builder:
         self._collections: dict[str, tuple[str, bool]] = {}
         #: Keys tuples shared by the mappings' records.
         self._key_tuples: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        #: Anchor -> the events of its list or mapping (a mapping built where it is
+        #: written needs none).
+        self._recordings = Recordings()
+        self._events = self._recordings.by_anchor
+        self._allowance = allowance
+        #: Events built again so far, and how many may be before asking again.
+        self._again = 0
+        self._allowed = 0 if allowance is not None else sys.maxsize
 
     # ------------------------------------------------------------------ events
 
     def feed(self, event: Event) -> None:
-        """Take the next event of the document."""
+        """Take the next event of the document (each event once, in order)."""
         kind = type(event)
-        if kind is yaml.ScalarEvent and event.anchor is not None:
-            self._scalar_anchors[event.anchor] = event
-        elif (kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent) and (
-            event.anchor is not None
-        ):
+        if self._recordings.open:
+            self._recordings.add(event, kind)
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            self._feed(event)
+        elif kind is yaml.ScalarEvent:
+            self._scalar_anchors[anchor] = event
+            self._feed(event)
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             tag = event.tag or (_MAP_TAG if kind is yaml.MappingStartEvent else _SEQ_TAG)
-            self._collections[event.anchor] = (tag, kind is yaml.SequenceStartEvent)
+            self._collections[anchor] = (tag, kind is yaml.SequenceStartEvent)
+            self._feed(event)
+            stack = self._stack
+            if kind is yaml.SequenceStartEvent or not (
+                stack and type(stack[-1]) is Map and stack[-1].anchor == anchor
+            ):  # a list may be merged later; a mapping not built here is built later
+                self._recordings.start(anchor, event)
+        else:
+            self._feed(event)
+
+    def _feed(self, event: Event) -> None:
+        """Take the next event, of the document or of a value built again."""
+        kind = type(event)
         stack = self._stack
         if not stack:
             if kind in _VALUE_EVENTS:
@@ -130,6 +168,9 @@ class Builder:
     def scalar(self, event: Event) -> None:
         """Take the next event, a scalar without an anchor: :meth:`feed`, faster for
         the everyday key or value (nine events in ten)."""
+        if self._recordings.open:
+            for events in self._recordings.open:
+                events.append(event)
         stack = self._stack
         top = stack[-1] if stack else None
         kind = type(top)
@@ -149,7 +190,7 @@ class Builder:
                 top.line_list.append(line)
                 return
             if top.mode != PATH:
-                self.feed(event)
+                self._feed(event)
                 return
             value = self.scalars.plain(event)
             if value is SLOW:
@@ -170,7 +211,7 @@ class Builder:
             if top.kids is not None:
                 top.kids.append(None)
         else:
-            self.feed(event)
+            self._feed(event)
 
     def _value(self, event: Event, path: Loc) -> None:
         """Start (or, for a scalar or an alias, build) the value at ``path``."""
@@ -204,24 +245,18 @@ class Builder:
             self.source.origins[path] = built.path
             self._done(built.value, built.line, None, built.path)
             return
-        for event in self._events_of(anchor):  # first built here
-            self.feed(event)
+        self._replay(self._events[anchor], 0, None)  # first built here, from its events
 
-    def _events_of(self, anchor: str) -> list[Event]:
-        """The events of the anchored list or mapping, read again from the text."""
-        events: list[Event] = []
-        depth = 0
-        for event in yaml.parse(self._text, Loader=_LOADER):
-            if depth == 0 and getattr(event, "anchor", None) != anchor:
-                continue
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-            events.append(event)
-            if depth == 0:
-                return events
-        raise AssertionError(f"anchor &{anchor} not found again")  # the scan saw it
+    def _replay(self, events: Recorded, start: int, stop: int | None) -> None:
+        """Build recorded events (again), within the allowance."""
+        for event in events.events(start, stop):
+            self._again += 1
+            if self._again > self._allowed:
+                assert self._allowance is not None
+                self._allowed = self._allowance()
+                if self._again > self._allowed:
+                    raise Overbuilt
+            self._feed(event)
 
     def _end(self, frame: Frame) -> None:
         """A list or mapping is complete: give it to its parent."""
@@ -229,7 +264,7 @@ class Builder:
         value: Any
         if type(frame) is Map:
             value = self._map_value(frame)
-            record = self._map_record(frame)
+            record = map_record(frame, self._key_tuples)
         else:
             assert isinstance(frame, Seq)
             value = frame.items
@@ -378,27 +413,6 @@ class Builder:
                 origins[(*frame.path, key)] = (*origin, key)
         return {**frame.merged, **result}
 
-    def _map_record(self, frame: Map) -> Record | None:
-        if frame.steps is not None:
-            return frame.steps
-        keys = frame.keys
-        if not keys:
-            return None
-        lines = frame.line_list
-        first = lines[0]
-        kids = None if frame.kids is None else tuple(frame.kids)
-        if len(keys) > _FEW_KEYS:
-            return Steps(
-                {key: (lines[i], None if kids is None else kids[i]) for i, key in enumerate(keys)}
-            )
-        shared = tuple(keys)
-        shared = self._key_tuples.setdefault(shared, shared)
-        if lines[-1] - first == len(lines) - 1 and all(
-            line == first + i for i, line in enumerate(lines)
-        ):
-            return Keys(shared, first, kids)
-        return Keys(shared, array("I", lines), kids)
-
     # ------------------------------------------------------------------ merge keys
 
     def _merge_value(self, frame: Map, event: Event) -> None:
@@ -410,40 +424,37 @@ class Builder:
             return
         if kind is yaml.AliasEvent and self._collections.get(event.anchor, ("", False))[1]:
             # `<<: *list`: its items are merged, each built again as a merge list's
-            merge_list = MergeList(frame.path, self._anchor_line(event.anchor))
-            events = self._events_of(event.anchor)
+            events = self._events[event.anchor]
+            merge_list = MergeList(frame.path, events.line(0), events)
+            merge_list.starts = events.item_starts()
             self._stack.append(merge_list)
-            for item in events[1:]:
-                self._buffer(merge_list, item)
+            self._merge_items(merge_list, len(events) - 1)
             return
         self._value(event, where)
 
-    def _anchor_line(self, anchor: str) -> int:
-        built = self._built.get(anchor)
-        if built is not None:
-            return built.line
-        return int(self._events_of(anchor)[0].start_mark.line) + 1
-
     def _buffer(self, frame: MergeList, event: Event) -> None:
+        events = frame.events
         if frame.depth == 1:
             if isinstance(event, yaml.CollectionEndEvent):  # the list's own end
-                self._merge_items(frame)
+                self._merge_items(frame, len(events))
                 return
-            frame.items.append([])  # an item starts
-        frame.items[-1].append(event)
+            frame.starts.append(len(events))  # an item starts
+        events.append(event)
         if isinstance(event, yaml.CollectionStartEvent):
             frame.depth += 1
         elif isinstance(event, yaml.CollectionEndEvent):
             frame.depth -= 1
 
-    def _merge_items(self, frame: MergeList) -> None:
-        """Build the list's items last to first (as PyYAML's merge does), then merge."""
-        items, frame.items = frame.items, []
+    def _merge_items(self, frame: MergeList, stop: int) -> None:
+        """Build the list's items last to first (as PyYAML's merge does), then merge;
+        the last item's events end at ``stop``."""
+        events, starts = frame.events, frame.starts
+        frame.events, frame.starts = Recorded(), []
         frame.building = True
-        for index in range(len(items) - 1, -1, -1):
+        for index in range(len(starts) - 1, -1, -1):
             frame.index = index
-            for event in items[index]:
-                self.feed(event)
+            end = starts[index + 1] if index + 1 < len(starts) else stop
+            self._replay(events, starts[index], end)
         self._stack.pop()
         parent = self._stack[-1]
         assert isinstance(parent, Map)
@@ -472,9 +483,6 @@ _VALUE_EVENTS = (
     yaml.AliasEvent,
     yaml.MappingStartEvent,
     yaml.SequenceStartEvent,
-)
-_LOADER: type[yaml.SafeLoader] | type[yaml.CSafeLoader] = getattr(
-    yaml, "CSafeLoader", yaml.SafeLoader
 )
 
 

@@ -14,7 +14,11 @@ from array import array
 from typing import Any
 
 from edge_agent.config.checks.common import Loc
-from edge_agent.config.source_map import Entry, Record, Steps, combine
+from edge_agent.config.replay import Recorded
+from edge_agent.config.source_map import Entry, Keys, Record, Steps, combine
+
+#: A mapping with more keys than this keeps them in a dict (a lookup per key).
+_FEW_KEYS = 32
 
 #: libyaml's events, taken by ``type()`` for speed (types-PyYAML's base Event declares
 #: none of ``anchor``, ``tag``, ``value``, and a mark that may be None).
@@ -102,12 +106,17 @@ class Map(Frame):
 class MergeList(Frame):
     """``<<: [*a, *b]``: the events, kept until the end, then built last to first."""
 
-    __slots__ = ("building", "depth", "index", "items", "kids")
+    __slots__ = ("building", "depth", "events", "index", "kids", "starts")
 
-    def __init__(self, path: Loc, line: int) -> None:
+    def __init__(self, path: Loc, line: int, events: Recorded | None = None) -> None:
+        """``events``: a merged list's (``<<: *list``), whole, else the list's events are
+        kept as they come (:meth:`~edge_agent.config.builder.Builder.feed`)."""
         super().__init__(path, line, None)
         self.depth = 1
-        self.items: list[list[Event]] = []
+        self.events = Recorded() if events is None else events
+        #: Where each item's events start; the last item's end where the events end
+        #: (a merged list's own end is one before).
+        self.starts: list[int] = []
         self.kids: dict[Any, Entry] = {}
         #: The items are being built; ``index``: the one being built.
         self.building = False
@@ -146,3 +155,27 @@ def write(steps: Steps, step: Any, line: int | None, kid: Record | None) -> None
 def is_path_key(key: Any) -> bool:
     """Keys that can be part of a :data:`Loc` (``True`` is an int, but not a path step)."""
     return isinstance(key, str | int) and not isinstance(key, bool)
+
+
+def map_record(frame: Map, key_tuples: dict[tuple[Any, ...], tuple[Any, ...]]) -> Record | None:
+    """The lines of a finished mapping as a record; ``key_tuples``: keys tuples shared
+    by the records of mappings with the same keys."""
+    if frame.steps is not None:
+        return frame.steps
+    keys = frame.keys
+    if not keys:
+        return None
+    lines = frame.line_list
+    first = lines[0]
+    kids = None if frame.kids is None else tuple(frame.kids)
+    if len(keys) > _FEW_KEYS:
+        return Steps(
+            {key: (lines[i], None if kids is None else kids[i]) for i, key in enumerate(keys)}
+        )
+    shared = tuple(keys)
+    shared = key_tuples.setdefault(shared, shared)
+    if lines[-1] - first == len(lines) - 1 and all(
+        line == first + i for i, line in enumerate(lines)
+    ):
+        return Keys(shared, first, kids)
+    return Keys(shared, array("I", lines), kids)
