@@ -21,7 +21,8 @@ The values are rounded as the drivers deliver them (float32 as their shortest de
 scaled integers exact in decimal); ``--unrounded`` encodes them as they were before
 (17-digit float32, ``12.100000000000001``), so the two runs show what shorter numbers
 save in the sinks. The rounding itself is timed per value it applies to: the float32
-of a block (``shortest_float32``; beside it its list path, without numpy and orjson), a
+of a block (``shortest_float32``: values 0-500 and float32 counters 1e6-1e9, whose
+midpoints are short decimals; beside it its list path, without numpy and orjson), a
 scaled integer (``DecimalScale``) beside the bare float arithmetic it replaced, and a
 whole 500-tag block decode of bench_codec's mix.
 """
@@ -192,6 +193,7 @@ def main() -> None:
     per_value = dict.fromkeys(cases, len(batch))
     rng = random.Random(2)
     floats = [_float32(rng.uniform(0, 500)) for _ in range(args.tags // 4)]
+    counters = [_float32(rng.uniform(1e6, 1e9)) for _ in range(args.tags // 4)]
     raws = [rng.randrange(65535) for _ in range(args.tags)]
     tenth = DecimalScale(0.1)
     tags = make_tags(args.tags, lambda i: MIX[i % len(MIX)])
@@ -211,6 +213,10 @@ def main() -> None:
         "float32 shortest decimal (numpy + orjson)": (
             lambda: shortest_float32_compiled(floats),
             len(floats),
+        ),
+        "float32 shortest decimal, counters 1e6-1e9": (
+            lambda: shortest_float32_compiled(counters),
+            len(counters),
         ),
         "float32 shortest decimal, list path (before)": (
             lambda: shortest_float32_listwise(floats),

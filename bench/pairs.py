@@ -94,8 +94,11 @@ def run_pairs(
                 log(f"  pair {i + 1}: ratio {pair.get('agent_floor_ratio')}")
         record["pairs"] = results
         record["window_s"] = results[0].get("window_s", 0)
-        record.update(summarise(results))
-        record["warnings"] = [f"pair {p['pair']}: {w}" for p in results for w in p["warnings"]]
+        summary = summarise(results)
+        record.update(summary)
+        record["warnings"] = [
+            f"pair {p['pair']}: {w}" for p in results for w in p["warnings"]
+        ] + summary["warnings"]
         record["loadavg_at_end"] = _loadavg()
         return _finish_record(record, options, stem)
     finally:
@@ -126,16 +129,36 @@ def _other_load(pair: Mapping[str, Any]) -> float:
     )
 
 
+def _figures(pairs: Sequence[Mapping[str, Any]], side: str) -> list[float]:
+    """The ``side``'s CPU per value of each pair that has one."""
+    found = (p.get(side, {}).get("cpu_us_per_value") for p in pairs)
+    return [x for x in found if x is not None]
+
+
+def _no_ratio(pair: Mapping[str, Any]) -> str:
+    """Why a pair has no ratio, in a WARNING line of the table."""
+    missing = [
+        f"the {side} {verb} nothing (no CPU per value)"
+        for side, verb in (("agent", "delivered"), ("floor", "read"))
+        if not pair.get(side, {}).get("cpu_us_per_value")
+    ]
+    why = " and ".join(missing) or "no agent/floor ratio"
+    return f"pair {pair['pair']}: {why}; left out of the median"
+
+
 def summarise(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The series' figures: each ratio's median and range, and the worst of the rest.
 
     ``agent_floor_ratio`` is the median of the pairs' own ratios (not the ratio of the
     medians), so that a pair measured while the machine was busy moves the figure no
-    more than one pair.
+    more than one pair. A pair without a ratio (its agent delivered nothing, or its
+    floor read nothing: no CPU per value) is left out of the medians and named in
+    ``warnings``, so the count of pairs behind the figure is never a silent loss.
     """
     ratios = [p["agent_floor_ratio"] for p in pairs if p.get("agent_floor_ratio")]
-    agent_us = [p["agent"]["cpu_us_per_value"] for p in pairs if p.get("agent")]
-    floor_us = [p["floor"]["cpu_us_per_value"] for p in pairs if p.get("floor")]
+    agent_us = _figures(pairs, "agent")
+    floor_us = _figures(pairs, "floor")
+    warnings = [_no_ratio(p) for p in pairs if not p.get("agent_floor_ratio")]
     lost = [_all_lost(p.get("delivery", {})) for p in pairs]
     p99 = [p.get("delivery", {}).get("latency_ms", {}).get("p99") for p in pairs]
     jitter = [p.get("delivery", {}).get("jitter_ms", {}).get("p99") for p in pairs]
@@ -149,6 +172,7 @@ def summarise(pairs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "floor_cpu_us_per_value": _spread(floor_us),
         "other_load_cores": _spread(foreign),
         "loadavg_1m": _spread([v[0] for p in pairs for v in p.get("loadavg", {}).values()]),
+        "warnings": warnings,
     }
     # For check_targets: the median CPU, the worst of everything else.
     summary["agent"] = {

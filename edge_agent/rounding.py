@@ -20,16 +20,22 @@ scaled integers
     multiplication and a division.
 
 Speed: a poll hands over whole blocks, so :func:`shortest_float32` works on lists. A
-list of :data:`COMPILED_FROM` values or more goes through a compiled writer: numpy packs
-it as float32 and orjson writes each float32's shortest decimal (Ryu: shortest, the
-closest of the shortest, ties to the even digit: the definition above) and parses the
-text back, about 60 ns per value against 1 µs for the list path below (one ``%``
-formatting call and one ``struct`` round trip per candidate length for the whole
-list). Both are imported once :data:`COMPILED_AFTER` values have taken the list path,
-and not in the first :data:`COMPILED_DELAY_S` seconds, so a plant without float32 tags
-never loads numpy (about 50 ms and 13 MB; the InfluxDB client loads it anyway) and no
-plant loads it during its start. Hypothesis tests hold both paths to
-:func:`shortest_float32_exact`; bench/bench_encode.py measures them.
+list of :data:`COMPILED_FROM` values or more goes through a compiled writer
+(edge_agent/rounding_compiled.py): numpy packs it as float32 and orjson writes each
+float32's shortest decimal (Ryu) and parses the text back. Ryu's decimal is the
+shortest that reads back as the float32 directly; read back through float64, as
+everyone does, it is not always (a double rounding onto the midpoint between two
+float32: rare, found by running every float32): so that module also flags every
+value next to such a midpoint, and every result is checked to pack back to the value
+it came from; flagged and failing values take the list path. About 180 ns per value, checks
+included, against 1 µs for the list path below (one ``%`` formatting call and one
+``struct`` round trip per candidate length for the whole list). Both are imported once
+:data:`COMPILED_AFTER` values have taken the list path, and not in the first
+:data:`COMPILED_DELAY_S` seconds, so a plant without float32 tags never loads numpy
+(about 50 ms and 13 MB; the InfluxDB client loads it anyway) and no plant loads it
+during its start; without numpy or orjson the list path serves for good (a warning
+says so, once). Hypothesis tests hold both paths to :func:`shortest_float32_exact`,
+on random bits and next to short-decimal midpoints; bench/bench_encode.py measures them.
 """
 
 from __future__ import annotations
@@ -37,11 +43,15 @@ from __future__ import annotations
 import operator
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Context, Decimal
 from functools import lru_cache
 from itertools import compress
 from typing import Any, Final
+
+import structlog
+
+log = structlog.get_logger("edge_agent.rounding")
 
 _F32 = struct.Struct("<f")
 #: Enough digits for any product and sum below: decimal arithmetic here never rounds.
@@ -83,7 +93,9 @@ COMPILED_FROM: Final = 4
 COMPILED_AFTER: Final = 10_000
 COMPILED_DELAY_S: Final = 3.0
 
-_compiled: Any = None
+_compiled: Callable[[bytes], tuple[list[Any], list[int]]] | None = None
+#: What could not be imported, once it failed: the list path then serves for good.
+_missing: str | None = None
 _listed = 0
 _since: float | None = None
 
@@ -98,41 +110,68 @@ def shortest_float32(values: Sequence[float]) -> list[float]:
     if _compiled is not None:
         if len(values) >= COMPILED_FROM:
             return shortest_float32_compiled(values)
-    else:
+    elif _missing is None:
         now = time.monotonic()
         if _since is None:
             _since = now
-        if _listed >= COMPILED_AFTER and now - _since >= COMPILED_DELAY_S:
+        if _listed >= COMPILED_AFTER and now - _since >= COMPILED_DELAY_S and _loaded():
             return shortest_float32_compiled(values)
         _listed += len(values)
     return shortest_float32_listwise(values)
 
 
+def _loaded() -> bool:
+    """Load the compiled path; without numpy or orjson, say so once and stay listwise."""
+    global _compiled, _missing
+    try:
+        _compiled = _load_compiled()
+    except ImportError as exc:
+        _missing = exc.name or str(exc)
+        log.warning(
+            "float32_rounding_without_numpy_or_orjson",
+            missing=_missing,
+            error=str(exc),
+            effect="float32 values are rounded by the slower pure-Python path "
+            "(same values, about 1 µs each)",
+        )
+        return False
+    return True
+
+
 def shortest_float32_compiled(values: Sequence[float]) -> list[float]:
-    """:func:`shortest_float32` through numpy and orjson (imported on the first call)."""
+    """:func:`shortest_float32` through numpy and orjson (imported on the first call;
+    ImportError without them).
+
+    Ryu's decimal for each value (edge_agent/rounding_compiled.py), except where that
+    module cannot vouch for it or it does not pack back to the value it came from
+    (NaN, ±inf, a value that was not a float32): those take the list path, so the
+    paths agree outside the contract too (a float64 that is no float32, an int, a
+    value beyond float32: OverflowError from both).
+    """
     global _compiled
     if _compiled is None:
         _compiled = _load_compiled()
-    result: list[Any] = _compiled(values)
-    if None in result:  # orjson writes NaN and ±inf as null: give them back as they came
-        for i, value in enumerate(result):
-            if value is None:
-                result[i] = values[i]
+    if not values:
+        return []
+    packer = _plan(len(values))[0]
+    result, redo = _compiled(packer.pack(*values))  # OverflowError beyond float32, as listed
+    for i in redo:
+        result[i] = values[i]  # a stand-in that packs; replaced below
+    back = packer.unpack(packer.pack(*result))
+    if back != tuple(values):  # NaN (never equal), or a value that was not a float32
+        redo = sorted({*redo, *compress(range(len(values)), map(operator.ne, back, values))})
+    if redo:
+        again = shortest_float32_listwise([values[i] for i in redo])
+        for i, value in zip(redo, again, strict=True):
+            result[i] = value
     return result
 
 
-def _load_compiled() -> Any:
-    """``values -> list`` through numpy float32 and orjson (see the module doc)."""
-    import numpy as np
-    import orjson
+def _load_compiled() -> Callable[[bytes], tuple[list[Any], list[int]]]:
+    """:func:`edge_agent.rounding_compiled.shortest_candidates` (imports numpy, orjson)."""
+    from edge_agent.rounding_compiled import shortest_candidates
 
-    array, float32, dumps, loads = np.array, np.float32, orjson.dumps, orjson.loads
-    option = orjson.OPT_SERIALIZE_NUMPY
-
-    def compiled(values: Sequence[float]) -> Any:
-        return loads(dumps(array(values, float32), option=option))
-
-    return compiled
+    return shortest_candidates
 
 
 def shortest_float32_listwise(values: Sequence[float]) -> list[float]:

@@ -33,7 +33,11 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+import structlog
+
 from edge_agent.model import Value
+
+log = structlog.get_logger("edge_agent.sink")
 
 #: Value lists whose text is kept.
 RECENT: Final = 64
@@ -61,9 +65,7 @@ def values_json(values: list[Value]) -> str | None:
         return hit[1]
     global _dumps  # orjson on the first list (6 ms to import): not at start
     if _dumps is None:
-        import orjson
-
-        _dumps = orjson.dumps
+        _dumps = _load_dumps()
     text: str | None
     try:
         raw = _dumps(values)
@@ -81,6 +83,27 @@ def values_json(values: list[Value]) -> str | None:
             del _recent[next(iter(_recent))]  # the oldest: dicts keep insertion order
         _recent[key] = (values, text)
     return text
+
+
+def _load_dumps() -> Callable[[Any], bytes]:
+    """``orjson.dumps``; without orjson, say so once and let :data:`ENCODER` write all."""
+    try:
+        import orjson
+    except ImportError as exc:
+        log.warning(
+            "value_text_without_orjson",
+            error=str(exc),
+            effect="the MQTT and InfluxDB sinks write values with Python's json encoder "
+            "(same text, about 3x the CPU)",
+        )
+        return _nothing
+    dumps: Callable[[Any], bytes] = orjson.dumps
+    return dumps
+
+
+def _nothing(_values: Any) -> bytes:
+    """No text: :func:`values_json` then takes :data:`ENCODER`'s."""
+    return b""
 
 
 def _trusted(raw: bytes, values: list[Value]) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from bench.pairs import render_pairs, summarise
 
 
@@ -66,3 +68,45 @@ def test_table_names_every_pair_and_the_median_with_its_range() -> None:
     assert "floor,agent" in text
     assert "agent,floor" in text
     assert "at start [1.0, 0.5, 0.2], at end [1.1, 0.6, 0.3]" in text
+
+
+def without(n: int, side: str) -> dict[str, Any]:
+    """A pair whose ``side`` had no CPU per value (the agent delivered nothing, or the
+    floor read nothing): no ratio, as run_pairs builds it."""
+    gone = pair(n, 3.0, 2.0)
+    gone[side]["cpu_us_per_value"] = None
+    del gone["agent_floor_ratio"]
+    return gone
+
+
+@pytest.mark.parametrize("side", ["agent", "floor"])
+def test_a_pair_without_a_figure_is_left_out_of_the_medians_and_named(side: str) -> None:
+    """Before: statistics.median of floats and a None raised TypeError after every pair
+    had run (no record, no table); the ratio's median silently counted one pair fewer."""
+    pairs = [pair(1, 3.0, 2.0), without(2, side), pair(3, 4.0, 2.0)]
+    pairs[1]["delivery"]["values_lost"] = 300_000
+    summary = summarise(pairs)
+    assert summary["agent_floor_ratio_spread"]["n"] == 2
+    assert summary[f"{side}_cpu_us_per_value"]["n"] == 2
+    assert summary["delivery"]["values_lost"] == 300_000
+    verb = "delivered" if side == "agent" else "read"
+    assert summary["warnings"] == [
+        f"pair 2: the {side} {verb} nothing (no CPU per value); left out of the median"
+    ]
+    record: dict[str, Any] = {
+        "scenario": "modbus-scale",
+        "params": {"devices": 20, "tags": 500, "interval_s": 1.0, "warmup_s": 5.0, "pairs": 3},
+        "pairs": pairs,
+        **summary,
+    }
+    text = render_pairs(record)
+    assert f"WARNING: pair 2: the {side} {verb} nothing" in text
+    assert "2 pairs" in text
+
+
+def test_a_series_where_no_pair_has_a_figure_still_gives_its_table() -> None:
+    pairs = [without(1, "agent"), without(2, "agent")]
+    summary = summarise(pairs)
+    assert summary["agent_floor_ratio"] is None
+    assert summary["agent"]["cpu_us_per_value"] is None
+    assert len(summary["warnings"]) == 2
