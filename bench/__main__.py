@@ -378,8 +378,14 @@ def _opcua(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from bench import bench_opcua
 
     seconds = 10.0 if args.duration is None else args.duration
-    runs = asyncio.run(bench_opcua.main(seconds, args.rounds, tuple(args.nodes)))
-    record = {"scenario": "opcua", "seconds_per_measurement": seconds, "runs": runs}
+    records = asyncio.run(bench_opcua.main(seconds, args.rounds, tuple(args.nodes)))
+    record = {
+        "scenario": "opcua",
+        "seconds_per_measurement": seconds,
+        "runs": [r for r in records if "summary" not in r],
+        # Per size and mode: the median and range over the pairs, and the load.
+        "summaries": [r for r in records if "summary" in r],
+    }
     print(f"  record: {_save(record, args, argv, 'opcua')}")
     return 0
 

@@ -83,6 +83,11 @@ def test_the_opcua_and_outbox_scenarios_run_and_write_their_records(tmp_path: Pa
     for run in runs:
         assert run["agent_values_per_s"] > 0
         assert run["floor_values_per_s"] > 0
+    summaries = json.loads(path.read_text())["summaries"]
+    assert [(s["nodes"], s["mode"], s["summary"]["pairs"]) for s in summaries] == [
+        (50, "read", 1),
+        (50, "subscribe", 1),
+    ]
 
     outbox = run_bench("outbox", "--append-batches", "200", "--out", str(tmp_path))
     assert outbox.returncode == 0, outbox.stdout + outbox.stderr
