@@ -96,6 +96,16 @@ def timed_run(tree: Tree, plant: Path, state: Path) -> dict[str, float]:
     return marks
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, then SIGKILL if the simulators have not exited within 10 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def _summary(values: list[float]) -> str:
     return (
         f"median {statistics.median(values):.3f} s, range {min(values):.3f}-{max(values):.3f},"
@@ -142,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     tree.runs.append(timed_run(tree, args.config, state))
     finally:
         if sims is not None:
-            sims.send_signal(signal.SIGINT)
-            sims.communicate(timeout=30)
+            _stop(sims)
     load_after = os.getloadavg()
 
     case = "fresh state (fits the baseline)" if args.fresh_state else "cached state"
