@@ -97,8 +97,12 @@ def timed_run(tree: Tree, plant: Path, state: Path) -> dict[str, float]:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Ctrl-C, then SIGKILL if the simulators have not exited within 10 s."""
-    proc.send_signal(signal.SIGINT)
+    """SIGTERM, then SIGKILL if the simulators have not exited within 10 s.
+
+    Not SIGINT: a shell that runs this in the background starts it, and so the
+    simulators, with SIGINT ignored, and ``edge-agent simulate`` stops on SIGINT only
+    through asyncio's default handler, which Python does not install then."""
+    proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
