@@ -165,36 +165,28 @@ def test_the_core_model_and_the_calculators_import_no_pydantic(module: str) -> N
     assert result.stdout.strip() == ""
 
 
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return [m for m in result.stdout.strip().split(",") if m]
+
+
 def test_the_service_imports_its_web_stack_only_for_a_listener() -> None:
     """aiohttp, prometheus_client and the console are about a fifth of a second of the
     start: a plant without ``service.health`` (the demo plant) must not pay for them."""
-    code = (
-        "import sys, edge_agent.cli, edge_agent.service.supervisor\n"
-        "heavy = [m for m in ('aiohttp', 'prometheus_client', 'edge_agent.console.app',"
-        " 'edge_agent.service.health') if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert result.stdout.strip() == ""
+    web = ("aiohttp", "prometheus_client", "edge_agent.console.app", "edge_agent.service.health")
+    assert _loaded_after("import edge_agent.cli, edge_agent.service.supervisor", web) == []
 
 
 def test_the_command_line_imports_the_config_models_only_for_a_command() -> None:
     """``edge-agent --version`` and ``--help`` are the first things a user times: the
     pydantic config models (a fifth of a second to build) load with a command that
     reads a plant file, not with the command line itself."""
-    code = (
-        "import sys, edge_agent.cli\n"
-        "edge_agent.cli.build_parser()\n"
-        "heavy = [m for m in ('edge_agent.config', 'pydantic', 'yaml', 'structlog')"
-        " if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
-    )
-    assert result.stdout.strip() == ""
+    models = ("edge_agent.config", "pydantic", "yaml", "structlog")
+    assert _loaded_after("import edge_agent.cli\nedge_agent.cli.build_parser()", models) == []
 
 
 def test_the_core_imports_no_protocol_library() -> None:
